@@ -1,0 +1,173 @@
+"""The common backend interface.
+
+A backend is a class with a ``name``; an instance answers :meth:`Backend.supports` for a
+scenario/device/dtype and builds a :class:`Prepared` tracker with :meth:`Backend.prepare`.
+A prepared tracker moves particles in and out of the code (not timed) and tracks them
+(timed)::
+
+    prepared = backend.prepare(scenario, device="cpu", dtype="float64")
+    handle = prepared.inject(particles)      # (N, 6) float64 numpy, ImpactX coordinates
+    handle = prepared.run(handle)            # the timed part
+    prepared.synchronize()
+    final = prepared.extract(handle)         # (N, 6) float64 numpy, same particle order
+    prepared.close()
+
+``prepared.track(particles)`` does all of it. Coordinates at the boundary are always
+ImpactX's canonical (x, px, y, py, t, pt); each adapter converts exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from harness.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A case the backend cannot run, with a reason the user can act on. Falsy."""
+
+    reason: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Supported:
+    """A case the backend can run. ``model`` names what it runs (see :attr:`Prepared.model`)."""
+
+    model: str
+    note: str = ""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend's package imports, its version, and how to install it if not."""
+
+    available: bool
+    version: str | None
+    hint: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def package_version(distribution: str) -> str | None:
+    """Installed version of a distribution, or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def model_signature(scenario: Scenario) -> str:
+    """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
+    ``paraxial+exact``) plus the space-charge model when there is one."""
+    label = "+".join(scenario.tiers) or "linear"
+    if scenario.space_charge is not None:
+        label += f"|sc:{scenario.space_charge.kind}"
+    return label
+
+
+class Prepared(ABC):
+    """A scenario translated for one backend, device and dtype, ready to track."""
+
+    #: What is run: :func:`model_signature` of the scenario when the backend runs exactly the
+    #: scenario's model, or ``stand-in:<description>`` when it runs a named stand-in.
+    model: str = ""
+    #: Threads the backend uses for tracking.
+    threads: int = 1
+
+    @abstractmethod
+    def inject(self, particles: np.ndarray) -> Any:
+        """Hand ``(N, 6)`` float64 particles to the code (not timed)."""
+
+    @abstractmethod
+    def run(self, handle: Any) -> Any:
+        """Track the injected particles through the lattice (the timed part)."""
+
+    @abstractmethod
+    def extract(self, handle: Any) -> np.ndarray:
+        """Final particles as ``(N, 6)`` float64 numpy, in the order they were injected."""
+
+    def synchronize(self) -> None:
+        """Wait for asynchronous device work (CUDA) to finish."""
+
+    def close(self) -> None:
+        """Release the code's resources."""
+
+    def track(self, particles: np.ndarray) -> np.ndarray:
+        """inject -> run -> extract."""
+        handle = self.run(self.inject(particles))
+        self.synchronize()
+        return self.extract(handle)
+
+    def __enter__(self) -> Prepared:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """An adapter for one tracking code."""
+
+    #: Registry id (``impactx``, ``cheetah``, ``inhouse``).
+    name: ClassVar[str]
+    #: PyPI distribution that provides the code, and the hint shown when it is missing.
+    distribution: ClassVar[str]
+    install_hint: ClassVar[str] = ""
+    #: Element kinds (PALS kinds, plus ``Aperture``) the adapter translates.
+    element_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the backend can give gradients by automatic differentiation.
+    differentiable: ClassVar[bool] = False
+
+    @classmethod
+    def availability(cls) -> Availability:
+        """Whether the code imports, with its version (never raises)."""
+        version = package_version(cls.distribution)
+        if version is None:
+            return Availability(False, None, cls.install_hint)
+        try:
+            cls._import()
+        except Exception as error:  # noqa: BLE001 - any import failure means unavailable
+            return Availability(False, version, f"{cls.install_hint} ({error})")
+        return Availability(True, version, "", cls.dependency_versions())
+
+    @classmethod
+    def dependency_versions(cls) -> dict[str, str]:
+        """Versions of the code and what it runs on (recorded with every result)."""
+        out = {cls.distribution: package_version(cls.distribution) or "missing"}
+        for dep in ("torch", "numpy"):
+            version = package_version(dep)
+            if version:
+                out[dep] = version
+        return out
+
+    @classmethod
+    @abstractmethod
+    def _import(cls) -> None:
+        """Import the code (raises when it is not usable)."""
+
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        """Whether this backend can run the scenario; the base checks element kinds."""
+        for element in scenario.elements:
+            if element.kind not in self.element_kinds:
+                return Unsupported(f"{self.name} does not translate element kind "
+                                   f"{element.kind!r} ({element.name}); it translates "
+                                   f"{sorted(self.element_kinds)}")
+        return Supported(model_signature(scenario))
+
+    @abstractmethod
+    def prepare(self, scenario: Scenario, device: str = "cpu",
+                dtype: str = "float64") -> Prepared:
+        """Translate the scenario; call only after :meth:`supports` said yes."""

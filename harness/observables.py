@@ -1,0 +1,103 @@
+"""Beam observables from particle arrays: one implementation for every backend.
+
+Works on numpy arrays and torch tensors (differentiable), with an optional leading batch
+dimension: particles have shape ``(..., N, 6)`` in ImpactX order (x, px, y, py, t, pt).
+Optional per-particle weights (e.g. a survival mask) weight every moment.
+
+Definitions (rms, statistical; Wolski, *Beam Dynamics in High Energy Particle
+Accelerators*, ch. 5):
+
+* ``mean_c``, ``sigma_c``: first moment and rms spread of coordinate c.
+* ``emittance_p`` = sqrt(<u^2><u'^2> - <u u'>^2) over the centred (u, u') pair of plane p,
+  geometric [m rad] (for t: [m]); ``norm_emittance_p`` = beta0*gamma0 * emittance_p.
+* ``beta_p`` = <u^2>/eps_p [m], ``alpha_p`` = -<u u'>/eps_p.
+* ``dispersion_x`` = <x delta>/<delta^2> with delta ~= -pt/beta0 [m] (likewise px, y, py).
+* ``survival``: weighted fraction of particles (1 without a mask).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+INDEX = {"x": 0, "px": 1, "y": 2, "py": 3, "t": 4, "pt": 5}
+PLANES = {"x": (0, 1), "y": (2, 3), "t": (4, 5)}
+
+
+def _is_torch(a: Any) -> bool:
+    return type(a).__module__.startswith("torch")
+
+
+def _sum(a, axis: int):
+    return a.sum(dim=axis) if _is_torch(a) else a.sum(axis=axis)
+
+
+def moments(particles, weights=None):
+    """Weighted mean ``(..., 6)`` and covariance ``(..., 6, 6)`` of particles ``(..., N, 6)``."""
+    if weights is None:
+        n = particles.shape[-2]
+        mean = _sum(particles, -2) / n
+        centred = particles - mean[..., None, :]
+        cov = centred.swapaxes(-1, -2) @ centred / n
+        return mean, cov
+    total = _sum(weights, -1)
+    mean = _sum(particles * weights[..., None], -2) / total[..., None]
+    centred = particles - mean[..., None, :]
+    cov = (centred * weights[..., None]).swapaxes(-1, -2) @ centred / total[..., None, None]
+    return mean, cov
+
+
+def _sqrt(a):
+    return a.clamp_min(0.0).sqrt() if _is_torch(a) else np.sqrt(np.maximum(a, 0.0))
+
+
+def observables_from_moments(mean, cov, names: list[str], beta_gamma: float = 1.0,
+                             beta0: float = 1.0, survival=None) -> dict[str, Any]:
+    """Observables from first and second moments (see the module docstring)."""
+    out: dict[str, Any] = {}
+    for name in names:
+        kind, _, arg = name.partition("_")
+        if name == "survival":
+            out[name] = 1.0 if survival is None else survival
+        elif kind == "mean":
+            out[name] = mean[..., INDEX[arg]]
+        elif kind == "sigma":
+            out[name] = _sqrt(cov[..., INDEX[arg], INDEX[arg]])
+        elif name.startswith("norm_emittance_"):
+            i, j = PLANES[name.rsplit("_", 1)[1]]
+            out[name] = beta_gamma * _emittance(cov, i, j)
+        elif kind in ("emittance", "alpha", "beta"):
+            i, j = PLANES[arg]
+            eps = _emittance(cov, i, j)
+            if kind == "emittance":
+                out[name] = eps
+            elif kind == "beta":
+                out[name] = cov[..., i, i] / eps
+            else:
+                out[name] = -cov[..., i, j] / eps
+        elif kind == "dispersion":
+            k = INDEX[arg]
+            out[name] = -beta0 * cov[..., k, 5] / cov[..., 5, 5]
+        else:
+            raise KeyError(f"unknown observable {name!r}")
+    return out
+
+
+def _emittance(cov, i: int, j: int):
+    return _sqrt(cov[..., i, i] * cov[..., j, j] - cov[..., i, j] ** 2)
+
+
+def compute(particles, names: list[str], beta_gamma: float = 1.0, beta0: float = 1.0,
+            weights=None) -> dict[str, Any]:
+    """Observables ``names`` of particles ``(..., N, 6)`` (numpy or torch, differentiable)."""
+    mean, cov = moments(particles, weights)
+    survival = None
+    if weights is not None:
+        survival = _sum(weights, -1) / weights.shape[-1]
+    return observables_from_moments(mean, cov, names, beta_gamma, beta0, survival)
+
+
+def compute_for(particles, names: list[str], reference, weights=None) -> dict[str, Any]:
+    """:func:`compute` with beta0 and beta0*gamma0 of a :class:`harness.reference.Reference`."""
+    return compute(particles, names, reference.beta_gamma, reference.beta, weights)

@@ -1,0 +1,239 @@
+"""Initial particles in ImpactX's canonical coordinates (x, px, y, py, t, pt).
+
+Particles are drawn in two steps, so that the same code serves plain numpy sampling and
+differentiable (reparameterised) sampling in torch:
+
+1. :func:`unit_samples` draws ``(N, 6)`` samples of the distribution's *shape* with unit
+   covariance (seeded numpy ``Generator``, so identical for every backend).
+2. :func:`beam_cholesky` builds the lower-triangular 6x6 ``L`` with ``L L^T = Sigma`` from the
+   Twiss / longitudinal parameters (or the given sigma matrix); particles are ``z @ L.T``.
+
+For Twiss input ``L`` is block-diagonal with the per-plane factor
+``[[sqrt(eps*beta), 0], [-alpha*sqrt(eps/beta), sqrt(eps/beta)]]``, which is exactly ImpactX's
+transform with ``lambdaX = sqrt(eps/gamma)``, ``lambdaPx = sqrt(eps/beta)``,
+``muxpx = alpha/sqrt(beta*gamma)`` (``src/particles/distribution/*.H``).
+
+Shapes (unit covariance in each coordinate):
+
+* ``gaussian``: 6D normal.
+* ``waterbag``: uniform in the 6D ball of radius sqrt(8) (ImpactX ``Waterbag``).
+* ``kv``: transverse uniform on the 4D sphere of radius 2 (Kapchinskij-Vladimirskij);
+  longitudinal uniform in the (t, pt) disk of radius 2.
+* ``semigaussian``: (x, y, t) uniform in the 3D ball of radius sqrt(5); momenta normal.
+* ``kurth6d``: R. Kurth, Q. Appl. Math. 32, 325 (1978); C. Mitchell et al., IPAC2021
+  WEPAB248; the algorithm of ImpactX ``Kurth6D.H`` (positions uniform in a ball, a
+  stationary 6D distribution), scaled by sqrt(5).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from harness.scenario import Beam
+
+COLUMNS = ("x", "px", "y", "py", "t", "pt")
+
+
+def _ball(rng: np.random.Generator, n: int, dim: int, radius: float) -> np.ndarray:
+    """Uniform samples in the ``dim``-ball of the given radius."""
+    direction = rng.standard_normal((n, dim))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    r = rng.random(n) ** (1.0 / dim)
+    return radius * r[:, None] * direction
+
+
+def _sphere(rng: np.random.Generator, n: int, dim: int, radius: float) -> np.ndarray:
+    """Uniform samples on the surface of the ``dim``-sphere of the given radius."""
+    direction = rng.standard_normal((n, dim))
+    return radius * direction / np.linalg.norm(direction, axis=1, keepdims=True)
+
+
+def _kurth6d(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ImpactX ``Kurth6D.H`` algorithm (vectorised), returns columns x, px, y, py, t, pt."""
+    v, costheta, phi, lr, alpha, beta = rng.random((6, n))
+    costheta = 2.0 * (costheta - 0.5)
+    sintheta = np.sqrt(1.0 - costheta**2)
+    phi = 2.0 * math.pi * phi
+    r = v ** (1.0 / 3.0)
+    x = r * sintheta * np.cos(phi)
+    y = r * sintheta * np.sin(phi)
+    t = r * costheta
+    L = r * np.sqrt(lr)
+    pmax = np.sqrt(np.clip(1.0 - (L / r) ** 2 - r**2 + L**2, 0.0, None))
+    pr = pmax * np.cos(math.pi * alpha)
+    p1 = L / r * np.cos(2.0 * math.pi * beta)
+    p2 = L / r * np.sin(2.0 * math.pi * beta)
+    px = pr * sintheta * np.cos(phi) + p2 * costheta * np.cos(phi) - p1 * np.sin(phi)
+    py = pr * sintheta * np.sin(phi) + p2 * costheta * np.sin(phi) + p1 * np.cos(phi)
+    pt = pr * costheta - p2 * sintheta
+    return math.sqrt(5.0) * np.stack([x, px, y, py, t, pt], axis=1)
+
+
+def unit_samples(distribution: str, n: int, seed: int) -> np.ndarray:
+    """``(n, 6)`` float64 samples of a distribution shape with unit covariance (seeded)."""
+    rng = np.random.default_rng(seed)
+    if distribution == "gaussian":
+        return rng.standard_normal((n, 6))
+    if distribution == "waterbag":
+        return _ball(rng, n, 6, math.sqrt(8.0))
+    if distribution == "kv":
+        z = np.empty((n, 6))
+        z[:, :4] = _sphere(rng, n, 4, 2.0)
+        z[:, 4:] = _ball(rng, n, 2, 2.0)
+        return z
+    if distribution == "semigaussian":
+        z = rng.standard_normal((n, 6))
+        z[:, [0, 2, 4]] = _ball(rng, n, 3, math.sqrt(5.0))
+        return z
+    if distribution == "kurth6d":
+        return _kurth6d(rng, n)
+    raise ValueError(f"unknown distribution {distribution!r}")
+
+
+def _namespace(values: list[Any]):
+    """torch if any value is a tensor, else numpy."""
+    for value in values:
+        if type(value).__module__.startswith("torch"):
+            import torch
+
+            return torch
+    return np
+
+
+def plane_factor(beta, alpha, emittance, xp=np):
+    """Lower-triangular 2x2 factor of eps*[[beta, -alpha], [-alpha, gamma]] (beta [m])."""
+    a = (emittance * beta) ** 0.5
+    b = (emittance / beta) ** 0.5
+    zero = a * 0.0
+    return xp.stack([xp.stack([a, zero]), xp.stack([-alpha * b, b])])
+
+
+def longitudinal_factor(sigma_t, sigma_pt, correlation, xp=np):
+    """Lower-triangular 2x2 factor of a (u, p_u) covariance with rms sizes and correlation r."""
+    zero = sigma_t * 0.0
+    return xp.stack([
+        xp.stack([sigma_t, zero]),
+        xp.stack([correlation * sigma_pt, (1.0 - correlation**2) ** 0.5 * sigma_pt]),
+    ])
+
+
+def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
+    """The 6x6 factor L (L L^T = Sigma) of a beam; ``overrides`` maps ``twiss.beta_x`` etc. to
+    values (floats or torch tensors, which makes L differentiable)."""
+    overrides = overrides or {}
+    if beam.sigma_matrix is not None:
+        sigma = np.asarray(beam.sigma_matrix, dtype=np.float64)
+        try:
+            return np.linalg.cholesky(sigma)
+        except np.linalg.LinAlgError:
+            raise ScenarioError(None, "beam.sigma_matrix", "a symmetric positive-definite "
+                                "matrix") from None
+
+    if beam.rms is not None:
+        return _rms_cholesky(beam, overrides)
+
+    def get(group: str, name: str):
+        key = f"{group}.{name}"
+        if key in overrides:
+            return overrides[key]
+        return float(getattr(getattr(beam, group), name))
+
+    values = {f"twiss.{k}": get("twiss", k) for k in type(beam.twiss).model_fields}
+    values.update({f"longitudinal.{k}": get("longitudinal", k)
+                   for k in type(beam.longitudinal).model_fields})
+    xp = _namespace(list(values.values()))
+    if xp is not np:
+        ref = next(v for v in values.values() if type(v).__module__.startswith("torch"))
+        values = {k: v if type(v).__module__.startswith("torch")
+                  else xp.tensor(v, dtype=ref.dtype, device=ref.device)
+                  for k, v in values.items()}
+    blocks = [
+        plane_factor(values["twiss.beta_x"], values["twiss.alpha_x"],
+                     values["twiss.emittance_x"], xp),
+        plane_factor(values["twiss.beta_y"], values["twiss.alpha_y"],
+                     values["twiss.emittance_y"], xp),
+        longitudinal_factor(values["longitudinal.sigma_t"], values["longitudinal.sigma_pt"],
+                            values["longitudinal.correlation"], xp),
+    ]
+    return _block_diag(blocks, xp)
+
+
+def _rms_cholesky(beam: Beam, overrides: dict[str, Any]):
+    """Block-diagonal factor from rms sizes and per-plane correlations (cold beams allowed)."""
+    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(beam.rms, k)))
+              for k in type(beam.rms).model_fields}
+    xp = _namespace(list(values.values()))
+    if xp is not np:
+        ref = next(v for v in values.values() if type(v).__module__.startswith("torch"))
+        values = {k: v if type(v).__module__.startswith("torch")
+                  else xp.tensor(v, dtype=ref.dtype, device=ref.device)
+                  for k, v in values.items()}
+    blocks = [longitudinal_factor(values[f"rms.sigma_{u}"], values[f"rms.sigma_p{u}"],
+                                  values[f"rms.corr_{u}"], xp) for u in ("x", "y", "t")]
+    return _block_diag(blocks, xp)
+
+
+def _block_diag(blocks, xp):
+    if xp is np:
+        out = np.zeros((6, 6))
+        for i, block in enumerate(blocks):
+            out[2 * i:2 * i + 2, 2 * i:2 * i + 2] = block
+        return out
+    return xp.block_diag(*blocks)
+
+
+def load_particle_file(path: str | Path) -> np.ndarray:
+    """Read ``(N, 6)`` particles from ``.npz`` (key ``particles`` or one key per coordinate)
+    or ``.csv`` (header x,px,y,py,t,pt)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path) as data:
+            if "particles" in data:
+                out = np.asarray(data["particles"], dtype=np.float64)
+            else:
+                out = np.stack([np.asarray(data[c], dtype=np.float64) for c in COLUMNS], 1)
+    elif path.suffix == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        out = frame[list(COLUMNS)].to_numpy(dtype=np.float64)
+    else:
+        raise ScenarioError(path, "beam.file", "a .npz or .csv particle file", path.suffix)
+    if out.ndim != 2 or out.shape[1] != 6:
+        raise ScenarioError(path, "beam.file", "an (N, 6) array", out.shape)
+    return out
+
+
+def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> np.ndarray:
+    """Draw the initial particles of a beam: ``(n, 6)`` float64, deterministic for its seed."""
+    n = beam.particles if n is None else int(n)
+    if beam.distribution == "file":
+        path = Path(beam.file)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        data = load_particle_file(path)
+        if n > len(data):
+            raise ScenarioError(path, "beam.particles", f"at most {len(data)} particles", n)
+        return data[:n].copy()
+    z = unit_samples(beam.distribution, n, beam.seed)
+    return z @ beam_cholesky(beam).T
+
+
+def generate_torch(beam: Beam, n: int, overrides: dict[str, Any], dtype=None, device=None):
+    """Reparameterised sampling: the same particles as :func:`generate`, built in the torch
+    graph from beam parameter tensors in ``overrides`` (e.g. ``{"twiss.beta_x": t}``)."""
+    import torch
+
+    z = torch.as_tensor(unit_samples(beam.distribution, n, beam.seed), dtype=dtype,
+                        device=device)
+    factor = beam_cholesky(beam, overrides)
+    if not isinstance(factor, torch.Tensor):
+        factor = torch.as_tensor(factor, dtype=dtype, device=device)
+    return z @ factor.to(dtype=z.dtype).T
