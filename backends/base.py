@@ -99,10 +99,12 @@ class Prepared(ABC):
         """Final particles as ``(N, 6)`` float64 numpy, in the order they were injected."""
 
     def synchronize(self) -> None:
-        """Wait for asynchronous device work (CUDA) to finish."""
+        """Wait for asynchronous device work (CUDA) to finish; synchronous codes need not."""
+        return None
 
     def close(self) -> None:
-        """Release the code's resources."""
+        """Release the code's resources; codes without any need not."""
+        return None
 
     def track(self, particles: np.ndarray) -> np.ndarray:
         """inject -> run -> extract."""

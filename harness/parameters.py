@@ -44,9 +44,11 @@ def resolve_parameter(scenario: Scenario, name: str) -> Parameter:
     element_name, field = parts
     matches = [e for e in scenario.elements if e.name == element_name]
     if not matches:
-        raise KeyError(f"an element name of the lattice: {sorted({e.name for e in scenario.elements})}")
+        names = sorted({e.name for e in scenario.elements})
+        raise KeyError(f"an element name of the lattice: {names}")
     if field not in matches[0].params:
-        raise KeyError(f"a field of {element_name} ({matches[0].kind}): {sorted(matches[0].params)}")
+        fields = sorted(matches[0].params)
+        raise KeyError(f"a field of {element_name} ({matches[0].kind}): {fields}")
     return Parameter(name, "element", element_name, field, float(matches[0].params[field]))
 
 

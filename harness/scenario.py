@@ -275,7 +275,8 @@ def _check_gradients(scenario: Scenario, file) -> None:
 
 
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
-    """A path as given, or a bundled scenario name (``fodo_linear`` -> lattices/fodo_linear.yaml)."""
+    """A path as given, or a bundled scenario name (``fodo_linear`` -> lattices/fodo_linear.yaml).
+    """
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") and path.exists():
         return path

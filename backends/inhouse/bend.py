@@ -1,0 +1,176 @@
+"""Sector-bend maps (angle [rad] = length / rc, rc the signed bending radius [m]).
+
+* linear ``Sbend``: ImpactX ``src/elements/Sbend.H``;
+* linear combined-function ``CFbend`` (sector bend plus quadrupole ``k`` [1/m^2]):
+  ``src/elements/CFbend.H``;
+* exact ``ExactSbend`` (exact map of a uniform field with hard edges normal to the
+  reference orbit; D. L. Bruhwiler et al., EPAC 98, 1171; E. Forest et al., Part. Accel. 45,
+  65 (1994)): ``src/elements/ExactSbend.H``. Particles outside the map's domain are lost;
+* exact combined-function ``ExactCFbend``: ``src/elements/ExactCFbend.H``, symplectic
+  splitting with the exact sector bend (map 1) and the curvilinear quadrupole kick (map 2);
+* pole-face edge ``DipEdge`` (linear model, ``src/elements/DipEdge.H``): thin focusing
+  px += tan(psi)/rc x, py += (g K2 (1 + sin^2 psi)/(rc^2 cos^3 psi) - tan(psi)/rc) y.
+
+Bend matrices are written with sin(t)/t, (1 - cos t)/t and (t - sin t)/t^2
+(:func:`backends.inhouse.numeric.sinc_functions`), equal to ImpactX's rc-based entries for
+a non-zero angle and finite and differentiable at angle 0 (a drift).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from backends.inhouse import integrators
+from backends.inhouse import numeric as nm
+from backends.inhouse.drift import exact_drift_coeffs, exact_drift_push
+from backends.inhouse.maps import Columns, Entries, Kernel
+from backends.inhouse.reference import RefState
+
+
+def sbend_entries(length: nm.Scalar, angle: nm.Scalar, ref: RefState) -> Entries:
+    """Linear sector bend (``Sbend.H``, entries R11..R56 of its ``transport_map``)."""
+    beta = ref.beta
+    sinc, versinc, tsinc = nm.sinc_functions(angle)
+    sin_t = nm.sin(angle)
+    cos_t = nm.cos(angle)
+    r16 = -length * versinc / beta
+    r26 = -sin_t / beta
+    return {
+        (0, 0): cos_t, (0, 1): length * sinc, (0, 5): r16,
+        (1, 0): -sin_t * angle / length, (1, 1): cos_t, (1, 5): r26,
+        (2, 3): length,
+        (4, 0): -r26, (4, 1): -r16,
+        # ImpactX's rc (sin(t)/beta^2 - t), rewritten without its cancellation at small t
+        (4, 5): length / (ref.beta_gamma**2) - length * angle * tsinc / (beta * beta),
+    }
+
+
+def cfbend_entries(length: nm.Scalar, angle: nm.Scalar, k: nm.Scalar,
+                   ref: RefState) -> Entries:
+    """Linear combined-function bend (``CFbend.H``): horizontal strength gx = k + 1/rc^2,
+    vertical gy = -k."""
+    beta = ref.beta
+    h = angle / length  # 1/rc
+    cx, sx, dx, ex = nm.focusing_functions(k + h * h, length)
+    cy, sy = nm.focusing_functions(-k, length, derived=False)
+    gx = k + h * h
+    return {
+        (0, 0): cx, (0, 1): sx, (0, 5): -dx * h / beta,
+        (1, 0): -gx * sx, (1, 1): cx, (1, 5): -sx * h / beta,
+        (2, 2): cy, (2, 3): sy, (3, 2): k * sy, (3, 3): cy,
+        (4, 0): sx * h / beta, (4, 1): dx * h / beta,
+        (4, 5): length / (ref.beta_gamma**2) - ex * h * h / (beta * beta),
+    }
+
+
+def dipedge_entries(psi: nm.Scalar, length: nm.Scalar, angle: nm.Scalar,
+                    gap_k2: nm.Scalar = 0.0) -> Entries:
+    """Linear pole-face map (``DipEdge.H`` linear model) with rc = length/angle of its bend;
+    ``gap_k2`` = g K2 [m] (gap times fringe integral; 0 for a hard edge)."""
+    h = angle / length  # 1/rc
+    r21 = nm.tan(psi) * h
+    sin_psi = nm.sin(psi)
+    cos_psi = nm.cos(psi)
+    vf = (1.0 + sin_psi * sin_psi) / (cos_psi**3) * gap_k2 * h * h
+    return {(1, 0): r21, (3, 2): vf - r21}
+
+
+def _exact_bend_core(columns: Columns, rc, sin_phi, cos_phi, slice_phi, ibeta):
+    """ImpactX's exact sector-bend formulas (``ExactSbend.H``) for one slice; returns the
+    new (x, px, y, t) and the domain mask (particles with |px| >= p_perp are outside)."""
+    x, px, y, py, t, pt = columns
+    pperp2 = pt * pt - 2.0 * ibeta * pt - py * py + 1.0
+    ok1 = pperp2 > px * px
+    pperp2_safe = torch.where(ok1, pperp2, 1.0)
+    px_safe = torch.where(ok1, px, 0.0)
+    pperp = torch.sqrt(pperp2_safe)
+    pzi = torch.sqrt(pperp2_safe - px_safe * px_safe)
+    rho = rc + x
+    px_out = px_safe * cos_phi + (pzi - rho / rc) * sin_phi
+    ok = ok1 & (pperp2_safe > px_out * px_out)
+    px_out_safe = torch.where(ok, px_out, 0.0)
+    pzf = torch.sqrt(pperp2_safe - px_out_safe * px_out_safe)
+    theta = slice_phi + torch.asin(px_safe / pperp) - torch.asin(px_out_safe / pperp)
+    x_out = -rc + rho * cos_phi + rc * (pzf + px_safe * sin_phi - pzi * cos_phi)
+    y_out = y + theta * rc * py
+    t_out = t - theta * rc * (pt - ibeta) - slice_phi * rc * ibeta
+    return x_out, px_out, y_out, t_out, ok
+
+
+def _exact_sbend_push(columns: Columns, coeffs: tuple):
+    x, px, y, py, t, pt = columns
+    rc, sin_phi, cos_phi, phi, ibeta = coeffs
+    x_out, px_out, y_out, t_out, ok = _exact_bend_core(columns, rc, sin_phi, cos_phi, phi,
+                                                       ibeta)
+    # particles outside the domain keep their coordinates and are lost (ImpactX make_invalid)
+    new = (torch.where(ok, x_out, x), torch.where(ok, px_out, px),
+           torch.where(ok, y_out, y), py, torch.where(ok, t_out, t), pt)
+    return new, ok
+
+
+def _exact_sbend_or_drift_push(columns: Columns, coeffs: tuple):
+    """Exact bend, or the exact drift where the (tensor) angle is exactly 0 (``ExactSbend.H``
+    treats phi = 0 as an exact drift)."""
+    bend_coeffs, drift_coeffs, straight = coeffs
+    bent, ok = _exact_sbend_push(columns, bend_coeffs)
+    drifted = exact_drift_push(columns, drift_coeffs)
+    out = tuple(torch.where(straight, d, b) for d, b in zip(drifted, bent, strict=True))
+    return out, ok | straight
+
+
+def exact_sbend_kernel(length: nm.Scalar, angle: nm.Scalar, ref: RefState) -> Kernel:
+    """Exact sector bend of ``angle`` [rad] over ``length`` [m] (``ExactSbend.H``). The map
+    is exact, so ImpactX's slices compose to the one full-length map applied here."""
+    ibeta = 1.0 / ref.beta
+    drift_coeffs = exact_drift_coeffs(length, ref)
+    straight = nm.is_zero(angle)
+    if straight is True:
+        return Kernel(exact_drift_push, drift_coeffs)
+    angle_safe = nm.replace_where(straight, angle, 1.0)
+    rc = length / angle_safe
+    bend_coeffs = (rc, nm.sin(angle_safe), nm.cos(angle_safe), angle_safe, ibeta)
+    if straight is False:
+        return Kernel(_exact_sbend_push, bend_coeffs, loses_particles=True)
+    return Kernel(_exact_sbend_or_drift_push, (bend_coeffs, drift_coeffs, straight),
+                  loses_particles=True)
+
+
+def _cfbend_map1_push(columns: Columns, coeffs: tuple) -> Columns:
+    """Exact sector bend of one sub-step; outside the domain the particle is left unchanged
+    and not lost (``ExactCFbend.H`` map1)."""
+    x, px, y, py, t, pt = columns
+    rc, sin_phi, cos_phi, slice_phi, ibeta = coeffs
+    x_out, px_out, y_out, t_out, ok = _exact_bend_core(columns, rc, sin_phi, cos_phi,
+                                                       slice_phi, ibeta)
+    return (torch.where(ok, x_out, x), torch.where(ok, px_out, px),
+            torch.where(ok, y_out, y), py, torch.where(ok, t_out, t), pt)
+
+
+def _cfbend_map2_push(columns: Columns, coeffs: tuple) -> Columns:
+    """Curvilinear quadrupole kick (``ExactCFbend.H`` map2, multipole order n = 2):
+    dpx = -rho ln(rho) kn, dpy = (y/rc) kn with rho = 1 + x/rc, kn = rc k."""
+    x, px, y, py, t, pt = columns
+    tau, rc, kn = coeffs
+    rho = 1.0 + x / rc
+    dpx = -rho * torch.log(rho) * kn
+    dpy = y / rc * kn
+    return (x, px + tau * dpx, y, py + tau * dpy, t, pt)
+
+
+def exact_cfbend_kernel(length: nm.Scalar, angle: nm.Scalar, k: nm.Scalar, ref: RefState,
+                        nsteps: int, order: int = 2) -> Kernel:
+    """Exact combined-function bend (``ExactCFbend.H`` with k_normal = [1/rc, k]),
+    ``nsteps`` symplectic steps of ``order``. The angle must be non-zero."""
+    ibeta = 1.0 / ref.beta
+    rc = length / angle
+    kn = rc * k
+
+    def map_coeffs(index: int, tau):
+        if index == 1:
+            slice_phi = tau / rc
+            return _cfbend_map1_push, (rc, nm.sin(slice_phi), nm.cos(slice_phi), slice_phi,
+                                       ibeta)
+        return _cfbend_map2_push, (tau, rc, kn)
+
+    sequence = integrators.build_sequence(order, length / nsteps, map_coeffs)
+    return Kernel(integrators.integrate_push, (nsteps, sequence))

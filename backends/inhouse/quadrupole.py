@@ -1,0 +1,119 @@
+"""Quadrupole maps of ImpactX's three model tiers (``k`` [1/m^2], MAD-X K1, k > 0 focuses x).
+
+* linear ``Quad``: ImpactX ``src/elements/Quad.H``;
+* paraxial ``ChrQuad`` (chromatic focusing sqrt(k/(1+delta)), symplectic t update):
+  ``src/elements/ChrQuad.H``;
+* exact ``ExactQuad``: ``src/elements/ExactQuad.H``, symplectic integration of the
+  splitting H = H_1 + H_2 with H_1 the linear quadrupole (map 1) and H_2 the exact-minus-
+  linear drift (map 2), ``nslice * mapsteps`` steps (see :mod:`backends.inhouse.integrators`).
+
+The focusing and defocusing branches of ImpactX are written with the entire functions of
+:func:`backends.inhouse.numeric.focusing_functions` (C, S of k and -k), which reproduce both
+branches and the k = 0 drift, and are differentiable in k everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from backends.inhouse import integrators
+from backends.inhouse import numeric as nm
+from backends.inhouse.maps import Columns, Entries, Kernel
+from backends.inhouse.reference import RefState
+
+
+def _sign(k: nm.Scalar) -> int | None:
+    """Sign of a constant strength (None for a tensor, decided element-wise)."""
+    if nm.is_tensor(k):
+        return None
+    return (k > 0) - (k < 0)
+
+
+def _regular(k: nm.Scalar, length: nm.Scalar) -> bool:
+    """Whether a constant strength is 0 or far from it (|k| L^2 >= 0.1), so that even a
+    chromatic factor 1/(1+delta) in (1/2, 2) keeps the direct formulas accurate."""
+    if nm.is_tensor(k) or nm.is_tensor(length):
+        return False
+    return k == 0.0 or abs(k) * length * length >= 0.1
+
+
+def quad_entries(length: nm.Scalar, k: nm.Scalar, ref: RefState) -> Entries:
+    """Linear quadrupole (``Quad.H``): x'' = -k x, y'' = +k y, t += L pt/(beta gamma)^2."""
+    sign = _sign(k)
+    cx, sx = nm.focusing_functions(k, length, sign, derived=False)
+    cy, sy = nm.focusing_functions(-k, length, None if sign is None else -sign,
+                                   derived=False)
+    return {
+        (0, 0): cx, (0, 1): sx, (1, 0): -k * sx, (1, 1): cx,
+        (2, 2): cy, (2, 3): sy, (3, 2): k * sy, (3, 3): cy,
+        (4, 5): length / (ref.beta_gamma**2),
+    }
+
+
+def _chr_quad_push(columns: Columns, coeffs: tuple) -> Columns:
+    x, px, y, py, t, pt = columns
+    length, k, sign, regular, beta = coeffs
+    # 1 + delta from pt (ChrQuad.H)
+    delta1 = torch.sqrt(1.0 - 2.0 * pt / beta + pt * pt)
+    delta = delta1 - 1.0
+    kx = k / delta1
+    cx, sx = nm.focusing_functions(kx, length, sign, regular, derived=False)
+    cy, sy = nm.focusing_functions(-kx, length, None if sign is None else -sign, regular,
+                                   derived=False)
+    x_out = cx * x + sx / delta1 * px
+    px_out = -k * sx * x + cx * px
+    y_out = cy * y + sy / delta1 * py
+    py_out = k * sy * y + cy * py
+    # ImpactX's t update, written per plane j with strength k_j = +-k/(1+delta):
+    # bracket/omega = sum_j [-(p_j^2 - k_j d1^2 q_j^2) S_j(2L) - 2 q_j p_j d1 C_j(2L)
+    #                        + 2 q_j p_j d1 - 2 p_j^2 L - 2 k_j d1^2 q_j^2 L]
+    # with C(2L) = C^2 - k S^2 and S(2L) = 2 S C (double-angle formulas).
+    bracket = 0.0
+    for q, p, c, s, kj in ((x, px, cx, sx, kx), (y, py, cy, sy, -kx)):
+        c2 = c * c - kj * s * s
+        s2 = 2.0 * s * c
+        qq = kj * delta1 * delta1 * q * q
+        qp = q * p * delta1
+        bracket = bracket + (-(p * p - qq) * s2 - 2.0 * qp * c2 + 2.0 * qp
+                             - 2.0 * p * p * length - 2.0 * qq * length)
+    t0 = t - (pt + delta / beta) * length / delta1
+    t_out = t0 + (-1.0 + beta * pt) / (8.0 * beta * delta1 * delta1 * delta1) * bracket
+    return (x_out, px_out, y_out, py_out, t_out, pt)
+
+
+def chr_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState) -> Kernel:
+    """Paraxial (chromatic) quadrupole (``ChrQuad.H``)."""
+    return Kernel(_chr_quad_push, (length, k, _sign(k), _regular(k, length), ref.beta))
+
+
+def _quad_map1_push(columns: Columns, coeffs: tuple) -> Columns:
+    x, px, y, py, t, pt = columns
+    cx, sx, fx, cy, sy, fy, r56 = coeffs
+    return (cx * x + sx * px, fx * x + cx * px, cy * y + sy * py, fy * y + cy * py,
+            t + r56 * pt, pt)
+
+
+def _quad_map2_push(columns: Columns, coeffs: tuple) -> Columns:
+    x, px, y, py, t, pt = columns
+    tau, ibeta, ibetgam2 = coeffs
+    dpt = pt - ibeta
+    inv_pzden = 1.0 / torch.sqrt(dpt * dpt - ibetgam2 - px * px - py * py)
+    return (x + tau * px * (inv_pzden - 1.0), px, y + tau * py * (inv_pzden - 1.0), py,
+            t + tau * (-ibeta - ibetgam2 * pt - dpt * inv_pzden), pt)
+
+
+def exact_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState, nsteps: int,
+                      order: int = 2) -> Kernel:
+    """Exact quadrupole (``ExactQuad.H``): ``nsteps`` symplectic steps of ``order``."""
+    ibeta = 1.0 / ref.beta
+    ibetgam2 = 1.0 / (ref.beta_gamma**2)
+
+    def map_coeffs(index: int, tau):
+        if index == 1:
+            entries = quad_entries(tau, k, ref)
+            return _quad_map1_push, tuple(entries[key] for key in (
+                (0, 0), (0, 1), (1, 0), (2, 2), (2, 3), (3, 2), (4, 5)))
+        return _quad_map2_push, (tau, ibeta, ibetgam2)
+
+    sequence = integrators.build_sequence(order, length / nsteps, map_coeffs)
+    return Kernel(integrators.integrate_push, (nsteps, sequence))

@@ -1,0 +1,54 @@
+"""Reference-particle state seen by each element map.
+
+ImpactX stores the reference energy as ``refpart.pt = -gamma`` and derives
+``beta = sqrt(1 - 1/gamma^2)`` and ``beta*gamma = sqrt(gamma^2 - 1)`` from it
+(``src/particles/ReferenceParticle.H``). Only a short RF gap changes it (``ShortRF.H``), so
+``gamma`` is a float, or a tensor downstream of an RF gap whose voltage or phase is a
+differentiable parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backends.inhouse import numeric as nm
+from harness.reference import Reference
+
+
+@dataclass(frozen=True)
+class RefState:
+    """Reference particle: Lorentz factor plus species data.
+
+    Attributes:
+        gamma: Lorentz factor (ImpactX ``-refpart.pt``), float or tensor.
+        mass_eV: rest energy m c^2 [eV].
+        charge_qe: charge [elementary charges], signed.
+    """
+
+    gamma: nm.Scalar
+    mass_eV: float
+    charge_qe: float
+
+    @classmethod
+    def from_reference(cls, reference: Reference) -> RefState:
+        """The state of a harness :class:`~harness.reference.Reference`."""
+        return cls(reference.gamma, reference.mass_eV, reference.charge_qe)
+
+    @property
+    def beta(self) -> nm.Scalar:
+        """v/c = sqrt(1 - 1/gamma^2)."""
+        return nm.sqrt(1.0 - 1.0 / (self.gamma * self.gamma))
+
+    @property
+    def beta_gamma(self) -> nm.Scalar:
+        """beta*gamma = sqrt(gamma^2 - 1)."""
+        return nm.sqrt(self.gamma * self.gamma - 1.0)
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the state depends on a tensor (an upstream differentiable RF gap)."""
+        return nm.is_tensor(self.gamma)
+
+    def with_gamma(self, gamma: nm.Scalar) -> RefState:
+        """The same species with another Lorentz factor."""
+        return RefState(gamma, self.mass_eV, self.charge_qe)
