@@ -33,8 +33,27 @@ def backend_classes() -> dict[str, type[Backend]]:
     return dict(sorted(found.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
 
 
+def load_backend_class(spec: str) -> type[Backend]:
+    """A backend class by registry id, or by ``module:Class`` for one outside the registry
+    (a plug-in under development, or the deliberately misbehaving backends of the tests)."""
+    if ":" in spec:
+        module_name, _, class_name = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise KeyError(f"cannot load backend class {spec!r}: {error}") from error
+        return cls
+    classes = backend_classes()
+    if spec not in classes:
+        raise KeyError(f"unknown backend {spec!r}; known: {', '.join(classes)}")
+    return classes[spec]
+
+
 def get_backend(name: str) -> Backend:
-    """An instance of the named backend; KeyError names the known ones."""
+    """An instance of the named backend (id or ``module:Class``); KeyError names the known
+    ones."""
+    if ":" in name:
+        return load_backend_class(name)()
     classes = backend_classes()
     if name not in classes:
         raise KeyError(f"unknown backend {name!r}; known: {', '.join(classes)}")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import ScenarioError
@@ -24,7 +26,7 @@ err_console = Console(stderr=True)
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error and exit (no traceback for bad input)."""
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -34,18 +36,26 @@ def list_command() -> None:
     from backends.registry import backend_classes
     from harness.scenario import bundled_names, load_scenario
 
-    table = Table(title="Bundled scenarios (lattices/)")
-    for column in ("name", "model", "space charge", "elements", "length [m]", "reference"):
-        table.add_column(column)
+    rows = []
     for name in bundled_names():
         try:
             scenario = load_scenario(name)
         except ScenarioError as error:
-            table.add_row(name, "[red]invalid[/red]", "", "", "", str(error))
+            rows.append((name, "invalid", "", "", "", str(error)))
             continue
         sc = scenario.space_charge.kind if scenario.space_charge else "-"
-        table.add_row(name, "+".join(scenario.tiers), sc, str(len(scenario.elements)),
-                      f"{scenario.length:g}", scenario.reference)
+        rows.append((name, "+".join(scenario.tiers), sc, str(len(scenario.elements)),
+                     f"{scenario.length:g}", scenario.reference))
+    table = Table(title="Bundled scenarios (lattices/)")
+    for index, column in enumerate(("name", "model", "space charge", "elements", "length \\[m]",
+                                    "reference")):
+        # name and model are never cut (the name is what `track` takes); other cells wrap
+        whole = index < 2
+        table.add_column(column, overflow="fold", no_wrap=whole,
+                         min_width=max((len(r[index]) for r in rows), default=4) if whole
+                         else None)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
     table = Table(title="Backends")
@@ -70,10 +80,11 @@ def validate(
     for file in files:
         try:
             load_scenario(file)
-            console.print(f"OK {file}", highlight=False)
+            console.print(f"OK {escape(file)}", highlight=False, soft_wrap=True)
         except ScenarioError as error:
             failures += 1
-            err_console.print(f"[red]INVALID[/red] {error}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]INVALID[/red] {escape(str(error))}", highlight=False,
+                              soft_wrap=True)
     if failures:
         raise typer.Exit(1)
 
@@ -105,7 +116,8 @@ def track(
     verdict = chosen.supports(loaded, device, dtype)
     if not verdict:
         fail(f"unsupported: {verdict.reason}", code=3)
-    initial = generate(loaded.beam, int(particles))
+    base_dir = Path(loaded.source_file).parent if loaded.source_file else None
+    initial = generate(loaded.beam, int(particles), base_dir=base_dir)
     with chosen.prepare(loaded, device, dtype) as prepared:
         final = prepared.track(initial)
         model = prepared.model
@@ -123,12 +135,195 @@ def track(
         fail("non-finite final coordinates", code=4)
 
 
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _counts(value: str | None) -> list[int]:
+    counts = []
+    for part in _split(value):
+        try:
+            number = float(part)
+        except ValueError:
+            fail(f"--particles: expected numbers like 1e4,1e5 (got {part!r})")
+        if number < 1 or number != int(number):
+            fail(f"--particles: expected positive whole numbers (got {part!r})")
+        counts.append(int(number))
+    return counts
+
+
+def _load_scenarios(names: list[str]):
+    from harness.scenario import bundled_names, load_scenario
+
+    try:
+        return [load_scenario(name) for name in (names or bundled_names())]
+    except ScenarioError as error:
+        fail(str(error))
+
+
+def _default_out() -> Path:
+    from datetime import UTC, datetime
+
+    from harness.scenario import BUNDLED_DIR
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return BUNDLED_DIR.parent / "results" / "runs" / stamp
+
+
+def _point_latest(out: Path) -> None:
+    """Make ``results/latest`` a link to the newest run directory under ``results/``."""
+    from harness.scenario import BUNDLED_DIR
+
+    results_dir = BUNDLED_DIR.parent / "results"
+    try:
+        relative = out.resolve().relative_to(results_dir.resolve())
+    except ValueError:
+        return
+    latest = results_dir / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(relative, target_is_directory=True)
+
+
+@app.command()
+def run(
+    scenarios: Annotated[list[str] | None, typer.Argument(
+        help="Bundled scenario names or files (default: all bundled).")] = None,
+    backends: Annotated[str | None, typer.Option(
+        help="Comma-separated backend ids or module:Class (default: all available).")] = None,
+    particles: Annotated[str | None, typer.Option(
+        help="Comma-separated particle counts, e.g. 1e3,1e4 (default: the scenario's, "
+        "else 1e4,1e5).")] = None,
+    device: Annotated[str, typer.Option(help="Comma-separated: cpu,cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="Comma-separated: float64,float32.")] = "float64",
+    repeat: Annotated[int, typer.Option(help="Timed tracks per case, after one warm-up.")] = 5,
+    timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 600.0,
+    memory_limit: Annotated[float | None, typer.Option(
+        help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="Threads per case (default: all the process is given).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run directory (default: results/runs/<UTC time>).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue an interrupted run in this directory, skipping finished cases.")] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print each row as one JSON line; no progress bar or table.")] = False,
+    report: Annotated[bool, typer.Option(
+        help="Write the report (Markdown and HTML) into the run directory.")] = True,
+    keep_particles: Annotated[bool, typer.Option(
+        help="Keep the cached initial/reference particles after a complete run.")] = False,
+) -> None:
+    """Run the matrix scenario × backend × particles × device × dtype, each case in its own
+    process; append every finished case to DIR/results.jsonl."""
+    import json
+
+    import psutil
+
+    from backends.registry import available_backends, load_backend_class
+    from harness import metadata
+    from harness.cases import plan
+    from harness.compare import summary
+    from harness.display import summary_table
+    from harness.runner import Limits, Runner
+
+    started = metadata.now()
+    loaded = _load_scenarios(scenarios or [])
+    available = available_backends()
+    chosen = _split(backends) or available
+    for name in chosen:
+        try:
+            load_backend_class(name)
+        except KeyError as error:
+            fail(str(error.args[0]))
+    for value, allowed, option in ((device, ("cpu", "cuda"), "--device"),
+                                   (dtype, ("float64", "float32"), "--dtype")):
+        for part in _split(value):
+            if part not in allowed:
+                fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
+    cases = plan(loaded, chosen, _counts(particles), _split(device), _split(dtype), repeat,
+                 available, threads)
+    directory = resume or out or _default_out()
+    if resume is None and (directory / "results.jsonl").exists():
+        fail(f"{directory} already holds results; continue it with --resume {directory} "
+             "or choose another --out")
+    cap = (int(memory_limit * 2**30) if memory_limit
+           else int(0.9 * psutil.virtual_memory().total))
+    limits = Limits(timeout_s=timeout, memory_bytes=cap)
+    scenario_map = {s.name: s for s in loaded}
+    runner = Runner(directory, limits, resume=resume is not None)
+    pending = runner.pending(cases)
+    if json_output:
+        runner.on_row = lambda row: print(json.dumps(row, default=str), flush=True)
+        runner.run(cases, scenario_map)
+    else:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("cases", total=len(pending))
+            runner.on_start = lambda case: progress.update(
+                task, description=f"{case.scenario} {case.backend} N={case.particles} "
+                f"{case.device} {case.dtype}")
+            runner.on_row = lambda row: progress.advance(task)
+            runner.run(cases, scenario_map)
+    metadata.write(directory, metadata.collect(sys.argv, started))
+    _point_latest(directory)
+    if not keep_particles:
+        runner.clear_cache()
+    if report:
+        try:
+            from harness.report import write_report
+        except ImportError:
+            write_report = None
+        if write_report is not None:
+            write_report([directory], directory / "report", formats=("md", "html"))
+    if not json_output:
+        console.print(summary_table(summary(directory), f"Run {directory}"))
+        console.print(f"results: {directory}/results.jsonl, results.csv, metadata.json",
+                      highlight=False)
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="One run directory, or two (old new).")],
+    threshold: Annotated[float, typer.Option(
+        help="Slow-down that counts as a regression (0.1 = 10 %).")] = 0.1,
+    fail_on_regression: Annotated[bool, typer.Option(
+        help="Exit with status 1 when a regression is found.")] = False,
+) -> None:
+    """Show one run's table, or two runs side by side with speed-ups and regressions."""
+    from harness.compare import side_by_side, summary
+    from harness.display import comparison_table, summary_table
+
+    for directory in runs:
+        if not (directory / "results.jsonl").exists():
+            fail(f"{directory}: no results.jsonl (not a run directory)")
+    if len(runs) == 1:
+        console.print(summary_table(summary(runs[0]), f"Run {runs[0]}"))
+        return
+    if len(runs) != 2:
+        fail("compare takes one or two run directories")
+    frame = side_by_side(runs[0], runs[1], threshold)
+    console.print(comparison_table(frame, f"{runs[0]} -> {runs[1]}"))
+    regressions = int(frame["regression"].sum())
+    console.print(f"{regressions} regression(s) beyond {threshold:.0%}", highlight=False)
+    if regressions and fail_on_regression:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point that turns bad input into one line (no traceback)."""
     try:
         app()
     except ScenarioError as error:
-        err_console.print(f"[red]error:[/red] {error}", highlight=False)
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         sys.exit(2)
 
 

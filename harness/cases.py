@@ -1,0 +1,131 @@
+"""Cases: one scenario × backend × particle count × device × dtype, and how a matrix of
+them is planned (reference cases first, so that every other case can compare with one)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness.scenario import Scenario
+
+#: Particle counts of the default comparison when a scenario names none (modest sizes that
+#: finish in minutes on a 2-core machine).
+DEFAULT_PARTICLE_COUNTS: tuple[int, ...] = (10_000, 100_000)
+#: The reference code and settings of a scenario with ``reference: impactx``.
+REFERENCE_DEVICE, REFERENCE_DTYPE = "cpu", "float64"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One cell of the matrix; everything a child process needs to run it.
+
+    Attributes:
+        scenario: scenario name; ``scenario_path`` the file it was loaded from.
+        backend: registry id or ``module:Class``.
+        particles: number of macro-particles.
+        device, dtype: ``cpu``/``cuda``, ``float64``/``float32``.
+        repeat: timed tracks after the warm-up one.
+        threads: threads the case may use (None: all the process is given).
+        role: ``reference`` for the case others are compared with, else ``case``.
+        reference: what the case is compared with: ``impactx``, ``inhouse``, ``analytic``
+            or ``none``; ``reference_case`` the id of the reference case (if any) and
+            ``reference_note`` why that reference was chosen.
+        kind: ``track`` (timing and agreement) or ``gradient``.
+        options: extra settings of the kind (e.g. gradient parameters).
+    """
+
+    scenario: str
+    scenario_path: str
+    backend: str
+    particles: int
+    device: str = "cpu"
+    dtype: str = "float64"
+    repeat: int = 5
+    threads: int | None = None
+    role: str = "case"
+    reference: str = "none"
+    reference_case: str | None = None
+    reference_note: str = ""
+    kind: str = "track"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def case_id(self) -> str:
+        """Stable identifier of the case (what ``--resume`` matches)."""
+        threads = "" if self.threads is None else f"/t{self.threads}"
+        return (f"{self.kind}/{self.scenario}/{self.backend}/{self.particles}/{self.device}/"
+                f"{self.dtype}{threads}")
+
+    def as_dict(self) -> dict:
+        """JSON-ready form, with the case id."""
+        return asdict(self) | {"case_id": self.case_id}
+
+
+def particle_counts(scenario: Scenario, requested: Sequence[int] | None) -> list[int]:
+    """The particle counts of a scenario: as requested, else the scenario's, else defaults."""
+    if requested:
+        return [int(n) for n in requested]
+    if scenario.particle_counts:
+        return list(scenario.particle_counts)
+    return list(DEFAULT_PARTICLE_COUNTS)
+
+
+def reference_backend(scenario: Scenario, available: Sequence[str]) -> tuple[str, str]:
+    """The reference a scenario's cases are compared with, and a note on the choice.
+
+    ``impactx`` unless the scenario says ``analytic`` or ``inhouse``; ``inhouse`` stands in
+    when ImpactX is not installed (the note says so).
+    """
+    if scenario.reference == "analytic":
+        return "analytic", "closed-form observables given by the scenario"
+    if scenario.reference == "impactx" and "impactx" not in available:
+        if "inhouse" in available:
+            return "inhouse", "ImpactX is not installed: the in-house tracker is the reference"
+        return "none", "neither ImpactX nor the in-house tracker is available"
+    return scenario.reference, ""
+
+
+def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequence[int] | None,
+         devices: Sequence[str], dtypes: Sequence[str], repeat: int, available: Sequence[str],
+         threads: int | None = None) -> list[Case]:
+    """All cases of the matrix, each reference case placed before the cases that use it.
+
+    The reference case (the reference code, cpu, float64, same particle count) is added
+    even when its backend was not requested, because agreement is measured against it.
+    """
+    cases: list[Case] = []
+    for scenario in scenarios:
+        path = str(scenario.source_file or scenario.name)
+        reference, note = reference_backend(scenario, available)
+        for n in particle_counts(scenario, counts):
+            ref_case = None
+            if reference not in ("analytic", "none"):
+                ref_case = Case(scenario.name, path, reference, n, REFERENCE_DEVICE,
+                                REFERENCE_DTYPE, repeat, threads, role="reference",
+                                reference=reference, reference_note=note)
+                cases.append(ref_case)
+            for backend, device, dtype in itertools.product(backends, devices, dtypes):
+                case = Case(scenario.name, path, backend, n, device, dtype, repeat, threads,
+                            reference=reference,
+                            reference_case=ref_case.case_id if ref_case else None,
+                            reference_note=note)
+                if ref_case is None or case.case_id != ref_case.case_id:
+                    cases.append(case)
+    return cases
+
+
+def cache_name(case_id: str) -> str:
+    """A file-name-safe form of a case id."""
+    return case_id.replace("/", "__")
+
+
+def initial_path(cache: Path, scenario: str, particles: int) -> Path:
+    """Where the initial particles of a scenario and particle count are kept during a run."""
+    return cache / f"initial__{scenario}__{particles}.npy"
+
+
+def final_path(cache: Path, case_id: str) -> Path:
+    """Where a reference case's final particles are kept during a run."""
+    return cache / f"final__{cache_name(case_id)}.npy"

@@ -1,0 +1,98 @@
+"""Terminal rendering of result tables (rich) and the number formats shared by reports."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.table import Table
+
+
+def is_missing(value) -> bool:
+    """Whether a cell holds no number (None or NaN)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_time(seconds) -> str:
+    """A duration with a unit that keeps 3 significant digits (``12.3 ms``)."""
+    if is_missing(seconds):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
+
+
+def format_rate(value) -> str:
+    """A rate in SI-prefixed units per second (``1.23 G/s``)."""
+    if is_missing(value):
+        return "-"
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}/s"
+    return f"{value:.3g} /s"
+
+
+def format_ratio(value) -> str:
+    """A dimensionless number in 2 significant digits, scientific when small or large."""
+    if is_missing(value):
+        return "-"
+    return f"{value:.2e}" if value != 0 and not 1e-2 <= abs(value) < 1e4 else f"{value:.3g}"
+
+
+def format_count(n) -> str:
+    """A particle count as ``1e4`` when a power of ten, else with thousands separators."""
+    if is_missing(n):
+        return "-"
+    n = int(n)
+    exponent = math.log10(n) if n > 0 else 0
+    return f"1e{int(exponent)}" if n > 0 and exponent == int(exponent) else f"{n:,}"
+
+
+STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "failed": "red", "timeout": "red",
+                "oom": "red"}
+VERDICT_STYLE = {"agrees": "green", "differs": "red", "model-mismatch": "yellow",
+                 "no-reference": "dim", "reference": "cyan"}
+
+
+def summary_table(frame: pd.DataFrame, title: str) -> Table:
+    """The run summary: one line per case (frame from :func:`harness.compare.summary`)."""
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("scenario", "left"), ("backend", "left"), ("N", "right"),
+                            ("device", "left"), ("dtype", "left"), ("status", "left"),
+                            ("threads", "right"), ("time (median)", "right"),
+                            ("spread", "right"), ("particle·elements", "right"),
+                            ("max |Δ|/σ", "right"), ("verdict", "left"), ("detail", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for row in frame.itertuples(index=False):
+        status_style = STATUS_STYLE.get(row.status, "")
+        verdict = "" if is_missing(row.verdict) else str(row.verdict)
+        table.add_row(
+            str(row.scenario), str(row.backend), format_count(row.particles), str(row.device),
+            str(row.dtype), f"[{status_style}]{row.status}[/]" if status_style else row.status,
+            "-" if is_missing(row.threads) else str(int(row.threads)),
+            format_time(row.time_median_s),
+            "-" if is_missing(row.time_spread) else f"{100 * row.time_spread:.0f}%",
+            format_rate(row.throughput_particle_elements_per_s), format_ratio(row.dev_max),
+            f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]" if verdict else "",
+            "" if is_missing(row.detail) else str(row.detail)[:120],
+        )
+    return table
+
+
+def comparison_table(frame: pd.DataFrame, title: str) -> Table:
+    """Two runs side by side (frame from :func:`harness.compare.side_by_side`)."""
+    table = Table(title=title, title_justify="left")
+    for column in ("scenario", "backend", "N", "device", "dtype", "old", "new", "speed-up",
+                   "old verdict", "new verdict", "regression"):
+        table.add_column(column)
+    for row in frame.itertuples(index=False):
+        table.add_row(
+            str(row.scenario), str(row.backend), format_count(row.particles), str(row.device),
+            str(row.dtype), format_time(row.time_median_s_old),
+            format_time(row.time_median_s_new),
+            "-" if is_missing(row.speedup) else f"x{row.speedup:.2f}",
+            str(row.verdict_old or ""), str(row.verdict_new or ""),
+            f"[red]{row.why}[/red]" if row.regression else "",
+        )
+    return table

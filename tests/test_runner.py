@@ -1,0 +1,108 @@
+"""The runner records every kind of trouble with the right status, and loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.cases import Case
+from harness.results import read_rows
+from harness.runner import Limits, Runner
+from harness.scenario import load_scenario
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+FAKE = "fake_backends:"
+
+
+@pytest.fixture
+def fake_path(monkeypatch):
+    """Make the fake backends importable in the children."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+def test_each_kind_of_trouble_gets_its_status(tmp_path, fake_path):
+    scenario = load_scenario("fodo_linear")
+    path = scenario.source_file
+    reference = Case("fodo_linear", path, FAKE + "IdentityBackend", 1000, repeat=2,
+                     role="reference", reference="fake-identity")
+    names = ["PerturbedBackend", "SleepBackend", "CrashBackend", "HangBackend",
+             "MemoryHogBackend", "RaisingBackend", "UnsupportingBackend"]
+    cases = [reference] + [
+        Case("fodo_linear", path, FAKE + name, 1000, repeat=2, reference="fake-identity",
+             reference_case=reference.case_id) for name in names]
+    runner = Runner(tmp_path, Limits(timeout_s=6.0, memory_bytes=1 << 30))
+    runner.run(cases, {"fodo_linear": scenario})
+    rows = {row["backend"].split(":")[1]: row for row in read_rows(tmp_path)}
+    assert set(rows) == {"IdentityBackend", *names}
+    assert rows["IdentityBackend"]["status"] == "ok"
+    assert rows["IdentityBackend"]["verdict"] == "reference"
+    assert rows["PerturbedBackend"]["verdict"] == "differs"
+    assert 1e-7 < rows["PerturbedBackend"]["dev_max"] < 1e-4
+    assert rows["SleepBackend"]["status"] == "ok"
+    assert rows["SleepBackend"]["verdict"] == "agrees"
+    assert rows["SleepBackend"]["dev_max"] == 0.0
+    assert rows["SleepBackend"]["time_min_s"] >= 0.01
+    assert len(rows["SleepBackend"]["times_s"]) == 2
+    # start-up, preparation and warm-up are recorded apart from the tracking time
+    assert rows["SleepBackend"]["import_s"] > 0
+    assert rows["SleepBackend"]["warmup_s"] >= 0.01
+    assert rows["CrashBackend"]["status"] == "failed"
+    assert "SIGABRT" in rows["CrashBackend"]["reason"]
+    assert rows["HangBackend"]["status"] == "timeout"
+    assert rows["MemoryHogBackend"]["status"] == "oom"
+    assert rows["RaisingBackend"]["status"] == "failed"
+    assert rows["RaisingBackend"]["reason"] == "RuntimeError: the element map diverged"
+    assert rows["UnsupportingBackend"]["status"] == "unsupported"
+    assert "runs no scenario" in rows["UnsupportingBackend"]["reason"]
+    assert (tmp_path / "results.csv").exists()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", "run", "fodo_linear", "--particles", "500",
+            "--repeat", "1", "--json", "--no-report", *args]
+
+
+def test_killed_parent_loses_nothing_and_resume_completes(tmp_path, fake_path):
+    out = tmp_path / "run"
+    backends = ",".join(FAKE + n for n in ("SleepBackend", "HangBackend", "IdentityBackend"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    parent = subprocess.Popen(_cli("--backends", backends, "--out", str(out),
+                                   "--timeout", "120"),
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_rows(out)) < 2:
+        time.sleep(0.2)
+    before = read_rows(out)
+    assert len(before) == 2, "the reference and the sleeping case finish before the hang"
+    children = psutil.Process(parent.pid).children(recursive=True)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for child in children:
+        child.kill()
+    assert read_rows(out) == before, "every finished case survives the kill"
+
+    resumed = subprocess.run(_cli("--backends", backends, "--resume", str(out),
+                                  "--timeout", "4"),
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_rows(out)
+    ids = [row["case_id"] for row in rows]
+    assert len(ids) == len(set(ids)) == 4
+    assert rows[:2] == before
+    statuses = {row["backend"]: row["status"] for row in rows}
+    assert statuses[FAKE + "HangBackend"] == "timeout"
+    assert statuses[FAKE + "IdentityBackend"] == "ok"
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["machine"]["logical_cores"] >= 1
+    assert metadata["command"]
