@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/trackbench list
 	$(BIN)/trackbench validate lattices/*.yaml
+	$(BIN)/trackbench run --out results/runs/$$(date -u +%Y%m%dT%H%M%SZ)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,80 @@
+"""The columns of result rows, with units: the single description reports and users read.
+
+Rows are flat JSON objects (``results.jsonl``). Columns absent from a row (e.g. timing of an
+``unsupported`` case) mean "not measured", never zero.
+"""
+
+from __future__ import annotations
+
+#: Columns of every row.
+COMMON: dict[str, str] = {
+    "kind": "track | gradient",
+    "case_id": "kind/scenario/backend/particles/device/dtype[/tTHREADS]",
+    "scenario": "scenario name",
+    "backend": "backend id (or module:Class)",
+    "particles": "number of macro-particles",
+    "device": "cpu | cuda",
+    "dtype": "float64 | float32",
+    "repeat": "timed repetitions after one warm-up",
+    "threads_requested": "threads asked for (empty: all the process was given)",
+    "threads": "threads the backend used",
+    "role": "reference (the case others compare with) | case",
+    "reference": "what the case is compared with: impactx | inhouse | analytic | none",
+    "reference_note": "why that reference (e.g. ImpactX not installed)",
+    "status": "ok | unsupported | failed | timeout | oom",
+    "reason": "why the status is not ok (the error's last line, the limit passed, ...)",
+    "model": "model run: tiers (linear, paraxial+exact, ...)[|sc:3d] or stand-in:<what>",
+    "backend_version": "version of the backend's package",
+    "versions": "versions of the backend and what it runs on (dict)",
+    "started": "UTC start time, ISO 8601",
+    "finished": "UTC end time, ISO 8601",
+    "wall_s": "wall time of the whole child process [s] (start-up included)",
+    "peak_rss_bytes": "high-water mark of the child's resident memory [bytes]",
+}
+
+#: Columns of ``track`` rows.
+TRACK: dict[str, str] = {
+    "time_min_s": "fastest timed track [s]",
+    "time_median_s": "median timed track [s]",
+    "time_max_s": "slowest timed track [s]",
+    "time_spread": "(max - min) / median of the timed tracks",
+    "times_s": "every timed track [s] (list)",
+    "throughput_particle_elements_per_s": "particles × elements / median time [1/s]",
+    "throughput_particle_m_per_s": "particles × lattice length / median time [m/s]",
+    "import_s": "interpreter start-up and imports of the child [s] (not in throughput)",
+    "prepare_s": "lattice translation and set-up [s] (not in throughput)",
+    "warmup_s": "the untimed first track [s] (compilation, caches)",
+    "n_elements": "elements in the lattice",
+    "length_m": "lattice length [m]",
+    "cuda_max_allocated_bytes": "torch.cuda.max_memory_allocated of the child [bytes]",
+    "lost": "particles lost (apertures)",
+    "obs_<name>": "final observable <name> (SI units: m, rad, m·rad, ...)",
+    "ref_obs_<name>": "the analytic value of observable <name>",
+    "obs_err_<name>": "relative error of observable <name> vs the reference",
+    "dev_max_<coordinate>": "max over particles of |Δ|/σ_ref for x, px, y, py, t, pt",
+    "dev_rms_<coordinate>": "rms over particles of |Δ|/σ_ref",
+    "dev_max": "largest dev_max_<coordinate>",
+    "dev_rms": "largest dev_rms_<coordinate>",
+    "verdict": "agrees | differs | model-mismatch | no-reference | reference",
+    "verdict_detail": "the metric that decided a differs / the models of a mismatch",
+}
+
+#: Columns of ``gradient`` rows (one row per case, parameter and method).
+GRADIENT: dict[str, str] = {
+    "parameter": "parameter name (qf.Kn1, beam.twiss.beta_x, ...)",
+    "objective": "objective observable at the lattice end (sigma_x, ...)",
+    "method": "reverse | forward | fd | reference",
+    "fd_step": "relative finite-difference step (method fd)",
+    "value": "d objective / d parameter (SI units of objective per parameter)",
+    "reference_value": "the reference gradient (forward-mode in-house fp64 by default)",
+    "reference_method": "what the reference gradient is",
+    "rel_error": "|value - reference_value| / |reference_value|",
+    "best_fd_step": "FD step with the smallest rel_error (method fd rows)",
+    "n_params": "number of parameters differentiated together",
+    "time_forward_s": "one forward evaluation of the objective [s]",
+    "time_gradient_s": "one gradient of all parameters [s]",
+    "time_fd_s": "the FD gradient of all parameters, 2P+1 forwards [s]",
+    "gradient_over_forward": "time_gradient_s / time_forward_s",
+    "fd_over_gradient": "time_fd_s / time_gradient_s",
+    "backward_peak_bytes": "peak memory of the backward pass [bytes]",
+}
