@@ -67,8 +67,9 @@ def track_case(spec: dict[str, Any]) -> dict[str, Any]:
     scenario = load_scenario(spec["scenario_path"])
     cls = load_backend_class(spec["backend"])
     backend = cls()
-    row: dict[str, Any] = {"versions": cls.dependency_versions()}
-    row["backend_version"] = row["versions"].get(cls.distribution)
+    availability = cls.availability()
+    row: dict[str, Any] = {"versions": availability.versions or cls.dependency_versions(),
+                           "backend_version": availability.version}
     import_s = time.perf_counter() - START
     support = backend.supports(scenario, spec["device"], spec["dtype"])
     if isinstance(support, Unsupported):

@@ -1,0 +1,344 @@
+"""ImpactX adapter: element maps against closed forms, particle bookkeeping, process life cycle.
+
+Closed forms are the maps of ImpactX's own element sources (``src/elements/Drift.H``,
+``ExactDrift.H``, ``Quad.H``, ``Multipole.H``, ``ShortRF.H``), which are the textbook linear
+optics matrices (Wiedemann, *Particle Accelerator Physics*, ch. 7) in ImpactX's coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("impactx")
+
+from backends.base import Unsupported  # noqa: E402
+from backends.impactx import ImpactXBackend, translate_scenario  # noqa: E402
+from harness.particles import beam_cholesky, unit_samples  # noqa: E402
+from harness.reference import C_LIGHT  # noqa: E402
+from harness.scenario import bundled_names, load_scenario, scenario_from_dict  # noqa: E402
+
+pytestmark = pytest.mark.impactx
+
+BACKEND = ImpactXBackend()
+
+
+def make_scenario(facility: list[dict], model: str = "linear", energy_MeV: float = 2000.0,
+                  species: str = "electron", **extra) -> object:
+    """A scenario around a PALS facility list whose last entry is ``use``."""
+    data = {
+        "name": "adapter_test",
+        "beam": {"species": species, "kinetic_energy_MeV": energy_MeV,
+                 "bunch_charge_C": 1e-12, "distribution": "gaussian",
+                 "twiss": {"beta_x": 3.0, "alpha_x": 0.5, "emittance_x": 1e-8,
+                           "beta_y": 2.0, "alpha_y": -0.5, "emittance_y": 1e-8},
+                 "longitudinal": {"sigma_t": 1e-3, "sigma_pt": 1e-3}, "seed": 7},
+        "model": model,
+        "lattice": {"PALS": {"version": None, "facility": facility}},
+        **extra,
+    }
+    return scenario_from_dict(data)
+
+
+def particles_of(scenario, n: int, seed: int = 3) -> np.ndarray:
+    """``(n, 6)`` particles of the scenario's beam (harness sampling)."""
+    return unit_samples(scenario.beam.distribution, n, seed) @ beam_cholesky(scenario.beam).T
+
+
+def line(*elements: tuple[str, dict]) -> list[dict]:
+    """PALS facility: named elements, a beamline of them in order, and ``use``."""
+    facility = [{name: body} for name, body in elements]
+    facility.append({"line": {"kind": "BeamLine", "line": [name for name, _ in elements]}})
+    facility.append({"use": "line"})
+    return facility
+
+
+def track(scenario, particles: np.ndarray) -> np.ndarray:
+    with BACKEND.prepare(scenario) as prepared:
+        return prepared.track(particles)
+
+
+# ------------------------------------------------------------------------------ element maps
+
+def test_linear_drift_is_the_analytic_map() -> None:
+    length = 2.5
+    scenario = make_scenario(line(("d", {"kind": "Drift", "length": length})),
+                             energy_MeV=5.0)
+    p0 = particles_of(scenario, 2000)
+    p1 = track(scenario, p0)
+    bg2 = scenario.reference_particle.beta_gamma ** 2
+    expected = p0.copy()
+    expected[:, 0] += length * p0[:, 1]
+    expected[:, 2] += length * p0[:, 3]
+    expected[:, 4] += length * p0[:, 5] / bg2        # Drift.H: R56 = ds / (beta gamma)^2
+    np.testing.assert_allclose(p1, expected, rtol=0, atol=1e-15)
+
+
+def test_exact_drift_is_the_exact_map() -> None:
+    length = 3.0
+    scenario = make_scenario(line(("d", {"kind": "Drift", "length": length})),
+                             model="exact", energy_MeV=5.0)
+    p0 = particles_of(scenario, 2000) * 30.0       # large momenta: nonlinear terms matter
+    p1 = track(scenario, p0)
+    ref = scenario.reference_particle
+    x, px, y, py, t, pt = p0.T
+    # ExactDrift.H: pz = sqrt((pt - 1/beta)^2 - 1/(beta gamma)^2 - px^2 - py^2)
+    ibeta = 1.0 / ref.beta
+    pz = np.sqrt((pt - ibeta) ** 2 - 1.0 / ref.beta_gamma**2 - px**2 - py**2)
+    expected = np.stack([x + length * px / pz, px, y + length * py / pz, py,
+                         t - length * (ibeta + (pt - ibeta) / pz), pt], axis=1)
+    np.testing.assert_allclose(p1, expected, rtol=1e-12, atol=1e-14)
+    linear = p0[:, 0] + length * p0[:, 1]
+    assert np.max(np.abs(p1[:, 0] - linear)) > 1e3 * 1e-14, "exact and linear maps differ"
+
+
+def _quad_block(k: float, length: float) -> np.ndarray:
+    """2x2 thick-quadrupole matrix, k > 0 focusing (Wiedemann eq. 7.x)."""
+    if k > 0:
+        w = math.sqrt(k)
+        return np.array([[math.cos(w * length), math.sin(w * length) / w],
+                         [-w * math.sin(w * length), math.cos(w * length)]])
+    w = math.sqrt(-k)
+    return np.array([[math.cosh(w * length), math.sinh(w * length) / w],
+                     [w * math.sinh(w * length), math.cosh(w * length)]])
+
+
+def _element_matrix(kind: str, length: float, k: float, bg2: float) -> np.ndarray:
+    m = np.eye(6)
+    if kind == "Quadrupole":
+        m[0:2, 0:2] = _quad_block(k, length)
+        m[2:4, 2:4] = _quad_block(-k, length)
+    else:
+        m[0, 1] = m[2, 3] = length
+    m[4, 5] = length / bg2
+    return m
+
+
+def test_linear_fodo_is_the_transfer_matrix_product() -> None:
+    scenario = load_scenario("fodo_linear")
+    p0 = particles_of(scenario, 5000)
+    p1 = track(scenario, p0)
+    bg2 = scenario.reference_particle.beta_gamma ** 2
+    total = np.eye(6)
+    for element in scenario.elements:
+        total = _element_matrix(element.kind, element.length,
+                                element.params.get("Kn1", 0.0), bg2) @ total
+    expected = p0 @ total.T
+    scale = p0.std(axis=0)
+    assert np.max(np.abs(p1 - expected) / scale) < 1e-12
+
+
+def _sbend_matrix(length: float, angle: float, beta: float) -> np.ndarray:
+    """Linear sector bend in ImpactX coordinates (``Sbend.H`` transport map)."""
+    rc, c, s = length / angle, math.cos(angle), math.sin(angle)
+    m = np.eye(6)
+    m[0, 0] = m[1, 1] = c
+    m[0, 1], m[1, 0] = rc * s, -s / rc
+    m[0, 5], m[1, 5] = -rc * (1.0 - c) / beta, -s / beta
+    m[2, 3] = length
+    m[4, 0], m[4, 1] = s / beta, rc * (1.0 - c) / beta
+    m[4, 5] = rc * (-angle + s / beta**2)
+    return m
+
+
+def _edge_matrix(psi: float, rc: float) -> np.ndarray:
+    """Hard-edge pole-face rotation without fringe field (MAD-X DIPEDGE with FINT = 0)."""
+    m = np.eye(6)
+    m[1, 0], m[3, 2] = math.tan(psi) / rc, -math.tan(psi) / rc
+    return m
+
+
+def test_chicane_is_the_bend_and_edge_matrix_product() -> None:
+    scenario = load_scenario("chicane")
+    p0 = particles_of(scenario, 2000)
+    p1 = track(scenario, p0)
+    ref = scenario.reference_particle
+    total = np.eye(6)
+    for element in scenario.elements:
+        if element.kind == "Drift":
+            maps = [_element_matrix("Drift", element.length, 0.0, ref.beta_gamma**2)]
+        else:
+            length, angle = element.length, element.params["angle"]
+            maps = [_edge_matrix(element.params["e1"], length / angle),
+                    _sbend_matrix(length, angle, ref.beta),
+                    _edge_matrix(element.params["e2"], length / angle)]
+        for m in maps:
+            total = m @ total
+    assert np.max(np.abs(p1 - p0 @ total.T) / p0.std(axis=0)) < 1e-12
+
+
+def test_solenoid_is_the_rotating_focusing_matrix() -> None:
+    ks, length = 0.8, 1.5          # Ksol = B_s / (B rho) [1/m]
+    scenario = make_scenario(line(("s", {"kind": "Solenoid", "length": length,
+                                         "SolenoidP": {"Ksol": ks}})))
+    p0 = particles_of(scenario, 1000)
+    p1 = track(scenario, p0)
+    k = ks / 2.0
+    c, s = math.cos(k * length), math.sin(k * length)
+    m = np.eye(6)
+    m[:4, :4] = [[c * c, s * c / k, s * c, s * s / k],
+                 [-k * s * c, c * c, -k * s * s, s * c],
+                 [-s * c, -s * s / k, c * c, s * c / k],
+                 [k * s * s, -s * c, -k * s * c, c * c]]
+    m[4, 5] = length / scenario.reference_particle.beta_gamma**2
+    assert np.max(np.abs(p1 - p0 @ m.T) / p0.std(axis=0)) < 1e-12
+
+
+def test_thin_sextupole_kick_is_madx_knl() -> None:
+    k2l = 40.0
+    scenario = make_scenario(line(("k", {"kind": "Multipole", "length": 0.0,
+                                         "MagneticMultipoleP": {"Kn2L": k2l}})))
+    p0 = particles_of(scenario, 1000) * 100.0
+    p1 = track(scenario, p0)
+    x, y = p0[:, 0], p0[:, 2]
+    expected = p0.copy()
+    expected[:, 1] -= k2l * (x**2 - y**2) / 2.0
+    expected[:, 3] += k2l * x * y
+    np.testing.assert_allclose(p1, expected, rtol=0, atol=1e-15)
+
+
+def test_short_rf_gap_phase_in_radians_and_energy_gain() -> None:
+    voltage, frequency, phase = 20e6, 1.3e9, -0.3   # V, Hz, rad
+    scenario = make_scenario(line(("rf", {"kind": "RFCavity", "length": 0.0, "RFP": {
+        "voltage": voltage, "frequency": frequency, "phase": phase}})), energy_MeV=100.0)
+    p0 = particles_of(scenario, 1000)
+    with BACKEND.prepare(scenario) as prepared:
+        p1 = prepared.track(p0)
+        final_energy = prepared.reference_energy_MeV()
+    ref = scenario.reference_particle
+    v = voltage / ref.mass_eV
+    assert final_energy == pytest.approx(100.0 + voltage * math.cos(phase) * 1e-6, rel=1e-12)
+    gamma_f = ref.gamma + v * math.cos(phase)
+    bgi, bgf = ref.beta_gamma, math.sqrt(gamma_f**2 - 1.0)
+    k = 2.0 * math.pi * frequency / C_LIGHT
+    x, px, y, py, t, pt = p0.T
+    expected = np.stack([x, px * bgi / bgf, y, py * bgi / bgf, t,
+                         (pt * bgi - v * np.cos(k * t + phase) + v * math.cos(phase)) / bgf],
+                        axis=1)
+    np.testing.assert_allclose(p1, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_bend_translation_uses_degrees_for_exact_and_radius_for_linear() -> None:
+    angle = 0.05
+    body = {"kind": "SBend", "length": 0.5, "BendP": {"g_ref": angle / 0.5, "e1": 0.01,
+                                                      "e2": 0.02}}
+    linear = translate_scenario(make_scenario(line(("b", body))))
+    exact = translate_scenario(make_scenario(line(("b", body)), model="exact"))
+    assert [s.cls for s in linear] == ["DipEdge", "Sbend", "DipEdge"]
+    assert [s.cls for s in exact] == ["DipEdge", "ExactSbend", "DipEdge"]
+    assert linear[1].kwargs["rc"] == pytest.approx(0.5 / angle)
+    assert exact[1].kwargs["phi"] == pytest.approx(math.degrees(angle))
+    assert [linear[0].kwargs["psi"], linear[2].kwargs["psi"]] == pytest.approx([0.01, 0.02])
+
+
+# ------------------------------------------------------------------------ bookkeeping
+
+def test_particle_order_survives_shuffling() -> None:
+    scenario = load_scenario("fodo_paraxial")
+    p0 = particles_of(scenario, 3000)
+    permutation = np.random.default_rng(11).permutation(len(p0))
+    straight = track(scenario, p0)
+    shuffled = track(scenario, p0[permutation])
+    np.testing.assert_array_equal(shuffled, straight[permutation])
+
+
+def test_aperture_losses_are_nan_rows_in_place() -> None:
+    half_width = 2e-4
+    scenario = make_scenario(line(
+        ("d", {"kind": "Drift", "length": 1.0}),
+        ("ap", {"kind": "Marker", "ApertureP": {"x_limits": [-half_width, half_width],
+                                                "y_limits": [-1.0, 1.0],
+                                                "shape": "RECTANGULAR"}})))
+    p0 = particles_of(scenario, 2000)
+    p1 = track(scenario, p0)
+    x_at_aperture = p0[:, 0] + p0[:, 1]
+    lost = np.abs(x_at_aperture) > half_width
+    assert 0 < lost.sum() < len(p0)
+    assert np.all(np.isnan(p1[lost]))
+    assert not np.any(np.isnan(p1[~lost]))
+    np.testing.assert_allclose(p1[~lost, 0], x_at_aperture[~lost], rtol=0, atol=1e-15)
+
+
+def test_no_diagnostics_written_to_the_working_directory(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scenario = load_scenario("fodo_linear")
+    track(scenario, particles_of(scenario, 500))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_prepared_scenarios_in_one_process_agree() -> None:
+    scenario = load_scenario("fodo_exact")
+    p0 = particles_of(scenario, 2000)
+    first = BACKEND.prepare(scenario)
+    second = BACKEND.prepare(scenario)
+    out_first = first.track(p0)
+    out_second = second.track(p0)
+    out_again = first.track(p0)
+    np.testing.assert_array_equal(out_first, out_second)
+    np.testing.assert_array_equal(out_first, out_again)
+    handle = first.inject(p0)
+    second.inject(p0)
+    with pytest.raises(RuntimeError, match="another scenario"):
+        first.run(handle)
+    first.close()
+    second.close()
+
+
+def test_unsupported_device_and_dtype_have_reasons() -> None:
+    scenario = load_scenario("fodo_linear")
+    cuda = BACKEND.supports(scenario, device="cuda")
+    single = BACKEND.supports(scenario, dtype="float32")
+    assert isinstance(cuda, Unsupported) and "conda-forge" in cuda.reason
+    assert isinstance(single, Unsupported) and "float64" in single.reason
+    assert BACKEND.supports(scenario)
+
+
+def test_availability_reports_the_module_version() -> None:
+    import impactx
+
+    availability = BACKEND.availability()
+    assert availability.available
+    assert availability.version == impactx.__version__
+    assert availability.versions["impactx"] == impactx.__version__
+
+
+@pytest.mark.parametrize("name", [n for n in bundled_names() if n != "expanding_beam"])
+def test_bundled_scenarios_track_without_nan(name: str) -> None:
+    scenario = load_scenario(name)
+    with BACKEND.prepare(scenario) as prepared:
+        assert prepared.model == "+".join(scenario.tiers)
+        p1 = prepared.track(particles_of(scenario, 1000))
+    assert p1.shape == (1000, 6)
+    assert np.all(np.isfinite(p1))
+
+
+# ------------------------------------------------------------------------ space charge
+
+def test_expanding_beam_doubles_its_size() -> None:
+    """ImpactX examples/expanding_beam: cold uniform ball, 6 m drift, sigma_x doubles.
+
+    Measured with this adapter (1e4 particles, 32^3 cells, CIC, 6 kicks): 2.0116 for the
+    scenario's seed; over seeds 0..7 the ratio is 2.002 +- 0.004 (1.997..2.009), so 1.5 %
+    covers the sampling and grid error at this size with margin.
+
+    A tracker prepared before (no space charge) keeps working after the space-charge mesh
+    forced ImpactX to be re-initialised, with bit-identical results.
+    """
+    fodo = load_scenario("fodo_linear")
+    fodo_particles = particles_of(fodo, 500)
+    fodo_prepared = BACKEND.prepare(fodo)
+    before = fodo_prepared.track(fodo_particles)
+    base = load_scenario("expanding_beam")
+    data = base.model_dump(exclude={"source_file"})
+    data["space_charge"]["grid"] = [32, 32, 32]
+    scenario = scenario_from_dict(data)
+    p0 = particles_of(scenario, 10_000, seed=base.beam.seed)
+    with BACKEND.prepare(scenario) as prepared:
+        assert prepared.model == "linear|sc:3d"
+        p1 = prepared.track(p0)
+    ratio = p1[:, 0].std() / p0[:, 0].std()
+    assert ratio == pytest.approx(2.0, rel=0.015)
+    assert np.all(np.isfinite(p1))
+    np.testing.assert_array_equal(fodo_prepared.track(fodo_particles), before)
