@@ -29,5 +29,25 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# asv suite (benchmarks/): results in results/asv, dashboard in results/html.
+# asv-quick: every benchmark once in .venv, recorded under HEAD, then published.
+ASV_FACTOR ?= 1.5
+asv-quick: $(STAMP)
+	$(BIN)/trackbench asv quick
+
+asv-publish: $(STAMP)
+	$(BIN)/trackbench asv publish
+
+asv-preview: $(STAMP)
+	$(BIN)/trackbench asv preview
+
+dashboard-check: $(STAMP)
+	$(BIN)/trackbench asv dashboard-check
+
+# The nightly CI flow: full run on HEAD, publish, fail on a time/peakmem regression.
+.PHONY: asv-nightly
+asv-nightly: $(STAMP)
+	$(BIN)/trackbench asv nightly --factor $(ASV_FACTOR)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

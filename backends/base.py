@@ -173,3 +173,18 @@ class Backend(ABC):
     def prepare(self, scenario: Scenario, device: str = "cpu",
                 dtype: str = "float64") -> Prepared:
         """Translate the scenario; call only after :meth:`supports` said yes."""
+
+    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
+                  particles: np.ndarray, device: str, dtype: str) -> Any:
+        """The objective as a differentiable function of named parameters, or None.
+
+        None (the default) means the backend gives no AD gradient (finite differences only).
+        A differentiable backend returns ``(f, theta0)``: ``theta0`` a 1D torch tensor of
+        the scenario's values of ``parameters`` (names of :mod:`harness.parameters`, units
+        of the scenario file) and ``f(theta)`` the observable ``objective`` at the lattice
+        end as a 0-d tensor, differentiable in reverse and forward mode. ``f`` tracks the
+        given ``(N, 6)`` initial ``particles`` for element parameters; for beam parameters
+        it draws the particles inside the graph by reparameterised sampling
+        (:func:`harness.particles.generate_torch`, the scenario's seed, ``N`` particles).
+        """
+        return None

@@ -55,8 +55,10 @@ class Case:
     def case_id(self) -> str:
         """Stable identifier of the case (what ``--resume`` matches)."""
         threads = "" if self.threads is None else f"/t{self.threads}"
+        # a variant of the same cell (e.g. gradient parameter sets ``P16``) ends the id
+        variant = f"/{self.options['label']}" if self.options.get("label") else ""
         return (f"{self.kind}/{self.scenario}/{self.backend}/{self.particles}/{self.device}/"
-                f"{self.dtype}{threads}")
+                f"{self.dtype}{threads}{variant}")
 
     def as_dict(self) -> dict:
         """JSON-ready form, with the case id."""

@@ -318,6 +318,297 @@ def compare(
         raise typer.Exit(1)
 
 
+@app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(
+        help="Run directories; several are concatenated (e.g. a CPU run and a GPU run).")],
+    formats: Annotated[str, typer.Option(
+        "--format", help="Comma-separated report formats: md,html,tex.")] = "md,html,tex",
+    out: Annotated[Path | None, typer.Option(
+        help="Report directory (default: the first run's DIR/report).")] = None,
+    baseline: Annotated[str, typer.Option(
+        help="Backend that speed-ups refer to.")] = "impactx",
+) -> None:
+    """Write the report of run directories: tables and plots; prints the paths written.
+
+    Timing, agreement and gradient tables with a machine header (Markdown, LaTeX, one
+    self-contained HTML file) and plots (PNG, SVG) under DIR/report or --out."""
+    from harness.report import FORMATS, write_report
+
+    for directory in runs:
+        if not (directory / "results.jsonl").exists():
+            fail(f"{directory}: no results.jsonl (not a run directory)")
+    chosen = _split(formats)
+    if not chosen or any(f not in FORMATS for f in chosen):
+        fail(f"--format: expected a comma-separated list of {FORMATS} (got {formats!r})")
+    for path in write_report(runs, out or runs[0] / "report", chosen, baseline):
+        console.print(str(path), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def grad(
+    scenarios: Annotated[list[str] | None, typer.Argument(
+        help="Bundled scenario names or files (default: the bundled ones with a gradients "
+        "block).")] = None,
+    backends: Annotated[str | None, typer.Option(
+        help="Comma-separated backend ids (default: all available; FD for every one, AD "
+        "where the backend is differentiable).")] = None,
+    particles: Annotated[str, typer.Option(
+        help="Comma-separated particle counts, e.g. 1e3,1e4.")] = "1e4",
+    device: Annotated[str, typer.Option(help="Comma-separated: cpu,cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="Comma-separated: float64,float32.")] = "float64",
+    params: Annotated[str | None, typer.Option(
+        help="Comma-separated parameters, e.g. qf.Kn1,beam.twiss.beta_x (default: the "
+        "scenario's gradients block).")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="Objective observable at the lattice end (default: the scenario's).")] = None,
+    fd_steps: Annotated[str | None, typer.Option(
+        help="Comma-separated relative FD steps (default 1e-2,...,1e-10).")] = None,
+    scaling: Annotated[bool, typer.Option(
+        help="P-scaling: cases with the first 1, 4, 16, 64 quadrupoles' Kn1 as parameters "
+        "(one FD step, 1e-5, unless --fd-steps).")] = False,
+    repeat: Annotated[int, typer.Option(help="Timed repetitions of each method.")] = 3,
+    timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 1800.0,
+    memory_limit: Annotated[float | None, typer.Option(
+        help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="Threads per case (default: all the process is given).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run directory (default: results/runs/<UTC time>).")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue an interrupted run in this directory, skipping finished cases.")] = None,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print each row as one JSON line; no table.")] = False,
+) -> None:
+    """Gradient accuracy and cost: reverse- and forward-mode AD and a finite-difference step
+    sweep per parameter, against the forward-mode in-house fp64 reference; each case in its
+    own process, rows appended to DIR/results.jsonl (kind ``gradient``)."""
+    import json
+
+    import psutil
+
+    from backends.registry import available_backends, load_backend_class
+    from harness import gradients, metadata
+    from harness.results import read_rows
+    from harness.runner import Limits, Runner
+
+    started = metadata.now()
+    if scenarios:
+        loaded = _load_scenarios(scenarios)
+    else:
+        loaded = [s for s in _load_scenarios([]) if s.gradients is not None]
+    chosen = _split(backends) or available_backends()
+    for name in chosen:
+        try:
+            load_backend_class(name)
+        except KeyError as error:
+            fail(str(error.args[0]))
+    for value, allowed, option in ((device, ("cpu", "cuda"), "--device"),
+                                   (dtype, ("float64", "float32"), "--dtype")):
+        for part in _split(value):
+            if part not in allowed:
+                fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
+    try:
+        steps = [float(s) for s in _split(fd_steps)] or None
+    except ValueError:
+        fail(f"--fd-steps: expected numbers like 1e-4,1e-6 (got {fd_steps!r})")
+    try:
+        from harness.parameters import resolve_parameters
+        from harness.scenario import observable_names
+
+        if objective and objective not in observable_names():
+            fail(f"--objective: an observable name, e.g. sigma_x (got {objective!r})")
+        for scenario in loaded if not scaling else []:
+            options = gradients.gradient_options(scenario, _split(params), objective, steps)
+            resolve_parameters(scenario, options["parameters"])
+        cases = gradients.plan_gradient_cases(
+            loaded, chosen, _counts(particles), _split(device), _split(dtype), repeat,
+            _split(params) or None, objective, steps, scaling, threads)
+    except (KeyError, ValueError) as error:
+        fail(str(error.args[0]) if error.args else str(error))
+    directory = resume or out or _default_out()
+    if resume is None and (directory / "results.jsonl").exists():
+        fail(f"{directory} already holds results; continue it with --resume {directory} "
+             "or choose another --out")
+    cap = (int(memory_limit * 2**30) if memory_limit
+           else int(0.9 * psutil.virtual_memory().total))
+    runner = Runner(directory, Limits(timeout_s=timeout, memory_bytes=cap),
+                    resume=resume is not None)
+    if json_output:
+        runner.on_row = lambda row: print(json.dumps(row, default=str), flush=True)
+    else:
+        runner.on_start = lambda case: console.print(
+            f"{case.case_id} ({len(case.options['parameters'])} parameters)", highlight=False)
+    runner.run(cases, {s.name: s for s in loaded})
+    metadata.write(directory, metadata.collect(sys.argv, started))
+    _point_latest(directory)
+    runner.clear_cache()
+    if json_output:
+        return
+    ids = {c.case_id for c in cases}
+    table = Table(title=f"Gradients {directory} (relative errors vs the reference)")
+    columns = ("scenario", "backend", "particles", "dtype", "n_params", "parameter", "reverse",
+               "forward", "best_fd_step", "best_fd_error", "gradient_over_forward",
+               "fd_over_gradient", "status")
+    headers = ("scenario", "backend", "N", "dtype", "P", "parameter", "reverse", "forward",
+               "best FD step", "best FD error", "gradient / forward", "FD / gradient",
+               "status")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for line in gradients.summary_rows([r for r in read_rows(directory)
+                                        if r.get("case_id") in ids]):
+        cells = [line.get(c) for c in columns]
+        if line.get("status") != "ok":
+            cells[-1] = f"{line['status']}: {line['reason']}"
+        table.add_row(*("-" if v is None else f"{v:.2e}" if isinstance(v, float) else str(v)
+                        for v in cells))
+    console.print(table)
+    console.print(f"results: {directory}/results.jsonl, results.csv, metadata.json",
+                  highlight=False)
+
+
+asv_app = typer.Typer(help="The asv suite (benchmarks/): run, compare, publish and check the "
+                      "dashboard (results/asv, results/html).", no_args_is_help=True)
+app.add_typer(asv_app, name="asv")
+AsvConfig = Annotated[Path | None, typer.Option(
+    "--config", help="asv configuration (default: asv.conf.json of the repository).")]
+AsvBench = Annotated[str | None, typer.Option(
+    "--bench", "-b", help="Regular expression selecting benchmarks.")]
+AsvFactor = Annotated[float, typer.Option(
+    help="Slow-down factor that counts as a regression (1.5: 50 % slower).")]
+
+
+def _asv_config(config: Path | None) -> Path:
+    from harness.asv_tools import CONFIG
+
+    return config or CONFIG
+
+
+def _asv_gate(base: str | None, head: str | None, factor: float, config: Path) -> int:
+    """Print the time/peakmem regressions of head vs base; 1 when there are any."""
+    from harness import asv_tools
+
+    head = head or asv_tools.head_commit()
+    machine = asv_tools.machine_name()
+    base = base or asv_tools.previous_commit(asv_tools.config_path(config, "results_dir"),
+                                             machine, head)
+    if base is None:
+        console.print(f"no earlier results on machine {machine}: nothing to compare",
+                      highlight=False)
+        return 0
+    changes = asv_tools.regressions(base, head, factor, config, machine)
+    for change in changes:
+        console.print(f"[red]REGRESSION[/red] {escape(change.name)}: {change.before:.4g} -> "
+                      f"{change.after:.4g} {change.unit} (x{change.ratio:.2f})", soft_wrap=True)
+    console.print(f"{len(changes)} regression(s) beyond x{factor:g} of {base[:8]} -> "
+                  f"{head[:8]} (time_*, peakmem_*; machine {machine})", highlight=False)
+    return 1 if changes else 0
+
+
+@asv_app.command("quick")
+def asv_quick(
+    tiny: Annotated[bool, typer.Option(
+        help="One tiny case (TRACKBENCH_ASV_QUICK=1) instead of the default grid.")] = False,
+    bench: AsvBench = None,
+    publish: Annotated[bool, typer.Option(help="Publish the dashboard afterwards.")] = True,
+    config: AsvConfig = None,
+) -> None:
+    """Run every benchmark once (asv --quick) in this Python, recorded under HEAD."""
+    from harness import asv_tools
+
+    config = _asv_config(config)
+    status = asv_tools.run_current(config, quick=True, tiny=tiny, bench=bench)
+    if publish:
+        status = asv_tools.publish(config) or status
+    raise typer.Exit(status)
+
+
+@asv_app.command("run")
+def asv_run(bench: AsvBench = None, config: AsvConfig = None) -> None:
+    """Run the suite with asv's statistics in this Python, recorded under HEAD."""
+    from harness import asv_tools
+
+    raise typer.Exit(asv_tools.run_current(_asv_config(config), quick=False, bench=bench))
+
+
+@asv_app.command("continuous")
+def asv_continuous(
+    base: Annotated[str, typer.Argument(help="Base commit, e.g. HEAD~1 or main.")],
+    head: Annotated[str, typer.Argument(help="Commit to test.")] = "HEAD",
+    factor: AsvFactor = 1.5,
+    bench: AsvBench = None,
+    config: AsvConfig = None,
+) -> None:
+    """asv continuous: both commits in virtualenvs from asv.conf.json; fails on a regression."""
+    from harness import asv_tools
+
+    raise typer.Exit(asv_tools.continuous(base, head, factor, _asv_config(config), bench))
+
+
+@asv_app.command("compare")
+def asv_compare(
+    base: Annotated[str | None, typer.Option(
+        help="Base commit (default: the latest other commit with results).")] = None,
+    head: Annotated[str | None, typer.Option(help="Commit to test (default: HEAD).")] = None,
+    factor: AsvFactor = 1.5,
+    config: AsvConfig = None,
+) -> None:
+    """Regression gate on recorded results: exit 1 when a time/peakmem value got worse."""
+    raise typer.Exit(_asv_gate(base, head, factor, _asv_config(config)))
+
+
+@asv_app.command("publish")
+def asv_publish(config: AsvConfig = None) -> None:
+    """asv publish: write the HTML dashboard (results/html)."""
+    from harness import asv_tools
+
+    raise typer.Exit(asv_tools.publish(_asv_config(config)))
+
+
+@asv_app.command("preview")
+def asv_preview(port: Annotated[int, typer.Option(help="Port.")] = 8080,
+                config: AsvConfig = None) -> None:
+    """asv preview: serve the dashboard at http://127.0.0.1:PORT (Ctrl-C stops)."""
+    from harness import asv_tools
+
+    raise typer.Exit(asv_tools.preview(port, _asv_config(config)))
+
+
+@asv_app.command("nightly")
+def asv_nightly(factor: AsvFactor = 1.5, config: AsvConfig = None) -> None:
+    """The nightly flow: full run on HEAD, publish, then the regression gate."""
+    from harness import asv_tools
+
+    config = _asv_config(config)
+    status = asv_tools.run_current(config, quick=False)
+    published = asv_tools.publish(config)
+    gate = _asv_gate(None, None, factor, config)
+    raise typer.Exit(status or published or gate)
+
+
+@asv_app.command("dashboard-check")
+def asv_dashboard_check(
+    html_dir: Annotated[Path | None, typer.Option(
+        help="Published dashboard (default: html_dir of the configuration).")] = None,
+    screenshot: Annotated[Path | None, typer.Option(
+        help="Screenshot PNG (default: results/html-screenshot.png).")] = None,
+    config: AsvConfig = None,
+) -> None:
+    """Load the dashboard in headless Chromium: benchmark list, a graph, screenshots."""
+    from harness import asv_tools
+
+    check = asv_tools.dashboard_check(html_dir, screenshot, _asv_config(config))
+    if check.skipped:
+        console.print(f"[yellow]SKIPPED[/yellow] {escape(check.skipped)}", soft_wrap=True)
+        return
+    state = "[green]OK[/green]" if check.ok else "[red]FAILED[/red]"
+    console.print(f"{state} {escape(check.detail)}", soft_wrap=True)
+    for path in check.screenshots:
+        console.print(f"screenshot: {path}", highlight=False, soft_wrap=True)
+    if not check.ok:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point that turns bad input into one line (no traceback)."""
     try:

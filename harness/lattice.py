@@ -88,7 +88,26 @@ def _pals_classes() -> dict[str, type]:
 def _pydantic_message(error: pydantic.ValidationError) -> tuple[str, str, Any]:
     first = error.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ()))
-    return loc, first.get("msg", "a valid value"), first.get("input")
+    msg = first.get("msg", "a valid value").removeprefix("Value error, ")
+    msg = msg.removeprefix("Input should be ")
+    if first.get("type") == "missing":
+        msg = "this required field"
+    got = first.get("input")
+    return loc, msg, None if isinstance(got, dict) else got
+
+
+def _bad_multipole_key(raw: Any) -> str | None:
+    """The first key of a raw ``MagneticMultipoleP`` mapping that pals-schema rejects."""
+    import pals
+
+    if not isinstance(raw, dict):
+        return None
+    for key in raw:
+        try:
+            pals.MagneticMultipoleParameters(**{key: 0.0})
+        except (pydantic.ValidationError, ValueError):
+            return str(key)
+    return None
 
 
 def _check_known_fields(model: pydantic.BaseModel, raw: dict, file, path: str) -> None:
@@ -122,7 +141,7 @@ class _Flattener:
         kind = raw.get("kind")
         if kind is None:
             raise ScenarioError(self.file, f"{path}.kind", "an element kind", None)
-        if kind not in self.classes:
+        if not isinstance(kind, str) or kind not in self.classes:
             raise ScenarioError(
                 self.file, f"{path}.kind",
                 f"a PALS kind; supported: {sorted(ELEMENT_TIERS)}", kind)
@@ -138,13 +157,30 @@ class _Flattener:
         if kind in _CONTAINERS:
             return raw
         fields = {k: v for k, v in raw.items() if k != "kind"}
+        known = self.classes[kind].model_fields
+        for key in fields:
+            if key not in known:  # before pals-schema, whose message would not name the key
+                raise ScenarioError(
+                    self.file, f"{path}.{key}", f"one of the fields of {kind}: "
+                    f"{sorted(k for k in known if k not in ('name', 'kind'))}", key)
+            if key.endswith("P") and fields[key] is not None and not isinstance(fields[key],
+                                                                                 dict):
+                raise ScenarioError(self.file, f"{path}.{key}", "a mapping of parameters",
+                                    fields[key])
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 element = self.classes[kind](name=name, **copy.deepcopy(fields))
         except pydantic.ValidationError as error:
             loc, msg, got = _pydantic_message(error)
+            bad_key = _bad_multipole_key(fields.get("MagneticMultipoleP"))
+            if loc == "MagneticMultipoleP" and bad_key is not None:
+                loc, got = f"{loc}.{bad_key}", bad_key
+                msg = ("a multipole name KnN, KsN, BnN, BsN or tiltN (N = order, no leading "
+                       "zeros; suffix L for integrated strengths)")
             raise ScenarioError(self.file, f"{path}.{loc}" if loc else path, msg, got) from None
+        except (TypeError, ValueError, AttributeError) as error:  # pals-schema's own checks
+            raise ScenarioError(self.file, path, f"valid {kind} fields ({error})") from None
         _check_known_fields(element, fields, self.file, path)
         return element
 
@@ -212,19 +248,31 @@ def _validate_with_pals_root(document: dict, file) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pals.PALSroot(**copy.deepcopy(document["PALS"]))
+            # pals-schema 0.3 mistakes a root holding only 'facility' for a one-key container
+            pals.PALSroot(**{"version": None, **copy.deepcopy(document["PALS"])})
     except (pydantic.ValidationError, ValueError, TypeError) as error:
         raise ScenarioError(file, "lattice.PALS", f"a valid PALS document ({error})") from None
 
 
-def _multipole(element, prefix: str, order: int) -> float | None:
+def _multipole(element, prefix: str, order: int, file=None) -> float | None:
     mm = element.MagneticMultipoleP
     if mm is None:
         return None
     value = getattr(mm, f"{prefix}{order}", None)
     if value is None and mm.model_extra:
         value = mm.model_extra.get(f"{prefix}{order}")
-    return None if value is None else float(value)
+    path = f"lattice.{element.name}.MagneticMultipoleP.{prefix}{order}"
+    return None if value is None else _number(value, file, path)
+
+
+def _number(value: Any, file, path: str) -> float:
+    """``value`` as a float; pals-schema keeps multipole strengths untyped."""
+    if isinstance(value, bool):
+        raise ScenarioError(file, path, "a number", value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ScenarioError(file, path, "a number", value) from None
 
 
 def _require(value, file, path: str, expected: str):
@@ -241,7 +289,7 @@ def element_params(element, file=None) -> tuple[str, dict[str, float]]:
     if kind == "Drift":
         return kind, {"length": length}
     if kind == "Quadrupole":
-        k1 = _require(_multipole(element, "Kn", 1), file, f"{path}.MagneticMultipoleP.Kn1",
+        k1 = _require(_multipole(element, "Kn", 1, file), file, f"{path}.MagneticMultipoleP.Kn1",
                       "the normalised gradient Kn1 [1/m^2]")
         return kind, {"length": length, "Kn1": k1}
     if kind == "SBend":
@@ -251,12 +299,12 @@ def element_params(element, file=None) -> tuple[str, dict[str, float]]:
             raise ScenarioError(file, f"{path}.length", "a positive length for a bend", length)
         params = {"length": length, "angle": float(bend.g_ref) * length,
                   "e1": float(bend.e1), "e2": float(bend.e2)}
-        k1 = _multipole(element, "Kn", 1)
+        k1 = _multipole(element, "Kn", 1, file)
         if k1:
             params["Kn1"] = k1
         return kind, params
     if kind == "Sextupole":
-        k2 = _require(_multipole(element, "Kn", 2), file, f"{path}.MagneticMultipoleP.Kn2",
+        k2 = _require(_multipole(element, "Kn", 2, file), file, f"{path}.MagneticMultipoleP.Kn2",
                       "the normalised sextupole strength Kn2 [1/m^3]")
         return kind, {"length": length, "Kn2": k2}
     if kind == "Multipole":
@@ -269,7 +317,7 @@ def element_params(element, file=None) -> tuple[str, dict[str, float]]:
             if not (key.startswith(("Kn", "Ks")) and key.endswith("L")):
                 raise ScenarioError(file, f"{path}.MagneticMultipoleP.{key}",
                                     "integrated strengths KnNL or KsNL", key)
-            params[key] = float(value)
+            params[key] = _number(value, file, f"{path}.MagneticMultipoleP.{key}")
         return kind, params
     if kind == "Solenoid":
         sol = _require(element.SolenoidP, file, f"{path}.SolenoidP", "Ksol [1/m]")

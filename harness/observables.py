@@ -58,6 +58,11 @@ def observables_from_moments(mean, cov, names: list[str], beta_gamma: float = 1.
     out: dict[str, Any] = {}
     for name in names:
         kind, _, arg = name.partition("_")
+        plane = name.rsplit("_", 1)[-1]
+        if (kind in ("mean", "sigma") and arg not in INDEX
+                or kind == "dispersion" and arg not in ("x", "px", "y", "py")
+                or kind in ("emittance", "alpha", "beta", "norm") and plane not in PLANES):
+            raise KeyError(f"unknown observable {name!r}")
         if name == "survival":
             out[name] = 1.0 if survival is None else survival
         elif kind == "mean":

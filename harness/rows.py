@@ -77,4 +77,24 @@ GRADIENT: dict[str, str] = {
     "gradient_over_forward": "time_gradient_s / time_forward_s",
     "fd_over_gradient": "time_fd_s / time_gradient_s",
     "backward_peak_bytes": "peak memory of the backward pass [bytes]",
+    # added by harness.gradient_case (see its module text and harness.gradients)
+    "parameter_value": "the parameter's value in the scenario (scenario file units)",
+    "objective_value": "the objective at the scenario's values (this backend, FD path)",
+    "scaled_error": "|value - reference_value| * |parameter_value| / |objective_value| "
+                    "(error of d ln F / d ln p; meaningful where the derivative is ~0)",
+    "rel_error_vs_best_fd": "|value - best-step FD| / |best-step FD| (reverse, forward rows)",
+    "scaled_error_vs_best_fd": "scaled_error against the best-step FD value",
+    "fd_h": "absolute finite-difference step: fd_step * |parameter_value| (fd_step if 0)",
+    "time_fd_evaluation_s": "one FD evaluation: prepare + track + objective [s] (median)",
+    "fd_evaluations": "objective evaluations the FD sweep made (every step)",
+    "time_gradient_warmup_s": "the untimed first gradient of the method [s] (compilation)",
+    "forward_mode": "how forward mode ran: jacfwd (vmapped) | jvp (one per parameter)",
+    "backward_memory_method": "cuda_max_allocated | torch_profiler (CPU allocations) | "
+                              "rss_sampled (CPU resident-memory rise, 1 ms samples, coarse)",
+    "variant": "label of a case variant (P-scaling: P<number of parameters>)",
+    "model_matches_scenario": "whether the backend runs the scenario's model (not a "
+                              "stand-in): only then is rel_error vs the reference a "
+                              "gradient error rather than a model difference",
+    "saved_tensor_bytes": "storage autograd saves for the backward, distinct [bytes]",
+    "cuda_max_allocated_bytes": "torch.cuda.max_memory_allocated of the child [bytes]",
 }

@@ -109,6 +109,16 @@ class Beam(_Strict):
     def _six_by_six(cls, value):
         if value is not None and (len(value) != 6 or any(len(r) != 6 for r in value)):
             raise ValueError("a 6x6 matrix (list of 6 rows of 6 numbers)")
+        if value is not None:
+            import numpy as np
+
+            matrix = np.asarray(value, dtype=np.float64)
+            try:
+                np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                raise ValueError("a symmetric positive-definite 6x6 matrix") from None
+            if not np.allclose(matrix, matrix.T, rtol=1e-12, atol=0.0):
+                raise ValueError("a symmetric positive-definite 6x6 matrix")
         return value
 
     @model_validator(mode="after")
@@ -236,12 +246,15 @@ def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError
     first = error.errors()[0]
     loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("function-after",))
     msg = first.get("msg", "a valid value").removeprefix("Value error, ")
+    msg = msg.removeprefix("Input should be ")
     if first.get("type") == "extra_forbidden":
         msg = "no such field (check the spelling)"
     if first.get("type") == "missing":
         msg = "this required field"
-    return ScenarioError(file, loc or "<root>", msg, first.get("input")
-                         if first.get("type") not in ("missing", "model_type") else None)
+    got = first.get("input")
+    if first.get("type") in ("missing", "model_type") or isinstance(got, dict):
+        got = None  # a whole group is not worth echoing; the message says what is wrong
+    return ScenarioError(file, loc or "<root>", msg, got)
 
 
 def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario:
@@ -255,7 +268,20 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
         raise _error_from_pydantic(error, file) from None
     _ = scenario.elements  # validates the lattice
     _check_gradients(scenario, file)
+    _check_particle_file(scenario.beam, file)
     return scenario
+
+
+def _check_particle_file(beam: Beam, file) -> None:
+    """A ``file`` beam names an existing .npz/.csv (relative to the scenario file)."""
+    if beam.distribution != "file":
+        return
+    path = Path(beam.file)
+    if not path.is_absolute() and file is not None:
+        path = Path(file).parent / path
+    if path.suffix not in (".npz", ".csv") or not path.is_file():
+        raise ScenarioError(file, "beam.file", "an existing .npz or .csv particle file "
+                            "(a relative path is relative to the scenario file)", beam.file)
 
 
 def _check_gradients(scenario: Scenario, file) -> None:
@@ -293,7 +319,11 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load and validate a scenario file (safe YAML)."""
     path = resolve_scenario_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScenarioError(path, "<file>", f"a readable UTF-8 text file ({error})") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ScenarioError(path, "<yaml>", f"valid YAML ({str(error).splitlines()[0]})") from None
     return scenario_from_dict(data, path)

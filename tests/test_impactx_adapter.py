@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("impactx")
 
-from backends.base import Unsupported  # noqa: E402
+from backends.base import Unsupported, model_signature  # noqa: E402
 from backends.impactx import ImpactXBackend, translate_scenario  # noqa: E402
 from harness.particles import beam_cholesky, unit_samples  # noqa: E402
 from harness.reference import C_LIGHT  # noqa: E402
@@ -308,7 +308,7 @@ def test_availability_reports_the_module_version() -> None:
 def test_bundled_scenarios_track_without_nan(name: str) -> None:
     scenario = load_scenario(name)
     with BACKEND.prepare(scenario) as prepared:
-        assert prepared.model == "+".join(scenario.tiers)
+        assert prepared.model == model_signature(scenario)
         p1 = prepared.track(particles_of(scenario, 1000))
     assert p1.shape == (1000, 6)
     assert np.all(np.isfinite(p1))

@@ -77,23 +77,36 @@ def dipedge_entries(psi: nm.Scalar, length: nm.Scalar, angle: nm.Scalar,
 
 def _exact_bend_core(columns: Columns, rc, sin_phi, cos_phi, slice_phi, ibeta):
     """ImpactX's exact sector-bend formulas (``ExactSbend.H``) for one slice; returns the
-    new (x, px, y, t) and the domain mask (particles with |px| >= p_perp are outside)."""
+    new (x, px, y, t) and the domain mask (particles with |px| >= p_perp are outside).
+
+    ImpactX writes pperp = sqrt(pt^2 - 2 pt/beta - py^2 + 1), pzi = sqrt(pperp^2 - px^2),
+    pxf = px cos(phi) + (pzi - rho/rc) sin(phi), pzf = sqrt(pperp^2 - pxf^2),
+    x_f = -rc + rho cos(phi) + rc (pzf + px sin(phi) - pzi cos(phi)),
+    t_f = t - theta rc (pt - 1/beta) - phi rc/beta with rho = rc + x and
+    theta = phi + asin(px/pperp) - asin(pxf/pperp). The same map is evaluated here with
+    pz - 1 = (pperp^2 - 1 - px^2)/(1 + pz), so that no O(rc) or O(1) terms cancel:
+    pxf = px cos(phi) + (pzi - 1 - x/rc) sin(phi),
+    x_f = x cos(phi) + rc ((pzf - 1) - (pzi - 1) cos(phi) + px sin(phi)),
+    t_f = t - theta rc pt + (theta - phi) rc/beta.
+    """
     x, px, y, py, t, pt = columns
-    pperp2 = pt * pt - 2.0 * ibeta * pt - py * py + 1.0
+    pperp2_minus_one = pt * pt - 2.0 * ibeta * pt - py * py
+    pperp2 = 1.0 + pperp2_minus_one
     ok1 = pperp2 > px * px
-    pperp2_safe = torch.where(ok1, pperp2, 1.0)
+    pperp2_minus_one = torch.where(ok1, pperp2_minus_one, 0.0)
+    pperp2 = torch.where(ok1, pperp2, 1.0)
     px_safe = torch.where(ok1, px, 0.0)
-    pperp = torch.sqrt(pperp2_safe)
-    pzi = torch.sqrt(pperp2_safe - px_safe * px_safe)
-    rho = rc + x
-    px_out = px_safe * cos_phi + (pzi - rho / rc) * sin_phi
-    ok = ok1 & (pperp2_safe > px_out * px_out)
+    pperp = torch.sqrt(pperp2)
+    pzi_minus_one = nm.sqrt1p_minus_one(pperp2_minus_one - px_safe * px_safe)
+    px_out = px_safe * cos_phi + (pzi_minus_one - x / rc) * sin_phi
+    ok = ok1 & (pperp2 > px_out * px_out)
     px_out_safe = torch.where(ok, px_out, 0.0)
-    pzf = torch.sqrt(pperp2_safe - px_out_safe * px_out_safe)
-    theta = slice_phi + torch.asin(px_safe / pperp) - torch.asin(px_out_safe / pperp)
-    x_out = -rc + rho * cos_phi + rc * (pzf + px_safe * sin_phi - pzi * cos_phi)
+    pzf_minus_one = nm.sqrt1p_minus_one(pperp2_minus_one - px_out_safe * px_out_safe)
+    dtheta = torch.asin(px_safe / pperp) - torch.asin(px_out_safe / pperp)
+    theta = slice_phi + dtheta
+    x_out = x * cos_phi + rc * (pzf_minus_one - pzi_minus_one * cos_phi + px_safe * sin_phi)
     y_out = y + theta * rc * py
-    t_out = t - theta * rc * (pt - ibeta) - slice_phi * rc * ibeta
+    t_out = t - theta * rc * pt + dtheta * rc * ibeta
     return x_out, px_out, y_out, t_out, ok
 
 
@@ -151,8 +164,8 @@ def _cfbend_map2_push(columns: Columns, coeffs: tuple) -> Columns:
     dpx = -rho ln(rho) kn, dpy = (y/rc) kn with rho = 1 + x/rc, kn = rc k."""
     x, px, y, py, t, pt = columns
     tau, rc, kn = coeffs
-    rho = 1.0 + x / rc
-    dpx = -rho * torch.log(rho) * kn
+    u = x / rc
+    dpx = -(1.0 + u) * torch.log1p(u) * kn
     dpy = y / rc * kn
     return (x, px + tau * dpx, y, py + tau * dpy, t, pt)
 

@@ -11,8 +11,6 @@ the same map to ``ds/nslice``; drifts compose exactly, so the whole length is ap
 
 from __future__ import annotations
 
-import torch
-
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Entries, Kernel
 from backends.inhouse.reference import RefState
@@ -25,47 +23,55 @@ def drift_entries(length: nm.Scalar, ref: RefState) -> Entries:
 
 def _chr_drift_push(columns: Columns, coeffs: tuple) -> Columns:
     x, px, y, py, t, pt = columns
-    length, beta, gamma2, const1 = coeffs
-    # 1 / (1 + delta), delta from pt (ChrDrift.H)
-    idelta1 = 1.0 / torch.sqrt(1.0 - 2.0 * pt / beta + pt * pt)
+    length, beta = coeffs
+    delta1, delta = nm.momentum_deviation(pt, 1.0 / beta)
+    idelta1 = 1.0 / delta1
     x_out = x + length * px * idelta1
     y_out = y + length * py * idelta1
-    term = 2.0 * pt * pt + px * px + py * py
-    term = 2.0 - 4.0 * beta * pt + beta * beta * term
-    term = -2.0 + gamma2 * term
-    term = (-1.0 + beta * pt) * term
-    term = term * const1
-    t_out = t - length * (1.0 / beta + term * idelta1 * idelta1 * idelta1)
+    # ChrDrift.H: t -= L (1/beta + term/(1+delta)^3) with
+    #   term = (-1 + beta pt) (-2 + gamma^2 (2 - 4 beta pt + beta^2 (2 pt^2 + px^2 + py^2)))
+    #          / (2 beta^3 gamma^2).
+    # The inner bracket is beta^2 gamma^2 (2 (1+delta)^2 + px^2 + py^2), hence the same
+    # update written without its O(1) cancellation:
+    #   t -= L [(delta + beta pt) / (beta (1+delta)) + (beta pt - 1)(px^2 + py^2)
+    #           / (2 beta (1+delta)^3)].
+    transverse = px * px + py * py
+    t_out = t - length / beta * idelta1 * (
+        delta + beta * pt + (beta * pt - 1.0) * transverse * 0.5 * idelta1 * idelta1)
     return (x_out, px, y_out, py, t_out, pt)
 
 
 def chr_drift_kernel(length: nm.Scalar, ref: RefState) -> Kernel:
     """Paraxial drift (``ChrDrift.H``): transverse motion scaled by 1/(1+delta) and the
     symplectic t update of the second-order Hamiltonian."""
-    beta, gamma = ref.beta, ref.gamma
-    const1 = 1.0 / (2.0 * beta**3 * gamma**2)
-    return Kernel(_chr_drift_push, (length, beta, gamma * gamma, const1))
+    return Kernel(_chr_drift_push, (length, ref.beta))
 
 
 def exact_drift_push(columns: Columns, coeffs: tuple) -> Columns:
     """Exact drift of length ``coeffs[0]`` (``ExactDrift.H``); also ImpactX's map H_1 of
-    ``ExactMultipole``."""
+    ``ExactMultipole``.
+
+    ImpactX: pz = sqrt((pt - 1/beta)^2 - 1/(beta gamma)^2 - px^2 - py^2),
+    t -= L (1/beta + (pt - 1/beta)/pz). With 1/beta^2 - 1/(beta gamma)^2 = 1 this is
+    pz = sqrt(1 + w), w = pt^2 - 2 pt/beta - px^2 - py^2, and
+    t -= L (pt + (pz - 1)/beta) / pz, free of the O(1) cancellation.
+    """
     x, px, y, py, t, pt = columns
-    length, ibeta, ibetagam2 = coeffs
-    dpt = pt - ibeta
-    inv_pzden = 1.0 / torch.sqrt(dpt * dpt - ibetagam2 - px * px - py * py)
-    x_out = x + length * px * inv_pzden
-    y_out = y + length * py * inv_pzden
-    t_out = t - length * (ibeta + dpt * inv_pzden)
+    length, ibeta = coeffs
+    w = pt * pt - 2.0 * ibeta * pt - px * px - py * py
+    pz_minus_one = nm.sqrt1p_minus_one(w)
+    inv_pz = 1.0 / (1.0 + pz_minus_one)
+    x_out = x + length * px * inv_pz
+    y_out = y + length * py * inv_pz
+    t_out = t - length * (pt + ibeta * pz_minus_one) * inv_pz
     return (x_out, px, y_out, py, t_out, pt)
 
 
 def exact_drift_coeffs(length: nm.Scalar, ref: RefState) -> tuple:
-    """Coefficients of :func:`exact_drift_push`: (L, 1/beta, 1/(beta gamma)^2)."""
-    return (length, 1.0 / ref.beta, 1.0 / (ref.beta_gamma**2))
+    """Coefficients of :func:`exact_drift_push`: (L, 1/beta)."""
+    return (length, 1.0 / ref.beta)
 
 
 def exact_drift_kernel(length: nm.Scalar, ref: RefState) -> Kernel:
-    """Exact drift (``ExactDrift.H``), pz = sqrt((pt - 1/beta)^2 - 1/(beta gamma)^2 - px^2
-    - py^2)."""
+    """Exact drift (``ExactDrift.H``), see :func:`exact_drift_push`."""
     return Kernel(exact_drift_push, exact_drift_coeffs(length, ref))

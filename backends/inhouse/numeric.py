@@ -2,7 +2,7 @@
 
 Element coefficients are Python floats when they are constants of the lattice and tensors
 when they depend on a differentiable parameter (any shape: ``()`` or a batch shape). Each
-helper dispatches on the type, so that constants cost nothing at tracking time and never
+function dispatches on the type, so that constants cost nothing at tracking time and never
 cause a host-device copy, while tensors stay in the autograd graph:
 
 * no Python branching on tensor values: choices are :func:`select` (``torch.where``);
@@ -163,6 +163,19 @@ def sinc_functions(theta: Scalar) -> tuple[Scalar, Scalar, Scalar]:
     c, s, d, e = focusing_functions(theta * theta, 1.0, sign=None if is_tensor(theta) else 1)
     del c
     return s, d * theta, e * theta
+
+
+def sqrt1p_minus_one(w):
+    """sqrt(1 + w) - 1 of a tensor, as w / (1 + sqrt(1 + w)): no cancellation for small w,
+    which keeps O(1) terms out of small coordinate updates (matters most in float32)."""
+    return w / (1.0 + torch.sqrt(1.0 + w))
+
+
+def momentum_deviation(pt: torch.Tensor, ibeta: Scalar) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(1 + delta, delta)`` of ImpactX's pt, with (1 + delta)^2 = 1 - 2 pt / beta + pt^2
+    (``ChrQuad.H``); delta is formed without cancellation (:func:`sqrt1p_minus_one`)."""
+    delta = sqrt1p_minus_one(pt * pt - 2.0 * ibeta * pt)
+    return 1.0 + delta, delta
 
 
 def broadcast_ready(tree: Any) -> Any:

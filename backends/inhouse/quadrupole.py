@@ -14,8 +14,6 @@ branches and the k = 0 drift, and are differentiable in k everywhere.
 
 from __future__ import annotations
 
-import torch
-
 from backends.inhouse import integrators
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Entries, Kernel
@@ -54,8 +52,7 @@ def _chr_quad_push(columns: Columns, coeffs: tuple) -> Columns:
     x, px, y, py, t, pt = columns
     length, k, sign, regular, beta = coeffs
     # 1 + delta from pt (ChrQuad.H)
-    delta1 = torch.sqrt(1.0 - 2.0 * pt / beta + pt * pt)
-    delta = delta1 - 1.0
+    delta1, delta = nm.momentum_deviation(pt, 1.0 / beta)
     kx = k / delta1
     cx, sx = nm.focusing_functions(kx, length, sign, regular, derived=False)
     cy, sy = nm.focusing_functions(-kx, length, None if sign is None else -sign, regular,
@@ -94,12 +91,19 @@ def _quad_map1_push(columns: Columns, coeffs: tuple) -> Columns:
 
 
 def _quad_map2_push(columns: Columns, coeffs: tuple) -> Columns:
+    """ExactQuad.H map2 (exact minus linear drift). ImpactX writes, with
+    pz = sqrt((pt - 1/beta)^2 - 1/(beta gamma)^2 - px^2 - py^2),
+    x += tau px (1/pz - 1), t += tau (-1/beta - pt/(beta gamma)^2 - (pt - 1/beta)/pz);
+    here pz = sqrt(1 + w), w = pt^2 - 2 pt/beta - px^2 - py^2, and the same updates are
+    x -= tau px (pz - 1)/pz, t -= tau (pt/(beta gamma)^2 + (pt + (pz - 1)/beta)/pz)."""
     x, px, y, py, t, pt = columns
     tau, ibeta, ibetgam2 = coeffs
-    dpt = pt - ibeta
-    inv_pzden = 1.0 / torch.sqrt(dpt * dpt - ibetgam2 - px * px - py * py)
-    return (x + tau * px * (inv_pzden - 1.0), px, y + tau * py * (inv_pzden - 1.0), py,
-            t + tau * (-ibeta - ibetgam2 * pt - dpt * inv_pzden), pt)
+    w = pt * pt - 2.0 * ibeta * pt - px * px - py * py
+    pz_minus_one = nm.sqrt1p_minus_one(w)
+    inv_pz = 1.0 / (1.0 + pz_minus_one)
+    excess = tau * pz_minus_one * inv_pz
+    return (x - excess * px, px, y - excess * py, py,
+            t - tau * (ibetgam2 * pt + (pt + ibeta * pz_minus_one) * inv_pz), pt)
 
 
 def exact_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState, nsteps: int,

@@ -30,15 +30,10 @@ from dataclasses import dataclass
 
 from backends.inhouse import aperture, bend, drift, multipole, quadrupole, rf, solenoid
 from backends.inhouse import numeric as nm
+from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
 from harness.lattice import Element
-
-#: Element kinds this module translates.
-KINDS: frozenset[str] = frozenset({
-    "Drift", "Quadrupole", "SBend", "Sextupole", "Multipole", "Solenoid", "RFCavity",
-    "Marker", "Instrument", "Aperture",
-})
 
 Params = dict[str, nm.Scalar]
 

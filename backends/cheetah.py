@@ -1,0 +1,543 @@
+"""Cheetah adapter (``cheetah-accelerator`` 0.8.4): harness lattice -> ``cheetah.Segment``.
+
+Coordinates (PHYSICS.md section 1, exact in both directions): Cheetah's particle columns
+are (x, px, y, py, tau, p, 1) with tau = ImpactX t and p = +dE/(p0 c) = -pt; x, px, y, py
+are identical. The reference particle is given as the total energy [eV] and a
+``cheetah.Species`` carrying ImpactX's rest energy, so both codes see the same reference.
+
+Maps per harness element and effective tier (``Element.tier``). "exact" means the Cheetah
+map is ImpactX's map to round-off (measured, PHYSICS.md section 3 and this module's tests);
+anything else is a labelled stand-in and the case's model becomes ``stand-in:...``.
+
+=============  ============  ==================================================  =========
+harness kind   tier          Cheetah element (tracking method)                   vs ImpactX
+=============  ============  ==================================================  =========
+Drift          linear        ``Drift`` (linear)                                  exact
+Drift          paraxial      ``Drift`` (drift_kick_drift: the exact drift)       stand-in
+Drift          exact         ``Drift`` (drift_kick_drift) = ``ExactDrift``       exact
+Quadrupole     linear        ``Quadrupole(k1=Kn1)`` (linear)                     exact
+Quadrupole     paraxial      ``Quadrupole`` (drift_kick_drift, Bmad quad)        stand-in
+Quadrupole     exact         ``Quadrupole`` (drift_kick_drift, paraxial quad)    stand-in
+SBend          linear        ``Dipole(angle, k1, e1, e2)`` (linear)              exact
+SBend          exact         ``Dipole(angle, e1, e2)`` (drift_kick_drift)        exact
+SBend+Kn1      exact         none: Cheetah's drift_kick_drift dipole ignores k1  unsupported
+Sextupole      exact         ``Sextupole(k2=Kn2)`` (second_order truncation)     stand-in
+Multipole      thin          ``CustomTransferMap`` for Kn1L/Ks1L (thin quad);    exact
+                             Kn2L: a 1 nm second-order ``Sextupole``             stand-in
+                             other orders: no thin Cheetah element               unsupported
+Solenoid       linear        ``Solenoid(k=Ksol/2)`` (linear)                     exact
+RFCavity       thin          none: ``Cavity`` of length 0 gives inf momenta      unsupported
+Marker         any           ``Marker``                                          exact
+Instrument     any           ``BPM`` (length 0) or a drift of its tier           as Drift
+Aperture       any           ``Aperture`` (lost particles -> NaN rows)           exact
+=============  ============  ==================================================  =========
+
+Measured against ImpactX 26.10 (10 000 particles, fp64, max |dev| / std per coordinate,
+worst coordinate): fodo_linear 2.0e-15, chicane 6.8e-15; exact drifts (2 GeV e-, 800 MeV p)
+3e-13 in t; exact chicane bends with linear edges 1.4e-10 (abs 1.7e-14 m); solenoid, thin
+quad and combined-function bend with edges (800 MeV p) 2.7e-15. Stand-ins: fodo_paraxial
+1.9e-8 (ChrQuad itself: transverse 5e-15, t 4.4e-13 m abs at 5 MeV), fodo_exact 3.3e-5
+(ExactQuad with 10 steps), fodo_sextupole 7.2e-5 (second-order sextupole truncation).
+float32: the linear maps stay within 1e-6 of float64; drift_kick_drift converts through
+energies in eV, which leaves pt an absolute error ~1e-7 at 2 GeV (2.7e-4 of sigma_pt).
+
+Space charge (3D only): every element of length L > 0 is cut into ``kicks_per_element``
+pieces, each tracked as [piece/2, ``SpaceChargeKick(L/n)``, piece/2]. Cheetah's Poisson
+grid spans +-``domain_sigmas`` rms sizes about 0 (not about the centroid), deposits with
+cloud-in-cell only, and uses ``+e E(rho(particle_charges))``, so particle charges are
+given positive, |Q|/N (PHYSICS.md section 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.lattice import Element
+    from harness.reference import Reference
+    from harness.scenario import Scenario
+
+#: Cheetah tracking methods used by this adapter.
+LINEAR = "linear"
+SECOND_ORDER = "second_order"
+DRIFT_KICK_DRIFT = "drift_kick_drift"
+
+#: Harness field -> factor to the Cheetah attribute where they differ (Cheetah's solenoid
+#: k = Ksol / 2, PHYSICS.md section 4); other fields map one to one (Kn1 -> k1, ...).
+FIELD_FACTORS: dict[str, float] = {"Ksol": 0.5}
+
+#: Length [m] of the second-order sextupole that stands in for a thin sextupole kick.
+THIN_SEXTUPOLE_LENGTH = 1e-9
+
+
+@dataclass(frozen=True)
+class ElementPlan:
+    """How one harness element is run in Cheetah.
+
+    Attributes:
+        method: Cheetah tracking method (``linear``, ``second_order``, ``drift_kick_drift``;
+            empty for elements without one).
+        stand_in: empty when the Cheetah map equals ImpactX's for the element's tier,
+            otherwise a short description of the stand-in (goes into the model label).
+    """
+
+    method: str
+    stand_in: str = ""
+
+
+def _multipole_orders(params: dict[str, Any]) -> dict[str, Any]:
+    """The nonzero integrated thin-multipole strengths ``KnNL`` / ``KsNL`` of an element."""
+    return {k: v for k, v in params.items()
+            if k.startswith(("Kn", "Ks")) and k.endswith("L")
+            and (not isinstance(v, float) or v != 0.0)}
+
+
+def plan_element(element: Element) -> ElementPlan | Unsupported:
+    """The Cheetah map for one element at its effective tier, or why there is none."""
+    kind, tier = element.kind, element.tier
+    if kind in ("Drift", "Instrument"):
+        if kind == "Instrument" and element.length == 0.0:
+            return ElementPlan("")
+        if tier == "linear":
+            return ElementPlan(LINEAR)
+        if tier == "paraxial":
+            return ElementPlan(DRIFT_KICK_DRIFT, "ChrDrift->exact drift")
+        return ElementPlan(DRIFT_KICK_DRIFT)
+    if kind == "Quadrupole":
+        if tier == "linear":
+            return ElementPlan(LINEAR)
+        if tier == "paraxial":
+            return ElementPlan(DRIFT_KICK_DRIFT, "ChrQuad->Bmad dkd quad")
+        return ElementPlan(DRIFT_KICK_DRIFT, "ExactQuad->Bmad dkd (paraxial) quad")
+    if kind == "SBend":
+        if tier == "linear":
+            return ElementPlan(LINEAR)
+        if "Kn1" in element.params:
+            return Unsupported(
+                f"Cheetah has no exact combined-function bend ({element.name}: its "
+                "drift_kick_drift Dipole ignores k1; ImpactX runs ExactCFbend)")
+        return ElementPlan(DRIFT_KICK_DRIFT)
+    if kind == "Sextupole":
+        return ElementPlan(SECOND_ORDER, "ExactMultipole->second-order sextupole")
+    if kind == "Multipole":
+        orders = _multipole_orders(element.params)
+        other = sorted(k for k in orders if k not in ("Kn1L", "Ks1L", "Kn2L"))
+        if other:
+            return Unsupported(
+                f"Cheetah has no thin multipole kick for {', '.join(other)} "
+                f"({element.name}); it translates Kn1L, Ks1L and Kn2L only")
+        if "Kn2L" in element.params:
+            return ElementPlan(SECOND_ORDER, "thin Kn2L->1 nm second-order Sextupole")
+        return ElementPlan(LINEAR)
+    if kind == "Solenoid":
+        return ElementPlan(LINEAR)
+    if kind == "RFCavity":
+        return Unsupported(
+            f"Cheetah has no short RF gap ({element.name}): a zero-length Cavity divides "
+            "by its length (measured: infinite momenta), and its thick model adds "
+            "Rosenzweig-Serafini focusing that ImpactX ShortRF does not have")
+    if kind in ("Marker", "Aperture"):
+        return ElementPlan("")
+    return Unsupported(f"cheetah does not translate element kind {kind!r} ({element.name})")
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    return {"float64": torch.float64, "float32": torch.float32}[dtype]
+
+
+class _Factory:
+    """Builds Cheetah elements with tensors on one device and dtype; values may be floats or
+    tensors (tensors keep their autograd graph)."""
+
+    def __init__(self, device: str, dtype: str):
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.dtype = _torch_dtype(dtype)
+
+    def tensor(self, value) -> torch.Tensor:
+        if isinstance(value, self.torch.Tensor):
+            return value.to(device=self.device, dtype=self.dtype)
+        return self.torch.tensor(float(value), device=self.device, dtype=self.dtype)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {"device": self.device, "dtype": self.dtype, "sanitize_name": True}
+
+
+def _piece(element: Element, plan: ElementPlan, params: dict[str, Any], fraction: float,
+           first: bool, last: bool, name: str, make: _Factory) -> list:
+    """Cheetah elements for ``fraction`` of a thick element (1.0: the whole element); a bend
+    keeps its entrance edge only on the first piece and its exit edge only on the last."""
+    import cheetah
+
+    kw = make.kwargs
+    t = make.tensor
+    length = t(params.get("length", 0.0)) * fraction
+    kind = element.kind
+    if kind in ("Drift", "Instrument"):
+        if plan.method == "":
+            return [cheetah.BPM(name=name, **kw)]
+        return [cheetah.Drift(length, tracking_method=plan.method, name=name, **kw)]
+    if kind == "Quadrupole":
+        return [cheetah.Quadrupole(length, k1=t(params["Kn1"]), tracking_method=plan.method,
+                                   name=name, **kw)]
+    if kind == "SBend":
+        zero = t(0.0)
+        return [cheetah.Dipole(
+            length, angle=t(params["angle"]) * fraction, k1=t(params.get("Kn1", 0.0)),
+            dipole_e1=t(params["e1"]) if first else zero,
+            dipole_e2=t(params["e2"]) if last else zero,
+            tracking_method=plan.method, name=name, **kw)]
+    if kind == "Sextupole":
+        return [cheetah.Sextupole(length, k2=t(params["Kn2"]), tracking_method=plan.method,
+                                  name=name, **kw)]
+    if kind == "Solenoid":
+        return [cheetah.Solenoid(length, k=t(params["Ksol"]) * FIELD_FACTORS["Ksol"],
+                                 name=name, **kw)]
+    if kind == "Multipole":
+        out = []
+        if "Kn1L" in params or "Ks1L" in params or "Kn2L" not in params:
+            out.append(_thin_quadrupole(params, name, make))
+        if "Kn2L" in params:
+            out += _thin_sextupole(params["Kn2L"], name, make)
+        return out
+    if kind == "Aperture":
+        shape = "elliptical" if float(params["elliptical"]) else "rectangular"
+        return [cheetah.Aperture(x_max=t(params["x_limit"]), y_max=t(params["y_limit"]),
+                                 shape=shape, name=name, **kw)]
+    return [cheetah.Marker(name=name, **kw)]
+
+
+def _thin_quadrupole(params: dict[str, Any], name: str, make: _Factory):
+    """ImpactX thin ``Multipole`` of order 1 as a 7x7 map (MAD-X KNL/KSL): px -= Kn1L x -
+    Ks1L y, py += Kn1L y + Ks1L x (ImpactX ``src/elements/Multipole.H``)."""
+    import cheetah
+
+    torch = make.torch
+    kn = make.tensor(params.get("Kn1L", 0.0))
+    ks = make.tensor(params.get("Ks1L", 0.0))
+    zero = kn * 0.0
+    rows = [[zero] * 7 for _ in range(7)]
+    for i in range(7):
+        rows[i][i] = zero + 1.0
+    rows[1][0], rows[1][2] = -kn, ks
+    rows[3][2], rows[3][0] = kn, ks
+    matrix = torch.stack([torch.stack(r) for r in rows])
+    return cheetah.CustomTransferMap(matrix, length=make.tensor(0.0), name=name,
+                                     **make.kwargs)
+
+
+def _thin_sextupole(k2l, name: str, make: _Factory) -> list:
+    """ImpactX's thin sextupole kick (``Multipole`` order 3: px -= Kn2L (x^2 - y^2) / 2,
+    py += Kn2L x y) as the thin limit of Cheetah's second-order ``Sextupole``: length
+    :data:`THIN_SEXTUPOLE_LENGTH`, k2 = Kn2L / length, between two linear drifts of minus
+    half that length. The residual is O(length); measured 8e-13 of sigma_x (2 GeV,
+    Kn2L = 5 1/m^2, sigma_x = 1 mm) against ImpactX ``Multipole(3, Kn2L)``."""
+    import cheetah
+
+    eps = make.tensor(THIN_SEXTUPOLE_LENGTH)
+    kw = make.kwargs
+    return [cheetah.Drift(-0.5 * eps, tracking_method=LINEAR, name=f"{name}_back", **kw),
+            cheetah.Sextupole(eps, k2=make.tensor(k2l) / eps, tracking_method=SECOND_ORDER,
+                              name=f"{name}_k2", **kw),
+            cheetah.Drift(-0.5 * eps, tracking_method=LINEAR, name=f"{name}_fwd", **kw)]
+
+
+def build_elements(scenario: Scenario, device: str = "cpu", dtype: str = "float64",
+                   updates: dict[tuple[str, str], Any] | None = None) -> list:
+    """The Cheetah elements of a scenario (call after :meth:`CheetahBackend.supports`);
+    ``updates`` maps ``(element name, field)`` to a value (float or tensor) that replaces
+    the field everywhere the element occurs."""
+    import cheetah
+
+    updates = updates or {}
+    make = _Factory(device, dtype)
+    sc = scenario.space_charge
+    out: list = []
+    for index, element in enumerate(scenario.elements):
+        plan = plan_element(element)
+        if isinstance(plan, Unsupported):
+            raise ValueError(plan.reason)
+        params = {**element.params,
+                  **{f: v for (n, f), v in updates.items() if n == element.name}}
+        name = f"{element.name}_{index}"
+        if sc is None or element.length == 0.0:
+            out += _piece(element, plan, params, 1.0, True, True, name, make)
+            continue
+        n = sc.kicks_per_element
+        half = 0.5 / n
+        extent = make.tensor(sc.domain_sigmas)
+        for k in range(n):
+            out += _piece(element, plan, params, half, k == 0, False, f"{name}_{k}a", make)
+            out.append(cheetah.SpaceChargeKick(
+                make.tensor(params["length"]) / n, grid_shape=tuple(sc.grid),
+                grid_extent_x=extent, grid_extent_y=extent, grid_extent_tau=extent,
+                name=f"{name}_{k}sc", **make.kwargs))
+            out += _piece(element, plan, params, half, False, k == n - 1, f"{name}_{k}b",
+                          make)
+    return out
+
+
+def cheetah_species(reference: Reference, device: str = "cpu", dtype: str = "float64"):
+    """A Cheetah species with ImpactX's rest energy and charge (PHYSICS.md section 1)."""
+    import cheetah
+
+    make = _Factory(device, dtype)
+    return cheetah.Species(f"{reference.species}_impactx",
+                           num_elementary_charges=make.tensor(reference.charge_qe),
+                           mass_eV=make.tensor(reference.mass_eV),
+                           device=make.device, dtype=make.dtype)
+
+
+def to_cheetah_columns(particles):
+    """(N, 6) ImpactX (x, px, y, py, t, pt) -> (N, 7) Cheetah (x, px, y, py, tau, p, 1);
+    numpy or torch (keeps the autograd graph)."""
+    if isinstance(particles, np.ndarray):
+        out = np.ones((particles.shape[0], 7), dtype=particles.dtype)
+        out[:, :6] = particles
+        out[:, 5] = -particles[:, 5]
+        return out
+    import torch
+
+    ones = torch.ones_like(particles[:, :1])
+    return torch.cat([particles[:, :5], -particles[:, 5:6], ones], dim=1)
+
+
+def to_impactx_columns(particles):
+    """(N, 7) Cheetah columns -> (N, 6) ImpactX columns; numpy or torch."""
+    if isinstance(particles, np.ndarray):
+        out = particles[:, :6].copy()
+        out[:, 5] = -out[:, 5]
+        return out
+    import torch
+
+    return torch.cat([particles[:, :5], -particles[:, 5:6]], dim=1)
+
+
+class CheetahPrepared(Prepared):
+    """A scenario as a ``cheetah.Segment`` on one device and dtype.
+
+    Attributes:
+        survival: after :meth:`extract`, a float64 mask (1 transmitted, 0 lost at an
+            aperture), in injection order; :meth:`extract` returns lost particles as NaN
+            rows (the harness convention, as ImpactX's adapter does).
+    """
+
+    def __init__(self, scenario: Scenario, device: str, dtype: str, model: str):
+        import cheetah
+        import torch
+
+        self.scenario = scenario
+        self.device = torch.device(device)
+        self.dtype = _torch_dtype(dtype)
+        self.model = model
+        self.threads = torch.get_num_threads()
+        self.segment = cheetah.Segment(build_elements(scenario, device, dtype))
+        reference = scenario.reference_particle
+        self.species = cheetah_species(reference, device, dtype)
+        self.energy_eV = reference.total_energy_eV
+        self.bunch_charge_C = abs(scenario.beam.bunch_charge_C)
+        self.survival: np.ndarray | None = None
+
+    def beam(self, particles):
+        """A ``ParticleBeam`` of ImpactX-ordered particles (numpy float64 or a tensor)."""
+        import cheetah
+        import torch
+
+        if isinstance(particles, np.ndarray):
+            columns = torch.from_numpy(to_cheetah_columns(np.asarray(particles, np.float64)))
+        else:
+            columns = to_cheetah_columns(particles)
+        columns = columns.to(device=self.device, dtype=self.dtype)
+        n = columns.shape[0]
+        charges = torch.full((n,), self.bunch_charge_C / n, device=self.device,
+                             dtype=self.dtype)
+        return cheetah.ParticleBeam(
+            columns, energy=torch.tensor(self.energy_eV, device=self.device,
+                                         dtype=self.dtype),
+            particle_charges=charges, species=self.species, device=self.device,
+            dtype=self.dtype)
+
+    def inject(self, particles: np.ndarray):
+        return self.beam(particles)
+
+    def run(self, handle):
+        import torch
+
+        with torch.no_grad():
+            return self.segment.track(handle)
+
+    def extract(self, handle) -> np.ndarray:
+        columns = handle.particles.detach().to("cpu", dtype=_torch_dtype("float64")).numpy()
+        self.survival = (handle.survival_probabilities.detach()
+                         .to("cpu", dtype=_torch_dtype("float64")).numpy())
+        out = to_impactx_columns(columns)
+        out[self.survival == 0.0] = np.nan
+        return out
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize(self.device)
+
+
+class CheetahBackend(Backend):
+    """Cheetah (DESY), a differentiable PyTorch tracker."""
+
+    name: ClassVar[str] = "cheetah"
+    distribution: ClassVar[str] = "cheetah-accelerator"
+    install_hint: ClassVar[str] = "pip install cheetah-accelerator"
+    element_kinds: ClassVar[frozenset[str]] = frozenset({
+        "Drift", "Quadrupole", "SBend", "Sextupole", "Multipole", "Solenoid", "RFCavity",
+        "Marker", "Instrument", "Aperture",
+    })
+    differentiable: ClassVar[bool] = True
+
+    @classmethod
+    def _import(cls) -> None:
+        import cheetah  # noqa: F401
+
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        base = super().supports(scenario, device, dtype)
+        if not base:
+            return base
+        if dtype not in ("float64", "float32"):
+            return Unsupported(f"dtype {dtype!r}: cheetah runs float64 or float32")
+        if device.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                return Unsupported("CUDA not available here")
+        elif device != "cpu":
+            return Unsupported(f"device {device!r}: cheetah runs on cpu or cuda")
+        notes = []
+        sc = scenario.space_charge
+        if sc is not None:
+            if sc.kind != "3d":
+                return Unsupported(f"space charge {sc.kind!r}: Cheetah has only a 3D "
+                                   "space-charge kick (SpaceChargeKick)")
+            if sc.deposition != "cic":
+                return Unsupported(f"deposition {sc.deposition!r}: Cheetah's "
+                                   "SpaceChargeKick deposits cloud-in-cell only")
+            notes.append(f"SpaceChargeKick grid {tuple(sc.grid)} over +-{sc.domain_sigmas:g}"
+                         " sigma about 0, positive particle charges")
+        stand_ins: list[str] = []
+        for element in scenario.elements:
+            plan = plan_element(element)
+            if isinstance(plan, Unsupported):
+                return plan
+            if plan.stand_in and plan.stand_in not in stand_ins:
+                stand_ins.append(plan.stand_in)
+        return Supported(model_label(scenario, stand_ins), "; ".join(notes))
+
+    def prepare(self, scenario: Scenario, device: str = "cpu",
+                dtype: str = "float64") -> CheetahPrepared:
+        verdict = self.supports(scenario, device, dtype)
+        if not verdict:
+            raise ValueError(verdict.reason)
+        return CheetahPrepared(scenario, device, dtype, verdict.model)
+
+    def differentiable_objective(
+        self, scenario: Scenario, parameter_names: list[str], objective: str,
+        particles: np.ndarray | int | None = None, device: str = "cpu",
+        dtype: str = "float64",
+    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+        """``(f, theta0)``: f(theta) is the observable ``objective`` (harness units) at the
+        lattice end for parameter values ``theta`` (1D tensor, order of
+        ``parameter_names``: ``quad1.Kn1``, ``b1.angle``, ``d1.length``, ``beam.twiss.
+        beta_x``, ...), differentiable by autograd; theta0 holds the scenario's values.
+        Particles lost at an aperture do not count (weight 0).
+
+        ``particles`` is the initial (N, 6) ImpactX-ordered array, or a particle count
+        (None: the scenario's). With beam parameters the N particles are drawn inside the
+        graph (:func:`harness.particles.generate_torch`, the scenario's seed), so an array
+        only gives N.
+        """
+        import torch
+
+        from harness import observables
+        from harness.parameters import resolve_parameters
+        from harness.particles import generate_torch
+
+        verdict = self.supports(scenario, device, dtype)
+        if not verdict:
+            raise ValueError(verdict.reason)
+        prepared = CheetahPrepared(scenario, device, dtype, verdict.model)
+        params = resolve_parameters(scenario, list(parameter_names))
+        has_beam = any(p.target == "beam" for p in params)
+        fixed = particles if isinstance(particles, np.ndarray) else None
+        count = (len(fixed) if fixed is not None
+                 else scenario.beam.particles if particles is None else int(particles))
+        if fixed is None and not has_beam:
+            from harness.particles import generate
+
+            fixed = generate(scenario.beam, count)
+        weigh = any(e.kind == "Aperture" for e in scenario.elements)
+        theta0 = torch.tensor([p.value for p in params], device=prepared.device,
+                              dtype=prepared.dtype)
+
+        def f(theta: torch.Tensor) -> torch.Tensor:
+            updates = {(p.owner, p.field): theta[i] for i, p in enumerate(params)
+                       if p.target == "element"}
+            beam_values = {f"{p.owner}.{p.field}": theta[i] for i, p in enumerate(params)
+                           if p.target == "beam"}
+            segment = cheetah_segment(scenario, device, dtype, updates)
+            if beam_values:
+                initial = generate_torch(scenario.beam, count, beam_values,
+                                         dtype=prepared.dtype, device=prepared.device)
+                beam = prepared.beam(initial)
+            else:
+                beam = prepared.beam(fixed)
+            out = segment.track(beam)
+            final = to_impactx_columns(out.particles)
+            weights = out.survival_probabilities if weigh else None
+            return observables.compute_for(final, [objective], scenario.reference_particle,
+                                           weights)[objective]
+
+        return f, theta0
+
+    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
+                  particles: np.ndarray, device: str, dtype: str):
+        """``(f, theta0)`` of :meth:`differentiable_objective` (see
+        :meth:`Backend.objective`): the given particles for element parameters, the seeded
+        draw of ``len(particles)`` particles when a beam parameter is among them."""
+        beam = any(name.startswith("beam.") for name in parameters)
+        return self.differentiable_objective(scenario, list(parameters), objective,
+                                             len(particles) if beam else particles, device,
+                                             dtype)
+
+
+def cheetah_segment(scenario: Scenario, device: str = "cpu", dtype: str = "float64",
+                    updates: dict[tuple[str, str], Any] | None = None):
+    """A ``cheetah.Segment`` of the scenario (see :func:`build_elements`)."""
+    import cheetah
+
+    return cheetah.Segment(build_elements(scenario, device, dtype, updates))
+
+
+def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
+    """The scenario's model signature when every map is ImpactX's, else
+    ``stand-in:cheetah(<what replaces what>)`` with the space-charge model appended."""
+    if not stand_ins:
+        return model_signature(scenario)
+    label = f"stand-in:cheetah({', '.join(stand_ins)})"
+    if scenario.space_charge is not None:
+        label += f"|sc:{scenario.space_charge.kind}"
+    return label
+
+
+BACKEND = CheetahBackend

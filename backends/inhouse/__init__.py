@@ -1,0 +1,170 @@
+"""The in-house differentiable PyTorch tracker, as a trackbench backend.
+
+The tracker (:mod:`backends.inhouse.tracker`) applies ImpactX's element maps in ImpactX's
+coordinates, so particles cross the adapter boundary without any conversion. Torch is
+imported only when a scenario is prepared (importing this module stays cheap).
+
+Lost particles (apertures, particles outside the exact bend's domain) are kept in the
+array and returned by :meth:`InhousePrepared.extract` as rows of NaN, so that the particle
+order is the injection order (ImpactX instead removes them from its container).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from backends.inhouse.kinds import KINDS
+
+if TYPE_CHECKING:
+    from harness.scenario import Scenario
+
+#: dtype names the adapter accepts.
+DTYPES: tuple[str, ...] = ("float64", "float32")
+
+#: Module that provides the space-charge tracker (``build_space_charge_tracker``).
+SPACE_CHARGE_MODULE = "backends.inhouse.sc_tracking"
+
+
+def torch_dtype(name: str):
+    """The torch dtype of a dtype name (``float64`` or ``float32``)."""
+    import torch
+
+    return {"float64": torch.float64, "float32": torch.float32}[name]
+
+
+def space_charge_builder():
+    """``build_space_charge_tracker`` of :data:`SPACE_CHARGE_MODULE`, or None when absent."""
+    if importlib.util.find_spec(SPACE_CHARGE_MODULE) is None:
+        return None
+    module = importlib.import_module(SPACE_CHARGE_MODULE)
+    return getattr(module, "build_space_charge_tracker", None)
+
+
+class InhousePrepared(Prepared):
+    """A scenario translated into a :class:`~backends.inhouse.tracker.Tracker` (or the
+    space-charge tracker) on one device and dtype.
+
+    Args:
+        tracker: an object with ``track(particles) -> (particles, alive | None)`` (or just
+            the particles), particles a ``(N, 6)`` tensor on ``device``.
+        device: torch device.
+        dtype: torch dtype.
+        model: :func:`backends.base.model_signature` of the scenario.
+    """
+
+    def __init__(self, tracker: Any, device, dtype, model: str):
+        import torch
+
+        self.tracker = tracker
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.model = model
+        self.threads = torch.get_num_threads()
+
+    def inject(self, particles: np.ndarray):
+        """``(N, 6)`` float64 numpy -> a tensor on the device in the tracking dtype."""
+        import torch
+
+        return torch.as_tensor(np.ascontiguousarray(particles), dtype=torch.float64
+                               ).to(device=self.device, dtype=self.dtype)
+
+    def run(self, handle):
+        """Track (no autograd graph is recorded); returns ``(particles, alive | None)``."""
+        import torch
+
+        with torch.no_grad():
+            out = self.tracker.track(handle)
+        if isinstance(out, tuple):
+            return out
+        return out, None
+
+    def synchronize(self) -> None:
+        """Wait for queued CUDA work."""
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def extract(self, handle) -> np.ndarray:
+        """Final particles as ``(N, 6)`` float64 numpy; lost particles are rows of NaN."""
+        import torch
+
+        particles, alive = handle
+        out = particles.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+        if alive is not None:
+            out[~alive.detach().cpu().numpy()] = np.nan
+        return out
+
+
+class InhouseBackend(Backend):
+    """The in-house tracker: ImpactX's maps in PyTorch, differentiable, CPU and CUDA."""
+
+    name: ClassVar[str] = "inhouse"
+    distribution: ClassVar[str] = "trackbench"
+    install_hint: ClassVar[str] = "pip install -e . (needs torch)"
+    element_kinds: ClassVar[frozenset[str]] = KINDS
+    differentiable: ClassVar[bool] = True
+
+    @classmethod
+    def _import(cls) -> None:
+        import torch  # noqa: F401
+
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        """Element kinds, dtype, device (CUDA must be available) and space charge."""
+        base = super().supports(scenario, device, dtype)
+        if not base:
+            return base
+        if dtype not in DTYPES:
+            return Unsupported(f"inhouse tracks in {list(DTYPES)}, not {dtype!r}")
+        import torch
+
+        device_type = torch.device(device).type
+        if device_type == "cuda" and not torch.cuda.is_available():
+            return Unsupported("CUDA requested but torch.cuda.is_available() is False "
+                               f"(torch {torch.__version__} build without a usable GPU)")
+        if device_type not in ("cpu", "cuda"):
+            return Unsupported(f"inhouse runs on cpu or cuda, not {device!r}")
+        if scenario.space_charge is not None:
+            if space_charge_builder() is None:
+                return Unsupported("space charge in the in-house tracker is not available")
+            if scenario.space_charge.kind != "3d":
+                return Unsupported(f"the in-house tracker has 3d space charge only, not "
+                                   f"{scenario.space_charge.kind!r}")
+        return base
+
+    def prepare(self, scenario: Scenario, device: str = "cpu",
+                dtype: str = "float64") -> InhousePrepared:
+        """Build the tracker (all constant maps are assembled on the device here)."""
+        verdict = self.supports(scenario, device, dtype)
+        if not verdict:
+            raise RuntimeError(verdict.reason)
+        from backends.inhouse.tracker import Tracker
+
+        torch_type = torch_dtype(dtype)
+        if scenario.space_charge is not None:
+            tracker = space_charge_builder()(scenario, device, torch_type)
+        else:
+            tracker = Tracker(scenario.elements, scenario.reference_particle, device=device,
+                              dtype=torch_type)
+        return InhousePrepared(tracker, device, torch_type, model_signature(scenario))
+
+    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
+                  particles: np.ndarray, device: str, dtype: str) -> Any:
+        """``(f, theta0)`` of :func:`backends.inhouse.objective.make_objective` (see
+        :meth:`Backend.objective`): it tracks the given initial particles for element
+        parameters and draws the scenario's seeded ``len(particles)`` particles in the graph
+        for beam parameters (with space charge: through the space-charge tracker)."""
+        if not self.supports(scenario, device, dtype):
+            return None
+        from backends.inhouse.objective import make_objective
+
+        return make_objective(scenario, parameters, objective, len(particles), device,
+                              torch_dtype(dtype), particles=particles)
+
+
+BACKEND = InhouseBackend

@@ -1,0 +1,117 @@
+"""A scenario's gradient objective as a differentiable function of its named parameters.
+
+:func:`make_objective` returns ``f(theta)``: element parameters (``qf.Kn1``, ``d1.length``,
+``b1.angle``, ...) enter the :class:`~backends.inhouse.tracker.Tracker` as tensors, and beam
+parameters (``beam.twiss.beta_x``, ``beam.longitudinal.sigma_pt``, ...) enter the initial
+particles, which are generated *inside* the graph by the reparameterised sampler
+:func:`harness.particles.generate_torch` (fixed seed: the same unit samples at every theta,
+i.e. common random numbers, so ``f`` is a smooth deterministic function of theta). The
+objective is a :mod:`harness.observables` name evaluated at the end of the lattice.
+
+``f`` accepts ``theta`` of shape ``(P,)`` (returns a 0-d tensor) or ``(B, P)`` (returns
+``(B,)``: B parameter sets tracked in one batched pass; one after the other with space
+charge), and works with reverse mode
+(``backward``, ``torch.autograd.grad``) and forward mode (``torch.func.jvp``, ``jacfwd``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from backends.inhouse.tracker import Tracker
+from harness import observables
+from harness.parameters import Parameter, resolve_parameters
+from harness.particles import generate_torch
+from harness.scenario import Scenario, observable_names
+
+
+def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return {"float64": torch.float64, "float32": torch.float32}[dtype]
+
+
+def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str, n: int,
+                   device: torch.device | str = "cpu",
+                   dtype: torch.dtype | str = torch.float64,
+                   particles: np.ndarray | None = None,
+                   ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """``(f, theta0)`` for the named parameters and objective observable.
+
+    Args:
+        scenario: the scenario; with ``space_charge`` the tracker of
+            ``backends.inhouse.sc_tracking`` is used (a batch of thetas is then evaluated
+            one row at a time).
+        parameters: names as in :mod:`harness.parameters` (``qf.Kn1``, ``beam.twiss.beta_x``).
+        objective: an observable name of :mod:`harness.observables` (at the lattice end).
+        n: number of particles.
+        device, dtype: where and in which precision to track.
+        particles: optional ``(n, 6)`` initial particles (ImpactX coordinates) to track when
+            no beam parameter is among ``parameters``; by default (and whenever a beam
+            parameter is) they are drawn with :func:`harness.particles.generate_torch`.
+
+    Returns:
+        ``f(theta) -> objective`` and ``theta0``, the ``(P,)`` tensor of the scenario's values
+        of the parameters (in the units of the scenario file).
+    """
+    if objective not in observable_names():
+        raise KeyError(f"objective must be an observable name, got {objective!r}")
+    dtype = _as_dtype(dtype)
+    device = torch.device(device)
+    resolved: list[Parameter] = resolve_parameters(scenario, list(parameters))
+    element_slots = [(i, (p.owner, p.field)) for i, p in enumerate(resolved)
+                     if p.target == "element"]
+    beam_slots = [(i, f"{p.owner}.{p.field}") for i, p in enumerate(resolved)
+                  if p.target == "beam"]
+    keys = [key for _, key in element_slots]
+    # the plain tracker also gives the reference particle at the end (space charge does not
+    # change it)
+    plain = Tracker(scenario.elements, scenario.reference_particle, device=device,
+                    dtype=dtype, parameters=keys)
+    tracker = plain
+    if scenario.space_charge is not None:
+        from backends.inhouse import space_charge_builder
+
+        builder = space_charge_builder()
+        if builder is None:
+            raise ValueError("space charge in the in-house tracker is not available")
+        tracker = builder(scenario, device, dtype, parameters=keys)
+    beam = scenario.beam
+    fixed_particles = None
+    if not beam_slots and particles is not None:
+        fixed_particles = torch.as_tensor(np.asarray(particles, dtype=np.float64)).to(
+            device=device, dtype=dtype)
+    elif not beam_slots:
+        fixed_particles = generate_torch(beam, n, {}, dtype=dtype, device=device)
+
+    def initial_particles(theta: torch.Tensor) -> torch.Tensor:
+        """``(N, 6)`` for theta ``(P,)``, ``(B, N, 6)`` for ``(B, P)``."""
+        if fixed_particles is not None:
+            return fixed_particles
+
+        def sample(one: torch.Tensor) -> torch.Tensor:
+            overrides = {key: one[i] for i, key in beam_slots}
+            return generate_torch(beam, n, overrides, dtype=dtype, device=device)
+
+        return sample(theta) if theta.dim() == 1 else torch.vmap(sample)(theta)
+
+    def f(theta: torch.Tensor) -> torch.Tensor:
+        """The objective at ``theta`` (``(P,)`` -> 0-d, ``(B, P)`` -> ``(B,)``)."""
+        if theta.shape[-1] != len(resolved) or theta.dim() not in (1, 2):
+            raise ValueError(f"theta must have shape (P,) or (B, P) with P = {len(resolved)}, "
+                             f"got {tuple(theta.shape)}")
+        if theta.dim() == 2 and tracker is not plain:
+            # the space-charge kick works on one bunch at a time
+            return torch.stack([f(row) for row in theta.unbind(0)])
+        values = {key: theta[..., i] for i, key in element_slots}
+        particles, alive = tracker.track(initial_particles(theta), values)
+        end = plain.reference_at_end(values)
+        weights = None if alive is None else alive.to(particles.dtype)
+        return observables.compute(particles, [objective], end.beta_gamma, end.beta,
+                                   weights)[objective]
+
+    theta0 = torch.tensor([p.value for p in resolved], dtype=dtype, device=device)
+    return f, theta0

@@ -1,0 +1,365 @@
+"""Bad scenario input gives one ScenarioError naming the file, the field path and what was
+expected; ``trackbench validate`` reports it in one line without a traceback; a PALS lattice
+written for ImpactX is accepted as is."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.errors import ScenarioError
+from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
+from harness.vocabulary import ELEMENT_TIERS
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fodo() -> dict:
+    """The bundled fodo_linear scenario as a plain mapping (a fresh copy)."""
+    return yaml.safe_load((BUNDLED_DIR / "fodo_linear.yaml").read_text())
+
+
+def facility_entry(data: dict, name: str) -> dict:
+    """The raw fields of the facility entry ``name`` of a scenario mapping."""
+    for entry in data["lattice"]["PALS"]["facility"]:
+        if name in entry:
+            return entry[name]
+    raise KeyError(name)
+
+
+def write(tmp_path: Path, data: object, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _del_species(d):
+    del d["beam"]["species"]
+
+
+def _del_beta_x(d):
+    del d["beam"]["twiss"]["beta_x"]
+
+
+def _str_beta_x(d):
+    d["beam"]["twiss"]["beta_x"] = "large"
+
+
+def _str_particles(d):
+    d["beam"]["particles"] = "many"
+
+
+def _typo_kn1(d):
+    facility_entry(d, "quad1")["MagneticMultipoleP"] = {"Kn1x": 1.0}
+
+
+def _kn1_at_top(d):
+    quad = facility_entry(d, "quad1")
+    quad["Kn1"] = quad.pop("MagneticMultipoleP")["Kn1"]
+
+
+def _str_kn1(d):
+    facility_entry(d, "quad1")["MagneticMultipoleP"] = {"Kn1": "strong"}
+
+
+def _quad_without_kn1(d):
+    facility_entry(d, "quad1")["MagneticMultipoleP"] = {"Kn2": 1.0}
+
+
+def _negative_length(d):
+    facility_entry(d, "drift1")["length"] = -0.25
+
+
+def _bad_tier(d):
+    d["model"] = "fast"
+
+
+def _bad_override_tier(d):
+    d["overrides"] = {"quad1": {"model": "symplectic"}}
+
+
+def _override_unknown_element(d):
+    d["overrides"] = {"quadX": {"model": "exact"}}
+
+
+def _twiss_and_rms(d):
+    d["beam"]["rms"] = {k: 1e-3 for k in ("sigma_x", "sigma_px", "sigma_y", "sigma_py",
+                                          "sigma_t", "sigma_pt")}
+
+
+def _twiss_and_sigma_matrix(d):
+    d["beam"]["sigma_matrix"] = [[1e-6 * (i == j) for j in range(6)] for i in range(6)]
+
+
+def _not_positive_definite(d):
+    del d["beam"]["twiss"]
+    del d["beam"]["longitudinal"]
+    d["beam"]["sigma_matrix"] = [[-1e-6 * (i == j) for j in range(6)] for i in range(6)]
+
+
+def _unknown_top_field(d):
+    d["space_charg"] = None
+
+
+def _unknown_observable(d):
+    d["observables"] = ["sigma_x", "sigma_q"]
+
+
+def _bad_gradient_parameter(d):
+    d["gradients"]["parameters"] = ["quad1.Kn2"]
+
+
+def _undefined_line_entry(d):
+    facility_entry(d, "fodo_cell")["line"].append("quad9")
+
+
+def _bad_species(d):
+    d["beam"]["species"] = "muon"
+
+
+def _negative_energy(d):
+    d["beam"]["kinetic_energy_MeV"] = -1.0
+
+
+#: mutation -> (field path the message must name, words of what was expected)
+CASES: dict[str, tuple[Callable[[dict], None], str, str]] = {
+    "missing beam field": (_del_species, "beam.species", "required field"),
+    "missing twiss field": (_del_beta_x, "beam.twiss.beta_x", "required field"),
+    "wrong type (number)": (_str_beta_x, "beam.twiss.beta_x", "valid number"),
+    "wrong type (integer)": (_str_particles, "beam.particles", "valid integer"),
+    "typo in multipole field": (_typo_kn1, "lattice.quad1.MagneticMultipoleP.Kn1x",
+                                "a multipole name KnN"),
+    "field outside its group": (_kn1_at_top, "lattice.quad1.Kn1", "MagneticMultipoleP"),
+    "wrong type (multipole)": (_str_kn1, "lattice.quad1.MagneticMultipoleP.Kn1", "a number"),
+    "quadrupole without Kn1": (_quad_without_kn1, "lattice.quad1.MagneticMultipoleP.Kn1",
+                               "Kn1 [1/m^2]"),
+    "negative length": (_negative_length, "lattice.drift1.length",
+                        "greater than or equal to 0"),
+    "unknown model tier": (_bad_tier, "model", "'linear', 'paraxial' or 'exact'"),
+    "unknown override tier": (_bad_override_tier, "overrides.quad1.model",
+                              "'linear', 'paraxial' or 'exact'"),
+    "override of a missing element": (_override_unknown_element, "overrides.quadX",
+                                      "name of an element"),
+    "twiss and rms": (_twiss_and_rms, "beam", "exactly one of 'twiss'"),
+    "twiss and sigma matrix": (_twiss_and_sigma_matrix, "beam", "exactly one of 'twiss'"),
+    "sigma matrix not positive definite": (_not_positive_definite, "beam.sigma_matrix",
+                                           "positive-definite"),
+    "unknown top-level field": (_unknown_top_field, "space_charg", "no such field"),
+    "unknown observable": (_unknown_observable, "observables", "sigma_q"),
+    "unknown gradient parameter": (_bad_gradient_parameter, "gradients.parameters[0]",
+                                   "a field of quad1 (Quadrupole): ['Kn1', 'length']"),
+    "undefined beamline entry": (_undefined_line_entry, "lattice.fodo_cell.line[5]",
+                                 "name of an element defined"),
+    "unknown species": (_bad_species, "beam.species", "electron"),
+    "negative energy": (_negative_energy, "beam.kinetic_energy_MeV", "greater than 0"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_scenario_names_file_field_and_expectation(case: str, tmp_path: Path) -> None:
+    mutate, field, expected = CASES[case]
+    data = fodo()
+    mutate(data)
+    path = write(tmp_path, data)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    error = info.value
+    message = str(error)
+    assert error.field == field, message
+    assert message.startswith(f"{path}: {field}: expected "), message
+    assert expected in message, message
+    assert "\n" not in message
+
+
+def test_unknown_kind_names_the_kind_and_the_supported_kinds(tmp_path: Path) -> None:
+    data = fodo()
+    facility_entry(data, "quad1")["kind"] = "Quadrupol"
+    path = write(tmp_path, data)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert info.value.field == "lattice.quad1.kind"
+    assert "'Quadrupol'" in message
+    for kind in ELEMENT_TIERS:
+        assert kind in message
+
+
+def test_untranslated_pals_kind_names_backends_supporting_it(tmp_path: Path) -> None:
+    from backends.registry import backends_supporting_kind
+
+    data = fodo()
+    facility_entry(data, "quad1")["kind"] = "Wiggler"
+    path = write(tmp_path, data)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: lattice.quad1.kind: expected ")
+    assert "'Wiggler' is supported by:" in message
+    for backend in backends_supporting_kind("Wiggler"):
+        assert backend in message
+    for kind in ELEMENT_TIERS:
+        assert kind in message
+
+
+def test_unsafe_yaml_tag_is_rejected_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "executed"
+    path = tmp_path / "unsafe.yaml"
+    path.write_text(f'!!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert info.value.field == "<yaml>"
+    assert str(info.value).startswith(f"{path}: <yaml>: expected valid YAML")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", ["", "- just\n- a list\n", "name: [unclosed\n"])
+def test_not_a_scenario_mapping(content: str, tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(content)
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_missing_file_lists_bundled_names(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(tmp_path / "nowhere.yaml")
+    assert "fodo_linear" in str(info.value)
+
+
+def test_directory_instead_of_file(tmp_path: Path) -> None:
+    folder = tmp_path / "folder.yaml"
+    folder.mkdir()
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(folder)
+    assert info.value.field == "<file>"
+
+
+# -- a PALS lattice written for ImpactX --------------------------------------------------
+
+#: ImpactX examples/pals/fodo.pals.yaml (26.10), used when the wheel is not installed.
+IMPACTX_FODO_PALS = """
+PALS:
+  version: null
+  facility:
+    - fodo_cell:
+        kind: BeamLine
+        line:
+          - drift1: {kind: Drift, length: 0.25}
+          - quad1: {MagneticMultipoleP: {Kn1: 1.0}, kind: Quadrupole, length: 1.0}
+          - drift2: {kind: Drift, length: 0.5}
+          - quad2: {MagneticMultipoleP: {Kn1: -1.0}, kind: Quadrupole, length: 1.0}
+          - drift3: {kind: Drift, length: 0.25}
+    - fodo_lattice:
+        kind: Lattice
+        branches:
+          - fodo_cell
+    - use: fodo_lattice
+"""
+
+
+def impactx_fodo_pals() -> dict:
+    """The PALS FODO file shipped with ImpactX (found without importing impactx)."""
+    spec = importlib.util.find_spec("impactx")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        shipped = Path(location) / "examples" / "pals" / "fodo.pals.yaml"
+        if shipped.exists():
+            return yaml.safe_load(shipped.read_text())
+    return yaml.safe_load(IMPACTX_FODO_PALS)
+
+
+def test_impactx_pals_file_is_accepted_as_the_lattice(tmp_path: Path) -> None:
+    data = fodo()
+    data["lattice"] = impactx_fodo_pals()
+    path = write(tmp_path, data, "impactx_fodo.yaml")
+    scenario = load_scenario(path)
+    bundled = load_scenario("fodo_linear")
+    assert [(e.name, e.kind, e.params) for e in scenario.elements] == [
+        (e.name, e.kind, e.params) for e in bundled.elements]
+    assert scenario.length == pytest.approx(3.0, abs=1e-15)
+
+
+# -- trackbench validate ------------------------------------------------------------------
+
+
+def good_and_bad(tmp_path: Path) -> tuple[Path, Path]:
+    good = write(tmp_path, fodo(), "good.yaml")
+    data = fodo()
+    _typo_kn1(data)
+    return good, write(tmp_path, data, "bad.yaml")
+
+
+def test_validate_reports_ok_and_errors(tmp_path: Path) -> None:
+    good, bad = good_and_bad(tmp_path)
+    result = CliRunner().invoke(app, ["validate", str(good), str(bad)])
+    assert result.exit_code == 1
+    assert f"OK {good}" in result.stdout
+    assert f"OK {bad}" not in result.output
+    assert f"{bad}: lattice.quad1.MagneticMultipoleP.Kn1x: expected" in result.stderr
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_validate_passes_every_bundled_scenario() -> None:
+    files = sorted(str(p) for p in BUNDLED_DIR.glob("*.yaml"))
+    result = CliRunner().invoke(app, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    for file in files:
+        assert f"OK {file}" in result.stdout
+
+
+def test_validate_console_script_has_no_traceback(tmp_path: Path) -> None:
+    good, bad = good_and_bad(tmp_path)
+    script = Path(sys.executable).parent / "trackbench"
+    command = [str(script)] if script.exists() else [
+        sys.executable, "-c", "from harness.cli import main; main()"]
+    done = subprocess.run([*command, "validate", str(good), str(bad)], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+    assert done.returncode != 0
+    assert f"OK {good}" in done.stdout
+    assert f"{bad}: lattice.quad1.MagneticMultipoleP.Kn1x: expected" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+
+# -- any junk value anywhere: a ScenarioError or a valid scenario, never another exception --
+
+JUNK = (None, "text", -1, [], {}, True, [1, 2], {"a": 1})
+
+
+def leaf_paths(obj, path=()):
+    """Paths to every value of a nested mapping/list (containers included)."""
+    children = obj.items() if isinstance(obj, dict) else (
+        enumerate(obj) if isinstance(obj, list) else ())
+    for key, value in children:
+        yield path + (key,)
+        yield from leaf_paths(value, path + (key,))
+
+
+@pytest.mark.parametrize("name", ["fodo_linear", "chicane"])
+def test_junk_anywhere_gives_a_scenario_error(name: str) -> None:
+    base = yaml.safe_load((BUNDLED_DIR / f"{name}.yaml").read_text())
+    unexpected = []
+    for path in leaf_paths(base):
+        for junk in JUNK:
+            data = copy.deepcopy(base)
+            target = data
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = copy.deepcopy(junk)
+            try:
+                scenario_from_dict(data, "junk.yaml")
+            except ScenarioError:
+                pass
+            except Exception as error:  # noqa: BLE001 - collecting what should not happen
+                unexpected.append((path, junk, repr(error)))
+    assert not unexpected, unexpected[:5]
