@@ -242,13 +242,18 @@ def previous_commit(results_dir: Path, machine: str, head: str) -> str | None:
 def regressions(base: str, head: str, factor: float = DEFAULT_FACTOR,
                 config: Path = CONFIG, machine: str | None = None) -> list[Change]:
     """``time_*``/``peakmem_*`` values of ``head`` worse than ``base`` by more than
-    ``factor``, where asv's statistics also call them different (asv compare's rule)."""
+    ``factor``, where asv's statistics also call them different (asv compare's rule).
+    ValueError when either commit has no results on the machine."""
     from asv.commands.compare import _is_result_better
 
     machine = machine or machine_name()
     results_dir = config_path(config, "results_dir")
     before = _values(results_dir, machine, base)
     after = _values(results_dir, machine, head)
+    for commit, values in ((base, before), (head, after)):
+        if not values:
+            raise ValueError(f"no asv results for commit {commit} on machine {machine} "
+                             f"in {results_dir}")
     units = _units(results_dir)
     worse = []
     for key in sorted(set(before) & set(after)):

@@ -20,7 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+#: Tables printed to a pipe or a CI log keep their columns readable (rich uses 80 otherwise).
+console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True)
 
 
@@ -496,7 +497,10 @@ def _asv_gate(base: str | None, head: str | None, factor: float, config: Path) -
         console.print(f"no earlier results on machine {machine}: nothing to compare",
                       highlight=False)
         return 0
-    changes = asv_tools.regressions(base, head, factor, config, machine)
+    try:
+        changes = asv_tools.regressions(base, head, factor, config, machine)
+    except ValueError as error:
+        fail(str(error))
     for change in changes:
         console.print(f"[red]REGRESSION[/red] {escape(change.name)}: {change.before:.4g} -> "
                       f"{change.after:.4g} {change.unit} (x{change.ratio:.2f})", soft_wrap=True)

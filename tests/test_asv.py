@@ -141,6 +141,8 @@ def test_regression_gate_flags_a_slower_head(tiny_run, tmp_path):
     assert names == ["accuracy.GradientCost.time_gradient", "tracking.Tracking.time_track"]
     assert all(math.isclose(change.ratio, 3.0, rel_tol=1e-9) for change in changes)
     assert asv_tools.regressions(base, head, 4.0, gate_config, MACHINE) == []
+    with pytest.raises(ValueError, match="no asv results for commit"):
+        asv_tools.regressions("f" * 40, head, 1.5, gate_config, MACHINE)
 
 
 def test_dashboard_lists_benchmarks_in_chromium(tiny_run):
