@@ -28,11 +28,16 @@ from harness.cases import REFERENCE_DEVICE, REFERENCE_DTYPE, reference_backend
 from harness.particles import generate
 from harness.scenario import Scenario, load_scenario
 
+#: The scenario files next to this suite: found also when the project is installed as a
+#: wheel (``asv continuous`` virtualenvs), which holds no ``lattices/`` folder.
+LATTICES = Path(__file__).resolve().parent.parent / "lattices"
+
 
 @cache
 def scenario(name: str) -> Scenario:
     """A bundled scenario, loaded and validated once per process."""
-    return load_scenario(name)
+    path = LATTICES / f"{name}.yaml"
+    return load_scenario(path if path.exists() else name)
 
 
 @cache

@@ -103,8 +103,11 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequenc
         reference, note = reference_backend(scenario, available)
         for n in particle_counts(scenario, counts):
             ref_case = None
-            if reference not in ("analytic", "none"):
-                ref_case = Case(scenario.name, path, reference, n, REFERENCE_DEVICE,
+            # analytic scenarios are also compared particle by particle with a reference code
+            code = reference if reference != "analytic" else next(
+                (b for b in ("impactx", "inhouse") if b in available), "none")
+            if code != "none":
+                ref_case = Case(scenario.name, path, code, n, REFERENCE_DEVICE,
                                 REFERENCE_DTYPE, repeat, threads, role="reference",
                                 reference=reference, reference_note=note)
                 cases.append(ref_case)

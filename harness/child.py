@@ -136,9 +136,11 @@ def compare(spec: dict[str, Any], scenario, initial: np.ndarray, final: np.ndarr
 
     expected_model = model_signature(scenario)
     space_charge = scenario.space_charge is not None
-    if spec["role"] == "reference":
+    analytic = spec["reference"] == "analytic" and scenario.analytic
+    if spec["role"] == "reference" and not analytic:
         return {"verdict": Verdict.IS_REFERENCE.value, "verdict_detail": ""}
-    if spec["reference"] == "analytic" and scenario.analytic:
+    reference_file = spec.get("reference_final_path")
+    if analytic:
         initial_values = observables.compute_for(initial, list(scenario.analytic),
                                                  scenario.reference_particle)
         expected = {}
@@ -147,10 +149,12 @@ def compare(spec: dict[str, Any], scenario, initial: np.ndarray, final: np.ndarr
                               else target.times_initial * float(initial_values[name]))
         out: dict[str, Any] = {f"ref_obs_{k}": v for k, v in expected.items()}
         out |= agreement.observable_errors(values, expected)
+        if reference_file and Path(reference_file).exists():
+            # the reference code's particles: a cross-check recorded beside the verdict
+            out |= agreement.particle_deviation(final, np.load(reference_file))
         tolerance = agreement.tolerances(spec["dtype"], space_charge, analytic=True)
         verdict, detail = agreement.verdict(model, expected_model, out, tolerance)
         return out | {"verdict": verdict, "verdict_detail": detail}
-    reference_file = spec.get("reference_final_path")
     if not reference_file or not Path(reference_file).exists():
         return {"verdict": Verdict.NO_REFERENCE.value,
                 "verdict_detail": spec.get("reference_missing", "no reference result")}

@@ -140,6 +140,16 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def _kicks(value: str | None) -> list[int] | None:
+    """Kicks per element of ``--kicks`` (None when not given)."""
+    counts = []
+    for part in _split(value):
+        if not part.isdigit() or int(part) < 1:
+            fail(f"--kicks: expected positive whole numbers like 5,10,20 (got {part!r})")
+        counts.append(int(part))
+    return counts or None
+
+
 def _counts(value: str | None) -> list[int]:
     counts = []
     for part in _split(value):
@@ -368,6 +378,12 @@ def grad(
     scaling: Annotated[bool, typer.Option(
         help="P-scaling: cases with the first 1, 4, 16, 64 quadrupoles' Kn1 as parameters "
         "(one FD step, 1e-5, unless --fd-steps).")] = False,
+    kicks: Annotated[str | None, typer.Option(
+        help="Comma-separated space-charge kicks per element, e.g. 5,10,20, replacing the "
+        "scenario's kicks_per_element (one case variant each, labelled k<K>).")] = None,
+    checkpoint: Annotated[str | None, typer.Option(
+        help="Comma-separated none,kick: per-kick gradient checkpointing of the in-house "
+        "space-charge tracker (one case variant each, 'kick' labelled ckpt).")] = None,
     repeat: Annotated[int, typer.Option(help="Timed repetitions of each method.")] = 3,
     timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 1800.0,
     memory_limit: Annotated[float | None, typer.Option(
@@ -422,9 +438,20 @@ def grad(
         for scenario in loaded if not scaling else []:
             options = gradients.gradient_options(scenario, _split(params), objective, steps)
             resolve_parameters(scenario, options["parameters"])
+        kick_counts = _kicks(kicks)
+        checkpoints = _split(checkpoint) or None
+        for mode in checkpoints or []:
+            if mode not in gradients.CHECKPOINTS:
+                fail(f"--checkpoint: a comma-separated list of {list(gradients.CHECKPOINTS)} "
+                     f"(got {mode!r})")
+        if kick_counts or checkpoints:
+            for scenario in loaded:
+                if scenario.space_charge is None:
+                    fail(f"--kicks/--checkpoint: {scenario.name} has no space charge")
         cases = gradients.plan_gradient_cases(
             loaded, chosen, _counts(particles), _split(device), _split(dtype), repeat,
-            _split(params) or None, objective, steps, scaling, threads)
+            _split(params) or None, objective, steps, scaling, threads, kick_counts,
+            checkpoints)
     except (KeyError, ValueError) as error:
         fail(str(error.args[0]) if error.args else str(error))
     directory = resume or out or _default_out()
@@ -448,12 +475,12 @@ def grad(
         return
     ids = {c.case_id for c in cases}
     table = Table(title=f"Gradients {directory} (relative errors vs the reference)")
-    columns = ("scenario", "backend", "particles", "dtype", "n_params", "parameter", "reverse",
-               "forward", "best_fd_step", "best_fd_error", "gradient_over_forward",
-               "fd_over_gradient", "status")
-    headers = ("scenario", "backend", "N", "dtype", "P", "parameter", "reverse", "forward",
-               "best FD step", "best FD error", "gradient / forward", "FD / gradient",
-               "status")
+    columns = ("scenario", "backend", "particles", "dtype", "variant", "n_params", "parameter",
+               "reverse", "forward", "best_fd_step", "best_fd_error", "gradient_over_forward",
+               "fd_over_gradient", "backward_peak_mb", "status")
+    headers = ("scenario", "backend", "N", "dtype", "variant", "P", "parameter", "reverse",
+               "forward", "best FD step", "best FD error", "gradient / forward",
+               "FD / gradient", "backward peak \\[MB]", "status")
     for header in headers:
         table.add_column(header, overflow="fold")
     for line in gradients.summary_rows([r for r in read_rows(directory)

@@ -280,8 +280,10 @@ def _parameter_rows(common: dict[str, Any], name: str, index: int, value0: float
 
 def gradient_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of one gradient case (see the module text); ``spec`` as the runner writes it,
-    with ``options`` holding ``parameters``, ``objective`` and optionally ``fd_steps``
-    and ``analytic``."""
+    with ``options`` holding ``parameters``, ``objective`` and optionally ``fd_steps``,
+    ``analytic``, and ``kicks`` / ``checkpoint`` replacing the scenario's space-charge
+    ``kicks_per_element`` / ``checkpoint``
+    (:func:`harness.gradients.with_space_charge_options`)."""
     from backends.base import Unsupported, model_signature
     from backends.registry import load_backend_class
     from harness.child import START, peak_rss_bytes
@@ -293,8 +295,9 @@ def gradient_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
         import torch
 
         torch.set_num_threads(int(threads))
-    scenario = load_scenario(spec["scenario_path"])
     options = spec.get("options") or {}
+    scenario = gradients.with_space_charge_options(load_scenario(spec["scenario_path"]),
+                                                   options)
     gradient_block = scenario.gradients
     names = list(options.get("parameters") or (gradient_block.parameters
                                                if gradient_block else []))
@@ -308,6 +311,9 @@ def gradient_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
     backend = cls()
     common: dict[str, Any] = {"versions": cls.dependency_versions(), "objective": objective,
                               "n_params": len(names), "variant": options.get("label", "")}
+    settings = scenario.space_charge
+    common["kicks_per_element"] = settings.kicks_per_element if settings else None
+    common["checkpoint"] = settings.checkpoint if settings else None
     common["backend_version"] = common["versions"].get(cls.distribution)
     support = backend.supports(scenario, spec["device"], spec["dtype"])
     if isinstance(support, Unsupported):

@@ -233,20 +233,70 @@ def gradient_options(scenario, parameters: Sequence[str] | None, objective: str 
             "fd_steps": [float(s) for s in (fd_steps or DEFAULT_FD_STEPS)]}
 
 
+#: Values of ``space_charge.checkpoint`` (see :class:`harness.scenario.SpaceCharge`).
+CHECKPOINTS: tuple[str, ...] = ("none", "kick")
+
+
+def space_charge_variants(kicks: Sequence[int] | None, checkpoints: Sequence[str] | None
+                          ) -> list[tuple[str, dict[str, Any]]]:
+    """``(label, options)`` per combination of kicks per element and checkpointing (one
+    ``("", {})`` when neither is given); labels like ``k20``, ``k20-ckpt``, ``ckpt``."""
+    variants = []
+    for k in kicks or [None]:
+        for mode in checkpoints or [None]:
+            parts, options = [], {}
+            if k is not None:
+                parts.append(f"k{int(k)}")
+                options["kicks"] = int(k)
+            if mode is not None:
+                if mode not in CHECKPOINTS:
+                    raise ValueError(f"checkpoint: one of {list(CHECKPOINTS)} (got {mode!r})")
+                if mode != "none":
+                    parts.append("ckpt")
+                options["checkpoint"] = mode
+            variants.append(("-".join(parts), options))
+    return variants
+
+
+def with_space_charge_options(scenario, options: dict[str, Any]):
+    """The scenario with ``options["kicks"]`` (kicks per element) and
+    ``options["checkpoint"]`` replacing its ``space_charge`` settings (unchanged when the
+    options name neither; ``ValueError`` when they do and it has no space charge)."""
+    update = {}
+    if options.get("kicks") is not None:
+        update["kicks_per_element"] = int(options["kicks"])
+    if options.get("checkpoint") is not None:
+        update["checkpoint"] = str(options["checkpoint"])
+    if not update:
+        return scenario
+    if scenario.space_charge is None:
+        raise ValueError(f"{scenario.name}: kicks/checkpoint options need a scenario with "
+                         "space charge")
+    from harness.scenario import SpaceCharge
+
+    settings = SpaceCharge(**(scenario.space_charge.model_dump() | update))
+    return scenario.model_copy(update={"space_charge": settings})
+
+
 def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Sequence[int],
                         devices: Sequence[str], dtypes: Sequence[str], repeat: int,
                         parameters: Sequence[str] | None = None, objective: str | None = None,
                         fd_steps: Sequence[float] | None = None, scaling: bool = False,
-                        threads: int | None = None) -> list:
+                        threads: int | None = None, kicks: Sequence[int] | None = None,
+                        checkpoints: Sequence[str] | None = None) -> list:
     """Gradient cases (:class:`harness.cases.Case` with ``kind="gradient"``).
 
     Each case computes its own reference gradient (see :mod:`harness.gradient_case`), so
     there are no reference cases. With ``scaling`` every scenario gets one case per
     :data:`SCALING_COUNTS` entry P (up to its number of quadrupoles) with the first P
-    quadrupoles' ``Kn1`` as parameters, labelled ``P<P>`` in the case id.
+    quadrupoles' ``Kn1`` as parameters, labelled ``P<P>`` in the case id. ``kicks``
+    (space-charge kicks per element) and ``checkpoints`` (``none``/``kick``) multiply the
+    cases, one per combination (:func:`space_charge_variants`), applied in the child by
+    :func:`with_space_charge_options`.
     """
     from harness.cases import Case
 
+    sc_variants = space_charge_variants(kicks, checkpoints)
     cases = []
     for scenario in scenarios:
         path = str(scenario.source_file or scenario.name)
@@ -261,6 +311,8 @@ def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Se
                                                "objective": target, "fd_steps": steps}))
         else:
             variants.append(("", gradient_options(scenario, parameters, objective, fd_steps)))
+        variants = [("-".join(p for p in (label, sc_label) if p), options | sc_options)
+                    for label, options in variants for sc_label, sc_options in sc_variants]
         for n in counts:
             for backend in backends:
                 for device in devices:
@@ -287,6 +339,7 @@ def summary_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                                       "backend": row.get("backend"),
                                       "particles": row.get("particles"),
                                       "dtype": row.get("dtype"),
+                                      "variant": row.get("variant") or "-",
                                       "parameter": row.get("parameter") or "-",
                                       "status": row.get("status"),
                                       "reason": row.get("reason") or ""})
@@ -297,6 +350,8 @@ def summary_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             if method == "reverse":
                 line["gradient_over_forward"] = row.get("gradient_over_forward")
                 line["fd_over_gradient"] = row.get("fd_over_gradient")
+                peak = row.get("backward_peak_bytes")
+                line["backward_peak_mb"] = None if peak is None else peak / 1e6
         elif method == "fd" and row.get("fd_step") == row.get("best_fd_step"):
             line["best_fd_step"] = row.get("fd_step")
             line["best_fd_error"] = row.get("rel_error")

@@ -91,7 +91,12 @@ GRADIENT: dict[str, str] = {
     "forward_mode": "how forward mode ran: jacfwd (vmapped) | jvp (one per parameter)",
     "backward_memory_method": "cuda_max_allocated | torch_profiler (CPU allocations) | "
                               "rss_sampled (CPU resident-memory rise, 1 ms samples, coarse)",
-    "variant": "label of a case variant (P-scaling: P<number of parameters>)",
+    "variant": "label of a case variant (P-scaling: P<number of parameters>; k<kicks>, "
+               "ckpt: space-charge kicks per element, per-kick checkpointing)",
+    "kicks_per_element": "space-charge kicks per element with a length (empty: no space "
+                         "charge)",
+    "checkpoint": "reverse-mode checkpointing of the in-house space-charge kicks: none | kick "
+                  "(empty: no space charge)",
     "model_matches_scenario": "whether the backend runs the scenario's model (not a "
                               "stand-in): only then is rel_error vs the reference a "
                               "gradient error rather than a model difference",

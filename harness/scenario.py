@@ -142,13 +142,20 @@ class Beam(_Strict):
 
 
 class SpaceCharge(_Strict):
-    """Space-charge model: ``kind`` 3d or 2p5d, mesh cells, kicks per element."""
+    """Space-charge model: ``kind`` 3d or 2p5d, mesh cells, kicks per element.
+
+    ``checkpoint``: ``"kick"`` recomputes each space-charge kick of the in-house tracker
+    during its reverse-mode pass instead of keeping the kick's intermediates (gradient
+    checkpointing, ``torch.utils.checkpoint``): less backward memory for more time; the
+    physics and the results are unchanged, and the other backends ignore it.
+    """
 
     kind: Literal["3d", "2p5d"] = "3d"
     grid: tuple[int, int, int] = (32, 32, 32)
     kicks_per_element: Annotated[int, Field(ge=1)] = 1
     deposition: Literal["cic", "tsc"] = "cic"
     domain_sigmas: Positive = 3.0
+    checkpoint: Literal["none", "kick"] = "none"
 
 
 class Integrator(_Strict):

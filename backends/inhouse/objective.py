@@ -44,7 +44,8 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
     Args:
         scenario: the scenario; with ``space_charge`` the tracker of
             ``backends.inhouse.sc_tracking`` is used (a batch of thetas is then evaluated
-            one row at a time).
+            one row at a time), each kick checkpointed when ``space_charge.checkpoint`` is
+            ``"kick"``.
         parameters: names as in :mod:`harness.parameters` (``qf.Kn1``, ``beam.twiss.beta_x``).
         objective: an observable name of :mod:`harness.observables` (at the lattice end).
         n: number of particles.
@@ -78,7 +79,8 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
         builder = space_charge_builder()
         if builder is None:
             raise ValueError("space charge in the in-house tracker is not available")
-        tracker = builder(scenario, device, dtype, parameters=keys)
+        tracker = builder(scenario, device, dtype, parameters=keys,
+                          use_checkpoint=scenario.space_charge.checkpoint == "kick")
     beam = scenario.beam
     fixed_particles = None
     if not beam_slots and particles is not None:

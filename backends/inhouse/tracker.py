@@ -75,6 +75,38 @@ def run_steps(steps: Sequence[Step], columns: Columns, alive: torch.Tensor | Non
     return broadcast_columns(columns), alive
 
 
+#: Particles per block of :func:`track_inplace`: each column block (512 KiB in float64)
+#: and the temporaries of the element-wise maps stay in the CPU caches and below the
+#: allocator's mmap threshold, so no temporary costs a page fault.
+BLOCK = 65536
+
+
+def track_inplace(steps: Sequence[Step], particles: torch.Tensor, block: int = BLOCK
+                  ) -> torch.Tensor | None:
+    """Track a ``(6, N)`` particle array in place, ``block`` particles at a time (every map
+    acts on each particle alone, so blocks are independent); no autograd graph is built.
+
+    Returns the survival mask ``(N,)`` or None when no step can lose particles.
+    """
+    n = particles.shape[-1]
+    alive_all = None
+    with torch.no_grad():
+        for start in range(0, n, block):
+            view = particles[:, start:start + block]
+            rows = view.unbind(0)
+            columns, alive = rows, None
+            for step in steps:
+                columns, alive = step(columns, alive)
+            for row, column in zip(rows, columns, strict=True):
+                if column is not row:
+                    row.copy_(column)
+            if alive is not None:
+                if alive_all is None:
+                    alive_all = torch.ones(n, dtype=torch.bool, device=particles.device)
+                alive_all[start:start + block] = alive
+    return alive_all
+
+
 def to_columns(particles: torch.Tensor) -> Columns:
     """``batch + (N, 6)`` particles -> six contiguous columns of shape ``batch + (N,)``."""
     return particles.transpose(-1, -2).contiguous().unbind(-2)
