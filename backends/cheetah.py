@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from harness.vocabulary import LATTICE_KINDS
 
 if TYPE_CHECKING:
     import torch
@@ -400,10 +401,7 @@ class CheetahBackend(Backend):
     name: ClassVar[str] = "cheetah"
     distribution: ClassVar[str] = "cheetah-accelerator"
     install_hint: ClassVar[str] = "pip install cheetah-accelerator"
-    element_kinds: ClassVar[frozenset[str]] = frozenset({
-        "Drift", "Quadrupole", "SBend", "Sextupole", "Multipole", "Solenoid", "RFCavity",
-        "Marker", "Instrument", "Aperture",
-    })
+    element_kinds: ClassVar[frozenset[str]] = LATTICE_KINDS
     differentiable: ClassVar[bool] = True
 
     @classmethod

@@ -69,7 +69,7 @@ from backends.base import (
     package_version,
 )
 from harness.lattice import Element
-from harness.vocabulary import ELEMENT_TIERS, tier_rank
+from harness.vocabulary import ELEMENT_TIERS, LATTICE_KINDS, tier_rank
 
 if TYPE_CHECKING:
     from harness.reference import Reference
@@ -532,10 +532,7 @@ class ImpactXBackend(Backend):
     name: ClassVar[str] = "impactx"
     distribution: ClassVar[str] = "impactx-noacc"
     install_hint: ClassVar[str] = "pip install 'trackbench[impactx]'"
-    element_kinds: ClassVar[frozenset[str]] = frozenset({
-        "Drift", "Quadrupole", "SBend", "Sextupole", "Multipole", "Solenoid", "RFCavity",
-        "Marker", "Instrument", "Aperture",
-    })
+    element_kinds: ClassVar[frozenset[str]] = LATTICE_KINDS
     differentiable: ClassVar[bool] = False
 
     @classmethod

@@ -148,12 +148,7 @@ def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
     values = {f"twiss.{k}": get("twiss", k) for k in type(beam.twiss).model_fields}
     values.update({f"longitudinal.{k}": get("longitudinal", k)
                    for k in type(beam.longitudinal).model_fields})
-    xp = _namespace(list(values.values()))
-    if xp is not np:
-        ref = next(v for v in values.values() if type(v).__module__.startswith("torch"))
-        values = {k: v if type(v).__module__.startswith("torch")
-                  else xp.tensor(v, dtype=ref.dtype, device=ref.device)
-                  for k, v in values.items()}
+    values, xp = _as_one_kind(values)
     blocks = [
         plane_factor(values["twiss.beta_x"], values["twiss.alpha_x"],
                      values["twiss.emittance_x"], xp),
@@ -165,16 +160,23 @@ def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
     return _block_diag(blocks, xp)
 
 
-def _rms_cholesky(beam: Beam, overrides: dict[str, Any]):
-    """Block-diagonal factor from rms sizes and per-plane correlations (cold beams allowed)."""
-    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(beam.rms, k)))
-              for k in type(beam.rms).model_fields}
+def _as_one_kind(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Parameter values as all floats (numpy) or all tensors on the first tensor's device and
+    dtype (torch), with the array namespace to build the factor in."""
     xp = _namespace(list(values.values()))
     if xp is not np:
         ref = next(v for v in values.values() if type(v).__module__.startswith("torch"))
         values = {k: v if type(v).__module__.startswith("torch")
                   else xp.tensor(v, dtype=ref.dtype, device=ref.device)
                   for k, v in values.items()}
+    return values, xp
+
+
+def _rms_cholesky(beam: Beam, overrides: dict[str, Any]):
+    """Block-diagonal factor from rms sizes and per-plane correlations (cold beams allowed)."""
+    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(beam.rms, k)))
+              for k in type(beam.rms).model_fields}
+    values, xp = _as_one_kind(values)
     blocks = [longitudinal_factor(values[f"rms.sigma_{u}"], values[f"rms.sigma_p{u}"],
                                   values[f"rms.corr_{u}"], xp) for u in ("x", "y", "t")]
     return _block_diag(blocks, xp)

@@ -27,6 +27,10 @@ ELEMENT_TIERS: dict[str, tuple[str, ...]] = {
     "Instrument": MODEL_TIERS,
 }
 
+#: Every element kind of the harness's flat lattice: the PALS kinds above plus ``Aperture``
+#: (a PALS ``ApertureP`` on a Marker or Instrument becomes its own element).
+LATTICE_KINDS: frozenset[str] = frozenset(ELEMENT_TIERS) | {"Aperture"}
+
 SPACE_CHARGE_KINDS: tuple[str, ...] = ("3d", "2p5d")
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, model_signature
-from harness.vocabulary import ELEMENT_TIERS
+from harness.vocabulary import LATTICE_KINDS
 
 
 class _Identity(Prepared):
@@ -39,7 +39,7 @@ class IdentityBackend(Backend):
 
     name = "fake-identity"
     distribution = "numpy"
-    element_kinds: ClassVar[frozenset[str]] = frozenset(ELEMENT_TIERS) | {"Aperture"}
+    element_kinds: ClassVar[frozenset[str]] = LATTICE_KINDS
     prepared_class: ClassVar[type[_Identity]] = _Identity
     scale: ClassVar[float] = 1.0
 
