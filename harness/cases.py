@@ -91,12 +91,15 @@ def reference_backend(scenario: Scenario, available: Sequence[str]) -> tuple[str
 
 def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequence[int] | None,
          devices: Sequence[str], dtypes: Sequence[str], repeat: int, available: Sequence[str],
-         threads: int | None = None) -> list[Case]:
+         threads: int | Sequence[int | None] | None = None) -> list[Case]:
     """All cases of the matrix, each reference case placed before the cases that use it.
 
-    The reference case (the reference code, cpu, float64, same particle count) is added
-    even when its backend was not requested, because agreement is measured against it.
+    The reference case (the reference code, cpu, float64, same particle count, the first
+    thread count) is added even when its backend was not requested, because agreement is
+    measured against it. ``threads`` is one thread count or several (each a dimension of
+    the matrix, e.g. ``[1, 2]`` for a per-core comparison); None: all the process is given.
     """
+    thread_counts = list(threads) if isinstance(threads, Sequence) else [threads]
     cases: list[Case] = []
     for scenario in scenarios:
         path = str(scenario.source_file or scenario.name)
@@ -108,11 +111,12 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequenc
                 (b for b in ("impactx", "inhouse") if b in available), "none")
             if code != "none":
                 ref_case = Case(scenario.name, path, code, n, REFERENCE_DEVICE,
-                                REFERENCE_DTYPE, repeat, threads, role="reference",
+                                REFERENCE_DTYPE, repeat, thread_counts[0], role="reference",
                                 reference=reference, reference_note=note)
                 cases.append(ref_case)
-            for backend, device, dtype in itertools.product(backends, devices, dtypes):
-                case = Case(scenario.name, path, backend, n, device, dtype, repeat, threads,
+            for backend, device, dtype, count in itertools.product(backends, devices, dtypes,
+                                                                   thread_counts):
+                case = Case(scenario.name, path, backend, n, device, dtype, repeat, count,
                             reference=reference,
                             reference_case=ref_case.case_id if ref_case else None,
                             reference_note=note)

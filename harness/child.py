@@ -94,6 +94,9 @@ def track_case(spec: dict[str, Any]) -> dict[str, Any]:
         final = prepared.extract(handle)
     row |= {"model": prepared.model, "threads": prepared.threads,
             "support_note": getattr(support, "note", "")}
+    if getattr(prepared, "compiled", None) is not None:
+        row |= {"compiled": bool(prepared.compiled), "compile_s": float(prepared.compile_s),
+                "compile_error": prepared.compile_error}
     prepared.close()
 
     median = float(np.median(times))

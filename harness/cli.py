@@ -140,14 +140,24 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
-def _kicks(value: str | None) -> list[int] | None:
-    """Kicks per element of ``--kicks`` (None when not given)."""
-    counts = []
+def _positive_whole_numbers(value: str | None, option: str, example: str) -> list[int]:
+    """The comma-separated positive whole numbers of ``option`` (empty when not given)."""
+    numbers = []
     for part in _split(value):
         if not part.isdigit() or int(part) < 1:
-            fail(f"--kicks: expected positive whole numbers like 5,10,20 (got {part!r})")
-        counts.append(int(part))
-    return counts or None
+            fail(f"{option}: expected positive whole numbers like {example} (got {part!r})")
+        numbers.append(int(part))
+    return numbers
+
+
+def _kicks(value: str | None) -> list[int] | None:
+    """Kicks per element of ``--kicks`` (None when not given)."""
+    return _positive_whole_numbers(value, "--kicks", "5,10,20") or None
+
+
+def _thread_counts(value: str | None) -> list[int | None]:
+    """Thread counts of ``--threads`` (``[None]``: all the process is given)."""
+    return _positive_whole_numbers(value, "--threads", "1,2") or [None]
 
 
 def _counts(value: str | None) -> list[int]:
@@ -196,6 +206,63 @@ def _point_latest(out: Path) -> None:
         latest.symlink_to(relative, target_is_directory=True)
 
 
+def _check_backends(backends: str | None, available: list[str]) -> list[str]:
+    """The backends of ``--backends`` (default: all available); exits on an unknown one."""
+    from backends.registry import load_backend_class
+
+    chosen = _split(backends) or available
+    for name in chosen:
+        try:
+            load_backend_class(name)
+        except KeyError as error:
+            fail(str(error.args[0]))
+    return chosen
+
+
+def _check_devices_and_dtypes(device: str, dtype: str) -> None:
+    """Exit with a clear message unless ``--device``/``--dtype`` name known values."""
+    for value, allowed, option in ((device, ("cpu", "cuda"), "--device"),
+                                   (dtype, ("float64", "float32"), "--dtype")):
+        for part in _split(value):
+            if part not in allowed:
+                fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
+
+
+def _run_directory(out: Path | None, resume: Path | None) -> Path:
+    """The run directory: ``--resume`` DIR, ``--out`` DIR (which must not hold results yet)
+    or a new time-stamped one."""
+    directory = resume or out or _default_out()
+    if resume is None and (directory / "results.jsonl").exists():
+        fail(f"{directory} already holds results; continue it with --resume {directory} "
+             "or choose another --out")
+    return directory
+
+
+def _limits(timeout: float, memory_limit: float | None):
+    """Per-case limits: ``timeout`` [s] and ``memory_limit`` [GiB] (default: 90 % of RAM)."""
+    import psutil
+
+    from harness.runner import Limits
+
+    cap = (int(memory_limit * 2**30) if memory_limit
+           else int(0.9 * psutil.virtual_memory().total))
+    return Limits(timeout_s=timeout, memory_bytes=cap)
+
+
+Devices = Annotated[str, typer.Option("--device", help="Comma-separated: cpu,cuda.")]
+Dtypes = Annotated[str, typer.Option("--dtype", help="Comma-separated: float64,float32.")]
+MemoryLimit = Annotated[float | None, typer.Option(
+    help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")]
+Threads = Annotated[str | None, typer.Option(
+    help="Threads per case, comma-separated for a per-core comparison, e.g. 1,2 "
+    "(default: all the process is given).")]
+Out = Annotated[Path | None, typer.Option(
+    help="Run directory (default: results/runs/<UTC time>).")]
+Resume = Annotated[Path | None, typer.Option(
+    help="Continue an interrupted run in this directory, skipping finished cases.")]
+
+
+
 @app.command()
 def run(
     scenarios: Annotated[list[str] | None, typer.Argument(
@@ -205,18 +272,14 @@ def run(
     particles: Annotated[str | None, typer.Option(
         help="Comma-separated particle counts, e.g. 1e3,1e4 (default: the scenario's, "
         "else 1e4,1e5).")] = None,
-    device: Annotated[str, typer.Option(help="Comma-separated: cpu,cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="Comma-separated: float64,float32.")] = "float64",
+    device: Devices = "cpu",
+    dtype: Dtypes = "float64",
     repeat: Annotated[int, typer.Option(help="Timed tracks per case, after one warm-up.")] = 5,
     timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 600.0,
-    memory_limit: Annotated[float | None, typer.Option(
-        help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")] = None,
-    threads: Annotated[int | None, typer.Option(
-        help="Threads per case (default: all the process is given).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        help="Run directory (default: results/runs/<UTC time>).")] = None,
-    resume: Annotated[Path | None, typer.Option(
-        help="Continue an interrupted run in this directory, skipping finished cases.")] = None,
+    memory_limit: MemoryLimit = None,
+    threads: Threads = None,
+    out: Out = None,
+    resume: Resume = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print each row as one JSON line; no progress bar or table.")] = False,
     report: Annotated[bool, typer.Option(
@@ -228,38 +291,22 @@ def run(
     process; append every finished case to DIR/results.jsonl."""
     import json
 
-    import psutil
-
-    from backends.registry import available_backends, load_backend_class
+    from backends.registry import available_backends
     from harness import metadata
     from harness.cases import plan
     from harness.compare import summary
     from harness.display import summary_table
-    from harness.runner import Limits, Runner
+    from harness.runner import Runner
 
     started = metadata.now()
     loaded = _load_scenarios(scenarios or [])
     available = available_backends()
-    chosen = _split(backends) or available
-    for name in chosen:
-        try:
-            load_backend_class(name)
-        except KeyError as error:
-            fail(str(error.args[0]))
-    for value, allowed, option in ((device, ("cpu", "cuda"), "--device"),
-                                   (dtype, ("float64", "float32"), "--dtype")):
-        for part in _split(value):
-            if part not in allowed:
-                fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
+    chosen = _check_backends(backends, available)
+    _check_devices_and_dtypes(device, dtype)
     cases = plan(loaded, chosen, _counts(particles), _split(device), _split(dtype), repeat,
-                 available, threads)
-    directory = resume or out or _default_out()
-    if resume is None and (directory / "results.jsonl").exists():
-        fail(f"{directory} already holds results; continue it with --resume {directory} "
-             "or choose another --out")
-    cap = (int(memory_limit * 2**30) if memory_limit
-           else int(0.9 * psutil.virtual_memory().total))
-    limits = Limits(timeout_s=timeout, memory_bytes=cap)
+                 available, _thread_counts(threads))
+    directory = _run_directory(out, resume)
+    limits = _limits(timeout, memory_limit)
     scenario_map = {s.name: s for s in loaded}
     runner = Runner(directory, limits, resume=resume is not None)
     pending = runner.pending(cases)
@@ -366,8 +413,8 @@ def grad(
         "where the backend is differentiable).")] = None,
     particles: Annotated[str, typer.Option(
         help="Comma-separated particle counts, e.g. 1e3,1e4.")] = "1e4",
-    device: Annotated[str, typer.Option(help="Comma-separated: cpu,cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="Comma-separated: float64,float32.")] = "float64",
+    device: Devices = "cpu",
+    dtype: Dtypes = "float64",
     params: Annotated[str | None, typer.Option(
         help="Comma-separated parameters, e.g. qf.Kn1,beam.twiss.beta_x (default: the "
         "scenario's gradients block).")] = None,
@@ -386,14 +433,10 @@ def grad(
         "space-charge tracker (one case variant each, 'kick' labelled ckpt).")] = None,
     repeat: Annotated[int, typer.Option(help="Timed repetitions of each method.")] = 3,
     timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 1800.0,
-    memory_limit: Annotated[float | None, typer.Option(
-        help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")] = None,
-    threads: Annotated[int | None, typer.Option(
-        help="Threads per case (default: all the process is given).")] = None,
-    out: Annotated[Path | None, typer.Option(
-        help="Run directory (default: results/runs/<UTC time>).")] = None,
-    resume: Annotated[Path | None, typer.Option(
-        help="Continue an interrupted run in this directory, skipping finished cases.")] = None,
+    memory_limit: MemoryLimit = None,
+    threads: Threads = None,
+    out: Out = None,
+    resume: Resume = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print each row as one JSON line; no table.")] = False,
 ) -> None:
@@ -402,29 +445,18 @@ def grad(
     own process, rows appended to DIR/results.jsonl (kind ``gradient``)."""
     import json
 
-    import psutil
-
-    from backends.registry import available_backends, load_backend_class
+    from backends.registry import available_backends
     from harness import gradients, metadata
     from harness.results import read_rows
-    from harness.runner import Limits, Runner
+    from harness.runner import Runner
 
     started = metadata.now()
     if scenarios:
         loaded = _load_scenarios(scenarios)
     else:
         loaded = [s for s in _load_scenarios([]) if s.gradients is not None]
-    chosen = _split(backends) or available_backends()
-    for name in chosen:
-        try:
-            load_backend_class(name)
-        except KeyError as error:
-            fail(str(error.args[0]))
-    for value, allowed, option in ((device, ("cpu", "cuda"), "--device"),
-                                   (dtype, ("float64", "float32"), "--dtype")):
-        for part in _split(value):
-            if part not in allowed:
-                fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
+    chosen = _check_backends(backends, available_backends())
+    _check_devices_and_dtypes(device, dtype)
     try:
         steps = [float(s) for s in _split(fd_steps)] or None
     except ValueError:
@@ -450,18 +482,13 @@ def grad(
                     fail(f"--kicks/--checkpoint: {scenario.name} has no space charge")
         cases = gradients.plan_gradient_cases(
             loaded, chosen, _counts(particles), _split(device), _split(dtype), repeat,
-            _split(params) or None, objective, steps, scaling, threads, kick_counts,
+            _split(params) or None, objective, steps, scaling, _thread_counts(threads),
+            kick_counts,
             checkpoints)
     except (KeyError, ValueError) as error:
         fail(str(error.args[0]) if error.args else str(error))
-    directory = resume or out or _default_out()
-    if resume is None and (directory / "results.jsonl").exists():
-        fail(f"{directory} already holds results; continue it with --resume {directory} "
-             "or choose another --out")
-    cap = (int(memory_limit * 2**30) if memory_limit
-           else int(0.9 * psutil.virtual_memory().total))
-    runner = Runner(directory, Limits(timeout_s=timeout, memory_bytes=cap),
-                    resume=resume is not None)
+    directory = _run_directory(out, resume)
+    runner = Runner(directory, _limits(timeout, memory_limit), resume=resume is not None)
     if json_output:
         runner.on_row = lambda row: print(json.dumps(row, default=str), flush=True)
     else:

@@ -21,6 +21,7 @@ a short peak). :func:`saved_tensor_bytes`, the storage autograd keeps for the ba
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import threading
@@ -282,7 +283,8 @@ def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Se
                         devices: Sequence[str], dtypes: Sequence[str], repeat: int,
                         parameters: Sequence[str] | None = None, objective: str | None = None,
                         fd_steps: Sequence[float] | None = None, scaling: bool = False,
-                        threads: int | None = None, kicks: Sequence[int] | None = None,
+                        threads: int | Sequence[int | None] | None = None,
+                        kicks: Sequence[int] | None = None,
                         checkpoints: Sequence[str] | None = None) -> list:
     """Gradient cases (:class:`harness.cases.Case` with ``kind="gradient"``).
 
@@ -292,10 +294,12 @@ def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Se
     quadrupoles' ``Kn1`` as parameters, labelled ``P<P>`` in the case id. ``kicks``
     (space-charge kicks per element) and ``checkpoints`` (``none``/``kick``) multiply the
     cases, one per combination (:func:`space_charge_variants`), applied in the child by
-    :func:`with_space_charge_options`.
+    :func:`with_space_charge_options`. ``threads``: one thread count or several (one case
+    each; None: all the process is given).
     """
     from harness.cases import Case
 
+    thread_counts = list(threads) if isinstance(threads, Sequence) else [threads]
     sc_variants = space_charge_variants(kicks, checkpoints)
     cases = []
     for scenario in scenarios:
@@ -315,16 +319,15 @@ def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Se
                     for label, options in variants for sc_label, sc_options in sc_variants]
         for n in counts:
             for backend in backends:
-                for device in devices:
-                    for dtype in dtypes:
-                        for label, options in variants:
-                            cases.append(Case(
-                                scenario.name, path, backend, int(n), device, dtype, repeat,
-                                threads, reference="inhouse",
-                                reference_note="forward-mode inhouse float64 cpu, computed "
-                                "in the case (analytic where given)",
-                                kind="gradient",
-                                options=options | ({"label": label} if label else {})))
+                for device, dtype, count in itertools.product(devices, dtypes, thread_counts):
+                    for label, options in variants:
+                        cases.append(Case(
+                            scenario.name, path, backend, int(n), device, dtype, repeat,
+                            count, reference="inhouse",
+                            reference_note="forward-mode inhouse float64 cpu, computed "
+                            "in the case (analytic where given)",
+                            kind="gradient",
+                            options=options | ({"label": label} if label else {})))
     return cases
 
 

@@ -110,3 +110,22 @@ def test_killed_parent_loses_nothing_and_resume_completes(tmp_path, fake_path):
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["machine"]["logical_cores"] >= 1
     assert metadata["command"]
+
+
+def test_plan_puts_each_reference_first_and_multiplies_thread_counts():
+    """fodo_linear at two sizes, backends cheetah+inhouse, threads 1 and 2: per size one
+    ImpactX reference (first thread count) before 2 backends x 2 thread counts."""
+    from harness.cases import plan
+
+    scenario = load_scenario("fodo_linear")
+    cases = plan([scenario], ["cheetah", "inhouse"], [100, 200], ["cpu"], ["float64"], 1,
+                 ["impactx", "cheetah", "inhouse"], threads=[1, 2])
+    assert [c.case_id for c in cases[:5]] == [
+        "track/fodo_linear/impactx/100/cpu/float64/t1",
+        "track/fodo_linear/cheetah/100/cpu/float64/t1",
+        "track/fodo_linear/cheetah/100/cpu/float64/t2",
+        "track/fodo_linear/inhouse/100/cpu/float64/t1",
+        "track/fodo_linear/inhouse/100/cpu/float64/t2"]
+    assert len(cases) == 10
+    assert {c.reference_case for c in cases[1:5]} == {cases[0].case_id}
+    assert [c.role for c in cases].count("reference") == 2

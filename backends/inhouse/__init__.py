@@ -7,6 +7,14 @@ imported only when a scenario is prepared (importing this module stays cheap).
 Lost particles (apertures, particles outside the exact bend's domain) are kept in the
 array and returned by :meth:`InhousePrepared.extract` as rows of NaN, so that the particle
 order is the injection order (ImpactX instead removes them from its container).
+
+Without space charge, particles are held as six separate contiguous columns (structure of
+arrays, like ImpactX's particle container) and :meth:`InhousePrepared.run` tracks them in
+place without autograd, through :class:`backends.inhouse.compiled.CompiledForward`: compiled
+with ``torch.compile`` from 10^5 particles on, eager below (``TRACKBENCH_INHOUSE_COMPILE``
+or ``prepare(..., compile=...)`` override this). The first run of a particle count compiles;
+:attr:`InhousePrepared.compile_s` reports that time and :attr:`InhousePrepared.compiled`
+whether compiled code ran.
 """
 
 from __future__ import annotations
@@ -54,28 +62,58 @@ class InhousePrepared(Prepared):
         device: torch device.
         dtype: torch dtype.
         model: :func:`backends.base.model_signature` of the scenario.
+        compile: compile the forward track (True), never (False), or by particle count
+            (None); see :func:`backends.inhouse.compiled.compile_mode`.
+
+    Attributes:
+        threads: torch CPU threads used by the last run (at construction before that).
+        compiled: whether the last run executed compiled code (None before the first run,
+            False for the eager path and for the space-charge tracker).
+        compile_s: seconds spent compiling (first run of each particle count), 0.0 if none.
+        compile_error: why compilation fell back to the eager path ("" if it did not).
     """
 
-    def __init__(self, tracker: Any, device, dtype, model: str):
+    def __init__(self, tracker: Any, device, dtype, model: str, compile: bool | None = None):
         import torch
+
+        from backends.inhouse.compiled import CompiledForward
+        from backends.inhouse.tracker import Tracker
 
         self.tracker = tracker
         self.device = torch.device(device)
         self.dtype = dtype
         self.model = model
         self.threads = torch.get_num_threads()
+        self.forward = (CompiledForward(tracker.steps(), compile)
+                        if isinstance(tracker, Tracker) else None)
+        self.compiled: bool | None = None if self.forward is not None else False
+        self.compile_s = 0.0
+        self.compile_error = ""
 
     def inject(self, particles: np.ndarray):
-        """``(N, 6)`` float64 numpy -> a tensor on the device in the tracking dtype."""
+        """``(N, 6)`` float64 numpy -> six contiguous columns (separate tensors, tracked in
+        place) on the device in the tracking dtype, or one ``(N, 6)`` tensor for the
+        space-charge tracker."""
         import torch
 
+        if self.forward is not None:
+            return tuple(torch.tensor(np.ascontiguousarray(particles[:, i]), dtype=self.dtype,
+                                      device=self.device) for i in range(6))
         return torch.as_tensor(np.ascontiguousarray(particles), dtype=torch.float64
                                ).to(device=self.device, dtype=self.dtype)
 
     def run(self, handle):
-        """Track (no autograd graph is recorded); returns ``(particles, alive | None)``."""
+        """Track (no autograd graph is recorded); returns ``(particles, alive | None)``.
+        Injected columns are updated in place (run each injected handle once)."""
         import torch
 
+        self.threads = torch.get_num_threads()
+        if self.forward is not None:
+            alive = self.forward(handle)
+            self.compiled = self.forward.compiled
+            self.compile_s = self.forward.compile_s
+            self.compile_error = self.forward.error
+            return handle, alive
         with torch.no_grad():
             out = self.tracker.track(handle)
         if isinstance(out, tuple):
@@ -94,6 +132,8 @@ class InhousePrepared(Prepared):
         import torch
 
         particles, alive = handle
+        if isinstance(particles, tuple):
+            particles = torch.stack(particles, dim=-1)
         out = particles.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
         if alive is not None:
             out[~alive.detach().cpu().numpy()] = np.nan
@@ -137,9 +177,11 @@ class InhouseBackend(Backend):
                                    f"{scenario.space_charge.kind!r}")
         return base
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
-                dtype: str = "float64") -> InhousePrepared:
-        """Build the tracker (all constant maps are assembled on the device here)."""
+    def prepare(self, scenario: Scenario, device: str = "cpu", dtype: str = "float64",
+                compile: bool | None = None) -> InhousePrepared:
+        """Build the tracker (all constant maps are assembled on the device here);
+        ``compile`` as in :class:`InhousePrepared` (compilation itself happens on the first
+        run)."""
         verdict = self.supports(scenario, device, dtype)
         if not verdict:
             raise RuntimeError(verdict.reason)
@@ -151,7 +193,8 @@ class InhouseBackend(Backend):
         else:
             tracker = Tracker(scenario.elements, scenario.reference_particle, device=device,
                               dtype=torch_type)
-        return InhousePrepared(tracker, device, torch_type, model_signature(scenario))
+        return InhousePrepared(tracker, device, torch_type, model_signature(scenario),
+                               compile=compile)
 
     def objective(self, scenario: Scenario, parameters: list[str], objective: str,
                   particles: np.ndarray, device: str, dtype: str) -> Any:

@@ -1,7 +1,8 @@
 """The forward (no-autograd) track of a lattice compiled with ``torch.compile`` (inductor).
 
 The whole step list of a :class:`~backends.inhouse.tracker.Tracker` is traced as one
-function of the ``(6, N)`` particle array, which is updated in place; inductor fuses the
+function of the six particle columns (separate ``(N,)`` tensors), updated in place;
+inductor fuses the
 element-wise maps (and the 6x6 products of fused linear sections, written out as
 element-wise sums) into a few loops over the particles, so that a lattice costs about one
 pass over memory per kernel instead of one per arithmetic operation. CPU and CUDA are
@@ -25,11 +26,20 @@ from collections.abc import Sequence
 
 import torch
 
+from backends.inhouse.maps import Columns
 from backends.inhouse.tracker import LinearStep, Step, track_inplace
 
 #: Environment variable: ``0`` disables compilation, ``1`` compiles for every particle
 #: count; unset (or ``auto``) compiles from :data:`MIN_PARTICLES` particles on.
 ENV_VAR = "TRACKBENCH_INHOUSE_COMPILE"
+
+#: Inductor settings of the compilation. Realizing every intermediate read more than once
+#: (``realize_reads_threshold``) stops inductor from re-tracing shared sub-expressions into
+#: each consumer, which dominated the compilation of long element-wise chains (fodo_paraxial,
+#: cold cache, 1 thread: 31 s -> 14 s of CPU); the realized buffers are still fused into
+#: the same loop. Compiling in this process (``compile_threads=1``) avoids starting compile
+#: worker processes.
+INDUCTOR_OPTIONS: dict[str, object] = {"realize_reads_threshold": 1, "compile_threads": 1}
 
 #: Particle count from which automatic mode compiles (below it the eager path is already
 #: fast and a compilation of several seconds would not pay off).
@@ -79,11 +89,11 @@ def elementwise_steps(steps: Sequence[Step]) -> list:
 
 
 def forward_function(steps: Sequence):
-    """``forward(particles)``: track the ``(6, N)`` array in place through ``steps``;
-    returns the survival mask or None."""
+    """``forward(*columns)``: track six separate ``(N,)`` columns in place through
+    ``steps`` (separate storages, so each update is a plain in-place store); returns the
+    survival mask or None."""
 
-    def forward(particles: torch.Tensor) -> torch.Tensor | None:
-        rows = particles.unbind(0)
+    def forward(*rows: torch.Tensor) -> torch.Tensor | None:
         columns, alive = rows, None
         for step in steps:
             columns, alive = step(columns, alive)
@@ -119,34 +129,37 @@ class CompiledForward:
         self._compiled_fn = None
         self._shapes: set[tuple] = set()
 
-    def _wants_compile(self, particles: torch.Tensor) -> bool:
+    def _wants_compile(self, columns: Columns) -> bool:
         if self.error or self.mode is False:
             return False
-        return self.mode is True or particles.shape[-1] >= MIN_PARTICLES
+        return self.mode is True or columns[0].shape[-1] >= MIN_PARTICLES
 
-    def __call__(self, particles: torch.Tensor) -> torch.Tensor | None:
-        """Track the ``(6, N)`` array in place; returns the survival mask or None."""
-        if not self._wants_compile(particles):
+    def __call__(self, columns: Columns) -> torch.Tensor | None:
+        """Track six contiguous ``(N,)`` columns (separate tensors) in place; returns the
+        survival mask or None."""
+        if not self._wants_compile(columns):
             self.compiled = False
-            return track_inplace(self.steps, particles)
+            return track_inplace(self.steps, columns)
         if self._compiled_fn is None:
             self._compiled_fn = torch.compile(forward_function(elementwise_steps(self.steps)),
-                                              dynamic=False, fullgraph=True)
-        key = (tuple(particles.shape), particles.dtype, particles.device)
+                                              dynamic=False, fullgraph=True,
+                                              options=dict(INDUCTOR_OPTIONS))
+        first_column = columns[0]
+        key = (tuple(first_column.shape), first_column.dtype, first_column.device)
         first = key not in self._shapes
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                alive = self._compiled_fn(particles)
+                alive = self._compiled_fn(*columns)
         except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
             if not first:
                 raise
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             self.compiled = False
-            return track_inplace(self.steps, particles)
+            return track_inplace(self.steps, columns)
         if first:
-            if particles.device.type == "cuda":
-                torch.cuda.synchronize(particles.device)
+            if first_column.device.type == "cuda":
+                torch.cuda.synchronize(first_column.device)
             self.compile_s += time.perf_counter() - t0
             self._shapes.add(key)
         self.compiled = True

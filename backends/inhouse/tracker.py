@@ -81,28 +81,28 @@ def run_steps(steps: Sequence[Step], columns: Columns, alive: torch.Tensor | Non
 BLOCK = 65536
 
 
-def track_inplace(steps: Sequence[Step], particles: torch.Tensor, block: int = BLOCK
+def track_inplace(steps: Sequence[Step], columns: Columns, block: int = BLOCK
                   ) -> torch.Tensor | None:
-    """Track a ``(6, N)`` particle array in place, ``block`` particles at a time (every map
-    acts on each particle alone, so blocks are independent); no autograd graph is built.
+    """Track six contiguous particle columns ``(N,)`` in place, ``block`` particles at a time
+    (every map acts on each particle alone, so blocks are independent); no autograd graph
+    is built.
 
     Returns the survival mask ``(N,)`` or None when no step can lose particles.
     """
-    n = particles.shape[-1]
+    n = columns[0].shape[-1]
     alive_all = None
     with torch.no_grad():
         for start in range(0, n, block):
-            view = particles[:, start:start + block]
-            rows = view.unbind(0)
-            columns, alive = rows, None
+            rows = tuple(column[start:start + block] for column in columns)
+            new, alive = rows, None
             for step in steps:
-                columns, alive = step(columns, alive)
-            for row, column in zip(rows, columns, strict=True):
+                new, alive = step(new, alive)
+            for row, column in zip(rows, new, strict=True):
                 if column is not row:
                     row.copy_(column)
             if alive is not None:
                 if alive_all is None:
-                    alive_all = torch.ones(n, dtype=torch.bool, device=particles.device)
+                    alive_all = torch.ones(n, dtype=torch.bool, device=columns[0].device)
                 alive_all[start:start + block] = alive
     return alive_all
 
