@@ -174,6 +174,14 @@ class Backend(ABC):
                 dtype: str = "float64") -> Prepared:
         """Translate the scenario; call only after :meth:`supports` said yes."""
 
+    def prepare_single_use(self, scenario: Scenario, device: str = "cpu",
+                           dtype: str = "float64") -> Prepared:
+        """Prepare a lattice that is tracked once (e.g. a finite-difference evaluation).
+
+        The same as :meth:`prepare` unless a backend overrides it: one that compiles each
+        lattice skips compilation here, because it pays only over repeated tracks."""
+        return self.prepare(scenario, device, dtype)
+
     def objective(self, scenario: Scenario, parameters: list[str], objective: str,
                   particles: np.ndarray, device: str, dtype: str) -> Any:
         """The objective as a differentiable function of named parameters, or None.

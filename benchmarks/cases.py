@@ -102,7 +102,7 @@ def reference_final(name: str, n: int) -> tuple[str, np.ndarray]:
     if reference in ("analytic", "none"):
         raise NotImplementedError(f"{name} has no particle reference ({reference}: {note})")
     chosen = backend_or_skip(reference, loaded, REFERENCE_DEVICE, REFERENCE_DTYPE)
-    with chosen.prepare(loaded, REFERENCE_DEVICE, REFERENCE_DTYPE) as prepared:
+    with chosen.prepare_single_use(loaded, REFERENCE_DEVICE, REFERENCE_DTYPE) as prepared:
         final = prepared.track(initial_particles(name, n))
     return reference, final
 

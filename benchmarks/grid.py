@@ -1,7 +1,7 @@
 """The parameter grid of the asv suite.
 
-Default (a nightly on a 2-core machine): four scenarios × the registered backends × 1e4 and
-1e5 particles, on ``cpu`` (and ``cuda`` when torch sees a GPU), all in float64.
+Default (a nightly on a 2-core machine): four scenarios × the registered backends × 1e4,
+1e5 and 1e6 particles, on ``cpu`` (and ``cuda`` when torch sees a GPU), all in float64.
 ``TRACKBENCH_ASV_QUICK=1`` shrinks it to one tiny case (``fodo_linear``, the in-house
 tracker, 1000 particles; ImpactX still tracks the reference of ``track_agreement``) for
 tests and smoke runs.
@@ -44,7 +44,7 @@ def particle_counts() -> list[int]:
     """Numbers of macro-particles."""
     if quick():
         return [1_000]
-    return [10_000, 100_000]
+    return [10_000, 100_000, 1_000_000]
 
 
 def devices() -> list[str]:

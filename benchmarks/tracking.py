@@ -39,3 +39,28 @@ class Tracking:
         """Peak resident memory [bytes] of the benchmark process: imports, the prepared
         tracker and a full inject-run-extract track (host memory; CUDA memory not counted)."""
         self.case.prepared.track(self.case.initial)
+
+
+class MemoryFloor:
+    """The one-pass memory floor a fused track is measured against: the six float64
+    coordinate columns of N particles each read, scaled and written back once, in place
+    (torch, every thread the process has). A lattice fused into one loop over the particles
+    cannot cost less (``fodo_linear`` of the in-house tracker is one such pass)."""
+
+    params = (grid.particle_counts(),)
+    param_names = ("particles",)
+    number = 1
+    warmup_time = 0.0
+
+    def setup(self, particles: int) -> None:
+        """Six contiguous columns of random coordinates, touched once (pages mapped)."""
+        import torch
+
+        generator = torch.Generator().manual_seed(1)
+        self.columns = [torch.rand(particles, dtype=torch.float64, generator=generator)
+                        for _ in range(6)]
+
+    def time_one_pass(self, particles: int) -> None:
+        """Seconds of one in-place pass over the six columns."""
+        for column in self.columns:
+            column.mul_(1.0000001)

@@ -119,7 +119,7 @@ def track(
         fail(f"unsupported: {verdict.reason}", code=3)
     base_dir = Path(loaded.source_file).parent if loaded.source_file else None
     initial = generate(loaded.beam, int(particles), base_dir=base_dir)
-    with chosen.prepare(loaded, device, dtype) as prepared:
+    with chosen.prepare_single_use(loaded, device, dtype) as prepared:
         final = prepared.track(initial)
         model = prepared.model
     reference = loaded.reference_particle
@@ -156,8 +156,13 @@ def _kicks(value: str | None) -> list[int] | None:
 
 
 def _thread_counts(value: str | None) -> list[int | None]:
-    """Thread counts of ``--threads`` (``[None]``: all the process is given)."""
-    return _positive_whole_numbers(value, "--threads", "1,2") or [None]
+    """Thread counts of ``--threads``; ``all`` (or nothing) is None: all the process is
+    given."""
+    counts: list[int | None] = []
+    for part in _split(value):
+        counts.append(None if part == "all" else
+                      _positive_whole_numbers(part, "--threads", "all,1 or 1,2")[0])
+    return counts or [None]
 
 
 def _counts(value: str | None) -> list[int]:
@@ -254,8 +259,8 @@ Dtypes = Annotated[str, typer.Option("--dtype", help="Comma-separated: float64,f
 MemoryLimit = Annotated[float | None, typer.Option(
     help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")]
 Threads = Annotated[str | None, typer.Option(
-    help="Threads per case, comma-separated for a per-core comparison, e.g. 1,2 "
-    "(default: all the process is given).")]
+    help="Threads per case, comma-separated for a per-core comparison, e.g. all,1 "
+    "(default: all, every thread the process is given).")]
 Out = Annotated[Path | None, typer.Option(
     help="Run directory (default: results/runs/<UTC time>).")]
 Resume = Annotated[Path | None, typer.Option(
@@ -462,14 +467,19 @@ def grad(
     except ValueError:
         fail(f"--fd-steps: expected numbers like 1e-4,1e-6 (got {fd_steps!r})")
     try:
-        from harness.parameters import resolve_parameters
+        from harness.parameters import resolve_parameter
         from harness.scenario import observable_names
 
         if objective and objective not in observable_names():
             fail(f"--objective: an observable name, e.g. sigma_x (got {objective!r})")
         for scenario in loaded if not scaling else []:
             options = gradients.gradient_options(scenario, _split(params), objective, steps)
-            resolve_parameters(scenario, options["parameters"])
+            for name in options["parameters"]:
+                try:
+                    resolve_parameter(scenario, name)
+                except KeyError as error:
+                    fail(f"--params: {name!r} in scenario {scenario.name}: expected "
+                         f"{error.args[0]}")
         kick_counts = _kicks(kicks)
         checkpoints = _split(checkpoint) or None
         for mode in checkpoints or []:

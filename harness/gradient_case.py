@@ -84,7 +84,7 @@ class BlackBoxObjective:
         particles = self.initial
         if changes_particles(list(values)):
             particles = generate(scenario.beam, len(self.initial), base_dir=self.base_dir)
-        prepared = self.backend.prepare(scenario, self.device, self.dtype)
+        prepared = self.backend.prepare_single_use(scenario, self.device, self.dtype)
         try:
             final = prepared.track(particles)
         finally:

@@ -226,3 +226,24 @@ def test_track_reads_a_particle_file_beside_the_scenario(tmp_path) -> None:
     final[:, :4] = initial[:, :4] @ fodo_linear_map().T
     expected = observables.compute(final, ["sigma_x"])["sigma_x"]
     assert table_values(result.stdout)["sigma_x"][1] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize(("command", "option", "value"), [
+    ("run", "--threads", "0"), ("run", "--threads", "two"), ("grad", "--threads", "1,x"),
+    ("run", "--device", "tpu"), ("grad", "--dtype", "float16"),
+    ("run", "--particles", "1e4,lots")])
+def test_run_and_grad_reject_bad_matrix_options(command, option, value, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = invoke(command, "fodo_linear", option, value, "--out", str(out))
+    assert result.exit_code == 2
+    assert option in result.stderr and repr(value.split(",")[-1]) in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_thread_counts_accept_all_and_numbers() -> None:
+    from harness.cli import _thread_counts
+
+    assert _thread_counts(None) == [None]
+    assert _thread_counts("all,1") == [None, 1]
+    assert _thread_counts("2, 1") == [2, 1]

@@ -85,8 +85,8 @@ def test_compile_mode_from_option_and_environment(monkeypatch):
 
 def test_adapter_stays_eager_below_the_threshold(monkeypatch):
     monkeypatch.delenv(compiled_module.ENV_VAR, raising=False)
-    scenario, particles, tracker = setup("fodo_paraxial")
-    assert N < compiled_module.MIN_PARTICLES
+    scenario, _, tracker = setup("fodo_paraxial")
+    particles = generate(scenario.beam, compiled_module.MIN_PARTICLES - 1)
     prepared = InhouseBackend().prepare(scenario)
     out = prepared.track(particles)
     assert prepared.compiled is False and prepared.compile_s == 0.0

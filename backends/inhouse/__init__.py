@@ -11,7 +11,7 @@ order is the injection order (ImpactX instead removes them from its container).
 Without space charge, particles are held as six separate contiguous columns (structure of
 arrays, like ImpactX's particle container) and :meth:`InhousePrepared.run` tracks them in
 place without autograd, through :class:`backends.inhouse.compiled.CompiledForward`: compiled
-with ``torch.compile`` from 10^5 particles on, eager below (``TRACKBENCH_INHOUSE_COMPILE``
+with ``torch.compile`` from 10^3 particles on, eager below (``TRACKBENCH_INHOUSE_COMPILE``
 or ``prepare(..., compile=...)`` override this). The first run of a particle count compiles;
 :attr:`InhousePrepared.compile_s` reports that time and :attr:`InhousePrepared.compiled`
 whether compiled code ran.
@@ -195,6 +195,12 @@ class InhouseBackend(Backend):
                               dtype=torch_type)
         return InhousePrepared(tracker, device, torch_type, model_signature(scenario),
                                compile=compile)
+
+    def prepare_single_use(self, scenario: Scenario, device: str = "cpu",
+                           dtype: str = "float64") -> InhousePrepared:
+        """:meth:`prepare` without compilation: a lattice tracked once (finite-difference
+        evaluations, each with other parameter values) would recompile every time."""
+        return self.prepare(scenario, device, dtype, compile=False)
 
     def objective(self, scenario: Scenario, parameters: list[str], objective: str,
                   particles: np.ndarray, device: str, dtype: str) -> Any:

@@ -59,8 +59,7 @@ def exact_drift_push(columns: Columns, coeffs: tuple) -> Columns:
     x, px, y, py, t, pt = columns
     length, ibeta = coeffs
     w = pt * pt - 2.0 * ibeta * pt - px * px - py * py
-    pz_minus_one = nm.sqrt1p_minus_one(w)
-    inv_pz = 1.0 / (1.0 + pz_minus_one)
+    pz_minus_one, inv_pz, _ = nm.longitudinal_momentum(w)
     x_out = x + length * px * inv_pz
     y_out = y + length * py * inv_pz
     t_out = t - length * (pt + ibeta * pz_minus_one) * inv_pz

@@ -171,6 +171,17 @@ def sqrt1p_minus_one(w):
     return w / (1.0 + torch.sqrt(1.0 + w))
 
 
+def longitudinal_momentum(w):
+    """``(pz - 1, 1/pz, (pz - 1)/pz)`` of pz = sqrt(1 + w) with one square root and one
+    division: with s = sqrt(1 + w) and r = 1 / (s (1 + s)), pz - 1 = w s r (the
+    cancellation-free w / (1 + s) of :func:`sqrt1p_minus_one`), 1/pz = (1 + s) r and
+    (pz - 1)/pz = w r. Divisions and square roots bound the exact maps' speed."""
+    root = torch.sqrt(1.0 + w)
+    one_plus_root = 1.0 + root
+    r = 1.0 / (root * one_plus_root)
+    return w * root * r, one_plus_root * r, w * r
+
+
 def momentum_deviation(pt: torch.Tensor, ibeta: Scalar) -> tuple[torch.Tensor, torch.Tensor]:
     """``(1 + delta, delta)`` of ImpactX's pt, with (1 + delta)^2 = 1 - 2 pt / beta + pt^2
     (``ChrQuad.H``); delta is formed without cancellation (:func:`sqrt1p_minus_one`)."""

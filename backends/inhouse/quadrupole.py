@@ -99,9 +99,8 @@ def _quad_map2_push(columns: Columns, coeffs: tuple) -> Columns:
     x, px, y, py, t, pt = columns
     tau, ibeta, ibetgam2 = coeffs
     w = pt * pt - 2.0 * ibeta * pt - px * px - py * py
-    pz_minus_one = nm.sqrt1p_minus_one(w)
-    inv_pz = 1.0 / (1.0 + pz_minus_one)
-    excess = tau * pz_minus_one * inv_pz
+    pz_minus_one, inv_pz, excess_ratio = nm.longitudinal_momentum(w)
+    excess = tau * excess_ratio
     return (x - excess * px, px, y - excess * py, py,
             t - tau * (ibetgam2 * pt + (pt + ibeta * pz_minus_one) * inv_pz), pt)
 
