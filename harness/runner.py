@@ -178,7 +178,7 @@ class Runner:
     def __init__(self, out: Path, limits: Limits, resume: bool = False,
                  on_row: Callable[[dict], None] | None = None,
                  on_start: Callable[[Case], None] | None = None):
-        self.out = Path(out)
+        self.out = Path(out).absolute()  # case processes run elsewhere (cwd)
         self.cache = self.out / ".cache"
         self.limits = limits
         self.resume = resume

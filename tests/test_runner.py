@@ -129,3 +129,20 @@ def test_plan_puts_each_reference_first_and_multiplies_thread_counts():
     assert len(cases) == 10
     assert {c.reference_case for c in cases[1:5]} == {cases[0].case_id}
     assert [c.role for c in cases].count("reference") == 2
+
+
+def test_relative_run_directory_works_from_any_working_directory(tmp_path, fake_path,
+                                                                 monkeypatch):
+    """Case processes run in their own working directory: a relative --out must still
+    reach the cached particles (it is made absolute)."""
+    scenario = load_scenario("fodo_linear")
+    monkeypatch.chdir(tmp_path)
+    reference = Case("fodo_linear", scenario.source_file, FAKE + "IdentityBackend", 200,
+                     repeat=1, role="reference", reference="fake-identity")
+    case = Case("fodo_linear", scenario.source_file, FAKE + "SleepBackend", 200, repeat=1,
+                reference="fake-identity", reference_case=reference.case_id)
+    Runner(Path("runs/relative"), Limits(timeout_s=120.0, memory_bytes=1 << 30)).run(
+        [reference, case], {"fodo_linear": scenario})
+    rows = read_rows(tmp_path / "runs" / "relative")
+    assert [row["status"] for row in rows] == ["ok", "ok"]
+    assert rows[1]["verdict"] == "agrees"

@@ -199,8 +199,9 @@ def timing_table(runs: list[Run], baseline: str = "impactx") -> Table:
     """Median time per track, spread, throughput and speed-up over the baseline backend."""
     columns, align = _with_run(runs, [
         "scenario", "backend", "N", "device", "dtype", "threads", "status", "time (median)",
-        "spread", "throughput [particle·elements/s]", f"speed-up vs {baseline}", "reason"],
-        ["l", "l", "r", "l", "l", "r", "l", "r", "r", "r", "r", "l"])
+        "spread", "throughput [particle·elements/s]", f"speed-up vs {baseline}", "compile",
+        "reason"],
+        ["l", "l", "r", "l", "l", "r", "l", "r", "r", "r", "r", "r", "l"])
     rows = []
     found_baseline = False
     for run in runs:
@@ -215,13 +216,16 @@ def timing_table(runs: list[Run], baseline: str = "impactx") -> Table:
                 format_percent(number(row, "time_spread")),
                 _cell(number(row, "throughput_particle_elements_per_s"), format_rate),
                 format_speedup(*speedup(row, times)),
+                _cell(number(row, "compile_s") if row.get("compiled") else None, format_time),
                 not_ok_reason(row)]))
     notes = ["time: median of the timed tracks after one untimed warm-up (start-up, lattice "
              "set-up and warm-up excluded); spread: (max - min) / median; throughput: "
              "particles × elements / median time; speed-up: the baseline's median time over "
              f"the case's, same scenario, N, threads, device and dtype ({baseline} = 1); "
              f"where {baseline} did not run on that device or dtype, the cell names the "
-             f"{baseline} case it refers to (e.g. vs cpu float64)."]
+             f"{baseline} case it refers to (e.g. vs cpu float64); compile: time spent "
+             "compiling (torch.compile) inside the untimed warm-up, for backends that "
+             "compile."]
     if rows and not found_baseline:
         notes.append(f"No ok case of the baseline backend {baseline}: no speed-up.")
     if not rows:
