@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint asv-quick asv-publish asv-preview dashboard-check report-reference clean
+.PHONY: setup run test lint perf asv-quick asv-publish asv-preview dashboard-check reference report-reference clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,33 @@ dashboard-check: $(STAMP)
 .PHONY: asv-nightly
 asv-nightly: $(STAMP)
 	$(BIN)/trackbench asv nightly --factor $(ASV_FACTOR)
+
+# Speed of the four unaccelerated lattices at 1e4..1e6 particles, every backend side by side,
+# float64 and float32, all threads and 1 thread (per-core comparison with ImpactX).
+PERF_SCENARIOS ?= fodo_linear fodo_paraxial fodo_exact chicane
+perf: $(STAMP)
+	$(BIN)/trackbench run $(PERF_SCENARIOS) --particles 1e4,1e5,1e6 --dtype float64,float32 \
+		--threads all,1 --out results/runs/perf-$$(date -u +%Y%m%dT%H%M%SZ)
+
+# The committed reference runs of this machine kind and their report (about 50 min on
+# 2 cores); report-reference only rewrites the report from the committed runs.
+REFERENCE ?= results/reference/cpu-2core-epyc
+REFERENCE_RUNS = $(REFERENCE)/comparison $(REFERENCE)/performance $(REFERENCE)/gradients \
+	$(REFERENCE)/gradient-scaling $(REFERENCE)/space-charge-gradients
+reference: $(STAMP)
+	rm -rf $(REFERENCE_RUNS) $(REFERENCE)/report
+	$(BIN)/trackbench run --no-report --out $(REFERENCE)/comparison
+	$(BIN)/trackbench run $(PERF_SCENARIOS) --particles 1e4,1e5,1e6 --dtype float64,float32 \
+		--threads all,1 --no-report --out $(REFERENCE)/performance
+	$(BIN)/trackbench grad --out $(REFERENCE)/gradients
+	$(BIN)/trackbench grad fodo_channel --scaling --out $(REFERENCE)/gradient-scaling
+	$(BIN)/trackbench grad expanding_beam --backends inhouse --particles 1e4,1e5 \
+		--kicks 5,20 --checkpoint none,kick --params beam.rms.sigma_x --objective sigma_x \
+		--fd-steps 1e-4,1e-6 --repeat 1 --out $(REFERENCE)/space-charge-gradients
+	$(MAKE) report-reference
+
+report-reference: $(STAMP)
+	$(BIN)/trackbench report $(REFERENCE_RUNS) --out $(REFERENCE)/report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -454,8 +454,10 @@ def memory_plots(runs: list[Run], directory: Path, baseline: str,
         rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
         lines = _group(rows, baseline, len(runs) > 1, lambda r: (
             number(r, "particles"), number(r, "backward_peak_bytes") / 2**20),
-            extra=lambda r: f"P={int(number(r, 'n_params'))}" if number(r, "n_params") else "",
-            extra_key=lambda r: (number(r, "n_params") or 0.0,))
+            extra=lambda r: " ".join(part for part in (
+                f"P={int(number(r, 'n_params'))}" if number(r, "n_params") else "",
+                text(r, "variant")) if part),
+            extra_key=lambda r: (number(r, "n_params") or 0.0, text(r, "variant")))
         with matplotlib.rc_context(RC):
             figure, axes = _figure()
             for line in lines:
@@ -473,7 +475,8 @@ def memory_plots(runs: list[Run], directory: Path, baseline: str,
         paths += _save(figure, directory, name)
         plots.append(Plot(name, f"{scenario}: backward-pass memory vs N",
                           "Peak memory of one backward pass (reverse-mode gradient) vs number "
-                          "of particles."))
+                          "of particles, per number of parameters P and case variant (k<n>: "
+                          "space-charge kicks per element, ckpt: per-kick checkpointing)."))
     return plots, paths, []
 
 

@@ -380,11 +380,11 @@ def gradient_table(runs: list[Run], baseline: str = "impactx") -> Table:
     """AD vs reference, forward vs reverse, best FD step, cost ratios, backward memory."""
     columns, align = _with_run(runs, [
         "scenario", "backend", "N", "device", "dtype", "parameter", "objective", "P",
-        "status", "reverse vs ref.", "forward vs reverse", "reverse vs best FD",
+        "variant", "status", "reverse vs ref.", "forward vs reverse", "reverse vs best FD",
         "best FD step", "FD error", "gradient / forward", "FD / gradient", "backward memory",
         "reason"],
-        ["l", "l", "r", "l", "l", "l", "l", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r",
-         "l"])
+        ["l", "l", "r", "l", "l", "l", "l", "r", "l", "l", "r", "r", "r", "r", "r", "r", "r",
+         "r", "l"])
     rows = []
     references, memory_methods = set(), set()
     for run in runs:
@@ -403,7 +403,8 @@ def gradient_table(runs: list[Run], baseline: str = "impactx") -> Table:
             rows.append(_row(runs, run, [
                 *_case_cells(head), text(head, "parameter") or "-",
                 text(head, "objective") or "-",
-                "-" if n_params is None else str(int(n_params)), status,
+                "-" if n_params is None else str(int(n_params)),
+                text(head, "variant") or "-", status,
                 _cell(rel_error(reverse), format_ratio),
                 _cell(forward_vs_reverse(group), format_ratio),
                 _cell(number(reverse, "rel_error_vs_best_fd") if reverse else None,
@@ -424,7 +425,9 @@ def gradient_table(runs: list[Run], baseline: str = "impactx") -> Table:
                  "reference (FD error); gradient / forward: time of one gradient of all P "
                  "parameters over one forward evaluation; FD / gradient: the FD gradient "
                  "(2P+1 evaluations) over the AD gradient; both from reverse mode, else the "
-                 "method named; backward memory: peak memory of one forward + backward pass"
+                 "method named; variant: P<count> (first quadrupoles, --scaling), "
+                 "k<kicks> (space-charge kicks per element), ckpt (per-kick gradient "
+                 "checkpointing); backward memory: peak memory of one forward + backward pass"
                  + (f" (measured as {', '.join(sorted(memory_methods))})."
                     if memory_methods else ".")]
     return Table("gradient", "Gradients", tuple(columns), tuple(align), tuple(rows),
