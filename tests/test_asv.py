@@ -21,8 +21,10 @@ MACHINE = "trackbench-test"
 BENCHMARKS = ("accuracy.Agreement.track_agreement",
               "accuracy.GradientAccuracy.track_gradient_error",
               "accuracy.GradientCost.time_gradient", "tracking.Tracking.peakmem_track",
-              "tracking.Tracking.time_track")
+              "tracking.Tracking.time_track", "tracking.MemoryFloor.time_one_pass")
 TINY_PARAMS = ("'fodo_linear'", "'inhouse'", "1000", "'cpu'")
+#: Benchmarks parameterised by the particle count alone.
+PARTICLES_ONLY = ("tracking.MemoryFloor.time_one_pass",)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,8 @@ def recorded(root: Path) -> dict[str, float]:
     out = {}
     for name, row in data["results"].items():
         values, params = row[0], row[1]
-        assert tuple(p[0] for p in params) == TINY_PARAMS
+        expected = ("1000",) if name in PARTICLES_ONLY else TINY_PARAMS
+        assert tuple(p[0] for p in params) == expected
         out[name] = values[0]
     return out
 
@@ -63,6 +66,7 @@ def test_quick_run_records_every_benchmark(tiny_run):
     values = recorded(root)
     assert set(BENCHMARKS) <= set(values)
     assert 0 < values["tracking.Tracking.time_track"] < 60
+    assert 0 < values["tracking.MemoryFloor.time_one_pass"] < 1
     assert 0 < values["accuracy.GradientCost.time_gradient"] < 60
     assert values["tracking.Tracking.peakmem_track"] > 50e6  # torch alone is more
     units = json.loads((root / "asv" / "benchmarks.json").read_text())
@@ -138,7 +142,8 @@ def test_regression_gate_flags_a_slower_head(tiny_run, tmp_path):
     assert asv_tools.previous_commit(copy, MACHINE, head) == base
     changes = asv_tools.regressions(base, head, 1.5, gate_config, MACHINE)
     names = sorted(change.name.split("(")[0] for change in changes)
-    assert names == ["accuracy.GradientCost.time_gradient", "tracking.Tracking.time_track"]
+    assert names == ["accuracy.GradientCost.time_gradient",
+                     "tracking.MemoryFloor.time_one_pass", "tracking.Tracking.time_track"]
     assert all(math.isclose(change.ratio, 3.0, rel_tol=1e-9) for change in changes)
     assert asv_tools.regressions(base, head, 4.0, gate_config, MACHINE) == []
     with pytest.raises(ValueError, match="no asv results for commit"):

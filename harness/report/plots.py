@@ -78,6 +78,7 @@ class Series:
     dtype: str
     points: list[tuple[float, ...]]
     run_index: int = 0
+    threads: float | None = None
 
 
 def slug(value: str) -> str:
@@ -119,7 +120,7 @@ def _group(items: list[tuple[Run, dict[str, Any]]], baseline: str, several_runs:
         if key not in series:
             series[key] = Series(_label(row, run, several_runs, extra(row)),
                                  text(row, "backend"), text(row, "device"), text(row, "dtype"),
-                                 [], run.index)
+                                 [], run.index, number(row, "threads_requested"))
         series[key].points.append(value)
     out = []
     for key in sorted(series):
@@ -130,15 +131,16 @@ def _group(items: list[tuple[Run, dict[str, Any]]], baseline: str, several_runs:
 
 
 class _Style:
-    """Colour per backend, line style per device, marker per dtype; hollow markers for the
-    second, fourth, ... run of a report."""
+    """Colour per backend, line style per device (dotted: CPU with 1 thread), marker per
+    dtype; hollow markers for the second, fourth, ... run of a report."""
 
     def __init__(self, backends: list[str]):
         self.colour = {b: COLOURS[i % len(COLOURS)] for i, b in enumerate(backends)}
 
     def __call__(self, line: Series) -> dict[str, Any]:
+        single_thread = line.threads == 1 and line.device == "cpu"
         return {"color": self.colour.get(line.backend, "black"),
-                "linestyle": LINESTYLE.get(line.device, ":"),
+                "linestyle": ":" if single_thread else LINESTYLE.get(line.device, ":"),
                 "marker": MARKER.get(line.dtype, "^"), "markersize": 5 if line.run_index % 2
                 else 4, "markerfacecolor": "white" if line.run_index % 2 else None}
 
@@ -252,7 +254,8 @@ def time_plots(runs: list[Run], directory: Path, baseline: str,
                           "Median time of one track (error bars: fastest to slowest timed "
                           "track) and throughput (particles × elements / median time) vs "
                           "number of particles; colour: backend, line: device (solid CPU, "
-                          "dashed GPU), marker: dtype (circle float64, square float32)."))
+                          "dotted CPU with 1 thread, dashed GPU), marker: dtype (circle "
+                          "float64, square float32)."))
     return plots, paths, []
 
 
@@ -306,14 +309,24 @@ def _gradient_items(runs: list[Run]) -> list[tuple[Run, dict[str, Any]]]:
             if text(row, "status") in ("", Status.OK)]
 
 
+def _scaling_case(row: dict[str, Any]) -> bool:
+    """Whether a row belongs to a P-scaling case (variant ``P<count>``, maybe ``-k..``)."""
+    variant = text(row, "variant").split("-")[0]
+    return variant[:1] == "P" and variant[1:].isdigit()
+
+
 def vcurve_plots(runs: list[Run], directory: Path, baseline: str,
                  style: _Style) -> tuple[list[Plot], list[Path], list[str]]:
-    """FD error vs step with the reverse-mode error as a line, per scenario and parameter."""
+    """FD error vs step with the reverse-mode error as a line, per scenario and parameter.
+
+    Cases of a P-scaling sweep (variant ``P<count>``) are left out: they measure cost, and
+    their parameters' V-curves would add one figure per quadrupole."""
     items = [(run, row) for run, row in _gradient_items(runs)
              if text(row, "method") == "fd" and number(row, "fd_step")
-             and rel_error(row) is not None]
+             and rel_error(row) is not None and not _scaling_case(row)]
     if not items:
-        return [], [], ["FD error vs step (V-curve): no gradient rows with method fd."]
+        return [], [], ["FD error vs step (V-curve): no gradient rows with method fd "
+                        "(outside P-scaling cases)."]
     reverse = {}
     for run in runs:
         for group in gradient_groups(run, baseline):
