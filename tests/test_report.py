@@ -406,3 +406,30 @@ def test_latex_uses_booktabs_and_escapes(report):
     assert r"\usepackage{booktabs}" in tex and tex.count(r"\toprule") == 4
     assert r"fodo\_linear" in tex and "µ" not in tex and "|Δ|" not in tex
     assert r"\includegraphics[width=0.8\linewidth]{plots/time-fodo-linear.png}" in tex
+
+
+#: The reference runs in the order of the Makefile's REFERENCE_RUNS.
+REFERENCE_RUNS = ("comparison", "performance", "gradients", "gradient-scaling",
+                  "space-charge-gradients")
+
+
+def test_committed_reference_tables_regenerate_byte_for_byte():
+    """The tables of the committed reference report (results/reference/*/report) come from
+    its committed results: rendered again, each is found verbatim in report.md and
+    report.tex (``make report-reference`` rewrites them; plots are not redrawn here)."""
+    from harness.report import all_tables, load_runs
+    from harness.report.render import latex_table, markdown_table
+
+    root = Path(__file__).resolve().parent.parent / "results" / "reference"
+    reports = sorted(root.glob("*/report/report.md"))
+    assert reports, "no committed reference report"
+    for report in reports:
+        machine = report.parent.parent
+        runs = load_runs([machine / name for name in REFERENCE_RUNS])
+        markdown = report.read_text(encoding="utf-8")
+        latex = (report.parent / "report.tex").read_text(encoding="utf-8")
+        tables = all_tables(runs)
+        assert len(tables) >= 4
+        for table in tables:
+            assert markdown_table(table) in markdown, table.title
+            assert latex_table(table, label=f"tab:{table.key}") in latex, table.title
