@@ -74,7 +74,7 @@ reference: $(STAMP)
 	$(MAKE) report-reference
 
 report-reference: $(STAMP)
-	$(BIN)/trackbench report $(REFERENCE_RUNS) --out $(REFERENCE)/report
+	$(BIN)/trackbench report $(REFERENCE_RUNS) --format md,tex --out $(REFERENCE)/report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -46,10 +46,8 @@ from backends.inhouse.tracker import (
     LinearStep,
     ParamKey,
     Step,
+    StepTracking,
     Tracker,
-    from_columns,
-    run_steps,
-    to_columns,
 )
 from backends.inhouse.translate import translate
 from harness.lattice import Element
@@ -129,7 +127,7 @@ class KickStep:
         return self._kick(*columns), alive
 
 
-class SpaceChargeTracker:
+class SpaceChargeTracker(StepTracking):
     """A lattice with 3D space-charge kicks for one device and dtype.
 
     Args:
@@ -234,19 +232,6 @@ class SpaceChargeTracker:
             position += count
         return _fuse_linear(out)
 
-    def track_columns(self, columns: Columns,
-                      values: Mapping[ParamKey, torch.Tensor] | None = None
-                      ) -> tuple[Columns, torch.Tensor | None]:
-        """Track six columns; returns the final columns and the survival mask or None."""
-        return run_steps(self.steps(values), columns)
-
-    def track(self, particles: torch.Tensor,
-              values: Mapping[ParamKey, torch.Tensor] | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Track ``batch + (N, 6)`` particles; returns ``batch + (N, 6)`` and the survival
-        mask or None."""
-        columns, alive = self.track_columns(to_columns(particles), values)
-        return from_columns(columns), alive
 
 
 def _fuse_linear(steps: list[Step | KickStep]) -> list[Step | KickStep]:

@@ -19,6 +19,7 @@ device, when the tracker is constructed.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,7 +118,30 @@ def from_columns(columns: Columns) -> torch.Tensor:
     return torch.stack(broadcast_columns(columns), dim=-1)
 
 
-class Tracker:
+class StepTracking(ABC):
+    """Tracking through ``self.steps(values)``, shared by the trackers that build steps."""
+
+    @abstractmethod
+    def steps(self, values: Mapping[ParamKey, torch.Tensor] | None = None) -> list:
+        """The maps of the lattice as steps ``(columns, alive) -> (columns, alive)``, with
+        ``values`` (parameter tensors by ``(element, field)``) replacing constants."""
+
+    def track_columns(self, columns: Columns,
+                      values: Mapping[ParamKey, torch.Tensor] | None = None
+                      ) -> tuple[Columns, torch.Tensor | None]:
+        """Track six columns; returns the final columns and the survival mask or None."""
+        return run_steps(self.steps(values), columns)
+
+    def track(self, particles: torch.Tensor,
+              values: Mapping[ParamKey, torch.Tensor] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Track ``batch + (N, 6)`` particles; returns ``batch + (N, 6)`` and the survival
+        mask (``batch + (N,)`` bool) or None."""
+        columns, alive = self.track_columns(to_columns(particles), values)
+        return from_columns(columns), alive
+
+
+class Tracker(StepTracking):
     """A lattice translated into steps for one device and dtype.
 
     Args:
@@ -257,21 +281,6 @@ class Tracker:
             if spec.reference is not None:
                 ref = spec.reference(self._params(spec, values), ref)
         return ref
-
-    # -- tracking --------------------------------------------------------------------------
-    def track_columns(self, columns: Columns,
-                      values: Mapping[ParamKey, torch.Tensor] | None = None
-                      ) -> tuple[Columns, torch.Tensor | None]:
-        """Track six columns; returns the final columns and the survival mask or None."""
-        return run_steps(self.steps(values), columns)
-
-    def track(self, particles: torch.Tensor,
-              values: Mapping[ParamKey, torch.Tensor] | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Track ``batch + (N, 6)`` particles; returns ``batch + (N, 6)`` and the survival
-        mask (``batch + (N,)`` bool) or None."""
-        columns, alive = self.track_columns(to_columns(particles), values)
-        return from_columns(columns), alive
 
     def section(self, start: int = 0, stop: int | None = None) -> Tracker:
         """A tracker of ``elements[start:stop]`` (same device, dtype, fusion, parameters of
