@@ -45,7 +45,7 @@ class Agreement:
 class GradientCost:
     """Time of the reverse-mode gradient of the scenario's objective."""
 
-    params = (grid.scenarios(), grid.backends(), grid.particle_counts(), grid.devices())
+    params = (grid.scenarios(), grid.backends(), grid.gradient_particle_counts(), grid.devices())
     param_names = ("scenario", "backend", "particles", "device")
     number = 1
     warmup_time = 0.0
@@ -64,7 +64,7 @@ class GradientCost:
 class GradientAccuracy:
     """Relative error of the reverse-mode gradient against the harness's reference."""
 
-    params = (grid.scenarios(), grid.backends(), grid.particle_counts(), grid.devices())
+    params = (grid.scenarios(), grid.backends(), grid.gradient_particle_counts(), grid.devices())
     param_names = ("scenario", "backend", "particles", "device")
     timeout = 600.0
 

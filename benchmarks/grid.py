@@ -47,6 +47,12 @@ def particle_counts() -> list[int]:
     return [10_000, 100_000, 1_000_000]
 
 
+def gradient_particle_counts() -> list[int]:
+    """Numbers of macro-particles of the gradient benchmarks (a reverse-mode gradient at
+    10^6 particles stores gigabytes and takes seconds per sample on 2 cores)."""
+    return [n for n in particle_counts() if n <= 100_000]
+
+
 def devices() -> list[str]:
     """``cpu``, plus ``cuda`` when torch sees a GPU."""
     try:
