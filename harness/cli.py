@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from harness.runner import Limits
 
 app = typer.Typer(
     help="Run one beamline description through several tracking codes; compare speed, "
@@ -243,7 +246,7 @@ def _run_directory(out: Path | None, resume: Path | None) -> Path:
     return directory
 
 
-def _limits(timeout: float, memory_limit: float | None):
+def _limits(timeout: float, memory_limit: float | None) -> Limits:
     """Per-case limits: ``timeout`` [s] and ``memory_limit`` [GiB] (default: 90 % of RAM)."""
     import psutil
 
@@ -265,7 +268,6 @@ Out = Annotated[Path | None, typer.Option(
     help="Run directory (default: results/runs/<UTC time>).")]
 Resume = Annotated[Path | None, typer.Option(
     help="Continue an interrupted run in this directory, skipping finished cases.")]
-
 
 
 @app.command()
