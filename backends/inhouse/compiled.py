@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from backends.inhouse.maps import Columns
-from backends.inhouse.tracker import LinearStep, Step, track_inplace
+from backends.inhouse.tracker import LinearStep, Step, run_steps_into, track_inplace
 
 #: Environment variable: ``0`` disables compilation, ``1`` compiles for every particle
 #: count; unset (or ``auto``) compiles from :data:`MIN_PARTICLES` particles on.
@@ -99,13 +99,7 @@ def forward_function(steps: Sequence):
     survival mask or None."""
 
     def forward(*rows: torch.Tensor) -> torch.Tensor | None:
-        columns, alive = rows, None
-        for step in steps:
-            columns, alive = step(columns, alive)
-        for row, column in zip(rows, columns, strict=True):
-            if column is not row:
-                row.copy_(column)
-        return alive
+        return run_steps_into(steps, rows)
 
     return forward
 

@@ -82,6 +82,19 @@ def run_steps(steps: Sequence[Step], columns: Columns, alive: torch.Tensor | Non
 BLOCK = 65536
 
 
+def run_steps_into(steps: Sequence[Step], rows: Columns) -> torch.Tensor | None:
+    """Track six columns through ``steps`` and write the result back into them (each
+    column updated in place, none that a step returned unchanged); returns the survival
+    mask or None."""
+    columns, alive = rows, None
+    for step in steps:
+        columns, alive = step(columns, alive)
+    for row, column in zip(rows, columns, strict=True):
+        if column is not row:
+            row.copy_(column)
+    return alive
+
+
 def track_inplace(steps: Sequence[Step], columns: Columns, block: int = BLOCK
                   ) -> torch.Tensor | None:
     """Track six contiguous particle columns ``(N,)`` in place, ``block`` particles at a time
@@ -94,13 +107,8 @@ def track_inplace(steps: Sequence[Step], columns: Columns, block: int = BLOCK
     alive_all = None
     with torch.no_grad():
         for start in range(0, n, block):
-            rows = tuple(column[start:start + block] for column in columns)
-            new, alive = rows, None
-            for step in steps:
-                new, alive = step(new, alive)
-            for row, column in zip(rows, new, strict=True):
-                if column is not row:
-                    row.copy_(column)
+            alive = run_steps_into(steps, tuple(column[start:start + block]
+                                                for column in columns))
             if alive is not None:
                 if alive_all is None:
                     alive_all = torch.ones(n, dtype=torch.bool, device=columns[0].device)
