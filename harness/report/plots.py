@@ -163,6 +163,16 @@ def _machine(runs: list[Run], rows: list[tuple[Run, dict[str, Any]]]) -> str:
     return " / ".join(names)
 
 
+def _log_axes(axes, xlabel: str, ylabel: str, title: str, xbase: float = 10) -> None:
+    """Log-log axes with labels, title and a light major grid (every plot of the report)."""
+    axes.set_xscale("log", base=xbase)
+    axes.set_yscale("log")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(True, which="major", alpha=0.3)
+
+
 def _legend_below(figure: Figure, axes, top: float = TOP_IN) -> None:
     """One legend under the axes, in as many columns as its labels fit; the figure grows
     by the legend's height so the axes keep theirs; ``top``: space for titles [inch]."""
@@ -239,12 +249,7 @@ def time_plots(runs: list[Run], directory: Path, baseline: str,
             for axes, ylabel, title in (
                     (left, "median time per track [s]", "time per track (bars: min to max)"),
                     (right, "throughput [particle·elements/s]", "throughput")):
-                axes.set_xscale("log")
-                axes.set_yscale("log")
-                axes.set_xlabel("particles N")
-                axes.set_ylabel(ylabel)
-                axes.set_title(title)
-                axes.grid(True, which="major", alpha=0.3)
+                _log_axes(axes, "particles N", ylabel, title)
             figure.suptitle(f"{scenario}: tracking time vs N\n{_machine(runs, rows)}")
             _legend_below(figure, left, top=TOP_IN + 0.2)
             figure.subplots_adjust(wspace=0.3)
@@ -285,12 +290,9 @@ def speedup_plots(runs: list[Run], directory: Path, baseline: str,
             for line in lines:
                 axes.plot([p[0] for p in line.points], [p[1] for p in line.points],
                           label=line.label, **style(line))
-            axes.set_xscale("log")
-            axes.set_yscale("log")
-            axes.set_xlabel("particles N")
-            axes.set_ylabel(f"speed-up vs {baseline} (time {baseline} / time backend)")
-            axes.grid(True, which="major", alpha=0.3)
-            axes.set_title(f"{scenario}: speed-up vs {baseline}\n{_machine(runs, rows)}")
+            _log_axes(axes, "particles N",
+                      f"speed-up vs {baseline} (time {baseline} / time backend)",
+                      f"{scenario}: speed-up vs {baseline}\n{_machine(runs, rows)}")
             _legend_below(figure, axes)
         name = f"speedup-{slug(scenario)}"
         paths += _save(figure, directory, name)
@@ -356,13 +358,10 @@ def vcurve_plots(runs: list[Run], directory: Path, baseline: str,
                     axes.axhline(max(ad_lines[line.label], ERROR_FLOOR), color=shown["color"],
                                  linestyle=":", linewidth=1.5,
                                  label=f"reverse AD {line.label}")
-            axes.set_xscale("log")
-            axes.set_yscale("log")
-            axes.set_xlabel("relative finite-difference step")
-            axes.set_ylabel("relative error of d objective / d parameter")
-            axes.grid(True, which="major", alpha=0.3)
-            axes.set_title(f"{scenario}: gradient error vs FD step, {parameter}\n"
-                           f"{_machine(runs, rows)}")
+            _log_axes(axes, "relative finite-difference step",
+                      "relative error of d objective / d parameter",
+                      f"{scenario}: gradient error vs FD step, {parameter}\n"
+                      f"{_machine(runs, rows)}")
             _legend_below(figure, axes)
         name = f"vcurve-{slug(scenario)}-{slug(parameter)}"
         paths += _save(figure, directory, name)
@@ -416,13 +415,10 @@ def gradient_cost_plots(runs: list[Run], directory: Path, baseline: str,
                     axes.plot([p[0] for p in points], [p[1] for p in points],
                               label=f"{name} {line.label}",
                               **{**style(line), "linestyle": linestyle})
-            axes.set_xscale("log", base=2)
+            _log_axes(axes, "number of parameters P",
+                      "time of one gradient of all P parameters [s]",
+                      f"{scenario}: gradient cost vs P\n{_machine(runs, rows)}", xbase=2)
             axes.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-            axes.set_yscale("log")
-            axes.set_xlabel("number of parameters P")
-            axes.set_ylabel("time of one gradient of all P parameters [s]")
-            axes.grid(True, which="major", alpha=0.3)
-            axes.set_title(f"{scenario}: gradient cost vs P\n{_machine(runs, rows)}")
             _legend_below(figure, axes)
         name = f"gradient-cost-{slug(scenario)}"
         paths += _save(figure, directory, name)
@@ -477,12 +473,8 @@ def memory_plots(runs: list[Run], directory: Path, baseline: str,
                 points = _per_x(line.points)
                 axes.plot([p[0] for p in points], [p[1] for p in points], label=line.label,
                           **style(line))
-            axes.set_xscale("log")
-            axes.set_yscale("log")
-            axes.set_xlabel("particles N")
-            axes.set_ylabel("peak memory of the backward pass [MiB]")
-            axes.grid(True, which="major", alpha=0.3)
-            axes.set_title(f"{scenario}: backward-pass memory vs N\n{_machine(runs, rows)}")
+            _log_axes(axes, "particles N", "peak memory of the backward pass [MiB]",
+                      f"{scenario}: backward-pass memory vs N\n{_machine(runs, rows)}")
             _legend_below(figure, axes)
         name = f"backward-memory-{slug(scenario)}"
         paths += _save(figure, directory, name)
