@@ -166,7 +166,7 @@ def run_dirs(tmp_path_factory) -> list[Path]:
 def _markdown_tables(text: str) -> dict[str, list[dict[str, str]]]:
     """The tables of a Markdown report by section title, as header -> cell dicts."""
     tables = {}
-    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+    for section in re.split(r"^###? ", text, flags=re.MULTILINE)[1:]:
         title, _, body = section.partition("\n")
         lines = [line for line in body.splitlines() if line.startswith("| ")]
         if len(lines) < 2:
@@ -403,7 +403,11 @@ def test_html_is_self_contained(report):
 def test_latex_uses_booktabs_and_escapes(report):
     out, _ = report
     tex = (out / "report.tex").read_text()
-    assert r"\usepackage{booktabs}" in tex and tex.count(r"\toprule") == 4
+    summaries = len(re.findall(r"^### .*: (cpu|cuda), ", (out / "report.md").read_text(),
+                               flags=re.MULTILINE))
+    gradient_summaries = (out / "report.md").read_text().count(": gradient accuracy and cost\n")
+    assert r"\usepackage{booktabs}" in tex
+    assert tex.count(r"\toprule") == 4 + summaries + gradient_summaries
     assert r"fodo\_linear" in tex and "µ" not in tex and "|Δ|" not in tex
     assert r"\includegraphics[width=0.8\linewidth]{plots/time-fodo-linear.png}" in tex
 
@@ -417,7 +421,7 @@ def test_committed_reference_tables_regenerate_byte_for_byte():
     """The tables of the committed reference report (results/reference/*/report) come from
     its committed results: rendered again, each is found verbatim in report.md and
     report.tex (``make report-reference`` rewrites them; plots are not redrawn here)."""
-    from harness.report import all_tables, load_runs
+    from harness.report import all_tables, load_runs, summary_tables
     from harness.report.render import latex_table, markdown_table
 
     root = Path(__file__).resolve().parent.parent / "results" / "reference"
@@ -428,8 +432,57 @@ def test_committed_reference_tables_regenerate_byte_for_byte():
         runs = load_runs([machine / name for name in REFERENCE_RUNS])
         markdown = report.read_text(encoding="utf-8")
         latex = (report.parent / "report.tex").read_text(encoding="utf-8")
-        tables = all_tables(runs)
-        assert len(tables) >= 4
+        tables = [*summary_tables(runs), *all_tables(runs)]
+        assert len(tables) >= 5
         for table in tables:
             assert markdown_table(table) in markdown, table.title
             assert latex_table(table, label=f"tab:{table.key}") in latex, table.title
+
+
+def test_report_leads_with_the_summary(report):
+    """The first section answers "which code is fastest where, and do they agree"; the long
+    per-case tables come after it, in the appendix."""
+    out, _ = report
+    markdown = (out / "report.md").read_text()
+    sections = re.findall(r"^## (.+)$", markdown, flags=re.MULTILINE)
+    assert sections[0] == "Summary"
+    assert sections.index("Summary") < sections.index("Appendix: every case")
+    assert markdown.index("### Timing") > markdown.index("## Appendix: every case")
+    assert markdown.index("plots/throughput-overview.png") < markdown.index("### Timing")
+
+
+def test_summary_cells_hold_time_speedup_and_verdict(run_dirs, report):
+    """Each summary cell is the row at the scenario's largest N: its median time, the
+    speed-up over ImpactX at the same setting and the verdict's mark."""
+    from harness.report.summary import VERDICT_MARKS
+
+    _, tables = report
+    checked = 0
+    for directory in run_dirs:
+        rows = _rows(directory, "track")
+        for row in rows:
+            threads = row.get("threads_requested")
+            title = (f"{directory.name}: {row['device']}, {row['dtype']}, "
+                     + ("all threads" if threads is None else
+                        f"{threads} thread{'s' if threads != 1 else ''}"))
+            same = [r for r in rows if r["scenario"] == row["scenario"]
+                    and r["device"] == row["device"] and r["dtype"] == row["dtype"]
+                    and r.get("threads_requested") == threads]
+            if row["particles"] != max(r["particles"] for r in same):
+                continue
+            line = next(c for c in tables[title] if c["scenario"] == row["scenario"])
+            cell = line[row["backend"]]
+            if row["status"] != "ok":
+                assert cell == row["status"]
+            else:
+                assert cell.startswith(format_time(row["time_median_s"]))
+                mark = VERDICT_MARKS.get(row.get("verdict") or "", "")
+                assert cell.endswith(mark)
+                baseline = next((r for r in same if r["backend"] == "impactx"
+                                 and r["particles"] == row["particles"]
+                                 and r["status"] == "ok"), None)
+                if baseline is not None and row["backend"] != "impactx":
+                    ratio = format_ratio(baseline["time_median_s"] / row["time_median_s"])
+                    assert f" · {ratio}x" in cell
+            checked += 1
+    assert checked > 0

@@ -1,5 +1,7 @@
 """Reports of run directories: paper-style tables and plots in Markdown, LaTeX and HTML.
 
+The report leads with a summary (per run, scenarios x backends: time, speed-up, agreement
+mark), then the headline figures, then an appendix with every case and per-scenario plots.
 ``write_report([run_dir, ...], out)`` writes ``out/report.md``, ``out/report.tex`` and
 ``out/report.html`` (one self-contained file) and the plots ``out/plots/*.png|svg``. Every
 number comes from the runs' ``results.jsonl`` and every header from their ``metadata.json``;
@@ -12,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.report.html import html_document
+from harness.report.layout import Section, report_sections
 from harness.report.plots import Plot, draw_all
 from harness.report.render import latex_document, markdown_document
 from harness.report.runs import Run, load_runs
+from harness.report.summary import summary_intro, summary_tables
 from harness.report.tables import Table, all_tables, machine_summary
 
 FORMATS: tuple[str, ...] = ("md", "html", "tex")
@@ -42,13 +46,14 @@ def write_report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str] = F
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plot_dir = out / PLOT_DIR
-    tables = all_tables(runs, baseline)
     plots, written, plot_notes = draw_all(runs, plot_dir, baseline)
+    sections = report_sections(summary_tables(runs, baseline), all_tables(runs, baseline),
+                               plots, summary_intro(baseline))
     title = report_title(runs)
     documents = {
-        "md": lambda: markdown_document(title, tables, plots, plot_notes, PLOT_DIR),
-        "tex": lambda: latex_document(title, tables, plots, plot_notes, PLOT_DIR),
-        "html": lambda: html_document(title, tables, plots, plot_notes, plot_dir),
+        "md": lambda: markdown_document(title, sections, plot_notes, PLOT_DIR),
+        "tex": lambda: latex_document(title, sections, plot_notes, PLOT_DIR),
+        "html": lambda: html_document(title, sections, plot_notes, plot_dir),
     }
     for fmt in FORMATS:
         if fmt in formats:
@@ -58,4 +63,5 @@ def write_report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str] = F
     return sorted(written, key=lambda p: (p.parent != out, str(p)))
 
 
-__all__ = ["FORMATS", "Plot", "Run", "Table", "all_tables", "load_runs", "write_report"]
+__all__ = ["FORMATS", "Plot", "Run", "Section", "Table", "all_tables", "load_runs",
+           "summary_tables", "write_report"]

@@ -56,7 +56,10 @@ COST_METHODS = {"reverse": ("time_gradient_s", "reverse AD", "-"),
                 "forward": ("time_gradient_s", "forward AD", "-."),
                 "fd": ("time_fd_s", "FD", "--")}
 #: File-name prefixes of the plots (what a report may replace in its plot folder).
-PLOT_PREFIXES = ("time-", "speedup-", "vcurve-", "gradient-cost-", "backward-memory-")
+PLOT_PREFIXES = ("throughput-", "time-", "speedup-", "vcurve-", "gradient-cost-",
+                 "backward-memory-")
+#: Subplots per row of the one-page overview figures.
+OVERVIEW_COLUMNS = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,9 @@ class Plot:
     name: str
     title: str
     caption: str
+    #: Whether the plot answers one of the report's headline questions (drawn in the
+    #: "Figures" section before the appendix).
+    headline: bool = False
 
 
 @dataclass
@@ -215,6 +221,64 @@ def _ok_track(runs: list[Run]) -> list[tuple[Run, dict[str, Any]]]:
 
 def _scenarios(items: list[tuple[Run, dict[str, Any]]]) -> list[str]:
     return sorted({text(row, "scenario") for _, row in items})
+
+
+def _shared_legend(figure: Figure, axes_list, top: float = TOP_IN) -> None:
+    """One legend under a grid of axes holding every label of every axes once."""
+    handles, labels = [], []
+    for axes in axes_list:
+        for handle, label in zip(*axes.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    width, height = figure.get_size_inches()
+    longest = max((len(label) for label in labels), default=1)
+    column_width = LEGEND_CHAR_IN * longest + LEGEND_HANDLE_IN  # [inch]
+    columns = max(1, min(4, len(labels), int(0.95 * width // column_width)))
+    rows = -(-len(labels) // columns)
+    legend_height = LEGEND_ROW_IN * rows + 0.1  # [inch]
+    total = height + legend_height
+    figure.set_size_inches(width, total)
+    figure.legend(handles, labels, loc="lower center", ncol=columns, frameon=False)
+    figure.subplots_adjust(bottom=(BOTTOM_IN + legend_height) / total, top=1 - top / total,
+                           hspace=0.55, wspace=0.3)
+
+
+def throughput_overview(runs: list[Run], directory: Path, baseline: str,
+                        style: _Style) -> tuple[list[Plot], list[Path], list[str]]:
+    """Throughput in particles/s through the whole lattice vs N, every scenario on one page
+    (one panel per scenario, one legend)."""
+    items = _ok_track(runs)
+    if not items:
+        return [], [], ["throughput overview: no ok tracking case."]
+    scenarios = _scenarios(items)
+    columns = min(OVERVIEW_COLUMNS, len(scenarios))
+    grid_rows = -(-len(scenarios) // columns)
+    with matplotlib.rc_context(RC):
+        figure = Figure(figsize=(3.6 * columns + 0.6, 3.0 * grid_rows + 0.4))
+        grid = figure.subplots(grid_rows, columns, squeeze=False)
+        used = []
+        for index, scenario in enumerate(scenarios):
+            axes = grid[index // columns][index % columns]
+            used.append(axes)
+            rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
+            lines = _group(rows, baseline, len(runs) > 1, lambda r: (
+                number(r, "particles"), number(r, "particles") / number(r, "time_median_s")))
+            for line in lines:
+                axes.plot([p[0] for p in line.points], [p[1] for p in line.points],
+                          label=line.label, **style(line))
+            _log_axes(axes, "particles N", "particles/s", scenario)
+        for index in range(len(scenarios), grid_rows * columns):
+            grid[index // columns][index % columns].set_visible(False)
+        figure.suptitle(f"Throughput through the whole lattice vs N\n{_machine(runs, items)}")
+        _shared_legend(figure, used, top=TOP_IN + 0.1)
+    name = "throughput-overview"
+    paths = _save(figure, directory, name)
+    return [Plot(name, "Throughput vs N, every scenario",
+                 "Particles tracked through the whole lattice per second (N / median time of "
+                 "one track) vs number of particles, one panel per scenario; colour: backend, "
+                 "line: device (solid CPU, dotted CPU with 1 thread, dashed GPU), marker: "
+                 "dtype (circle float64, square float32).", headline=True)], paths, []
 
 
 def time_plots(runs: list[Run], directory: Path, baseline: str,
@@ -425,7 +489,7 @@ def gradient_cost_plots(runs: list[Run], directory: Path, baseline: str,
         plots.append(Plot(name, f"{scenario}: gradient cost vs number of parameters",
                           "Time of one gradient of all P parameters: solid, reverse-mode "
                           "AD; dash-dot, forward-mode AD; dashed, central finite differences "
-                          "(2P+1 objective evaluations)."))
+                          "(2P+1 objective evaluations).", headline=True))
     return plots, paths, []
 
 
@@ -481,7 +545,8 @@ def memory_plots(runs: list[Run], directory: Path, baseline: str,
         plots.append(Plot(name, f"{scenario}: backward-pass memory vs N",
                           "Peak memory of one backward pass (reverse-mode gradient) vs number "
                           "of particles, per number of parameters P and case variant (k<n>: "
-                          "space-charge kicks per element, ckpt: per-kick checkpointing)."))
+                          "space-charge kicks per element, ckpt: per-kick checkpointing).",
+                          headline=len({number(r, "particles") for _, r in rows}) > 1))
     return plots, paths, []
 
 
@@ -490,7 +555,8 @@ def draw_all(runs: list[Run], directory: Path,
     """Every plot the runs have data for: (plots, files written, notes on plots skipped)."""
     style = _Style(_backends(runs, baseline))
     plots, paths, notes = [], [], []
-    for draw in (time_plots, speedup_plots, vcurve_plots, gradient_cost_plots, memory_plots):
+    for draw in (throughput_overview, gradient_cost_plots, memory_plots, time_plots,
+                 speedup_plots, vcurve_plots):
         drawn, written, skipped = draw(runs, directory, baseline, style)
         plots += drawn
         paths += written

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
-from harness.report.plots import Plot
+from harness.report.layout import Section
 from harness.report.tables import Table
 
 # --------------------------------------------------------------------------- Markdown
@@ -27,16 +27,19 @@ def markdown_table(table: Table) -> str:
     return out
 
 
-def markdown_document(title: str, tables: Sequence[Table], plots: Sequence[Plot],
-                      plot_notes: Sequence[str], plot_dir: str = "plots") -> str:
+def markdown_document(title: str, sections: Sequence[Section], plot_notes: Sequence[str],
+                      plot_dir: str = "plots") -> str:
     """The whole report in Markdown; plots are linked as relative PNG files."""
     parts = [f"# {title}\n"]
-    for table in tables:
-        parts.append(f"## {table.title}\n\n{markdown_table(table)}")
-    parts.append("## Plots\n")
-    for plot in plots:
-        parts.append(f"### {plot.title}\n\n![{plot.title}]({plot_dir}/{plot.name}.png)\n\n"
-                     f"*{markdown_cell(plot.caption)}*\n")
+    for section in sections:
+        parts.append(f"## {section.title}\n")
+        if section.intro:
+            parts.append(f"{section.intro}\n")
+        for table in section.tables:
+            parts.append(f"### {table.title}\n\n{markdown_table(table)}")
+        for plot in section.plots:
+            parts.append(f"### {plot.title}\n\n![{plot.title}]({plot_dir}/{plot.name}.png)\n\n"
+                         f"*{markdown_cell(plot.caption)}*\n")
     if plot_notes:
         parts.append("Plots not drawn:\n\n" + "\n".join(f"- {n}" for n in plot_notes) + "\n")
     return "\n".join(parts)
@@ -52,7 +55,8 @@ LATEX_SPECIAL = {
 LATEX_UNICODE = {
     "µ": r"\textmu{}", "μ": r"\textmu{}", "×": r"$\times$", "·": r"$\cdot$",
     "Δ": r"$\Delta$", "σ": r"$\sigma$", "…": r"\dots{}", "–": "--", "—": "---",
-    "≠": r"$\neq$", "≤": r"$\leq$", "≥": r"$\geq$", "−": "-",
+    "≠": r"$\neq$", "≤": r"$\leq$", "≥": r"$\geq$", "−": "-", "✓": r"$\checkmark$",
+    "✗": r"$\times$", "≈": r"$\approx$",
 }
 
 
@@ -93,23 +97,28 @@ def latex_table(table: Table, label: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def latex_document(title: str, tables: Sequence[Table], plots: Sequence[Plot],
-                   plot_notes: Sequence[str], plot_dir: str = "plots") -> str:
+def latex_document(title: str, sections: Sequence[Section], plot_notes: Sequence[str],
+                   plot_dir: str = "plots") -> str:
     """A stand-alone pdfLaTeX document (booktabs, graphicx); each table float can also be
     copied into a paper on its own."""
     parts = [r"\documentclass[a4paper,landscape]{article}",
              r"\usepackage[margin=1.5cm]{geometry}", r"\usepackage{booktabs}",
-             r"\usepackage{graphicx}", r"\usepackage{textcomp}",
+             r"\usepackage{graphicx}", r"\usepackage{textcomp}", r"\usepackage{amssymb}",
              r"\usepackage{adjustbox}",
              rf"\title{{{latex_escape(title)}}}", r"\date{}", r"\begin{document}",
              r"\maketitle", ""]
-    for table in tables:
-        parts.append(latex_table(table, label=f"tab:{table.key}"))
-    for plot in plots:
-        parts += [r"\begin{figure}[htbp]", r"\centering",
-                  rf"\includegraphics[width=0.8\linewidth]{{{plot_dir}/{plot.name}.png}}",
-                  rf"\caption{{{latex_escape(plot.title)}. {latex_escape(plot.caption)}}}",
-                  rf"\label{{fig:{plot.name}}}", r"\end{figure}", ""]
+    for section in sections:
+        parts.append(rf"\section*{{{latex_escape(section.title)}}}")
+        if section.intro:
+            parts += [latex_escape(section.intro), ""]
+        for table in section.tables:
+            parts.append(latex_table(table, label=f"tab:{table.key}"))
+        for plot in section.plots:
+            parts += [r"\begin{figure}[htbp]", r"\centering",
+                      rf"\includegraphics[width=0.8\linewidth]{{{plot_dir}/{plot.name}.png}}",
+                      rf"\caption{{{latex_escape(plot.title)}. {latex_escape(plot.caption)}}}",
+                      rf"\label{{fig:{plot.name}}}", r"\end{figure}", ""]
+        parts.append(r"\clearpage")
     if plot_notes:
         parts.append(r"\paragraph{Plots not drawn}")
         parts.append(r"\begin{itemize}")
