@@ -665,9 +665,10 @@ def asv_dashboard_check(
     config: AsvConfig = None,
 ) -> None:
     """Load the dashboard in headless Chromium: benchmark list, a graph, screenshots."""
-    from harness import asv_tools
 
-    check = asv_tools.dashboard_check(html_dir, screenshot, _asv_config(config))
+    from harness.dashboard import dashboard_check
+
+    check = dashboard_check(html_dir, screenshot, _asv_config(config))
     if check.skipped:
         console.print(f"[yellow]SKIPPED[/yellow] {escape(check.skipped)}", soft_wrap=True)
         return

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import asv_tools
+from harness import asv_tools, dashboard
 
 pytestmark = pytest.mark.slow
 
@@ -151,12 +151,12 @@ def test_regression_gate_flags_a_slower_head(tiny_run, tmp_path):
 
 
 def test_dashboard_lists_benchmarks_in_chromium(tiny_run):
-    if asv_tools.find_chromium() is None:
+    if dashboard.find_chromium() is None:
         pytest.skip("no Chromium (apt-get install chromium) for the dashboard check")
-    if asv_tools.fetch_assets() is None:
+    if dashboard.fetch_assets() is None:
         pytest.skip("asv's CDN libraries cannot be served offline without npm")
     root = tiny_run[0]
-    check = asv_tools.dashboard_check(root / "html", root / "html-screenshot.png")
+    check = dashboard.dashboard_check(root / "html", root / "html-screenshot.png")
     assert check.ok, check.detail
     assert sorted(check.listed) == sorted(check.benchmarks)
     assert check.graph_benchmark.startswith("tracking.Tracking.time_track")

@@ -486,3 +486,16 @@ def test_summary_cells_hold_time_speedup_and_verdict(run_dirs, report):
                     assert f" · {ratio}x" in cell
             checked += 1
     assert checked > 0
+
+
+def test_html_report_renders_in_a_browser(report, tmp_path):
+    """The HTML report as a reader sees it: headless Chromium renders it to a screenshot
+    (skipped where no Chromium is installed)."""
+    from harness import dashboard
+
+    if dashboard.find_chromium() is None:
+        pytest.skip("no Chromium (apt-get install chromium) to render the report")
+    out, _ = report
+    shot = dashboard.screenshot_page(out / "report.html", tmp_path / "report.png")
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
