@@ -52,7 +52,23 @@ def format_count(n) -> str:
 STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "failed": "red", "timeout": "red",
                 "oom": "red"}
 VERDICT_STYLE = {"agrees": "green", "differs": "red", "model-mismatch": "yellow",
-                 "no-reference": "dim", "reference": "cyan"}
+                 "no-reference": "dim", "reference": "cyan", "blow-up": "red"}
+
+
+def progress_line(done: int, total: int, row: dict) -> str:
+    """One line for a finished case: ``[3/12] ok 1.2 s track/... agrees``; the reason when
+    the case did not finish ``ok``."""
+    status = str(row.get("status", "?"))
+    wall = row.get("wall_s")
+    seconds = f" {format_time(wall)}" if not is_missing(wall) else ""
+    what = row.get("verdict") if status == "ok" else row.get("reason")
+    tail = f" {str(what)[:160]}" if what else ""
+    return f"[{done}/{total}] {status}{seconds} {row.get('case_id', '?')}{tail}"
+
+
+def running_line(done: int, total: int, case_id: str) -> str:
+    """One line naming the case that starts now."""
+    return f"[{done + 1}/{total}] running {case_id}"
 
 
 def summary_table(frame: pd.DataFrame, title: str) -> Table:
