@@ -71,11 +71,12 @@ class RunLock:
         os.pwrite(self._fd, data, 0)
         os.fsync(self._fd)
 
-    def add_child(self, pid: int) -> None:
+    def add_child(self, pid: int, case_id: str = "") -> None:
         """Record a running case process (reaped by the next owner if this one dies)."""
         with contextlib.suppress(psutil.Error):
             started = psutil.Process(pid).create_time()
-            self._state["children"].append({"pid": pid, "create_time": started})
+            self._state["children"].append({"pid": pid, "create_time": started,
+                                            "case_id": case_id})
             self._write()
 
     def remove_child(self, pid: int) -> None:

@@ -392,7 +392,8 @@ class Runner:
     def _child(self, spec: CaseSpec) -> list[dict[str, Any]]:
         lock = self.lock
         return run_in_child(spec, self.limits, self.workdir or self.cache,
-                            on_spawn=lock.add_child if lock else None,
+                            on_spawn=(lambda pid: lock.add_child(pid, spec.case_id))
+                            if lock else None,
                             on_exit=lock.remove_child if lock else None)
 
     def run_case(self, case: Case, scenario) -> list[dict[str, Any]]:
