@@ -244,7 +244,11 @@ def _check_devices_and_dtypes(device: str, dtype: str) -> None:
 def _run_directory(out: Path | None, resume: Path | None) -> Path:
     """The run directory: ``--resume`` DIR, ``--out`` DIR (which must not hold results yet)
     or a new time-stamped one."""
+    from harness.run_lock import busy
+
     directory = resume or out or _default_out()
+    if busy(directory):
+        fail(busy(directory))
     if resume is None and (directory / "results.jsonl").exists():
         fail(f"{directory} already holds results; continue it with --resume {directory} "
              "or choose another --out")

@@ -81,8 +81,11 @@ def side_by_side(old: Path | str, new: Path | str, threshold: float = 0.1) -> pd
                 frame[column] = np.nan
     a = (a.drop_duplicates("case_id", keep="last") if "case_id" in a else a)[columns]
     b = (b.drop_duplicates("case_id", keep="last") if "case_id" in b else b)[columns]
-    for frame in (a, b):
+    for frame in (a, b):  # one dtype per key, also for an empty or partial run
         frame["threads_requested"] = frame["threads_requested"].fillna(0).astype(int)
+        frame["particles"] = frame["particles"].astype(float)
+        for column in ("scenario", "backend", "device", "dtype"):
+            frame[column] = frame[column].astype(object)
     merged = a.merge(b, on=KEY, how="outer", suffixes=("_old", "_new"))
     merged["speedup"] = merged["time_median_s_old"] / merged["time_median_s_new"]
     slower = merged["speedup"] < 1.0 - threshold

@@ -81,11 +81,12 @@ def summary_table(frame: pd.DataFrame, title: str) -> Table:
                             ("max |Δ|/σ", "right"), ("verdict", "left"), ("detail", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     for row in frame.itertuples(index=False):
-        status_style = STATUS_STYLE.get(row.status, "")
+        status = "-" if is_missing(row.status) else str(row.status)
+        status_style = STATUS_STYLE.get(status, "")
         verdict = "" if is_missing(row.verdict) else str(row.verdict)
         table.add_row(
             str(row.scenario), str(row.backend), format_count(row.particles), str(row.device),
-            str(row.dtype), f"[{status_style}]{row.status}[/]" if status_style else row.status,
+            str(row.dtype), f"[{status_style}]{status}[/]" if status_style else status,
             "-" if is_missing(row.threads) else str(int(row.threads)),
             format_time(row.time_median_s),
             "-" if is_missing(row.time_spread) else f"{100 * row.time_spread:.0f}%",
@@ -108,7 +109,8 @@ def comparison_table(frame: pd.DataFrame, title: str) -> Table:
             str(row.dtype), format_time(row.time_median_s_old),
             format_time(row.time_median_s_new),
             "-" if is_missing(row.speedup) else f"x{row.speedup:.2f}",
-            str(row.verdict_old or ""), str(row.verdict_new or ""),
+            "" if is_missing(row.verdict_old) else str(row.verdict_old),
+            "" if is_missing(row.verdict_new) else str(row.verdict_new),
             f"[red]{row.why}[/red]" if row.regression else "",
         )
     return table

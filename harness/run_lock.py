@@ -101,6 +101,26 @@ class RunLock:
         self.release()
 
 
+def busy(directory: Path) -> str | None:
+    """The one-line refusal when another process holds ``directory``'s lock, else None
+    (looks only: nothing is taken or reaped)."""
+    path = Path(directory) / LOCK_FILE
+    if not path.exists():
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return (f"{directory} is in use by {describe(read_owner(path))} (lock {path}); wait "
+                "for that run to end or choose another --out")
+    finally:
+        os.close(fd)
+    return None
+
+
 def read_owner(path: Path) -> dict[str, Any] | None:
     """The owner recorded in a lock file (None: empty or unreadable)."""
     try:
