@@ -138,9 +138,8 @@ def test_a_failed_write_leaves_no_torn_line(tmp_path, monkeypatch):
 # 2. two writers on one run directory ----------------------------------------------------
 
 def test_a_second_writer_is_refused_naming_the_owner(tmp_path):
-    with RunLock.acquire(tmp_path):
-        with pytest.raises(RunDirectoryBusy) as refused:
-            RunLock.acquire(tmp_path)
+    with RunLock.acquire(tmp_path), pytest.raises(RunDirectoryBusy) as refused:
+        RunLock.acquire(tmp_path)
     message = str(refused.value)
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in message
     assert "\n" not in message
