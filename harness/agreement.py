@@ -141,9 +141,9 @@ def verdict(model: str, reference_model: str, deviations: dict[str, float | None
     if mismatch and particles:
         fraction = mismatch / particles
         if fraction > tolerance.lost_fraction:
-            scale = tolerance.lost_fraction or 1.0 / particles
-            worst.append((fraction / scale, f"{int(mismatch)} of {particles} particles lost "
-                          "in one code only"))
+            # other particles survived: comparing their moments would hide the cause
+            return Verdict.DIFFERS.value, (f"{int(mismatch)} of {particles} particles lost "
+                                           "in one code only")
     checks = (("dev_max", tolerance.particle_max), ("dev_rms", tolerance.particle_rms))
     for key, limit in checks:
         value = deviations.get(key)
