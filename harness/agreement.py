@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.observables import fates
-from harness.vocabulary import Verdict
+from harness.vocabulary import Status, Verdict
 
 COORDINATES = ("x", "px", "y", "py", "t", "pt")
 
@@ -166,7 +166,7 @@ def rejudge(row: dict) -> tuple[str, str] | None:
     stored deviations (no re-run); None for a row without a judged verdict (not ``ok``,
     a reference, no reference, or written before ``reference_model`` was recorded)."""
     stored = row.get("verdict")
-    if row.get("status") != "ok" or stored in (None, Verdict.NO_REFERENCE.value):
+    if row.get("status") != Status.OK or stored in (None, Verdict.NO_REFERENCE.value):
         return None
     if row.get("blown_up"):
         return verdict("", "", {"blown_up": row["blown_up"]}, tolerances("float64", False,

@@ -581,6 +581,7 @@ def grad(
     from harness.display import progress_line, running_line
     from harness.results import read_rows
     from harness.runner import Runner
+    from harness.vocabulary import Status
 
     started = metadata.now()
     if scenarios:
@@ -668,7 +669,7 @@ def grad(
     for line in gradients.summary_rows([r for r in read_rows(directory)
                                         if r.get("case_id") in ids]):
         cells = [line.get(c) for c in columns]
-        if line.get("status") != "ok":
+        if line.get("status") != Status.OK:
             cells[-1] = f"{line['status']}: {line['reason']}"
         table.add_row(*("-" if v is None else f"{v:.2e}" if isinstance(v, float) else str(v)
                         for v in cells))

@@ -7,6 +7,8 @@ import math
 import pandas as pd
 from rich.table import Table
 
+from harness.vocabulary import Status, Verdict
+
 
 def is_missing(value) -> bool:
     """Whether a cell holds no number (None or NaN)."""
@@ -49,10 +51,11 @@ def format_count(n) -> str:
     return f"1e{int(exponent)}" if n > 0 and exponent == int(exponent) else f"{n:,}"
 
 
-STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "failed": "red", "timeout": "red",
-                "oom": "red"}
-VERDICT_STYLE = {"agrees": "green", "differs": "red", "model-mismatch": "yellow",
-                 "no-reference": "dim", "reference": "cyan", "blow-up": "red"}
+STATUS_STYLE = {Status.OK: "green", Status.UNSUPPORTED: "yellow", Status.FAILED: "red",
+                Status.TIMEOUT: "red", Status.OOM: "red"}
+VERDICT_STYLE = {Verdict.AGREES: "green", Verdict.DIFFERS: "red",
+                 Verdict.MODEL_MISMATCH: "yellow", Verdict.NO_REFERENCE: "dim",
+                 Verdict.IS_REFERENCE: "cyan", Verdict.BLOW_UP: "red"}
 
 
 def progress_line(done: int, total: int, row: dict) -> str:
@@ -61,7 +64,7 @@ def progress_line(done: int, total: int, row: dict) -> str:
     status = str(row.get("status", "?"))
     wall = row.get("wall_s")
     seconds = f" {format_time(wall)}" if not is_missing(wall) else ""
-    what = row.get("verdict") if status == "ok" else row.get("reason")
+    what = row.get("verdict") if status == Status.OK else row.get("reason")
     tail = f" {str(what)[:160]}" if what else ""
     return f"[{done}/{total}] {status}{seconds} {row.get('case_id', '?')}{tail}"
 

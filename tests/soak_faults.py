@@ -97,31 +97,29 @@ def soak(out: Path, n_cases: int, seed: int, timeout_s: float = 5.0,
         counts["rounds"] += 1
         process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "worker",
                                     str(out), str(n_cases), str(timeout_s)], env=env)
-        fault = rng.choice(["none", "parent", "parent", "child", "child"])
-        if fault == "none":
-            process.wait()
-            continue
-        deadline = time.time() + rng.uniform(1.0, 6.0)
-        while time.time() < deadline and process.poll() is None:
-            time.sleep(0.05)
-        if process.poll() is not None:
-            continue
-        if fault == "child":
-            running = _children(out)
-            if running:
-                try:
-                    os.kill(running[0]["pid"], signal.SIGKILL)
-                    killed_cases.add(running[0].get("case_id", ""))
-                    counts["child_kills"] += 1
-                except ProcessLookupError:
-                    pass
-            process.wait()
-            continue
-        process.send_signal(signal.SIGKILL)
+        while process.poll() is None:  # faults at random moments of this worker's life
+            deadline = time.time() + rng.uniform(1.0, 6.0)
+            while time.time() < deadline and process.poll() is None:
+                time.sleep(0.05)
+            if process.poll() is not None:
+                break
+            fault = rng.choice(["none", "parent", "child", "child"])
+            if fault == "child":
+                running = _children(out)
+                if running:
+                    try:
+                        os.kill(running[0]["pid"], signal.SIGKILL)
+                        killed_cases.add(running[0].get("case_id", ""))
+                        counts["child_kills"] += 1
+                    except ProcessLookupError:
+                        pass
+            elif fault == "parent":
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                counts["parent_kills"] += 1
+                if rng.random() < 0.4 and _tear_last_line(out / "results.jsonl", rng):
+                    counts["torn_lines"] += 1
         process.wait()
-        counts["parent_kills"] += 1
-        if rng.random() < 0.4 and _tear_last_line(out / "results.jsonl", rng):
-            counts["torn_lines"] += 1
     time.sleep(0.5)
     rows = read_rows(out)
     problems = []
