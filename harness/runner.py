@@ -349,6 +349,8 @@ class Runner:
         self.workdir: Path | None = None
         #: Cases stored by the current (or last) :meth:`run`.
         self.stored_cases = 0
+        self.writer: results.ResultsWriter | None = None
+        self._by_id: dict[str, Case] = {}
 
     def _warn(self, message: str) -> None:
         if self.on_warning:
@@ -419,6 +421,8 @@ class Runner:
                      "reason": f"harness: {type(error).__name__}: {error}"}]
         stored = [base_row(case) | {"started": started, "finished": now()} | row
                   for row in rows]
+        if self.writer is None:
+            self.writer = results.ResultsWriter(self.out)
         self.writer.append(stored)
         self.stored_cases += 1
         for row in stored:
