@@ -96,17 +96,14 @@ def particle_deviation(final: np.ndarray, reference: np.ndarray
     ref = reference[both]
     sigma = ref.std(axis=0)
     delta = np.abs(final[both] - ref)
+    maxima, rms = [], []
     for i, name in enumerate(COORDINATES):
-        if sigma[i] > 0 and len(ref):
-            scaled = delta[:, i] / sigma[i]
-            out[f"dev_max_{name}"] = float(scaled.max())
-            out[f"dev_rms_{name}"] = float(np.sqrt(np.mean(scaled**2)))
-        else:
-            # a coordinate with no spread in the reference (a cold beam): absolute deviation
-            out[f"dev_max_{name}"] = float(delta[:, i].max())
-            out[f"dev_rms_{name}"] = float(np.sqrt(np.mean(delta[:, i] ** 2)))
-    out["dev_max"] = max(out[f"dev_max_{n}"] for n in COORDINATES)
-    out["dev_rms"] = max(out[f"dev_rms_{n}"] for n in COORDINATES)
+        # a coordinate with no spread in the reference (a cold beam): absolute deviation
+        scaled = delta[:, i] / sigma[i] if sigma[i] > 0 else delta[:, i]
+        maxima.append(float(scaled.max()))
+        rms.append(float(np.sqrt(np.mean(scaled**2))))
+        out[f"dev_max_{name}"], out[f"dev_rms_{name}"] = maxima[-1], rms[-1]
+    out["dev_max"], out["dev_rms"] = max(maxima), max(rms)
     return out
 
 

@@ -89,8 +89,12 @@ def apply_limits(spec: CaseSpec) -> None:
     allocation past it fails at once (``MemoryError``) instead of slipping between two
     of the parent's polls. ``RLIMIT_DATA`` counts private writable memory (heap and
     anonymous mappings, Linux >= 4.7), not the read-only libraries and reserved address
-    space that ``RLIMIT_AS`` would count, so torch imports and runs under it; CUDA cases
-    are left without it (the driver maps device memory into the address space)."""
+    space that ``RLIMIT_AS`` would count, so torch imports and runs under it. Measured on
+    the reference machine after ImpactX and the in-house tracker each tracked 1e5
+    particles in one process: 463 MB private data, 446 MB resident, 1 054 MB address
+    space; with ``RLIMIT_AS`` a 1 GiB limit would refuse that case, with ``RLIMIT_DATA`` it
+    runs (and torch.compile works under it). CUDA cases are left without it (the driver
+    maps device memory and reserves address space in the process)."""
     if not (spec.hard_memory_limit and spec.memory_limit_bytes) or spec.device != "cpu":
         return
     limit = int(spec.memory_limit_bytes)

@@ -198,7 +198,7 @@ def load_table(directory: Path, kind: str | None = None) -> pd.DataFrame:
 def write_tables(directory: Path) -> list[Path]:
     """Write ``results.csv`` (and Parquet when pyarrow is present) from the JSONL."""
     frame = pd.DataFrame(read_rows(directory))
-    written = []
+    written: list[Path] = []
     if frame.empty:
         return written
     flat = frame.copy()

@@ -273,7 +273,7 @@ def run_in_child(spec: CaseSpec, limits: Limits, workdir: Path,
         out_file.unlink(missing_ok=True)
         return [common | {"status": Status.OOM.value, "cause": killed,
                           "reason": "resident memory passed the limit of "
-                          f"{limits.memory_bytes / 2**30:.3g} GiB; killed"}]
+                          f"{(limits.memory_bytes or 0) / 2**30:.3g} GiB; killed"}]
     if out_file.exists():
         rows = json.loads(out_file.read_text())
         out_file.unlink()
