@@ -34,6 +34,7 @@ Ctrl-C), and the lock file records running children so that a resumed run reaps 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -297,6 +298,16 @@ def run_in_child(spec: CaseSpec, limits: Limits, workdir: Path,
                                 f"{detail}"}]
 
 
+def _distinct(cases: list[Case]) -> list[Case]:
+    """Cases whose ids collide while their scenario files differ get the label
+    ``name@<hash>`` (:func:`harness.cases.scenario_labels` does this when planning)."""
+    hashes: dict[str, set[str]] = {}
+    for case in cases:
+        hashes.setdefault(case.case_id, set()).add(case.scenario_hash)
+    return [dataclasses.replace(case, scenario=f"{case.scenario}@{case.scenario_hash[:8]}")
+            if len(hashes[case.case_id]) > 1 else case for case in cases]
+
+
 @contextlib.contextmanager
 def _exit_on_termination():
     """SIGTERM and SIGHUP end the run like Ctrl-C (``KeyboardInterrupt``), so that the
@@ -461,8 +472,8 @@ class Runner:
         Takes the run directory's lock first (:class:`harness.run_lock.RunDirectoryBusy`
         when another process holds it) and repairs a torn results file."""
         self.out.mkdir(parents=True, exist_ok=True)
-        cases = [case if case.scenario_hash else case.with_hash(scenario_hash(
-            self._scenario(case, scenarios))) for case in cases]
+        cases = _distinct([case if case.scenario_hash else case.with_hash(scenario_hash(
+            self._scenario(case, scenarios))) for case in cases])
         self._by_id = {c.case_id: c for c in cases}
         stored: list[dict[str, Any]] = []
         self.stored_cases = 0

@@ -384,3 +384,13 @@ def test_ctrl_c_says_what_was_kept_and_how_to_resume(tmp_path, fake_path):
     assert f"--resume {out}" in stderr and f"--out {out}" not in stderr
     child.wait(10)
     assert not _running_children(out)
+
+
+def test_colliding_case_ids_of_different_files_are_told_apart():
+    """Cases planned elsewhere (e.g. gradient cases) with one name and two files."""
+    from harness.runner import _distinct
+
+    a = Case("s", "a/s.yaml", "inhouse", 10, kind="gradient", scenario_hash="aaaaaaaa1111")
+    b = Case("s", "b/s.yaml", "inhouse", 10, kind="gradient", scenario_hash="bbbbbbbb2222")
+    same = Case("s", "c/s.yaml", "inhouse", 20, scenario_hash="aaaaaaaa1111")
+    assert [c.scenario for c in _distinct([a, b, same])] == ["s@aaaaaaaa", "s@bbbbbbbb", "s"]
