@@ -442,8 +442,12 @@ def run(
 
             runner.on_row = on_row
             _execute(runner, cases, scenarios_by_label, directory)
-    metadata.write(directory, metadata.collect(sys.argv, started))
-    _point_latest(directory)
+    try:
+        metadata.write(directory, metadata.collect(sys.argv, started))
+        _point_latest(directory)
+    except OSError as error:
+        err_console.print(f"metadata.json not written: {error.strerror or error}",
+                          highlight=False)
     if not keep_particles:
         runner.clear_cache()
     if report:
@@ -650,8 +654,12 @@ def grad(
             f"{running_line(len(finished), len(pending), case.case_id)} "
             f"({len(case.options['parameters'])} parameters)", highlight=False)
     _execute(runner, cases, loaded, directory)
-    metadata.write(directory, metadata.collect(sys.argv, started))
-    _point_latest(directory)
+    try:
+        metadata.write(directory, metadata.collect(sys.argv, started))
+        _point_latest(directory)
+    except OSError as error:
+        err_console.print(f"metadata.json not written: {error.strerror or error}",
+                          highlight=False)
     runner.clear_cache()
     if json_output:
         _exit_status(directory, cases, no_fail)
