@@ -126,3 +126,22 @@ def test_rejudge_uses_the_stored_deviations(tmp_path, monkeypatch):
     frame = rejudged(tmp_path)
     assert list(frame["verdict"]) == ["agrees", "reference"]
     assert list(frame["stored_verdict"]) == ["differs", "reference"]
+
+
+def test_compare_rejudge_command_lists_changed_verdicts(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    row = {"kind": "track", "case_id": "a", "scenario": "s", "backend": "b",
+           "particles": 100, "device": "cpu", "dtype": "float64", "status": "ok",
+           "model": "m", "reference_model": "m", "reference": "impactx", "role": "case",
+           "space_charge": False, "lost_mismatch": 0, "compared_particles": 100,
+           "dev_max": 1e-6, "dev_rms": 1e-7, "verdict": "agrees", "verdict_detail": ""}
+    append_rows(tmp_path, [row])
+    before = (tmp_path / "results.jsonl").read_bytes()
+    result = CliRunner().invoke(app, ["compare", str(tmp_path), "--rejudge"])
+    assert result.exit_code == 0, result.output
+    assert "s b N=100 float64: agrees -> differs" in result.output
+    assert "1 verdict(s) changed" in result.output
+    assert (tmp_path / "results.jsonl").read_bytes() == before  # nothing rewritten
