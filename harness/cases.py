@@ -3,9 +3,11 @@ them is planned (reference cases first, so that every other case can compare wit
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from harness.scenario import Scenario
@@ -34,6 +36,8 @@ class Case:
             ``reference_note`` why that reference was chosen.
         kind: ``track`` (timing and agreement) or ``gradient``.
         options: extra settings of the kind (e.g. gradient parameters).
+        scenario_hash: content hash of the scenario file (:func:`scenario_hash`): cached
+            particles and ``--resume`` never mix two files.
     """
 
     scenario: str
@@ -50,6 +54,7 @@ class Case:
     reference_note: str = ""
     kind: str = "track"
     options: dict = field(default_factory=dict)
+    scenario_hash: str = ""
 
     @property
     def case_id(self) -> str:
@@ -63,6 +68,37 @@ class Case:
     def as_dict(self) -> dict:
         """JSON-ready form, with the case id."""
         return asdict(self) | {"case_id": self.case_id}
+
+    def with_hash(self, scenario_hash: str) -> Case:
+        """The same case with its scenario's content hash."""
+        return replace(self, scenario_hash=scenario_hash)
+
+
+def scenario_hash(scenario: Scenario) -> str:
+    """Content hash of a scenario (its file's bytes, else its validated model): 12 hex."""
+    data = b""
+    if scenario.source_file:
+        with contextlib.suppress(OSError):
+            data = Path(scenario.source_file).read_bytes()
+    if not data:
+        data = scenario.model_dump_json().encode()
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def scenario_labels(scenarios: Sequence[Scenario]) -> list[str]:
+    """The label of each scenario in rows and case ids: its name, or ``name@<hash>`` when
+    two different files of the run share the name (identical files keep the name)."""
+    hashes = [scenario_hash(s) for s in scenarios]
+    by_name: dict[str, set[str]] = {}
+    for scenario, digest in zip(scenarios, hashes, strict=True):
+        by_name.setdefault(scenario.name, set()).add(digest)
+    return [s.name if len(by_name[s.name]) == 1 else f"{s.name}@{digest[:8]}"
+            for s, digest in zip(scenarios, hashes, strict=True)]
+
+
+def scenario_map(scenarios: Sequence[Scenario]) -> dict[str, Scenario]:
+    """Scenarios by label (:func:`scenario_labels`)."""
+    return dict(zip(scenario_labels(scenarios), scenarios, strict=True))
 
 
 def particle_counts(scenario: Scenario, requested: Sequence[int] | None) -> list[int]:
@@ -101,8 +137,9 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequenc
     """
     thread_counts = list(threads) if isinstance(threads, Sequence) else [threads]
     cases: list[Case] = []
-    for scenario in scenarios:
+    for scenario, label in zip(scenarios, scenario_labels(scenarios), strict=True):
         path = str(scenario.source_file or scenario.name)
+        digest = scenario_hash(scenario)
         reference, note = reference_backend(scenario, available)
         for n in particle_counts(scenario, counts):
             ref_case = None
@@ -110,16 +147,17 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequenc
             code = reference if reference != "analytic" else next(
                 (b for b in ("impactx", "inhouse") if b in available), "none")
             if code != "none":
-                ref_case = Case(scenario.name, path, code, n, REFERENCE_DEVICE,
+                ref_case = Case(label, path, code, n, REFERENCE_DEVICE,
                                 REFERENCE_DTYPE, repeat, thread_counts[0], role="reference",
-                                reference=reference, reference_note=note)
+                                reference=reference, reference_note=note,
+                                scenario_hash=digest)
                 cases.append(ref_case)
             for backend, device, dtype, count in itertools.product(backends, devices, dtypes,
                                                                    thread_counts):
-                case = Case(scenario.name, path, backend, n, device, dtype, repeat, count,
+                case = Case(label, path, backend, n, device, dtype, repeat, count,
                             reference=reference,
                             reference_case=ref_case.case_id if ref_case else None,
-                            reference_note=note)
+                            reference_note=note, scenario_hash=digest)
                 if ref_case is None or case.case_id != ref_case.case_id:
                     cases.append(case)
     return cases
@@ -130,11 +168,7 @@ def cache_name(case_id: str) -> str:
     return case_id.replace("/", "__")
 
 
-def initial_path(cache: Path, scenario: str, particles: int) -> Path:
-    """Where the initial particles of a scenario and particle count are kept during a run."""
-    return cache / f"initial__{scenario}__{particles}.npy"
-
-
-def final_path(cache: Path, case_id: str) -> Path:
-    """Where a reference case's final particles are kept during a run."""
-    return cache / f"final__{cache_name(case_id)}.npy"
+def final_path(cache: Path, case_id: str, scenario_hash: str = "") -> Path:
+    """Where a reference case's final particles are kept (per scenario content)."""
+    suffix = f"__{scenario_hash}" if scenario_hash else ""
+    return cache / f"final__{cache_name(case_id)}{suffix}.npy"

@@ -101,9 +101,8 @@ def track(
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
 ) -> None:
-    """Track a scenario once with one backend and print the final observables."""
-    import numpy as np
-
+    """Track a scenario once with one backend and print the final observables (of the
+    surviving particles; exits 4 on a numerical blow-up)."""
     from backends.registry import get_backend
     from harness import observables
     from harness.particles import generate
@@ -126,17 +125,23 @@ def track(
         final = prepared.track(initial)
         model = prepared.model
     reference = loaded.reference_particle
-    before = observables.compute_for(initial, loaded.observables, reference)
-    after = observables.compute_for(final, loaded.observables, reference)
+    fate = observables.fates(final)
+    before = observables.compute_survivors(initial, loaded.observables, reference)
+    after = observables.compute_survivors(final, loaded.observables, reference)
     table = Table(title=f"{loaded.name} | {backend} {availability.version} | model {model} | "
                   f"N={len(initial)} | {device} {dtype}")
-    for column in ("observable", "initial", "final"):
+    for column in ("observable", "initial", "final (survivors)"):
         table.add_column(column)
     for name in loaded.observables:
         table.add_row(name, f"{float(before[name]):.10e}", f"{float(after[name]):.10e}")
     console.print(table)
-    if not np.all(np.isfinite(final)):
-        fail("non-finite final coordinates", code=4)
+    lost, blown = int(fate.lost.sum()), int(fate.blown_up.sum())
+    if lost:
+        console.print(f"{lost} of {len(final)} particles lost at apertures; the final moments "
+                      f"are those of the {int(fate.alive.sum())} survivors", highlight=False)
+    if blown:
+        fail(f"numerical blow-up: {blown} of {len(final)} particles with non-finite or "
+             f"|coordinate| > {observables.BLOW_UP_MAGNITUDE:g} final coordinates", code=4)
 
 
 def _split(value: str | None) -> list[str]:
@@ -239,7 +244,11 @@ def _check_devices_and_dtypes(device: str, dtype: str) -> None:
 def _run_directory(out: Path | None, resume: Path | None) -> Path:
     """The run directory: ``--resume`` DIR, ``--out`` DIR (which must not hold results yet)
     or a new time-stamped one."""
+    from harness.run_lock import busy
+
     directory = resume or out or _default_out()
+    if busy(directory):
+        fail(busy(directory))
     if resume is None and (directory / "results.jsonl").exists():
         fail(f"{directory} already holds results; continue it with --resume {directory} "
              "or choose another --out")
@@ -257,6 +266,70 @@ def _limits(timeout: float, memory_limit: float | None) -> Limits:
     return Limits(timeout_s=timeout, memory_bytes=cap)
 
 
+def _usable_out(directory: Path) -> None:
+    """Exit with one line unless ``directory`` can hold a run (before the first case)."""
+    from harness.results import unusable_directory
+
+    problem = unusable_directory(directory)
+    if problem:
+        fail(f"--out {problem}")
+
+
+def _resume_command(directory: Path) -> str:
+    """The command line that continues this run: ``--out``/``--resume`` replaced."""
+    import shlex
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--out", "--resume"):
+            skip = True
+            continue
+        if arg.startswith(("--out=", "--resume=")):
+            continue
+        args.append(arg)
+    return shlex.join(["trackbench", *args, "--resume", str(directory)])
+
+
+def _execute(runner, cases, scenarios, directory: Path) -> None:
+    """Run the cases; a busy directory, a write error or Ctrl-C ends in one line (with
+    the cases kept and the exact ``--resume`` command)."""
+    from harness.results import read_rows
+    from harness.run_lock import RunDirectoryBusy
+
+    try:
+        runner.run(cases, scenarios)
+    except RunDirectoryBusy as error:
+        fail(str(error))
+    except (KeyboardInterrupt, OSError) as error:
+        planned = {c.case_id for c in cases}
+        kept = len(planned & {r.get("case_id") for r in read_rows(directory)})
+        what = ("interrupted" if isinstance(error, KeyboardInterrupt)
+                else f"cannot write results ({error.strerror or error})")
+        err_console.print(f"{what}: {kept} of {len(planned)} cases kept in "
+                          f"{directory}/results.jsonl; continue with:\n  "
+                          f"{_resume_command(directory)}", highlight=False, soft_wrap=True,
+                          markup=False)
+        raise typer.Exit(130 if isinstance(error, KeyboardInterrupt) else 1) from None
+
+
+def _exit_status(directory: Path, cases, no_fail: bool) -> None:
+    """Exit 1 when a case of this run failed, timed out or ran out of memory (unless
+    ``--no-fail``)."""
+    from harness.results import read_rows
+    from harness.vocabulary import Status
+
+    planned = {c.case_id for c in cases}
+    bad = {r.get("case_id") for r in read_rows(directory) if r.get("case_id") in planned
+           and r.get("status") in (Status.FAILED, Status.TIMEOUT, Status.OOM)}
+    if bad and not no_fail:
+        err_console.print(f"{len(bad)} case(s) failed, timed out or ran out of memory "
+                          "(exit status 1; --no-fail keeps 0)", highlight=False)
+        raise typer.Exit(1)
+
+
 Devices = Annotated[str, typer.Option("--device", help="Comma-separated: cpu,cuda.")]
 Dtypes = Annotated[str, typer.Option("--dtype", help="Comma-separated: float64,float32.")]
 MemoryLimit = Annotated[float | None, typer.Option(
@@ -268,6 +341,9 @@ Out = Annotated[Path | None, typer.Option(
     help="Run directory (default: results/runs/<UTC time>).")]
 Resume = Annotated[Path | None, typer.Option(
     help="Continue an interrupted run in this directory, skipping finished cases.")]
+NoFail = Annotated[bool, typer.Option(
+    "--no-fail", help="Exit 0 even when cases failed, timed out or ran out of memory "
+    "(nightly jobs that only record); by default such a run exits 1.")]
 
 
 @app.command()
@@ -292,17 +368,19 @@ def run(
     report: Annotated[bool, typer.Option(
         help="Write the report (Markdown and HTML) into the run directory.")] = True,
     keep_particles: Annotated[bool, typer.Option(
-        help="Keep the cached initial/reference particles after a complete run.")] = False,
+        help="Keep the cached reference particles after a complete run.")] = False,
+    no_fail: NoFail = False,
 ) -> None:
     """Run the matrix scenario × backend × particles × device × dtype, each case in its own
-    process; append every finished case to DIR/results.jsonl."""
+    process; append every finished case to DIR/results.jsonl. Exits 1 when a case failed,
+    timed out or ran out of memory (--no-fail: 0), 130 on Ctrl-C."""
     import json
 
     from backends.registry import available_backends
     from harness import metadata
-    from harness.cases import plan
+    from harness.cases import plan, scenario_map
     from harness.compare import summary
-    from harness.display import summary_table
+    from harness.display import progress_line, running_line, summary_table
     from harness.runner import Runner
 
     started = metadata.now()
@@ -313,13 +391,33 @@ def run(
     cases = plan(loaded, chosen, _counts(particles), _split(device), _split(dtype), repeat,
                  available, _thread_counts(threads))
     directory = _run_directory(out, resume)
+    _usable_out(directory)
     limits = _limits(timeout, memory_limit)
-    scenario_map = {s.name: s for s in loaded}
-    runner = Runner(directory, limits, resume=resume is not None)
+    scenarios_by_label = scenario_map(loaded)
+    runner = Runner(directory, limits, resume=resume is not None, fresh=resume is None)
     pending = runner.pending(cases)
+    finished = [0]
+
+    def log_progress(row: dict, stream=sys.stderr) -> None:
+        finished[0] += 1
+        print(progress_line(finished[0], len(pending), row), file=stream, flush=True)
+
     if json_output:
-        runner.on_row = lambda row: print(json.dumps(row, default=str), flush=True)
-        runner.run(cases, scenario_map)
+        def on_row(row: dict) -> None:
+            print(json.dumps(row, default=str), flush=True)
+            log_progress(row)
+
+        runner.on_row = on_row
+        runner.on_start = lambda case: print(running_line(finished[0], len(pending),
+                                                          case.case_id),
+                                             file=sys.stderr, flush=True)
+        _execute(runner, cases, scenarios_by_label, directory)
+    elif not console.is_terminal:
+        # a log: one flushed line per case started and finished
+        runner.on_row = lambda row: log_progress(row, sys.stdout)
+        runner.on_start = lambda case: print(running_line(finished[0], len(pending),
+                                                          case.case_id), flush=True)
+        _execute(runner, cases, scenarios_by_label, directory)
     else:
         from rich.progress import (
             BarColumn,
@@ -336,10 +434,20 @@ def run(
             runner.on_start = lambda case: progress.update(
                 task, description=f"{case.scenario} {case.backend} N={case.particles} "
                 f"{case.device} {case.dtype}")
-            runner.on_row = lambda row: progress.advance(task)
-            runner.run(cases, scenario_map)
-    metadata.write(directory, metadata.collect(sys.argv, started))
-    _point_latest(directory)
+            def on_row(row: dict) -> None:
+                finished[0] += 1
+                progress.console.print(progress_line(finished[0], len(pending), row),
+                                       highlight=False, markup=False, soft_wrap=True)
+                progress.advance(task)
+
+            runner.on_row = on_row
+            _execute(runner, cases, scenarios_by_label, directory)
+    try:
+        metadata.write(directory, metadata.collect(sys.argv, started))
+        _point_latest(directory)
+    except OSError as error:
+        err_console.print(f"metadata.json not written: {error.strerror or error}",
+                          highlight=False)
     if not keep_particles:
         runner.clear_cache()
     if report:
@@ -348,11 +456,16 @@ def run(
         except ImportError:
             write_report = None
         if write_report is not None:
-            write_report([directory], directory / "report", formats=("md", "html"))
+            try:
+                write_report([directory], directory / "report", formats=("md", "html"))
+            except OSError as error:
+                err_console.print(f"report not written: {error.strerror or error}",
+                                  highlight=False)
     if not json_output:
         console.print(summary_table(summary(directory), f"Run {directory}"))
         console.print(f"results: {directory}/results.jsonl, results.csv, metadata.json",
                       highlight=False)
+    _exit_status(directory, cases, no_fail)
 
 
 @app.command()
@@ -362,14 +475,28 @@ def compare(
         help="Slow-down that counts as a regression (0.1 = 10 %).")] = 0.1,
     fail_on_regression: Annotated[bool, typer.Option(
         help="Exit with status 1 when a regression is found.")] = False,
+    rejudge: Annotated[bool, typer.Option(
+        help="Judge one run's verdicts again from its stored deviations under today's "
+        "tolerances (nothing re-run, nothing rewritten).")] = False,
 ) -> None:
     """Show one run's table, or two runs side by side with speed-ups and regressions."""
-    from harness.compare import side_by_side, summary
+    from harness.compare import rejudged, side_by_side, summary
     from harness.display import comparison_table, summary_table
 
     for directory in runs:
         if not (directory / "results.jsonl").exists():
             fail(f"{directory}: no results.jsonl (not a run directory)")
+    if rejudge:
+        if len(runs) != 1:
+            fail("--rejudge takes one run directory")
+        frame = rejudged(runs[0])
+        changed = frame[frame["verdict"].astype(str) != frame["stored_verdict"].astype(str)]
+        console.print(summary_table(frame, f"Run {runs[0]} (verdicts judged again)"))
+        for row in changed.itertuples(index=False):
+            console.print(f"{row.scenario} {row.backend} N={row.particles} {row.dtype}: "
+                          f"{row.stored_verdict} -> {row.verdict}", highlight=False)
+        console.print(f"{len(changed)} verdict(s) changed", highlight=False)
+        return
     if len(runs) == 1:
         console.print(summary_table(summary(runs[0]), f"Run {runs[0]}"))
         return
@@ -446,6 +573,7 @@ def grad(
     resume: Resume = None,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print each row as one JSON line; no table.")] = False,
+    no_fail: NoFail = False,
 ) -> None:
     """Gradient accuracy and cost: reverse- and forward-mode AD and a finite-difference step
     sweep per parameter, against the forward-mode in-house fp64 reference; each case in its
@@ -454,8 +582,10 @@ def grad(
 
     from backends.registry import available_backends
     from harness import gradients, metadata
+    from harness.display import progress_line, running_line
     from harness.results import read_rows
     from harness.runner import Runner
+    from harness.vocabulary import Status
 
     started = metadata.now()
     if scenarios:
@@ -500,17 +630,39 @@ def grad(
     except (KeyError, ValueError) as error:
         fail(str(error.args[0]) if error.args else str(error))
     directory = _run_directory(out, resume)
-    runner = Runner(directory, _limits(timeout, memory_limit), resume=resume is not None)
+    _usable_out(directory)
+    runner = Runner(directory, _limits(timeout, memory_limit), resume=resume is not None,
+                    fresh=resume is None)
+    pending = runner.pending(cases)
+    finished: dict[str, None] = {}
+
+    def progress(row: dict) -> None:
+        if row.get("case_id") not in finished:  # one line per case (the first of its rows)
+            finished[row.get("case_id")] = None
+            print(progress_line(len(finished), len(pending), row),
+                  file=sys.stderr if json_output else sys.stdout, flush=True)
+
     if json_output:
-        runner.on_row = lambda row: print(json.dumps(row, default=str), flush=True)
+        def on_row(row: dict) -> None:
+            print(json.dumps(row, default=str), flush=True)
+            progress(row)
+
+        runner.on_row = on_row
     else:
+        runner.on_row = progress
         runner.on_start = lambda case: console.print(
-            f"{case.case_id} ({len(case.options['parameters'])} parameters)", highlight=False)
-    runner.run(cases, {s.name: s for s in loaded})
-    metadata.write(directory, metadata.collect(sys.argv, started))
-    _point_latest(directory)
+            f"{running_line(len(finished), len(pending), case.case_id)} "
+            f"({len(case.options['parameters'])} parameters)", highlight=False)
+    _execute(runner, cases, loaded, directory)
+    try:
+        metadata.write(directory, metadata.collect(sys.argv, started))
+        _point_latest(directory)
+    except OSError as error:
+        err_console.print(f"metadata.json not written: {error.strerror or error}",
+                          highlight=False)
     runner.clear_cache()
     if json_output:
+        _exit_status(directory, cases, no_fail)
         return
     ids = {c.case_id for c in cases}
     table = Table(title=f"Gradients {directory} (relative errors vs the reference)")
@@ -525,13 +677,14 @@ def grad(
     for line in gradients.summary_rows([r for r in read_rows(directory)
                                         if r.get("case_id") in ids]):
         cells = [line.get(c) for c in columns]
-        if line.get("status") != "ok":
+        if line.get("status") != Status.OK:
             cells[-1] = f"{line['status']}: {line['reason']}"
         table.add_row(*("-" if v is None else f"{v:.2e}" if isinstance(v, float) else str(v)
                         for v in cells))
     console.print(table)
     console.print(f"results: {directory}/results.jsonl, results.csv, metadata.json",
                   highlight=False)
+    _exit_status(directory, cases, no_fail)
 
 
 asv_app = typer.Typer(help="The asv suite (benchmarks/): run, compare, publish and check the "

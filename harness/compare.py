@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.results import load_table
+from harness.results import load_table, read_rows
+from harness.vocabulary import Status, Verdict
 
 KEY = ["scenario", "backend", "particles", "device", "dtype", "threads_requested"]
 SUMMARY_COLUMNS = ["scenario", "backend", "particles", "device", "dtype", "status", "model",
@@ -26,16 +27,47 @@ def summary(directory: Path | str) -> pd.DataFrame:
     frame = load_table(Path(directory), kind="track")
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    frame = frame.drop_duplicates("case_id", keep="last").copy()
-    for column in SUMMARY_COLUMNS:
+    if "case_id" in frame:
+        frame = frame.drop_duplicates("case_id", keep="last")
+    frame = frame.copy()
+    for column in [*SUMMARY_COLUMNS, "reason", "verdict_detail"]:
         if column not in frame:
             frame[column] = np.nan
     frame["detail"] = [
-        reason if status != "ok" else (detail or "")
-        for status, reason, detail in zip(frame["status"], frame.get("reason", ""),
-                                          frame.get("verdict_detail", ""), strict=True)
+        _text(reason) if status != Status.OK else _text(detail)
+        for status, reason, detail in zip(frame["status"], frame["reason"],
+                                          frame["verdict_detail"], strict=True)
     ]
     return frame[SUMMARY_COLUMNS].reset_index(drop=True)
+
+
+def _text(value) -> str:
+    """A cell as text ('' when empty)."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+
+
+def rejudged(directory: Path | str) -> pd.DataFrame:
+    """The summary of a run with each verdict judged again from the stored deviations under
+    today's tolerances (:func:`harness.agreement.rejudge`), and ``stored_verdict`` beside
+    it; nothing is re-run and the run directory is not changed."""
+    from harness.agreement import rejudge
+
+    rows = [row for row in read_rows(Path(directory)) if row.get("kind") == "track"]
+    latest: dict = {}
+    for row in rows:  # in the order of each case's last row, as summary() keeps them
+        latest.pop(row.get("case_id"), None)
+        latest[row.get("case_id")] = row
+    frame = summary(directory)
+    stored, verdicts, details = [], [], []
+    for case_row, row in zip(latest.values(), frame.itertuples(index=False), strict=True):
+        judged = rejudge(case_row)
+        stored.append(row.verdict)
+        verdicts.append(row.verdict if judged is None else judged[0])
+        details.append(row.detail if judged is None else judged[1])
+    frame["stored_verdict"] = stored
+    frame["verdict"] = verdicts
+    frame["detail"] = details
+    return frame
 
 
 def side_by_side(old: Path | str, new: Path | str, threshold: float = 0.1) -> pd.DataFrame:
@@ -47,15 +79,19 @@ def side_by_side(old: Path | str, new: Path | str, threshold: float = 0.1) -> pd
         for column in columns:
             if column not in frame:
                 frame[column] = np.nan
-    a = a.drop_duplicates("case_id", keep="last")[columns]
-    b = b.drop_duplicates("case_id", keep="last")[columns]
-    for frame in (a, b):
+    a = (a.drop_duplicates("case_id", keep="last") if "case_id" in a else a)[columns]
+    b = (b.drop_duplicates("case_id", keep="last") if "case_id" in b else b)[columns]
+    for frame in (a, b):  # one dtype per key, also for an empty or partial run
         frame["threads_requested"] = frame["threads_requested"].fillna(0).astype(int)
+        frame["particles"] = frame["particles"].astype(float)
+        for column in ("scenario", "backend", "device", "dtype"):
+            frame[column] = frame[column].astype(object)
     merged = a.merge(b, on=KEY, how="outer", suffixes=("_old", "_new"))
     merged["speedup"] = merged["time_median_s_old"] / merged["time_median_s_new"]
     slower = merged["speedup"] < 1.0 - threshold
-    lost_agreement = (merged["verdict_old"] == "agrees") & (merged["verdict_new"] != "agrees")
-    broke = (merged["status_old"] == "ok") & (merged["status_new"] != "ok")
+    lost_agreement = ((merged["verdict_old"] == Verdict.AGREES)
+                      & (merged["verdict_new"] != Verdict.AGREES))
+    broke = (merged["status_old"] == Status.OK) & (merged["status_new"] != Status.OK)
     merged["regression"] = slower | lost_agreement | broke
     merged["why"] = [
         "; ".join(reason for flag, reason in ((s, f"slower x{1 / x:.2f}" if x else "slower"),

@@ -7,6 +7,8 @@ import math
 import pandas as pd
 from rich.table import Table
 
+from harness.vocabulary import Status, Verdict
+
 
 def is_missing(value) -> bool:
     """Whether a cell holds no number (None or NaN)."""
@@ -49,10 +51,27 @@ def format_count(n) -> str:
     return f"1e{int(exponent)}" if n > 0 and exponent == int(exponent) else f"{n:,}"
 
 
-STATUS_STYLE = {"ok": "green", "unsupported": "yellow", "failed": "red", "timeout": "red",
-                "oom": "red"}
-VERDICT_STYLE = {"agrees": "green", "differs": "red", "model-mismatch": "yellow",
-                 "no-reference": "dim", "reference": "cyan"}
+STATUS_STYLE = {Status.OK: "green", Status.UNSUPPORTED: "yellow", Status.FAILED: "red",
+                Status.TIMEOUT: "red", Status.OOM: "red"}
+VERDICT_STYLE = {Verdict.AGREES: "green", Verdict.DIFFERS: "red",
+                 Verdict.MODEL_MISMATCH: "yellow", Verdict.NO_REFERENCE: "dim",
+                 Verdict.IS_REFERENCE: "cyan", Verdict.BLOW_UP: "red"}
+
+
+def progress_line(done: int, total: int, row: dict) -> str:
+    """One line for a finished case: ``[3/12] ok 1.2 s track/... agrees``; the reason when
+    the case did not finish ``ok``."""
+    status = str(row.get("status", "?"))
+    wall = row.get("wall_s")
+    seconds = f" {format_time(wall)}" if not is_missing(wall) else ""
+    what = row.get("verdict") if status == Status.OK else row.get("reason")
+    tail = f" {str(what)[:160]}" if what else ""
+    return f"[{done}/{total}] {status}{seconds} {row.get('case_id', '?')}{tail}"
+
+
+def running_line(done: int, total: int, case_id: str) -> str:
+    """One line naming the case that starts now."""
+    return f"[{done + 1}/{total}] running {case_id}"
 
 
 def summary_table(frame: pd.DataFrame, title: str) -> Table:
@@ -65,11 +84,12 @@ def summary_table(frame: pd.DataFrame, title: str) -> Table:
                             ("max |Δ|/σ", "right"), ("verdict", "left"), ("detail", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     for row in frame.itertuples(index=False):
-        status_style = STATUS_STYLE.get(row.status, "")
+        status = "-" if is_missing(row.status) else str(row.status)
+        status_style = STATUS_STYLE.get(status, "")
         verdict = "" if is_missing(row.verdict) else str(row.verdict)
         table.add_row(
             str(row.scenario), str(row.backend), format_count(row.particles), str(row.device),
-            str(row.dtype), f"[{status_style}]{row.status}[/]" if status_style else row.status,
+            str(row.dtype), f"[{status_style}]{status}[/]" if status_style else status,
             "-" if is_missing(row.threads) else str(int(row.threads)),
             format_time(row.time_median_s),
             "-" if is_missing(row.time_spread) else f"{100 * row.time_spread:.0f}%",
@@ -92,7 +112,8 @@ def comparison_table(frame: pd.DataFrame, title: str) -> Table:
             str(row.dtype), format_time(row.time_median_s_old),
             format_time(row.time_median_s_new),
             "-" if is_missing(row.speedup) else f"x{row.speedup:.2f}",
-            str(row.verdict_old or ""), str(row.verdict_new or ""),
+            "" if is_missing(row.verdict_old) else str(row.verdict_old),
+            "" if is_missing(row.verdict_new) else str(row.verdict_new),
             f"[red]{row.why}[/red]" if row.regression else "",
         )
     return table

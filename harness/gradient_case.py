@@ -1,8 +1,8 @@
-"""One gradient case, run inside the child process (:mod:`harness.child`).
+"""The ``gradient`` case kind, run inside the child process (:mod:`harness.child`).
 
 For a scenario, backend, particle count, device and dtype, and the named parameters and
-objective of ``spec["options"]``, :func:`gradient_case` measures the gradient of the
-objective at the lattice end, by every method the backend allows:
+objective of ``spec.options`` (:class:`harness.case_spec.CaseSpec`), :func:`gradient_case`
+measures the gradient of the objective at the lattice end, by every method the backend allows:
 
 * ``reverse`` — ``torch.autograd.grad`` of the backend's differentiable objective
   (:meth:`backends.base.Backend.objective`), one forward + one backward for all parameters;
@@ -45,7 +45,17 @@ from typing import Any
 import numpy as np
 
 from harness import gradients
+from harness.case_spec import CaseSpec
+from harness.case_support import (
+    Clock,
+    initial_particles,
+    is_out_of_memory,
+    last_line,
+    load,
+    peak_rss_bytes,
+)
 from harness.gradients import rel_error, scaled_error
+from harness.vocabulary import Status
 
 #: What the default reference gradient is.
 INHOUSE_REFERENCE = "forward-mode inhouse float64 cpu"
@@ -75,7 +85,6 @@ class BlackBoxObjective:
     def __call__(self, values: dict[str, float] | None = None) -> float:
         """The objective with ``values`` (parameter name -> value) replacing the scenario's."""
         from harness import observables
-        from harness.child import finite_rows
         from harness.particles import generate
         from harness.scenario_edit import changes_particles, with_values
 
@@ -90,8 +99,8 @@ class BlackBoxObjective:
         finally:
             prepared.close()
         self.evaluations += 1
-        result = observables.compute_for(finite_rows(final), [self.objective],
-                                         scenario.reference_particle)[self.objective]
+        result = observables.compute_survivors(final, [self.objective],
+                                               scenario.reference_particle)[self.objective]
         return float(result)
 
 
@@ -125,23 +134,25 @@ def _as_floats(tensor) -> list[float]:
 
 
 def _failure(error: BaseException) -> dict[str, Any]:
-    from harness.child import is_out_of_memory, last_line
+    from harness.vocabulary import Cause
 
-    return {"status": "oom" if is_out_of_memory(error) else "failed",
+    oom = is_out_of_memory(error)
+    return {"status": (Status.OOM if oom else Status.FAILED).value,
+            "cause": (Cause.OUT_OF_MEMORY if oom else Cause.EXCEPTION).value,
             "reason": last_line(error)}
 
 
-def _reference(spec: dict[str, Any], scenario, names: list[str], objective: str,
+def _reference(spec: CaseSpec, scenario, names: list[str], objective: str,
                initial: np.ndarray, own_forward: list[float] | None
                ) -> tuple[list[float] | None, str]:
     """The reference gradient and what it is (see the module text)."""
-    analytic = spec.get("options", {}).get("analytic")
+    analytic = spec.options.get("analytic")
     if analytic:
         missing = [n for n in names if n not in analytic]
         if not missing:
             return [float(analytic[n]) for n in names], "analytic"
-    own_is_reference = (spec["backend"] == "inhouse" and spec["dtype"] == "float64"
-                        and spec["device"] == "cpu")
+    own_is_reference = (spec.backend == "inhouse" and spec.dtype == "float64"
+                        and spec.device == "cpu")
     if own_is_reference and own_forward is not None:
         return own_forward, INHOUSE_REFERENCE
     try:
@@ -158,8 +169,6 @@ def _reference(spec: dict[str, Any], scenario, names: list[str], objective: str,
         jacobian, _ = forward_gradient(f, theta0)
         return _as_floats(jacobian), INHOUSE_REFERENCE
     except Exception as error:  # noqa: BLE001 - the case goes on without a reference
-        from harness.child import last_line
-
         return None, f"none: the in-house reference failed ({last_line(error)})"
 
 
@@ -278,25 +287,22 @@ def _parameter_rows(common: dict[str, Any], name: str, index: int, value0: float
     return rows
 
 
-def gradient_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of one gradient case (see the module text); ``spec`` as the runner writes it,
+def gradient_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
+                  ) -> list[dict[str, Any]]:
+    """Rows of one gradient case (see the module text); ``spec`` as the runner writes it
+    (a dict is validated into a :class:`CaseSpec`), ``clock`` the child's (None: from now),
     with ``options`` holding ``parameters``, ``objective`` and optionally ``fd_steps``,
     ``analytic``, and ``kicks`` / ``checkpoint`` replacing the scenario's space-charge
     ``kicks_per_element`` / ``checkpoint``
     (:func:`harness.gradients.with_space_charge_options`)."""
-    from backends.base import Unsupported, model_signature
-    from backends.registry import load_backend_class
-    from harness.child import START, peak_rss_bytes
+    from backends.base import model_signature
     from harness.parameters import resolve_parameters
     from harness.scenario import load_scenario
 
-    threads = spec.get("threads")
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    options = spec.get("options") or {}
-    scenario = gradients.with_space_charge_options(load_scenario(spec["scenario_path"]),
+    spec = CaseSpec.coerce(spec)
+    clock = clock or Clock.since(None)
+    options = spec.options or {}
+    scenario = gradients.with_space_charge_options(load_scenario(spec.scenario_path),
                                                    options)
     gradient_block = scenario.gradients
     names = list(options.get("parameters") or (gradient_block.parameters
@@ -307,23 +313,23 @@ def gradient_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
         raise ValueError("no parameters or objective: give them in the case options or the "
                          "scenario's gradients block")
     steps = [float(s) for s in (options.get("fd_steps") or gradients.DEFAULT_FD_STEPS)]
-    cls = load_backend_class(spec["backend"])
-    backend = cls()
-    common: dict[str, Any] = {"versions": cls.dependency_versions(), "objective": objective,
+    loaded = load(spec, scenario)
+    backend = loaded.backend
+    common: dict[str, Any] = {"versions": loaded.versions, "objective": objective,
                               "n_params": len(names), "variant": options.get("label", "")}
     settings = scenario.space_charge
     common["kicks_per_element"] = settings.kicks_per_element if settings else None
     common["checkpoint"] = settings.checkpoint if settings else None
-    common["backend_version"] = common["versions"].get(cls.distribution)
-    support = backend.supports(scenario, spec["device"], spec["dtype"])
-    if isinstance(support, Unsupported):
-        return [common | {"status": "unsupported", "reason": support.reason}]
+    common["backend_version"] = loaded.versions.get(loaded.backend_class.distribution)
+    support = loaded.support
+    if loaded.unsupported:
+        return [common | {"status": Status.UNSUPPORTED.value, "reason": support.reason}]
     common["model"] = support.model
-    common["import_s"] = time.perf_counter() - START
+    common["import_s"] = clock.elapsed()
     values0 = [p.value for p in resolve_parameters(scenario, names)]
-    initial = np.load(spec["initial_path"])
-    repeat = max(1, int(spec.get("repeat", 1)))
-    device, dtype = spec["device"], spec["dtype"]
+    initial = initial_particles(spec, scenario)
+    repeat = max(1, spec.repeat)
+    device, dtype = spec.device, spec.dtype
 
     methods, time_forward = _ad_methods(backend, scenario, names, objective, initial, device,
                                         dtype, repeat)
@@ -337,7 +343,8 @@ def gradient_case(spec: dict[str, Any]) -> list[dict[str, Any]]:
     common |= {"time_forward_s": time_forward, "time_fd_s": fd["time_fd_s"],
                "time_fd_evaluation_s": fd["time_fd_evaluation_s"],
                "fd_evaluations": evaluate.evaluations, "objective_value": fd["objective_value"],
-               "reference_method": reference_method, "status": "ok", "reason": "",
+               "reference_method": reference_method, "status": Status.OK.value,
+               "reason": "",
                "model_matches_scenario": support.model == model_signature(scenario)}
 
     rows: list[dict[str, Any]] = []

@@ -12,14 +12,24 @@ Accelerators*, ch. 5):
   geometric [m rad] (for t: [m]); ``norm_emittance_p`` = beta0*gamma0 * emittance_p.
 * ``beta_p`` = <u^2>/eps_p [m], ``alpha_p`` = -<u u'>/eps_p.
 * ``dispersion_x`` = <x delta>/<delta^2> with delta ~= -pt/beta0 [m] (likewise px, y, py).
-* ``survival``: weighted fraction of particles (1 without a mask).
+* ``survival``: weighted fraction of particles (1 without a mask); over the final particles
+  of a case (:func:`compute_survivors`), the fraction that survived.
+
+Fates of final particles (:func:`fates`): backends mark a particle lost at an aperture as a
+row of six NaN; any other non-finite coordinate, or a magnitude above
+:data:`BLOW_UP_MAGNITUDE`, is a numerical blow-up. Moments are taken over the survivors.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+#: Largest |coordinate| of a particle that still counts as tracked (ImpactX units: m, rad,
+#: dimensionless pt); any larger one is a numerical blow-up, not a position in a beamline.
+BLOW_UP_MAGNITUDE = 1e8
 
 INDEX = {"x": 0, "px": 1, "y": 2, "py": 3, "t": 4, "pt": 5}
 PLANES = {"x": (0, 1), "y": (2, 3), "t": (4, 5)}
@@ -106,3 +116,50 @@ def compute(particles, names: list[str], beta_gamma: float = 1.0, beta0: float =
 def compute_for(particles, names: list[str], reference, weights=None) -> dict[str, Any]:
     """:func:`compute` with beta0 and beta0*gamma0 of a :class:`harness.reference.Reference`."""
     return compute(particles, names, reference.beta_gamma, reference.beta, weights)
+
+
+@dataclass(frozen=True)
+class Fates:
+    """What became of each final particle (boolean masks over rows).
+
+    Attributes:
+        alive: tracked to the end with finite, physical coordinates;
+        lost: lost at an aperture (the backends' all-NaN row);
+        blown_up: a numerical blow-up (inf, partial NaN, or |coordinate| >
+            :data:`BLOW_UP_MAGNITUDE`).
+    """
+
+    alive: np.ndarray
+    lost: np.ndarray
+    blown_up: np.ndarray
+
+
+def fates(particles) -> Fates:
+    """The fates of final particles ``(N, 6)`` (numpy)."""
+    particles = np.asarray(particles, dtype=np.float64)
+    lost = np.isnan(particles).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        physical = np.isfinite(particles).all(axis=1) & (
+            np.abs(particles) <= BLOW_UP_MAGNITUDE).all(axis=1)
+    return Fates(physical, lost, ~physical & ~lost)
+
+
+def survivors(particles) -> np.ndarray:
+    """The particles that survived (see :func:`fates`)."""
+    particles = np.asarray(particles)
+    return particles[fates(particles).alive]
+
+
+def compute_survivors(particles, names: list[str], reference) -> dict[str, float]:
+    """Observables of the surviving particles of ``(N, 6)`` final particles, with
+    ``survival`` the surviving fraction; NaN moments when none survived."""
+    particles = np.asarray(particles)
+    alive = survivors(particles)
+    fraction = len(alive) / len(particles) if len(particles) else 0.0
+    if len(alive) == 0:
+        return {name: (fraction if name == "survival" else float("nan")) for name in names}
+    values = compute_for(alive, names, reference)
+    out = {name: float(value) for name, value in values.items()}
+    if "survival" in out:
+        out["survival"] = fraction
+    return out

@@ -6,6 +6,8 @@ Rows are flat JSON objects (``results.jsonl``). Columns absent from a row (e.g. 
 
 from __future__ import annotations
 
+import re
+
 #: Columns of every row.
 COMMON: dict[str, str] = {
     "kind": "track | gradient",
@@ -21,15 +23,27 @@ COMMON: dict[str, str] = {
     "role": "reference (the case others compare with) | case",
     "reference": "what the case is compared with: impactx | inhouse | analytic | none",
     "reference_note": "why that reference (e.g. ImpactX not installed)",
-    "status": "ok | unsupported | failed | timeout | oom",
+    "scenario_hash": "content hash of the scenario file (12 hex digits of its SHA-256)",
+    "status": "ok | unsupported | failed | timeout | oom (harness.vocabulary.Status)",
+    "cause": "why a case is not ok: exception | out-of-memory | memory-limit | kernel-oom | "
+             "preflight | timeout | signal | crash | exit | harness "
+             "(harness.vocabulary.Cause; empty when ok or unsupported)",
     "reason": "why the status is not ok (the error's last line, the limit passed, ...)",
+    "traceback": "the last frames of the exception of a failed case (text)",
     "model": "model run: tiers (linear, paraxial+exact, ...)[|sc:3d] or stand-in:<what>",
     "backend_version": "version of the backend's package",
     "versions": "versions of the backend and what it runs on (dict)",
     "started": "UTC start time, ISO 8601",
     "finished": "UTC end time, ISO 8601",
-    "wall_s": "wall time of the whole child process [s] (start-up included)",
+    "wall_s": "wall time of the whole child process [s] (start-up included), seen by the "
+              "parent",
+    "child_wall_s": "the child's own time from its start to its result [s]",
     "peak_rss_bytes": "high-water mark of the child's resident memory [bytes]",
+    "parent_peak_rss_bytes": "largest resident memory of the child and its processes seen "
+                             "by the parent's polls [bytes]",
+    "import_s": "interpreter start-up and imports of the child, from the moment the parent "
+                "started it [s] (not in throughput)",
+    "case_rows": "number of rows the case wrote together (a torn write leaves fewer)",
 }
 
 #: Columns of ``track`` rows.
@@ -41,7 +55,6 @@ TRACK: dict[str, str] = {
     "times_s": "every timed track [s] (list)",
     "throughput_particle_elements_per_s": "particles × elements / median time [1/s]",
     "throughput_particle_m_per_s": "particles × lattice length / median time [m/s]",
-    "import_s": "interpreter start-up and imports of the child [s] (not in throughput)",
     "prepare_s": "lattice translation and set-up [s] (not in throughput)",
     "warmup_s": "the untimed first track [s] (compilation, caches)",
     "compiled": "whether the timed tracks ran torch.compile'd code (backends that compile)",
@@ -50,7 +63,17 @@ TRACK: dict[str, str] = {
     "n_elements": "elements in the lattice",
     "length_m": "lattice length [m]",
     "cuda_max_allocated_bytes": "torch.cuda.max_memory_allocated of the child [bytes]",
-    "lost": "particles lost (apertures)",
+    "support_note": "what the backend says about how it runs the case (empty: nothing)",
+    "lost": "particles lost at apertures (the backends' all-NaN rows)",
+    "blown_up": "particles that blew up numerically: non-finite coordinates other than an "
+                "aperture loss, or |coordinate| > 1e8 (harness.observables.fates)",
+    "survival": "fraction of the particles that survived (neither lost nor blown up)",
+    "lost_reference": "particles the reference lost at apertures",
+    "blown_up_reference": "particles that blew up in the reference",
+    "lost_mismatch": "particles that survived in one code only (case vs reference)",
+    "compared_particles": "particles that survived in both codes (the deviations' sample)",
+    "reference_model": "model signature the case is judged against (re-judging uses it)",
+    "space_charge": "whether the scenario has space charge (chooses the tolerances)",
     "obs_<name>": "final observable <name> (SI units: m, rad, m·rad, ...)",
     "ref_obs_<name>": "the analytic value of observable <name>",
     "obs_err_<name>": "relative error of observable <name> vs the reference",
@@ -58,7 +81,8 @@ TRACK: dict[str, str] = {
     "dev_rms_<coordinate>": "rms over particles of |Δ|/σ_ref",
     "dev_max": "largest dev_max_<coordinate>",
     "dev_rms": "largest dev_rms_<coordinate>",
-    "verdict": "agrees | differs | model-mismatch | no-reference | reference",
+    "verdict": "agrees | differs | model-mismatch | no-reference | reference | blow-up "
+               "(harness.vocabulary.Verdict)",
     "verdict_detail": "the metric that decided a differs / the models of a mismatch",
 }
 
@@ -106,3 +130,21 @@ GRADIENT: dict[str, str] = {
     "saved_tensor_bytes": "storage autograd saves for the backward, distinct [bytes]",
     "cuda_max_allocated_bytes": "torch.cuda.max_memory_allocated of the child [bytes]",
 }
+
+
+#: Columns of each row kind (besides :data:`COMMON`).
+BY_KIND: dict[str, dict[str, str]] = {"track": TRACK, "gradient": GRADIENT}
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    """A column name with ``<placeholder>`` parts as a regular expression."""
+    parts = re.split(r"<[a-z]+>", name)
+    return re.compile("^" + "[A-Za-z0-9_]+".join(re.escape(p) for p in parts) + "$")
+
+
+def undocumented(row: dict) -> set[str]:
+    """The keys of a row that :data:`COMMON` and its kind's columns do not describe."""
+    columns = COMMON | BY_KIND.get(str(row.get("kind")), {})
+    patterns = [_pattern(name) for name in columns if "<" in name]
+    return {key for key in row
+            if key not in columns and not any(p.match(key) for p in patterns)}

@@ -1,60 +1,90 @@
 """The runner: each case in its own fresh process, with a time and memory limit; every
 finished case appended to the results store at once.
 
-Statuses (:class:`harness.vocabulary.Status`):
+Two layers, so that another execution layer (e.g. a Dask cluster) can replace the loop:
+
+* :func:`run_in_child` runs one case in a fresh process under its limits and returns its
+  rows; it knows nothing of run directories or of other cases;
+* :class:`Runner` is the serial loop over a run directory: the lock
+  (:mod:`harness.run_lock`), the results writer (:class:`harness.results.ResultsWriter`),
+  ``--resume``, the pre-flight memory check (:mod:`harness.preflight`), reference particles.
+
+Statuses (:class:`harness.vocabulary.Status`) and causes (the ``cause`` column,
+:class:`harness.vocabulary.Cause`):
 
 * ``unsupported`` — the backend is not installed, or says it cannot run the case (decided
   in the parent without starting a process when the adapter can tell);
-* ``timeout`` — the child ran past ``timeout`` seconds and was killed;
-* ``oom`` — the child's resident memory passed ``memory_limit`` bytes (the parent polls it
-  and kills the child), or the child reported running out of host or CUDA memory, or it
-  was killed by the kernel's out-of-memory killer (SIGKILL not sent by us);
-* ``failed`` — an exception (its last line is the reason) or a crash (the signal).
+* ``timeout`` (cause ``timeout``) — the child ran past ``timeout`` seconds and was killed;
+* ``oom`` — cause ``memory-limit``: the child's resident memory passed the limit (seen by
+  the parent's poll, or in the child's peak resident memory after it ended, so a spike
+  between two polls counts); ``out-of-memory``: an allocation failed in the child (host or
+  CUDA, or the hard limit ``RLIMIT_DATA`` refused it); ``kernel-oom``: SIGKILL by the
+  kernel's out-of-memory killer (the kernel log or the cgroup's ``oom_kill`` count says
+  so); ``preflight``: the estimate exceeds the limit, the case was not started;
+* ``failed`` — cause ``exception`` (its last line is the reason), ``crash`` (the child's
+  own fault signal, with its last line of error output), ``signal`` (a signal sent from
+  outside the harness, e.g. ``kill -9``: not an out-of-memory kill), ``exit`` (no result),
+  or ``harness``.
+
+No orphans: a child asks the kernel to kill it when the parent dies (``PR_SET_PDEATHSIG``),
+the parent kills the child's process group on any exit it lives through (including
+Ctrl-C), and the lock file records running children so that a resumed run reaps them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
-from harness import results
-from harness.cases import Case, final_path, initial_path
+from harness import preflight, results
+from harness.case_spec import CaseSpec
+from harness.cases import Case, final_path, scenario_hash
 from harness.metadata import now
+from harness.run_lock import RunDirectoryBusy, RunLock
+from harness.vocabulary import Cause, Status
 
-#: Seconds between two looks at a running child (memory high-water mark, time limit).
-POLL_S = 0.05
-#: Rows always present, whatever the status.
-CASE_COLUMNS = ("kind", "case_id", "scenario", "backend", "particles", "device", "dtype",
-                "repeat", "threads_requested", "role", "reference", "reference_note")
+#: Seconds between two looks at a running child (memory, time limit).
+POLL_S = 0.02
+#: Signals a process raises on itself when it crashes (not sent from outside).
+CRASH_SIGNALS = frozenset({"SIGSEGV", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGTRAP",
+                           "SIGSYS"})
 
 
 @dataclass
 class Limits:
-    """Per-case limits: wall time [s] and resident memory [bytes] (None: no cap)."""
+    """Per-case limits: wall time [s] and resident memory [bytes] (None: no cap).
+
+    ``hard_memory``: also set the memory limit as the child's ``RLIMIT_DATA`` (CPU cases),
+    so an allocation past it fails at once instead of slipping between two polls.
+    """
 
     timeout_s: float = 600.0
     memory_bytes: int | None = None
+    hard_memory: bool = True
 
 
 def base_row(case: Case) -> dict[str, Any]:
     """The columns that identify a case."""
     return {"kind": case.kind, "case_id": case.case_id, "scenario": case.scenario,
-            "backend": case.backend, "particles": case.particles, "device": case.device,
-            "dtype": case.dtype, "repeat": case.repeat, "threads_requested": case.threads,
-            "role": case.role, "reference": case.reference,
-            "reference_note": case.reference_note}
+            "scenario_hash": case.scenario_hash, "backend": case.backend,
+            "particles": case.particles, "device": case.device, "dtype": case.dtype,
+            "repeat": case.repeat, "threads_requested": case.threads, "role": case.role,
+            "reference": case.reference, "reference_note": case.reference_note}
 
 
 def precheck(case: Case, scenario) -> dict[str, Any] | None:
@@ -65,26 +95,28 @@ def precheck(case: Case, scenario) -> dict[str, Any] | None:
     try:
         cls = load_backend_class(case.backend)
     except KeyError as error:
-        return {"status": "unsupported", "reason": str(error.args[0])}
+        return {"status": Status.UNSUPPORTED.value, "reason": str(error.args[0])}
     availability = cls.availability()
     if not availability.available:
-        return {"status": "unsupported",
+        return {"status": Status.UNSUPPORTED.value,
                 "reason": f"{case.backend} is not installed: {availability.hint}"}
     try:
         support = cls().supports(scenario, case.device, case.dtype)
     except Exception:  # noqa: BLE001 - the child will run and record the error
         return None
     if isinstance(support, Unsupported):
-        return {"status": "unsupported", "reason": support.reason,
+        return {"status": Status.UNSUPPORTED.value, "reason": support.reason,
                 "backend_version": availability.version}
     return None
 
 
-def _kill_tree(process: subprocess.Popen) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL a case process's whole process group (it leads its own session)."""
     try:
-        os.killpg(process.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        process.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _rss_tree(pid: int) -> int:
@@ -97,132 +129,285 @@ def _rss_tree(pid: int) -> int:
         return 0
 
 
-def run_child(spec: dict[str, Any], limits: Limits, workdir: Path) -> list[dict[str, Any]]:
-    """Run one case in a fresh interpreter; the child's rows or one row saying why not."""
+def _cgroup_oom_kills() -> int | None:
+    """The ``oom_kill`` count of this process's memory cgroup (v2 ``memory.events``, v1
+    ``memory.oom_control``); None where unreadable."""
+    candidates = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                candidates += [Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.events",
+                               Path("/sys/fs/cgroup/memory.events")]
+            elif "memory" in controllers.split(","):
+                candidates += [Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+                               / "memory.oom_control",
+                               Path("/sys/fs/cgroup/memory/memory.oom_control")]
+    for candidate in candidates:
+        with contextlib.suppress(OSError, ValueError):
+            for line in candidate.read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    return None
+
+
+def _kernel_log_names_oom(pid: int) -> bool | None:
+    """Whether the kernel log reports an out-of-memory kill of ``pid`` (None: unreadable)."""
+    try:
+        log = subprocess.run(["dmesg"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if log.returncode != 0:
+        return None
+    pattern = re.compile(rf"(Killed process {pid}\b|oom-kill:.*\bpid={pid}\b)")
+    return any(pattern.search(line) for line in log.stdout.splitlines())
+
+
+def _kill_cause(pid: int, oom_kills_before: int | None) -> tuple[str, str, str]:
+    """Status, cause and words for a child killed by SIGKILL that the harness did not send."""
+    by_log = _kernel_log_names_oom(pid)
+    after = _cgroup_oom_kills()
+    by_cgroup = (oom_kills_before is not None and after is not None
+                 and after > oom_kills_before)
+    if by_log or by_cgroup:
+        evidence = "the kernel log" if by_log else "the cgroup's oom_kill count"
+        return (Status.OOM.value, Cause.KERNEL_OOM.value,
+                f"killed by the kernel's out-of-memory killer (SIGKILL; {evidence} says so)")
+    checked = [what for what, known in (("kernel log", by_log),
+                                        ("cgroup oom_kill count", by_cgroup if after
+                                         is not None else None)) if known is not None]
+    basis = f"; no out-of-memory kill in the {' or '.join(checked)}" if checked else ""
+    return (Status.FAILED.value, Cause.SIGNAL.value,
+            f"killed by SIGKILL sent from outside the harness{basis}")
+
+
+def _over_limit(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    """Rows of a child whose peak resident memory passed the limit become ``oom`` (a spike
+    between two polls is caught here: the peak is the kernel's high-water mark)."""
+    peak = max((int(row.get("peak_rss_bytes") or 0) for row in rows), default=0)
+    if not limit or peak <= limit:
+        return rows
+    reason = (f"peak resident memory {peak / 2**30:.3g} GiB passed the limit of "
+              f"{limit / 2**30:.3g} GiB")
+    return [row | {"status": Status.OOM.value, "cause": Cause.MEMORY_LIMIT.value,
+                   "reason": reason} for row in rows]
+
+
+def _tail_bytes(path: Path, size: int = 8192) -> bytes:
+    """The last ``size`` bytes of a file."""
+    with path.open("rb") as stream:
+        stream.seek(max(0, path.stat().st_size - size))
+        return stream.read()
+
+
+def run_in_child(spec: CaseSpec, limits: Limits, workdir: Path,
+                 on_spawn: Callable[[int], None] | None = None,
+                 on_exit: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Run one case in a fresh interpreter under ``limits``; the child's rows, or one row
+    saying why there are none (see the module text for statuses and causes).
+
+    Args:
+        spec: the case; workdir: a directory of this run for the spec and result files.
+        on_spawn / on_exit: called with the child's pid when it started / ended.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=workdir, delete=False) as f:
-        json.dump(spec, f)
-        spec_file = Path(f.name)
+    spec = spec.model_copy(update={
+        "memory_limit_bytes": limits.memory_bytes, "hard_memory_limit": limits.hard_memory,
+        "parent_pid": os.getpid()})
+    fd, name = tempfile.mkstemp(suffix=".json", prefix="spec-", dir=workdir)
+    spec_file = Path(name)
     out_file = spec_file.with_name(spec_file.stem + ".out.json")
     env = dict(os.environ)
-    if spec.get("threads"):
-        env["OMP_NUM_THREADS"] = str(spec["threads"])
-    env.setdefault("PYTHONPATH", "")
+    if spec.threads:
+        env["OMP_NUM_THREADS"] = str(spec.threads)
     root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env["PYTHONPATH"]) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    oom_kills_before = _cgroup_oom_kills()
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "harness.child", str(spec_file),
-                                str(out_file)], cwd=workdir, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
+    with os.fdopen(fd, "w") as stream:
+        stream.write(spec.model_copy(update={"launched_at": time.time()}).model_dump_json())
+    err_file = spec_file.with_name(spec_file.stem + ".stderr")
+    with err_file.open("wb") as errors:  # a file, not a pipe: a chatty child never blocks
+        process = subprocess.Popen([sys.executable, "-m", "harness.child", str(spec_file),
+                                    str(out_file)], cwd=workdir, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=errors,
+                                   start_new_session=True)
+    if on_spawn:
+        on_spawn(process.pid)
     peak = 0
     killed: str | None = None
-    stderr_chunks: list[bytes] = []
+    stderr = b""
     try:
         while process.poll() is None:
-            elapsed = time.perf_counter() - started
-            if elapsed > limits.timeout_s:
-                killed = "timeout"
-                _kill_tree(process)
+            if time.perf_counter() - started > limits.timeout_s:
+                killed = Cause.TIMEOUT.value
+                kill_group(process.pid)
                 break
             rss = _rss_tree(process.pid)
             peak = max(peak, rss)
             if limits.memory_bytes and rss > limits.memory_bytes:
-                killed = "oom"
-                _kill_tree(process)
+                killed = Cause.MEMORY_LIMIT.value
+                kill_group(process.pid)
                 break
             time.sleep(POLL_S)
-        _, stderr = process.communicate()
-        stderr_chunks.append(stderr or b"")
+        process.wait()
     finally:
         if process.poll() is None:
-            _kill_tree(process)
+            kill_group(process.pid)
             process.wait()
+        else:
+            kill_group(process.pid)  # helpers the child left in its group
+        if on_exit:
+            on_exit(process.pid)
         spec_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            stderr = _tail_bytes(err_file)
+        err_file.unlink(missing_ok=True)
     wall = time.perf_counter() - started
     common = {"wall_s": wall, "parent_peak_rss_bytes": peak or None}
-    if killed == "timeout":
-        return [common | {"status": "timeout",
+    if killed == Cause.TIMEOUT:
+        out_file.unlink(missing_ok=True)
+        return [common | {"status": Status.TIMEOUT.value, "cause": killed,
                           "reason": f"killed after the {limits.timeout_s:g} s time limit"}]
-    if killed == "oom":
-        return [common | {"status": "oom", "reason": "resident memory passed the limit of "
-                          f"{limits.memory_bytes / 2**30:.2f} GiB; killed"}]
+    if killed == Cause.MEMORY_LIMIT:
+        out_file.unlink(missing_ok=True)
+        return [common | {"status": Status.OOM.value, "cause": killed,
+                          "reason": "resident memory passed the limit of "
+                          f"{(limits.memory_bytes or 0) / 2**30:.3g} GiB; killed"}]
     if out_file.exists():
         rows = json.loads(out_file.read_text())
         out_file.unlink()
-        return [common | row for row in rows]
+        return _over_limit([common | row for row in rows], limits.memory_bytes)
     code = process.returncode
-    tail = b"".join(stderr_chunks).decode(errors="replace").strip().splitlines()
-    detail = f" ({tail[-1][-300:]})" if tail else ""
+    tail = (stderr or b"").decode(errors="replace").strip().splitlines()
+    detail = f" (last line: {tail[-1][-300:]})" if tail else ""
     if code is not None and code < 0:
         name = signal.Signals(-code).name
-        status = "oom" if name == "SIGKILL" else "failed"
-        what = ("killed by SIGKILL (the system's out-of-memory killer)" if status == "oom"
-                else f"child process died with signal {name}")
-        return [common | {"status": status, "reason": what + detail}]
-    return [common | {"status": "failed",
+        if name == "SIGKILL":
+            status, cause, what = _kill_cause(process.pid, oom_kills_before)
+        elif name in CRASH_SIGNALS:
+            status, cause, what = (Status.FAILED.value, Cause.CRASH.value,
+                                   f"child process crashed with signal {name}")
+        else:
+            status, cause, what = (Status.FAILED.value, Cause.SIGNAL.value,
+                                   f"killed by signal {name} sent from outside the harness")
+        return [common | {"status": status, "cause": cause, "reason": what + detail}]
+    return [common | {"status": Status.FAILED.value, "cause": Cause.EXIT.value,
                       "reason": f"child process exited with code {code} without a result"
                                 f"{detail}"}]
 
 
+def _distinct(cases: list[Case]) -> list[Case]:
+    """Cases whose ids collide while their scenario files differ get the label
+    ``name@<hash>`` (:func:`harness.cases.scenario_labels` does this when planning)."""
+    hashes: dict[str, set[str]] = {}
+    for case in cases:
+        hashes.setdefault(case.case_id, set()).add(case.scenario_hash)
+    return [dataclasses.replace(case, scenario=f"{case.scenario}@{case.scenario_hash[:8]}")
+            if len(hashes[case.case_id]) > 1 else case for case in cases]
+
+
+@contextlib.contextmanager
+def _exit_on_termination():
+    """SIGTERM and SIGHUP end the run like Ctrl-C (``KeyboardInterrupt``), so that the
+    running child is killed and the lock released (main thread only)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 class Runner:
-    """Runs a planned list of cases into a run directory.
+    """Runs a planned list of cases into a run directory, one at a time.
 
     Args:
-        out: run directory (``results.jsonl``, ``metadata.json``, a particle cache).
+        out: run directory (``results.jsonl``, ``metadata.json``, ``.lock``, a cache of
+            reference particles ``.cache`` and per-run temporary files ``.work-*``).
         limits: per-case time and memory limits.
-        resume: skip the cases whose ids are already in ``results.jsonl``.
-        on_row: called with each row as it is stored (progress display).
+        resume: skip the cases already recorded in ``results.jsonl`` (with the same
+            scenario content, when recorded).
+        on_row: called with each row as it is stored; on_start: with each case as it
+            starts; on_warning: with each warning (a repaired results file, reaped
+            processes); fresh: refuse a directory that already holds results (checked
+            under the lock, so two runs started together on one directory never both run).
     """
 
     def __init__(self, out: Path, limits: Limits, resume: bool = False,
                  on_row: Callable[[dict], None] | None = None,
-                 on_start: Callable[[Case], None] | None = None):
+                 on_start: Callable[[Case], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None, fresh: bool = False):
         self.out = Path(out).absolute()  # case processes run elsewhere (cwd)
         self.cache = self.out / ".cache"
         self.limits = limits
         self.resume = resume
         self.on_row = on_row
         self.on_start = on_start
+        self.on_warning = on_warning
+        self.fresh = fresh
+        self.lock: RunLock | None = None
+        self.workdir: Path | None = None
+        #: Cases stored by the current (or last) :meth:`run`.
+        self.stored_cases = 0
+        self.writer: results.ResultsWriter | None = None
+        self._by_id: dict[str, Case] = {}
+
+    def _warn(self, message: str) -> None:
+        if self.on_warning:
+            self.on_warning(message)
+        else:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
     def pending(self, cases: Sequence[Case]) -> list[Case]:
         """The cases not yet recorded (all of them unless resuming)."""
         if not self.resume:
             return list(cases)
-        done = results.done_case_ids(self.out)
-        return [c for c in cases if c.case_id not in done]
+        recorded: dict[str, set[str]] = {}
+        for row in results.read_rows(self.out):
+            if "case_id" in row:
+                recorded.setdefault(row["case_id"], set()).add(row.get("scenario_hash") or "")
+        return [c for c in cases if c.case_id not in recorded
+                or not ({c.scenario_hash, ""} & recorded[c.case_id])]
 
-    def initial_particles(self, case: Case, scenario) -> Path:
-        """The initial particles of a scenario and count, drawn once per run and reused."""
-        from harness.particles import generate
+    def _final_path(self, case: Case) -> Path:
+        return final_path(self.cache, case.case_id, case.scenario_hash)
 
-        path = initial_path(self.cache, case.scenario, case.particles)
-        if not path.exists():
-            self.cache.mkdir(parents=True, exist_ok=True)
-            base = Path(scenario.source_file).parent if scenario.source_file else None
-            particles = generate(scenario.beam, case.particles, base_dir=base)
-            tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, particles)
-            os.replace(tmp, path)
-        return path
-
-    def spec(self, case: Case, scenario) -> dict[str, Any]:
-        """What the child is told."""
+    def spec(self, case: Case, scenario) -> CaseSpec:
+        """What the child is told (it draws the initial particles itself)."""
         from backends.base import model_signature
 
-        spec = case.as_dict() | {
-            "initial_path": str(self.initial_particles(case, scenario)),
-            "reference_model": model_signature(scenario),
-        }
+        spec = CaseSpec(**case.as_dict(), reference_model=model_signature(scenario))
+        update: dict[str, Any] = {}
         if case.role == "reference":
-            spec["final_path"] = str(final_path(self.cache, case.case_id))
+            update["final_path"] = str(self._final_path(case))
         if case.reference_case:
-            reference_file = final_path(self.cache, case.reference_case)
-            spec["reference_final_path"] = str(reference_file)
+            reference = self._by_id.get(case.reference_case)
+            reference_file = (self._final_path(reference) if reference is not None
+                              else final_path(self.cache, case.reference_case,
+                                              case.scenario_hash))
+            update["reference_final_path"] = str(reference_file)
             if not reference_file.exists():
-                spec["reference_missing"] = (f"the reference case {case.reference_case} has "
-                                             "no result (see its row)")
-        return spec
+                update["reference_missing"] = (f"the reference case {case.reference_case} "
+                                               "has no result (see its row)")
+        return spec.model_copy(update=update)
+
+    def _child(self, spec: CaseSpec) -> list[dict[str, Any]]:
+        lock = self.lock
+        return run_in_child(spec, self.limits, self.workdir or self.cache,
+                            on_spawn=(lambda pid: lock.add_child(pid, spec.case_id))
+                            if lock else None,
+                            on_exit=lock.remove_child if lock else None)
 
     def run_case(self, case: Case, scenario) -> list[dict[str, Any]]:
         """Run (or pre-decide) one case; its rows, stored."""
@@ -230,15 +415,27 @@ class Runner:
         rows = None
         try:
             unsupported = precheck(case, scenario)
+            refused = preflight.refusal(case.backend, case.particles, scenario,
+                                        self.limits.memory_bytes)
             if unsupported is not None:
                 rows = [unsupported]
+            elif refused is not None:
+                rows = [{"status": Status.OOM.value, "cause": Cause.PREFLIGHT.value,
+                         "reason": refused}]
             else:
-                rows = run_child(self.spec(case, scenario), self.limits, self.cache)
+                self.cache.mkdir(parents=True, exist_ok=True)
+                rows = self._child(self.spec(case, scenario))
+        except KeyboardInterrupt:
+            raise
         except Exception as error:  # noqa: BLE001 - the harness records and goes on
-            rows = [{"status": "failed", "reason": f"harness: {type(error).__name__}: {error}"}]
+            rows = [{"status": Status.FAILED.value, "cause": Cause.HARNESS.value,
+                     "reason": f"harness: {type(error).__name__}: {error}"}]
         stored = [base_row(case) | {"started": started, "finished": now()} | row
                   for row in rows]
-        results.append_rows(self.out, stored)
+        if self.writer is None:
+            self.writer = results.ResultsWriter(self.out)
+        self.writer.append(stored)
+        self.stored_cases += 1
         for row in stored:
             if self.on_row:
                 self.on_row(row)
@@ -247,31 +444,74 @@ class Runner:
     def regenerate_reference(self, reference: Case, scenario) -> None:
         """Re-track a reference case whose row is stored but whose final particles are gone
         (a resumed run): the particles are cached again, no second row is stored."""
-        if final_path(self.cache, reference.case_id).exists():
+        if self._final_path(reference).exists():
             return
-        spec = self.spec(reference, scenario) | {"repeat": 0}
-        run_child(spec, self.limits, self.cache)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        spec = self.spec(reference, scenario).model_copy(update={"repeat": 0})
+        self._child(spec)
 
-    def run(self, cases: Sequence[Case], scenarios: dict[str, Any]) -> list[dict[str, Any]]:
-        """Run every pending case in order; returns the rows stored by this call."""
+    def _scenario(self, case: Case, scenarios) -> Any:
+        """The scenario of a case: matched by file (two files may share a name), else name."""
+        if isinstance(scenarios, Mapping):
+            candidates = list(scenarios.values())
+            by_name = scenarios.get(case.scenario)
+        else:
+            candidates = list(scenarios)
+            by_name = None
+        for scenario in candidates:
+            if str(scenario.source_file or scenario.name) == case.scenario_path:
+                return scenario
+        if by_name is not None:
+            return by_name
+        return next(s for s in candidates if s.name == case.scenario)
+
+    def run(self, cases: Sequence[Case], scenarios: Mapping[str, Any] | Sequence[Any]
+            ) -> list[dict[str, Any]]:
+        """Run every pending case in order; returns the rows stored by this call.
+
+        Takes the run directory's lock first (:class:`harness.run_lock.RunDirectoryBusy`
+        when another process holds it) and repairs a torn results file."""
         self.out.mkdir(parents=True, exist_ok=True)
-        stored = []
-        pending = self.pending(cases)
-        pending_ids = {c.case_id for c in pending}
-        by_id = {c.case_id: c for c in cases}
-        for case in pending:
-            reference = by_id.get(case.reference_case or "")
-            if reference is not None and reference.case_id not in pending_ids:
-                self.regenerate_reference(reference, scenarios[case.scenario])
-            if self.on_start:
-                self.on_start(case)
-            stored.extend(self.run_case(case, scenarios[case.scenario]))
-        results.write_tables(self.out)
+        cases = _distinct([case if case.scenario_hash else case.with_hash(scenario_hash(
+            self._scenario(case, scenarios))) for case in cases])
+        self._by_id = {c.case_id: c for c in cases}
+        stored: list[dict[str, Any]] = []
+        self.stored_cases = 0
+        with RunLock.acquire(self.out) as lock, _exit_on_termination():
+            self.lock = lock
+            if self.fresh and results.read_rows(self.out):
+                raise RunDirectoryBusy(f"{self.out} already holds results; continue it with "
+                                       f"--resume {self.out} or choose another --out")
+            if lock.reaped:
+                self._warn(f"killed {len(lock.reaped)} case process(es) left running by an "
+                           f"earlier run of {self.out} (pids {lock.reaped})")
+            for stale in self.out.glob(".work-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            self.workdir = Path(tempfile.mkdtemp(prefix=".work-", dir=self.out))
+            try:
+                self.writer = results.ResultsWriter(self.out)
+                for warning in self.writer.warnings:
+                    self._warn(warning)
+                pending = self.pending(cases)
+                pending_ids = {c.case_id for c in pending}
+                for case in pending:
+                    scenario = self._scenario(case, scenarios)
+                    reference = self._by_id.get(case.reference_case or "")
+                    if reference is not None and reference.case_id not in pending_ids:
+                        self.regenerate_reference(reference, scenario)
+                    if self.on_start:
+                        self.on_start(case)
+                    stored.extend(self.run_case(case, scenario))
+                try:
+                    results.write_tables(self.out)
+                except OSError as error:
+                    self._warn(f"could not write results.csv: {error.strerror or error}")
+            finally:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+                self.workdir = None
+                self.lock = None
         return stored
 
     def clear_cache(self) -> None:
-        """Remove the particle cache (after a complete run)."""
-        if self.cache.exists():
-            for path in self.cache.iterdir():
-                path.unlink(missing_ok=True)
-            self.cache.rmdir()
+        """Remove the reference-particle cache (after a complete run)."""
+        shutil.rmtree(self.cache, ignore_errors=True)

@@ -66,3 +66,19 @@ class Verdict(StrEnum):
     MODEL_MISMATCH = "model-mismatch"
     NO_REFERENCE = "no-reference"
     IS_REFERENCE = "reference"
+    BLOW_UP = "blow-up"
+
+
+class Cause(StrEnum):
+    """Why a case did not finish ``ok`` (the ``cause`` column; ``reason`` has the words)."""
+
+    EXCEPTION = "exception"          # the case raised; reason: its last line
+    OUT_OF_MEMORY = "out-of-memory"  # the case's own allocation failed (host, CUDA, rlimit)
+    MEMORY_LIMIT = "memory-limit"    # the harness saw resident memory pass the limit
+    KERNEL_OOM = "kernel-oom"        # SIGKILL by the kernel's out-of-memory killer
+    PREFLIGHT = "preflight"          # refused before starting: the estimate exceeds the limit
+    TIMEOUT = "timeout"              # killed by the harness at the time limit
+    SIGNAL = "signal"                # killed by a signal sent from outside the harness
+    CRASH = "crash"                  # died of its own fault signal (SIGSEGV, SIGABRT, ...)
+    EXIT = "exit"                    # exited without writing a result
+    HARNESS = "harness"              # the parent failed to run the case

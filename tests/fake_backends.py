@@ -1,6 +1,8 @@
 """Deliberately misbehaving backends for the runner's tests (loaded as ``fake_backends:X``).
 
-Each returns the initial particles unchanged, after its own kind of trouble.
+Each returns the initial particles unchanged (or marked lost / blown up), after its own
+kind of trouble. Sizes and delays that tests tune come from environment variables
+(``FAKE_SPIKE_BYTES``, ``FAKE_SLEEP_S``) so that the child processes see them.
 """
 
 from __future__ import annotations
@@ -130,3 +132,103 @@ class UnsupportingBackend(IdentityBackend):
         from backends.base import Unsupported
 
         return Unsupported("fake-unsupported runs no scenario")
+
+
+class _Spike(_Identity):
+    def trouble(self) -> None:
+        size = int(os.environ.get("FAKE_SPIKE_BYTES", str(768 * 2**20)))
+        spike = np.ones(size // 8)  # every page touched, freed at once: a short spike
+        del spike
+
+
+class SpikeBackend(IdentityBackend):
+    """Allocates ``FAKE_SPIKE_BYTES`` (default 768 MiB) for an instant while tracking."""
+
+    name = "fake-spike"
+    prepared_class = _Spike
+
+
+class _Slow(_Identity):
+    def trouble(self) -> None:
+        time.sleep(float(os.environ.get("FAKE_SLEEP_S", "1.0")))
+
+
+class SlowBackend(IdentityBackend):
+    """Sleeps ``FAKE_SLEEP_S`` seconds (default 1) per track."""
+
+    name = "fake-slow"
+    prepared_class = _Slow
+
+
+class _Losses(_Identity):
+    #: fraction of the particles lost at an aperture (all-NaN rows)
+    lost_fraction = 0.3
+    blown_fraction = 0.0
+
+    def run(self, handle: np.ndarray) -> np.ndarray:
+        out = np.array(handle, copy=True)
+        n = len(out)
+        out[: int(self.lost_fraction * n)] = np.nan
+        blown = int(self.blown_fraction * n)
+        if blown:
+            out[n - blown:, 0] = np.inf
+        return out
+
+
+class LossBackend(IdentityBackend):
+    """Loses the first 30 % of the particles at an aperture (NaN rows)."""
+
+    name = "fake-loss"
+    prepared_class = _Losses
+
+
+class _AllLost(_Losses):
+    lost_fraction = 1.0
+
+
+class AllLostBackend(IdentityBackend):
+    """Loses every particle at an aperture."""
+
+    name = "fake-all-lost"
+    prepared_class = _AllLost
+
+
+class _BlowUp(_Losses):
+    lost_fraction = 0.1
+    blown_fraction = 0.05
+
+
+class BlowUpBackend(IdentityBackend):
+    """Loses 10 % at an aperture and sends 5 % to infinity (a numerical blow-up)."""
+
+    name = "fake-blow-up"
+    prepared_class = _BlowUp
+
+
+class _Faulty(_Identity):
+    kind = "ok"
+
+    def inject(self, particles: np.ndarray) -> np.ndarray:
+        self.kind = FaultyBackend.fault(len(particles))
+        return super().inject(particles)
+
+    def trouble(self) -> None:
+        if self.kind == "timeout":
+            time.sleep(3600)
+        elif self.kind == "failed":
+            raise RuntimeError("injected fault")
+        elif self.kind == "crash":
+            os.abort()
+        time.sleep(float(os.environ.get("FAKE_SLEEP_S", "0.0")))
+
+
+class FaultyBackend(IdentityBackend):
+    """Its fault depends on the particle count (:meth:`fault`): a soak test's mix."""
+
+    name = "fake-faulty"
+    prepared_class = _Faulty
+
+    @staticmethod
+    def fault(particles: int) -> str:
+        """``timeout``, ``failed``, ``crash`` or ``ok`` for a particle count."""
+        return {0: "timeout", 1: "failed", 2: "crash"}.get(particles % 9, "ok")

@@ -99,7 +99,9 @@ def test_killed_parent_loses_nothing_and_resume_completes(tmp_path, fake_path):
     resumed = subprocess.run(_cli("--backends", backends, "--resume", str(out),
                                   "--timeout", "4"),
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
+    # a case timed out: the run exits 1 (documented; --no-fail keeps 0)
+    assert resumed.returncode == 1, resumed.stderr
+    assert "1 case(s) failed, timed out or ran out of memory" in resumed.stderr
     rows = read_rows(out)
     ids = [row["case_id"] for row in rows]
     assert len(ids) == len(set(ids)) == 4
@@ -146,3 +148,40 @@ def test_relative_run_directory_works_from_any_working_directory(tmp_path, fake_
     rows = read_rows(tmp_path / "runs" / "relative")
     assert [row["status"] for row in rows] == ["ok", "ok"]
     assert rows[1]["verdict"] == "agrees"
+
+
+def test_import_time_counts_interpreter_start_up_for_every_case_kind(tmp_path, monkeypatch):
+    """A start-up made 1.5 s slower (a sitecustomize that sleeps) shows in ``import_s`` of
+    track and gradient rows alike: the clock runs from the moment the parent started the
+    process (the gradient case once read a second copy of the entry point's clock)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import time\ntime.sleep(1.5)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), str(site)]))
+    monkeypatch.syspath_prepend(str(TESTS))
+    scenario = load_scenario("fodo_linear")
+    track = Case("fodo_linear", scenario.source_file, FAKE + "IdentityBackend", 200, repeat=1)
+    gradient = Case("fodo_linear", scenario.source_file, FAKE + "IdentityBackend", 200,
+                    repeat=1, kind="gradient",
+                    options={"parameters": ["quad1.Kn1"], "objective": "sigma_x",
+                             "fd_steps": [1e-5]})
+    Runner(tmp_path / "run", Limits(timeout_s=120.0)).run([track, gradient],
+                                                          {"fodo_linear": scenario})
+    rows = read_rows(tmp_path / "run")
+    assert {row["kind"] for row in rows} == {"track", "gradient"}
+    for row in rows:
+        assert row["status"] == "ok", row.get("reason")
+        assert 1.5 <= row["import_s"] < row["wall_s"], (row["kind"], row["import_s"])
+
+
+def test_case_spec_is_typed_and_refuses_unknown_fields():
+    from pydantic import ValidationError
+
+    from harness.case_spec import CaseSpec
+
+    scenario = load_scenario("fodo_linear")
+    case = Case("fodo_linear", scenario.source_file, "inhouse", 100)
+    spec = CaseSpec(**case.as_dict())
+    assert spec.case_id == case.case_id and spec.particles == 100
+    with pytest.raises(ValidationError, match="initial_pth"):
+        CaseSpec(**case.as_dict(), initial_pth="x.npy")

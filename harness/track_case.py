@@ -1,0 +1,151 @@
+"""The ``track`` case kind, run inside the child process (:mod:`harness.child`).
+
+The child loads the scenario and backend, prepares, tracks once as a warm-up (not timed:
+it also pays for compilation and caches), then tracks ``repeat`` times from the identical
+initial particles, synchronising the device before each clock reading. Recorded apart
+from the tracking time, never mixed into throughput: the start-up (interpreter and
+imports, from the moment the parent started the process), the preparation and the
+warm-up, in seconds.
+
+Final particles are sorted by fate (:func:`harness.observables.fates`): ``lost`` counts
+aperture losses, ``blown_up`` numerical blow-ups; observables are those of the survivors
+(``survival`` their fraction), and a blow-up gives the verdict ``blow-up``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.case_spec import CaseSpec
+from harness.case_support import Clock, initial_particles, load, peak_rss_bytes
+
+
+def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> list[dict]:
+    """Run one tracking case; its row (status ``ok`` or ``unsupported``) in a list."""
+    from harness import observables
+    from harness.vocabulary import Status
+
+    spec = CaseSpec.coerce(spec)
+    clock = clock or Clock.since(None)
+    loaded = load(spec)
+    scenario = loaded.scenario
+    row: dict[str, Any] = {"versions": loaded.versions,
+                           "backend_version": loaded.backend_version}
+    import_s = clock.elapsed()
+    if loaded.unsupported:
+        return [row | {"status": Status.UNSUPPORTED.value, "reason": loaded.support.reason}]
+    initial = initial_particles(spec, scenario)
+    n_elements = len(scenario.elements)
+
+    t0 = time.perf_counter()
+    prepared = loaded.backend.prepare(scenario, spec.device, spec.dtype)
+    prepare_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    final = prepared.track(initial)
+    warmup_s = time.perf_counter() - t0
+    times = [warmup_s] if spec.repeat == 0 else []
+    for _ in range(spec.repeat):
+        handle = prepared.inject(initial)
+        prepared.synchronize()
+        t0 = time.perf_counter()
+        handle = prepared.run(handle)
+        prepared.synchronize()
+        times.append(time.perf_counter() - t0)
+        final = prepared.extract(handle)
+    row |= {"model": prepared.model, "threads": prepared.threads,
+            "support_note": getattr(loaded.support, "note", "")}
+    if getattr(prepared, "compiled", None) is not None:
+        row |= {"compiled": bool(prepared.compiled), "compile_s": float(prepared.compile_s),
+                "compile_error": prepared.compile_error}
+    prepared.close()
+
+    median = float(np.median(times))
+    n = len(initial)
+    row |= {
+        "status": Status.OK.value, "reason": "",
+        "time_min_s": float(np.min(times)), "time_median_s": median,
+        "time_max_s": float(np.max(times)),
+        "time_spread": float((np.max(times) - np.min(times)) / median) if median else None,
+        "times_s": times,
+        "throughput_particle_elements_per_s": n * n_elements / median if median else None,
+        "throughput_particle_m_per_s": n * scenario.length / median if median else None,
+        "import_s": import_s, "prepare_s": prepare_s, "warmup_s": warmup_s,
+        "n_elements": n_elements, "length_m": scenario.length,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+    if spec.device == "cuda":
+        import torch
+
+        row["cuda_max_allocated_bytes"] = int(torch.cuda.max_memory_allocated())
+
+    fate = observables.fates(final)
+    values = observables.compute_survivors(final, list(scenario.observables),
+                                           scenario.reference_particle)
+    row |= {f"obs_{k}": v for k, v in values.items()}
+    row |= {"lost": int(fate.lost.sum()), "blown_up": int(fate.blown_up.sum()),
+            "survival": float(fate.alive.mean()) if n else None}
+    row |= compare_case(spec, scenario, initial, final, values, row["model"],
+                        row["blown_up"])
+    if spec.role == "reference" and spec.final_path:
+        np.save(spec.final_path, final)
+    return [row]
+
+
+def compare_case(spec: CaseSpec, scenario, initial: np.ndarray, final: np.ndarray,
+                 values: dict[str, float], model: str, blown_up: int = 0) -> dict[str, Any]:
+    """Agreement columns and the verdict of a case against its reference."""
+    from backends.base import model_signature
+    from harness import agreement, observables
+    from harness.vocabulary import Verdict
+
+    expected_model = model_signature(scenario)
+    space_charge = scenario.space_charge is not None
+    analytic = spec.reference == "analytic" and bool(scenario.analytic)
+    n = len(final)
+    common: dict[str, Any] = {"space_charge": space_charge}
+    if spec.role == "reference" and not analytic:
+        if blown_up:
+            verdict, detail = agreement.verdict(model, model, {"blown_up": blown_up},
+                                                agreement.tolerances(spec.dtype, False, False))
+            return common | {"verdict": verdict, "verdict_detail": detail}
+        return common | {"verdict": Verdict.IS_REFERENCE.value, "verdict_detail": ""}
+    reference_file = spec.reference_final_path
+    if analytic:
+        initial_values = observables.compute_for(initial, list(scenario.analytic),
+                                                 scenario.reference_particle)
+        expected = {}
+        for name, target in scenario.analytic.items():
+            expected[name] = (target.value if target.value is not None
+                              else target.times_initial * float(initial_values[name]))
+        out: dict[str, Any] = common | {f"ref_obs_{k}": v for k, v in expected.items()}
+        out |= agreement.observable_errors(values, expected)
+        if reference_file and Path(reference_file).exists():
+            # the reference code's particles: a cross-check recorded beside the verdict
+            out |= agreement.particle_deviation(final, np.load(reference_file))
+        out["reference_model"] = expected_model
+        tolerance = agreement.tolerances(spec.dtype, space_charge, analytic=True)
+        verdict, detail = agreement.verdict(model, expected_model,
+                                            out | {"blown_up": blown_up}, tolerance, n)
+        return out | {"verdict": verdict, "verdict_detail": detail}
+    if not reference_file or not Path(reference_file).exists():
+        if blown_up:
+            verdict, detail = agreement.verdict(model, model, {"blown_up": blown_up},
+                                                agreement.tolerances(spec.dtype, False, False))
+            return common | {"verdict": verdict, "verdict_detail": detail}
+        return common | {"verdict": Verdict.NO_REFERENCE.value,
+                         "verdict_detail": spec.reference_missing or "no reference result"}
+    reference_final = np.load(reference_file)
+    out = common | agreement.particle_deviation(final, reference_final)
+    ref_values = observables.compute_survivors(reference_final, list(values),
+                                               scenario.reference_particle)
+    out |= agreement.observable_errors(values, ref_values)
+    reference_model = spec.reference_model or expected_model
+    out["reference_model"] = reference_model
+    tolerance = agreement.tolerances(spec.dtype, space_charge, analytic=False)
+    verdict, detail = agreement.verdict(model, reference_model, out | {"blown_up": blown_up},
+                                        tolerance, n)
+    return out | {"verdict": verdict, "verdict_detail": detail}
