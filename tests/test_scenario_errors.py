@@ -123,7 +123,7 @@ def _undefined_line_entry(d):
 
 
 def _bad_species(d):
-    d["beam"]["species"] = "muon"
+    d["beam"]["species"] = "tachyon"
 
 
 def _negative_energy(d):
