@@ -63,9 +63,33 @@ MAX_GRID_CELLS = 256**3
 IMPACTX_BLOCKING_FACTOR = 8
 
 
+def _spelled(value: object) -> object:
+    """true/false (and inside lists) as the text YAML read them, so that a number field
+    refuses them with its own path instead of reading 1 or 0."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return [_spelled(v) for v in value]
+    return value
+
+
+def _is_number_field(annotation: object) -> bool:
+    text = str(annotation)
+    return ("int" in text or "float" in text) and "str" not in text and "bool" not in text
+
+
 class _Strict(BaseModel):
     # allow_inf_nan=False: NaN and +-inf are refused in every float field of every group
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: _spelled(v) if k in fields and _is_number_field(fields[k].annotation)
+                else v for k, v in data.items()}
 
 
 Correlation = Annotated[float, Field(gt=-1, lt=1)]
@@ -381,7 +405,7 @@ class Scenario(_Strict):
             for name, o in self.overrides.items()
         }
         one = build_elements(self.lattice, default, overrides,
-                             self.lattice_file or self.source_file)
+                             _origin(self.source_file, self.lattice_file))
         if len(one) * self.periods > MAX_TRACKED_ELEMENTS:
             raise ScenarioError(self.source_file, "periods", f"at most "
                                 f"{MAX_TRACKED_ELEMENTS} tracked elements in all "
@@ -406,7 +430,9 @@ class Scenario(_Strict):
 
 
 def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError:
-    first = error.errors()[0]
+    errors = error.errors()
+    # a misspelt field gives "missing X" and "no such field x": the second says more
+    first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("function-after",))
     msg = first.get("msg", "a valid value").removeprefix("Value error, ")
     msg = msg.removeprefix("Input should be ")
@@ -461,7 +487,19 @@ def _with_lattice_file(data: dict, file) -> tuple[dict, str | None]:
         raise ScenarioError(file, "lattice", "a PALS document {PALS: ...} or the path of an "
                             "existing PALS .yaml file (relative to the scenario file)",
                             reference)
-    return {**data, "lattice": load_yaml_file(path)}, str(path)
+    try:
+        document = load_yaml_file(path)
+    except ScenarioError as error:
+        raise ScenarioError(_origin(file, str(path)), error.field, error.expected,
+                            error.got) from None
+    return {**data, "lattice": document}, str(path)
+
+
+def _origin(file, lattice_file: str | None) -> str | None:
+    """How errors name a scenario whose lattice comes from another file."""
+    if lattice_file is None:
+        return None if file is None else str(file)
+    return f"{file if file is not None else '<scenario>'} (lattice {lattice_file})"
 
 
 def impactx_installed() -> bool:
