@@ -551,6 +551,26 @@ def _check_gradients(scenario: Scenario, file) -> None:
                             scenario.gradients.objective)
 
 
+def scenario_to_bytes(scenario: Scenario) -> bytes:
+    """A validated scenario, its flattened lattice included, as bytes for another process of
+    the harness (pickle: only for data the harness wrote itself, never for user files)."""
+    import pickle
+
+    _ = scenario.elements
+    return pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def scenario_from_bytes(data: bytes) -> Scenario:
+    """The scenario of :func:`scenario_to_bytes`, without parsing or validating again
+    (microseconds instead of the YAML read and the PALS flattening)."""
+    import pickle
+
+    scenario = pickle.loads(data)  # noqa: S301 - written by scenario_to_bytes
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"not a scenario: {type(scenario).__name__}")
+    return scenario
+
+
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
     """A path as given, or a bundled scenario name (``fodo_linear`` -> lattices/fodo_linear.yaml).
     """
