@@ -1,6 +1,6 @@
 """Scenario files: one YAML document = PALS lattice + beam + model + observables + gradients.
 
-Loading uses ``yaml.safe_load`` only. Every validation failure raises
+Loading goes through :mod:`harness.yaml_load` (safe, bounded YAML). Every validation failure raises
 :class:`harness.errors.ScenarioError` naming the file, the dotted field path and what was
 expected.
 """
@@ -383,7 +383,7 @@ class Scenario(_Strict):
     observables: list[str] = ["sigma_x", "sigma_y", "sigma_t", "emittance_x", "emittance_y"]
     analytic: dict[str, AnalyticValue] | None = None
     gradients: Gradients | None = None
-    particle_counts: list[Annotated[int, Field(gt=0)]] | None = None
+    particle_counts: list[Annotated[int, Field(gt=0, le=MAX_PARTICLES)]] | None = None
     source_file: str | None = Field(default=None, exclude=True)
 
     @field_validator("observables")

@@ -75,6 +75,8 @@ def _path(stack: list[_Frame]) -> str:
             out += f".{frame.key}" if out else str(frame.key)
         else:
             out += f"[{frame.key}]"
+    if len(out) > 120:  # a path hundreds of levels deep keeps its two ends
+        out = out[:50] + "..." + out[-50:]
     return out or "<root>"
 
 
@@ -106,6 +108,7 @@ def _build(loader: Any, file: str | Path | None) -> Any:
     documents = 0
     resolve = loader.resolve
     cache: dict[tuple[str, Any], Any] = {}
+    plain_tags: dict[str, str] = {}
     result: Any = None
     event: Any = None
 
@@ -154,8 +157,14 @@ def _build(loader: Any, file: str | Path | None) -> Any:
         kind = type(event)
         if kind is yaml.ScalarEvent:
             tag = event.tag
-            if tag is None or tag == "!":
-                tag = resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag is None and event.implicit[0]:  # plain: resolved once per distinct text
+                tag = plain_tags.get(event.value)
+                if tag is None:
+                    tag = resolve(yaml.ScalarNode, event.value, (True, False))
+                    if len(event.value) < 64:
+                        plain_tags[event.value] = tag
+            elif tag is None or tag == "!":
+                tag = _STR_TAG
             top = stack[-1] if stack else None
             if top is not None and top.is_mapping and top.expect_key:
                 top.key = None
