@@ -141,12 +141,16 @@ def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
     if beam.ellipse is not None:
         return _ellipse_cholesky(beam, overrides)
 
-    values = {f"twiss.{k}": overrides.get(f"twiss.{k}", float(getattr(beam.twiss, k)))
-              for k in type(beam.twiss).model_fields}
+    twiss, plane = beam.twiss, beam.longitudinal
+    if twiss is None or plane is None:
+        raise ScenarioError(None, "beam", "'twiss' with 'longitudinal', 'ellipse', 'rms' or "
+                            "'sigma_matrix'")
+    values = {f"twiss.{k}": overrides.get(f"twiss.{k}", float(getattr(twiss, k)))
+              for k in type(twiss).model_fields}
     values.update({f"longitudinal.{k}": overrides.get(f"longitudinal.{k}", v)
-                   for k, v in beam.longitudinal.given().items()})
+                   for k, v in plane.given().items()})
     values, xp = _as_one_kind(values)
-    if beam.longitudinal.is_twiss:
+    if plane.is_twiss:
         longitudinal = plane_factor(values["longitudinal.beta_t"],
                                     values["longitudinal.alpha_t"],
                                     values["longitudinal.emittance_t"], xp)
@@ -184,8 +188,10 @@ def ellipse_to_twiss(lam, lam_p, mu) -> tuple[float, float, float]:
 
 def _ellipse_cholesky(beam: Beam, overrides: dict[str, Any]):
     """Block-diagonal factor of ImpactX's lambda/mu input (see :class:`Ellipse`)."""
-    values = {f"ellipse.{k}": overrides.get(f"ellipse.{k}", float(getattr(beam.ellipse, k)))
-              for k in type(beam.ellipse).model_fields}
+    ellipse = beam.ellipse
+    assert ellipse is not None
+    values = {f"ellipse.{k}": overrides.get(f"ellipse.{k}", float(getattr(ellipse, k)))
+              for k in type(ellipse).model_fields}
     values, xp = _as_one_kind(values)
     blocks = [ellipse_factor(values[f"ellipse.lambda{u.upper()}"],
                              values[f"ellipse.lambdaP{u}"], values[f"ellipse.mu{u}p{u}"], xp)
@@ -207,8 +213,10 @@ def _as_one_kind(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
 def _rms_cholesky(beam: Beam, overrides: dict[str, Any]):
     """Block-diagonal factor from rms sizes and per-plane correlations (cold beams allowed)."""
-    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(beam.rms, k)))
-              for k in type(beam.rms).model_fields}
+    rms = beam.rms
+    assert rms is not None
+    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(rms, k)))
+              for k in type(rms).model_fields}
     values, xp = _as_one_kind(values)
     blocks = [longitudinal_factor(values[f"rms.sigma_{u}"], values[f"rms.sigma_p{u}"],
                                   values[f"rms.corr_{u}"], xp) for u in ("x", "y", "t")]
@@ -250,7 +258,7 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
     """Draw the initial particles of a beam: ``(n, 6)`` float64, deterministic for its seed."""
     n = beam.particles if n is None else int(n)
     if beam.distribution == "file":
-        path = Path(beam.file)
+        path = Path(beam.file or "")
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         data = load_particle_file(path)

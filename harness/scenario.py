@@ -148,9 +148,10 @@ class Longitudinal(_Strict):
     def given(self) -> dict[str, float]:
         """The fields of the chosen form, defaults filled in (``correlation``/``alpha_t``
         0)."""
-        if self.is_twiss:
+        if self.beta_t is not None and self.emittance_t is not None:
             return {"beta_t": float(self.beta_t), "alpha_t": float(self.alpha_t or 0.0),
                     "emittance_t": float(self.emittance_t)}
+        assert self.sigma_t is not None and self.sigma_pt is not None  # by _one_form
         return {"sigma_t": float(self.sigma_t), "sigma_pt": float(self.sigma_pt),
                 "correlation": float(self.correlation or 0.0)}
 
@@ -294,7 +295,7 @@ class Beam(_Strict):
     @property
     def reference(self) -> Reference:
         """Reference particle of the beam."""
-        if self.species == ION:
+        if self.species == ION and self.mass_MeV is not None:
             return Reference(ION, self.kinetic_energy_MeV, rest_energy_eV=self.mass_MeV * 1e6,
                              charge=self.charge_qe)
         return Reference(self.species, self.kinetic_energy_MeV)
@@ -433,7 +434,11 @@ def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError
     errors = error.errors()
     # a misspelt field gives "missing X" and "no such field x": the second says more
     first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
-    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("function-after",))
+    loc = ""
+    for part in first.get("loc", ()):
+        if part in ("function-after",):
+            continue
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
     msg = first.get("msg", "a valid value").removeprefix("Value error, ")
     msg = msg.removeprefix("Input should be ")
     if first.get("type") == "extra_forbidden":
@@ -527,7 +532,7 @@ def _check_particle_file(beam: Beam, file) -> None:
     """A ``file`` beam names an existing .npz/.csv (relative to the scenario file)."""
     if beam.distribution != "file":
         return
-    path = Path(beam.file)
+    path = Path(beam.file or "")
     if not path.is_absolute() and file is not None:
         path = Path(file).parent / path
     if path.suffix not in (".npz", ".csv") or not path.is_file():
