@@ -482,3 +482,59 @@ def test_twiss_with_cold_longitudinal_plane_and_zero_emittance_validate() -> Non
     data["beam"]["twiss"]["emittance_y"] = 0.0
     scenario = scenario_from_dict(data)
     assert scenario.beam.longitudinal.sigma_pt == 0.0
+
+
+# -- the YAML loader reads what yaml.safe_load reads; error values stay short ------------
+
+VALID_YAML = """
+a: [1, -2, 0x1f, 1_000, 2.5, 1.0e-9, 1e-9, .inf, -.nan, null, ~, true, False, on, 'on', "x"]
+when: 2026-12-02
+anchor: &base {x: 1, y: [1, 2]}
+copy: *base
+merged: {<<: *base, y: 3}
+two_merged: {<<: [{p: 1}, {p: 2, q: 2}], r: 3}
+text: |
+  two
+  lines
+? long key
+: value
+"""
+
+
+def test_loader_reads_what_safe_load_reads() -> None:
+    from harness.yaml_load import load_yaml_file, load_yaml_text
+
+    expected = yaml.safe_load(VALID_YAML)
+    got = load_yaml_text(VALID_YAML)
+    assert repr(got) == repr(expected)  # repr: nan != nan
+    assert got["copy"] is got["anchor"]  # aliases share, as in PyYAML
+    for path in sorted(BUNDLED_DIR.glob("*.yaml")):
+        assert load_yaml_file(path) == yaml.safe_load(path.read_text())
+
+
+def test_error_values_are_abbreviated_in_bounded_time() -> None:
+    import time
+
+    from harness.errors import MAX_VALUE_CHARS
+
+    level = ["lol"] * 9
+    for _ in range(12):  # 9**12 leaves when expanded; shared, as an alias bomb builds it
+        level = [level] * 9
+    start = time.perf_counter()
+    message = str(ScenarioError("f.yaml", "beam.species", "a name", level))
+    assert time.perf_counter() - start < 0.1
+    assert len(message) < len("f.yaml: beam.species: expected a name (got )") + \
+        MAX_VALUE_CHARS + 1
+    assert "\n" not in str(ScenarioError("f.yaml", "x", "a\nb", "line\nbreak" * 1000))
+
+
+def test_shared_huge_value_in_a_dict_gives_a_short_error() -> None:
+    data = fodo()
+    level = ["lol"] * 9
+    for _ in range(12):
+        level = [level] * 9
+    data["beam"]["species"] = level
+    with pytest.raises(ScenarioError) as info:
+        scenario_from_dict(data, "bomb.yaml")
+    assert info.value.field == "beam.species"
+    assert len(str(info.value)) < 300
