@@ -146,7 +146,7 @@ def _build(loader: Any, file: str | Path | None) -> Any:
         elif parent.expect_key:
             parent.expect_key = False
         else:
-            if parent.key == _MERGE_KEY:
+            if parent.key is _MERGE_KEY:
                 parent.merges.append(value)
             else:
                 parent.value[parent.key] = value
@@ -179,11 +179,27 @@ def _build(loader: Any, file: str | Path | None) -> Any:
                     if event.value in top.value:
                         fail("each key once in a mapping (duplicate key)", event.value)
                 value: Any = event.value
+            elif tag == _STR_TAG:
+                value = event.value
             else:
                 value = scalar_value(event.value, tag)
             if event.anchor is not None:
                 anchors[event.anchor] = (value, 1)
-            add(value, 1)
+            if top is None:
+                result = value
+            else:  # add(value, 1), inlined: most events are scalars
+                top.size += 1
+                if not top.is_mapping:
+                    top.value.append(value)
+                    top.key += 1
+                elif top.expect_key:
+                    top.expect_key = False
+                elif top.key is _MERGE_KEY:
+                    top.merges.append(value)
+                    top.expect_key = True
+                else:
+                    top.value[top.key] = value
+                    top.expect_key = True
         elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
             if stack and stack[-1].is_mapping and stack[-1].expect_key:
                 stack[-1].key = None
