@@ -438,8 +438,13 @@ class ImpactXPrepared(Prepared):
         beam.clear_particles()
         ref = beam.ref
         ref.reset()
-        ref.set_species(self.reference.species).set_kin_energy_MeV(
-            self.reference.kinetic_energy_MeV)
+        from harness.reference import IMPACTX_SPECIES
+
+        if self.reference.species in IMPACTX_SPECIES:
+            ref.set_species(self.reference.species)
+        else:  # muons, ions: ImpactX takes any species by charge and rest energy
+            ref.set_charge_qe(self.reference.charge_qe).set_mass_MeV(self.reference.mass_MeV)
+        ref.set_kin_energy_MeV(self.reference.kinetic_energy_MeV)
         qm_eev = ref.charge_qe / (ref.mass_MeV * 1e6)
         x, px, y, py, t, pt = (particles[:, i].copy() for i in range(6))
         # ImpactX needs a non-zero total weight: a chargeless beam gets unit weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -108,6 +109,8 @@ def track(
     from harness.particles import generate
     from harness.scenario import load_scenario
 
+    check_number(particles, "--particles", minimum=1, inclusive=True, whole=True,
+                 maximum=MAX_PARTICLES_OPTION)
     try:
         loaded = load_scenario(scenario)
         chosen = get_backend(backend)
@@ -173,6 +176,29 @@ def _thread_counts(value: str | None) -> list[int | None]:
     return counts or [None]
 
 
+def check_number(value: float | None, option: str, *, minimum: float = 0.0,
+                 inclusive: bool = False, whole: bool = False,
+                 maximum: float | None = None) -> float | None:
+    """``value`` of a numeric ``option`` if it is finite, above ``minimum`` (or equal when
+    ``inclusive``), at most ``maximum`` and whole when asked; else one line and exit 2.
+    None (an option not given) passes."""
+    if value is None:
+        return None
+    low = "at least" if inclusive else "greater than"
+    kind = "a whole number" if whole else "a finite number"
+    bound = f" and at most {maximum:g}" if maximum is not None else ""
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+          and (maximum is None or value <= maximum) and (not whole or value == int(value)))
+    if not ok:
+        fail(f"{option}: expected {kind} {low} {minimum:g}{bound} (got {value!r})")
+    return value
+
+
+#: Largest particle count accepted on the command line.
+MAX_PARTICLES_OPTION = 1e9
+
+
 def _counts(value: str | None) -> list[int]:
     counts = []
     for part in _split(value):
@@ -180,8 +206,8 @@ def _counts(value: str | None) -> list[int]:
             number = float(part)
         except ValueError:
             fail(f"--particles: expected numbers like 1e4,1e5 (got {part!r})")
-        if number < 1 or number != int(number):
-            fail(f"--particles: expected positive whole numbers (got {part!r})")
+        check_number(number, "--particles", minimum=1, inclusive=True, whole=True,
+                     maximum=MAX_PARTICLES_OPTION)
         counts.append(int(number))
     return counts
 
@@ -261,6 +287,8 @@ def _limits(timeout: float, memory_limit: float | None) -> Limits:
 
     from harness.runner import Limits
 
+    check_number(timeout, "--timeout")
+    check_number(memory_limit, "--memory-limit")
     cap = (int(memory_limit * 2**30) if memory_limit
            else int(0.9 * psutil.virtual_memory().total))
     return Limits(timeout_s=timeout, memory_bytes=cap)
@@ -384,6 +412,7 @@ def run(
     from harness.runner import Runner
 
     started = metadata.now()
+    check_number(repeat, "--repeat", minimum=1, inclusive=True, whole=True)
     loaded = _load_scenarios(scenarios or [])
     available = available_backends()
     chosen = _check_backends(backends, available)
@@ -483,6 +512,7 @@ def compare(
     from harness.compare import rejudged, side_by_side, summary
     from harness.display import comparison_table, summary_table
 
+    check_number(threshold, "--threshold", inclusive=True)
     for directory in runs:
         if not (directory / "results.jsonl").exists():
             fail(f"{directory}: no results.jsonl (not a run directory)")
@@ -588,6 +618,7 @@ def grad(
     from harness.vocabulary import Status
 
     started = metadata.now()
+    check_number(repeat, "--repeat", minimum=1, inclusive=True, whole=True)
     if scenarios:
         loaded = _load_scenarios(scenarios)
     else:
@@ -598,6 +629,8 @@ def grad(
         steps = [float(s) for s in _split(fd_steps)] or None
     except ValueError:
         fail(f"--fd-steps: expected numbers like 1e-4,1e-6 (got {fd_steps!r})")
+    for step in steps or []:
+        check_number(step, "--fd-steps")
     try:
         from harness.parameters import resolve_parameter
         from harness.scenario import observable_names

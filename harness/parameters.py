@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.scenario import Scenario
 
-BEAM_GROUPS = ("twiss", "longitudinal", "rms")
+BEAM_GROUPS = ("twiss", "longitudinal", "rms", "ellipse")
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,12 @@ def resolve_parameter(scenario: Scenario, name: str) -> Parameter:
     parts = name.split(".")
     if parts[0] == "beam":
         if len(parts) != 3 or parts[1] not in BEAM_GROUPS:
-            raise KeyError("beam parameters as beam.twiss.<field> or beam.longitudinal.<field>")
+            raise KeyError("beam parameters as beam.<twiss|longitudinal|rms|ellipse>.<field>")
         group = getattr(scenario.beam, parts[1])
-        if group is None or parts[2] not in type(group).model_fields:
-            fields = sorted(type(group).model_fields) if group is not None else []
-            raise KeyError(f"a field of beam.{parts[1]}: {fields}")
-        return Parameter(name, "beam", parts[1], parts[2], float(getattr(group, parts[2])))
+        values = _group_values(group)
+        if parts[2] not in values:
+            raise KeyError(f"a field of beam.{parts[1]}: {sorted(values)}")
+        return Parameter(name, "beam", parts[1], parts[2], values[parts[2]])
     if len(parts) != 2:
         raise KeyError("<element name>.<field> (e.g. qf.Kn1) or beam.twiss.<field>")
     element_name, field = parts
@@ -50,6 +50,16 @@ def resolve_parameter(scenario: Scenario, name: str) -> Parameter:
         fields = sorted(matches[0].params)
         raise KeyError(f"a field of {element_name} ({matches[0].kind}): {fields}")
     return Parameter(name, "element", element_name, field, float(matches[0].params[field]))
+
+
+def _group_values(group) -> dict[str, float]:
+    """The fields of a beam group that hold a value (the longitudinal block has two
+    forms)."""
+    if group is None:
+        return {}
+    if hasattr(group, "given"):
+        return group.given()
+    return {k: float(getattr(group, k)) for k in type(group).model_fields}
 
 
 def resolve_parameters(scenario: Scenario, names: list[str]) -> list[Parameter]:

@@ -138,25 +138,64 @@ def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
 
     if beam.rms is not None:
         return _rms_cholesky(beam, overrides)
+    if beam.ellipse is not None:
+        return _ellipse_cholesky(beam, overrides)
 
-    def get(group: str, name: str):
-        key = f"{group}.{name}"
-        if key in overrides:
-            return overrides[key]
-        return float(getattr(getattr(beam, group), name))
-
-    values = {f"twiss.{k}": get("twiss", k) for k in type(beam.twiss).model_fields}
-    values.update({f"longitudinal.{k}": get("longitudinal", k)
-                   for k in type(beam.longitudinal).model_fields})
+    twiss, plane = beam.twiss, beam.longitudinal
+    if twiss is None or plane is None:
+        raise ScenarioError(None, "beam", "'twiss' with 'longitudinal', 'ellipse', 'rms' or "
+                            "'sigma_matrix'")
+    values = {f"twiss.{k}": overrides.get(f"twiss.{k}", float(getattr(twiss, k)))
+              for k in type(twiss).model_fields}
+    values.update({f"longitudinal.{k}": overrides.get(f"longitudinal.{k}", v)
+                   for k, v in plane.given().items()})
     values, xp = _as_one_kind(values)
+    if plane.is_twiss:
+        longitudinal = plane_factor(values["longitudinal.beta_t"],
+                                    values["longitudinal.alpha_t"],
+                                    values["longitudinal.emittance_t"], xp)
+    else:
+        longitudinal = longitudinal_factor(values["longitudinal.sigma_t"],
+                                           values["longitudinal.sigma_pt"],
+                                           values["longitudinal.correlation"], xp)
     blocks = [
         plane_factor(values["twiss.beta_x"], values["twiss.alpha_x"],
                      values["twiss.emittance_x"], xp),
         plane_factor(values["twiss.beta_y"], values["twiss.alpha_y"],
                      values["twiss.emittance_y"], xp),
-        longitudinal_factor(values["longitudinal.sigma_t"], values["longitudinal.sigma_pt"],
-                            values["longitudinal.correlation"], xp),
+        longitudinal,
     ]
+    return _block_diag(blocks, xp)
+
+
+def ellipse_factor(lam, lam_p, mu, xp=np):
+    """ImpactX's per-plane transform of unit samples (u, v) as a lower-triangular 2x2 factor:
+    ``x = lam u / r``, ``p = lam_p (v - mu u / r)``, ``r = sqrt(1 - mu^2)``
+    (``src/particles/distribution/Gaussian.H``); it is the Cholesky factor of the plane's
+    covariance [[lam^2, -mu lam lam_p], [-mu lam lam_p, lam_p^2]] / r^2."""
+    root = (1.0 - mu * mu) ** 0.5
+    zero = lam * 0.0
+    return xp.stack([xp.stack([lam / root, zero]), xp.stack([-mu * lam_p / root, lam_p])])
+
+
+def ellipse_to_twiss(lam, lam_p, mu) -> tuple[float, float, float]:
+    """ImpactX's (lambda, lambda_p, mu) of one plane as Twiss (beta [m], alpha, eps [m rad]):
+    eps = lam lam_p / r, beta = lam / (lam_p r), alpha = mu / r with r = sqrt(1 - mu^2)
+    (the inverse of ImpactX's ``twiss()`` helper); needs lam_p > 0."""
+    root = math.sqrt(1.0 - mu * mu)
+    return lam / (lam_p * root), mu / root, lam * lam_p / root
+
+
+def _ellipse_cholesky(beam: Beam, overrides: dict[str, Any]):
+    """Block-diagonal factor of ImpactX's lambda/mu input (see :class:`Ellipse`)."""
+    ellipse = beam.ellipse
+    assert ellipse is not None
+    values = {f"ellipse.{k}": overrides.get(f"ellipse.{k}", float(getattr(ellipse, k)))
+              for k in type(ellipse).model_fields}
+    values, xp = _as_one_kind(values)
+    blocks = [ellipse_factor(values[f"ellipse.lambda{u.upper()}"],
+                             values[f"ellipse.lambdaP{u}"], values[f"ellipse.mu{u}p{u}"], xp)
+              for u in ("x", "y", "t")]
     return _block_diag(blocks, xp)
 
 
@@ -174,8 +213,10 @@ def _as_one_kind(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
 def _rms_cholesky(beam: Beam, overrides: dict[str, Any]):
     """Block-diagonal factor from rms sizes and per-plane correlations (cold beams allowed)."""
-    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(beam.rms, k)))
-              for k in type(beam.rms).model_fields}
+    rms = beam.rms
+    assert rms is not None
+    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(rms, k)))
+              for k in type(rms).model_fields}
     values, xp = _as_one_kind(values)
     blocks = [longitudinal_factor(values[f"rms.sigma_{u}"], values[f"rms.sigma_p{u}"],
                                   values[f"rms.corr_{u}"], xp) for u in ("x", "y", "t")]
@@ -217,7 +258,7 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
     """Draw the initial particles of a beam: ``(n, 6)`` float64, deterministic for its seed."""
     n = beam.particles if n is None else int(n)
     if beam.distribution == "file":
-        path = Path(beam.file)
+        path = Path(beam.file or "")
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         data = load_particle_file(path)

@@ -12,12 +12,21 @@ from dataclasses import dataclass
 #: Speed of light [m/s] (exact, SI).
 C_LIGHT = 299_792_458.0
 
-#: Species: rest energy [eV] and charge [elementary charges].
+#: Species: rest energy [eV] and charge [elementary charges]. The first four are the species
+#: ImpactX's ``RefPart.set_species`` knows, with its values (electron, positron, proton,
+#: Hminus: ``ref.mass_MeV`` of impactx 26.10 times 1e6); the muons have the CODATA 2018 muon
+#: rest energy 105.6583755 MeV.
 SPECIES: dict[str, tuple[float, float]] = {
     "electron": (510_998.950691753, -1.0),
     "positron": (510_998.950691753, 1.0),
     "proton": (938_272_089.428257, 1.0),
+    "Hminus": (939_294_087.3296409, -1.0),
+    "muon": (105_658_375.5, -1.0),
+    "antimuon": (105_658_375.5, 1.0),
 }
+
+#: The species ImpactX sets by name; others are given to it by mass and charge.
+IMPACTX_SPECIES = ("electron", "positron", "proton", "Hminus")
 
 
 @dataclass(frozen=True)
@@ -25,16 +34,23 @@ class Reference:
     """The reference particle of a beam.
 
     Attributes:
-        species: one of :data:`SPECIES`.
+        species: one of :data:`SPECIES`, or a label (``ion``) when ``rest_energy_eV`` and
+            ``charge`` are given.
         kinetic_energy_MeV: kinetic energy [MeV].
+        rest_energy_eV: rest energy [eV] of a species not in :data:`SPECIES`.
+        charge: charge [elementary charges, signed] of a species not in :data:`SPECIES`.
     """
 
     species: str
     kinetic_energy_MeV: float
+    rest_energy_eV: float | None = None
+    charge: float | None = None
 
     @property
     def mass_eV(self) -> float:
         """Rest energy m c^2 [eV]."""
+        if self.rest_energy_eV is not None:
+            return self.rest_energy_eV
         return SPECIES[self.species][0]
 
     @property
@@ -45,6 +61,8 @@ class Reference:
     @property
     def charge_qe(self) -> float:
         """Charge [elementary charges], signed."""
+        if self.charge is not None:
+            return self.charge
         return SPECIES[self.species][1]
 
     @property

@@ -1,6 +1,6 @@
 """Scenario files: one YAML document = PALS lattice + beam + model + observables + gradients.
 
-Loading uses ``yaml.safe_load`` only. Every validation failure raises
+Loading goes through :mod:`harness.yaml_load` (safe, bounded YAML). Every validation failure raises
 :class:`harness.errors.ScenarioError` naming the file, the dotted field path and what was
 expected.
 """
@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.errors import ScenarioError
 from harness.lattice import Element, ElementSettings, build_elements
 from harness.reference import SPECIES, Reference
 from harness.vocabulary import MODEL_TIERS
+from harness.yaml_load import load_yaml_file
 
 #: Where the bundled scenarios live.
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "lattices"
@@ -44,27 +44,116 @@ def observable_names() -> tuple[str, ...]:
     return tuple(names)
 
 
+#: Largest kinetic energy accepted [MeV] (100 TeV; beyond, no accelerator and no float64
+#: momentum deviation is meaningful).
+MAX_KINETIC_ENERGY_MEV = 1e8
+#: Most particles a scenario may ask for.
+MAX_PARTICLES = 1_000_000_000
+#: Most repetitions of the lattice (``periods``).
+MAX_PERIODS = 100_000
+#: Most tracked elements after ``periods`` are applied.
+MAX_TRACKED_ELEMENTS = 1_000_000
+#: Space-charge mesh: cells per dimension (at least 2) and in total.
+MIN_GRID_CELLS = 2
+MAX_GRID_CELLS_PER_DIM = 1024
+MAX_GRID_CELLS = 256**3
+#: ImpactX's mesh is an AMReX domain whose every dimension must be a multiple of AMReX's
+#: ``blocking_factor`` (8 in the impactx wheel: ``init_grids`` aborts with "domain size not
+#: divisible by blocking_factor" for e.g. 16x16x20, and for 4x4x4).
+IMPACTX_BLOCKING_FACTOR = 8
+
+
+def _spelled(value: object) -> object:
+    """true/false (and inside lists) as the text YAML read them, so that a number field
+    refuses them with its own path instead of reading 1 or 0."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return [_spelled(v) for v in value]
+    return value
+
+
+def _is_number_field(annotation: object) -> bool:
+    text = str(annotation)
+    return ("int" in text or "float" in text) and "str" not in text and "bool" not in text
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN and +-inf are refused in every float field of every group
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: _spelled(v) if k in fields and _is_number_field(fields[k].annotation)
+                else v for k, v in data.items()}
+
+
+Correlation = Annotated[float, Field(gt=-1, lt=1)]
 
 
 class Twiss(_Strict):
-    """Transverse Twiss parameters: beta [m], alpha [1], rms geometric emittance [m rad]."""
+    """Transverse Twiss parameters: beta [m] > 0, alpha [1], rms geometric emittance
+    [m rad] >= 0 (0: a cold plane, all particles on the axis with zero angle)."""
 
     beta_x: Positive
     alpha_x: float = 0.0
-    emittance_x: Positive
+    emittance_x: NonNegative
     beta_y: Positive
     alpha_y: float = 0.0
-    emittance_y: Positive
+    emittance_y: NonNegative
 
 
 class Longitudinal(_Strict):
-    """Longitudinal rms spreads: sigma_t = c*sigma_dt [m], sigma_pt [1], correlation in (-1, 1)."""
+    """Longitudinal plane, either rms spreads or Twiss parameters (one form, not both).
 
-    sigma_t: Positive
-    sigma_pt: Positive
-    correlation: Annotated[float, Field(gt=-1, lt=1)] = 0.0
+    * ``sigma_t`` = c*sigma_dt [m] >= 0, ``sigma_pt`` [1] >= 0 (0: a cold beam) and the
+      ``correlation`` r = <t pt>/(sigma_t sigma_pt) in (-1, 1);
+    * or ``beta_t`` [m] > 0, ``alpha_t`` [1], ``emittance_t`` [m] >= 0, read like the
+      transverse Twiss block (ImpactX's ``twiss()`` helper takes ``beta_t, alpha_t,
+      emitt_t``): sigma_t = sqrt(eps_t beta_t), sigma_pt = sqrt(eps_t gamma_t),
+      r = -alpha_t / sqrt(1 + alpha_t^2).
+    """
+
+    sigma_t: NonNegative | None = None
+    sigma_pt: NonNegative | None = None
+    correlation: Correlation | None = None
+    beta_t: Positive | None = None
+    alpha_t: float | None = None
+    emittance_t: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        rms = [k for k in ("sigma_t", "sigma_pt", "correlation") if getattr(self, k) is not None]
+        twiss = [k for k in ("beta_t", "alpha_t", "emittance_t") if getattr(self, k) is not None]
+        if rms and twiss:
+            raise ValueError("either sigma_t, sigma_pt (, correlation) or beta_t, emittance_t "
+                             f"(, alpha_t), not both (got {rms + twiss})")
+        if twiss:
+            missing = [k for k in ("beta_t", "emittance_t") if getattr(self, k) is None]
+        else:
+            missing = [k for k in ("sigma_t", "sigma_pt") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"the field(s) {missing} of the longitudinal block")
+        return self
+
+    @property
+    def is_twiss(self) -> bool:
+        """Whether the plane is given by beta_t, alpha_t, emittance_t."""
+        return self.beta_t is not None
+
+    def given(self) -> dict[str, float]:
+        """The fields of the chosen form, defaults filled in (``correlation``/``alpha_t``
+        0)."""
+        if self.beta_t is not None and self.emittance_t is not None:
+            return {"beta_t": float(self.beta_t), "alpha_t": float(self.alpha_t or 0.0),
+                    "emittance_t": float(self.emittance_t)}
+        assert self.sigma_t is not None and self.sigma_pt is not None  # by _one_form
+        return {"sigma_t": float(self.sigma_t), "sigma_pt": float(self.sigma_pt),
+                "correlation": float(self.correlation or 0.0)}
 
 
 class Rms(_Strict):
@@ -77,32 +166,87 @@ class Rms(_Strict):
     sigma_py: NonNegative
     sigma_t: NonNegative
     sigma_pt: NonNegative
-    corr_x: Annotated[float, Field(gt=-1, lt=1)] = 0.0
-    corr_y: Annotated[float, Field(gt=-1, lt=1)] = 0.0
-    corr_t: Annotated[float, Field(gt=-1, lt=1)] = 0.0
+    corr_x: Correlation = 0.0
+    corr_y: Correlation = 0.0
+    corr_t: Correlation = 0.0
+
+
+class Ellipse(_Strict):
+    """ImpactX's own phase-space ellipse input, spelled as in ImpactX's ``distribution``
+    classes (``lambdaX, lambdaY, lambdaT, lambdaPx, lambdaPy, lambdaPt, muxpx, muypy,
+    mutpt``; lengths [m], momenta [1]).
+
+    ImpactX (``src/particles/distribution/Gaussian.H`` and the other distributions) turns
+    unit samples (u, v) of each plane into ``x = lambdaX u / r``, ``px = lambdaPx (v -
+    muxpx u / r)`` with ``r = sqrt(1 - muxpx^2)``, so the plane's moments are
+
+        <x^2> = lambdaX^2 / r^2,  <px^2> = lambdaPx^2 / r^2,
+        <x px> = -muxpx lambdaX lambdaPx / r^2,
+
+    i.e. in Twiss form eps = lambdaX lambdaPx / r, beta = lambdaX / (lambdaPx r),
+    alpha = +muxpx / r: **muxpx > 0 is a converging beam (alpha > 0, <x px> < 0)**. The
+    inverse is ImpactX's ``twiss()`` helper: lambdaX = sqrt(eps/gamma), lambdaPx =
+    sqrt(eps/beta), muxpx = alpha / sqrt(beta gamma). The same holds for (y, py) with
+    muypy and (t, pt) with mutpt. A lambda of 0 gives a cold coordinate.
+    """
+
+    lambdaX: NonNegative
+    lambdaY: NonNegative
+    lambdaT: NonNegative
+    lambdaPx: NonNegative
+    lambdaPy: NonNegative
+    lambdaPt: NonNegative
+    muxpx: Correlation = 0.0
+    muypy: Correlation = 0.0
+    mutpt: Correlation = 0.0
+
+
+#: Species by name (case-insensitive), spelled as ImpactX's ``RefPart.set_species`` knows
+#: them (electron, positron, proton, Hminus) plus the muons; ``ion`` takes ``charge_qe``
+#: and ``mass_MeV``.
+ION = "ion"
+
+
+def canonical_species(name: str) -> str | None:
+    """The canonical spelling of a species name (case-insensitive), or None."""
+    lowered = name.strip().lower()
+    for known in (*SPECIES, ION):
+        if known.lower() == lowered:
+            return known
+    return None
 
 
 class Beam(_Strict):
-    """The initial beam."""
+    """The initial beam.
+
+    ``species``: a name of :data:`harness.reference.SPECIES` (case-insensitive) or ``ion``
+    with ``charge_qe`` [elementary charges, signed, non-zero] and ``mass_MeV`` [MeV > 0].
+    ``kinetic_energy_MeV`` > 0 (so the total energy is above the rest mass) and at most
+    :data:`MAX_KINETIC_ENERGY_MEV`.
+    """
 
     species: str
-    kinetic_energy_MeV: Positive
+    charge_qe: float | None = None
+    mass_MeV: Positive | None = None
+    kinetic_energy_MeV: Annotated[float, Field(gt=0, le=MAX_KINETIC_ENERGY_MEV)]
     bunch_charge_C: NonNegative = 0.0
     distribution: Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "file"]
     twiss: Twiss | None = None
+    ellipse: Ellipse | None = None
     rms: Rms | None = None
     sigma_matrix: list[list[float]] | None = None
     longitudinal: Longitudinal | None = None
     file: str | None = None
-    particles: Annotated[int, Field(gt=0)] = 10_000
-    seed: int = 0
+    particles: Annotated[int, Field(gt=0, le=MAX_PARTICLES)] = 10_000
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
 
     @field_validator("species")
     @classmethod
     def _known_species(cls, value: str) -> str:
-        if value not in SPECIES:
-            raise ValueError(f"one of {sorted(SPECIES)}")
-        return value
+        canonical = canonical_species(value)
+        if canonical is None:
+            raise ValueError(f"one of {[*SPECIES, ION]} (case-insensitive)")
+        return canonical
 
     @field_validator("sigma_matrix")
     @classmethod
@@ -123,21 +267,37 @@ class Beam(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self):
+        if self.species == ION:
+            if self.charge_qe is None or self.mass_MeV is None:
+                raise ValueError("'charge_qe' and 'mass_MeV' for species 'ion'")
+            if self.charge_qe == 0:
+                raise ValueError("a non-zero 'charge_qe' for species 'ion'")
+        elif self.charge_qe is not None or self.mass_MeV is not None:
+            raise ValueError(f"'charge_qe' and 'mass_MeV' only with species 'ion' (species "
+                             f"{self.species!r} has its own)")
         if self.distribution == "file":
             if not self.file:
                 raise ValueError("distribution 'file' needs 'file: <path to .npz/.csv>'")
             return self
-        given = [k for k in ("twiss", "rms", "sigma_matrix") if getattr(self, k) is not None]
+        given = [k for k in ("twiss", "ellipse", "rms", "sigma_matrix")
+                 if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError("exactly one of 'twiss' (with 'longitudinal'), 'rms' or "
-                             f"'sigma_matrix' (got {given or 'none'})")
+            raise ValueError("exactly one of 'twiss' (with 'longitudinal'), 'ellipse', 'rms' "
+                             f"or 'sigma_matrix' (got {given or 'none'})")
         if self.twiss is not None and self.longitudinal is None:
-            raise ValueError("'longitudinal' (sigma_t, sigma_pt) next to 'twiss'")
+            raise ValueError("'longitudinal' (sigma_t, sigma_pt or beta_t, emittance_t) next "
+                             "to 'twiss'")
+        if self.twiss is None and self.longitudinal is not None:
+            raise ValueError("'longitudinal' only next to 'twiss' (the other forms hold the "
+                             "longitudinal plane)")
         return self
 
     @property
     def reference(self) -> Reference:
         """Reference particle of the beam."""
+        if self.species == ION and self.mass_MeV is not None:
+            return Reference(ION, self.kinetic_energy_MeV, rest_energy_eV=self.mass_MeV * 1e6,
+                             charge=self.charge_qe)
         return Reference(self.species, self.kinetic_energy_MeV)
 
 
@@ -151,11 +311,23 @@ class SpaceCharge(_Strict):
     """
 
     kind: Literal["3d", "2p5d"] = "3d"
-    grid: tuple[int, int, int] = (32, 32, 32)
+    grid: tuple[Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
+                Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
+                Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)]] = (
+        32, 32, 32)
     kicks_per_element: Annotated[int, Field(ge=1)] = 1
     deposition: Literal["cic", "tsc"] = "cic"
-    domain_sigmas: Positive = 3.0
+    domain_sigmas: Annotated[float, Field(gt=0, le=1e3)] = 3.0
     checkpoint: Literal["none", "kick"] = "none"
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_size(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        cells = value[0] * value[1] * value[2]
+        if cells > MAX_GRID_CELLS:
+            raise ValueError(f"at most {MAX_GRID_CELLS} cells in all (256^3); got "
+                             f"{value[0]}x{value[1]}x{value[2]} = {cells}")
+        return value
 
 
 class Integrator(_Strict):
@@ -207,10 +379,12 @@ class Scenario(_Strict):
     overrides: dict[str, Override] = {}
     space_charge: SpaceCharge | None = None
     lattice: dict
+    lattice_file: str | None = Field(default=None, exclude=True)
+    periods: Annotated[int, Field(ge=1, le=MAX_PERIODS)] = 1
     observables: list[str] = ["sigma_x", "sigma_y", "sigma_t", "emittance_x", "emittance_y"]
     analytic: dict[str, AnalyticValue] | None = None
     gradients: Gradients | None = None
-    particle_counts: list[Annotated[int, Field(gt=0)]] | None = None
+    particle_counts: list[Annotated[int, Field(gt=0, le=MAX_PARTICLES)]] | None = None
     source_file: str | None = Field(default=None, exclude=True)
 
     @field_validator("observables")
@@ -224,14 +398,21 @@ class Scenario(_Strict):
 
     @cached_property
     def elements(self) -> list[Element]:
-        """The flattened lattice with resolved model tiers."""
+        """The flattened lattice with resolved model tiers, repeated ``periods`` times."""
         default = ElementSettings(self.model, self.integrator.nslice, self.integrator.mapsteps)
         overrides = {
             name: ElementSettings(o.model or self.model, o.nslice or self.integrator.nslice,
                                   o.mapsteps or self.integrator.mapsteps)
             for name, o in self.overrides.items()
         }
-        return build_elements(self.lattice, default, overrides, self.source_file)
+        one = build_elements(self.lattice, default, overrides,
+                             _origin(self.source_file, self.lattice_file))
+        if len(one) * self.periods > MAX_TRACKED_ELEMENTS:
+            raise ScenarioError(self.source_file, "periods", f"at most "
+                                f"{MAX_TRACKED_ELEMENTS} tracked elements in all "
+                                f"({len(one)} elements x {self.periods} periods)",
+                                self.periods)
+        return one * self.periods
 
     @property
     def reference_particle(self) -> Reference:
@@ -250,8 +431,14 @@ class Scenario(_Strict):
 
 
 def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError:
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in first.get("loc", ()) if p not in ("function-after",))
+    errors = error.errors()
+    # a misspelt field gives "missing X" and "no such field x": the second says more
+    first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    loc = ""
+    for part in first.get("loc", ()):
+        if part in ("function-after",):
+            continue
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
     msg = first.get("msg", "a valid value").removeprefix("Value error, ")
     msg = msg.removeprefix("Input should be ")
     if first.get("type") == "extra_forbidden":
@@ -265,25 +452,87 @@ def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError
 
 
 def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario:
-    """Validate a scenario mapping (already parsed YAML)."""
+    """Validate a scenario mapping (already parsed YAML).
+
+    ``lattice`` may be the PALS document itself or the path of a PALS YAML file (relative
+    to the scenario file), read with the checks of :mod:`harness.yaml_load`.
+    """
     if not isinstance(data, dict):
         raise ScenarioError(file, "<root>", "a mapping with name, beam, model, lattice, ...",
                             type(data).__name__)
+    for key in data:
+        if not isinstance(key, str):
+            raise ScenarioError(file, "<root>", "field names that are strings (name, beam, "
+                                "model, lattice, ...)", key)
+    if "source_file" in data or "lattice_file" in data:
+        key = "source_file" if "source_file" in data else "lattice_file"
+        raise ScenarioError(file, key, "no such field (check the spelling)", key)
+    data, lattice_file = _with_lattice_file(data, file)
     try:
-        scenario = Scenario(**data, source_file=str(file) if file else None)
+        scenario = Scenario(**data, source_file=str(file) if file else None,
+                            lattice_file=lattice_file)
     except pydantic.ValidationError as error:
         raise _error_from_pydantic(error, file) from None
     _ = scenario.elements  # validates the lattice
     _check_gradients(scenario, file)
     _check_particle_file(scenario.beam, file)
+    _check_backend_grid(scenario, file)
     return scenario
+
+
+def _with_lattice_file(data: dict, file) -> tuple[dict, str | None]:
+    """``data`` with a ``lattice: <path>`` replaced by the PALS document read from it."""
+    reference = data.get("lattice")
+    if not isinstance(reference, str):
+        return data, None
+    path = Path(reference)
+    if not path.is_absolute() and file is not None:
+        path = Path(file).parent / path
+    if not path.name.endswith((".yaml", ".yml")) or not path.is_file():
+        raise ScenarioError(file, "lattice", "a PALS document {PALS: ...} or the path of an "
+                            "existing PALS .yaml file (relative to the scenario file)",
+                            reference)
+    try:
+        document = load_yaml_file(path)
+    except ScenarioError as error:
+        raise ScenarioError(_origin(file, str(path)), error.field, error.expected,
+                            error.got) from None
+    return {**data, "lattice": document}, str(path)
+
+
+def _origin(file, lattice_file: str | None) -> str | None:
+    """How errors name a scenario whose lattice comes from another file."""
+    if lattice_file is None:
+        return None if file is None else str(file)
+    return f"{file if file is not None else '<scenario>'} (lattice {lattice_file})"
+
+
+def impactx_installed() -> bool:
+    """Whether the ``impactx`` module can be imported (looked up, not imported)."""
+    import importlib.util
+
+    return importlib.util.find_spec("impactx") is not None
+
+
+def _check_backend_grid(scenario: Scenario, file) -> None:
+    """With ImpactX installed, a space-charge mesh ImpactX can decompose (each dimension a
+    multiple of AMReX's blocking factor); other codes take any grid of >= 2 cells."""
+    sc = scenario.space_charge
+    if sc is None or not impactx_installed():
+        return
+    factor = IMPACTX_BLOCKING_FACTOR
+    if any(n % factor for n in sc.grid):
+        raise ScenarioError(
+            file, "space_charge.grid", f"cells per dimension that are multiples of {factor} "
+            f"(ImpactX, installed here, needs each mesh dimension divisible by AMReX's "
+            f"blocking_factor {factor})", list(sc.grid))
 
 
 def _check_particle_file(beam: Beam, file) -> None:
     """A ``file`` beam names an existing .npz/.csv (relative to the scenario file)."""
     if beam.distribution != "file":
         return
-    path = Path(beam.file)
+    path = Path(beam.file or "")
     if not path.is_absolute() and file is not None:
         path = Path(file).parent / path
     if path.suffix not in (".npz", ".csv") or not path.is_file():
@@ -307,6 +556,26 @@ def _check_gradients(scenario: Scenario, file) -> None:
                             scenario.gradients.objective)
 
 
+def scenario_to_bytes(scenario: Scenario) -> bytes:
+    """A validated scenario, its flattened lattice included, as bytes for another process of
+    the harness (pickle: only for data the harness wrote itself, never for user files)."""
+    import pickle
+
+    _ = scenario.elements
+    return pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def scenario_from_bytes(data: bytes) -> Scenario:
+    """The scenario of :func:`scenario_to_bytes`, without parsing or validating again
+    (microseconds instead of the YAML read and the PALS flattening)."""
+    import pickle
+
+    scenario = pickle.loads(data)  # noqa: S301 - written by scenario_to_bytes
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"not a scenario: {type(scenario).__name__}")
+    return scenario
+
+
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
     """A path as given, or a bundled scenario name (``fodo_linear`` -> lattices/fodo_linear.yaml).
     """
@@ -325,15 +594,7 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
 def load_scenario(name_or_path: str | Path) -> Scenario:
     """Load and validate a scenario file (safe YAML)."""
     path = resolve_scenario_path(name_or_path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ScenarioError(path, "<file>", f"a readable UTF-8 text file ({error})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ScenarioError(path, "<yaml>", f"valid YAML ({str(error).splitlines()[0]})") from None
-    return scenario_from_dict(data, path)
+    return scenario_from_dict(load_yaml_file(path), path)
 
 
 def bundled_names() -> list[str]:

@@ -9,6 +9,7 @@ from the sample itself; every entry must lie within 5 standard errors of the ide
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -305,3 +306,119 @@ def test_scenario_with_a_particle_file_beside_it(tmp_path: Path, stored: np.ndar
     np.savez(tmp_path / "beam.npz", particles=stored)
     scenario = load_scenario(scenario_path)
     np.testing.assert_array_equal(generate(scenario.beam, base_dir=tmp_path), stored)
+
+
+# -- ImpactX's lambda/mu ellipse input, the longitudinal Twiss block, cold beams ----------
+
+#: ImpactX examples/fodo (run_fodo.py): the ellipse input and the Twiss values it stands for
+#: (beta 2.821619410026264 m, alpha -/+1.59050035, eps 2 nm; muxpx < 0 is alpha_x < 0).
+FODO_ELLIPSE = {"lambdaX": 3.9984884770e-5, "lambdaY": 3.9984884770e-5, "lambdaT": 1.0e-3,
+                "lambdaPx": 2.6623538760e-5, "lambdaPy": 2.6623538760e-5, "lambdaPt": 2.0e-3,
+                "muxpx": -0.846574929020762, "muypy": 0.846574929020762, "mutpt": 0.0}
+FODO_TWISS = {"beta_x": 2.821619410026264, "alpha_x": -1.59050035, "emittance_x": 2.0e-9,
+              "beta_y": 2.821619410026264, "alpha_y": 1.59050035, "emittance_y": 2.0e-9}
+
+
+def ellipse_beam(ellipse: dict, n: int = N, distribution: str = "gaussian") -> Beam:
+    return Beam(species="electron", kinetic_energy_MeV=2000.0, distribution=distribution,
+                ellipse=ellipse, particles=n, seed=7)
+
+
+def test_ellipse_is_the_twiss_of_impactx_fodo_example() -> None:
+    from harness.particles import beam_cholesky, ellipse_to_twiss
+
+    for u, sign in (("x", -1.0), ("y", 1.0)):
+        beta, alpha, eps = ellipse_to_twiss(FODO_ELLIPSE[f"lambda{u.upper()}"],
+                                            FODO_ELLIPSE[f"lambdaP{u}"],
+                                            FODO_ELLIPSE[f"mu{u}p{u}"])
+        assert beta == pytest.approx(FODO_TWISS[f"beta_{u}"], rel=1e-9)
+        assert alpha == pytest.approx(sign * 1.59050035, rel=1e-8)
+        assert eps == pytest.approx(2.0e-9, rel=1e-9)
+    twiss = beam("gaussian", twiss=FODO_TWISS, longitudinal={"sigma_t": 1.0e-3,
+                                                             "sigma_pt": 2.0e-3})
+    np.testing.assert_allclose(beam_cholesky(ellipse_beam(FODO_ELLIPSE)),
+                               beam_cholesky(twiss), rtol=1e-8, atol=1e-20)
+
+
+IMPACTX_DRAW = """
+import json, sys
+import numpy as np
+from impactx import ImpactX, distribution
+from backends.impactx import _read_particles
+sim = ImpactX()
+sim.particle_shape = 2
+sim.space_charge = False
+sim.slice_step_diagnostics = False
+sim.init_grids()
+sim.beam.ref.set_species("electron").set_kin_energy_MeV(2000.0)
+sim.add_particles(1.0e-9, distribution.Gaussian(**json.loads(sys.argv[1])), int(sys.argv[2]))
+np.save(sys.argv[3], _read_particles(sim.beam)[1])
+sim.finalize()
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("impactx") is None, reason="needs ImpactX")
+def test_ellipse_moments_match_impactx_own_distribution(tmp_path: Path) -> None:
+    """ImpactX draws a Gaussian from the same lambda/mu input; its sample covariance must
+    match ours (correlation sign included), and the check sees a flipped mu sign."""
+    import json
+    import subprocess
+    import sys
+
+    from harness.particles import beam_cholesky
+
+    ellipse = {**FODO_ELLIPSE, "mutpt": 0.3}
+    out = tmp_path / "impactx.npy"
+    subprocess.run([sys.executable, "-c", IMPACTX_DRAW, json.dumps(ellipse), "100000",
+                    str(out)], check=True, capture_output=True, timeout=300,
+                   cwd=Path(__file__).resolve().parent.parent)
+    drawn_by_impactx = np.load(out)
+    assert drawn_by_impactx.shape == (100_000, 6)
+    factor = beam_cholesky(ellipse_beam(ellipse))
+    assert covariance_deviation(drawn_by_impactx, factor @ factor.T) < 5.0
+    flipped = beam_cholesky(ellipse_beam({**ellipse, "muxpx": -ellipse["muxpx"]}))
+    assert covariance_deviation(drawn_by_impactx, flipped @ flipped.T) > 50.0
+
+
+def test_longitudinal_twiss_equals_its_rms_form() -> None:
+    from harness.particles import beam_cholesky
+
+    beta_t, alpha_t, eps_t = 0.4, -0.7, 2.0e-6
+    gamma_t = (1 + alpha_t**2) / beta_t
+    by_twiss = beam("gaussian", longitudinal={"beta_t": beta_t, "alpha_t": alpha_t,
+                                              "emittance_t": eps_t})
+    by_rms = beam("gaussian", longitudinal={
+        "sigma_t": math.sqrt(eps_t * beta_t), "sigma_pt": math.sqrt(eps_t * gamma_t),
+        "correlation": -alpha_t / math.sqrt(1 + alpha_t**2)})
+    np.testing.assert_allclose(beam_cholesky(by_twiss), beam_cholesky(by_rms), rtol=1e-12,
+                               atol=1e-20)
+    particles = generate(beam("gaussian", longitudinal={"beta_t": beta_t, "alpha_t": alpha_t,
+                                                        "emittance_t": eps_t}, particles=20000))
+    t, pt = particles[:, 4], particles[:, 5]
+    emittance = math.sqrt(np.var(t) * np.var(pt) - np.cov(t, pt, bias=True)[0, 1] ** 2)
+    assert emittance == pytest.approx(eps_t, rel=0.05)
+
+
+def test_cold_beam_has_no_momentum_spread() -> None:
+    cold = generate(beam("waterbag", longitudinal={"sigma_t": 1.0e-3, "sigma_pt": 0.0},
+                         particles=1000))
+    assert np.all(cold[:, 5] == 0.0)
+    assert np.all(np.isfinite(cold)) and np.std(cold[:, 4]) > 0
+    flat = generate(beam("gaussian", twiss={**TWISS, "emittance_y": 0.0}, particles=1000))
+    assert np.all(flat[:, 2:4] == 0.0)
+    impactx_cold = generate(ellipse_beam({**FODO_ELLIPSE, "lambdaPt": 0.0}, n=1000))
+    assert np.all(impactx_cold[:, 5] == 0.0)
+
+
+def test_longitudinal_twiss_and_ellipse_are_differentiable() -> None:
+    from harness.particles import beam_cholesky
+
+    beta_t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    factor = beam_cholesky(beam("gaussian", longitudinal={"beta_t": 0.4, "emittance_t": 1e-6}),
+                           {"longitudinal.beta_t": beta_t})
+    factor[4, 4].backward()  # sigma_t = sqrt(eps beta): d/dbeta = sigma_t / (2 beta)
+    assert beta_t.grad.item() == pytest.approx(math.sqrt(1e-6 * 0.4) / 0.8, rel=1e-12)
+    mu = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    particles = generate_torch(ellipse_beam(FODO_ELLIPSE, n=100), 100, {"ellipse.muxpx": mu})
+    particles[:, 1].sum().backward()
+    assert mu.grad is not None and torch.isfinite(mu.grad)

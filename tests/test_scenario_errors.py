@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import math
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -123,7 +125,7 @@ def _undefined_line_entry(d):
 
 
 def _bad_species(d):
-    d["beam"]["species"] = "muon"
+    d["beam"]["species"] = "tachyon"
 
 
 def _negative_energy(d):
@@ -363,3 +365,176 @@ def test_junk_anywhere_gives_a_scenario_error(name: str) -> None:
             except Exception as error:  # noqa: BLE001 - collecting what should not happen
                 unexpected.append((path, junk, repr(error)))
     assert not unexpected, unexpected[:5]
+
+
+# -- beam input: species, ions; lattice by file; periods ----------------------------------
+
+DATA = REPO / "tests" / "data"
+
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("Electron", "electron"), ("POSITRON", "positron"), ("proton", "proton"),
+    ("hminus", "Hminus"), ("Muon", "muon"), ("antimuon", "antimuon")])
+def test_species_by_name_case_insensitive(given: str, canonical: str) -> None:
+    from harness.reference import SPECIES
+
+    data = fodo()
+    data["beam"]["species"] = given
+    scenario = scenario_from_dict(data)
+    assert scenario.beam.species == canonical
+    reference = scenario.reference_particle
+    assert (reference.mass_eV, reference.charge_qe) == SPECIES[canonical]
+
+
+def test_muon_rest_energy_is_codata() -> None:
+    from harness.reference import SPECIES
+
+    assert SPECIES["muon"] == (105.6583755e6, -1.0)  # CODATA 2018, m_mu c^2 [eV]
+
+
+def test_ion_by_charge_and_mass() -> None:
+    data = fodo()
+    data["beam"].update(species="Ion", charge_qe=6, mass_MeV=11177.9292)  # 12C6+
+    reference = scenario_from_dict(data).reference_particle
+    assert reference.mass_eV == pytest.approx(11177.9292e6, rel=1e-15)
+    assert reference.charge_qe == 6.0
+    gamma = 1.0 + 2000.0 / 11177.9292
+    assert reference.gamma == pytest.approx(gamma, rel=1e-15)
+    # B rho = p / q: six charges at the same momentum need a sixth of the field
+    p0c = 11177.9292e6 * math.sqrt(gamma**2 - 1.0)
+    assert reference.rigidity_Tm == pytest.approx(p0c / 299_792_458.0 / 6.0, rel=1e-14)
+
+
+def test_impactx_fodo_pals_file_is_the_committed_copy() -> None:
+    spec = importlib.util.find_spec("impactx")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        shipped = Path(location) / "examples" / "pals" / "fodo.pals.yaml"
+        if shipped.exists():
+            assert shipped.read_bytes() == (DATA / "fodo.pals.yaml").read_bytes()
+            return
+    pytest.skip("ImpactX's examples are not installed")
+
+
+def test_lattice_by_reference_to_impactx_pals_file(tmp_path: Path) -> None:
+    data = fodo()
+    data["lattice"] = "fodo.pals.yaml"
+    path = write(tmp_path, data, "by_file.yaml")
+    (tmp_path / "fodo.pals.yaml").write_bytes((DATA / "fodo.pals.yaml").read_bytes())
+    scenario = load_scenario(path)
+    bundled = load_scenario("fodo_linear")
+    assert [(e.name, e.kind, e.params) for e in scenario.elements] == [
+        (e.name, e.kind, e.params) for e in bundled.elements]
+    assert scenario.lattice_file == str(tmp_path / "fodo.pals.yaml")
+
+
+def test_lattice_file_errors_name_both_files(tmp_path: Path) -> None:
+    data = fodo()
+    data["lattice"] = "cell.pals.yaml"
+    path = write(tmp_path, data, "by_file.yaml")
+    pals = impactx_fodo_pals()
+    pals["PALS"]["facility"][0]["fodo_cell"]["line"][0]["drift1"]["length"] = -1.0
+    (tmp_path / "cell.pals.yaml").write_text(yaml.safe_dump(pals))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path} (lattice {tmp_path / 'cell.pals.yaml'}): lattice.")
+    assert "length" in message and "-1.0" in message
+
+
+def test_periods_repeat_the_line_and_every_backend_sees_it() -> None:
+    """periods: N is the line written out N times: the element list, the length and the
+    in-house track (which reads the same element list as every backend)."""
+    from backends.inhouse.tracker import Tracker
+    from harness.particles import generate
+
+    data = fodo()
+    data["periods"] = 3
+    repeated = scenario_from_dict(data)
+    written = fodo()
+    facility = written["lattice"]["PALS"]["facility"]
+    facility.insert(-1, {"three": {"kind": "BeamLine", "line": ["fodo_cell"] * 3}})
+    facility[-1] = {"use": "three"}
+    spelled_out = scenario_from_dict(written)
+    assert repeated.elements == spelled_out.elements
+    assert repeated.length == pytest.approx(9.0, abs=1e-14)
+    import torch
+
+    initial = torch.as_tensor(generate(repeated.beam, 200))
+    final = [Tracker(s.elements, s.reference_particle).track(initial.clone())[0].numpy()
+             for s in (repeated, spelled_out)]
+    np.testing.assert_array_equal(final[0], final[1])
+    assert not np.allclose(final[0], initial.numpy())
+
+
+def test_validated_scenario_travels_without_reparsing() -> None:
+    from harness.scenario import scenario_from_bytes, scenario_to_bytes
+
+    scenario = load_scenario("fodo_linear")
+    copy_ = scenario_from_bytes(scenario_to_bytes(scenario))
+    assert copy_ == scenario
+    assert "elements" in copy_.__dict__  # the flattened lattice came along
+    assert copy_.elements == scenario.elements
+
+
+def test_twiss_with_cold_longitudinal_plane_and_zero_emittance_validate() -> None:
+    data = fodo()
+    data["beam"]["longitudinal"] = {"sigma_t": 1.0e-3, "sigma_pt": 0.0}
+    data["beam"]["twiss"]["emittance_y"] = 0.0
+    scenario = scenario_from_dict(data)
+    assert scenario.beam.longitudinal.sigma_pt == 0.0
+
+
+# -- the YAML loader reads what yaml.safe_load reads; error values stay short ------------
+
+VALID_YAML = """
+a: [1, -2, 0x1f, 1_000, 2.5, 1.0e-9, 1e-9, .inf, -.nan, null, ~, true, False, on, 'on', "x"]
+when: 2026-12-02
+anchor: &base {x: 1, y: [1, 2]}
+copy: *base
+merged: {<<: *base, y: 3}
+two_merged: {<<: [{p: 1}, {p: 2, q: 2}], r: 3}
+text: |
+  two
+  lines
+? long key
+: value
+"""
+
+
+def test_loader_reads_what_safe_load_reads() -> None:
+    from harness.yaml_load import load_yaml_file, load_yaml_text
+
+    expected = yaml.safe_load(VALID_YAML)
+    got = load_yaml_text(VALID_YAML)
+    assert repr(got) == repr(expected)  # repr: nan != nan
+    assert got["copy"] is got["anchor"]  # aliases share, as in PyYAML
+    for path in sorted(BUNDLED_DIR.glob("*.yaml")):
+        assert load_yaml_file(path) == yaml.safe_load(path.read_text())
+
+
+def test_error_values_are_abbreviated_in_bounded_time() -> None:
+    import time
+
+    from harness.errors import MAX_VALUE_CHARS
+
+    level = ["lol"] * 9
+    for _ in range(12):  # 9**12 leaves when expanded; shared, as an alias bomb builds it
+        level = [level] * 9
+    start = time.perf_counter()
+    message = str(ScenarioError("f.yaml", "beam.species", "a name", level))
+    assert time.perf_counter() - start < 0.1
+    assert len(message) < len("f.yaml: beam.species: expected a name (got )") + \
+        MAX_VALUE_CHARS + 1
+    assert "\n" not in str(ScenarioError("f.yaml", "x", "a\nb", "line\nbreak" * 1000))
+
+
+def test_shared_huge_value_in_a_dict_gives_a_short_error() -> None:
+    data = fodo()
+    level = ["lol"] * 9
+    for _ in range(12):
+        level = [level] * 9
+    data["beam"]["species"] = level
+    with pytest.raises(ScenarioError) as info:
+        scenario_from_dict(data, "bomb.yaml")
+    assert info.value.field == "beam.species"
+    assert len(str(info.value)) < 300
