@@ -136,6 +136,9 @@ PALS_FIELDS: dict[str, str | None | Refused] = {
     "RFCavity:RFP.multipass_phase": Refused("no multipass lattices"),
     "RFCavity:RFP.n_cell": Refused("short RF gaps have no cells"),
     "RFCavity:SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
+    "RFCavity:MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
+    "Instrument:MagneticMultipoleP": Refused("an Instrument is a drift; give the multipole "
+                                             "its own element"),
 }
 
 #: Parameter groups that are mappings of fields (validated field by field).
@@ -546,32 +549,51 @@ TRANSLATORS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-def _check_dispositions(kind: str, raw: dict, model, file, path: str) -> None:
-    """Refuse PALS fields that :data:`PALS_FIELDS` marks :class:`Refused` when they are set,
-    and an ApertureP on an element that is not a zero-length Marker or Instrument."""
+def _group_class(kind_class: type, group: str) -> type | None:
+    """The pydantic model of a parameter group of a PALS kind (its annotation ``X | None``)."""
+    import typing
+
+    info = kind_class.model_fields.get(group)
+    if info is None:
+        return None
+    for candidate in (info.annotation, *typing.get_args(info.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel):
+            return candidate
+    return None
+
+
+def _check_dispositions(kind: str, kind_class: type, raw: dict, file, path: str) -> None:
+    """Refuse PALS fields that :data:`PALS_FIELDS` marks :class:`Refused` when they are set
+    (differ from pals-schema's default), whole groups refused for a kind, and an ApertureP
+    on an element that is not a zero-length Marker or Instrument."""
     for group in _GROUPS:
         given = raw.get(group)
-        if not isinstance(given, dict):
+        if not isinstance(given, dict) or not given:
             continue
+        whole = PALS_FIELDS.get(f"{kind}:{group}", PALS_FIELDS.get(group))
+        if isinstance(whole, Refused):
+            key = next(iter(given))
+            raise ScenarioError(file, f"{path}.{group}.{key}", f"no {group} on a {kind} "
+                                f"({whole.reason})", _short(given[key]))
         if group == "MagneticMultipoleP":
             continue
         if group == "ApertureP" and kind not in ("Marker", "Instrument"):
             raise ScenarioError(file, f"{path}.ApertureP", f"no aperture on a {kind} "
                                 "(apertures sit on a Marker or a zero-length Instrument; "
                                 "put a Marker with the ApertureP before the element)")
-        group_model = getattr(model, group, None)
+        model = _group_class(kind_class, group)
         for key in given:
             try:
                 where = pals_disposition(kind, f"{group}.{key}")
             except KeyError:
                 continue   # unknown keys are refused by _check_known_fields
-            if isinstance(where, Refused):
-                default = None
-                if group_model is not None and key in type(group_model).model_fields:
-                    default = type(group_model).model_fields[key].default
-                if group == "ElectricMultipoleP" or given[key] != default:
-                    raise ScenarioError(file, f"{path}.{group}.{key}",
-                                        f"not set ({where.reason})", _short(given[key]))
+            if not isinstance(where, Refused):
+                continue
+            field_info = model.model_fields.get(key) if model is not None else None
+            default = field_info.default if field_info is not None else None
+            if given[key] != default:
+                raise ScenarioError(file, f"{path}.{group}.{key}",
+                                    f"not set ({where.reason})", _short(given[key]))
 
 
 # --------------------------------------------------------------------------- flattening
@@ -627,6 +649,7 @@ class _Flattener:
                                                                                  dict):
                 raise ScenarioError(self.file, f"{path}.{key}", "a mapping of parameters",
                                     _short(fields[key]))
+        _check_dispositions(kind, self.classes[kind], fields, self.file, path)
         bad_key = _bad_multipole_key(fields.get("MagneticMultipoleP"))
         if bad_key is not None:
             raise ScenarioError(self.file, f"{path}.MagneticMultipoleP.{bad_key}",
@@ -654,7 +677,6 @@ class _Flattener:
                     and type(sub).model_config.get("extra") != "allow"):
                 _check_known_fields(sub, value, self.file, f"{path}.{key}",
                                     frozenset({extra[key]}) if key in extra else frozenset())
-        _check_dispositions(kind, fields, element, self.file, path)
         aperture = _aperture(element, self.ctx, path)
         if aperture is not None:
             return "Aperture", aperture
