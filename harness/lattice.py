@@ -137,6 +137,9 @@ PALS_FIELDS: dict[str, str | None | Refused] = {
     "RFCavity:RFP.n_cell": Refused("short RF gaps have no cells"),
     "RFCavity:SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
     "RFCavity:MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
+    "Marker:BodyShiftP": Refused("a Marker (or aperture) has no body to shift"),
+    "Instrument:BodyShiftP": Refused("an Instrument is a drift; no body to shift"),
+    "RFCavity:BodyShiftP": Refused("no backend shifts a short RF gap"),
     "Instrument:MagneticMultipoleP": Refused("an Instrument is a drift; give the multipole "
                                              "its own element"),
 }
