@@ -205,14 +205,25 @@ def _build_drift(element, plan, params, fraction, first, last, name, make) -> li
     return [cheetah.Drift(length, tracking_method=plan.method, name=name, **make.kwargs)]
 
 
+def _normal_and_tilt(params: dict[str, Any], order: int, make: _Factory):
+    """Cheetah strength and tilt of a quadrupole (order 1) or sextupole (2): with a skew
+    component, the normal magnet hypot(Kn, Ks) rotated by -atan2(Ks, Kn)/(N+1)
+    (:func:`harness.lattice.rotated_normal`), plus the body rotation ``z_rot``."""
+    t = make.tensor
+    kn, tilt = t(params[f"Kn{order}"]), t(params.get("z_rot", 0.0))
+    if f"Ks{order}" not in params:
+        return kn, tilt
+    ks = t(params[f"Ks{order}"])
+    return make.torch.hypot(kn, ks), tilt - make.torch.atan2(ks, kn) / (order + 1)
+
+
 def _build_quadrupole(element, plan, params, fraction, first, last, name, make) -> list:
     import cheetah
 
-    t = make.tensor
-    return [cheetah.Quadrupole(t(params["length"]) * fraction, k1=t(params["Kn1"]),
-                               misalignment=_misalignment(params, make),
-                               tilt=t(params.get("z_rot", 0.0)), tracking_method=plan.method,
-                               name=name, **make.kwargs)]
+    k1, tilt = _normal_and_tilt(params, 1, make)
+    return [cheetah.Quadrupole(make.tensor(params["length"]) * fraction, k1=k1,
+                               misalignment=_misalignment(params, make), tilt=tilt,
+                               tracking_method=plan.method, name=name, **make.kwargs)]
 
 
 def _build_bend(element, plan, params, fraction, first, last, name, make) -> list:
@@ -236,11 +247,10 @@ def _build_bend(element, plan, params, fraction, first, last, name, make) -> lis
 def _build_sextupole(element, plan, params, fraction, first, last, name, make) -> list:
     import cheetah
 
-    t = make.tensor
-    return [cheetah.Sextupole(t(params["length"]) * fraction, k2=t(params["Kn2"]),
-                              misalignment=_misalignment(params, make),
-                              tilt=t(params.get("z_rot", 0.0)), tracking_method=plan.method,
-                              name=name, **make.kwargs)]
+    k2, tilt = _normal_and_tilt(params, 2, make)
+    return [cheetah.Sextupole(make.tensor(params["length"]) * fraction, k2=k2,
+                              misalignment=_misalignment(params, make), tilt=tilt,
+                              tracking_method=plan.method, name=name, **make.kwargs)]
 
 
 def _build_solenoid(element, plan, params, fraction, first, last, name, make) -> list:
@@ -341,10 +351,10 @@ _ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
 #: solenoid: their maps commute with it), so those fields are honoured exactly.
 HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn1"}) | _ALIGNMENT,
+    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
                         "tilt_ref"}),
-    "Sextupole": frozenset({"length", "Kn2"}) | _ALIGNMENT,
+    "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,
     "Multipole": frozenset({"length", "Kn1L", "Ks1L", "Kn2L"}),
     "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
     "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),

@@ -75,7 +75,7 @@ from backends.base import (
     model_signature,
     package_version,
 )
-from harness.lattice import Element
+from harness.lattice import Element, rotated_normal
 from harness.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
@@ -167,19 +167,30 @@ def _thick(element: Element, nslice: int, exact: bool = False) -> dict[str, Any]
     return kwargs
 
 
-def _aligned(element: Element, rotation_field: str = "z_rot") -> dict[str, Any]:
+def _aligned(element: Element, rotation_field: str = "z_rot", turn: float = 0.0
+             ) -> dict[str, Any]:
     """ImpactX alignment arguments (``src/elements/mixin/alignment.H``): ``dx``, ``dy`` [m]
-    from the body offsets and ``rotation`` [degrees] from ``rotation_field`` [rad]; only
-    those that are set."""
+    from the body offsets and ``rotation`` [degrees] from ``rotation_field`` [rad] plus
+    ``turn`` [rad] (the rotation of a skew component, :func:`harness.lattice.
+    rotated_normal`); only those that are set."""
     p = element.params
     out: dict[str, Any] = {}
     if "x_offset" in p:
         out["dx"] = float(p["x_offset"])
     if "y_offset" in p:
         out["dy"] = float(p["y_offset"])
-    if rotation_field in p:
-        out["rotation"] = math.degrees(float(p[rotation_field]))
+    rotation = float(p.get(rotation_field, 0.0)) + turn
+    if rotation != 0.0:
+        out["rotation"] = math.degrees(rotation)
     return out
+
+
+def _quadrupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+    """A quadrupole; a skew component Ks1 makes it the normal quadrupole of strength
+    hypot(Kn1, Ks1) rotated by -atan2(Ks1, Kn1)/2 (exact for a pure quadrupole field)."""
+    k, turn = rotated_normal(float(element.params["Kn1"]),
+                             float(element.params.get("Ks1", 0.0)), 1)
+    return [_quad(element, element.tier, nslice, k, _aligned(element, turn=turn))]
 
 
 def _drift(element: Element, tier: str, nslice: int, length: float | None = None,
@@ -305,8 +316,7 @@ TRANSLATORS: dict[str, Any] = {
     "Drift": lambda e, ref, n: [_drift(e, e.tier, n, align=_aligned(e))],
     "Instrument": lambda e, ref, n: [_drift(e, e.tier, n)] if e.length != 0.0 else [],
     "Marker": lambda e, ref, n: [],
-    "Quadrupole": lambda e, ref, n: [_quad(e, e.tier, n, float(e.params["Kn1"]),
-                                           _aligned(e))],
+    "Quadrupole": _quadrupole,
     "SBend": lambda e, ref, n: _bend(e, n),
     "Sextupole": _sextupole,
     "Multipole": _multipole,
@@ -322,7 +332,7 @@ _ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`).
 HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn1"}) | _ALIGNMENT,
+    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
                         "tilt_ref"}),
     "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,

@@ -280,23 +280,32 @@ class Multipoles:
 
     Attributes:
         normal, skew: order N -> normalised strength, per metre (``KnN``, thick elements) or
-            integrated (``KnNL``, thin elements; see ``integrated``).
-        tilt: order N -> ``tiltN`` [rad].
+            integrated (``KnNL``, thin elements; see ``integrated``), with the multipole's
+            ``tiltN`` folded in (see :func:`parse_multipoles`).
         integrated: whether strengths are integrated (thin elements).
     """
 
     normal: dict[int, float]
     skew: dict[int, float]
-    tilt: dict[int, float]
     integrated: bool
 
     def params(self) -> dict[str, float]:
-        """Element fields ``KnN``/``KsN`` (``KnNL``/``KsNL`` when integrated), ``tiltN``."""
+        """Element fields ``KnN``/``KsN`` (``KnNL``/``KsNL`` when integrated)."""
         suffix = "L" if self.integrated else ""
         out = {f"Kn{n}{suffix}": v for n, v in self.normal.items()}
         out.update({f"Ks{n}{suffix}": v for n, v in self.skew.items()})
-        out.update({f"tilt{n}": v for n, v in self.tilt.items()})
         return out
+
+
+def rotated_normal(kn: float, ks: float, order: int) -> tuple[float, float]:
+    """``(K, T)``: a multipole of order N with normalised components (Kn, Ks) is the normal
+    multipole K rotated by T about s, Kn + i Ks = K exp(-i (N+1) T) (PALS
+    ``MagneticMultipoleP``: B_y + i B_x = (Bn + i Bs) exp(-i (N+1) tiltN) (x + i y)^N / N!).
+    ``T`` is an ImpactX ``rotation`` (element frame x' = x cos T + y sin T). A normal
+    component alone gives (Kn, 0) exactly."""
+    if ks == 0.0:
+        return kn, 0.0
+    return math.hypot(kn, ks), -math.atan2(ks, kn) / (order + 1)
 
 
 def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: float | None,
@@ -306,12 +315,15 @@ def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: flo
     ``BnN`` [T/m^N] becomes ``KnN = BnN / (B rho)`` (signed rigidity, so a negative charge
     flips the sign, as in ImpactX's ``unit = 1`` elements); ``KnNL`` on a thick element
     becomes ``KnNL / length``; ``KnN`` on a thin one (``integrated``) ``KnN * length``.
-    Giving one component twice (``Kn1`` and ``Bn1``, or ``Kn1`` and ``Kn1L``) is refused.
+    ``tiltN`` T is folded into the components: Kn + i Ks -> (Kn + i Ks) exp(-i (N+1) T)
+    (see :func:`rotated_normal`). Giving one component twice (``Kn1`` and ``Bn1``, or ``Kn1``
+    and ``Kn1L``), or the two components of one order in different forms, is refused.
     """
     normal: dict[int, float] = {}
     skew: dict[int, float] = {}
     tilt: dict[int, float] = {}
     seen: dict[tuple[str, int], str] = {}
+    forms: dict[int, tuple[str, str]] = {}
     for key, value in (raw or {}).items():
         key_path = f"{path}.{key}"
         match = _MULTIPOLE_KEY.match(str(key))
@@ -329,6 +341,10 @@ def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: flo
         if prefix == "tilt":
             tilt[order] = number
             continue
+        form = (prefix[0], match.group(3))
+        if forms.setdefault(order, form) != form:
+            raise ScenarioError(file, key_path, f"both components of order {order} in one "
+                                "form (both K or both B, both with or without L; PALS)", key)
         if prefix.startswith("B"):
             if rigidity_Tm is None:
                 raise ScenarioError(file, key_path, "a normalised strength Kn/Ks (a field "
@@ -345,7 +361,13 @@ def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: flo
                                     "on a thick element of positive length", key)
             number = number / length
         (normal if component == "n" else skew)[order] = number
-    return Multipoles(normal, skew, tilt, integrated)
+    for order, angle in tilt.items():
+        if angle == 0.0 or order not in normal and order not in skew:
+            continue   # a tilt without a field rotates nothing
+        turned = complex(normal.get(order, 0.0), skew.get(order, 0.0)) \
+            * complex(math.cos((order + 1) * angle), -math.sin((order + 1) * angle))
+        normal[order], skew[order] = turned.real, turned.imag
+    return Multipoles(normal, skew, integrated)
 
 
 # --------------------------------------------------------------------------- per kind

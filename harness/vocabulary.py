@@ -54,13 +54,12 @@ _ALIGNMENT: dict[str, FieldInfo] = {
 }
 
 #: Multipole fields (order N = 0, 1, 2, ...): ``KnN``/``KsN`` per metre of a thick element
-#: [1/m^(N+1)], ``KnNL``/``KsNL`` integrated [1/m^N] on thin ones, ``tiltN`` [rad]. Field
-#: strengths (``BnN`` [T/m^N]) are converted with the beam's rigidity, so params hold the
-#: normalised strengths only.
+#: [1/m^(N+1)], ``KnNL``/``KsNL`` integrated [1/m^N] on thin ones. Field strengths (``BnN``
+#: [T/m^N]) are converted with the beam's rigidity and ``tiltN`` is folded into the two
+#: components, so params hold normalised, untilted strengths only.
 MULTIPOLE_PATTERNS: dict[str, FieldInfo] = {
     "Kn*": FieldInfo("1/m^(N+1)", "normal multipole of order N per metre (MAD-X KN/L)"),
     "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (MAD-X KS/L)"),
-    "tilt*": FieldInfo("rad", "rotation of the multipole of order N about s"),
 }
 
 #: The fields of :attr:`harness.lattice.Element.params` per kind. ``REQUIRED_FIELDS`` are
@@ -105,19 +104,14 @@ ELEMENT_FIELDS: dict[str, dict[str, FieldInfo]] = {
                "Ks0L": FieldInfo("rad", "integrated skew dipole kick, dpy = +Ks0L"),
                "Kn*L": FieldInfo("1/m^N", "integrated normal multipole of order N"),
                "Ks*L": FieldInfo("1/m^N", "integrated skew multipole of order N"),
-               "tilt*": MULTIPOLE_PATTERNS["tilt*"],
                **_ALIGNMENT},
     "Aperture": {"length": FieldInfo("m", "0"),
                  "x_limit": FieldInfo("m", "horizontal half-width"),
                  "y_limit": FieldInfo("m", "vertical half-width"),
                  "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular")},
 }
-for _kind in ("Drift", "Quadrupole", "SBend", "Sextupole", "Solenoid", "Instrument"):
+for _kind in ("Quadrupole", "SBend", "Sextupole", "Solenoid"):
     ELEMENT_FIELDS[_kind] = {**ELEMENT_FIELDS[_kind], **MULTIPOLE_PATTERNS}
-ELEMENT_FIELDS["Multipole"]["tilt*"] = MULTIPOLE_PATTERNS["tilt*"]
-del ELEMENT_FIELDS["Drift"]["Kn*"], ELEMENT_FIELDS["Drift"]["Ks*"]
-del ELEMENT_FIELDS["Drift"]["tilt*"], ELEMENT_FIELDS["Instrument"]["Kn*"]
-del ELEMENT_FIELDS["Instrument"]["Ks*"], ELEMENT_FIELDS["Instrument"]["tilt*"]
 
 #: Fields every element of a kind carries (see ``ELEMENT_FIELDS``).
 REQUIRED_FIELDS: dict[str, frozenset[str]] = {

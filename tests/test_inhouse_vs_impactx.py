@@ -268,6 +268,11 @@ FIELD_CASES = {
                  z_rot=0.2), _element("d", "Drift", length=1.0)], 1e-11),
     "quad_rotated_paraxial": ([
         _element("q", "Quadrupole", "paraxial", length=0.5, Kn1=-1.5, z_rot=-0.4)], 1e-11),
+    "skew_quad_paraxial": ([
+        _element("q", "Quadrupole", "paraxial", length=0.5, Kn1=-1.5, Ks1=0.6, y_offset=1e-4)],
+        1e-11),
+    "skew_quad_linear": ([
+        _element("q", "Quadrupole", length=0.5, Kn1=0.0, Ks1=0.8, z_rot=0.1)], 1e-11),
     "quad_offset_exact": ([
         _element("q", "Quadrupole", "exact", length=0.5, Kn1=1.5, x_offset=-2e-4,
                  y_offset=1e-4, z_rot=0.1)], 1e-9),

@@ -14,7 +14,7 @@ _ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
 #: Element fields the in-house tracker honours per kind.
 HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn1"}) | _ALIGNMENT,
+    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
                         "tilt_ref"}),
     "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,

@@ -30,8 +30,11 @@ the identity and is left out. Exact integrators take
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
 
 from backends.inhouse import (
     alignment,
@@ -88,16 +91,36 @@ def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
                    lambda p, r: drift.exact_drift_kernel(length(p), r))
 
 
+def _atan2(y: nm.Scalar, x: nm.Scalar) -> nm.Scalar:
+    if nm.is_tensor(y) or nm.is_tensor(x):
+        return torch.atan2(torch.as_tensor(y), torch.as_tensor(x))
+    return math.atan2(y, x)
+
+
+def _quad_strength(p: Params) -> nm.Scalar:
+    """The normal gradient of a quadrupole: Kn1, or hypot(Kn1, Ks1) with a skew component
+    (the quadrupole is then rotated, :func:`_quad_turn`)."""
+    if "Ks1" not in p:
+        return p["Kn1"]
+    return nm.sqrt(p["Kn1"] * p["Kn1"] + p["Ks1"] * p["Ks1"])
+
+
+def _quad_turn(p: Params) -> nm.Scalar:
+    """Rotation [rad] of a skew quadrupole component: -atan2(Ks1, Kn1)/2
+    (:func:`harness.lattice.rotated_normal`)."""
+    return -0.5 * _atan2(p["Ks1"], p["Kn1"]) if "Ks1" in p else 0.0
+
+
 def _quad_spec(element: Element) -> MapSpec:
     tier, steps = element.tier, element.integrator_steps
     if tier == "linear":
-        return MapSpec("Quad", element, True,
-                       lambda p, r: quadrupole.quad_entries(p["length"], p["Kn1"], r))
+        return MapSpec("Quad", element, True, lambda p, r: quadrupole.quad_entries(
+            p["length"], _quad_strength(p), r))
     if tier == "paraxial":
-        return MapSpec("ChrQuad", element, False,
-                       lambda p, r: quadrupole.chr_quad_kernel(p["length"], p["Kn1"], r))
-    return MapSpec("ExactQuad", element, False,
-                   lambda p, r: quadrupole.exact_quad_kernel(p["length"], p["Kn1"], r, steps))
+        return MapSpec("ChrQuad", element, False, lambda p, r: quadrupole.chr_quad_kernel(
+            p["length"], _quad_strength(p), r))
+    return MapSpec("ExactQuad", element, False, lambda p, r: quadrupole.exact_quad_kernel(
+        p["length"], _quad_strength(p), r, steps))
 
 
 def _edge_spec(element: Element, face: str) -> MapSpec:
@@ -182,22 +205,29 @@ def _kicker_specs(element: Element, parameter_fields: frozenset[str]) -> list[Ma
 def _aligned(element: Element, specs: list[MapSpec], parameter_fields: frozenset[str],
              rotation_field: str = "z_rot") -> list[MapSpec]:
     """``specs`` inside ImpactX's ``shift_in``/``shift_out`` when the element is shifted or
-    rotated (:mod:`backends.inhouse.alignment`); a rotation alone is linear."""
+    rotated (:mod:`backends.inhouse.alignment`); a rotation alone is linear. A quadrupole's
+    skew component adds its rotation (:func:`_quad_turn`), as the ImpactX adapter does."""
     offset = _has(element, "x_offset", parameter_fields) or \
         _has(element, "y_offset", parameter_fields)
-    rotated = _has(element, rotation_field, parameter_fields)
+    skew = element.kind == "Quadrupole" and _has(element, "Ks1", parameter_fields)
+    rotated = _has(element, rotation_field, parameter_fields) or skew
+
+    def angle(p: Params) -> nm.Scalar:
+        return p.get(rotation_field, 0.0) + _quad_turn(p) if skew else \
+            p.get(rotation_field, 0.0)
+
     if not specs or not (offset or rotated):
         return specs
     if not offset:
-        return [MapSpec("Alignment", element, True, lambda p, r: alignment.rotation_entries(
-                    p.get(rotation_field, 0.0))),
+        return [MapSpec("Alignment", element, True,
+                        lambda p, r: alignment.rotation_entries(angle(p))),
                 *specs,
-                MapSpec("Alignment", element, True, lambda p, r: alignment.rotation_entries(
-                    p.get(rotation_field, 0.0), inverse=True))]
+                MapSpec("Alignment", element, True,
+                        lambda p, r: alignment.rotation_entries(angle(p), inverse=True))]
 
     def shift(out: bool) -> MapSpec:
         return MapSpec("Alignment", element, False, lambda p, r: alignment.shift_kernel(
-            p.get("x_offset", 0.0), p.get("y_offset", 0.0), p.get(rotation_field, 0.0), out))
+            p.get("x_offset", 0.0), p.get("y_offset", 0.0), angle(p), out))
 
     return [shift(False), *specs, shift(True)]
 
