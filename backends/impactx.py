@@ -13,7 +13,9 @@ SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
                             (``ExactCFbend(k_normal=[angle/length, Kn1])`` with Kn1),
                             ``DipEdge(e2)``
-Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2], k_skew=[0, 0, Ks2])`` (1/m^3)
+Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2, ...], k_skew=[0, 0, Ks2, ...])``
+                            (index = order N, per metre; every component of the element)
+Quadrupole+KnN exact        ``ExactMultipole`` of every component (other tiers: unsupported)
 Multipole      thin         one ``Multipole(multipole=N+1, K_normal=KnNL, K_skew=KsNL)`` per order
                             N (ImpactX index m=1 dipole, 2 quadrupole, 3 sextupole; the kick
                             -Re/Im[(Kn + i Ks)(x + i y)^N]/N! is MAD-X's KNL/KSL convention)
@@ -75,7 +77,7 @@ from backends.base import (
     model_signature,
     package_version,
 )
-from harness.lattice import Element, rotated_normal
+from harness.lattice import Element, rotated_normal, thick_multipoles
 from harness.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
@@ -185,9 +187,24 @@ def _aligned(element: Element, rotation_field: str = "z_rot", turn: float = 0.0
     return out
 
 
+def _exact_multipole(element: Element, nslice: int) -> ElementSpec:
+    """``ExactMultipole`` of every multipole component of a thick element (index = order
+    N, per metre, ``src/elements/ExactMultipole.H``)."""
+    poles = thick_multipoles(element.params)
+    top = max(poles)
+    return ElementSpec("ExactMultipole", {
+        "ds": element.length,
+        "k_normal": [float(poles.get(n, (0.0, 0.0))[0]) for n in range(top + 1)],
+        "k_skew": [float(poles.get(n, (0.0, 0.0))[1]) for n in range(top + 1)],
+        "unit": 0, **_aligned(element), **_thick(element, nslice, True)})
+
+
 def _quadrupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
     """A quadrupole; a skew component Ks1 makes it the normal quadrupole of strength
-    hypot(Kn1, Ks1) rotated by -atan2(Ks1, Kn1)/2 (exact for a pure quadrupole field)."""
+    hypot(Kn1, Ks1) rotated by -atan2(Ks1, Kn1)/2 (exact for a pure quadrupole field);
+    other multipole components make it an ``ExactMultipole`` (exact tier only)."""
+    if set(thick_multipoles(element.params)) != {1}:
+        return [_exact_multipole(element, nslice)]
     k, turn = rotated_normal(float(element.params["Kn1"]),
                              float(element.params.get("Ks1", 0.0)), 1)
     return [_quad(element, element.tier, nslice, k, _aligned(element, turn=turn))]
@@ -304,11 +321,21 @@ def _aperture(element: Element, reference: Reference, nslice: int) -> list[Eleme
 
 
 def _sextupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
-    p = element.params
-    return [ElementSpec("ExactMultipole", {
-        "ds": element.length, "k_normal": [0.0, 0.0, float(p["Kn2"])],
-        "k_skew": [0.0, 0.0, float(p.get("Ks2", 0.0))], "unit": 0, **_aligned(element),
-        **_thick(element, nslice, True)})]
+    return [_exact_multipole(element, nslice)]
+
+
+def exact_tier_multipoles(element: Element) -> Unsupported | None:
+    """Unsupported naming the field when a quadrupole carries components besides Kn1/Ks1
+    below the exact tier (only ``ExactMultipole`` models them)."""
+    if element.kind != "Quadrupole" or element.tier == "exact":
+        return None
+    extra = [n for n in thick_multipoles(element.params) if n != 1]
+    if not extra:
+        return None
+    name = next(k for k in element.params if k in (f"Kn{extra[0]}", f"Ks{extra[0]}"))
+    return Unsupported(f"{element.kind} field {name!r} ({element.name}): multipole "
+                       f"components on a quadrupole need model 'exact' (ExactMultipole); "
+                       f"this element runs {element.tier}")
 
 
 #: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
@@ -332,10 +359,10 @@ _ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`).
 HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
+    "Quadrupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
                         "tilt_ref"}),
-    "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,
+    "Sextupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
     "Multipole": frozenset({"length", "Kn*L", "Ks*L"}) | _ALIGNMENT,
     "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
     "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),
@@ -679,6 +706,9 @@ class ImpactXBackend(Backend):
                                "a conversion at the boundary")
         raised = []
         for element in scenario.elements:
+            refused = exact_tier_multipoles(element)
+            if refused is not None:
+                return refused
             family = "Marker" if element.kind == "Aperture" else element.kind
             if element.tier not in ELEMENT_TIERS[family]:
                 return Unsupported(f"ImpactX has no {element.tier} model of {element.kind} "

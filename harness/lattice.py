@@ -308,6 +308,20 @@ def rotated_normal(kn: float, ks: float, order: int) -> tuple[float, float]:
     return math.hypot(kn, ks), -math.atan2(ks, kn) / (order + 1)
 
 
+_THICK_COMPONENT = re.compile(r"^K([ns])(0|[1-9][0-9]*)$")
+
+
+def thick_multipoles(params: dict[str, Any]) -> dict[int, tuple[Any, Any]]:
+    """``{order N: (KnN, KsN)}`` of a thick element's multipole fields (per metre; values
+    as stored, floats or tensors; a missing component is 0.0), ordered by N."""
+    out: dict[int, list[Any]] = {}
+    for key, value in params.items():
+        match = _THICK_COMPONENT.match(key)
+        if match:
+            out.setdefault(int(match.group(2)), [0.0, 0.0])[match.group(1) == "s"] = value
+    return {n: (kn, ks) for n, (kn, ks) in sorted(out.items())}
+
+
 def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: float | None,
                      file, path: str) -> Multipoles:
     """A raw ``MagneticMultipoleP`` mapping as normalised strengths.

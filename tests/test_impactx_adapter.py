@@ -363,7 +363,7 @@ def test_kicker_kicks_by_minus_kn0l_and_plus_ks0l() -> None:
     brho = scenario.reference_particle.rigidity_Tm
     by_field = make_scenario(line(("k", {"kind": "Kicker", "length": 0.0,
                                          "MagneticMultipoleP": {"Bn0L": 2e-4 * brho,
-                                                                "Ks0L": 3e-4}})))
+                                                                "Bs0L": 3e-4 * brho}})))
     np.testing.assert_allclose(_single_particle(by_field, [0.0] * 6), out, rtol=1e-14,
                                atol=1e-20)
 

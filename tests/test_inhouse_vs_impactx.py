@@ -273,6 +273,12 @@ FIELD_CASES = {
         1e-11),
     "skew_quad_linear": ([
         _element("q", "Quadrupole", length=0.5, Kn1=0.0, Ks1=0.8, z_rot=0.1)], 1e-11),
+    "quad_multipoles_exact": ([
+        _element("q", "Quadrupole", "exact", length=0.5, Kn1=1.5, Ks1=0.2, Kn2=30.0,
+                 Ks3=-200.0, Kn0=1e-4, x_offset=1e-4, z_rot=0.1)], 1e-9),
+    "sextupole_octupole_exact": ([
+        _element("s", "Sextupole", "exact", length=0.3, Kn2=40.0, Kn3=500.0, Ks1=0.1)],
+        1e-9),
     "quad_offset_exact": ([
         _element("q", "Quadrupole", "exact", length=0.5, Kn1=1.5, x_offset=-2e-4,
                  y_offset=1e-4, z_rot=0.1)], 1e-9),

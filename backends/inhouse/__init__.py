@@ -162,6 +162,12 @@ class InhouseBackend(Backend):
             return base
         if dtype not in DTYPES:
             return Unsupported(f"inhouse tracks in {list(DTYPES)}, not {dtype!r}")
+        from backends.impactx import exact_tier_multipoles
+
+        for element in scenario.elements:   # the maps are ImpactX's, so are their limits
+            refused = exact_tier_multipoles(element)
+            if refused is not None:
+                return refused
         import torch
 
         device_type = torch.device(device).type

@@ -14,10 +14,10 @@ _ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
 #: Element fields the in-house tracker honours per kind.
 HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
+    "Quadrupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
                         "tilt_ref"}),
-    "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,
+    "Sextupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
     "Multipole": frozenset({"length", "Kn*L", "Ks*L"}) | _ALIGNMENT,
     "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
     "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),

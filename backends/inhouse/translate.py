@@ -50,7 +50,7 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
-from harness.lattice import Element
+from harness.lattice import Element, thick_multipoles
 
 Params = dict[str, nm.Scalar]
 
@@ -111,8 +111,25 @@ def _quad_turn(p: Params) -> nm.Scalar:
     return -0.5 * _atan2(p["Ks1"], p["Kn1"]) if "Ks1" in p else 0.0
 
 
+def _exact_multipole_spec(element: Element) -> MapSpec:
+    """``ExactMultipole`` of every multipole component of a thick element."""
+    steps = element.integrator_steps
+
+    def strengths(p: Params) -> tuple[multipole.Strength, ...]:
+        return tuple((n, kn, ks) for n, (kn, ks) in thick_multipoles(p).items())
+
+    return MapSpec("ExactMultipole", element, False, lambda p, r: (
+        multipole.exact_multipole_kernel(p["length"], strengths(p), r, steps)))
+
+
+def _pure_quadrupole(element: Element) -> bool:
+    return set(thick_multipoles(element.params)) == {1}
+
+
 def _quad_spec(element: Element) -> MapSpec:
     tier, steps = element.tier, element.integrator_steps
+    if not _pure_quadrupole(element):
+        return _exact_multipole_spec(element)
     if tier == "linear":
         return MapSpec("Quad", element, True, lambda p, r: quadrupole.quad_entries(
             p["length"], _quad_strength(p), r))
@@ -185,10 +202,7 @@ def _multipole_specs(element: Element, parameter_fields: frozenset[str]) -> list
 
 
 def _sextupole_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
-    steps = element.integrator_steps
-    return [MapSpec("ExactMultipole", element, False,
-                    lambda p, r: multipole.exact_multipole_kernel(
-                        p["length"], ((2, p["Kn2"], p.get("Ks2", 0.0)),), r, steps))]
+    return [_exact_multipole_spec(element)]
 
 
 def _kicker_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
@@ -209,7 +223,8 @@ def _aligned(element: Element, specs: list[MapSpec], parameter_fields: frozenset
     skew component adds its rotation (:func:`_quad_turn`), as the ImpactX adapter does."""
     offset = _has(element, "x_offset", parameter_fields) or \
         _has(element, "y_offset", parameter_fields)
-    skew = element.kind == "Quadrupole" and _has(element, "Ks1", parameter_fields)
+    skew = (element.kind == "Quadrupole" and _has(element, "Ks1", parameter_fields)
+            and _pure_quadrupole(element))
     rotated = _has(element, rotation_field, parameter_fields) or skew
 
     def angle(p: Params) -> nm.Scalar:
