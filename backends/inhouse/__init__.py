@@ -179,6 +179,12 @@ class InhouseBackend(Backend):
         if scenario.space_charge is not None:
             if space_charge_builder() is None:
                 return Unsupported("space charge in the in-house tracker is not available")
+            thick_kickers = [e.name for e in scenario.elements
+                             if e.kind == "Kicker" and e.length != 0.0]
+            if thick_kickers:
+                return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
+                                   "the space-charge tracker does not cut a kicker around "
+                                   "its kick")
             if scenario.space_charge.kind != "3d":
                 return Unsupported(f"the in-house tracker has 3d space charge only, not "
                                    f"{scenario.space_charge.kind!r}")
