@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from harness.lattice import thin_multipoles
 
 if TYPE_CHECKING:
     import torch
@@ -110,10 +111,14 @@ class ElementPlan:
 
 
 def _multipole_orders(params: dict[str, Any]) -> dict[str, Any]:
-    """The nonzero integrated thin-multipole strengths ``KnNL`` / ``KsNL`` of an element."""
-    return {k: v for k, v in params.items()
-            if k.startswith(("Kn", "Ks")) and k.endswith("L")
-            and (not isinstance(v, float) or v != 0.0)}
+    """The nonzero integrated thin-multipole strengths ``KnNL`` / ``KsNL`` of an element,
+    by field name (:func:`harness.lattice.thin_multipoles`)."""
+    out = {}
+    for n, (kn, ks) in thin_multipoles(params).items():
+        for prefix, value in (("Kn", kn), ("Ks", ks)):
+            if f"{prefix}{n}L" in params and (not isinstance(value, float) or value != 0.0):
+                out[f"{prefix}{n}L"] = value
+    return out
 
 
 def _plan_drift(element: Element) -> ElementPlan | Unsupported:

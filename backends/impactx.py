@@ -77,7 +77,7 @@ from backends.base import (
     model_signature,
     package_version,
 )
-from harness.lattice import Element, rotated_normal, thick_multipoles
+from harness.lattice import Element, rotated_normal, thick_multipoles, thin_multipoles
 from harness.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
@@ -271,13 +271,9 @@ def _bend(element: Element, nslice: int) -> list[ElementSpec]:
 
 
 def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:
-    """``{order N: (KnNL, KsNL)}`` from thin-multipole fields ``Kn2L``, ``Ks1L``, ..."""
-    orders: dict[int, list[float]] = {}
-    for key, value in params.items():
-        if key.startswith(("Kn", "Ks")) and key.endswith("L") and key[2:-1].isdigit():
-            slot = orders.setdefault(int(key[2:-1]), [0.0, 0.0])
-            slot[0 if key.startswith("Kn") else 1] = float(value)
-    return {n: (kn, ks) for n, (kn, ks) in sorted(orders.items())}
+    """``{order N: (KnNL, KsNL)}`` of a thin multipole (:func:`harness.lattice.
+    thin_multipoles`) as floats."""
+    return {n: (float(kn), float(ks)) for n, (kn, ks) in thin_multipoles(params).items()}
 
 
 def _multipole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:

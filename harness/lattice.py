@@ -309,17 +309,28 @@ def rotated_normal(kn: float, ks: float, order: int) -> tuple[float, float]:
 
 
 _THICK_COMPONENT = re.compile(r"^K([ns])(0|[1-9][0-9]*)$")
+_THIN_COMPONENT = re.compile(r"^K([ns])(0|[1-9][0-9]*)L$")
+
+
+def _components(params: dict[str, Any], pattern: re.Pattern) -> dict[int, tuple[Any, Any]]:
+    out: dict[int, list[Any]] = {}
+    for key, value in params.items():
+        match = pattern.match(key)
+        if match:
+            out.setdefault(int(match.group(2)), [0.0, 0.0])[match.group(1) == "s"] = value
+    return {n: (kn, ks) for n, (kn, ks) in sorted(out.items())}
 
 
 def thick_multipoles(params: dict[str, Any]) -> dict[int, tuple[Any, Any]]:
     """``{order N: (KnN, KsN)}`` of a thick element's multipole fields (per metre; values
     as stored, floats or tensors; a missing component is 0.0), ordered by N."""
-    out: dict[int, list[Any]] = {}
-    for key, value in params.items():
-        match = _THICK_COMPONENT.match(key)
-        if match:
-            out.setdefault(int(match.group(2)), [0.0, 0.0])[match.group(1) == "s"] = value
-    return {n: (kn, ks) for n, (kn, ks) in sorted(out.items())}
+    return _components(params, _THICK_COMPONENT)
+
+
+def thin_multipoles(params: dict[str, Any]) -> dict[int, tuple[Any, Any]]:
+    """``{order N: (KnNL, KsNL)}`` of a thin multipole's integrated fields (as
+    :func:`thick_multipoles`)."""
+    return _components(params, _THIN_COMPONENT)
 
 
 def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: float | None,

@@ -50,7 +50,7 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
-from harness.lattice import Element, thick_multipoles
+from harness.lattice import Element, thick_multipoles, thin_multipoles
 
 Params = dict[str, nm.Scalar]
 
@@ -178,13 +178,9 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
 
 
 def multipole_strengths(params: Params) -> tuple[multipole.Strength, ...]:
-    """(order, KnNL, KsNL) per order from thin-multipole fields ``Kn2L``, ``Ks1L``, ..."""
-    orders: dict[int, list] = {}
-    for key, value in params.items():
-        if key.startswith(("Kn", "Ks")) and key.endswith("L") and key[2:-1].isdigit():
-            slot = orders.setdefault(int(key[2:-1]), [0.0, 0.0])
-            slot[0 if key.startswith("Kn") else 1] = value
-    return tuple((n, kn, ks) for n, (kn, ks) in sorted(orders.items()))
+    """(order, KnNL, KsNL) per order of a thin multipole (:func:`harness.lattice.
+    thin_multipoles`)."""
+    return tuple((n, kn, ks) for n, (kn, ks) in thin_multipoles(params).items())
 
 
 def _multipole_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
