@@ -660,6 +660,7 @@ class _Flattener:
         self.where: dict[str, str] = {}
         self.built: dict[str, tuple[str, dict[str, float]]] = {}
         self._counts: dict[int, int] = {}
+        self._expanded: dict[str, list] = {}
 
     # -- one element -----------------------------------------------------------------------
     def check_kind(self, raw: Any, path: str) -> str:
@@ -707,7 +708,7 @@ class _Flattener:
                                 "leading zeros; suffix L for integrated strengths)", bad_key)
         for key, value in (fields.get("MagneticMultipoleP") or {}).items():
             _number(value, self.file, f"{path}.MagneticMultipoleP.{key}")
-        schema_fields = copy.deepcopy(fields)
+        schema_fields = {k: (dict(v) if isinstance(v, dict) else v) for k, v in fields.items()}
         for group, key in extra.items():
             if isinstance(schema_fields.get(group), dict):
                 schema_fields[group].pop(key, None)
@@ -794,16 +795,20 @@ class _Flattener:
         name, raw, where = self._resolve(item, path)
         if depth > MAX_DEPTH:
             raise ScenarioError(self.file, where, "a lattice without circular references")
-        if isinstance(item, dict) or name not in self.registry:
-            built = self.build(name, raw, where)
-        else:
-            built = self.element(name)
-        if isinstance(built, dict):
-            key, children = self._children(built, where)
-            for index, child in enumerate(children):
-                self.flatten(child, f"{where}.{key}[{index}]", out, depth + 1)
+        shared = not isinstance(item, dict) and name in self.registry
+        built = self.element(name) if shared else self.build(name, raw, where)
+        if not isinstance(built, dict):
+            out.append((name, *built))
             return
-        out.append((name, *built))
+        if shared and name in self._expanded:   # a named line is expanded once
+            out.extend(self._expanded[name])
+            return
+        key, children = self._children(built, where)
+        start = len(out)
+        for index, child in enumerate(children):
+            self.flatten(child, f"{where}.{key}[{index}]", out, depth + 1)
+        if shared:
+            self._expanded[name] = out[start:]
 
 
 def _register(flattener: _Flattener, facility: list, file) -> None:
@@ -854,15 +859,42 @@ def parse_pals(document: Any, file: str | Path | None = None,
     return out
 
 
+#: Line entries per container that :func:`_validate_with_pals_root` gives pals-schema.
+_PALS_ROOT_ENTRIES = 256
+
+
+def _skeleton(root: dict) -> dict:
+    """The PALS root with its containers (distinct line entries, at most
+    :data:`_PALS_ROOT_ENTRIES`) and ``use`` only:
+    every named element was already validated by its own pals-schema class, every line
+    entry by the flattener (a root of elements only keeps one Marker)."""
+    facility = []
+    for entry in root.get("facility", []):
+        (name, raw), = entry.items()
+        if isinstance(raw, dict) and raw.get("kind") not in _CONTAINERS and name != "use":
+            continue
+        raw = copy.deepcopy(raw)
+        if isinstance(raw, dict) and isinstance(raw.get("line"), list):
+            # the forms of the entries (the flattener checks every entry): pals-schema takes
+            # ~170 us per entry, 17 s for a line of 1e5 names
+            distinct = {(x if isinstance(x, str) else id(x)): x for x in raw["line"]}
+            raw["line"] = list(distinct.values())[:_PALS_ROOT_ENTRIES]
+        facility.append({name: raw})
+    if not facility:
+        facility = [{"_": {"kind": "Marker"}}]
+    return {**{k: v for k, v in root.items() if k != "facility"}, "facility": facility}
+
+
 def _validate_with_pals_root(document: dict, file) -> None:
-    """Run the whole document through ``pals.PALSroot`` (the check ImpactX's reader does)."""
+    """Run the document's structure through ``pals.PALSroot`` (the check ImpactX's reader
+    does), its elements as bare kinds: their fields were validated element by element."""
     import pals
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # pals-schema 0.3 mistakes a root holding only 'facility' for a one-key container
-            pals.PALSroot(**{"version": None, **copy.deepcopy(document["PALS"])})
+            pals.PALSroot(**{"version": None, **_skeleton(document["PALS"])})
     except (pydantic.ValidationError, ValueError, TypeError) as error:
         raise ScenarioError(file, "lattice.PALS", "a valid PALS document "
                             f"({_Short(str(error), 200)!r})") from None
@@ -888,7 +920,11 @@ def build_elements(
     ``rigidity_Tm`` as in :func:`parse_pals`."""
     overrides = overrides or {}
     out = []
+    made: dict[int, Element] = {}   # one Element per element definition (frozen, shared)
     for name, kind, params in parse_pals(document, file, rigidity_Tm):
+        if id(params) in made:
+            out.append(made[id(params)])
+            continue
         settings = overrides.get(name, default)
         if settings.model not in MODEL_TIERS:
             raise ScenarioError(file, f"overrides.{name}.model",
@@ -899,6 +935,7 @@ def build_elements(
             tier=resolve_tier(family, settings.model), requested_tier=settings.model,
             nslice=settings.nslice, mapsteps=settings.mapsteps,
         ))
+        made[id(params)] = out[-1]
     unknown = set(overrides) - {e.name for e in out}
     if unknown:
         raise ScenarioError(file, f"overrides.{sorted(unknown)[0]}",
