@@ -406,7 +406,8 @@ class Scenario(_Strict):
             for name, o in self.overrides.items()
         }
         one = build_elements(self.lattice, default, overrides,
-                             _origin(self.source_file, self.lattice_file))
+                             _origin(self.source_file, self.lattice_file),
+                             self.beam.reference.rigidity_Tm)
         if len(one) * self.periods > MAX_TRACKED_ELEMENTS:
             raise ScenarioError(self.source_file, "periods", f"at most "
                                 f"{MAX_TRACKED_ELEMENTS} tracked elements in all "

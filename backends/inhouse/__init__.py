@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
-from backends.inhouse.kinds import KINDS
+from backends.inhouse.kinds import HONOURED_FIELDS, KINDS
 
 if TYPE_CHECKING:
     from harness.scenario import Scenario
@@ -147,6 +147,7 @@ class InhouseBackend(Backend):
     distribution: ClassVar[str] = "trackbench"
     install_hint: ClassVar[str] = "pip install -e . (needs torch)"
     element_kinds: ClassVar[frozenset[str]] = KINDS
+    honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
 
     @classmethod
@@ -161,6 +162,12 @@ class InhouseBackend(Backend):
             return base
         if dtype not in DTYPES:
             return Unsupported(f"inhouse tracks in {list(DTYPES)}, not {dtype!r}")
+        from backends.impactx import exact_tier_multipoles
+
+        for element in scenario.elements:   # the maps are ImpactX's, so are their limits
+            refused = exact_tier_multipoles(element)
+            if refused is not None:
+                return refused
         import torch
 
         device_type = torch.device(device).type
@@ -172,6 +179,12 @@ class InhouseBackend(Backend):
         if scenario.space_charge is not None:
             if space_charge_builder() is None:
                 return Unsupported("space charge in the in-house tracker is not available")
+            thick_kickers = [e.name for e in scenario.elements
+                             if e.kind == "Kicker" and e.length != 0.0]
+            if thick_kickers:
+                return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
+                                   "the space-charge tracker does not cut a kicker around "
+                                   "its kick")
             if scenario.space_charge.kind != "3d":
                 return Unsupported(f"the in-house tracker has 3d space charge only, not "
                                    f"{scenario.space_charge.kind!r}")

@@ -79,10 +79,12 @@ def slice_params(params: Mapping[str, object], index: int, count: int) -> dict:
     for field in LENGTH_FIELDS:
         if field in out:
             out[field] = out[field] / count
-    if "e1" in out and index > 0:
-        out["e1"] = 0.0
-    if "e2" in out and index < count - 1:
-        out["e2"] = 0.0
+    for field in ("e1", "edge_int1"):
+        if field in out and index > 0:
+            out[field] = 0.0
+    for field in ("e2", "edge_int2"):
+        if field in out and index < count - 1:
+            out[field] = 0.0
     return out
 
 
@@ -97,9 +99,9 @@ def _slice_keys(key: ParamKey, count: int) -> list[tuple[ParamKey, int]]:
     """Slice parameter keys fed by one element parameter, with the slice index."""
     name, field = key
     indices = range(count)
-    if field == "e1":
+    if field in ("e1", "edge_int1"):
         indices = [0]
-    elif field == "e2":
+    elif field in ("e2", "edge_int2"):
         indices = [count - 1]
     return [((slice_name(name, k), field), k) for k in indices]
 
