@@ -41,7 +41,7 @@ SBend          exact       ``Dipole(angle, k=Kn1, EntranceAngle=e1, ExitAngle=e2
 Sextupole      exact       ``Sextupole(h = Kn2 / 2)`` (AT ``PolynomB[2] = K2 / 2``;
                            ``ExactMultipolePass``, steps)
 Multipole      thin        ``ThinMultipole(PolynomB[N] = KnNL / N!, PolynomA[N] = KsNL / N!)``
-Solenoid       linear      ``SolenoidLinearPass`` with ``K = Ksol / 2`` -> ``Matrix66Pass``
+Solenoid       linear      ``SolenoidLinearPass`` with ``K = Ksol`` -> ``Matrix66Pass``
 Marker         any         nothing
 Aperture       any         ``Marker`` with ``RApertures`` / ``EApertures`` (lost -> NaN)
 RFCavity       thin        not translated (see :func:`_rf_cavity`)
@@ -187,9 +187,10 @@ def _multipole(element: Element) -> Translation:
 
 
 def _solenoid(element: Element) -> Translation:
-    """AT ``SolenoidLinearPass``: ``K`` = B_s / (2 B rho) = Ksol / 2."""
+    """AT ``SolenoidLinearPass`` with ``K`` = Ksol = B_s / (B rho) [1/m] (measured: its
+    ``find_elem_m66`` equals ImpactX ``Sol(ks=Ksol)`` to round-off; K = Ksol / 2 does not)."""
     return Translation((ElementSpec("Element", (), {
-        "Length": element.length, "K": 0.5 * float(element.params["Ksol"]),
+        "Length": element.length, "K": float(element.params["Ksol"]),
         "PassMethod": "SolenoidLinearPass"}, True),))
 
 

@@ -20,30 +20,31 @@ Maps per harness element and effective tier (``Element.tier``); "same" means the
 map is ImpactX's map to round-off (this module's tests, particle by particle), anything
 else is a labelled stand-in and the case's model becomes ``stand-in:xsuite(...)``:
 
-=============  ==========  ==============================================================  =====
-harness kind   tier        Xsuite elements                                                 vs IX
-=============  ==========  ==============================================================  =====
-linear run     linear      consecutive linear-tier Drift/Quadrupole/SBend/Solenoid/         same
-                           Instrument -> one ``FirstOrderTaylorMap`` whose matrix is
-                           ``Line.get_R_matrix`` (central differences, Xsuite's default
-                           steps) of their ``expanded`` models (Drift ``expanded``,
-                           Quadrupole and Bend ``mat-kick-mat``, linear edges,
-                           ``UniformSolenoid``)
-Drift          paraxial    ``Drift(model='expanded')`` (= ImpactX ``ChrDrift``)             same
-Drift          exact       ``Drift(model='exact')`` (= ``ExactDrift``)                      same
-Quadrupole     paraxial    ``Quadrupole(model='mat-kick-mat')`` (= ``ChrQuad``)             same
-Quadrupole     exact       ``Quadrupole(model='drift-kick-drift-exact', integrator=          stand-in
-                           'yoshida-4', num_multipole_kicks=3 * steps)``
-SBend          exact       ``Bend(model='bend-kick-bend')`` + linear edges (e1, e2)        same
-SBend+Kn1      exact       the same with ``k1`` and ``num_multipole_kicks=3 * steps``        stand-in
-Sextupole      exact       ``Sextupole(model='drift-kick-drift-exact', yoshida-4,          stand-in
-                           num_multipole_kicks=3 * steps)``
-Multipole      thin        ``Multipole(knl, ksl)`` (MAD-X KNL/KSL, as ImpactX ``Multipole``) same
-RFCavity       thin        none (not translated: see :func:`_rf_cavity`)                   unsup.
-Marker         any         nothing
-Instrument     any         a drift of its tier when it has a length, else nothing          as Drift
-Aperture       any         ``LimitRect`` / ``LimitEllipse`` (lost particles -> NaN rows)     same
-=============  ==========  ==============================================================  =====
+===========  ========  ===============================================================  ========
+harness      tier      Xsuite elements                                                  vs IX
+===========  ========  ===============================================================  ========
+linear run   linear    consecutive linear-tier Drift/Quadrupole/SBend/Solenoid/          same
+                       Instrument -> one ``FirstOrderTaylorMap`` whose matrix is
+                       ``Line.get_R_matrix`` (central differences, Xsuite's default
+                       steps) of their ``expanded`` models (Drift ``expanded``,
+                       Quadrupole and Bend ``mat-kick-mat``, linear edges,
+                       ``UniformSolenoid(ks=Ksol)``)
+Drift        paraxial  ``Drift(model='expanded')`` (= ImpactX ``ChrDrift``)              same
+Drift        exact     ``Drift(model='exact')`` (= ``ExactDrift``)                       same
+Quadrupole   paraxial  ``Quadrupole(k1=Kn1, model='mat-kick-mat')`` (= ``ChrQuad``)      same
+Quadrupole   exact     ``Quadrupole(model='drift-kick-drift-exact', integrator=           stand-in
+                       'yoshida-4', num_multipole_kicks=3 * steps)``
+SBend        exact     ``Bend(angle, k0=angle/length, model='bend-kick-bend')``,         same
+                       linear edges e1, e2 (zero gap)
+SBend+Kn1    exact     the same with ``k1``, yoshida-4, ``num_multipole_kicks=3*steps``  stand-in
+Sextupole    exact     ``Sextupole(k2=Kn2, model='drift-kick-drift-exact', yoshida-4,    stand-in
+                       num_multipole_kicks=3 * steps)``
+Multipole    thin      ``Multipole(knl, ksl)`` (MAD-X KNL/KSL, as ImpactX ``Multipole``)  same
+RFCavity     thin      none (not translated: see :func:`_rf_cavity`)                    unsupp.
+Marker       any       nothing
+Instrument   any       a drift of its tier when it has a length, else nothing           as Drift
+Aperture     any       ``LimitRect`` / ``LimitEllipse`` (lost particles -> NaN rows)      same
+===========  ========  ===============================================================  ========
 
 ``steps`` is the element's ``nslice * mapsteps`` (the scenario's ``integrator`` block or an
 override), the number of integrator steps ImpactX runs for the same element; Xsuite's
@@ -417,10 +418,13 @@ def ensure_openmp_kernel(context: Any) -> float:
         config = xt.tracker.TrackerConfig()
         classes = [getattr(xt, name) for name in KERNEL_CLASSES]
         extra = [xt.Particles, xt.ParticlesMonitor, xt.MultiElementMonitor]
-        info = xt.Tracker._compile_kernel_from_classes(
-            context=context, config=config, tracker_element_classes=classes,
-            extra_classes=extra, module_name=module, containing_dir=location,
-            compile="force")
+        # compiled from inside the cache: the C build runs setuptools, which would
+        # otherwise read the pyproject.toml of the working directory
+        with contextlib.chdir(location):
+            info = xt.Tracker._compile_kernel_from_classes(
+                context=context, config=config, tracker_element_classes=classes,
+                extra_classes=extra, module_name=module, containing_dir=location,
+                compile="force")
         # registered under Xsuite's own kernel family so that its lookup accepts it
         save_kernel_metadata(module_name=module, base_module_name="default_base_config",
                              context_key="openmp", config=config,
