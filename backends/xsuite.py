@@ -376,11 +376,13 @@ KERNEL_CLASSES: tuple[str, ...] = ("Drift", "Quadrupole", "Bend", "Sextupole", "
                                    "LimitEllipse", "Marker")
 
 
-def _kernel_module_name() -> str:
-    """Name of the OpenMP kernel of :data:`KERNEL_CLASSES` for the installed versions."""
+def _kernel_module_name(config: dict) -> str:
+    """Name of the OpenMP kernel of :data:`KERNEL_CLASSES` for a tracker configuration
+    (``Line.config``) and the installed versions."""
     from xsuite.prebuild_kernels import _current_package_versions
 
-    key = repr((KERNEL_CLASSES, sorted(_current_package_versions().items())))
+    key = repr((KERNEL_CLASSES, sorted(dict(config).items()),
+                sorted(_current_package_versions().items())))
     return f"trackbench_{hashlib.sha1(key.encode()).hexdigest()[:12]}_cpu_openmp"
 
 
@@ -398,8 +400,9 @@ def _prebuilt_location(location: Path) -> Iterator[None]:
         prebuild.PREBUILT_KERNELS_LOCATION = xsuite.PREBUILT_KERNELS_LOCATION = saved
 
 
-def ensure_openmp_kernel(context: Any) -> float:
-    """Compile the OpenMP kernel of :data:`KERNEL_CLASSES` into :func:`kernel_dir` unless it
+def ensure_openmp_kernel(context: Any, config: Any) -> float:
+    """Compile the OpenMP kernel of :data:`KERNEL_CLASSES` for the tracker configuration
+    ``config`` (a line's ``xtrack.tracker.TrackerConfig``) into :func:`kernel_dir` unless it
     is there (one process compiles, others wait on the lock); returns the seconds spent."""
     import fcntl
 
@@ -408,14 +411,13 @@ def ensure_openmp_kernel(context: Any) -> float:
 
     location = kernel_dir()
     location.mkdir(parents=True, exist_ok=True)
-    module = _kernel_module_name()
+    module = _kernel_module_name(config)
     metadata = location / f"{module}.json"
     t0 = time.perf_counter()
     with open(location / f"{module}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if metadata.exists() and _kernel_binary_file(module, location).exists():
             return 0.0
-        config = xt.tracker.TrackerConfig()
         classes = [getattr(xt, name) for name in KERNEL_CLASSES]
         extra = [xt.Particles, xt.ParticlesMonitor, xt.MultiElementMonitor]
         # compiled from inside the cache: the C build runs setuptools, which would
@@ -431,6 +433,22 @@ def ensure_openmp_kernel(context: Any) -> float:
                              tracker_element_classes=info["tracker_element_classes"],
                              all_classes=info["all_classes"], location=location)
     return time.perf_counter() - t0
+
+
+def cached_kernel_or_raise(line: Any, context: Any) -> dict:
+    """The cached kernel Xsuite's lookup finds for ``line`` on ``context`` (call with the
+    lookup pointed at :func:`kernel_dir`); raises instead of letting ``build_tracker``
+    compile a kernel of its own in the working directory."""
+    import xtrack as xt
+    from xsuite import get_suitable_kernel
+
+    classes = list(dict.fromkeys(type(e)._XoStruct for e in line.elements))
+    found = get_suitable_kernel(config=line.config, tracker_element_classes=classes,
+                                classes=[xt.ParticlesMonitor._XoStruct], context=context,
+                                verbose=False)
+    if not found:
+        raise RuntimeError(f"no cached OpenMP kernel in {kernel_dir()} serves this line")
+    return found
 
 
 _CONTEXTS: dict[int, Any] = {}
@@ -558,8 +576,9 @@ class XsuitePrepared(Prepared):
             return 1
         context = context_for(threads)
         try:
-            ensure_openmp_kernel(context)
+            ensure_openmp_kernel(context, self.line.config)
             with _prebuilt_location(kernel_dir()):
+                cached_kernel_or_raise(self.line, context)
                 self.line.build_tracker(_context=context)
             return threads
         except Exception as error:  # noqa: BLE001 - e.g. no C compiler: track serially
