@@ -74,7 +74,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -536,24 +536,17 @@ class _Handle:
     n: int
 
 
-@dataclass
-class _Build:
-    compiled: bool = True
-    compile_s: float = 0.0
-    compile_error: str = ""
-    threads: int = 1
-    notes: list[str] = field(default_factory=list)
-
-
 class XsuitePrepared(Prepared):
-    """A scenario as an ``xtrack.Line`` with its tracker built on a CPU context.
+    """A scenario as an ``xtrack.Line``; its tracker is built on a CPU context by the first
+    :meth:`inject` (the harness's untimed warm-up), like other codes' compilation.
 
     Attributes:
         compiled: True (Xsuite always tracks compiled C kernels).
-        compile_s: seconds spent building the tracker (loading prebuilt or cached kernels,
-            or compiling the OpenMP kernel on its first use on a machine); paid in
-            :meth:`prepare`-time construction, recorded apart from tracking.
-        compile_error: why the OpenMP kernel could not be built (then 1 thread), else "".
+        compile_s: seconds spent building the tracker: loading the prebuilt serial or the
+            cached OpenMP kernel, or compiling the OpenMP kernel on its first use on a
+            machine; 0.0 until the first :meth:`inject`.
+        compile_error: why the OpenMP kernel could not be used (then 1 thread), else "".
+        threads: the threads tracking uses (the wanted count until the tracker is built).
     """
 
     def __init__(self, scenario: Scenario, specs: list[tuple[str, ElementSpec]], model: str):
@@ -564,9 +557,15 @@ class XsuitePrepared(Prepared):
         self.line = build_line(scenario, specs)
         self.compiled = True
         self.compile_error = ""
-        wanted = tracking_threads()
+        self.compile_s = 0.0
+        self.threads = tracking_threads()
+        self.context: Any = None
+
+    def _ensure_tracker(self) -> None:
+        if self.context is not None:
+            return
         t0 = time.perf_counter()
-        self.threads = self._build_tracker(wanted)
+        self.threads = self._build_tracker(self.threads)
         self.compile_s = time.perf_counter() - t0
         self.context = context_for(self.threads)
 
@@ -592,6 +591,7 @@ class XsuitePrepared(Prepared):
         particles = np.asarray(particles, dtype=np.float64)
         if particles.ndim != 2 or particles.shape[1] != 6:
             raise ValueError(f"particles must have shape (N, 6), got {particles.shape}")
+        self._ensure_tracker()
         coords = to_xsuite(particles, self.beta0)
         p = _reference_particles(self.reference, self.context, **coords)
         return _Handle(p, len(particles))
