@@ -442,7 +442,8 @@ def cached_kernel_or_raise(line: Any, context: Any) -> dict:
     import xtrack as xt
     from xsuite import get_suitable_kernel
 
-    classes = list(dict.fromkeys(type(e)._XoStruct for e in line.elements))
+    classes = list(dict.fromkeys(type(line.element_dict[name])._XoStruct
+                                 for name in line.element_names))
     found = get_suitable_kernel(config=line.config, tracker_element_classes=classes,
                                 classes=[xt.ParticlesMonitor._XoStruct], context=context,
                                 verbose=False)

@@ -21,8 +21,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 LATTICES = Path(__file__).resolve().parent.parent / "lattices"
 
 
@@ -78,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--particles", type=int, default=2000)
     parser.add_argument("--reference-steps", type=int, default=400)
     args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     rows = sweep(args.scenario, [int(s) for s in args.steps.split(",")],
                  args.backends.split(","), args.particles, args.reference_steps)
     print(f"{args.scenario}: max |dev|/sigma vs ImpactX, {args.particles} particles, "
