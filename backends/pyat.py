@@ -203,10 +203,13 @@ def _aperture(element: Element) -> Translation:
 
 
 def _rf_cavity(element: Element) -> Unsupported:
+    """ImpactX ``ShortRF`` accelerates the reference particle as well; AT's
+    ``RFCavityPass`` changes the particles' delta only (a ring's RF, with the reference
+    energy fixed, phase from ``TimeLag`` and the harmonic number): not translated."""
     return Unsupported(
-        f"the pyAT adapter does not translate the short RF gap {element.name}: AT's "
-        "RFCavityPass needs a ring (harmonic number, revolution time) and moves particles "
-        "at c, so its phase slip differs from ImpactX ShortRF")
+        f"the pyAT adapter does not translate RFCavity {element.name} (a short RF gap): "
+        "ImpactX ShortRF also accelerates the reference particle, AT's RFCavityPass keeps the "
+        "reference energy fixed (and moves particles at c)")
 
 
 #: Harness kind -> translator.
@@ -369,6 +372,11 @@ class PyatBackend(Backend):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
+        # the adapter's own reasons first (they say more than "kind not translated")
+        for element in scenario.elements:
+            refused = translate(element)
+            if isinstance(refused, Unsupported):
+                return refused
         base = super().supports(scenario, device, dtype)
         if not base:
             return base

@@ -63,7 +63,8 @@ The prebuilt configuration keeps Xsuite's global aperture ``XTRACK_GLOBAL_XY_LIM
 (a particle with |x| or |y| > 1 m is lost), far outside every beam of the scenarios.
 
 Threads: ``OMP_NUM_THREADS`` when set (the runner sets it for ``--threads``), else all CPUs.
-Space charge: not translated (see :func:`space_charge_support`). Gradients: none by AD;
+Space charge: not translated (xfields' grid is fixed in the lab, see
+:func:`space_charge_support`). Gradients: none by AD;
 ``trackbench grad`` differentiates Xsuite by finite differences.
 """
 
@@ -242,10 +243,14 @@ def _aperture(element: Element) -> Translation:
 
 
 def _rf_cavity(element: Element) -> Unsupported:
+    """ImpactX ``ShortRF`` accelerates the reference particle too (its energy changes in the
+    gap and the momenta are rescaled to the new reference); Xsuite's thin ``Cavity`` changes
+    the particles' energies only (a ``ReferenceEnergyIncrease`` would have to follow), with
+    a sine phase convention (``lag`` 90 degrees on crest): not translated."""
     return Unsupported(
-        f"the Xsuite adapter does not translate the short RF gap {element.name}: Xsuite's "
-        "thin Cavity has not been checked against ImpactX ShortRF's phase and voltage "
-        "conventions")
+        f"the Xsuite adapter does not translate RFCavity {element.name} (a short RF gap): "
+        "ImpactX ShortRF also accelerates the reference particle, Xsuite's thin Cavity does not "
+        "(its reference-energy change and phase convention are not mapped)")
 
 
 #: Harness kind -> translator. Every kind the adapter runs is one entry here.
@@ -320,16 +325,24 @@ def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]
 
 
 def space_charge_support(scenario: Scenario) -> Unsupported | None:
-    """Why the scenario's space charge is not run (None without space charge)."""
+    """Why the scenario's space charge is not run (None without space charge).
+
+    xfields offers a 3D space-charge kick (``SpaceCharge3D`` with ``FFTSolver3D``: an
+    integrated-Green-function FFT solver on a doubled grid, trilinear deposition and
+    interpolation, fields in the beam frame from ``gamma0``), which matches the scenario's
+    ``3d`` model in kind. Its grid, however, is fixed in the lab when the element is built
+    (``x_range``, ``y_range``, ``z_range``), before the beam reaches it, while the scenario's
+    grid spans +-``domain_sigmas`` rms sizes of the beam at each kick (ImpactX even follows
+    the beam's full extent); a beam that grows along the line (``expanding_beam`` doubles)
+    would leave a fixed grid. ``2p5d`` maps onto ``FFTSolver2p5D`` with the same limit."""
     sc = scenario.space_charge
     if sc is None:
         return None
     return Unsupported(
-        "the Xsuite adapter does not translate space charge: xfields' SpaceCharge3D is a "
-        "collective element on a fixed grid (x/y/z ranges) with its own FFT solver, which "
-        f"has not been checked against the scenario's {sc.kind} model ({tuple(sc.grid)} "
-        f"cells, {sc.deposition}, +-{sc.domain_sigmas:g} sigma, "
-        f"{sc.kicks_per_element} kicks per element)")
+        f"space charge ({sc.kind}): xfields' SpaceCharge3D has a 3D IGF FFT solver, but its "
+        "grid is fixed in the lab when the line is built, while the scenario's grid spans "
+        f"+-{sc.domain_sigmas:g} rms sizes of the beam at each kick (the beam's size along "
+        "the line is not known beforehand); not translated")
 
 
 def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
@@ -651,6 +664,11 @@ class XsuiteBackend(Backend):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
+        # the adapter's own reasons first (they say more than "kind not translated")
+        for element in scenario.elements:
+            refused = translate(element)
+            if isinstance(refused, Unsupported):
+                return refused
         base = super().supports(scenario, device, dtype)
         if not base:
             return base
