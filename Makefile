@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet -e ".[impactx,xsuite,pyat,dev]"
+	$(BIN)/python -m backends.xsuite
 	touch $(STAMP)
 
 setup: $(STAMP)

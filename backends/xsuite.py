@@ -54,10 +54,11 @@ of ``benchmarks/integrator_sweep.py``.
 
 Kernels: Xsuite tracks with C kernels. Serial CPU tracking loads the kernels prebuilt in the
 ``xsuite`` wheel (``xsuite/lib``; no compilation). An OpenMP context (threads > 1) needs its
-own kernels: they are compiled once for every element class this adapter uses into the
-project cache ``.cache/xsuite-kernels/`` (``TRACKBENCH_XSUITE_KERNELS`` overrides it; one
-compile of ~30-60 s per machine and xsuite version, under a file lock) and found there by
-Xsuite's own prebuilt-kernel lookup (``xsuite.get_suitable_kernel``) in every later process.
+own kernel: it is compiled once for every element class this adapter uses into the project
+cache ``.cache/xsuite-kernels/`` (``TRACKBENCH_XSUITE_KERNELS`` overrides it; one compile per
+machine, xsuite version and tracker configuration, under a file lock; ``python -m
+backends.xsuite`` does it ahead, as the set-up does) and found there by Xsuite's own
+prebuilt-kernel lookup (``xsuite.get_suitable_kernel``) in every later process.
 If compilation fails the case runs serially on 1 thread and says why (``compile_error``).
 The prebuilt configuration keeps Xsuite's global aperture ``XTRACK_GLOBAL_XY_LIMIT`` = 1 m
 (a particle with |x| or |y| > 1 m is lost), far outside every beam of the scenarios.
@@ -701,5 +702,25 @@ class XsuiteBackend(Backend):
         return XsuitePrepared(scenario, result[0], verdict.model)
 
 
+def prebuild_openmp_kernel() -> str:
+    """Compile the OpenMP kernel into :func:`kernel_dir` now (the set-up does, so that the
+    first multi-threaded case does not pay it); returns a one-line report, never raises."""
+    try:
+        import xtrack as xt
+
+        line = xt.Line(elements=[xt.Marker()], element_names=["m"])
+        seconds = ensure_openmp_kernel(context_for(max(2, tracking_threads())), line.config)
+    except Exception as error:  # noqa: BLE001 - the serial prebuilt kernels still work
+        return (f"xsuite OpenMP kernel not built ({type(error).__name__}: "
+                f"{str(error).splitlines()[0] if str(error) else ''}); Xsuite tracks on 1 thread")
+    if seconds == 0.0:
+        return f"xsuite OpenMP kernel already in {kernel_dir()}"
+    return f"xsuite OpenMP kernel compiled into {kernel_dir()} in {seconds:.0f} s"
+
+
 #: Registered by :mod:`backends.registry`.
 BACKEND = XsuiteBackend
+
+
+if __name__ == "__main__":
+    print(prebuild_openmp_kernel())
