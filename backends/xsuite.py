@@ -25,8 +25,8 @@ harness      tier      Xsuite elements                                          
 ===========  ========  ===============================================================  ========
 linear run   linear    consecutive linear-tier Drift/Quadrupole/SBend/Solenoid/          same
                        Instrument -> one ``FirstOrderTaylorMap`` whose matrix is
-                       ``Line.get_R_matrix`` (central differences, Xsuite's default
-                       steps) of their ``expanded`` models (Drift ``expanded``,
+                       ``Line.get_R_matrix`` (central differences, Richardson-
+                       extrapolated) of their ``expanded`` models (Drift ``expanded``,
                        Quadrupole and Bend ``mat-kick-mat``, linear edges,
                        ``UniformSolenoid(ks=Ksol)``)
 Drift        paraxial  ``Drift(model='expanded')`` (= ImpactX ``ChrDrift``)              same
@@ -490,20 +490,37 @@ def _reference_particles(reference, context: Any = None, **coordinates) -> Any:
                         gamma0=reference.gamma, **kwargs, **coordinates)
 
 
-def linear_map(specs: list[ElementSpec], reference) -> Any:
-    """One ``FirstOrderTaylorMap`` equal to the linearisation of ``specs`` (central
-    differences of the elements' expanded models, ``Line.get_R_matrix``).
+#: Central-difference steps of :func:`linear_map` (x, px, y, py, zeta [m], delta): 1000x
+#: Xsuite's defaults. With the Richardson combination the truncation error is fourth order
+#: in the step, so large steps keep round-off small; measured against ImpactX's linear maps
+#: (10^4 particles): chicane 4e-11 of sigma (dispersion_px 4e-11 relative), fodo_linear 3e-12,
+#: against 2.6e-9 (dispersion_px 1e-7) with Xsuite's default steps and no extrapolation.
+R_MATRIX_STEPS: dict[str, float] = {"dx": 1e-3, "dpx": 1e-4, "dy": 1e-3, "dpy": 1e-4,
+                                    "dzeta": 1e-2, "ddelta": 1e-3}
 
-    ``get_R_matrix`` works in (x, px, y, py, zeta, pzeta = ptau / beta0) and the Taylor map
-    in (x, px, y, py, tau = zeta / beta0, ptau): m1 = D R D^-1 with
-    D = diag(1, 1, 1, 1, 1/beta0, beta0)."""
+
+def linear_map(specs: list[ElementSpec], reference) -> Any:
+    """One ``FirstOrderTaylorMap`` equal to the linearisation of ``specs`` (their expanded
+    models) at the reference orbit.
+
+    The matrix is Xsuite's central-difference ``Line.get_R_matrix`` at the steps ``h`` of
+    :data:`R_MATRIX_STEPS` and ``2 h``, combined by Richardson extrapolation,
+    ``R = (4 R(h) - R(2 h)) / 3`` (the h^2 error term cancels). ``get_R_matrix`` works in
+    (x, px, y, py, zeta, pzeta = ptau / beta0) and the Taylor map in (x, px, y, py,
+    tau = zeta / beta0, ptau): m1 = D R D^-1 with D = diag(1, 1, 1, 1, 1/beta0, beta0)."""
     import xtrack as xt
 
     line = xt.Line(elements=[s.build() for s in specs],
                    element_names=[f"e{i}" for i in range(len(specs))])
     line.particle_ref = _reference_particles(reference)
     line.build_tracker(_context=context_for(1))
-    r = np.asarray(line.get_R_matrix(particle_on_co=line.particle_ref.copy())["R_matrix"])
+
+    def r_matrix(factor: float) -> np.ndarray:
+        steps = {key: factor * value for key, value in R_MATRIX_STEPS.items()}
+        return np.asarray(line.get_R_matrix(particle_on_co=line.particle_ref.copy(),
+                                            steps=steps)["R_matrix"])
+
+    r = (4.0 * r_matrix(1.0) - r_matrix(2.0)) / 3.0
     beta0 = reference.beta
     d = np.diag([1.0, 1.0, 1.0, 1.0, 1.0 / beta0, beta0])
     m1 = d @ r @ np.linalg.inv(d)
@@ -689,7 +706,7 @@ class XsuiteBackend(Backend):
         note = ""
         if any(e.tier == "linear" and e.kind in LINEARISED_KINDS for e in scenario.elements):
             note = ("linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central "
-                    "differences of the expanded models)")
+                    "differences of the expanded models, Richardson-extrapolated)")
         return Supported(model_label(scenario, stand_ins), note)
 
     def prepare(self, scenario: Scenario, device: str = "cpu",

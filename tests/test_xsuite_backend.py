@@ -63,9 +63,10 @@ def test_bundled_scenarios_agree_with_impactx_on_the_same_model(name: str) -> No
     scenario = load_scenario(name)
     deviation, model = against_impactx(scenario)
     assert model == model_signature(scenario)
-    # linear: the Taylor map's matrix comes from central differences (measured <= 3e-9)
-    assert deviation.max() < 1e-8, deviation
-    assert deviation[:4].max() < (1e-9 if name == "chicane" else 1e-13), deviation
+    # linear: the Taylor map's matrix comes from extrapolated central differences
+    # (measured: chicane 4e-11, fodo_linear 3e-12, both in t)
+    assert deviation.max() < 3e-10, deviation
+    assert deviation[:4].max() < (1e-11 if name == "chicane" else 1e-13), deviation
 
 
 EXACT_BEND = {"kind": "SBend", "length": 0.5, "BendP": {"g_ref": 0.2, "e1": 0.03, "e2": 0.07}}
@@ -81,7 +82,7 @@ SAME_MODEL_CASES = {
     "exact bend, negative, p": (make({"b": {**EXACT_BEND, "BendP": {
         "g_ref": -0.2, "e1": -0.03, "e2": 0.02}}}, "exact", PROTON), 1e-10),
     "linear combined-function bend, p": (make({"b": {**EXACT_BEND, "MagneticMultipoleP": {
-        "Kn1": 0.8}}}, "linear", PROTON), 1e-9),
+        "Kn1": 0.8}}}, "linear", PROTON), 1e-10),
     "thin multipole orders 1-3": (make({"m": {"kind": "Multipole", "length": 0.0,
                                               "MagneticMultipoleP": {
                                                   "Kn1L": 0.3, "Ks1L": 0.1, "Kn2L": 50.0,
@@ -89,7 +90,7 @@ SAME_MODEL_CASES = {
                                         "d": {"kind": "Drift", "length": 1.0}},
                                        "paraxial", WIDE), 1e-11),
     "solenoid, p": (make({"s": {"kind": "Solenoid", "length": 1.0,
-                                "SolenoidP": {"Ksol": 0.7}}}, "linear", PROTON), 1e-9),
+                                "SolenoidP": {"Ksol": 0.7}}}, "linear", PROTON), 1e-10),
 }
 
 
