@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[impactx,dev]"
+	$(BIN)/pip install --quiet -e ".[impactx,xsuite,pyat,dev]"
+	$(BIN)/python -m backends.xsuite
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,0 +1,193 @@
+"""The backend contract: what every registered, available backend must do, tested on each.
+
+A new adapter in ``backends/`` is registered by the registry and so tested here for free:
+
+* a linear drift is the analytic map (ImpactX ``src/elements/Drift.H``: x += L px,
+  y += L py, t += L pt / (beta gamma)^2); a backend that runs a named stand-in
+  (``stand-in:...``) must still give the analytic transverse coordinates;
+* the particle order out is the order in, whatever it is;
+* particles lost at an aperture are rows of NaN in place, exactly the analytic set;
+* float32 either runs within 1e-3 of sigma of float64 or is refused with a reason;
+* what a backend cannot run (an element kind it does not translate, a device it has no
+  build for, a dtype it lacks) is ``Unsupported`` with a reason naming it;
+* coordinates survive the round trip into the code and back (a zero-length drift).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.base import Supported, Unsupported, model_signature
+from backends.registry import available_backends, backend_classes, get_backend
+from harness.particles import beam_cholesky, unit_samples
+from harness.scenario import scenario_from_dict
+from harness.vocabulary import LATTICE_KINDS
+
+BACKENDS = available_backends()
+N = 1500
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch) -> None:
+    """Serial tracking (codes that read ``OMP_NUM_THREADS`` when they prepare): Xsuite's
+    serial kernels are prebuilt, its OpenMP kernel is compiled once per machine and is
+    tested in ``tests/test_xsuite_backend.py``."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def make_scenario(elements: list[tuple[str, dict]], model: str = "linear",
+                  energy_MeV: float = 2000.0, species: str = "electron"):
+    """A scenario of one beamline through ``elements`` (name, PALS fields) in order."""
+    facility = [{name: body} for name, body in elements]
+    facility.append({"line": {"kind": "BeamLine", "line": [name for name, _ in elements]}})
+    facility.append({"use": "line"})
+    return scenario_from_dict({
+        "name": "contract",
+        "beam": {"species": species, "kinetic_energy_MeV": energy_MeV,
+                 "bunch_charge_C": 1e-12, "distribution": "gaussian",
+                 "twiss": {"beta_x": 3.0, "alpha_x": 0.5, "emittance_x": 1e-8,
+                           "beta_y": 2.0, "alpha_y": -0.5, "emittance_y": 1e-8},
+                 "longitudinal": {"sigma_t": 1e-3, "sigma_pt": 1e-3}, "seed": 7},
+        "model": model,
+        "lattice": {"PALS": {"version": None, "facility": facility}},
+    })
+
+
+def particles_of(scenario, n: int = N, seed: int = 3) -> np.ndarray:
+    return unit_samples(scenario.beam.distribution, n, seed) @ beam_cholesky(scenario.beam).T
+
+
+def track(name: str, scenario, particles: np.ndarray, dtype: str = "float64") -> np.ndarray:
+    backend = get_backend(name)
+    verdict = backend.supports(scenario, "cpu", dtype)
+    assert verdict, f"{name} refuses a case of the contract: {verdict.reason}"
+    with backend.prepare(scenario, "cpu", dtype) as prepared:
+        return prepared.track(particles)
+
+
+def scaled(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """max |a - b| / std(b) per coordinate."""
+    return np.abs(a - b).max(axis=0) / b.std(axis=0)
+
+
+DRIFT = [("d", {"kind": "Drift", "length": 2.5})]
+
+
+def test_every_registered_backend_is_tested_or_says_how_to_install_it() -> None:
+    classes = backend_classes()
+    assert {"impactx", "cheetah", "inhouse", "xsuite", "pyat"} <= set(classes)
+    for name, cls in classes.items():
+        availability = cls.availability()
+        assert (name in BACKENDS) == availability.available
+        assert availability.available or availability.hint
+        assert cls.element_kinds <= LATTICE_KINDS
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_linear_drift_is_the_analytic_map(name: str) -> None:
+    scenario = make_scenario(DRIFT, energy_MeV=5.0)
+    p0 = particles_of(scenario)
+    p1 = track(name, scenario, p0)
+    bg2 = scenario.reference_particle.beta_gamma ** 2
+    expected = p0.copy()
+    expected[:, 0] += 2.5 * p0[:, 1]
+    expected[:, 2] += 2.5 * p0[:, 3]
+    expected[:, 4] += 2.5 * p0[:, 5] / bg2
+    deviation = scaled(p1, expected)
+    model = get_backend(name).supports(scenario).model
+    assert deviation[:4].max() < 1e-12, deviation
+    if model == model_signature(scenario):
+        assert deviation.max() < 1e-8, deviation
+    else:
+        assert model.startswith("stand-in:"), model
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_particle_order_out_is_the_order_in(name: str) -> None:
+    scenario = make_scenario([("d", {"kind": "Drift", "length": 1.0}),
+                              ("q", {"kind": "Quadrupole", "length": 0.5,
+                                     "MagneticMultipoleP": {"Kn1": 2.0}})])
+    p0 = particles_of(scenario, 500)
+    order = np.random.default_rng(11).permutation(len(p0))
+    straight = track(name, scenario, p0)
+    shuffled = track(name, scenario, p0[order])
+    np.testing.assert_allclose(shuffled, straight[order], rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("shape", ["RECTANGULAR", "ELLIPTICAL"])
+def test_aperture_losses_are_nan_rows_in_place(name: str, shape: str) -> None:
+    a, b = 8e-5, 1.2e-4
+    scenario = make_scenario([
+        ("d", {"kind": "Drift", "length": 1.0}),
+        ("ap", {"kind": "Marker", "ApertureP": {"x_limits": [-a, a], "y_limits": [-b, b],
+                                                "shape": shape}}),
+    ])
+    p0 = particles_of(scenario)
+    p1 = track(name, scenario, p0)
+    x, y = p0[:, 0] + p0[:, 1], p0[:, 2] + p0[:, 3]
+    if shape == "RECTANGULAR":
+        lost = (np.abs(x) > a) | (np.abs(y) > b)
+    else:
+        lost = (x / a) ** 2 + (y / b) ** 2 > 1.0
+    assert 0 < lost.sum() < len(p0)
+    nan_rows = np.isnan(p1).all(axis=1)
+    assert not (np.isnan(p1).any(axis=1) & ~nan_rows).any(), "partly NaN rows"
+    np.testing.assert_array_equal(nan_rows, lost)
+    np.testing.assert_allclose(p1[~lost, 0], x[~lost], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_float32_runs_close_to_float64_or_is_refused(name: str) -> None:
+    scenario = make_scenario([("d", {"kind": "Drift", "length": 0.5}),
+                              ("q", {"kind": "Quadrupole", "length": 1.0,
+                                     "MagneticMultipoleP": {"Kn1": 1.0}}),
+                              ("d2", {"kind": "Drift", "length": 0.5})])
+    backend = get_backend(name)
+    verdict = backend.supports(scenario, "cpu", "float32")
+    if isinstance(verdict, Unsupported):
+        assert "float32" in verdict.reason
+        return
+    p0 = particles_of(scenario)
+    p64 = track(name, scenario, p0)
+    p32 = track(name, scenario, p0, "float32")
+    assert p32.dtype == np.float64 and p32.shape == p0.shape
+    assert scaled(p32, p64).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_what_cannot_be_run_is_unsupported_with_a_reason(name: str) -> None:
+    backend = get_backend(name)
+    scenario = make_scenario(DRIFT)
+    assert isinstance(backend.supports(scenario), Supported)
+    for device, dtype, word in (("mps", "float64", "mps"), ("cpu", "float16", "float16")):
+        verdict = backend.supports(scenario, device, dtype)
+        assert isinstance(verdict, Unsupported) and word in verdict.reason, verdict
+    bodies = {
+        "RFCavity": {"kind": "RFCavity", "length": 0.0,
+                     "RFP": {"voltage": 1e6, "frequency": 1.3e9, "phase": 0.0}},
+        "Solenoid": {"kind": "Solenoid", "length": 0.5, "SolenoidP": {"Ksol": 0.3}},
+        "Sextupole": {"kind": "Sextupole", "length": 0.2,
+                      "MagneticMultipoleP": {"Kn2": 10.0}},
+    }
+    for kind, body in bodies.items():
+        verdict = backend.supports(make_scenario([("elem", body)]))
+        if kind not in type(backend).element_kinds:
+            assert isinstance(verdict, Unsupported) and kind in verdict.reason
+        elif isinstance(verdict, Unsupported):
+            assert "elem" in verdict.reason, verdict.reason
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(("species", "energy_MeV"), [("electron", 5.0), ("proton", 800.0)])
+def test_coordinates_survive_the_round_trip(name: str, species: str, energy_MeV: float
+                                            ) -> None:
+    """Through a zero-length exact drift (the identity): the conversions at the boundary,
+    both ways."""
+    scenario = make_scenario([("d0", {"kind": "Drift", "length": 0.0})], model="exact",
+                             energy_MeV=energy_MeV, species=species)
+    p0 = particles_of(scenario)
+    p1 = track(name, scenario, p0)
+    assert p1.shape == p0.shape
+    assert scaled(p1, p0).max() < 1e-12
