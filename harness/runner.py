@@ -110,13 +110,16 @@ def precheck(case: Case, scenario) -> dict[str, Any] | None:
     return None
 
 
-def kill_group(pid: int) -> None:
-    """SIGKILL a case process's whole process group (it leads its own session)."""
+def kill_group(pid: int, leader_alive: bool = True) -> None:
+    """SIGKILL a case process's whole process group (it leads its own session); the
+    process alone when the group is gone and the leader has not been reaped yet (a reaped
+    pid may belong to another process by now)."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+        if leader_alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def _rss_tree(pid: int) -> int:
@@ -257,7 +260,7 @@ def run_in_child(spec: CaseSpec, limits: Limits, workdir: Path,
             kill_group(process.pid)
             process.wait()
         else:
-            kill_group(process.pid)  # helpers the child left in its group
+            kill_group(process.pid, leader_alive=False)  # helpers left in its group
         if on_exit:
             on_exit(process.pid)
         spec_file.unlink(missing_ok=True)
