@@ -167,3 +167,16 @@ def test_compare_threshold_nan(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["compare", str(tmp_path), "--threshold", "nan"])
     assert result.exit_code == 2
     assert "--threshold" in one_line(result.stderr)
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
+    from harness.yaml_load import MAX_BYTES
+
+    path = tmp_path / "huge.yaml"
+    with path.open("wb") as handle:  # sparse: no disk space, no read
+        handle.truncate(MAX_BYTES + 1)
+    result, seconds = validate_in_process(str(path))
+    line = one_line(result.stderr)
+    assert result.exit_code == 1
+    assert str(path) in line and "<file>" in line and "MiB" in line
+    assert seconds < LIMIT_S
