@@ -214,7 +214,7 @@ def _check_values(raw: Any, file, path: str, depth: int = 0) -> None:
         raise ScenarioError(file, path, "a number (finite)", raw)
 
 
-def _pals_classes() -> dict[str, type]:
+def _pals_classes() -> dict[str, type[pydantic.BaseModel]]:
     import pals
 
     names = [
@@ -599,7 +599,8 @@ TRANSLATORS: dict[str, Callable[..., dict[str, float]]] = {
 }
 
 
-def _group_class(kind_class: type, group: str) -> type | None:
+def _group_class(kind_class: type[pydantic.BaseModel], group: str
+                 ) -> type[pydantic.BaseModel] | None:
     """The pydantic model of a parameter group of a PALS kind (its annotation ``X | None``)."""
     import typing
 
@@ -612,7 +613,8 @@ def _group_class(kind_class: type, group: str) -> type | None:
     return None
 
 
-def _check_dispositions(kind: str, kind_class: type, raw: dict, file, path: str) -> None:
+def _check_dispositions(kind: str, kind_class: type[pydantic.BaseModel], raw: dict, file,
+                        path: str) -> None:
     """Refuse PALS fields that :data:`PALS_FIELDS` marks :class:`Refused` when they are set
     (differ from pals-schema's default), whole groups refused for a kind, and an ApertureP
     on an element that is not a zero-length Marker or Instrument."""
@@ -658,7 +660,7 @@ class _Flattener:
         self.classes = _pals_classes()
         self.registry: dict[str, dict] = {}
         self.where: dict[str, str] = {}
-        self.built: dict[str, tuple[str, dict[str, float]]] = {}
+        self.built: dict[str, tuple[str, dict[str, float]] | dict] = {}
         self._counts: dict[int, int] = {}
         self._expanded: dict[str, list] = {}
 
