@@ -534,6 +534,12 @@ def grad(
                   highlight=False)
 
 
+from harness.io.commands import export_command, import_command  # noqa: E402
+
+app.command("import")(import_command)
+app.command("export")(export_command)
+
+
 asv_app = typer.Typer(help="The asv suite (benchmarks/): run, compare, publish and check the "
                       "dashboard (results/asv, results/html).", no_args_is_help=True)
 app.add_typer(asv_app, name="asv")
