@@ -25,7 +25,8 @@ MULTIPOLE KNL, KSL           thin ``Multipole``: ``KnNL = KNL[N]``, ``KsNL = KSL
 HKICKER/VKICKER/KICKER       thin: ``Multipole`` ``Kn0L = -HKICK``, ``Ks0L = +VKICK`` (MAD-X:
 (TKICKER)                    HKICK adds to px, KNL[0] subtracts from it; KSL[0] adds to py)
 SOLENOID L, KS               ``Solenoid`` length, ``Ksol = KS`` [1/m]
-RFCAVITY L=0, VOLT, FREQ,    ``RFCavity`` voltage ``VOLT*1e6`` [V], frequency ``FREQ*1e6`` [Hz]
+RFCAVITY L=0, VOLT, FREQ,    ``RFCavity`` voltage ``VOLT*1e6`` [V] (times p_ref/p_ref(MAD-X),
+                             1 + O(1e-9), keeping MAD-X's kick VOLT/(p c)), ``FREQ*1e6`` [Hz]
 LAG                          (or ``HARMON * beta c / circumference``), ``phase = 2 pi LAG - pi/2``
                              (MAD-X PT += V sin(2 pi LAG - k T); ImpactX pt -= V cos(k t + phase)
                              with t = -T, pt = -PT); only at zero crossing (sin(2 pi LAG) = 0),
@@ -109,9 +110,11 @@ def _refuse(name: str, kind: str, length: float, reason: str) -> Untranslatable:
 class MadxTranslator:
     """Translates the expanded elements of one MAD-X sequence (see the module table)."""
 
-    def __init__(self, circumference: float, beta: float):
+    def __init__(self, circumference: float, beta: float, voltage_scale: float = 1.0):
         self.circumference = circumference
         self.beta = beta
+        #: p_ref(trackbench) / p_ref(MAD-X): keeps MAD-X's normalised gap kick VOLT / (p c)
+        self.voltage_scale = voltage_scale
         self.notes: list[str] = []
 
     def translate(self, element, length: float) -> Item:
@@ -276,7 +279,8 @@ class MadxTranslator:
         if freq <= 0:
             return _refuse(name, "rfcavity", 0.0, "no FREQ and no HARMON")
         return Translated(name, {"kind": "RFCavity", "length": 0.0,
-                                 "RFP": {"voltage": volt * 1e6, "frequency": freq,
+                                 "RFP": {"voltage": volt * 1e6 * self.voltage_scale,
+                                         "frequency": freq,
                                          "phase": 2 * math.pi * lag - math.pi / 2}})
 
     def _dipedge(self, e, name, length):
@@ -325,8 +329,7 @@ def merge_dipedges(items: list[Item], elements: list, notes: list[str]) -> list[
 def _choose_sequence(madx, requested: str | None, file: Path):
     names = list(madx.sequence)
     if requested:
-        if requested.lower() not in names:
-            madx.use(sequence=requested)
+        madx.use(sequence=requested)  # expands it and attaches the beam
         return madx.sequence[requested.lower()]
     active = madx.sequence()
     if active is not None:
@@ -379,14 +382,16 @@ def start_madx(file: Path, species: str | None = None, energy_MeV: float | None 
     except (OSError, UnicodeDecodeError) as error:
         raise ImportRefused(f"{file}: not a readable text file ({error})") from None
     has_beam = bool(_BEAM_COMMAND.search(_strip_comments(text)))
+    if not has_beam and (species is None or energy_MeV is None):
+        raise ImportRefused(f"{file}: no BEAM command; give --species and --energy")
     output = _Output()
     madx = Madx(stdout=output, stderr=subprocess.STDOUT)
     try:
-        if not has_beam and species is not None:
+        if not has_beam:
             from harness.reference import Reference
 
             mass = SPECIES[species][0] * 1e-9
-            energy = Reference(species, energy_MeV or 1.0).total_energy_eV * 1e-9
+            energy = Reference(species, energy_MeV).total_energy_eV * 1e-9
             madx.command.beam(particle=species, mass=mass,
                               charge=SPECIES[species][1], energy=energy)
         madx.call(str(file))
@@ -412,7 +417,11 @@ def import_madx(file: str | Path, sequence: str | None = None, species: str | No
         twiss = _periodic_twiss(madx, chosen)
         if twiss:
             beam.twiss.update(twiss)
-        translator = MadxTranslator(float(chosen.length), float(chosen.beam["beta"]))
+        from harness.io.pals_doc import reference_of
+
+        scale = 1.0 if energy_MeV is not None else \
+            reference_of(beam).p0c_eV / (float(chosen.beam["pc"]) * 1e9)
+        translator = MadxTranslator(float(chosen.length), float(chosen.beam["beta"]), scale)
         elements = list(chosen.expanded_elements)
         positions = [float(p) for p in chosen.expanded_element_positions()]
         items: list[Item] = []
