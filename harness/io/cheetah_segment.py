@@ -85,6 +85,8 @@ def element_items(element, notes: list[str]) -> list[Item]:
     if isinstance(values, str):
         return [_refuse(element, "a batched (vectorised) length")]
     length = values["length"]
+    if length < 0:
+        return [_refuse(element, f"a negative length ({length!r} m) is not a PALS length")]
     translate = _TRANSLATIONS.get(kind)
     if translate is None and isinstance(element, cheetah.Dipole):
         translate = _dipole

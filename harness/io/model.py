@@ -117,6 +117,9 @@ def apply_policy(result: ImportResult, policy: str) -> list[Translated]:
             out.append(item)
             continue
         result.replaced.append(item)
+        if item.length < 0:
+            raise ImportRefused(f"{result.source}: {item.source_kind} {item.name} cannot be "
+                                f"replaced: {item.reason}")
         if policy == "drift":
             out.append(Translated(item.name, {"kind": "Drift", "length": item.length}))
         elif item.length:
