@@ -124,6 +124,9 @@ def track_case(spec: dict[str, Any]) -> dict[str, Any]:
     values = {k: float(v) for k, v in values.items()}
     row |= {f"obs_{k}": v for k, v in values.items()}
     row["lost"] = int(n - len(alive))
+    from harness.io.particles_out import write_final
+
+    write_final(spec, scenario, final)  # after the timed tracks (--write-particles)
     row |= compare(spec, scenario, initial, final, values, row["model"])
     if spec["role"] == "reference" and spec.get("final_path"):
         np.save(spec["final_path"], final)

@@ -293,6 +293,9 @@ def run(
         help="Write the report (Markdown and HTML) into the run directory.")] = True,
     keep_particles: Annotated[bool, typer.Option(
         help="Keep the cached initial/reference particles after a complete run.")] = False,
+    write_particles: Annotated[str, typer.Option(
+        help="none|openpmd: write the initial (per scenario and N) and final particles of "
+        "every case to DIR/particles/ (not timed).")] = "none",
 ) -> None:
     """Run the matrix scenario × backend × particles × device × dtype, each case in its own
     process; append every finished case to DIR/results.jsonl."""
@@ -316,6 +319,9 @@ def run(
     limits = _limits(timeout, memory_limit)
     scenario_map = {s.name: s for s in loaded}
     runner = Runner(directory, limits, resume=resume is not None)
+    if write_particles not in ("none", "openpmd"):
+        fail(f"--write-particles: expected none or openpmd (got {write_particles!r})")
+    runner.write_particles = write_particles
     pending = runner.pending(cases)
     if json_output:
         runner.on_row = lambda row: print(json.dumps(row, default=str), flush=True)

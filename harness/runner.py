@@ -184,6 +184,8 @@ class Runner:
         self.resume = resume
         self.on_row = on_row
         self.on_start = on_start
+        #: ``--write-particles``: "openpmd" writes initial and final particles (harness.io)
+        self.write_particles: str | None = None
 
     def pending(self, cases: Sequence[Case]) -> list[Case]:
         """The cases not yet recorded (all of them unless resuming)."""
@@ -201,6 +203,9 @@ class Runner:
             self.cache.mkdir(parents=True, exist_ok=True)
             base = Path(scenario.source_file).parent if scenario.source_file else None
             particles = generate(scenario.beam, case.particles, base_dir=base)
+            from harness.io.particles_out import write_initial
+
+            write_initial(self.write_particles, self.out, scenario, case.particles, particles)
             tmp = path.with_suffix(".tmp.npy")
             np.save(tmp, particles)
             os.replace(tmp, path)
@@ -213,6 +218,7 @@ class Runner:
         spec = case.as_dict() | {
             "initial_path": str(self.initial_particles(case, scenario)),
             "reference_model": model_signature(scenario),
+            "write_particles": self.write_particles, "run_directory": str(self.out),
         }
         if case.role == "reference":
             spec["final_path"] = str(final_path(self.cache, case.case_id))

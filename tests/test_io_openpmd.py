@@ -114,3 +114,51 @@ def test_scenario_beam_from_an_openpmd_file(tmp_path):
     particles = generate(scenario.beam, base_dir=tmp_path)
     np.testing.assert_array_equal(particles, read_openpmd(path, REFERENCE))
     assert math.isclose(particles[0, 1], -1e-4, rel_tol=1e-14)
+
+
+def test_run_writes_initial_and_final_particles(tmp_path):
+    """``trackbench run --write-particles openpmd``: one initial file per scenario and N,
+    one final file per case, the final one equal to the tracked particles."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.io.particles_out import final_file, initial_file
+    from tests.io_helpers import track
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "fodo_linear", "--backends", "inhouse",
+                                      "--particles", "64", "--repeat", "1", "--no-report",
+                                      "--json", "--write-particles", "openpmd",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scenario = load_scenario("fodo_linear")
+    initial = read_openpmd(initial_file(out, "fodo_linear", 64), scenario.reference_particle)
+    expected_initial = generate(scenario.beam, 64)
+    # the file's t is relative to its mean arrival time (openPMD carries no reference time)
+    centred = expected_initial.copy()
+    centred[:, 4] -= centred[:, 4].mean()
+    scale = np.abs(centred).max(axis=0)
+    assert np.max(np.abs(initial - centred) / scale) < 1e-12
+    # the in-house case and its reference case (ImpactX, run for the agreement columns)
+    finals = {p.name.split("__")[2]: p for p in (out / "particles").glob("*__final.h5")}
+    assert set(finals) <= {"inhouse", "impactx"} and "inhouse" in finals
+    case_id = finals["inhouse"].name.removesuffix("__final.h5").replace("__", "/")
+    assert final_file(out, case_id) == finals["inhouse"]
+    final = read_openpmd(finals["inhouse"], scenario.reference_particle)
+    tracked = track(scenario, "inhouse", expected_initial)
+    tracked[:, 4] -= tracked[:, 4].mean()
+    scale = np.abs(tracked).max(axis=0)
+    assert np.max(np.abs(final - tracked) / scale) < 1e-11
+
+
+def test_run_writes_no_particles_by_default(tmp_path):
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "fodo_linear", "--backends", "inhouse",
+                                      "--particles", "16", "--repeat", "1", "--no-report",
+                                      "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "particles").exists()
