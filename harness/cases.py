@@ -4,6 +4,7 @@ them is planned (reference cases first, so that every other case can compare wit
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,7 +103,8 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequenc
     thread_counts = list(threads) if isinstance(threads, Sequence) else [threads]
     cases: list[Case] = []
     for scenario in scenarios:
-        path = str(scenario.source_file or scenario.name)
+        # absolute: the case process runs in the run's cache directory
+        path = os.path.abspath(scenario.source_file) if scenario.source_file else scenario.name
         reference, note = reference_backend(scenario, available)
         for n in particle_counts(scenario, counts):
             ref_case = None

@@ -297,13 +297,12 @@ class MadxTranslator:
 def merge_dipedges(items: list[Item], elements: list, notes: list[str]) -> list[Item]:
     """Fold each ``DIPEDGE`` into the free pole face of the bend right before (exit) or after
     (entry) it when its ``H`` equals the bend's ``g_ref`` and it has no fringe term."""
-    out = list(items)
+    out: list[Item | None] = list(items)
     for index, element in enumerate(elements):
-        if element.base_type.name != "dipedge":
+        edge = out[index]
+        if element.base_type.name != "dipedge" or not isinstance(edge, Translated):
             continue
         h, angle = _value(element, "h"), _value(element, "e1")
-        if not isinstance(out[index], Translated):
-            continue
         for neighbour, face in ((index - 1, "e2"), (index + 1, "e1")):
             if not 0 <= neighbour < len(out):
                 continue
@@ -315,13 +314,13 @@ def merge_dipedges(items: list[Item], elements: list, notes: list[str]) -> list[
                 continue
             fields = {**bend.fields, "BendP": {**bend_p, face: angle}}
             out[neighbour] = Translated(bend.name, fields)
-            out[index] = None  # type: ignore[call-overload]
+            out[index] = None
             notes.append(f"DIPEDGE {element.name} merged into {bend.name} as its "
                          f"{'exit' if face == 'e2' else 'entry'} pole face {face} = {angle!r}")
             break
         else:
             notes.append(f"DIPEDGE {element.name}: thin Multipole Kn1L = -H tan(E1) = "
-                         f"{out[index].fields['MagneticMultipoleP']['Kn1L']!r} (exact for "
+                         f"{edge.fields['MagneticMultipoleP']['Kn1L']!r} (exact for "
                          "the linear map)")
     return [item for item in out if item is not None]
 
@@ -387,7 +386,7 @@ def start_madx(file: Path, species: str | None = None, energy_MeV: float | None 
     output = _Output()
     madx = Madx(stdout=output, stderr=subprocess.STDOUT)
     try:
-        if not has_beam:
+        if species is not None and energy_MeV is not None and not has_beam:
             from harness.reference import Reference
 
             mass = SPECIES[species][0] * 1e-9
