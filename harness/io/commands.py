@@ -40,8 +40,7 @@ def import_command(
     try:
         imported = import_lattice(file, fmt, sequence, on_unsupported, species, energy, name)
         target = out or Path(f"{imported.data['name']}.yaml")
-        scenario = write_scenario(imported.data, target, "")
-        target.write_text(imported.yaml())
+        scenario = write_scenario(imported.data, target, imported.header())
     except (ImportRefused, ScenarioError) as error:
         fail(str(error))
     result = imported.result

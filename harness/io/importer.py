@@ -36,15 +36,19 @@ class Imported:
     result: ImportResult | None
     line: str
 
-    def yaml(self) -> str:
-        """The scenario YAML with a header naming the source and every rewrite."""
+    def header(self) -> str:
+        """The header of the scenario file: the source and every rewrite."""
         lines = [f"Imported by `trackbench import` from {self.data['description']}"]
         if self.result is not None:
             lines += [f"note: {n}" for n in dict.fromkeys(self.result.notes)]
             lines += [f"replaced (--on-unsupported): {u.source_kind} {u.name}: {u.reason}"
                       for u in self.result.replaced]
         lines.append("The beam is a placeholder unless it came from the source file: edit it.")
-        return to_yaml(self.data, "\n".join(lines))
+        return "\n".join(lines)
+
+    def yaml(self) -> str:
+        """The scenario YAML with its header."""
+        return to_yaml(self.data, self.header())
 
 
 def _check_beam_options(species: str | None, energy_MeV: float | None) -> None:
