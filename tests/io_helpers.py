@@ -11,6 +11,13 @@ from harness.particles import generate
 
 DATA = Path(__file__).resolve().parent / "data"
 
+
+def data_copy(name: str, directory: Path) -> Path:
+    """A copy of a tests/data file in ``directory`` (MAD-X writes its outputs beside it)."""
+    target = directory / name
+    target.write_bytes((DATA / name).read_bytes())
+    return target
+
 #: ImpactX (t, pt) = -MAD-X (T, PT): the matrix in ImpactX coordinates is S R S.
 SIGNS = np.diag([1.0, 1.0, 1.0, 1.0, -1.0, -1.0])
 
@@ -24,12 +31,13 @@ def madx_matrix(madx, sequence: str) -> np.ndarray:
 
 
 def madx_file_matrix(file: Path, sequence: str | None = None) -> np.ndarray:
-    """MAD-X's transfer matrix of the (USEd) sequence of a file."""
+    """MAD-X's transfer matrix of the (USEd) sequence of a file (MAD-X runs in the file's
+    directory, where the file's own TWISS output lands)."""
     from cpymad.madx import Madx
 
-    madx = Madx(stdout=False)
+    madx = Madx(stdout=False, cwd=str(file.resolve().parent))
     try:
-        madx.call(str(file))
+        madx.call(str(file.resolve()))
         if sequence:
             madx.use(sequence=sequence)
         return madx_matrix(madx, madx.sequence().name)

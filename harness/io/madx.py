@@ -384,7 +384,9 @@ def start_madx(file: Path, species: str | None = None, energy_MeV: float | None 
     if not has_beam and (species is None or energy_MeV is None):
         raise ImportRefused(f"{file}: no BEAM command; give --species and --energy")
     output = _Output()
-    madx = Madx(stdout=output, stderr=subprocess.STDOUT)
+    # MAD-X runs in the file's directory, as when its user runs it: relative CALLs resolve
+    # there, and so do the files the lattice itself writes (e.g. a TWISS table)
+    madx = Madx(stdout=output, stderr=subprocess.STDOUT, cwd=str(file.resolve().parent))
     try:
         if species is not None and energy_MeV is not None and not has_beam:
             from harness.reference import Reference
@@ -393,7 +395,7 @@ def start_madx(file: Path, species: str | None = None, energy_MeV: float | None 
             energy = Reference(species, energy_MeV).total_energy_eV * 1e-9
             madx.command.beam(particle=species, mass=mass,
                               charge=SPECIES[species][1], energy=energy)
-        madx.call(str(file))
+        madx.call(str(file.resolve()))
     except Exception:  # noqa: BLE001 - MAD-X stopped: its own message names the cause
         raise ImportRefused(f"{file}: MAD-X: {output.last_error()}") from None
     return madx, output, has_beam
