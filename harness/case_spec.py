@@ -35,6 +35,9 @@ class CaseSpec(BaseModel):
             child also sets it as ``RLIMIT_DATA`` (:func:`harness.case_support.apply_limits`).
         launched_at: UNIX time [s] at which the parent started the process (the child's
             clock counts interpreter start-up from it); parent_pid: the parent's pid.
+        write_particles: ``openpmd`` to write the initial and final particles into
+            ``run_directory``/particles (``--write-particles``, after the timed tracks);
+            None or ``none``: nothing written.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -64,6 +67,8 @@ class CaseSpec(BaseModel):
     hard_memory_limit: bool = False
     launched_at: float | None = None
     parent_pid: int | None = None
+    write_particles: str | None = None
+    run_directory: str | None = None
 
     @classmethod
     def coerce(cls, spec: CaseSpec | dict[str, Any]) -> CaseSpec:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -138,7 +139,8 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequenc
     thread_counts = list(threads) if isinstance(threads, Sequence) else [threads]
     cases: list[Case] = []
     for scenario, label in zip(scenarios, scenario_labels(scenarios), strict=True):
-        path = str(scenario.source_file or scenario.name)
+        # absolute: the case process runs in the run's cache directory
+        path = os.path.abspath(scenario.source_file) if scenario.source_file else scenario.name
         digest = scenario_hash(scenario)
         reference, note = reference_backend(scenario, available)
         for n in particle_counts(scenario, counts):

@@ -398,6 +398,9 @@ def run(
     keep_particles: Annotated[bool, typer.Option(
         help="Keep the cached reference particles after a complete run.")] = False,
     no_fail: NoFail = False,
+    write_particles: Annotated[str, typer.Option(
+        help="none|openpmd: write the initial (per scenario and N) and final particles of "
+        "every case to DIR/particles/ (not timed).")] = "none",
 ) -> None:
     """Run the matrix scenario × backend × particles × device × dtype, each case in its own
     process; append every finished case to DIR/results.jsonl. Exits 1 when a case failed,
@@ -424,6 +427,9 @@ def run(
     limits = _limits(timeout, memory_limit)
     scenarios_by_label = scenario_map(loaded)
     runner = Runner(directory, limits, resume=resume is not None, fresh=resume is None)
+    if write_particles not in ("none", "openpmd"):
+        fail(f"--write-particles: expected none or openpmd (got {write_particles!r})")
+    runner.write_particles = write_particles
     pending = runner.pending(cases)
     finished = [0]
 
@@ -718,6 +724,12 @@ def grad(
     console.print(f"results: {directory}/results.jsonl, results.csv, metadata.json",
                   highlight=False)
     _exit_status(directory, cases, no_fail)
+
+
+from harness.io.commands import export_command, import_command  # noqa: E402
+
+app.command("import")(import_command)
+app.command("export")(export_command)
 
 
 asv_app = typer.Typer(help="The asv suite (benchmarks/): run, compare, publish and check the "

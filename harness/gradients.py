@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import statistics
 import threading
 import time
@@ -303,7 +304,8 @@ def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Se
     sc_variants = space_charge_variants(kicks, checkpoints)
     cases = []
     for scenario in scenarios:
-        path = str(scenario.source_file or scenario.name)
+        # absolute: the case process runs in the run's cache directory
+        path = os.path.abspath(scenario.source_file) if scenario.source_file else scenario.name
         variants: list[tuple[str, dict[str, Any]]] = []
         if scaling:
             quads = quadrupole_parameters(scenario)

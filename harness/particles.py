@@ -232,11 +232,16 @@ def _block_diag(blocks, xp):
     return xp.block_diag(*blocks)
 
 
-def load_particle_file(path: str | Path) -> np.ndarray:
-    """Read ``(N, 6)`` particles from ``.npz`` (key ``particles`` or one key per coordinate)
-    or ``.csv`` (header x,px,y,py,t,pt)."""
+def load_particle_file(path: str | Path, reference=None) -> np.ndarray:
+    """Read ``(N, 6)`` particles from ``.npz`` (key ``particles`` or one key per coordinate),
+    ``.csv`` (header x,px,y,py,t,pt) or openPMD HDF5 (``.h5``, converted for ``reference``,
+    see :mod:`harness.io.openpmd`)."""
     path = Path(path)
-    if path.suffix == ".npz":
+    from harness.io.openpmd import SUFFIXES, read_openpmd
+
+    if path.suffix in SUFFIXES and reference is not None:
+        out = read_openpmd(path, reference)
+    elif path.suffix == ".npz":
         with np.load(path) as data:
             if "particles" in data:
                 out = np.asarray(data["particles"], dtype=np.float64)
@@ -261,7 +266,7 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
         path = Path(beam.file or "")
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        data = load_particle_file(path)
+        data = load_particle_file(path, beam.reference)
         if n > len(data):
             raise ScenarioError(path, "beam.particles", f"at most {len(data)} particles", n)
         return data[:n].copy()

@@ -358,6 +358,8 @@ class Runner:
         self.on_row = on_row
         self.on_start = on_start
         self.on_warning = on_warning
+        #: ``--write-particles``: "openpmd" writes initial and final particles (harness.io)
+        self.write_particles: str | None = None
         self.fresh = fresh
         self.lock: RunLock | None = None
         self.workdir: Path | None = None
@@ -390,7 +392,8 @@ class Runner:
         """What the child is told (it draws the initial particles itself)."""
         from backends.base import model_signature
 
-        spec = CaseSpec(**case.as_dict(), reference_model=model_signature(scenario))
+        spec = CaseSpec(**case.as_dict(), reference_model=model_signature(scenario),
+                        write_particles=self.write_particles, run_directory=str(self.out))
         update: dict[str, Any] = {}
         if case.role == "reference":
             update["final_path"] = str(self._final_path(case))

@@ -536,8 +536,8 @@ def _check_particle_file(beam: Beam, file) -> None:
     path = Path(beam.file or "")
     if not path.is_absolute() and file is not None:
         path = Path(file).parent / path
-    if path.suffix not in (".npz", ".csv") or not path.is_file():
-        raise ScenarioError(file, "beam.file", "an existing .npz or .csv particle file "
+    if path.suffix not in (".npz", ".csv", ".h5", ".hdf5") or not path.is_file():
+        raise ScenarioError(file, "beam.file", "an existing .npz, .csv or openPMD .h5 file "
                             "(a relative path is relative to the scenario file)", beam.file)
 
 

@@ -90,6 +90,12 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
             "survival": float(fate.alive.mean()) if n else None}
     row |= compare_case(spec, scenario, initial, final, values, row["model"],
                         row["blown_up"])
+    if spec.write_particles not in (None, "none"):  # after the timed tracks
+        from harness.io.particles_out import write_final, write_initial
+
+        write_initial(spec.write_particles, Path(spec.run_directory or "."), scenario,
+                      spec.particles, initial)
+        write_final(spec.write_particles, spec.run_directory, spec.case_id, scenario, final)
     if spec.role == "reference" and spec.final_path:
         np.save(spec.final_path, final)
     return [row]

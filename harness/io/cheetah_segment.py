@@ -1,0 +1,399 @@
+"""Cheetah ``Segment`` -> translated PALS elements; Bmad and elegant files through Cheetah.
+
+Bmad and elegant files are parsed by Cheetah's own readers (``cheetah.converters.bmad`` /
+``elegant``: the same parsing as ``Segment.from_bmad`` / ``from_elegant``), element by
+element, so that every warning Cheetah raises is tied to the element it concerns: an element
+Cheetah replaces by a drift (``UnknownElementWarning``) or one with a property Cheetah does
+not understand (``NotUnderstoodPropertyWarning``, e.g. Bmad ``g``) is reported as
+untranslatable instead of being imported changed.
+
+Cheetah element -> PALS (Cheetah's modules in ``cheetah/accelerator``):
+
+======================  ==========================================================================
+Cheetah                 PALS
+======================  ==========================================================================
+Drift                   ``Drift`` length
+Quadrupole(k1)          ``Quadrupole`` ``Kn1 = k1`` [1/m^2] (no tilt, no misalignment)
+Dipole / RBend          ``SBend`` ``g_ref = angle / length``, ``e1 = dipole_e1``,
+                        ``e2 = dipole_e2``, ``Kn1 = k1`` (no tilt; gap * fringe_integral = 0)
+Sextupole(k2)           ``Sextupole`` ``Kn2 = k2`` [1/m^3] (no tilt, no misalignment)
+Solenoid(k)             ``Solenoid`` ``Ksol = 2 k`` (Cheetah's k = B0 / (2 B rho))
+Horizontal-/Vertical-/  thin: ``Multipole`` ``Kn0L = -angle`` (px += angle), ``Ks0L = +angle``
+CombinedCorrector       (py += angle); zero angle: ``Drift`` / ``Marker``
+Marker                  ``Marker``
+BPM, Screen             ``Instrument`` length
+Aperture                ``Marker`` with ``ApertureP`` (finite symmetric limits, active)
+Cavity                  zero voltage: ``Drift`` / ``Marker``; otherwise untranslatable (Cheetah's
+                        cos(phi - k beta0 tau) gap is not the RF gap of the harness)
+Segment                 flattened
+======================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from harness.io.model import ImportRefused, ImportResult, Item, Translated, Untranslatable
+from harness.io.pals_doc import BeamSpec, beam_from_momentum
+from harness.reference import SPECIES
+
+_ABS = 1e-15
+
+
+def _scalar(element, attribute: str, default: float = 0.0) -> float | None:
+    """A Cheetah parameter as a float; None when it is batched (several values)."""
+    value = getattr(element, attribute, None)
+    if value is None:
+        return default
+    try:
+        if hasattr(value, "numel") and value.numel() != 1:
+            return None
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _refuse(element, reason: str) -> Untranslatable:
+    length = _scalar(element, "length") or 0.0
+    return Untranslatable(str(element.name), type(element).__name__, length, reason)
+
+
+def _values(element, names: tuple[str, ...]) -> dict[str, float] | str:
+    """The float values of ``names``, or the name of the first batched one."""
+    out = {}
+    for name in names:
+        value = _scalar(element, name)
+        if value is None:
+            return name
+        out[name] = value
+    return out
+
+
+def element_items(element, notes: list[str]) -> list[Item]:
+    """The translated form(s) of one Cheetah element (a Segment is flattened)."""
+    import cheetah
+
+    if isinstance(element, cheetah.Segment):
+        return [item for child in element.elements for item in element_items(child, notes)]
+    kind = type(element).__name__
+    name = str(element.name)
+    values = _values(element, ("length",))
+    if isinstance(values, str):
+        return [_refuse(element, "a batched (vectorised) length")]
+    length = values["length"]
+    if length < 0:
+        return [_refuse(element, f"a negative length ({length!r} m) is not a PALS length")]
+    translate = _TRANSLATIONS.get(kind)
+    if translate is None and isinstance(element, cheetah.Dipole):
+        translate = _dipole
+    if translate is None:
+        return [_refuse(element, f"Cheetah {kind} has no trackbench translation")]
+    return [translate(element, name, length, notes)]
+
+
+def _nonzero(values: dict[str, float], names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if abs(values.get(n, 0.0)) > _ABS), None)
+
+
+def _misaligned(element) -> bool:
+    offset = getattr(element, "misalignment", None)
+    return offset is not None and bool((offset != 0).any())
+
+
+def _drift(element, name, length, notes):
+    return Translated(name, {"kind": "Drift", "length": length})
+
+
+def _marker(element, name, length, notes):
+    return Translated(name, {"kind": "Marker"})
+
+
+def _instrument(element, name, length, notes):
+    return Translated(name, {"kind": "Instrument", "length": length})
+
+
+def _quadrupole(element, name, length, notes):
+    values = _values(element, ("k1", "tilt"))
+    if isinstance(values, str):
+        return _refuse(element, f"a batched (vectorised) {values}")
+    if _nonzero(values, ("tilt",)) or _misaligned(element):
+        return _refuse(element, "a tilted or misaligned quadrupole is not translated")
+    return Translated(name, {"kind": "Quadrupole", "length": length,
+                             "MagneticMultipoleP": {"Kn1": values["k1"]}})
+
+
+def _sextupole(element, name, length, notes):
+    values = _values(element, ("k2", "tilt"))
+    if isinstance(values, str):
+        return _refuse(element, f"a batched (vectorised) {values}")
+    if _nonzero(values, ("tilt",)) or _misaligned(element):
+        return _refuse(element, "a tilted or misaligned sextupole is not translated")
+    return Translated(name, {"kind": "Sextupole", "length": length,
+                             "MagneticMultipoleP": {"Kn2": values["k2"]}})
+
+
+def _dipole(element, name, length, notes):
+    values = _values(element, ("angle", "k1", "dipole_e1", "dipole_e2", "tilt", "gap",
+                               "gap_exit", "fringe_integral", "fringe_integral_exit"))
+    if isinstance(values, str):
+        return _refuse(element, f"a batched (vectorised) {values}")
+    if length <= 0:
+        return _refuse(element, "a bend of zero length is not translated")
+    if _nonzero(values, ("tilt",)):
+        return _refuse(element, "a tilted bend is not translated")
+    fringe = (values["gap"] * values["fringe_integral"],
+              values["gap_exit"] * values["fringe_integral_exit"])
+    if any(abs(f) > _ABS for f in fringe):
+        return _refuse(element, "fringe field gap * fringe_integral != 0 needs the PALS "
+                       "BendP.edge_int fields, not read by trackbench yet")
+    fringe_at = getattr(element, "fringe_at", "both")
+    if fringe_at != "both" and (values["dipole_e1"] or values["dipole_e2"]):
+        return _refuse(element, f"pole faces with fringe_at={fringe_at!r} are not translated")
+    fields: dict[str, Any] = {"kind": "SBend", "length": length,
+                              "BendP": {"g_ref": values["angle"] / length,
+                                        "e1": values["dipole_e1"], "e2": values["dipole_e2"]}}
+    if values["k1"]:
+        fields["MagneticMultipoleP"] = {"Kn1": values["k1"]}
+    return Translated(name, fields)
+
+
+def _solenoid(element, name, length, notes):
+    values = _values(element, ("k",))
+    if isinstance(values, str):
+        return _refuse(element, "a batched (vectorised) k")
+    if _misaligned(element):
+        return _refuse(element, "a misaligned solenoid is not translated")
+    return Translated(name, {"kind": "Solenoid", "length": length,
+                             "SolenoidP": {"Ksol": 2.0 * values["k"]}})
+
+
+def _corrector(element, name, length, notes):
+    kind = type(element).__name__
+    if kind == "CombinedCorrector":
+        values = _values(element, ("horizontal_angle", "vertical_angle"))
+        if isinstance(values, str):
+            return _refuse(element, f"a batched (vectorised) {values}")
+        hkick, vkick = values["horizontal_angle"], values["vertical_angle"]
+    else:
+        values = _values(element, ("angle",))
+        if isinstance(values, str):
+            return _refuse(element, "a batched (vectorised) angle")
+        hkick = values["angle"] if kind == "HorizontalCorrector" else 0.0
+        vkick = values["angle"] if kind == "VerticalCorrector" else 0.0
+    if not hkick and not vkick:
+        notes.append(f"{kind} {name}: zero kick, written as a "
+                     + ("Drift" if length else "Marker"))
+        return (Translated(name, {"kind": "Drift", "length": length}) if length
+                else Translated(name, {"kind": "Marker"}))
+    if length:
+        return _refuse(element, "a thick corrector with a kick is not translated (PALS "
+                       "Kicker kinds are not read by trackbench yet)")
+    strengths = {}
+    if hkick:
+        strengths["Kn0L"] = -hkick
+    if vkick:
+        strengths["Ks0L"] = vkick
+    return Translated(name, {"kind": "Multipole", "length": 0.0,
+                             "MagneticMultipoleP": strengths})
+
+
+def _cavity(element, name, length, notes):
+    voltage = _scalar(element, "voltage")
+    if voltage is None:
+        return _refuse(element, "a batched (vectorised) voltage")
+    if voltage:
+        return _refuse(element, "Cheetah's cavity (cos(phi - k beta0 tau), thick) is not the "
+                       "short RF gap trackbench translates")
+    notes.append(f"Cavity {name}: zero voltage, written as a "
+                 + ("Drift" if length else "Marker"))
+    return (Translated(name, {"kind": "Drift", "length": length}) if length
+            else Translated(name, {"kind": "Marker"}))
+
+
+def _aperture(element, name, length, notes):
+    values = _values(element, ("x_max", "y_max"))
+    if isinstance(values, str):
+        return _refuse(element, f"a batched (vectorised) {values}")
+    if not getattr(element, "is_active", True) or all(math.isinf(v) for v in values.values()):
+        notes.append(f"Aperture {name}: inactive or unbounded, written as a Marker")
+        return Translated(name, {"kind": "Marker"})
+    if any(math.isinf(v) for v in values.values()):
+        return _refuse(element, "an aperture bounded in one plane only is not translated")
+    shape = "ELLIPTICAL" if getattr(element, "shape", "rectangular") == "elliptical" \
+        else "RECTANGULAR"
+    return Translated(name, {"kind": "Marker", "ApertureP": {
+        "x_limits": [-values["x_max"], values["x_max"]],
+        "y_limits": [-values["y_max"], values["y_max"]], "shape": shape}})
+
+
+_TRANSLATIONS = {
+    "Drift": _drift, "Marker": _marker, "BPM": _instrument, "Screen": _instrument,
+    "Quadrupole": _quadrupole, "Sextupole": _sextupole, "Dipole": _dipole, "RBend": _dipole,
+    "Solenoid": _solenoid, "HorizontalCorrector": _corrector,
+    "VerticalCorrector": _corrector, "CombinedCorrector": _corrector, "Cavity": _cavity,
+    "Aperture": _aperture,
+}
+
+
+def import_segment(segment, source: str = "<Cheetah Segment>") -> ImportResult:
+    """A Cheetah ``Segment`` (built in Python) as translated elements."""
+    notes: list[str] = []
+    return ImportResult(element_items(segment, notes), source, notes)
+
+
+# --- Bmad and elegant files through Cheetah's readers -------------------------------------
+
+_PROPERTY = re.compile(r"Property (\S+) with value (.*?) for element type (\S+)")
+
+
+def _context(path: Path, notes: list[str]) -> dict:
+    """Cheetah's parse of a Bmad/elegant file (its ``convert_lattice`` steps, unchanged)."""
+    from cheetah.converters.utils.fortran_namelist import (
+        merge_delimiter_continued_lines,
+        parse_lines,
+        read_clean_lines,
+    )
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            lines = read_clean_lines(path)
+            merged = merge_delimiter_continued_lines(lines, delimiter="&",
+                                                     remove_delimiter=True)
+            merged = merge_delimiter_continued_lines(merged, delimiter=",",
+                                                     remove_delimiter=False)
+            merged = merge_delimiter_continued_lines(merged, delimiter="{",
+                                                     remove_delimiter=False)
+            context = parse_lines(merged)
+        except Exception as error:  # noqa: BLE001 - the parser's own message names the cause
+            raise ImportRefused(f"{path}: Cheetah could not parse the file "
+                                f"({type(error).__name__}: {error})") from None
+    for warning in caught:
+        notes.append(f"Cheetah parser: {warning.message}")
+    return context
+
+
+def _leaves(name: str, context: dict, path: Path, reversed_: bool = False,
+            depth: int = 0) -> list[tuple[str, bool]]:
+    """Element names of a line in beamline order, with whether they sit in a reversed line."""
+    if depth > 64:
+        raise ImportRefused(f"{path}: line {name!r} refers to itself")
+    flip = name.startswith("-")
+    name = name.removeprefix("-")
+    if name not in context:
+        raise ImportRefused(f"{path}: {name!r} is not defined in the file")
+    parsed = context[name]
+    if isinstance(parsed, list):
+        out = [leaf for child in parsed
+               for leaf in _leaves(child, context, path, reversed_ != flip, depth + 1)]
+        return out[::-1] if flip else out
+    if isinstance(parsed, dict) and "element_type" in parsed:
+        return [(name, reversed_)]
+    raise ImportRefused(f"{path}: {name!r} is neither a line nor an element")
+
+
+def _convert_one(module, name: str, context: dict, fmt: str, in_reversed_line: bool,
+                 notes: list[str]) -> list[Item]:
+    import torch
+    from cheetah.utils import NoBeamPropertiesInLatticeWarning, UnknownElementWarning
+
+    parsed = context[name]
+    source_kind = str(parsed.get("element_type", "?"))
+    length = float(parsed.get("l", 0.0)) if isinstance(parsed.get("l", 0.0), int | float) \
+        else 0.0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            element = module.convert_element(name, context, sanitize_name=False,
+                                             dtype=torch.float64)
+        except Exception as error:  # noqa: BLE001 - Cheetah refuses the element
+            return [Untranslatable(name, source_kind, length,
+                                   f"Cheetah's {fmt} reader: {type(error).__name__}: {error}")]
+    for warning in caught:
+        message = str(warning.message)
+        if issubclass(warning.category, UnknownElementWarning):
+            return [Untranslatable(name, source_kind, length,
+                                   f"Cheetah's {fmt} reader has no conversion for it")]
+        if issubclass(warning.category, NoBeamPropertiesInLatticeWarning):
+            notes.append(f"{source_kind} {name}: beam property element, written as a Marker "
+                         "(the beam is the scenario's)")
+            continue
+        match = _PROPERTY.search(message)
+        if match:
+            return [Untranslatable(name, source_kind, length,
+                                   f"property {match.group(1)} is not understood by Cheetah's "
+                                   f"{fmt} reader")]
+        notes.append(f"{source_kind} {name}: Cheetah: {message}")
+    items = element_items(element, notes)
+    if in_reversed_line:
+        for item in items:
+            if isinstance(item, Translated) and item.kind == "SBend" and \
+                    item.fields["BendP"]["e1"] != item.fields["BendP"]["e2"]:
+                return [Untranslatable(name, source_kind, length, "a bend with different "
+                                       "pole faces in a reversed line")]
+    return items
+
+
+def _bmad_beam(context: dict, species: str | None, energy_MeV: float | None,
+               path: Path) -> BeamSpec:
+    parameter = context.get("parameter", {}) if isinstance(context.get("parameter"), dict) \
+        else {}
+    beginning = context.get("beginning", {}) if isinstance(context.get("beginning"), dict) \
+        else {}
+    if species is None:
+        particle = str(parameter.get("particle", "")).lower()
+        if particle not in SPECIES:
+            raise ImportRefused(f"{path}: parameter[particle] = {particle or 'none'!r} is not a "
+                                f"trackbench species; give --species "
+                                f"({', '.join(sorted(SPECIES))})")
+        species = particle
+    if energy_MeV is not None:
+        return BeamSpec(species, energy_MeV)
+    mass = SPECIES[species][0]
+    if "p0c" in beginning:
+        return beam_from_momentum(species, float(beginning["p0c"]))
+    if "e_tot" in beginning:
+        total = float(beginning["e_tot"])
+        if total <= mass:
+            raise ImportRefused(f"{path}: beginning[e_tot] = {total!r} eV is not above the "
+                                f"rest energy of {species}")
+        return BeamSpec(species, (total - mass) * 1e-6)
+    raise ImportRefused(f"{path}: no beginning[e_tot] or beginning[p0c]; give --energy")
+
+
+def import_cheetah_file(path: str | Path, fmt: str, line: str | None = None,
+                        species: str | None = None,
+                        energy_MeV: float | None = None) -> tuple[ImportResult, BeamSpec, str]:
+    """Import a Bmad (``fmt="bmad"``) or elegant (``"elegant"``) file through Cheetah's
+    readers; returns the translated beamline, its beam and the line name."""
+    from cheetah.converters import bmad, elegant
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImportRefused(f"{path}: no such file")
+    notes: list[str] = []
+    context = _context(path, notes)
+    if line is None:
+        line = context.get("__use__")
+        if line is None:
+            lines = [k for k, v in context.items() if isinstance(v, list)]
+            if len(lines) != 1:
+                raise ImportRefused(f"{path}: no 'use' line; choose one with --sequence "
+                                    f"({', '.join(lines) or 'no lines defined'})")
+            line = lines[0]
+    module = bmad if fmt == "bmad" else elegant
+    items: list[Item] = []
+    for leaf, in_reversed in _leaves(str(line), context, path):
+        items.extend(_convert_one(module, leaf, context, fmt, in_reversed, notes))
+    if fmt == "bmad":
+        beam = _bmad_beam(context, species, energy_MeV, path)
+    else:
+        if species is None or energy_MeV is None:
+            raise ImportRefused(f"{path}: an elegant lattice file has no beam; give --species "
+                                "and --energy")
+        beam = BeamSpec(species, energy_MeV)
+    return ImportResult(items, str(path), notes), beam, str(line)

@@ -1,0 +1,155 @@
+"""A lattice built in Python as a list of ImpactX elements -> translated PALS elements.
+
+ImpactX's element models (``impactx.elements``, sources ``src/elements/*.H``) map onto PALS
+kinds; the model tier of an ImpactX element (``Drift``/``ChrDrift``/``ExactDrift``, ...) is
+not a lattice property in PALS, it is the scenario's ``model`` (listed in the notes).
+
+=======================================  ======================================================
+ImpactX                                  PALS
+=======================================  ======================================================
+Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length
+Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
+                                         with the signed rigidity of the reference particle)
+Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``)
+ExactSbend (ds, phi [deg], B [T])        ``SBend`` ``g_ref = radians(phi) / ds`` (B = 0)
+DipEdge (psi, rc, g, K2), g*K2 = 0       the adjacent bend's free pole face (same rc), else
+                                         a thin ``Multipole`` ``Kn1L = -tan(psi) / rc``
+Multipole (m, K_normal, K_skew)          thin ``Multipole`` ``Kn{m-1}L``, ``Ks{m-1}L``
+ExactMultipole (k_normal = [0, 0, k2])   ``Sextupole`` ``Kn2``
+Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
+ShortRF (V, freq, phase [deg])           ``RFCavity`` voltage ``V m c^2 / |q|`` [V], phase [rad]
+=======================================  ======================================================
+
+Misalignments (``dx``, ``dy``, ``rotation``) and element apertures (``aperture_x/y``) are not
+translated: such an element is untranslatable.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from harness.io.model import ImportResult, Item, Translated, Untranslatable
+from harness.reference import Reference
+
+_DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
+_QUADS = ("Quad", "ChrQuad", "ExactQuad")
+
+
+def _fields(element) -> dict[str, Any]:
+    """The element's parameters (ImpactX ``to_dict``; ExactSbend ``phi`` in degrees)."""
+    if type(element).__name__ == "ExactSbend":
+        return dict(element.to_dict(in_degrees=True))
+    return dict(element.to_dict())
+
+
+def _translate(element, index: int, reference: Reference, notes: list[str]) -> Item:
+    d = _fields(element)
+    kind = str(d.get("type", type(element).__name__))
+    name = str(d["name"]) if d.get("name") else f"{kind.lower()}_{index}"
+    length = float(d.get("ds", 0.0))
+    for attribute in ("dx", "dy", "rotation", "aperture_x", "aperture_y"):
+        if float(d.get(attribute, 0.0) or 0.0):
+            return Untranslatable(name, kind, length, f"{attribute} is not translated")
+    if kind in _DRIFTS:
+        return Translated(name, {"kind": "Drift", "length": length})
+    if kind in _QUADS:
+        k = float(d["k"])
+        if int(d.get("unit", 0)) == 1:
+            k = k / reference.rigidity_Tm
+        return Translated(name, {"kind": "Quadrupole", "length": length,
+                                 "MagneticMultipoleP": {"Kn1": k}})
+    if kind in ("Sbend", "CFbend", "ExactSbend"):
+        if kind == "ExactSbend":
+            if float(d.get("B", 0.0)):
+                return Untranslatable(name, kind, length, "ExactSbend with a field B is not "
+                                      "translated (give phi)")
+            g_ref = math.radians(float(d["phi"])) / length
+        else:
+            g_ref = 1.0 / float(d["rc"])
+        fields: dict[str, Any] = {"kind": "SBend", "length": length,
+                                  "BendP": {"g_ref": g_ref, "e1": 0.0, "e2": 0.0}}
+        if kind == "CFbend" and float(d["k"]):
+            fields["MagneticMultipoleP"] = {"Kn1": float(d["k"])}
+        return Translated(name, fields)
+    if kind == "DipEdge":
+        if float(d["g"]) * float(d["K2"]) or d.get("model", "linear") != "linear":
+            return Untranslatable(name, kind, 0.0, "fringe field g*K2 != 0 (or a nonlinear "
+                                  "edge model) needs the PALS BendP.edge_int fields, not read "
+                                  "by trackbench yet")
+        return Translated(name, {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {
+            "Kn1L": -math.tan(float(d["psi"])) / float(d["rc"])}})
+    if kind == "Multipole":
+        order = int(d["multipole"]) - 1
+        strengths = {}
+        if float(d["K_normal"]):
+            strengths[f"Kn{order}L"] = float(d["K_normal"])
+        if float(d["K_skew"]):
+            strengths[f"Ks{order}L"] = float(d["K_skew"])
+        if not strengths:
+            notes.append(f"Multipole {name}: zero strength, written as a Marker")
+            return Translated(name, {"kind": "Marker"})
+        return Translated(name, {"kind": "Multipole", "length": 0.0,
+                                 "MagneticMultipoleP": strengths})
+    if kind == "ExactMultipole":
+        normal = [float(v) for v in d["k_normal"]]
+        skew = [float(v) for v in d["k_skew"]]
+        if int(d.get("unit", 0)) == 0 and len(normal) == 3 and not any(skew) \
+                and not normal[0] and not normal[1]:
+            return Translated(name, {"kind": "Sextupole", "length": length,
+                                     "MagneticMultipoleP": {"Kn2": normal[2]}})
+        return Untranslatable(name, kind, length, "only a pure normal sextupole "
+                              "ExactMultipole is translated")
+    if kind == "Sol":
+        return Translated(name, {"kind": "Solenoid", "length": length,
+                                 "SolenoidP": {"Ksol": float(d["ks"])}})
+    if kind == "ShortRF":
+        voltage = float(d["V"]) * reference.mass_eV / abs(reference.charge_qe)
+        return Translated(name, {"kind": "RFCavity", "length": 0.0, "RFP": {
+            "voltage": voltage, "frequency": float(d["freq"]),
+            "phase": math.radians(float(d["phase"]))}})
+    return Untranslatable(name, kind, length, f"ImpactX {kind} has no trackbench translation")
+
+
+def merge_edges(items: list[Item], edges: dict[int, tuple[float, float]],
+                notes: list[str]) -> list[Item]:
+    """Fold thin edge kicks (index -> (psi, rc)) into the free pole face of the adjacent bend
+    with the same radius (exit face of the bend before, else entry face of the bend after)."""
+    out: list[Item | None] = list(items)
+    for index, (psi, rc) in edges.items():
+        for neighbour, face in ((index - 1, "e2"), (index + 1, "e1")):
+            bend = out[neighbour] if 0 <= neighbour < len(out) else None
+            if not (isinstance(bend, Translated) and bend.kind == "SBend"):
+                continue
+            bend_p = bend.fields["BendP"]
+            if abs(bend_p["g_ref"] * rc - 1.0) > 1e-12 or bend_p[face]:
+                continue
+            out[neighbour] = Translated(bend.name, {**bend.fields,
+                                                    "BendP": {**bend_p, face: psi}})
+            notes.append(f"DipEdge {out[index].name} merged into {bend.name} as {face}")  # type: ignore[union-attr]
+            out[index] = None
+            break
+    return [item for item in out if item is not None]
+
+
+def import_impactx(lattice: list, reference: Reference,
+                   source: str = "<ImpactX lattice>") -> ImportResult:
+    """A list of ImpactX elements as translated elements (``reference``: the beam's reference
+    particle, for field strengths given in SI units)."""
+    notes: list[str] = []
+    items: list[Item] = []
+    edges: dict[int, tuple[float, float]] = {}
+    tiers = set()
+    for index, element in enumerate(lattice):
+        item = _translate(element, index, reference, notes)
+        kind = type(element).__name__
+        tiers.add("exact" if kind.startswith("Exact") else
+                  "paraxial" if kind.startswith("Chr") else "linear")
+        if kind == "DipEdge" and isinstance(item, Translated):
+            d = _fields(element)
+            edges[index] = (float(d["psi"]), float(d["rc"]))
+        items.append(item)
+    if len(tiers) > 1:
+        notes.append(f"the lattice mixes ImpactX model tiers {sorted(tiers)}; the scenario's "
+                     "model (and overrides) choose them")
+    return ImportResult(merge_edges(items, edges, notes), source, notes)

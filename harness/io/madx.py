@@ -1,0 +1,450 @@
+"""MAD-X lattices through the real MAD-X (cpymad): sequence -> translated PALS elements.
+
+The file is run by MAD-X; the chosen sequence (``--sequence``, else the one the file
+``USE``s, else the only one) is read from cpymad's expanded element list with positions, so
+implicit drifts between positioned elements are MAD-X's own (``drift_0``, ...); the
+automatic ``<seq>$start``/``$end`` markers are left out.
+
+Translations (MAD-X manual, "Element types"; PALS standard, element parameter groups).
+MAD-X strengths are already normalised to the reference momentum, so they are copied:
+
+===========================  ==================================================================
+MAD-X                        PALS
+===========================  ==================================================================
+DRIFT (and implicit drifts)  ``Drift`` length
+QUADRUPOLE L, K1             ``Quadrupole`` length, ``Kn1 = K1`` [1/m^2]
+SEXTUPOLE L, K2              ``Sextupole`` length, ``Kn2 = K2`` [1/m^3]
+SBEND L, ANGLE, E1, E2, K1   ``SBend`` length, ``g_ref = ANGLE / L`` [1/m], e1, e2, ``Kn1``
+RBEND L, ANGLE, E1, E2, K1   ``SBend`` with the arc length ``L (ANGLE/2) / sin(ANGLE/2)`` and
+                             ``e1 = E1 + ANGLE/2``, ``e2 = E2 + ANGLE/2`` (MAD-X RBARC option)
+DIPEDGE H, E1 (FINT*HGAP=0)  merged into the adjacent bend's free pole face when its ``H``
+                             equals the bend's ``ANGLE/L``, else a thin ``Multipole``
+                             ``Kn1L = -H tan(E1)``: both exact for the linear edge map
+                             (MAD-X R21 = H tan E1, R43 = -H tan E1), listed in the notes
+MULTIPOLE KNL, KSL           thin ``Multipole``: ``KnNL = KNL[N]``, ``KsNL = KSL[N]``
+HKICKER/VKICKER/KICKER       thin: ``Multipole`` ``Kn0L = -HKICK``, ``Ks0L = +VKICK`` (MAD-X:
+(TKICKER)                    HKICK adds to px, KNL[0] subtracts from it; KSL[0] adds to py)
+SOLENOID L, KS               ``Solenoid`` length, ``Ksol = KS`` [1/m]
+RFCAVITY L=0, VOLT, FREQ,    ``RFCavity`` voltage ``VOLT*1e6`` [V] (times p_ref/p_ref(MAD-X),
+                             1 + O(1e-9), keeping MAD-X's kick VOLT/(p c)), ``FREQ*1e6`` [Hz]
+LAG                          (or ``HARMON * beta c / circumference``), ``phase = 2 pi LAG - pi/2``
+                             (MAD-X PT += V sin(2 pi LAG - k T); ImpactX pt -= V cos(k t + phase)
+                             with t = -T, pt = -PT); only at zero crossing (sin(2 pi LAG) = 0),
+                             where neither code changes the reference energy
+MARKER                       ``Marker``
+MONITOR, H/VMONITOR,         ``Instrument`` length
+INSTRUMENT, PLACEHOLDER
+===========================  ==================================================================
+
+The beam is the file's ``BEAM`` (PARTICLE and its Lorentz factor GAMMA, so that
+beta and R56 are MAD-X's exactly; see :func:`harness.io.pals_doc.beam_from_gamma`), unless
+``--species``/``--energy`` are given; its Twiss parameters are MAD-X's periodic solution
+when the beamline has one (else a placeholder beam).
+
+Anything else, or a translated kind with a nonzero attribute trackbench does not model
+(TILT, K1S, K0 different from ANGLE/L, FINT*HGAP, H1/H2, misalignments DX..DPSI, a thick
+kicker with a kick, ...), is an :class:`~harness.io.model.Untranslatable` naming the
+attribute. Apertures on MAD-X elements are reported in the notes (TWISS ignores them too).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from harness.io.model import ImportRefused, ImportResult, Item, Translated, Untranslatable
+from harness.io.pals_doc import BeamSpec, beam_from_gamma
+from harness.reference import C_LIGHT, SPECIES
+
+#: MAD-X particle names the harness has a species for.
+MADX_SPECIES = {"electron": "electron", "positron": "positron", "proton": "proton"}
+#: Misalignment attributes of MAD-X elements (none is translated yet).
+MISALIGNMENTS = ("dx", "dy", "ds", "dtheta", "dphi", "dpsi")
+_BEAM_COMMAND = re.compile(r"(^|;)\s*beam\s*(,|;)", re.IGNORECASE | re.MULTILINE)
+_ABS = 1e-15
+
+
+class _Output:
+    """MAD-X's output lines (to name the fatal error when MAD-X stops)."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+
+    def __call__(self, chunk: bytes | str) -> None:
+        self.text.append(chunk.decode(errors="replace") if isinstance(chunk, bytes) else chunk)
+
+    def last_error(self) -> str:
+        lines = [ln.strip() for ln in "".join(self.text).splitlines()
+                 if "fatal" in ln.lower() or "error" in ln.lower()]
+        return lines[-1] if lines else "MAD-X stopped"
+
+
+def _strip_comments(text: str) -> str:
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
+    return re.sub(r"(!|//).*", "", text)
+
+
+def _value(element, key: str, default: float = 0.0) -> float:
+    try:
+        value = element[key]
+    except (KeyError, AttributeError):
+        return default
+    return float(value)
+
+
+def _nonzero(element, keys: tuple[str, ...]) -> str | None:
+    """The first of ``keys`` with a nonzero value on ``element``."""
+    for key in keys:
+        if abs(_value(element, key)) > _ABS:
+            return key
+    return None
+
+
+def _refuse(name: str, kind: str, length: float, reason: str) -> Untranslatable:
+    return Untranslatable(name, kind.upper(), length, reason)
+
+
+class MadxTranslator:
+    """Translates the expanded elements of one MAD-X sequence (see the module table)."""
+
+    def __init__(self, circumference: float, beta: float, voltage_scale: float = 1.0):
+        self.circumference = circumference
+        self.beta = beta
+        #: p_ref(trackbench) / p_ref(MAD-X): keeps MAD-X's normalised gap kick VOLT / (p c)
+        self.voltage_scale = voltage_scale
+        self.notes: list[str] = []
+
+    def translate(self, element, length: float) -> Item:
+        """One element (``length`` [m]: the length it occupies in the sequence)."""
+        name, kind = element.name, element.base_type.name
+        bad = _nonzero(element, MISALIGNMENTS)
+        if bad:
+            return _refuse(name, kind, length, f"misalignment {bad.upper()} is not translated "
+                           "(PALS BodyShiftP is not read by trackbench yet)")
+        method = getattr(self, f"_{kind}", None)
+        if method is None:
+            return _refuse(name, kind, length, f"MAD-X {kind.upper()} has no trackbench "
+                           "translation")
+        return method(element, name, length)
+
+    def _drift(self, e, name, length):
+        return Translated(name, {"kind": "Drift", "length": length})
+
+    def _marker(self, e, name, length):
+        return Translated(name, {"kind": "Marker"})
+
+    def _instrument(self, e, name, length):
+        return Translated(name, {"kind": "Instrument", "length": length})
+
+    _monitor = _hmonitor = _vmonitor = _placeholder = _instrument
+
+    def _quadrupole(self, e, name, length):
+        bad = _nonzero(e, ("k1s", "tilt"))
+        if bad:
+            return _refuse(name, "quadrupole", length, f"{bad.upper()} (skew/tilted "
+                           "quadrupole) is not translated")
+        return Translated(name, {"kind": "Quadrupole", "length": length,
+                                 "MagneticMultipoleP": {"Kn1": _value(e, "k1")}})
+
+    def _sextupole(self, e, name, length):
+        bad = _nonzero(e, ("k2s", "tilt"))
+        if bad:
+            return _refuse(name, "sextupole", length, f"{bad.upper()} (skew/tilted "
+                           "sextupole) is not translated")
+        return Translated(name, {"kind": "Sextupole", "length": length,
+                                 "MagneticMultipoleP": {"Kn2": _value(e, "k2")}})
+
+    def _bend(self, e, name, kind, arc, angle, e1, e2):
+        if arc <= 0:
+            return _refuse(name, kind, arc, "a bend of zero length (thin bends are not "
+                           "translated)")
+        bad = _nonzero(e, ("k1s", "k2", "k2s", "tilt", "h1", "h2"))
+        if bad:
+            return _refuse(name, kind, arc, f"{bad.upper()} is not translated for bends")
+        k0 = _value(e, "k0")
+        g_ref = angle / arc
+        if abs(k0) > _ABS and abs(k0 - g_ref) > 1e-12 * abs(g_ref):
+            return _refuse(name, kind, arc, "K0 different from ANGLE/L (a bend field off the "
+                           "reference curvature) is not translated")
+        if self._fringe(e):
+            return _refuse(name, kind, arc, "fringe field FINT*HGAP != 0 needs the PALS "
+                           "BendP.edge_int fields, not read by trackbench yet")
+        fields: dict[str, Any] = {"kind": "SBend", "length": arc,
+                                  "BendP": {"g_ref": g_ref, "e1": e1, "e2": e2}}
+        k1 = _value(e, "k1")
+        if k1:
+            fields["MagneticMultipoleP"] = {"Kn1": k1}
+        return Translated(name, fields)
+
+    @staticmethod
+    def _fringe(e) -> bool:
+        hgap, fint = _value(e, "hgap"), _value(e, "fint")
+        fintx = _value(e, "fintx", -1.0)
+        fintx = fint if fintx < 0 else fintx
+        return abs(hgap) > _ABS and (abs(fint) > _ABS or abs(fintx) > _ABS)
+
+    def _sbend(self, e, name, length):
+        return self._bend(e, name, "sbend", length, _value(e, "angle"), _value(e, "e1"),
+                          _value(e, "e2"))
+
+    def _rbend(self, e, name, length):
+        angle = _value(e, "angle")
+        half = angle / 2.0
+        chord = _value(e, "l")
+        arc = chord * half / math.sin(half) if half else chord
+        if abs(arc - length) > 1e-9 * max(arc, 1.0):
+            return _refuse(name, "rbend", length, "RBEND length in the sequence is not its "
+                           "arc length (option RBARC=false is not translated)")
+        return self._bend(e, name, "rbend", length, angle, _value(e, "e1") + half,
+                          _value(e, "e2") + half)
+
+    def _multipole(self, e, name, length):
+        bad = _nonzero(e, ("tilt", "angle"))
+        if bad:
+            return _refuse(name, "multipole", length, f"{bad.upper()} is not translated for "
+                           "multipoles")
+        strengths: dict[str, float] = {}
+        for prefix, key in (("Kn", "knl"), ("Ks", "ksl")):
+            for order, value in enumerate(e.get(key, [])):
+                if float(value):
+                    strengths[f"{prefix}{order}L"] = float(value)
+        if not strengths:
+            self.notes.append(f"MULTIPOLE {name}: all strengths zero, written as a Marker")
+            return Translated(name, {"kind": "Marker"})
+        return Translated(name, {"kind": "Multipole", "length": 0.0,
+                                 "MagneticMultipoleP": strengths})
+
+    def _kick(self, e, name, kind, length, hkick, vkick):
+        if _nonzero(e, ("tilt",)):
+            return _refuse(name, kind, length, "TILT is not translated for kickers")
+        if not hkick and not vkick:
+            self.notes.append(f"{kind.upper()} {name}: zero kick, written as a "
+                              + ("Drift" if length else "Marker"))
+            return (Translated(name, {"kind": "Drift", "length": length}) if length
+                    else Translated(name, {"kind": "Marker"}))
+        if length:
+            return _refuse(name, kind, length, "a thick kicker with a kick is not translated "
+                           "(PALS Kicker kinds are not read by trackbench yet)")
+        strengths = {}
+        if hkick:
+            strengths["Kn0L"] = -hkick
+        if vkick:
+            strengths["Ks0L"] = vkick
+        return Translated(name, {"kind": "Multipole", "length": 0.0,
+                                 "MagneticMultipoleP": strengths})
+
+    def _hkicker(self, e, name, length):
+        return self._kick(e, name, "hkicker", length, _value(e, "kick"), 0.0)
+
+    def _vkicker(self, e, name, length):
+        return self._kick(e, name, "vkicker", length, 0.0, _value(e, "kick"))
+
+    def _kicker(self, e, name, length):
+        return self._kick(e, name, e.base_type.name, length, _value(e, "hkick"),
+                          _value(e, "vkick"))
+
+    _tkicker = _kicker
+
+    def _solenoid(self, e, name, length):
+        if not length:
+            if _nonzero(e, ("ksi",)):
+                return _refuse(name, "solenoid", 0.0, "a thin solenoid (KSI) is not translated")
+            return Translated(name, {"kind": "Marker"})
+        return Translated(name, {"kind": "Solenoid", "length": length,
+                                 "SolenoidP": {"Ksol": _value(e, "ks")}})
+
+    def _rfcavity(self, e, name, length):
+        volt, lag = _value(e, "volt"), _value(e, "lag")
+        if length:
+            return _refuse(name, "rfcavity", length, "a thick RF cavity (L > 0) is not "
+                           "translated (only short RF gaps)")
+        freq = _value(e, "freq") * 1e6
+        harmon = _value(e, "harmon")
+        if not freq and harmon and self.circumference > 0:
+            freq = harmon * self.beta * C_LIGHT / self.circumference
+        if not volt:
+            if freq > 0:
+                return Translated(name, {"kind": "RFCavity", "length": 0.0,
+                                         "RFP": {"voltage": 0.0, "frequency": freq,
+                                                 "phase": 2 * math.pi * lag - math.pi / 2}})
+            self.notes.append(f"RFCAVITY {name}: no voltage and no frequency, written as a "
+                              "Marker")
+            return Translated(name, {"kind": "Marker"})
+        if abs(math.sin(2 * math.pi * lag)) > 1e-12:
+            return _refuse(name, "rfcavity", 0.0, "an accelerating phase (sin(2 pi LAG) != 0): "
+                           "MAD-X keeps the reference energy, trackbench's RF gap changes it")
+        if freq <= 0:
+            return _refuse(name, "rfcavity", 0.0, "no FREQ and no HARMON")
+        return Translated(name, {"kind": "RFCavity", "length": 0.0,
+                                 "RFP": {"voltage": volt * 1e6 * self.voltage_scale,
+                                         "frequency": freq,
+                                         "phase": 2 * math.pi * lag - math.pi / 2}})
+
+    def _dipedge(self, e, name, length):
+        """The linear edge kick as a thin quadrupole (merged into a bend by merge_dipedges
+        when that is possible)."""
+        if self._fringe(e) or _nonzero(e, ("tilt",)):
+            return _refuse(name, "dipedge", 0.0, "FINT*HGAP != 0 or TILT on a DIPEDGE is not "
+                           "translated")
+        kn1l = -_value(e, "h") * math.tan(_value(e, "e1"))
+        return Translated(name, {"kind": "Multipole", "length": 0.0,
+                                 "MagneticMultipoleP": {"Kn1L": kn1l}})
+
+
+def merge_dipedges(items: list[Item], elements: list, notes: list[str]) -> list[Item]:
+    """Fold each ``DIPEDGE`` into the free pole face of the bend right before (exit) or after
+    (entry) it when its ``H`` equals the bend's ``g_ref`` and it has no fringe term."""
+    out: list[Item | None] = list(items)
+    for index, element in enumerate(elements):
+        edge = out[index]
+        if element.base_type.name != "dipedge" or not isinstance(edge, Translated):
+            continue
+        h, angle = _value(element, "h"), _value(element, "e1")
+        for neighbour, face in ((index - 1, "e2"), (index + 1, "e1")):
+            if not 0 <= neighbour < len(out):
+                continue
+            bend = out[neighbour]
+            if not (isinstance(bend, Translated) and bend.kind == "SBend"):
+                continue
+            bend_p = bend.fields["BendP"]
+            if abs(bend_p["g_ref"] - h) > 1e-12 * max(abs(h), 1e-300) or bend_p[face]:
+                continue
+            fields = {**bend.fields, "BendP": {**bend_p, face: angle}}
+            out[neighbour] = Translated(bend.name, fields)
+            out[index] = None
+            notes.append(f"DIPEDGE {element.name} merged into {bend.name} as its "
+                         f"{'exit' if face == 'e2' else 'entry'} pole face {face} = {angle!r}")
+            break
+        else:
+            notes.append(f"DIPEDGE {element.name}: thin Multipole Kn1L = -H tan(E1) = "
+                         f"{edge.fields['MagneticMultipoleP']['Kn1L']!r} (exact for "
+                         "the linear map)")
+    return [item for item in out if item is not None]
+
+
+def _choose_sequence(madx, requested: str | None, file: Path):
+    names = list(madx.sequence)
+    if requested:
+        madx.use(sequence=requested)  # expands it and attaches the beam
+        return madx.sequence[requested.lower()]
+    active = madx.sequence()
+    if active is not None:
+        return active
+    if len(names) == 1:
+        madx.use(sequence=names[0])
+        return madx.sequence[names[0]]
+    raise ImportRefused(f"{file}: no USEd sequence; choose one with --sequence "
+                        f"({', '.join(names) or 'none defined; name a LINE'})")
+
+
+def _madx_beam(sequence, species: str | None, energy_MeV: float | None, file: Path,
+               has_beam: bool) -> BeamSpec:
+    beam = sequence.beam
+    if species is None:
+        particle = str(beam["particle"]).lower()
+        if not has_beam:
+            raise ImportRefused(f"{file}: no BEAM command; give --species and --energy")
+        if particle not in MADX_SPECIES:
+            raise ImportRefused(f"{file}: BEAM PARTICLE={particle!r} is not a trackbench "
+                                f"species; give --species ({', '.join(sorted(SPECIES))})")
+        species = MADX_SPECIES[particle]
+    if energy_MeV is not None:
+        return BeamSpec(species, energy_MeV)
+    if not has_beam:
+        raise ImportRefused(f"{file}: no BEAM command; give --energy (kinetic, MeV)")
+    return beam_from_gamma(species, float(beam["gamma"]))
+
+
+def _periodic_twiss(madx, sequence) -> dict[str, float] | None:
+    """The periodic Twiss at the start, when the beamline has a stable one."""
+    try:
+        table = madx.twiss(sequence=sequence.name)
+        bx, by = float(table.betx[0]), float(table.bety[0])
+    except Exception:  # noqa: BLE001 - no periodic solution: the default beam is used
+        return None
+    if not all(1e-3 < b < 1e5 for b in (bx, by)):  # also rejects NaN
+        return None
+    return {"beta_x": bx, "alpha_x": float(table.alfx[0]), "beta_y": by,
+            "alpha_y": float(table.alfy[0])}
+
+
+def start_madx(file: Path, species: str | None = None, energy_MeV: float | None = None):
+    """A MAD-X process that has run ``file`` (a default BEAM first when the file has none and
+    --species/--energy are given, so that USE works); returns (madx, output, has_beam)."""
+    from cpymad.madx import Madx
+
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ImportRefused(f"{file}: not a readable text file ({error})") from None
+    has_beam = bool(_BEAM_COMMAND.search(_strip_comments(text)))
+    if not has_beam and (species is None or energy_MeV is None):
+        raise ImportRefused(f"{file}: no BEAM command; give --species and --energy")
+    output = _Output()
+    # MAD-X runs in the file's directory, as when its user runs it: relative CALLs resolve
+    # there, and so do the files the lattice itself writes (e.g. a TWISS table)
+    madx = Madx(stdout=output, stderr=subprocess.STDOUT, cwd=str(file.resolve().parent))
+    try:
+        if species is not None and energy_MeV is not None and not has_beam:
+            from harness.reference import Reference
+
+            mass = SPECIES[species][0] * 1e-9
+            energy = Reference(species, energy_MeV).total_energy_eV * 1e-9
+            madx.command.beam(particle=species, mass=mass,
+                              charge=SPECIES[species][1], energy=energy)
+        madx.call(str(file.resolve()))
+    except Exception:  # noqa: BLE001 - MAD-X stopped: its own message names the cause
+        raise ImportRefused(f"{file}: MAD-X: {output.last_error()}") from None
+    return madx, output, has_beam
+
+
+def import_madx(file: str | Path, sequence: str | None = None, species: str | None = None,
+                energy_MeV: float | None = None) -> tuple[ImportResult, BeamSpec, str]:
+    """Import a MAD-X file: the translated beamline, its beam and the sequence name."""
+    file = Path(file)
+    madx, output, has_beam = start_madx(file, species, energy_MeV)
+    try:
+        try:
+            chosen = _choose_sequence(madx, sequence, file)
+        except ImportRefused:
+            raise
+        except Exception:  # noqa: BLE001
+            raise ImportRefused(f"{file}: MAD-X: {output.last_error()} (--sequence "
+                                f"{sequence!r})") from None
+        beam = _madx_beam(chosen, species, energy_MeV, file, has_beam)
+        twiss = _periodic_twiss(madx, chosen)
+        if twiss:
+            beam.twiss.update(twiss)
+        from harness.io.pals_doc import reference_of
+
+        scale = 1.0 if energy_MeV is not None else \
+            reference_of(beam).p0c_eV / (float(chosen.beam["pc"]) * 1e9)
+        translator = MadxTranslator(float(chosen.length), float(chosen.beam["beta"]), scale)
+        elements = list(chosen.expanded_elements)
+        positions = [float(p) for p in chosen.expanded_element_positions()]
+        items: list[Item] = []
+        kept = []
+        for index, element in enumerate(elements):
+            if element.name.endswith(("$start", "$end")):
+                continue
+            length = float(element.length) if element.base_type.name != "rbend" else (
+                positions[index + 1] - positions[index] if index + 1 < len(elements) else 0.0)
+            items.append(translator.translate(element, length))
+            kept.append(element)
+            if str(element.get("apertype", "circle")) != "circle" or \
+                    any(float(a) for a in element.get("aperture", [])):
+                translator.notes.append(f"{element.base_type.name.upper()} {element.name}: "
+                                        "aperture not translated (MAD-X TWISS ignores it too)")
+        items = merge_dipedges(items, kept, translator.notes)
+        total = math.fsum(i.fields.get("length", 0.0) or 0.0 if isinstance(i, Translated)
+                          else i.length for i in items)
+        if abs(total - float(chosen.length)) > 1e-9 * max(1.0, float(chosen.length)):
+            translator.notes.append(f"beamline length {total!r} m differs from MAD-X's "
+                                    f"sequence length {float(chosen.length)!r} m")
+        result = ImportResult(items, str(file), translator.notes)
+        return result, beam, chosen.name
+    finally:
+        madx.quit()

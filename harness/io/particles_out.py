@@ -1,0 +1,61 @@
+"""Particles out of a run (``trackbench run --write-particles openpmd``): the initial
+particles once per scenario and particle count, the final particles of every case, as
+openPMD HDF5 files under ``DIR/particles/`` (written after the timed tracks, never timed).
+
+* ``DIR/particles/<scenario>__N<count>__initial.h5``
+* ``DIR/particles/<case id with / as __>__final.h5``
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+#: Formats of ``--write-particles``.
+PARTICLE_FORMATS: tuple[str, ...] = ("none", "openpmd")
+
+
+def particles_dir(run_directory: Path) -> Path:
+    """Where a run's particle files go."""
+    return Path(run_directory) / "particles"
+
+
+def initial_file(run_directory: Path, scenario: str, count: int) -> Path:
+    """The initial-particle file of a scenario and particle count."""
+    return particles_dir(run_directory) / f"{scenario}__N{count}__initial.h5"
+
+
+def final_file(run_directory: Path, case_id: str) -> Path:
+    """The final-particle file of a case."""
+    return particles_dir(run_directory) / f"{case_id.replace('/', '__')}__final.h5"
+
+
+def write_initial(fmt: str | None, run_directory: Path, scenario, count: int,
+                  particles: np.ndarray) -> Path | None:
+    """Write the initial particles of ``scenario`` (once: an existing file is kept)."""
+    if fmt in (None, "none"):
+        return None
+    from harness.io.openpmd import write_openpmd
+
+    path = initial_file(run_directory, scenario.name, count)
+    if path.exists():
+        return path
+    # cases may run at the same time (a cluster): write aside, then rename atomically
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.h5")
+    write_openpmd(partial, particles, scenario.reference_particle,
+                  scenario.beam.bunch_charge_C)
+    os.replace(partial, path)
+    return path
+
+
+def write_final(fmt: str | None, run_directory: str | Path | None, case_id: str, scenario,
+                final: np.ndarray) -> Path | None:
+    """Write a case's final particles when its run asks for them (``--write-particles``)."""
+    if fmt in (None, "none") or not run_directory:
+        return None
+    from harness.io.openpmd import write_openpmd
+
+    return write_openpmd(final_file(Path(run_directory), case_id), final,
+                         scenario.reference_particle, scenario.beam.bunch_charge_C)
