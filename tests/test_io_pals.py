@@ -122,5 +122,5 @@ def test_cli_import_refusal_is_one_line(tmp_path):
     assert "SBEND x96 (K2 is not translated for bends" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "b.yaml").exists()
     bad = CliRunner().invoke(app, ["import", str(DATA / "impactx_fodo.madx"), "--species",
-                                   "muon"])
+                                   "graviton"])
     assert bad.exit_code == 2 and "--species: expected one of" in bad.output
