@@ -99,11 +99,8 @@ def chicane_angle() -> float:
 
 
 def _quad(length: float, gradient: float, rigidity: float) -> dict:
-    if FIELD_STRENGTHS:
-        strength = {"Bn1": gradient}
-    else:
-        # Kn1 = G / |B rho|: the normalised gradient of the source's k1 = G / rigidity
-        strength = {"Kn1": gradient / abs(rigidity)}
+    # Kn1 = G / |B rho|: the normalised gradient of the source's k1 = G / rigidity
+    strength = {"Bn1": gradient} if FIELD_STRENGTHS else {"Kn1": gradient / abs(rigidity)}
     return {"kind": "Quadrupole", "length": length, "MagneticMultipoleP": strength}
 
 
