@@ -199,7 +199,7 @@ def figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
     for n in counts:
         measured: dict[str, dict[str, Any]] = {}
         for backend in BACKENDS:
-            row, notes = (None, []) if plan is None or plan.not_run else _find(
+            row, notes = (None, []) if plan is not None and plan.not_run else _find(
                 index, fig, backend, n, threads)
             measured[backend] = {
                 "row": row, "notes": notes,
@@ -238,8 +238,7 @@ def figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
                 "threads_here": row.get("threads") if row else None,
                 "compile_s": row.get("compile_s") if _ok(row) else None,
                 "peak_rss_bytes": row.get("peak_rss_bytes") if row else None,
-                "status": (plan.not_run if plan and plan.not_run else
-                           "not planned" if plan is None else _status_text(row)),
+                "status": plan.not_run if plan and plan.not_run else _status_text(row),
                 "notes": notes,
             })
     return out
@@ -348,11 +347,12 @@ def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[
     notes.append(f"Hardware: here {cpu}, {machine.get('cores_available', '?')} cores "
                  f"(shared with other work); the paper: "
                  f"{published.figures[next(iter(published.figures))].hardware}.")
-    if load:
-        before, after = load.get("before", {}), load.get("after", {})
-        notes.append("Machine load (1/5/15-min load average) before the run: "
-                     f"{_load(before)}, after: {_load(after)}; timings of a loaded machine "
-                     "are noisy, the process-time columns less so than the wall-time ones.")
+    for run in load_runs(load or {}):
+        what = ", ".join(run.get("figures", [])) or "the run"
+        notes.append(f"Machine load (1/5/15-min load average) of {what}: before "
+                     f"{_load(run.get('before', {}))}, after {_load(run.get('after', {}))}; "
+                     "timings of a loaded machine are noisy, the process-time columns less "
+                     "so than the wall-time ones.")
     versions: dict[str, str] = {}
     for row in rows:
         for key, value in (row.get("versions") or {}).items():
@@ -388,6 +388,14 @@ def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[
         notes.append("In-house tracker: " + ", ".join(sorted(inhouse))
                      + (f" (TRACKBENCH_INHOUSE_COMPILE={env})" if env else "") + ".")
     return notes
+
+
+def load_runs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The invocations of a ``load.json``: ``{"runs": [...]}``, or one ``before``/``after``
+    pair (a record of a single invocation)."""
+    if "runs" in record:
+        return list(record["runs"])
+    return [record] if record else []
 
 
 def _load(entry: dict[str, Any]) -> str:
@@ -485,6 +493,12 @@ def write_outputs(directory: Path, reproduction: Reproduction, repeat: int | Non
     from harness import results
 
     rows = results.read_rows(directory)
+    # every figure gets its table: the ones this invocation did not run show the rows an
+    # earlier invocation stored in the directory (``--resume``), or "not measured"
+    plans = {p.figure: p for p in figure_plans(reproduction.published, None, None)}
+    plans |= {p.figure: p for p in reproduction.plans}
+    reproduction = Reproduction(reproduction.published, list(plans.values()),
+                                reproduction.cases, reproduction.scenarios)
     meta_path = directory / "metadata.json"
     machine = json.loads(meta_path.read_text()).get("machine", {}) if meta_path.exists() else {}
     load_path = directory / "load.json"
@@ -512,12 +526,15 @@ def run_reproduction(reproduction: Reproduction, directory: Path, limits, resume
 
     directory.mkdir(parents=True, exist_ok=True)
     started = metadata.now()
-    load_path = directory / "load.json"
-    load = json.loads(load_path.read_text()) if resume and load_path.exists() else {}
-    load.setdefault("before", load_average())
     runner = Runner(directory, limits, resume=resume, on_row=on_row, on_start=on_start)
+    if not runner.pending(reproduction.cases):
+        return  # nothing to run: the record of the earlier run stays as it is
+    load_path = directory / "load.json"
+    runs = load_runs(json.loads(load_path.read_text())) if load_path.exists() else []
+    entry = {"figures": [p.figure for p in reproduction.plans if not p.not_run],
+             "started": started, "before": load_average()}
     runner.run(reproduction.cases, reproduction.scenarios)
     runner.clear_cache()
-    load["after"] = load_average()
-    load_path.write_text(json.dumps(load, indent=1) + "\n")
+    entry |= {"finished": metadata.now(), "after": load_average()}
+    load_path.write_text(json.dumps({"runs": [*runs, entry]}, indent=1) + "\n")
     metadata.write(directory, metadata.collect(sys.argv, started))
