@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import importlib.metadata
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from harness.vocabulary import REQUIRED_FIELDS, field_declared
 
 if TYPE_CHECKING:
     from harness.scenario import Scenario
@@ -129,6 +132,12 @@ class Backend(ABC):
     install_hint: ClassVar[str] = ""
     #: Element kinds (PALS kinds, plus ``Aperture``) the adapter translates.
     element_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: Element fields (:data:`harness.vocabulary.ELEMENT_FIELDS`) the adapter honours, per
+    #: kind: names or ``fnmatch`` patterns (``Kn*L``). None (an adapter that declares
+    #: nothing) means the fields every element of a kind carries
+    #: (:data:`harness.vocabulary.REQUIRED_FIELDS`). A scenario setting any other field
+    #: is ``unsupported`` with the field named (:meth:`unhonoured_field`).
+    honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = None
     #: Whether the backend can give gradients by automatic differentiation.
     differentiable: ClassVar[bool] = False
 
@@ -159,14 +168,37 @@ class Backend(ABC):
     def _import(cls) -> None:
         """Import the code (raises when it is not usable)."""
 
+    @classmethod
+    def declared_fields(cls, kind: str) -> frozenset[str]:
+        """Element fields (names or patterns) of ``kind`` this adapter honours."""
+        if cls.honoured_fields is None:
+            return REQUIRED_FIELDS.get(kind, frozenset())
+        return frozenset(cls.honoured_fields.get(kind, frozenset()))
+
+    @classmethod
+    def unhonoured_field(cls, element: Any) -> Unsupported | None:
+        """Unsupported naming the first field of ``element`` the adapter does not honour."""
+        declared = cls.declared_fields(element.kind)
+        for name in element.params:
+            if not field_declared(declared, name):
+                return Unsupported(
+                    f"{cls.name} does not model {element.kind} field {name!r} "
+                    f"({element.name} {name} = {element.params[name]:g}); it honours "
+                    f"{sorted(declared)}")
+        return None
+
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
-        """Whether this backend can run the scenario; the base checks element kinds."""
+        """Whether this backend can run the scenario; the base checks element kinds and
+        that every field set is honoured (:attr:`honoured_fields`)."""
         for element in scenario.elements:
             if element.kind not in self.element_kinds:
                 return Unsupported(f"{self.name} does not translate element kind "
                                    f"{element.kind!r} ({element.name}); it translates "
                                    f"{sorted(self.element_kinds)}")
+            missing = self.unhonoured_field(element)
+            if missing is not None:
+                return missing
         return Supported(model_signature(scenario))
 
     @abstractmethod

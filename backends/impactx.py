@@ -8,12 +8,12 @@ harness kind   tier         ImpactX elements (in order)
 =============  ===========  ===================================================================
 Drift          lin/par/ex   ``Drift`` / ``ChrDrift`` / ``ExactDrift`` (``ds``)
 Quadrupole     lin/par/ex   ``Quad`` / ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 [1/m^2], unit 0)
-SBend          linear       ``DipEdge(psi=e1)``, ``Sbend(rc = length/angle)`` (``CFbend(rc, k=Kn1)``
-                            with Kn1), ``DipEdge(psi=e2)``
+SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc = length/angle)``
+                            (``CFbend(rc, k=Kn1)`` with Kn1), ``DipEdge(psi=e2, ...)``
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
                             (``ExactCFbend(k_normal=[angle/length, Kn1])`` with Kn1),
                             ``DipEdge(e2)``
-Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2])`` (index = order, 1/m^3)
+Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2], k_skew=[0, 0, Ks2])`` (1/m^3)
 Multipole      thin         one ``Multipole(multipole=N+1, K_normal=KnNL, K_skew=KsNL)`` per order
                             N (ImpactX index m=1 dipole, 2 quadrupole, 3 sextupole; the kick
                             -Re/Im[(Kn + i Ks)(x + i y)^N]/N! is MAD-X's KNL/KSL convention)
@@ -22,10 +22,17 @@ RFCavity       thin         ``ShortRF(V = |q| voltage / m c^2, freq, phase = pha
 Instrument     any          drift of its tier when it has a length, else nothing
 Marker         any          nothing (identity)
 Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action="transmit")``
+Kicker         any          ``Kicker(xkick=-Kn0L, ykick=Ks0L, unit="dimensionless")``, between
+                            two drift halves of its tier when it has a length
 =============  ===========  ===================================================================
 
-Edges use ImpactX's linear ``DipEdge`` with zero gap (``g = 0``, so the fringe-field term
-``g * K2`` vanishes); an edge angle of zero is the identity and is left out. A bend with a zero
+Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
+``dy``, ``rotation`` [deg] (``src/elements/mixin/alignment.H``); a bend's ``tilt_ref``
+becomes the ``rotation`` of its edges and body. Which fields ImpactX honours per kind is
+:data:`HONOURED_FIELDS`; any other field makes the case ``unsupported``, named. Edges use
+ImpactX's linear ``DipEdge``, with the gap term ``g K2 = 2 edge_int`` (``DipEdge.H``: the
+vertical focusing ``g K2 (1 + sin^2 psi) / (rc^2 cos^3 psi)``); an edge with zero angle and
+zero fringe integral is the identity and is left out. A bend with a zero
 angle is the drift (quadrupole with Kn1) of its tier. Exact integrators run ``nslice *
 mapsteps`` second-order steps. With space charge, every element gets ``nslice =
 kicks_per_element`` (ImpactX applies one space-charge kick per slice).
@@ -68,8 +75,8 @@ from backends.base import (
     model_signature,
     package_version,
 )
-from harness.lattice import Element
-from harness.vocabulary import ELEMENT_TIERS, LATTICE_KINDS, tier_rank
+from harness.lattice import Element, rotated_normal
+from harness.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
     from harness.reference import Reference
@@ -160,14 +167,44 @@ def _thick(element: Element, nslice: int, exact: bool = False) -> dict[str, Any]
     return kwargs
 
 
-def _drift(element: Element, tier: str, nslice: int) -> ElementSpec:
+def _aligned(element: Element, rotation_field: str = "z_rot", turn: float = 0.0
+             ) -> dict[str, Any]:
+    """ImpactX alignment arguments (``src/elements/mixin/alignment.H``): ``dx``, ``dy`` [m]
+    from the body offsets and ``rotation`` [degrees] from ``rotation_field`` [rad] plus
+    ``turn`` [rad] (the rotation of a skew component, :func:`harness.lattice.
+    rotated_normal`); only those that are set."""
+    p = element.params
+    out: dict[str, Any] = {}
+    if "x_offset" in p:
+        out["dx"] = float(p["x_offset"])
+    if "y_offset" in p:
+        out["dy"] = float(p["y_offset"])
+    rotation = float(p.get(rotation_field, 0.0)) + turn
+    if rotation != 0.0:
+        out["rotation"] = math.degrees(rotation)
+    return out
+
+
+def _quadrupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+    """A quadrupole; a skew component Ks1 makes it the normal quadrupole of strength
+    hypot(Kn1, Ks1) rotated by -atan2(Ks1, Kn1)/2 (exact for a pure quadrupole field)."""
+    k, turn = rotated_normal(float(element.params["Kn1"]),
+                             float(element.params.get("Ks1", 0.0)), 1)
+    return [_quad(element, element.tier, nslice, k, _aligned(element, turn=turn))]
+
+
+def _drift(element: Element, tier: str, nslice: int, length: float | None = None,
+           name: str | None = None, align: dict[str, Any] | None = None) -> ElementSpec:
     cls = {"linear": "Drift", "paraxial": "ChrDrift", "exact": "ExactDrift"}[tier]
-    return ElementSpec(cls, {"ds": element.length, **_thick(element, nslice)})
+    ds = element.length if length is None else length
+    return ElementSpec(cls, {"ds": ds, **(align or {}), **_thick(element, nslice),
+                             **({"name": name} if name else {})})
 
 
-def _quad(element: Element, tier: str, nslice: int, k: float) -> ElementSpec:
+def _quad(element: Element, tier: str, nslice: int, k: float,
+          align: dict[str, Any] | None = None) -> ElementSpec:
     """Thick quadrupole, ``k`` [1/m^2] (MAD-X K1; ImpactX ``unit=0``)."""
-    base = {"ds": element.length, "k": k}
+    base = {"ds": element.length, "k": k, **(align or {})}
     if tier == "linear":
         return ElementSpec("Quad", {**base, **_thick(element, nslice)})
     if tier == "paraxial":
@@ -176,37 +213,44 @@ def _quad(element: Element, tier: str, nslice: int, k: float) -> ElementSpec:
 
 
 def _bend(element: Element, nslice: int) -> list[ElementSpec]:
+    """Edges and body; ``tilt_ref`` rotates all three (ImpactX ``rotation``, MAD-X TILT of
+    a bend); ``edge_int`` gives the edge gap g = 2 edge_int with K2 = 1 (only g K2 =
+    2 FINT HGAP enters the linear DipEdge, as ImpactX's MAD-X reader sets g = 2 HGAP,
+    K2 = FINT)."""
     p = element.params
     length, angle = element.length, float(p["angle"])
     k1 = p.get("Kn1")
     exact = element.tier == "exact"
+    tilt = _aligned(element, "tilt_ref")
     if angle == 0.0:
-        drift_tier = element.tier
         if k1 is not None:
-            return [_quad(element, drift_tier, nslice, float(k1))]
-        return [_drift(element, drift_tier, nslice)]
+            return [_quad(element, element.tier, nslice, float(k1), tilt)]
+        return [_drift(element, element.tier, nslice)]
     rc = length / angle
     if k1 is not None and exact:
         body = ElementSpec("ExactCFbend", {
             "ds": length, "k_normal": [angle / length, float(k1)], "k_skew": [0.0, 0.0],
-            "unit": 0, **_thick(element, nslice, True)})
+            "unit": 0, **tilt, **_thick(element, nslice, True)})
     elif k1 is not None:
-        body = ElementSpec("CFbend", {"ds": length, "rc": rc, "k": float(k1),
+        body = ElementSpec("CFbend", {"ds": length, "rc": rc, "k": float(k1), **tilt,
                                       **_thick(element, nslice)})
     elif exact:
-        body = ElementSpec("ExactSbend", {"ds": length, "phi": math.degrees(angle),
+        body = ElementSpec("ExactSbend", {"ds": length, "phi": math.degrees(angle), **tilt,
                                           **_thick(element, nslice)})
     else:
-        body = ElementSpec("Sbend", {"ds": length, "rc": rc, **_thick(element, nslice)})
-    def edge(field: str, location: str) -> list[ElementSpec]:
-        psi = float(p.get(field, 0.0))
-        if psi == 0.0:
+        body = ElementSpec("Sbend", {"ds": length, "rc": rc, **tilt,
+                                     **_thick(element, nslice)})
+
+    def edge(face: str, location: str) -> list[ElementSpec]:
+        psi = float(p.get(f"e{face}", 0.0))
+        edge_int = float(p.get(f"edge_int{face}", 0.0))
+        if psi == 0.0 and edge_int == 0.0:
             return []
         return [ElementSpec("DipEdge", {
-            "name": f"{element.name}.{field}", "psi": psi, "rc": rc, "g": 0.0, "K2": 0.0,
-            "model": "linear", "location": location})]
+            "name": f"{element.name}.e{face}", "psi": psi, "rc": rc, "g": 2.0 * edge_int,
+            "K2": 1.0, "model": "linear", "location": location, **tilt})]
 
-    return [*edge("e1", "entry"), body, *edge("e2", "exit")]
+    return [*edge("1", "entry"), body, *edge("2", "exit")]
 
 
 def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:
@@ -219,55 +263,97 @@ def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]
     return {n: (kn, ks) for n, (kn, ks) in sorted(orders.items())}
 
 
-def _multipole(element: Element) -> list[ElementSpec]:
+def _multipole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
     return [ElementSpec("Multipole", {"name": element.name, "multipole": n + 1,
-                                      "K_normal": kn, "K_skew": ks})
+                                      "K_normal": kn, "K_skew": ks, **_aligned(element)})
             for n, (kn, ks) in multipole_orders(element.params).items()
             if kn != 0.0 or ks != 0.0]
 
 
-def _short_rf(element: Element, reference: Reference) -> ElementSpec:
+def _short_rf(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
     """ImpactX ``ShortRF``: ``V`` = max energy gain / (m c^2), phase in degrees
     (``src/elements/ShortRF.H``: 0 on crest, -90 bunching)."""
     p = element.params
     v = abs(reference.charge_qe) * float(p["voltage"]) / reference.mass_eV
-    return ElementSpec("ShortRF", {"name": element.name, "V": v, "freq": float(p["frequency"]),
-                                   "phase": math.degrees(float(p["phase"]))})
+    return [ElementSpec("ShortRF", {"name": element.name, "V": v,
+                                    "freq": float(p["frequency"]),
+                                    "phase": math.degrees(float(p["phase"]))})]
+
+
+def _kicker(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+    """ImpactX ``Kicker`` (``src/elements/Kicker.H``: px += xkick, py += ykick, unit
+    ``dimensionless``) with xkick = -Kn0L, ykick = +Ks0L (MAD-X KNL/KSL signs); a thick
+    kicker is the kick between two drift halves of its tier."""
+    kick = ElementSpec("Kicker", {"name": element.name, "xkick": -float(element.params["Kn0L"]),
+                                  "ykick": float(element.params["Ks0L"]),
+                                  "unit": "dimensionless", **_aligned(element)})
+    if element.length == 0.0:
+        return [kick]
+    half = 0.5 * element.length
+    return [_drift(element, element.tier, nslice, half, f"{element.name}.in"), kick,
+            _drift(element, element.tier, nslice, half, f"{element.name}.out")]
+
+
+def _aperture(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+    p = element.params
+    return [ElementSpec("Aperture", {
+        "name": element.name, "aperture_x": float(p["x_limit"]),
+        "aperture_y": float(p["y_limit"]),
+        "shape": "elliptical" if p.get("elliptical") else "rectangular",
+        "action": "transmit"})]
+
+
+def _sextupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+    p = element.params
+    return [ElementSpec("ExactMultipole", {
+        "ds": element.length, "k_normal": [0.0, 0.0, float(p["Kn2"])],
+        "k_skew": [0.0, 0.0, float(p.get("Ks2", 0.0))], "unit": 0, **_aligned(element),
+        **_thick(element, nslice, True)})]
+
+
+#: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
+TRANSLATORS: dict[str, Any] = {
+    "Drift": lambda e, ref, n: [_drift(e, e.tier, n, align=_aligned(e))],
+    "Instrument": lambda e, ref, n: [_drift(e, e.tier, n)] if e.length != 0.0 else [],
+    "Marker": lambda e, ref, n: [],
+    "Quadrupole": _quadrupole,
+    "SBend": lambda e, ref, n: _bend(e, n),
+    "Sextupole": _sextupole,
+    "Multipole": _multipole,
+    "Solenoid": lambda e, ref, n: [ElementSpec("Sol", {
+        "ds": e.length, "ks": float(e.params["Ksol"]), **_aligned(e), **_thick(e, n)})],
+    "RFCavity": _short_rf,
+    "Aperture": _aperture,
+    "Kicker": _kicker,
+}
+
+_ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
+
+#: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`).
+HONOURED_FIELDS: dict[str, frozenset[str]] = {
+    "Drift": frozenset({"length"}) | _ALIGNMENT,
+    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
+    "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
+                        "tilt_ref"}),
+    "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,
+    "Multipole": frozenset({"length", "Kn*L", "Ks*L"}) | _ALIGNMENT,
+    "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
+    "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),
+    "Marker": frozenset({"length"}),
+    "Instrument": frozenset({"length"}),
+    "Aperture": frozenset({"length", "x_limit", "y_limit", "elliptical"}),
+    "Kicker": frozenset({"length", "Kn0L", "Ks0L"}) | _ALIGNMENT,
+}
 
 
 def translate(element: Element, reference: Reference, nslice: int | None = None
               ) -> list[ElementSpec]:
     """The ImpactX elements of one harness element (``nslice`` overrides the element's)."""
     slices = nslice if nslice is not None else element.nslice
-    kind, tier, p = element.kind, element.tier, element.params
-    if kind == "Drift":
-        return [_drift(element, tier, slices)]
-    if kind == "Instrument":
-        return [_drift(element, tier, slices)] if element.length != 0.0 else []
-    if kind == "Marker":
-        return []
-    if kind == "Quadrupole":
-        return [_quad(element, tier, slices, float(p["Kn1"]))]
-    if kind == "SBend":
-        return _bend(element, slices)
-    if kind == "Sextupole":
-        return [ElementSpec("ExactMultipole", {
-            "ds": element.length, "k_normal": [0.0, 0.0, float(p["Kn2"])],
-            "k_skew": [0.0, 0.0, 0.0], "unit": 0, **_thick(element, slices, True)})]
-    if kind == "Multipole":
-        return _multipole(element)
-    if kind == "Solenoid":
-        return [ElementSpec("Sol", {"ds": element.length, "ks": float(p["Ksol"]),
-                                    **_thick(element, slices)})]
-    if kind == "RFCavity":
-        return [_short_rf(element, reference)]
-    if kind == "Aperture":
-        return [ElementSpec("Aperture", {
-            "name": element.name, "aperture_x": float(p["x_limit"]),
-            "aperture_y": float(p["y_limit"]),
-            "shape": "elliptical" if p.get("elliptical") else "rectangular",
-            "action": "transmit"})]
-    raise ValueError(f"ImpactX adapter does not translate {kind!r} ({element.name})")
+    if element.kind not in TRANSLATORS:
+        raise ValueError(f"ImpactX adapter does not translate {element.kind!r} "
+                         f"({element.name})")
+    return TRANSLATORS[element.kind](element, reference, slices)
 
 
 def translate_scenario(scenario: Scenario) -> list[ElementSpec]:
@@ -532,7 +618,8 @@ class ImpactXBackend(Backend):
     name: ClassVar[str] = "impactx"
     distribution: ClassVar[str] = "impactx-noacc"
     install_hint: ClassVar[str] = "pip install 'trackbench[impactx]'"
-    element_kinds: ClassVar[frozenset[str]] = LATTICE_KINDS
+    element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
+    honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
 
     @classmethod

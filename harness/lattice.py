@@ -1,31 +1,35 @@
 """PALS lattice -> a flat list of :class:`Element`, the one lattice form every backend reads.
 
 The lattice section of a scenario is a PALS document (``PALS: {facility: [...]}``), validated
-with the ``pals-schema`` package (the same one ImpactX reads). It is flattened (beamlines,
-lattices, ``use`` and name references resolved) into elements whose fields carry SI units:
+with the ``pals-schema`` package (the same one ImpactX reads). Every element the facility
+defines is validated, used or not; names are unique. It is flattened (beamlines, lattices,
+``use`` and name references resolved; the element count is computed before anything is
+expanded and capped at :data:`MAX_ELEMENTS`) into elements whose fields carry SI units and
+normalised strengths. The fields of each kind, with units, are
+:data:`harness.vocabulary.ELEMENT_FIELDS`; where every PALS field goes is
+:data:`PALS_FIELDS` (a field is translated to an element field, or refused by ``validate``
+with the reason; nothing is dropped).
 
-==============  ==========================================================================
-PALS kind       fields of :attr:`Element.params` (units)
-==============  ==========================================================================
-Drift           ``length`` [m]
-Quadrupole      ``length`` [m], ``Kn1`` [1/m^2] (MAD-X K1, >0 focuses x)
-SBend           ``length`` [m], ``angle`` [rad] (= BendP.g_ref * length), ``e1``, ``e2`` [rad]
-                (pole-face angles), ``Kn1`` [1/m^2] (combined-function gradient, optional)
-Sextupole       ``length`` [m], ``Kn2`` [1/m^3]
-Multipole       thin kick: ``Kn1L`` [1/m], ``Kn2L`` [1/m^2], ... and ``KsNL`` (MAD-X KNL, KSL)
-Solenoid        ``length`` [m], ``Ksol`` [1/m] (= B_s / (B rho), ImpactX ``ks``)
-RFCavity        ``length`` [m] (0: short RF), ``voltage`` [V], ``frequency`` [Hz],
-                ``phase`` [rad] (ImpactX ``ShortRF`` convention: 0 = on crest, -pi/2 bunches)
-Marker          none; with ``ApertureP`` (symmetric x/y limits) it becomes an aperture with
-                ``x_limit``, ``y_limit`` [m] half-widths and ``elliptical`` (0 or 1)
-Instrument      ``length`` [m] (a monitor: drift of that length, identity if 0)
-==============  ==========================================================================
+Equivalent PALS forms are resolved here, once, so that every backend reads one form:
+
+* bend strength: ``BendP.g_ref`` [1/m], ``rho_ref`` [m] (g = 1/rho), ``bend_field_ref`` [T]
+  (g = B / (B rho)) or ``angle`` [rad] (g = angle / length) -> ``angle``; several given must
+  agree;
+* pole faces: ``e1_rect`` = e1 - angle/2 (rectangular-bend convention) -> ``e1`` (same for
+  e2);
+* multipoles (``MagneticMultipoleP``): field strengths ``BnN`` [T/m^N] -> ``KnN`` = BnN /
+  (B rho) with the beam's signed rigidity B rho = p/q; integrated ``KnNL`` on a thick element
+  -> ``KnN`` = KnNL / length; per-metre ``KnN`` on a thin kicker -> ``KnNL`` = KnN * length;
+* body shifts (``BodyShiftP``): ``x_offset``, ``y_offset`` [m], ``z_rot`` [rad].
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,12 @@ from harness.vocabulary import ELEMENT_TIERS, MODEL_TIERS, resolve_tier
 #: Container kinds of PALS (not elements).
 _CONTAINERS = ("BeamLine", "Lattice")
 
+#: Most elements a flattened lattice may have (counted before expanding).
+MAX_ELEMENTS = 1_000_000
+
+#: Deepest nesting of beamlines (a deeper one is taken as a circular reference).
+MAX_DEPTH = 64
+
 
 @dataclass(frozen=True)
 class Element:
@@ -46,7 +56,7 @@ class Element:
     Attributes:
         name: the element's PALS name (shared by every instance of a named element).
         kind: PALS kind (a key of :data:`harness.vocabulary.ELEMENT_TIERS`, or ``Aperture``).
-        params: field name -> value in SI units (see the module table).
+        params: field name -> value in SI units (:data:`harness.vocabulary.ELEMENT_FIELDS`).
         tier: effective model tier (the requested floor resolved with ImpactX's rule).
         requested_tier: the tier the scenario asked for.
         nslice: ImpactX ``nslice`` (space-charge kicks per element; slices of the map).
@@ -72,6 +82,138 @@ class Element:
         return self.nslice * self.mapsteps
 
 
+# --------------------------------------------------------------------------- where fields go
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A PALS field ``validate`` refuses when it is set (differs from its default)."""
+
+    reason: str
+
+
+#: Every PALS field of the translated kinds: parameter group field -> the element field it
+#: becomes (a name of :data:`harness.vocabulary.ELEMENT_FIELDS`), ``None`` (no effect on
+#: tracking: names and labels), or :class:`Refused`. Keys are ``Group.field`` (``*`` for
+#: any kind) or ``Kind:Group.field``; multipoles are handled by :func:`parse_multipoles`.
+PALS_FIELDS: dict[str, str | None | Refused] = {
+    "length": "length",
+    "MetaP.alias": None, "MetaP.ID": None, "MetaP.label": None, "MetaP.description": None,
+    "BodyShiftP.x_offset": "x_offset", "BodyShiftP.y_offset": "y_offset",
+    "BodyShiftP.z_rot": "z_rot",
+    "BodyShiftP.z_offset": Refused("no backend models a longitudinal body offset"),
+    "BodyShiftP.x_rot": Refused("no backend models a pitched element body (x_rot)"),
+    "BodyShiftP.y_rot": Refused("no backend models a yawed element body (y_rot)"),
+    "ReferenceP.species_ref": Refused("the reference particle is the scenario's beam"),
+    "ReferenceP.pc_ref": Refused("the reference particle is the scenario's beam"),
+    "ReferenceP.E_tot_ref": Refused("the reference particle is the scenario's beam"),
+    "ReferenceP.time_ref": Refused("the reference particle is the scenario's beam"),
+    "ReferenceP.location": Refused("the reference particle is the scenario's beam"),
+    "ReferenceChangeP.dE_ref": Refused("reference energy changes come from RF gaps only"),
+    "ReferenceChangeP.extra_dtime_ref": Refused("no backend shifts the reference time"),
+    "ApertureP.x_limits": "x_limit", "ApertureP.y_limits": "y_limit",
+    "ApertureP.shape": "elliptical", "ApertureP.aperture_active": None,
+    "ApertureP.location": Refused("apertures act where their Marker is (ENTRANCE_END)"),
+    "ApertureP.material": Refused("no backend models aperture material"),
+    "ApertureP.thickness": Refused("no backend models aperture thickness"),
+    "ApertureP.aperture_shifts_with_body": Refused("apertures sit on Markers (no body)"),
+    "ElectricMultipoleP": Refused("no backend models electric multipoles"),
+    "FloorP": None,       # floor geometry (under construction in PALS, no fields)
+    "TrackingP": None,    # tracking hints (under construction in PALS, no fields)
+    "SBend:BendP.g_ref": "angle", "SBend:BendP.rho_ref": "angle",
+    "SBend:BendP.bend_field_ref": "angle", "SBend:BendP.angle": "angle",
+    "SBend:BendP.e1": "e1", "SBend:BendP.e2": "e2",
+    "SBend:BendP.e1_rect": "e1", "SBend:BendP.e2_rect": "e2",
+    "SBend:BendP.edge_int1": "edge_int1", "SBend:BendP.edge_int2": "edge_int2",
+    "SBend:BendP.h1": "h1", "SBend:BendP.h2": "h2", "SBend:BendP.tilt_ref": "tilt_ref",
+    "SBend:BendP.L_chord": Refused("give the arc length 'length' (L_chord is derived)"),
+    "SBend:BendP.L_sagitta": Refused("an output parameter of PALS"),
+    "Solenoid:SolenoidP.Ksol": "Ksol", "Solenoid:SolenoidP.Bsol": "Ksol",
+    "RFCavity:RFP.voltage": "voltage", "RFCavity:RFP.frequency": "frequency",
+    "RFCavity:RFP.phase": "phase", "RFCavity:RFP.cavity_type": None,
+    "RFCavity:RFP.gradient": Refused("short RF gaps take 'voltage' (length 0)"),
+    "RFCavity:RFP.harmon": Refused("give 'frequency' [Hz] (no ring to take harmonics of)"),
+    "RFCavity:RFP.multipass_phase": Refused("no multipass lattices"),
+    "RFCavity:RFP.n_cell": Refused("short RF gaps have no cells"),
+    "RFCavity:SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
+    "RFCavity:MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
+    "Marker:BodyShiftP": Refused("a Marker (or aperture) has no body to shift"),
+    "Instrument:BodyShiftP": Refused("an Instrument is a drift; no body to shift"),
+    "RFCavity:BodyShiftP": Refused("no backend shifts a short RF gap"),
+    "Instrument:MagneticMultipoleP": Refused("an Instrument is a drift; give the multipole "
+                                             "its own element"),
+}
+
+#: Parameter groups that are mappings of fields (validated field by field).
+_GROUPS = ("ApertureP", "BodyShiftP", "BendP", "MagneticMultipoleP", "ElectricMultipoleP",
+           "MetaP", "ReferenceP", "ReferenceChangeP", "RFP", "SolenoidP", "FloorP",
+           "TrackingP")
+
+#: Extensions of pals-schema's models (fields of the PALS standard it does not model yet).
+_EXTRA_FIELDS: dict[tuple[str, str], str] = {("SBend", "BendP"): "angle"}
+
+#: PALS fields that are flags (the only fields where ``true``/``false`` is a valid value).
+_BOOLEAN_FIELDS = frozenset({"aperture_active", "aperture_shifts_with_body"})
+
+
+def pals_disposition(kind: str, path: str) -> str | None | Refused:
+    """Where the PALS field ``path`` (``Group.field`` or ``length``) of a ``kind`` goes
+    (:data:`PALS_FIELDS`); KeyError for a field without an entry."""
+    for key in (f"{kind}:{path}", path, path.split(".")[0], f"{kind}:{path.split('.')[0]}"):
+        if key in PALS_FIELDS:
+            return PALS_FIELDS[key]
+    raise KeyError(f"{kind}.{path}")
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+class _Short:
+    """A value shown abbreviated in an error message (never the repr of a huge value)."""
+
+    def __init__(self, value: Any, limit: int = 60):
+        text = repr(value)
+        self.text = text if len(text) <= limit else text[:limit] + "..."
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _short(value: Any) -> Any:
+    return value if isinstance(value, (int, float, bool, type(None))) else _Short(value)
+
+
+def _number(value: Any, file, path: str) -> float:
+    """``value`` as a finite float (booleans, text and NaN/inf are refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError(file, path, "a number (finite)", _short(value))
+    number = float(value)
+    if not math.isfinite(number):
+        raise ScenarioError(file, path, "a number (finite)", number)
+    return number
+
+
+def _check_values(raw: Any, file, path: str, depth: int = 0) -> None:
+    """Refuse non-finite numbers and booleans in numeric fields anywhere in ``raw``."""
+    if depth > 8:
+        raise ScenarioError(file, path, "at most 8 levels of nesting in an element")
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if not isinstance(key, str):
+                raise ScenarioError(file, path, "field names that are text", _short(key))
+            if isinstance(value, bool) and key not in _BOOLEAN_FIELDS:
+                raise ScenarioError(file, f"{path}.{key}", "a number, not true/false", value)
+            _check_values(value, file, f"{path}.{key}", depth + 1)
+    elif isinstance(raw, list):
+        for index, value in enumerate(raw):
+            if isinstance(value, bool):
+                raise ScenarioError(file, f"{path}[{index}]", "a number, not true/false",
+                                    value)
+            _check_values(value, file, f"{path}[{index}]", depth + 1)
+    elif isinstance(raw, float) and not math.isfinite(raw):
+        raise ScenarioError(file, path, "a number (finite)", raw)
+
+
 def _pals_classes() -> dict[str, type]:
     import pals
 
@@ -93,33 +235,35 @@ def _pydantic_message(error: pydantic.ValidationError) -> tuple[str, str, Any]:
     if first.get("type") == "missing":
         msg = "this required field"
     got = first.get("input")
-    return loc, msg, None if isinstance(got, dict) else got
+    return loc, msg, None if isinstance(got, dict) else _short(got)
+
+
+_MULTIPOLE_KEY = re.compile(r"^(Kn|Ks|Bn|Bs|tilt)(0|[1-9][0-9]*)(L?)$")
 
 
 def _bad_multipole_key(raw: Any) -> str | None:
-    """The first key of a raw ``MagneticMultipoleP`` mapping that pals-schema rejects."""
-    import pals
-
+    """The first key of a raw ``MagneticMultipoleP`` mapping that is not a multipole name."""
     if not isinstance(raw, dict):
         return None
     for key in raw:
-        try:
-            pals.MagneticMultipoleParameters(**{key: 0.0})
-        except (pydantic.ValidationError, ValueError):
+        match = _MULTIPOLE_KEY.match(str(key))
+        if match is None or (match.group(1) == "tilt" and match.group(3)):
             return str(key)
     return None
 
 
-def _check_known_fields(model: pydantic.BaseModel, raw: dict, file, path: str) -> None:
+def _check_known_fields(model: pydantic.BaseModel, raw: dict, file, path: str,
+                        extra: frozenset[str] = frozenset()) -> None:
     """Reject keys that pals-schema would silently ignore (typos in parameter groups)."""
     fields = type(model).model_fields
     for key, value in raw.items():
-        if key == "kind":
+        if key == "kind" or key in extra:
             continue
         if key not in fields:
+            known = sorted({*(k for k in fields if k != "name"), *extra})
             raise ScenarioError(
                 file, f"{path}.{key}", f"one of the fields of {type(model).__name__}: "
-                f"{sorted(k for k in fields if k != 'name')}", key)
+                f"{known}", _short(key))
         sub = getattr(model, key, None)
         if isinstance(sub, pydantic.BaseModel) and isinstance(value, dict):
             extra_allowed = type(sub).model_config.get("extra") == "allow"
@@ -127,118 +271,562 @@ def _check_known_fields(model: pydantic.BaseModel, raw: dict, file, path: str) -
                 _check_known_fields(sub, value, file, f"{path}.{key}")
 
 
+# --------------------------------------------------------------------------- multipoles
+
+
+@dataclass(frozen=True)
+class Multipoles:
+    """The magnetic multipoles of one element, normalised once.
+
+    Attributes:
+        normal, skew: order N -> normalised strength, per metre (``KnN``, thick elements) or
+            integrated (``KnNL``, thin elements; see ``integrated``), with the multipole's
+            ``tiltN`` folded in (see :func:`parse_multipoles`).
+        integrated: whether strengths are integrated (thin elements).
+    """
+
+    normal: dict[int, float]
+    skew: dict[int, float]
+    integrated: bool
+
+    def params(self) -> dict[str, float]:
+        """Element fields ``KnN``/``KsN`` (``KnNL``/``KsNL`` when integrated)."""
+        suffix = "L" if self.integrated else ""
+        out = {f"Kn{n}{suffix}": v for n, v in self.normal.items()}
+        out.update({f"Ks{n}{suffix}": v for n, v in self.skew.items()})
+        return out
+
+
+def rotated_normal(kn: float, ks: float, order: int) -> tuple[float, float]:
+    """``(K, T)``: a multipole of order N with normalised components (Kn, Ks) is the normal
+    multipole K rotated by T about s, Kn + i Ks = K exp(-i (N+1) T) (PALS
+    ``MagneticMultipoleP``: B_y + i B_x = (Bn + i Bs) exp(-i (N+1) tiltN) (x + i y)^N / N!).
+    ``T`` is an ImpactX ``rotation`` (element frame x' = x cos T + y sin T). A normal
+    component alone gives (Kn, 0) exactly."""
+    if ks == 0.0:
+        return kn, 0.0
+    return math.hypot(kn, ks), -math.atan2(ks, kn) / (order + 1)
+
+
+def parse_multipoles(raw: Any, length: float, integrated: bool, rigidity_Tm: float | None,
+                     file, path: str) -> Multipoles:
+    """A raw ``MagneticMultipoleP`` mapping as normalised strengths.
+
+    ``BnN`` [T/m^N] becomes ``KnN = BnN / (B rho)`` (signed rigidity, so a negative charge
+    flips the sign, as in ImpactX's ``unit = 1`` elements); ``KnNL`` on a thick element
+    becomes ``KnNL / length``; ``KnN`` on a thin one (``integrated``) ``KnN * length``.
+    ``tiltN`` T is folded into the components: Kn + i Ks -> (Kn + i Ks) exp(-i (N+1) T)
+    (see :func:`rotated_normal`). Giving one component twice (``Kn1`` and ``Bn1``, or ``Kn1``
+    and ``Kn1L``), or the two components of one order in different forms, is refused.
+    """
+    normal: dict[int, float] = {}
+    skew: dict[int, float] = {}
+    tilt: dict[int, float] = {}
+    seen: dict[tuple[str, int], str] = {}
+    forms: dict[int, tuple[str, str]] = {}
+    for key, value in (raw or {}).items():
+        key_path = f"{path}.{key}"
+        match = _MULTIPOLE_KEY.match(str(key))
+        if match is None or (match.group(1) == "tilt" and match.group(3)):
+            raise ScenarioError(file, key_path, "a multipole name KnN, KsN, BnN, BsN or tiltN "
+                                "(N = order, no leading zeros; suffix L for integrated "
+                                "strengths)", _short(key))
+        prefix, order, per_length = match.group(1), int(match.group(2)), not match.group(3)
+        number = _number(value, file, key_path)
+        component = "tilt" if prefix == "tilt" else prefix[1]
+        if (component, order) in seen:
+            raise ScenarioError(file, key_path, f"one form of each component ({key} and "
+                                f"{seen[(component, order)]} both set order {order})", key)
+        seen[(component, order)] = str(key)
+        if prefix == "tilt":
+            tilt[order] = number
+            continue
+        form = (prefix[0], match.group(3))
+        if forms.setdefault(order, form) != form:
+            raise ScenarioError(file, key_path, f"both components of order {order} in one "
+                                "form (both K or both B, both with or without L; PALS)", key)
+        if prefix.startswith("B"):
+            if rigidity_Tm is None:
+                raise ScenarioError(file, key_path, "a normalised strength Kn/Ks (a field "
+                                    "strength needs the beam's rigidity)", key)
+            number = number / rigidity_Tm
+        if integrated and per_length:
+            if length <= 0.0:
+                raise ScenarioError(file, key_path, f"integrated strengths KnNL / KsNL on a "
+                                    f"thin element ({key}L, not {key})", key)
+            number = number * length
+        elif not integrated and not per_length:
+            if length <= 0.0:
+                raise ScenarioError(file, key_path, "a per-metre strength (no L suffix) "
+                                    "on a thick element of positive length", key)
+            number = number / length
+        (normal if component == "n" else skew)[order] = number
+    for order, angle in tilt.items():
+        if angle == 0.0 or order not in normal and order not in skew:
+            continue   # a tilt without a field rotates nothing
+        turned = complex(normal.get(order, 0.0), skew.get(order, 0.0)) \
+            * complex(math.cos((order + 1) * angle), -math.sin((order + 1) * angle))
+        normal[order], skew[order] = turned.real, turned.imag
+    return Multipoles(normal, skew, integrated)
+
+
+# --------------------------------------------------------------------------- per kind
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the per-kind translators need besides the element."""
+
+    file: Any
+    rigidity_Tm: float | None
+
+
+def _nonzero(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if v != 0.0}
+
+
+def _alignment(element, ctx: _Context, path: str) -> dict[str, float]:
+    shift = element.BodyShiftP
+    if shift is None:
+        return {}
+    return _nonzero({f: _number(getattr(shift, f), ctx.file, f"{path}.BodyShiftP.{f}")
+                     for f in ("x_offset", "y_offset", "z_rot")})
+
+
+def _multipoles(element, raw: dict, ctx: _Context, path: str, integrated: bool = False
+                ) -> Multipoles:
+    length = float(getattr(element, "length", 0.0) or 0.0)
+    return parse_multipoles(raw.get("MagneticMultipoleP"), length, integrated,
+                            ctx.rigidity_Tm, ctx.file, f"{path}.MagneticMultipoleP")
+
+
+def _thick_multipole_kind(order: int, name: str, unit: str) -> Callable:
+    """A Quadrupole (order 1) or Sextupole (order 2): the main normal strength is required,
+    every other component becomes its own (optional) field."""
+
+    def translate(element, raw: dict, ctx: _Context, path: str) -> dict[str, float]:
+        poles = _multipoles(element, raw, ctx, path)
+        if order not in poles.normal:
+            raise ScenarioError(ctx.file, f"{path}.MagneticMultipoleP.Kn{order}",
+                                f"the normalised {name} Kn{order} [{unit}] (or the field "
+                                f"Bn{order})")
+        params = {"length": element.length, f"Kn{order}": poles.normal[order]}
+        params.update(_nonzero({k: v for k, v in poles.params().items()
+                                if k != f"Kn{order}"}))
+        return {**params, **_alignment(element, ctx, path)}
+
+    return translate
+
+
+def _drift(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    return {"length": element.length, **_alignment(element, ctx, path)}
+
+
+def _bend_angle(element, raw: dict, ctx: _Context, path: str) -> float:
+    """The bend angle from whichever of g_ref, rho_ref, bend_field_ref, angle is given."""
+    length = element.length
+    given = raw.get("BendP") or {}
+    candidates: dict[str, float] = {}
+    for key in ("g_ref", "rho_ref", "bend_field_ref", "angle"):
+        if key not in given:
+            continue
+        value = _number(given[key], ctx.file, f"{path}.BendP.{key}")
+        if key == "g_ref":
+            candidates[key] = value * length
+        elif key == "rho_ref":
+            if value == 0.0:
+                raise ScenarioError(ctx.file, f"{path}.BendP.rho_ref", "a non-zero bending "
+                                    "radius [m] (give g_ref: 0 for a straight bend)", value)
+            candidates[key] = length / value
+        elif key == "bend_field_ref":
+            if ctx.rigidity_Tm is None:
+                raise ScenarioError(ctx.file, f"{path}.BendP.bend_field_ref", "g_ref or "
+                                    "angle (a field needs the beam's rigidity)")
+            candidates[key] = value / ctx.rigidity_Tm * length
+        else:
+            candidates[key] = value
+    if not candidates:
+        raise ScenarioError(ctx.file, f"{path}.BendP", "a bend strength: g_ref [1/m], "
+                            "rho_ref [m], bend_field_ref [T] or angle [rad]")
+    (first, angle), *others = candidates.items()
+    for key, other in others:
+        if abs(other - angle) > 1e-12 * max(abs(angle), 1e-300):
+            raise ScenarioError(ctx.file, f"{path}.BendP.{key}", f"a value agreeing with "
+                                f"{first} (angle {angle:.12g} rad; this gives "
+                                f"{other:.12g} rad)", given[key])
+    return angle
+
+
+def _bend(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    if element.length <= 0:
+        raise ScenarioError(ctx.file, f"{path}.length", "a positive length for a bend",
+                            element.length)
+    if element.BendP is None:
+        raise ScenarioError(ctx.file, f"{path}.BendP", "bend parameters with g_ref [1/m], "
+                            "rho_ref [m], bend_field_ref [T] or angle [rad]")
+    angle = _bend_angle(element, raw, ctx, path)
+    given = raw.get("BendP") or {}
+    params = {"length": element.length, "angle": angle}
+    for face in ("1", "2"):
+        sector, rect = f"e{face}", f"e{face}_rect"
+        value = _number(given.get(sector, 0.0), ctx.file, f"{path}.BendP.{sector}")
+        if rect in given:
+            from_rect = _number(given[rect], ctx.file, f"{path}.BendP.{rect}") + angle / 2
+            if sector in given and abs(from_rect - value) > 1e-12:
+                raise ScenarioError(ctx.file, f"{path}.BendP.{rect}", f"{sector} = {rect} + "
+                                    f"angle/2 when both are given ({sector} = {value:.12g}, "
+                                    f"{rect} + angle/2 = {from_rect:.12g})", given[rect])
+            value = from_rect
+        params[sector] = value
+    bend = element.BendP
+    params.update(_nonzero({f: _number(getattr(bend, f), ctx.file, f"{path}.BendP.{f}")
+                            for f in ("edge_int1", "edge_int2", "h1", "h2", "tilt_ref")}))
+    poles = _multipoles(element, raw, ctx, path)
+    params.update(_nonzero(poles.params()))
+    return {**params, **_alignment(element, ctx, path)}
+
+
+def _multipole(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    if element.length != 0.0:
+        raise ScenarioError(ctx.file, f"{path}.length", "0 (thin multipole kick)",
+                            element.length)
+    if raw.get("MagneticMultipoleP") is None:
+        raise ScenarioError(ctx.file, f"{path}.MagneticMultipoleP",
+                            "integrated strengths KnNL / KsNL")
+    poles = _multipoles(element, raw, ctx, path, integrated=True)
+    return {"length": 0.0, **poles.params(), **_alignment(element, ctx, path)}
+
+
+def _solenoid(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    given = raw.get("SolenoidP")
+    if not given:
+        raise ScenarioError(ctx.file, f"{path}.SolenoidP", "Ksol [1/m] or Bsol [T]")
+    if "Ksol" in given and "Bsol" in given:
+        raise ScenarioError(ctx.file, f"{path}.SolenoidP.Bsol", "one of Ksol or Bsol")
+    if "Bsol" in given:
+        if ctx.rigidity_Tm is None:
+            raise ScenarioError(ctx.file, f"{path}.SolenoidP.Bsol", "Ksol [1/m] (a field "
+                                "needs the beam's rigidity)")
+        ksol = _number(given["Bsol"], ctx.file, f"{path}.SolenoidP.Bsol") / ctx.rigidity_Tm
+    else:
+        ksol = _number(given.get("Ksol", 0.0), ctx.file, f"{path}.SolenoidP.Ksol")
+    poles = _multipoles(element, raw, ctx, path)
+    return {"length": element.length, "Ksol": ksol, **_nonzero(poles.params()),
+            **_alignment(element, ctx, path)}
+
+
+def _rf(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    rf = element.RFP
+    if rf is None:
+        raise ScenarioError(ctx.file, f"{path}.RFP", "voltage [V], frequency [Hz], phase")
+    if element.length != 0.0:
+        raise ScenarioError(ctx.file, f"{path}.length", "0 (short RF gap; thick cavities are "
+                            "not translated)", element.length)
+    return {"length": 0.0, **{f: _number(getattr(rf, f), ctx.file, f"{path}.RFP.{f}")
+                              for f in ("voltage", "frequency", "phase")}}
+
+
+def _kicker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    poles = _multipoles(element, raw, ctx, path, integrated=True)
+    params = {"length": element.length, "Kn0L": poles.normal.get(0, 0.0),
+              "Ks0L": poles.skew.get(0, 0.0)}
+    params.update(_nonzero({k: v for k, v in poles.params().items()
+                            if k not in ("Kn0L", "Ks0L")}))
+    return {**params, **_alignment(element, ctx, path)}
+
+
+def _aperture(element, ctx: _Context, path: str) -> dict[str, float] | None:
+    aperture = element.ApertureP
+    if aperture is None or not aperture.aperture_active:
+        return None
+    xs, ys = aperture.x_limits, aperture.y_limits
+    for axis, limits in (("x", xs), ("y", ys)):
+        lo, hi = limits
+        if lo is None or hi is None or abs(lo + hi) > 1e-15 * max(abs(lo), 1.0):
+            raise ScenarioError(ctx.file, f"{path}.ApertureP.{axis}_limits",
+                                "symmetric limits [-a, a] in metres", _short(limits))
+        _number(hi, ctx.file, f"{path}.ApertureP.{axis}_limits[1]")
+    if aperture.shape not in ("RECTANGULAR", "ELLIPTICAL"):
+        raise ScenarioError(ctx.file, f"{path}.ApertureP.shape",
+                            "RECTANGULAR or ELLIPTICAL", aperture.shape)
+    if element.length != 0.0:
+        raise ScenarioError(ctx.file, f"{path}.length", "0 for an aperture", element.length)
+    return {"length": 0.0, "x_limit": float(xs[1]), "y_limit": float(ys[1]),
+            "elliptical": float(aperture.shape == "ELLIPTICAL")}
+
+
+def _marker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
+    return {"length": float(element.length)}
+
+
+#: PALS kind -> translator ``(pals element, raw fields, context, path) -> params``.
+TRANSLATORS: dict[str, Callable[..., dict[str, float]]] = {
+    "Drift": _drift,
+    "Quadrupole": _thick_multipole_kind(1, "gradient", "1/m^2"),
+    "SBend": _bend,
+    "Sextupole": _thick_multipole_kind(2, "sextupole strength", "1/m^3"),
+    "Multipole": _multipole,
+    "Solenoid": _solenoid,
+    "RFCavity": _rf,
+    "Marker": _marker,
+    "Instrument": _marker,
+    "Kicker": _kicker,
+}
+
+
+def _group_class(kind_class: type, group: str) -> type | None:
+    """The pydantic model of a parameter group of a PALS kind (its annotation ``X | None``)."""
+    import typing
+
+    info = kind_class.model_fields.get(group)
+    if info is None:
+        return None
+    for candidate in (info.annotation, *typing.get_args(info.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel):
+            return candidate
+    return None
+
+
+def _check_dispositions(kind: str, kind_class: type, raw: dict, file, path: str) -> None:
+    """Refuse PALS fields that :data:`PALS_FIELDS` marks :class:`Refused` when they are set
+    (differ from pals-schema's default), whole groups refused for a kind, and an ApertureP
+    on an element that is not a zero-length Marker or Instrument."""
+    for group in _GROUPS:
+        given = raw.get(group)
+        if not isinstance(given, dict) or not given:
+            continue
+        whole = PALS_FIELDS.get(f"{kind}:{group}", PALS_FIELDS.get(group))
+        if isinstance(whole, Refused):
+            key = next(iter(given))
+            raise ScenarioError(file, f"{path}.{group}.{key}", f"no {group} on a {kind} "
+                                f"({whole.reason})", _short(given[key]))
+        if group == "MagneticMultipoleP":
+            continue
+        if group == "ApertureP" and kind not in ("Marker", "Instrument"):
+            raise ScenarioError(file, f"{path}.ApertureP", f"no aperture on a {kind} "
+                                "(apertures sit on a Marker or a zero-length Instrument; "
+                                "put a Marker with the ApertureP before the element)")
+        model = _group_class(kind_class, group)
+        for key in given:
+            try:
+                where = pals_disposition(kind, f"{group}.{key}")
+            except KeyError:
+                continue   # unknown keys are refused by _check_known_fields
+            if not isinstance(where, Refused):
+                continue
+            field_info = model.model_fields.get(key) if model is not None else None
+            default = field_info.default if field_info is not None else None
+            if given[key] != default:
+                raise ScenarioError(file, f"{path}.{group}.{key}",
+                                    f"not set ({where.reason})", _short(given[key]))
+
+
+# --------------------------------------------------------------------------- flattening
+
+
 class _Flattener:
     """Resolves a raw PALS document into PALS element objects, with field paths for errors."""
 
-    def __init__(self, file: str | Path | None):
+    def __init__(self, file: str | Path | None, rigidity_Tm: float | None):
         self.file = file
+        self.ctx = _Context(file, rigidity_Tm)
         self.classes = _pals_classes()
-        self.registry: dict[str, tuple[str, dict]] = {}
+        self.registry: dict[str, dict] = {}
+        self.where: dict[str, str] = {}
+        self.built: dict[str, tuple[str, dict[str, float]]] = {}
+        self._counts: dict[int, int] = {}
 
-    def build(self, name: str, raw: Any, path: str) -> Any:
+    # -- one element -----------------------------------------------------------------------
+    def check_kind(self, raw: Any, path: str) -> str:
         if not isinstance(raw, dict):
-            raise ScenarioError(self.file, path, "a mapping of the element's fields", raw)
+            raise ScenarioError(self.file, path, "a mapping of the element's fields",
+                                _short(raw))
         kind = raw.get("kind")
         if kind is None:
             raise ScenarioError(self.file, f"{path}.kind", "an element kind", None)
         if not isinstance(kind, str) or kind not in self.classes:
             raise ScenarioError(
                 self.file, f"{path}.kind",
-                f"a PALS kind; supported: {sorted(ELEMENT_TIERS)}", kind)
+                f"a PALS kind; supported: {sorted(ELEMENT_TIERS)}", _short(kind))
         if kind not in ELEMENT_TIERS and kind not in _CONTAINERS:
-            from backends.registry import backends_supporting_kind
-
-            supporters = backends_supporting_kind(kind)
             raise ScenarioError(
                 self.file, f"{path}.kind",
                 f"an element kind trackbench translates: {sorted(ELEMENT_TIERS)}; "
-                f"{kind!r} is supported by: {', '.join(supporters) or 'no installed backend'}",
-                kind)
+                f"{kind!r} is supported by: no backend (the lattice layer does not "
+                "translate it)", kind)
+        return kind
+
+    def build(self, name: str, raw: Any, path: str) -> tuple[str, dict[str, float]] | dict:
+        """``(kind, params)`` of an element, or the raw mapping of a container."""
+        kind = self.check_kind(raw, path)
         if kind in _CONTAINERS:
             return raw
+        _check_values(raw, self.file, path)
         fields = {k: v for k, v in raw.items() if k != "kind"}
         known = self.classes[kind].model_fields
+        extra = {group: key for (k, group), key in _EXTRA_FIELDS.items() if k == kind}
         for key in fields:
             if key not in known:  # before pals-schema, whose message would not name the key
                 raise ScenarioError(
                     self.file, f"{path}.{key}", f"one of the fields of {kind}: "
-                    f"{sorted(k for k in known if k not in ('name', 'kind'))}", key)
+                    f"{sorted(k for k in known if k not in ('name', 'kind'))}", _short(key))
             if key.endswith("P") and fields[key] is not None and not isinstance(fields[key],
                                                                                  dict):
                 raise ScenarioError(self.file, f"{path}.{key}", "a mapping of parameters",
-                                    fields[key])
+                                    _short(fields[key]))
+        _check_dispositions(kind, self.classes[kind], fields, self.file, path)
+        bad_key = _bad_multipole_key(fields.get("MagneticMultipoleP"))
+        if bad_key is not None:
+            raise ScenarioError(self.file, f"{path}.MagneticMultipoleP.{bad_key}",
+                                "a multipole name KnN, KsN, BnN, BsN or tiltN (N = order, no "
+                                "leading zeros; suffix L for integrated strengths)", bad_key)
+        for key, value in (fields.get("MagneticMultipoleP") or {}).items():
+            _number(value, self.file, f"{path}.MagneticMultipoleP.{key}")
+        schema_fields = copy.deepcopy(fields)
+        for group, key in extra.items():
+            if isinstance(schema_fields.get(group), dict):
+                schema_fields[group].pop(key, None)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                element = self.classes[kind](name=name, **copy.deepcopy(fields))
+                element = self.classes[kind](name=name, **schema_fields)
         except pydantic.ValidationError as error:
             loc, msg, got = _pydantic_message(error)
-            bad_key = _bad_multipole_key(fields.get("MagneticMultipoleP"))
-            if loc == "MagneticMultipoleP" and bad_key is not None:
-                loc, got = f"{loc}.{bad_key}", bad_key
-                msg = ("a multipole name KnN, KsN, BnN, BsN or tiltN (N = order, no leading "
-                       "zeros; suffix L for integrated strengths)")
             raise ScenarioError(self.file, f"{path}.{loc}" if loc else path, msg, got) from None
         except (TypeError, ValueError, AttributeError) as error:  # pals-schema's own checks
-            raise ScenarioError(self.file, path, f"valid {kind} fields ({error})") from None
-        _check_known_fields(element, fields, self.file, path)
-        return element
+            raise ScenarioError(self.file, path, f"valid {kind} fields "
+                                f"({_Short(str(error), 200)!r})") from None
+        for key, value in schema_fields.items():
+            sub = getattr(element, key, None)
+            if (isinstance(sub, pydantic.BaseModel) and isinstance(value, dict)
+                    and type(sub).model_config.get("extra") != "allow"):
+                _check_known_fields(sub, value, self.file, f"{path}.{key}",
+                                    frozenset({extra[key]}) if key in extra else frozenset())
+        aperture = _aperture(element, self.ctx, path)
+        if aperture is not None:
+            return "Aperture", aperture
+        return kind, TRANSLATORS[kind](element, fields, self.ctx, path)
 
-    def flatten(self, item: Any, path: str, depth: int = 0) -> list[Any]:
-        if depth > 64:
-            raise ScenarioError(self.file, path, "a lattice without circular references")
+    def element(self, name: str) -> tuple[str, dict[str, float]] | dict:
+        if name not in self.built:
+            self.built[name] = self.build(name, self.registry[name], self.where[name])
+        return self.built[name]
+
+    # -- lines -----------------------------------------------------------------------------
+    def _children(self, raw: dict, path: str) -> tuple[str, list]:
+        key = "line" if raw["kind"] == "BeamLine" else "branches"
+        children = raw.get(key)
+        if not isinstance(children, list):
+            raise ScenarioError(self.file, f"{path}.{key}", "a list", _short(children))
+        if raw["kind"] == "Lattice" and len(children) != 1:
+            raise ScenarioError(self.file, f"{path}.branches", "exactly one branch",
+                                len(children))
+        return key, children
+
+    def _resolve(self, item: Any, path: str) -> tuple[str, Any, str]:
+        """``(name, raw, path)`` of a line entry (a name, ``use: name`` or an inline
+        ``{name: {...}}`` definition)."""
         if isinstance(item, str):
             if item not in self.registry:
                 raise ScenarioError(self.file, path, "the name of an element defined in "
-                                    "the facility", item)
-            name, raw = self.registry[item]
-            return self.flatten({name: raw}, f"lattice.{name}", depth + 1)
+                                    "the facility", _short(item))
+            return item, self.registry[item], self.where[item]
         if not isinstance(item, dict) or len(item) != 1:
             raise ScenarioError(self.file, path, "a one-key mapping {name: {kind: ...}} or a "
-                                "name", item)
+                                "name", _short(item))
         (name, raw), = item.items()
+        if not isinstance(name, str):
+            raise ScenarioError(self.file, path, "an element name that is text", _short(name))
         if name == "use" and isinstance(raw, str):
-            return self.flatten(raw, path, depth + 1)
+            return self._resolve(raw, path)
         if isinstance(raw, dict) and raw.get("kind") is None and name in self.registry:
-            raw = {**self.registry[name][1], **raw}
-        built = self.build(name, raw, path)
+            raw = {**self.registry[name], **raw}
+        return name, raw, path
+
+    def count(self, item: Any, path: str, stack: tuple[int, ...] = ()) -> int:
+        """Elements ``item`` expands to, computed without expanding (memoised per
+        container), capped at :data:`MAX_ELEMENTS`."""
+        name, raw, where = self._resolve(item, path)
+        if len(stack) > MAX_DEPTH or id(raw) in stack:
+            raise ScenarioError(self.file, where, "a lattice without circular references")
+        if not isinstance(raw, dict) or raw.get("kind") not in _CONTAINERS:
+            return 1
+        if id(raw) in self._counts:
+            return self._counts[id(raw)]
+        self.check_kind(raw, where)
+        key, children = self._children(raw, where)
+        total = 0
+        for index, child in enumerate(children):
+            total += self.count(child, f"{where}.{key}[{index}]", (*stack, id(raw)))
+            if total > MAX_ELEMENTS:
+                raise ScenarioError(self.file, where, f"at most {MAX_ELEMENTS:,} elements "
+                                    "after expanding the beamlines (this line expands to "
+                                    "more)")
+        self._counts[id(raw)] = total
+        return total
+
+    def flatten(self, item: Any, path: str, out: list, depth: int = 0) -> None:
+        name, raw, where = self._resolve(item, path)
+        if depth > MAX_DEPTH:
+            raise ScenarioError(self.file, where, "a lattice without circular references")
+        if isinstance(item, dict) or name not in self.registry:
+            built = self.build(name, raw, where)
+        else:
+            built = self.element(name)
         if isinstance(built, dict):
-            key = "line" if built["kind"] == "BeamLine" else "branches"
-            children = built.get(key)
-            if not isinstance(children, list):
-                raise ScenarioError(self.file, f"{path}.{key}", "a list", children)
-            if built["kind"] == "Lattice" and len(children) != 1:
-                raise ScenarioError(self.file, f"{path}.branches", "exactly one branch",
-                                    len(children))
-            out: list[Any] = []
+            key, children = self._children(built, where)
             for index, child in enumerate(children):
-                out.extend(self.flatten(child, f"{path}.{key}[{index}]", depth + 1))
-            return out
-        return [built]
+                self.flatten(child, f"{where}.{key}[{index}]", out, depth + 1)
+            return
+        out.append((name, *built))
 
 
-def parse_pals(document: Any, file: str | Path | None = None) -> list[Any]:
-    """Validate a PALS document with pals-schema and flatten it to PALS element objects."""
+def _register(flattener: _Flattener, facility: list, file) -> None:
+    """Facility entries by name; names must be text and unique."""
+    for index, entry in enumerate(facility):
+        path = f"lattice.PALS.facility[{index}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ScenarioError(file, path, "a one-key mapping {name: {kind: ...}} or "
+                                "'use: <line>'", _short(entry))
+        (name, raw), = entry.items()
+        if not isinstance(name, str):
+            raise ScenarioError(file, path, "an element name that is text", _short(name))
+        if name == "use":
+            continue
+        if name in flattener.registry:
+            raise ScenarioError(file, f"lattice.{name}", "unique element names (defined "
+                                f"again at facility[{index}])", name)
+        flattener.registry[name] = raw
+        flattener.where[name] = f"lattice.{name}"
+
+
+def parse_pals(document: Any, file: str | Path | None = None,
+               rigidity_Tm: float | None = None) -> list[tuple[str, str, dict[str, float]]]:
+    """Validate a PALS document with pals-schema and flatten it to ``(name, kind, params)``.
+
+    ``rigidity_Tm`` (the beam's signed B rho = p/q [T m]) converts field strengths (``BnN``,
+    ``bend_field_ref``, ``Bsol``); without it they are refused."""
     if not isinstance(document, dict) or "PALS" not in document:
         raise ScenarioError(file, "lattice", "a PALS document: {PALS: {facility: [...]}}",
                             type(document).__name__)
     root = document["PALS"]
     facility = root.get("facility") if isinstance(root, dict) else None
     if not isinstance(facility, list) or not facility:
-        raise ScenarioError(file, "lattice.PALS.facility", "a non-empty list", facility)
-    flattener = _Flattener(file)
-    for entry in facility:
-        if isinstance(entry, dict) and len(entry) == 1:
-            (name, raw), = entry.items()
-            if name != "use" and isinstance(raw, dict):
-                flattener.registry[name] = (name, raw)
+        raise ScenarioError(file, "lattice.PALS.facility", "a non-empty list",
+                            _short(facility))
+    flattener = _Flattener(file, rigidity_Tm)
+    _register(flattener, facility, file)
     active = facility[-1]
     if len(facility) > 1 and not (isinstance(active, dict) and "use" in active):
         raise ScenarioError(file, "lattice.PALS.facility", "a final 'use: <line>' entry "
                             "selecting the beamline when the facility has several entries")
-    elements = flattener.flatten(active, "lattice")
+    for name in flattener.registry:   # every element defined, used or not
+        flattener.element(name)
+    flattener.count(active, "lattice")
+    out: list[tuple[str, str, dict[str, float]]] = []
+    flattener.flatten(active, "lattice", out)
     _validate_with_pals_root(document, file)
-    return elements
+    return out
 
 
 def _validate_with_pals_root(document: dict, file) -> None:
@@ -251,103 +839,8 @@ def _validate_with_pals_root(document: dict, file) -> None:
             # pals-schema 0.3 mistakes a root holding only 'facility' for a one-key container
             pals.PALSroot(**{"version": None, **copy.deepcopy(document["PALS"])})
     except (pydantic.ValidationError, ValueError, TypeError) as error:
-        raise ScenarioError(file, "lattice.PALS", f"a valid PALS document ({error})") from None
-
-
-def _multipole(element, prefix: str, order: int, file=None) -> float | None:
-    mm = element.MagneticMultipoleP
-    if mm is None:
-        return None
-    value = getattr(mm, f"{prefix}{order}", None)
-    if value is None and mm.model_extra:
-        value = mm.model_extra.get(f"{prefix}{order}")
-    path = f"lattice.{element.name}.MagneticMultipoleP.{prefix}{order}"
-    return None if value is None else _number(value, file, path)
-
-
-def _number(value: Any, file, path: str) -> float:
-    """``value`` as a float; pals-schema keeps multipole strengths untyped."""
-    if isinstance(value, bool):
-        raise ScenarioError(file, path, "a number", value)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ScenarioError(file, path, "a number", value) from None
-
-
-def _require(value, file, path: str, expected: str):
-    if value is None:
-        raise ScenarioError(file, path, expected)
-    return value
-
-
-def element_params(element, file=None) -> tuple[str, dict[str, float]]:
-    """Kind and SI parameters (see the module table) of one validated PALS element."""
-    kind = element.kind
-    path = f"lattice.{element.name}"
-    length = float(getattr(element, "length", 0.0) or 0.0)
-    if kind == "Drift":
-        return kind, {"length": length}
-    if kind == "Quadrupole":
-        k1 = _require(_multipole(element, "Kn", 1, file), file, f"{path}.MagneticMultipoleP.Kn1",
-                      "the normalised gradient Kn1 [1/m^2]")
-        return kind, {"length": length, "Kn1": k1}
-    if kind == "SBend":
-        bend = _require(element.BendP, file, f"{path}.BendP", "bend parameters with g_ref "
-                        "[1/m]")
-        if length <= 0:
-            raise ScenarioError(file, f"{path}.length", "a positive length for a bend", length)
-        params = {"length": length, "angle": float(bend.g_ref) * length,
-                  "e1": float(bend.e1), "e2": float(bend.e2)}
-        k1 = _multipole(element, "Kn", 1, file)
-        if k1:
-            params["Kn1"] = k1
-        return kind, params
-    if kind == "Sextupole":
-        k2 = _require(_multipole(element, "Kn", 2, file), file, f"{path}.MagneticMultipoleP.Kn2",
-                      "the normalised sextupole strength Kn2 [1/m^3]")
-        return kind, {"length": length, "Kn2": k2}
-    if kind == "Multipole":
-        if length != 0.0:
-            raise ScenarioError(file, f"{path}.length", "0 (thin multipole kick)", length)
-        mm = _require(element.MagneticMultipoleP, file, f"{path}.MagneticMultipoleP",
-                      "integrated strengths KnNL / KsNL")
-        params = {"length": 0.0}
-        for key, value in (mm.model_extra or {}).items():
-            if not (key.startswith(("Kn", "Ks")) and key.endswith("L")):
-                raise ScenarioError(file, f"{path}.MagneticMultipoleP.{key}",
-                                    "integrated strengths KnNL or KsNL", key)
-            params[key] = _number(value, file, f"{path}.MagneticMultipoleP.{key}")
-        return kind, params
-    if kind == "Solenoid":
-        sol = _require(element.SolenoidP, file, f"{path}.SolenoidP", "Ksol [1/m]")
-        return kind, {"length": length, "Ksol": float(sol.Ksol)}
-    if kind == "RFCavity":
-        rf = _require(element.RFP, file, f"{path}.RFP", "voltage [V], frequency [Hz], phase")
-        if length != 0.0:
-            raise ScenarioError(file, f"{path}.length", "0 (short RF gap; thick cavities are "
-                                "not translated)", length)
-        return kind, {"length": 0.0, "voltage": float(rf.voltage),
-                      "frequency": float(rf.frequency), "phase": float(rf.phase)}
-    if kind in ("Marker", "Instrument"):
-        aperture = element.ApertureP
-        if aperture is not None and aperture.aperture_active:
-            xs, ys = aperture.x_limits, aperture.y_limits
-            for axis, limits in (("x", xs), ("y", ys)):
-                lo, hi = limits
-                if lo is None or hi is None or abs(lo + hi) > 1e-15 * max(abs(lo), 1.0):
-                    raise ScenarioError(file, f"{path}.ApertureP.{axis}_limits",
-                                        "symmetric limits [-a, a] in metres", limits)
-            if aperture.shape not in ("RECTANGULAR", "ELLIPTICAL"):
-                raise ScenarioError(file, f"{path}.ApertureP.shape",
-                                    "RECTANGULAR or ELLIPTICAL", aperture.shape)
-            if length != 0.0:
-                raise ScenarioError(file, f"{path}.length", "0 for an aperture", length)
-            return "Aperture", {"length": 0.0, "x_limit": float(xs[1]),
-                                "y_limit": float(ys[1]),
-                                "elliptical": float(aperture.shape == "ELLIPTICAL")}
-        return kind, {"length": length}
-    raise ScenarioError(file, f"{path}.kind", f"one of {sorted(ELEMENT_TIERS)}", kind)
+        raise ScenarioError(file, "lattice.PALS", "a valid PALS document "
+                            f"({_Short(str(error), 200)!r})") from None
 
 
 @dataclass(frozen=True)
@@ -364,19 +857,20 @@ def build_elements(
     default: ElementSettings,
     overrides: dict[str, ElementSettings] | None = None,
     file: str | Path | None = None,
+    rigidity_Tm: float | None = None,
 ) -> list[Element]:
-    """Parse a PALS document into the flat element list with resolved model tiers."""
+    """Parse a PALS document into the flat element list with resolved model tiers;
+    ``rigidity_Tm`` as in :func:`parse_pals`."""
     overrides = overrides or {}
     out = []
-    for pals_element in parse_pals(document, file):
-        kind, params = element_params(pals_element, file)
-        settings = overrides.get(pals_element.name, default)
+    for name, kind, params in parse_pals(document, file, rigidity_Tm):
+        settings = overrides.get(name, default)
         if settings.model not in MODEL_TIERS:
-            raise ScenarioError(file, f"overrides.{pals_element.name}.model",
+            raise ScenarioError(file, f"overrides.{name}.model",
                                 f"one of {list(MODEL_TIERS)}", settings.model)
         family = "Marker" if kind == "Aperture" else kind
         out.append(Element(
-            name=pals_element.name, kind=kind, params=params,
+            name=name, kind=kind, params=dict(params),
             tier=resolve_tier(family, settings.model), requested_tier=settings.model,
             nslice=settings.nslice, mapsteps=settings.mapsteps,
         ))

@@ -231,7 +231,8 @@ class Scenario(_Strict):
                                   o.mapsteps or self.integrator.mapsteps)
             for name, o in self.overrides.items()
         }
-        return build_elements(self.lattice, default, overrides, self.source_file)
+        return build_elements(self.lattice, default, overrides, self.source_file,
+                              self.beam.reference.rigidity_Tm)
 
     @property
     def reference_particle(self) -> Reference:

@@ -223,3 +223,154 @@ def test_untranslatable_elements_name_the_field(element, field, expected) -> Non
     assert info.value.field == field
     assert expected in str(info.value)
     assert str(info.value).startswith("lat.yaml: ")
+
+
+# ---------------------------------------------------------------- equivalent PALS forms
+
+BRHO = -6.67  # a signed rigidity [T m] (negative: an electron beam)
+
+
+def _one(element: dict, rigidity_Tm: float | None = BRHO):
+    document = {"PALS": {"facility": [{"e": element}]}}
+    (out,) = build_elements(document, ElementSettings("linear"), file="lat.yaml",
+                            rigidity_Tm=rigidity_Tm)
+    return out
+
+
+@pytest.mark.parametrize("bend", [
+    {"g_ref": 0.25}, {"rho_ref": 4.0}, {"bend_field_ref": 0.25 * BRHO}, {"angle": 0.125},
+    {"g_ref": 0.25, "angle": 0.125}, {"rho_ref": 4.0, "bend_field_ref": 0.25 * BRHO},
+])
+def test_every_way_to_state_a_bend_gives_one_angle(bend: dict) -> None:
+    element = _one({"kind": "SBend", "length": 0.5, "BendP": bend})
+    assert element.params["angle"] == pytest.approx(0.125, rel=1e-15)
+
+
+def test_disagreeing_bend_strengths_are_refused() -> None:
+    with pytest.raises(ScenarioError, match=r"lattice\.e\.BendP\.angle: expected a value "
+                                            r"agreeing with g_ref"):
+        _one({"kind": "SBend", "length": 0.5, "BendP": {"g_ref": 0.25, "angle": 0.2}})
+
+
+def test_rectangular_edges_are_sector_edges_minus_half_the_angle() -> None:
+    element = _one({"kind": "SBend", "length": 0.5,
+                    "BendP": {"angle": 0.1, "e1_rect": 0.0, "e2_rect": 0.01}})
+    assert element.params["e1"] == pytest.approx(0.05, rel=1e-15)
+    assert element.params["e2"] == pytest.approx(0.06, rel=1e-15)
+
+
+@pytest.mark.parametrize(("normalised", "field"), [
+    ({"Kn1": 2.0}, {"Bn1": 2.0 * BRHO}), ({"Kn1": 2.0}, {"Kn1L": 1.0}),
+    ({"Kn1": 2.0, "Ks2": -3.0}, {"Bn1": 2.0 * BRHO, "Bs2L": -1.5 * BRHO}),
+])
+def test_field_and_integrated_strengths_are_normalised(normalised, field) -> None:
+    a = _one({"kind": "Quadrupole", "length": 0.5, "MagneticMultipoleP": normalised})
+    b = _one({"kind": "Quadrupole", "length": 0.5, "MagneticMultipoleP": field})
+    assert a.params.keys() == b.params.keys()
+    for key, value in a.params.items():
+        assert b.params[key] == pytest.approx(value, rel=1e-15)
+
+
+def test_solenoid_field_and_kicker_field_use_the_rigidity() -> None:
+    sol = _one({"kind": "Solenoid", "length": 0.5, "SolenoidP": {"Bsol": 1.2}})
+    assert sol.params["Ksol"] == pytest.approx(1.2 / BRHO, rel=1e-15)
+    kick = _one({"kind": "Kicker", "length": 0.2, "MagneticMultipoleP": {"Bn0": 1e-3}})
+    assert kick.params == pytest.approx({"length": 0.2, "Kn0L": 0.2e-3 / BRHO, "Ks0L": 0.0})
+
+
+def test_field_strength_without_rigidity_is_refused() -> None:
+    with pytest.raises(ScenarioError, match="rigidity"):
+        _one({"kind": "Quadrupole", "length": 0.5, "MagneticMultipoleP": {"Bn1": 1.0}},
+             rigidity_Tm=None)
+
+
+def test_body_shift_and_bend_fields_are_kept_only_when_set() -> None:
+    quad = _one({"kind": "Quadrupole", "length": 0.5, "MagneticMultipoleP": {"Kn1": 1.0},
+                 "BodyShiftP": {"x_offset": 1e-3, "y_offset": 0.0, "z_rot": 0.1}})
+    assert quad.params == {"length": 0.5, "Kn1": 1.0, "x_offset": 1e-3, "z_rot": 0.1}
+    bend = _one({"kind": "SBend", "length": 0.5,
+                 "BendP": {"g_ref": 0.1, "edge_int1": 0.02, "tilt_ref": 0.3, "h2": 0.0}})
+    assert bend.params == pytest.approx({"length": 0.5, "angle": 0.05, "e1": 0.0, "e2": 0.0,
+                                         "edge_int1": 0.02, "tilt_ref": 0.3})
+
+
+# ---------------------------------------------------------------- hostile and bad lattices
+
+
+@pytest.mark.parametrize(("element", "field"), [
+    ({"kind": "Drift", "length": float("nan")}, "lattice.e.length"),
+    ({"kind": "Drift", "length": True}, "lattice.e.length"),
+    ({"kind": "Quadrupole", "length": 1.0, "MagneticMultipoleP": {"Kn1": float("inf")}},
+     "lattice.e.MagneticMultipoleP.Kn1"),
+    ({"kind": "SBend", "length": 1.0, "BendP": {"g_ref": float("-inf")}},
+     "lattice.e.BendP.g_ref"),
+    ({"kind": "Quadrupole", "length": 1.0, "MagneticMultipoleP": {"Kn1": False}},
+     "lattice.e.MagneticMultipoleP.Kn1"),
+    ({"kind": "Drift", "length": 1.0, "BodyShiftP": {"x_rot": 0.1}},
+     "lattice.e.BodyShiftP.x_rot"),
+    ({"kind": "Drift", "length": 1.0, "ApertureP": {"x_limits": [-1.0, 1.0]}},
+     "lattice.e.ApertureP"),
+    ({"kind": "Quadrupole", "length": 1.0, "MagneticMultipoleP": {"Kn1": 1.0},
+      "ElectricMultipoleP": {"En1": 1.0}}, "lattice.e.ElectricMultipoleP.En1"),
+    ({"kind": "Quadrupole", "length": 1.0, "MagneticMultipoleP": {"Kn1": 1.0, "Bn1": 1.0}},
+     "lattice.e.MagneticMultipoleP.Bn1"),
+])
+def test_bad_values_name_the_field(element: dict, field: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        _one(element)
+    assert info.value.field == field, str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _facility(*entries) -> dict:
+    return {"PALS": {"facility": list(entries)}}
+
+
+def test_unused_elements_are_validated() -> None:
+    document = _facility({"bad": {"kind": "Drift", "length": -3.0}},
+                         {"d": {"kind": "Drift", "length": 1.0}},
+                         {"line": {"kind": "BeamLine", "line": ["d"]}}, {"use": "line"})
+    with pytest.raises(ScenarioError) as info:
+        build_elements(document, ElementSettings("linear"))
+    assert info.value.field == "lattice.bad.length"
+
+
+def test_duplicate_element_names_are_refused() -> None:
+    document = _facility({"d": {"kind": "Drift", "length": 1.0}},
+                         {"d": {"kind": "Drift", "length": 8.0}},
+                         {"line": {"kind": "BeamLine", "line": ["d"]}}, {"use": "line"})
+    with pytest.raises(ScenarioError, match="unique element names") as info:
+        build_elements(document, ElementSettings("linear"))
+    assert info.value.field == "lattice.d"
+
+
+def test_integer_element_name_is_one_line() -> None:
+    document = _facility({7: {"kind": "Drift", "length": 1.0}},
+                         {"line": {"kind": "BeamLine", "line": ["d"]}}, {"use": "line"})
+    with pytest.raises(ScenarioError, match="element name that is text") as info:
+        build_elements(document, ElementSettings("linear"))
+    assert "\n" not in str(info.value)
+
+
+def test_doubling_beamline_fails_fast_on_the_element_cap() -> None:
+    import time
+
+    entries = [{"d": {"kind": "Drift", "length": 1.0}}, {"l0": {"kind": "BeamLine",
+                                                                "line": ["d"]}}]
+    for k in range(1, 32):
+        entries.append({f"l{k}": {"kind": "BeamLine", "line": [f"l{k - 1}", f"l{k - 1}"]}})
+    entries.append({"use": "l31"})
+    start = time.perf_counter()
+    with pytest.raises(ScenarioError, match="at most 1,000,000 elements"):
+        build_elements(_facility(*entries), ElementSettings("linear"))
+    assert time.perf_counter() - start < 2.0
+
+
+def test_the_lattice_layer_imports_no_backend() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.lattice, harness.vocabulary; "
+            "assert not [m for m in sys.modules if m.startswith('backends')], "
+            "[m for m in sys.modules if m.startswith('backends')]")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
-from backends.inhouse.kinds import KINDS
+from backends.inhouse.kinds import HONOURED_FIELDS, KINDS
 
 if TYPE_CHECKING:
     from harness.scenario import Scenario
@@ -147,6 +147,7 @@ class InhouseBackend(Backend):
     distribution: ClassVar[str] = "trackbench"
     install_hint: ClassVar[str] = "pip install -e . (needs torch)"
     element_kinds: ClassVar[frozenset[str]] = KINDS
+    honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
 
     @classmethod

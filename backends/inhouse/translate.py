@@ -16,19 +16,36 @@ RFCavity       (thin, any)               ``ShortRF(V = |q| voltage / m c^2, phas
 Instrument     any                       drift of its tier when it has a length
 Marker         any                       identity
 Aperture       any                       ``Aperture`` (transmit)
+Kicker         any                       ``Kicker`` (xkick = -Kn0L, ykick = Ks0L), between
+                                         drift halves of its tier when it has a length
 =============  ========================  ==========================================
 
-Edges use the linear ``DipEdge`` model with zero gap (rc = length/angle of their bend);
-an edge with a constant zero angle is the identity and is left out. Exact integrators take
+Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
+are wrapped in ImpactX's ``shift_in``/``shift_out`` (:mod:`backends.inhouse.alignment`).
+Edges use the linear ``DipEdge`` model with the gap term g K2 = 2 edge_int (rc =
+length/angle of their bend); an edge with constant zero angle and zero fringe integral is
+the identity and is left out. Exact integrators take
 ``nslice * mapsteps`` second-order steps (ImpactX's default ``int_order = 2``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backends.inhouse import aperture, bend, drift, multipole, quadrupole, rf, solenoid
+import torch
+
+from backends.inhouse import (
+    alignment,
+    aperture,
+    bend,
+    drift,
+    multipole,
+    quadrupole,
+    rf,
+    solenoid,
+)
 from backends.inhouse import numeric as nm
 from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
@@ -58,31 +75,64 @@ class MapSpec:
     reference: Callable[[Params, RefState], RefState] | None = None
 
 
-def _drift_spec(element: Element, tier: str) -> MapSpec:
+def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
+                label: str | None = None) -> MapSpec:
+    """The drift of ``fraction`` of the element's length at ``tier``."""
+    def length(p: Params) -> nm.Scalar:
+        return p["length"] * fraction if fraction != 1.0 else p["length"]
+
     if tier == "linear":
-        return MapSpec("Drift", element, True, lambda p, r: drift.drift_entries(p["length"], r))
+        return MapSpec(label or "Drift", element, True,
+                       lambda p, r: drift.drift_entries(length(p), r))
     if tier == "paraxial":
-        return MapSpec("ChrDrift", element, False,
-                       lambda p, r: drift.chr_drift_kernel(p["length"], r))
-    return MapSpec("ExactDrift", element, False,
-                   lambda p, r: drift.exact_drift_kernel(p["length"], r))
+        return MapSpec(label or "ChrDrift", element, False,
+                       lambda p, r: drift.chr_drift_kernel(length(p), r))
+    return MapSpec(label or "ExactDrift", element, False,
+                   lambda p, r: drift.exact_drift_kernel(length(p), r))
+
+
+def _atan2(y: nm.Scalar, x: nm.Scalar) -> nm.Scalar:
+    if nm.is_tensor(y) or nm.is_tensor(x):
+        return torch.atan2(torch.as_tensor(y), torch.as_tensor(x))
+    return math.atan2(y, x)
+
+
+def _quad_strength(p: Params) -> nm.Scalar:
+    """The normal gradient of a quadrupole: Kn1, or hypot(Kn1, Ks1) with a skew component
+    (the quadrupole is then rotated, :func:`_quad_turn`)."""
+    if "Ks1" not in p:
+        return p["Kn1"]
+    return nm.sqrt(p["Kn1"] * p["Kn1"] + p["Ks1"] * p["Ks1"])
+
+
+def _quad_turn(p: Params) -> nm.Scalar:
+    """Rotation [rad] of a skew quadrupole component: -atan2(Ks1, Kn1)/2
+    (:func:`harness.lattice.rotated_normal`)."""
+    return -0.5 * _atan2(p["Ks1"], p["Kn1"]) if "Ks1" in p else 0.0
 
 
 def _quad_spec(element: Element) -> MapSpec:
     tier, steps = element.tier, element.integrator_steps
     if tier == "linear":
-        return MapSpec("Quad", element, True,
-                       lambda p, r: quadrupole.quad_entries(p["length"], p["Kn1"], r))
+        return MapSpec("Quad", element, True, lambda p, r: quadrupole.quad_entries(
+            p["length"], _quad_strength(p), r))
     if tier == "paraxial":
-        return MapSpec("ChrQuad", element, False,
-                       lambda p, r: quadrupole.chr_quad_kernel(p["length"], p["Kn1"], r))
-    return MapSpec("ExactQuad", element, False,
-                   lambda p, r: quadrupole.exact_quad_kernel(p["length"], p["Kn1"], r, steps))
+        return MapSpec("ChrQuad", element, False, lambda p, r: quadrupole.chr_quad_kernel(
+            p["length"], _quad_strength(p), r))
+    return MapSpec("ExactQuad", element, False, lambda p, r: quadrupole.exact_quad_kernel(
+        p["length"], _quad_strength(p), r, steps))
 
 
-def _edge_spec(element: Element, field: str) -> MapSpec:
-    return MapSpec("DipEdge", element, True,
-                   lambda p, r: bend.dipedge_entries(p[field], p["length"], p["angle"]))
+def _edge_spec(element: Element, face: str) -> MapSpec:
+    """``DipEdge`` of face 1 or 2; the gap term g K2 = 2 edge_int (see the ImpactX
+    adapter)."""
+    return MapSpec("DipEdge", element, True, lambda p, r: bend.dipedge_entries(
+        p[f"e{face}"], p["length"], p["angle"], 2.0 * p.get(f"edge_int{face}", 0.0)))
+
+
+def _has(element: Element, field: str, parameter_fields: frozenset[str]) -> bool:
+    """Whether a field is set (non-zero) or will be given as a tensor."""
+    return element.params.get(field, 0.0) != 0.0 or field in parameter_fields
 
 
 def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
@@ -102,11 +152,11 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
         body = MapSpec("Sbend", element, True, lambda p, r: bend.sbend_entries(
             p["length"], p["angle"], r))
     out = []
-    if element.params.get("e1", 0.0) != 0.0 or "e1" in parameter_fields:
-        out.append(_edge_spec(element, "e1"))
+    if _has(element, "e1", parameter_fields) or _has(element, "edge_int1", parameter_fields):
+        out.append(_edge_spec(element, "1"))
     out.append(body)
-    if element.params.get("e2", 0.0) != 0.0 or "e2" in parameter_fields:
-        out.append(_edge_spec(element, "e2"))
+    if _has(element, "e2", parameter_fields) or _has(element, "edge_int2", parameter_fields):
+        out.append(_edge_spec(element, "2"))
     return out
 
 
@@ -120,7 +170,7 @@ def multipole_strengths(params: Params) -> tuple[multipole.Strength, ...]:
     return tuple((n, kn, ks) for n, (kn, ks) in sorted(orders.items()))
 
 
-def _multipole_specs(element: Element) -> list[MapSpec]:
+def _multipole_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
     orders = [n for n, _, _ in multipole_strengths(element.params)]
     if not orders:
         return []
@@ -134,38 +184,98 @@ def _multipole_specs(element: Element) -> list[MapSpec]:
                     lambda p, r: multipole.thin_multipole_kernel(multipole_strengths(p)))]
 
 
+def _sextupole_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    steps = element.integrator_steps
+    return [MapSpec("ExactMultipole", element, False,
+                    lambda p, r: multipole.exact_multipole_kernel(
+                        p["length"], ((2, p["Kn2"], p.get("Ks2", 0.0)),), r, steps))]
+
+
+def _kicker_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    """ImpactX ``Kicker`` (xkick = -Kn0L, ykick = +Ks0L), between drift halves of the
+    element's tier when it has a length (as the ImpactX adapter builds it)."""
+    kick = MapSpec("Kicker", element, False,
+                   lambda p, r: alignment.kicker_kernel(-p["Kn0L"], p["Ks0L"]))
+    if element.length == 0.0 and "length" not in parameter_fields:
+        return [kick]
+    return [_drift_spec(element, element.tier, 0.5), kick,
+            _drift_spec(element, element.tier, 0.5)]
+
+
+def _aligned(element: Element, specs: list[MapSpec], parameter_fields: frozenset[str],
+             rotation_field: str = "z_rot") -> list[MapSpec]:
+    """``specs`` inside ImpactX's ``shift_in``/``shift_out`` when the element is shifted or
+    rotated (:mod:`backends.inhouse.alignment`); a rotation alone is linear. A quadrupole's
+    skew component adds its rotation (:func:`_quad_turn`), as the ImpactX adapter does."""
+    offset = _has(element, "x_offset", parameter_fields) or \
+        _has(element, "y_offset", parameter_fields)
+    skew = element.kind == "Quadrupole" and _has(element, "Ks1", parameter_fields)
+    rotated = _has(element, rotation_field, parameter_fields) or skew
+
+    def angle(p: Params) -> nm.Scalar:
+        return p.get(rotation_field, 0.0) + _quad_turn(p) if skew else \
+            p.get(rotation_field, 0.0)
+
+    if not specs or not (offset or rotated):
+        return specs
+    if not offset:
+        return [MapSpec("Alignment", element, True,
+                        lambda p, r: alignment.rotation_entries(angle(p))),
+                *specs,
+                MapSpec("Alignment", element, True,
+                        lambda p, r: alignment.rotation_entries(angle(p), inverse=True))]
+
+    def shift(out: bool) -> MapSpec:
+        return MapSpec("Alignment", element, False, lambda p, r: alignment.shift_kernel(
+            p.get("x_offset", 0.0), p.get("y_offset", 0.0), angle(p), out))
+
+    return [shift(False), *specs, shift(True)]
+
+
+def _instrument_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    has_length = element.length != 0.0 or "length" in parameter_fields
+    return [_drift_spec(element, element.tier)] if has_length else []
+
+
+def _rf_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    return [MapSpec("ShortRF", element, False,
+                    lambda p, r: rf.short_rf_kernel(p["voltage"], p["frequency"],
+                                                    p["phase"], r),
+                    reference=lambda p, r: rf.reference_after(p["voltage"], p["phase"], r))]
+
+
+def _aperture_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    return [MapSpec("Aperture", element, False, lambda p, r: aperture.aperture_kernel(
+        p["x_limit"], p["y_limit"], bool(p["elliptical"])))]
+
+
+#: harness kind -> ``translator(element, parameter_fields) -> maps`` (before alignment).
+TRANSLATORS: dict[str, Callable[[Element, frozenset[str]], list[MapSpec]]] = {
+    "Drift": lambda e, fields: [_drift_spec(e, e.tier)],
+    "Instrument": _instrument_specs,
+    "Marker": lambda e, fields: [],
+    "Quadrupole": lambda e, fields: [_quad_spec(e)],
+    "SBend": _bend_specs,
+    "Sextupole": _sextupole_specs,
+    "Multipole": _multipole_specs,
+    "Solenoid": lambda e, fields: [MapSpec("Sol", e, True, lambda p, r: solenoid.sol_entries(
+        p["length"], p["Ksol"], r))],
+    "RFCavity": _rf_specs,
+    "Aperture": _aperture_specs,
+    "Kicker": _kicker_specs,
+}
+
+if set(TRANSLATORS) != KINDS:  # one table per kind, kept in step with the vocabulary
+    raise ImportError(f"in-house translators {sorted(TRANSLATORS)} != kinds {sorted(KINDS)}")
+
+
 def translate(element: Element, parameter_fields: frozenset[str] = frozenset()
               ) -> list[MapSpec]:
     """The maps of one element; ``parameter_fields`` are its fields that will be given as
     tensors (they keep maps that are the identity at the scenario's values)."""
-    kind = element.kind
-    if kind not in KINDS:
-        raise ValueError(f"the in-house tracker does not translate {kind!r} ({element.name})")
-    if kind == "Drift":
-        return [_drift_spec(element, element.tier)]
-    if kind == "Instrument":
-        has_length = element.length != 0.0 or "length" in parameter_fields
-        return [_drift_spec(element, element.tier)] if has_length else []
-    if kind == "Marker":
-        return []
-    if kind == "Quadrupole":
-        return [_quad_spec(element)]
-    if kind == "SBend":
-        return _bend_specs(element, parameter_fields)
-    if kind == "Sextupole":
-        steps = element.integrator_steps
-        return [MapSpec("ExactMultipole", element, False,
-                        lambda p, r: multipole.exact_multipole_kernel(
-                            p["length"], ((2, p["Kn2"], 0.0),), r, steps))]
-    if kind == "Multipole":
-        return _multipole_specs(element)
-    if kind == "Solenoid":
-        return [MapSpec("Sol", element, True,
-                        lambda p, r: solenoid.sol_entries(p["length"], p["Ksol"], r))]
-    if kind == "RFCavity":
-        return [MapSpec("ShortRF", element, False,
-                        lambda p, r: rf.short_rf_kernel(p["voltage"], p["frequency"],
-                                                        p["phase"], r),
-                        reference=lambda p, r: rf.reference_after(p["voltage"], p["phase"], r))]
-    return [MapSpec("Aperture", element, False, lambda p, r: aperture.aperture_kernel(
-        p["x_limit"], p["y_limit"], bool(p["elliptical"])))]
+    if element.kind not in TRANSLATORS:
+        raise ValueError(f"the in-house tracker does not translate {element.kind!r} "
+                         f"({element.name})")
+    specs = TRANSLATORS[element.kind](element, parameter_fields)
+    rotation = "tilt_ref" if element.kind == "SBend" else "z_rot"
+    return _aligned(element, specs, parameter_fields, rotation)

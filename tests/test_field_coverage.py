@@ -1,0 +1,265 @@
+"""No PALS field is silently dropped: every field of every translated PALS kind, as
+pals-schema models it, is (a) honoured by every registered backend, (b) refused by validate
+naming the field, or (c) accepted and, in each backend that does not honour it, the case is
+unsupported with the field named. A new backend is covered by construction: it must declare
+its :attr:`backends.base.Backend.honoured_fields`.
+
+Also: every kind of the vocabulary is translated (a translator table entry) or declared
+unsupported with a reason, in every backend.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+import warnings
+from typing import Any
+
+import pydantic
+import pytest
+
+from backends.registry import backend_classes
+from harness.errors import ScenarioError
+from harness.lattice import _EXTRA_FIELDS, Refused, pals_disposition
+from harness.scenario import scenario_from_dict
+from harness.vocabulary import ELEMENT_FIELDS, ELEMENT_TIERS, LATTICE_KINDS, field_declared
+
+BEAM = {"species": "electron", "kinetic_energy_MeV": 100.0, "bunch_charge_C": 0.0,
+        "distribution": "gaussian",
+        "twiss": {"beta_x": 2.0, "alpha_x": 0.0, "emittance_x": 1e-8,
+                  "beta_y": 2.0, "alpha_y": 0.0, "emittance_y": 1e-8},
+        "longitudinal": {"sigma_t": 1e-4, "sigma_pt": 1e-3}, "particles": 100}
+
+#: A valid element of every translated PALS kind (the fields are varied from here).
+BASE: dict[str, dict] = {
+    "Drift": {"length": 0.3},
+    "Quadrupole": {"length": 0.3, "MagneticMultipoleP": {"Kn1": 1.0}},
+    "SBend": {"length": 0.3, "BendP": {"g_ref": 0.1}},
+    "Sextupole": {"length": 0.3, "MagneticMultipoleP": {"Kn2": 10.0}},
+    "Multipole": {"length": 0.0, "MagneticMultipoleP": {"Kn1L": 0.1}},
+    "Solenoid": {"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
+    "RFCavity": {"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9, "phase": 0.0}},
+    "Marker": {},
+    "Instrument": {"length": 0.0},
+    "Kicker": {"length": 0.2, "MagneticMultipoleP": {"Kn0L": 1e-4}},
+}
+
+#: Group fields that state one quantity in several ways (tested one at a time).
+EXCLUSIVE = {"BendP": {"g_ref", "rho_ref", "bend_field_ref", "angle"},
+             "SolenoidP": {"Ksol", "Bsol"}}
+
+#: A value for fields whose default is not a number, by field name.
+SAMPLES: dict[str, Any] = {
+    "x_limits": [-2e-3, 2e-3], "y_limits": [-3e-3, 3e-3], "shape": "ELLIPTICAL",
+    "location": "CENTER", "material": "Cu", "aperture_shifts_with_body": True,
+    "aperture_active": False, "alias": "a", "ID": "i", "label": "l", "description": "d",
+    "species_ref": "proton", "cavity_type": "STANDING_WAVE", "harmon": 3, "n_cell": 2,
+}
+APERTURE = {"x_limits": [-1e-3, 1e-3], "y_limits": [-1e-3, 1e-3]}
+
+
+def _group_model(kind_class: type, group: str) -> type | None:
+    annotation = kind_class.model_fields[group].annotation
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, pydantic.BaseModel):
+            return candidate
+    return None
+
+
+def _multipole_keys(group_model: type) -> list[str]:
+    prefixes = ("Kn", "Ks", "Bn", "Bs") if "Magnetic" in group_model.__name__ else ("En", "Es")
+    keys = []
+    for order in range(4):
+        for prefix in prefixes:
+            keys += [f"{prefix}{order}", f"{prefix}{order}L"]
+        keys.append(f"tilt{order}")
+    return keys
+
+
+def pals_fields() -> list[tuple[str, str, str | None]]:
+    """``(kind, group or "", field)`` for every field pals-schema models for the kinds the
+    harness translates (multipole groups: orders 0..3 of every prefix, with and without L),
+    plus the extensions the lattice layer accepts (``BendP.angle``)."""
+    import pals
+
+    out = []
+    for kind in ELEMENT_TIERS:
+        kind_class = getattr(pals, kind)
+        for name in kind_class.model_fields:
+            if name in ("name", "kind"):
+                continue
+            model = _group_model(kind_class, name)
+            if model is None:
+                out.append((kind, "", name))
+                continue
+            keys = (_multipole_keys(model) if model.model_config.get("extra") == "allow"
+                    else list(model.model_fields))
+            keys += [key for (k, group), key in _EXTRA_FIELDS.items()
+                     if k == kind and group == name]
+            out += [(kind, name, key) for key in keys]
+    return out
+
+
+def _sample(group_model: type | None, field: str) -> Any:
+    if field in SAMPLES:
+        return SAMPLES[field]
+    if field == "length":
+        return 0.25
+    info = group_model.model_fields.get(field) if group_model is not None else None
+    default = info.default if info is not None else 0.0
+    return (default if isinstance(default, (int, float)) else 0.0) + 0.05
+
+
+def _same_component(a: str, b: str) -> bool:
+    """Two multipole keys that set the same component (Kn1, Bn1, Kn1L, Bn1L)."""
+    pattern = re.compile(r"^(?:K|B|E)?([ns])(\d+)L?$")
+    ma, mb = pattern.match(a[1:] if a.startswith("tilt") else a[1:]), pattern.match(b[1:])
+    if a.startswith("tilt") or b.startswith("tilt"):
+        return a == b
+    return bool(ma and mb and ma.groups() == mb.groups())
+
+
+def _with_field_to_tilt(kind: str, field: str) -> dict:
+    """The base element plus a normal component of the order a ``tiltN`` rotates."""
+    body = {key: (dict(value) if isinstance(value, dict) else value)
+            for key, value in BASE[kind].items()}
+    order = field.removeprefix("tilt")
+    poles = dict(body.get("MagneticMultipoleP") or {})
+    if not any(re.match(rf"^[KB][ns]{order}L?$", key) for key in poles):
+        thin = kind in ("Multipole", "Kicker")
+        poles[f"Kn{order}L" if thin else f"Kn{order}"] = 0.7
+    body["MagneticMultipoleP"] = poles
+    return body
+
+
+def element_with(kind: str, group: str, field: str) -> dict:
+    """The base element of ``kind`` with ``group.field`` set to a sample value (a ``tiltN``
+    comes with a field of order N to rotate; see :func:`base_for`)."""
+    import pals
+
+    body = {key: (dict(value) if isinstance(value, dict) else value)
+            for key, value in base_for(kind, group, field).items() if key != "kind"}
+    kind_class = getattr(pals, kind)
+    model = _group_model(kind_class, group) if group else None
+    if not group:
+        body[field] = _sample(None, field)
+        return {"kind": kind, **body}
+    target = dict(body.get(group) or {})
+    if group == "ApertureP":
+        target = {**APERTURE, **target}
+    if group in EXCLUSIVE and field in EXCLUSIVE[group]:
+        target = {k: v for k, v in target.items() if k not in EXCLUSIVE[group]}
+    if group == "MagneticMultipoleP":
+        target = {k: v for k, v in target.items() if not _same_component(k, field)}
+        if kind == "Multipole" and not target:
+            target = {"Kn2L": 1.0}
+    target[field] = 0.5 if model is None or field not in model.model_fields \
+        else _sample(model, field)
+    body[group] = target
+    return {"kind": kind, **body}
+
+
+def base_for(kind: str, group: str, field: str) -> dict:
+    """The element a field's effect is measured against."""
+    if group == "MagneticMultipoleP" and field.startswith("tilt"):
+        return {"kind": kind, **_with_field_to_tilt(kind, field)}
+    return {"kind": kind, **BASE[kind]}
+
+
+def scenario_of(element: dict):
+    facility = [{"e": element}, {"line": {"kind": "BeamLine", "line": ["e"]}},
+                {"use": "line"}]
+    return scenario_from_dict({"name": "coverage", "beam": BEAM,
+                               "lattice": {"PALS": {"facility": facility}}}, "cov.yaml")
+
+
+def _params(element: dict) -> tuple[str, dict[str, float]]:
+    (only,) = scenario_of(element).elements
+    return only.kind, only.params
+
+
+FIELDS = pals_fields()
+
+
+def test_the_enumeration_covers_the_groups_that_matter() -> None:
+    names = {f"{kind}.{group}.{field}" for kind, group, field in FIELDS}
+    for expected in ("SBend.BendP.edge_int1", "SBend.BendP.e1_rect", "SBend.BendP.angle",
+                     "Quadrupole.BodyShiftP.x_offset", "Quadrupole.MagneticMultipoleP.tilt1",
+                     "Solenoid.MagneticMultipoleP.Kn1", "Drift.ApertureP.x_limits",
+                     "Quadrupole.ElectricMultipoleP.En1", "RFCavity.RFP.harmon",
+                     "Kicker.MagneticMultipoleP.Ks0L"):
+        assert expected in names
+    assert len(FIELDS) > 400
+
+
+@pytest.mark.parametrize(("kind", "group", "field"), FIELDS,
+                         ids=[f"{k}.{g}.{f}" if g else f"{k}.{f}" for k, g, f in FIELDS])
+def test_every_pals_field_is_honoured_refused_or_unsupported(kind, group, field) -> None:
+    path = f"{group}.{field}" if group else field
+    try:
+        base_kind, base = _params(base_for(kind, group, field))
+    except ScenarioError as error:                     # the field to tilt is refused itself
+        assert field.startswith("tilt"), str(error)
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            new_kind, params = _params(element_with(kind, group, field))
+    except ScenarioError as error:                     # (b) refused, naming the field
+        assert error.field.startswith(f"lattice.e.{group or field}"), str(error)
+        assert str(error).startswith("cov.yaml: lattice.e.")
+        assert "\n" not in str(error)
+        return
+    changed = sorted(k for k, v in params.items() if base.get(k) != v or new_kind != base_kind)
+    if not changed:                                     # no effect on tracking, by design
+        assert group != "MagneticMultipoleP" and pals_disposition(kind, path) is None, \
+            f"{kind}.{path} validated but changed no element field"
+        return
+    if group != "MagneticMultipoleP":
+        assert not isinstance(pals_disposition(kind, path), Refused)
+    scenario = None
+    for name in changed:
+        assert field_declared(ELEMENT_FIELDS[new_kind], name), (new_kind, name)
+    for backend_name, cls in backend_classes().items():
+        declared = cls.declared_fields(new_kind)
+        missing = [n for n in changed if not field_declared(declared, n)]
+        if not missing:                                 # (a) honoured
+            continue
+        scenario = scenario or scenario_of(element_with(kind, group, field))
+        verdict = cls().supports(scenario)              # (c) unsupported, naming it
+        assert not verdict, f"{backend_name} accepts {kind}.{path} -> {missing} unhonoured"
+        assert any(f"'{n}'" in verdict.reason for n in missing), verdict.reason
+
+
+@pytest.mark.parametrize("backend_name", list(backend_classes()))
+def test_every_vocabulary_kind_is_translated_or_refused_with_a_reason(backend_name) -> None:
+    cls = backend_classes()[backend_name]
+    for kind in sorted(LATTICE_KINDS):
+        if kind in cls.element_kinds:
+            assert cls.honoured_fields is None or kind in cls.honoured_fields, (backend_name,
+                                                                                kind)
+            continue
+        element = {"kind": kind, **BASE.get(kind, {})}
+        verdict = cls().supports(scenario_of(element))
+        assert not verdict and kind in verdict.reason
+
+
+def test_translator_tables_match_the_declared_kinds() -> None:
+    """One table per adapter, kind -> translator, for exactly the kinds it claims."""
+    from backends import cheetah, impactx
+    from backends.inhouse import InhouseBackend, translate
+
+    assert set(impactx.TRANSLATORS) == impactx.ImpactXBackend.element_kinds == LATTICE_KINDS
+    assert set(cheetah.TRANSLATORS) == cheetah.CheetahBackend.element_kinds == LATTICE_KINDS
+    assert set(translate.TRANSLATORS) == InhouseBackend.element_kinds == LATTICE_KINDS
+    for module in (impactx, cheetah):
+        assert set(module.HONOURED_FIELDS) == LATTICE_KINDS
+
+
+def test_every_honoured_field_is_a_field_of_the_vocabulary() -> None:
+    for name, cls in backend_classes().items():
+        for kind in cls.element_kinds:
+            for field in cls.declared_fields(kind):
+                assert field in ELEMENT_FIELDS[kind] or field_declared(ELEMENT_FIELDS[kind],
+                                                                       field), (name, kind,
+                                                                                field)
