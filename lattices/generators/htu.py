@@ -11,20 +11,25 @@ references there: doi:10.1103/vh62-gz1p, doi:10.1117/12.3056776.
 What the source gives and how it becomes the scenario:
 
 * Quadrupoles are given by field. The permanent-magnet triplet (PMQ) and the undulator's
-  FODO quadrupoles by the pole-tip field ``B`` [T] at bore radius ``r`` [m]: gradient
-  ``G = B / r`` [T/m]; the electromagnet triplet (EMQ) by its current ``I`` [A] through the
-  magnet's calibration line ``G = a I + b`` (design EMQD-113-394: a = 2.9217 T/(A m),
-  b = 0.0965 T/m; EMQD-113-949: a = 2.9318, b = 0.0077). The source converts with the
-  rigidity of the 100 MeV (total energy) design electron, k1 = G / (B rho) with
-  B rho = p / e (Cheetah ``k1 = G / rigidity``; ImpactX ``ChrQuad(k = -G, unit = 1)``, whose
-  T/m strength is divided by the electron's signed rigidity q B rho < 0, the same k1).
+  FODO quadrupoles by the pole-tip field ``B`` [T] at bore radius ``r`` [m]: ``G = B / r``
+  [T/m]; the electromagnet triplet (EMQ) by its current ``I`` [A] through the magnet's
+  calibration line ``G = a I + b`` (design EMQD-113-394: a = 2.9217 T/(A m), b = 0.0965 T/m;
+  EMQD-113-949: a = 2.9318, b = 0.0077). The source's ``G`` is stated for the electron: the
+  field gradient is ``-G`` (ImpactX ``ChrQuad(k = -G, unit = 1)``; ImpactX's own example
+  writes ``Bgradient = -1.0 * B / r``), and its normalised strength is
+  ``k1 = G / |B rho|`` (Cheetah ``k1 = G / rigidity``). The scenario states the field
+  gradient, PALS ``Bn1 = -G`` [T/m]; the harness normalises it with the beam's signed
+  rigidity, ``Kn1 = Bn1 / (B rho)`` with ``B rho = p / q < 0``, which is the source's k1.
 * The chicane: four 0.175 m sector bends at the angle of the control-system setting
   R56 = 200 um, ``theta = 1.438389904456e-3 * sqrt(R56 / um)`` [rad], signs (-, +, +, -)
   (bends 1 and 4 negated); pole faces normal to the reference orbit (ImpactX ``ExactSbend``,
-  no edge angles). The source also gives the bend field ``B = -B rho theta / L``; the angle is
-  what the scenario holds (the field follows from it at the design rigidity).
+  no edge angles). The source also gives the bend field ``B = -|B rho| theta / L``: the
+  scenario states both, ``g_ref = theta / L`` and ``bend_field_ref = B`` (the harness checks
+  that they agree at the beam's rigidity).
 * The spectrometer dipole MagSpec is a 0.4826 m bend at zero angle (field off).
-* Steering kickers S1-S4 and the undulator's VS1-VS8 at zero current (zero kick).
+* Steering kickers S1-S4 and the undulator's VS1-VS8 (PALS ``Kicker``) with the integrated
+  fields of their currents, ``current * max_integrated_field / max_current`` [T m]
+  (1970e-6 T m at 5 A; the undulator's halved); the benchmark runs them at zero current.
 * Screens become markers (the benchmark's ``screens_as_markers=True``).
 
 Model tiers as the benchmark ran ImpactX: exact drifts (``ExactDrift``) and bends
@@ -61,16 +66,21 @@ BUNCH_CHARGE_C = 25.0e-12
 #: The figures' particle counts (NAPAC2025 TUP101 Fig. 1; Fig. 2 adds 1e7 on the GPU).
 PARTICLE_COUNTS = [1_000, 10_000, 100_000, 1_000_000]
 
-#: Whether the scenario states quadrupoles by field gradient (PALS ``Bn1`` [T/m]) and the
-#: steering magnets as PALS ``Kicker`` elements; False writes the normalised ``Kn1`` =
-#: ``Bn1 / |B rho|`` [1/m^2] and zero-strength kickers as markers (the identity), for a
-#: harness whose lattice model has neither.
-FIELD_STRENGTHS = False
+#: Whether the scenario states the magnets by field (PALS ``Bn1`` [T/m], ``bend_field_ref``
+#: [T], ``Kicker`` with ``Bn0L``/``Bs0L`` [T m]); False writes normalised strengths only
+#: (``Kn1 = Bn1 / (B rho)`` [1/m^2], ``g_ref``) and the zero-current kickers as markers (the
+#: identity), for a harness whose lattice model has no field strengths.
+FIELD_STRENGTHS = True
 
 #: EMQ currents [A] of the benchmark (``get_lattice`` defaults).
 EMQ_CURRENTS = (0.683822195172598, -0.882403221217054, 1.085116293768873)
 #: Calibration lines G = a I + b [T/m] per EMQ design (the source's test reports).
 EMQ_CALIBRATION = {"EMQD-113-394": (2.9217, 0.0965), "EMQD-113-949": (2.9318, 0.0077)}
+#: Steering magnets: integrated field at the largest current [T m], that current [A], and
+#: the benchmark's currents (horizontal, vertical) [A].
+STEERING_MAX_FIELD_TM, STEERING_MAX_CURRENT_A = 1970e-6, 5.0
+UNDULATOR_STEERING_SCALE = 0.5
+STEERING_CURRENTS = (0.0, 0.0)
 #: Chicane setting R56 [um] and the source's angle-vs-setting relation.
 CHICANE_R56_UM = 200.0
 CHICANE_ANGLE_PER_SQRT_UM = 0.001438389904456
@@ -99,20 +109,36 @@ def chicane_angle() -> float:
 
 
 def _quad(length: float, gradient: float, rigidity: float) -> dict:
-    # Kn1 = G / |B rho|: the normalised gradient of the source's k1 = G / rigidity
-    strength = {"Bn1": gradient} if FIELD_STRENGTHS else {"Kn1": gradient / abs(rigidity)}
+    """A quadrupole of the source's gradient ``G`` (stated for the electron, see above):
+    field gradient Bn1 = -G, or Kn1 = -G / (B rho) = G / |B rho| with the signed rigidity."""
+    field_gradient = -gradient
+    strength = ({"Bn1": field_gradient} if FIELD_STRENGTHS
+                else {"Kn1": field_gradient / rigidity})
     return {"kind": "Quadrupole", "length": length, "MagneticMultipoleP": strength}
 
 
-def _kicker() -> dict:
+def steering_field(current_A: float, scale: float = 1.0) -> float:
+    """Integrated field [T m] of a steering magnet at a current (linear in the current)."""
+    return current_A * STEERING_MAX_FIELD_TM * scale / STEERING_MAX_CURRENT_A
+
+
+def _kicker(scale: float) -> dict:
+    horizontal, vertical = (steering_field(i, scale) for i in STEERING_CURRENTS)
+    if horizontal or vertical:
+        # the benchmark runs every steering magnet at zero current; the sign of its
+        # ImpactX Kicker(xkick, ykick, unit="T-m") against PALS Bn0L/Bs0L is not checked here
+        raise NotImplementedError("non-zero steering currents: check the kick signs first")
     if FIELD_STRENGTHS:
-        return {"kind": "Kicker", "length": 0.0}
+        return {"kind": "Kicker", "length": 0.0,
+                "MagneticMultipoleP": {"Bn0L": horizontal, "Bs0L": vertical}}
     return {"kind": "Marker"}
 
 
-def _bend(length: float, angle: float) -> dict:
-    return {"kind": "SBend", "length": length,
-            "BendP": {"g_ref": angle / length, "e1": 0.0, "e2": 0.0}}
+def _bend(length: float, angle: float, rigidity: float) -> dict:
+    bend = {"g_ref": angle / length, "e1": 0.0, "e2": 0.0}
+    if FIELD_STRENGTHS:
+        bend["bend_field_ref"] = angle / length * rigidity  # B = g B rho (signed rigidity)
+    return {"kind": "SBend", "length": length, "BendP": bend}
 
 
 def facility() -> list[dict]:
@@ -129,8 +155,8 @@ def facility() -> list[dict]:
         elements[name] = {"kind": "Marker"}
         return name
 
-    def kicker(name: str) -> str:
-        elements[name] = _kicker()
+    def kicker(name: str, scale: float = 1.0) -> str:
+        elements[name] = _kicker(scale)
         return name
 
     def pm_quad(name: str, length: float, tip_field: float, bore_radius: float) -> str:
@@ -142,7 +168,7 @@ def facility() -> list[dict]:
         return name
 
     def bend(name: str, length: float, angle: float) -> str:
-        elements[name] = _bend(length, angle)
+        elements[name] = _bend(length, angle, brho)
         return name
 
     lines: dict[str, list[str]] = {}
@@ -180,8 +206,10 @@ def facility() -> list[dict]:
         lines[cell] = [focusing, focusing, "VD", defocusing, defocusing, "VD"]
         first, second = 2 * segment + 1, 2 * segment + 2
         name = f"undulator_segment{segment + 1}"
-        lines[name] = [cell, kicker(f"VS{first}"), marker(f"UC_VisaEBeam{first}"), cell,
-                       cell, kicker(f"VS{second}"), marker(f"UC_VisaEBeam{second}"), cell]
+        scale = UNDULATOR_STEERING_SCALE
+        lines[name] = [cell, kicker(f"VS{first}", scale), marker(f"UC_VisaEBeam{first}"),
+                       cell, cell, kicker(f"VS{second}", scale),
+                       marker(f"UC_VisaEBeam{second}"), cell]
         segments.append(name)
     lines["undulator"] = segments
     lines["htu"] = ["transport", "undulator"]
@@ -238,18 +266,21 @@ HEADER = """\
 # GENERATED by lattices/generators/htu.py (python -m lattices.generators.htu): edit that
 # script, not this file. It documents every conversion (quadrupole gradients from pole-tip
 # fields and calibration currents, chicane angles from the R56 setting).
-# Quadrupole strengths: {strengths}.
+# Magnet strengths: {strengths}.
 # Left out (not in the scenario model): the benchmark beam's 1 % mean momentum offset.
 """
 
 
 def render() -> str:
     """The scenario file's text."""
-    strengths = ("Bn1 [T/m], converted by each backend with the beam's rigidity"
+    brho = abs(reference().rigidity_Tm)
+    strengths = ("by field (quadrupole Bn1 [T/m], bend_field_ref [T] beside g_ref, kicker\n"
+                 "# Bn0L/Bs0L [T m]), normalised by the harness with the beam's rigidity"
                  if FIELD_STRENGTHS else
-                 "Kn1 = G / |B rho| [1/m^2] with G the gradient of the source and "
-                 f"|B rho| = {abs(reference().rigidity_Tm):.12g} T m (100 MeV total energy); "
-                 "zero-strength steering kickers are markers")
+                 "Kn1 = G / |B rho| [1/m^2] with G the source's gradient and\n"
+                 f"# |B rho| = {brho:.12g} T m (100 MeV total energy); zero-current "
+                 "steering kickers are markers")
+    strengths += f" (|B rho| = {brho:.12g} T m)" if FIELD_STRENGTHS else ""
     body = yaml.safe_dump(scenario(), sort_keys=False, width=100, default_flow_style=None)
     return HEADER.format(strengths=strengths) + body
 
