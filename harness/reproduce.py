@@ -538,3 +538,40 @@ def run_reproduction(reproduction: Reproduction, directory: Path, limits, resume
     entry |= {"finished": metadata.now(), "after": load_average()}
     load_path.write_text(json.dumps({"runs": [*runs, entry]}, indent=1) + "\n")
     metadata.write(directory, metadata.collect(sys.argv, started))
+
+
+#: The cells of the README's headline table: (figure, particle count).
+HEADLINE_CELLS: tuple[tuple[str, int], ...] = (("fig1", 1_000_000), ("fig3", 1_000_000))
+
+
+def headline_markdown(directory: Path, published: Published | None = None) -> str:
+    """The compact table of a reproduction run directory for the README: Fig. 1 and Fig. 3
+    at 10^6 particles, published beside measured (process time and wall time)."""
+    from harness import published as published_module
+    from harness import results
+
+    published = published or published_module.load("napac25")
+    rows = results.read_rows(Path(directory))
+    lines = ["| figure, 10^6 particles | code | published [particles/s] | here, process time "
+             "[particles/s] | here, wall time [particles/s] | vs eager Cheetah: published / "
+             "here | here vs ImpactX |", "|---|---|---:|---:|---:|---:|---:|"]
+    for fig_id, n in HEADLINE_CELLS:
+        fig = published.figures[fig_id]
+        plan = FigurePlan(fig_id, fig.scenario, fig.device, fig.dtype, fig.threads, [n])
+        for cell in figure_cells(fig_id, fig, plan, rows):
+            here = _num(cell["here_particles_per_s_process"])
+            if cell["status"]:
+                here = cell["status"].split(":")[0]
+            lines.append(f"| {fig_id} ({fig.scenario}, {fig.dtype}) | {cell['label']} | "
+                         f"{_num(cell['published_particles_per_s'])} | {here} | "
+                         f"{_num(cell['here_particles_per_s_wall'])} | "
+                         f"{_ratio(cell['published_speedup_vs_cheetah'])} / "
+                         f"{_ratio(cell['here_speedup_vs_cheetah'])} | "
+                         f"{_ratio(cell['here_speedup_vs_impactx'])} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(headline_markdown(Path(sys.argv[1])), end="")

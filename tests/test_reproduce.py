@@ -322,3 +322,16 @@ def test_htu_moments_match_impactx_examples_own_run_at_visaebeam8() -> None:
                 2.858550e-06]
     got = [float(values[n]) for n in names]
     assert got == pytest.approx(expected, rel=0.1), got
+
+
+def test_headline_table_reads_a_run_directory(tmp_path) -> None:
+    from harness.results import append_rows
+
+    rows = [row | {"particles": 1_000_000} for row in _fake_rows()]
+    append_rows(tmp_path, rows)
+    text = rp.headline_markdown(tmp_path)
+    line = next(li for li in text.splitlines() if "| Cheetah: compiled |" in li
+                and li.startswith("| fig1"))
+    assert "1.26e+05" in line and "4e+07" in line and "1.2x / 4x" in line
+    # no space-charge rows in this fake run
+    assert "| fig3 (napac25_space_charge, float64) | ImpactX | 4.44e+04 | not measured |" in text
