@@ -262,6 +262,7 @@ def agreement_cells(rows: Sequence[dict]) -> list[dict[str, Any]]:
                     "particles": int(row.get("particles", 0)), "device": row.get("device"),
                     "dtype": row.get("dtype"), "model": row.get("model"),
                     "verdict": row.get("verdict"), "dev_max": row.get("dev_max"),
+                    "verdict_detail": row.get("verdict_detail") or "",
                     "max_moment_rel_error": worst,
                     "within_3_percent": (worst <= CROSS_CODE_TOLERANCE
                                          if worst is not None else None)})
@@ -331,9 +332,12 @@ def _agreement_table(cells: list[dict]) -> str:
              "max error of σ, ε | within 3 % |", "|---|---:|---|---|---|---|---:|---:|---|"]
     for c in cells:
         within = {True: "yes", False: "no", None: "—"}[c["within_3_percent"]]
+        verdict = c["verdict"] or "—"
+        if verdict == "differs" and c["verdict_detail"]:
+            verdict += f" ({c['verdict_detail']})"
         lines.append(f"| {c['scenario']} | {c['particles']:.0e} | "
                      f"{LABELS.get(c['backend'], c['backend'])} | {c['dtype']} | {c['model']} | "
-                     f"{c['verdict']} | {_num(c['dev_max'], '.2g')} | "
+                     f"{verdict} | {_num(c['dev_max'], '.2g')} | "
                      f"{_num(c['max_moment_rel_error'], '.2g')} | {within} |")
     return "\n".join(lines)
 
@@ -368,7 +372,14 @@ def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[
     notes.append("ImpactX here is the PyPI wheel (single-threaded, FP64 only, generic build); "
                  "the paper's CPU ImpactX was built with -march=native -ffast-math and SIMD "
                  "(ImpactX_SIMD=ON), FP32 for Figs. 1-2 and FP64 for Fig. 3.")
-    timer = (f"min of {repeat} timed tracks" if repeat else "min of the timed tracks")
+    repeats: dict[str, set[int]] = {}
+    for row in rows:
+        if _ok(row) and row.get("repeat"):
+            repeats.setdefault(str(row.get("scenario")), set()).add(int(row["repeat"]))
+    timer = ("min of " + ", ".join(f"{'/'.join(str(r) for r in sorted(v))} ({k})"
+                                   for k, v in sorted(repeats.items())) + " timed tracks"
+             if repeats else f"min of {repeat} timed tracks" if repeat
+             else "min of the timed tracks")
     notes.append(f"Timer: here {timer} in one process after one untimed warm-up (which "
                  "holds compilation), as process CPU time (time.process_time, the paper's "
                  "timer) and as wall time; the paper: "
