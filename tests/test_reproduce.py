@@ -335,3 +335,11 @@ def test_headline_table_reads_a_run_directory(tmp_path) -> None:
     assert "1.26e+05" in line and "4e+07" in line and "1.2x / 4x" in line
     # no space-charge rows in this fake run
     assert "| fig3 (napac25_space_charge, float64) | ImpactX | 4.44e+04 | not measured |" in text
+
+
+def test_readme_headline_table_is_the_committed_reference_run() -> None:
+    root = TESTS.parent
+    reference = root / "results" / "reference" / "cpu-2core-epyc" / "napac25"
+    if not (reference / "results.jsonl").exists():
+        pytest.skip("no committed reproduction run")
+    assert rp.headline_markdown(reference) in (root / "README.md").read_text()
