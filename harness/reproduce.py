@@ -285,8 +285,8 @@ FOOTNOTE_TEXT: dict[str, str] = {
     "impactx-fp64": "ImpactX's PyPI wheel is built FP64 only (no FP32 build): the cell is "
                     "its FP64 run.",
     "stand-in": "Cheetah has no paraxial (chromatic) quadrupole map: it runs its "
-                "drift-kick-drift quadrupole, a labelled stand-in (the paper's Cheetah ran "
-                "its own maps as well).",
+                "drift-kick-drift quadrupole, a labelled stand-in; the paper's Cheetah 0.7.5 "
+                "ran its Bmad-X tracking (tracking_method='bmadx') for every element.",
     "compiled": "torch.compile'd code ran; compilation is in the untimed warm-up "
                 "(compile_s).",
     "eager-fallback": "compilation was not used (disabled or failed: compile_error); the "
