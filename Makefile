@@ -77,5 +77,12 @@ reference: $(STAMP)
 report-reference: $(STAMP)
 	$(BIN)/trackbench report $(REFERENCE_RUNS) --format md,tex --out $(REFERENCE)/report
 
+# NAPAC2025 TUP101 at the paper's settings (1 thread, 1e3..1e6 particles, FP32 where the
+# backend has it, the 256^3 space-charge case at 1e6; GPU figures when CUDA is present),
+# its tables beside the published figures in DIR/reproduce.md.
+.PHONY: reproduce
+reproduce: $(STAMP)
+	$(BIN)/trackbench reproduce napac25 --out results/runs/napac25-$$(date -u +%Y%m%dT%H%M%SZ)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -53,6 +53,10 @@ TRACK: dict[str, str] = {
     "time_max_s": "slowest timed track [s]",
     "time_spread": "(max - min) / median of the timed tracks",
     "times_s": "every timed track [s] (list)",
+    "process_times_s": "CPU time of the process (all its threads) in every timed track [s] "
+                       "(time.process_time; the timer of NAPAC2025 TUP101's figures)",
+    "process_time_min_s": "least process CPU time of the timed tracks [s]",
+    "process_time_median_s": "median process CPU time of the timed tracks [s]",
     "throughput_particle_elements_per_s": "particles × elements / median time [1/s]",
     "throughput_particle_m_per_s": "particles × lattice length / median time [m/s]",
     "prepare_s": "lattice translation and set-up [s] (not in throughput)",
