@@ -57,7 +57,7 @@ differences (``trackbench grad``).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -231,20 +231,12 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Quadrupole": frozenset({"length", "Kn1"}),
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1"}),
     "Sextupole": frozenset({"length", "Kn2"}),
-    "Multipole": frozenset({"length"}),
+    "Multipole": frozenset({"length", "Kn*L", "Ks*L"}),
     "Solenoid": frozenset({"length", "Ksol"}),
     "Marker": frozenset({"length"}),
     "Instrument": frozenset({"length"}),
     "Aperture": frozenset({"length", "x_limit", "y_limit", "elliptical"}),
 }
-
-
-def unhonoured_fields(element: Element) -> list[str]:
-    """Parameters of ``element`` the adapter would not translate."""
-    honoured = HONOURED_FIELDS.get(element.kind, frozenset())
-    return [key for key in element.params if key not in honoured and not (
-        element.kind == "Multipole" and key.startswith(("Kn", "Ks")) and key.endswith("L")
-        and key[2:-1].isdigit())]
 
 
 def translate(element: Element) -> Translation | Unsupported:
@@ -255,10 +247,9 @@ def translate(element: Element) -> Translation | Unsupported:
     if translator is None:
         return Unsupported(f"pyat does not translate element kind {element.kind!r} "
                            f"({element.name})")
-    extra = unhonoured_fields(element)
-    if extra:
-        return Unsupported(f"the pyAT adapter does not translate {element.kind} field(s) "
-                           f"{', '.join(extra)} ({element.name})")
+    missing = BACKEND.unhonoured_field(element)
+    if missing is not None:
+        return missing
     return translator(element)
 
 
@@ -364,6 +355,7 @@ class PyatBackend(Backend):
     distribution: ClassVar[str] = "accelerator-toolbox"
     install_hint: ClassVar[str] = "pip install 'trackbench[pyat]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
+    honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
 
     @classmethod

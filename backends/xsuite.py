@@ -75,7 +75,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -274,24 +274,12 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "Quadrupole": frozenset({"length", "Kn1"}),
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1"}),
     "Sextupole": frozenset({"length", "Kn2"}),
-    "Multipole": frozenset({"length"}),
+    "Multipole": frozenset({"length", "Kn*L", "Ks*L"}),
     "Solenoid": frozenset({"length", "Ksol"}),
     "Marker": frozenset({"length"}),
     "Instrument": frozenset({"length"}),
     "Aperture": frozenset({"length", "x_limit", "y_limit", "elliptical"}),
 }
-
-
-def unhonoured_fields(element: Element) -> list[str]:
-    """Parameters of ``element`` the adapter would not translate."""
-    honoured = HONOURED_FIELDS.get(element.kind, frozenset())
-    out = []
-    for key in element.params:
-        thin = element.kind == "Multipole" and key.startswith(("Kn", "Ks")) \
-            and key.endswith("L") and key[2:-1].isdigit()
-        if key not in honoured and not thin:
-            out.append(key)
-    return out
 
 
 def translate(element: Element) -> Translation | Unsupported:
@@ -302,10 +290,9 @@ def translate(element: Element) -> Translation | Unsupported:
     if translator is None:
         return Unsupported(f"xsuite does not translate element kind {element.kind!r} "
                            f"({element.name})")
-    extra = unhonoured_fields(element)
-    if extra:
-        return Unsupported(f"the Xsuite adapter does not translate {element.kind} field(s) "
-                           f"{', '.join(extra)} ({element.name})")
+    missing = BACKEND.unhonoured_field(element)
+    if missing is not None:
+        return missing
     return translator(element)
 
 
@@ -661,6 +648,7 @@ class XsuiteBackend(Backend):
     distribution: ClassVar[str] = "xsuite"
     install_hint: ClassVar[str] = "pip install 'trackbench[xsuite]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
+    honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
 
     @classmethod
