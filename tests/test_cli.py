@@ -242,7 +242,7 @@ def test_run_and_grad_reject_bad_matrix_options(command, option, value, tmp_path
 
 
 def test_thread_counts_accept_all_and_numbers() -> None:
-    from harness.cli import _thread_counts
+    from harness.cli.common import thread_count_list as _thread_counts
 
     assert _thread_counts(None) == [None]
     assert _thread_counts("all,1") == [None, 1]

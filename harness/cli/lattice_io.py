@@ -1,4 +1,4 @@
-"""The ``trackbench import`` and ``trackbench export`` commands (registered in harness.cli)."""
+"""``trackbench import`` and ``trackbench export``: lattices from and to other codes' files."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Annotated
 
 import typer
 
+from harness.cli.common import app, console, fail
 from harness.errors import ScenarioError
 from harness.io.model import POLICIES, ImportRefused
 
 
+@app.command("import")
 def import_command(
     file: Annotated[Path, typer.Argument(help="Lattice file: MAD-X, Bmad, elegant or PALS.")],
     fmt: Annotated[str | None, typer.Option(
@@ -33,7 +35,6 @@ def import_command(
 
     Every element that cannot be translated exactly is named with its kind, count and the
     reason; --on-unsupported marker|drift replaces them (listed in the file's header)."""
-    from harness.cli import console, fail
     from harness.io.importer import import_lattice
     from harness.io.pals_doc import write_scenario
 
@@ -55,6 +56,7 @@ def import_command(
                   soft_wrap=True)
 
 
+@app.command("export")
 def export_command(
     scenario: Annotated[str, typer.Argument(help="Scenario file or bundled name.")],
     out: Annotated[Path | None, typer.Option(
@@ -62,7 +64,6 @@ def export_command(
 ) -> None:
     """Write a scenario's lattice as a standalone PALS file (read by pals-schema and ImpactX).
     """
-    from harness.cli import console, fail
     from harness.io.pals_file import export_pals, write_pals
     from harness.scenario import load_scenario
 

@@ -1,0 +1,36 @@
+"""The ``trackbench`` command line: one module per command group.
+
+* :mod:`harness.cli.common` — the app, consoles, option types and option checks;
+* :mod:`harness.cli.scenarios` — ``list``, ``validate``, ``track``;
+* :mod:`harness.cli.runs` — ``run`` (with ``grad``), ``compare``, ``report``;
+* :mod:`harness.cli.lattice_io` — ``import``, ``export``;
+* :mod:`harness.cli.asv` — ``asv ...``;
+* :mod:`harness.cli.reproduce` — ``reproduce``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from rich.markup import escape
+
+from harness.cli.common import app, console, err_console, fail
+from harness.errors import ScenarioError
+
+#: The command modules, in the order ``trackbench --help`` lists their commands.
+COMMAND_MODULES = ("scenarios", "runs", "lattice_io", "reproduce", "asv")
+for _module in COMMAND_MODULES:
+    importlib.import_module(f"harness.cli.{_module}")
+
+
+def main() -> None:
+    """Entry point that turns bad input into one line (no traceback)."""
+    try:
+        app()
+    except ScenarioError as error:
+        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        sys.exit(2)
+
+
+__all__ = ["app", "console", "fail", "main"]

@@ -1,0 +1,5 @@
+"""``python -m harness.cli``: the command line."""
+
+from harness.cli import main
+
+main()

@@ -1,0 +1,295 @@
+"""What every command of the command line shares: the Typer app, the consoles, the one-line
+error exit, option types and the parsing and checking of option values."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from harness.errors import ScenarioError
+
+if TYPE_CHECKING:
+    from harness.runner import Limits
+
+app = typer.Typer(
+    help="Run one beamline description through several tracking codes; compare speed, "
+    "agreement and gradients.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+#: Tables printed to a pipe or a CI log keep their columns readable (rich uses 80 otherwise).
+console = Console(width=None if sys.stdout.isatty() else 180)
+err_console = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error and exit (no traceback for bad input)."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def split_list(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def positive_whole_numbers(value: str | None, option: str, example: str) -> list[int]:
+    """The comma-separated positive whole numbers of ``option`` (empty when not given)."""
+    numbers = []
+    for part in split_list(value):
+        if not part.isdigit() or int(part) < 1:
+            fail(f"{option}: expected positive whole numbers like {example} (got {part!r})")
+        numbers.append(int(part))
+    return numbers
+
+
+def kick_count_list(value: str | None) -> list[int] | None:
+    """Kicks per element of ``--kicks`` (None when not given)."""
+    return positive_whole_numbers(value, "--kicks", "5,10,20") or None
+
+
+def thread_count_list(value: str | None) -> list[int | None]:
+    """Thread counts of ``--threads``; ``all`` (or nothing) is None: all the process is
+    given."""
+    counts: list[int | None] = []
+    for part in split_list(value):
+        counts.append(None if part == "all" else
+                      positive_whole_numbers(part, "--threads", "all,1 or 1,2")[0])
+    return counts or [None]
+
+
+def check_number(value: float | None, option: str, *, minimum: float = 0.0,
+                 inclusive: bool = False, whole: bool = False,
+                 maximum: float | None = None) -> float | None:
+    """``value`` of a numeric ``option`` if it is finite, above ``minimum`` (or equal when
+    ``inclusive``), at most ``maximum`` and whole when asked; else one line and exit 2.
+    None (an option not given) passes."""
+    if value is None:
+        return None
+    low = "at least" if inclusive else "greater than"
+    kind = "a whole number" if whole else "a finite number"
+    bound = f" and at most {maximum:g}" if maximum is not None else ""
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(value) and (value >= minimum if inclusive else value > minimum)
+          and (maximum is None or value <= maximum) and (not whole or value == int(value)))
+    if not ok:
+        fail(f"{option}: expected {kind} {low} {minimum:g}{bound} (got {value!r})")
+    return value
+
+
+#: Largest particle count accepted on the command line.
+MAX_PARTICLES_OPTION = 1e9
+
+
+def particle_count_list(value: str | None) -> list[int]:
+    counts = []
+    for part in split_list(value):
+        try:
+            number = float(part)
+        except ValueError:
+            fail(f"--particles: expected numbers like 1e4,1e5 (got {part!r})")
+        check_number(number, "--particles", minimum=1, inclusive=True, whole=True,
+                     maximum=MAX_PARTICLES_OPTION)
+        counts.append(int(number))
+    return counts
+
+
+def load_scenarios(names: list[str]):
+    from harness.scenario import bundled_names, load_scenario
+
+    try:
+        return [load_scenario(name) for name in (names or bundled_names())]
+    except ScenarioError as error:
+        fail(str(error))
+
+
+def default_run_directory() -> Path:
+    from datetime import UTC, datetime
+
+    from harness.scenario import BUNDLED_DIR
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return BUNDLED_DIR.parent / "results" / "runs" / stamp
+
+
+def point_latest(out: Path) -> None:
+    """Make ``results/latest`` a link to the newest run directory under ``results/``."""
+    from harness.scenario import BUNDLED_DIR
+
+    results_dir = BUNDLED_DIR.parent / "results"
+    try:
+        relative = out.resolve().relative_to(results_dir.resolve())
+    except ValueError:
+        return
+    latest = results_dir / "latest"
+    if latest.is_symlink() or not latest.exists():
+        latest.unlink(missing_ok=True)
+        latest.symlink_to(relative, target_is_directory=True)
+
+
+def check_backends(backends: str | None, available: list[str]) -> list[str]:
+    """The backends of ``--backends`` (default: all available); exits on an unknown one."""
+    from backends.registry import load_backend_class
+
+    chosen = split_list(backends) or available
+    for name in chosen:
+        try:
+            load_backend_class(name)
+        except KeyError as error:
+            fail(str(error.args[0]))
+    return chosen
+
+
+def check_devices_and_dtypes(device: str, dtype: str) -> None:
+    """Exit with a clear message unless ``--device``/``--dtype`` name known values."""
+    for value, allowed, option in ((device, ("cpu", "cuda"), "--device"),
+                                   (dtype, ("float64", "float32"), "--dtype")):
+        for part in split_list(value):
+            if part not in allowed:
+                fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
+
+
+def run_directory_for(out: Path | None, resume: Path | None) -> Path:
+    """The run directory: ``--resume`` DIR, ``--out`` DIR (which must not hold results yet)
+    or a new time-stamped one."""
+    from harness.run_lock import busy
+
+    directory = resume or out or default_run_directory()
+    if busy(directory):
+        fail(busy(directory))
+    if resume is None and (directory / "results.jsonl").exists():
+        fail(f"{directory} already holds results; continue it with --resume {directory} "
+             "or choose another --out")
+    return directory
+
+
+def case_limits(timeout: float, memory_limit: float | None) -> Limits:
+    """Per-case limits: ``timeout`` [s] and ``memory_limit`` [GiB] (default: 90 % of RAM)."""
+    import psutil
+
+    from harness.runner import Limits
+
+    check_number(timeout, "--timeout")
+    check_number(memory_limit, "--memory-limit")
+    cap = (int(memory_limit * 2**30) if memory_limit
+           else int(0.9 * psutil.virtual_memory().total))
+    return Limits(timeout_s=timeout, memory_bytes=cap)
+
+
+def usable_out(directory: Path) -> None:
+    """Exit with one line unless ``directory`` can hold a run (before the first case)."""
+    from harness.results import unusable_directory
+
+    problem = unusable_directory(directory)
+    if problem:
+        fail(f"--out {problem}")
+
+
+def resume_command(directory: Path) -> str:
+    """The command line that continues this run: ``--out``/``--resume`` replaced."""
+    import shlex
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--out", "--resume"):
+            skip = True
+            continue
+        if arg.startswith(("--out=", "--resume=")):
+            continue
+        args.append(arg)
+    return shlex.join(["trackbench", *args, "--resume", str(directory)])
+
+
+def execute_runner(runner, cases, scenarios, directory: Path) -> None:
+    """Run the cases; a busy directory, a write error or Ctrl-C ends in one line (with
+    the cases kept and the exact ``--resume`` command)."""
+    from harness.results import read_rows
+    from harness.run_lock import RunDirectoryBusy
+
+    try:
+        runner.run(cases, scenarios)
+    except RunDirectoryBusy as error:
+        fail(str(error))
+    except (KeyboardInterrupt, OSError) as error:
+        planned = {c.case_id for c in cases}
+        kept = len(planned & {r.get("case_id") for r in read_rows(directory)})
+        what = ("interrupted" if isinstance(error, KeyboardInterrupt)
+                else f"cannot write results ({error.strerror or error})")
+        err_console.print(f"{what}: {kept} of {len(planned)} cases kept in "
+                          f"{directory}/results.jsonl; continue with:\n  "
+                          f"{resume_command(directory)}", highlight=False, soft_wrap=True,
+                          markup=False)
+        raise typer.Exit(130 if isinstance(error, KeyboardInterrupt) else 1) from None
+
+
+def exit_status(directory: Path, cases, no_fail: bool) -> None:
+    """Exit 1 when a case of this run failed, timed out or ran out of memory (unless
+    ``--no-fail``)."""
+    from harness.results import read_rows
+    from harness.vocabulary import Status
+
+    planned = {c.case_id for c in cases}
+    bad = {r.get("case_id") for r in read_rows(directory) if r.get("case_id") in planned
+           and r.get("status") in (Status.FAILED, Status.TIMEOUT, Status.OOM)}
+    if bad and not no_fail:
+        err_console.print(f"{len(bad)} case(s) failed, timed out or ran out of memory "
+                          "(exit status 1; --no-fail keeps 0)", highlight=False)
+        raise typer.Exit(1)
+
+
+Devices = Annotated[str, typer.Option("--device", help="Comma-separated: cpu,cuda.")]
+Dtypes = Annotated[str, typer.Option("--dtype", help="Comma-separated: float64,float32.")]
+MemoryLimit = Annotated[float | None, typer.Option(
+    help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")]
+Threads = Annotated[str | None, typer.Option(
+    help="Threads per case, comma-separated for a per-core comparison, e.g. all,1 "
+    "(default: all, every thread the process is given).")]
+Out = Annotated[Path | None, typer.Option(
+    help="Run directory (default: results/runs/<UTC time>).")]
+Resume = Annotated[Path | None, typer.Option(
+    help="Continue an interrupted run in this directory, skipping finished cases.")]
+NoFail = Annotated[bool, typer.Option(
+    "--no-fail", help="Exit 0 even when cases failed, timed out or ran out of memory "
+    "(nightly jobs that only record); by default such a run exits 1.")]
+
+
+__all__ = [
+    "Devices",
+    "Dtypes",
+    "MAX_PARTICLES_OPTION",
+    "MemoryLimit",
+    "NoFail",
+    "Out",
+    "Resume",
+    "Threads",
+    "app",
+    "case_limits",
+    "check_backends",
+    "check_devices_and_dtypes",
+    "check_number",
+    "console",
+    "default_run_directory",
+    "err_console",
+    "execute_runner",
+    "exit_status",
+    "fail",
+    "kick_count_list",
+    "load_scenarios",
+    "particle_count_list",
+    "point_latest",
+    "positive_whole_numbers",
+    "resume_command",
+    "run_directory_for",
+    "split_list",
+    "thread_count_list",
+    "usable_out",
+]

@@ -1,0 +1,125 @@
+"""Commands on scenarios: list the bundled ones and the backends, validate files, track once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from harness.cli.common import MAX_PARTICLES_OPTION, app, check_number, console, err_console, fail
+from harness.errors import ScenarioError
+
+
+@app.command("list")
+def list_command() -> None:
+    """Show the bundled scenarios and the backends with their availability."""
+    from backends.registry import backend_classes
+    from harness.scenario import bundled_names, load_scenario
+
+    rows = []
+    for name in bundled_names():
+        try:
+            scenario = load_scenario(name)
+        except ScenarioError as error:
+            rows.append((name, "invalid", "", "", "", str(error)))
+            continue
+        sc = scenario.space_charge.kind if scenario.space_charge else "-"
+        rows.append((name, "+".join(scenario.tiers), sc, str(len(scenario.elements)),
+                     f"{scenario.length:g}", scenario.reference))
+    table = Table(title="Bundled scenarios (lattices/)")
+    for index, column in enumerate(("name", "model", "space charge", "elements", "length \\[m]",
+                                    "reference")):
+        # name and model are never cut (the name is what `track` takes); other cells wrap
+        whole = index < 2
+        table.add_column(column, overflow="fold", no_wrap=whole,
+                         min_width=max((len(r[index]) for r in rows), default=4) if whole
+                         else None)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+    table = Table(title="Backends")
+    for column in ("backend", "available", "version", "differentiable", "note"):
+        table.add_column(column)
+    for name, cls in backend_classes().items():
+        availability = cls.availability()
+        table.add_row(name, "yes" if availability.available else "[red]no[/red]",
+                      availability.version or "-", "yes" if cls.differentiable else "no",
+                      availability.hint)
+    console.print(table)
+
+
+@app.command()
+def validate(
+    files: Annotated[list[str], typer.Argument(help="Scenario files or bundled names.")],
+) -> None:
+    """Validate scenario files: prints ``OK <file>`` or the error; exits non-zero on errors."""
+    from harness.scenario import load_scenario
+
+    failures = 0
+    for file in files:
+        try:
+            load_scenario(file)
+            console.print(f"OK {escape(file)}", highlight=False, soft_wrap=True)
+        except ScenarioError as error:
+            failures += 1
+            err_console.print(f"[red]INVALID[/red] {escape(str(error))}", highlight=False,
+                              soft_wrap=True)
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def track(
+    scenario: Annotated[str, typer.Argument(help="Bundled scenario name or file.")],
+    backend: Annotated[str, typer.Option(help="Backend id (see `trackbench list`).")] = "inhouse",
+    particles: Annotated[float, typer.Option(help="Number of particles.")] = 1e4,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+) -> None:
+    """Track a scenario once with one backend and print the final observables (of the
+    surviving particles; exits 4 on a numerical blow-up)."""
+    from backends.registry import get_backend
+    from harness import observables
+    from harness.particles import generate
+    from harness.scenario import load_scenario
+
+    check_number(particles, "--particles", minimum=1, inclusive=True, whole=True,
+                 maximum=MAX_PARTICLES_OPTION)
+    try:
+        loaded = load_scenario(scenario)
+        chosen = get_backend(backend)
+    except (ScenarioError, KeyError) as error:
+        fail(str(error.args[0] if isinstance(error, KeyError) else error))
+    availability = chosen.availability()
+    if not availability.available:
+        fail(f"backend {backend} is not available: {availability.hint}")
+    verdict = chosen.supports(loaded, device, dtype)
+    if not verdict:
+        fail(f"unsupported: {verdict.reason}", code=3)
+    base_dir = Path(loaded.source_file).parent if loaded.source_file else None
+    initial = generate(loaded.beam, int(particles), base_dir=base_dir)
+    with chosen.prepare_single_use(loaded, device, dtype) as prepared:
+        final = prepared.track(initial)
+        model = prepared.model
+    reference = loaded.reference_particle
+    fate = observables.fates(final)
+    before = observables.compute_survivors(initial, loaded.observables, reference)
+    after = observables.compute_survivors(final, loaded.observables, reference)
+    table = Table(title=f"{loaded.name} | {backend} {availability.version} | model {model} | "
+                  f"N={len(initial)} | {device} {dtype}")
+    for column in ("observable", "initial", "final (survivors)"):
+        table.add_column(column)
+    for name in loaded.observables:
+        table.add_row(name, f"{float(before[name]):.10e}", f"{float(after[name]):.10e}")
+    console.print(table)
+    lost, blown = int(fate.lost.sum()), int(fate.blown_up.sum())
+    if lost:
+        console.print(f"{lost} of {len(final)} particles lost at apertures; the final moments "
+                      f"are those of the {int(fate.alive.sum())} survivors", highlight=False)
+    if blown:
+        fail(f"numerical blow-up: {blown} of {len(final)} particles with non-finite or "
+             f"|coordinate| > {observables.BLOW_UP_MAGNITUDE:g} final coordinates", code=4)
