@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.errors import ScenarioError
 from harness.lattice import Element, ElementSettings, build_elements
 from harness.reference import SPECIES, Reference
+from harness.tuning.problem import TuningBlock
 from harness.vocabulary import MODEL_TIERS
 
 #: Where the bundled scenarios live.
@@ -211,6 +212,7 @@ class Scenario(_Strict):
     analytic: dict[str, AnalyticValue] | None = None
     gradients: Gradients | None = None
     particle_counts: list[Annotated[int, Field(gt=0)]] | None = None
+    tuning: TuningBlock | None = None
     source_file: str | None = Field(default=None, exclude=True)
 
     @field_validator("observables")
