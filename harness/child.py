@@ -179,6 +179,10 @@ def run_spec(spec: dict[str, Any]) -> list[dict[str, Any]]:
             from harness.gradient_case import gradient_case
 
             return gradient_case(spec)
+        if spec["kind"] == "tuning":
+            from harness.tuning.case import tuning_case
+
+            return tuning_case(spec)
         return [track_case(spec)]
     except BaseException as error:  # noqa: BLE001 - every failure is recorded, none escapes
         status = "oom" if is_out_of_memory(error) else "failed"

@@ -679,6 +679,11 @@ def asv_dashboard_check(
         raise typer.Exit(1)
 
 
+from harness.tuning.command import tune  # noqa: E402 - needs the helpers above
+
+app.command("tune")(tune)
+
+
 def main() -> None:
     """Entry point that turns bad input into one line (no traceback)."""
     try:
