@@ -9,44 +9,16 @@ from typing import Annotated
 
 import typer
 
-from harness.cli import (
-    MemoryLimit,
-    Out,
-    Resume,
-    _check_backends,
-    _check_devices_and_dtypes,
-    _limits,
-    _point_latest,
-    _run_directory,
-    _split,
-    console,
-    fail,
-)
 from harness.errors import ScenarioError
+from harness.tuning.scenarios import load_tuning_scenario, tuning_names
 
-#: Where the bundled tuning scenarios live (not part of the default ``trackbench run``).
-TUNING_DIR = Path(__file__).resolve().parent.parent.parent / "lattices" / "tuning"
-
-
-def tuning_names() -> list[str]:
-    """Names of the bundled tuning scenarios."""
-    return sorted(p.stem for p in TUNING_DIR.glob("*.yaml"))
-
-
-def load_tuning_scenario(name_or_path: str):
-    """A scenario with a tuning block: a bundled tuning name, a bundled name or a file;
-    raises :class:`ScenarioError` (no block, bad block)."""
-    from harness.scenario import load_scenario
-    from harness.tuning.problem import check_tuning
-
-    bundled = TUNING_DIR / f"{name_or_path}.yaml"
-    scenario = load_scenario(bundled if bundled.exists() else name_or_path)
-    if scenario.tuning is None:
-        raise ScenarioError(scenario.source_file, "tuning", "a tuning block (parameters, "
-                            "targets, tolerance); bundled tuning scenarios: "
-                            + ", ".join(tuning_names()))
-    check_tuning(scenario, scenario.source_file)
-    return scenario
+# the shared option types of harness.cli, spelled here: harness.cli imports this module
+MemoryLimit = Annotated[float | None, typer.Option(
+    help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")]
+Out = Annotated[Path | None, typer.Option(
+    help="Run directory (default: results/runs/<UTC time>).")]
+Resume = Annotated[Path | None, typer.Option(
+    help="Continue an interrupted run in this directory, skipping finished cases.")]
 
 
 def tune(
@@ -77,6 +49,16 @@ def tune(
     every evaluation in DIR/traces/."""
     from backends.registry import available_backends
     from harness import metadata
+    from harness.cli import (
+        _check_backends,
+        _check_devices_and_dtypes,
+        _limits,
+        _point_latest,
+        _run_directory,
+        _split,
+        console,
+        fail,
+    )
     from harness.tuning.case import plan_tuning_cases, run_tuning
     from harness.tuning.methods import METHODS
     from harness.tuning.report import summary_frame, write_tuning_report
