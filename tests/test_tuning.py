@@ -141,11 +141,11 @@ def test_every_local_method_reaches_the_optimum_of_a_bowl(name: str) -> None:
 
 def test_bayesian_optimisation_improves_within_its_budget() -> None:
     problem = _quadratic_problem()
-    objective = TuningObjective(problem, 12, _bowl, None)
-    METHODS["xopt-bo"].run(objective, problem)
-    assert objective.evaluations == 12
+    objective = TuningObjective(problem, 7, _bowl, None)
+    METHODS["xopt-bo"].run(objective, problem)  # start, 4 random points, 2 BO steps
+    assert objective.evaluations == 7
     assert objective.stop_reason == "budget"
-    assert objective.best_value < _bowl(problem.start) / 5
+    assert objective.best_value < _bowl(problem.start) / 2
 
 
 def test_budget_and_tolerance_stop_and_trace_every_evaluation(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ until it ends by its own rule (its message is recorded).
 * ``xopt-neldermead`` — Xopt's ``NelderMeadGenerator`` (adaptive), one evaluation per step.
 * ``xopt-bo`` — Bayesian optimisation with Xopt's ``ExpectedImprovementGenerator``
   (BoTorch Gaussian process): the start point and ``min(2P, 8)`` random points, then one
-  candidate per step; not run above :data:`BO_MAX_PARAMETERS` parameters.
+  candidate per step; the GP models ``log10(F)`` when the objective cannot be negative
+  (no growth term: matching objectives span orders of magnitude); not run above
+  :data:`BO_MAX_PARAMETERS` parameters.
 
 Evaluations run one after the other (no executor): on the reference machine's 2 cores a
 parallel evaluator has nothing to run on.
@@ -122,8 +124,9 @@ def run_neldermead(objective: TuningObjective, problem: TuningProblem) -> str:
 
 
 def _xopt(objective: TuningObjective, problem: TuningProblem, generator_factory,
-          random_points: int = 0) -> str:
-    """Run an Xopt generator over the unit box until the objective says stop."""
+          random_points: int = 0, logarithm: bool = False) -> str:
+    """Run an Xopt generator over the unit box until the objective says stop; with
+    ``logarithm`` the generator sees ``log10(F)`` (a non-negative objective)."""
     from xopt import VOCS, Evaluator, Xopt
 
     from harness.tuning.objective import Stop
@@ -132,10 +135,11 @@ def _xopt(objective: TuningObjective, problem: TuningProblem, generator_factory,
     vocs = VOCS(variables={n: [0.0, 1.0] for n in names}, objectives={"f": "MINIMIZE"})
 
     def function(inputs: dict) -> dict:
-        return {"f": objective.value(np.array([inputs[n] for n in names]))}
+        value = objective.value(np.array([inputs[n] for n in names]))
+        return {"f": float(np.log10(max(value, 1e-300))) if logarithm else value}
 
     start = dict(zip(names, (float(v) for v in problem.to_unit(problem.start)), strict=True))
-    xopt = Xopt(vocs=vocs, evaluator=Evaluator(function=function),
+    xopt = Xopt(evaluator=Evaluator(function=function),
                 generator=generator_factory(vocs, start))
     try:
         if random_points:
@@ -164,8 +168,9 @@ def run_xopt_bo(objective: TuningObjective, problem: TuningProblem) -> str:
     """Xopt's ExpectedImprovementGenerator (BoTorch)."""
     from xopt.generators.bayesian.expected_improvement import ExpectedImprovementGenerator
 
+    non_negative = not any(t.growth for t in problem.block.targets.values())
     return _xopt(objective, problem, lambda vocs, start: ExpectedImprovementGenerator(
-        vocs=vocs), random_points=min(2 * problem.size, 8))
+        vocs=vocs), random_points=min(2 * problem.size, 8), logarithm=non_negative)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (

@@ -128,11 +128,12 @@ def case_table(frame: pd.DataFrame) -> Table:
         if status != "ok":
             status = f"{status}: {format_reason(line['reason'])}"
         reached = line["reached"]
+        missed = "-" if line["status"] == "unsupported" else "not reached"
         rows.append((
             line["scenario"], line["problem"] or "-", line["method"], line["family"],
             line["backend"],
-            str(int(line["evaluations_to_target"])) if reached else "not reached",
-            _time(line["time_to_target_s"]) if reached else "not reached",
+            str(int(line["evaluations_to_target"])) if reached else missed,
+            _time(line["time_to_target_s"]) if reached else missed,
             _number(line["evaluations"], 6), _time(line["time_s"]),
             _number(line["best_objective"], 4), _number(line["final_distance"], 3), status))
     return Table("tuning-cases", "Tuning: evaluations and wall time to the tolerance",
@@ -281,7 +282,6 @@ def tuning_markdown(run_dirs: Sequence[Path], plots: Sequence[Path],
         return "\n".join(parts + ["No tuning cases.", ""])
     for table in (speedup_table(frame), case_table(frame)):
         parts += [f"### {table.title}", "", markdown_table(table), ""]
-        parts += [note for note in table.notes] + [""]
     for path in plots:
         if path.suffix == ".png":
             parts += [f"![{path.stem}]({plot_prefix}/{path.name})", ""]
