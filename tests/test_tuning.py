@@ -283,3 +283,36 @@ def test_rows_schema_documents_every_column_of_a_tuning_row(tmp_path: Path) -> N
                                              "status", "reason", "peak_rss_bytes"}
     assert not undocumented, undocumented
     json.dumps(row)
+
+
+JUNK = (None, "text", -1, [], {}, True, [1, 2], {"a": 1}, float("inf"))
+
+
+def _leaves(obj, path=()):
+    children = obj.items() if isinstance(obj, dict) else (
+        enumerate(obj) if isinstance(obj, list) else ())
+    for key, value in children:
+        yield path + (key,)
+        yield from _leaves(value, path + (key,))
+
+
+def test_junk_anywhere_in_the_tuning_block_gives_a_scenario_error_or_a_valid_block(
+        ) -> None:
+    from harness.tuning.problem import check_tuning
+
+    base = _triplet_data()
+    unexpected = []
+    for path in _leaves(base["tuning"], ("tuning",)):
+        for junk in JUNK:
+            data = copy.deepcopy(base)
+            target = data
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = copy.deepcopy(junk)
+            try:
+                check_tuning(scenario_from_dict(data, "junk.yaml"), "junk.yaml")
+            except ScenarioError as error:
+                assert "\n" not in str(error)
+            except Exception as error:  # noqa: BLE001 - what the test looks for
+                unexpected.append((path, junk, repr(error)))
+    assert not unexpected, unexpected[:5]

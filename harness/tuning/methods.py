@@ -153,6 +153,10 @@ def _xopt(objective: TuningObjective, problem: TuningProblem, generator_factory,
                 return "ended: the generator proposed no new point"
     except Stop as stop:
         return str(stop)
+    except Exception:
+        # Xopt re-raises an evaluation's exception from a batch (random_evaluate) as its own
+        if objective.stop_reason is None:
+            raise
     return objective.stop_reason
 
 

@@ -61,7 +61,12 @@ def trace_of(row: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _method(row: dict[str, Any]) -> str:
-    return row.get("method") or row["case_id"].rsplit("/", 1)[-1].split("-", 1)[-1]
+    """The method of a row (from the case id for rows the runner wrote alone)."""
+    if row.get("method"):
+        return row["method"]
+    label = row["case_id"].rsplit("/", 1)[-1]
+    size, _, rest = label.partition("-")
+    return rest if size.startswith("P") and size[1:].isdigit() and rest else label
 
 
 def _family(row: dict[str, Any]) -> str:
