@@ -229,6 +229,8 @@ def convergence_plots(run_dirs: Sequence[Path], directory: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcParams["svg.hashsalt"] = "trackbench"  # the same SVG for the same results
+
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -285,6 +287,10 @@ def tuning_markdown(run_dirs: Sequence[Path], plots: Sequence[Path],
     parts = ["## Tuning: gradient-based vs gradient-free optimisation", ""]
     if frame.empty:
         return "\n".join(parts + ["No tuning cases.", ""])
+    from harness.report.runs import load_runs
+    from harness.report.tables import machine_table
+
+    parts += [markdown_table(machine_table(load_runs([Path(d) for d in run_dirs]))), ""]
     for table in (speedup_table(frame), case_table(frame)):
         parts += [f"### {table.title}", "", markdown_table(table), ""]
     for path in plots:
