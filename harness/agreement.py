@@ -23,10 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.observables import fates
+from harness.observables import COORDINATES, fates
 from harness.vocabulary import Status, Verdict
-
-COORDINATES = ("x", "px", "y", "py", "t", "pt")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 KINDS: dict[str, tuple[str, str]] = {
     "track": ("harness.track_case", "track_case"),
     "gradient": ("harness.gradient_case", "gradient_case"),
+    "tuning": ("harness.tuning.case", "tuning_case"),
 }
 
 

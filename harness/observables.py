@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+#: The canonical coordinates (ImpactX's), in column order.
+COORDINATES: tuple[str, ...] = ("x", "px", "y", "py", "t", "pt")
+
 #: Largest |coordinate| of a particle that still counts as tracked (ImpactX units: m, rad,
 #: dimensionless pt); any larger one is a numerical blow-up, not a position in a beamline.
 BLOW_UP_MAGNITUDE = 1e8
@@ -163,3 +166,14 @@ def compute_survivors(particles, names: list[str], reference) -> dict[str, float
     if "survival" in out:
         out["survival"] = fraction
     return out
+
+
+def observable_names() -> tuple[str, ...]:
+    """Every observable name a scenario may request (this module computes them)."""
+    names = [f"mean_{c}" for c in COORDINATES] + [f"sigma_{c}" for c in COORDINATES]
+    for plane in ("x", "y", "t"):
+        names += [f"emittance_{plane}", f"norm_emittance_{plane}", f"alpha_{plane}",
+                  f"beta_{plane}"]
+    names += ["dispersion_x", "dispersion_px", "dispersion_y", "dispersion_py",
+              "survival"]
+    return tuple(names)

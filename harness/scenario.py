@@ -17,7 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.errors import ScenarioError
 from harness.lattice import Element, ElementSettings, build_elements
+from harness.observables import observable_names
 from harness.reference import SPECIES, Reference
+from harness.tuning.problem import TuningBlock
 from harness.vocabulary import MODEL_TIERS
 from harness.yaml_load import load_yaml_file
 
@@ -28,20 +30,10 @@ Tier = Literal["linear", "paraxial", "exact"]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
-COORDINATES: tuple[str, ...] = ("x", "px", "y", "py", "t", "pt")
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "waterbag", "kv", "semigaussian", "kurth6d",
                                   "file")
 
 
-def observable_names() -> tuple[str, ...]:
-    """Every observable name a scenario may request (see :mod:`harness.observables`)."""
-    names = [f"mean_{c}" for c in COORDINATES] + [f"sigma_{c}" for c in COORDINATES]
-    for plane in ("x", "y", "t"):
-        names += [f"emittance_{plane}", f"norm_emittance_{plane}", f"alpha_{plane}",
-                  f"beta_{plane}"]
-    names += ["dispersion_x", "dispersion_px", "dispersion_y", "dispersion_py",
-              "survival"]
-    return tuple(names)
 
 
 #: Largest kinetic energy accepted [MeV] (100 TeV; beyond, no accelerator and no float64
@@ -385,6 +377,7 @@ class Scenario(_Strict):
     analytic: dict[str, AnalyticValue] | None = None
     gradients: Gradients | None = None
     particle_counts: list[Annotated[int, Field(gt=0, le=MAX_PARTICLES)]] | None = None
+    tuning: TuningBlock | None = None
     source_file: str | None = Field(default=None, exclude=True)
 
     @field_validator("observables")

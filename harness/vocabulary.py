@@ -186,3 +186,8 @@ class Cause(StrEnum):
     CRASH = "crash"                  # died of its own fault signal (SIGSEGV, SIGABRT, ...)
     EXIT = "exit"                    # exited without writing a result
     HARNESS = "harness"              # the parent failed to run the case
+
+
+#: Names of the tuning methods (the registry :data:`harness.tuning.methods.METHODS` holds
+#: one entry per name; a scenario's ``tuning`` block refers to them).
+TUNING_METHODS: tuple[str, ...] = ("lbfgs", "adam", "neldermead", "xopt-neldermead", "xopt-bo")

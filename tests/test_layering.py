@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "backends": 1,
     # 2: running cases: planning, child processes, results, execution, tuning
     "harness.io.openpmd": 0,  # beam files are scenario input
+    "harness.tuning.problem": 0,  # the tuning block of a scenario
     "harness.cases": 2, "harness.runner": 2, "harness.child": 2, "harness.case_spec": 2,
     "harness.case_support": 2,
     "harness.track_case": 2, "harness.gradient_case": 2, "harness.gradients": 2,
@@ -33,7 +34,7 @@ LAYERS: dict[str, int] = {
     "harness.faults": 2, "harness.preflight": 2,
     # 3: what users call: command line, reports, asv tooling, the paper's reproduction
     "harness.cli": 3, "harness.report": 3, "harness.asv_tools": 3, "harness.dashboard": 3,
-    "harness.reproduce": 3, "harness.io.commands": 3,
+    "harness.reproduce": 3, "harness.tuning.report": 3,
     "harness": 3,  # the package itself and any module not listed above
 }
 NAMES = {0: "scenario model", 1: "backends", 2: "run layer", 3: "CLI and reports"}

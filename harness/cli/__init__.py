@@ -3,6 +3,7 @@
 * :mod:`harness.cli.common` — the app, consoles, option types and option checks;
 * :mod:`harness.cli.scenarios` — ``list``, ``validate``, ``track``;
 * :mod:`harness.cli.runs` — ``run`` (with ``grad``), ``compare``, ``report``;
+* :mod:`harness.cli.tune` — ``tune`` (the tuning benchmark);
 * :mod:`harness.cli.lattice_io` — ``import``, ``export``;
 * :mod:`harness.cli.asv` — ``asv ...``;
 * :mod:`harness.cli.reproduce` — ``reproduce``.
@@ -19,7 +20,7 @@ from harness.cli.common import app, console, err_console, fail
 from harness.errors import ScenarioError
 
 #: The command modules, in the order ``trackbench --help`` lists their commands.
-COMMAND_MODULES = ("scenarios", "runs", "lattice_io", "reproduce", "asv")
+COMMAND_MODULES = ("scenarios", "runs", "tune", "lattice_io", "reproduce", "asv")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"harness.cli.{_module}")
 

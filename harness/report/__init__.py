@@ -60,6 +60,10 @@ def write_report(run_dirs: Sequence[Path], out: Path, formats: Sequence[str] = F
             path = out / f"report.{fmt}"
             path.write_text(documents[fmt](), encoding="utf-8")
             written.append(path)
+    from harness.tuning.report import tuning_rows, write_tuning_report
+
+    if tuning_rows(run_dirs):  # the tuning section: out/tuning.md, plots/tuning-*
+        written += write_tuning_report(run_dirs, out)
     return sorted(written, key=lambda p: (p.parent != out, str(p)))
 
 

@@ -1,0 +1,194 @@
+"""The one registry of optimisation methods of the tuning benchmark.
+
+Each entry is a named :class:`Method`: its family (``gradient``: needs the backend's
+reverse-mode AD gradient; ``gradient-free``: objective values only, every backend), the
+library it comes from and the function that runs it on a
+:class:`harness.tuning.objective.TuningObjective` in normalised coordinates ``u`` in
+[0, 1]^P, starting from the problem's start point. A method runs until the objective tells
+it to stop (:class:`~harness.tuning.objective.Stop`: tolerance reached or budget spent) or
+until it ends by its own rule (its message is recorded).
+
+* ``lbfgs`` — ``scipy.optimize.minimize(method="L-BFGS-B")`` with the AD gradient
+  (``jac=True``; the bounds are the unit box; its own tolerances set to zero so that only
+  the problem's tolerance stops it).
+* ``adam`` — ``torch.optim.Adam`` on ``u`` with the AD gradient, the learning rate of the
+  block (``adam_learning_rate``) halved by ``ReduceLROnPlateau`` when the objective stalls
+  for :data:`ADAM_PATIENCE` steps; ``u`` clipped to the box after each step.
+* ``neldermead`` — ``scipy.optimize.minimize(method="Nelder-Mead")``, adaptive parameters
+  (Gao and Han 2012), bounded to the box; the baseline.
+* ``xopt-neldermead`` — Xopt's ``NelderMeadGenerator`` (adaptive), one evaluation per step.
+* ``xopt-bo`` — Bayesian optimisation with Xopt's ``ExpectedImprovementGenerator``
+  (BoTorch Gaussian process): the start point and ``min(2P, 8)`` random points, then one
+  candidate per step; the GP models ``log10(F)`` when the objective cannot be negative
+  (no growth term: matching objectives span orders of magnitude); not run above
+  :data:`BO_MAX_PARAMETERS` parameters.
+
+Evaluations run one after the other (no executor): on the reference machine's 2 cores a
+parallel evaluator has nothing to run on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from harness.vocabulary import TUNING_METHODS
+
+if TYPE_CHECKING:
+    from harness.tuning.objective import TuningObjective
+    from harness.tuning.problem import TuningProblem
+
+#: Above this many parameters the Gaussian-process method is not run (each step refits a
+#: GP in P dimensions and optimises the acquisition: minutes per step on 2 cores).
+BO_MAX_PARAMETERS = 16
+#: Steps without improvement before Adam's learning rate is halved.
+ADAM_PATIENCE = 50
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method (see the module text)."""
+
+    name: str
+    family: Literal["gradient", "gradient-free"]
+    library: str
+    description: str
+    run: Callable[[TuningObjective, TuningProblem], str]
+    max_parameters: int | None = None
+
+    @property
+    def needs_gradient(self) -> bool:
+        """Whether the method needs the AD gradient."""
+        return self.family == "gradient"
+
+
+def _stopped(call: Callable[[], str]) -> str:
+    """Run a method until its own end (its message) or a :class:`Stop` (its reason)."""
+    from harness.tuning.objective import Stop
+
+    try:
+        return call()
+    except Stop as stop:
+        return str(stop)
+
+
+def run_lbfgs(objective: TuningObjective, problem: TuningProblem) -> str:
+    """scipy L-BFGS-B with the AD gradient."""
+    from scipy.optimize import minimize
+
+    def call() -> str:
+        result = minimize(objective.value_and_gradient, problem.to_unit(problem.start),
+                          jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * problem.size,
+                          options={"maxiter": objective.budget, "maxfun": objective.budget,
+                                   "ftol": 0.0, "gtol": 0.0, "maxcor": 20})
+        return f"ended: {result.message}"
+
+    return _stopped(call)
+
+
+def run_adam(objective: TuningObjective, problem: TuningProblem) -> str:
+    """torch Adam with a plateau-halved learning rate."""
+    import torch
+
+    def call() -> str:
+        u = torch.tensor(problem.to_unit(problem.start), dtype=torch.float64,
+                         requires_grad=True)
+        optimiser = torch.optim.Adam([u], lr=problem.block.adam_learning_rate)
+        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5,
+                                                              patience=ADAM_PATIENCE)
+        while True:
+            value, grad = objective.value_and_gradient(u.detach().numpy())
+            optimiser.zero_grad()
+            u.grad = torch.as_tensor(grad, dtype=torch.float64)
+            optimiser.step()
+            schedule.step(value)
+            with torch.no_grad():
+                u.clamp_(0.0, 1.0)
+
+    return _stopped(call)
+
+
+def run_neldermead(objective: TuningObjective, problem: TuningProblem) -> str:
+    """scipy Nelder-Mead (adaptive), bounded to the box."""
+    from scipy.optimize import minimize
+
+    def call() -> str:
+        result = minimize(objective.value, problem.to_unit(problem.start),
+                          method="Nelder-Mead", bounds=[(0.0, 1.0)] * problem.size,
+                          options={"maxfev": objective.budget, "maxiter": objective.budget,
+                                   "xatol": 1e-15, "fatol": 0.0, "adaptive": True})
+        return f"ended: {result.message}"
+
+    return _stopped(call)
+
+
+def _xopt(objective: TuningObjective, problem: TuningProblem, generator_factory,
+          random_points: int = 0, logarithm: bool = False) -> str:
+    """Run an Xopt generator over the unit box until the objective says stop; with
+    ``logarithm`` the generator sees ``log10(F)`` (a non-negative objective)."""
+    from xopt import VOCS, Evaluator, Xopt
+
+    from harness.tuning.objective import Stop
+
+    names = [f"u{i}" for i in range(problem.size)]
+    vocs = VOCS(variables={n: [0.0, 1.0] for n in names}, objectives={"f": "MINIMIZE"})
+
+    def function(inputs: dict) -> dict:
+        value = objective.value(np.array([inputs[n] for n in names]))
+        return {"f": float(np.log10(max(value, 1e-300))) if logarithm else value}
+
+    start = dict(zip(names, (float(v) for v in problem.to_unit(problem.start)), strict=True))
+    xopt = Xopt(evaluator=Evaluator(function=function),
+                generator=generator_factory(vocs, start))
+    try:
+        if random_points:
+            xopt.evaluate_data({n: [v] for n, v in start.items()})
+            if objective.stop_reason is None:
+                xopt.random_evaluate(random_points)
+        while objective.stop_reason is None:
+            before = objective.evaluations
+            xopt.step()
+            if objective.evaluations == before:
+                return "ended: the generator proposed no new point"
+    except Stop as stop:
+        return str(stop)
+    except Exception:
+        # Xopt re-raises an evaluation's exception from a batch (random_evaluate) as its own
+        if objective.stop_reason is None:
+            raise
+    return objective.stop_reason
+
+
+def run_xopt_neldermead(objective: TuningObjective, problem: TuningProblem) -> str:
+    """Xopt's NelderMeadGenerator."""
+    from xopt.generators.sequential.neldermead import NelderMeadGenerator
+
+    return _xopt(objective, problem, lambda vocs, start: NelderMeadGenerator(
+        vocs=vocs, initial_point=start, adaptive=True))
+
+
+def run_xopt_bo(objective: TuningObjective, problem: TuningProblem) -> str:
+    """Xopt's ExpectedImprovementGenerator (BoTorch)."""
+    from xopt.generators.bayesian.expected_improvement import ExpectedImprovementGenerator
+
+    non_negative = not any(t.growth for t in problem.block.targets.values())
+    return _xopt(objective, problem, lambda vocs, start: ExpectedImprovementGenerator(
+        vocs=vocs), random_points=min(2 * problem.size, 8), logarithm=non_negative)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("lbfgs", "gradient", "scipy", "L-BFGS-B with the reverse-mode AD gradient",
+           run_lbfgs),
+    Method("adam", "gradient", "torch", "Adam with the reverse-mode AD gradient", run_adam),
+    Method("neldermead", "gradient-free", "scipy", "Nelder-Mead (adaptive)", run_neldermead),
+    Method("xopt-neldermead", "gradient-free", "xopt", "Xopt NelderMeadGenerator",
+           run_xopt_neldermead),
+    Method("xopt-bo", "gradient-free", "xopt",
+           "Xopt ExpectedImprovementGenerator (BoTorch GP)", run_xopt_bo,
+           max_parameters=BO_MAX_PARAMETERS),
+)}
+if tuple(METHODS) != TUNING_METHODS:  # one list of names, in the vocabulary
+    raise RuntimeError(f"tuning registry {tuple(METHODS)} != vocabulary {TUNING_METHODS}")

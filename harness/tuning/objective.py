@@ -1,0 +1,225 @@
+"""The objective of a tuning problem as one backend computes it, with the evaluation trace.
+
+Two ways to evaluate the objective ``F(x)`` (:func:`harness.tuning.problem.objective_terms`
+of the final observables):
+
+* :class:`BlackBox` — every backend: a copy of the scenario with the parameter values
+  (:func:`harness.scenario_edit.with_values`) is prepared and tracked from the case's
+  initial particles, and every target observable comes from that one track;
+* :class:`Differentiable` — the backends with reverse-mode AD
+  (:meth:`backends.base.Backend.objective`): ``F`` and ``dF/dx`` by one
+  ``torch.autograd.grad`` through the tracker. The backend interface gives one observable
+  per differentiable function, so an evaluation tracks once per distinct target observable
+  (K tracks for K observables) and one backward pass goes through all of them.
+
+:class:`TuningObjective` is what the methods call, in normalised coordinates
+``u = (x - lower) / (upper - lower)``: it counts evaluations (a gradient evaluation is one
+evaluation of kind ``gradient``, its whole cost in the recorded time), appends one line
+per evaluation to the trace file as it happens (nothing is lost when the process dies),
+and tells the method to stop once the tolerance is reached or the budget is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from harness.tuning.problem import TuningProblem, objective_terms
+
+#: What a non-finite objective (a lost beam, an overflow) is replaced with for the method
+#: (the trace records it as empty).
+PENALTY = 1.0e30
+
+
+class Stop(Exception):
+    """Raised to a method when the tolerance is reached or the budget is spent."""
+
+
+def observables_of(particles: np.ndarray, names: list[str], reference) -> dict[str, float]:
+    """Observables of the surviving particles (floats)."""
+    from harness import observables
+
+    values = observables.compute_for(observables.survivors(particles), names, reference)
+    return {k: float(v) for k, v in values.items()}
+
+
+class BlackBox:
+    """``F(x)`` by preparing and tracking a scenario copy (any backend)."""
+
+    def __init__(self, backend, scenario, problem: TuningProblem, initial: np.ndarray,
+                 initial_observables: dict[str, float], device: str, dtype: str):
+        self.backend = backend
+        self.scenario = scenario
+        self.problem = problem
+        self.initial = initial
+        self.initial_observables = initial_observables
+        self.device = device
+        self.dtype = dtype
+        self.names = list(problem.block.targets)
+
+    def __call__(self, x: np.ndarray) -> float:
+        """The objective at parameter values ``x`` (scenario file units)."""
+        from harness.scenario_edit import with_values
+
+        values = dict(zip(self.problem.names, (float(v) for v in x), strict=True))
+        scenario = with_values(self.scenario, values)
+        prepared = self.backend.prepare_single_use(scenario, self.device, self.dtype)
+        try:
+            final = prepared.track(self.initial)
+        finally:
+            prepared.close()
+        observed = observables_of(final, self.names, scenario.reference_particle)
+        return float(objective_terms(self.problem.block, observed, self.initial_observables))
+
+
+class Differentiable:
+    """``F(x)`` and ``dF/dx`` through a backend's differentiable objective; None from
+    :meth:`build` when the backend gives none."""
+
+    def __init__(self, functions: dict[str, Callable], theta0, problem: TuningProblem,
+                 initial_observables: dict[str, float]):
+        self.functions = functions
+        self.theta0 = theta0
+        self.problem = problem
+        self.initial_observables = initial_observables
+
+    @classmethod
+    def build(cls, backend, scenario, problem: TuningProblem, initial: np.ndarray,
+              initial_observables: dict[str, float], device: str,
+              dtype: str) -> Differentiable | None:
+        """One differentiable function per target observable (None: no AD objective)."""
+        functions: dict[str, Callable] = {}
+        theta0 = None
+        for name in problem.block.targets:
+            made = backend.objective(scenario, list(problem.names), name, initial, device,
+                                     dtype)
+            if made is None:
+                return None
+            functions[name], theta0 = made
+        return cls(functions, theta0, problem, initial_observables)
+
+    def _objective(self, theta):
+        final = {name: f(theta) for name, f in self.functions.items()}
+        return objective_terms(self.problem.block, final, self.initial_observables)
+
+    def value(self, x: np.ndarray) -> float:
+        """The objective at ``x`` without a gradient (no graph kept)."""
+        import torch
+
+        with torch.no_grad():
+            return float(self._objective(self._theta(x)))
+
+    def value_and_gradient(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        """The objective at ``x`` and its gradient in x (reverse mode)."""
+        import torch
+
+        theta = self._theta(x).requires_grad_(True)
+        value = self._objective(theta)
+        (grad,) = torch.autograd.grad(value, theta)
+        return float(value.detach()), grad.detach().to("cpu").double().numpy()
+
+    def _theta(self, x: np.ndarray):
+        import torch
+
+        return torch.as_tensor(np.asarray(x, dtype=np.float64)).to(
+            dtype=self.theta0.dtype, device=self.theta0.device)
+
+
+class TuningObjective:
+    """What a method calls: ``value(u)`` and ``value_and_gradient(u)`` in normalised
+    coordinates, with the trace, the best point and the stop rule.
+
+    Args:
+        problem: the problem; budget: most evaluations.
+        value: ``x -> F`` (None: the method cannot run without gradients here).
+        value_and_gradient: ``x -> (F, dF/dx)`` (None: no gradient).
+        trace: a text stream the trace lines go to (JSON per line), or None.
+    """
+
+    def __init__(self, problem: TuningProblem, budget: int,
+                 value: Callable[[np.ndarray], float] | None,
+                 value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None,
+                 trace: IO[str] | None = None):
+        self.problem = problem
+        self.budget = budget
+        self._value = value
+        self._value_and_gradient = value_and_gradient
+        self.trace = trace
+        self.evaluations = 0
+        self.gradient_evaluations = 0
+        self.best_value = math.inf
+        self.best_x: np.ndarray = problem.start.copy()
+        self.reached_at: tuple[int, float] | None = None
+        self.stop_reason: str | None = None
+        self.started = time.perf_counter()
+        self.elapsed = 0.0
+
+    def start_clock(self) -> None:
+        """Time zero of the optimisation (after the set-up)."""
+        self.started = time.perf_counter()
+
+    def _record(self, kind: str, x: np.ndarray, value: float) -> float:
+        self.elapsed = time.perf_counter() - self.started
+        self.evaluations += 1
+        finite = math.isfinite(value)
+        if finite and value < self.best_value:
+            self.best_value, self.best_x = value, np.array(x, dtype=np.float64)
+        reached = finite and self.problem.reached(value, x)
+        if reached and self.reached_at is None:
+            self.reached_at = (self.evaluations, self.elapsed)
+            self.stop_reason = "reached"
+        elif self.evaluations >= self.budget and self.stop_reason is None:
+            self.stop_reason = "budget"
+        if self.trace is not None:
+            line = {"evaluation": self.evaluations, "kind": kind, "wall_s": self.elapsed,
+                    "objective": value if finite else None,
+                    "best": self.best_value if math.isfinite(self.best_value) else None,
+                    "distance": self.problem.distance(x)}
+            self.trace.write(json.dumps(line) + "\n")
+            self.trace.flush()
+        return value if finite else PENALTY
+
+    def _check(self) -> None:
+        if self.stop_reason is not None:
+            raise Stop(self.stop_reason)
+
+    def value(self, u: np.ndarray) -> float:
+        """``F`` at normalised ``u``; raises :class:`Stop` once the method must stop."""
+        self._check()
+        x = self.problem.from_unit(u)
+        if self._value is None:
+            raise RuntimeError("no objective evaluation for this backend")
+        return self._record("value", x, float(self._value(x)))
+
+    def value_and_gradient(self, u: np.ndarray) -> tuple[float, np.ndarray]:
+        """``F`` and ``dF/du`` at normalised ``u``; raises :class:`Stop` as :meth:`value`."""
+        self._check()
+        if self._value_and_gradient is None:
+            raise RuntimeError("no gradient for this backend")
+        x = self.problem.from_unit(u)
+        value, grad = self._value_and_gradient(x)
+        self.gradient_evaluations += 1
+        recorded = self._record("gradient", x, float(value))
+        grad = np.asarray(grad, dtype=np.float64) * (self.problem.upper - self.problem.lower)
+        if not np.all(np.isfinite(grad)):
+            grad = np.zeros_like(grad)
+        return recorded, grad
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """The lines of a trace file; a truncated last line (a killed writer) is skipped."""
+    lines = []
+    if not Path(path).exists():
+        return lines
+    for text in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    return lines

@@ -1,0 +1,318 @@
+"""The tuning benchmark: problems converge, the known optimum is found, crashes are recorded,
+bad tuning blocks get one line naming the field."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from harness.errors import ScenarioError
+from harness.particles import beam_cholesky, generate
+from harness.results import read_rows
+from harness.runner import Limits
+from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
+from harness.tuning.case import plan_tuning_cases, run_tuning, tuning_case
+from harness.tuning.methods import METHODS
+from harness.tuning.objective import TuningObjective, read_trace
+from harness.tuning.problem import (
+    TuningBlock,
+    TuningProblem,
+    exact_moment_particles,
+    problems,
+)
+from harness.tuning.report import summary_frame, write_tuning_report
+from harness.tuning.scenarios import TUNING_DIR, load_tuning_scenario, tuning_names
+
+TESTS = Path(__file__).resolve().parent
+TRIPLET = TUNING_DIR / "optimize_triplet.yaml"
+
+
+@pytest.fixture
+def fake_path(monkeypatch):
+    """Make the fake backends importable in the children."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.syspath_prepend(str(TESTS))
+
+
+def _spec(scenario, backend: str, method: str, directory: Path, particles: int,
+          problem: str = "") -> dict:
+    """The spec the runner would give the child for one tuning case."""
+    cases = [c for c in plan_tuning_cases([scenario], [backend], [method], particles, "cpu",
+                                          "float64", None, directory)
+             if c.options["problem"] == problem]
+    path = directory / "initial.npy"
+    np.save(path, generate(scenario.beam, particles))
+    return cases[0].as_dict() | {"initial_path": str(path)}
+
+
+# ----------------------------------------------------------------------- the problems
+
+def test_bundled_tuning_scenarios_validate() -> None:
+    assert set(tuning_names()) >= {"optimize_triplet", "fodo_channel_matching",
+                                   "fodo_space_charge_tuning"}
+    for name in tuning_names():
+        scenario = load_tuning_scenario(name)
+        assert scenario.tuning is not None and problems(scenario)
+    sizes = [p.size for p in problems(load_tuning_scenario("fodo_channel_matching"))]
+    assert sizes == [4, 16, 64]
+
+
+def test_exact_moments_give_the_nominal_covariance() -> None:
+    scenario = load_scenario(TRIPLET)
+    particles = exact_moment_particles(generate(scenario.beam, 64),
+                                       beam_cholesky(scenario.beam))
+    factor = beam_cholesky(scenario.beam)
+    centred = particles - particles.mean(axis=0)
+    nominal = factor @ factor.T
+    assert np.abs(particles.mean(axis=0)).max() < 1e-18
+    assert np.abs(centred.T @ centred / 64 - nominal).max() < 1e-12 * np.abs(nominal).max()
+
+
+def test_triplet_known_optimum_is_found_by_lbfgs_inhouse(tmp_path: Path) -> None:
+    """The optimum stated in the scenario (from thick-lens transfer matrices, not from any
+    tracker) is where L-BFGS on the in-house tracker's AD gradient converges."""
+    scenario = load_scenario(TRIPLET)
+    spec = _spec(scenario, "inhouse", "lbfgs", tmp_path, 64)
+    (row,) = tuning_case(spec)
+    assert row["status"] == "ok", row
+    assert row["reached"] and row["stop"] == "reached"
+    assert row["final_distance"] <= 1e-6
+    assert row["gradient_evaluations"] == row["evaluations"] <= 60
+    # the example's objective keeps a non-zero minimum at the optimum
+    assert row["best_objective"] == pytest.approx(1.79485730584e-4, rel=1e-6)
+    trace = read_trace(Path(spec["options"]["trace_path"]))
+    assert len(trace) == row["evaluations"]
+    assert [line["evaluation"] for line in trace] == list(range(1, len(trace) + 1))
+    assert all(line["kind"] == "gradient" for line in trace)
+    assert trace[-1]["wall_s"] == pytest.approx(row["time_to_target_s"])
+
+
+def test_two_parameter_problem_converges_without_gradients(tmp_path: Path) -> None:
+    scenario = load_scenario(TRIPLET)
+    (row,) = tuning_case(_spec(scenario, "inhouse", "neldermead", tmp_path, 64))
+    assert row["status"] == "ok", row
+    assert row["reached"], row
+    assert row["gradient_evaluations"] == 0
+    assert row["final_distance"] <= 1e-6
+    assert row["start_distance"] > 0.1
+
+
+def test_gradient_method_on_a_black_box_backend_is_unsupported(tmp_path: Path) -> None:
+    scenario = load_scenario(TRIPLET)
+    (row,) = tuning_case(_spec(scenario, "impactx", "adam", tmp_path, 64))
+    assert row["status"] == "unsupported"
+    assert "reverse-mode AD gradient" in row["reason"]
+
+
+# ------------------------------------------------------------------ methods, objective
+
+def _quadratic_problem(**block) -> TuningProblem:
+    tuning = TuningBlock(**({"parameters": {"a.Kn1": {"optimum": 0.6}, "b.Kn1": {"optimum": 0.3}},
+                             "targets": {"sigma_x": {"value": 1.0}},
+                             "tolerance": {"parameters": 1e-6}} | block))
+    return TuningProblem("", ("a.Kn1", "b.Kn1"), np.array([0.2, 0.8]), np.zeros(2),
+                         np.ones(2), np.array([0.6, 0.3]), tuning)
+
+
+def _bowl(x: np.ndarray) -> float:
+    return float(np.sum((x - [0.6, 0.3]) ** 2 * [1.0, 3.0]))
+
+
+def _bowl_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
+    return _bowl(x), 2.0 * (x - [0.6, 0.3]) * [1.0, 3.0]
+
+
+@pytest.mark.parametrize("name", ["lbfgs", "adam", "neldermead", "xopt-neldermead"])
+def test_every_local_method_reaches_the_optimum_of_a_bowl(name: str) -> None:
+    problem = _quadratic_problem()
+    objective = TuningObjective(problem, 3000, _bowl, _bowl_gradient)
+    METHODS[name].run(objective, problem)
+    assert objective.stop_reason == "reached", (name, objective.best_x)
+    assert problem.distance(objective.best_x) <= 1e-6
+    assert objective.reached_at[0] == objective.evaluations
+
+
+def test_bayesian_optimisation_improves_within_its_budget() -> None:
+    problem = _quadratic_problem()
+    objective = TuningObjective(problem, 7, _bowl, None)
+    METHODS["xopt-bo"].run(objective, problem)  # start, 4 random points, 2 BO steps
+    assert objective.evaluations == 7
+    assert objective.stop_reason == "budget"
+    assert objective.best_value < _bowl(problem.start) / 2
+
+
+def test_budget_and_tolerance_stop_and_trace_every_evaluation(tmp_path: Path) -> None:
+    problem = _quadratic_problem(tolerance={"objective": 1e-3})
+    with (tmp_path / "t.jsonl").open("w") as trace:
+        objective = TuningObjective(problem, 5, lambda x: math.nan, None, trace)
+        METHODS["neldermead"].run(objective, problem)
+    assert objective.stop_reason == "budget" and objective.evaluations == 5
+    lines = read_trace(tmp_path / "t.jsonl")
+    assert len(lines) == 5 and all(line["objective"] is None for line in lines)
+    assert objective.reached_at is None
+
+
+# ------------------------------------------------------- processes: crash and resume
+
+def _fodo_tuning(tmp_path: Path) -> Path:
+    data = yaml.safe_load((BUNDLED_DIR / "fodo_linear.yaml").read_text())
+    data["name"] = "fodo_tuning"
+    data["tuning"] = {"parameters": {"quad1.Kn1": {"lower": 0.5, "upper": 2.0}},
+                      "targets": {"sigma_x": {"value": 1.0e-4, "relative": True}},
+                      "tolerance": {"objective": 1e-20}, "budget": {"evaluations": 6},
+                      "particles": 200}
+    path = tmp_path / "fodo_tuning.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_crash_is_recorded_and_its_trace_kept_and_resume_skips_it(tmp_path: Path,
+                                                                     fake_path) -> None:
+    scenario = load_tuning_scenario(str(_fodo_tuning(tmp_path)))
+    out = tmp_path / "run"
+    backends = ["fake_tuning_backends:CrashingTuningBackend",
+                "fake_tuning_backends:ScaleBackend"]
+    cases = plan_tuning_cases([scenario], backends, ["neldermead"], None, "cpu", "float64",
+                              None, out)
+    limits = Limits(timeout_s=120.0, memory_bytes=1 << 30)
+    run_tuning(cases, {scenario.name: scenario}, out, limits)
+    rows = {row["backend"].split(":")[1]: row for row in read_rows(out)}
+    crashed, ok = rows["CrashingTuningBackend"], rows["ScaleBackend"]
+    assert crashed["status"] == "failed"
+    assert "SIGABRT" in crashed["reason"]
+    assert ok["status"] == "ok" and ok["evaluations"] == 6 and not ok["reached"]
+    # the two evaluations before the crash are in its trace, and the summary uses them
+    trace = read_trace(out / "traces" /
+                       "tuning__fodo_tuning__fake_tuning_backends:CrashingTuningBackend"
+                       "__200__cpu__float64__neldermead.jsonl")
+    assert [line["evaluation"] for line in trace] == [1, 2]
+    frame = summary_frame([out]).set_index("backend")
+    crashed_line = frame.loc["fake_tuning_backends:CrashingTuningBackend"]
+    assert crashed_line["best_objective"] == min(line["objective"] for line in trace)
+    assert crashed_line["evaluations"] == 2
+    # resuming runs nothing again
+    before = len(read_rows(out))
+    run_tuning(cases, {scenario.name: scenario}, out, limits, resume=True)
+    assert len(read_rows(out)) == before
+    written = write_tuning_report([out], out / "report")
+    text = (out / "report" / "tuning.md").read_text()
+    assert "failed" in text and "not reached" in text
+    assert any(p.suffix == ".png" for p in written)
+
+
+# ---------------------------------------------------------------------- bad input
+
+def _triplet_data() -> dict:
+    return yaml.safe_load(TRIPLET.read_text())
+
+
+BAD = [
+    (("targets", "beta_q"), {"value": 1.0}, "tuning.targets", "observable names"),
+    (("parameters", "quad1.Kn1", "lower"), 0.0, "tuning.parameters.quad1.Kn1",
+     "lower < upper"),
+    (("parameters", "quad1.Kn1", "start"), float("nan"),
+     "tuning.parameters.quad1.Kn1.start", "finite"),
+    (("tolerance",), {}, "tuning.tolerance", "at least one of"),
+    (("budget", "per_method"), {"simplex": 3}, "tuning.budget.per_method",
+     "method names"),
+    (("targets", "beta_x"), {"value": 0.0, "relative": True}, "tuning.targets.beta_x",
+     "non-zero"),
+    (("targets", "beta_x"), {"weight": 2.0}, "tuning.targets.beta_x", "exactly one of"),
+    (("sizes",), [3], "tuning", "sizes at most"),
+    (("colour",), "red", "tuning.colour", "no such field"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field", "expected"), BAD)
+def test_bad_tuning_block_names_the_field(path, value, field, expected) -> None:
+    data = _triplet_data()
+    target = data["tuning"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = copy.deepcopy(value)
+    with pytest.raises(ScenarioError) as error:
+        scenario_from_dict(data, "bad.yaml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"bad.yaml: {field}")
+    assert expected in message
+
+
+def test_unknown_parameter_name_is_refused_with_its_field(tmp_path: Path) -> None:
+    data = _triplet_data()
+    data["tuning"]["parameters"]["quad9.Kn1"] = {"lower": 0.0, "upper": 1.0, "optimum": 0.5}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ScenarioError) as error:
+        load_tuning_scenario(str(path))
+    assert f"{path}: tuning.parameters.quad9.Kn1: expected an element name" in str(
+        error.value)
+
+
+def test_cli_bad_tuning_input_is_one_line(tmp_path: Path) -> None:
+    from harness.cli import app
+
+    data = _triplet_data()
+    data["tuning"]["parameters"]["quad1.Kn1"]["upper"] = -9.0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    runner = CliRunner()
+    result = runner.invoke(app, ["tune", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "tuning.parameters.quad1.Kn1" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["tune", "optimize_triplet", "--methods", "simplex"])
+    assert result.exit_code == 2 and "--methods" in result.output
+    result = runner.invoke(app, ["tune", "fodo_linear"])
+    assert result.exit_code == 2 and "a tuning block" in result.output
+
+
+def test_rows_schema_documents_every_column_of_a_tuning_row(tmp_path: Path) -> None:
+    from harness.tuning.rows import TUNING
+
+    scenario = load_scenario(TRIPLET)
+    (row,) = tuning_case(_spec(scenario, "inhouse", "neldermead", tmp_path, 32))
+    undocumented = set(row) - set(TUNING) - {"versions", "backend_version", "model",
+                                             "status", "reason", "peak_rss_bytes"}
+    assert not undocumented, undocumented
+    json.dumps(row)
+
+
+JUNK = (None, "text", -1, [], {}, True, [1, 2], {"a": 1}, float("inf"))
+
+
+def _leaves(obj, path=()):
+    children = obj.items() if isinstance(obj, dict) else (
+        enumerate(obj) if isinstance(obj, list) else ())
+    for key, value in children:
+        yield path + (key,)
+        yield from _leaves(value, path + (key,))
+
+
+def test_junk_anywhere_in_the_tuning_block_gives_a_scenario_error_or_a_valid_block(
+        ) -> None:
+    from harness.tuning.problem import check_tuning
+
+    base = _triplet_data()
+    unexpected = []
+    for path in _leaves(base["tuning"], ("tuning",)):
+        for junk in JUNK:
+            data = copy.deepcopy(base)
+            target = data
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = copy.deepcopy(junk)
+            try:
+                check_tuning(scenario_from_dict(data, "junk.yaml"), "junk.yaml")
+            except ScenarioError as error:
+                assert "\n" not in str(error)
+            except Exception as error:  # noqa: BLE001 - what the test looks for
+                unexpected.append((path, junk, repr(error)))
+    assert not unexpected, unexpected[:5]
