@@ -19,7 +19,7 @@ from harness.errors import ScenarioError
 from harness.lattice import Element, ElementSettings, build_elements
 from harness.observables import observable_names
 from harness.reference import SPECIES, Reference
-from harness.tuning.problem import TuningBlock
+from harness.tuning.problem import TuningBlock, check_tuning
 from harness.vocabulary import MODEL_TIERS
 from harness.yaml_load import load_yaml_file
 
@@ -469,6 +469,7 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
         raise _error_from_pydantic(error, file) from None
     _ = scenario.elements  # validates the lattice
     _check_gradients(scenario, file)
+    check_tuning(scenario, file)
     _check_particle_file(scenario.beam, file)
     _check_backend_grid(scenario, file)
     return scenario
