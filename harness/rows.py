@@ -35,6 +35,9 @@ COMMON: dict[str, str] = {
     "versions": "versions of the backend and what it runs on (dict)",
     "started": "UTC start time, ISO 8601",
     "finished": "UTC end time, ISO 8601",
+    "host": "name of the machine the case ran on",
+    "worker": "who ran it: serial (the run's own process) or the Dask worker's name",
+    "cores": "CPU ids the case's process could run on (comma-separated; its affinity)",
     "wall_s": "wall time of the whole child process [s] (start-up included), seen by the "
               "parent",
     "child_wall_s": "the child's own time from its start to its result [s]",

@@ -54,6 +54,7 @@ import psutil
 from harness import preflight, results
 from harness.case_spec import CaseSpec
 from harness.cases import Case, final_path, scenario_hash
+from harness.execution import PLACEMENT_COLUMNS, Executor, Job, placement
 from harness.metadata import now
 from harness.run_lock import RunDirectoryBusy, RunLock
 from harness.vocabulary import Cause, Status
@@ -301,6 +302,19 @@ def run_in_child(spec: CaseSpec, limits: Limits, workdir: Path,
                                 f"{detail}"}]
 
 
+def run_payload(payload: tuple[CaseSpec, Limits, Path]) -> list[dict[str, Any]]:
+    """The work of one case wherever it runs (this process or a cluster worker): its child
+    process under its limits (:func:`run_in_child`)."""
+    spec, limits, workdir = payload
+    return run_in_child(spec, limits, workdir)
+
+
+def harness_failure(error: BaseException) -> dict[str, Any]:
+    """The row of a case the harness itself could not run."""
+    return {"status": Status.FAILED.value, "cause": Cause.HARNESS.value,
+            "reason": f"harness: {type(error).__name__}: {error}"}
+
+
 def _distinct(cases: list[Case]) -> list[Case]:
     """Cases whose ids collide while their scenario files differ get the label
     ``name@<hash>`` (:func:`harness.cases.scenario_labels` does this when planning)."""
@@ -360,6 +374,10 @@ class Runner:
         self.on_warning = on_warning
         #: ``--write-particles``: "openpmd" writes initial and final particles (harness.io)
         self.write_particles: str | None = None
+        #: Where cases run (:mod:`harness.execution`); None: here, one after the other.
+        self.executor: Executor | None = None
+        #: Where this process runs (stamped on the rows of the cases it runs itself).
+        self.placement = placement("serial")
         self.fresh = fresh
         self.lock: RunLock | None = None
         self.workdir: Path | None = None
@@ -415,28 +433,39 @@ class Runner:
                             if lock else None,
                             on_exit=lock.remove_child if lock else None)
 
+    def decide(self, case: Case, scenario) -> list[dict[str, Any]] | None:
+        """The rows of a case decided here without running it (not installed, unsupported,
+        refused by the memory pre-flight), else None."""
+        unsupported = precheck(case, scenario)
+        if unsupported is not None:
+            return [unsupported]
+        refused = preflight.refusal(case.backend, case.particles, scenario,
+                                    self.limits.memory_bytes)
+        if refused is not None:
+            return [{"status": Status.OOM.value, "cause": Cause.PREFLIGHT.value,
+                     "reason": refused}]
+        return None
+
     def run_case(self, case: Case, scenario) -> list[dict[str, Any]]:
-        """Run (or pre-decide) one case; its rows, stored."""
+        """Run (or pre-decide) one case here; its rows, stored."""
         started = now()
-        rows = None
         try:
-            unsupported = precheck(case, scenario)
-            refused = preflight.refusal(case.backend, case.particles, scenario,
-                                        self.limits.memory_bytes)
-            if unsupported is not None:
-                rows = [unsupported]
-            elif refused is not None:
-                rows = [{"status": Status.OOM.value, "cause": Cause.PREFLIGHT.value,
-                         "reason": refused}]
-            else:
+            rows = self.decide(case, scenario)
+            if rows is None:
                 self.cache.mkdir(parents=True, exist_ok=True)
                 rows = self._child(self.spec(case, scenario))
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - the harness records and goes on
-            rows = [{"status": Status.FAILED.value, "cause": Cause.HARNESS.value,
-                     "reason": f"harness: {type(error).__name__}: {error}"}]
-        stored = [base_row(case) | {"started": started, "finished": now()} | row
+            rows = [harness_failure(error)]
+        return self.store(case, rows, started)
+
+    def store(self, case: Case, rows: list[dict[str, Any]], started: str,
+              where: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Append a case's rows to the results (one write), stamped with the case's
+        columns, its start and end, and where it ran (``host``, ``worker``, ``cores``)."""
+        placement = where or self.placement
+        stored = [base_row(case) | {"started": started, "finished": now()} | placement | row
                   for row in rows]
         if self.writer is None:
             self.writer = results.ResultsWriter(self.out)
@@ -501,13 +530,16 @@ class Runner:
                 pending = self.pending(cases)
                 pending_ids = {c.case_id for c in pending}
                 for case in pending:
-                    scenario = self._scenario(case, scenarios)
                     reference = self._by_id.get(case.reference_case or "")
                     if reference is not None and reference.case_id not in pending_ids:
-                        self.regenerate_reference(reference, scenario)
-                    if self.on_start:
-                        self.on_start(case)
-                    stored.extend(self.run_case(case, scenario))
+                        self.regenerate_reference(reference, self._scenario(case, scenarios))
+                if self.executor is None:
+                    for case in pending:
+                        if self.on_start:
+                            self.on_start(case)
+                        stored.extend(self.run_case(case, self._scenario(case, scenarios)))
+                else:
+                    stored.extend(self._dispatch(pending, pending_ids, scenarios))
                 try:
                     results.write_tables(self.out)
                 except OSError as error:
@@ -516,6 +548,47 @@ class Runner:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
                 self.lock = None
+        return stored
+
+    def _dispatch(self, pending: list[Case], pending_ids: set[str],
+                  scenarios) -> list[dict[str, Any]]:
+        """Run the pending cases through :attr:`executor`: cases decided here are stored at
+        once, the others become jobs (after their reference case when it is pending too),
+        each stored as its rows come back, in any order."""
+        stored: list[dict[str, Any]] = []
+        jobs: list[Job] = []
+        started: dict[str, str] = {}
+        by_id = {case.case_id: case for case in pending}
+        for case in pending:
+            try:
+                rows = self.decide(case, self._scenario(case, scenarios))
+            except Exception as error:  # noqa: BLE001 - recorded, the run goes on
+                rows = [harness_failure(error)]
+            if rows is not None:
+                stored.extend(self.store(case, rows, now()))
+                continue
+            after = case.reference_case if case.reference_case in pending_ids else None
+            jobs.append(Job(case.case_id, None, after))
+
+        def prepare(job: Job) -> tuple[CaseSpec, Limits, Path]:
+            case = by_id[job.key]
+            started[job.key] = now()
+            if self.on_start:
+                self.on_start(case)
+            self.cache.mkdir(parents=True, exist_ok=True)
+            return (self.spec(case, self._scenario(case, scenarios)), self.limits,
+                    self.workdir or self.cache)
+
+        def on_result(job: Job, rows: list[dict[str, Any]]) -> None:
+            where = {k: rows[0].pop(k) for k in PLACEMENT_COLUMNS if rows and k in rows[0]}
+            for row in rows[1:]:
+                for key in PLACEMENT_COLUMNS:
+                    row.pop(key, None)
+            stored.extend(self.store(by_id[job.key], rows, started.get(job.key, now()),
+                                     where or None))
+
+        assert self.executor is not None
+        self.executor.run(jobs, run_payload, on_result, prepare=prepare)
         return stored
 
     def clear_cache(self) -> None:

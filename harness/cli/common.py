@@ -15,6 +15,7 @@ from rich.markup import escape
 from harness.errors import ScenarioError
 
 if TYPE_CHECKING:
+    from harness.execution import ExecutionConfig
     from harness.runner import Limits
 
 app = typer.Typer(
@@ -209,13 +210,58 @@ def resume_command(directory: Path) -> str:
     return shlex.join(["trackbench", *args, "--resume", str(directory)])
 
 
-def execute_runner(runner, cases, scenarios, directory: Path) -> None:
-    """Run the cases; a busy directory, a write error or Ctrl-C ends in one line (with
-    the cases kept and the exact ``--resume`` command)."""
+def execution_config(workers: int | None, scheduler: str | None, cluster: str | None,
+                     cluster_config: Path | None,
+                     threads: list[int | None] | None = None) -> ExecutionConfig:
+    """Where the cases run, from the command line's options (checked, one line if not)."""
+    from harness.execution import ExecutionConfig
+
+    chosen = [name for name, value in (("--workers", workers), ("--scheduler", scheduler),
+                                       ("--cluster", cluster)) if value is not None]
+    if len(chosen) > 1:
+        fail(f"{' and '.join(chosen)}: choose one way to run the cases")
+    if workers is not None and not 1 <= workers <= 4096:
+        fail(f"--workers: a whole number of workers from 1 to 4096 (got {workers})")
+    if cluster is not None:
+        if cluster not in ("slurm", "pbs"):
+            fail(f"--cluster: slurm or pbs (got {cluster!r})")
+        if cluster_config is None or not Path(cluster_config).is_file():
+            fail(f"--cluster {cluster} needs --cluster-config FILE (a YAML of dask-jobqueue "
+                 f"options; got {cluster_config})")
+    elif cluster_config is not None:
+        fail("--cluster-config: only with --cluster slurm|pbs")
+    counts = [t for t in (threads or []) if t]
+    return ExecutionConfig(workers=workers, scheduler=scheduler, cluster=cluster,
+                           cluster_config=cluster_config,
+                           cores_per_worker=max(counts) if counts else 1)
+
+
+def execute_runner(runner, cases, scenarios, directory: Path,
+                   execution: ExecutionConfig | None = None) -> None:
+    """Run the cases here or on the cluster ``execution`` names; a busy directory, a write
+    error or Ctrl-C ends in one line (with the cases kept and the exact ``--resume``
+    command). What ran where is kept in ``runner.execution`` (for the metadata)."""
     from harness.results import read_rows
     from harness.run_lock import RunDirectoryBusy
 
+    executor = None
+    runner.execution = {"executor": "serial (this process)"}
     try:
+        if execution is not None and not execution.serial:
+            from harness.execution import make_executor
+
+            try:
+                executor = make_executor(execution)
+            except (OSError, ValueError, ImportError) as error:
+                fail(f"cannot start the Dask cluster: {error}")
+            runner.executor = executor
+            runner.execution = {"executor": executor.description,
+                                "dashboard": getattr(executor, "dashboard", None),
+                                "shared_cores": getattr(executor, "shared_cores", False),
+                                "notes": list(execution.notes)}
+            err_console.print(f"running on {executor.description}; Dask dashboard: "
+                              f"{runner.execution['dashboard']}", highlight=False,
+                              soft_wrap=True, markup=False)
         runner.run(cases, scenarios)
     except RunDirectoryBusy as error:
         fail(str(error))
@@ -229,6 +275,9 @@ def execute_runner(runner, cases, scenarios, directory: Path) -> None:
                           f"{resume_command(directory)}", highlight=False, soft_wrap=True,
                           markup=False)
         raise typer.Exit(130 if isinstance(error, KeyboardInterrupt) else 1) from None
+    finally:
+        if executor is not None:
+            executor.close()
 
 
 def exit_status(directory: Path, cases, no_fail: bool) -> None:
@@ -246,6 +295,15 @@ def exit_status(directory: Path, cases, no_fail: bool) -> None:
         raise typer.Exit(1)
 
 
+Workers = Annotated[int | None, typer.Option(
+    help="Run the cases on a local Dask cluster of N workers, each pinned to its own cores "
+    "(default: one after the other in this process).")]
+Scheduler = Annotated[str | None, typer.Option(
+    help="Run the cases on an existing Dask scheduler, e.g. tcp://host:8786.")]
+Cluster = Annotated[str | None, typer.Option(
+    help="slurm|pbs: start Dask workers as batch jobs (dask-jobqueue) from --cluster-config.")]
+ClusterConfig = Annotated[Path | None, typer.Option(
+    help="YAML of dask-jobqueue options for --cluster (e.g. docs/cluster/slurm.yaml).")]
 Devices = Annotated[str, typer.Option("--device", help="Comma-separated: cpu,cuda.")]
 Dtypes = Annotated[str, typer.Option("--dtype", help="Comma-separated: float64,float32.")]
 MemoryLimit = Annotated[float | None, typer.Option(
@@ -263,6 +321,8 @@ NoFail = Annotated[bool, typer.Option(
 
 
 __all__ = [
+    "Cluster",
+    "ClusterConfig",
     "Devices",
     "Dtypes",
     "MAX_PARTICLES_OPTION",
@@ -270,7 +330,9 @@ __all__ = [
     "NoFail",
     "Out",
     "Resume",
+    "Scheduler",
     "Threads",
+    "Workers",
     "app",
     "case_limits",
     "check_backends",
@@ -280,6 +342,7 @@ __all__ = [
     "default_run_directory",
     "err_console",
     "execute_runner",
+    "execution_config",
     "exit_status",
     "fail",
     "kick_count_list",

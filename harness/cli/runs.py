@@ -10,13 +10,17 @@ import typer
 from rich.table import Table
 
 from harness.cli.common import (
+    Cluster,
+    ClusterConfig,
     Devices,
     Dtypes,
     MemoryLimit,
     NoFail,
     Out,
     Resume,
+    Scheduler,
     Threads,
+    Workers,
     app,
     case_limits,
     check_backends,
@@ -25,6 +29,7 @@ from harness.cli.common import (
     console,
     err_console,
     execute_runner,
+    execution_config,
     exit_status,
     fail,
     kick_count_list,
@@ -65,6 +70,10 @@ def run(
     write_particles: Annotated[str, typer.Option(
         help="none|openpmd: write the initial (per scenario and N) and final particles of "
         "every case to DIR/particles/ (not timed).")] = "none",
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    cluster: Cluster = None,
+    cluster_config: ClusterConfig = None,
 ) -> None:
     """Run the matrix scenario × backend × particles × device × dtype, each case in its own
     process; append every finished case to DIR/results.jsonl. Exits 1 when a case failed,
@@ -86,6 +95,8 @@ def run(
     check_devices_and_dtypes(device, dtype)
     cases = plan(loaded, chosen, particle_count_list(particles), split_list(device),
                  split_list(dtype), repeat, available, thread_count_list(threads))
+    execution = execution_config(workers, scheduler, cluster, cluster_config,
+                                 thread_count_list(threads))
     directory = run_directory_for(out, resume)
     usable_out(directory)
     limits = case_limits(timeout, memory_limit)
@@ -110,13 +121,13 @@ def run(
         runner.on_start = lambda case: print(running_line(finished[0], len(pending),
                                                           case.case_id),
                                              file=sys.stderr, flush=True)
-        execute_runner(runner, cases, scenarios_by_label, directory)
+        execute_runner(runner, cases, scenarios_by_label, directory, execution)
     elif not console.is_terminal:
         # a log: one flushed line per case started and finished
         runner.on_row = lambda row: log_progress(row, sys.stdout)
         runner.on_start = lambda case: print(running_line(finished[0], len(pending),
                                                           case.case_id), flush=True)
-        execute_runner(runner, cases, scenarios_by_label, directory)
+        execute_runner(runner, cases, scenarios_by_label, directory, execution)
     else:
         from rich.progress import (
             BarColumn,
@@ -140,9 +151,10 @@ def run(
                 progress.advance(task)
 
             runner.on_row = on_row
-            execute_runner(runner, cases, scenarios_by_label, directory)
+            execute_runner(runner, cases, scenarios_by_label, directory, execution)
     try:
-        metadata.write(directory, metadata.collect(sys.argv, started))
+        metadata.write(directory, metadata.collect(sys.argv, started)
+                       | {"execution": runner.execution})
         point_latest(directory)
     except OSError as error:
         err_console.print(f"metadata.json not written: {error.strerror or error}",
@@ -274,6 +286,10 @@ def grad(
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print each row as one JSON line; no table.")] = False,
     no_fail: NoFail = False,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    cluster: Cluster = None,
+    cluster_config: ClusterConfig = None,
 ) -> None:
     """Gradient accuracy and cost: reverse- and forward-mode AD and a finite-difference step
     sweep per parameter, against the forward-mode in-house fp64 reference; each case in its
@@ -355,9 +371,12 @@ def grad(
         runner.on_start = lambda case: console.print(
             f"{running_line(len(finished), len(pending), case.case_id)} "
             f"({len(case.options['parameters'])} parameters)", highlight=False)
-    execute_runner(runner, cases, loaded, directory)
+    execute_runner(runner, cases, loaded, directory,
+                   execution_config(workers, scheduler, cluster, cluster_config,
+                                    thread_count_list(threads)))
     try:
-        metadata.write(directory, metadata.collect(sys.argv, started))
+        metadata.write(directory, metadata.collect(sys.argv, started)
+                       | {"execution": runner.execution})
         point_latest(directory)
     except OSError as error:
         err_console.print(f"metadata.json not written: {error.strerror or error}",

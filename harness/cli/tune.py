@@ -8,14 +8,20 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import (
+    Cluster,
+    ClusterConfig,
     MemoryLimit,
     Out,
     Resume,
+    Scheduler,
+    Workers,
     app,
     case_limits,
     check_backends,
     check_devices_and_dtypes,
     console,
+    execute_runner,
+    execution_config,
     fail,
     point_latest,
     run_directory_for,
@@ -48,13 +54,17 @@ def tune(
     resume: Resume = None,
     report: Annotated[bool, typer.Option(
         help="Write the tuning report (DIR/report/tuning.md and plots).")] = True,
+    workers: Workers = None,
+    scheduler: Scheduler = None,
+    cluster: Cluster = None,
+    cluster_config: ClusterConfig = None,
 ) -> None:
     """Tune beamlines with gradient-based and gradient-free methods: every problem ×
     method × backend in its own process; rows in DIR/results.jsonl (kind ``tuning``),
     every evaluation in DIR/traces/."""
     from backends.registry import available_backends
     from harness import metadata
-    from harness.tuning.case import plan_tuning_cases, run_tuning
+    from harness.tuning.case import plan_tuning_cases, tuning_runner
     from harness.tuning.methods import METHODS
     from harness.tuning.report import summary_frame, write_tuning_report
 
@@ -87,9 +97,13 @@ def tune(
     def started_case(case) -> None:
         console.print(f"{case.case_id}", highlight=False)
 
-    run_tuning(cases, {s.name: s for s in loaded}, directory, case_limits(timeout, memory_limit),
-               resume=resume is not None, on_start=started_case)
-    metadata.write(directory, metadata.collect(sys.argv, started))
+    runner = tuning_runner(directory, case_limits(timeout, memory_limit),
+                           resume=resume is not None, on_start=started_case)
+    execute_runner(runner, cases, {s.name: s for s in loaded}, directory,
+                   execution_config(workers, scheduler, cluster, cluster_config, [threads]))
+    runner.clear_cache()
+    metadata.write(directory, metadata.collect(sys.argv, started)
+                   | {"execution": runner.execution})
     point_latest(directory)
     if report:
         write_tuning_report([directory], directory / "report")

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 from harness.vocabulary import Status
 
 Rows = list[dict[str, Any]]
+#: The columns :func:`placement` stamps on every row.
+PLACEMENT_COLUMNS: tuple[str, ...] = ("host", "worker", "cores")
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,12 @@ class Executor(Protocol):
 
     def run(self, jobs: Sequence[Job], work: Callable[[Any], Rows],
             on_result: Callable[[Job, Rows], None],
-            on_start: Callable[[Job], None] | None = None) -> None:
-        """Run every job (a job after its prerequisite); call ``on_result`` as each ends."""
+            on_start: Callable[[Job], None] | None = None,
+            prepare: Callable[[Job], Any] | None = None) -> None:
+        """Run every job (a job after its prerequisite); call ``on_result`` as each ends.
+
+        ``prepare(job)``, when given, makes the job's payload here just before it is
+        started (so it can depend on what its prerequisite left behind)."""
 
     def close(self) -> None:
         """Release workers and clusters."""
@@ -99,13 +105,14 @@ class SerialExecutor:
 
     def run(self, jobs: Sequence[Job], work: Callable[[Any], Rows],
             on_result: Callable[[Job, Rows], None],
-            on_start: Callable[[Job], None] | None = None) -> None:
-        """Call ``work(job.payload)`` for each job and hand its rows to ``on_result``."""
+            on_start: Callable[[Job], None] | None = None,
+            prepare: Callable[[Job], Any] | None = None) -> None:
+        """Call ``work(payload)`` for each job in order and hand its rows to ``on_result``."""
         where = placement("serial")
         for job in jobs:
             if on_start:
                 on_start(job)
-            rows = work(job.payload)
+            rows = work(prepare(job) if prepare else job.payload)
             on_result(job, [where | row for row in rows])
 
     def close(self) -> None:
@@ -121,5 +128,5 @@ def make_executor(config: ExecutionConfig) -> Executor:
     return DaskExecutor(config)
 
 
-__all__ = ["ExecutionConfig", "Executor", "Job", "SerialExecutor", "lost_row",
-           "make_executor", "placement"]
+__all__ = ["PLACEMENT_COLUMNS", "ExecutionConfig", "Executor", "Job", "SerialExecutor",
+           "lost_row", "make_executor", "placement"]

@@ -136,7 +136,8 @@ class DaskExecutor:
 
     def run(self, jobs: Sequence[Job], work: Callable[[Any], Rows],
             on_result: Callable[[Job, Rows], None],
-            on_start: Callable[[Job], None] | None = None) -> None:
+            on_start: Callable[[Job], None] | None = None,
+            prepare: Callable[[Job], Any] | None = None) -> None:
         """Submit every job whose prerequisite is done; store each result as it arrives."""
         from distributed import as_completed
 
@@ -148,7 +149,8 @@ class DaskExecutor:
         def submit(job: Job) -> None:
             if on_start:
                 on_start(job)
-            future = self.client.submit(_pinned_work, work, job.payload, key=_dask_key(job),
+            payload = prepare(job) if prepare else job.payload
+            future = self.client.submit(_pinned_work, work, payload, key=_dask_key(job),
                                         pure=False)
             futures[future.key] = job
             stream.add(future)

@@ -68,15 +68,22 @@ def plan_tuning_cases(scenarios: Sequence[Any], backends: Sequence[str],
     return cases
 
 
+def tuning_runner(directory: Path, limits, resume: bool = False,
+                  on_row: Callable[[dict], None] | None = None,
+                  on_start: Callable[[Case], None] | None = None):
+    """The :class:`harness.runner.Runner` of a tuning run (its trace folder made)."""
+    from harness.runner import Runner
+
+    (Path(directory) / TRACE_DIR).mkdir(parents=True, exist_ok=True)
+    return Runner(directory, limits, resume=resume, on_row=on_row, on_start=on_start)
+
+
 def run_tuning(cases: Sequence[Case], scenarios: dict[str, Any], directory: Path,
                limits, resume: bool = False,
                on_row: Callable[[dict], None] | None = None,
                on_start: Callable[[Case], None] | None = None) -> list[dict[str, Any]]:
-    """Run the tuning cases through :class:`harness.runner.Runner`; the stored rows."""
-    from harness.runner import Runner
-
-    (Path(directory) / TRACE_DIR).mkdir(parents=True, exist_ok=True)
-    runner = Runner(directory, limits, resume=resume, on_row=on_row, on_start=on_start)
+    """Run the tuning cases here, one after the other; the stored rows."""
+    runner = tuning_runner(directory, limits, resume, on_row, on_start)
     rows = runner.run(cases, scenarios)
     runner.clear_cache()
     return rows
