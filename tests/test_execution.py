@@ -101,3 +101,106 @@ def test_bad_cluster_config_is_one_line(tmp_path: Path):
     with pytest.raises(ScenarioError) as error:
         load_cluster_config(bad)
     assert "cluster-config" in str(error.value) and "\n" not in str(error.value)
+
+
+# --------------------------------------------------------------------------- the runner on Dask
+
+TESTS = Path(__file__).resolve().parent
+FAKE = "fake_backends:"
+
+
+def _matrix():
+    from harness.cases import Case
+    from harness.scenario import load_scenario
+
+    scenario = load_scenario("fodo_linear")
+    path = scenario.source_file
+    reference = Case("fodo_linear", path, FAKE + "IdentityBackend", 500, repeat=1,
+                     role="reference", reference="fake-identity")
+    names = ["PerturbedBackend", "SleepBackend", "RaisingBackend", "UnsupportingBackend",
+             "IdentityBackend"]
+    cases = [reference] + [
+        Case("fodo_linear", path, FAKE + name, n, repeat=1, reference="fake-identity",
+             reference_case=reference.case_id, threads=1)
+        for name in names for n in (500,) if not (name == "IdentityBackend")]
+    return scenario, cases
+
+
+def _outcome(rows):
+    return {row["case_id"]: (row["status"], row.get("verdict"), row.get("dev_max"))
+            for row in rows}
+
+
+def test_runner_on_two_workers_gives_the_serial_rows(tmp_path, monkeypatch):
+    """Same cases, statuses, verdicts and deviations on a LocalCluster as serially; every
+    case stored once, with the worker that ran it."""
+    from harness.results import read_rows
+    from harness.runner import Limits, Runner
+
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    monkeypatch.syspath_prepend(str(TESTS))
+    scenario, cases = _matrix()
+    limits = Limits(timeout_s=120.0, memory_bytes=1 << 30)
+    Runner(tmp_path / "serial", limits).run(cases, {"fodo_linear": scenario})
+    runner = Runner(tmp_path / "dask", limits)
+    runner.executor = make_executor(ExecutionConfig(workers=2))  # workers see the fakes
+    try:
+        runner.run(cases, {"fodo_linear": scenario})
+    finally:
+        runner.executor.close()
+    serial, dask = read_rows(tmp_path / "serial"), read_rows(tmp_path / "dask")
+    assert sorted(r["case_id"] for r in dask) == sorted(c.case_id for c in cases)
+    assert _outcome(dask) == _outcome(serial)
+    ran = [r for r in dask if r["status"] != "unsupported"]
+    assert {r["worker"] for r in ran} <= {"0", "1"} and all(r["host"] for r in ran)
+    assert {r["worker"] for r in serial} == {"serial"}
+
+
+def _case_processes(marker: str) -> list:
+    """Case processes (``harness.child``) whose command line names the run directory."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(process.info.get("cmdline") or [])
+        if "harness.child" in cmdline and marker in cmdline:
+            found.append(process)
+    return found
+
+
+def test_ctrl_c_on_a_cluster_keeps_finished_cases_and_leaves_no_process(tmp_path):
+    """Ctrl-C during a run on two workers: the finished cases stay, the command says how
+    to resume, and the running case's process goes with the cluster."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from harness.results import read_rows
+
+    root = TESTS.parent
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(root)]))
+    backends = ",".join(FAKE + n for n in ("IdentityBackend", "HangBackend"))
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "fodo_linear", "--particles", "300",
+         "--repeat", "1", "--json", "--no-report", "--backends", backends, "--timeout", "300",
+         "--threads", "1", "--workers", "2", "--out", str(out)],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (
+            _case_processes(str(out)) and len(read_rows(out)) >= 2):
+        time.sleep(0.2)
+    hanging = _case_processes(str(out))
+    kept = len(read_rows(out))
+    assert hanging and kept >= 2, "the hanging case never started"
+    parent.send_signal(signal.SIGINT)
+    _, stderr = parent.communicate(timeout=120)
+    assert parent.returncode == 130
+    assert f"{kept} of 3 cases kept" in stderr and f"--resume {out}" in stderr
+    assert len(read_rows(out)) == kept
+    deadline = time.time() + 30
+    while time.time() < deadline and any(p.is_running() and p.status() != "zombie"
+                                         for p in hanging):
+        time.sleep(0.2)
+    assert not _case_processes(str(out))
