@@ -140,6 +140,9 @@ class Backend(ABC):
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = None
     #: Whether the backend can give gradients by automatic differentiation.
     differentiable: ClassVar[bool] = False
+    #: Whether commands run it when no ``--backends`` are given (a variant whose every case
+    #: costs minutes of compilation says False and runs when named).
+    run_by_default: ClassVar[bool] = True
 
     @classmethod
     def availability(cls) -> Availability:

@@ -109,6 +109,9 @@ class CheetahCompiledBackend(CheetahBackend):
     """Cheetah with ``torch.compile``'d tracking (inductor), compiled in the warm-up."""
 
     name: ClassVar[str] = "cheetah-compiled"
+    #: Each case compiles for 40-300 s (measured): run when named (``--backends``), as
+    #: ``trackbench reproduce`` does, not in the default comparison.
+    run_by_default: ClassVar[bool] = False
 
     def prepare(self, scenario: Scenario, device: str = "cpu",
                 dtype: str = "float64") -> CheetahCompiledPrepared:

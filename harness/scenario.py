@@ -378,6 +378,10 @@ class Scenario(_Strict):
     gradients: Gradients | None = None
     particle_counts: list[Annotated[int, Field(gt=0, le=MAX_PARTICLES)]] | None = None
     tuning: TuningBlock | None = None
+    #: Whether ``trackbench run`` without scenario names runs it (the default comparison);
+    #: the heavy benchmark scenarios (the paper's 256^3 space-charge case) say false and
+    #: run when named.
+    run_by_default: bool = True
     source_file: str | None = Field(default=None, exclude=True)
 
     @field_validator("observables")

@@ -105,7 +105,9 @@ def load_scenarios(names: list[str]):
     from harness.scenario import bundled_names, load_scenario
 
     try:
-        return [load_scenario(name) for name in (names or bundled_names())]
+        if names:
+            return [load_scenario(name) for name in names]
+        return [s for s in map(load_scenario, bundled_names()) if s.run_by_default]
     except ScenarioError as error:
         fail(str(error))
 
@@ -135,10 +137,12 @@ def point_latest(out: Path) -> None:
 
 
 def check_backends(backends: str | None, available: list[str]) -> list[str]:
-    """The backends of ``--backends`` (default: all available); exits on an unknown one."""
+    """The backends of ``--backends`` (default: the available ones that run by default);
+    exits on an unknown one."""
     from backends.registry import load_backend_class
 
-    chosen = split_list(backends) or available
+    chosen = split_list(backends) or [name for name in available
+                                      if load_backend_class(name).run_by_default]
     for name in chosen:
         try:
             load_backend_class(name)
