@@ -339,7 +339,7 @@ def test_headline_table_reads_a_run_directory(tmp_path) -> None:
 
 def test_readme_headline_table_is_the_committed_reference_run() -> None:
     root = TESTS.parent
-    reference = root / "results" / "reference" / "cpu-2core-epyc" / "napac25"
+    reference = root / "results" / "reference" / "cpu-2core-xeon" / "napac25"
     if not (reference / "results.jsonl").exists():
         pytest.skip("no committed reproduction run")
     assert rp.headline_markdown(reference) in (root / "README.md").read_text()
