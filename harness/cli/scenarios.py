@@ -24,14 +24,15 @@ def list_command() -> None:
         try:
             scenario = load_scenario(name)
         except ScenarioError as error:
-            rows.append((name, "invalid", "", "", "", str(error)))
+            rows.append((name, "invalid", "", "", "", str(error), ""))
             continue
         sc = scenario.space_charge.kind if scenario.space_charge else "-"
         rows.append((name, "+".join(scenario.tiers), sc, str(len(scenario.elements)),
-                     f"{scenario.length:g}", scenario.reference))
+                     f"{scenario.length:g}", scenario.reference,
+                     "yes" if scenario.run_by_default else "when named"))
     table = Table(title="Bundled scenarios (lattices/)")
     for index, column in enumerate(("name", "model", "space charge", "elements", "length \\[m]",
-                                    "reference")):
+                                    "reference", "default run")):
         # name and model are never cut (the name is what `track` takes); other cells wrap
         whole = index < 2
         table.add_column(column, overflow="fold", no_wrap=whole,
@@ -42,13 +43,14 @@ def list_command() -> None:
     console.print(table)
 
     table = Table(title="Backends")
-    for column in ("backend", "available", "version", "differentiable", "note"):
+    for column in ("backend", "available", "version", "differentiable", "default run",
+                   "note"):
         table.add_column(column)
     for name, cls in backend_classes().items():
         availability = cls.availability()
         table.add_row(name, "yes" if availability.available else "[red]no[/red]",
                       availability.version or "-", "yes" if cls.differentiable else "no",
-                      availability.hint)
+                      "yes" if cls.run_by_default else "when named", availability.hint)
     console.print(table)
 
 
