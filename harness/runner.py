@@ -194,7 +194,9 @@ def _over_limit(rows: list[dict[str, Any]], limit: int | None) -> list[dict[str,
         return rows
     reason = (f"peak resident memory {peak / 2**30:.3g} GiB passed the limit of "
               f"{limit / 2**30:.3g} GiB")
-    return [row | {"status": Status.OOM.value, "cause": Cause.MEMORY_LIMIT.value,
+    # an allocation the child's own hard limit refused keeps that, the truer cause
+    return [row if row.get("cause") == Cause.OUT_OF_MEMORY.value else
+            row | {"status": Status.OOM.value, "cause": Cause.MEMORY_LIMIT.value,
                    "reason": reason} for row in rows]
 
 
