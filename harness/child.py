@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from harness import timing_quality
+
 START = time.perf_counter()
 
 
@@ -60,6 +62,7 @@ def track_case(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.scenario import load_scenario
 
     threads = spec.get("threads")
+    timing_quality.default_threads()
     if threads:
         import torch
 
@@ -84,6 +87,7 @@ def track_case(spec: dict[str, Any]) -> dict[str, Any]:
     final = prepared.track(initial)
     warmup_s = time.perf_counter() - t0
     times = [warmup_s] if int(spec["repeat"]) == 0 else []
+    load_probe = timing_quality.LoadProbe()
     for _ in range(int(spec["repeat"])):
         handle = prepared.inject(initial)
         prepared.synchronize()
@@ -107,12 +111,13 @@ def track_case(spec: dict[str, Any]) -> dict[str, Any]:
         "time_max_s": float(np.max(times)),
         "time_spread": float((np.max(times) - np.min(times)) / median) if median else None,
         "times_s": times,
+        "throughput_particles_per_s": n / median if median else None,
         "throughput_particle_elements_per_s": n * n_elements / median if median else None,
         "throughput_particle_m_per_s": n * scenario.length / median if median else None,
         "import_s": import_s, "prepare_s": prepare_s, "warmup_s": warmup_s,
         "n_elements": n_elements, "length_m": scenario.length,
         "peak_rss_bytes": peak_rss_bytes(),
-    }
+    } | timing_quality.quality_fields(times, load_probe)
     if spec["device"] == "cuda":
         import torch
 
