@@ -8,9 +8,10 @@ the 6x6 products of fused linear sections written out as element-wise sums, into
 over the particles); a repeated segment (the next FODO cell, the next integrator step, a
 quadrupole of another strength) reuses that code, so compile time is bounded per distinct
 element sequence instead of growing with the lattice. The particle dimension is dynamic
-(``mark_dynamic``): one compilation serves every particle count. Particles are tracked in
-blocks of :data:`BLOCK` (all segments per block, so a block's columns stay in the CPU
-caches between segments; on CUDA the whole beam is one block).
+(``mark_dynamic``): one compilation serves every particle count. On CPU, a lattice of
+:data:`BLOCKED_FROM_SEGMENTS` segments or more is tracked in blocks of :data:`BLOCK`
+particles copied into reused buffers (all segments per block, so a block's columns stay in
+the core's cache between segments); on CUDA the whole beam is one block.
 
 Inductor's on-disk caches (FX graphs, generated code) live in the project's ``.cache/inductor``
 directory unless ``TORCHINDUCTOR_CACHE_DIR`` says otherwise, so that a second run of a lattice
@@ -76,6 +77,10 @@ MIN_PARTICLES = 1_000
 #: (1.5 MiB) stay in a core's L2 cache from one segment to the next.
 BLOCK = 32768
 
+#: Segments from which the CPU track runs block by block: with one or two segments the
+#: copies into and out of the block buffers cost more than the cache reuse saves.
+BLOCKED_FROM_SEGMENTS = 3
+
 
 def compile_mode(option: bool | None = None) -> bool | None:
     """The compile setting: the adapter option if given, else :data:`ENV_VAR`
@@ -115,6 +120,7 @@ class CompiledForward:
         compile: True (always compile), False (eager), None (compile from
             :data:`MIN_PARTICLES` particles on), before :func:`compile_mode` is applied.
         block: particles per block on CPU (:data:`BLOCK`).
+        segment_cost: largest segment (:data:`backends.inhouse.segments.SEGMENT_COST`).
 
     Attributes:
         compiled: whether the last call ran compiled code (None before the first call).
@@ -126,8 +132,9 @@ class CompiledForward:
     """
 
     def __init__(self, steps: Sequence[Step], compile: bool | None = None,
-                 block: int = BLOCK):
+                 block: int = BLOCK, segment_cost: int = seg.SEGMENT_COST):
         self.steps = list(steps)
+        self.segment_cost = int(segment_cost)
         self.mode = compile_mode(compile)
         self.block = int(block)
         self.compiled: bool | None = None
@@ -135,7 +142,7 @@ class CompiledForward:
         self.error = ""
         self.segments: list[seg.Segment] = []
         self._functions: dict[tuple, object] = {}
-        self._coeffs: dict[tuple, list[torch.Tensor]] = {}
+        self._plans: dict[tuple, list] = {}
         self._ready: set[tuple] = set()
         self._buffers: dict[tuple, Columns] = {}
 
@@ -153,45 +160,56 @@ class CompiledForward:
 
     def _prepare(self, like: torch.Tensor) -> list[torch.Tensor]:
         if not self.segments:
-            self.segments = seg.segment_steps(self.steps)
+            self.segments = seg.segment_steps(self.steps, self.segment_cost)
             use_project_cache()
             for segment in self.segments:
                 signature = segment.signature
                 if signature not in self._functions:
                     self._functions[signature] = torch.compile(
-                        seg.segment_function(segment), fullgraph=True, dynamic=False,
+                        seg.segment_function(segment), fullgraph=True,
                         options=dict(INDUCTOR_OPTIONS))
         key = (like.device, like.dtype)
-        if key not in self._coeffs:
-            self._coeffs[key] = [torch.tensor(segment.values or [0.0], dtype=torch.float64,
-                                              device=like.device)
-                                 for segment in self.segments]
-        return self._coeffs[key]
+        if key not in self._plans:
+            self._plans[key] = [
+                (self._functions[segment.signature],
+                 torch.tensor(segment.values or [0.0], dtype=torch.float64,
+                              device=like.device), segment.signature)
+                for segment in self.segments]
+        return self._plans[key]
 
-    def _segments_in_place(self, part: Columns, coeffs: list[torch.Tensor]
-                           ) -> torch.Tensor | None:
+    def _segments_in_place(self, part: Columns, plan: list) -> torch.Tensor | None:
         like = part[0]
+        key = (like.device, like.dtype)
         alive_all = None
-        for segment, vector in zip(self.segments, coeffs, strict=True):
-            signature = segment.signature
-            ready = (signature, like.device, like.dtype, like.shape[0])
-            t0 = time.perf_counter() if ready not in self._ready else None
-            alive = self._functions[signature](*part, vector)
+        if key in self._ready:  # the timed path: no bookkeeping per segment
+            for function, vector, _ in plan:
+                alive = function(*part, vector)
+                if alive is not None:
+                    alive_all = alive if alive_all is None else alive_all & alive
+            return alive_all
+        for column in part:
+            torch._dynamo.mark_dynamic(column, 0)
+        done: set[tuple] = set()
+        for function, vector, signature in plan:
+            t0 = time.perf_counter() if signature not in done else None
+            alive = function(*part, vector)
             if t0 is not None:
                 if like.device.type == "cuda":
                     torch.cuda.synchronize(like.device)
                 self.compile_s += time.perf_counter() - t0
-                self._ready.add(ready)
+                done.add(signature)
             if alive is not None:
                 alive_all = alive if alive_all is None else alive_all & alive
+        self._ready.add(key)
         return alive_all
 
     def _run(self, columns: Columns) -> torch.Tensor | None:
         like = columns[0]
-        coeffs = self._prepare(like)
+        plan = self._prepare(like)
         n = like.shape[-1]
-        if like.device.type == "cuda" or n <= self.block:
-            return self._segments_in_place(columns, coeffs)
+        if (like.device.type == "cuda" or n <= self.block
+                or len(self.segments) < BLOCKED_FROM_SEGMENTS):
+            return self._segments_in_place(columns, plan)
         key = (like.device, like.dtype)
         if key not in self._buffers:
             self._buffers[key] = tuple(torch.empty(self.block, dtype=like.dtype,
@@ -203,7 +221,7 @@ class CompiledForward:
             m = stop - start
             for buffer, column in zip(buffers, columns, strict=True):
                 buffer[:m].copy_(column[start:stop])
-            alive = self._segments_in_place(buffers, coeffs)
+            alive = self._segments_in_place(buffers, plan)
             for buffer, column in zip(buffers, columns, strict=True):
                 column[start:stop].copy_(buffer[:m])
             if alive is not None:
@@ -218,11 +236,7 @@ class CompiledForward:
         if not self._wants_compile(columns):
             self.compiled = False
             return track_inplace(self.steps, columns)
-        like = columns[0]
-        size = like.shape[0] if like.device.type == "cuda" else min(like.shape[0], self.block)
-        first = not self.segments or any(
-            (s.signature, like.device, like.dtype, size) not in self._ready
-            for s in self.segments)
+        first = (columns[0].device, columns[0].dtype) not in self._ready
         backup = tuple(column.clone() for column in columns) if first else None
         try:
             with torch.no_grad():

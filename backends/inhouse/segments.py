@@ -157,11 +157,11 @@ class Segment:
 
     subs: list[SubStep]
     values: list[float]
+    signature: tuple = ()
 
-    @property
-    def signature(self) -> tuple:
-        """What the compiled code depends on: equal signatures share one compilation."""
-        return tuple(sub.signature for sub in self.subs)
+    def __post_init__(self):
+        #: what the compiled code depends on: equal signatures share one compilation
+        self.signature = tuple(sub.signature for sub in self.subs)
 
     @property
     def loses_particles(self) -> bool:
