@@ -35,7 +35,14 @@ import torch
 
 from backends.inhouse import segments as seg
 from backends.inhouse.maps import Columns
-from backends.inhouse.tracker import LinearStep, Step, run_steps_into, track_inplace
+from backends.inhouse.tracker import BLOCK as EAGER_BLOCK
+from backends.inhouse.tracker import (
+    KernelStep,
+    LinearStep,
+    Step,
+    run_steps_into,
+    track_inplace,
+)
 
 #: Environment variable: ``0`` disables compilation, ``1`` compiles for every particle
 #: count; unset (or ``auto``) compiles from :data:`MIN_PARTICLES` particles on.
@@ -112,6 +119,22 @@ def elementwise_steps(steps: Sequence[Step]) -> list:
     return out
 
 
+def _opaque(step):
+    """A step that is not compiled into a segment (e.g. a space-charge kick, which needs
+    every particle at once) as a call of the segment form: ``call(*columns, None)``
+    updates the columns in place and returns the survival mask or None."""
+
+    def call(*args):
+        rows = args[:6]
+        columns, alive = step(rows, None)
+        for row, column in zip(rows, columns, strict=True):
+            if column is not row:
+                row.copy_(column)
+        return alive
+
+    return call
+
+
 class CompiledForward:
     """The in-place forward track of a step list, compiled segment by segment on first use.
 
@@ -141,6 +164,13 @@ class CompiledForward:
         self.compile_s = 0.0
         self.error = ""
         self.segments: list[seg.Segment] = []
+        self._parts: list = []
+        # steps not compiled into segments (space-charge kicks) need every particle at once
+        # and, with particles lost upstream, the survival mask: eager then
+        opaque = [s for s in self.steps if not isinstance(s, LinearStep | KernelStep)]
+        self._whole_beam = bool(opaque)
+        if opaque and any(getattr(s, "loses_particles", False) for s in self.steps):
+            self.mode = False
         self._functions: dict[tuple, object] = {}
         self._plans: dict[tuple, list] = {}
         self._ready: set[tuple] = set()
@@ -158,10 +188,21 @@ class CompiledForward:
             return False
         return self.mode is True or n >= MIN_PARTICLES
 
-    def _prepare(self, like: torch.Tensor) -> list[torch.Tensor]:
+    def _prepare(self, like: torch.Tensor) -> list:
         if not self.segments:
-            self.segments = seg.segment_steps(self.steps, self.segment_cost)
             use_project_cache()
+            self._parts = []
+            run: list[Step] = []
+            for step in [*self.steps, None]:
+                if step is None or not isinstance(step, LinearStep | KernelStep):
+                    if run:
+                        self._parts.extend(seg.segment_steps(run, self.segment_cost))
+                        run = []
+                    if step is not None:
+                        self._parts.append(step)
+                else:
+                    run.append(step)
+            self.segments = [p for p in self._parts if isinstance(p, seg.Segment)]
             for segment in self.segments:
                 signature = segment.signature
                 if signature not in self._functions:
@@ -171,10 +212,12 @@ class CompiledForward:
         key = (like.device, like.dtype)
         if key not in self._plans:
             self._plans[key] = [
-                (self._functions[segment.signature],
-                 torch.tensor(segment.values or [0.0], dtype=torch.float64,
-                              device=like.device), segment.signature)
-                for segment in self.segments]
+                (self._functions[part.signature],
+                 torch.tensor(part.values or [0.0], dtype=torch.float64,
+                              device=like.device), part.signature)
+                if isinstance(part, seg.Segment)
+                else (_opaque(part), None, ("opaque", type(part).__name__))
+                for part in self._parts]
         return self._plans[key]
 
     def _segments_in_place(self, part: Columns, plan: list) -> torch.Tensor | None:
@@ -208,7 +251,8 @@ class CompiledForward:
         plan = self._prepare(like)
         n = like.shape[-1]
         if (like.device.type == "cuda" or n <= self.block
-                or len(self.segments) < BLOCKED_FROM_SEGMENTS):
+                or len(self.segments) < BLOCKED_FROM_SEGMENTS
+                or len(self._parts) > len(self.segments)):
             return self._segments_in_place(columns, plan)
         key = (like.device, like.dtype)
         if key not in self._buffers:
@@ -230,12 +274,16 @@ class CompiledForward:
                 alive_all[start:stop] = alive[:m]
         return alive_all
 
+    def _eager(self, columns: Columns) -> torch.Tensor | None:
+        block = max(1, columns[0].shape[-1]) if self._whole_beam else EAGER_BLOCK
+        return track_inplace(self.steps, columns, block=block)
+
     def __call__(self, columns: Columns) -> torch.Tensor | None:
         """Track six contiguous ``(N,)`` columns (separate tensors) in place; returns the
         survival mask or None."""
         if not self._wants_compile(columns):
             self.compiled = False
-            return track_inplace(self.steps, columns)
+            return self._eager(columns)
         first = (columns[0].device, columns[0].dtype) not in self._ready
         backup = tuple(column.clone() for column in columns) if first else None
         try:
@@ -248,7 +296,7 @@ class CompiledForward:
             self.compiled = False
             for column, saved in zip(columns, backup, strict=True):
                 column.copy_(saved)
-            return track_inplace(self.steps, columns)
+            return self._eager(columns)
         self.compiled = True
         return alive
 
