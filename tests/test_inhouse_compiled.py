@@ -204,3 +204,15 @@ def test_compiled_blocks_with_losses_and_a_second_particle_count():
             compile_s = forward.compile_s
             assert compile_s > 0.0
     assert forward.compile_s == compile_s
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ("fodo_sextupole", "long_fodo"))
+def test_compiled_cuda_track_agrees_with_cpu_eager(name):
+    scenario, particles, _ = setup(name)
+    cuda = InhouseBackend().prepare(scenario, device="cuda", compile=True)
+    out = cuda.track(particles)
+    assert cuda.compiled is True, cuda.compile_error
+    reference = InhouseBackend().prepare(scenario, compile=False).track(particles)
+    assert relative_error(torch.from_numpy(out), torch.from_numpy(reference)) < 1e-12
