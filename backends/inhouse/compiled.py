@@ -26,6 +26,7 @@ tells which path ran and :attr:`CompiledForward.error` why compilation was not u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -117,6 +118,18 @@ def elementwise_steps(steps: Sequence[Step]) -> list:
         else:
             out.append(step)
     return out
+
+
+def _guards_skipped(skip: bool):
+    """Context in which compiled segments run without dynamo's guard evaluation (``skip``)
+    or as usual. Safe here: a segment function has one compiled entry per device and dtype
+    (the particle dimension is dynamic) and runs this way only after that entry has run for
+    the device and dtype at hand; inductor still checks sizes and strides. It cuts the
+    per-call overhead of a compiled segment about threefold (fodo_linear, 10^4 particles:
+    250 -> 80 us per track on a loaded 2-core machine)."""
+    if not skip:
+        return contextlib.nullcontext()
+    return torch.compiler.set_stance(skip_guard_eval_unsafe=True)
 
 
 def _opaque(step):
@@ -225,10 +238,11 @@ class CompiledForward:
         key = (like.device, like.dtype)
         alive_all = None
         if key in self._ready:  # the timed path: no bookkeeping per segment
-            for function, vector, _ in plan:
-                alive = function(*part, vector)
-                if alive is not None:
-                    alive_all = alive if alive_all is None else alive_all & alive
+            with _guards_skipped(len(self._parts) == len(self.segments)):
+                for function, vector, _ in plan:
+                    alive = function(*part, vector)
+                    if alive is not None:
+                        alive_all = alive if alive_all is None else alive_all & alive
             return alive_all
         for column in part:
             torch._dynamo.mark_dynamic(column, 0)
