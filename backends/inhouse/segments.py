@@ -35,9 +35,11 @@ from backends.inhouse.maps import Columns
 from backends.inhouse.tracker import KernelStep, LinearStep
 
 #: Largest cost (sub-maps) of one segment. Compile time of a segment grows with its size
-#: and the compiled code of a repeated segment is reused; larger segments pass over the
-#: particles fewer times.
-SEGMENT_COST = 24
+#: and the compiled code of a repeated segment is reused. Larger segments pass over the
+#: particles fewer times but inductor's code for them is slower per map: long_fodo, 10^6
+#: particles, 1 thread (one FODO cell = 7 maps): 24 -> 2.6-3.0 s per track, 16 -> 2.6 s,
+#: 8 -> 1.6-1.7 s, 4 -> 1.9 s; fodo_paraxial's 5 maps stay one segment.
+SEGMENT_COST = 8
 
 
 @dataclass(frozen=True)
