@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint perf asv-quick asv-publish asv-preview dashboard-check reference report-reference clean
+.PHONY: setup run test lint perf asv-quick asv-publish asv-preview dashboard-check reference report-reference clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ report-reference: $(STAMP)
 .PHONY: reproduce
 reproduce: $(STAMP)
 	$(BIN)/trackbench reproduce napac25 --out results/runs/napac25-$$(date -u +%Y%m%dT%H%M%SZ)
+
+# The GPU path in one command: CUDA tests, a short CUDA matrix and one report (about 8 min;
+# prints why and exits 0 without a usable CUDA device).
+gpu-check: $(STAMP)
+	BIN=$(BIN) benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,7 +19,8 @@ from harness.vocabulary import Status, Verdict
 KEY = ["scenario", "backend", "particles", "device", "dtype", "threads_requested"]
 SUMMARY_COLUMNS = ["scenario", "backend", "particles", "device", "dtype", "status", "model",
                    "threads", "time_median_s", "time_spread",
-                   "throughput_particle_elements_per_s", "dev_max", "verdict", "detail"]
+                   "throughput_particles_per_s", "throughput_particle_elements_per_s",
+                   "dev_max", "verdict", "detail"]
 
 
 def summary(directory: Path | str) -> pd.DataFrame:

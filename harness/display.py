@@ -80,7 +80,7 @@ def summary_table(frame: pd.DataFrame, title: str) -> Table:
     for column, justify in (("scenario", "left"), ("backend", "left"), ("N", "right"),
                             ("device", "left"), ("dtype", "left"), ("status", "left"),
                             ("threads", "right"), ("time (median)", "right"),
-                            ("spread", "right"), ("particle·elements", "right"),
+                            ("spread", "right"), ("particles/s", "right"),
                             ("max |Δ|/σ", "right"), ("verdict", "left"), ("detail", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     for row in frame.itertuples(index=False):
@@ -93,7 +93,7 @@ def summary_table(frame: pd.DataFrame, title: str) -> Table:
             "-" if is_missing(row.threads) else str(int(row.threads)),
             format_time(row.time_median_s),
             "-" if is_missing(row.time_spread) else f"{100 * row.time_spread:.0f}%",
-            format_rate(row.throughput_particle_elements_per_s), format_ratio(row.dev_max),
+            format_rate(row.throughput_particles_per_s), format_ratio(row.dev_max),
             f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]" if verdict else "",
             "" if is_missing(row.detail) else str(row.detail)[:120],
         )

@@ -76,6 +76,16 @@ def backend_versions() -> dict[str, dict[str, Any]]:
     return out
 
 
+def load_average() -> dict[str, float] | None:
+    """The 1, 5 and 15-minute load averages now (None where the platform has none): a
+    loaded machine makes timings slow and spread."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+    return {"1min": one, "5min": five, "15min": fifteen}
+
+
 def machine() -> dict[str, Any]:
     """The machine: CPU, cores, memory, GPUs, operating system, Python."""
     memory = psutil.virtual_memory().total
@@ -89,6 +99,7 @@ def machine() -> dict[str, Any]:
         "memory_bytes": memory,
         "memory_gib": round(memory / 2**30, 1),
         "gpus": gpu_info(),
+        "load_average": load_average(),
         "os": platform.platform(),
         "python": sys.version.split()[0],
     }

@@ -60,13 +60,21 @@ TRACK: dict[str, str] = {
                        "(time.process_time; the timer of NAPAC2025 TUP101's figures)",
     "process_time_min_s": "least process CPU time of the timed tracks [s]",
     "process_time_median_s": "median process CPU time of the timed tracks [s]",
-    "throughput_particle_elements_per_s": "particles × elements / median time [1/s]",
+    "throughput_particles_per_s": "particles through the whole lattice / median time [1/s] "
+                                  "(the primary throughput)",
+    "throughput_particle_elements_per_s": "particles × elements of the lattice as written "
+                                          "(not as fused) / median time [1/s]",
     "throughput_particle_m_per_s": "particles × lattice length / median time [m/s]",
     "prepare_s": "lattice translation and set-up [s] (not in throughput)",
     "warmup_s": "the untimed first track [s] (compilation, caches)",
     "compiled": "whether the timed tracks ran torch.compile'd code (backends that compile)",
     "compile_s": "time spent compiling, inside warmup_s [s]",
     "compile_error": "why compilation fell back to the eager path (empty if it did not)",
+    "load_1min_start": "one-minute load average when the timed repeats began",
+    "load_1min_end": "one-minute load average when they ended",
+    "cores_available": "CPUs the child could run on (its affinity mask)",
+    "timing_warning": "why the timing may not be the code's speed (repeats spread > 50 %, "
+                      "load above the available cores); empty when clean",
     "n_elements": "elements in the lattice",
     "length_m": "lattice length [m]",
     "cuda_max_allocated_bytes": "torch.cuda.max_memory_allocated of the child [bytes]",

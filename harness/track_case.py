@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from harness import timing_quality
 from harness.case_spec import CaseSpec
 from harness.case_support import Clock, initial_particles, load, peak_rss_bytes
 
@@ -31,6 +32,7 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(None)
+    timing_quality.default_threads()  # before a backend is imported
     loaded = load(spec)
     scenario = loaded.scenario
     row: dict[str, Any] = {"versions": loaded.versions,
@@ -49,6 +51,7 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     warmup_s = time.perf_counter() - t0
     times = [warmup_s] if spec.repeat == 0 else []
     cpu_times: list[float] = []  # process time, the timer of the NAPAC2025 figures
+    load_probe = timing_quality.LoadProbe()
     for _ in range(spec.repeat):
         handle = prepared.inject(initial)
         prepared.synchronize()
@@ -75,12 +78,13 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
         "times_s": times, "process_times_s": cpu_times,
         "process_time_min_s": min(cpu_times, default=None),
         "process_time_median_s": float(np.median(cpu_times)) if cpu_times else None,
+        "throughput_particles_per_s": n / median if median else None,
         "throughput_particle_elements_per_s": n * n_elements / median if median else None,
         "throughput_particle_m_per_s": n * scenario.length / median if median else None,
         "import_s": import_s, "prepare_s": prepare_s, "warmup_s": warmup_s,
         "n_elements": n_elements, "length_m": scenario.length,
         "peak_rss_bytes": peak_rss_bytes(),
-    }
+    } | timing_quality.quality_fields(times, load_probe)
     if spec.device == "cuda":
         import torch
 

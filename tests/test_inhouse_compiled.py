@@ -128,3 +128,91 @@ def test_compiled_track_agrees_with_eager(name):
     assert eager.compiled is False
     np.testing.assert_array_equal(again, out)
     assert relative_error(torch.from_numpy(out), torch.from_numpy(reference)) < 1e-13
+
+
+# -- segments: lifted coefficients, shared compiled code ---------------------------------
+def test_lift_and_rebuild_round_trip():
+    from backends.inhouse.segments import Slot, lift, rebuild
+
+    values: list[float] = []
+    tree = (1.5, (2, True, None, "one", (0.25, torch.tensor(3.0))), abs)
+    structure = lift(tree, values)
+    assert values == [1.5, 0.25, 3.0]
+    assert structure[0] == Slot(0) and structure[1][:4] == (2, True, None, "one")
+    rebuilt = rebuild(structure, torch.tensor(values, dtype=torch.float64))
+    assert float(rebuilt[0]) == 1.5 and float(rebuilt[1][4][1]) == 3.0
+    assert rebuilt[2] is abs
+    with pytest.raises(TypeError):
+        lift((torch.ones(3),), [])
+
+
+def test_periodic_line_is_cut_into_segments_of_one_signature():
+    from backends.inhouse.segments import SEGMENT_COST, segment_steps
+
+    scenario = load_scenario("long_fodo")
+    assert len(scenario.elements) >= 150
+    tracker = Tracker(scenario.elements, scenario.reference_particle)
+    segments = segment_steps(tracker.steps())
+    assert len({s.signature for s in segments}) == 1
+    assert all(len(s.subs) <= SEGMENT_COST for s in segments)
+    assert sum(len(s.subs) for s in segments) == len(tracker.steps())
+    # the integrator steps of a thick sextupole share one signature, whatever its strength
+    sextupole = load_scenario("fodo_sextupole")
+    steps = Tracker(sextupole.elements, sextupole.reference_particle).steps()
+    kinds = [s.signature for s in segment_steps(steps)]
+    assert len(set(kinds)) < len(kinds)
+
+
+@pytest.mark.parametrize("name", ("fodo_sextupole", "chicane", "fodo_exact"))
+def test_generated_segment_functions_equal_the_steps(name):
+    """The generated source of every segment, run eagerly (no compiler), tracks as the
+    steps do: lifted coefficients change nothing but the type of the constants."""
+    from backends.inhouse.segments import segment_function, segment_steps
+
+    _, particles, tracker = setup(name)
+    steps = tracker.steps()
+    expected = columns_of(particles)
+    track_inplace(steps, expected)
+    columns = columns_of(particles)
+    for segment in segment_steps(steps, limit=7):
+        vector = torch.tensor(segment.values or [0.0], dtype=torch.float64)
+        segment_function(segment)(*columns, vector)
+    assert relative_error(torch.stack(columns, -1), torch.stack(expected, -1)) < 1e-14
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_blocks_with_losses_and_a_second_particle_count():
+    """Blocked compiled track (small segments, small blocks) with an aperture: equal to the
+    eager track, mask included; a second particle count reuses the compiled code."""
+    scenario = load_scenario("fodo_paraxial")
+    slit = Element(name="slit", kind="Aperture",
+                   params={"length": 0.0, "x_limit": 1e-4, "y_limit": 1e-4, "elliptical": True})
+    elements = [*scenario.elements, slit, *scenario.elements]
+    tracker = Tracker(elements, scenario.reference_particle)
+    forward = CompiledForward(tracker.steps(), compile=True, block=300, segment_cost=2)
+    for n in (N, 700):
+        particles = generate(scenario.beam, n)
+        expected, alive = tracker.track(torch.from_numpy(particles))
+        columns = columns_of(particles)
+        mask = forward(columns)
+        assert forward.compiled is True, forward.error
+        assert len(forward.segments) >= 3 and forward.kernels < len(forward.segments)
+        assert 0 < int(alive.sum()) < n and torch.equal(mask, alive)
+        assert relative_error(torch.stack(columns, -1), expected) < 1e-13
+        if n == N:
+            compile_s = forward.compile_s
+            assert compile_s > 0.0
+    assert forward.compile_s == compile_s
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ("fodo_sextupole", "long_fodo"))
+def test_compiled_cuda_track_agrees_with_cpu_eager(name):
+    scenario, particles, _ = setup(name)
+    cuda = InhouseBackend().prepare(scenario, device="cuda", compile=True)
+    out = cuda.track(particles)
+    assert cuda.compiled is True, cuda.compile_error
+    reference = InhouseBackend().prepare(scenario, compile=False).track(particles)
+    assert relative_error(torch.from_numpy(out), torch.from_numpy(reference)) < 1e-12

@@ -302,6 +302,7 @@ def test_float32_follows_float64():
                           atol=1e-4 * double[1].abs().max())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     ref = RefState.from_reference(Reference("electron", 5.0))
@@ -361,3 +362,44 @@ def test_slice_length_gradient_matches_central_differences():
     with torch.no_grad():
         central = (sigma_x(length + step) - sigma_x(length - step)) / (2 * step)
     assert abs(central - gradient) <= 1e-5 * abs(gradient)
+
+
+@pytest.mark.parametrize("deposition", ["cic", "tsc"])
+def test_compiled_forward_kick_equals_the_autograd_kick(deposition, monkeypatch):
+    """The no-grad kick (compiled deposit and gather+push kernels) equals the kick written
+    for autograd to round-off; with gradients enabled the autograd kick is used."""
+    from backends.inhouse import sc_fast
+    from backends.inhouse import space_charge as sc
+
+    ref = RefState.from_reference(Reference("electron", 5.0))
+    gen = torch.Generator().manual_seed(3)
+    columns = tuple(1e-3 * torch.randn(3000, generator=gen, dtype=F64) for _ in range(6))
+    mesh = MeshSettings((12, 10, 8), deposition)
+    assert not sc_fast.usable(columns, ref, 0.1, None)  # autograd on: the autograd kick
+    with torch.no_grad():
+        assert sc_fast.usable(columns, ref, 0.1, None)
+        fast = space_charge_kick(columns, ref, 0.1, 1e-10, mesh)
+        monkeypatch.setattr(sc, "FAST_KICK", False)
+        slow = space_charge_kick(columns, ref, 0.1, 1e-10, mesh)
+    for a, b in zip(fast, slow, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12 * b.abs().max())
+    assert not torch.equal(fast[1], columns[1])  # the kick did something
+    with torch.no_grad():
+        assert not sc_fast.usable(columns, ref, torch.tensor(0.1), None)
+        assert not sc_fast.usable(columns, ref, 0.1, torch.ones(3000, dtype=torch.bool))
+
+
+def test_compiled_space_charge_track_equals_eager():
+    """fodo_space_charge through the adapter, compiled (segments between kicks, compiled
+    kick) and eager, at a small particle count."""
+    from backends.inhouse import InhouseBackend
+
+    scenario = load_scenario("fodo_space_charge")
+    particles = generate(scenario.beam, 2000)
+    compiled = InhouseBackend().prepare(scenario, compile=True)
+    eager = InhouseBackend().prepare(scenario, compile=False)
+    out = compiled.track(particles)
+    assert compiled.compiled is True, compiled.compile_error
+    reference = eager.track(particles)
+    scale = np.abs(reference).max(axis=0)
+    assert float((np.abs(out - reference).max(axis=0) / scale).max()) < 1e-10

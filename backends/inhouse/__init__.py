@@ -77,6 +77,7 @@ class InhousePrepared(Prepared):
         import torch
 
         from backends.inhouse.compiled import CompiledForward
+        from backends.inhouse.sc_tracking import SpaceChargeTracker
         from backends.inhouse.tracker import Tracker
 
         self.tracker = tracker
@@ -85,7 +86,7 @@ class InhousePrepared(Prepared):
         self.model = model
         self.threads = torch.get_num_threads()
         self.forward = (CompiledForward(tracker.steps(), compile)
-                        if isinstance(tracker, Tracker) else None)
+                        if isinstance(tracker, Tracker | SpaceChargeTracker) else None)
         self.compiled: bool | None = None if self.forward is not None else False
         self.compile_s = 0.0
         self.compile_error = ""

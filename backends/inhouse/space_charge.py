@@ -324,6 +324,10 @@ def self_field(positions: Sequence[torch.Tensor], charge: torch.Tensor, mesh: Me
 
 
 # -- the kick ---------------------------------------------------------------------------------
+#: Use the compiled forward-only kick (:mod:`backends.inhouse.sc_fast`) where it applies.
+FAST_KICK = True
+
+
 def _per_batch(value: Scalar, batch: torch.Size) -> Scalar:
     """A float, or a ``batch + (1,)`` tensor as ``(B, 1)`` (one value per flattened batch)."""
     if not nm.is_tensor(value):
@@ -348,7 +352,16 @@ def space_charge_kick(columns: Columns, ref: RefState, ds: torch.Tensor | float,
 
     Returns:
         The kicked columns (positions unchanged up to the s<->t round trip).
+
+    Without autograd (and without a survival mask, for one beam) the kick runs through the
+    compiled particle kernels of :mod:`backends.inhouse.sc_fast` unless :data:`FAST_KICK`
+    is False.
     """
+    if FAST_KICK:
+        from backends.inhouse import sc_fast
+
+        if sc_fast.usable(columns, ref, ds, alive):
+            return sc_fast.fast_kick(columns, ref, ds, bunch_charge_C, mesh)
     columns = torch.broadcast_tensors(*columns)
     like = columns[0]
     batch, n = like.shape[:-1], like.shape[-1]

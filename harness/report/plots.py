@@ -296,8 +296,8 @@ def time_plots(runs: list[Run], directory: Path, baseline: str,
             number(r, "time_min_s") or number(r, "time_median_s"),
             number(r, "time_max_s") or number(r, "time_median_s")))
         rates = _group(rows, baseline, several, lambda r: (
-            number(r, "particles"), number(r, "throughput_particle_elements_per_s"))
-            if number(r, "throughput_particle_elements_per_s") else None)
+            number(r, "particles"), number(r, "particles") / number(r, "time_median_s"))
+            if number(r, "particles") and number(r, "time_median_s") else None)
         with matplotlib.rc_context(RC):
             figure, (left, right) = _figure(10.0, 4.8, ncols=2)
             for line in times:
@@ -312,7 +312,7 @@ def time_plots(runs: list[Run], directory: Path, baseline: str,
                            label=line.label, **style(line))
             for axes, ylabel, title in (
                     (left, "median time per track [s]", "time per track (bars: min to max)"),
-                    (right, "throughput [particle·elements/s]", "throughput")):
+                    (right, "throughput [particles/s]", "throughput")):
                 _log_axes(axes, "particles N", ylabel, title)
             figure.suptitle(f"{scenario}: tracking time vs N\n{_machine(runs, rows)}")
             _legend_below(figure, left, top=TOP_IN + 0.2)
@@ -321,7 +321,7 @@ def time_plots(runs: list[Run], directory: Path, baseline: str,
         paths += _save(figure, directory, name)
         plots.append(Plot(name, f"{scenario}: time per track and throughput vs N",
                           "Median time of one track (error bars: fastest to slowest timed "
-                          "track) and throughput (particles × elements / median time) vs "
+                          "track) and throughput (particles through the lattice / median time) vs "
                           "number of particles; colour: backend, line: device (solid CPU, "
                           "dotted CPU with 1 thread, dashed GPU), marker: dtype (circle "
                           "float64, square float32)."))

@@ -195,13 +195,23 @@ def format_speedup(value: float | None, against: str) -> str:
     return format_ratio(value) + (f" (vs {against})" if against else "")
 
 
+def particles_per_s(row: dict) -> float | None:
+    """Particles through the whole lattice per second (recorded, or particles / median
+    time for rows written before it was)."""
+    rate = number(row, "throughput_particles_per_s")
+    if rate is None:
+        n, median = number(row, "particles"), number(row, "time_median_s")
+        rate = n / median if n and median else None
+    return rate
+
+
 def timing_table(runs: list[Run], baseline: str = "impactx") -> Table:
     """Median time per track, spread, throughput and speed-up over the baseline backend."""
     columns, align = _with_run(runs, [
         "scenario", "backend", "N", "device", "dtype", "threads", "status", "time (median)",
-        "spread", "throughput [particle·elements/s]", f"speed-up vs {baseline}", "compile",
-        "reason"],
-        ["l", "l", "r", "l", "l", "r", "l", "r", "r", "r", "r", "r", "l"])
+        "spread", "throughput [particles/s]", "throughput [particle·elements/s]",
+        f"speed-up vs {baseline}", "compile", "reason"],
+        ["l", "l", "r", "l", "l", "r", "l", "r", "r", "r", "r", "r", "r", "l"])
     rows = []
     found_baseline = False
     for run in runs:
@@ -214,13 +224,17 @@ def timing_table(runs: list[Run], baseline: str = "impactx") -> Table:
                 text(row, "status") or "-",
                 _cell(number(row, "time_median_s"), format_time),
                 format_percent(number(row, "time_spread")),
+                _cell(particles_per_s(row), format_rate),
                 _cell(number(row, "throughput_particle_elements_per_s"), format_rate),
                 format_speedup(*speedup(row, times)),
                 _cell(number(row, "compile_s") if row.get("compiled") else None, format_time),
-                not_ok_reason(row)]))
+                not_ok_reason(row) or text(row, "timing_warning") or ""]))
     notes = ["time: median of the timed tracks after one untimed warm-up (start-up, lattice "
              "set-up and warm-up excluded); spread: (max - min) / median; throughput: "
-             "particles × elements / median time; speed-up: the baseline's median time over "
+             "particles through the whole lattice / median time, and particles × elements "
+             "of the lattice as written (not as fused) / median time; reason of an ok case: "
+             "why its timing may not be the code's speed (spread, machine load); speed-up: "
+             "the baseline's median time over "
              f"the case's, same scenario, N, threads, device and dtype ({baseline} = 1); "
              f"where {baseline} did not run on that device or dtype, the cell names the "
              f"{baseline} case it refers to (e.g. vs cpu float64); compile: time spent "
