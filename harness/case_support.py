@@ -63,7 +63,19 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def peak_rss_bytes() -> int:
-    """High-water mark of this process's resident memory [bytes] (Linux reports KiB)."""
+    """High-water mark of this process's resident memory [bytes].
+
+    On Linux this is ``VmHWM`` of ``/proc/self/status``, the peak of this program's own
+    address space: ``getrusage``'s ``ru_maxrss`` survives ``execve`` (proc(5), getrusage(2)),
+    so a case process started by a large parent would report the parent's peak. Elsewhere
+    ``ru_maxrss`` (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 

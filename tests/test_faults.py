@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -394,3 +395,17 @@ def test_colliding_case_ids_of_different_files_are_told_apart():
     b = Case("s", "b/s.yaml", "inhouse", 10, kind="gradient", scenario_hash="bbbbbbbb2222")
     same = Case("s", "c/s.yaml", "inhouse", 20, scenario_hash="aaaaaaaa1111")
     assert [c.scenario for c in _distinct([a, b, same])] == ["s@aaaaaaaa", "s@bbbbbbbb", "s"]
+
+
+def test_a_large_parent_does_not_make_its_case_look_large(tmp_path, fake_path, fodo):
+    """The case's peak memory is its own: Linux keeps ``ru_maxrss`` across ``execve``, so
+    a parent that once held 1.5 GiB would otherwise hand its peak to every case (an ``oom``
+    under a 1 GiB limit for a case that used 300 MB)."""
+    ballast = np.ones(3 * 2**26)  # 1.5 GiB resident in this (the parent) process
+    ballast[::512] = 2.0
+    runner = Runner(tmp_path, Limits(timeout_s=120.0, memory_bytes=1 << 30))
+    runner.run([_case(fodo, "IdentityBackend")], {"fodo_linear": fodo})
+    del ballast
+    (row,) = read_rows(tmp_path)
+    assert row["status"] == "ok", row.get("reason")
+    assert row["peak_rss_bytes"] < 1 << 30
