@@ -25,6 +25,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy harness backends
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -85,4 +86,4 @@ reproduce: $(STAMP)
 	$(BIN)/trackbench reproduce napac25 --out results/runs/napac25-$$(date -u +%Y%m%dT%H%M%SZ)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
