@@ -25,6 +25,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy harness backends
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
@@ -90,4 +91,4 @@ gpu-check: $(STAMP)
 	BIN=$(BIN) benchmarks/gpu_check.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

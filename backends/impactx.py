@@ -513,7 +513,7 @@ class ImpactXPrepared(Prepared):
         if sc is None:
             self.mesh, self.settings = MeshSettings(), RunSettings()
         else:
-            self.mesh = MeshSettings(tuple(sc.grid), PARTICLE_SHAPES[sc.deposition])
+            self.mesh = MeshSettings(sc.grid, PARTICLE_SHAPES[sc.deposition])
             self.settings = RunSettings(space_charge=SPACE_CHARGE_MODELS[sc.kind])
         self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
         self._handle: _Handle | None = None

@@ -171,7 +171,7 @@ def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]
         if key.startswith(("Kn", "Ks")) and key.endswith("L") and key[2:-1].isdigit():
             slot = orders.setdefault(int(key[2:-1]), [0.0, 0.0])
             slot[0 if key.startswith("Kn") else 1] = float(value)
-    return dict(sorted(orders.items()))
+    return {n: (kn, ks) for n, (kn, ks) in sorted(orders.items())}
 
 
 def _multipole(element: Element) -> Translation:

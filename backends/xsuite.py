@@ -521,7 +521,10 @@ def build_line(scenario: Scenario, specs: list[tuple[str, ElementSpec]]) -> Any:
     import xtrack as xt
 
     reference = scenario.reference_particle
-    elements, names, run, run_names = [], [], [], []
+    elements: list[Any] = []
+    names: list[str] = []
+    run: list[ElementSpec] = []
+    run_names: list[str] = []
 
     def flush() -> None:
         if run:
@@ -684,9 +687,9 @@ class XsuiteBackend(Backend):
         if dtype != "float64":
             return Unsupported(f"dtype {dtype!r}: Xsuite's particle data are float64; "
                                f"{dtype} would only be a conversion at the boundary")
-        refused = space_charge_support(scenario)
-        if refused is not None:
-            return refused
+        sc_refused = space_charge_support(scenario)
+        if sc_refused is not None:
+            return sc_refused
         result = translate_scenario(scenario)
         if isinstance(result, Unsupported):
             return result

@@ -14,11 +14,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.case_spec import CaseSpec
+
+if TYPE_CHECKING:
+    from backends.base import Backend
 
 #: ``prctl`` option that makes the kernel send a signal to a process when its parent dies
 #: (``linux/prctl.h``).
@@ -147,7 +150,7 @@ class Loaded:
     """
 
     scenario: Any
-    backend_class: type
+    backend_class: type[Backend]
     backend: Any
     support: Any
     versions: dict[str, str]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from rich.console import JustifyMethod
 from rich.table import Table
 
 from harness.vocabulary import Status, Verdict
@@ -51,11 +52,14 @@ def format_count(n) -> str:
     return f"1e{int(exponent)}" if n > 0 and exponent == int(exponent) else f"{n:,}"
 
 
-STATUS_STYLE = {Status.OK: "green", Status.UNSUPPORTED: "yellow", Status.FAILED: "red",
-                Status.TIMEOUT: "red", Status.OOM: "red"}
-VERDICT_STYLE = {Verdict.AGREES: "green", Verdict.DIFFERS: "red",
-                 Verdict.MODEL_MISMATCH: "yellow", Verdict.NO_REFERENCE: "dim",
-                 Verdict.IS_REFERENCE: "cyan", Verdict.BLOW_UP: "red"}
+# keyed by the enum members, looked up with the plain strings of a results frame (a StrEnum
+# member hashes and compares as its value)
+STATUS_STYLE: dict[str, str] = {
+    Status.OK: "green", Status.UNSUPPORTED: "yellow", Status.FAILED: "red",
+    Status.TIMEOUT: "red", Status.OOM: "red"}
+VERDICT_STYLE: dict[str, str] = {
+    Verdict.AGREES: "green", Verdict.DIFFERS: "red", Verdict.MODEL_MISMATCH: "yellow",
+    Verdict.NO_REFERENCE: "dim", Verdict.IS_REFERENCE: "cyan", Verdict.BLOW_UP: "red"}
 
 
 def progress_line(done: int, total: int, row: dict) -> str:
@@ -77,11 +81,12 @@ def running_line(done: int, total: int, case_id: str) -> str:
 def summary_table(frame: pd.DataFrame, title: str) -> Table:
     """The run summary: one line per case (frame from :func:`harness.compare.summary`)."""
     table = Table(title=title, title_justify="left")
-    for column, justify in (("scenario", "left"), ("backend", "left"), ("N", "right"),
-                            ("device", "left"), ("dtype", "left"), ("status", "left"),
-                            ("threads", "right"), ("time (median)", "right"),
-                            ("spread", "right"), ("particles/s", "right"),
-                            ("max |Δ|/σ", "right"), ("verdict", "left"), ("detail", "left")):
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("scenario", "left"), ("backend", "left"), ("N", "right"), ("device", "left"),
+        ("dtype", "left"), ("status", "left"), ("threads", "right"), ("time (median)", "right"),
+        ("spread", "right"), ("particles/s", "right"), ("max |Δ|/σ", "right"),
+        ("verdict", "left"), ("detail", "left"))
+    for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")
     for row in frame.itertuples(index=False):
         status = "-" if is_missing(row.status) else str(row.status)

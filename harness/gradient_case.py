@@ -232,8 +232,11 @@ def _fd(evaluate: BlackBoxObjective, names: list[str], values0: list[float],
         estimates[name] = {}
         for step in steps:
             start = time.perf_counter()
-            derivative = gradients.central_difference(
-                lambda v, name=name: evaluate({name: v}), value, step)
+
+            def along(v: float, name: str = name) -> float:
+                return evaluate({name: v})
+
+            derivative = gradients.central_difference(along, value, step)
             step_seconds[step] += time.perf_counter() - start
             estimates[name][step] = (derivative, gradients.fd_step(value, step))
     per_step = float(np.median(list(step_seconds.values())))

@@ -71,6 +71,8 @@ def scaled_error(value: float | None, reference: float | None, parameter: float,
     sensitivity ``d ln F / d ln p``, meaningful also where the derivative is (nearly) zero
     (``|parameter|`` counts as 1 when it is 0; None when the objective is 0 or a value is
     missing)."""
+    if value is None or reference is None:
+        return None
     difference = rel_error(value, reference)
     if difference is None or objective == 0.0 or not math.isfinite(objective):
         return None
@@ -243,10 +245,13 @@ def space_charge_variants(kicks: Sequence[int] | None, checkpoints: Sequence[str
                           ) -> list[tuple[str, dict[str, Any]]]:
     """``(label, options)`` per combination of kicks per element and checkpointing (one
     ``("", {})`` when neither is given); labels like ``k20``, ``k20-ckpt``, ``ckpt``."""
-    variants = []
-    for k in kicks or [None]:
-        for mode in checkpoints or [None]:
-            parts, options = [], {}
+    variants: list[tuple[str, dict[str, Any]]] = []
+    kick_counts: list[int | None] = list(kicks) if kicks else [None]
+    modes: list[str | None] = list(checkpoints) if checkpoints else [None]
+    for k in kick_counts:
+        for mode in modes:
+            parts: list[str] = []
+            options: dict[str, Any] = {}
             if k is not None:
                 parts.append(f"k{int(k)}")
                 options["kicks"] = int(k)
@@ -264,7 +269,7 @@ def with_space_charge_options(scenario, options: dict[str, Any]):
     """The scenario with ``options["kicks"]`` (kicks per element) and
     ``options["checkpoint"]`` replacing its ``space_charge`` settings (unchanged when the
     options name neither; ``ValueError`` when they do and it has no space charge)."""
-    update = {}
+    update: dict[str, int | str] = {}
     if options.get("kicks") is not None:
         update["kicks_per_element"] = int(options["kicks"])
     if options.get("checkpoint") is not None:
@@ -321,11 +326,12 @@ def plan_gradient_cases(scenarios: Sequence, backends: Sequence[str], counts: Se
                     for label, options in variants for sc_label, sc_options in sc_variants]
         for n in counts:
             for backend in backends:
-                for device, dtype, count in itertools.product(devices, dtypes, thread_counts):
+                for device, dtype, thread_count in itertools.product(devices, dtypes,
+                                                                     thread_counts):
                     for label, options in variants:
                         cases.append(Case(
                             scenario.name, path, backend, int(n), device, dtype, repeat,
-                            count, reference="inhouse",
+                            thread_count, reference="inhouse",
                             reference_note="forward-mode inhouse float64 cpu, computed "
                             "in the case (analytic where given)",
                             kind="gradient",

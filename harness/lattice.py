@@ -29,7 +29,7 @@ import copy
 import math
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -312,7 +312,7 @@ _THICK_COMPONENT = re.compile(r"^K([ns])(0|[1-9][0-9]*)$")
 _THIN_COMPONENT = re.compile(r"^K([ns])(0|[1-9][0-9]*)L$")
 
 
-def _components(params: dict[str, Any], pattern: re.Pattern) -> dict[int, tuple[Any, Any]]:
+def _components(params: Mapping[str, Any], pattern: re.Pattern) -> dict[int, tuple[Any, Any]]:
     out: dict[int, list[Any]] = {}
     for key, value in params.items():
         match = pattern.match(key)
@@ -321,13 +321,13 @@ def _components(params: dict[str, Any], pattern: re.Pattern) -> dict[int, tuple[
     return {n: (kn, ks) for n, (kn, ks) in sorted(out.items())}
 
 
-def thick_multipoles(params: dict[str, Any]) -> dict[int, tuple[Any, Any]]:
+def thick_multipoles(params: Mapping[str, Any]) -> dict[int, tuple[Any, Any]]:
     """``{order N: (KnN, KsN)}`` of a thick element's multipole fields (per metre; values
     as stored, floats or tensors; a missing component is 0.0), ordered by N."""
     return _components(params, _THICK_COMPONENT)
 
 
-def thin_multipoles(params: dict[str, Any]) -> dict[int, tuple[Any, Any]]:
+def thin_multipoles(params: Mapping[str, Any]) -> dict[int, tuple[Any, Any]]:
     """``{order N: (KnNL, KsNL)}`` of a thin multipole's integrated fields (as
     :func:`thick_multipoles`)."""
     return _components(params, _THIN_COMPONENT)

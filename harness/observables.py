@@ -23,9 +23,12 @@ row of six NaN; any other non-finite coordinate, or a magnitude above
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 #: The canonical coordinates (ImpactX's), in column order.
 COORDINATES: tuple[str, ...] = ("x", "px", "y", "py", "t", "pt")
@@ -65,9 +68,12 @@ def _sqrt(a):
     return a.clamp_min(0.0).sqrt() if _is_torch(a) else np.sqrt(np.maximum(a, 0.0))
 
 
-def observables_from_moments(mean, cov, names: list[str], beta_gamma: float = 1.0,
-                             beta0: float = 1.0, survival=None) -> dict[str, Any]:
-    """Observables from first and second moments (see the module docstring)."""
+def observables_from_moments(mean, cov, names: list[str],
+                             beta_gamma: float | torch.Tensor = 1.0,
+                             beta0: float | torch.Tensor = 1.0, survival=None) -> dict[str, Any]:
+    """Observables from first and second moments (see the module docstring); ``beta_gamma``
+    and ``beta0`` of the reference are floats, or 0-d tensors when the reference energy
+    depends on a differentiable parameter."""
     out: dict[str, Any] = {}
     for name in names:
         kind, _, arg = name.partition("_")
@@ -106,8 +112,8 @@ def _emittance(cov, i: int, j: int):
     return _sqrt(cov[..., i, i] * cov[..., j, j] - cov[..., i, j] ** 2)
 
 
-def compute(particles, names: list[str], beta_gamma: float = 1.0, beta0: float = 1.0,
-            weights=None) -> dict[str, Any]:
+def compute(particles, names: list[str], beta_gamma: float | torch.Tensor = 1.0,
+            beta0: float | torch.Tensor = 1.0, weights=None) -> dict[str, Any]:
     """Observables ``names`` of particles ``(..., N, 6)`` (numpy or torch, differentiable)."""
     mean, cov = moments(particles, weights)
     survival = None

@@ -30,7 +30,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from harness.published import Figure, Published
 
@@ -141,8 +141,10 @@ def load_average() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------ tables
 
-def _ok(row: dict | None) -> bool:
-    return bool(row) and row.get("status") == "ok" and row.get("kind", "track") == "track"
+def _ok(row: dict | None) -> TypeGuard[dict]:
+    if not row:
+        return False
+    return row.get("status") == "ok" and row.get("kind", "track") == "track"
 
 
 def _index(rows: Sequence[dict]) -> dict[tuple, dict]:

@@ -378,6 +378,8 @@ class Runner:
         self.write_particles: str | None = None
         #: Where cases run (:mod:`harness.execution`); None: here, one after the other.
         self.executor: Executor | None = None
+        #: What ran where, for the run's metadata (the command line's executor fills it).
+        self.execution: dict[str, Any] = {}
         #: Where this process runs (stamped on the rows of the cases it runs itself).
         self.placement = placement("serial")
         self.fresh = fresh

@@ -9,6 +9,7 @@ piecewise constant, so it carries no gradient with respect to the particle coord
 
 from __future__ import annotations
 
+from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Kernel
 
 
@@ -21,6 +22,6 @@ def _aperture_push(columns: Columns, coeffs: tuple):
     return columns, ok
 
 
-def aperture_kernel(x_limit: float, y_limit: float, elliptical: bool) -> Kernel:
+def aperture_kernel(x_limit: nm.Scalar, y_limit: nm.Scalar, elliptical: bool) -> Kernel:
     """The aperture of half-widths ``x_limit``, ``y_limit`` [m]."""
     return Kernel(_aperture_push, (x_limit, y_limit, bool(elliptical)), loses_particles=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from backends.inhouse.maps import Columns
+from backends.inhouse.numeric import Scalar
 
 #: alpha = 1 - 2^(1/3) of the fourth-order scheme (ImpactX's literal).
 _ALPHA4 = -0.2599210498948732
@@ -27,8 +28,9 @@ _W6 = (1.31518632068391121888424973, -1.17767998417887100694641568,
        0.23557321335935813368479318, 0.78451361047755726381949763)
 
 
-def step_sequence(order: int, dz: float) -> tuple[tuple[int, float], ...]:
-    """One integration step as ``((map index 1 or 2, tau), ...)`` for step size dz [m]."""
+def step_sequence(order: int, dz: Scalar) -> tuple[tuple[int, Scalar], ...]:
+    """One integration step as ``((map index 1 or 2, tau), ...)`` for step size dz [m]
+    (a float, or a tensor when the element's length is a differentiable parameter)."""
     if order == 2:
         return ((1, dz * 0.5), (2, dz), (1, dz * 0.5))
     if order == 4:
@@ -46,12 +48,12 @@ def step_sequence(order: int, dz: float) -> tuple[tuple[int, float], ...]:
     raise ValueError(f"symplectic integration order must be 2, 4 or 6, got {order}")
 
 
-def build_sequence(order: int, dz: float,
-                   map_coeffs: Callable[[int, float], tuple[Callable, tuple]]) -> tuple:
+def build_sequence(order: int, dz: Scalar,
+                   map_coeffs: Callable[[int, Scalar], tuple[Callable, tuple]]) -> tuple:
     """The step as ``((push, coeffs), ...)``; ``map_coeffs(index, tau)`` gives the push
     function and coefficients of map ``index`` for step ``tau`` (called once per distinct
     (index, tau), so coefficients are shared between repeated sub-steps)."""
-    cache: dict[tuple[int, float], tuple[Callable, tuple]] = {}
+    cache: dict[tuple[int, Scalar], tuple[Callable, tuple]] = {}
     out = []
     for index, tau in step_sequence(order, dz):
         key = (index, tau)

@@ -25,12 +25,14 @@ from backends.inhouse.reference import RefState
 Strength = tuple[int, nm.Scalar, nm.Scalar]
 
 
-def _kick(x: torch.Tensor, y: torch.Tensor, strengths: tuple[Strength, ...]):
+def _kick(x: torch.Tensor, y: torch.Tensor, strengths: tuple[Strength, ...]
+          ) -> tuple[nm.Scalar, nm.Scalar]:
     """sum_n -Re, +Im of (Kn + i Ks)(x + i y)^n / n! (powers built by complex products)."""
-    dpx = 0.0
-    dpy = 0.0
+    dpx: nm.Scalar = 0.0
+    dpy: nm.Scalar = 0.0
     max_order = max(n for n, _, _ in strengths)
-    re, im = 1.0, 0.0  # (x + i y)^0
+    re: nm.Scalar = 1.0  # (x + i y)^0
+    im: nm.Scalar = 0.0
     for n in range(max_order + 1):
         for order, kn, ks in strengths:
             if order == n:

@@ -14,6 +14,8 @@ branches and the k = 0 drift, and are differentiable in k everywhere.
 
 from __future__ import annotations
 
+import torch
+
 from backends.inhouse import integrators
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Entries, Kernel
@@ -22,7 +24,7 @@ from backends.inhouse.reference import RefState
 
 def _sign(k: nm.Scalar) -> int | None:
     """Sign of a constant strength (None for a tensor, decided element-wise)."""
-    if nm.is_tensor(k):
+    if isinstance(k, torch.Tensor):
         return None
     return (k > 0) - (k < 0)
 
@@ -30,7 +32,7 @@ def _sign(k: nm.Scalar) -> int | None:
 def _regular(k: nm.Scalar, length: nm.Scalar) -> bool:
     """Whether a constant strength is 0 or far from it (|k| L^2 >= 0.1), so that even a
     chromatic factor 1/(1+delta) in (1/2, 2) keeps the direct formulas accurate."""
-    if nm.is_tensor(k) or nm.is_tensor(length):
+    if isinstance(k, torch.Tensor) or isinstance(length, torch.Tensor):
         return False
     return k == 0.0 or abs(k) * length * length >= 0.1
 

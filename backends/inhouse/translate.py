@@ -31,7 +31,7 @@ the identity and is left out. Exact integrators take
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -52,7 +52,8 @@ from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
 from harness.lattice import Element, thick_multipoles, thin_multipoles
 
-Params = dict[str, nm.Scalar]
+#: An element's parameters as a map reads them: floats, or tensors for differentiable ones.
+Params = Mapping[str, nm.Scalar]
 
 
 @dataclass(frozen=True)

@@ -166,8 +166,9 @@ def run_directory_for(out: Path | None, resume: Path | None) -> Path:
     from harness.run_lock import busy
 
     directory = resume or out or default_run_directory()
-    if busy(directory):
-        fail(busy(directory))
+    held = busy(directory)
+    if held:
+        fail(held)
     if resume is None and (directory / "results.jsonl").exists():
         fail(f"{directory} already holds results; continue it with --resume {directory} "
              "or choose another --out")

@@ -165,8 +165,8 @@ def run(
         try:
             from harness.report import write_report
         except ImportError:
-            write_report = None
-        if write_report is not None:
+            pass
+        else:
             try:
                 write_report([directory], directory / "report", formats=("md", "html"))
             except OSError as error:
@@ -352,11 +352,12 @@ def grad(
     runner = Runner(directory, case_limits(timeout, memory_limit), resume=resume is not None,
                     fresh=resume is None)
     pending = runner.pending(cases)
-    finished: dict[str, None] = {}
+    finished: dict[str | None, None] = {}
 
     def progress(row: dict) -> None:
-        if row.get("case_id") not in finished:  # one line per case (the first of its rows)
-            finished[row.get("case_id")] = None
+        case_id = row.get("case_id")
+        if case_id not in finished:  # one line per case (the first of its rows)
+            finished[case_id] = None
             print(progress_line(len(finished), len(pending), row),
                   file=sys.stderr if json_output else sys.stdout, flush=True)
 

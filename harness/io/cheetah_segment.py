@@ -104,19 +104,19 @@ def _misaligned(element) -> bool:
     return offset is not None and bool((offset != 0).any())
 
 
-def _drift(element, name, length, notes):
+def _drift(element: Any, name: str, length: float, notes: list[str]) -> Item:
     return Translated(name, {"kind": "Drift", "length": length})
 
 
-def _marker(element, name, length, notes):
+def _marker(element: Any, name: str, length: float, notes: list[str]) -> Item:
     return Translated(name, {"kind": "Marker"})
 
 
-def _instrument(element, name, length, notes):
+def _instrument(element: Any, name: str, length: float, notes: list[str]) -> Item:
     return Translated(name, {"kind": "Instrument", "length": length})
 
 
-def _quadrupole(element, name, length, notes):
+def _quadrupole(element: Any, name: str, length: float, notes: list[str]) -> Item:
     values = _values(element, ("k1", "tilt"))
     if isinstance(values, str):
         return _refuse(element, f"a batched (vectorised) {values}")
@@ -126,7 +126,7 @@ def _quadrupole(element, name, length, notes):
                              "MagneticMultipoleP": {"Kn1": values["k1"]}})
 
 
-def _sextupole(element, name, length, notes):
+def _sextupole(element: Any, name: str, length: float, notes: list[str]) -> Item:
     values = _values(element, ("k2", "tilt"))
     if isinstance(values, str):
         return _refuse(element, f"a batched (vectorised) {values}")
@@ -136,7 +136,7 @@ def _sextupole(element, name, length, notes):
                              "MagneticMultipoleP": {"Kn2": values["k2"]}})
 
 
-def _dipole(element, name, length, notes):
+def _dipole(element: Any, name: str, length: float, notes: list[str]) -> Item:
     values = _values(element, ("angle", "k1", "dipole_e1", "dipole_e2", "tilt", "gap",
                                "gap_exit", "fringe_integral", "fringe_integral_exit"))
     if isinstance(values, str):
@@ -161,7 +161,7 @@ def _dipole(element, name, length, notes):
     return Translated(name, fields)
 
 
-def _solenoid(element, name, length, notes):
+def _solenoid(element: Any, name: str, length: float, notes: list[str]) -> Item:
     values = _values(element, ("k",))
     if isinstance(values, str):
         return _refuse(element, "a batched (vectorised) k")
@@ -171,7 +171,7 @@ def _solenoid(element, name, length, notes):
                              "SolenoidP": {"Ksol": 2.0 * values["k"]}})
 
 
-def _corrector(element, name, length, notes):
+def _corrector(element: Any, name: str, length: float, notes: list[str]) -> Item:
     kind = type(element).__name__
     if kind == "CombinedCorrector":
         values = _values(element, ("horizontal_angle", "vertical_angle"))
@@ -201,7 +201,7 @@ def _corrector(element, name, length, notes):
                              "MagneticMultipoleP": strengths})
 
 
-def _cavity(element, name, length, notes):
+def _cavity(element: Any, name: str, length: float, notes: list[str]) -> Item:
     voltage = _scalar(element, "voltage")
     if voltage is None:
         return _refuse(element, "a batched (vectorised) voltage")
@@ -214,7 +214,7 @@ def _cavity(element, name, length, notes):
             else Translated(name, {"kind": "Marker"}))
 
 
-def _aperture(element, name, length, notes):
+def _aperture(element: Any, name: str, length: float, notes: list[str]) -> Item:
     values = _values(element, ("x_max", "y_max"))
     if isinstance(values, str):
         return _refuse(element, f"a batched (vectorised) {values}")

@@ -130,18 +130,18 @@ class MadxTranslator:
                            "translation")
         return method(element, name, length)
 
-    def _drift(self, e, name, length):
+    def _drift(self, e: Any, name: str, length: float) -> Item:
         return Translated(name, {"kind": "Drift", "length": length})
 
-    def _marker(self, e, name, length):
+    def _marker(self, e: Any, name: str, length: float) -> Item:
         return Translated(name, {"kind": "Marker"})
 
-    def _instrument(self, e, name, length):
+    def _instrument(self, e: Any, name: str, length: float) -> Item:
         return Translated(name, {"kind": "Instrument", "length": length})
 
     _monitor = _hmonitor = _vmonitor = _placeholder = _instrument
 
-    def _quadrupole(self, e, name, length):
+    def _quadrupole(self, e: Any, name: str, length: float) -> Item:
         bad = _nonzero(e, ("k1s", "tilt"))
         if bad:
             return _refuse(name, "quadrupole", length, f"{bad.upper()} (skew/tilted "
@@ -149,7 +149,7 @@ class MadxTranslator:
         return Translated(name, {"kind": "Quadrupole", "length": length,
                                  "MagneticMultipoleP": {"Kn1": _value(e, "k1")}})
 
-    def _sextupole(self, e, name, length):
+    def _sextupole(self, e: Any, name: str, length: float) -> Item:
         bad = _nonzero(e, ("k2s", "tilt"))
         if bad:
             return _refuse(name, "sextupole", length, f"{bad.upper()} (skew/tilted "
@@ -157,7 +157,8 @@ class MadxTranslator:
         return Translated(name, {"kind": "Sextupole", "length": length,
                                  "MagneticMultipoleP": {"Kn2": _value(e, "k2")}})
 
-    def _bend(self, e, name, kind, arc, angle, e1, e2):
+    def _bend(self, e: Any, name: str, kind: str, arc: float, angle: float, e1: float,
+              e2: float) -> Item:
         if arc <= 0:
             return _refuse(name, kind, arc, "a bend of zero length (thin bends are not "
                            "translated)")
@@ -180,17 +181,17 @@ class MadxTranslator:
         return Translated(name, fields)
 
     @staticmethod
-    def _fringe(e) -> bool:
+    def _fringe(e: Any) -> bool:
         hgap, fint = _value(e, "hgap"), _value(e, "fint")
         fintx = _value(e, "fintx", -1.0)
         fintx = fint if fintx < 0 else fintx
         return abs(hgap) > _ABS and (abs(fint) > _ABS or abs(fintx) > _ABS)
 
-    def _sbend(self, e, name, length):
+    def _sbend(self, e: Any, name: str, length: float) -> Item:
         return self._bend(e, name, "sbend", length, _value(e, "angle"), _value(e, "e1"),
                           _value(e, "e2"))
 
-    def _rbend(self, e, name, length):
+    def _rbend(self, e: Any, name: str, length: float) -> Item:
         angle = _value(e, "angle")
         half = angle / 2.0
         chord = _value(e, "l")
@@ -201,7 +202,7 @@ class MadxTranslator:
         return self._bend(e, name, "rbend", length, angle, _value(e, "e1") + half,
                           _value(e, "e2") + half)
 
-    def _multipole(self, e, name, length):
+    def _multipole(self, e: Any, name: str, length: float) -> Item:
         bad = _nonzero(e, ("tilt", "angle"))
         if bad:
             return _refuse(name, "multipole", length, f"{bad.upper()} is not translated for "
@@ -217,7 +218,8 @@ class MadxTranslator:
         return Translated(name, {"kind": "Multipole", "length": 0.0,
                                  "MagneticMultipoleP": strengths})
 
-    def _kick(self, e, name, kind, length, hkick, vkick):
+    def _kick(self, e: Any, name: str, kind: str, length: float, hkick: float,
+              vkick: float) -> Item:
         if _nonzero(e, ("tilt",)):
             return _refuse(name, kind, length, "TILT is not translated for kickers")
         if not hkick and not vkick:
@@ -236,19 +238,19 @@ class MadxTranslator:
         return Translated(name, {"kind": "Multipole", "length": 0.0,
                                  "MagneticMultipoleP": strengths})
 
-    def _hkicker(self, e, name, length):
+    def _hkicker(self, e: Any, name: str, length: float) -> Item:
         return self._kick(e, name, "hkicker", length, _value(e, "kick"), 0.0)
 
-    def _vkicker(self, e, name, length):
+    def _vkicker(self, e: Any, name: str, length: float) -> Item:
         return self._kick(e, name, "vkicker", length, 0.0, _value(e, "kick"))
 
-    def _kicker(self, e, name, length):
+    def _kicker(self, e: Any, name: str, length: float) -> Item:
         return self._kick(e, name, e.base_type.name, length, _value(e, "hkick"),
                           _value(e, "vkick"))
 
     _tkicker = _kicker
 
-    def _solenoid(self, e, name, length):
+    def _solenoid(self, e: Any, name: str, length: float) -> Item:
         if not length:
             if _nonzero(e, ("ksi",)):
                 return _refuse(name, "solenoid", 0.0, "a thin solenoid (KSI) is not translated")
@@ -256,7 +258,7 @@ class MadxTranslator:
         return Translated(name, {"kind": "Solenoid", "length": length,
                                  "SolenoidP": {"Ksol": _value(e, "ks")}})
 
-    def _rfcavity(self, e, name, length):
+    def _rfcavity(self, e: Any, name: str, length: float) -> Item:
         volt, lag = _value(e, "volt"), _value(e, "lag")
         if length:
             return _refuse(name, "rfcavity", length, "a thick RF cavity (L > 0) is not "
@@ -283,7 +285,7 @@ class MadxTranslator:
                                          "frequency": freq,
                                          "phase": 2 * math.pi * lag - math.pi / 2}})
 
-    def _dipedge(self, e, name, length):
+    def _dipedge(self, e: Any, name: str, length: float) -> Item:
         """The linear edge kick as a thin quadrupole (merged into a bend by merge_dipedges
         when that is possible)."""
         if self._fringe(e) or _nonzero(e, ("tilt",)):

@@ -22,6 +22,7 @@ from typing import Any
 import matplotlib
 from matplotlib import ticker
 from matplotlib.figure import Figure
+from matplotlib.typing import RcKeyType
 
 from harness.display import format_count
 from harness.report.runs import (
@@ -47,7 +48,7 @@ ERROR_FLOOR = 1e-17
 #: label and tick labels, and for a two-line title.
 LEGEND_CHAR_IN, LEGEND_HANDLE_IN, LEGEND_ROW_IN = 0.068, 0.6, 0.2
 BOTTOM_IN, TOP_IN = 0.55, 0.7
-RC = {"svg.hashsalt": "trackbench", "font.size": 9, "axes.titlesize": 10,
+RC: dict[RcKeyType, Any] = {"svg.hashsalt": "trackbench", "font.size": 9, "axes.titlesize": 10,
       "legend.fontsize": 8, "figure.dpi": 100}
 
 
@@ -110,6 +111,29 @@ def _label(row: dict[str, Any], run: Run, several_runs: bool, extra: str = "") -
     if several_runs:
         label += f" [{run.label}]"
     return label
+
+
+def _point(*values: float | None) -> tuple[float, ...] | None:
+    """A point of a plot; None (the row is left out) when a coordinate was not measured."""
+    point = tuple(value for value in values if value is not None)
+    return point if len(point) == len(values) else None
+
+
+def _quotient(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``; None when either is missing or the denominator is 0."""
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _floored(error: float | None) -> float | None:
+    """An error as drawn on log axes: at least :data:`ERROR_FLOOR` (None stays None)."""
+    return None if error is None else max(error, ERROR_FLOOR)
+
+
+def _columns(*columns: str) -> Callable[[dict[str, Any]], tuple[float, ...] | None]:
+    """A point function: the row's numbers in ``columns`` (see :func:`_point`)."""
+    return lambda row: _point(*(number(row, column) for column in columns))
 
 
 def _group(items: list[tuple[Run, dict[str, Any]]], baseline: str, several_runs: bool,
@@ -262,8 +286,9 @@ def throughput_overview(runs: list[Run], directory: Path, baseline: str,
             axes = grid[index // columns][index % columns]
             used.append(axes)
             rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
-            lines = _group(rows, baseline, len(runs) > 1, lambda r: (
-                number(r, "particles"), number(r, "particles") / number(r, "time_median_s")))
+            lines = _group(rows, baseline, len(runs) > 1, lambda r: _point(
+                number(r, "particles"),
+                _quotient(number(r, "particles"), number(r, "time_median_s"))))
             for line in lines:
                 axes.plot([p[0] for p in line.points], [p[1] for p in line.points],
                           label=line.label, **style(line))
@@ -291,13 +316,13 @@ def time_plots(runs: list[Run], directory: Path, baseline: str,
     several = len(runs) > 1
     for scenario in _scenarios(items):
         rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
-        times = _group(rows, baseline, several, lambda r: (
+        times = _group(rows, baseline, several, lambda r: _point(
             number(r, "particles"), number(r, "time_median_s"),
             number(r, "time_min_s") or number(r, "time_median_s"),
             number(r, "time_max_s") or number(r, "time_median_s")))
-        rates = _group(rows, baseline, several, lambda r: (
-            number(r, "particles"), number(r, "particles") / number(r, "time_median_s"))
-            if number(r, "particles") and number(r, "time_median_s") else None)
+        rates = _group(rows, baseline, several, lambda r: _point(
+            number(r, "particles"), _quotient(number(r, "particles"),
+                                              number(r, "time_median_s"))))
         with matplotlib.rc_context(RC):
             figure, (left, right) = _figure(10.0, 4.8, ncols=2)
             for line in times:
@@ -345,7 +370,7 @@ def speedup_plots(runs: list[Run], directory: Path, baseline: str,
     for scenario in _scenarios(items):
         rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
         lines = _group(rows, baseline, len(runs) > 1,
-                       lambda r: (number(r, "particles"), r["_speedup"]),
+                       lambda r: _point(number(r, "particles"), r["_speedup"]),
                        extra=lambda r: f"(vs {baseline} {r['_against']})" if r["_against"]
                        else "", extra_key=lambda r: (r["_against"],))
         with matplotlib.rc_context(RC):
@@ -405,7 +430,7 @@ def vcurve_plots(runs: list[Run], directory: Path, baseline: str,
         rows = [(run, row) for run, row in items
                 if (text(row, "scenario"), text(row, "parameter")) == (scenario, parameter)]
         lines = _group(rows, baseline, len(runs) > 1,
-                       lambda r: (number(r, "fd_step"), max(rel_error(r), ERROR_FLOOR)),
+                       lambda r: _point(number(r, "fd_step"), _floored(rel_error(r))),
                        extra=_curve_extra, extra_key=_curve_key)
         ad_lines = {}
         for run, row in rows:
@@ -472,8 +497,7 @@ def gradient_cost_plots(runs: list[Run], directory: Path, baseline: str,
             for method, (column, name, linestyle) in COST_METHODS.items():
                 mine = [(run, r) for run, r in rows if _cost_rows([r], method)]
                 for line in _group(mine, baseline, len(runs) > 1,
-                                   lambda r, column=column: (number(r, "n_params"),
-                                                             number(r, column)),
+                                   _columns("n_params", column),
                                    extra=_curve_extra, extra_key=_particles_key):
                     points = _per_x(line.points)
                     axes.plot([p[0] for p in points], [p[1] for p in points],
@@ -513,6 +537,13 @@ def _particles_key(row: dict[str, Any]) -> tuple:
     return (number(row, "particles") or 0.0,)
 
 
+def _memory_extra(row: dict[str, Any]) -> str:
+    """``P=<n_params> <variant>`` of a memory curve (either part left out when absent)."""
+    n_params = number(row, "n_params")
+    return " ".join(part for part in (f"P={int(n_params)}" if n_params else "",
+                                      text(row, "variant")) if part)
+
+
 def memory_plots(runs: list[Run], directory: Path, baseline: str,
                  style: _Style) -> tuple[list[Plot], list[Path], list[str]]:
     """Peak memory of the backward pass vs N, per scenario."""
@@ -525,11 +556,9 @@ def memory_plots(runs: list[Run], directory: Path, baseline: str,
     plots, paths = [], []
     for scenario in _scenarios(items):
         rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
-        lines = _group(rows, baseline, len(runs) > 1, lambda r: (
-            number(r, "particles"), number(r, "backward_peak_bytes") / 2**20),
-            extra=lambda r: " ".join(part for part in (
-                f"P={int(number(r, 'n_params'))}" if number(r, "n_params") else "",
-                text(r, "variant")) if part),
+        lines = _group(rows, baseline, len(runs) > 1, lambda r: _point(
+            number(r, "particles"), _quotient(number(r, "backward_peak_bytes"), 2**20)),
+            extra=_memory_extra,
             extra_key=lambda r: (number(r, "n_params") or 0.0, text(r, "variant")))
         with matplotlib.rc_context(RC):
             figure, axes = _figure()

@@ -40,7 +40,7 @@ def missing(value: Any) -> bool:
 def number(row: dict[str, Any], column: str) -> float | None:
     """A numeric cell of a row, or None when not measured."""
     value = row.get(column)
-    if missing(value) or isinstance(value, bool):
+    if value is None or missing(value) or isinstance(value, bool):
         return None
     try:
         return float(value)
@@ -78,7 +78,7 @@ def load_run(directory: Path, label: str, index: int = 0) -> Run:
 
 def load_runs(directories: list[Path]) -> list[Run]:
     """The runs of several directories, labelled by directory name (suffixed when repeated)."""
-    runs = []
+    runs: list[Run] = []
     seen: dict[str, int] = {}
     for directory in directories:
         name = Path(directory).resolve().name or "run"

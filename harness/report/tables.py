@@ -400,7 +400,8 @@ def gradient_table(runs: list[Run], baseline: str = "impactx") -> Table:
         ["l", "l", "r", "l", "l", "l", "l", "r", "l", "l", "r", "r", "r", "r", "r", "r", "r",
          "r", "l"])
     rows = []
-    references, memory_methods = set(), set()
+    references: set[str] = set()
+    memory_methods: set[str] = set()
     for run in runs:
         for group in gradient_groups(run, baseline):
             head = group[0]
@@ -412,8 +413,9 @@ def gradient_table(runs: list[Run], baseline: str = "impactx") -> Table:
             references.update(text(r, "reference_method") for r in group
                               if text(r, "reference_method"))
             memory = number(reverse, "backward_peak_bytes") if reverse else None
-            if memory is not None and text(reverse, "backward_memory_method"):
-                memory_methods.add(text(reverse, "backward_memory_method"))
+            memory_method = text(reverse, "backward_memory_method") if reverse else ""
+            if memory is not None and memory_method:
+                memory_methods.add(memory_method)
             rows.append(_row(runs, run, [
                 *_case_cells(head), text(head, "parameter") or "-",
                 text(head, "objective") or "-",

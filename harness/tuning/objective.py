@@ -214,7 +214,7 @@ class TuningObjective:
 
 def read_trace(path: Path) -> list[dict[str, Any]]:
     """The lines of a trace file; a truncated last line (a killed writer) is skipped."""
-    lines = []
+    lines: list[dict[str, Any]] = []
     if not Path(path).exists():
         return lines
     for text in Path(path).read_text(encoding="utf-8").splitlines():

@@ -38,6 +38,7 @@ names, the scenario's values inside the bounds).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -45,6 +46,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
 if TYPE_CHECKING:
+    import torch
+
     from harness.scenario import Scenario
 
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -249,18 +252,20 @@ class TuningProblem:
         return self.block.budget.per_method.get(method, self.block.budget.evaluations)
 
 
-def objective_terms(block: TuningBlock, final: dict[str, float | object],
-                    initial: dict[str, float]):
+def objective_terms(block: TuningBlock, final: Mapping[str, float | torch.Tensor],
+                    initial: Mapping[str, float]) -> float | torch.Tensor:
     """The objective: the sum of the target terms (see :class:`Target`) from the final
     observables (floats or differentiable tensors) and the initial ones (floats)."""
-    total = 0.0
+    total: float | torch.Tensor = 0.0
     for name, target in block.targets.items():
         value = final[name]
         if target.growth:
             total = total + target.weight * (value / initial[name] - 1.0)
         else:
-            scale = abs(target.value) if target.relative else 1.0
-            total = total + target.weight * ((value - target.value) / scale) ** 2
+            match = target.value
+            assert match is not None  # a target without growth has a value (Target._one_kind)
+            scale = abs(match) if target.relative else 1.0
+            total = total + target.weight * ((value - match) / scale) ** 2
     return total
 
 

@@ -153,7 +153,7 @@ def case_table(frame: pd.DataFrame) -> Table:
 
 def speedups(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Per problem: the best gradient-based and gradient-free cases and the speed-up."""
-    out = []
+    out: list[dict[str, Any]] = []
     if frame.empty:
         return out
     for (scenario, problem), group in frame.groupby(["scenario", "problem"], sort=False):
