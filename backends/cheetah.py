@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from backends.torch_support import device_support, synchronize, torch_dtype
 from harness.lattice import thin_multipoles
 
 if TYPE_CHECKING:
@@ -183,12 +184,6 @@ def _sliced_unsupported(element: Element) -> Unsupported | None:
     return None
 
 
-def _torch_dtype(dtype: str):
-    import torch
-
-    return {"float64": torch.float64, "float32": torch.float32}[dtype]
-
-
 class _Factory:
     """Builds Cheetah elements with tensors on one device and dtype; values may be floats or
     tensors (tensors keep their autograd graph)."""
@@ -198,7 +193,7 @@ class _Factory:
 
         self.torch = torch
         self.device = torch.device(device)
-        self.dtype = _torch_dtype(dtype)
+        self.dtype = torch_dtype(dtype)
 
     def tensor(self, value) -> torch.Tensor:
         if isinstance(value, self.torch.Tensor):
@@ -522,7 +517,7 @@ class CheetahPrepared(Prepared):
 
         self.scenario = scenario
         self.device = torch.device(device)
-        self.dtype = _torch_dtype(dtype)
+        self.dtype = torch_dtype(dtype)
         self.model = model
         self.threads = torch.get_num_threads()
         self.segment = cheetah.Segment(build_elements(scenario, device, dtype))
@@ -561,18 +556,15 @@ class CheetahPrepared(Prepared):
             return self.segment.track(handle)
 
     def extract(self, handle) -> np.ndarray:
-        columns = handle.particles.detach().to("cpu", dtype=_torch_dtype("float64")).numpy()
+        columns = handle.particles.detach().to("cpu", dtype=torch_dtype("float64")).numpy()
         self.survival = (handle.survival_probabilities.detach()
-                         .to("cpu", dtype=_torch_dtype("float64")).numpy())
+                         .to("cpu", dtype=torch_dtype("float64")).numpy())
         out = to_impactx_columns(columns)
         out[self.survival == 0.0] = np.nan
         return out
 
     def synchronize(self) -> None:
-        if self.device.type == "cuda":
-            import torch
-
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
 
 class CheetahBackend(Backend):
@@ -594,15 +586,9 @@ class CheetahBackend(Backend):
         base = super().supports(scenario, device, dtype)
         if not base:
             return base
-        if dtype not in ("float64", "float32"):
-            return Unsupported(f"dtype {dtype!r}: cheetah runs float64 or float32")
-        if device.startswith("cuda"):
-            import torch
-
-            if not torch.cuda.is_available():
-                return Unsupported("CUDA not available here")
-        elif device != "cpu":
-            return Unsupported(f"device {device!r}: cheetah runs on cpu or cuda")
+        refused = device_support(self.name, device, dtype)
+        if refused is not None:
+            return refused
         notes = []
         sc = scenario.space_charge
         if sc is not None:

@@ -107,11 +107,9 @@ def timed(run: Callable[[], Any], repeat: int = 1,
 
 def cuda_synchronizer(device: str) -> Callable[[], None] | None:
     """``torch.cuda.synchronize`` for a CUDA device, else None."""
-    if not str(device).startswith("cuda"):
-        return None
-    import torch
+    from backends.torch_support import cuda_synchronizer as synchronizer
 
-    return torch.cuda.synchronize
+    return synchronizer(device)
 
 
 class RssSampler:

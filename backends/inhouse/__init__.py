@@ -26,22 +26,13 @@ import numpy as np
 
 from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
 from backends.inhouse.kinds import HONOURED_FIELDS, KINDS
+from backends.torch_support import device_support, synchronize, torch_dtype
 
 if TYPE_CHECKING:
     from harness.scenario import Scenario
 
-#: dtype names the adapter accepts.
-DTYPES: tuple[str, ...] = ("float64", "float32")
-
 #: Module that provides the space-charge tracker (``build_space_charge_tracker``).
 SPACE_CHARGE_MODULE = "backends.inhouse.sc_tracking"
-
-
-def torch_dtype(name: str):
-    """The torch dtype of a dtype name (``float64`` or ``float32``)."""
-    import torch
-
-    return {"float64": torch.float64, "float32": torch.float32}[name]
 
 
 def space_charge_builder():
@@ -123,10 +114,7 @@ class InhousePrepared(Prepared):
 
     def synchronize(self) -> None:
         """Wait for queued CUDA work."""
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
     def extract(self, handle) -> np.ndarray:
         """Final particles as ``(N, 6)`` float64 numpy; lost particles are rows of NaN."""
@@ -161,22 +149,15 @@ class InhouseBackend(Backend):
         base = super().supports(scenario, device, dtype)
         if not base:
             return base
-        if dtype not in DTYPES:
-            return Unsupported(f"inhouse tracks in {list(DTYPES)}, not {dtype!r}")
+        refused = device_support(self.name, device, dtype)
+        if refused is not None:
+            return refused
         from backends.impactx import exact_tier_multipoles
 
         for element in scenario.elements:   # the maps are ImpactX's, so are their limits
             refused = exact_tier_multipoles(element)
             if refused is not None:
                 return refused
-        import torch
-
-        device_type = torch.device(device).type
-        if device_type == "cuda" and not torch.cuda.is_available():
-            return Unsupported("CUDA requested but torch.cuda.is_available() is False "
-                               f"(torch {torch.__version__} build without a usable GPU)")
-        if device_type not in ("cpu", "cuda"):
-            return Unsupported(f"inhouse runs on cpu or cuda, not {device!r}")
         if scenario.space_charge is not None:
             if space_charge_builder() is None:
                 return Unsupported("space charge in the in-house tracker is not available")

@@ -22,16 +22,11 @@ import numpy as np
 import torch
 
 from backends.inhouse.tracker import Tracker
+from backends.torch_support import torch_dtype
 from harness import observables
 from harness.parameters import Parameter, resolve_parameters
 from harness.particles import generate_torch
 from harness.scenario import Scenario, observable_names
-
-
-def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    return {"float64": torch.float64, "float32": torch.float32}[dtype]
 
 
 def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str, n: int,
@@ -60,7 +55,7 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
     """
     if objective not in observable_names():
         raise KeyError(f"objective must be an observable name, got {objective!r}")
-    dtype = _as_dtype(dtype)
+    dtype = torch_dtype(dtype)
     device = torch.device(device)
     resolved: list[Parameter] = resolve_parameters(scenario, list(parameters))
     element_slots = [(i, (p.owner, p.field)) for i, p in enumerate(resolved)
