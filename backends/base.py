@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -231,3 +231,31 @@ class Backend(ABC):
         (:func:`harness.particles.generate_torch`, the scenario's seed, ``N`` particles).
         """
         return None
+
+
+def field_table(kinds: Iterable[str], **extra: Iterable[str]) -> dict[str, frozenset[str]]:
+    """An adapter's honoured-field table: the fields every element of each of ``kinds``
+    carries (:data:`harness.vocabulary.REQUIRED_FIELDS`) plus, per kind, the ``extra``
+    names or patterns it also translates (e.g. ``Multipole=("Kn*L", "Ks*L")``)."""
+    return {kind: REQUIRED_FIELDS.get(kind, frozenset()) | frozenset(extra.get(kind, ()))
+            for kind in kinds}
+
+
+def translate_element(backend: type[Backend], element: Any,
+                      translators: Mapping[str, Any],
+                      refused_kinds: Mapping[str, Any] | None = None) -> Any:
+    """One element through an adapter's kind -> translator table: a kind the adapter
+    refuses outright gives its own reason (``refused_kinds[kind](element)``), a kind
+    without a translator and a field the adapter does not honour are ``Unsupported`` by
+    name, else the translator's result."""
+    refuse = (refused_kinds or {}).get(element.kind)
+    if refuse is not None:
+        return refuse(element)
+    translator = translators.get(element.kind)
+    if translator is None:
+        return Unsupported(f"{backend.name} does not translate element kind "
+                           f"{element.kind!r} ({element.name})")
+    missing = backend.unhonoured_field(element)
+    if missing is not None:
+        return missing
+    return translator(element)

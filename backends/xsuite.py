@@ -82,7 +82,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from backends.base import (
+    Backend,
+    Prepared,
+    Supported,
+    Unsupported,
+    field_table,
+    model_signature,
+    translate_element,
+)
 
 if TYPE_CHECKING:
     from harness.lattice import Element
@@ -269,31 +277,13 @@ TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = {
 
 #: Element parameters each translator honours (anything else is refused by name); thin
 #: multipoles honour every ``KnNL``/``KsNL``.
-HONOURED_FIELDS: dict[str, frozenset[str]] = {
-    "Drift": frozenset({"length"}),
-    "Quadrupole": frozenset({"length", "Kn1"}),
-    "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1"}),
-    "Sextupole": frozenset({"length", "Kn2"}),
-    "Multipole": frozenset({"length", "Kn*L", "Ks*L"}),
-    "Solenoid": frozenset({"length", "Ksol"}),
-    "Marker": frozenset({"length"}),
-    "Instrument": frozenset({"length"}),
-    "Aperture": frozenset({"length", "x_limit", "y_limit", "elliptical"}),
-}
+HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
+    TRANSLATORS, SBend=("Kn1",), Multipole=("Kn*L", "Ks*L"))
 
 
 def translate(element: Element) -> Translation | Unsupported:
     """The Xsuite translation of one harness element, or why there is none."""
-    if element.kind == "RFCavity":
-        return _rf_cavity(element)
-    translator = TRANSLATORS.get(element.kind)
-    if translator is None:
-        return Unsupported(f"xsuite does not translate element kind {element.kind!r} "
-                           f"({element.name})")
-    missing = BACKEND.unhonoured_field(element)
-    if missing is not None:
-        return missing
-    return translator(element)
+    return translate_element(BACKEND, element, TRANSLATORS, {"RFCavity": _rf_cavity})
 
 
 def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
