@@ -29,8 +29,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -72,8 +73,8 @@ def use_project_cache() -> str:
 #: ``max_fusion_size`` (default 64 nodes) keeps a whole segment in one loop over the
 #: particles. Compiling in this process (``compile_threads=1``) avoids starting compile
 #: worker processes.
-INDUCTOR_OPTIONS: dict[str, object] = {"realize_reads_threshold": 1, "max_fusion_size": 4096,
-                                       "compile_threads": 1}
+INDUCTOR_OPTIONS: dict[str, int] = {"realize_reads_threshold": 1, "max_fusion_size": 4096,
+                                    "compile_threads": 1}
 
 #: Particle count from which automatic mode compiles. From 10^3 particles on, the eager path
 #: is dominated by per-operation dispatch (fodo_exact, 10^4 particles: eager 14 ms, ImpactX
@@ -112,10 +113,10 @@ def compile_mode(option: bool | None = None) -> bool | None:
     return None
 
 
-def elementwise_steps(steps: Sequence[Step]) -> list:
+def elementwise_steps(steps: Sequence[Step]) -> list[Step | Callable[..., Any]]:
     """Steps with every constant 2-d :class:`LinearStep` replaced by a function computing its
     product element-wise (:func:`backends.inhouse.segments.linear_push`)."""
-    out = []
+    out: list[Step | Callable[..., Any]] = []
     for step in steps:
         if isinstance(step, LinearStep) and step.matrix.dim() == 2:
             pattern = seg.linear_pattern(step.matrix)
@@ -317,6 +318,7 @@ class CompiledForward:
                 raise
             self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             self.compiled = False
+            assert backup is not None  # taken on every first run
             for column, saved in zip(columns, backup, strict=True):
                 column.copy_(saved)
             return self._eager(columns)

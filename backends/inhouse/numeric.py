@@ -15,7 +15,7 @@ cause a host-device copy, while tensors stay in the autograd graph:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
@@ -26,7 +26,7 @@ Scalar = float | torch.Tensor
 SERIES_LIMIT = 1e-2
 
 
-def is_tensor(value: Any) -> bool:
+def is_tensor(value: Any) -> TypeGuard[torch.Tensor]:
     """Whether ``value`` is a torch tensor (a differentiable or device-resident quantity)."""
     return isinstance(value, torch.Tensor)
 
@@ -89,7 +89,7 @@ def replace_where(condition, value: Scalar, fallback: float) -> Scalar:
 
 def _series(u: Scalar, coefficients: tuple[float, ...]) -> Scalar:
     """sum_n c_n (-u)^n by Horner's rule (u = k L^2)."""
-    out = coefficients[-1]
+    out: Scalar = coefficients[-1]
     for c in reversed(coefficients[:-1]):
         out = c - u * out
     return out
@@ -121,14 +121,16 @@ def focusing_functions(k: Scalar, length: Scalar, sign: int | None = None,
     far from 0 (or k is exactly 0 with ``sign=0``), which skips the Taylor-series guard.
     """
     u = k * length * length
-    tensor = is_tensor(u)
+    small: bool | torch.Tensor
     if regular:
         small = False
-    elif tensor:
+    elif isinstance(u, torch.Tensor):
         small = u.abs() < SERIES_LIMIT
     else:
         small = abs(u) < SERIES_LIMIT
     k_safe = replace_where(small, k, 1.0)
+    c_direct: Scalar
+    s_direct: Scalar
     if sign == 0:
         c_direct, s_direct = 1.0, length
     else:

@@ -34,7 +34,7 @@ from backends.inhouse.space_charge import (
 )
 
 #: Inductor settings (as the lattice kernels, :data:`backends.inhouse.compiled.INDUCTOR_OPTIONS`).
-OPTIONS: dict[str, object] = {"compile_threads": 1}
+OPTIONS: dict[str, int] = {"compile_threads": 1}
 
 
 def _axis(u: torch.Tensor, cells: int, guard: int, order: int

@@ -35,10 +35,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import overload
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns
 from backends.inhouse.reference import RefState
 from backends.inhouse.space_charge import DEFAULT_PROB_RELATIVE, MeshSettings, space_charge_kick
@@ -73,8 +75,19 @@ def is_sliced(element: Element) -> bool:
     return element.kind in SLICED_KINDS and element.length > 0.0
 
 
-def slice_params(params: Mapping[str, object], index: int, count: int) -> dict:
-    """Parameters of slice ``index`` of ``count`` from the element's (floats or tensors)."""
+@overload
+def slice_params(params: Mapping[str, float], index: int, count: int) -> dict[str, float]: ...
+
+
+@overload
+def slice_params(params: Mapping[str, nm.Scalar], index: int, count: int
+                 ) -> dict[str, nm.Scalar]: ...
+
+
+def slice_params(params: Mapping[str, nm.Scalar], index: int, count: int
+                 ) -> dict[str, float] | dict[str, nm.Scalar]:
+    """Parameters of slice ``index`` of ``count`` from the element's (floats or tensors;
+    all-float parameters give all-float slices)."""
     out = dict(params)
     for field in LENGTH_FIELDS:
         if field in out:
@@ -98,7 +111,7 @@ def slice_element(element: Element, count: int) -> list[Element]:
 def _slice_keys(key: ParamKey, count: int) -> list[tuple[ParamKey, int]]:
     """Slice parameter keys fed by one element parameter, with the slice index."""
     name, field = key
-    indices = range(count)
+    indices: Sequence[int] = range(count)
     if field in ("e1", "edge_int1"):
         indices = [0]
     elif field in ("e2", "edge_int2"):
@@ -203,8 +216,10 @@ class SpaceChargeTracker(StepTracking):
             value = torch.as_tensor(value).to(device=self.device, dtype=self.dtype)
             for slice_key, index in self._expand[key]:
                 if index >= 0:
-                    out[slice_key] = slice_params({key[1]: value}, index,
-                                                  self.pieces)[key[1]]
+                    piece = slice_params({key[1]: value}, index, self.pieces)[key[1]]
+                    # a tensor divided or kept: _slice_keys never zeroes a field it feeds
+                    assert isinstance(piece, torch.Tensor)
+                    out[slice_key] = piece
                 else:
                     out[slice_key] = value
         return out
@@ -226,7 +241,7 @@ class SpaceChargeTracker(StepTracking):
                                     self.use_checkpoint, f"SC({element.name})"))
             for spec in self.tracker.specs[position:position + count]:
                 if spec.reference is not None:
-                    params = dict(spec.element.params)
+                    params: dict[str, nm.Scalar] = dict(spec.element.params)
                     params.update({f: v for (n, f), v in slice_values.items()
                                    if n == spec.element.name})
                     ref = spec.reference(params, ref)

@@ -231,7 +231,7 @@ def segment_steps(steps: Sequence, limit: int = SEGMENT_COST) -> list[Segment]:
         if match or period:
             if pending < position:
                 emit(pending, position)
-            if match:
+            if period is None:  # a known segment again
                 emit(position, position + match)
                 position += match
             else:

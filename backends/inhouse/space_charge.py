@@ -106,7 +106,8 @@ class MeshSettings:
     @property
     def nodes(self) -> tuple[int, int, int]:
         """Nodes per axis including guard nodes."""
-        return tuple(n + 1 + 2 * self.guard for n in self.grid)
+        nx, ny, nz = (n + 1 + 2 * self.guard for n in self.grid)
+        return nx, ny, nz
 
 
 # -- coordinate transformations ------------------------------------------------------------
@@ -273,7 +274,8 @@ def solve_potential(charge_density: torch.Tensor, cell: Sequence[torch.Tensor],
     boundaries, for a source moving along z with Lorentz factor ``gamma`` (``(B, 1)`` or a
     float; the IGF uses the rest-frame cell ``(dx, dy, gamma dz)``, ablastr ``computePhi``).
     """
-    nodes = tuple(charge_density.shape[1:])
+    _, nx, ny, nz = charge_density.shape
+    nodes = (nx, ny, nz)
     dz_rest = cell[2] * gamma
     green = integrated_green_function(nodes, (cell[0], cell[1], dz_rest))
     green = green.to(charge_density.dtype)
@@ -361,6 +363,7 @@ def space_charge_kick(columns: Columns, ref: RefState, ds: torch.Tensor | float,
         from backends.inhouse import sc_fast
 
         if sc_fast.usable(columns, ref, ds, alive):
+            assert not isinstance(ds, torch.Tensor)  # usable() admits only a float ds
             return sc_fast.fast_kick(columns, ref, ds, bunch_charge_C, mesh)
     columns = torch.broadcast_tensors(*columns)
     like = columns[0]

@@ -27,7 +27,14 @@ from typing import Any
 import torch
 
 from backends.inhouse import numeric as nm
-from backends.inhouse.maps import Columns, Kernel, assemble, broadcast_columns, stack_columns
+from backends.inhouse.maps import (
+    Columns,
+    Entries,
+    Kernel,
+    assemble,
+    broadcast_columns,
+    stack_columns,
+)
 from backends.inhouse.reference import RefState
 from backends.inhouse.translate import MapSpec, translate
 from harness.lattice import Element
@@ -65,6 +72,22 @@ class KernelStep:
 
 
 Step = LinearStep | KernelStep
+
+
+def _entries(spec: MapSpec, params: Mapping[str, nm.Scalar], ref: RefState) -> Entries:
+    """The 6x6 entries of a linear ``spec``."""
+    entries = spec.make(params, ref)
+    if isinstance(entries, Kernel):
+        raise TypeError(f"{spec.impactx}({spec.element.name}) is linear but made a Kernel")
+    return entries
+
+
+def _kernel(spec: MapSpec, params: Mapping[str, nm.Scalar], ref: RefState) -> Kernel:
+    """The Kernel of a nonlinear ``spec``."""
+    kernel = spec.make(params, ref)
+    if not isinstance(kernel, Kernel):
+        raise TypeError(f"{spec.impactx}({spec.element.name}) is nonlinear but made entries")
+    return kernel
 
 
 def run_steps(steps: Sequence[Step], columns: Columns, alive: torch.Tensor | None = None
@@ -212,9 +235,9 @@ class Tracker(StepTracking):
     def _build_constants(self) -> None:
         ref = self.reference
         for index, spec in enumerate(self.specs):
-            params = dict(spec.element.params)
+            params: dict[str, nm.Scalar] = dict(spec.element.params)
             if not self._dynamic[index] and spec.linear:
-                self._matrices[index] = assemble(spec.make(params, ref), self.device,
+                self._matrices[index] = assemble(_entries(spec, params, ref), self.device,
                                                  self.dtype)
             if spec.reference is not None and not self._dynamic[index]:
                 ref = spec.reference(params, ref)
@@ -230,8 +253,9 @@ class Tracker(StepTracking):
         return [spec.impactx for spec in self.specs]
 
     # -- building steps --------------------------------------------------------------------
-    def _params(self, spec: MapSpec, values: Mapping[ParamKey, torch.Tensor]) -> dict:
-        params = dict(spec.element.params)
+    def _params(self, spec: MapSpec, values: Mapping[ParamKey, torch.Tensor]
+                ) -> dict[str, nm.Scalar]:
+        params: dict[str, nm.Scalar] = dict(spec.element.params)
         for (name, field), value in values.items():
             if name == spec.element.name:
                 params[field] = value
@@ -247,13 +271,14 @@ class Tracker(StepTracking):
                 if index in self._matrices:
                     factor = self._matrices[index]
                 else:
-                    factor = assemble(spec.make(self._params(spec, values), ref), self.device,
-                                      self.dtype)
+                    factor = assemble(_entries(spec, self._params(spec, values), ref),
+                                      self.device, self.dtype)
                 matrix = factor if matrix is None else torch.matmul(factor, matrix)
+            assert matrix is not None  # a group holds at least one map
             return LinearStep(matrix, label), ref
         spec = specs[0]
         params = self._params(spec, values)
-        kernel: Kernel = spec.make(params, ref)
+        kernel = _kernel(spec, params, ref)
         if spec.reference is not None:
             ref = spec.reference(params, ref)
         return KernelStep(kernel.push, nm.broadcast_ready(kernel.coeffs),
