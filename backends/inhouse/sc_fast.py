@@ -29,9 +29,14 @@ from backends.inhouse.space_charge import (
     MeshSettings,
     electric_field,
     solve_potential,
+    space_charge_kick,
     to_fixed_s,
     to_fixed_t,
 )
+
+#: Use the compiled forward-only kick where it applies (:func:`kick`); False: always the
+#: differentiable kick of :mod:`backends.inhouse.space_charge`.
+FAST_KICK = True
 
 #: Inductor settings (as the lattice kernels, :data:`backends.inhouse.compiled.INDUCTOR_OPTIONS`).
 OPTIONS: dict[str, int] = {"compile_threads": 1}
@@ -154,3 +159,15 @@ def fast_kick(columns, ref, ds: float, bunch_charge_C: float, mesh: MeshSettings
         torch._dynamo.mark_dynamic(column, 0)
     return _KERNELS.fn("gather_push", _gather_push)(*fixed, *low, *cell, ex, ey, ez, push,
                                                     gamma, mesh)
+
+
+def kick(columns, ref, ds, bunch_charge_C: float, mesh: MeshSettings = MeshSettings(),
+         alive: torch.Tensor | None = None):
+    """The space-charge kick of :func:`backends.inhouse.space_charge.space_charge_kick`
+    (same arguments and result): through the compiled kernels of this module without
+    autograd (and without a survival mask, for one beam) unless :data:`FAST_KICK` is False,
+    else the differentiable kick."""
+    if FAST_KICK and usable(columns, ref, ds, alive):
+        assert not isinstance(ds, torch.Tensor)  # usable() admits only a float ds
+        return fast_kick(columns, ref, ds, bunch_charge_C, mesh)
+    return space_charge_kick(columns, ref, ds, bunch_charge_C, mesh, alive)

@@ -41,9 +41,10 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from backends.inhouse import numeric as nm
+from backends.inhouse import sc_fast
 from backends.inhouse.maps import Columns
 from backends.inhouse.reference import RefState
-from backends.inhouse.space_charge import DEFAULT_PROB_RELATIVE, MeshSettings, space_charge_kick
+from backends.inhouse.space_charge import DEFAULT_PROB_RELATIVE, MeshSettings
 from backends.inhouse.tracker import (
     LinearStep,
     ParamKey,
@@ -131,11 +132,11 @@ class KickStep:
     label: str
 
     def _kick(self, *columns: torch.Tensor) -> Columns:
-        return space_charge_kick(columns, self.ref, self.ds, self.bunch_charge_C, self.mesh)
+        return sc_fast.kick(columns, self.ref, self.ds, self.bunch_charge_C, self.mesh)
 
     def __call__(self, columns: Columns, alive: torch.Tensor | None):
         if alive is not None:
-            return space_charge_kick(columns, self.ref, self.ds, self.bunch_charge_C,
+            return sc_fast.kick(columns, self.ref, self.ds, self.bunch_charge_C,
                                      self.mesh, alive), alive
         if self.use_checkpoint and torch.is_grad_enabled():
             return checkpoint(self._kick, *columns, use_reentrant=False), alive

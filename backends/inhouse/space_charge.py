@@ -326,10 +326,6 @@ def self_field(positions: Sequence[torch.Tensor], charge: torch.Tensor, mesh: Me
 
 
 # -- the kick ---------------------------------------------------------------------------------
-#: Use the compiled forward-only kick (:mod:`backends.inhouse.sc_fast`) where it applies.
-FAST_KICK = True
-
-
 def _per_batch(value: Scalar, batch: torch.Size) -> Scalar:
     """A float, or a ``batch + (1,)`` tensor as ``(B, 1)`` (one value per flattened batch)."""
     if not nm.is_tensor(value):
@@ -355,16 +351,9 @@ def space_charge_kick(columns: Columns, ref: RefState, ds: torch.Tensor | float,
     Returns:
         The kicked columns (positions unchanged up to the s<->t round trip).
 
-    Without autograd (and without a survival mask, for one beam) the kick runs through the
-    compiled particle kernels of :mod:`backends.inhouse.sc_fast` unless :data:`FAST_KICK`
-    is False.
+    This is the differentiable kick; :func:`backends.inhouse.sc_fast.kick` runs the same
+    kick through compiled particle kernels where no gradient is wanted.
     """
-    if FAST_KICK:
-        from backends.inhouse import sc_fast
-
-        if sc_fast.usable(columns, ref, ds, alive):
-            assert not isinstance(ds, torch.Tensor)  # usable() admits only a float ds
-            return sc_fast.fast_kick(columns, ref, ds, bunch_charge_C, mesh)
     columns = torch.broadcast_tensors(*columns)
     like = columns[0]
     batch, n = like.shape[:-1], like.shape[-1]
