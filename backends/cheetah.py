@@ -1,12 +1,12 @@
 """Cheetah adapter (``cheetah-accelerator`` 0.8.4): harness lattice -> ``cheetah.Segment``.
 
-Coordinates (PHYSICS.md section 1, exact in both directions): Cheetah's particle columns
+Coordinates (docs/conventions.md §1, exact in both directions): Cheetah's particle columns
 are (x, px, y, py, tau, p, 1) with tau = ImpactX t and p = +dE/(p0 c) = -pt; x, px, y, py
 are identical. The reference particle is given as the total energy [eV] and a
 ``cheetah.Species`` carrying ImpactX's rest energy, so both codes see the same reference.
 
 Maps per harness element and effective tier (``Element.tier``). "exact" means the Cheetah
-map is ImpactX's map to round-off (measured, PHYSICS.md section 3 and this module's tests);
+map is ImpactX's map to round-off (measured, docs/conventions.md §3 and this module's tests);
 anything else is a labelled stand-in and the case's model becomes ``stand-in:...``.
 
 =============  ============  ==================================================  =========
@@ -61,7 +61,7 @@ Space charge (3D only): every element of length L > 0 is cut into ``kicks_per_el
 pieces, each tracked as [piece/2, ``SpaceChargeKick(L/n)``, piece/2]. Cheetah's Poisson
 grid spans +-``domain_sigmas`` rms sizes about 0 (not about the centroid), deposits with
 cloud-in-cell only, and uses ``+e E(rho(particle_charges))``, so particle charges are
-given positive, |Q|/N (PHYSICS.md section 5).
+given positive, |Q|/N (docs/conventions.md §4).
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ SECOND_ORDER = "second_order"
 DRIFT_KICK_DRIFT = "drift_kick_drift"
 
 #: Harness field -> factor to the Cheetah attribute where they differ (Cheetah's solenoid
-#: k = Ksol / 2, PHYSICS.md section 4); other fields map one to one (Kn1 -> k1, ...).
+#: k = Ksol / 2, docs/conventions.md §3); other fields map one to one (Kn1 -> k1, ...).
 FIELD_FACTORS: dict[str, float] = {"Ksol": 0.5}
 
 #: Length [m] of the second-order sextupole that stands in for a thin sextupole kick.
@@ -467,7 +467,7 @@ def build_elements(scenario: Scenario, device: str = "cpu", dtype: str = "float6
 
 
 def cheetah_species(reference: Reference, device: str = "cpu", dtype: str = "float64"):
-    """A Cheetah species with ImpactX's rest energy and charge (PHYSICS.md section 1)."""
+    """A Cheetah species with ImpactX's rest energy and charge (docs/conventions.md §1)."""
     import cheetah
 
     make = _Factory(device, dtype)

@@ -1,6 +1,6 @@
 """Reference particle: species, energy and the derived relativistic quantities.
 
-Masses are ImpactX's (its SI constants, see PHYSICS.md §1) so that every backend is handed
+Masses are ImpactX's (its SI constants, see docs/conventions.md §1) so that every backend is handed
 bit-identical reference data; Cheetah is given the same mass explicitly.
 """
 

@@ -238,7 +238,7 @@ def test_cuda_matches_cpu() -> None:
 
 def _impactx_linear(scenario, particles: np.ndarray) -> np.ndarray:
     """Track through ImpactX's linear maps (Drift, Quad, DipEdge + Sbend + DipEdge), with the
-    injection and read-back of PHYSICS.md section 2."""
+    injection and read-back of docs/conventions.md §2."""
     import amrex.space3d as amr
     from impactx import ImpactX, elements
 

@@ -2,7 +2,7 @@
 
 Agreement = max over particles and coordinates of |in-house - ImpactX| / std(ImpactX
 coordinate). Bundled scenarios run through ``backends.impactx`` when that adapter is present,
-else through the minimal driver below (PHYSICS.md §2: inject with ``add_n_particles``, read
+else through the minimal driver below (docs/conventions.md §2: inject with ``add_n_particles``, read
 back with ``to_df`` sorted by particle id). Single elements not used by any bundled scenario
 (solenoid, RF gap, combined-function and exact bends, skew multipoles, apertures) are
 checked with the driver at three energies.

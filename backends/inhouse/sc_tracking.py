@@ -273,7 +273,7 @@ def build_space_charge_tracker(scenario, device: torch.device | str = "cpu",
     """The space-charge tracker of a scenario with ``space_charge: {kind: 3d, ...}``.
 
     ``prob_relative`` is ImpactX's mesh padding (mesh extent / beam extent), not a scenario
-    field; the default 1.1 is the value used for the ImpactX runs of PHYSICS.md §5.
+    field; the default 1.1 is the value used for the ImpactX runs of docs/conventions.md §4.
     """
     settings = scenario.space_charge
     if settings is None or settings.kind != "3d":

@@ -66,7 +66,8 @@ EPSILON_0 = 8.8541878128e-12
 #: Deposition / gather shapes: name -> B-spline order (ImpactX ``particle_shape``).
 SHAPE_ORDER = {"cic": 1, "tsc": 2}
 
-#: ImpactX's mesh padding used here by default (``sim.prob_relative = [1.1]``, PHYSICS.md §5).
+#: ImpactX's mesh padding used here by default (``sim.prob_relative = [1.1]``,
+#: docs/conventions.md §4).
 DEFAULT_PROB_RELATIVE = 1.1
 
 
