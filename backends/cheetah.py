@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     import torch
 
     from harness.lattice import Element
-    from harness.reference import Reference
+    from harness.reference_particle import ReferenceParticle
     from harness.scenario import Scenario
 
 #: Cheetah tracking methods used by this adapter.
@@ -466,7 +466,7 @@ def build_elements(scenario: Scenario, device: str = "cpu", dtype: str = "float6
     return out
 
 
-def cheetah_species(reference: Reference, device: str = "cpu", dtype: str = "float64"):
+def cheetah_species(reference: ReferenceParticle, device: str = "cpu", dtype: str = "float64"):
     """A Cheetah species with ImpactX's rest energy and charge (docs/conventions.md §1)."""
     import cheetah
 

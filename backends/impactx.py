@@ -81,7 +81,7 @@ from harness.lattice import Element, rotated_normal, thick_multipoles, thin_mult
 from harness.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
-    from harness.reference import Reference
+    from harness.reference_particle import ReferenceParticle
     from harness.scenario import Scenario
 
 #: PyPI distributions that provide the ``impactx`` module (the sequential CPU wheel and the
@@ -199,7 +199,7 @@ def _exact_multipole(element: Element, nslice: int) -> ElementSpec:
         "unit": 0, **_aligned(element), **_thick(element, nslice, True)})
 
 
-def _quadrupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+def _quadrupole(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     """A quadrupole; a skew component Ks1 makes it the normal quadrupole of strength
     hypot(Kn1, Ks1) rotated by -atan2(Ks1, Kn1)/2 (exact for a pure quadrupole field);
     other multipole components make it an ``ExactMultipole`` (exact tier only)."""
@@ -276,14 +276,14 @@ def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]
     return {n: (float(kn), float(ks)) for n, (kn, ks) in thin_multipoles(params).items()}
 
 
-def _multipole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+def _multipole(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     return [ElementSpec("Multipole", {"name": element.name, "multipole": n + 1,
                                       "K_normal": kn, "K_skew": ks, **_aligned(element)})
             for n, (kn, ks) in multipole_orders(element.params).items()
             if kn != 0.0 or ks != 0.0]
 
 
-def _short_rf(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+def _short_rf(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     """ImpactX ``ShortRF``: ``V`` = max energy gain / (m c^2), phase in degrees
     (``src/elements/ShortRF.H``: 0 on crest, -90 bunching)."""
     p = element.params
@@ -293,7 +293,7 @@ def _short_rf(element: Element, reference: Reference, nslice: int) -> list[Eleme
                                     "phase": math.degrees(float(p["phase"]))})]
 
 
-def _kicker(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+def _kicker(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     """ImpactX ``Kicker`` (``src/elements/Kicker.H``: px += xkick, py += ykick, unit
     ``dimensionless``) with xkick = -Kn0L, ykick = +Ks0L (MAD-X KNL/KSL signs); a thick
     kicker is the kick between two drift halves of its tier."""
@@ -307,7 +307,7 @@ def _kicker(element: Element, reference: Reference, nslice: int) -> list[Element
             _drift(element, element.tier, nslice, half, f"{element.name}.out")]
 
 
-def _aperture(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+def _aperture(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     p = element.params
     return [ElementSpec("Aperture", {
         "name": element.name, "aperture_x": float(p["x_limit"]),
@@ -316,7 +316,7 @@ def _aperture(element: Element, reference: Reference, nslice: int) -> list[Eleme
         "action": "transmit"})]
 
 
-def _sextupole(element: Element, reference: Reference, nslice: int) -> list[ElementSpec]:
+def _sextupole(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     return [_exact_multipole(element, nslice)]
 
 
@@ -369,7 +369,7 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
-def translate(element: Element, reference: Reference, nslice: int | None = None
+def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None
               ) -> list[ElementSpec]:
     """The ImpactX elements of one harness element (``nslice`` overrides the element's)."""
     slices = nslice if nslice is not None else element.nslice
@@ -547,7 +547,7 @@ class ImpactXPrepared(Prepared):
         beam.clear_particles()
         ref = beam.ref
         ref.reset()
-        from harness.reference import IMPACTX_SPECIES
+        from harness.reference_particle import IMPACTX_SPECIES
 
         if self.reference.species in IMPACTX_SPECIES:
             ref.set_species(self.reference.species)

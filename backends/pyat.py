@@ -74,7 +74,7 @@ from backends.base import (
 
 if TYPE_CHECKING:
     from harness.lattice import Element
-    from harness.reference import Reference
+    from harness.reference_particle import ReferenceParticle
     from harness.scenario import Scenario
 
 #: What every pyAT row stands in for (AT moves every particle at c).
@@ -266,7 +266,7 @@ def model_label(stand_ins: list[str]) -> str:
 # --------------------------------------------------------------------------- coordinates
 
 
-def to_at(particles: np.ndarray, reference: Reference) -> np.ndarray:
+def to_at(particles: np.ndarray, reference: ReferenceParticle) -> np.ndarray:
     """ImpactX ``(N, 6)`` -> AT's Fortran-ordered ``(6, N)`` (x, px, y, py, delta, ct)."""
     p = np.asarray(particles, dtype=np.float64)
     beta0 = reference.beta
@@ -276,7 +276,7 @@ def to_at(particles: np.ndarray, reference: Reference) -> np.ndarray:
                                         beta0 * p[:, 4]]))
 
 
-def from_at(r: np.ndarray, reference: Reference) -> np.ndarray:
+def from_at(r: np.ndarray, reference: ReferenceParticle) -> np.ndarray:
     """AT ``(6, N)`` -> ImpactX ``(N, 6)`` (x, px, y, py, t, pt)."""
     beta0, bg0 = reference.beta, reference.beta_gamma
     delta = r[4]

@@ -123,7 +123,8 @@ def compute(particles, names: list[str], beta_gamma: float | torch.Tensor = 1.0,
 
 
 def compute_for(particles, names: list[str], reference, weights=None) -> dict[str, Any]:
-    """:func:`compute` with beta0 and beta0*gamma0 of a :class:`harness.reference.Reference`."""
+    """:func:`compute` with beta0 and beta0*gamma0 of a reference particle
+    (:class:`harness.reference_particle.ReferenceParticle`)."""
     return compute(particles, names, reference.beta_gamma, reference.beta, weights)
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.errors import ScenarioError
 from harness.lattice import Element, ElementSettings, build_elements
 from harness.observables import observable_names
-from harness.reference import SPECIES, Reference
+from harness.reference_particle import SPECIES, ReferenceParticle
 from harness.tuning.problem import TuningBlock, check_tuning
 from harness.vocabulary import MODEL_TIERS
 from harness.yaml_load import load_yaml_file
@@ -211,7 +211,7 @@ def canonical_species(name: str) -> str | None:
 class Beam(_Strict):
     """The initial beam.
 
-    ``species``: a name of :data:`harness.reference.SPECIES` (case-insensitive) or ``ion``
+    ``species``: a name of :data:`harness.reference_particle.SPECIES` (case-insensitive) or ``ion``
     with ``charge_qe`` [elementary charges, signed, non-zero] and ``mass_MeV`` [MeV > 0].
     ``kinetic_energy_MeV`` > 0 (so the total energy is above the rest mass) and at most
     :data:`MAX_KINETIC_ENERGY_MEV`.
@@ -285,12 +285,12 @@ class Beam(_Strict):
         return self
 
     @property
-    def reference(self) -> Reference:
+    def reference(self) -> ReferenceParticle:
         """Reference particle of the beam."""
         if self.species == ION and self.mass_MeV is not None:
-            return Reference(ION, self.kinetic_energy_MeV, rest_energy_eV=self.mass_MeV * 1e6,
-                             charge=self.charge_qe)
-        return Reference(self.species, self.kinetic_energy_MeV)
+            return ReferenceParticle(ION, self.kinetic_energy_MeV,
+                                     rest_energy_eV=self.mass_MeV * 1e6, charge=self.charge_qe)
+        return ReferenceParticle(self.species, self.kinetic_energy_MeV)
 
 
 class SpaceCharge(_Strict):
@@ -413,7 +413,7 @@ class Scenario(_Strict):
         return one * self.periods
 
     @property
-    def reference_particle(self) -> Reference:
+    def reference_particle(self) -> ReferenceParticle:
         """The beam's reference particle."""
         return self.beam.reference
 

@@ -17,11 +17,11 @@ from torch.func import jacfwd
 from backends.inhouse.tracker import Tracker
 from harness.lattice import Element
 from harness.particles import generate
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 from harness.scenario import load_scenario
 
-REF = Reference("electron", 2000.0)
-SLOW = Reference("proton", 800.0)  # beta = 0.84: the velocity terms matter
+REF = ReferenceParticle("electron", 2000.0)
+SLOW = ReferenceParticle("proton", 800.0)  # beta = 0.84: the velocity terms matter
 
 #: The symplectic form of (x, px, y, py, t, pt).
 S = torch.zeros(6, 6, dtype=torch.float64)
@@ -36,14 +36,15 @@ def element(kind: str, tier: str = "linear", nslice: int = 1, mapsteps: int = 10
     return Element(name, kind, params, tier, tier, nslice, mapsteps)
 
 
-def track_one(elements: list[Element], vector: torch.Tensor, ref: Reference = REF,
+def track_one(elements: list[Element], vector: torch.Tensor, ref: ReferenceParticle = REF,
               **kwargs) -> torch.Tensor:
     """Track one particle (a 6-vector) through ``elements``."""
     out, _ = Tracker(elements, ref, **kwargs).track(vector[None, :])
     return out[0]
 
 
-def jacobian(elements: list[Element], at: torch.Tensor, ref: Reference = REF) -> torch.Tensor:
+def jacobian(elements: list[Element], at: torch.Tensor,
+             ref: ReferenceParticle = REF) -> torch.Tensor:
     """The 6x6 Jacobian of the map at a particle (forward mode)."""
     tracker = Tracker(elements, ref)
     return jacfwd(lambda v: tracker.track(v[None, :])[0][0])(at)
@@ -110,7 +111,7 @@ def test_chr_drift_is_the_paraxial_expansion():
 
 
 # -- quadrupole ---------------------------------------------------------------------------------
-def quad_matrix(length: float, k: float, ref: Reference) -> torch.Tensor:
+def quad_matrix(length: float, k: float, ref: ReferenceParticle) -> torch.Tensor:
     """Thick quadrupole: cos/sin in the focusing plane, cosh/sinh in the other (Wolski 3.3)."""
     w = math.sqrt(abs(k))
     phi = w * length
@@ -170,7 +171,7 @@ def test_chr_quad_chromatic_focusing():
 
 
 # -- bends ----------------------------------------------------------------------------------------
-def sbend_matrix(length: float, angle: float, ref: Reference) -> torch.Tensor:
+def sbend_matrix(length: float, angle: float, ref: ReferenceParticle) -> torch.Tensor:
     """Sector dipole (Wolski 3.4) with delta = -pt/beta and c dt = -z/beta."""
     rho = length / angle
     beta = ref.beta

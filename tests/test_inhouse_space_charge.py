@@ -20,7 +20,7 @@ from backends.inhouse.space_charge import (
 )
 from harness.lattice import Element
 from harness.particles import generate
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 from harness.scenario import load_scenario
 
 F64 = torch.float64
@@ -83,7 +83,7 @@ def test_moving_source_is_the_boosted_rest_frame_field():
 
 
 def test_fixed_t_round_trip_is_identity():
-    ref = RefState.from_reference(Reference("proton", 800.0))
+    ref = RefState.from_reference(ReferenceParticle("proton", 800.0))
     gen = torch.Generator().manual_seed(3)
     columns = tuple(1e-3 * torch.randn(6, 500, generator=gen, dtype=F64))
     gamma = torch.tensor(ref.gamma, dtype=F64)
@@ -93,7 +93,7 @@ def test_fixed_t_round_trip_is_identity():
 
 
 def test_zero_charge_gives_no_kick():
-    ref = RefState.from_reference(Reference("electron", 250.0))
+    ref = RefState.from_reference(ReferenceParticle("electron", 250.0))
     gen = torch.Generator().manual_seed(4)
     columns = tuple(1e-3 * torch.randn(6, 1000, generator=gen, dtype=F64))
     kicked = space_charge_kick(columns, ref, 1.0, 0.0, MeshSettings((8, 8, 8)))
@@ -103,7 +103,7 @@ def test_zero_charge_gives_no_kick():
 
 def test_kick_is_repulsive_and_momentum_conserving():
     """Momentum kicks point outward; the total kick is zero (no self-force of the beam)."""
-    ref = RefState.from_reference(Reference("electron", 5.0))
+    ref = RefState.from_reference(ReferenceParticle("electron", 5.0))
     ball = _uniform_ball(4000, 1e-3, seed=5)
     zero = torch.zeros(4000, dtype=F64)
     columns = (ball[:, 0], zero, ball[:, 1], zero, ball[:, 2], zero)
@@ -197,7 +197,7 @@ def test_matches_impactx_with_momentum_spread_and_exact_quad():
     expected = _impactx_track(initial, "electron", 5.0, 1e-10, 24, [
         elements.ChrQuad(name="q1", ds=0.5, k=8.0, nslice=2),
         elements.ExactQuad(name="q2", ds=0.5, k=-8.0, nslice=2, mapsteps=10)], True)
-    tracker = SpaceChargeTracker(lattice, Reference("electron", 5.0), 1e-10, 2,
+    tracker = SpaceChargeTracker(lattice, ReferenceParticle("electron", 5.0), 1e-10, 2,
                                  MeshSettings((24, 24, 24)))
     final, _ = tracker.track(torch.as_tensor(initial))
     deviation = np.sqrt(np.mean((final.numpy() - expected) ** 2, axis=0)) / expected.std(0)
@@ -208,7 +208,7 @@ def _tiny_tracker(**kwargs) -> SpaceChargeTracker:
     elements = [Element("q", "Quadrupole", {"length": 0.3, "Kn1": 4.0}),
                 Element("b", "SBend", {"length": 0.4, "angle": 0.05, "e1": 0.02, "e2": 0.01}),
                 Element("d", "Drift", {"length": 0.5})]
-    return SpaceChargeTracker(elements, Reference("electron", 5.0), 2e-10, 2,
+    return SpaceChargeTracker(elements, ReferenceParticle("electron", 5.0), 2e-10, 2,
                               MeshSettings((8, 8, 8)), parameters=[("q", "Kn1")], **kwargs)
 
 
@@ -228,7 +228,7 @@ def test_slices_compose_to_the_element_without_charge():
     from backends.inhouse.tracker import Tracker
 
     tracker = _tiny_tracker()
-    plain = Tracker(tracker.elements, Reference("electron", 5.0))
+    plain = Tracker(tracker.elements, ReferenceParticle("electron", 5.0))
     particles = _tiny_beam()
     tracker.bunch_charge_C = 0.0
     sliced, _ = tracker.track(particles)
@@ -290,7 +290,7 @@ def test_checkpointing_gives_the_same_gradient():
 
 
 def test_float32_follows_float64():
-    ref = RefState.from_reference(Reference("electron", 5.0))
+    ref = RefState.from_reference(ReferenceParticle("electron", 5.0))
     ball = _uniform_ball(2000, 1e-3, seed=9)
     zero = torch.zeros(2000, dtype=F64)
     columns = (ball[:, 0], zero, ball[:, 1], zero, ball[:, 2], zero)
@@ -305,7 +305,7 @@ def test_float32_follows_float64():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
-    ref = RefState.from_reference(Reference("electron", 5.0))
+    ref = RefState.from_reference(ReferenceParticle("electron", 5.0))
     ball = _uniform_ball(2000, 1e-3, seed=10)
     zero = torch.zeros(2000, dtype=F64)
     columns = (ball[:, 0], zero, ball[:, 1], zero, ball[:, 2], zero)
@@ -318,7 +318,7 @@ def test_cuda_matches_cpu():
 def test_lost_particles_carry_no_charge():
     """A lost particle far away neither sizes the mesh nor adds charge: the others get the
     kick they get without it."""
-    ref = RefState.from_reference(Reference("electron", 5.0))
+    ref = RefState.from_reference(ReferenceParticle("electron", 5.0))
     ball = _uniform_ball(1000, 1e-3, seed=11)
     ball = torch.cat([ball, torch.tensor([[0.5, -0.3, 0.2]], dtype=F64)])
     zero = torch.zeros(len(ball), dtype=F64)
@@ -349,7 +349,7 @@ def test_slice_length_gradient_matches_central_differences():
     Measured: 7e-11 relative (step 1e-5 m)."""
     elements = [Element("q", "Quadrupole", {"length": 0.3, "Kn1": 4.0}),
                 Element("d", "Drift", {"length": 0.5})]
-    tracker = SpaceChargeTracker(elements, Reference("electron", 5.0), 2e-10, 2,
+    tracker = SpaceChargeTracker(elements, ReferenceParticle("electron", 5.0), 2e-10, 2,
                                  MeshSettings((8, 8, 8)), parameters=[("d", "length")])
     particles = _tiny_beam()
 
@@ -371,7 +371,7 @@ def test_compiled_forward_kick_equals_the_autograd_kick(deposition, monkeypatch)
     from backends.inhouse import sc_fast
     from backends.inhouse import space_charge as sc
 
-    ref = RefState.from_reference(Reference("electron", 5.0))
+    ref = RefState.from_reference(ReferenceParticle("electron", 5.0))
     gen = torch.Generator().manual_seed(3)
     columns = tuple(1e-3 * torch.randn(3000, generator=gen, dtype=F64) for _ in range(6))
     mesh = MeshSettings((12, 10, 8), deposition)

@@ -22,7 +22,7 @@ from backends.inhouse.reference import RefState
 from backends.inhouse.tracker import Tracker
 from harness.lattice import Element
 from harness.particles import generate
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 from harness.scenario import load_scenario
 
 impactx = pytest.importorskip("impactx")
@@ -40,7 +40,7 @@ SCENARIO_BOUNDS = {
 }
 
 
-def impactx_elements(elements: list[Element], reference: Reference) -> list:
+def impactx_elements(elements: list[Element], reference: ReferenceParticle) -> list:
     """ImpactX elements for harness elements (the translation table of
     ``backends.inhouse.translate``, written independently against ImpactX's Python API)."""
     from impactx import elements as ix
@@ -94,13 +94,13 @@ def impactx_elements(elements: list[Element], reference: Reference) -> list:
     return out
 
 
-def track_impactx(elements: list[Element], reference: Reference,
+def track_impactx(elements: list[Element], reference: ReferenceParticle,
                   particles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Track harness elements with ImpactX (see :func:`run_impactx`)."""
     return run_impactx(impactx_elements(elements, reference), reference, particles)
 
 
-def run_impactx(lattice: list, reference: Reference,
+def run_impactx(lattice: list, reference: ReferenceParticle,
                 particles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Track with ImpactX elements; returns the surviving particles in injection order and
     their indices into ``particles`` (carried through ImpactX as the particle weights 1..N,
@@ -197,9 +197,9 @@ ELEMENT_CASES = {
 }
 
 ENERGIES = {
-    "e-2GeV": Reference("electron", 2000.0),
-    "p800MeV": Reference("proton", 800.0),
-    "e-5MeV": Reference("electron", 5.0),
+    "e-2GeV": ReferenceParticle("electron", 2000.0),
+    "p800MeV": ReferenceParticle("proton", 800.0),
+    "e-5MeV": ReferenceParticle("electron", 5.0),
 }
 
 

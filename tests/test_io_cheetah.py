@@ -166,9 +166,9 @@ def test_impactx_lattice_in_python():
     impactx = pytest.importorskip("impactx")
     ix = impactx.elements
     from harness.io.impactx_lattice import import_impactx
-    from harness.reference import Reference
+    from harness.reference_particle import ReferenceParticle
 
-    reference = Reference("electron", 2000.0)
+    reference = ReferenceParticle("electron", 2000.0)
     lattice = [ix.Drift(ds=0.25, name="d1"), ix.Quad(ds=1.0, k=1.0, name="q1"),
                ix.DipEdge(psi=0.05, rc=10.0, g=0.0, K2=0.0, name="edge_in"),
                ix.Sbend(ds=1.0, rc=10.0, name="b"),

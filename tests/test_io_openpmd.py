@@ -13,12 +13,12 @@ import yaml
 from harness.errors import ScenarioError
 from harness.io.openpmd import file_reference, read_openpmd, write_openpmd
 from harness.particles import generate
-from harness.reference import C_LIGHT, Reference
+from harness.reference_particle import C_LIGHT, ReferenceParticle
 from harness.scenario import load_scenario
 
 beamphysics = pytest.importorskip("beamphysics")
 
-REFERENCE = Reference("electron", 100.0)
+REFERENCE = ReferenceParticle("electron", 100.0)
 
 
 def group(n: int = 5, species: str = "electron", **overrides):

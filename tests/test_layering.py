@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     # 0: the scenario model and its vocabulary
     "harness.errors": 0, "harness.vocabulary": 0, "harness.yaml_load": 0,
     "harness.scenario": 0, "harness.lattice": 0, "harness.parameters": 0,
-    "harness.particles": 0, "harness.observables": 0, "harness.reference": 0,
+    "harness.particles": 0, "harness.observables": 0, "harness.reference_particle": 0,
     "harness.fields": 0, "harness.beam": 0, "harness.scenario_edit": 0,
     "harness.display": 0, "harness.timing_quality": 0,
     # 1: backends (adapters and the in-house tracker)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness import observables
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 from harness.scenario import observable_names
 
 #: Four particles (x, px, y, py, t, pt); moments below are worked out by hand.
@@ -77,7 +77,7 @@ def test_emittance_invariant_under_a_symplectic_map() -> None:
 
 
 def test_compute_for_uses_the_reference_particle() -> None:
-    ref = Reference("electron", 2000.0)
+    ref = ReferenceParticle("electron", 2000.0)
     out = observables.compute_for(HAND, ["norm_emittance_x", "dispersion_x"], ref)
     assert out["norm_emittance_x"] == pytest.approx(ref.beta_gamma * 0.5, rel=1e-15)
     assert out["dispersion_x"] == pytest.approx(-ref.beta * 0.5, rel=1e-15)

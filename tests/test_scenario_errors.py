@@ -376,7 +376,7 @@ DATA = REPO / "tests" / "data"
     ("Electron", "electron"), ("POSITRON", "positron"), ("proton", "proton"),
     ("hminus", "Hminus"), ("Muon", "muon"), ("antimuon", "antimuon")])
 def test_species_by_name_case_insensitive(given: str, canonical: str) -> None:
-    from harness.reference import SPECIES
+    from harness.reference_particle import SPECIES
 
     data = fodo()
     data["beam"]["species"] = given
@@ -387,7 +387,7 @@ def test_species_by_name_case_insensitive(given: str, canonical: str) -> None:
 
 
 def test_muon_rest_energy_is_codata() -> None:
-    from harness.reference import SPECIES
+    from harness.reference_particle import SPECIES
 
     assert SPECIES["muon"] == (105.6583755e6, -1.0)  # CODATA 2018, m_mu c^2 [eV]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backends.inhouse import numeric as nm
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class RefState:
     charge_qe: float
 
     @classmethod
-    def from_reference(cls, reference: Reference) -> RefState:
-        """The state of a harness :class:`~harness.reference.Reference`."""
+    def from_reference(cls, reference: ReferenceParticle) -> RefState:
+        """The state of a harness :class:`~harness.reference_particle.ReferenceParticle`."""
         return cls(reference.gamma, reference.mass_eV, reference.charge_qe)
 
     @property

@@ -38,7 +38,7 @@ from backends.inhouse.maps import (
 from backends.inhouse.reference import RefState
 from backends.inhouse.translate import MapSpec, translate
 from harness.lattice import Element
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 
 #: A parameter key: (element name, field), e.g. ("qf", "Kn1").
 ParamKey = tuple[str, str]
@@ -185,7 +185,7 @@ class Tracker(StepTracking):
             does) is rebuilt per call, all others are built here once.
     """
 
-    def __init__(self, elements: Sequence[Element], reference: Reference | RefState, *,
+    def __init__(self, elements: Sequence[Element], reference: ReferenceParticle | RefState, *,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
                  fuse_linear: bool = True, parameters: Iterable[ParamKey] = ()):
         self.elements = list(elements)

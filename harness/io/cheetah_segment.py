@@ -39,7 +39,7 @@ from typing import Any
 
 from harness.io.model import ImportRefused, ImportResult, Item, Translated, Untranslatable
 from harness.io.pals_doc import BeamSpec, beam_from_momentum
-from harness.reference import SPECIES
+from harness.reference_particle import SPECIES
 
 _ABS = 1e-15
 

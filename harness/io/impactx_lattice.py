@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from harness.io.model import ImportResult, Item, Translated, Untranslatable
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 
 _DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
 _QUADS = ("Quad", "ChrQuad", "ExactQuad")
@@ -43,7 +43,7 @@ def _fields(element) -> dict[str, Any]:
     return dict(element.to_dict())
 
 
-def _translate(element, index: int, reference: Reference, notes: list[str]) -> Item:
+def _translate(element, index: int, reference: ReferenceParticle, notes: list[str]) -> Item:
     d = _fields(element)
     kind = str(d.get("type", type(element).__name__))
     name = str(d["name"]) if d.get("name") else f"{kind.lower()}_{index}"
@@ -132,7 +132,7 @@ def merge_edges(items: list[Item], edges: dict[int, tuple[float, float]],
     return [item for item in out if item is not None]
 
 
-def import_impactx(lattice: list, reference: Reference,
+def import_impactx(lattice: list, reference: ReferenceParticle,
                    source: str = "<ImpactX lattice>") -> ImportResult:
     """A list of ImpactX elements as translated elements (``reference``: the beam's reference
     particle, for field strengths given in SI units)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.io.model import ImportRefused, ImportResult, Translated, apply_policy
 from harness.io.pals_doc import BeamSpec, scenario_dict, to_yaml, validated
-from harness.reference import SPECIES
+from harness.reference_particle import SPECIES
 
 FORMATS: tuple[str, ...] = ("madx", "bmad", "elegant", "pals")
 _SUFFIXES = {".madx": "madx", ".seq": "madx", ".mad": "madx", ".bmad": "bmad", ".lat": "bmad",

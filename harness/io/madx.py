@@ -57,7 +57,7 @@ from typing import Any
 
 from harness.io.model import ImportRefused, ImportResult, Item, Translated, Untranslatable
 from harness.io.pals_doc import BeamSpec, beam_from_gamma
-from harness.reference import C_LIGHT, SPECIES
+from harness.reference_particle import C_LIGHT, SPECIES
 
 #: MAD-X particle names the harness has a species for.
 MADX_SPECIES = {"electron": "electron", "positron": "positron", "proton": "proton"}
@@ -391,10 +391,10 @@ def start_madx(file: Path, species: str | None = None, energy_MeV: float | None 
     madx = Madx(stdout=output, stderr=subprocess.STDOUT, cwd=str(file.resolve().parent))
     try:
         if species is not None and energy_MeV is not None and not has_beam:
-            from harness.reference import Reference
+            from harness.reference_particle import ReferenceParticle
 
             mass = SPECIES[species][0] * 1e-9
-            energy = Reference(species, energy_MeV).total_energy_eV * 1e-9
+            energy = ReferenceParticle(species, energy_MeV).total_energy_eV * 1e-9
             madx.command.beam(particle=species, mass=mass,
                               charge=SPECIES[species][1], energy=energy)
         madx.call(str(file.resolve()))

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import ScenarioError
-from harness.reference import C_LIGHT, SPECIES, Reference
+from harness.reference_particle import C_LIGHT, SPECIES, ReferenceParticle
 
 #: File suffixes read as openPMD HDF5.
 SUFFIXES: tuple[str, ...] = (".h5", ".hdf5")
@@ -45,7 +45,7 @@ def _particle_group(path: Path):
                             f"({type(error).__name__}: {error})") from None
 
 
-def read_openpmd(path: str | Path, reference: Reference) -> np.ndarray:
+def read_openpmd(path: str | Path, reference: ReferenceParticle) -> np.ndarray:
     """``(N, 6)`` ImpactX coordinates of an openPMD particle file for ``reference``."""
     path = Path(path)
     group = _particle_group(path)
@@ -87,7 +87,7 @@ def read_openpmd(path: str | Path, reference: Reference) -> np.ndarray:
                      -(energy - reference.total_energy_eV) / p0c], axis=1)
 
 
-def file_reference(path: str | Path) -> Reference:
+def file_reference(path: str | Path) -> ReferenceParticle:
     """The species and mean kinetic energy of an openPMD particle file (harness masses)."""
     path = Path(path)
     group = _particle_group(path)
@@ -99,10 +99,10 @@ def file_reference(path: str | Path) -> Reference:
     pc = np.sqrt(np.asarray(group.px) ** 2 + np.asarray(group.py) ** 2
                  + np.asarray(group.pz) ** 2)
     kinetic = float(np.average(np.sqrt(pc**2 + mass**2) - mass, weights=group.weight))
-    return Reference(species, kinetic * 1e-6)
+    return ReferenceParticle(species, kinetic * 1e-6)
 
 
-def write_openpmd(path: str | Path, particles: np.ndarray, reference: Reference,
+def write_openpmd(path: str | Path, particles: np.ndarray, reference: ReferenceParticle,
                   charge_C: float = 0.0) -> Path:
     """Write ``(N, 6)`` ImpactX coordinates as an openPMD HDF5 file at z = 0, t_ref = 0.
 

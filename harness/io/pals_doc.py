@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from harness.io.model import Translated
-from harness.reference import SPECIES, Reference
+from harness.reference_particle import SPECIES, ReferenceParticle
 from harness.scenario import Scenario, scenario_from_dict
 
 #: The placeholder beam of an imported scenario when the source gives none (edit it): a
@@ -113,6 +113,6 @@ def write_scenario(data: dict[str, Any], out: Path, header: str = "") -> Scenari
     return load_scenario(out)
 
 
-def reference_of(beam: BeamSpec) -> Reference:
+def reference_of(beam: BeamSpec) -> ReferenceParticle:
     """The reference particle of a beam spec."""
-    return Reference(beam.species, beam.kinetic_energy_MeV)
+    return ReferenceParticle(beam.species, beam.kinetic_energy_MeV)

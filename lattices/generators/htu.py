@@ -52,7 +52,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.reference import Reference
+from harness.reference_particle import ReferenceParticle
 
 OUT = Path(__file__).resolve().parent.parent / "htu.yaml"
 
@@ -86,10 +86,10 @@ CHICANE_R56_UM = 200.0
 CHICANE_ANGLE_PER_SQRT_UM = 0.001438389904456
 
 
-def reference() -> Reference:
+def reference() -> ReferenceParticle:
     """The design electron: 100 MeV total energy."""
-    mass_MeV = Reference("electron", 1.0).mass_MeV
-    return Reference("electron", TOTAL_ENERGY_MEV - mass_MeV)
+    mass_MeV = ReferenceParticle("electron", 1.0).mass_MeV
+    return ReferenceParticle("electron", TOTAL_ENERGY_MEV - mass_MeV)
 
 
 def gradient_from_tip_field(tip_field_T: float, bore_radius_m: float) -> float:

@@ -30,7 +30,7 @@ IMPACTX_SPECIES = ("electron", "positron", "proton", "Hminus")
 
 
 @dataclass(frozen=True)
-class Reference:
+class ReferenceParticle:
     """The reference particle of a beam.
 
     Attributes:
