@@ -41,7 +41,3 @@ class ScenarioError(ValueError):
         self.got = got
         got_text = "" if got is None else f" (got {abbreviate(got)})"
         super().__init__(f"{self.file}: {field}: expected {self.expected}{got_text}")
-
-
-class BackendUnavailable(RuntimeError):
-    """A backend's package is not installed; the message carries the install hint."""

@@ -48,9 +48,6 @@ CROSS_CODE_TOLERANCE = 0.03
 MOMENT_ERRORS: tuple[str, ...] = ("obs_err_sigma_", "obs_err_emittance_")
 #: Particle count of the float64 agreement set.
 AGREEMENT_PARTICLES = 10_000
-#: Default per-case limits of the reproduction: the paper's 256^3 case must stay < 8 GB.
-DEFAULT_MEMORY_GIB = 8.0
-DEFAULT_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)

@@ -182,11 +182,6 @@ def read_rows(directory: Path) -> list[dict]:
     return rows
 
 
-def done_case_ids(directory: Path) -> set[str]:
-    """Case ids already recorded in a run directory (what ``--resume`` skips)."""
-    return {row["case_id"] for row in read_rows(directory) if "case_id" in row}
-
-
 def load_table(directory: Path, kind: str | None = None) -> pd.DataFrame:
     """The rows of a run directory as a DataFrame (optionally of one ``kind``)."""
     rows = read_rows(directory)

@@ -30,8 +30,8 @@ Tier = Literal["linear", "paraxial", "exact"]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
-DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "waterbag", "kv", "semigaussian", "kurth6d",
-                                  "file")
+#: Particle distributions of a beam (``file``: particles read from a file).
+Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "file"]
 
 
 
@@ -222,7 +222,7 @@ class Beam(_Strict):
     mass_MeV: Positive | None = None
     kinetic_energy_MeV: Annotated[float, Field(gt=0, le=MAX_KINETIC_ENERGY_MEV)]
     bunch_charge_C: NonNegative = 0.0
-    distribution: Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "file"]
+    distribution: Distribution
     twiss: Twiss | None = None
     ellipse: Ellipse | None = None
     rms: Rms | None = None

@@ -42,7 +42,6 @@ from backends.inhouse.tracker import (
     KernelStep,
     LinearStep,
     Step,
-    run_steps_into,
     track_inplace,
 )
 
@@ -201,6 +200,7 @@ class CompiledForward:
 
     @property
     def kernels(self) -> int:
+        """Distinct compiled segment signatures so far."""
         return len(self._functions)
 
     def _wants_compile(self, columns: Columns) -> bool:
@@ -329,14 +329,3 @@ class CompiledForward:
                     self._run(scratch)
         self.compiled = True
         return alive
-
-
-def forward_function(steps: Sequence):
-    """``forward(*columns)``: track six separate ``(N,)`` columns in place through
-    ``steps`` as one function (the unsegmented form, for comparison); returns the
-    survival mask or None."""
-
-    def forward(*rows: torch.Tensor) -> torch.Tensor | None:
-        return run_steps_into(steps, rows)
-
-    return forward

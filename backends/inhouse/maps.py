@@ -41,11 +41,6 @@ class Kernel:
     loses_particles: bool = False
 
 
-def identity_entries() -> Entries:
-    """The identity map."""
-    return {}
-
-
 def batch_shape(entries: Entries) -> torch.Size:
     """Broadcast shape of the tensor entries (``()`` when all are floats or 0-d)."""
     shapes = [v.shape for v in entries.values() if isinstance(v, torch.Tensor)]

@@ -102,8 +102,11 @@ def run(
     limits = case_limits(timeout, memory_limit)
     scenarios_by_label = scenario_map(loaded)
     runner = Runner(directory, limits, resume=resume is not None, fresh=resume is None)
-    if write_particles not in ("none", "openpmd"):
-        fail(f"--write-particles: expected none or openpmd (got {write_particles!r})")
+    from harness.io.particles_out import PARTICLE_FORMATS
+
+    if write_particles not in PARTICLE_FORMATS:
+        fail(f"--write-particles: expected one of {list(PARTICLE_FORMATS)} "
+             f"(got {write_particles!r})")
     runner.write_particles = write_particles
     pending = runner.pending(cases)
     finished = [0]
