@@ -35,6 +35,9 @@ class CaseSpec(BaseModel):
             child also sets it as ``RLIMIT_DATA`` (:func:`harness.case_support.apply_limits`).
         launched_at: UNIX time [s] at which the parent started the process (the child's
             clock counts interpreter start-up from it); parent_pid: the parent's pid.
+        scenario_blob: a file holding the parent's validated scenario
+            (:func:`harness.scenario.scenario_to_bytes`), so that the child neither parses
+            nor validates the YAML again; None: the child reads ``scenario_path``.
         write_particles: ``openpmd`` to write the initial and final particles into
             ``run_directory``/particles (``--write-particles``, after the timed tracks);
             None or ``none``: nothing written.
@@ -69,6 +72,7 @@ class CaseSpec(BaseModel):
     parent_pid: int | None = None
     write_particles: str | None = None
     run_directory: str | None = None
+    scenario_blob: str | None = None
 
     @classmethod
     def coerce(cls, spec: CaseSpec | dict[str, Any]) -> CaseSpec:

@@ -164,13 +164,22 @@ class Loaded:
         return isinstance(self.support, Unsupported)
 
 
+def case_scenario(spec: CaseSpec):
+    """The case's scenario: the parent's validated model when it handed one over
+    (``scenario_blob``, no parsing or validating again), else read from its file."""
+    from harness.scenario import load_scenario, scenario_from_bytes
+
+    if spec.scenario_blob and Path(spec.scenario_blob).exists():
+        return scenario_from_bytes(Path(spec.scenario_blob).read_bytes())
+    return load_scenario(spec.scenario_path)
+
+
 def load(spec: CaseSpec, scenario=None) -> Loaded:
     """Load the scenario (unless given) and the backend, set the threads, ask for support."""
     from backends.registry import load_backend_class
-    from harness.scenario import load_scenario
 
     set_threads(spec.threads)
-    scenario = load_scenario(spec.scenario_path) if scenario is None else scenario
+    scenario = case_scenario(spec) if scenario is None else scenario
     cls = load_backend_class(spec.backend)
     backend = cls()
     availability = cls.availability()

@@ -299,13 +299,13 @@ def gradient_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
     ``kicks_per_element`` / ``checkpoint``
     (:func:`harness.gradients.with_space_charge_options`)."""
     from backends.base import model_signature
+    from harness.case_support import case_scenario
     from harness.parameters import resolve_parameters
-    from harness.scenario import load_scenario
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(None)
     options = spec.options or {}
-    scenario = gradients.with_space_charge_options(load_scenario(spec.scenario_path),
+    scenario = gradients.with_space_charge_options(case_scenario(spec),
                                                    options)
     gradient_block = scenario.gradients
     names = list(options.get("parameters") or (gradient_block.parameters

@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -53,7 +54,7 @@ import psutil
 
 from harness import preflight, results
 from harness.case_spec import CaseSpec
-from harness.cases import Case, final_path, scenario_hash
+from harness.cases import Case, cache_name, final_path, scenario_hash
 from harness.execution import PLACEMENT_COLUMNS, Executor, Job, placement
 from harness.metadata import now
 from harness.run_lock import RunDirectoryBusy, RunLock
@@ -415,7 +416,8 @@ class Runner:
         from backends.base import model_signature
 
         spec = CaseSpec(**case.as_dict(), reference_model=model_signature(scenario),
-                        write_particles=self.write_particles, run_directory=str(self.out))
+                        write_particles=self.write_particles, run_directory=str(self.out),
+                        scenario_blob=self._scenario_blob(case, scenario))
         update: dict[str, Any] = {}
         if case.role == "reference":
             update["final_path"] = str(self._final_path(case))
@@ -429,6 +431,23 @@ class Runner:
                 update["reference_missing"] = (f"the reference case {case.reference_case} "
                                                "has no result (see its row)")
         return spec.model_copy(update=update)
+
+    def _scenario_blob(self, case: Case, scenario) -> str | None:
+        """The file of this run holding the validated scenario for the case processes
+        (written once per scenario; None when it cannot be written: they read the YAML)."""
+        from harness.scenario import scenario_to_bytes
+
+        directory = self.workdir or self.cache
+        path = directory / f"scenario-{case.scenario_hash or cache_name(case.scenario)}.pickle"
+        if not path.exists():
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+                partial = path.with_suffix(f".{os.getpid()}.partial")
+                partial.write_bytes(scenario_to_bytes(scenario))
+                os.replace(partial, path)
+            except (OSError, TypeError, AttributeError, pickle.PicklingError):
+                return None
+        return str(path)
 
     def _child(self, spec: CaseSpec) -> list[dict[str, Any]]:
         lock = self.lock

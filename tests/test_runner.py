@@ -185,3 +185,23 @@ def test_case_spec_is_typed_and_refuses_unknown_fields():
     assert spec.case_id == case.case_id and spec.particles == 100
     with pytest.raises(ValidationError, match="initial_pth"):
         CaseSpec(**case.as_dict(), initial_pth="x.npy")
+
+
+def test_cases_get_the_parents_validated_scenario_not_the_file(tmp_path, fake_path):
+    """The case process takes the scenario the parent validated (no second parse): the
+    file may be gone, or the parent may have changed the model, and the case still runs
+    what the parent planned."""
+    import shutil
+
+    copy = tmp_path / "copy.yaml"
+    shutil.copy(load_scenario("fodo_linear").source_file, copy)
+    scenario = load_scenario(copy)
+    wider = scenario.model_copy(update={"beam": scenario.beam.model_copy(update={
+        "twiss": scenario.beam.twiss.model_copy(update={"emittance_x": 8e-9})})})
+    copy.unlink()
+    case = Case("fodo_linear", str(copy), FAKE + "IdentityBackend", 500, repeat=1)
+    Runner(tmp_path / "run", Limits(timeout_s=120.0)).run([case], [wider])
+    (row,) = read_rows(tmp_path / "run")
+    assert row["status"] == "ok", row.get("reason")
+    nominal = load_scenario("fodo_linear").beam.twiss.emittance_x
+    assert row["obs_emittance_x"] > 3 * nominal  # the parent's emittance, not the file's

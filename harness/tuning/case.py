@@ -114,15 +114,14 @@ def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
     from the start of the case's process (:class:`harness.case_support.Clock`)."""
     from backends.base import Unsupported
     from backends.registry import load_backend_class
-    from harness.case_support import peak_rss_bytes, set_threads
-    from harness.scenario import load_scenario
+    from harness.case_support import case_scenario, peak_rss_bytes, set_threads
     from harness.tuning.objective import BlackBox, Differentiable, TuningObjective, observables_of
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(spec.launched_at)
     set_threads(spec.threads)
     options = spec.options
-    scenario = load_scenario(spec.scenario_path)
+    scenario = case_scenario(spec)
     problem = _problem(scenario, options.get("problem", ""))
     method = METHODS[options["method"]]
     cls = load_backend_class(spec.backend)
