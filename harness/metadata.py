@@ -105,13 +105,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def portable_command(command: list[str]) -> list[str]:
+    """The command line with the program reduced to its name (no paths of this machine in
+    what a run directory records)."""
+    if not command:
+        return []
+    return [Path(str(command[0])).name, *map(str, command[1:])]
+
+
 def collect(command: list[str], started: str) -> dict[str, Any]:
     """The metadata of a run that began at ``started`` with ``command``."""
     return {
         "machine": machine(),
         "backends": backend_versions(),
         "git": git_commit(),
-        "command": command,
+        "command": portable_command(command),
         "started": started,
         "finished": now(),
     }

@@ -127,7 +127,8 @@ def _kicker(scale: float) -> dict:
     if horizontal or vertical:
         # the benchmark runs every steering magnet at zero current; the sign of its
         # ImpactX Kicker(xkick, ykick, unit="T-m") against PALS Bn0L/Bs0L is not checked here
-        raise NotImplementedError("non-zero steering currents: check the kick signs first")
+        raise ValueError("non-zero steering currents: the kick signs of the translation are "
+                         "checked for zero currents only")
     if FIELD_STRENGTHS:
         return {"kind": "Kicker", "length": 0.0,
                 "MagneticMultipoleP": {"Bn0L": horizontal, "Bs0L": vertical}}
