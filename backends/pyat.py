@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -193,6 +193,19 @@ def _multipole(element: Element) -> Translation:
     return Translation((ElementSpec("ThinMultipole", (poly_a, poly_b), {}),))
 
 
+def _kicker(element: Element) -> Translation:
+    """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
+    momentum deviation): the order-0 thin multipole, whose signs and normalisation are the
+    same; a thick kicker is the kick between the two drift halves of its tier, as the
+    ImpactX adapter builds it."""
+    kick = _multipole(replace(element, params={"Kn0L": float(element.params["Kn0L"]),
+                                               "Ks0L": float(element.params["Ks0L"])}))
+    if element.length == 0.0:
+        return kick
+    half = _drift(replace(element, params={"length": 0.5 * element.length}))
+    return Translation(half.specs + kick.specs + half.specs, half.stand_in)
+
+
 def _solenoid(element: Element) -> Translation:
     """AT ``SolenoidLinearPass`` with ``K`` = Ksol = B_s / (B rho) [1/m] (measured: its
     ``find_elem_m66`` equals ImpactX ``Sol(ks=Ksol)`` to round-off; K = Ksol / 2 does not)."""
@@ -230,6 +243,7 @@ TRANSLATORS: dict[str, Callable[[Element], Translation]] = {
     "Marker": _marker,
     "Instrument": _instrument,
     "Aperture": _aperture,
+    "Kicker": _kicker,
 }
 
 #: Element parameters each translator honours (thin multipoles: every KnNL/KsNL).

@@ -76,7 +76,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -235,6 +235,19 @@ def _multipole(element: Element) -> Translation:
     return Translation((ElementSpec("Multipole", {"knl": knl, "ksl": ksl, "length": 0.0}),))
 
 
+def _kicker(element: Element) -> Translation:
+    """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
+    momentum deviation): the order-0 thin multipole, whose signs and normalisation are the
+    same; a thick kicker is the kick between the two drift halves of its tier, as the
+    ImpactX adapter builds it."""
+    kick = _multipole(replace(element, params={"Kn0L": float(element.params["Kn0L"]),
+                                               "Ks0L": float(element.params["Ks0L"])}))
+    if element.length == 0.0:
+        return kick
+    half = _drift(replace(element, params={"length": 0.5 * element.length}))
+    return Translation(half.specs + kick.specs + half.specs, half.stand_in)
+
+
 def _solenoid(element: Element) -> Translation:
     """``ks`` = Ksol = B_s / (B rho) [1/m] (ImpactX ``Sol`` ``ks``); linear tier only."""
     return Translation((ElementSpec("UniformSolenoid", {
@@ -273,6 +286,7 @@ TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = {
     "Marker": _marker,
     "Instrument": _instrument,
     "Aperture": _aperture,
+    "Kicker": _kicker,
 }
 
 #: Element parameters each translator honours (anything else is refused by name); thin

@@ -104,6 +104,12 @@ SAME_TRANSVERSE = {
                                                           "Kn2L": 50.0, "Ks2L": 20.0,
                                                           "Kn3L": 3e4}},
                              "d": {"kind": "Drift", "length": 1.0}}, "paraxial", WIDE), 1e-13),
+    "thin and thick kickers": (make({
+        "k1": {"kind": "Kicker", "length": 0.0,
+               "MagneticMultipoleP": {"Kn0L": 2e-5, "Ks0L": -3e-5}},
+        "d": {"kind": "Drift", "length": 1.0},
+        "k2": {"kind": "Kicker", "length": 0.4,
+               "MagneticMultipoleP": {"Kn0L": -1e-5, "Ks0L": 4e-5}}}, "paraxial"), 1e-13),
     "combined-function bend with edges": (make({"b": {
         "kind": "SBend", "length": 0.5, "BendP": {"g_ref": 0.2, "e1": 0.03, "e2": 0.07},
         "MagneticMultipoleP": {"Kn1": 0.8}}}), 1e-9),

@@ -89,6 +89,12 @@ SAME_MODEL_CASES = {
                                                   "Ks2L": 20.0, "Kn3L": 3e4}},
                                         "d": {"kind": "Drift", "length": 1.0}},
                                        "paraxial", WIDE), 1e-11),
+    "thin and thick kickers": (make({
+        "k1": {"kind": "Kicker", "length": 0.0,
+               "MagneticMultipoleP": {"Kn0L": 2e-5, "Ks0L": -3e-5}},
+        "d": {"kind": "Drift", "length": 1.0},
+        "k2": {"kind": "Kicker", "length": 0.4,
+               "MagneticMultipoleP": {"Kn0L": -1e-5, "Ks0L": 4e-5}}}, "paraxial"), 1e-11),
     "solenoid, p": (make({"s": {"kind": "Solenoid", "length": 1.0,
                                 "SolenoidP": {"Ksol": 0.7}}}, "linear", PROTON), 1e-10),
 }
