@@ -102,13 +102,20 @@ def scenario_map(scenarios: Sequence[Scenario]) -> dict[str, Scenario]:
     return dict(zip(scenario_labels(scenarios), scenarios, strict=True))
 
 
-def particle_counts(scenario: Scenario, requested: Sequence[int] | None) -> list[int]:
-    """The particle counts of a scenario: as requested, else the scenario's, else defaults."""
+#: ``--particles smallest``: each scenario at the smallest of its own particle counts.
+SMALLEST = "smallest"
+
+
+def particle_counts(scenario: Scenario,
+                    requested: Sequence[int] | str | None) -> list[int]:
+    """The particle counts of a scenario: as requested, else the scenario's, else defaults;
+    :data:`SMALLEST` asks for the smallest of the scenario's (or of the defaults)."""
+    own = list(scenario.particle_counts or DEFAULT_PARTICLE_COUNTS)
+    if requested == SMALLEST:
+        return [min(own)]
     if requested:
         return [int(n) for n in requested]
-    if scenario.particle_counts:
-        return list(scenario.particle_counts)
-    return list(DEFAULT_PARTICLE_COUNTS)
+    return own
 
 
 def reference_backend(scenario: Scenario, available: Sequence[str]) -> tuple[str, str]:
@@ -126,7 +133,8 @@ def reference_backend(scenario: Scenario, available: Sequence[str]) -> tuple[str
     return scenario.reference, ""
 
 
-def plan(scenarios: Sequence[Scenario], backends: Sequence[str], counts: Sequence[int] | None,
+def plan(scenarios: Sequence[Scenario], backends: Sequence[str],
+         counts: Sequence[int] | str | None,
          devices: Sequence[str], dtypes: Sequence[str], repeat: int, available: Sequence[str],
          threads: int | Sequence[int | None] | None = None) -> list[Case]:
     """All cases of the matrix, each reference case placed before the cases that use it.

@@ -247,3 +247,15 @@ def test_thread_counts_accept_all_and_numbers() -> None:
     assert _thread_counts(None) == [None]
     assert _thread_counts("all,1") == [None, 1]
     assert _thread_counts("2, 1") == [2, 1]
+
+
+def test_smallest_particle_count_is_each_scenarios_own() -> None:
+    """``--particles smallest`` runs every scenario at the smallest of its own counts (the
+    analytic expanding beam keeps its 1e5, a scenario naming none gets the default 1e4)."""
+    from harness.cases import SMALLEST, plan
+    from harness.scenario import load_scenario
+
+    scenarios = [load_scenario("expanding_beam"), load_scenario("fodo_linear")]
+    cases = plan(scenarios, ["inhouse"], SMALLEST, ["cpu"], ["float64"], 1, ["inhouse"])
+    counts = {(c.scenario, c.particles) for c in cases}
+    assert counts == {("expanding_beam", 100_000), ("fodo_linear", 10_000)}

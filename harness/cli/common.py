@@ -88,7 +88,18 @@ def check_number(value: float | None, option: str, *, minimum: float = 0.0,
 MAX_PARTICLES_OPTION = 1e9
 
 
+def run_particle_counts(value: str | None) -> list[int] | str:
+    """``run``'s ``--particles``: counts (``1e4,1e5``), or ``smallest`` (each scenario at
+    the smallest of its own counts)."""
+    from harness.cases import SMALLEST
+
+    if value is not None and value.strip() == SMALLEST:
+        return SMALLEST
+    return particle_count_list(value)
+
+
 def particle_count_list(value: str | None) -> list[int]:
+    """The counts of ``--particles`` (``1e4,1e5``); one line for anything else."""
     counts = []
     for part in split_list(value):
         try:
@@ -356,6 +367,7 @@ __all__ = [
     "point_latest",
     "positive_whole_numbers",
     "resume_command",
+    "run_particle_counts",
     "run_directory_for",
     "split_list",
     "thread_count_list",

@@ -37,6 +37,7 @@ from harness.cli.common import (
     particle_count_list,
     point_latest,
     run_directory_for,
+    run_particle_counts,
     split_list,
     thread_count_list,
     usable_out,
@@ -50,8 +51,8 @@ def run(
     backends: Annotated[str | None, typer.Option(
         help="Comma-separated backend ids or module:Class (default: all available).")] = None,
     particles: Annotated[str | None, typer.Option(
-        help="Comma-separated particle counts, e.g. 1e3,1e4 (default: the scenario's, "
-        "else 1e4,1e5).")] = None,
+        help="Comma-separated particle counts, e.g. 1e3,1e4, or 'smallest' (each scenario "
+        "at the smallest of its own counts; default: the scenario's, else 1e4,1e5).")] = None,
     device: Devices = "cpu",
     dtype: Dtypes = "float64",
     repeat: Annotated[int, typer.Option(help="Timed tracks per case, after one warm-up.")] = 5,
@@ -93,7 +94,7 @@ def run(
     available = available_backends()
     chosen = check_backends(backends, available)
     check_devices_and_dtypes(device, dtype)
-    cases = plan(loaded, chosen, particle_count_list(particles), split_list(device),
+    cases = plan(loaded, chosen, run_particle_counts(particles), split_list(device),
                  split_list(dtype), repeat, available, thread_count_list(threads))
     execution = execution_config(workers, scheduler, cluster, cluster_config,
                                  thread_count_list(threads))
