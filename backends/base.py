@@ -259,3 +259,21 @@ def translate_element(backend: type[Backend], element: Any,
     if missing is not None:
         return missing
     return translator(element)
+
+
+def translate_line(elements: Iterable[Any], translate: Any,
+                   stand_ins: Iterable[str] = ()) -> tuple[list[tuple[str, Any]], list[str]] | Any:
+    """Every element through ``translate`` (one element -> a result with ``specs`` and
+    ``stand_in``, or Unsupported): ``([(unique name, spec), ...], stand-in descriptions)``,
+    or the first element's Unsupported."""
+    specs: list[tuple[str, Any]] = []
+    described = list(stand_ins)
+    for index, element in enumerate(elements):
+        result = translate(element)
+        if isinstance(result, Unsupported):
+            return result
+        for k, spec in enumerate(result.specs):
+            specs.append((f"{element.name}_{index}_{k}", spec))
+        if result.stand_in and result.stand_in not in described:
+            described.append(result.stand_in)
+    return specs, described

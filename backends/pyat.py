@@ -70,6 +70,7 @@ from backends.base import (
     Unsupported,
     field_table,
     translate_element,
+    translate_line,
 )
 
 if TYPE_CHECKING:
@@ -259,17 +260,7 @@ def translate(element: Element) -> Translation | Unsupported:
 def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
                                                    ] | Unsupported:
     """``[(name, spec), ...]`` and the stand-in descriptions, or why not."""
-    specs: list[tuple[str, ElementSpec]] = []
-    stand_ins: list[str] = [BETA_ONE]
-    for index, element in enumerate(scenario.elements):
-        result = translate(element)
-        if isinstance(result, Unsupported):
-            return result
-        for k, spec in enumerate(result.specs):
-            specs.append((f"{element.name}_{index}_{k}", spec))
-        if result.stand_in and result.stand_in not in stand_ins:
-            stand_ins.append(result.stand_in)
-    return specs, stand_ins
+    return translate_line(scenario.elements, translate, [BETA_ONE])
 
 
 def model_label(stand_ins: list[str]) -> str:

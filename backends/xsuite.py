@@ -90,6 +90,7 @@ from backends.base import (
     field_table,
     model_signature,
     translate_element,
+    translate_line,
 )
 
 if TYPE_CHECKING:
@@ -303,17 +304,7 @@ def translate(element: Element) -> Translation | Unsupported:
 def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
                                                    ] | Unsupported:
     """``[(name, spec), ...]`` of the scenario and its stand-in descriptions, or why not."""
-    specs: list[tuple[str, ElementSpec]] = []
-    stand_ins: list[str] = []
-    for index, element in enumerate(scenario.elements):
-        result = translate(element)
-        if isinstance(result, Unsupported):
-            return result
-        for k, spec in enumerate(result.specs):
-            specs.append((f"{element.name}_{index}_{k}", spec))
-        if result.stand_in and result.stand_in not in stand_ins:
-            stand_ins.append(result.stand_in)
-    return specs, stand_ins
+    return translate_line(scenario.elements, translate, ())
 
 
 def space_charge_support(scenario: Scenario) -> Unsupported | None:
