@@ -217,20 +217,35 @@ class Backend(ABC):
         lattice skips compilation here, because it pays only over repeated tracks."""
         return self.prepare(scenario, device, dtype)
 
-    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
-                  particles: np.ndarray, device: str, dtype: str) -> Any:
-        """The objective as a differentiable function of named parameters, or None.
+    def differentiable_observables(self, scenario: Scenario, parameters: list[str],
+                                   names: list[str], particles: np.ndarray, device: str,
+                                   dtype: str) -> Any:
+        """Observables at the lattice end as differentiable functions of named parameters,
+        from one track, or None.
 
         None (the default) means the backend gives no AD gradient (finite differences only).
-        A differentiable backend returns ``(f, theta0)``: ``theta0`` a 1D torch tensor of
+        A differentiable backend returns ``(g, theta0)``: ``theta0`` a 1D torch tensor of
         the scenario's values of ``parameters`` (names of :mod:`harness.parameters`, units
-        of the scenario file) and ``f(theta)`` the observable ``objective`` at the lattice
-        end as a 0-d tensor, differentiable in reverse and forward mode. ``f`` tracks the
-        given ``(N, 6)`` initial ``particles`` for element parameters; for beam parameters
-        it draws the particles inside the graph by reparameterised sampling
-        (:func:`harness.particles.generate_torch`, the scenario's seed, ``N`` particles).
+        of the scenario file) and ``g(theta)`` a dict of the observables ``names``
+        (:mod:`harness.observables`) at the lattice end, each a 0-d tensor, all from one
+        track, differentiable in reverse and forward mode (one backward pass through all
+        of them). ``g`` tracks the given ``(N, 6)`` initial ``particles`` for element
+        parameters; for beam parameters it draws the particles inside the graph by
+        reparameterised sampling (:func:`harness.particles.generate_torch`, the scenario's
+        seed, ``N`` particles).
         """
         return None
+
+    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
+                  particles: np.ndarray, device: str, dtype: str) -> Any:
+        """One observable of :meth:`differentiable_observables`: ``(f, theta0)`` with
+        ``f(theta)`` the observable ``objective`` as a 0-d tensor, or None (no AD)."""
+        made = self.differentiable_observables(scenario, parameters, [objective], particles,
+                                               device, dtype)
+        if made is None:
+            return None
+        observe, theta0 = made
+        return (lambda theta: observe(theta)[objective]), theta0
 
 
 def field_table(kinds: Iterable[str], **extra: Iterable[str]) -> dict[str, frozenset[str]]:

@@ -624,8 +624,18 @@ class CheetahBackend(Backend):
         particles: np.ndarray | int | None = None, device: str = "cpu",
         dtype: str = "float64",
     ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-        """``(f, theta0)``: f(theta) is the observable ``objective`` (harness units) at the
-        lattice end for parameter values ``theta`` (1D tensor, order of
+        """``(f, theta0)``: the one observable ``objective`` of :meth:`observables_of`."""
+        observe, theta0 = self.observables_of(scenario, parameter_names, [objective],
+                                              particles, device, dtype)
+        return (lambda theta: observe(theta)[objective]), theta0
+
+    def observables_of(
+        self, scenario: Scenario, parameter_names: list[str], names: list[str],
+        particles: np.ndarray | int | None = None, device: str = "cpu",
+        dtype: str = "float64",
+    ) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]], torch.Tensor]:
+        """``(g, theta0)``: g(theta) is the dict of observables ``names`` (harness units)
+        at the lattice end, from one track, for parameter values ``theta`` (1D tensor, order of
         ``parameter_names``: ``quad1.Kn1``, ``b1.angle``, ``d1.length``, ``beam.twiss.
         beta_x``, ...), differentiable by autograd; theta0 holds the scenario's values.
         Particles lost at an aperture do not count (weight 0).
@@ -658,7 +668,7 @@ class CheetahBackend(Backend):
         theta0 = torch.tensor([p.value for p in params], device=prepared.device,
                               dtype=prepared.dtype)
 
-        def f(theta: torch.Tensor) -> torch.Tensor:
+        def g(theta: torch.Tensor) -> dict[str, torch.Tensor]:
             updates = {(p.owner, p.field): theta[i] for i, p in enumerate(params)
                        if p.target == "element"}
             beam_values = {f"{p.owner}.{p.field}": theta[i] for i, p in enumerate(params)
@@ -673,20 +683,21 @@ class CheetahBackend(Backend):
             out = segment.track(beam)
             final = to_impactx_columns(out.particles)
             weights = out.survival_probabilities if weigh else None
-            return observables.compute_for(final, [objective], scenario.reference_particle,
-                                           weights)[objective]
+            return observables.compute_for(final, list(names), scenario.reference_particle,
+                                           weights)
 
-        return f, theta0
+        return g, theta0
 
-    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
-                  particles: np.ndarray, device: str, dtype: str):
-        """``(f, theta0)`` of :meth:`differentiable_objective` (see
-        :meth:`Backend.objective`): the given particles for element parameters, the seeded
-        draw of ``len(particles)`` particles when a beam parameter is among them."""
+    def differentiable_observables(self, scenario: Scenario, parameters: list[str],
+                                   names: list[str], particles: np.ndarray, device: str,
+                                   dtype: str):
+        """``(g, theta0)`` of :meth:`observables_of` (see
+        :meth:`Backend.differentiable_observables`): the given particles for element
+        parameters, the seeded draw of ``len(particles)`` particles when a beam parameter is
+        among them."""
         beam = any(name.startswith("beam.") for name in parameters)
-        return self.differentiable_objective(scenario, list(parameters), objective,
-                                             len(particles) if beam else particles, device,
-                                             dtype)
+        return self.observables_of(scenario, list(parameters), list(names),
+                                   len(particles) if beam else particles, device, dtype)
 
 
 def cheetah_segment(scenario: Scenario, device: str = "cpu", dtype: str = "float64",

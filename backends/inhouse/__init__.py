@@ -197,18 +197,20 @@ class InhouseBackend(Backend):
         evaluations, each with other parameter values) would recompile every time."""
         return self.prepare(scenario, device, dtype, compile=False)
 
-    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
-                  particles: np.ndarray, device: str, dtype: str) -> Any:
-        """``(f, theta0)`` of :func:`backends.inhouse.objective.make_objective` (see
-        :meth:`Backend.objective`): it tracks the given initial particles for element
-        parameters and draws the scenario's seeded ``len(particles)`` particles in the graph
-        for beam parameters (with space charge: through the space-charge tracker)."""
+    def differentiable_observables(self, scenario: Scenario, parameters: list[str],
+                                   names: list[str], particles: np.ndarray, device: str,
+                                   dtype: str) -> Any:
+        """``(g, theta0)`` of :func:`backends.inhouse.objective.make_observables` (see
+        :meth:`Backend.differentiable_observables`): it tracks the given initial particles
+        for element parameters and draws the scenario's seeded ``len(particles)`` particles
+        in the graph for beam parameters (with space charge: through the space-charge
+        tracker)."""
         if not self.supports(scenario, device, dtype):
             return None
-        from backends.inhouse.objective import make_objective
+        from backends.inhouse.objective import make_observables
 
-        return make_objective(scenario, parameters, objective, len(particles), device,
-                              torch_dtype(dtype), particles=particles)
+        return make_observables(scenario, parameters, names, len(particles), device,
+                                torch_dtype(dtype), particles=particles)
 
 
 BACKEND = InhouseBackend

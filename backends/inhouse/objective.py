@@ -1,17 +1,19 @@
-"""A scenario's gradient objective as a differentiable function of its named parameters.
+"""A scenario's observables as differentiable functions of its named parameters.
 
-:func:`make_objective` returns ``f(theta)``: element parameters (``qf.Kn1``, ``d1.length``,
-``b1.angle``, ...) enter the :class:`~backends.inhouse.tracker.Tracker` as tensors, and beam
-parameters (``beam.twiss.beta_x``, ``beam.longitudinal.sigma_pt``, ...) enter the initial
-particles, which are generated *inside* the graph by the reparameterised sampler
-:func:`harness.particles.generate_torch` (fixed seed: the same unit samples at every theta,
-i.e. common random numbers, so ``f`` is a smooth deterministic function of theta). The
-objective is a :mod:`harness.observables` name evaluated at the end of the lattice.
+:func:`make_observables` returns ``g(theta)``, a dict of observables from one track, and
+:func:`make_objective` the one-observable ``f(theta)``: element parameters (``qf.Kn1``,
+``d1.length``, ``b1.angle``, ...) enter the :class:`~backends.inhouse.tracker.Tracker` as
+tensors, and beam parameters (``beam.twiss.beta_x``, ``beam.longitudinal.sigma_pt``, ...)
+enter the initial particles, which are generated *inside* the graph by the reparameterised
+sampler :func:`harness.particles.generate_torch` (fixed seed: the same unit samples at every
+theta, i.e. common random numbers, so ``f`` is a smooth deterministic function of theta).
+The observables are
+:mod:`harness.observables` names evaluated at the end of the lattice.
 
-``f`` accepts ``theta`` of shape ``(P,)`` (returns a 0-d tensor) or ``(B, P)`` (returns
-``(B,)``: B parameter sets tracked in one batched pass; one after the other with space
-charge), and works with reverse mode
-(``backward``, ``torch.autograd.grad``) and forward mode (``torch.func.jvp``, ``jacfwd``).
+``f`` and ``g`` accept ``theta`` of shape ``(P,)`` (returns a 0-d tensor) or ``(B, P)``
+(returns ``(B,)``: B parameter sets tracked in one batched pass; one after the other with
+space charge), and works with reverse mode (``backward``, ``torch.autograd.grad``) and
+forward mode (``torch.func.jvp``, ``jacfwd``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,20 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
                    dtype: torch.dtype | str = torch.float64,
                    particles: np.ndarray | None = None,
                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
-    """``(f, theta0)`` for the named parameters and objective observable.
+    """``(f, theta0)``: the one observable ``objective`` of :func:`make_observables`."""
+    observe, theta0 = make_observables(scenario, parameters, [objective], n, device, dtype,
+                                       particles)
+    return (lambda theta: observe(theta)[objective]), theta0
+
+
+def make_observables(scenario: Scenario, parameters: Sequence[str], names: Sequence[str],
+                     n: int, device: torch.device | str = "cpu",
+                     dtype: torch.dtype | str = torch.float64,
+                     particles: np.ndarray | None = None,
+                     ) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]],
+                                torch.Tensor]:
+    """``(g, theta0)`` for the named parameters and observables: ``g(theta)`` tracks once
+    and gives every observable of ``names``.
 
     Args:
         scenario: the scenario; with ``space_charge`` the tracker of
@@ -42,7 +57,7 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
             one row at a time), each kick checkpointed when ``space_charge.checkpoint`` is
             ``"kick"``.
         parameters: names as in :mod:`harness.parameters` (``qf.Kn1``, ``beam.twiss.beta_x``).
-        objective: an observable name of :mod:`harness.observables` (at the lattice end).
+        names: observable names of :mod:`harness.observables` (at the lattice end).
         n: number of particles.
         device, dtype: where and in which precision to track.
         particles: optional ``(n, 6)`` initial particles (ImpactX coordinates) to track when
@@ -50,11 +65,12 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
             parameter is) they are drawn with :func:`harness.particles.generate_torch`.
 
     Returns:
-        ``f(theta) -> objective`` and ``theta0``, the ``(P,)`` tensor of the scenario's values
-        of the parameters (in the units of the scenario file).
+        ``g(theta) -> {name: observable}`` and ``theta0``, the ``(P,)`` tensor of the
+        scenario's values of the parameters (in the units of the scenario file).
     """
-    if objective not in observable_names():
-        raise KeyError(f"objective must be an observable name, got {objective!r}")
+    unknown = [name for name in names if name not in observable_names()]
+    if unknown or not names:
+        raise KeyError(f"objectives must be observable names, got {list(names)!r}")
     dtype = torch_dtype(dtype)
     device = torch.device(device)
     resolved: list[Parameter] = resolve_parameters(scenario, list(parameters))
@@ -95,20 +111,20 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
 
         return sample(theta) if theta.dim() == 1 else torch.vmap(sample)(theta)
 
-    def f(theta: torch.Tensor) -> torch.Tensor:
-        """The objective at ``theta`` (``(P,)`` -> 0-d, ``(B, P)`` -> ``(B,)``)."""
+    def g(theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The observables at ``theta`` (``(P,)`` -> 0-d each, ``(B, P)`` -> ``(B,)``)."""
         if theta.shape[-1] != len(resolved) or theta.dim() not in (1, 2):
             raise ValueError(f"theta must have shape (P,) or (B, P) with P = {len(resolved)}, "
                              f"got {tuple(theta.shape)}")
         if theta.dim() == 2 and tracker is not plain:
             # the space-charge kick works on one bunch at a time
-            return torch.stack([f(row) for row in theta.unbind(0)])
+            rows = [g(row) for row in theta.unbind(0)]
+            return {name: torch.stack([row[name] for row in rows]) for name in names}
         values = {key: theta[..., i] for i, key in element_slots}
         particles, alive = tracker.track(initial_particles(theta), values)
         end = plain.reference_at_end(values)
         weights = None if alive is None else alive.to(particles.dtype)
-        return observables.compute(particles, [objective], end.beta_gamma, end.beta,
-                                   weights)[objective]
+        return observables.compute(particles, list(names), end.beta_gamma, end.beta, weights)
 
     theta0 = torch.tensor([p.value for p in resolved], dtype=dtype, device=device)
-    return f, theta0
+    return g, theta0

@@ -7,10 +7,9 @@ of the final observables):
   (:func:`harness.scenario_edit.with_values`) is prepared and tracked from the case's
   initial particles, and every target observable comes from that one track;
 * :class:`Differentiable` — the backends with reverse-mode AD
-  (:meth:`backends.base.Backend.objective`): ``F`` and ``dF/dx`` by one
-  ``torch.autograd.grad`` through the tracker. The backend interface gives one observable
-  per differentiable function, so an evaluation tracks once per distinct target observable
-  (K tracks for K observables) and one backward pass goes through all of them.
+  (:meth:`backends.base.Backend.differentiable_observables`): ``F`` and ``dF/dx`` from
+  one track that gives every target observable and one ``torch.autograd.grad`` back
+  through it.
 
 :class:`TuningObjective` is what the methods call, in normalised coordinates
 ``u = (x - lower) / (upper - lower)``: it counts evaluations (a gradient evaluation is one
@@ -82,9 +81,9 @@ class Differentiable:
     """``F(x)`` and ``dF/dx`` through a backend's differentiable objective; None from
     :meth:`build` when the backend gives none."""
 
-    def __init__(self, functions: dict[str, Callable], theta0, problem: TuningProblem,
+    def __init__(self, observe: Callable, theta0, problem: TuningProblem,
                  initial_observables: dict[str, float]):
-        self.functions = functions
+        self.observe = observe
         self.theta0 = theta0
         self.problem = problem
         self.initial_observables = initial_observables
@@ -93,20 +92,18 @@ class Differentiable:
     def build(cls, backend, scenario, problem: TuningProblem, initial: np.ndarray,
               initial_observables: dict[str, float], device: str,
               dtype: str) -> Differentiable | None:
-        """One differentiable function per target observable (None: no AD objective)."""
-        functions: dict[str, Callable] = {}
-        theta0 = None
-        for name in problem.block.targets:
-            made = backend.objective(scenario, list(problem.names), name, initial, device,
-                                     dtype)
-            if made is None:
-                return None
-            functions[name], theta0 = made
-        return cls(functions, theta0, problem, initial_observables)
+        """The target observables as one differentiable function (None: no AD)."""
+        made = backend.differentiable_observables(scenario, list(problem.names),
+                                                  list(problem.block.targets), initial,
+                                                  device, dtype)
+        if made is None:
+            return None
+        observe, theta0 = made
+        return cls(observe, theta0, problem, initial_observables)
 
     def _objective(self, theta):
-        final = {name: f(theta) for name, f in self.functions.items()}
-        return objective_terms(self.problem.block, final, self.initial_observables)
+        return objective_terms(self.problem.block, self.observe(theta),
+                               self.initial_observables)
 
     def value(self, x: np.ndarray) -> float:
         """The objective at ``x`` without a gradient (no graph kept)."""
