@@ -148,6 +148,35 @@ def test_bayesian_optimisation_improves_within_its_budget() -> None:
     assert objective.best_value < _bowl(problem.start) / 2
 
 
+def test_bayesian_optimisation_evaluates_its_batches_on_the_pool_workers(
+        tmp_path: Path) -> None:
+    """With an evaluation pool of 2 workers, xopt-bo's random points and then 2 candidates
+    per step run in the two worker processes (not here), each batch recorded when it comes
+    back, every trace line documented, and each value equal to the same evaluation here."""
+    from backends.inhouse import InhouseBackend
+    from harness.execution.cluster import EvaluationPool
+    from harness.tuning.objective import BlackBox, observables_of
+    from harness.tuning.rows import TRACE
+
+    scenario = load_scenario(TRIPLET)
+    (problem,) = problems(scenario)
+    initial = generate(scenario.beam, 64)
+    start = observables_of(initial, list(problem.block.targets), scenario.reference_particle)
+    black_box = BlackBox(InhouseBackend(), scenario, problem, initial, start, "cpu",
+                         "float64")
+    with EvaluationPool(2) as pool, (tmp_path / "t.jsonl").open("w") as trace:
+        objective = TuningObjective(problem, 9, black_box, None, trace, pool)
+        METHODS["xopt-bo"].run(objective, problem)
+    assert objective.stop_reason == "budget" and objective.evaluations == 9
+    lines = read_trace(tmp_path / "t.jsonl")
+    assert [set(line) for line in lines] == [set(TRACE)] * 9
+    processes = {line["process"] for line in lines}
+    assert len(processes) == 2 and objective.process not in processes
+    # start point, 4 random points, then two steps of 2 candidates (q-EI)
+    assert lines[5]["wall_s"] == lines[6]["wall_s"] < lines[7]["wall_s"] == lines[8]["wall_s"]
+    assert lines[0]["objective"] == pytest.approx(black_box(problem.start), rel=1e-12)
+
+
 def test_budget_and_tolerance_stop_and_trace_every_evaluation(tmp_path: Path) -> None:
     problem = _quadratic_problem(tolerance={"objective": 1e-3})
     with (tmp_path / "t.jsonl").open("w") as trace:
@@ -272,6 +301,8 @@ def test_cli_bad_tuning_input_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--methods" in result.output
     result = runner.invoke(app, ["tune", "fodo_linear"])
     assert result.exit_code == 2 and "a tuning block" in result.output
+    result = runner.invoke(app, ["tune", "optimize_triplet", "--evaluation-workers", "0"])
+    assert result.exit_code == 2 and "--evaluation-workers" in result.output
 
 
 def test_rows_schema_documents_every_column_of_a_tuning_row(tmp_path: Path) -> None:
@@ -316,3 +347,11 @@ def test_junk_anywhere_in_the_tuning_block_gives_a_scenario_error_or_a_valid_blo
             except Exception as error:  # noqa: BLE001 - what the test looks for
                 unexpected.append((path, junk, repr(error)))
     assert not unexpected, unexpected[:5]
+
+
+@pytest.mark.parametrize(("problem", "method", "workers"), [
+    ("", "lbfgs", 1), ("P64", "xopt-neldermead", 1), ("", "xopt-bo", 2), ("P16", "xopt-bo", 3)])
+def test_case_labels_read_back(problem: str, method: str, workers: int) -> None:
+    from harness.tuning.case import case_label, parse_case_label
+
+    assert parse_case_label(case_label(problem, method, workers)) == (problem, method, workers)

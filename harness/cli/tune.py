@@ -54,6 +54,10 @@ def tune(
     resume: Resume = None,
     report: Annotated[bool, typer.Option(
         help="Write the tuning report (DIR/report/tuning.md and plots).")] = True,
+    evaluation_workers: Annotated[int, typer.Option(
+        help="Evaluations at once within a case, for the methods that propose several "
+        "points per step (xopt-bo): a local Dask cluster of that many pinned single-core "
+        "workers per case.")] = 1,
     workers: Workers = None,
     scheduler: Scheduler = None,
     cluster: Cluster = None,
@@ -83,9 +87,11 @@ def tune(
         fail("--device/--dtype: one value each (cpu or cuda, float64 or float32)")
     if particles is not None and particles < 1:
         fail(f"--particles: a positive whole number (got {particles})")
+    if evaluation_workers < 1:
+        fail(f"--evaluation-workers: a positive whole number (got {evaluation_workers})")
     directory = run_directory_for(out, resume)
     cases = plan_tuning_cases(loaded, chosen, chosen_methods, particles, device, dtype,
-                              threads, directory)
+                              threads, directory, evaluation_workers)
     wanted = split_list(problems)
     if wanted:
         known = sorted({c.options["problem"] for c in cases if c.options["problem"]})

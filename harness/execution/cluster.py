@@ -95,12 +95,78 @@ def jobqueue_cluster(kind: str, config_file: Path):
     return cluster
 
 
+def local_cluster(workers: int, cores_per_worker: int = 1,
+                  notes: list[str] | None = None):
+    """``(cluster, client, shared)``: a :class:`~distributed.LocalCluster` of ``workers``
+    single-threaded worker processes, each pinned to ``cores_per_worker`` cores of its own
+    (:func:`core_plan`; ``shared``: there were too few cores, a note and a warning say so)."""
+    from distributed import Client, LocalCluster
+
+    plan, shared = core_plan(workers, cores_per_worker)
+    if shared:
+        message = (f"{workers} workers x {cores_per_worker} cores need more cores than the "
+                   f"{len(os.sched_getaffinity(0))} this process may use: workers share "
+                   "cores, timings are not fair")
+        if notes is not None:
+            notes.append(message)
+        warnings.warn(message, stacklevel=3)
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=":0", memory_limit=0, silence_logs=40)
+    client = Client(cluster)
+    names = sorted(str(w["name"]) for w in client.scheduler_info()["workers"].values())
+    client.register_plugin(CorePinning(dict(zip(names, plan, strict=True))))
+    return cluster, client, shared
+
+
+class EvaluationPool:
+    """Workers for the evaluations of one optimisation (a tuning case's parallel
+    evaluations): a local cluster of ``workers`` pinned single-core processes, or the
+    workers of an existing ``scheduler``. :attr:`executor` is a
+    :class:`concurrent.futures.Executor` (Dask's ``ClientExecutor``), what Xopt's
+    ``Evaluator`` takes; :attr:`shared_cores` says whether the local workers had to share
+    cores. Use as a context manager (closes the client and the cluster it started)."""
+
+    def __init__(self, workers: int, scheduler: str | None = None):
+        import dask
+        from distributed import Client
+
+        dask.config.set({"distributed.worker.daemon": False})
+        self.workers = int(workers)
+        self.notes: list[str] = []
+        self.cluster = None
+        self.shared_cores = False
+        if scheduler:
+            self.client = Client(scheduler)
+        else:
+            self.cluster, self.client, self.shared_cores = local_cluster(
+                self.workers, 1, self.notes)
+        self.executor = self.client.get_executor(pure=False)
+
+    def on_every_worker(self, function: Callable[..., Any], *args: Any) -> None:
+        """Call ``function(*args)`` once in every worker process (imports, warm-up)."""
+        self.client.run(function, *args)
+
+    def close(self) -> None:
+        """Close the client and a cluster this pool started."""
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def __enter__(self) -> EvaluationPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class DaskExecutor:
     """Runs the jobs on a Dask cluster; the results come back here as they finish."""
 
     def __init__(self, config: ExecutionConfig):
         import dask
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         dask.config.set({"distributed.scheduler.allowed-failures": WORKER_LOSS_RETRIES,
                          "distributed.worker.daemon": False})
@@ -116,21 +182,8 @@ class DaskExecutor:
             self.description = f"dask-jobqueue {config.cluster}"
         else:
             workers = int(config.workers or 1)
-            plan, self.shared_cores = core_plan(workers, config.cores_per_worker)
-            if self.shared_cores:
-                message = (f"{workers} workers x {config.cores_per_worker} cores need more "
-                           f"cores than the {len(os.sched_getaffinity(0))} this process may "
-                           "use: workers share cores, timings are not fair")
-                config.notes.append(message)
-                warnings.warn(message, stacklevel=2)
-            self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                        processes=True, dashboard_address=":0",
-                                        memory_limit=0, silence_logs=40)
-            self.client = Client(self.cluster)
-            names = sorted(str(w["name"]) for w in
-                           self.client.scheduler_info()["workers"].values())
-            by_name = {name: cores for name, cores in zip(names, plan, strict=True)}
-            self.client.register_plugin(CorePinning(by_name))
+            self.cluster, self.client, self.shared_cores = local_cluster(
+                workers, config.cores_per_worker, config.notes)
             self.description = f"dask LocalCluster of {workers} workers"
         self.dashboard = self.client.dashboard_link
 

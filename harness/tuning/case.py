@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,27 +42,46 @@ def trace_file(case_id: str) -> str:
     return f"{TRACE_DIR}/{cache_name(case_id)}.jsonl"
 
 
-def case_label(problem_label: str, method: str) -> str:
-    """The variant part of a tuning case id: ``<method>`` or ``P<size>-<method>``."""
-    return f"{problem_label}-{method}" if problem_label else method
+def case_label(problem_label: str, method: str, workers: int = 1) -> str:
+    """The variant part of a tuning case id: ``<method>`` or ``P<size>-<method>``, with
+    ``-w<K>`` appended for K evaluation workers."""
+    label = f"{problem_label}-{method}" if problem_label else method
+    return label + (f"-w{workers}" if workers > 1 else "")
+
+
+def parse_case_label(label: str) -> tuple[str, str, int]:
+    """``(problem label, method, evaluation workers)`` of :func:`case_label`'s label."""
+    size, _, rest = label.partition("-")
+    problem, method = ((size, rest) if size.startswith("P") and size[1:].isdigit() and rest
+                       else ("", label))
+    stem, _, count = method.rpartition("-w")
+    if stem and count.isdigit():
+        return problem, stem, int(count)
+    return problem, method, 1
 
 
 def plan_tuning_cases(scenarios: Sequence[Any], backends: Sequence[str],
                       methods: Sequence[str], particles: int | None, device: str,
-                      dtype: str, threads: int | None, directory: Path) -> list[Case]:
-    """Every scenario problem (size variant) × method × backend, as cases of kind tuning."""
+                      dtype: str, threads: int | None, directory: Path,
+                      evaluation_workers: int = 1) -> list[Case]:
+    """Every scenario problem (size variant) × method × backend, as cases of kind tuning;
+    ``evaluation_workers`` > 1 gives the cases of a ``parallel`` method an evaluation pool
+    of that many workers (:class:`harness.execution.cluster.EvaluationPool`)."""
     cases = []
     for scenario in scenarios:
         count = particles or scenario.tuning.particles or scenario.beam.particles
         for problem in problems(scenario):
             for method in methods:
                 for backend in backends:
-                    label = case_label(problem.label, method)
+                    workers = evaluation_workers if METHODS[method].parallel else 1
+                    label = case_label(problem.label, method, workers)
+                    options: dict[str, Any] = {"label": label, "method": method,
+                                               "problem": problem.label}
+                    if workers > 1:
+                        options["evaluation_workers"] = int(workers)
                     case = Case(scenario.name, str(scenario.source_file or scenario.name),
                                 backend, int(count), device, dtype, repeat=1,
-                                threads=threads, kind="tuning",
-                                options={"label": label, "method": method,
-                                         "problem": problem.label})
+                                threads=threads, kind="tuning", options=options)
                     path = Path(directory).absolute() / trace_file(case.case_id)
                     cases.append(replace(case, options={**case.options,
                                                         "trace_path": str(path)}))
@@ -87,6 +107,11 @@ def run_tuning(cases: Sequence[Case], scenarios: dict[str, Any], directory: Path
     rows = runner.run(cases, scenarios)
     runner.clear_cache()
     return rows
+
+
+def _warm_up(value: Callable[[np.ndarray], float], start: np.ndarray) -> None:
+    """One evaluation in a pool worker before the clock starts (imports, caches)."""
+    value(start)
 
 
 def _problem(scenario, label: str) -> TuningProblem:
@@ -163,14 +188,24 @@ def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
         value = BlackBox(backend, scenario, problem, initial, initial_observables, device,
                          dtype)
         value(problem.start)  # warm-up: caches, compilation
-    setup_s = time.perf_counter() - setup_started
-    trace_path = Path(options["trace_path"])
-    trace_path.parent.mkdir(parents=True, exist_ok=True)
-    with trace_path.open("w", encoding="utf-8") as trace:
-        objective = TuningObjective(problem, problem.budget(method.name), value, gradient,
-                                    trace)
-        objective.start_clock()
-        message = method.run(objective, problem)
+    workers = int(options.get("evaluation_workers", 1))
+    row["evaluation_workers"] = workers
+    with ExitStack() as stack:
+        pool = None
+        if workers > 1:
+            from harness.execution.cluster import EvaluationPool
+
+            pool = stack.enter_context(EvaluationPool(workers))
+            pool.on_every_worker(_warm_up, value, problem.start)
+            row["evaluation_notes"] = "; ".join(pool.notes)
+        setup_s = time.perf_counter() - setup_started
+        trace_path = Path(options["trace_path"])
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+        with trace_path.open("w", encoding="utf-8") as trace:
+            objective = TuningObjective(problem, problem.budget(method.name), value,
+                                        gradient, trace, pool)
+            objective.start_clock()
+            message = method.run(objective, problem)
     best = objective.best_x
     reached = objective.reached_at
     return [row | {

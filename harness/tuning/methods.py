@@ -18,13 +18,18 @@ until it ends by its own rule (its message is recorded).
   (Gao and Han 2012), bounded to the box; the baseline.
 * ``xopt-neldermead`` — Xopt's ``NelderMeadGenerator`` (adaptive), one evaluation per step.
 * ``xopt-bo`` — Bayesian optimisation with Xopt's ``ExpectedImprovementGenerator``
-  (BoTorch Gaussian process): the start point and ``min(2P, 8)`` random points, then one
-  candidate per step; the GP models ``log10(F)`` when the objective cannot be negative
-  (no growth term: matching objectives span orders of magnitude); not run above
-  :data:`BO_MAX_PARAMETERS` parameters.
+  (BoTorch Gaussian process) inside a trust region (Xopt's ``OptimizeTurboController``,
+  TuRBO: Eriksson et al., NeurIPS 2019) that shrinks about the best point down to
+  :data:`BO_TRUST_REGION_MIN` of the box, so that BO can end as precisely as a local
+  method: the start point and ``min(2P, 8)`` random points (seeded, :data:`BO_SEED`), then
+  one candidate per step, or K per step (q-EI) with an evaluation pool of K workers; the
+  GP models ``log10(F)`` when the objective cannot be negative (no growth term: matching
+  objectives span orders of magnitude); not run above :data:`BO_MAX_PARAMETERS`
+  parameters.
 
-Evaluations run one after the other (no executor): on the reference machine's 2 cores a
-parallel evaluator has nothing to run on.
+Evaluations run one after the other, except for a method marked ``parallel`` given an
+evaluation pool (:class:`harness.execution.cluster.EvaluationPool`, Dask workers of the
+execution layer): its batches of points are evaluated at once, one per worker.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ if TYPE_CHECKING:
 #: Above this many parameters the Gaussian-process method is not run (each step refits a
 #: GP in P dimensions and optimises the acquisition: minutes per step on 2 cores).
 BO_MAX_PARAMETERS = 16
+#: Smallest side of the BO trust region (fraction of the box): small enough for the
+#: 1e-6 relative tolerance on the parameters.
+BO_TRUST_REGION_MIN = 1.0e-9
+#: Successive successes (failures) after which the trust region grows (shrinks).
+BO_TRUST_REGION_STEPS = 2
 #: Steps without improvement before Adam's learning rate is halved.
 ADAM_PATIENCE = 50
 
@@ -58,6 +68,9 @@ class Method:
     description: str
     run: Callable[[TuningObjective, TuningProblem], str]
     max_parameters: int | None = None
+    #: Whether it proposes several points at once, so that an evaluation pool runs them in
+    #: parallel (``trackbench tune --evaluation-workers K``).
+    parallel: bool = False
 
     @property
     def needs_gradient(self) -> bool:
@@ -125,41 +138,81 @@ def run_neldermead(objective: TuningObjective, problem: TuningProblem) -> str:
     return _stopped(call)
 
 
+#: Seed of the random initial points of the Bayesian optimisation (reproducible runs).
+BO_SEED = 20251125
+
+
+@dataclass(frozen=True)
+class XoptFunction:
+    """What Xopt's evaluator calls with a point ``{u0: ..., u1: ...}`` of the unit box:
+    ``{"f": what the generator minimises, "objective": F, "process": "host:pid"}``, ``F``
+    the black-box objective (non-finite: :data:`~harness.tuning.objective.PENALTY` for the
+    generator), ``f`` either ``F`` or ``log10(F)`` (``logarithm``) and ``process`` where it
+    was evaluated. Picklable (it holds the black box), so
+    it runs in the pool's workers as well as here."""
+
+    value: Callable[[np.ndarray], float]
+    problem: TuningProblem
+    names: tuple[str, ...]
+    logarithm: bool
+
+    def __call__(self, inputs: dict) -> dict:
+        import math
+        import os
+        import socket
+
+        from harness.tuning.objective import PENALTY
+
+        u = np.array([inputs[n] for n in self.names], dtype=np.float64)
+        value = float(self.value(self.problem.from_unit(u)))
+        seen = value if math.isfinite(value) else PENALTY
+        return {"f": math.log10(max(seen, 1e-300)) if self.logarithm else seen,
+                "objective": value, "process": f"{socket.gethostname()}:{os.getpid()}"}
+
+
 def _xopt(objective: TuningObjective, problem: TuningProblem, generator_factory,
-          random_points: int = 0, logarithm: bool = False) -> str:
+          random_points: int = 0, logarithm: bool = False, batch: bool = False) -> str:
     """Run an Xopt generator over the unit box until the objective says stop; with
-    ``logarithm`` the generator sees ``log10(F)`` (a non-negative objective)."""
+    ``logarithm`` the generator sees ``log10(F)`` (a non-negative objective). With
+    ``batch`` and an evaluation pool, the random points and then
+    ``objective.evaluation_workers`` candidates per step are evaluated at once on the pool's
+    workers (Xopt's ``Evaluator`` with the pool's executor); the evaluations are recorded
+    here when their batch comes back."""
     from xopt import VOCS, Evaluator, Xopt
 
     from harness.tuning.objective import Stop
 
     names = [f"u{i}" for i in range(problem.size)]
     vocs = VOCS(variables={n: [0.0, 1.0] for n in names}, objectives={"f": "MINIMIZE"})
-
-    def function(inputs: dict) -> dict:
-        value = objective.value(np.array([inputs[n] for n in names]))
-        return {"f": float(np.log10(max(value, 1e-300))) if logarithm else value}
-
+    function = XoptFunction(objective.function, problem, tuple(names), logarithm)
+    workers = objective.evaluation_workers if batch else 1
+    evaluator = (Evaluator(function=function, executor=objective.pool.executor,
+                           max_workers=workers)
+                 if workers > 1 else Evaluator(function=function))
     start = dict(zip(names, (float(v) for v in problem.to_unit(problem.start)), strict=True))
-    xopt = Xopt(evaluator=Evaluator(function=function),
-                generator=generator_factory(vocs, start))
+    xopt = Xopt(evaluator=evaluator, generator=generator_factory(vocs, start))
+
+    def record(data) -> None:
+        rows = data.to_dict("records")
+        objective.record_values(
+            [problem.from_unit(np.array([row[n] for n in names])) for row in rows],
+            [float(row.get("objective", float("nan"))) for row in rows],
+            [str(row.get("process", "")) for row in rows])
+
     try:
         if random_points:
-            xopt.evaluate_data({n: [v] for n, v in start.items()})
-            if objective.stop_reason is None:
-                xopt.random_evaluate(random_points)
-        while objective.stop_reason is None:
-            before = objective.evaluations
-            xopt.step()
-            if objective.evaluations == before:
+            record(xopt.evaluate_data({n: [v] for n, v in start.items()}))
+            objective.check()
+            record(xopt.random_evaluate(min(random_points, objective.remaining),
+                                        seed=BO_SEED))
+        while True:
+            objective.check()
+            candidates = xopt.generator.suggest(min(workers, objective.remaining))
+            if candidates is None or len(candidates) == 0:
                 return "ended: the generator proposed no new point"
+            record(xopt.evaluate_data(candidates))
     except Stop as stop:
         return str(stop)
-    except Exception:
-        # Xopt re-raises an evaluation's exception from a batch (random_evaluate) as its own
-        if objective.stop_reason is None:
-            raise
-    return objective.stop_reason
 
 
 def run_xopt_neldermead(objective: TuningObjective, problem: TuningProblem) -> str:
@@ -171,12 +224,20 @@ def run_xopt_neldermead(objective: TuningObjective, problem: TuningProblem) -> s
 
 
 def run_xopt_bo(objective: TuningObjective, problem: TuningProblem) -> str:
-    """Xopt's ExpectedImprovementGenerator (BoTorch)."""
+    """Xopt's ExpectedImprovementGenerator (BoTorch) in a TuRBO trust region."""
     from xopt.generators.bayesian.expected_improvement import ExpectedImprovementGenerator
+    from xopt.generators.bayesian.turbo import OptimizeTurboController
 
     non_negative = not any(t.growth for t in problem.block.targets.values())
-    return _xopt(objective, problem, lambda vocs, start: ExpectedImprovementGenerator(
-        vocs=vocs), random_points=min(2 * problem.size, 8), logarithm=non_negative)
+
+    def generator(vocs, start):
+        turbo = OptimizeTurboController(vocs=vocs, length_min=BO_TRUST_REGION_MIN,
+                                        success_tolerance=BO_TRUST_REGION_STEPS,
+                                        failure_tolerance=BO_TRUST_REGION_STEPS)
+        return ExpectedImprovementGenerator(vocs=vocs, turbo_controller=turbo)
+
+    return _xopt(objective, problem, generator, random_points=min(2 * problem.size, 8),
+                 logarithm=non_negative, batch=True)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -187,8 +248,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("xopt-neldermead", "gradient-free", "xopt", "Xopt NelderMeadGenerator",
            run_xopt_neldermead),
     Method("xopt-bo", "gradient-free", "xopt",
-           "Xopt ExpectedImprovementGenerator (BoTorch GP)", run_xopt_bo,
-           max_parameters=BO_MAX_PARAMETERS),
+           "Xopt ExpectedImprovementGenerator (BoTorch GP) in a TuRBO trust region",
+           run_xopt_bo, max_parameters=BO_MAX_PARAMETERS, parallel=True),
 )}
 if tuple(METHODS) != TUNING_METHODS:  # one list of names, in the vocabulary
     raise RuntimeError(f"tuning registry {tuple(METHODS)} != vocabulary {TUNING_METHODS}")

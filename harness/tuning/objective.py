@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -142,9 +144,12 @@ class TuningObjective:
     def __init__(self, problem: TuningProblem, budget: int,
                  value: Callable[[np.ndarray], float] | None,
                  value_and_gradient: Callable[[np.ndarray], tuple[float, np.ndarray]] | None,
-                 trace: IO[str] | None = None):
+                 trace: IO[str] | None = None, pool: Any = None):
         self.problem = problem
         self.budget = budget
+        #: :class:`harness.execution.cluster.EvaluationPool` for the parallel evaluations of
+        #: a method that proposes several points at once, or None (one after the other).
+        self.pool = pool
         self._value = value
         self._value_and_gradient = value_and_gradient
         self.trace = trace
@@ -156,13 +161,15 @@ class TuningObjective:
         self.stop_reason: str | None = None
         self.started = time.perf_counter()
         self.elapsed = 0.0
+        self.process = f"{socket.gethostname()}:{os.getpid()}"
 
     def start_clock(self) -> None:
         """Time zero of the optimisation (after the set-up)."""
         self.started = time.perf_counter()
 
-    def _record(self, kind: str, x: np.ndarray, value: float) -> float:
-        self.elapsed = time.perf_counter() - self.started
+    def _record(self, kind: str, x: np.ndarray, value: float, process: str = "",
+                elapsed: float | None = None) -> float:
+        self.elapsed = time.perf_counter() - self.started if elapsed is None else elapsed
         self.evaluations += 1
         finite = math.isfinite(value)
         if finite and value < self.best_value:
@@ -177,26 +184,53 @@ class TuningObjective:
             line = {"evaluation": self.evaluations, "kind": kind, "wall_s": self.elapsed,
                     "objective": value if finite else None,
                     "best": self.best_value if math.isfinite(self.best_value) else None,
-                    "distance": self.problem.distance(x)}
+                    "distance": self.problem.distance(x),
+                    "process": process or self.process}
             self.trace.write(json.dumps(line) + "\n")
             self.trace.flush()
         return value if finite else PENALTY
 
-    def _check(self) -> None:
+    def check(self) -> None:
+        """Raise :class:`Stop` once the method must stop (tolerance reached, budget spent)."""
         if self.stop_reason is not None:
             raise Stop(self.stop_reason)
 
-    def value(self, u: np.ndarray) -> float:
-        """``F`` at normalised ``u``; raises :class:`Stop` once the method must stop."""
-        self._check()
-        x = self.problem.from_unit(u)
+    @property
+    def remaining(self) -> int:
+        """Evaluations left in the budget."""
+        return max(self.budget - self.evaluations, 0)
+
+    @property
+    def evaluation_workers(self) -> int:
+        """How many evaluations may run at once (the pool's workers, else 1)."""
+        return 1 if self.pool is None else self.pool.workers
+
+    @property
+    def function(self) -> Callable[[np.ndarray], float]:
+        """``x -> F`` (scenario file units), the black-box evaluation itself: what a method
+        that evaluates elsewhere (the pool's workers) ships there; it records nothing."""
         if self._value is None:
             raise RuntimeError("no objective evaluation for this backend")
-        return self._record("value", x, float(self._value(x)))
+        return self._value
+
+    def value(self, u: np.ndarray) -> float:
+        """``F`` at normalised ``u``; raises :class:`Stop` once the method must stop."""
+        self.check()
+        x = self.problem.from_unit(u)
+        return self._record("value", x, float(self.function(x)))
+
+    def record_values(self, points: list[np.ndarray], values: list[float],
+                      processes: list[str]) -> None:
+        """Record evaluations made elsewhere (a batch from the pool), in order, at the
+        time they came back (``points`` in scenario file units; ``processes``: where each
+        ran, ``host:pid``)."""
+        came_back = time.perf_counter() - self.started
+        for x, value, process in zip(points, values, processes, strict=True):
+            self._record("value", x, float(value), process, came_back)
 
     def value_and_gradient(self, u: np.ndarray) -> tuple[float, np.ndarray]:
         """``F`` and ``dF/du`` at normalised ``u``; raises :class:`Stop` as :meth:`value`."""
-        self._check()
+        self.check()
         if self._value_and_gradient is None:
             raise RuntimeError("no gradient for this backend")
         x = self.problem.from_unit(u)

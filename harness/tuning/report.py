@@ -64,9 +64,23 @@ def _method(row: dict[str, Any]) -> str:
     """The method of a row (from the case id for rows the runner wrote alone)."""
     if row.get("method"):
         return row["method"]
-    label = row["case_id"].rsplit("/", 1)[-1]
-    size, _, rest = label.partition("-")
-    return rest if size.startswith("P") and size[1:].isdigit() and rest else label
+    from harness.tuning.case import parse_case_label
+
+    return parse_case_label(row["case_id"].rsplit("/", 1)[-1])[1]
+
+
+def _workers(row: dict[str, Any]) -> int:
+    """Evaluations the case ran at once (1 unless it had an evaluation pool)."""
+    from harness.tuning.case import parse_case_label
+
+    return int(row.get("evaluation_workers")
+               or parse_case_label(row["case_id"].rsplit("/", 1)[-1])[2])
+
+
+def _method_label(row: dict[str, Any]) -> str:
+    """The method as tables and plots name it: ``xopt-bo ×2`` with 2 evaluation workers."""
+    workers = _workers(row)
+    return _method(row) + (f" ×{workers}" if workers > 1 else "")
 
 
 def _family(row: dict[str, Any]) -> str:
@@ -99,7 +113,7 @@ def summary_frame(run_dirs: Sequence[Path]) -> pd.DataFrame:
             spent = trace[-1]["wall_s"]
         lines.append({
             "scenario": row["scenario"], "problem": row.get("problem") or "",
-            "P": row.get("n_params"), "method": _method(row), "family": _family(row),
+            "P": row.get("n_params"), "method": _method_label(row), "family": _family(row),
             "backend": row["backend"], "status": row["status"],
             "reached": bool(row.get("reached")),
             "evaluations_to_target": row.get("evaluations_to_target"),
@@ -246,7 +260,7 @@ def convergence_plots(run_dirs: Sequence[Path], directory: Path) -> list[Path]:
             if not values:
                 continue
             style = "-" if _family(row) == "gradient" else "--"
-            label = f"{_method(row)} / {row['backend']}"
+            label = f"{_method_label(row)} / {row['backend']}"
             by_count.plot(evaluations, values, style, label=label, linewidth=1.2)
             by_time.plot(times, values, style, label=label, linewidth=1.2)
             drawn += 1

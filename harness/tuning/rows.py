@@ -26,7 +26,10 @@ TUNING: dict[str, str] = {
     "start_distance": "largest relative distance of the start point to the known optimum",
     "import_s": "interpreter start-up and imports of the child [s]",
     "setup_s": "objective set-up and one warm-up evaluation (a gradient for gradient "
-               "methods) [s], not in the times below",
+               "methods; also on every pool worker) [s], not in the times below",
+    "evaluation_workers": "evaluations run at once (1: one after the other; K: a pool of "
+                          "K Dask workers, for a method that proposes K points per step)",
+    "evaluation_notes": "what the evaluation pool noted (e.g. workers sharing cores)",
     "stop": "why the method stopped: reached | budget | ended: <the method's own message>",
     "evaluations": "objective evaluations made (a gradient evaluation counts as one)",
     "gradient_evaluations": "of which with the reverse-mode gradient",
@@ -46,8 +49,10 @@ TUNING: dict[str, str] = {
 TRACE: dict[str, str] = {
     "evaluation": "1, 2, ... in the order of evaluation",
     "kind": "value (objective only) | gradient (objective and its reverse-mode gradient)",
-    "wall_s": "wall time since the start of the optimisation when it finished [s]",
+    "wall_s": "wall time since the start of the optimisation when it finished (a batch "
+              "evaluated in parallel: when the batch came back) [s]",
     "objective": "the objective (empty: not finite, e.g. a lost beam)",
     "best": "lowest objective so far",
     "distance": "largest relative distance of the evaluated point to the known optimum",
+    "process": "where it was evaluated, host:pid (a pool worker, or the case's process)",
 }
