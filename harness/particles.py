@@ -260,7 +260,8 @@ def load_particle_file(path: str | Path, reference=None) -> np.ndarray:
 
 
 def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> np.ndarray:
-    """Draw the initial particles of a beam: ``(n, 6)`` float64, deterministic for its seed."""
+    """Draw the initial particles of a beam: ``(n, 6)`` float64, deterministic for its seed,
+    shifted by the beam's ``centroid`` when it has one."""
     n = beam.particles if n is None else int(n)
     if beam.distribution == "file":
         path = Path(beam.file or "")
@@ -271,7 +272,10 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
             raise ScenarioError(path, "beam.particles", f"at most {len(data)} particles", n)
         return data[:n].copy()
     z = unit_samples(beam.distribution, n, beam.seed)
-    return z @ beam_cholesky(beam).T
+    particles = z @ beam_cholesky(beam).T
+    if beam.centroid is not None:
+        particles += np.asarray(beam.centroid.vector(), dtype=np.float64)
+    return particles
 
 
 def generate_torch(beam: Beam, n: int, overrides: dict[str, Any], dtype=None, device=None):
@@ -284,4 +288,8 @@ def generate_torch(beam: Beam, n: int, overrides: dict[str, Any], dtype=None, de
     factor = beam_cholesky(beam, overrides)
     if not isinstance(factor, torch.Tensor):
         factor = torch.as_tensor(factor, dtype=dtype, device=device)
-    return z @ factor.to(dtype=z.dtype).T
+    particles = z @ factor.to(dtype=z.dtype).T
+    if beam.centroid is not None:
+        particles = particles + torch.as_tensor(beam.centroid.vector(), dtype=z.dtype,
+                                                device=z.device)
+    return particles

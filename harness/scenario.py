@@ -148,6 +148,30 @@ class Longitudinal(_Strict):
                 "correlation": float(self.correlation or 0.0)}
 
 
+#: A centroid offset in a momentum coordinate (px, py, pt, in units of the reference
+#: momentum): below 1 in magnitude.
+Offset = Annotated[float, Field(gt=-1, lt=1)]
+
+
+class Centroid(_Strict):
+    """Mean offsets of the generated beam from the reference particle, in the particle
+    coordinates of ImpactX (``x``, ``y`` [m]; ``px``, ``py`` [1, p/p0]; ``t`` = c*dt [m];
+    ``pt`` = -dE/(p0 c) [1]): every particle of the distribution is shifted by them, so
+    every backend tracks the same off-centre particles. A mean momentum offset
+    ``delta = dp/p0`` is ``pt = -beta0 * delta`` to first order (ImpactX's ``meanPt``)."""
+
+    x: float = 0.0
+    px: Offset = 0.0
+    y: float = 0.0
+    py: Offset = 0.0
+    t: float = 0.0
+    pt: Offset = 0.0
+
+    def vector(self) -> tuple[float, float, float, float, float, float]:
+        """``(x, px, y, py, t, pt)``, the column order of the particle arrays."""
+        return (self.x, self.px, self.y, self.py, self.t, self.pt)
+
+
 class Rms(_Strict):
     """Uncoupled rms sizes per coordinate and the position-momentum correlation per plane
     (ImpactX's lambda/mu input for uncorrelated beams); allows a cold beam (sigma_p* = 0)."""
@@ -228,6 +252,7 @@ class Beam(_Strict):
     rms: Rms | None = None
     sigma_matrix: list[list[float]] | None = None
     longitudinal: Longitudinal | None = None
+    centroid: Centroid | None = None
     file: str | None = None
     particles: Annotated[int, Field(gt=0, le=MAX_PARTICLES)] = 10_000
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
@@ -270,6 +295,9 @@ class Beam(_Strict):
         if self.distribution == "file":
             if not self.file:
                 raise ValueError("distribution 'file' needs 'file: <path to .npz/.csv>'")
+            if self.centroid is not None:
+                raise ValueError("'centroid' only for a generated distribution (a particle "
+                                 "file holds its own offsets)")
             return self
         given = [k for k in ("twiss", "ellipse", "rms", "sigma_matrix")
                  if getattr(self, k) is not None]

@@ -129,7 +129,9 @@ def initial_particles(spec: CaseSpec, scenario) -> np.ndarray:
 
     particles = drawn(spec, scenario)
     if scenario.tuning.exact_moments:
-        particles = exact_moment_particles(particles, beam_cholesky(scenario.beam))
+        centroid = scenario.beam.centroid
+        particles = exact_moment_particles(particles, beam_cholesky(scenario.beam),
+                                           None if centroid is None else centroid.vector())
     return particles
 
 

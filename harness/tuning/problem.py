@@ -339,13 +339,16 @@ def problems(scenario: Scenario, file=None) -> list[TuningProblem]:
     return out
 
 
-def exact_moment_particles(particles: np.ndarray, cholesky: np.ndarray) -> np.ndarray:
-    """Particles moved linearly so that their mean is zero and their covariance (1/N, as
-    :func:`harness.observables.moments`) is exactly ``cholesky @ cholesky.T``."""
+def exact_moment_particles(particles: np.ndarray, cholesky: np.ndarray,
+                           mean: np.ndarray | None = None) -> np.ndarray:
+    """Particles moved linearly so that their mean is exactly ``mean`` (default zero; the
+    beam's centroid) and their covariance (1/N, as :func:`harness.observables.moments`)
+    exactly ``cholesky @ cholesky.T``."""
     centred = particles - particles.mean(axis=0)
     covariance = centred.T @ centred / len(centred)
     whitened = np.linalg.solve(np.linalg.cholesky(covariance), centred.T).T
-    return whitened @ np.asarray(cholesky).T
+    moved = whitened @ np.asarray(cholesky).T
+    return moved if mean is None else moved + np.asarray(mean, dtype=np.float64)
 
 
 def finite(value: float) -> bool:

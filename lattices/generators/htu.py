@@ -35,9 +35,9 @@ What the source gives and how it becomes the scenario:
 Model tiers as the benchmark ran ImpactX: exact drifts (``ExactDrift``) and bends
 (``ExactSbend``), chromatic (paraxial) quadrupoles (``ChrQuad``), one slice each.
 
-Not expressible in the scenario model: the benchmark's mean momentum offset of the beam
-(``mu_p = 1e-2``, ImpactX ``meanPt = -mu_p``); the beam here is centred (as in ImpactX's own
-``examples/htu_beamline/run_impactx.py``).
+The benchmark's mean momentum offset of the beam, ``mu_p = 1e-2`` (ImpactX ``meanPt =
+-mu_p``, Cheetah ``incoming.p += mu_p``), is the beam's ``centroid: {pt: -1e-2}``; ImpactX's
+own ``examples/htu_beamline/run_impactx.py`` runs a centred beam.
 
 Run ``python -m lattices.generators.htu`` (from the repository root) to rewrite the file;
 ``--check`` exits 1 when the committed file differs from what this script writes.
@@ -62,6 +62,7 @@ NORMALISED_EMITTANCE = 1.5e-6  # m rad, both planes
 BETA = 2.0e-3  # m, both planes (alpha = 0)
 SIGMA_T = 1.0e-6  # m
 SIGMA_P = 2.5e-2  # relative momentum spread
+MU_P = 1.0e-2  # relative mean momentum offset (ImpactX meanPt = -MU_P)
 BUNCH_CHARGE_C = 25.0e-12
 #: The figures' particle counts (NAPAC2025 TUP101 Fig. 1; Fig. 2 adds 1e7 on the GPU).
 PARTICLE_COUNTS = [1_000, 10_000, 100_000, 1_000_000]
@@ -247,6 +248,7 @@ def scenario() -> dict:
                       "beta_y": BETA, "alpha_y": 0.0, "emittance_y": emittance},
             # ImpactX t = c dt [m]; pt ~ -delta at this energy (beta = 0.99999)
             "longitudinal": {"sigma_t": SIGMA_T, "sigma_pt": SIGMA_P},
+            "centroid": {"pt": -MU_P},
             "particles": 10_000,
             "seed": 20251125,
         },
@@ -268,7 +270,7 @@ HEADER = """\
 # script, not this file. It documents every conversion (quadrupole gradients from pole-tip
 # fields and calibration currents, chicane angles from the R56 setting).
 # Magnet strengths: {strengths}.
-# Left out (not in the scenario model): the benchmark beam's 1 % mean momentum offset.
+# The beam's 1 % mean momentum offset is its centroid (pt = -1e-2, ImpactX meanPt).
 """
 
 
