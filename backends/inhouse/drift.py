@@ -35,9 +35,11 @@ def _chr_drift_push(columns: Columns, coeffs: tuple) -> Columns:
     # update written without its O(1) cancellation:
     #   t -= L [(delta + beta pt) / (beta (1+delta)) + (beta pt - 1)(px^2 + py^2)
     #           / (2 beta (1+delta)^3)].
+    # delta + beta pt cancels to first order: nm.delta_plus_beta_pt
     transverse = px * px + py * py
     t_out = t - length / beta * idelta1 * (
-        delta + beta * pt + (beta * pt - 1.0) * transverse * 0.5 * idelta1 * idelta1)
+        nm.delta_plus_beta_pt(pt, delta, beta)
+        + (beta * pt - 1.0) * transverse * 0.5 * idelta1 * idelta1)
     return (x_out, px, y_out, py, t_out, pt)
 
 
@@ -54,15 +56,15 @@ def exact_drift_push(columns: Columns, coeffs: tuple) -> Columns:
     ImpactX: pz = sqrt((pt - 1/beta)^2 - 1/(beta gamma)^2 - px^2 - py^2),
     t -= L (1/beta + (pt - 1/beta)/pz). With 1/beta^2 - 1/(beta gamma)^2 = 1 this is
     pz = sqrt(1 + w), w = pt^2 - 2 pt/beta - px^2 - py^2, and
-    t -= L (pt + (pz - 1)/beta) / pz, free of the O(1) cancellation.
+    t -= L (pt + (pz - 1)/beta) / pz, free of the O(1) cancellation, with pt + (pz - 1)/beta
+    formed free of its first-order one (:func:`backends.inhouse.numeric.exact_longitudinal`).
     """
     x, px, y, py, t, pt = columns
     length, ibeta = coeffs
-    w = pt * pt - 2.0 * ibeta * pt - px * px - py * py
-    pz_minus_one, inv_pz, _ = nm.longitudinal_momentum(w)
+    _, inv_pz, _, time = nm.exact_longitudinal(pt, px, py, ibeta)
     x_out = x + length * px * inv_pz
     y_out = y + length * py * inv_pz
-    t_out = t - length * (pt + ibeta * pz_minus_one) * inv_pz
+    t_out = t - length * time * inv_pz
     return (x_out, px, y_out, py, t_out, pt)
 
 

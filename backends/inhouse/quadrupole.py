@@ -75,7 +75,8 @@ def _chr_quad_push(columns: Columns, coeffs: tuple) -> Columns:
         qp = q * p * delta1
         bracket = bracket + (-(p * p - qq) * s2 - 2.0 * qp * c2 + 2.0 * qp
                              - 2.0 * p * p * length - 2.0 * qq * length)
-    t0 = t - (pt + delta / beta) * length / delta1
+    # pt + delta/beta = (delta + beta pt)/beta, first-order cancellation removed
+    t0 = t - nm.delta_plus_beta_pt(pt, delta, beta) / beta * length / delta1
     t_out = t0 + (-1.0 + beta * pt) / (8.0 * beta * delta1 * delta1 * delta1) * bracket
     return (x_out, px_out, y_out, py_out, t_out, pt)
 
@@ -100,11 +101,10 @@ def _quad_map2_push(columns: Columns, coeffs: tuple) -> Columns:
     x -= tau px (pz - 1)/pz, t -= tau (pt/(beta gamma)^2 + (pt + (pz - 1)/beta)/pz)."""
     x, px, y, py, t, pt = columns
     tau, ibeta, ibetgam2 = coeffs
-    w = pt * pt - 2.0 * ibeta * pt - px * px - py * py
-    pz_minus_one, inv_pz, excess_ratio = nm.longitudinal_momentum(w)
+    _, inv_pz, excess_ratio, time = nm.exact_longitudinal(pt, px, py, ibeta)
     excess = tau * excess_ratio
     return (x - excess * px, px, y - excess * py, py,
-            t - tau * (ibetgam2 * pt + (pt + ibeta * pz_minus_one) * inv_pz), pt)
+            t - tau * (ibetgam2 * pt + time * inv_pz), pt)
 
 
 def exact_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState, nsteps: int,
