@@ -216,3 +216,22 @@ def test_compiled_cuda_track_agrees_with_cpu_eager(name):
     assert cuda.compiled is True, cuda.compile_error
     reference = InhouseBackend().prepare(scenario, compile=False).track(particles)
     assert relative_error(torch.from_numpy(out), torch.from_numpy(reference)) < 1e-12
+
+
+@pytest.mark.parametrize(("name", "kernels"), [("htu", 5), ("long_fodo", 1),
+                                                ("fodo_sextupole", 4)])
+def test_segmentation_bounds_the_distinct_kernels(name: str, kernels: int) -> None:
+    """A line without repeated cells (HTU: 138 maps) is cut into single-map segments, one
+    kernel per distinct map (fewer than its 11 kernels of up to 8 maps); a periodic line
+    keeps its cell segments (long_fodo: 30 segments of one cell, one kernel)."""
+    from backends.inhouse.compiled import _fewest_kernels
+    from backends.inhouse.segments import SEGMENT_COST, Segment
+    from backends.inhouse.tracker import Tracker
+    from harness.scenario import load_scenario
+
+    scenario = load_scenario(name)
+    steps = Tracker(scenario.elements, scenario.reference_particle).steps()
+    parts = _fewest_kernels(steps, SEGMENT_COST)
+    segments = [p for p in parts if isinstance(p, Segment)]
+    assert len({s.signature for s in segments}) == kernels
+    assert sum(len(s.subs) for s in segments) >= len(steps)
