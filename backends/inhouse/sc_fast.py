@@ -12,8 +12,10 @@ here by two compiled kernels over the particles:
 2. :func:`_gather_push`: the stencil again, the interpolated field, the momentum push and
    the t -> s transformation, in one pass.
 
-The mesh bounds (a min/max reduction) and the Poisson solve on the doubled grid (FFTs of
-:func:`backends.inhouse.space_charge.solve_potential`) stay eager between them. The maps,
+The mesh bounds (a min/max reduction) and the Poisson solve on the doubled grid
+(:func:`backends.inhouse.poisson_fast.solve`, the FFT solve of
+:func:`backends.inhouse.space_charge.solve_potential` without its redundant work) stay eager
+between them. The maps,
 formulas and order of operations are those of :mod:`backends.inhouse.space_charge` (ImpactX
 ``HandleSpacecharge.cpp`` step by step); only the summation order of the deposition and the
 gather differs (round-off).
@@ -25,10 +27,10 @@ import math
 
 import torch
 
+from backends.inhouse import poisson_fast
 from backends.inhouse.space_charge import (
     MeshSettings,
     electric_field,
-    solve_potential,
     space_charge_kick,
     to_fixed_s,
     to_fixed_t,
@@ -148,7 +150,7 @@ def fast_kick(columns, ref, ds: float, bunch_charge_C: float, mesh: MeshSettings
     volume = cell[0] * cell[1] * cell[2]
     density = (flat / volume).view((1,) + mesh.nodes)
     cell_b = [c.reshape(1, 1) for c in cell]
-    potential = solve_potential(density, cell_b, float(ref.gamma))
+    potential = poisson_fast.solve(density, cell_b, float(ref.gamma))
     field = electric_field(potential, cell_b)[0]
     ex, ey, ez = (field[..., i].reshape(-1).contiguous() for i in range(3))
     g = float(ref.gamma)
