@@ -407,11 +407,13 @@ def test_compiled_space_charge_track_equals_eager():
     assert float((np.abs(out - reference).max(axis=0) / scale).max()) < 1e-10
 
 
-@pytest.mark.parametrize("nodes", [(9, 9, 9), (17, 9, 33), (65, 65, 65), (8, 12, 16)])
+@pytest.mark.parametrize("nodes", [(9, 9, 9), (17, 9, 33), (65, 65, 65), (8, 12, 16),
+                                   (131, 5, 5)])
 def test_fast_poisson_solve_equals_the_reference_solve(nodes):
     """The forward-only solve (cosine-sum spectrum of the mirrored Green function, a
     reused padded buffer, the pruned inverse FFT) gives the reference solve's potential to
-    round-off, for odd and even doubled lengths and a batch of two."""
+    round-off, for odd and even doubled lengths and a batch of two, with the Green spectrum
+    by cosine sums and (131 nodes) by the mirrored FFT."""
     from backends.inhouse import poisson_fast
     from backends.inhouse.space_charge import solve_potential
 
