@@ -299,7 +299,9 @@ def test_htu_moments_match_impactx_examples_own_run_at_visaebeam8() -> None:
     """The final moments ImpactX's examples/htu_beamline/analysis_htu_beamline.py checks at
     the UC_VisaEBeam8 screen (10^4 particles, its tolerance 10/sqrt(N) = 10 % relative, for
     its own random draw): the scenario's line up to that screen, tracked by the ImpactX
-    adapter from this harness's particles, lands within that tolerance."""
+    adapter from this harness's particles, lands within that tolerance. The example's beam
+    is centred, so the benchmark's 1 % momentum offset (the scenario's centroid) is left
+    out here; with it the moments differ from the example's by up to 30 %."""
     pytest.importorskip("impactx")
     from backends import impactx as adapter
     from harness import observables
@@ -308,6 +310,8 @@ def test_htu_moments_match_impactx_examples_own_run_at_visaebeam8() -> None:
     names = [e.name for e in base.elements]
     upto = names[:names.index("UC_VisaEBeam8") + 1]
     data = base.model_dump(exclude={"source_file"})
+    assert data["beam"].pop("centroid") == {"x": 0.0, "px": 0.0, "y": 0.0, "py": 0.0,
+                                            "t": 0.0, "pt": -0.01}
     facility = [entry for entry in data["lattice"]["PALS"]["facility"] if "use" not in entry]
     data["lattice"]["PALS"]["facility"] = [*facility, {"to_visa8": {"kind": "BeamLine",
                                                                     "line": upto}},
