@@ -128,6 +128,30 @@ def test_compiled_track_agrees_with_eager(name):
     assert eager.compiled is False
     np.testing.assert_array_equal(again, out)
     assert relative_error(torch.from_numpy(out), torch.from_numpy(reference)) < 1e-13
+    # the second track called inductor's kernels directly (checked against dynamo first)
+    assert compiled.forward._direct, "the direct kernel calls were not taken"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_a_direct_call_that_fails_its_check_leaves_the_dynamo_call(monkeypatch):
+    """A direct kernel call that raises (or differs) is not used: the track goes on through
+    dynamo with the same result."""
+    from backends.inhouse.compiled import KernelCapture
+
+    def broken(self, key):
+        def call(columns, vector):
+            raise RuntimeError("direct call broken")
+        return call
+
+    monkeypatch.setattr(KernelCapture, "direct", broken)
+    scenario, particles, _ = setup("fodo_paraxial")
+    compiled = InhouseBackend().prepare(scenario, compile=True)
+    out = compiled.track(particles)
+    assert compiled.compiled is True and not compiled.forward._direct
+    reference = InhouseBackend().prepare(scenario, compile=False).track(particles)
+    np.testing.assert_array_equal(compiled.track(particles), out)
+    assert relative_error(torch.from_numpy(out), torch.from_numpy(reference)) < 1e-13
 
 
 # -- segments: lifted coefficients, shared compiled code ---------------------------------

@@ -469,7 +469,10 @@ class CompiledForward:
                 column.copy_(saved)
             return self._eager(columns)
         if first and backup is not None:
-            self._check_direct(backup)
+            try:
+                self._check_direct(backup)
+            except Exception:  # noqa: BLE001 - the dynamo call stays in use
+                self._direct.pop((columns[0].device, columns[0].dtype), None)
         if first and not self._whole_beam and columns[0].shape[-1] <= SETTLE_PARTICLES:
             scratch = tuple(column.clone() for column in columns)
             with torch.no_grad():
