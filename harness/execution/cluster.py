@@ -118,6 +118,15 @@ def local_cluster(workers: int, cores_per_worker: int = 1,
     return cluster, client, shared
 
 
+def close_client(client, cluster) -> None:
+    """Close a Dask client, then the cluster it was started on (None: not ours)."""
+    try:
+        client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
 class EvaluationPool:
     """Workers for the evaluations of one optimisation (a tuning case's parallel
     evaluations): a local cluster of ``workers`` pinned single-core processes, or the
@@ -148,11 +157,7 @@ class EvaluationPool:
 
     def close(self) -> None:
         """Close the client and a cluster this pool started."""
-        try:
-            self.client.close()
-        finally:
-            if self.cluster is not None:
-                self.cluster.close()
+        close_client(self.client, self.cluster)
 
     def __enter__(self) -> EvaluationPool:
         return self
@@ -232,11 +237,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         """Shut the client and a cluster this executor started (workers and their cases)."""
-        try:
-            self.client.close()
-        finally:
-            if self.cluster is not None:
-                self.cluster.close()
+        close_client(self.client, self.cluster)
 
 
 def _dask_key(job: Job) -> str:
