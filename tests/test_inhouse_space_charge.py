@@ -412,8 +412,7 @@ def test_compiled_space_charge_track_equals_eager():
 def test_fast_poisson_solve_equals_the_reference_solve(nodes):
     """The forward-only solve (cosine-sum spectrum of the mirrored Green function, a
     reused padded buffer, the pruned inverse FFT) gives the reference solve's potential to
-    round-off, for odd and even doubled lengths and a batch of two, with the Green spectrum
-    by cosine sums and (131 nodes) by the mirrored FFT."""
+    round-off, for odd and even doubled lengths and a batch of two."""
     from backends.inhouse import poisson_fast
     from backends.inhouse.space_charge import solve_potential
 

@@ -178,6 +178,13 @@ def _fewest_kernels(steps: Sequence[Step], cost: int) -> list:
 SEGMENT_ARGUMENTS = ("x", "px", "y", "py", "t", "pt", "c")
 
 
+def _argument(name: str) -> str:
+    """The segment-function argument a dynamo placeholder stands for (``l_x_`` -> ``x``), or
+    "" for any other placeholder."""
+    argument = name[2:-1] if name.startswith("l_") and name.endswith("_") else ""
+    return argument if argument in SEGMENT_ARGUMENTS else ""
+
+
 def _hint(size) -> int | None:
     """The concrete value of a (symbolic) size at tracing time, or None."""
     if isinstance(size, int):
@@ -212,18 +219,16 @@ class KernelCapture:
         with config.patch(self.options):
             compiled = compile_fx(gm, example_inputs)
         names = [node.name for node in gm.graph.nodes if node.op == "placeholder"]
-        tensors = {}
-        for name, value in zip(names, example_inputs, strict=True):
-            argument = name[2:-1] if name.startswith("l_") and name.endswith("_") else ""
-            if argument in SEGMENT_ARGUMENTS and isinstance(value, torch.Tensor):
-                tensors[argument] = value
+        tensors = {_argument(name): value
+                   for name, value in zip(names, example_inputs, strict=True)
+                   if _argument(name) and isinstance(value, torch.Tensor)}
         columns = [v for a, v in tensors.items() if a != "c"]
         if not columns or "c" not in tensors:
             return compiled
         sizes = {"n": _hint(columns[0].shape[0]), "c": _hint(tensors["c"].shape[0])}
         plan: list = []
         for name, value in zip(names, example_inputs, strict=True):
-            argument = name[2:-1] if name.startswith("l_") and name.endswith("_") else ""
+            argument = _argument(name)
             if argument in tensors:
                 plan.append(SEGMENT_ARGUMENTS.index(argument))
                 continue
@@ -251,6 +256,22 @@ class KernelCapture:
             return out[0] if out else None
 
         return call
+
+
+def _through_dynamo(function):
+    """A compiled segment function as a ``call(columns, vector)``."""
+    return lambda columns, vector: function(*columns, vector)
+
+
+def _apply(calls, columns: Columns) -> torch.Tensor | None:
+    """Run ``(call, vector)`` pairs on the columns in place; the combined survival mask or
+    None when no call can lose particles."""
+    alive_all = None
+    for call, vector in calls:
+        alive = call(columns, vector)
+        if alive is not None:
+            alive_all = alive if alive_all is None else alive_all & alive
+    return alive_all
 
 
 def _opaque(step):
@@ -355,18 +376,10 @@ class CompiledForward:
         alive_all = None
         direct = self._direct.get(key)
         if direct is not None:  # the timed path, inductor's code called directly
-            for call, vector in direct:
-                alive = call(part, vector)
-                if alive is not None:
-                    alive_all = alive if alive_all is None else alive_all & alive
-            return alive_all
+            return _apply(direct, part)
         if key in self._ready:  # the timed path through dynamo
             with _guards_skipped(len(self._parts) == len(self.segments)):
-                for function, vector, _ in plan:
-                    alive = function(*part, vector)
-                    if alive is not None:
-                        alive_all = alive if alive_all is None else alive_all & alive
-            return alive_all
+                return _apply([(_through_dynamo(f), v) for f, v, _ in plan], part)
         for column in part:
             torch._dynamo.mark_dynamic(column, 0)
         done: set[tuple] = set()
@@ -404,11 +417,7 @@ class CompiledForward:
         direct = tuple(column[:m].clone() for column in initial)
         with torch.no_grad():
             alive_dynamo = self._segments_in_place(through_dynamo, plan)
-            alive_direct = None
-            for call, vector in calls:
-                alive = call(direct, vector)
-                if alive is not None:
-                    alive_direct = alive if alive_direct is None else alive_direct & alive
+            alive_direct = _apply(calls, direct)
         same = all(torch.equal(a, b) for a, b in zip(through_dynamo, direct, strict=True))
         same = same and ((alive_dynamo is None and alive_direct is None)
                          or (alive_dynamo is not None and alive_direct is not None
