@@ -193,7 +193,8 @@ class SpaceChargeTracker(StepTracking):
                               else [(key, -1)]) for key in self.parameters}
         slice_keys = {k for keys in self._expand.values() for k, _ in keys}
         self.tracker = Tracker(self.sliced, reference, device=device, dtype=dtype,
-                               fuse_linear=False, parameters=slice_keys)
+                               fuse_linear=False, join_additive=False,
+                               parameters=slice_keys)
         self._spec_counts = [
             len(translate(e, frozenset(f for n, f in slice_keys if n == e.name)))
             for e in self.sliced]

@@ -49,24 +49,29 @@ class Slot:
     index: int
 
 
-def lift(tree: Any, values: list[float]) -> Any:
+def lift(tree: Any, values: list[float], shared: dict[str, int] | None = None) -> Any:
     """``tree`` with every float (and every 0-d tensor without grad) replaced by a
     :class:`Slot` into ``values`` (appended to); bools, ints, strings, None and callables are kept
-    (they are part of the signature). Raises TypeError for anything else (a batched tensor),
-    which the caller runs uncompiled."""
+    (they are part of the signature). With ``shared`` (a map from a value's bits to its slot,
+    filled here), equal values share one slot. Raises TypeError for anything else (a batched
+    tensor), which the caller runs uncompiled."""
     if isinstance(tree, bool | int | str) or tree is None or callable(tree):
         return tree
-    if isinstance(tree, float):
-        values.append(tree)
-        return Slot(len(values) - 1)
     if isinstance(tree, torch.Tensor):
-        if tree.dim() == 0 and not tree.requires_grad and tree.dtype != torch.bool:
-            values.append(float(tree))
-            return Slot(len(values) - 1)
-        raise TypeError(f"cannot lift a tensor of shape {tuple(tree.shape)} "
-                        f"(dtype {tree.dtype}) into a compiled segment")
+        if tree.dim() != 0 or tree.requires_grad or tree.dtype == torch.bool:
+            raise TypeError(f"cannot lift a tensor of shape {tuple(tree.shape)} "
+                            f"(dtype {tree.dtype}) into a compiled segment")
+        tree = float(tree)
+    if isinstance(tree, float):
+        key = tree.hex()  # tells -0.0 from 0.0
+        if shared is not None and key in shared:
+            return Slot(shared[key])
+        values.append(tree)
+        if shared is not None:
+            shared[key] = len(values) - 1
+        return Slot(len(values) - 1)
     if isinstance(tree, tuple | list):
-        return type(tree)(lift(item, values) for item in tree)
+        return type(tree)(lift(item, values, shared) for item in tree)
     raise TypeError(f"cannot lift {type(tree).__name__} into a compiled segment")
 
 
@@ -79,13 +84,13 @@ def rebuild(structure: Any, coeffs: torch.Tensor) -> Any:
     return structure
 
 
-def _signature(structure: Any) -> Any:
-    """Hashable signature of a lifted structure: slots by kind only (their index is
-    relative to the segment and is part of the template instead)."""
+def _signature(structure: Any, indexed: bool = False) -> Any:
+    """Hashable signature of a lifted structure: slots by kind only, or with ``indexed`` by
+    their index (which slots share a value)."""
     if isinstance(structure, Slot):
-        return Slot
+        return structure if indexed else Slot
     if isinstance(structure, tuple | list):
-        return tuple(_signature(item) for item in structure)
+        return tuple(_signature(item, indexed) for item in structure)
     return structure
 
 
@@ -128,7 +133,9 @@ class SubStep:
 
     @property
     def signature(self) -> tuple:
-        return (self.push, _signature(self.structure), self.loses_particles)
+        """What its code depends on: the push, the structure with its slot indices (equal
+        values share a slot within a segment) and whether it loses particles."""
+        return (self.push, _signature(self.structure, indexed=True), self.loses_particles)
 
 
 def expand(step) -> list[tuple[Any, Any, bool, str]]:
@@ -176,9 +183,16 @@ class Segment:
 
 def _segment_of(items: Sequence[tuple[Any, Any, bool, str]]) -> Segment:
     values: list[float] = []
-    subs = [SubStep(push, lift(coeffs, values), loses, label)
+    shared: dict[str, int] = {}
+    subs = [SubStep(push, lift(coeffs, values, shared), loses, label)
             for push, coeffs, loses, label in items]
     return Segment(subs, values)
+
+
+def single_segments(segment: Segment) -> list[Segment]:
+    """The segment as segments of one sub-map each (same maps and values)."""
+    return [_segment_of([(sub.push, rebuild(sub.structure, segment.values),
+                          sub.loses_particles, sub.label)]) for sub in segment.subs]
 
 
 def _period(signatures: Sequence[Any], start: int, limit: int) -> int | None:

@@ -180,6 +180,12 @@ class Tracker(StepTracking):
         reference: reference particle at the lattice entrance.
         device, dtype: where and in which precision particles are tracked.
         fuse_linear: multiply consecutive linear maps into one matrix.
+        join_additive: join consecutive additive maps (:attr:`MapSpec.additive`: drifts,
+            ChrQuad) of constant, otherwise equal parameters into one map of their summed
+            length (e.g. a quadrupole written as two halves, consecutive drifts): the
+            same map to round-off (1e-15 of the spread), one map evaluation instead of
+            several. Off where every map must stay a step of its own (space-charge
+            slices).
         parameters: ``(element name, field)`` keys that :meth:`steps` may receive as
             tensors; every map that depends on one (or sits downstream of an RF gap that
             does) is rebuilt per call, all others are built here once.
@@ -187,11 +193,13 @@ class Tracker(StepTracking):
 
     def __init__(self, elements: Sequence[Element], reference: ReferenceParticle | RefState, *,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
-                 fuse_linear: bool = True, parameters: Iterable[ParamKey] = ()):
+                 fuse_linear: bool = True, join_additive: bool = True,
+                 parameters: Iterable[ParamKey] = ()):
         self.elements = list(elements)
         self.device = torch.device(device)
         self.dtype = dtype
         self.fuse_linear = fuse_linear
+        self.join_additive = join_additive
         self.parameters = frozenset(parameters)
         self.reference = (reference if isinstance(reference, RefState)
                           else RefState.from_reference(reference))
@@ -203,8 +211,8 @@ class Tracker(StepTracking):
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)
             self.specs.extend(translate(element, fields))
-        self.groups = self._group()
         self._dynamic = self._dynamic_flags()
+        self.groups = self._group()
         self._matrices: dict[int, torch.Tensor] = {}
         self._ref_after: list[RefState] = []
         self._cached: dict[int, Step] = {}
@@ -214,12 +222,27 @@ class Tracker(StepTracking):
     def _group(self) -> list[list[int]]:
         groups: list[list[int]] = []
         for index, spec in enumerate(self.specs):
-            if (self.fuse_linear and spec.linear and groups
-                    and self.specs[groups[-1][-1]].linear):
+            fused = (self.fuse_linear and spec.linear and bool(groups)
+                     and self.specs[groups[-1][-1]].linear)
+            joined = self.join_additive and bool(groups) and self._joins(groups[-1][-1], index)
+            if fused or joined:
                 groups[-1].append(index)
             else:
                 groups.append([index])
         return groups
+
+    def _joins(self, before: int, index: int) -> bool:
+        """Whether map ``index`` joins map ``before`` (:attr:`join_additive`)."""
+        first, second = self.specs[before], self.specs[index]
+        if not (first.additive and second.additive) or first.impactx != second.impactx:
+            return False
+        if self._dynamic[before] or self._dynamic[index]:
+            return False
+
+        def others(spec: MapSpec) -> dict:
+            return {k: v for k, v in spec.element.params.items() if k != "length"}
+
+        return others(first) == others(second)
 
     def _dynamic_flags(self) -> list[bool]:
         names = {n for n, _ in self.parameters}
@@ -278,6 +301,8 @@ class Tracker(StepTracking):
             return LinearStep(matrix, label), ref
         spec = specs[0]
         params = self._params(spec, values)
+        if len(specs) > 1:  # joined additive maps (constant parameters)
+            params["length"] = sum(float(s.element.params["length"]) for s in specs)
         kernel = _kernel(spec, params, ref)
         if spec.reference is not None:
             ref = spec.reference(params, ref)
@@ -326,5 +351,5 @@ class Tracker(StepTracking):
         chosen = self.elements[start:stop]
         names = {e.name for e in chosen}
         return Tracker(chosen, ref, device=self.device, dtype=self.dtype,
-                       fuse_linear=self.fuse_linear,
+                       fuse_linear=self.fuse_linear, join_additive=self.join_additive,
                        parameters=[k for k in self.parameters if k[0] in names])

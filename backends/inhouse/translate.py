@@ -67,6 +67,12 @@ class MapSpec:
         make: ``make(params, ref) -> Entries | Kernel`` from the element's parameters (SI,
             floats or tensors) and the reference particle before the map.
         reference: ``reference(params, ref) -> RefState`` after the map (RF gaps only).
+        additive: the map over a length L1 followed by the map over L2, with every other
+            parameter equal, is the map over L1 + L2 (``make`` reads the whole ``length``):
+            the element's map is the exact flow of a Hamiltonian that does not depend on s.
+            So are ChrDrift, ExactDrift and ChrQuad (ImpactX's own slices compose to
+            the whole element, ``src/elements/ChrQuad.H``: pt is conserved and the
+            transverse motion is linear at fixed pt); the tracker joins such runs.
     """
 
     impactx: str
@@ -74,6 +80,7 @@ class MapSpec:
     linear: bool
     make: Callable[[Params, RefState], Entries | Kernel]
     reference: Callable[[Params, RefState], RefState] | None = None
+    additive: bool = False
 
 
 def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
@@ -85,11 +92,12 @@ def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
     if tier == "linear":
         return MapSpec(label or "Drift", element, True,
                        lambda p, r: drift.drift_entries(length(p), r))
+    whole = fraction == 1.0
     if tier == "paraxial":
         return MapSpec(label or "ChrDrift", element, False,
-                       lambda p, r: drift.chr_drift_kernel(length(p), r))
+                       lambda p, r: drift.chr_drift_kernel(length(p), r), additive=whole)
     return MapSpec(label or "ExactDrift", element, False,
-                   lambda p, r: drift.exact_drift_kernel(length(p), r))
+                   lambda p, r: drift.exact_drift_kernel(length(p), r), additive=whole)
 
 
 def _atan2(y: nm.Scalar, x: nm.Scalar) -> nm.Scalar:
@@ -136,7 +144,7 @@ def _quad_spec(element: Element) -> MapSpec:
             p["length"], _quad_strength(p), r))
     if tier == "paraxial":
         return MapSpec("ChrQuad", element, False, lambda p, r: quadrupole.chr_quad_kernel(
-            p["length"], _quad_strength(p), r))
+            p["length"], _quad_strength(p), r), additive=True)
     return MapSpec("ExactQuad", element, False, lambda p, r: quadrupole.exact_quad_kernel(
         p["length"], _quad_strength(p), r, steps))
 
