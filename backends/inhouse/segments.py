@@ -10,7 +10,9 @@ bounded per element instead:
   one float64 vector per segment, passed to the compiled code as a tensor, while what shapes
   the code (the push function, integer step counts, sign flags, the sparsity pattern of a
   matrix) stays in the step's *signature*. Two quadrupoles of different strength, or the
-  ten identical steps of an exact integrator, have one signature.
+  ten identical steps of an exact integrator, have one signature. Within one segment,
+  equal values share one slot (part of the segment's signature), so that inductor
+  computes the sub-expressions they have in common once.
 * **Segments.** Consecutive steps are grouped into segments of at most
   :data:`SEGMENT_COST` cost units (one unit per sub-map; an integrator counts each of its
   sub-steps). A segment that repeats (the cells of a periodic line, the steps of an
