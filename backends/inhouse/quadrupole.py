@@ -58,6 +58,10 @@ def _chr_quad_push(columns: Columns, coeffs: tuple) -> Columns:
     # 1 + delta from pt (ChrQuad.H)
     delta1, delta = nm.momentum_deviation(pt, 1.0 / beta)
     kx = k / delta1
+    cx: nm.Scalar
+    sx: nm.Scalar
+    cy: nm.Scalar
+    sy: nm.Scalar
     if regular and sign:
         # k constant, |k| L^2 far from 0: C, S of +-k/(1+delta) from one phase
         # phi = sqrt(|k|) L / sqrt(1+delta). The x and y planes, and a focusing and a
@@ -101,7 +105,7 @@ def _chr_quad_push(columns: Columns, coeffs: tuple) -> Columns:
 def chr_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState) -> Kernel:
     """Paraxial (chromatic) quadrupole (``ChrQuad.H``)."""
     sign = _sign(k)
-    root_k = math.sqrt(abs(k)) if sign is not None else None
+    root_k = math.sqrt(abs(float(k))) if sign is not None else None
     return Kernel(_chr_quad_push, (length, k, sign, _regular(k, length), ref.beta, root_k))
 
 

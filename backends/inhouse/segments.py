@@ -77,7 +77,7 @@ def lift(tree: Any, values: list[float], shared: dict[str, int] | None = None) -
     raise TypeError(f"cannot lift {type(tree).__name__} into a compiled segment")
 
 
-def rebuild(structure: Any, coeffs: torch.Tensor) -> Any:
+def rebuild(structure: Any, coeffs: torch.Tensor | Sequence[float]) -> Any:
     """The inverse of :func:`lift`: slots replaced by ``coeffs[index]`` (0-d tensors)."""
     if isinstance(structure, Slot):
         return coeffs[structure.index]
