@@ -367,18 +367,25 @@ FIELD_GRADIENT_PARAMETERS = ["q.x_offset", "q.z_rot", "q.Ks1", "b.edge_int1", "b
 
 def check_field_gradients(backend, scenario, particles) -> None:
     """Reverse-mode gradients of mean_x and sigma_y in the new fields against central
-    differences (measured agreement 1e-5 relative or better, the FD error)."""
+    differences (measured agreement 1e-5 relative or better, the FD error).
+
+    A gradient that is zero (sigma_y in x_offset) is compared within the rounding error
+    of the difference quotient itself, 16 eps |f| / h, not within a fixed absolute bound:
+    that error depends on the machine's summation order (6.8e-12 and 1.4e-11 seen)."""
+    eps = float(torch.finfo(torch.float64).eps)
     for objective in ("mean_x", "sigma_y"):
         f, theta0 = backend.objective(scenario, FIELD_GRADIENT_PARAMETERS, objective,
                                       particles, "cpu", "float64")
         theta = theta0.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(f(theta), theta)
+        value = abs(float(f(theta0)))
         for i in range(len(theta0)):
             h = 1e-6 * max(abs(float(theta0[i])), 1e-3)
             step = torch.zeros_like(theta0)
             step[i] = h
             fd = float((f(theta0 + step) - f(theta0 - step)) / (2 * h))
-            assert float(grad[i]) == pytest.approx(fd, rel=1e-4, abs=1e-12), \
+            rounding = 16 * eps * value / h
+            assert float(grad[i]) == pytest.approx(fd, rel=1e-4, abs=rounding), \
                 (objective, FIELD_GRADIENT_PARAMETERS[i])
 
 
