@@ -407,15 +407,22 @@ def test_compiled_space_charge_track_equals_eager():
     assert float((np.abs(out - reference).max(axis=0) / scale).max()) < 1e-10
 
 
+@pytest.mark.parametrize("prune", [False, True])
 @pytest.mark.parametrize("nodes", [(9, 9, 9), (17, 9, 33), (65, 65, 65), (8, 12, 16),
                                    (131, 5, 5)])
-def test_fast_poisson_solve_equals_the_reference_solve(nodes):
+def test_fast_poisson_solve_equals_the_reference_solve(nodes, prune, monkeypatch):
     """The forward-only solve (cosine-sum spectrum of the mirrored Green function, a
     reused padded buffer, the pruned inverse FFT) gives the reference solve's potential to
-    round-off, for odd and even doubled lengths and a batch of two."""
+    round-off, for odd and even doubled lengths and a batch of two, with the padded buffer
+    and with the forward FFT pruned (as above ``PRUNE_BYTES``). Round-off here is 1e-13
+    of the largest potential, not 1e-15: the compiled Green function evaluates atan and asinh
+    with vectorised functions that differ from the eager ones by an ulp, and the three
+    differences of the antiderivative amplify that (4e-14 measured at 65^3)."""
     from backends.inhouse import poisson_fast
     from backends.inhouse.space_charge import solve_potential
 
+    if prune:
+        monkeypatch.setattr(poisson_fast, "PRUNE_BYTES", 0)
     generator = torch.Generator().manual_seed(3)
     density = torch.rand((2, *nodes), dtype=torch.float64, generator=generator)
     cell = [torch.tensor([[1e-4], [2e-4]], dtype=torch.float64),
@@ -426,5 +433,5 @@ def test_fast_poisson_solve_equals_the_reference_solve(nodes):
         for _ in range(2):  # the second solve reuses the padded buffer
             fast = poisson_fast.solve(density, cell, 7.0)
             assert fast.shape == reference.shape
-            assert float((fast - reference).abs().max()) <= 1e-14 * float(
+            assert float((fast - reference).abs().max()) <= 1e-13 * float(
                 reference.abs().max())

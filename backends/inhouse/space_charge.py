@@ -230,20 +230,32 @@ def _integrated_potential(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> 
             + x * y * torch.asinh(z / torch.sqrt(x * x + y * y)))
 
 
+def green_corners(nodes: tuple[int, int, int], cell: Sequence[torch.Tensor]
+                  ) -> list[torch.Tensor]:
+    """Per axis the cell-corner offsets ``(k - 1/2) d`` [m], ``k = 0..n``, of the
+    integrated Green function, ``(B, n + 1)`` float64, for ``(B, 1)`` cell sizes ``d``."""
+    corners = []
+    for n, d in zip(nodes, cell, strict=True):
+        steps = torch.arange(n + 1, dtype=torch.float64, device=d.device) - 0.5
+        corners.append(steps * d.to(torch.float64))
+    return corners
+
+
+def green_from_corners(cx: torch.Tensor, cy: torch.Tensor, cz: torch.Tensor) -> torch.Tensor:
+    """The integrated Green function [m^2 / (F/m)] from :func:`green_corners`: the
+    antiderivative at the box corners, differenced once along each axis, ``(B, nx, ny, nz)``."""
+    potential = _integrated_potential(cx[:, :, None, None], cy[:, None, :, None],
+                                      cz[:, None, None, :])
+    summed = potential.diff(dim=1).diff(dim=2).diff(dim=3)
+    return summed / (4.0 * math.pi * EPSILON_0)
+
+
 def integrated_green_function(nodes: tuple[int, int, int], cell: Sequence[torch.Tensor]
                               ) -> torch.Tensor:
     """Cell-integrated Green function ``G[i, j, k]`` [m^2 / (F/m)] of ``1 / (4 pi eps0 r)``
     at node offsets ``(i dx, j dy, k dz)``, ``0 <= i < nodes[0]`` etc., for ``(B, 1)`` cell
     sizes; returns ``(B,) + nodes`` in float64 (ablastr ``SumOfIntegratedPotential3D``)."""
-    corners = []
-    for n, d in zip(nodes, cell, strict=True):
-        steps = torch.arange(n + 1, dtype=torch.float64, device=d.device) - 0.5
-        corners.append(steps * d.to(torch.float64))  # (B, n + 1)
-    cx, cy, cz = corners
-    potential = _integrated_potential(cx[:, :, None, None], cy[:, None, :, None],
-                                      cz[:, None, None, :])
-    summed = potential.diff(dim=1).diff(dim=2).diff(dim=3)
-    return summed / (4.0 * math.pi * EPSILON_0)
+    return green_from_corners(*green_corners(nodes, cell))
 
 
 def _fft_length(minimum: int) -> int:
