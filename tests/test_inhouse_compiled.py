@@ -170,6 +170,45 @@ def test_lift_and_rebuild_round_trip():
         lift((torch.ones(3),), [])
 
 
+def test_equal_values_share_one_slot_within_a_segment():
+    """With ``shared``, equal floats (bit for bit: -0.0 is not 0.0) get one slot."""
+    from backends.inhouse.segments import Slot, lift
+
+    values: list[float] = []
+    structure = lift((1.5, 2.5, (1.5, -0.0), 0.0, torch.tensor(2.5)), values, {})
+    assert values == [1.5, 2.5, -0.0, 0.0]
+    assert structure == (Slot(0), Slot(1), (Slot(0), Slot(2)), Slot(3), Slot(1))
+
+
+@pytest.mark.parametrize("model", ["paraxial", "exact"])
+def test_consecutive_additive_maps_are_joined(model):
+    """Consecutive drifts, and a paraxial quadrupole written as two equal halves, become one
+    map of the summed length: fewer steps, the same track to round-off; a quadrupole of
+    another strength, or a parameter given as a tensor, stays a map of its own."""
+    def element(name, kind, **params):
+        return Element(name=name, kind=kind, params=params, tier=model, requested_tier=model)
+
+    scenario = load_scenario("fodo_paraxial")
+    elements = [element("d1", "Drift", length=0.3), element("d2", "Drift", length=0.2),
+                element("qa", "Quadrupole", length=0.4, Kn1=2.0),
+                element("qb", "Quadrupole", length=0.6, Kn1=2.0),
+                element("qc", "Quadrupole", length=0.5, Kn1=-2.0),
+                element("d3", "Drift", length=0.7)]
+    joined = Tracker(elements, scenario.reference_particle)
+    separate = Tracker(elements, scenario.reference_particle, join_additive=False)
+    # exact quadrupoles are integrators of their length, not joined; the drifts are
+    expected = 5 if model == "exact" else 4
+    assert len(joined.steps()) == expected and len(separate.steps()) == 6
+    particles = torch.from_numpy(generate(scenario.beam, N))
+    a, _ = joined.track(particles)
+    b, _ = separate.track(particles)
+    assert relative_error(a, b) < 1e-14
+    assert relative_error(a, particles) > 1e-3  # the lattice did something
+    free = Tracker(elements, scenario.reference_particle, parameters=[("d2", "length")])
+    assert len(free.steps({("d2", "length"): torch.tensor(0.2, dtype=torch.float64)})) == (
+        expected + 1)
+
+
 def test_periodic_line_is_cut_into_segments_of_one_signature():
     from backends.inhouse.segments import SEGMENT_COST, segment_steps
 
