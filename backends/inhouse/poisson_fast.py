@@ -24,6 +24,13 @@ itself. Here:
 * the inverse FFT runs one axis at a time and keeps, after each, only the rows that lead to
   the n^3 corner of the potential (about 2/3 of the full inverse's time here).
 
+Profiled on ``napac25_space_charge`` (10^6 particles, 256^3 cells: 259^3 nodes, FFTs on
+540^3 points, 1 thread, AMD EPYC), one kick took 28.6 s before the last three changes: the
+forward FFT 5.8 s, the inverse 6.6 s plus copies, a complex copy of G's spectrum for the
+product 4.2 s, the Green function's element-wise passes about 4.5 s, its cosine sums 2.2 s;
+after them one solve takes 17.1 s instead of 21.9 s, of which the FFTs about 11 s (the
+particle side, deposition and gather of 10^6 particles, well under 1 s).
+
 The spectrum is that of the reference function to round-off (a sum of n float64 terms per
 axis instead of an FFT); ``tests/test_inhouse_space_charge.py`` compares the potentials.
 """
