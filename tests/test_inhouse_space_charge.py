@@ -414,13 +414,17 @@ def test_fast_poisson_solve_equals_the_reference_solve(nodes, prune, monkeypatch
     """The forward-only solve (cosine-sum spectrum of the mirrored Green function, a
     reused padded buffer, the pruned inverse FFT) gives the reference solve's potential to
     round-off, for odd and even doubled lengths and a batch of two, with the padded buffer
-    and with the forward FFT pruned (as above ``PRUNE_BYTES``). Round-off here is 1e-13
-    of the largest potential, not 1e-15: the compiled Green function evaluates atan and asinh
-    with vectorised functions that differ from the eager ones by an ulp, and the three
-    differences of the antiderivative amplify that (4e-14 measured at 65^3)."""
+    and the eager Green function, and with the forward FFT pruned (as above
+    ``PRUNE_BYTES``) and the compiled Green function of the forward-only kick. Round-off
+    here is 1e-13 of the largest potential, not 1e-15: the compiled Green function
+    evaluates atan and asinh with vectorised functions that differ from the eager ones by
+    an ulp, and the three differences of the antiderivative amplify that (4e-14 measured
+    at 65^3)."""
     from backends.inhouse import poisson_fast
-    from backends.inhouse.space_charge import solve_potential
+    from backends.inhouse.space_charge import green_from_corners, solve_potential
 
+    green = (torch.compile(green_from_corners, fullgraph=True, dynamic=True) if prune
+             else green_from_corners)
     if prune:
         monkeypatch.setattr(poisson_fast, "PRUNE_BYTES", 0)
     generator = torch.Generator().manual_seed(3)
@@ -431,7 +435,7 @@ def test_fast_poisson_solve_equals_the_reference_solve(nodes, prune, monkeypatch
     with torch.no_grad():
         reference = solve_potential(density, cell, 7.0)
         for _ in range(2):  # the second solve reuses the padded buffer
-            fast = poisson_fast.solve(density, cell, 7.0)
+            fast = poisson_fast.solve(density, cell, 7.0, green=green)
             assert fast.shape == reference.shape
             assert float((fast - reference).abs().max()) <= 1e-13 * float(
                 reference.abs().max())

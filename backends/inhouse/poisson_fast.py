@@ -20,7 +20,9 @@ itself. Here:
   FFT is pruned instead (:func:`_forward`);
 * the real spectrum of G multiplies the complex one in place, as real and imaginary
   parts (no complex copy of it: 4 of 28 s of the 256^3 kick at 10^6 particles);
-* the Green function is one compiled kernel (:func:`_green`);
+* the caller may hand in the Green function compiled (``green``; the forward-only kick
+  does: one fused kernel instead of about 40 eager element-wise passes over the
+  ``(n + 1)^3`` corners, with vectorised transcendental functions);
 * the inverse FFT runs one axis at a time and keeps, after each, only the rows that lead to
   the n^3 corner of the potential (about 2/3 of the full inverse's time here).
 
@@ -38,7 +40,7 @@ axis instead of an FFT); ``tests/test_inhouse_space_charge.py`` compares the pot
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -51,22 +53,10 @@ from backends.inhouse.space_charge import (
 
 #: Cosine matrices by (n, L, device): ``(L // 2 + 1, n)``.
 _COSINES: dict[tuple, torch.Tensor] = {}
-#: The compiled :func:`green_from_corners` (created on first use); None: not yet.
-_GREEN: list = []
 #: Padded charge buffers larger than this [bytes] are not kept: the forward FFT is pruned.
 PRUNE_BYTES = 256 * 2**20
 #: Zero-padded charge buffers by (shape, dtype, device); each solve writes its corner.
 _BUFFERS: dict[tuple, torch.Tensor] = {}
-
-
-def _green(corners: Sequence[torch.Tensor]) -> torch.Tensor:
-    """:func:`backends.inhouse.space_charge.green_from_corners` through ``torch.compile``
-    (one fused kernel instead of about 40 eager element-wise passes over the
-    ``(n + 1)^3`` corners, each into a new array; vectorised transcendental functions)."""
-    if not _GREEN:
-        _GREEN.append(torch.compile(green_from_corners, fullgraph=True,
-                                    options={"compile_threads": 1}))
-    return _GREEN[0](*corners)
 
 
 def _cosines(n: int, length: int, device: torch.device) -> torch.Tensor:
@@ -117,17 +107,20 @@ def _forward(charge_density: torch.Tensor, lengths: Sequence[int]) -> torch.Tens
 
 
 def solve(charge_density: torch.Tensor, cell: Sequence[torch.Tensor],
-          gamma: float = 1.0) -> torch.Tensor:
+          gamma: float = 1.0, green: Callable[..., torch.Tensor] = green_from_corners
+          ) -> torch.Tensor:
     """:func:`backends.inhouse.space_charge.solve_potential` (same arguments, same result
-    to round-off) for a no-grad solve."""
+    to round-off) for a no-grad solve; ``green`` computes the integrated Green function
+    from :func:`~backends.inhouse.space_charge.green_corners` (e.g. a compiled
+    :func:`~backends.inhouse.space_charge.green_from_corners`)."""
     if torch.is_grad_enabled():
         return solve_potential(charge_density, cell, gamma)
     _, nx, ny, nz = charge_density.shape
     nodes = (nx, ny, nz)
     dz_rest = cell[2] * gamma
-    green = _green(green_corners(nodes, (cell[0], cell[1], dz_rest)))
+    green_g = green(*green_corners(nodes, (cell[0], cell[1], dz_rest)))
     lengths = [_fft_length(2 * n - 1) for n in nodes]
-    spectrum_g = green_spectrum(green, lengths).to(charge_density.dtype)
+    spectrum_g = green_spectrum(green_g, lengths).to(charge_density.dtype)
     spectrum = _forward(charge_density, lengths)
     # the real spectrum of G multiplies real and imaginary parts in place
     torch.view_as_real(spectrum).mul_(spectrum_g[..., None])

@@ -14,8 +14,8 @@ here by two compiled kernels over the particles:
 
 The mesh bounds (a min/max reduction) and the Poisson solve on the doubled grid
 (:func:`backends.inhouse.poisson_fast.solve`, the FFT solve of
-:func:`backends.inhouse.space_charge.solve_potential` without its redundant work) stay eager
-between them. The maps,
+:func:`backends.inhouse.space_charge.solve_potential` without its redundant work, with the
+Green function as a third compiled kernel) stay eager between them. The maps,
 formulas and order of operations are those of :mod:`backends.inhouse.space_charge` (ImpactX
 ``HandleSpacecharge.cpp`` step by step); only the summation order of the deposition and the
 gather differs (round-off).
@@ -31,6 +31,7 @@ from backends.inhouse import poisson_fast
 from backends.inhouse.space_charge import (
     MeshSettings,
     electric_field,
+    green_from_corners,
     space_charge_kick,
     to_fixed_s,
     to_fixed_t,
@@ -150,7 +151,8 @@ def fast_kick(columns, ref, ds: float, bunch_charge_C: float, mesh: MeshSettings
     volume = cell[0] * cell[1] * cell[2]
     density = (flat / volume).view((1,) + mesh.nodes)
     cell_b = [c.reshape(1, 1) for c in cell]
-    potential = poisson_fast.solve(density, cell_b, float(ref.gamma))
+    potential = poisson_fast.solve(density, cell_b, float(ref.gamma),
+                                   green=_KERNELS.fn("green", green_from_corners))
     field = electric_field(potential, cell_b)[0]
     ex, ey, ez = (field[..., i].reshape(-1).contiguous() for i in range(3))
     g = float(ref.gamma)
