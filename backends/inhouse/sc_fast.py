@@ -59,16 +59,17 @@ def _axis(u: torch.Tensor, cells: int, guard: int, order: int
     return [(base + (guard + offset), weights[offset + 1]) for offset in (-1, 0, 1)]
 
 
-def _stencil(x, y, z, low, cell, mesh: MeshSettings):
-    """Per axis the stencil points of every particle (``low``, ``cell``: 0-d tensors)."""
-    return [_axis((q - lo) / d, n, mesh.guard, mesh.order)
+def _stencil(x, y, z, low, cell, mesh: MeshSettings, order: int):
+    """Per axis the stencil points of B-spline ``order`` of every particle (``low``, ``cell``:
+    0-d tensors)."""
+    return [_axis((q - lo) / d, n, mesh.guard, order)
             for q, lo, d, n in zip((x, y, z), low, cell, mesh.grid, strict=True)]
 
 
 def _deposit(x, y, z, low0, low1, low2, cell0, cell1, cell2, charge, mesh: MeshSettings):
     """Charge per node [C], flat ``prod(nodes)``, of particles at fixed-t ``(x, y, z)``."""
     nodes = mesh.nodes
-    axes = _stencil(x, y, z, (low0, low1, low2), (cell0, cell1, cell2), mesh)
+    axes = _stencil(x, y, z, (low0, low1, low2), (cell0, cell1, cell2), mesh, mesh.order)
     flat = torch.zeros(math.prod(nodes), dtype=x.dtype, device=x.device)
     for ix, wx in axes[0]:
         for iy, wy in axes[1]:
@@ -80,9 +81,11 @@ def _deposit(x, y, z, low0, low1, low2, cell0, cell1, cell2, charge, mesh: MeshS
 
 def _gather_push(x, px, y, py, z, pz, low0, low1, low2, cell0, cell1, cell2,
                  ex, ey, ez, push, gamma, mesh: MeshSettings):
-    """Field at the particles, momentum push and t -> s: the kicked fixed-s columns."""
+    """Field at the particles (gathered linearly, as ImpactX for every deposition shape:
+    :attr:`MeshSettings.gather_order`), momentum push and t -> s: the kicked fixed-s columns."""
     nodes = mesh.nodes
-    axes = _stencil(x, y, z, (low0, low1, low2), (cell0, cell1, cell2), mesh)
+    axes = _stencil(x, y, z, (low0, low1, low2), (cell0, cell1, cell2), mesh,
+                    mesh.gather_order)
     fx = fy = fz = None
     for ix, wx in axes[0]:
         for iy, wy in axes[1]:

@@ -12,7 +12,12 @@ step by step (ImpactX ``src/particles/spacecharge/HandleSpacecharge.cpp``):
    ``geometry.dynamic_size = true``), plus guard nodes (one for CIC, two for TSC) that hold
    the potential needed by the gradient at the edge nodes.
 3. **Deposition** of the charge density ``rho`` [C/m^3] on the nodes with the B-spline shape
-   of order 1 (CIC) or 2 (TSC), as ``particle_shape`` in ImpactX/ablastr.
+   of order 1 (CIC) or 2 (TSC), as ``particle_shape`` in ImpactX/ablastr: ablastr
+   ``particles/DepositCharge.H`` calls WarpX ``doChargeDepositionShapeN`` on the nodal
+   ``rho`` with ``Compute_shape_factor`` (WarpX ``Source/Particles/ShapeFactors.H``): order 1
+   puts ``1 - f, f`` on nodes ``j, j + 1`` with ``j = floor(u)``; order 2 puts
+   ``(1/2 - f)^2 / 2, 3/4 - f^2, (1/2 + f)^2 / 2`` on nodes ``j - 1, j, j + 1`` with ``j`` the
+   nearest node, ``floor(u + 1/2)``, and ``f = u - j`` (``u`` the position in node units).
 4. **Poisson solve in the beam frame.** The lab-frame potential ``phi`` is the convolution
    of ``rho`` with the integrated Green function (IGF) of ``1 / (4 pi eps0 r)`` over a cell
    of size ``(dx, dy, gamma dz)`` -- the rest-frame cell (ablastr ``computePhi``: ``dx_scaled
@@ -24,7 +29,12 @@ step by step (ImpactX ``src/particles/spacecharge/HandleSpacecharge.cpp``):
    (``IntegratedGreenFunctionSolver.cpp``). Any FFT length ``L >= 2 n - 1`` gives the same
    linear convolution; a 5-smooth ``L`` is used for speed.
 5. **Field.** ``E = -grad phi`` by central differences with the lab cell sizes
-   (``ForceFromSelfFields.cpp``), interpolated to the particles with the deposition shape.
+   (``ForceFromSelfFields.cpp``), interpolated to the particles **linearly** (trilinear on the
+   nodes) whatever the deposition shape: ImpactX ``GatherAndPush.cpp`` gathers with ablastr
+   ``doGatherVectorFieldNodal`` (``particles/NodalFieldGather.H``, ``compute_weights``: weights
+   ``1 - f, f`` on nodes ``floor(u), floor(u) + 1``), and ``HandleSpacecharge.cpp`` notes "TODO:
+   This is currently using linear order". ``particle_shape = 2`` (TSC) is thus a quadratic
+   deposition with a linear gather, and so it is here.
 6. **Push** (``GatherAndPush.cpp``, ``SpaceChargeAlgo::True_3D``):
    ``p_i += E_i q dt / (gamma^2 p_ref)`` for i = x, y, z with ``dt = ds / (beta c)``; the
    ``1/gamma^2`` accounts for the magnetic force on x, y and for ``E_z = -d_z phi / gamma^2``
@@ -98,6 +108,12 @@ class MeshSettings:
     def order(self) -> int:
         """B-spline order of the shape function."""
         return SHAPE_ORDER[self.deposition]
+
+    @property
+    def gather_order(self) -> int:
+        """B-spline order of the field gather: always 1 (ImpactX ``GatherAndPush.cpp`` gathers
+        trilinearly, ablastr ``doGatherVectorFieldNodal``, for every ``particle_shape``)."""
+        return 1
 
     @property
     def guard(self) -> int:
@@ -188,10 +204,13 @@ class Stencil:
 
 
 def make_stencil(positions: Sequence[torch.Tensor], low: Sequence[torch.Tensor],
-                 cell: Sequence[torch.Tensor], mesh: MeshSettings) -> Stencil:
-    """The shape-function stencil of ``(B, N)`` positions on the mesh."""
+                 cell: Sequence[torch.Tensor], mesh: MeshSettings, order: int | None = None
+                 ) -> Stencil:
+    """The shape-function stencil of ``(B, N)`` positions on the mesh, of B-spline ``order``
+    (default: the deposition's, ``mesh.order``)."""
     nodes = mesh.nodes
-    per_axis = [_axis_stencil((q - lo) / d, n, mesh.guard, mesh.order)
+    order = mesh.order if order is None else order
+    per_axis = [_axis_stencil((q - lo) / d, n, mesh.guard, order)
                 for q, lo, d, n in zip(positions, low, cell, mesh.grid, strict=True)]
     (ix, wx), (iy, wy), (iz, wz) = per_axis
     batch = positions[0].shape[0]
@@ -335,6 +354,8 @@ def self_field(positions: Sequence[torch.Tensor], charge: torch.Tensor, mesh: Me
     density = deposit(stencil, charge, mesh.nodes) / volume
     gamma_b = gamma.reshape(-1, 1) if isinstance(gamma, torch.Tensor) else gamma
     potential = solve_potential(density, cell, gamma_b)
+    if mesh.gather_order != mesh.order:
+        stencil = make_stencil(positions, low, cell, mesh, mesh.gather_order)
     return gather(stencil, electric_field(potential, cell))
 
 
