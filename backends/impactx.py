@@ -45,7 +45,9 @@ process-wide simulation object. AMReX is initialised once per process by the fir
 shares that object: :meth:`ImpactXPrepared.inject` loads its settings, lattice and particles
 into it, so only the most recently injected beam can be run or extracted (the others raise
 ``RuntimeError``). ImpactX fixes the space-charge mesh (``n_cell``, particle shape) when its
-grids are built; a scenario that needs a different mesh re-creates the simulation object
+grids are built (one AMReX box per dimension, with the blocking factors of
+:func:`blocking_factors`, so any cell count runs); a scenario that needs a different mesh
+re-creates the simulation object
 (AMReX is finalised and initialised again, which ImpactX supports in one process). Any other
 ``ImpactX.finalize()`` in the process also finalises AMReX under the shared object; that is
 detected (``amrex.initialized()``) and a fresh object is built on the next use, while the
@@ -99,6 +101,33 @@ PARTICLE_SHAPES: dict[str, int] = {"cic": 1, "tsc": 2}
 #: sigma, used by codes with a fixed grid) has no ImpactX counterpart; 1.1 is the value of
 #: ImpactX ``examples/expanding_beam`` (finest level).
 PROB_RELATIVE: float = 1.1
+
+
+#: Largest cells per mesh dimension ImpactX is given here (AMReX box indices are ``int``;
+#: far above the schema's 1024, so a grid beyond it is refused rather than overflowed).
+MAX_CELLS_PER_DIM: int = 2**20
+
+
+def blocking_factors(grid: tuple[int, int, int]) -> tuple[int, int, int] | Unsupported:
+    """AMReX ``amr.blocking_factor_{x,y,z}`` for a space-charge mesh of ``grid`` cells: per
+    dimension the largest power of two dividing its cell count, with one box per dimension
+    (``amr.max_grid_size_{x,y,z}`` = the cell count); or :class:`Unsupported` naming why.
+
+    AMReX (``Src/AmrCore/AMReX_AmrMesh.cpp``, ``AmrMesh::checkInput``) requires a blocking
+    factor that is a power of two and divides both the level-0 domain length and
+    ``max_grid_size`` (both checks apply where the blocking factor is <= max_grid_size); its
+    default of 8 therefore aborts ``init_grids`` for e.g. a 20-cell dimension ("domain size
+    not divisible by blocking_factor"). ImpactX's own ``examples/expanding_beam`` runs 16 x
+    16 x 20 cells with ``blocking_factor_z = 4``. One box per dimension holds the whole mesh
+    in one process (ImpactX's single-process examples set ``max_grid_size`` >= ``n_cell`` for
+    the same reason); the largest power of two dividing any ``n >= 1`` is ``n & -n``, so
+    every grid of >= 1 cell up to :data:`MAX_CELLS_PER_DIM` per dimension decomposes."""
+    for axis, cells in zip("xyz", grid, strict=True):
+        if not 1 <= cells <= MAX_CELLS_PER_DIM:
+            return Unsupported(f"space_charge.grid: {cells} cells along {axis} cannot be an "
+                               f"AMReX domain for ImpactX (1 to {MAX_CELLS_PER_DIM} cells per "
+                               "dimension)")
+    return (grid[0] & -grid[0], grid[1] & -grid[1], grid[2] & -grid[2])
 
 
 def _impactx_version() -> str | None:
@@ -452,7 +481,13 @@ class _SharedSimulation:
         sim.diagnostics = False          # no diags/ directory in the working directory
         sim.slice_step_diagnostics = False
         if mesh.n_cell is not None:
+            factors = blocking_factors(mesh.n_cell)
+            if isinstance(factors, Unsupported):
+                raise ValueError(factors.reason)
             sim.n_cell = list(mesh.n_cell)
+            for axis, cells, factor in zip("xyz", mesh.n_cell, factors, strict=True):
+                setattr(sim, f"blocking_factor_{axis}", [factor])
+                setattr(sim, f"max_grid_size_{axis}", [cells])
             sim.particle_shape = int(mesh.particle_shape or 1)
             sim.dynamic_size = True
             sim.prob_relative = [PROB_RELATIVE]
@@ -705,6 +740,10 @@ class ImpactXBackend(Backend):
                                f"(impactx.Config.precision_particles = "
                                f"{build_info()['precision_particles']}); {dtype} would only be "
                                "a conversion at the boundary")
+        if scenario.space_charge is not None:
+            factors = blocking_factors(scenario.space_charge.grid)
+            if isinstance(factors, Unsupported):
+                return factors
         raised = []
         for element in scenario.elements:
             refused = exact_tier_multipoles(element)
