@@ -37,6 +37,7 @@ from typing import Any
 import pydantic
 
 from harness.errors import ScenarioError
+from harness.limits import element_bound
 from harness.vocabulary import ELEMENT_TIERS, MODEL_TIERS, resolve_tier
 
 #: Container kinds of PALS (not elements).
@@ -45,8 +46,25 @@ _CONTAINERS = ("BeamLine", "Lattice")
 #: Most elements a flattened lattice may have (counted before expanding).
 MAX_ELEMENTS = 1_000_000
 
-#: Deepest nesting of beamlines (a deeper one is taken as a circular reference).
-MAX_DEPTH = 64
+#: Deepest nesting of beamlines (a line in a line in ...); circular references are found by
+#: identity, whatever the depth.
+MAX_DEPTH = 200
+
+#: Most distinct element definitions in a facility (each is validated by pals-schema: about
+#: 4 s for 100 000 on one core).
+MAX_DEFINITIONS = 100_000
+
+#: Longest element name [characters].
+MAX_NAME_CHARS = 200
+
+#: Characters refused in element names: ASCII control characters (NUL, escape sequences,
+#: line breaks) and DEL, and the C1 controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+#: Kinds with a body whose strength is per metre: at length 0 ImpactX's map is the identity
+#: (its ``Quad``, ``ExactQuad``, ``Sol``, ... push with ``slice_ds = ds / nslice = 0``), so a
+#: strength on a zero-length one would be silently lost.
+_THICK_KINDS = ("Quadrupole", "Sextupole", "Solenoid")
 
 
 @dataclass(frozen=True)
@@ -191,6 +209,57 @@ def _number(value: Any, file, path: str) -> float:
     if not math.isfinite(number):
         raise ScenarioError(file, path, "a number (finite)", number)
     return number
+
+
+def check_element_name(name: Any, file, path: str) -> str:
+    """An element name: text of 1 to :data:`MAX_NAME_CHARS` characters without control
+    characters (names reach terminals, reports and file contents)."""
+    if not isinstance(name, str):
+        raise ScenarioError(file, path, "an element name that is text", _short(name))
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise ScenarioError(file, path, f"an element name of 1 to {MAX_NAME_CHARS} "
+                            "characters", f"{len(name)} characters")
+    if _CONTROL.search(name):
+        raise ScenarioError(file, path, "an element name without control characters (NUL, "
+                            "escape sequences, line breaks)", _short(name))
+    return name
+
+
+def check_element_bounds(kind: str, params: Mapping[str, float], file, path: str) -> None:
+    """Every field of a translated element within its bound (:mod:`harness.limits`), and no
+    strength on a zero-length thick element (see :data:`_THICK_KINDS`)."""
+    for key, value in params.items():
+        bound = element_bound(key)
+        if bound is None:
+            raise ScenarioError(file, f"{path}.{key}", "a field with a stated bound "
+                                "(harness.limits)", key)
+        if not math.isfinite(value) or not bound.contains(value):
+            raise ScenarioError(file, f"{path}.{_pals_name(key)}", f"{bound.text()} "
+                                f"[{bound.unit}] ({bound.why})", value)
+    if kind in _THICK_KINDS and params.get("length", 0.0) == 0.0:
+        strengths = [k for k, v in params.items() if k.startswith("K") and v != 0.0]
+        if strengths:
+            raise ScenarioError(file, f"{path}.length", f"a positive length for a {kind} "
+                                f"with {strengths[0]} (at length 0 ImpactX's map is the "
+                                "identity; a thin kick is a Multipole with KnNL)", 0.0)
+
+
+#: Element fields and the PALS group they come from (for messages).
+_PALS_GROUP = {"angle": "BendP", "e1": "BendP", "e2": "BendP", "edge_int1": "BendP",
+               "edge_int2": "BendP", "h1": "BendP", "h2": "BendP", "tilt_ref": "BendP",
+               "x_offset": "BodyShiftP", "y_offset": "BodyShiftP", "z_rot": "BodyShiftP",
+               "voltage": "RFP", "frequency": "RFP", "phase": "RFP", "Ksol": "SolenoidP",
+               "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP"}
+
+
+def _pals_name(key: str) -> str:
+    """``BendP.angle``, ``MagneticMultipoleP.Kn1``, ``length``: an element field as the
+    PALS path it was translated from."""
+    if key in _PALS_GROUP:
+        return f"{_PALS_GROUP[key]}.{key}"
+    if key.startswith("K") and key != "Ksol":
+        return f"MagneticMultipoleP.{key}"
+    return key
 
 
 def _check_values(raw: Any, file, path: str, depth: int = 0) -> None:
@@ -732,8 +801,11 @@ class _Flattener:
                                     frozenset({extra[key]}) if key in extra else frozenset())
         aperture = _aperture(element, self.ctx, path)
         if aperture is not None:
+            check_element_bounds("Aperture", aperture, self.file, path)
             return "Aperture", aperture
-        return kind, TRANSLATORS[kind](element, fields, self.ctx, path)
+        params = TRANSLATORS[kind](element, fields, self.ctx, path)
+        check_element_bounds(kind, params, self.file, path)
+        return kind, params
 
     def element(self, name: str) -> tuple[str, dict[str, float]] | dict:
         if name not in self.built:
@@ -746,6 +818,9 @@ class _Flattener:
         children = raw.get(key)
         if not isinstance(children, list):
             raise ScenarioError(self.file, f"{path}.{key}", "a list", _short(children))
+        if not children:
+            raise ScenarioError(self.file, f"{path}.{key}", "a non-empty list (an empty "
+                                f"{raw['kind']} tracks nothing)", [])
         if raw["kind"] == "Lattice" and len(children) != 1:
             raise ScenarioError(self.file, f"{path}.branches", "exactly one branch",
                                 len(children))
@@ -763,8 +838,7 @@ class _Flattener:
             raise ScenarioError(self.file, path, "a one-key mapping {name: {kind: ...}} or a "
                                 "name", _short(item))
         (name, raw), = item.items()
-        if not isinstance(name, str):
-            raise ScenarioError(self.file, path, "an element name that is text", _short(name))
+        check_element_name(name, self.file, path)
         if name == "use" and isinstance(raw, str):
             return self._resolve(raw, path)
         if isinstance(raw, dict) and raw.get("kind") is None and name in self.registry:
@@ -775,8 +849,12 @@ class _Flattener:
         """Elements ``item`` expands to, computed without expanding (memoised per
         container), capped at :data:`MAX_ELEMENTS`."""
         name, raw, where = self._resolve(item, path)
-        if len(stack) > MAX_DEPTH or id(raw) in stack:
-            raise ScenarioError(self.file, where, "a lattice without circular references")
+        if id(raw) in stack:
+            raise ScenarioError(self.file, where, "a lattice without circular references "
+                                f"({name!r} contains itself)")
+        if len(stack) > MAX_DEPTH:
+            raise ScenarioError(self.file, where, f"at most {MAX_DEPTH} levels of nested "
+                                "beamlines")
         if not isinstance(raw, dict) or raw.get("kind") not in _CONTAINERS:
             return 1
         if id(raw) in self._counts:
@@ -795,8 +873,9 @@ class _Flattener:
 
     def flatten(self, item: Any, path: str, out: list, depth: int = 0) -> None:
         name, raw, where = self._resolve(item, path)
-        if depth > MAX_DEPTH:
-            raise ScenarioError(self.file, where, "a lattice without circular references")
+        if depth > MAX_DEPTH:  # count() has refused it already; kept for direct callers
+            raise ScenarioError(self.file, where, f"at most {MAX_DEPTH} levels of nested "
+                                "beamlines")
         shared = not isinstance(item, dict) and name in self.registry
         built = self.element(name) if shared else self.build(name, raw, where)
         if not isinstance(built, dict):
@@ -821,8 +900,7 @@ def _register(flattener: _Flattener, facility: list, file) -> None:
             raise ScenarioError(file, path, "a one-key mapping {name: {kind: ...}} or "
                                 "'use: <line>'", _short(entry))
         (name, raw), = entry.items()
-        if not isinstance(name, str):
-            raise ScenarioError(file, path, "an element name that is text", _short(name))
+        check_element_name(name, file, path)
         if name == "use":
             continue
         if name in flattener.registry:
@@ -846,6 +924,9 @@ def parse_pals(document: Any, file: str | Path | None = None,
     if not isinstance(facility, list) or not facility:
         raise ScenarioError(file, "lattice.PALS.facility", "a non-empty list",
                             _short(facility))
+    if len(facility) > MAX_DEFINITIONS + 1:
+        raise ScenarioError(file, "lattice.PALS.facility", f"at most {MAX_DEFINITIONS:,} "
+                            "element definitions", f"{len(facility):,}")
     flattener = _Flattener(file, rigidity_Tm)
     _register(flattener, facility, file)
     active = facility[-1]

@@ -232,31 +232,125 @@ def _block_diag(blocks, xp):
     return xp.block_diag(*blocks)
 
 
+#: Largest binary particle file read (.npz, openPMD .h5) [bytes]; also the most an .npz
+#: archive may hold once decompressed.
+MAX_PARTICLE_FILE_BYTES = 2**30
+#: Largest .csv particle file read [bytes] (parsing takes a few times its size in memory).
+MAX_CSV_BYTES = 256 * 2**20
+
+
 def load_particle_file(path: str | Path, reference=None) -> np.ndarray:
     """Read ``(N, 6)`` particles from ``.npz`` (key ``particles`` or one key per coordinate),
     ``.csv`` (header x,px,y,py,t,pt) or openPMD HDF5 (``.h5``, converted for ``reference``,
-    see :mod:`harness.io.openpmd`)."""
+    see :mod:`harness.io.openpmd`), each a regular file of bounded size, and check them
+    (:func:`check_particles`). Every failure is one ScenarioError naming the file."""
     path = Path(path)
     from harness.io.openpmd import SUFFIXES, read_openpmd
+    from harness.yaml_load import check_regular_file, read_regular_file
 
     if path.suffix in SUFFIXES and reference is not None:
+        check_regular_file(path, MAX_PARTICLE_FILE_BYTES, "beam.file")  # h5py takes a path
         out = read_openpmd(path, reference)
     elif path.suffix == ".npz":
-        with np.load(path) as data:
-            if "particles" in data:
-                out = np.asarray(data["particles"], dtype=np.float64)
-            else:
-                out = np.stack([np.asarray(data[c], dtype=np.float64) for c in COLUMNS], 1)
+        out = _read_npz(path, read_regular_file(path, MAX_PARTICLE_FILE_BYTES, "beam.file"))
     elif path.suffix == ".csv":
-        import pandas as pd
-
-        frame = pd.read_csv(path)
-        out = frame[list(COLUMNS)].to_numpy(dtype=np.float64)
+        out = _read_csv(path, read_regular_file(path, MAX_CSV_BYTES, "beam.file"))
     else:
-        raise ScenarioError(path, "beam.file", "a .npz or .csv particle file", path.suffix)
-    if out.ndim != 2 or out.shape[1] != 6:
-        raise ScenarioError(path, "beam.file", "an (N, 6) array", out.shape)
+        raise ScenarioError(path, "beam.file", "a .npz or .csv particle file (or an openPMD "
+                            ".h5 file with the beam's reference particle)", path.suffix)
+    check_particles(out, path, reference)
     return out
+
+
+def _numbers(path: Path, name: str, array: np.ndarray) -> np.ndarray:
+    """An array of real numbers as float64 (ScenarioError for text, objects, complex)."""
+    if array.dtype.kind not in "fiu":
+        raise ScenarioError(path, "beam.file", f"real numbers in {name!r}", str(array.dtype))
+    return np.asarray(array, dtype=np.float64)
+
+
+def _read_npz(path: Path, data: bytes) -> np.ndarray:
+    """The particles of an ``.npz`` archive's bytes (no pickles; the decompressed size is
+    checked before anything is decompressed)."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+        if unpacked > MAX_PARTICLE_FILE_BYTES:
+            raise ScenarioError(path, "beam.file", "an .npz archive of at most "
+                                f"{MAX_PARTICLE_FILE_BYTES // 2**20} MiB once decompressed",
+                                f"{unpacked:,} bytes")
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if "particles" in archive:
+                return _numbers(path, "particles", archive["particles"])
+            missing = [c for c in COLUMNS if c not in archive]
+            if missing:
+                raise ScenarioError(path, "beam.file", "an .npz archive with 'particles' "
+                                    f"(N, 6) or the arrays {list(COLUMNS)}", sorted(archive))
+            columns = [_numbers(path, c, archive[c]) for c in COLUMNS]
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
+        raise ScenarioError(path, "beam.file", "a readable .npz archive of numbers "
+                            f"({type(error).__name__}: {error})") from None
+    if len({c.shape for c in columns}) != 1 or columns[0].ndim != 1:
+        raise ScenarioError(path, "beam.file", "one-dimensional coordinate arrays of one "
+                            "length", [c.shape for c in columns])
+    return np.stack(columns, 1)
+
+
+def _read_csv(path: Path, data: bytes) -> np.ndarray:
+    """The particles of a ``.csv`` file's bytes (header x,px,y,py,t,pt)."""
+    import io
+
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.BytesIO(data))
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as error:
+        raise ScenarioError(path, "beam.file", "a readable .csv file with the header "
+                            f"x,px,y,py,t,pt ({type(error).__name__})") from None
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise ScenarioError(path, "beam.file", f"the columns {list(COLUMNS)}", missing)
+    try:
+        return frame[list(COLUMNS)].to_numpy(dtype=np.float64)
+    except (ValueError, TypeError):
+        raise ScenarioError(path, "beam.file", "numbers in every column") from None
+
+
+def check_particles(particles: np.ndarray, path: str | Path | None = None,
+                    reference=None) -> None:
+    """Particles a tracker can take (ScenarioError naming ``path`` otherwise): an ``(N, 6)``
+    array, 1 <= N <= the scenario cap, finite, and, with the ``reference`` particle, each
+    moving forward: its energy E = E_ref - pt p0c above its rest energy and its momentum
+    along s, p_s^2 = p^2 - (px^2 + py^2) p0^2, positive (ImpactX's coordinates)."""
+    from harness.scenario import MAX_PARTICLES
+
+    if particles.ndim != 2 or particles.shape[1] != 6:
+        raise ScenarioError(path, "beam.file", "an (N, 6) array", particles.shape)
+    if not 1 <= len(particles) <= MAX_PARTICLES:
+        raise ScenarioError(path, "beam.file", f"1 to {MAX_PARTICLES:,} particles",
+                            len(particles))
+    finite = np.isfinite(particles)
+    if not finite.all():
+        row, column = np.argwhere(~finite)[0]
+        raise ScenarioError(path, "beam.file", f"finite coordinates (particle {row}, "
+                            f"{COLUMNS[column]} is {particles[row, column]})")
+    if reference is None:
+        return
+    p0c = reference.p0c_eV
+    energy = reference.total_energy_eV - particles[:, 5] * p0c
+    momentum2 = (energy / p0c) ** 2 - (reference.mass_eV / p0c) ** 2   # (p / p0)^2
+    forward2 = momentum2 - particles[:, 1] ** 2 - particles[:, 3] ** 2
+    with np.errstate(invalid="ignore"):
+        bad = ~(forward2 > 0.0)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ScenarioError(path, "beam.file", "particles moving forward (energy above the "
+                            f"rest energy and p_s > 0; particle {row} is at rest or moves "
+                            "backward or sideways)", particles[row].tolist())
 
 
 def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> np.ndarray:

@@ -8,6 +8,8 @@ expected.
 from __future__ import annotations
 
 import math
+import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from harness.errors import ScenarioError
 from harness.lattice import Element, ElementSettings, build_elements
+from harness.limits import SCENARIO_BOUNDS, within
 from harness.observables import observable_names
 from harness.reference_particle import SPECIES, ReferenceParticle
 from harness.tuning.problem import TuningBlock, check_tuning
@@ -29,6 +32,15 @@ BUNDLED_DIR = Path(__file__).resolve().parent.parent / "lattices"
 Tier = Literal["linear", "paraxial", "exact"]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
+#: Bounded fields (:data:`harness.limits.SCENARIO_BOUNDS`).
+Beta = Annotated[float, within("beam.twiss.beta")]
+Alpha = Annotated[float, within("beam.twiss.alpha")]
+Emittance = Annotated[float, within("beam.twiss.emittance")]
+SigmaPosition = Annotated[float, within("beam.sigma_position")]
+SigmaMomentum = Annotated[float, within("beam.sigma_momentum")]
+CentroidPosition = Annotated[float, within("beam.centroid.position")]
+Slices = Annotated[int, within("integrator.nslice")]
+Steps = Annotated[int, within("integrator.mapsteps")]
 
 #: Particle distributions of a beam (``file``: particles read from a file).
 Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "file"]
@@ -38,7 +50,7 @@ Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", 
 
 #: Largest kinetic energy accepted [MeV] (100 TeV; beyond, no accelerator and no float64
 #: momentum deviation is meaningful).
-MAX_KINETIC_ENERGY_MEV = 1e8
+MAX_KINETIC_ENERGY_MEV = SCENARIO_BOUNDS["beam.kinetic_energy_MeV"].high
 #: Most particles a scenario may ask for.
 MAX_PARTICLES = 1_000_000_000
 #: Most repetitions of the lattice (``periods``).
@@ -49,10 +61,10 @@ MAX_TRACKED_ELEMENTS = 1_000_000
 MIN_GRID_CELLS = 2
 MAX_GRID_CELLS_PER_DIM = 1024
 MAX_GRID_CELLS = 256**3
-#: ImpactX's mesh is an AMReX domain whose every dimension must be a multiple of AMReX's
-#: ``blocking_factor`` (8 in the impactx wheel: ``init_grids`` aborts with "domain size not
-#: divisible by blocking_factor" for e.g. 16x16x20, and for 4x4x4).
-IMPACTX_BLOCKING_FACTOR = 8
+
+#: Scenario names become parts of file names (particle files, reports): a letter or digit,
+#: then letters, digits and ``_ . + -``, at most 100 characters, no ``..``.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 
 
 def _spelled(value: object) -> object:
@@ -91,12 +103,12 @@ class Twiss(_Strict):
     """Transverse Twiss parameters: beta [m] > 0, alpha [1], rms geometric emittance
     [m rad] >= 0 (0: a cold plane, all particles on the axis with zero angle)."""
 
-    beta_x: Positive
-    alpha_x: float = 0.0
-    emittance_x: NonNegative
-    beta_y: Positive
-    alpha_y: float = 0.0
-    emittance_y: NonNegative
+    beta_x: Beta
+    alpha_x: Alpha = 0.0
+    emittance_x: Emittance
+    beta_y: Beta
+    alpha_y: Alpha = 0.0
+    emittance_y: Emittance
 
 
 class Longitudinal(_Strict):
@@ -110,12 +122,12 @@ class Longitudinal(_Strict):
       r = -alpha_t / sqrt(1 + alpha_t^2).
     """
 
-    sigma_t: NonNegative | None = None
-    sigma_pt: NonNegative | None = None
+    sigma_t: SigmaPosition | None = None
+    sigma_pt: SigmaMomentum | None = None
     correlation: Correlation | None = None
-    beta_t: Positive | None = None
-    alpha_t: float | None = None
-    emittance_t: NonNegative | None = None
+    beta_t: Beta | None = None
+    alpha_t: Alpha | None = None
+    emittance_t: Emittance | None = None
 
     @model_validator(mode="after")
     def _one_form(self):
@@ -160,11 +172,11 @@ class Centroid(_Strict):
     every backend tracks the same off-centre particles. A mean momentum offset
     ``delta = dp/p0`` is ``pt = -beta0 * delta`` to first order (ImpactX's ``meanPt``)."""
 
-    x: float = 0.0
+    x: CentroidPosition = 0.0
     px: Offset = 0.0
-    y: float = 0.0
+    y: CentroidPosition = 0.0
     py: Offset = 0.0
-    t: float = 0.0
+    t: CentroidPosition = 0.0
     pt: Offset = 0.0
 
     def vector(self) -> tuple[float, float, float, float, float, float]:
@@ -176,12 +188,12 @@ class Rms(_Strict):
     """Uncoupled rms sizes per coordinate and the position-momentum correlation per plane
     (ImpactX's lambda/mu input for uncorrelated beams); allows a cold beam (sigma_p* = 0)."""
 
-    sigma_x: NonNegative
-    sigma_px: NonNegative
-    sigma_y: NonNegative
-    sigma_py: NonNegative
-    sigma_t: NonNegative
-    sigma_pt: NonNegative
+    sigma_x: SigmaPosition
+    sigma_px: SigmaMomentum
+    sigma_y: SigmaPosition
+    sigma_py: SigmaMomentum
+    sigma_t: SigmaPosition
+    sigma_pt: SigmaMomentum
     corr_x: Correlation = 0.0
     corr_y: Correlation = 0.0
     corr_t: Correlation = 0.0
@@ -206,12 +218,12 @@ class Ellipse(_Strict):
     muypy and (t, pt) with mutpt. A lambda of 0 gives a cold coordinate.
     """
 
-    lambdaX: NonNegative
-    lambdaY: NonNegative
-    lambdaT: NonNegative
-    lambdaPx: NonNegative
-    lambdaPy: NonNegative
-    lambdaPt: NonNegative
+    lambdaX: SigmaPosition
+    lambdaY: SigmaPosition
+    lambdaT: SigmaPosition
+    lambdaPx: SigmaMomentum
+    lambdaPy: SigmaMomentum
+    lambdaPt: SigmaMomentum
     muxpx: Correlation = 0.0
     muypy: Correlation = 0.0
     mutpt: Correlation = 0.0
@@ -237,15 +249,16 @@ class Beam(_Strict):
 
     ``species``: a name of :data:`harness.reference_particle.SPECIES` (case-insensitive) or ``ion``
     with ``charge_qe`` [elementary charges, signed, non-zero] and ``mass_MeV`` [MeV > 0].
-    ``kinetic_energy_MeV`` > 0 (so the total energy is above the rest mass) and at most
-    :data:`MAX_KINETIC_ENERGY_MEV`.
+    ``kinetic_energy_MeV`` from 1 eV to :data:`MAX_KINETIC_ENERGY_MEV`. Every number is
+    bounded (:data:`harness.limits.SCENARIO_BOUNDS`); ``file`` is stored as an absolute
+    path (resolved against the scenario file's folder when it is loaded).
     """
 
     species: str
-    charge_qe: float | None = None
-    mass_MeV: Positive | None = None
-    kinetic_energy_MeV: Annotated[float, Field(gt=0, le=MAX_KINETIC_ENERGY_MEV)]
-    bunch_charge_C: NonNegative = 0.0
+    charge_qe: Annotated[float, within("beam.charge_qe")] | None = None
+    mass_MeV: Annotated[float, within("beam.mass_MeV")] | None = None
+    kinetic_energy_MeV: Annotated[float, within("beam.kinetic_energy_MeV")]
+    bunch_charge_C: Annotated[float, within("beam.bunch_charge_C")] = 0.0
     distribution: Distribution
     twiss: Twiss | None = None
     ellipse: Ellipse | None = None
@@ -274,6 +287,10 @@ class Beam(_Strict):
             import numpy as np
 
             matrix = np.asarray(value, dtype=np.float64)
+            bound = SCENARIO_BOUNDS["beam.sigma_matrix"]
+            if not np.all(np.abs(matrix) <= bound.high):
+                raise ValueError(f"entries with {bound.text()} [{bound.unit}] "
+                                 f"({bound.why})")
             try:
                 np.linalg.cholesky(matrix)
             except np.linalg.LinAlgError:
@@ -292,6 +309,7 @@ class Beam(_Strict):
         elif self.charge_qe is not None or self.mass_MeV is not None:
             raise ValueError(f"'charge_qe' and 'mass_MeV' only with species 'ion' (species "
                              f"{self.species!r} has its own)")
+        _check_reference(self.reference)
         if self.distribution == "file":
             if not self.file:
                 raise ValueError("distribution 'file' needs 'file: <path to .npz/.csv>'")
@@ -321,6 +339,20 @@ class Beam(_Strict):
         return ReferenceParticle(self.species, self.kinetic_energy_MeV)
 
 
+def _check_reference(reference: ReferenceParticle) -> None:
+    """The reference particle's relativistic quantities are finite and moving (ValueError
+    otherwise: the bounds keep them so, this guards every conversion)."""
+    values: tuple[float, ...]
+    try:
+        values = (reference.gamma, reference.beta_gamma, reference.beta,
+                  reference.rigidity_Tm)
+    except (OverflowError, ZeroDivisionError, ValueError):
+        values = (math.nan,)
+    if not all(math.isfinite(v) and v != 0.0 for v in values):
+        raise ValueError("a species and kinetic energy whose gamma, beta and rigidity are "
+                         "finite and non-zero")
+
+
 class SpaceCharge(_Strict):
     """Space-charge model: ``kind`` 3d or 2p5d, mesh cells, kicks per element.
 
@@ -335,7 +367,7 @@ class SpaceCharge(_Strict):
                 Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
                 Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)]] = (
         32, 32, 32)
-    kicks_per_element: Annotated[int, Field(ge=1)] = 1
+    kicks_per_element: Annotated[int, within("space_charge.kicks_per_element")] = 1
     deposition: Literal["cic", "tsc"] = "cic"
     domain_sigmas: Annotated[float, Field(gt=0, le=1e3)] = 3.0
     checkpoint: Literal["none", "kick"] = "none"
@@ -353,16 +385,16 @@ class SpaceCharge(_Strict):
 class Integrator(_Strict):
     """Defaults for every element: ImpactX ``nslice`` and ``mapsteps`` (exact integrators)."""
 
-    nslice: Annotated[int, Field(ge=1)] = 1
-    mapsteps: Annotated[int, Field(ge=1)] = 10
+    nslice: Slices = 1
+    mapsteps: Steps = 10
 
 
 class Override(_Strict):
     """Per-element override of the model tier and slicing."""
 
     model: Tier | None = None
-    nslice: Annotated[int, Field(ge=1)] | None = None
-    mapsteps: Annotated[int, Field(ge=1)] | None = None
+    nslice: Slices | None = None
+    mapsteps: Steps | None = None
 
 
 class Gradients(_Strict):
@@ -375,8 +407,8 @@ class Gradients(_Strict):
 class AnalyticValue(_Strict):
     """A closed-form final observable: an absolute value or a multiple of the initial value."""
 
-    value: float | None = None
-    times_initial: float | None = None
+    value: Annotated[float, within("analytic.value")] | None = None
+    times_initial: Annotated[float, within("analytic.value")] | None = None
 
     @model_validator(mode="after")
     def _one(self):
@@ -411,6 +443,15 @@ class Scenario(_Strict):
     #: run when named.
     run_by_default: bool = True
     source_file: str | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if NAME_PATTERN.fullmatch(value) is None or ".." in value:
+            raise ValueError("a name of 1 to 100 characters: a letter or digit, then letters, "
+                             "digits, '_', '.', '+', '-' (no '/', no '..', no spaces or "
+                             "control characters: the name is part of file names)")
+        return value
 
     @field_validator("observables")
     @classmethod
@@ -494,6 +535,7 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
         key = "source_file" if "source_file" in data else "lattice_file"
         raise ScenarioError(file, key, "no such field (check the spelling)", key)
     data, lattice_file = _with_lattice_file(data, file)
+    data = _with_absolute_beam_file(data, file)
     try:
         scenario = Scenario(**data, source_file=str(file) if file else None,
                             lattice_file=lattice_file)
@@ -503,8 +545,20 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
     _check_gradients(scenario, file)
     check_tuning(scenario, file)
     _check_particle_file(scenario.beam, file)
-    _check_backend_grid(scenario, file)
     return scenario
+
+
+def _with_absolute_beam_file(data: dict, file) -> dict:
+    """``data`` with a relative ``beam.file`` made absolute: relative to the scenario file's
+    folder (to the working directory without a file). The case processes run in the run
+    directory, so the path must not depend on where they run."""
+    beam = data.get("beam")
+    if not isinstance(beam, dict) or not isinstance(beam.get("file"), str) or not beam["file"]:
+        return data
+    path = Path(beam["file"])
+    if not path.is_absolute() and file is not None:
+        path = Path(file).parent / path
+    return {**data, "beam": {**beam, "file": os.path.abspath(path)}}
 
 
 def _with_lattice_file(data: dict, file) -> tuple[dict, str | None]:
@@ -534,37 +588,25 @@ def _origin(file, lattice_file: str | None) -> str | None:
     return f"{file if file is not None else '<scenario>'} (lattice {lattice_file})"
 
 
-def impactx_installed() -> bool:
-    """Whether the ``impactx`` module can be imported (looked up, not imported)."""
-    import importlib.util
-
-    return importlib.util.find_spec("impactx") is not None
-
-
-def _check_backend_grid(scenario: Scenario, file) -> None:
-    """With ImpactX installed, a space-charge mesh ImpactX can decompose (each dimension a
-    multiple of AMReX's blocking factor); other codes take any grid of >= 2 cells."""
-    sc = scenario.space_charge
-    if sc is None or not impactx_installed():
-        return
-    factor = IMPACTX_BLOCKING_FACTOR
-    if any(n % factor for n in sc.grid):
-        raise ScenarioError(
-            file, "space_charge.grid", f"cells per dimension that are multiples of {factor} "
-            f"(ImpactX, installed here, needs each mesh dimension divisible by AMReX's "
-            f"blocking_factor {factor})", list(sc.grid))
-
-
 def _check_particle_file(beam: Beam, file) -> None:
-    """A ``file`` beam names an existing .npz/.csv (relative to the scenario file)."""
+    """A ``file`` beam names a readable particle file whose particles pass the checks of
+    :func:`harness.particles.load_particle_file` (read here, so ``validate`` sees them)."""
     if beam.distribution != "file":
         return
+    from harness.particles import load_particle_file
+
     path = Path(beam.file or "")
-    if not path.is_absolute() and file is not None:
-        path = Path(file).parent / path
-    if path.suffix not in (".npz", ".csv", ".h5", ".hdf5") or not path.is_file():
+    if path.suffix not in (".npz", ".csv", ".h5", ".hdf5") or not path.exists():
         raise ScenarioError(file, "beam.file", "an existing .npz, .csv or openPMD .h5 file "
                             "(a relative path is relative to the scenario file)", beam.file)
+    try:
+        particles = load_particle_file(path, beam.reference)
+    except ScenarioError as error:
+        raise ScenarioError(file, "beam.file", f"{error.expected} in {path}",
+                            error.got) from None
+    if beam.particles > len(particles):
+        raise ScenarioError(file, "beam.particles", f"at most the {len(particles)} "
+                            f"particles of {path.name}", beam.particles)
 
 
 def _check_gradients(scenario: Scenario, file) -> None:

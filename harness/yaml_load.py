@@ -5,15 +5,22 @@ Every scenario or lattice file the harness reads goes through :func:`load_yaml_f
 when it is compiled in) it refuses, each with one :class:`harness.errors.ScenarioError` that
 names the file, the line and column and the key path where known:
 
-* a file larger than :data:`MAX_BYTES`;
+* anything but a regular file (``/dev/zero``, a FIFO, a directory: checked on the open
+  descriptor, which is opened without blocking), and a file larger than :data:`MAX_BYTES`
+  (at most ``MAX_BYTES + 1`` bytes are ever read);
 * YAML syntax errors (the line and column of the parser's message are kept);
 * nesting deeper than :data:`MAX_DEPTH` collections (``[`` x 100000 fails at once, in
   libyaml's own depth limit or in this one);
 * aliases whose expansion would add more than :data:`MAX_ALIAS_NODES` nodes, or more than
   :data:`MAX_ALIASES` aliases (a "billion laughs" bomb fails after a few events);
+* more than :data:`MAX_NODES` nodes;
 * duplicate mapping keys (YAML 1.2 forbids them; PyYAML keeps the last one silently);
 * mapping keys that are not strings (``1: x``, ``on: x``, ``[a]: x``; merge keys ``<<`` are
   allowed).
+
+Plain scalars in the float forms of the YAML 1.2 core schema (``1e0``, ``2E-3``,
+``1e+05``, ``.5e1``) are floats: YAML 1.1, PyYAML's schema, reads an exponent without a dot
+or a sign (``1e0``) as a string. A quoted ``"1e0"`` stays a string.
 
 The document is built straight from libyaml's event stream in one loop that checks as it
 goes: nothing recursive ever sees the document, a bomb stops at the alias that crosses the
@@ -24,6 +31,9 @@ loader's own constructors, so values are exactly those of ``yaml.safe_load``.
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +45,28 @@ from harness.errors import ScenarioError
 MAX_BYTES = 64 * 2**20
 #: Deepest nesting of mappings and sequences.
 MAX_DEPTH = 100
+#: Most nodes (scalars, mappings, sequences, aliases) in one document: a lattice of 100 000
+#: distinct elements has ~800 000; the reading stops at the node that crosses it, so a file
+#: of a million elements is refused after a fraction of its parsing.
+MAX_NODES = 1_000_000
 #: Most alias references (``*name``) in one document.
 MAX_ALIASES = 10_000
 #: Most nodes that all aliases of a document may add when expanded.
 MAX_ALIAS_NODES = 100_000
 
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: The float forms of the YAML 1.2 core schema that YAML 1.1 reads as strings (an exponent
+#: without a decimal point or without a sign: ``1e0``, ``1E5``, ``.5e1``, ``-2e3``).
+FLOAT_12 = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """The safe loader with the YAML 1.2 float forms (:data:`FLOAT_12`) added; PyYAML's own
+    loaders are left as they are."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", FLOAT_12, list("-+0123456789."))
 _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 #: Stands for the merge key ``<<`` while its mapping is read.
@@ -108,6 +134,7 @@ def _build(loader: Any, file: str | Path | None) -> Any:
     aliases = 0
     alias_nodes = 0
     documents = 0
+    nodes = 0
     resolve = loader.resolve
     cache: dict[tuple[str, Any], Any] = {}
     plain_tags: dict[str, str] = {}
@@ -157,6 +184,11 @@ def _build(loader: Any, file: str | Path | None) -> Any:
     while check_event():
         event = get_event()
         kind = type(event)
+        if kind is not yaml.MappingEndEvent and kind is not yaml.SequenceEndEvent:
+            nodes += 1
+            if nodes > MAX_NODES:
+                fail(f"at most {MAX_NODES:,} YAML nodes in a file (a lattice of at most "
+                     "~100,000 element definitions)")
         if kind is yaml.ScalarEvent:
             tag = event.tag
             if tag is None and event.implicit[0]:  # plain: resolved once per distinct text
@@ -258,15 +290,73 @@ def load_yaml_text(text: str, file: str | Path | None = None) -> Any:
         loader.dispose()
 
 
-def load_yaml_file(path: str | Path) -> Any:
-    """Read and parse a YAML file (UTF-8, at most :data:`MAX_BYTES`) with the checks above."""
-    path = Path(path)
+def _size_text(size: int) -> str:
+    """A size in MiB (or bytes below one MiB) for messages."""
+    return f"{size / 2**20:.0f} MiB" if size >= 2**20 else f"{size} bytes"
+
+
+def _kind_of(mode: int) -> str:
+    """What a file that is not a regular file is, for messages."""
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_regular_file(path: str | Path, max_bytes: int = MAX_BYTES, field: str = "<file>",
+                       file: str | Path | None = None) -> None:
+    """Refuse (one ScenarioError) anything at ``path`` but a regular file of at most
+    ``max_bytes`` bytes, without opening it (``os.stat``: a FIFO, a device or a directory is
+    never opened). ``file`` names the file in the message (default: ``path``)."""
+    name = path if file is None else file
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise ScenarioError(path, "<file>", f"a file of at most {MAX_BYTES // 2**20} MiB",
-                                f"{size / 2**20:.0f} MiB")
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        info = os.stat(path)
+    except OSError as error:
+        raise ScenarioError(name, field, f"a readable file ({error.strerror or error})"
+                            ) from None
+    limit = f"a regular file of at most {_size_text(max_bytes)}"
+    if not stat.S_ISREG(info.st_mode):
+        raise ScenarioError(name, field, limit, _kind_of(info.st_mode))
+    if info.st_size > max_bytes:
+        raise ScenarioError(name, field, limit, f"{info.st_size:,} bytes")
+
+
+def read_regular_file(path: str | Path, max_bytes: int = MAX_BYTES, field: str = "<file>",
+                      file: str | Path | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` bytes, or one ScenarioError.
+
+    The file is checked by :func:`check_regular_file` before it is opened, opened with
+    ``O_NONBLOCK`` (a FIFO swapped in meanwhile cannot block), checked again on the
+    descriptor, and read with at most ``max_bytes + 1`` bytes requested: a file that grows
+    while read is refused, never read whole."""
+    check_regular_file(path, max_bytes, field, file)
+    name = path if file is None else file
+    limit = f"a regular file of at most {_size_text(max_bytes)}"
+    try:
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        descriptor = os.open(path, flags)
+        with os.fdopen(descriptor, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise ScenarioError(name, field, limit, _kind_of(mode))
+            data = handle.read(max_bytes + 1)
+    except OSError as error:
+        raise ScenarioError(name, field, f"a readable file ({error.strerror or error})"
+                            ) from None
+    if len(data) > max_bytes:
+        raise ScenarioError(name, field, limit, f"more than {max_bytes:,} bytes")
+    return data
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """Read and parse a YAML file (a regular file, UTF-8, at most :data:`MAX_BYTES`) with
+    the checks above."""
+    path = Path(path)
+    data = read_regular_file(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise ScenarioError(path, "<file>", f"a readable UTF-8 text file ({error})") from None
     return load_yaml_text(text, path)

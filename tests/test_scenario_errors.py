@@ -162,7 +162,8 @@ CASES: dict[str, tuple[Callable[[dict], None], str, str]] = {
     "undefined beamline entry": (_undefined_line_entry, "lattice.fodo_cell.line[5]",
                                  "name of an element defined"),
     "unknown species": (_bad_species, "beam.species", "electron"),
-    "negative energy": (_negative_energy, "beam.kinetic_energy_MeV", "greater than 0"),
+    "negative energy": (_negative_energy, "beam.kinetic_energy_MeV",
+                        "greater than or equal to 0.000001"),
 }
 
 
@@ -484,7 +485,7 @@ def test_twiss_with_cold_longitudinal_plane_and_zero_emittance_validate() -> Non
     assert scenario.beam.longitudinal.sigma_pt == 0.0
 
 
-# -- the YAML loader reads what yaml.safe_load reads; error values stay short ------------
+# -- the YAML loader reads what yaml.safe_load reads (plus the YAML 1.2 floats) -----------
 
 VALID_YAML = """
 a: [1, -2, 0x1f, 1_000, 2.5, 1.0e-9, 1e-9, .inf, -.nan, null, ~, true, False, on, 'on', "x"]
@@ -505,11 +506,36 @@ def test_loader_reads_what_safe_load_reads() -> None:
     from harness.yaml_load import load_yaml_file, load_yaml_text
 
     expected = yaml.safe_load(VALID_YAML)
+    assert expected["a"][6] == "1e-9"  # YAML 1.1 reads it as text; YAML 1.2 as a float
+    expected["a"][6] = 1e-9
     got = load_yaml_text(VALID_YAML)
     assert repr(got) == repr(expected)  # repr: nan != nan
     assert got["copy"] is got["anchor"]  # aliases share, as in PyYAML
     for path in sorted(BUNDLED_DIR.glob("*.yaml")):
         assert load_yaml_file(path) == yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("text, value", [
+    ("1e0", 1.0), ("2E-3", 2e-3), ("1e+05", 1e5), (".5e1", 5.0), ("-3e2", -300.0),
+    ("+1E1", 10.0), ("7e-0", 7.0), ("1.e3", 1000.0)])
+def test_yaml_12_float_forms_are_floats(text: str, value: float) -> None:
+    from harness.yaml_load import load_yaml_text
+
+    got = load_yaml_text(f"x: {text}\ny: [{text}]\nq: '{text}'\n")
+    assert got["x"] == value and type(got["x"]) is float
+    assert got["y"] == [value]
+    assert got["q"] == text  # a quoted number stays text
+    assert yaml.safe_load("x: 1e0")["x"] == "1e0"  # PyYAML's own loaders unchanged
+
+
+def test_kn1_written_1e0_validates_as_the_number_one() -> None:
+    """``Kn1: 1e0`` was refused as "not a number" (YAML 1.1 text) while 2e3 passed."""
+    text = (BUNDLED_DIR / "fodo_linear.yaml").read_text().replace("Kn1: 1.0}", "Kn1: 1e0}")
+    assert "Kn1: 1e0}" in text
+    from harness.yaml_load import load_yaml_text
+
+    scenario = scenario_from_dict(load_yaml_text(text), "fodo_1e0.yaml")
+    assert scenario.elements[1].params["Kn1"] == 1.0
 
 
 def test_error_values_are_abbreviated_in_bounded_time() -> None:

@@ -1,0 +1,152 @@
+"""Bounds on every number of a scenario: the one table ``validate`` checks and
+``docs/scenario-limits.md`` lists.
+
+Each bound is far outside any accelerator (so no real scenario is refused) and far inside
+float64 (so no backend overflows, divides by zero or loses every digit on a value that was
+accepted). Scenario fields (``beam.*``, ``space_charge.*``, ...) are bounded in the pydantic
+models of :mod:`harness.scenario` through :func:`bounded`; element fields
+(:attr:`harness.lattice.Element.params`, names of :data:`harness.vocabulary.ELEMENT_FIELDS`)
+are bounded after the PALS fields are translated, by :func:`element_bound`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+
+from pydantic import Field
+
+TWO_PI = 2.0 * math.pi
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A closed range ``low <= value <= high`` (``low_open``: ``low < value``).
+
+    Attributes:
+        field: the scenario field (dotted path) or the element field (``Kn*`` patterns).
+        low, high: the range, in ``unit``.
+        unit: the field's unit.
+        why: what the bound stands for.
+        low_open: whether ``low`` itself is excluded.
+    """
+
+    field: str
+    low: float
+    high: float
+    unit: str
+    why: str
+    low_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        """Whether ``value`` (finite) lies in the range."""
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high
+
+    def text(self) -> str:
+        """The range as the documentation and the error messages write it."""
+        low = "<" if self.low_open else "<="
+        return f"{_num(self.low)} {low} x <= {_num(self.high)}"
+
+
+def _num(value: float) -> str:
+    if value == TWO_PI:
+        return "2pi"
+    if value == -TWO_PI:
+        return "-2pi"
+    return f"{value:g}"
+
+
+#: Bounds of scenario fields (names as dotted paths of the scenario file).
+SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
+    Bound("beam.kinetic_energy_MeV", 1e-6, 1e8, "MeV",
+          "1 eV (ion sources extract at keV; below, gamma - 1 loses its digits) to 100 TeV"),
+    Bound("beam.mass_MeV", 0.5, 1e7, "MeV",
+          "an ion: from the electron (0.511 MeV, the lightest charged particle) to ~40x "
+          "uranium; a smaller mass overflows gamma"),
+    Bound("beam.charge_qe", -1000.0, 1000.0, "e", "an ion's charge state (uranium: 92)"),
+    Bound("beam.bunch_charge_C", 0.0, 1e-3, "C", "1 mC: a thousand times the largest "
+          "bunch charges (~1 uC)"),
+    Bound("beam.twiss.beta", 1e-9, 1e6, "m", "beta functions of 1 nm to 1000 km (beta* of "
+          "colliders: 0.1 mm; the largest ring beta: ~10 km)"),
+    Bound("beam.twiss.alpha", -1e5, 1e5, "1", "alpha of a final focus reaches ~1e4"),
+    Bound("beam.twiss.emittance", 0.0, 1.0, "m rad (m for t)", "rms emittances of real beams "
+          "are below 1e-3 m rad"),
+    Bound("beam.sigma_position", 0.0, 1e4, "m", "rms size of x, y or t = c dt: 10 km (a "
+          "33 us bunch)"),
+    Bound("beam.sigma_momentum", 0.0, 1.0, "1", "rms spread of px, py, pt (relative to the "
+          "reference momentum): below 1"),
+    Bound("beam.centroid.position", -1e4, 1e4, "m", "a centroid offset of x, y or t within "
+          "the range of the rms sizes"),
+    Bound("beam.sigma_matrix", -1e8, 1e8, "m^2, m, 1", "second moments: the squares of the "
+          "rms bounds"),
+    Bound("space_charge.kicks_per_element", 1, 10_000, "1", "space-charge kicks per element"),
+    Bound("integrator.nslice", 1, 100_000, "1", "slices per element (also in overrides)"),
+    Bound("integrator.mapsteps", 1, 100_000, "1", "integrator steps per slice (also in "
+          "overrides)"),
+    Bound("analytic.value", -1e100, 1e100, "unit of the observable", "a reference value "
+          "(its square stays finite)"),
+)}
+
+#: Bounds of element fields (:data:`harness.vocabulary.ELEMENT_FIELDS`), first match wins.
+ELEMENT_BOUNDS: tuple[Bound, ...] = (
+    Bound("length", 0.0, 1e5, "m", "100 km: longer than any element (the LHC is 27 km)"),
+    Bound("angle", -TWO_PI, TWO_PI, "rad", "at most one full turn in one bend"),
+    Bound("e1", -1.5, 1.5, "rad", "pole faces below 86 deg (the edge focusing grows as "
+          "tan(e) and diverges at 90 deg)"),
+    Bound("e2", -1.5, 1.5, "rad", "as e1"),
+    Bound("edge_int*", -10.0, 10.0, "m", "fringe-field integrals FINT*HGAP (a few cm in "
+          "real magnets)"),
+    Bound("h1", -1e4, 1e4, "1/m", "pole-face curvature radius of at least 0.1 mm"),
+    Bound("h2", -1e4, 1e4, "1/m", "as h1"),
+    Bound("tilt_ref", -TWO_PI, TWO_PI, "rad", "a rotation of at most one turn"),
+    Bound("z_rot", -TWO_PI, TWO_PI, "rad", "a rotation of at most one turn"),
+    Bound("x_offset", -1.0, 1.0, "m", "an element body 1 m off the beam sees no beam"),
+    Bound("y_offset", -1.0, 1.0, "m", "as x_offset"),
+    Bound("Ksol", -1e6, 1e6, "1/m", "B_s / (B rho): 20 T for a 20 uT m beam"),
+    Bound("Kn0L", -1.0, 1.0, "rad", "a dipole kick below 1 rad (px, py are below 1)"),
+    Bound("Ks0L", -1.0, 1.0, "rad", "as Kn0L"),
+    Bound("K[ns]*L", -1e6, 1e6, "1/m^N", "integrated strength of order N: a 1 um focal "
+          "length for N = 1"),
+    Bound("K[ns]*", -1e6, 1e6, "1/m^(N+1)", "normalised strength of order N per metre "
+          "(plasma lenses, the strongest quadrupoles, reach ~1e4 1/m^2)"),
+    Bound("voltage", -1e10, 1e10, "V", "10 GV in one gap (a whole linac is a few GV)"),
+    Bound("frequency", 0.0, 1e13, "Hz", "up to 10 THz (THz structures)"),
+    Bound("phase", -1e3, 1e3, "rad", "an RF phase (any value is one of [-pi, pi))"),
+    Bound("x_limit", 0.0, 10.0, "m", "an aperture half-width of 10 m (beam pipes: cm)",
+          low_open=True),
+    Bound("y_limit", 0.0, 10.0, "m", "as x_limit", low_open=True),
+    Bound("elliptical", 0.0, 1.0, "1", "a flag: 1 elliptical, 0 rectangular"),
+)
+
+
+def element_bound(field: str) -> Bound | None:
+    """The bound of an element field (``Kn1``, ``Ks2L``, ``length``, ...), or None."""
+    for bound in ELEMENT_BOUNDS:
+        if fnmatchcase(field, bound.field):
+            return bound
+    return None
+
+
+def within(name: str) -> Any:
+    """The pydantic ``Field`` of the bound ``name`` of :data:`SCENARIO_BOUNDS`, for
+    ``Annotated[float, within(name)]``."""
+    bound = SCENARIO_BOUNDS[name]
+    if bound.low_open:
+        return Field(gt=bound.low, le=bound.high)
+    return Field(ge=bound.low, le=bound.high)
+
+
+def all_bounds() -> list[Bound]:
+    """Every bound, scenario fields first."""
+    return [*SCENARIO_BOUNDS.values(), *ELEMENT_BOUNDS]
+
+
+def markdown_table() -> str:
+    """The bounds as the Markdown table of ``docs/scenario-limits.md``."""
+    rows = ["| field | range | unit | why |", "|---|---|---|---|"]
+    for bound in all_bounds():
+        rows.append(f"| `{bound.field}` | {bound.text()} | {bound.unit} | {bound.why} |")
+    return "\n".join(rows)
