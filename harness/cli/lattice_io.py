@@ -9,6 +9,7 @@ import typer
 
 from harness.cli.common import app, console, fail
 from harness.errors import ScenarioError
+from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S
 from harness.io.model import POLICIES, ImportRefused
 
 
@@ -30,16 +31,26 @@ def import_command(
         help="electron|positron|proton (default: the file's).")] = None,
     name: Annotated[str | None, typer.Option(help="Scenario name (default: file stem).")]
         = None,
+    time_limit: Annotated[float, typer.Option(
+        help="Seconds MAD-X (or the Bmad/elegant parser) may run before it is stopped.")]
+        = DEFAULT_TIME_LIMIT_S,
+    memory_limit: Annotated[float, typer.Option(
+        help="GiB of memory MAD-X (or the Bmad/elegant parser) may use.")]
+        = DEFAULT_MEMORY_LIMIT_GIB,
 ) -> None:
     """Import a lattice into a scenario YAML whose lattice is PALS; prints what was done.
 
-    Every element that cannot be translated exactly is named with its kind, count and the
-    reason; --on-unsupported marker|drift replaces them (listed in the file's header)."""
+    The file is read as data, never run: MAD-X commands that run code or read or write files
+    are refused before MAD-X starts (see harness/io/madx.py), and MAD-X runs in its own
+    process under --time-limit and --memory-limit. Every element that cannot be translated
+    exactly is named with its kind, count and the reason; --on-unsupported marker|drift
+    replaces them (listed in the file's header)."""
     from harness.io.importer import import_lattice
     from harness.io.pals_doc import write_scenario
 
     try:
-        imported = import_lattice(file, fmt, sequence, on_unsupported, species, energy, name)
+        imported = import_lattice(file, fmt, sequence, on_unsupported, species, energy, name,
+                                  time_limit, memory_limit)
         target = out or Path(f"{imported.data['name']}.yaml")
         scenario = write_scenario(imported.data, target, imported.header())
     except (ImportRefused, ScenarioError) as error:

@@ -37,8 +37,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.io.model import ImportRefused, ImportResult, Item, Translated, Untranslatable
+from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, run_limited
+from harness.io.model import (
+    MAX_IMPORTED_ELEMENTS,
+    ImportRefused,
+    ImportResult,
+    Item,
+    Translated,
+    Untranslatable,
+)
 from harness.io.pals_doc import BeamSpec, beam_from_momentum
+from harness.io.source_file import MAX_CALL_DEPTH, MAX_TOTAL_BYTES, inside, read_source
 from harness.reference_particle import SPECIES
 
 _ABS = 1e-15
@@ -250,18 +259,54 @@ def import_segment(segment, source: str = "<Cheetah Segment>") -> ImportResult:
 _PROPERTY = re.compile(r"Property (\S+) with value (.*?) for element type (\S+)")
 
 
-def _context(path: Path, notes: list[str]) -> dict:
-    """Cheetah's parse of a Bmad/elegant file (its ``convert_lattice`` steps, unchanged)."""
+_CALL = re.compile(r"call\s*,\s*file\s*=\s*(.*)$", re.IGNORECASE)
+
+
+def read_lines(path: Path, folder: Path | None = None, depth: int = 0,
+               total: list[int] | None = None) -> list[str]:
+    """The clean lines of a Bmad/elegant file as Cheetah's ``read_clean_lines`` makes them
+    (stripped, ``!`` comments and empty lines dropped, ``call, file = X`` replaced by the lines
+    of ``X``, lower case), read as data: every file a regular, size-capped file
+    (:func:`harness.io.source_file.read_source`), called files only in the lattice file's
+    folder or below (no ``$VARIABLE`` expansion), at most ``MAX_CALL_DEPTH`` calls deep."""
+    folder = folder or path.resolve().parent
+    total = total if total is not None else [0]
+    text = read_source(path)
+    total[0] += len(text)
+    if total[0] > MAX_TOTAL_BYTES:
+        raise ImportRefused(f"{path}: the lattice and the files it calls are larger than "
+                            f"{MAX_TOTAL_BYTES} bytes in all")
+    lines: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = re.sub(r"!.*", "", raw.strip()).strip()
+        call = _CALL.match(line)
+        if call is None:
+            if line:
+                lines.append(line.lower())
+            continue
+        name = call.group(1).strip().strip("\"'")
+        target = Path(name) if Path(name).is_absolute() else path.parent / name
+        if depth + 1 > MAX_CALL_DEPTH:
+            raise ImportRefused(f"{path}:{number}: call nested deeper than {MAX_CALL_DEPTH} "
+                                "files is refused")
+        if not inside(folder, target):
+            raise ImportRefused(f"{path}:{number}: call of {name!r} is refused: outside the "
+                                f"lattice file's folder {folder}")
+        lines += read_lines(target, folder, depth + 1, total)
+    return lines
+
+
+def _parse(lines: list[str]) -> tuple[dict, list[str]]:
+    """Cheetah's parse of clean lines (its ``convert_lattice`` steps, unchanged) and the
+    messages of the warnings it raised."""
     from cheetah.converters.utils.fortran_namelist import (
         merge_delimiter_continued_lines,
         parse_lines,
-        read_clean_lines,
     )
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            lines = read_clean_lines(path)
             merged = merge_delimiter_continued_lines(lines, delimiter="&",
                                                      remove_delimiter=True)
             merged = merge_delimiter_continued_lines(merged, delimiter=",",
@@ -270,11 +315,46 @@ def _context(path: Path, notes: list[str]) -> dict:
                                                      remove_delimiter=False)
             context = parse_lines(merged)
         except Exception as error:  # noqa: BLE001 - the parser's own message names the cause
-            raise ImportRefused(f"{path}: Cheetah could not parse the file "
-                                f"({type(error).__name__}: {error})") from None
-    for warning in caught:
-        notes.append(f"Cheetah parser: {warning.message}")
+            raise ImportRefused(f"Cheetah could not parse the file ({type(error).__name__}: "
+                                f"{error})") from None
+    return context, [str(warning.message) for warning in caught]
+
+
+def _context(path: Path, notes: list[str], time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+             memory_limit_gib: float = DEFAULT_MEMORY_LIMIT_GIB) -> dict:
+    """Cheetah's parse of a Bmad/elegant file, in a child process under the time and memory
+    limits (Cheetah's expression evaluator computes with Python numbers: ``a^b`` of large
+    integers can run for hours)."""
+    import cheetah.converters.utils.fortran_namelist  # noqa: F401 - loaded once, before fork
+
+    lines = read_lines(path)
+    try:
+        context, messages = run_limited(_parse, (lines,), str(path), time_limit_s,
+                                        memory_limit_gib)
+    except ImportRefused as error:
+        message = str(error)
+        raise ImportRefused(message if message.startswith(str(path)) else
+                            f"{path}: {message}") from None
+    notes += [f"Cheetah parser: {message}" for message in messages]
     return context
+
+
+def _count_leaves(name: str, context: dict, path: Path, memo: dict[str, int],
+                  depth: int = 0) -> int:
+    """How many elements line ``name`` expands to (refused above MAX_IMPORTED_ELEMENTS)."""
+    name = name.removeprefix("-")
+    if name in memo:
+        return memo[name]
+    if depth > 64:
+        raise ImportRefused(f"{path}: line {name!r} refers to itself")
+    parsed = context.get(name)
+    count = sum(_count_leaves(str(child), context, path, memo, depth + 1)
+                for child in parsed) if isinstance(parsed, list) else 1
+    if count > MAX_IMPORTED_ELEMENTS:
+        raise ImportRefused(f"{path}: line {name!r} expands to more than "
+                            f"{MAX_IMPORTED_ELEMENTS} elements, more than an import takes")
+    memo[name] = count
+    return count
 
 
 def _leaves(name: str, context: dict, path: Path, reversed_: bool = False,
@@ -366,17 +446,18 @@ def _bmad_beam(context: dict, species: str | None, energy_MeV: float | None,
 
 
 def import_cheetah_file(path: str | Path, fmt: str, line: str | None = None,
-                        species: str | None = None,
-                        energy_MeV: float | None = None) -> tuple[ImportResult, BeamSpec, str]:
+                        species: str | None = None, energy_MeV: float | None = None,
+                        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+                        memory_limit_gib: float = DEFAULT_MEMORY_LIMIT_GIB,
+                        ) -> tuple[ImportResult, BeamSpec, str]:
     """Import a Bmad (``fmt="bmad"``) or elegant (``"elegant"``) file through Cheetah's
-    readers; returns the translated beamline, its beam and the line name."""
+    readers; returns the translated beamline, its beam and the line name. The file is read
+    as data (:func:`read_lines`) and parsed in a child process under the limits."""
     from cheetah.converters import bmad, elegant
 
     path = Path(path)
-    if not path.is_file():
-        raise ImportRefused(f"{path}: no such file")
     notes: list[str] = []
-    context = _context(path, notes)
+    context = _context(path, notes, time_limit_s, memory_limit_gib)
     if line is None:
         line = context.get("__use__")
         if line is None:
@@ -386,6 +467,7 @@ def import_cheetah_file(path: str | Path, fmt: str, line: str | None = None,
                                     f"({', '.join(lines) or 'no lines defined'})")
             line = lines[0]
     module = bmad if fmt == "bmad" else elegant
+    _count_leaves(str(line), context, path, {})
     items: list[Item] = []
     for leaf, in_reversed in _leaves(str(line), context, path):
         items.extend(_convert_one(module, leaf, context, fmt, in_reversed, notes))

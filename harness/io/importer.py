@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, check_limits
 from harness.io.model import ImportRefused, ImportResult, Translated, apply_policy
 from harness.io.pals_doc import BeamSpec, scenario_dict, to_yaml, validated
+from harness.io.source_file import check_regular
 from harness.reference_particle import SPECIES
 
 FORMATS: tuple[str, ...] = ("madx", "bmad", "elegant", "pals")
@@ -61,15 +63,22 @@ def _check_beam_options(species: str | None, energy_MeV: float | None) -> None:
 
 def import_lattice(file: str | Path, fmt: str | None = None, sequence: str | None = None,
                    on_unsupported: str = "error", species: str | None = None,
-                   energy_MeV: float | None = None, name: str | None = None) -> Imported:
-    """Import a lattice file into a validated scenario mapping (nothing written)."""
+                   energy_MeV: float | None = None, name: str | None = None,
+                   time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+                   memory_limit_gib: float = DEFAULT_MEMORY_LIMIT_GIB) -> Imported:
+    """Import a lattice file into a validated scenario mapping (nothing written).
+
+    The file is read as data (:mod:`harness.io.source_file`: a regular file, size-capped);
+    MAD-X and the Bmad/elegant parsers run in their own process, stopped after
+    ``time_limit_s`` s or when they need more than ``memory_limit_gib`` GiB
+    (:mod:`harness.io.limits`)."""
     path = Path(file)
-    if not path.is_file():
-        raise ImportRefused(f"{path}: no such file")
-    fmt = fmt or detect_format(path)
-    if fmt not in FORMATS:
+    if fmt is not None and fmt not in FORMATS:
         raise ImportRefused(f"--format: expected one of {list(FORMATS)} (got {fmt!r})")
     _check_beam_options(species, energy_MeV)
+    check_limits(time_limit_s, memory_limit_gib)
+    check_regular(path)
+    fmt = fmt or detect_format(path)
     scenario_name = name or path.name.split(".")[0]
     description = f"{path.name} ({fmt})"
     if fmt == "pals":
@@ -88,11 +97,13 @@ def import_lattice(file: str | Path, fmt: str | None = None, sequence: str | Non
     if fmt == "madx":
         from harness.io.madx import import_madx
 
-        result, beam, line = import_madx(path, sequence, species, energy_MeV)
+        result, beam, line = import_madx(path, sequence, species, energy_MeV, time_limit_s,
+                                         memory_limit_gib)
     else:
         from harness.io.cheetah_segment import import_cheetah_file
 
-        result, beam, line = import_cheetah_file(path, fmt, sequence, species, energy_MeV)
+        result, beam, line = import_cheetah_file(path, fmt, sequence, species, energy_MeV,
+                                                 time_limit_s, memory_limit_gib)
     elements = apply_policy(result, on_unsupported)
     data = scenario_dict(scenario_name, elements, beam, description, line)
     validated(data, path)

@@ -49,13 +49,31 @@ attribute. Apertures on MAD-X elements are reported in the notes (TWISS ignores 
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import math
-import re
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.io.model import ImportRefused, ImportResult, Item, Translated, Untranslatable
+from harness.io.limits import (
+    DEFAULT_MEMORY_LIMIT_GIB,
+    DEFAULT_TIME_LIMIT_S,
+    Watchdog,
+    child_limits,
+)
+from harness.io.madx_scan import ScannedMadx, scan_madx
+from harness.io.model import (
+    MAX_IMPORTED_ELEMENTS,
+    ImportRefused,
+    ImportResult,
+    Item,
+    Translated,
+    Untranslatable,
+)
 from harness.io.pals_doc import BeamSpec, beam_from_gamma
 from harness.reference_particle import C_LIGHT, SPECIES
 
@@ -63,28 +81,30 @@ from harness.reference_particle import C_LIGHT, SPECIES
 MADX_SPECIES = {"electron": "electron", "positron": "positron", "proton": "proton"}
 #: Misalignment attributes of MAD-X elements (none is translated yet).
 MISALIGNMENTS = ("dx", "dy", "ds", "dtheta", "dphi", "dpsi")
-_BEAM_COMMAND = re.compile(r"(^|;)\s*beam\s*(,|;)", re.IGNORECASE | re.MULTILINE)
 _ABS = 1e-15
+#: MAD-X output kept for messages [characters].
+OUTPUT_KEPT = 1 << 20
 
 
 class _Output:
-    """MAD-X's output lines (to name the fatal error when MAD-X stops)."""
+    """MAD-X's last output (at most :data:`OUTPUT_KEPT` characters), to name the fatal error
+    when MAD-X stops."""
 
     def __init__(self) -> None:
-        self.text: list[str] = []
+        self.text: collections.deque[str] = collections.deque()
+        self.size = 0
 
     def __call__(self, chunk: bytes | str) -> None:
-        self.text.append(chunk.decode(errors="replace") if isinstance(chunk, bytes) else chunk)
+        text = chunk.decode(errors="replace") if isinstance(chunk, bytes) else chunk
+        self.text.append(text)
+        self.size += len(text)
+        while self.size > OUTPUT_KEPT and len(self.text) > 1:
+            self.size -= len(self.text.popleft())
 
     def last_error(self) -> str:
         lines = [ln.strip() for ln in "".join(self.text).splitlines()
                  if "fatal" in ln.lower() or "error" in ln.lower()]
         return lines[-1] if lines else "MAD-X stopped"
-
-
-def _strip_comments(text: str) -> str:
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.DOTALL)
-    return re.sub(r"(!|//).*", "", text)
 
 
 def _value(element, key: str, default: float = 0.0) -> float:
@@ -373,42 +393,92 @@ def _periodic_twiss(madx, sequence) -> dict[str, float] | None:
             "alpha_y": float(table.alfy[0])}
 
 
-def start_madx(file: Path, species: str | None = None, energy_MeV: float | None = None):
-    """A MAD-X process that has run ``file`` (a default BEAM first when the file has none and
-    --species/--energy are given, so that USE works); returns (madx, output, has_beam)."""
+def _default_beam(madx, species: str, energy_MeV: float) -> None:
+    """A BEAM of ``species`` at ``energy_MeV`` [MeV kinetic] (for a file without one)."""
+    from harness.reference_particle import ReferenceParticle
+
+    mass = SPECIES[species][0] * 1e-9
+    energy = ReferenceParticle(species, energy_MeV).total_energy_eV * 1e-9
+    madx.command.beam(particle=species, mass=mass, charge=SPECIES[species][1], energy=energy)
+
+
+@contextlib.contextmanager
+def madx_session(file: Path, scanned: ScannedMadx, species: str | None = None,
+                 energy_MeV: float | None = None,
+                 time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+                 memory_limit_gib: float = DEFAULT_MEMORY_LIMIT_GIB) -> Iterator[Any]:
+    """A MAD-X process that has run the checked statements of ``file`` (a default BEAM first
+    when the file has none and --species/--energy are given, so that USE works).
+
+    MAD-X runs in its own process under :func:`harness.io.limits.child_limits` (address space
+    ``memory_limit_gib`` GiB, no file writes) in an empty temporary folder, and is killed
+    ``time_limit_s`` s after it is started; every failure inside the block, a limit hit
+    included, becomes one :class:`ImportRefused` line."""
     from cpymad.madx import Madx
 
-    try:
-        text = file.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ImportRefused(f"{file}: not a readable text file ({error})") from None
-    has_beam = bool(_BEAM_COMMAND.search(_strip_comments(text)))
-    if not has_beam and (species is None or energy_MeV is None):
-        raise ImportRefused(f"{file}: no BEAM command; give --species and --energy")
     output = _Output()
-    # MAD-X runs in the file's directory, as when its user runs it: relative CALLs resolve
-    # there, and so do the files the lattice itself writes (e.g. a TWISS table)
-    madx = Madx(stdout=output, stderr=subprocess.STDOUT, cwd=str(file.resolve().parent))
-    try:
-        if species is not None and energy_MeV is not None and not has_beam:
-            from harness.reference_particle import ReferenceParticle
+    with tempfile.TemporaryDirectory(prefix="trackbench-madx-") as folder:
+        started = time.monotonic()
+        try:
+            madx = Madx(stdout=output, stderr=subprocess.STDOUT, cwd=folder,
+                        preexec_fn=child_limits(memory_limit_gib, time_limit_s))
+        except Exception as error:  # noqa: BLE001 - MAD-X did not start
+            raise ImportRefused(f"{file}: MAD-X did not start under the memory limit of "
+                                f"{memory_limit_gib:g} GiB ({type(error).__name__})") from None
+        watchdog = Watchdog(madx._process.pid, time_limit_s - (time.monotonic() - started))
+        try:
+            if species is not None and energy_MeV is not None and not scanned.has_beam:
+                _default_beam(madx, species, energy_MeV)
+            madx.input(scanned.text)
+            yield madx, output
+        except ImportRefused:
+            raise
+        except Exception:  # noqa: BLE001 - MAD-X stopped: say why in one line
+            raise _stopped(file, madx, output, watchdog, time_limit_s,
+                           memory_limit_gib) from None
+        finally:
+            watchdog.stop()
+            with contextlib.suppress(Exception):
+                madx.quit()
+            with contextlib.suppress(Exception):
+                madx._process.kill()
+                madx._process.wait(timeout=5)
 
-            mass = SPECIES[species][0] * 1e-9
-            energy = ReferenceParticle(species, energy_MeV).total_energy_eV * 1e-9
-            madx.command.beam(particle=species, mass=mass,
-                              charge=SPECIES[species][1], energy=energy)
-        madx.call(str(file.resolve()))
-    except Exception:  # noqa: BLE001 - MAD-X stopped: its own message names the cause
-        raise ImportRefused(f"{file}: MAD-X: {output.last_error()}") from None
-    return madx, output, has_beam
+
+def _stopped(file: Path, madx, output: _Output, watchdog: Watchdog, time_limit_s: float,
+             memory_limit_gib: float) -> ImportRefused:
+    """Why MAD-X stopped: the time limit, its process ending (memory limit or crash) or
+    MAD-X's own error."""
+    if watchdog.fired:
+        return ImportRefused(f"{file}: MAD-X ran past the time limit of {time_limit_s:g} s "
+                             "(--time-limit); stopped")
+    code = madx._process.poll()
+    if code is not None and code < 0:
+        return ImportRefused(f"{file}: MAD-X stopped (signal {-code}): past its memory limit "
+                             f"of {memory_limit_gib:g} GiB (--memory-limit) or crashed; "
+                             f"last message: {output.last_error()}")
+    return ImportRefused(f"{file}: MAD-X: {output.last_error()}")
+
+
+def scan(file: Path, species: str | None, energy_MeV: float | None) -> ScannedMadx:
+    """The checked statements of ``file`` (refused before MAD-X starts when the file has no
+    BEAM and --species/--energy are not both given)."""
+    scanned = scan_madx(file)
+    if not scanned.has_beam and (species is None or energy_MeV is None):
+        raise ImportRefused(f"{file}: no BEAM command; give --species and --energy")
+    return scanned
 
 
 def import_madx(file: str | Path, sequence: str | None = None, species: str | None = None,
-                energy_MeV: float | None = None) -> tuple[ImportResult, BeamSpec, str]:
-    """Import a MAD-X file: the translated beamline, its beam and the sequence name."""
+                energy_MeV: float | None = None, time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+                memory_limit_gib: float = DEFAULT_MEMORY_LIMIT_GIB,
+                ) -> tuple[ImportResult, BeamSpec, str]:
+    """Import a MAD-X file: the translated beamline, its beam and the sequence name (the file
+    is checked first and MAD-X runs under the limits, see the module docstring)."""
     file = Path(file)
-    madx, output, has_beam = start_madx(file, species, energy_MeV)
-    try:
+    scanned = scan(file, species, energy_MeV)
+    with madx_session(file, scanned, species, energy_MeV, time_limit_s,
+                      memory_limit_gib) as (madx, output):
         try:
             chosen = _choose_sequence(madx, sequence, file)
         except ImportRefused:
@@ -416,37 +486,45 @@ def import_madx(file: str | Path, sequence: str | None = None, species: str | No
         except Exception:  # noqa: BLE001
             raise ImportRefused(f"{file}: MAD-X: {output.last_error()} (--sequence "
                                 f"{sequence!r})") from None
-        beam = _madx_beam(chosen, species, energy_MeV, file, has_beam)
+        count = len(chosen.expanded_elements)
+        if count > MAX_IMPORTED_ELEMENTS:
+            raise ImportRefused(f"{file}: sequence {chosen.name} has {count} elements, more "
+                                f"than the {MAX_IMPORTED_ELEMENTS} an import takes")
+        beam = _madx_beam(chosen, species, energy_MeV, file, scanned.has_beam)
         twiss = _periodic_twiss(madx, chosen)
         if twiss:
             beam.twiss.update(twiss)
-        from harness.io.pals_doc import reference_of
-
-        scale = 1.0 if energy_MeV is not None else \
-            reference_of(beam).p0c_eV / (float(chosen.beam["pc"]) * 1e9)
-        translator = MadxTranslator(float(chosen.length), float(chosen.beam["beta"]), scale)
-        elements = list(chosen.expanded_elements)
-        positions = [float(p) for p in chosen.expanded_element_positions()]
-        items: list[Item] = []
-        kept = []
-        for index, element in enumerate(elements):
-            if element.name.endswith(("$start", "$end")):
-                continue
-            length = float(element.length) if element.base_type.name != "rbend" else (
-                positions[index + 1] - positions[index] if index + 1 < len(elements) else 0.0)
-            items.append(translator.translate(element, length))
-            kept.append(element)
-            if str(element.get("apertype", "circle")) != "circle" or \
-                    any(float(a) for a in element.get("aperture", [])):
-                translator.notes.append(f"{element.base_type.name.upper()} {element.name}: "
-                                        "aperture not translated (MAD-X TWISS ignores it too)")
-        items = merge_dipedges(items, kept, translator.notes)
-        total = math.fsum(i.fields.get("length", 0.0) or 0.0 if isinstance(i, Translated)
-                          else i.length for i in items)
-        if abs(total - float(chosen.length)) > 1e-9 * max(1.0, float(chosen.length)):
-            translator.notes.append(f"beamline length {total!r} m differs from MAD-X's "
-                                    f"sequence length {float(chosen.length)!r} m")
-        result = ImportResult(items, str(file), translator.notes)
+        result = _translate(chosen, beam, energy_MeV, file)
+        result.notes[:0] = scanned.notes
         return result, beam, chosen.name
-    finally:
-        madx.quit()
+
+
+def _translate(chosen, beam: BeamSpec, energy_MeV: float | None, file: Path) -> ImportResult:
+    """The translated elements of the expanded sequence ``chosen`` (see the module table)."""
+    from harness.io.pals_doc import reference_of
+
+    scale = 1.0 if energy_MeV is not None else \
+        reference_of(beam).p0c_eV / (float(chosen.beam["pc"]) * 1e9)
+    translator = MadxTranslator(float(chosen.length), float(chosen.beam["beta"]), scale)
+    elements = list(chosen.expanded_elements)
+    positions = [float(p) for p in chosen.expanded_element_positions()]
+    items: list[Item] = []
+    kept = []
+    for index, element in enumerate(elements):
+        if element.name.endswith(("$start", "$end")):
+            continue
+        length = float(element.length) if element.base_type.name != "rbend" else (
+            positions[index + 1] - positions[index] if index + 1 < len(elements) else 0.0)
+        items.append(translator.translate(element, length))
+        kept.append(element)
+        if str(element.get("apertype", "circle")) != "circle" or \
+                any(float(a) for a in element.get("aperture", [])):
+            translator.notes.append(f"{element.base_type.name.upper()} {element.name}: "
+                                    "aperture not translated (MAD-X TWISS ignores it too)")
+    items = merge_dipedges(items, kept, translator.notes)
+    total = math.fsum(i.fields.get("length", 0.0) or 0.0 if isinstance(i, Translated)
+                      else i.length for i in items)
+    if abs(total - float(chosen.length)) > 1e-9 * max(1.0, float(chosen.length)):
+        translator.notes.append(f"beamline length {total!r} m differs from MAD-X's "
+                                f"sequence length {float(chosen.length)!r} m")
+    return ImportResult(items, str(file), translator.notes)

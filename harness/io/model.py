@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 POLICIES: tuple[str, ...] = ("error", "marker", "drift")
+#: Most elements an imported beamline may have (after expanding lines and repetitions).
+MAX_IMPORTED_ELEMENTS = 100_000
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,36 @@ import yaml
 
 from harness.io.model import ImportRefused
 from harness.io.pals_doc import to_yaml
+from harness.io.source_file import read_source
 from harness.scenario import Scenario, load_scenario
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``): a lattice file needs none, and nested
+    aliases expand exponentially in whatever walks the document ("billion laughs")."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ImportRefused(f"{self.name}:{mark.line + 1}: a YAML alias (*name) is "
+                                "refused in a lattice file (write the value out)")
+        return super().compose_node(parent, index)
+
+
 def read_pals(path: str | Path) -> dict[str, Any]:
-    """The PALS document of a ``.pals.yaml`` (or ``.yaml``/``.json``) file, unchanged."""
+    """The PALS document of a ``.pals.yaml`` (or ``.yaml``/``.json``) file, unchanged (read
+    as data: a regular, size-capped file, :func:`harness.io.source_file.read_source`)."""
     path = Path(path)
+    text = read_source(path)
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError) as error:
-        raise ImportRefused(f"{path}: not a readable text file ({error})") from None
+        loader = _NoAliasLoader(text)
+        loader.name = str(path)
+        try:
+            document = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except RecursionError:
+        raise ImportRefused(f"{path}: nested too deeply to be a lattice file") from None
     except yaml.YAMLError as error:
         raise ImportRefused(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(document, dict) or "PALS" not in document:
