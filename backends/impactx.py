@@ -18,11 +18,12 @@ Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2, ...], k_skew=[
 Quadrupole+KnN exact        ``ExactMultipole`` of every component (other tiers: unsupported)
 Multipole      thin         one ``Multipole(multipole=N+1, K_normal=KnNL, K_skew=KsNL)`` per order
                             N (ImpactX index m=1 dipole, 2 quadrupole, 3 sextupole; the kick
-                            -Re/Im[(Kn + i Ks)(x + i y)^N]/N! is MAD-X's KNL/KSL convention)
+                            -Re/Im[(Kn + i Ks)(x + i y)^N]/N! is MAD-X's KNL/KSL convention);
+                            ``Marker`` when every component is zero
 Solenoid       linear       ``Sol(ks = Ksol)``
 RFCavity       thin         ``ShortRF(V = |q| voltage / m c^2, freq, phase = phase in DEGREES)``
-Instrument     any          drift of its tier when it has a length, else nothing
-Marker         any          nothing (identity)
+Instrument     any          drift of its tier when it has a length, else ``Marker``
+Marker         any          ``Marker`` (ImpactX's named element that does nothing)
 Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action="transmit")``
 Kicker         any          ``Kicker(xkick=-Kn0L, ykick=Ks0L, unit="dimensionless")``, between
                             two drift halves of its tier when it has a length
@@ -305,11 +306,21 @@ def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]
     return {n: (float(kn), float(ks)) for n, (kn, ks) in thin_multipoles(params).items()}
 
 
+def _marker(element: Element) -> ElementSpec:
+    """ImpactX ``Marker`` (``src/elements/Marker.H``: a named element that does nothing).
+    Every harness element becomes at least one ImpactX element, so a lattice of markers or
+    zero-strength thin elements is a lattice, not an empty one (ImpactX refuses to track
+    through zero elements)."""
+    return ElementSpec("Marker", {"name": element.name})
+
+
 def _multipole(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
-    return [ElementSpec("Multipole", {"name": element.name, "multipole": n + 1,
-                                      "K_normal": kn, "K_skew": ks, **_aligned(element)})
-            for n, (kn, ks) in multipole_orders(element.params).items()
-            if kn != 0.0 or ks != 0.0]
+    """One ImpactX ``Multipole`` per non-zero order; a multipole without one is a marker."""
+    kicks = [ElementSpec("Multipole", {"name": element.name, "multipole": n + 1,
+                                       "K_normal": kn, "K_skew": ks, **_aligned(element)})
+             for n, (kn, ks) in multipole_orders(element.params).items()
+             if kn != 0.0 or ks != 0.0]
+    return kicks or [_marker(element)]
 
 
 def _short_rf(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
@@ -366,8 +377,8 @@ def exact_tier_multipoles(element: Element) -> Unsupported | None:
 #: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
 TRANSLATORS: dict[str, Any] = {
     "Drift": lambda e, ref, n: [_drift(e, e.tier, n, align=_aligned(e))],
-    "Instrument": lambda e, ref, n: [_drift(e, e.tier, n)] if e.length != 0.0 else [],
-    "Marker": lambda e, ref, n: [],
+    "Instrument": lambda e, ref, n: [_drift(e, e.tier, n)] if e.length != 0.0 else [_marker(e)],
+    "Marker": lambda e, ref, n: [_marker(e)],
     "Quadrupole": _quadrupole,
     "SBend": lambda e, ref, n: _bend(e, n),
     "Sextupole": _sextupole,
@@ -740,6 +751,9 @@ class ImpactXBackend(Backend):
                                f"(impactx.Config.precision_particles = "
                                f"{build_info()['precision_particles']}); {dtype} would only be "
                                "a conversion at the boundary")
+        if not scenario.elements:
+            return Unsupported("the lattice has no elements; ImpactX tracks through one or "
+                               "more (a Marker is one)")
         if scenario.space_charge is not None:
             factors = blocking_factors(scenario.space_charge.grid)
             if isinstance(factors, Unsupported):

@@ -314,6 +314,41 @@ def test_bundled_scenarios_track_without_nan(name: str) -> None:
     assert np.all(np.isfinite(p1))
 
 
+def test_lattice_of_zero_length_elements_is_the_identity() -> None:
+    """Markers, a zero-length instrument and a zero-strength multipole: each is an ImpactX
+    ``Marker`` (ImpactX refused the empty lattice they used to translate to: "Beamline
+    lattice has zero elements")."""
+    scenario = make_scenario(line(
+        ("m", {"kind": "Marker"}), ("i", {"kind": "Instrument", "length": 0.0}),
+        ("z", {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {"Kn2L": 0.0}}),
+        ("m2", {"kind": "Marker"})))
+    assert [spec.cls for spec in translate_scenario(scenario)] == ["Marker"] * 4
+    p0 = particles_of(scenario, 500)
+    np.testing.assert_array_equal(track(scenario, p0), p0)
+
+
+def test_lattice_of_markers_and_a_thin_quadrupole_kicks_once() -> None:
+    """Thin elements are elements: markers around a thin quadrupole give its kick
+    px -= K1L x, py += K1L y (MAD-X KNL) and nothing else."""
+    k1l = 0.1
+    scenario = make_scenario(line(
+        ("m", {"kind": "Marker"}),
+        ("q", {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {"Kn1L": k1l}}),
+        ("m2", {"kind": "Marker"})))
+    p0 = particles_of(scenario, 500)
+    expected = p0.copy()
+    expected[:, 1] -= k1l * p0[:, 0]
+    expected[:, 3] += k1l * p0[:, 2]
+    np.testing.assert_allclose(track(scenario, p0), expected, rtol=0, atol=1e-17)
+
+
+def test_empty_lattice_is_unsupported_with_a_reason() -> None:
+    scenario = make_scenario(line(("m", {"kind": "Marker"})))
+    empty = scenario.model_copy(update={"elements": []})
+    verdict = BACKEND.supports(empty)
+    assert isinstance(verdict, Unsupported) and "no elements" in verdict.reason
+
+
 # ------------------------------------------------------------------------ space charge
 
 def test_expanding_beam_doubles_its_size() -> None:
