@@ -98,10 +98,30 @@ SPACE_CHARGE_MODELS: dict[str, str] = {"3d": "3D", "2p5d": "2p5D"}
 PARTICLE_SHAPES: dict[str, int] = {"cic": 1, "tsc": 2}
 
 #: Mesh extent as a multiple of the beam's maximum extent (ImpactX ``prob_relative``, dynamic
-#: mesh). ImpactX's mesh always covers every particle, so ``domain_sigmas`` (a grid of +-k
-#: sigma, used by codes with a fixed grid) has no ImpactX counterpart; 1.1 is the value of
-#: ImpactX ``examples/expanding_beam`` (finest level).
+#: mesh) where the scenario states none; 1.1 is the value of ImpactX ``examples/
+#: expanding_beam`` (finest level).
 PROB_RELATIVE: float = 1.1
+
+
+def mesh_prob_relative(space_charge: Any) -> float:
+    """The scenario's ``space_charge.prob_relative`` (mesh extent / beam extent per axis),
+    else :data:`PROB_RELATIVE`.
+
+    ImpactX sizes its mesh only as ``prob_relative`` times the beam's extent (``geometry.
+    dynamic_size``, ``ImpactX::ResizeMesh`` in ``initialization/InitMeshRefinement.cpp``) or
+    as a fixed box (``prob_lo``/``prob_hi``, outside which particles are removed); it has no
+    mesh in rms sizes, so ``space_charge.domain_sigmas`` (the +-k sigma grid of Cheetah and
+    Xsuite) has no ImpactX counterpart (:func:`mesh_note`)."""
+    value = getattr(space_charge, "prob_relative", None)
+    return PROB_RELATIVE if value is None else float(value)
+
+
+def mesh_note(space_charge: Any) -> str:
+    """What ImpactX's space-charge mesh is for this scenario, for the case's support note."""
+    return (f"space-charge mesh {'x'.join(map(str, space_charge.grid))} over prob_relative "
+            f"{mesh_prob_relative(space_charge):g} x the beam's extent per axis (ImpactX's "
+            f"dynamic mesh; space_charge.domain_sigmas {space_charge.domain_sigmas:g}, a "
+            "+-k sigma grid, has no ImpactX counterpart)")
 
 
 #: Largest cells per mesh dimension ImpactX is given here (AMReX box indices are ``int``;
@@ -560,7 +580,8 @@ class ImpactXPrepared(Prepared):
             self.mesh, self.settings = MeshSettings(), RunSettings()
         else:
             self.mesh = MeshSettings(sc.grid, PARTICLE_SHAPES[sc.deposition])
-            self.settings = RunSettings(space_charge=SPACE_CHARGE_MODELS[sc.kind])
+            self.settings = RunSettings(space_charge=SPACE_CHARGE_MODELS[sc.kind],
+                                        prob_relative=mesh_prob_relative(sc))
         self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
         self._handle: _Handle | None = None
         _SHARED.acquire(self.mesh)
@@ -769,9 +790,10 @@ class ImpactXBackend(Backend):
                                    f"({element.name}); it implements {ELEMENT_TIERS[family]}")
             if tier_rank(element.tier) != tier_rank(element.requested_tier):
                 raised.append(f"{element.name}: {element.requested_tier}->{element.tier}")
-        note = ("ImpactX runs the nearest implemented tier: " + ", ".join(raised)) if raised \
-            else ""
-        return Supported(model_signature(scenario), note)
+        notes = [mesh_note(scenario.space_charge)] if scenario.space_charge is not None else []
+        if raised:
+            notes.append("ImpactX runs the nearest implemented tier: " + ", ".join(raised))
+        return Supported(model_signature(scenario), "; ".join(notes))
 
     def prepare(self, scenario: Scenario, device: str = "cpu",
                 dtype: str = "float64") -> ImpactXPrepared:

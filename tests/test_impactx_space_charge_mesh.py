@@ -72,3 +72,32 @@ def test_grid_amrex_cannot_index_is_unsupported_with_a_reason() -> None:
     verdict = BACKEND.supports(expanding_beam((32, 32, 2**21)))
     assert isinstance(verdict, Unsupported)
     assert "space_charge.grid" in verdict.reason and "along z" in verdict.reason
+
+
+def test_mesh_padding_reaches_impactx_and_inhouse_alike() -> None:
+    """A stated ``space_charge.prob_relative`` (mesh extent / beam extent per axis) reaches
+    ImpactX (it ran 1.1 whatever the scenario said) and the in-house tracker the same way:
+    1.6 changes the kick (the cells are 1.45x larger) and both codes still agree particle by
+    particle. Measured (3000 particles, 32^3, one kick): the kicks of 1.1 and 1.6 differ by
+    3.5 % of their rms (rms over particles; 13-20 % at most); the codes agree to 4.8e-10 of
+    sigma rms at both."""
+    scenario = expanding_beam((32, 32, 32))
+    padded = scenario.model_copy(update={"space_charge": scenario.space_charge.model_copy(
+        update={"prob_relative": 1.6})})
+    initial, impactx_11, inhouse_11 = impactx_and_inhouse(scenario, 3000)
+    _, impactx_16, inhouse_16 = impactx_and_inhouse(padded, 3000)
+    momentum = [1, 3, 5]
+    kick = (impactx_11 - initial)[:, momentum]
+    change = np.abs(impactx_16 - impactx_11)[:, momentum].max(0) / kick.std(0)
+    assert change.min() > 1e-2, change
+    for impactx, inhouse in ((impactx_11, inhouse_11), (impactx_16, inhouse_16)):
+        deviation = np.sqrt(np.mean((inhouse - impactx) ** 2, axis=0)) / impactx.std(0)
+        assert deviation.max() < 1e-7, deviation
+
+
+def test_support_note_names_the_mesh_and_domain_sigmas() -> None:
+    """ImpactX's mesh is never sized in rms units: its support note says what it runs and
+    that ``domain_sigmas`` has no counterpart, instead of ignoring it silently."""
+    verdict = BACKEND.supports(expanding_beam((32, 32, 32), domain_sigmas=4.0))
+    assert verdict
+    assert "prob_relative 1.1" in verdict.note and "domain_sigmas 4" in verdict.note

@@ -269,17 +269,24 @@ def build_space_charge_tracker(scenario, device: torch.device | str = "cpu",
                                dtype: torch.dtype = torch.float64, *,
                                parameters: Iterable[ParamKey] = (),
                                use_checkpoint: bool = False,
-                               prob_relative: float = DEFAULT_PROB_RELATIVE,
+                               prob_relative: float | None = None,
                                split: str = "strang") -> SpaceChargeTracker:
     """The space-charge tracker of a scenario with ``space_charge: {kind: 3d, ...}``.
 
-    ``prob_relative`` is ImpactX's mesh padding (mesh extent / beam extent), not a scenario
-    field; the default 1.1 is the value used for the ImpactX runs of docs/conventions.md §4.
+    ``prob_relative`` is ImpactX's mesh padding (mesh extent / beam extent per axis, the
+    mesh rule of :mod:`backends.inhouse.space_charge`); by default the scenario's
+    ``space_charge.prob_relative`` where it states one, else 1.1, the value of the ImpactX
+    runs of docs/conventions.md §4 -- the same rule as ``backends.impactx.
+    mesh_prob_relative``, so both codes mesh the same box. ``domain_sigmas`` (a +-k sigma
+    grid) is not this mesh rule and is not used, as in ImpactX.
     """
     settings = scenario.space_charge
     if settings is None or settings.kind != "3d":
         raise ValueError(f"scenario {scenario.name!r} has no 3D space charge "
                          f"(space_charge: {settings})")
+    if prob_relative is None:
+        stated = getattr(settings, "prob_relative", None)
+        prob_relative = DEFAULT_PROB_RELATIVE if stated is None else float(stated)
     mesh = MeshSettings(tuple(settings.grid), settings.deposition, prob_relative)
     charge = scenario.beam.bunch_charge_C
     if not math.isfinite(charge):
