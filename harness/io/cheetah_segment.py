@@ -7,6 +7,13 @@ Cheetah replaces by a drift (``UnknownElementWarning``) or one with a property C
 not understand (``NotUnderstoodPropertyWarning``, e.g. Bmad ``g``) is reported as
 untranslatable instead of being imported changed.
 
+The files are read as data (:func:`read_lines`): only regular, size-capped files, a
+``call, file = ...`` only of a file in the lattice file's folder or below (no ``$VARIABLE``
+expansion), at most ``MAX_CALL_DEPTH`` calls deep. Cheetah's parser evaluates expressions with
+its own infix/RPN evaluators (no ``eval``), but with Python numbers, so it runs in a child
+process under the time and memory limits (:func:`harness.io.limits.run_limited`); a line that
+expands to more than ``MAX_IMPORTED_ELEMENTS`` elements is refused before it is expanded.
+
 Cheetah element -> PALS (Cheetah's modules in ``cheetah/accelerator``):
 
 ======================  ==========================================================================
@@ -325,9 +332,9 @@ def _context(path: Path, notes: list[str], time_limit_s: float = DEFAULT_TIME_LI
     """Cheetah's parse of a Bmad/elegant file, in a child process under the time and memory
     limits (Cheetah's expression evaluator computes with Python numbers: ``a^b`` of large
     integers can run for hours)."""
+    lines = read_lines(path)
     import cheetah.converters.utils.fortran_namelist  # noqa: F401 - loaded once, before fork
 
-    lines = read_lines(path)
     try:
         context, messages = run_limited(_parse, (lines,), str(path), time_limit_s,
                                         memory_limit_gib)
@@ -453,11 +460,11 @@ def import_cheetah_file(path: str | Path, fmt: str, line: str | None = None,
     """Import a Bmad (``fmt="bmad"``) or elegant (``"elegant"``) file through Cheetah's
     readers; returns the translated beamline, its beam and the line name. The file is read
     as data (:func:`read_lines`) and parsed in a child process under the limits."""
-    from cheetah.converters import bmad, elegant
-
     path = Path(path)
     notes: list[str] = []
     context = _context(path, notes, time_limit_s, memory_limit_gib)
+    from cheetah.converters import bmad, elegant
+
     if line is None:
         line = context.get("__use__")
         if line is None:

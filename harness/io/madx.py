@@ -1,6 +1,54 @@
 """MAD-X lattices through the real MAD-X (cpymad): sequence -> translated PALS elements.
 
-The file is run by MAD-X; the chosen sequence (``--sequence``, else the one the file
+Reading, not running
+--------------------
+A lattice file from a colleague or the internet is data. MAD-X, however, is a scripting
+language: ``SYSTEM`` runs shell commands, ``ASSIGN`` and ``SAVE``/``WRITE`` write files,
+``CALL`` and ``READTABLE`` read any file, ``WHILE`` and macros run forever. So MAD-X never
+sees the file itself: :func:`harness.io.madx_scan.scan_madx` checks every statement first (the
+file and every file it calls) and MAD-X gets the checked statements as text. The policy is an
+allow-list:
+
+* **run** -- what defines a lattice: assignments (``a = 1;``, ``a := b;``, ``qf->k1 = 2;``,
+  with ``const``/``real``/``int``/``shared``), element definitions (``label: KIND, ...;`` with
+  a MAD-X element type or an element defined before), ``LINE`` and ``SEQUENCE`` definitions,
+  elements placed in a sequence, ``ENDSEQUENCE``, ``BEAM``/``RESBEAM``, ``USE``,
+  ``SELECT``/``DESELECT``, ``SET``, sequence editing (``SEQEDIT`` ... ``ENDEDIT``: ``FLATTEN``,
+  ``CYCLE``, ``REFLECT``, ``INSTALL``, ``REMOVE``, ``MOVE``, ``REPLACE``, ``EXTRACT``) and
+  ``OPTION`` with flags that only change printing or MAD-X's physics conventions (``echo``,
+  ``info``, ``warn``, ``rbarc``, ``thin_foc``, ...; ``echo`` is MAD-X's default, its output
+  goes to the importer's pipe). ``CALL, FILE=...`` is replaced by the checked statements of
+  the called file, which must be a regular file in the lattice file's folder or below
+  (symlinks resolved), at most ``MAX_CALL_DEPTH`` calls deep; ``RETURN`` ends a file and
+  ``STOP``/``EXIT``/``QUIT`` the input, as in MAD-X. ``!``, ``//`` and ``/* */`` comments are
+  dropped.
+* **left out**, named in a note -- analysis and printing commands that do not change the
+  lattice (``TWISS``, ``SURVEY``, ``EMIT``, ``VALUE``, ``SHOW``, ``PRINT``, ``TITLE``,
+  ``PLOT``, ...): ImpactX's own ``dogleg.madx`` ends with ``TWISS, FILE=optics``, which is
+  not run, so nothing is written.
+* **refused** before MAD-X starts, with one line naming the file, the line and the command:
+  everything else -- ``SYSTEM`` (a shell command), ``ASSIGN`` (output into a file),
+  ``EXEC``/``MACRO``/``USE_MACRO``/``IF``/``WHILE`` and ``{ }`` blocks (code),
+  ``READTABLE``/``READMYTABLE``/``SDDSIN``/``SXFREAD`` (read files),
+  ``SAVE``/``WRITE``/``SDDSOUT``/``SXFWRITE``/``ESAVE``/``COPYFILE``/``RENAMEFILE``/
+  ``REMOVEFILE``/``CHDIR`` (write or move files), ``PTC_*``, ``MATCH``, ``TRACK``,
+  ``MAKETHIN``, ``SIXTRACK`` (runs that write files or change the lattice by computation), a
+  ``FILE=``/``ECHO=`` attribute on a statement that runs, ``TABLE(...)`` in an expression
+  (it reads the result of an analysis command that is not run), a ``;`` inside a string,
+  ``CALL`` of a file outside the lattice's folder, of a FIFO, a device or a directory, or of
+  a file larger than the caps of :mod:`harness.io.source_file`, and any statement head that is
+  not on the lists above.
+
+MAD-X then runs in its own process (:func:`madx_session`): an empty temporary working folder,
+an address-space limit (``--memory-limit``, 1 GiB by default: the MAD-X process starts at
+about 0.5 GiB), no file writes (``RLIMIT_FSIZE`` 0), and a wall-clock limit (``--time-limit``,
+5 s by default, counted from the start of MAD-X) after which it is killed; a limit hit is one
+line. A sequence of more than :data:`~harness.io.model.MAX_IMPORTED_ELEMENTS` elements is
+refused before its elements are read.
+
+Translation
+-----------
+The checked statements are run by MAD-X; the chosen sequence (``--sequence``, else the one the file
 ``USE``s, else the only one) is read from cpymad's expanded element list with positions, so
 implicit drifts between positioned elements are MAD-X's own (``drift_0``, ...); the
 automatic ``<seq>$start``/``$end`` markers are left out.

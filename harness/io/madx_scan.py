@@ -215,8 +215,10 @@ class MadxScanner:
         name = word.group() if word else (body.split() or [body])[0]
         labelled = _LABELLED.match(body)
         kind = labelled.group(2) if labelled else ""
-        if name in DANGEROUS or kind == "macro" or kind in DANGEROUS:
-            raise self.refuse(s, self.command_words(kind or name))
+        if kind == "macro" or kind in DANGEROUS:
+            raise self.refuse(s, self.command_words(kind))
+        if name in DANGEROUS and not labelled:
+            raise self.refuse(s, self.command_words(name))
         self.check_text(s, body)
         assignment = _ASSIGNMENT.match(body)
         if assignment:
