@@ -497,6 +497,13 @@ class Scenario(_Strict):
         return tuple(t for t in MODEL_TIERS if any(e.tier == t for e in self.elements))
 
 
+#: pydantic's range errors: the words and the key of the bound in the error's context.
+_COMPARISONS = {"less_than_equal": ("less than or equal to", "le"),
+                "less_than": ("less than", "lt"),
+                "greater_than_equal": ("greater than or equal to", "ge"),
+                "greater_than": ("greater than", "gt")}
+
+
 def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError:
     errors = error.errors()
     # a misspelt field gives "missing X" and "no such field x": the second says more
@@ -508,6 +515,10 @@ def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError
         loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
     msg = first.get("msg", "a valid value").removeprefix("Value error, ")
     msg = msg.removeprefix("Input should be ")
+    limit = _COMPARISONS.get(str(first.get("type")))
+    if limit is not None:  # pydantic writes 1e100 with all its digits
+        words, key = limit
+        msg = f"{words} {float(first.get('ctx', {}).get(key, math.nan)):g}"
     if first.get("type") == "extra_forbidden":
         msg = "no such field (check the spelling)"
     if first.get("type") == "missing":

@@ -163,7 +163,7 @@ CASES: dict[str, tuple[Callable[[dict], None], str, str]] = {
                                  "name of an element defined"),
     "unknown species": (_bad_species, "beam.species", "electron"),
     "negative energy": (_negative_energy, "beam.kinetic_energy_MeV",
-                        "greater than or equal to 0.000001"),
+                        "greater than or equal to 1e-06"),
 }
 
 

@@ -30,9 +30,38 @@ from harness.reference_particle import C_LIGHT, SPECIES, ReferenceParticle
 SUFFIXES: tuple[str, ...] = (".h5", ".hdf5")
 
 
+#: Most bytes the datasets of an openPMD file may hold once read (compressed datasets
+#: included): checked from the file's metadata before any dataset is read.
+MAX_DATA_BYTES = 2**30
+
+
+def _check_dataset_sizes(path: Path) -> None:
+    """Refuse a file whose datasets would take more than :data:`MAX_DATA_BYTES` in memory
+    (a small compressed file can hold an enormous dataset)."""
+    import h5py
+
+    total = 0
+
+    def visit(_name: str, item) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset):
+            total += int(item.size) * int(item.dtype.itemsize)
+
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(visit)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise ScenarioError(path, "beam.file", "a readable openPMD HDF5 particle file "
+                            f"({type(error).__name__}: {error})") from None
+    if total > MAX_DATA_BYTES:
+        raise ScenarioError(path, "beam.file", f"datasets of at most "
+                            f"{MAX_DATA_BYTES // 2**20} MiB in all", f"{total:,} bytes")
+
+
 def _particle_group(path: Path):
     from beamphysics import ParticleGroup
 
+    _check_dataset_sizes(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -40,7 +69,7 @@ def _particle_group(path: Path):
     except KeyError as error:
         raise ScenarioError(path, "beam.file", "an openPMD particle file with position, "
                             f"momentum and time records (missing {error.args[0]!r})") from None
-    except (OSError, ValueError, TypeError) as error:
+    except (OSError, ValueError, TypeError, AttributeError, IndexError) as error:
         raise ScenarioError(path, "beam.file", "a readable openPMD HDF5 particle file "
                             f"({type(error).__name__}: {error})") from None
 
