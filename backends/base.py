@@ -14,6 +14,12 @@ A prepared tracker moves particles in and out of the code (not timed) and tracks
 
 ``prepared.track(particles)`` does all of it. Coordinates at the boundary are always
 ImpactX's canonical (x, px, y, py, t, pt); each adapter converts exactly.
+
+Final particles follow one convention (:func:`final_particles`, read back by
+:func:`harness.observables.fates`): a particle lost at an aperture of the scenario is a row of
+six NaN; every other particle keeps the coordinates the code returned, and one that blew up
+(non-finite coordinates, or stopped by the code anywhere but at an aperture of the scenario)
+is never a row of six NaN, so that a blow-up never reads as a loss.
 """
 
 from __future__ import annotations
@@ -274,6 +280,32 @@ def translate_element(backend: type[Backend], element: Any,
     if missing is not None:
         return missing
     return translator(element)
+
+
+def final_particles(coordinates: np.ndarray, lost: np.ndarray | None = None,
+                    stopped: np.ndarray | None = None) -> np.ndarray:
+    """Final ``(N, 6)`` particles in the harness's convention (see the module docstring).
+
+    Args:
+        coordinates: ``(N, 6)`` final coordinates as the code returned them (ImpactX units).
+        lost: boolean mask of the particles lost at an aperture of the scenario (None: none);
+            their rows become NaN.
+        stopped: boolean mask of the particles the code stopped for any other reason (an
+            amplitude limit of the code, a non-finite coordinate it caught); they are blow-ups.
+
+    Returns:
+        A float64 copy: lost rows all NaN; a blow-up whose coordinates are all NaN (or that
+        the code stopped) becomes a row of +inf, so that it is counted as ``blown_up``, never
+        as ``lost``.
+    """
+    out = np.array(coordinates, dtype=np.float64, copy=True)
+    count = len(out)
+    lost_mask = np.zeros(count, bool) if lost is None else np.asarray(lost, bool)
+    stopped_mask = np.zeros(count, bool) if stopped is None else np.asarray(stopped, bool)
+    unreadable = stopped_mask | np.isnan(out).all(axis=1)
+    out[unreadable & ~lost_mask] = np.inf
+    out[lost_mask] = np.nan
+    return out
 
 
 def translate_line(elements: Iterable[Any], translate: Any,

@@ -72,7 +72,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from backends.base import (
+    Backend,
+    Prepared,
+    Supported,
+    Unsupported,
+    final_particles,
+    model_signature,
+)
 from backends.torch_support import device_support, synchronize, torch_dtype
 from harness.lattice import thin_multipoles
 
@@ -559,9 +566,8 @@ class CheetahPrepared(Prepared):
         columns = handle.particles.detach().to("cpu", dtype=torch_dtype("float64")).numpy()
         self.survival = (handle.survival_probabilities.detach()
                          .to("cpu", dtype=torch_dtype("float64")).numpy())
-        out = to_impactx_columns(columns)
-        out[self.survival == 0.0] = np.nan
-        return out
+        # a particle Cheetah blew up keeps survival 1: it is a blow-up, not a loss
+        return final_particles(to_impactx_columns(columns), lost=self.survival == 0.0)
 
     def synchronize(self) -> None:
         synchronize(self.device)

@@ -48,8 +48,11 @@ RFCavity       thin        not translated (see :func:`_rf_cavity`)
 =============  ==========  ===========================================================
 
 ``steps`` (``NumIntSteps``) is the element's ``nslice * mapsteps``: AT's fourth-order
-symplectic step, the same count as Xsuite's Yoshida-4 steps. Particles lost in AT come back
-as NaN in place (AT keeps the order), which is the harness convention. pyAT's wheel is not
+symplectic step, the same count as Xsuite's Yoshida-4 steps. AT stops a particle at an
+aperture marker or at its own amplitude limit (|x| or |y| > 1 m, or a non-finite coordinate)
+and keeps the order; the adapter asks AT where (``losses=True``, only when the lattice has
+apertures): a stop at an aperture is a loss (a NaN row), any other a blow-up
+(:func:`backends.base.final_particles`). pyAT's wheel is not
 built with OpenMP: it tracks on 1 thread. Space charge: AT has none. Gradients: finite
 differences (``trackbench grad``).
 """
@@ -69,6 +72,7 @@ from backends.base import (
     Supported,
     Unsupported,
     field_table,
+    final_particles,
     translate_element,
     translate_line,
 )
@@ -308,6 +312,15 @@ def build_lattice(scenario: Scenario, specs: list[tuple[str, ElementSpec]]) -> A
                           name=scenario.name)
 
 
+@dataclass(frozen=True)
+class _Tracked:
+    """AT's tracked ``(6, N)`` coordinates and, with apertures in the lattice, the mask of
+    the particles AT stopped at one of them (None without apertures)."""
+
+    coordinates: np.ndarray
+    at_aperture: np.ndarray | None
+
+
 class PyatPrepared(Prepared):
     """A scenario as an ``at.Lattice`` (tracked in place by ``at.lattice_track``)."""
 
@@ -325,21 +338,39 @@ class PyatPrepared(Prepared):
             raise ValueError(f"particles must have shape (N, 6), got {particles.shape}")
         return to_at(particles, self.reference)
 
-    def run(self, handle: np.ndarray) -> np.ndarray:
+    def run(self, handle: np.ndarray) -> _Tracked:
+        """Track in place; with apertures in the lattice AT also records where each
+        particle was stopped (``losses=True``), to tell aperture losses from blow-ups."""
         import warnings
 
         import at
 
+        apertures = self.aperture_mask()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # "Make sure your particle is ultra-relativistic"
-            at.lattice_track(self.lattice, handle, in_place=True)
-        return handle
+            if not apertures.any():
+                at.lattice_track(self.lattice, handle, in_place=True)
+                return _Tracked(handle, None)
+            *_, data = at.lattice_track(self.lattice, handle, in_place=True, losses=True)
+        losses = data["loss_map"]
+        element = np.clip(np.asarray(losses["elem"], int), 0, len(apertures) - 1)
+        return _Tracked(handle, np.asarray(losses["islost"], bool) & apertures[element])
 
-    def extract(self, handle: np.ndarray) -> np.ndarray:
-        """Final particles in injection order; AT's lost particles (NaN) stay NaN rows."""
-        out = from_at(handle, self.reference)
-        out[~np.isfinite(out).all(axis=1)] = np.nan
-        return out
+    def aperture_mask(self) -> np.ndarray:
+        """Boolean mask over the lattice's elements: True at the ``Marker``s with
+        ``RApertures`` / ``EApertures`` (the scenario's apertures)."""
+        return np.array([hasattr(element, "RApertures") or hasattr(element, "EApertures")
+                         for element in self.lattice], bool)
+
+    def extract(self, handle: _Tracked | np.ndarray) -> np.ndarray:
+        """Final particles in injection order: those AT stopped at an aperture marker are NaN
+        rows, those it stopped elsewhere (its 1 m amplitude limit, a non-finite
+        coordinate) blow-ups (:func:`backends.base.final_particles`)."""
+        tracked = handle if isinstance(handle, _Tracked) else _Tracked(handle, None)
+        out = from_at(tracked.coordinates, self.reference)
+        stopped = ~np.isfinite(out).all(axis=1)   # AT marks a stopped particle x = NaN
+        lost = np.zeros(len(out), bool) if tracked.at_aperture is None else tracked.at_aperture
+        return final_particles(out, lost=stopped & lost, stopped=stopped & ~lost)
 
 
 class PyatBackend(Backend):

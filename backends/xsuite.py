@@ -61,7 +61,10 @@ backends.xsuite`` does it ahead, as the set-up does) and found there by Xsuite's
 prebuilt-kernel lookup (``xsuite.get_suitable_kernel``) in every later process.
 If compilation fails the case runs serially on 1 thread and says why (``compile_error``).
 The prebuilt configuration keeps Xsuite's global aperture ``XTRACK_GLOBAL_XY_LIMIT`` = 1 m
-(a particle with |x| or |y| > 1 m is lost), far outside every beam of the scenarios.
+(a particle with |x| or |y| > 1 m is stopped), far outside every beam of the scenarios. Only a
+particle stopped at a ``LimitRect`` / ``LimitEllipse`` (a scenario ``Aperture``) is ``lost``;
+one stopped anywhere else (the global aperture, a non-finite coordinate) is a blow-up
+(:func:`backends.base.final_particles`).
 
 Threads: ``OMP_NUM_THREADS`` when set (the runner sets it for ``--threads``), else all CPUs.
 Space charge: not translated (xfields' grid is fixed in the lab, see
@@ -88,6 +91,7 @@ from backends.base import (
     Supported,
     Unsupported,
     field_table,
+    final_particles,
     model_signature,
     translate_element,
     translate_line,
@@ -618,7 +622,8 @@ class XsuitePrepared(Prepared):
         return handle
 
     def extract(self, handle: _Handle) -> np.ndarray:
-        """Final particles in injection order (by ``particle_id``); lost ones are NaN rows."""
+        """Final particles in injection order (by ``particle_id``); those lost at an aperture
+        are NaN rows, those stopped elsewhere blow-ups (see the module docstring)."""
         p = handle.particles
         ctx = self.context
 
@@ -629,11 +634,24 @@ class XsuitePrepared(Prepared):
         state = get("state")
         columns = from_xsuite(get("x"), get("px"), get("y"), get("py"), get("zeta"),
                               get("ptau"), self.beta0)
-        out = np.full((handle.n, 6), np.nan)
         keep = (ids >= 0) & (ids < handle.n)
-        alive = keep & (state > 0)
-        out[ids[alive]] = columns[alive]
-        return out
+        ids, state, columns = ids[keep], state[keep], columns[keep]
+        apertures = self.aperture_indices()
+        at_aperture = apertures[np.clip(get("at_element")[keep], 0, len(apertures) - 1)]
+        raw = np.full((handle.n, 6), np.nan)
+        raw[ids] = columns
+        lost = np.zeros(handle.n, bool)
+        stopped = np.zeros(handle.n, bool)
+        lost[ids] = (state <= 0) & at_aperture
+        stopped[ids] = (state <= 0) & ~at_aperture
+        return final_particles(raw, lost=lost, stopped=stopped)
+
+    def aperture_indices(self) -> np.ndarray:
+        """Boolean mask over the line's elements (one extra False past the end): True at the
+        ``LimitRect`` / ``LimitEllipse`` elements that translate scenario apertures."""
+        kinds = [type(self.line.element_dict[name]).__name__  # line.elements are views
+                 for name in self.line.element_names]
+        return np.array([kind in ("LimitRect", "LimitEllipse") for kind in kinds] + [False])
 
 
 # --------------------------------------------------------------------------- the backend

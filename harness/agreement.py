@@ -6,13 +6,19 @@ maximum and the rms over particles are recorded per coordinate. Particles that d
 survive in either code (lost at an aperture or blown up, :func:`harness.observables.fates`)
 are left out of the deviation; the reference's losses and the particles lost in one code
 only (``lost_mismatch``) are counted, and a mismatch beyond the tolerance is a ``differs``.
-When no particle survives in both codes the verdict compares the losses alone.
+When no particle survives in both codes the verdict compares the losses alone (aperture
+losses only: a blow-up in either code is a ``blow-up``).
 
 Verdicts (:class:`harness.vocabulary.Verdict`):
 
 * ``model-mismatch`` when the case ran a different model than the reference (a stand-in,
   other tiers): deviations are still recorded, never counted as a disagreement;
-* ``blow-up`` when particles of the case blew up numerically (the detail counts them);
+* ``blow-up`` when particles of the case or of its reference blew up numerically (the
+  detail counts them): a blow-up is never judged as agreeing losses, whatever the other
+  code did with the particle;
+* the details of ``blow-up`` and ``model-mismatch`` go on with the deviation of the
+  particles that survived in both codes and the worst tolerance it exceeds (a stand-in
+  4 sigma away is shown, not hidden behind its verdict);
 * ``agrees`` when every deviation is within :func:`tolerances` for the case's dtype and
   physics, ``differs`` otherwise (the detail names the worst metric and its value).
 """
@@ -23,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.observables import COORDINATES, fates
+from harness.observables import BLOW_UP_MAGNITUDE, COORDINATES, fates
 from harness.vocabulary import Status, Verdict
 
 
@@ -122,25 +128,50 @@ def observable_errors(values: dict[str, float], reference: dict[str, float]
 
 def verdict(model: str, reference_model: str, deviations: dict[str, float | None],
             tolerance: Tolerances, particles: int | None = None) -> tuple[str, str]:
-    """The verdict and its detail for one case (see the module docstring); ``deviations``
-    holds the agreement columns (and ``blown_up``, the case's own blow-ups), ``particles``
-    the particle count the loss tolerance refers to."""
-    blown = deviations.get("blown_up") or 0
-    if blown:
-        return Verdict.BLOW_UP.value, (f"{int(blown)} particle(s) blew up numerically "
-                                       "(non-finite or |coordinate| > 1e8)")
+    """The verdict and its detail for one case (see the module docstring).
+
+    Args:
+        model, reference_model: what the case and its reference ran.
+        deviations: the agreement columns (:func:`particle_deviation`,
+            :func:`observable_errors`) and ``blown_up``, the case's own blow-ups.
+        tolerance: the case's :class:`Tolerances`.
+        particles: the particle count the loss tolerance refers to.
+
+    A blow-up in either code is ``blow-up`` (never "the losses agree"); ``blow-up`` and
+    ``model-mismatch`` details go on with the survivors' deviation (:func:`survivors_detail`).
+    """
+    excess = exceedances(deviations, tolerance, particles)
+    blown = int(deviations.get("blown_up") or 0)
+    blown_reference = int(deviations.get("blown_up_reference") or 0)
+    if blown or blown_reference:
+        causes = []
+        if blown:
+            causes.append(f"{blown} particle(s) blew up numerically (non-finite or "
+                          f"|coordinate| > {BLOW_UP_MAGNITUDE:.0e})")
+        if blown_reference:
+            causes.append(f"{blown_reference} particle(s) blew up in the reference")
+        return Verdict.BLOW_UP.value, "; ".join(causes) + survivors_detail(deviations, excess)
     if model != reference_model:
-        return Verdict.MODEL_MISMATCH.value, f"{model} vs reference {reference_model}"
-    worst: list[tuple[float, str]] = []
+        return Verdict.MODEL_MISMATCH.value, (f"{model} vs reference {reference_model}"
+                                              + survivors_detail(deviations, excess))
+    if excess:
+        return Verdict.DIFFERS.value, excess[0]
+    if deviations.get("compared_particles") == 0:
+        return Verdict.AGREES.value, "no particle survived in either code: the losses agree"
+    return Verdict.AGREES.value, ""
+
+
+def exceedances(deviations: dict[str, float | None], tolerance: Tolerances,
+                particles: int | None = None) -> list[str]:
+    """Every tolerance the deviations exceed, worst first; a loss mismatch beyond
+    ``tolerance.lost_fraction`` comes first and alone (the other particles survived:
+    comparing their moments would hide the cause)."""
     mismatch = deviations.get("lost_mismatch")
-    if mismatch and particles:
-        fraction = mismatch / particles
-        if fraction > tolerance.lost_fraction:
-            # other particles survived: comparing their moments would hide the cause
-            return Verdict.DIFFERS.value, (f"{int(mismatch)} of {particles} particles lost "
-                                           "in one code only")
-    checks = (("dev_max", tolerance.particle_max), ("dev_rms", tolerance.particle_rms))
-    for key, limit in checks:
+    if mismatch and particles and mismatch / particles > tolerance.lost_fraction:
+        return [f"{int(mismatch)} of {particles} particles lost in one code only"]
+    worst: list[tuple[float, str]] = []
+    for key, limit in (("dev_max", tolerance.particle_max),
+                       ("dev_rms", tolerance.particle_rms)):
         value = deviations.get(key)
         if value is not None and np.isfinite(limit) and not value <= limit:
             worst.append((value / limit, f"{key}={value:.3g} > {limit:.0e}"))
@@ -149,11 +180,23 @@ def verdict(model: str, reference_model: str, deviations: dict[str, float | None
                 and not value <= tolerance.observable):
             worst.append((value / tolerance.observable,
                           f"{key[8:]} relative error {value:.3g} > {tolerance.observable:.0e}"))
-    if worst:
-        return Verdict.DIFFERS.value, max(worst)[1]
-    if deviations.get("compared_particles") == 0:
-        return Verdict.AGREES.value, "no particle survived in either code: the losses agree"
-    return Verdict.AGREES.value, ""
+    return [text for _, text in sorted(worst, key=lambda item: -item[0])]
+
+
+def survivors_detail(deviations: dict[str, float | None], excess: list[str]) -> str:
+    """``"; survivors: dev_max=4.3 dev_rms=1.1 (…)"``: the deviation of the particles that
+    survived in both codes (in sigma of the reference, :func:`particle_deviation`) and the
+    worst tolerance they exceed, so that a ``blow-up`` or ``model-mismatch`` verdict does
+    not hide it; "" when the case has no particle deviation (no reference particles)."""
+    compared = deviations.get("compared_particles")
+    if compared is None:
+        return "; survivors: " + excess[0] if excess else ""
+    if compared == 0:
+        return "; no particle survived in both codes"
+    dev_max, dev_rms = (np.nan if deviations.get(key) is None else float(deviations[key] or 0)
+                        for key in ("dev_max", "dev_rms"))
+    text = f"; {int(compared)} survivors: dev_max={dev_max:.3g} dev_rms={dev_rms:.3g} sigma"
+    return text + (f" ({excess[0]})" if excess else " (within tolerance)")
 
 
 def rejudge(row: dict) -> tuple[str, str] | None:
@@ -163,16 +206,17 @@ def rejudge(row: dict) -> tuple[str, str] | None:
     stored = row.get("verdict")
     if row.get("status") != Status.OK or stored in (None, Verdict.NO_REFERENCE.value):
         return None
-    if row.get("blown_up"):
-        return verdict("", "", {"blown_up": row["blown_up"]}, tolerances("float64", False,
-                                                                          False))
     if stored == Verdict.IS_REFERENCE.value or not row.get("reference_model"):
+        if row.get("blown_up"):  # a reference, or a case without one, that blew up
+            return verdict("", "", {"blown_up": row["blown_up"]},
+                           tolerances("float64", False, False))
         return None
     analytic = row.get("reference") == "analytic" and any(
         key.startswith("ref_obs_") for key in row)
     tolerance = tolerances(str(row.get("dtype")), bool(row.get("space_charge")), analytic)
     deviations = {key: value for key, value in row.items()
-                  if key in ("dev_max", "dev_rms", "lost_mismatch", "compared_particles")
+                  if key in ("dev_max", "dev_rms", "lost_mismatch", "compared_particles",
+                             "blown_up", "blown_up_reference")
                   or key.startswith("obs_err_")}
     return verdict(str(row.get("model")), str(row["reference_model"]), deviations,
                    tolerance, row.get("particles"))

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Prepared, Supported, Unsupported, model_signature
+from backends.base import (
+    Backend,
+    Prepared,
+    Supported,
+    Unsupported,
+    final_particles,
+    model_signature,
+)
 from backends.inhouse.kinds import HONOURED_FIELDS, KINDS
 from backends.torch_support import device_support, synchronize, torch_dtype
 
@@ -123,10 +130,9 @@ class InhousePrepared(Prepared):
         particles, alive = handle
         if isinstance(particles, tuple):
             particles = torch.stack(particles, dim=-1)
-        out = particles.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
-        if alive is not None:
-            out[~alive.detach().cpu().numpy()] = np.nan
-        return out
+        out = particles.detach().to(device="cpu", dtype=torch.float64).numpy()
+        lost = None if alive is None else ~alive.detach().cpu().numpy()
+        return final_particles(out, lost=lost)
 
 
 class InhouseBackend(Backend):

@@ -46,8 +46,28 @@ def _unary(name: str):
 sqrt = _unary("sqrt")
 sin = _unary("sin")
 cos = _unary("cos")
-sinh = _unary("sinh")
-cosh = _unary("cosh")
+
+
+def sinh(value: Scalar) -> Scalar:
+    """``sinh`` of a float or a tensor; a float beyond the float64 range is +-inf, as
+    torch and IEEE 754 give (math raises OverflowError), so a blow-up is tracked, not raised."""
+    if isinstance(value, torch.Tensor):
+        return torch.sinh(value)
+    try:
+        return math.sinh(value)
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def cosh(value: Scalar) -> Scalar:
+    """``cosh`` of a float or a tensor; +inf beyond the float64 range (see :func:`sinh`)."""
+    if isinstance(value, torch.Tensor):
+        return torch.cosh(value)
+    try:
+        return math.cosh(value)
+    except OverflowError:
+        return math.inf
+
 tan = _unary("tan")
 asin = _unary("asin")
 log = _unary("log")
