@@ -18,7 +18,7 @@ from harness.particles import beam_cholesky, generate
 from harness.results import read_rows
 from harness.runner import Limits
 from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
-from harness.tuning.case import plan_tuning_cases, run_tuning, tuning_case
+from harness.tuning.case import plan_tuning_cases, run_tuning, target_fields, tuning_case
 from harness.tuning.methods import METHODS
 from harness.tuning.objective import TuningObjective, read_trace
 from harness.tuning.problem import (
@@ -175,6 +175,31 @@ def test_bayesian_optimisation_evaluates_its_batches_on_the_pool_workers(
     # start point, 4 random points, then two steps of 2 candidates (q-EI)
     assert lines[5]["wall_s"] == lines[6]["wall_s"] < lines[7]["wall_s"] == lines[8]["wall_s"]
     assert lines[0]["objective"] == pytest.approx(black_box(problem.start), rel=1e-12)
+
+
+def test_reached_means_the_final_point_meets_the_tolerance() -> None:
+    """An evaluation within the tolerance of the stated optimum (0.5e-6 away) whose
+    objective is then beaten by one 2.39e-6 away (an objective whose minimum is not the
+    stated optimum): the case reports the best point, so it has not reached 1e-6."""
+    problem = _quadratic_problem()
+    optimum = problem.optimum
+    near, best = optimum * (1 + 0.5e-6), optimum * (1 + 2.39e-6)
+    values = {tuple(near): 2.0e-6, tuple(best): 1.0e-6}
+    objective = TuningObjective(problem, 10, lambda x: values[tuple(x)], None)
+    objective.value(problem.to_unit(near))
+    assert objective.reached and objective.reached_at == (1, objective.elapsed)
+    objective.stop_reason = None   # a batch of points evaluated at once goes on
+    objective.value(problem.to_unit(best))
+    distance = problem.distance(objective.best_x)
+    assert distance == pytest.approx(2.39e-6, rel=1e-6) and distance > 1e-6
+    assert not objective.reached
+    assert target_fields(objective) == {"reached": False, "evaluations_to_target": None,
+                                        "time_to_target_s": None}
+    closer = optimum * (1 + 0.2e-6)
+    values[tuple(closer)] = 0.5e-6
+    objective.value(problem.to_unit(closer))
+    assert target_fields(objective)["reached"] is True
+    assert target_fields(objective)["evaluations_to_target"] == 3
 
 
 def test_budget_and_tolerance_stop_and_trace_every_evaluation(tmp_path: Path) -> None:

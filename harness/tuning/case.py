@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from harness.cases import Case, cache_name
 from harness.tuning.methods import METHODS
 from harness.tuning.problem import TuningProblem, exact_moment_particles, problems
 from harness.vocabulary import Status
+
+if TYPE_CHECKING:
+    from harness.tuning.objective import TuningObjective
 
 #: Folder of the per-case trace files inside a run directory.
 TRACE_DIR = "traces"
@@ -135,6 +138,16 @@ def initial_particles(spec: CaseSpec, scenario) -> np.ndarray:
     return particles
 
 
+def target_fields(objective: TuningObjective) -> dict[str, Any]:
+    """``reached``, ``evaluations_to_target`` and ``time_to_target_s`` of a finished
+    optimisation: reached exactly when the reported (best) point meets the tolerance
+    (:attr:`TuningObjective.reached`; a batch may have moved the best past it after an
+    earlier point met it), the other two then from the evaluation that first made it so."""
+    at = objective.reached_at if objective.reached else None
+    return {"reached": at is not None, "evaluations_to_target": at[0] if at else None,
+            "time_to_target_s": at[1] if at else None}
+
+
 def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
                 ) -> list[dict[str, Any]]:
     """The row of one tuning case (see :data:`harness.tuning.rows.TUNING`); ``clock`` counts
@@ -209,14 +222,11 @@ def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
             objective.start_clock()
             message = method.run(objective, problem)
     best = objective.best_x
-    reached = objective.reached_at
     return [row | {
         "status": Status.OK.value, "reason": "", "stop": message, "setup_s": setup_s,
         "evaluations": objective.evaluations,
         "gradient_evaluations": objective.gradient_evaluations,
-        "optimise_s": objective.elapsed, "reached": reached is not None,
-        "evaluations_to_target": reached[0] if reached else None,
-        "time_to_target_s": reached[1] if reached else None,
+        "optimise_s": objective.elapsed} | target_fields(objective) | {
         "best_objective": objective.best_value,
         "final_parameters": dict(zip(problem.names, (float(v) for v in best), strict=True)),
         "final_distance": problem.distance(best),

@@ -15,7 +15,10 @@ of the final observables):
 ``u = (x - lower) / (upper - lower)``: it counts evaluations (a gradient evaluation is one
 evaluation of kind ``gradient``, its whole cost in the recorded time), appends one line
 per evaluation to the trace file as it happens (nothing is lost when the process dies),
-and tells the method to stop once the tolerance is reached or the budget is spent.
+and tells the method to stop once the tolerance is reached or the budget is spent. The
+tolerance is reached when the best point so far, the one a case reports, meets it
+(:attr:`TuningObjective.reached`): an evaluation within the parameter tolerance whose
+objective is not the lowest does not count.
 """
 
 from __future__ import annotations
@@ -174,11 +177,12 @@ class TuningObjective:
         finite = math.isfinite(value)
         if finite and value < self.best_value:
             self.best_value, self.best_x = value, np.array(x, dtype=np.float64)
-        reached = finite and self.problem.reached(value, x)
-        if reached and self.reached_at is None:
+        if not self.reached:
+            self.reached_at = None   # a new best outside the tolerance
+        elif self.reached_at is None:
             self.reached_at = (self.evaluations, self.elapsed)
             self.stop_reason = "reached"
-        elif self.evaluations >= self.budget and self.stop_reason is None:
+        if self.evaluations >= self.budget and self.stop_reason is None:
             self.stop_reason = "budget"
         if self.trace is not None:
             line = {"evaluation": self.evaluations, "kind": kind, "wall_s": self.elapsed,
@@ -189,6 +193,15 @@ class TuningObjective:
             self.trace.write(json.dumps(line) + "\n")
             self.trace.flush()
         return value if finite else PENALTY
+
+    @property
+    def reached(self) -> bool:
+        """Whether the best point so far (the one the case reports) meets the tolerance:
+        the one definition of ``reached`` (:meth:`TuningProblem.reached` of the best
+        objective and parameters), so that a case never says reached while its final
+        distance is above the tolerance."""
+        return (math.isfinite(self.best_value)
+                and self.problem.reached(self.best_value, self.best_x))
 
     def check(self) -> None:
         """Raise :class:`Stop` once the method must stop (tolerance reached, budget spent)."""

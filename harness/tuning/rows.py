@@ -34,8 +34,10 @@ TUNING: dict[str, str] = {
     "evaluations": "objective evaluations made (a gradient evaluation counts as one)",
     "gradient_evaluations": "of which with the reverse-mode gradient",
     "optimise_s": "wall time of the whole optimisation [s]",
-    "reached": "whether an evaluation met the tolerance",
-    "evaluations_to_target": "evaluations up to and including the first that met it",
+    "reached": "whether the final (best) point meets the tolerance: final_distance <= "
+               "tolerance_parameters and best_objective <= tolerance_objective, where set",
+    "evaluations_to_target": "evaluations up to and including the one that made the best "
+                             "point meet it",
     "time_to_target_s": "wall time from the start of the optimisation to that evaluation "
                         "[s]",
     "best_objective": "lowest objective evaluated",
