@@ -174,8 +174,11 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str],
 
 
 def cache_name(case_id: str) -> str:
-    """A file-name-safe form of a case id."""
-    return case_id.replace("/", "__")
+    """A case id as one safe file name (``/`` as ``__``, then :func:`harness.names.file_name`:
+    a scenario name never makes a path leave its directory)."""
+    from harness.names import file_name
+
+    return file_name(case_id.replace("/", "__"))
 
 
 def final_path(cache: Path, case_id: str, scenario_hash: str = "") -> Path:

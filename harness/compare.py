@@ -71,6 +71,21 @@ def rejudged(directory: Path | str) -> pd.DataFrame:
     return frame
 
 
+def _verdict_text(value) -> str:
+    """A verdict cell as text, '' for none (None and NaN are both 'no verdict')."""
+    return _text(value)
+
+
+def changed_verdicts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`rejudged` frame whose verdict changed: a case without a verdict
+    before and after (a failed or unsupported case, stored as None or NaN) is unchanged."""
+    if frame.empty:
+        return frame
+    changed = [_verdict_text(new) != _verdict_text(old)
+               for new, old in zip(frame["verdict"], frame["stored_verdict"], strict=True)]
+    return frame[changed]
+
+
 def side_by_side(old: Path | str, new: Path | str, threshold: float = 0.1) -> pd.DataFrame:
     """Cases of two runs matched by :data:`KEY`, with speed-up and regression flags."""
     a = load_table(Path(old), kind="track")

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass, field
 
 import pandas as pd
 from rich.console import JustifyMethod
+from rich.markup import escape
 from rich.table import Table
 
+from harness.names import printable
 from harness.vocabulary import Status, Verdict
 
 
@@ -62,20 +66,79 @@ VERDICT_STYLE: dict[str, str] = {
     Verdict.NO_REFERENCE: "dim", Verdict.IS_REFERENCE: "cyan", Verdict.BLOW_UP: "red"}
 
 
-def progress_line(done: int, total: int, row: dict) -> str:
-    """One line for a finished case: ``[3/12] ok 1.2 s track/... agrees``; the reason when
-    the case did not finish ``ok``."""
+def format_duration(seconds: float | None) -> str:
+    """A time left as ``45 s``, ``3 min 20 s`` or ``2 h 05 min`` (``?`` when unknown)."""
+    if seconds is None or is_missing(seconds) or not math.isfinite(seconds):
+        return "?"
+    seconds = max(0.0, float(seconds))
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+
+
+@dataclass
+class CaseCount:
+    """Cases of a run done, running and left, and the estimated time left [s]: the cases
+    still to finish at the rate the finished ones came (wall time since the start over
+    cases done, which counts the workers running side by side)."""
+
+    total: int
+    done: int = 0
+    running: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def start(self) -> None:
+        """A case started."""
+        self.running = min(self.running + 1, self.total - self.done)
+
+    def finish(self) -> None:
+        """A case finished (cases decided without starting count as well)."""
+        self.done = min(self.done + 1, self.total)
+        self.running = max(0, min(self.running - 1, self.total - self.done))
+
+    @property
+    def left(self) -> int:
+        """Cases neither done nor running."""
+        return max(0, self.total - self.done - self.running)
+
+    def eta_s(self, now: float | None = None) -> float | None:
+        """Estimated seconds until every case is done (None before the first is)."""
+        if self.done == 0:
+            return None
+        elapsed = (time.monotonic() if now is None else now) - self.started_at
+        return elapsed / self.done * (self.total - self.done)
+
+    def prefix(self, now: float | None = None) -> str:
+        """``[3/12 done, 1 running, 8 left, ETA 1 min 20 s]``."""
+        eta = "" if self.done >= self.total else f", ETA {format_duration(self.eta_s(now))}"
+        return (f"[{self.done}/{self.total} done, {self.running} running, {self.left} left"
+                f"{eta}]")
+
+
+def progress_line(count: CaseCount, row: dict) -> str:
+    """One line for a finished case: ``[3/12 done, 1 running, 8 left, ETA 20 s] ok 1.2 s
+    track/... agrees``; the reason (cut to 160 characters) when it did not finish ``ok``.
+    Names and reasons are :func:`harness.names.printable`."""
     status = str(row.get("status", "?"))
     wall = row.get("wall_s")
     seconds = f" {format_time(wall)}" if not is_missing(wall) else ""
     what = row.get("verdict") if status == Status.OK else row.get("reason")
-    tail = f" {str(what)[:160]}" if what else ""
-    return f"[{done}/{total}] {status}{seconds} {row.get('case_id', '?')}{tail}"
+    tail = f" {printable(str(what)[:160])}" if what else ""
+    return f"{count.prefix()} {printable(status)}{seconds} " \
+           f"{printable(row.get('case_id', '?'))}{tail}"
 
 
-def running_line(done: int, total: int, case_id: str) -> str:
+def running_line(count: CaseCount, case_id: str) -> str:
     """One line naming the case that starts now."""
-    return f"[{done + 1}/{total}] running {case_id}"
+    return f"{count.prefix()} running {printable(case_id)}"
+
+
+def cell(value) -> str:
+    """A table cell from a name or reason: printable (:func:`harness.names.printable`) and
+    never read as rich markup."""
+    return "" if is_missing(value) else escape(printable(value))
 
 
 def summary_table(frame: pd.DataFrame, title: str) -> Table:
@@ -93,14 +156,14 @@ def summary_table(frame: pd.DataFrame, title: str) -> Table:
         status_style = STATUS_STYLE.get(status, "")
         verdict = "" if is_missing(row.verdict) else str(row.verdict)
         table.add_row(
-            str(row.scenario), str(row.backend), format_count(row.particles), str(row.device),
-            str(row.dtype), f"[{status_style}]{status}[/]" if status_style else status,
+            cell(row.scenario), cell(row.backend), format_count(row.particles), cell(row.device),
+            cell(row.dtype), f"[{status_style}]{cell(status)}[/]" if status_style else cell(status),
             "-" if is_missing(row.threads) else str(int(row.threads)),
             format_time(row.time_median_s),
             "-" if is_missing(row.time_spread) else f"{100 * row.time_spread:.0f}%",
             format_rate(row.throughput_particles_per_s), format_ratio(row.dev_max),
-            f"[{VERDICT_STYLE.get(verdict, '')}]{verdict}[/]" if verdict else "",
-            "" if is_missing(row.detail) else str(row.detail)[:120],
+            f"[{VERDICT_STYLE.get(verdict, '')}]{cell(verdict)}[/]" if verdict else "",
+            "" if is_missing(row.detail) else cell(str(row.detail)[:120]),
         )
     return table
 
@@ -113,12 +176,11 @@ def comparison_table(frame: pd.DataFrame, title: str) -> Table:
         table.add_column(column)
     for row in frame.itertuples(index=False):
         table.add_row(
-            str(row.scenario), str(row.backend), format_count(row.particles), str(row.device),
-            str(row.dtype), format_time(row.time_median_s_old),
+            cell(row.scenario), cell(row.backend), format_count(row.particles), cell(row.device),
+            cell(row.dtype), format_time(row.time_median_s_old),
             format_time(row.time_median_s_new),
             "-" if is_missing(row.speedup) else f"x{row.speedup:.2f}",
-            "" if is_missing(row.verdict_old) else str(row.verdict_old),
-            "" if is_missing(row.verdict_new) else str(row.verdict_new),
+            cell(row.verdict_old), cell(row.verdict_new),
             f"[red]{row.why}[/red]" if row.regression else "",
         )
     return table

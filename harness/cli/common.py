@@ -171,6 +171,72 @@ def check_devices_and_dtypes(device: str, dtype: str) -> None:
                 fail(f"{option}: expected a comma-separated list of {allowed} (got {part!r})")
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count`` where the
+    platform has no affinity)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical memory [bytes] (None where the platform does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+#: Largest ``--memory-limit`` [GiB] for cases that run elsewhere (a scheduler or cluster,
+#: whose machines this one cannot see): 1 PiB.
+MAX_REMOTE_MEMORY_GIB = 2.0**20
+
+
+def check_run_options(*, backends: str | None = None, workers: int | None = None,
+                      scheduler: str | None = None, cluster: str | None = None,
+                      memory_limit: float | None = None, timeout: float | None = None,
+                      resume: Path | None = None, repeat: int | None = None) -> None:
+    """The options ``run``, ``grad``, ``tune`` and ``reproduce`` share, checked with the
+    standard library only, before any heavy import (a refusal takes a fraction of a
+    second): one line and exit 2 for
+
+    * ``--backends`` given but naming none (``""``, ``","``);
+    * ``--workers`` above the cores this process may use (its affinity mask), unless the
+      cases run elsewhere (``--scheduler``/``--cluster``);
+    * ``--memory-limit`` [GiB] not positive and finite, or above this machine's memory
+      (cases run here) or :data:`MAX_REMOTE_MEMORY_GIB`;
+    * ``--timeout`` [s] not positive and finite; ``--repeat`` not a whole number >= 1;
+    * ``--resume DIR`` of a directory that does not exist.
+    """
+    if backends is not None and not split_list(backends):
+        fail(f"--backends: expected comma-separated backend ids, e.g. impactx,inhouse "
+             f"(got {backends!r}); leave it out to run every available backend")
+    remote = scheduler is not None or cluster is not None
+    if workers is not None and not remote:
+        cores = available_cores()
+        if not 1 <= workers <= cores:
+            fail(f"--workers: a whole number from 1 to {cores}, the cores this process may "
+                 f"use (got {workers}); run more on a cluster with --scheduler or --cluster")
+    if memory_limit is not None:
+        check_number(memory_limit, "--memory-limit")
+        total = None if remote else machine_memory_bytes()
+        bound = MAX_REMOTE_MEMORY_GIB if total is None else total / 2**30
+        if memory_limit > bound:
+            what = "this machine's memory" if total is not None else "1 PiB"
+            fail(f"--memory-limit: at most {bound:.4g} GiB, {what} (got {memory_limit:g} "
+                 "GiB)")
+    check_number(timeout, "--timeout")
+    check_number(repeat, "--repeat", minimum=1, inclusive=True, whole=True)
+    if resume is not None and not Path(resume).is_dir():
+        fail(f"--resume {resume}: no such run directory (start a new run with --out "
+             f"{resume})")
+
+
 def run_directory_for(out: Path | None, resume: Path | None) -> Path:
     """The run directory: ``--resume`` DIR, ``--out`` DIR (which must not hold results yet)
     or a new time-stamped one."""
@@ -193,7 +259,7 @@ def case_limits(timeout: float, memory_limit: float | None) -> Limits:
     from harness.runner import Limits
 
     check_number(timeout, "--timeout")
-    check_number(memory_limit, "--memory-limit")
+    check_number(memory_limit, "--memory-limit", maximum=MAX_REMOTE_MEMORY_GIB)
     cap = (int(memory_limit * 2**30) if memory_limit
            else int(0.9 * psutil.virtual_memory().total))
     return Limits(timeout_s=timeout, memory_bytes=cap)
@@ -354,6 +420,9 @@ __all__ = [
     "check_backends",
     "check_devices_and_dtypes",
     "check_number",
+    "check_run_options",
+    "available_cores",
+    "machine_memory_bytes",
     "console",
     "default_run_directory",
     "err_console",

@@ -11,6 +11,7 @@ from harness.cli.common import (
     Resume,
     app,
     case_limits,
+    check_run_options,
     console,
     fail,
     particle_count_list,
@@ -38,6 +39,8 @@ def reproduce(
 ) -> None:
     """Run a paper's comparison here at its settings and write its tables beside the
     published figures (DIR/reproduce.md, reproduce.csv, plots/)."""
+    check_run_options(backends=backends, memory_limit=memory_limit, timeout=timeout,
+                      resume=resume, repeat=repeat)
     from harness import published
     from harness import reproduce as rp
 

@@ -26,6 +26,7 @@ from harness.cli.common import (
     check_backends,
     check_devices_and_dtypes,
     check_number,
+    check_run_options,
     console,
     err_console,
     execute_runner,
@@ -42,6 +43,7 @@ from harness.cli.common import (
     thread_count_list,
     usable_out,
 )
+from harness.names import printable
 
 
 @app.command()
@@ -79,42 +81,47 @@ def run(
     """Run the matrix scenario × backend × particles × device × dtype, each case in its own
     process; append every finished case to DIR/results.jsonl. Exits 1 when a case failed,
     timed out or ran out of memory (--no-fail: 0), 130 on Ctrl-C."""
-    import json
-
-    from backends.registry import available_backends
-    from harness import metadata
-    from harness.cases import plan, scenario_map
-    from harness.compare import summary
-    from harness.display import progress_line, running_line, summary_table
-    from harness.runner import Runner
-
-    started = metadata.now()
-    check_number(repeat, "--repeat", minimum=1, inclusive=True, whole=True)
-    loaded = load_scenarios(scenarios or [])
-    available = available_backends()
-    chosen = check_backends(backends, available)
+    check_run_options(backends=backends, workers=workers, scheduler=scheduler,
+                      cluster=cluster, memory_limit=memory_limit, timeout=timeout,
+                      resume=resume, repeat=repeat)
     check_devices_and_dtypes(device, dtype)
-    cases = plan(loaded, chosen, run_particle_counts(particles), split_list(device),
-                 split_list(dtype), repeat, available, thread_count_list(threads))
-    execution = execution_config(workers, scheduler, cluster, cluster_config,
-                                 thread_count_list(threads))
-    directory = run_directory_for(out, resume)
-    usable_out(directory)
-    limits = case_limits(timeout, memory_limit)
-    scenarios_by_label = scenario_map(loaded)
-    runner = Runner(directory, limits, resume=resume is not None, fresh=resume is None)
+    counts = run_particle_counts(particles)
+    thread_counts = thread_count_list(threads)
+    execution = execution_config(workers, scheduler, cluster, cluster_config, thread_counts)
     from harness.io.particles_out import PARTICLE_FORMATS
 
     if write_particles not in PARTICLE_FORMATS:
         fail(f"--write-particles: expected one of {list(PARTICLE_FORMATS)} "
              f"(got {write_particles!r})")
+    import json
+
+    from backends.registry import available_backends
+    from harness import metadata
+    from harness.cases import plan, scenario_map
+    from harness.display import CaseCount, progress_line, running_line
+    from harness.runner import Runner
+
+    started = metadata.now()
+    loaded = load_scenarios(scenarios or [])
+    available = available_backends()
+    chosen = check_backends(backends, available)
+    cases = plan(loaded, chosen, counts, split_list(device), split_list(dtype), repeat,
+                 available, thread_counts)
+    directory = run_directory_for(out, resume)
+    usable_out(directory)
+    limits = case_limits(timeout, memory_limit)
+    scenarios_by_label = scenario_map(loaded)
+    runner = Runner(directory, limits, resume=resume is not None, fresh=resume is None)
     runner.write_particles = write_particles
-    pending = runner.pending(cases)
-    finished = [0]
+    count = CaseCount(len(runner.pending(cases)))
+
+    def log_start(case, stream=sys.stderr) -> None:
+        count.start()
+        print(running_line(count, case.case_id), file=stream, flush=True)
 
     def log_progress(row: dict, stream=sys.stderr) -> None:
-        finished[0] += 1
-        print(progress_line(finished[0], len(pending), row), file=stream, flush=True)
+        count.finish()
+        print(progress_line(count, row), file=stream, flush=True)
 
     if json_output:
         def on_row(row: dict) -> None:
@@ -122,38 +129,32 @@ def run(
             log_progress(row)
 
         runner.on_row = on_row
-        runner.on_start = lambda case: print(running_line(finished[0], len(pending),
-                                                          case.case_id),
-                                             file=sys.stderr, flush=True)
+        runner.on_start = log_start
         execute_runner(runner, cases, scenarios_by_label, directory, execution)
     elif not console.is_terminal:
         # a log: one flushed line per case started and finished
         runner.on_row = lambda row: log_progress(row, sys.stdout)
-        runner.on_start = lambda case: print(running_line(finished[0], len(pending),
-                                                          case.case_id), flush=True)
+        runner.on_start = lambda case: log_start(case, sys.stdout)
         execute_runner(runner, cases, scenarios_by_label, directory, execution)
     else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn())
+        columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("cases", total=len(pending))
-            runner.on_start = lambda case: progress.update(
-                task, description=f"{case.scenario} {case.backend} N={case.particles} "
-                f"{case.device} {case.dtype}")
-            def on_row(row: dict) -> None:
-                finished[0] += 1
-                progress.console.print(progress_line(finished[0], len(pending), row),
-                                       highlight=False, markup=False, soft_wrap=True)
-                progress.advance(task)
+            task = progress.add_task(count.prefix(), total=count.total)
 
+            def on_start(case) -> None:
+                count.start()
+                progress.update(task, description=f"{count.prefix()} "
+                                f"{printable(case.case_id)}")
+
+            def on_row(row: dict) -> None:
+                count.finish()
+                progress.console.print(progress_line(count, row), highlight=False,
+                                       markup=False, soft_wrap=True)
+                progress.update(task, advance=1, description=count.prefix())
+
+            runner.on_start = on_start
             runner.on_row = on_row
             execute_runner(runner, cases, scenarios_by_label, directory, execution)
     try:
@@ -165,22 +166,36 @@ def run(
                           highlight=False)
     if not keep_particles:
         runner.clear_cache()
+    from harness.report.terminal import end_of_run, run_reference_backend
+
+    reference = run_reference_backend(directory)
     if report:
         try:
             from harness.report import write_report
-        except ImportError:
-            pass
-        else:
-            try:
-                write_report([directory], directory / "report", formats=("md", "html"))
-            except OSError as error:
-                err_console.print(f"report not written: {error.strerror or error}",
-                                  highlight=False)
+
+            write_report([directory], directory / "report", formats=("md", "html"),
+                         baseline=reference)
+        except OSError as error:
+            err_console.print(f"report not written: {error.strerror or error}",
+                              highlight=False)
     if not json_output:
-        console.print(summary_table(summary(directory), f"Run {directory}"))
-        console.print(f"results: {directory}/results.jsonl, results.csv, metadata.json",
-                      highlight=False)
+        settings = run_settings(particles, repeat, execution)
+        console.print(end_of_run(directory, settings, reference,
+                                 {case.case_id for case in cases}))
     exit_status(directory, cases, no_fail)
+
+
+def run_settings(particles: str | None, repeat: int, execution) -> str:
+    """The settings of a run not in the summary's per-setting title (device, dtype and
+    threads are): ``particles 1e3 · repeat 1 · serial``."""
+    if execution.serial:
+        where = "serial"
+    elif execution.workers is not None:
+        where = f"{execution.workers} workers"
+    else:
+        where = f"on {execution.scheduler or execution.cluster}"
+    counts = ",".join(split_list(particles)) or "each scenario's"
+    return f"particles {printable(counts)} · repeat {repeat} · {where}"
 
 
 @app.command()
@@ -195,8 +210,8 @@ def compare(
         "tolerances (nothing re-run, nothing rewritten).")] = False,
 ) -> None:
     """Show one run's table, or two runs side by side with speed-ups and regressions."""
-    from harness.compare import rejudged, side_by_side, summary
-    from harness.display import comparison_table, summary_table
+    from harness.compare import changed_verdicts, rejudged, side_by_side, summary
+    from harness.display import cell, comparison_table, summary_table
 
     check_number(threshold, "--threshold", inclusive=True)
     for directory in runs:
@@ -206,15 +221,16 @@ def compare(
         if len(runs) != 1:
             fail("--rejudge takes one run directory")
         frame = rejudged(runs[0])
-        changed = frame[frame["verdict"].astype(str) != frame["stored_verdict"].astype(str)]
-        console.print(summary_table(frame, f"Run {runs[0]} (verdicts judged again)"))
+        changed = changed_verdicts(frame)
+        console.print(summary_table(frame, f"Run {cell(runs[0])} (verdicts judged again)"))
         for row in changed.itertuples(index=False):
-            console.print(f"{row.scenario} {row.backend} N={row.particles} {row.dtype}: "
-                          f"{row.stored_verdict} -> {row.verdict}", highlight=False)
+            console.print(f"{cell(row.scenario)} {cell(row.backend)} N={row.particles} "
+                          f"{cell(row.dtype)}: {cell(row.stored_verdict) or '-'} -> "
+                          f"{cell(row.verdict) or '-'}", highlight=False)
         console.print(f"{len(changed)} verdict(s) changed", highlight=False)
         return
     if len(runs) == 1:
-        console.print(summary_table(summary(runs[0]), f"Run {runs[0]}"))
+        console.print(summary_table(summary(runs[0]), f"Run {cell(runs[0])}"))
         return
     if len(runs) != 2:
         fail("compare takes one or two run directories")
@@ -298,11 +314,14 @@ def grad(
     """Gradient accuracy and cost: reverse- and forward-mode AD and a finite-difference step
     sweep per parameter, against the forward-mode in-house fp64 reference; each case in its
     own process, rows appended to DIR/results.jsonl (kind ``gradient``)."""
+    check_run_options(backends=backends, workers=workers, scheduler=scheduler,
+                      cluster=cluster, memory_limit=memory_limit, timeout=timeout,
+                      resume=resume, repeat=repeat)
     import json
 
     from backends.registry import available_backends
     from harness import gradients, metadata
-    from harness.display import progress_line, running_line
+    from harness.display import CaseCount, progress_line, running_line
     from harness.results import read_rows
     from harness.runner import Runner
     from harness.vocabulary import Status
@@ -355,16 +374,25 @@ def grad(
     usable_out(directory)
     runner = Runner(directory, case_limits(timeout, memory_limit), resume=resume is not None,
                     fresh=resume is None)
-    pending = runner.pending(cases)
-    finished: dict[str | None, None] = {}
+    count = CaseCount(len(runner.pending(cases)))
+    finished: set[str | None] = set()
 
     def progress(row: dict) -> None:
         case_id = row.get("case_id")
         if case_id not in finished:  # one line per case (the first of its rows)
-            finished[case_id] = None
-            print(progress_line(len(finished), len(pending), row),
+            finished.add(case_id)
+            count.finish()
+            print(progress_line(count, row),
                   file=sys.stderr if json_output else sys.stdout, flush=True)
 
+    def on_start(case) -> None:
+        count.start()
+        if not json_output:
+            console.print(f"{running_line(count, case.case_id)} "
+                          f"({len(case.options['parameters'])} parameters)",
+                          highlight=False, markup=False)
+
+    runner.on_start = on_start
     if json_output:
         def on_row(row: dict) -> None:
             print(json.dumps(row, default=str), flush=True)
@@ -373,9 +401,6 @@ def grad(
         runner.on_row = on_row
     else:
         runner.on_row = progress
-        runner.on_start = lambda case: console.print(
-            f"{running_line(len(finished), len(pending), case.case_id)} "
-            f"({len(case.options['parameters'])} parameters)", highlight=False)
     execute_runner(runner, cases, loaded, directory,
                    execution_config(workers, scheduler, cluster, cluster_config,
                                     thread_count_list(threads)))

@@ -19,6 +19,7 @@ from harness.cli.common import (
     case_limits,
     check_backends,
     check_devices_and_dtypes,
+    check_run_options,
     console,
     execute_runner,
     execution_config,
@@ -66,6 +67,9 @@ def tune(
     """Tune beamlines with gradient-based and gradient-free methods: every problem ×
     method × backend in its own process; rows in DIR/results.jsonl (kind ``tuning``),
     every evaluation in DIR/traces/."""
+    check_run_options(backends=backends, workers=workers, scheduler=scheduler,
+                      cluster=cluster, memory_limit=memory_limit, timeout=timeout,
+                      resume=resume)
     from backends.registry import available_backends
     from harness import metadata
     from harness.tuning.case import plan_tuning_cases, tuning_runner

@@ -4,6 +4,9 @@ openPMD HDF5 files under ``DIR/particles/`` (written after the timed tracks, nev
 
 * ``DIR/particles/<scenario>__N<count>__initial.h5``
 * ``DIR/particles/<case id with / as __>__final.h5``
+
+(names made safe file names by :func:`harness.names.file_name`: nothing is written
+outside ``DIR/particles/``).
 """
 
 from __future__ import annotations
@@ -23,13 +26,19 @@ def particles_dir(run_directory: Path) -> Path:
 
 
 def initial_file(run_directory: Path, scenario: str, count: int) -> Path:
-    """The initial-particle file of a scenario and particle count."""
-    return particles_dir(run_directory) / f"{scenario}__N{count}__initial.h5"
+    """The initial-particle file of a scenario and particle count (the name made safe by
+    :func:`harness.names.file_name`; always inside ``particles/``)."""
+    from harness.names import path_inside
+
+    return path_inside(particles_dir(run_directory), f"{scenario}__N{count}__initial.h5")
 
 
 def final_file(run_directory: Path, case_id: str) -> Path:
-    """The final-particle file of a case."""
-    return particles_dir(run_directory) / f"{case_id.replace('/', '__')}__final.h5"
+    """The final-particle file of a case (always inside ``particles/``)."""
+    from harness.cases import cache_name
+    from harness.names import path_inside
+
+    return path_inside(particles_dir(run_directory), f"{cache_name(case_id)}__final.h5")
 
 
 def write_initial(fmt: str | None, run_directory: Path, scenario, count: int,

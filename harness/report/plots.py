@@ -90,7 +90,9 @@ class Series:
 
 def slug(value: str) -> str:
     """A file-name-safe lower-case form of a name (``fodo_linear`` -> ``fodo-linear``)."""
-    return re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-") or "x"
+    from harness.names import file_name
+
+    return file_name(re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-") or "x")
 
 
 def _series_key(row: dict[str, Any], run: Run, baseline: str) -> tuple:
