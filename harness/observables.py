@@ -10,7 +10,22 @@ Accelerators*, ch. 5):
 * ``mean_c``, ``sigma_c``: first moment and rms spread of coordinate c.
 * ``emittance_p`` = sqrt(<u^2><u'^2> - <u u'>^2) over the centred (u, u') pair of plane p,
   geometric [m rad] (for t: [m]); ``norm_emittance_p`` = beta0*gamma0 * emittance_p.
-* ``beta_p`` = <u^2>/eps_p [m], ``alpha_p`` = -<u u'>/eps_p.
+* ``beta_p``, ``alpha_p``: the Twiss functions of the beam as ImpactX reports them
+  (``beta_x`` ... of its reduced beam characteristics, ``beam.beam_moments()``; ImpactX
+  ``src/diagnostics/ReducedBeamCharacteristics.cpp``): for p = x, y the dispersive part is
+  removed first. With centred moments and ImpactX's dispersion D_u = -<u pt>/<pt^2>,
+  D_u' = -<u' pt>/<pt^2> (D = 0 when <pt^2> = 0)::
+
+      <u^2>_d  = <u^2>  - <pt^2> D_u^2       = <u^2>  - <u pt>^2/<pt^2>
+      <u'^2>_d = <u'^2> - <pt^2> D_u'^2      = <u'^2> - <u' pt>^2/<pt^2>
+      <u u'>_d = <u u'> - <pt^2> D_u D_u'    = <u u'> - <u pt><u' pt>/<pt^2>
+      eps_d    = sqrt(<u^2>_d <u'^2>_d - <u u'>_d^2)
+      beta_p   = <u^2>_d / eps_d [m],   alpha_p = -<u u'>_d / eps_d
+
+  For t (no dispersion) they are <t^2>/eps_t and -<t pt>/eps_t, as ImpactX's.
+* ``beta_total_p``, ``alpha_total_p`` (p = x, y): the same from the total second moments
+  of the plane, dispersive part included: <u^2>/eps_p [m] and -<u u'>/eps_p (Wolski
+  eq. 5.13). They equal ``beta_p`` / ``alpha_p`` for a beam without u-pt correlation.
 * ``dispersion_x`` = <x delta>/<delta^2> with delta ~= -pt/beta0 [m] (likewise px, y, py).
 * ``survival``: weighted fraction of particles (1 without a mask); over the final particles
   of a case (:func:`compute_survivors`), the fraction that survived.
@@ -78,9 +93,11 @@ def observables_from_moments(mean, cov, names: list[str],
     for name in names:
         kind, _, arg = name.partition("_")
         plane = name.rsplit("_", 1)[-1]
+        total = arg in ("total_x", "total_y") and kind in ("alpha", "beta")
         if (kind in ("mean", "sigma") and arg not in INDEX
                 or kind == "dispersion" and arg not in ("x", "px", "y", "py")
-                or kind in ("emittance", "alpha", "beta", "norm") and plane not in PLANES):
+                or kind in ("emittance", "alpha", "beta") and arg not in PLANES and not total
+                or kind == "norm" and plane not in PLANES):
             raise KeyError(f"unknown observable {name!r}")
         if name == "survival":
             out[name] = 1.0 if survival is None else survival
@@ -91,21 +108,39 @@ def observables_from_moments(mean, cov, names: list[str],
         elif name.startswith("norm_emittance_"):
             i, j = PLANES[name.rsplit("_", 1)[1]]
             out[name] = beta_gamma * _emittance(cov, i, j)
-        elif kind in ("emittance", "alpha", "beta"):
-            i, j = PLANES[arg]
-            eps = _emittance(cov, i, j)
-            if kind == "emittance":
-                out[name] = eps
-            elif kind == "beta":
-                out[name] = cov[..., i, i] / eps
-            else:
-                out[name] = -cov[..., i, j] / eps
+        elif kind == "emittance":
+            out[name] = _emittance(cov, *PLANES[arg])
+        elif kind in ("alpha", "beta"):
+            i, j = PLANES[plane]
+            uu, uv, vv = ((cov[..., i, i], cov[..., i, j], cov[..., j, j]) if total
+                          or plane == "t" else _without_dispersion(cov, i, j))
+            eps = _sqrt(uu * vv - uv**2)
+            out[name] = uu / eps if kind == "beta" else -uv / eps
         elif kind == "dispersion":
             k = INDEX[arg]
             out[name] = -beta0 * cov[..., k, 5] / cov[..., 5, 5]
         else:
             raise KeyError(f"unknown observable {name!r}")
     return out
+
+
+def _without_dispersion(cov, i: int, j: int):
+    """<u^2>_d, <u u'>_d, <u'^2>_d of the (i, j) plane with the dispersive part removed, as
+    ImpactX's reduced beam characteristics (see the module docstring); unchanged where
+    <pt^2> = 0 (ImpactX sets the dispersion to 0 there)."""
+    spread = cov[..., 5, 5]
+    if _is_torch(cov):
+        import torch
+
+        has_spread = spread > 0
+        safe = torch.where(has_spread, spread, torch.ones_like(spread))
+        weight = has_spread.to(cov.dtype) / safe
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            weight = np.where(spread > 0, 1.0 / np.where(spread > 0, spread, 1.0), 0.0)
+    ut, vt = cov[..., i, 5], cov[..., j, 5]
+    return (cov[..., i, i] - ut * ut * weight, cov[..., i, j] - ut * vt * weight,
+            cov[..., j, j] - vt * vt * weight)
 
 
 def _emittance(cov, i: int, j: int):
@@ -181,6 +216,8 @@ def observable_names() -> tuple[str, ...]:
     for plane in ("x", "y", "t"):
         names += [f"emittance_{plane}", f"norm_emittance_{plane}", f"alpha_{plane}",
                   f"beta_{plane}"]
+        if plane != "t":
+            names += [f"alpha_total_{plane}", f"beta_total_{plane}"]
     names += ["dispersion_x", "dispersion_px", "dispersion_y", "dispersion_py",
               "survival"]
     return tuple(names)
