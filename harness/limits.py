@@ -83,6 +83,11 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("beam.sigma_matrix", -1e8, 1e8, "m^2, m, 1", "second moments: the squares of the "
           "rms bounds"),
     Bound("space_charge.kicks_per_element", 1, 10_000, "1", "space-charge kicks per element"),
+    Bound("space_charge.domain_sigmas", 0, 1000, "1",
+          "half-width of a +-k sigma mesh (Cheetah, Xsuite)", low_open=True),
+    Bound("space_charge.prob_relative", 1, 10, "1",
+          "mesh extent / beam extent per axis (ImpactX, in-house); below 1 the mesh misses "
+          "particles"),
     Bound("integrator.nslice", 1, 100_000, "1", "slices per element (also in overrides)"),
     Bound("integrator.mapsteps", 1, 100_000, "1", "integrator steps per slice (also in "
           "overrides)"),

@@ -369,7 +369,8 @@ class SpaceCharge(_Strict):
         32, 32, 32)
     kicks_per_element: Annotated[int, within("space_charge.kicks_per_element")] = 1
     deposition: Literal["cic", "tsc"] = "cic"
-    domain_sigmas: Annotated[float, Field(gt=0, le=1e3)] = 3.0
+    domain_sigmas: Annotated[float, within("space_charge.domain_sigmas")] = 3.0
+    prob_relative: Annotated[float, within("space_charge.prob_relative")] | None = None
     checkpoint: Literal["none", "kick"] = "none"
 
     @field_validator("grid")

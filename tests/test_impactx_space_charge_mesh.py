@@ -101,3 +101,20 @@ def test_support_note_names_the_mesh_and_domain_sigmas() -> None:
     verdict = BACKEND.supports(expanding_beam((32, 32, 32), domain_sigmas=4.0))
     assert verdict
     assert "prob_relative 1.1" in verdict.note and "domain_sigmas 4" in verdict.note
+
+
+def test_prob_relative_stated_in_a_scenario_file_reaches_impactx(tmp_path) -> None:
+    """``space_charge.prob_relative`` is a scenario field (validated, 1 to 10): stated in the
+    file, it is the padding ImpactX runs and names in its support note."""
+    from backends.impactx import mesh_prob_relative
+
+    source = load_scenario("expanding_beam").source_file
+    assert source is not None
+    text = open(source).read().replace("kicks_per_element:", "prob_relative: 1.35, "
+                                       "kicks_per_element:", 1)
+    assert "prob_relative: 1.35" in text
+    path = tmp_path / "padded.yaml"
+    path.write_text(text)
+    scenario = load_scenario(path)
+    assert mesh_prob_relative(scenario.space_charge) == 1.35
+    assert "prob_relative 1.35" in BACKEND.supports(scenario).note
