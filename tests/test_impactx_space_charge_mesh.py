@@ -3,6 +3,8 @@ chosen per dimension), and the in-house tracker on the same mesh, particle by pa
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -110,7 +112,7 @@ def test_prob_relative_stated_in_a_scenario_file_reaches_impactx(tmp_path) -> No
 
     source = load_scenario("expanding_beam").source_file
     assert source is not None
-    text = open(source).read().replace("kicks_per_element:", "prob_relative: 1.35, "
+    text = Path(source).read_text().replace("kicks_per_element:", "prob_relative: 1.35, "
                                        "kicks_per_element:", 1)
     assert "prob_relative: 1.35" in text
     path = tmp_path / "padded.yaml"
