@@ -190,9 +190,17 @@ def load(spec: CaseSpec, scenario=None) -> Loaded:
 
 
 def failure_row(error: BaseException, traceback_text: str) -> dict[str, Any]:
-    """The row of a case that raised: ``oom`` when memory ran out, else ``failed``."""
+    """The row of a case that raised: ``oom`` when memory ran out, ``failed`` with cause
+    ``disk-full`` when the disk was full (:func:`harness.rows.disk_full_error`), else
+    ``failed``."""
+    from harness.rows import DISK_FULL, disk_full_error, disk_full_reason
     from harness.vocabulary import Cause, Status
 
+    full = disk_full_error(error)
+    if full is not None:
+        return {"status": Status.FAILED.value, "cause": DISK_FULL,
+                "reason": disk_full_reason(full), "traceback": traceback_text[-4000:],
+                "peak_rss_bytes": peak_rss_bytes()}
     oom = is_out_of_memory(error)
     return {"status": (Status.OOM if oom else Status.FAILED).value,
             "cause": (Cause.OUT_OF_MEMORY if oom else Cause.EXCEPTION).value,

@@ -12,7 +12,8 @@ import time
 
 _PERF_AT_IMPORT, _WALL_AT_IMPORT = time.perf_counter(), time.time()
 
-import json  # noqa: E402 - the clock readings above come first
+import contextlib  # noqa: E402 - the clock readings above come first
+import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import traceback  # noqa: E402
@@ -52,9 +53,26 @@ def main(argv: list[str]) -> int:
     rows = run_spec(spec, clock)
     for row in rows:
         row["child_wall_s"] = clock.elapsed()
+    return write_rows(out_path, rows)
+
+
+def write_rows(out_path: Path, rows: list[dict]) -> int:
+    """Write the rows atomically; 0, or :data:`harness.rows.DISK_FULL_EXIT` with one line
+    on stderr when the disk is full (the parent records the cause ``disk-full``)."""
+    from harness.rows import DISK_FULL_EXIT, disk_full_error, disk_full_reason
+
     tmp = out_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, default=float))
-    os.replace(tmp, out_path)
+    try:
+        tmp.write_text(json.dumps(rows, default=float))
+        os.replace(tmp, out_path)
+    except OSError as error:
+        full = disk_full_error(error)
+        if full is None:
+            raise
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        print(disk_full_reason(full), file=sys.stderr, flush=True)
+        return DISK_FULL_EXIT
     return 0
 
 

@@ -6,7 +6,10 @@ Rows are flat JSON objects (``results.jsonl``). Columns absent from a row (e.g. 
 
 from __future__ import annotations
 
+import errno
 import re
+
+from harness.vocabulary import Cause
 
 #: Columns of every row.
 COMMON: dict[str, str] = {
@@ -27,7 +30,8 @@ COMMON: dict[str, str] = {
     "status": "ok | unsupported | failed | timeout | oom (harness.vocabulary.Status)",
     "cause": "why a case is not ok: exception | out-of-memory | memory-limit | kernel-oom | "
              "preflight | timeout | signal | crash | exit | harness "
-             "(harness.vocabulary.Cause; empty when ok or unsupported)",
+             "(harness.vocabulary.Cause) | disk-full | lost-worker (harness.rows); empty "
+             "when ok or unsupported",
     "reason": "why the status is not ok (the error's last line, the limit passed, ...)",
     "traceback": "the last frames of the exception of a failed case (text)",
     "model": "model run: tiers (linear, paraxial+exact, ...)[|sc:3d] or stand-in:<what>",
@@ -48,6 +52,49 @@ COMMON: dict[str, str] = {
                 "started it [s] (not in throughput)",
     "case_rows": "number of rows the case wrote together (a torn write leaves fewer)",
 }
+
+#: Cause of a case that failed because the file system was full (ENOSPC) or the user's quota
+#: spent (EDQUOT), wherever it happened: the case's own writes, its result file, the
+#: harness's files for it. Status ``failed``, reason ``disk full: ...``.
+DISK_FULL = "disk-full"
+#: Cause of a case whose cluster worker died (twice) while running it.
+LOST_WORKER = "lost-worker"
+#: Causes outside the case: the same case may well succeed when run again, so ``--resume``
+#: runs such a case again (a full disk, a signal sent from outside the harness, a lost
+#: worker); every other recorded case is kept.
+OUTSIDE_CAUSES: frozenset[str] = frozenset({DISK_FULL, LOST_WORKER, Cause.SIGNAL.value})
+#: Error numbers of a full disk (``errno.h``; EDQUOT where the platform defines it).
+DISK_FULL_ERRNOS: frozenset[int] = frozenset(
+    {errno.ENOSPC, *([errno.EDQUOT] if hasattr(errno, "EDQUOT") else [])})
+#: Exit status of a case process that could not write its result for a full disk.
+DISK_FULL_EXIT = 75
+#: What a full disk says in a process's error output (``strerror`` of the error numbers).
+_DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "[Errno 28]",
+                    "[Errno 122]")
+
+
+def disk_full_error(error: BaseException | None) -> OSError | None:
+    """The full-disk ``OSError`` behind an exception (itself or what it was raised from),
+    or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def disk_full_reason(error: OSError) -> str:
+    """``disk full: No space left on device (writing /run/results.jsonl)``."""
+    where = f" (writing {error.filename})" if error.filename else ""
+    return f"disk full: {error.strerror or error}{where}"
+
+
+def says_disk_full(text: str) -> bool:
+    """Whether a process's error output reports a full disk."""
+    return any(words in text for words in _DISK_FULL_WORDS)
+
 
 #: Columns of ``track`` rows.
 TRACK: dict[str, str] = {

@@ -24,7 +24,11 @@ Statuses (:class:`harness.vocabulary.Status`) and causes (the ``cause`` column,
 * ``failed`` — cause ``exception`` (its last line is the reason), ``crash`` (the child's
   own fault signal, with its last line of error output), ``signal`` (a signal sent from
   outside the harness, e.g. ``kill -9``: not an out-of-memory kill), ``exit`` (no result),
-  or ``harness``.
+  ``harness``, ``disk-full`` (ENOSPC or EDQUOT anywhere in the case: its own writes, its
+  result file, the harness's files for it) or ``lost-worker`` (:mod:`harness.rows`).
+
+``--resume`` runs a case again when its last record failed for a cause outside the case
+(:data:`harness.rows.OUTSIDE_CAUSES`: ``disk-full``, ``signal``, ``lost-worker``).
 
 No orphans: a child asks the kernel to kill it when the parent dies (``PR_SET_PDEATHSIG``),
 the parent kills the child's process group on any exit it lives through (including
@@ -57,6 +61,14 @@ from harness.case_spec import CaseSpec
 from harness.cases import Case, cache_name, final_path, scenario_hash
 from harness.execution import PLACEMENT_COLUMNS, Executor, Job, placement
 from harness.metadata import now
+from harness.rows import (
+    DISK_FULL,
+    DISK_FULL_EXIT,
+    OUTSIDE_CAUSES,
+    disk_full_error,
+    disk_full_reason,
+    says_disk_full,
+)
 from harness.run_lock import RunDirectoryBusy, RunLock
 from harness.vocabulary import Cause, Status
 
@@ -287,8 +299,13 @@ def run_in_child(spec: CaseSpec, limits: Limits, workdir: Path,
         out_file.unlink()
         return _over_limit([common | row for row in rows], limits.memory_bytes)
     code = process.returncode
-    tail = (stderr or b"").decode(errors="replace").strip().splitlines()
+    text = (stderr or b"").decode(errors="replace")
+    tail = text.strip().splitlines()
     detail = f" (last line: {tail[-1][-300:]})" if tail else ""
+    if code == DISK_FULL_EXIT or (code is not None and code > 0 and says_disk_full(text)):
+        what = tail[-1][-300:] if tail and tail[-1].startswith("disk full") else \
+            f"disk full: the case process exited with code {code}{detail}"
+        return [common | {"status": Status.FAILED.value, "cause": DISK_FULL, "reason": what}]
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         if name == "SIGKILL":
@@ -313,9 +330,22 @@ def run_payload(payload: tuple[CaseSpec, Limits, Path]) -> list[dict[str, Any]]:
 
 
 def harness_failure(error: BaseException) -> dict[str, Any]:
-    """The row of a case the harness itself could not run."""
+    """The row of a case the harness itself could not run (cause ``disk-full`` when its
+    files for the case could not be written for a full disk)."""
+    full = disk_full_error(error)
+    if full is not None:
+        return {"status": Status.FAILED.value, "cause": DISK_FULL,
+                "reason": disk_full_reason(full)}
     return {"status": Status.FAILED.value, "cause": Cause.HARNESS.value,
             "reason": f"harness: {type(error).__name__}: {error}"}
+
+
+def _kept(causes: dict[str, str], scenario_hash: str) -> bool:
+    """Whether a case's record stands (``causes``: the last cause recorded per scenario
+    hash): one of the same content (or of unknown content) that did not fail for a cause
+    outside the case."""
+    return any(causes[key] not in OUTSIDE_CAUSES for key in (scenario_hash, "")
+               if key in causes)
 
 
 def _distinct(cases: list[Case]) -> list[Case]:
@@ -398,15 +428,18 @@ class Runner:
             print(f"warning: {message}", file=sys.stderr, flush=True)
 
     def pending(self, cases: Sequence[Case]) -> list[Case]:
-        """The cases not yet recorded (all of them unless resuming)."""
+        """The cases not yet recorded (all of them unless resuming): when resuming, a case
+        whose last record (of its scenario content) failed for a cause outside the case
+        (:data:`harness.rows.OUTSIDE_CAUSES`: a full disk, a signal from outside, a lost
+        worker) is pending again."""
         if not self.resume:
             return list(cases)
-        recorded: dict[str, set[str]] = {}
+        recorded: dict[str, dict[str, str]] = {}  # case id -> scenario hash -> last cause
         for row in results.read_rows(self.out):
             if "case_id" in row:
-                recorded.setdefault(row["case_id"], set()).add(row.get("scenario_hash") or "")
-        return [c for c in cases if c.case_id not in recorded
-                or not ({c.scenario_hash, ""} & recorded[c.case_id])]
+                recorded.setdefault(row["case_id"], {})[row.get("scenario_hash") or ""] = \
+                    str(row.get("cause") or "")
+        return [c for c in cases if not _kept(recorded.get(c.case_id, {}), c.scenario_hash)]
 
     def _final_path(self, case: Case) -> Path:
         return final_path(self.cache, case.case_id, case.scenario_hash)

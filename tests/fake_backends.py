@@ -7,6 +7,7 @@ kind of trouble. Sizes and delays that tests tune come from environment variable
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from typing import ClassVar
@@ -232,3 +233,45 @@ class FaultyBackend(IdentityBackend):
     def fault(particles: int) -> str:
         """``timeout``, ``failed``, ``crash`` or ``ok`` for a particle count."""
         return {0: "timeout", 1: "failed", 2: "crash"}.get(particles % 9, "ok")
+
+
+class _DiskFull(_Identity):
+    def trouble(self) -> None:
+        if os.environ.get("FAKE_DISK_FULL", "1") == "1":
+            raise OSError(errno.ENOSPC, "No space left on device", "particles/final.h5")
+
+
+class DiskFullBackend(IdentityBackend):
+    """A write of the case fails for a full disk (ENOSPC) while ``FAKE_DISK_FULL`` is 1
+    (the default); tracks like the identity otherwise."""
+
+    name = "fake-disk-full"
+    prepared_class = _DiskFull
+
+
+class _DiskFullResult(_Identity):
+    def trouble(self) -> None:
+        def full(source, target, *args, **kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+        os.replace = full  # this case process only: its result file cannot be written
+
+
+class DiskFullResultBackend(IdentityBackend):
+    """Tracks, then the disk is full when the case process writes its result file."""
+
+    name = "fake-disk-full-result"
+    prepared_class = _DiskFullResult
+
+
+class _HangIfAsked(_Identity):
+    def trouble(self) -> None:
+        if os.environ.get("FAKE_HANG") == "1":
+            time.sleep(3600)
+
+
+class HangIfAskedBackend(IdentityBackend):
+    """Hangs while ``FAKE_HANG`` is 1; tracks like the identity otherwise."""
+
+    name = "fake-hang-if-asked"
+    prepared_class = _HangIfAsked

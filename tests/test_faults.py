@@ -313,7 +313,7 @@ def test_run_exits_non_zero_when_every_case_failed_unless_no_fail(tmp_path, fake
                               timeout=300)
         assert done.returncode == code, done.stdout + done.stderr
         assert "Traceback" not in done.stdout + done.stderr
-        assert "[2/2] failed" in done.stdout  # one progress line per finished case
+        assert "[2/2 done, 0 running, 0 left] failed" in done.stdout  # one line per case
 
 
 # 7. an unusable --out --------------------------------------------------------------------
@@ -409,3 +409,125 @@ def test_a_large_parent_does_not_make_its_case_look_large(tmp_path, fake_path, f
     (row,) = read_rows(tmp_path)
     assert row["status"] == "ok", row.get("reason")
     assert row["peak_rss_bytes"] < 1 << 30
+
+
+# 9. a full disk, and cases that failed for a cause outside the case ----------------------
+
+def test_a_full_disk_in_the_case_is_its_cause_and_resume_runs_it_again(tmp_path, fake_path,
+                                                                       fodo, monkeypatch):
+    """ENOSPC raised by the case's own write: ``failed`` with cause ``disk-full`` (once
+    ``exception``); ``--resume`` runs it again, once there is room, and keeps the rest."""
+    from harness.cases import scenario_hash
+
+    monkeypatch.setenv("FAKE_DISK_FULL", "1")
+    cases = [_case(fodo, name).with_hash(scenario_hash(fodo))
+             for name in ("DiskFullBackend", "RaisingBackend")]
+    Runner(tmp_path, Limits(timeout_s=120.0)).run(cases, {"fodo_linear": fodo})
+    full, raised = read_rows(tmp_path)
+    assert full["status"] == "failed" and full["cause"] == "disk-full"
+    assert full["reason"] == "disk full: No space left on device (writing particles/final.h5)"
+    assert raised["cause"] == "exception"
+    monkeypatch.setenv("FAKE_DISK_FULL", "0")
+    resumed = Runner(tmp_path, Limits(timeout_s=120.0), resume=True)
+    assert [c.case_id for c in resumed.pending(cases)] == [cases[0].case_id]
+    resumed.run(cases, {"fodo_linear": fodo})
+    rows = read_rows(tmp_path)
+    assert _ids(rows) == [cases[0].case_id, cases[1].case_id, cases[0].case_id]
+    assert rows[-1]["status"] == "ok"
+    assert Runner(tmp_path, Limits(), resume=True).pending(cases) == []
+
+
+def test_a_full_disk_for_the_result_file_is_not_a_bare_exit(tmp_path, fake_path, fodo):
+    """The case tracked, then its process could not write its result: once ``failed/exit``
+    with a traceback's last line, now ``disk-full`` naming the file."""
+    Runner(tmp_path, Limits(timeout_s=120.0)).run([_case(fodo, "DiskFullResultBackend")],
+                                                  {"fodo_linear": fodo})
+    (row,) = read_rows(tmp_path)
+    assert row["status"] == "failed" and row["cause"] == "disk-full", row
+    assert row["reason"].startswith("disk full: No space left on device (writing ")
+    assert row["reason"].endswith(".out.json)")
+
+
+def test_a_full_disk_in_the_parent_is_not_a_harness_failure(tmp_path, fake_path, fodo,
+                                                            monkeypatch):
+    """The harness cannot write the case's spec file: once ``failed/harness``."""
+    import errno
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded", str(kwargs.get("dir")))
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    Runner(tmp_path, Limits(timeout_s=120.0)).run([_case(fodo, "IdentityBackend")],
+                                                  {"fodo_linear": fodo})
+    (row,) = read_rows(tmp_path)
+    assert row["cause"] == "disk-full" and row["reason"].startswith("disk full: Disk quota")
+
+
+def test_a_child_that_says_disk_full_on_its_way_out_is_disk_full(tmp_path):
+    """An exit with ENOSPC's words on stderr (e.g. a library's own write) is a full disk."""
+    from harness.rows import says_disk_full
+
+    assert says_disk_full("OSError: [Errno 28] No space left on device: 'x'")
+    assert says_disk_full("HDF5-DIAG: ... Disk quota exceeded")
+    assert not says_disk_full("ValueError: bad value")
+
+
+def test_resume_runs_a_case_killed_from_outside_again(tmp_path, fake_path, fodo,
+                                                      monkeypatch):
+    """SIGKILL sent to a case from outside: cause ``signal``; ``--resume`` runs it again
+    (once it never did), and the run's last word on it is the new record."""
+    monkeypatch.setenv("FAKE_HANG", "1")
+    case = _case(fodo, "HangIfAskedBackend")
+    runner = Runner(tmp_path, Limits(timeout_s=120.0, memory_bytes=1 << 30))
+    thread = threading.Thread(target=runner.run, args=([case], {"fodo_linear": fodo}))
+    thread.start()
+    _wait_for(lambda: _running_children(tmp_path), what="the case process")
+    os.kill(_running_children(tmp_path)[0]["pid"], signal.SIGKILL)
+    thread.join(60)
+    (killed,) = read_rows(tmp_path)
+    assert killed["cause"] == "signal"
+    monkeypatch.setenv("FAKE_HANG", "0")
+    Runner(tmp_path, Limits(timeout_s=120.0), resume=True).run([case], {"fodo_linear": fodo})
+    assert [row["status"] for row in read_rows(tmp_path)] == ["failed", "ok"]
+
+
+def test_resume_keeps_cases_whose_failure_is_their_own(tmp_path, fodo):
+    """Only causes outside the case are run again: a lost worker is, a timeout is not."""
+    from harness.execution import lost_row
+    from harness.rows import OUTSIDE_CAUSES
+
+    cases = [_case(fodo, name) for name in ("A", "B", "C", "D", "E")]
+    rows = [{"cause": lost_row("worker lost")["cause"]}, {"cause": "timeout"},
+            {"cause": "exception"}, {"cause": "disk-full"}, {"cause": "signal"}]
+    ResultsWriter(tmp_path).append([{"kind": "track", "case_id": c.case_id, "status": "failed"}
+                                    | r for c, r in zip(cases, rows, strict=True)])
+    pending = Runner(tmp_path, Limits(), resume=True).pending(cases)
+    assert [c.backend for c in pending] == [FAKE + n for n in ("A", "D", "E")]
+    assert {"disk-full", "signal", "lost-worker"} == OUTSIDE_CAUSES
+
+
+def test_a_full_disk_when_storing_a_row_says_so_and_how_to_resume(tmp_path, fake_path,
+                                                                  monkeypatch):
+    """The results file cannot take the row: the run stops with one line naming the full
+    disk and the ``--resume`` command; the case is not recorded, so resume runs it."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from harness import results
+    from harness.cli import app
+
+    def full(self, rows):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(results.ResultsWriter, "append", full)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "fodo_linear", "--particles", "200", "--repeat",
+                                      "1", "--no-report", "--backends", FAKE + "IdentityBackend",
+                                      "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "cannot write results, disk full: No space left on device (writing " in \
+        result.stderr
+    assert f"--resume {out}" in result.stderr
+    assert read_rows(out) == []

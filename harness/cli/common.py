@@ -324,6 +324,7 @@ def execute_runner(runner, cases, scenarios, directory: Path,
     error or Ctrl-C ends in one line (with the cases kept and the exact ``--resume``
     command). What ran where is kept in ``runner.execution`` (for the metadata)."""
     from harness.results import read_rows
+    from harness.rows import disk_full_error, disk_full_reason
     from harness.run_lock import RunDirectoryBusy
 
     executor = None
@@ -350,7 +351,9 @@ def execute_runner(runner, cases, scenarios, directory: Path,
     except (KeyboardInterrupt, OSError) as error:
         planned = {c.case_id for c in cases}
         kept = len(planned & {r.get("case_id") for r in read_rows(directory)})
+        full = None if isinstance(error, KeyboardInterrupt) else disk_full_error(error)
         what = ("interrupted" if isinstance(error, KeyboardInterrupt)
+                else f"cannot write results, {disk_full_reason(full)}" if full is not None
                 else f"cannot write results ({error.strerror or error})")
         err_console.print(f"{what}: {kept} of {len(planned)} cases kept in "
                           f"{directory}/results.jsonl; continue with:\n  "
@@ -369,8 +372,12 @@ def exit_status(directory: Path, cases, no_fail: bool) -> None:
     from harness.vocabulary import Status
 
     planned = {c.case_id for c in cases}
-    bad = {r.get("case_id") for r in read_rows(directory) if r.get("case_id") in planned
-           and r.get("status") in (Status.FAILED, Status.TIMEOUT, Status.OOM)}
+    last: dict = {}  # each case's last record (a resumed run records a case again)
+    for row in read_rows(directory):
+        if row.get("case_id") in planned:
+            last[row["case_id"]] = row
+    bad = {case_id for case_id, r in last.items()
+           if r.get("status") in (Status.FAILED, Status.TIMEOUT, Status.OOM)}
     if bad and not no_fail:
         err_console.print(f"{len(bad)} case(s) failed, timed out or ran out of memory "
                           "(exit status 1; --no-fail keeps 0)", highlight=False)

@@ -76,8 +76,11 @@ def placement(worker: str) -> dict[str, Any]:
 
 
 def lost_row(reason: str) -> dict[str, Any]:
-    """The row of a job whose worker was lost (twice)."""
-    return {"status": Status.FAILED.value, "reason": reason}
+    """The row of a job whose worker was lost (twice): cause ``lost-worker``, which
+    ``--resume`` runs again."""
+    from harness.rows import LOST_WORKER
+
+    return {"status": Status.FAILED.value, "cause": LOST_WORKER, "reason": reason}
 
 
 class Executor(Protocol):
