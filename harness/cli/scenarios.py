@@ -11,6 +11,7 @@ from rich.table import Table
 
 from harness.cli.common import MAX_PARTICLES_OPTION, app, check_number, console, err_console, fail
 from harness.errors import ScenarioError
+from harness.names import printable
 
 
 @app.command("list")
@@ -54,22 +55,59 @@ def list_command() -> None:
     console.print(table)
 
 
+def backend_verdicts(scenario, device: str = "cpu",
+                     dtype: str = "float64") -> list[tuple[str, str, str]]:
+    """What each installed backend does with ``scenario``: ``(backend, word, why)`` with
+    word ``runs`` (why: the model), ``stand-in`` (why: the stand-in it runs) or
+    ``unsupported`` (why: the backend's reason), from the backends' own
+    :meth:`backends.base.Backend.supports`, the check the runner makes before starting a
+    case (:func:`harness.runner.precheck`). Backends not installed are left out."""
+    from backends.base import Unsupported
+    from backends.registry import backend_classes
+
+    verdicts = []
+    for name, cls in backend_classes().items():
+        if not cls.availability().available:
+            continue
+        try:
+            support = cls().supports(scenario, device, dtype)
+        except Exception as error:  # noqa: BLE001 - one line, the case would record it
+            verdicts.append((name, "unknown", f"its support check raised "
+                             f"{type(error).__name__}: {error}"))
+            continue
+        if isinstance(support, Unsupported):
+            verdicts.append((name, "unsupported", support.reason))
+        elif support.model.startswith("stand-in:"):
+            verdicts.append((name, "stand-in", support.model.removeprefix("stand-in:")))
+        else:
+            verdicts.append((name, "runs", support.model))
+    return verdicts
+
+
 @app.command()
 def validate(
     files: Annotated[list[str], typer.Argument(help="Scenario files or bundled names.")],
+    backends: Annotated[bool, typer.Option(
+        help="After OK, one indented line per installed backend: runs (model), stand-in "
+        "(what it runs instead) or unsupported (why).")] = True,
 ) -> None:
-    """Validate scenario files: prints ``OK <file>`` or the error; exits non-zero on errors."""
+    """Validate scenario files: prints ``OK <file>`` (then what each installed backend will
+    do with it) or one line naming the error; exits non-zero on errors."""
     from harness.scenario import load_scenario
 
     failures = 0
     for file in files:
         try:
-            load_scenario(file)
-            console.print(f"OK {escape(file)}", highlight=False, soft_wrap=True)
+            scenario = load_scenario(file)
+            console.print(f"OK {escape(printable(file))}", highlight=False, soft_wrap=True)
         except ScenarioError as error:
             failures += 1
-            err_console.print(f"[red]INVALID[/red] {escape(str(error))}", highlight=False,
-                              soft_wrap=True)
+            err_console.print(f"[red]INVALID[/red] {escape(printable(str(error)))}",
+                              highlight=False, soft_wrap=True)
+            continue
+        for name, word, why in backend_verdicts(scenario) if backends else []:
+            console.print(f"  {escape(printable(name))}: {word} ({escape(printable(why))})",
+                          highlight=False, soft_wrap=True)
     if failures:
         raise typer.Exit(1)
 
