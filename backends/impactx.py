@@ -77,6 +77,7 @@ from backends.base import (
     Prepared,
     Supported,
     Unsupported,
+    final_particles,
     model_signature,
     package_version,
 )
@@ -646,16 +647,20 @@ class ImpactXPrepared(Prepared):
         return handle
 
     def extract(self, handle: _Handle) -> np.ndarray:
-        """Final ``(N, 6)`` particles in injection order; lost particles are NaN rows."""
+        """Final ``(N, 6)`` particles in injection order (:func:`backends.base.final_particles`):
+        particles ImpactX removed (at an aperture) are NaN rows, a particle it returned with
+        all-NaN coordinates is a blow-up (+inf row)."""
         sim = self._check(handle)
         ids, columns = _read_particles(sim.beam)
         rows = np.searchsorted(handle.ids, ids)
         if len(ids) and (rows.max() >= len(handle.ids) or
                          not np.array_equal(handle.ids[rows], ids)):
             raise RuntimeError("ImpactX returned particles that were not injected")
-        out = np.full((len(handle.ids), 6), np.nan)
-        out[rows] = columns
-        return out
+        raw = np.full((len(handle.ids), 6), np.nan)
+        raw[rows] = columns
+        lost = np.ones(len(handle.ids), bool)
+        lost[rows] = False
+        return final_particles(raw, lost=lost)
 
     def reference_energy_MeV(self) -> float:
         """Kinetic energy of ImpactX's reference particle now [MeV] (changes in RF gaps)."""
