@@ -30,7 +30,10 @@ def main() -> None:
     try:
         app()
     except ScenarioError as error:
-        err_console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        from harness.names import printable
+
+        err_console.print(f"[red]error:[/red] {escape(printable(str(error)))}",
+                          highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

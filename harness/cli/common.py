@@ -31,8 +31,12 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error and exit (no traceback for bad input)."""
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    """Print a one-line error and exit (no traceback for bad input); control characters
+    in it are shown escaped (:func:`harness.names.printable`)."""
+    from harness.names import printable
+
+    err_console.print(f"[red]error:[/red] {escape(printable(message))}", highlight=False,
+                      soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -149,8 +149,9 @@ def track(
     fate = observables.fates(final)
     before = observables.compute_survivors(initial, loaded.observables, reference)
     after = observables.compute_survivors(final, loaded.observables, reference)
-    table = Table(title=f"{loaded.name} | {backend} {availability.version} | model {model} | "
-                  f"N={len(initial)} | {device} {dtype}")
+    table = Table(title=escape(printable(f"{loaded.name} | {backend} {availability.version} | "
+                                         f"model {model} | N={len(initial)} | {device} "
+                                         f"{dtype}")))
     for column in ("observable", "initial", "final (survivors)"):
         table.add_column(column)
     for name in loaded.observables:

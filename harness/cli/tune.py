@@ -105,7 +105,9 @@ def tune(
         cases = [c for c in cases if c.options["problem"] in wanted]
 
     def started_case(case) -> None:
-        console.print(f"{case.case_id}", highlight=False)
+        from harness.names import printable
+
+        console.print(printable(case.case_id), highlight=False, markup=False)
 
     runner = tuning_runner(directory, case_limits(timeout, memory_limit),
                            resume=resume is not None, on_start=started_case)

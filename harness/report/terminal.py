@@ -27,8 +27,7 @@ from harness.results import RESULTS_CSV
 from harness.vocabulary import Status
 
 #: The marks of a cell, as one line under the table.
-LEGEND = ("✓ agrees · ✗ differs · ≈ stand-in model · ref reference · ? no reference · "
-          "a status word where the case did not finish")
+LEGEND = "✓ agrees · ✗ differs · ≈ stand-in model · ref: the reference · ?: no reference"
 
 
 def reference_backend(run: Run, preferred: str = "impactx") -> str:
@@ -61,9 +60,11 @@ def where_files_are(directory: Path) -> str:
                                         f"{directory}/results.jsonl")
 
 
-def _rich(table: Any, title: str) -> RichTable:
-    """A report :class:`harness.report.tables.Table` on the terminal: cells on one line."""
-    out = RichTable(title=escape(title), title_justify="left")
+def _rich(table: Any) -> RichTable:
+    """A report :class:`harness.report.tables.Table` on the terminal: cells on one line
+    (its title is printed above it, as a line of its own that the table's width does not
+    wrap)."""
+    out = RichTable()
     for column, align in zip(table.columns, table.align, strict=True):
         out.add_column(escape(printable(column)), justify="right" if align == "r" else "left",
                        no_wrap=True, overflow="ellipsis")
@@ -87,7 +88,7 @@ def end_of_run(directory: Path, settings: str = "", baseline: str = "impactx",
     for table in track_summaries(run, reference):
         title = f"{printable(table.title)}{' · ' + settings if settings else ''} " \
                 f"(speed-up over {printable(reference)})"
-        parts.append(_rich(table, title))
+        parts += [Text(title, style="bold"), _rich(table)]
     if parts:
         parts.append(Text(LEGEND, style="dim"))
     parts.append(Text(f"cases: {status_counts(run)}"))
