@@ -73,6 +73,7 @@ def test_a_lost_worker_reruns_the_job_once_then_records_it(local_cluster, tmp_pa
     assert order == ["lost"]
     assert rows["lost"][0]["status"] == "failed"
     assert rows["lost"][0]["reason"].startswith("worker lost")
+    assert rows["lost"][0]["cause"] == "lost-worker"  # --resume runs it again
     # the cluster goes on: later jobs still run
     rows, _ = _collect(local_cluster, [Job("after", {"value": 3})], execution_work.echo)
     assert rows["after"][0]["value"] == 3
