@@ -25,7 +25,7 @@ setup: $(STAMP)
 # Dask cluster of WORKERS single-core workers (each pinned to its own core).
 WORKERS ?= 2
 run: $(STAMP)
-	$(BIN)/trackbench validate lattices/*.yaml
+	$(BIN)/trackbench validate --no-backends lattices/*.yaml
 	$(BIN)/trackbench run --particles smallest --repeat 3 --threads 1 --workers $(WORKERS) \
 		--out results/runs/$$(date -u +%Y%m%dT%H%M%SZ)
 

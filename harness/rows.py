@@ -56,9 +56,9 @@ COMMON: dict[str, str] = {
 #: Cause of a case that failed because the file system was full (ENOSPC) or the user's quota
 #: spent (EDQUOT), wherever it happened: the case's own writes, its result file, the
 #: harness's files for it. Status ``failed``, reason ``disk full: ...``.
-DISK_FULL = "disk-full"
+DISK_FULL = Cause.DISK_FULL.value
 #: Cause of a case whose cluster worker died (twice) while running it.
-LOST_WORKER = "lost-worker"
+LOST_WORKER = Cause.LOST_WORKER.value
 #: Causes outside the case: the same case may well succeed when run again, so ``--resume``
 #: runs such a case again (a full disk, a signal sent from outside the harness, a lost
 #: worker); every other recorded case is kept.

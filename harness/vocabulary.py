@@ -186,6 +186,8 @@ class Cause(StrEnum):
     CRASH = "crash"                  # died of its own fault signal (SIGSEGV, SIGABRT, ...)
     EXIT = "exit"                    # exited without writing a result
     HARNESS = "harness"              # the parent failed to run the case
+    DISK_FULL = "disk-full"          # the file system was full (ENOSPC) or the quota spent
+    LOST_WORKER = "lost-worker"      # the cluster worker running the case died (twice)
 
 
 #: Names of the tuning methods (the registry :data:`harness.tuning.methods.METHODS` holds

@@ -11,6 +11,7 @@ from harness.cli.common import app, console, fail
 from harness.errors import ScenarioError
 from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S
 from harness.io.model import POLICIES, ImportRefused
+from harness.names import file_name
 
 
 @app.command("import")
@@ -51,7 +52,7 @@ def import_command(
     try:
         imported = import_lattice(file, fmt, sequence, on_unsupported, species, energy, name,
                                   time_limit, memory_limit)
-        target = out or Path(f"{imported.data['name']}.yaml")
+        target = out or Path(file_name(imported.data["name"]) + ".yaml")
         scenario = write_scenario(imported.data, target, imported.header())
     except (ImportRefused, ScenarioError) as error:
         fail(str(error))
@@ -80,7 +81,7 @@ def export_command(
 
     try:
         loaded = load_scenario(scenario)
-        target = write_pals(export_pals(loaded), out or Path(f"{loaded.name}.pals.yaml"),
+        target = write_pals(export_pals(loaded), out or Path(file_name(loaded.name) + ".pals.yaml"),
                             loaded.name)
     except (ImportRefused, ScenarioError) as error:
         fail(str(error))
