@@ -16,7 +16,7 @@ A prepared tracker moves particles in and out of the code (not timed) and tracks
 ImpactX's canonical (x, px, y, py, t, pt); each adapter converts exactly.
 
 Final particles follow one convention (:func:`final_particles`, read back by
-:func:`harness.observables.fates`): a particle lost at an aperture of the scenario is a row of
+:func:`harness.model.observables.fates`): a particle lost at an aperture of the scenario is a row of
 six NaN; every other particle keeps the coordinates the code returned, and one that blew up
 (non-finite coordinates, or stopped by the code anywhere but at an aperture of the scenario)
 is never a row of six NaN, so that a blow-up never reads as a loss.
@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from harness.vocabulary import REQUIRED_FIELDS, field_declared
+from harness.model.scenario import model_signature
+from harness.model.vocabulary import REQUIRED_FIELDS, field_declared
 
 if TYPE_CHECKING:
-    from harness.scenario import Scenario
+    from harness.model.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,6 @@ def package_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def model_signature(scenario: Scenario) -> str:
-    """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
-    ``paraxial+exact``) plus the space-charge model when there is one."""
-    label = "+".join(scenario.tiers) or "linear"
-    if scenario.space_charge is not None:
-        label += f"|sc:{scenario.space_charge.kind}"
-    return label
 
 
 class Prepared(ABC):
@@ -138,10 +130,10 @@ class Backend(ABC):
     install_hint: ClassVar[str] = ""
     #: Element kinds (PALS kinds, plus ``Aperture``) the adapter translates.
     element_kinds: ClassVar[frozenset[str]] = frozenset()
-    #: Element fields (:data:`harness.vocabulary.ELEMENT_FIELDS`) the adapter honours, per
+    #: Element fields (:data:`harness.model.vocabulary.ELEMENT_FIELDS`) the adapter honours, per
     #: kind: names or ``fnmatch`` patterns (``Kn*L``). None (an adapter that declares
     #: nothing) means the fields every element of a kind carries
-    #: (:data:`harness.vocabulary.REQUIRED_FIELDS`). A scenario setting any other field
+    #: (:data:`harness.model.vocabulary.REQUIRED_FIELDS`). A scenario setting any other field
     #: is ``unsupported`` with the field named (:meth:`unhonoured_field`).
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = None
     #: Whether the backend can give gradients by automatic differentiation.
@@ -231,13 +223,13 @@ class Backend(ABC):
 
         None (the default) means the backend gives no AD gradient (finite differences only).
         A differentiable backend returns ``(g, theta0)``: ``theta0`` a 1D torch tensor of
-        the scenario's values of ``parameters`` (names of :mod:`harness.parameters`, units
+        the scenario's values of ``parameters`` (names of :mod:`harness.model.parameters`, units
         of the scenario file) and ``g(theta)`` a dict of the observables ``names``
-        (:mod:`harness.observables`) at the lattice end, each a 0-d tensor, all from one
+        (:mod:`harness.model.observables`) at the lattice end, each a 0-d tensor, all from one
         track, differentiable in reverse and forward mode (one backward pass through all
         of them). ``g`` tracks the given ``(N, 6)`` initial ``particles`` for element
         parameters; for beam parameters it draws the particles inside the graph by
-        reparameterised sampling (:func:`harness.particles.generate_torch`, the scenario's
+        reparameterised sampling (:func:`harness.model.particles.generate_torch`, the scenario's
         seed, ``N`` particles).
         """
         return None
@@ -256,7 +248,7 @@ class Backend(ABC):
 
 def field_table(kinds: Iterable[str], **extra: Iterable[str]) -> dict[str, frozenset[str]]:
     """An adapter's honoured-field table: the fields every element of each of ``kinds``
-    carries (:data:`harness.vocabulary.REQUIRED_FIELDS`) plus, per kind, the ``extra``
+    carries (:data:`harness.model.vocabulary.REQUIRED_FIELDS`) plus, per kind, the ``extra``
     names or patterns it also translates (e.g. ``Multipole=("Kn*L", "Ks*L")``)."""
     return {kind: REQUIRED_FIELDS.get(kind, frozenset()) | frozenset(extra.get(kind, ()))
             for kind in kinds}

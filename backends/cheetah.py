@@ -81,14 +81,14 @@ from backends.base import (
     model_signature,
 )
 from backends.torch_support import device_support, synchronize, torch_dtype
-from harness.lattice import thin_multipoles
+from harness.model.lattice import thin_multipoles
 
 if TYPE_CHECKING:
     import torch
 
-    from harness.lattice import Element
-    from harness.reference_particle import ReferenceParticle
-    from harness.scenario import Scenario
+    from harness.model.lattice import Element
+    from harness.model.reference_particle import ReferenceParticle
+    from harness.model.scenario import Scenario
 
 #: Cheetah tracking methods used by this adapter.
 LINEAR = "linear"
@@ -120,7 +120,7 @@ class ElementPlan:
 
 def _multipole_orders(params: dict[str, Any]) -> dict[str, Any]:
     """The nonzero integrated thin-multipole strengths ``KnNL`` / ``KsNL`` of an element,
-    by field name (:func:`harness.lattice.thin_multipoles`)."""
+    by field name (:func:`harness.model.lattice.thin_multipoles`)."""
     out = {}
     for n, (kn, ks) in thin_multipoles(params).items():
         for prefix, value in (("Kn", kn), ("Ks", ks)):
@@ -231,7 +231,7 @@ def _build_drift(element, plan, params, fraction, first, last, name, make) -> li
 def _normal_and_tilt(params: dict[str, Any], order: int, make: _Factory):
     """Cheetah strength and tilt of a quadrupole (order 1) or sextupole (2): with a skew
     component, the normal magnet hypot(Kn, Ks) rotated by -atan2(Ks, Kn)/(N+1)
-    (:func:`harness.lattice.rotated_normal`), plus the body rotation ``z_rot``."""
+    (:func:`harness.model.lattice.rotated_normal`), plus the body rotation ``z_rot``."""
     t = make.tensor
     kn, tilt = t(params[f"Kn{order}"]), t(params.get("z_rot", 0.0))
     if f"Ks{order}" not in params:
@@ -648,14 +648,14 @@ class CheetahBackend(Backend):
 
         ``particles`` is the initial (N, 6) ImpactX-ordered array, or a particle count
         (None: the scenario's). With beam parameters the N particles are drawn inside the
-        graph (:func:`harness.particles.generate_torch`, the scenario's seed), so an array
+        graph (:func:`harness.model.particles.generate_torch`, the scenario's seed), so an array
         only gives N.
         """
         import torch
 
-        from harness import observables
-        from harness.parameters import resolve_parameters
-        from harness.particles import generate_torch
+        from harness.model import observables
+        from harness.model.parameters import resolve_parameters
+        from harness.model.particles import generate_torch
 
         verdict = self.supports(scenario, device, dtype)
         if not verdict:
@@ -667,7 +667,7 @@ class CheetahBackend(Backend):
         count = (len(fixed) if fixed is not None
                  else scenario.beam.particles if particles is None else int(particles))
         if fixed is None and not has_beam:
-            from harness.particles import generate
+            from harness.model.particles import generate
 
             fixed = generate(scenario.beam, count)
         weigh = any(e.kind == "Aperture" for e in scenario.elements)

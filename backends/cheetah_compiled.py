@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.cheetah import CheetahBackend, CheetahPrepared
 
 if TYPE_CHECKING:
-    from harness.scenario import Scenario
+    from harness.model.scenario import Scenario
 
 #: Dynamo compiles a frame once per guard set; Cheetah's ``Segment`` tracks each merged
 #: linear section through the same method with another ``self``, so a long lattice needs one

@@ -81,12 +81,12 @@ from backends.base import (
     model_signature,
     package_version,
 )
-from harness.lattice import Element, rotated_normal, thick_multipoles, thin_multipoles
-from harness.vocabulary import ELEMENT_TIERS, tier_rank
+from harness.model.lattice import Element, rotated_normal, thick_multipoles, thin_multipoles
+from harness.model.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
-    from harness.reference_particle import ReferenceParticle
-    from harness.scenario import Scenario
+    from harness.model.reference_particle import ReferenceParticle
+    from harness.model.scenario import Scenario
 
 #: PyPI distributions that provide the ``impactx`` module (the sequential CPU wheel and the
 #: accelerated builds); conda-forge installs the module without a PyPI distribution.
@@ -224,7 +224,7 @@ def _aligned(element: Element, rotation_field: str = "z_rot", turn: float = 0.0
              ) -> dict[str, Any]:
     """ImpactX alignment arguments (``src/elements/mixin/alignment.H``): ``dx``, ``dy`` [m]
     from the body offsets and ``rotation`` [degrees] from ``rotation_field`` [rad] plus
-    ``turn`` [rad] (the rotation of a skew component, :func:`harness.lattice.
+    ``turn`` [rad] (the rotation of a skew component, :func:`harness.model.lattice.
     rotated_normal`); only those that are set."""
     p = element.params
     out: dict[str, Any] = {}
@@ -322,7 +322,7 @@ def _bend(element: Element, nslice: int) -> list[ElementSpec]:
 
 
 def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:
-    """``{order N: (KnNL, KsNL)}`` of a thin multipole (:func:`harness.lattice.
+    """``{order N: (KnNL, KsNL)}`` of a thin multipole (:func:`harness.model.lattice.
     thin_multipoles`) as floats."""
     return {n: (float(kn), float(ks)) for n, (kn, ks) in thin_multipoles(params).items()}
 
@@ -615,7 +615,7 @@ class ImpactXPrepared(Prepared):
         beam.clear_particles()
         ref = beam.ref
         ref.reset()
-        from harness.reference_particle import IMPACTX_SPECIES
+        from harness.model.reference_particle import IMPACTX_SPECIES
 
         if self.reference.species in IMPACTX_SPECIES:
             ref.set_species(self.reference.species)

@@ -78,9 +78,9 @@ from backends.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.lattice import Element
-    from harness.reference_particle import ReferenceParticle
-    from harness.scenario import Scenario
+    from harness.model.lattice import Element
+    from harness.model.reference_particle import ReferenceParticle
+    from harness.model.scenario import Scenario
 
 #: What every pyAT row stands in for (AT moves every particle at c).
 BETA_ONE = "beta=1: no velocity slip"

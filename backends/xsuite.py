@@ -98,8 +98,8 @@ from backends.base import (
 )
 
 if TYPE_CHECKING:
-    from harness.lattice import Element
-    from harness.scenario import Scenario
+    from harness.model.lattice import Element
+    from harness.model.scenario import Scenario
 
 #: Where the OpenMP kernels are compiled to (see the module docstring).
 KERNEL_DIR_VARIABLE = "TRACKBENCH_XSUITE_KERNELS"

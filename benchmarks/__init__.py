@@ -2,7 +2,8 @@
 
 Speed (``time_*``), memory (``peakmem_*``) and accuracy (``track_*``) of every backend on the
 bundled scenarios, parameterised over scenario × backend × particle count (× device where
-CUDA exists). Set-up comes from the harness (:mod:`harness.scenario`, :mod:`harness.particles`,
-:mod:`backends.registry`, :mod:`harness.agreement`); the grid is in :mod:`benchmarks.grid`.
+CUDA exists). Set-up comes from the harness (:mod:`harness.model.load`,
+:mod:`harness.model.particles`, :mod:`backends.registry`, :mod:`harness.agreement`); the
+grid is in :mod:`benchmarks.grid`.
 Run it with ``trackbench asv quick`` (see :mod:`harness.asv_tools`).
 """

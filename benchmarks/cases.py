@@ -3,8 +3,8 @@
 asv re-runs ``setup`` before every timed call; the expensive part (translating the scenario,
 the warm-up track, the reference track) is done once per process and kept here, so that a
 repeated ``setup`` only re-injects particles. Every case uses the same steps as the harness's
-isolated case (:mod:`harness.child`): :func:`harness.scenario.load_scenario`, the seeded
-initial particles of :func:`harness.particles.generate`, ``Backend.supports`` /
+isolated case (:mod:`harness.child`): :func:`harness.model.load.load_scenario`, the seeded
+initial particles of :func:`harness.model.particles.generate`, ``Backend.supports`` /
 ``Backend.prepare``, and :func:`harness.agreement.particle_deviation` against the reference
 chosen by :func:`harness.cases.reference_backend` (ImpactX, cpu, float64).
 
@@ -25,8 +25,9 @@ from backends.base import Backend, Prepared
 from backends.registry import available_backends, get_backend
 from harness.agreement import particle_deviation
 from harness.cases import REFERENCE_DEVICE, REFERENCE_DTYPE, reference_backend
-from harness.particles import generate
-from harness.scenario import Scenario, load_scenario
+from harness.model.load import load_scenario
+from harness.model.particles import generate
+from harness.model.scenario import Scenario
 
 #: The scenario files next to this suite: found also when the project is installed as a
 #: wheel (``asv continuous`` virtualenvs), which holds no ``lattices/`` folder.

@@ -26,7 +26,7 @@ LATTICES = Path(__file__).resolve().parent.parent / "lattices"
 
 def with_steps(name: str, steps: int):
     """The bundled scenario ``name`` with ``integrator: {nslice: 1, mapsteps: steps}``."""
-    from harness.scenario import scenario_from_dict
+    from harness.model.load import scenario_from_dict
 
     path = LATTICES / f"{name}.yaml"
     data = yaml.safe_load(path.read_text())
@@ -51,7 +51,7 @@ def deviation(final: np.ndarray, reference: np.ndarray) -> float:
 def sweep(name: str, steps: list[int], backends: list[str], particles: int,
           reference_steps: int) -> list[dict]:
     """Rows ``{backend, steps, vs_impactx_same_steps, vs_impactx_converged, model}``."""
-    from harness.particles import generate
+    from harness.model.particles import generate
 
     initial = generate(with_steps(name, 1).beam, particles)
     converged, _ = track("impactx", with_steps(name, reference_steps), initial)

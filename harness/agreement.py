@@ -3,13 +3,13 @@
 Particle-by-particle deviation of coordinate ``i`` is ``|x_i - x_ref,i| / sigma_ref,i`` with
 ``sigma_ref,i`` the rms of the reference's final coordinate ``i`` over its particles; the
 maximum and the rms over particles are recorded per coordinate. Particles that did not
-survive in either code (lost at an aperture or blown up, :func:`harness.observables.fates`)
+survive in either code (lost at an aperture or blown up, :func:`harness.model.observables.fates`)
 are left out of the deviation; the reference's losses and the particles lost in one code
 only (``lost_mismatch``) are counted, and a mismatch beyond the tolerance is a ``differs``.
 When no particle survives in both codes the verdict compares the losses alone (aperture
 losses only: a blow-up in either code is a ``blow-up``).
 
-Verdicts (:class:`harness.vocabulary.Verdict`):
+Verdicts (:class:`harness.model.vocabulary.Verdict`):
 
 * ``model-mismatch`` when the case ran a different model than the reference (a stand-in,
   other tiers): deviations are still recorded, never counted as a disagreement;
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.observables import BLOW_UP_MAGNITUDE, COORDINATES, fates
-from harness.vocabulary import Status, Verdict
+from harness.model.observables import BLOW_UP_MAGNITUDE, COORDINATES, fates
+from harness.model.vocabulary import Status, Verdict
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ class CaseSpec(BaseModel):
         launched_at: UNIX time [s] at which the parent started the process (the child's
             clock counts interpreter start-up from it); parent_pid: the parent's pid.
         scenario_blob: a file holding the parent's validated scenario
-            (:func:`harness.scenario.scenario_to_bytes`), so that the child neither parses
+            (:func:`harness.model.load.scenario_to_bytes`), so that the child neither parses
             nor validates the YAML again; None: the child reads ``scenario_path``.
         write_particles: ``openpmd`` to write the initial and final particles into
             ``run_directory``/particles (``--write-particles``, after the timed tracks);

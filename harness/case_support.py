@@ -133,7 +133,7 @@ def initial_particles(spec: CaseSpec, scenario) -> np.ndarray:
     from the scenario's beam (deterministic for its seed)."""
     if spec.initial_path:
         return np.load(spec.initial_path)
-    from harness.particles import generate
+    from harness.model.particles import generate
 
     base = Path(scenario.source_file).parent if scenario.source_file else None
     return generate(scenario.beam, spec.particles, base_dir=base)
@@ -167,7 +167,7 @@ class Loaded:
 def case_scenario(spec: CaseSpec):
     """The case's scenario: the parent's validated model when it handed one over
     (``scenario_blob``, no parsing or validating again), else read from its file."""
-    from harness.scenario import load_scenario, scenario_from_bytes
+    from harness.model.load import load_scenario, scenario_from_bytes
 
     if spec.scenario_blob and Path(spec.scenario_blob).exists():
         return scenario_from_bytes(Path(spec.scenario_blob).read_bytes())
@@ -193,8 +193,8 @@ def failure_row(error: BaseException, traceback_text: str) -> dict[str, Any]:
     """The row of a case that raised: ``oom`` when memory ran out, ``failed`` with cause
     ``disk-full`` when the disk was full (:func:`harness.rows.disk_full_error`), else
     ``failed``."""
+    from harness.model.vocabulary import Cause, Status
     from harness.rows import DISK_FULL, disk_full_error, disk_full_reason
-    from harness.vocabulary import Cause, Status
 
     full = disk_full_error(error)
     if full is not None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from harness.scenario import Scenario
+from harness.model.scenario import Scenario
 
 #: Particle counts of the default comparison when a scenario names none (modest sizes that
 #: finish in minutes on a 2-core machine).

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.model.vocabulary import Status, Verdict
 from harness.results import load_table, read_rows
-from harness.vocabulary import Status, Verdict
 
 KEY = ["scenario", "backend", "particles", "device", "dtype", "threads_requested"]
 SUMMARY_COLUMNS = ["scenario", "backend", "particles", "device", "dtype", "status", "model",

@@ -11,8 +11,8 @@ from rich.console import JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
+from harness.model.vocabulary import Status, Verdict
 from harness.names import printable
-from harness.vocabulary import Status, Verdict
 
 
 def is_missing(value) -> bool:

@@ -11,9 +11,9 @@ measures the gradient of the objective at the lattice end, by every method the b
 * ``fd`` — central finite differences over the relative steps ``options["fd_steps"]``
   (default :data:`harness.gradients.DEFAULT_FD_STEPS`), for every backend, ImpactX
   included: each evaluation prepares and tracks a copy of the scenario with one parameter
-  changed (:func:`harness.scenario_edit.with_values`) from the *same* initial particles
+  changed (:func:`harness.model.scenario_edit.with_values`) from the *same* initial particles
   (common random numbers); for beam parameters the particles are drawn again from the
-  edited beam with the scenario's seed (:func:`harness.particles.generate`).
+  edited beam with the scenario's seed (:func:`harness.model.particles.generate`).
 
 Reference gradient (``reference_method`` column), chosen in this order:
 
@@ -55,7 +55,7 @@ from harness.case_support import (
     peak_rss_bytes,
 )
 from harness.gradients import rel_error, scaled_error
-from harness.vocabulary import Status
+from harness.model.vocabulary import Status
 
 #: What the default reference gradient is.
 INHOUSE_REFERENCE = "forward-mode inhouse float64 cpu"
@@ -84,9 +84,9 @@ class BlackBoxObjective:
 
     def __call__(self, values: dict[str, float] | None = None) -> float:
         """The objective with ``values`` (parameter name -> value) replacing the scenario's."""
-        from harness import observables
-        from harness.particles import generate
-        from harness.scenario_edit import changes_particles, with_values
+        from harness.model import observables
+        from harness.model.particles import generate
+        from harness.model.scenario_edit import changes_particles, with_values
 
         values = values or {}
         scenario = with_values(self.scenario, values) if values else self.scenario
@@ -134,7 +134,7 @@ def _as_floats(tensor) -> list[float]:
 
 
 def _failure(error: BaseException) -> dict[str, Any]:
-    from harness.vocabulary import Cause
+    from harness.model.vocabulary import Cause
 
     oom = is_out_of_memory(error)
     return {"status": (Status.OOM if oom else Status.FAILED).value,
@@ -298,9 +298,9 @@ def gradient_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
     ``analytic``, and ``kicks`` / ``checkpoint`` replacing the scenario's space-charge
     ``kicks_per_element`` / ``checkpoint``
     (:func:`harness.gradients.with_space_charge_options`)."""
-    from backends.base import model_signature
     from harness.case_support import case_scenario
-    from harness.parameters import resolve_parameters
+    from harness.model.parameters import resolve_parameters
+    from harness.model.scenario import model_signature
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(None)

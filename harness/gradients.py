@@ -235,7 +235,7 @@ def gradient_options(scenario, parameters: Sequence[str] | None, objective: str 
             "fd_steps": [float(s) for s in (fd_steps or DEFAULT_FD_STEPS)]}
 
 
-#: Values of ``space_charge.checkpoint`` (see :class:`harness.scenario.SpaceCharge`).
+#: Values of ``space_charge.checkpoint`` (see :class:`harness.model.scenario.SpaceCharge`).
 CHECKPOINTS: tuple[str, ...] = ("none", "kick")
 
 
@@ -277,7 +277,7 @@ def with_space_charge_options(scenario, options: dict[str, Any]):
     if scenario.space_charge is None:
         raise ValueError(f"{scenario.name}: kicks/checkpoint options need a scenario with "
                          "space charge")
-    from harness.scenario import SpaceCharge
+    from harness.model.scenario import SpaceCharge
 
     settings = SpaceCharge(**(scenario.space_charge.model_dump() | update))
     return scenario.model_copy(update={"space_charge": settings})

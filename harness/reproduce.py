@@ -106,7 +106,7 @@ def plan_reproduction(published: Published, plans: Sequence[FigurePlan], repeat:
     """The runner's cases of the figure plans (reference cases first, duplicates once)."""
     from backends.registry import available_backends
     from harness.cases import plan
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     available = list(available if available is not None else available_backends())
     chosen = [b for b in (backends or BACKENDS) if b in available]
@@ -343,7 +343,7 @@ def _agreement_table(cells: list[dict]) -> str:
 
 def _htu_beam_note() -> str:
     """How the bundled HTU beam stands to the benchmark's 1 % mean momentum offset."""
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     centroid = load_scenario("htu").beam.centroid
     if centroid is not None and centroid.pt != 0.0:

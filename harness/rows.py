@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import re
 
-from harness.vocabulary import Cause
+from harness.model.vocabulary import Cause
 
 #: Columns of every row.
 COMMON: dict[str, str] = {
@@ -27,10 +27,10 @@ COMMON: dict[str, str] = {
     "reference": "what the case is compared with: impactx | inhouse | analytic | none",
     "reference_note": "why that reference (e.g. ImpactX not installed)",
     "scenario_hash": "content hash of the scenario file (12 hex digits of its SHA-256)",
-    "status": "ok | unsupported | failed | timeout | oom (harness.vocabulary.Status)",
+    "status": "ok | unsupported | failed | timeout | oom (harness.model.vocabulary.Status)",
     "cause": "why a case is not ok: exception | out-of-memory | memory-limit | kernel-oom | "
              "preflight | timeout | signal | crash | exit | harness "
-             "(harness.vocabulary.Cause) | disk-full | lost-worker (harness.rows); empty "
+             "(harness.model.vocabulary.Cause) | disk-full | lost-worker (harness.rows); empty "
              "when ok or unsupported",
     "reason": "why the status is not ok (the error's last line, the limit passed, ...)",
     "traceback": "the last frames of the exception of a failed case (text)",
@@ -128,7 +128,7 @@ TRACK: dict[str, str] = {
     "support_note": "what the backend says about how it runs the case (empty: nothing)",
     "lost": "particles lost at apertures (the backends' all-NaN rows)",
     "blown_up": "particles that blew up numerically: non-finite coordinates other than an "
-                "aperture loss, or |coordinate| > 1e8 (harness.observables.fates)",
+                "aperture loss, or |coordinate| > 1e8 (harness.model.observables.fates)",
     "survival": "fraction of the particles that survived (neither lost nor blown up)",
     "lost_reference": "particles the reference lost at apertures",
     "blown_up_reference": "particles that blew up in the reference",
@@ -144,7 +144,7 @@ TRACK: dict[str, str] = {
     "dev_max": "largest dev_max_<coordinate>",
     "dev_rms": "largest dev_rms_<coordinate>",
     "verdict": "agrees | differs | model-mismatch | no-reference | reference | blow-up "
-               "(harness.vocabulary.Verdict)",
+               "(harness.model.vocabulary.Verdict)",
     "verdict_detail": "the metric that decided a differs / the models of a mismatch",
 }
 

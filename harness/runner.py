@@ -9,8 +9,8 @@ Two layers, so that another execution layer (e.g. a Dask cluster) can replace th
   (:mod:`harness.run_lock`), the results writer (:class:`harness.results.ResultsWriter`),
   ``--resume``, the pre-flight memory check (:mod:`harness.preflight`), reference particles.
 
-Statuses (:class:`harness.vocabulary.Status`) and causes (the ``cause`` column,
-:class:`harness.vocabulary.Cause`):
+Statuses (:class:`harness.model.vocabulary.Status`) and causes (the ``cause`` column,
+:class:`harness.model.vocabulary.Cause`):
 
 * ``unsupported`` — the backend is not installed, or says it cannot run the case (decided
   in the parent without starting a process when the adapter can tell);
@@ -61,6 +61,7 @@ from harness.case_spec import CaseSpec
 from harness.cases import Case, cache_name, final_path, scenario_hash
 from harness.execution import PLACEMENT_COLUMNS, Executor, Job, placement
 from harness.metadata import now
+from harness.model.vocabulary import Cause, Status
 from harness.rows import (
     DISK_FULL,
     DISK_FULL_EXIT,
@@ -70,7 +71,6 @@ from harness.rows import (
     says_disk_full,
 )
 from harness.run_lock import RunDirectoryBusy, RunLock
-from harness.vocabulary import Cause, Status
 
 #: Seconds between two looks at a running child (memory, time limit).
 POLL_S = 0.02
@@ -446,7 +446,7 @@ class Runner:
 
     def spec(self, case: Case, scenario) -> CaseSpec:
         """What the child is told (it draws the initial particles itself)."""
-        from backends.base import model_signature
+        from harness.model.scenario import model_signature
 
         spec = CaseSpec(**case.as_dict(), reference_model=model_signature(scenario),
                         write_particles=self.write_particles, run_directory=str(self.out),
@@ -468,7 +468,7 @@ class Runner:
     def _scenario_blob(self, case: Case, scenario) -> str | None:
         """The file of this run holding the validated scenario for the case processes
         (written once per scenario; None when it cannot be written: they read the YAML)."""
-        from harness.scenario import scenario_to_bytes
+        from harness.model.load import scenario_to_bytes
 
         directory = self.workdir or self.cache
         path = directory / f"scenario-{case.scenario_hash or cache_name(case.scenario)}.pickle"

@@ -7,7 +7,7 @@ from the tracking time, never mixed into throughput: the start-up (interpreter a
 imports, from the moment the parent started the process), the preparation and the
 warm-up, in seconds.
 
-Final particles are sorted by fate (:func:`harness.observables.fates`): ``lost`` counts
+Final particles are sorted by fate (:func:`harness.model.observables.fates`): ``lost`` counts
 aperture losses, ``blown_up`` numerical blow-ups; observables are those of the survivors
 (``survival`` their fraction), and a blow-up gives the verdict ``blow-up``.
 """
@@ -27,8 +27,8 @@ from harness.case_support import Clock, initial_particles, load, peak_rss_bytes
 
 def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> list[dict]:
     """Run one tracking case; its row (status ``ok`` or ``unsupported``) in a list."""
-    from harness import observables
-    from harness.vocabulary import Status
+    from harness.model import observables
+    from harness.model.vocabulary import Status
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(None)
@@ -112,9 +112,10 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
 def compare_case(spec: CaseSpec, scenario, initial: np.ndarray, final: np.ndarray,
                  values: dict[str, float], model: str, blown_up: int = 0) -> dict[str, Any]:
     """Agreement columns and the verdict of a case against its reference."""
-    from backends.base import model_signature
-    from harness import agreement, observables
-    from harness.vocabulary import Verdict
+    from harness import agreement
+    from harness.model import observables
+    from harness.model.scenario import model_signature
+    from harness.model.vocabulary import Verdict
 
     expected_model = model_signature(scenario)
     space_charge = scenario.space_charge is not None

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 from backends.base import Backend, Prepared, model_signature
-from harness.vocabulary import LATTICE_KINDS
+from harness.model.vocabulary import LATTICE_KINDS
 
 
 class _Scale(Prepared):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.particles import generate
+from harness.model.particles import generate
 
 DATA = Path(__file__).resolve().parent / "data"
 

@@ -4,9 +4,11 @@ Plans ``--cases`` cases of the fake ``FaultyBackend`` (its fault follows the par
 count: ok, an exception, a crash or a hang past the time limit), then runs them in
 worker processes (``--resume`` each time) while injecting faults at random moments:
 SIGKILL of the worker (the parent), SIGKILL of the running case process from outside,
-and, after a parent kill, a torn last line of ``results.jsonl``. At the end every case
-must be recorded exactly once with the right status and cause, and no case process may
-be left running. Prints a JSON summary; exits 1 when anything is wrong.
+and, after a parent kill, a torn last line of ``results.jsonl``. A case killed from outside
+is recorded ``failed`` (cause ``signal``) and run again by the next ``--resume``. At the end
+every case must be recorded exactly once with a cause of its own (its fault's status and
+cause), as its last record, after nothing but outside-cause records, and no case process
+may be left running. Prints a JSON summary; exits 1 when anything is wrong.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ EXPECTED = {"ok": ("ok", None), "failed": ("failed", "exception"),
 def planned(n_cases: int):
     """The soak's cases (particle counts 100, 101, ...)."""
     from harness.cases import Case
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     scenario = load_scenario(SCENARIO)
     return scenario, [Case(SCENARIO, scenario.source_file, BACKEND, 100 + i, repeat=1)
@@ -82,6 +84,7 @@ def soak(out: Path, n_cases: int, seed: int, timeout_s: float = 5.0,
     from fake_backends import FaultyBackend
 
     from harness.results import read_rows
+    from harness.rows import OUTSIDE_CAUSES
 
     rng = random.Random(seed)
     _, cases = planned(n_cases)
@@ -91,7 +94,8 @@ def soak(out: Path, n_cases: int, seed: int, timeout_s: float = 5.0,
     started = time.time()
     ids = {c.case_id for c in cases}
     while time.time() - started < budget_s:
-        done = {r.get("case_id") for r in read_rows(out)}
+        last = {r.get("case_id"): r for r in read_rows(out)}
+        done = {key for key, r in last.items() if r.get("cause") not in OUTSIDE_CAUSES}
         if ids <= done:
             break
         counts["rounds"] += 1
@@ -123,13 +127,14 @@ def soak(out: Path, n_cases: int, seed: int, timeout_s: float = 5.0,
     time.sleep(0.5)
     rows = read_rows(out)
     problems = []
-    seen: dict[str, int] = {}
+    records: dict[str, list[dict]] = {}
     for row in rows:
-        seen[row["case_id"]] = seen.get(row["case_id"], 0) + 1
+        records.setdefault(row["case_id"], []).append(row)
     for case in cases:
-        times = seen.get(case.case_id, 0)
-        if times != 1:
-            problems.append(f"{case.case_id}: recorded {times} times")
+        own = [r for r in records.get(case.case_id, []) if r.get("cause") not in OUTSIDE_CAUSES]
+        if len(own) != 1 or records[case.case_id][-1] is not own[0]:
+            problems.append(f"{case.case_id}: {len(own)} records of its own, "
+                            f"{len(records.get(case.case_id, []))} in all")
     for row in rows:
         want = EXPECTED[FaultyBackend.fault(int(row["particles"]))]
         got = (row["status"], row.get("cause"))
@@ -142,7 +147,8 @@ def soak(out: Path, n_cases: int, seed: int, timeout_s: float = 5.0,
     leftovers = _leftovers(out)
     if leftovers:
         problems.append(f"case processes left running: {leftovers}")
-    return counts | {"cases": n_cases, "rows": len(rows), "seconds": time.time() - started,
+    return counts | {"cases": n_cases, "rows": len(rows), "recorded": len(records),
+                     "seconds": time.time() - started,
                      "problems": problems}
 
 

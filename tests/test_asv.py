@@ -82,8 +82,8 @@ def test_track_values_equal_the_harness_numbers(tiny_run):
     from harness.agreement import particle_deviation
     from harness.gradient_case import forward_gradient, reverse_gradient
     from harness.gradients import rel_error
-    from harness.particles import generate
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
+    from harness.model.particles import generate
 
     values = recorded(tiny_run[0])
     scenario = load_scenario("fodo_linear")

@@ -20,9 +20,9 @@ import pytest
 
 from backends.base import Supported, Unsupported, model_signature
 from backends.registry import available_backends, backend_classes, get_backend
-from harness.particles import beam_cholesky, unit_samples
-from harness.scenario import scenario_from_dict
-from harness.vocabulary import LATTICE_KINDS
+from harness.model.load import scenario_from_dict
+from harness.model.particles import beam_cholesky, unit_samples
+from harness.model.vocabulary import LATTICE_KINDS
 
 BACKENDS = available_backends()
 N = 1500

@@ -26,7 +26,7 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.scenario import BUNDLED_DIR
+from harness.model.load import BUNDLED_DIR
 
 CORPUS = Path(__file__).resolve().parent / "bad_input"
 REPO = CORPUS.parent.parent
@@ -175,7 +175,7 @@ def test_compare_threshold_nan(tmp_path: Path) -> None:
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path: Path) -> None:
-    from harness.yaml_load import MAX_BYTES
+    from harness.model.yaml_load import MAX_BYTES
 
     path = tmp_path / "huge.yaml"
     with path.open("wb") as handle:  # sparse: no disk space, no read

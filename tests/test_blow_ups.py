@@ -17,7 +17,8 @@ import pytest
 
 from backends.base import final_particles
 from backends.registry import available_backends, get_backend
-from harness import agreement, observables
+from harness import agreement
+from harness.model import observables
 from tests.test_backend_contract import make_scenario, particles_of
 
 BACKENDS = [name for name in available_backends() if name != "cheetah-compiled"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.scenario import bundled_names, load_scenario
+from harness.model.load import bundled_names, load_scenario
 
 
 @pytest.mark.parametrize("name", bundled_names())

@@ -14,11 +14,11 @@ import pytest
 pytest.importorskip("cheetah")
 torch = pytest.importorskip("torch")
 
-from backends.base import model_signature  # noqa: E402
 from backends.cheetah import CheetahBackend  # noqa: E402
 from backends.registry import get_backend  # noqa: E402
-from harness.particles import generate  # noqa: E402
-from harness.scenario import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.load import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.particles import generate  # noqa: E402
+from harness.model.scenario import model_signature  # noqa: E402
 
 N = 4000
 BEAM = {

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from backends.base import Backend
 from backends.registry import backend_classes
-from harness import observables
 from harness.cli import app
-from harness.particles import generate
-from harness.scenario import bundled_names, load_scenario
+from harness.model import observables
+from harness.model.load import bundled_names, load_scenario
+from harness.model.particles import generate
 
 WIDE = {"COLUMNS": "200"}
 
@@ -206,7 +206,7 @@ def test_track_reads_a_particle_file_beside_the_scenario(tmp_path) -> None:
     """A relative ``beam.file`` is found next to the scenario, whatever the working directory."""
     import yaml
 
-    from harness.scenario import BUNDLED_DIR
+    from harness.model.load import BUNDLED_DIR
 
     names = available_backends_for_fodo()
     if not names:
@@ -253,7 +253,7 @@ def test_smallest_particle_count_is_each_scenarios_own() -> None:
     """``--particles smallest`` runs every scenario at the smallest of its own counts (the
     analytic expanding beam keeps its 1e5, a scenario naming none gets the default 1e4)."""
     from harness.cases import SMALLEST, plan
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     scenarios = [load_scenario("expanding_beam"), load_scenario("fodo_linear")]
     cases = plan(scenarios, ["inhouse"], SMALLEST, ["cpu"], ["float64"], 1, ["inhouse"])

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Modules a refusal must not have imported (each costs seconds).
 HEAVY = ("torch", "pandas", "dask", "distributed", "backends.registry", "harness.runner",
-         "harness.scenario")
+         "harness.model.scenario")
 
 #: (command line, what the one line must say)
 REFUSALS = [

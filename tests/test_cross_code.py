@@ -13,8 +13,8 @@ pytest.importorskip("cheetah", reason="Cheetah is not installed")
 
 from backends.registry import get_backend  # noqa: E402
 from harness.agreement import particle_deviation  # noqa: E402
-from harness.particles import generate  # noqa: E402
-from harness.scenario import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.load import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.particles import generate  # noqa: E402
 
 pytestmark = pytest.mark.impactx
 N = 10_000

@@ -94,8 +94,8 @@ def test_jobqueue_job_script_from_a_config(tmp_path: Path):
 
 
 def test_bad_cluster_config_is_one_line(tmp_path: Path):
-    from harness.errors import ScenarioError
     from harness.execution.cluster import load_cluster_config
+    from harness.model.errors import ScenarioError
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("- just a list\n")
@@ -112,7 +112,7 @@ FAKE = "fake_backends:"
 
 def _matrix():
     from harness.cases import Case
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     scenario = load_scenario("fodo_linear")
     path = scenario.source_file

@@ -19,10 +19,10 @@ import psutil
 import pytest
 
 from harness.cases import Case, plan
+from harness.model.load import load_scenario
 from harness.results import RESULTS_JSONL, RESULTS_QUARANTINE, ResultsWriter, read_rows
 from harness.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock, read_owner
 from harness.runner import Limits, Runner
-from harness.scenario import load_scenario
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import agreement, observables
+from harness import agreement
 from harness.cases import Case
-from harness.particles import generate
+from harness.model import observables
+from harness.model.load import load_scenario
+from harness.model.particles import generate
 from harness.results import append_rows, read_rows
 from harness.runner import Limits, Runner
-from harness.scenario import load_scenario
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -19,10 +19,10 @@ import pydantic
 import pytest
 
 from backends.registry import backend_classes
-from harness.errors import ScenarioError
-from harness.lattice import _EXTRA_FIELDS, Refused, pals_disposition
-from harness.scenario import scenario_from_dict
-from harness.vocabulary import ELEMENT_FIELDS, ELEMENT_TIERS, LATTICE_KINDS, field_declared
+from harness.model.errors import ScenarioError
+from harness.model.lattice import _EXTRA_FIELDS, Refused, pals_disposition
+from harness.model.load import scenario_from_dict
+from harness.model.vocabulary import ELEMENT_FIELDS, ELEMENT_TIERS, LATTICE_KINDS, field_declared
 
 BEAM = {"species": "electron", "kinetic_energy_MeV": 100.0, "bunch_charge_C": 0.0,
         "distribution": "gaussian",

@@ -12,12 +12,12 @@ import pytest
 
 from harness import gradients
 from harness.cases import Case
-from harness.particles import generate
+from harness.model.load import load_scenario
+from harness.model.particles import generate
+from harness.model.scenario_edit import with_values
 from harness.results import read_rows
 from harness.rows import GRADIENT
 from harness.runner import Limits, Runner
-from harness.scenario import load_scenario
-from harness.scenario_edit import with_values
 
 TESTS = Path(__file__).resolve().parent
 FAKE = "fake_backends:"

@@ -16,9 +16,9 @@ pytest.importorskip("impactx")
 
 from backends.base import Unsupported, model_signature  # noqa: E402
 from backends.impactx import ImpactXBackend, translate_scenario  # noqa: E402
-from harness.particles import beam_cholesky, unit_samples  # noqa: E402
-from harness.reference_particle import C_LIGHT  # noqa: E402
-from harness.scenario import bundled_names, load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.load import bundled_names, load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.particles import beam_cholesky, unit_samples  # noqa: E402
+from harness.model.reference_particle import C_LIGHT  # noqa: E402
 
 pytestmark = pytest.mark.impactx
 

@@ -14,8 +14,8 @@ pytest.importorskip("impactx")
 from backends.base import Unsupported  # noqa: E402
 from backends.impactx import ImpactXBackend, blocking_factors  # noqa: E402
 from backends.inhouse.sc_tracking import build_space_charge_tracker  # noqa: E402
-from harness.particles import generate  # noqa: E402
-from harness.scenario import load_scenario  # noqa: E402
+from harness.model.load import load_scenario  # noqa: E402
+from harness.model.particles import generate  # noqa: E402
 
 pytestmark = pytest.mark.impactx
 

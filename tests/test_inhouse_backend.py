@@ -14,9 +14,9 @@ from backends.base import Supported, Unsupported
 from backends.inhouse import BACKEND, InhouseBackend
 from backends.inhouse.tracker import Tracker
 from backends.registry import backend_classes
-from harness.particles import generate
-from harness.scenario import resolve_scenario_path, scenario_from_dict
-from harness.vocabulary import ELEMENT_TIERS
+from harness.model.load import resolve_scenario_path, scenario_from_dict
+from harness.model.particles import generate
+from harness.model.vocabulary import ELEMENT_TIERS
 
 N = 2000
 

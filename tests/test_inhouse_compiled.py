@@ -12,9 +12,9 @@ from backends.inhouse import InhouseBackend
 from backends.inhouse import compiled as compiled_module
 from backends.inhouse.compiled import CompiledForward, compile_mode, elementwise_steps
 from backends.inhouse.tracker import Tracker, run_steps, track_inplace
-from harness.lattice import Element
-from harness.particles import generate
-from harness.scenario import load_scenario
+from harness.model.lattice import Element
+from harness.model.load import load_scenario
+from harness.model.particles import generate
 
 N = 1000
 SCENARIOS = ("fodo_paraxial", "fodo_exact", "chicane")
@@ -292,7 +292,7 @@ def test_segmentation_bounds_the_distinct_kernels(name: str, kernels: int) -> No
     from backends.inhouse.compiled import _fewest_kernels
     from backends.inhouse.segments import SEGMENT_COST, Segment
     from backends.inhouse.tracker import Tracker
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     scenario = load_scenario(name)
     steps = Tracker(scenario.elements, scenario.reference_particle).steps()

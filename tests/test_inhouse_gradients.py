@@ -16,9 +16,9 @@ from torch.func import jacfwd, jvp
 
 from backends.inhouse.objective import make_objective
 from backends.inhouse.tracker import Tracker
-from harness import observables
-from harness.particles import generate
-from harness.scenario import load_scenario, resolve_scenario_path, scenario_from_dict
+from harness.model import observables
+from harness.model.load import load_scenario, resolve_scenario_path, scenario_from_dict
+from harness.model.particles import generate
 
 N = 1000
 
@@ -90,7 +90,7 @@ def test_ad_matches_central_differences(name):
 
 def test_beam_twiss_gradient_vs_regenerated_beam():
     """d sigma_x / d beta_x etc. by AD equals central differences of the whole numpy pipeline
-    (harness.particles.generate of a modified scenario, same seed, then tracking)."""
+    (harness.model.particles.generate of a modified scenario, same seed, then tracking)."""
     scenario = load_scenario("fodo_paraxial")
     names = ["beam.twiss.beta_x", "beam.twiss.alpha_x", "beam.twiss.emittance_x"]
     f, theta0 = make_objective(scenario, names, "sigma_x", N, "cpu", torch.float64)

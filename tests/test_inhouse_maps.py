@@ -15,10 +15,10 @@ import torch
 from torch.func import jacfwd
 
 from backends.inhouse.tracker import Tracker
-from harness.lattice import Element
-from harness.particles import generate
-from harness.reference_particle import ReferenceParticle
-from harness.scenario import load_scenario
+from harness.model.lattice import Element
+from harness.model.load import load_scenario
+from harness.model.particles import generate
+from harness.model.reference_particle import ReferenceParticle
 
 REF = ReferenceParticle("electron", 2000.0)
 SLOW = ReferenceParticle("proton", 800.0)  # beta = 0.84: the velocity terms matter

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from backends.inhouse.tracker import Tracker
-from harness.lattice import Element
-from harness.reference_particle import ReferenceParticle
+from harness.model.lattice import Element
+from harness.model.reference_particle import ReferenceParticle
 
 REFERENCE = ReferenceParticle("electron", 99.489)  # 100 MeV total energy
 SIGMA_T = 1e-6

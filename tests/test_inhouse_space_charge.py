@@ -18,10 +18,10 @@ from backends.inhouse.space_charge import (
     to_fixed_s,
     to_fixed_t,
 )
-from harness.lattice import Element
-from harness.particles import generate
-from harness.reference_particle import ReferenceParticle
-from harness.scenario import load_scenario
+from harness.model.lattice import Element
+from harness.model.load import load_scenario
+from harness.model.particles import generate
+from harness.model.reference_particle import ReferenceParticle
 
 F64 = torch.float64
 

@@ -10,7 +10,7 @@ import torch
 
 from backends.inhouse.tracker import Tracker
 from backends.inhouse.transfer_map import linear_map
-from harness.scenario import load_scenario
+from harness.model.load import load_scenario
 
 
 def drift(length: float, beta_gamma: float) -> torch.Tensor:

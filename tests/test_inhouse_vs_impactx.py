@@ -20,10 +20,10 @@ import torch
 from backends.inhouse import multipole, quadrupole
 from backends.inhouse.reference import RefState
 from backends.inhouse.tracker import Tracker
-from harness.lattice import Element
-from harness.particles import generate
-from harness.reference_particle import ReferenceParticle
-from harness.scenario import load_scenario
+from harness.model.lattice import Element
+from harness.model.load import load_scenario
+from harness.model.particles import generate
+from harness.model.reference_particle import ReferenceParticle
 
 impactx = pytest.importorskip("impactx")
 
@@ -338,7 +338,7 @@ def test_beam_centroid_is_tracked_particle_by_particle(name):
     and dispersive maps see the offset)."""
     import yaml
 
-    from harness.scenario import resolve_scenario_path, scenario_from_dict
+    from harness.model.load import resolve_scenario_path, scenario_from_dict
 
     scenario = load_scenario(name)
     path = resolve_scenario_path(name)

@@ -16,8 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import ScenarioError
-from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
+from harness.model.errors import ScenarioError
+from harness.model.load import BUNDLED_DIR, load_scenario, scenario_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
 FODO = BUNDLED_DIR / "fodo_linear.yaml"
@@ -83,7 +83,7 @@ def test_directory_is_refused(tmp_path: Path) -> None:
 def test_read_regular_file_reads_at_most_the_cap_plus_one(tmp_path: Path,
                                                           monkeypatch) -> None:
     """A file that grows after its size was checked is refused, never read whole."""
-    import harness.yaml_load as yl
+    import harness.model.yaml_load as yl
 
     path = tmp_path / "grows.yaml"
     path.write_bytes(b"a" * 10)
@@ -153,7 +153,7 @@ def many_elements(n: int) -> str:
 def test_a_million_distinct_elements_is_refused_within_seconds(tmp_path: Path) -> None:
     """Parsing stops at the node cap (measured: ~2.5 s of CPU for the 55 MB file, against
     a minute and more to read it whole)."""
-    from harness.yaml_load import MAX_NODES
+    from harness.model.yaml_load import MAX_NODES
 
     path = tmp_path / "million.yaml"
     path.write_text(many_elements(1_000_000))
@@ -168,7 +168,7 @@ def test_a_million_distinct_elements_is_refused_within_seconds(tmp_path: Path) -
 
 
 def test_many_definitions_are_refused_by_the_stated_cap(monkeypatch) -> None:
-    import harness.lattice as lattice
+    import harness.model.lattice as lattice
 
     monkeypatch.setattr(lattice, "MAX_DEFINITIONS", 50)
     data = yaml.safe_load(many_elements(60))
@@ -223,7 +223,8 @@ def test_safe_scenario_names_validate(name: str) -> None:
 
 
 def test_every_bundled_name_is_safe() -> None:
-    from harness.scenario import NAME_PATTERN, bundled_names
+    from harness.model.load import bundled_names
+    from harness.model.scenario import NAME_PATTERN
 
     for bundled in bundled_names():
         assert NAME_PATTERN.fullmatch(load_scenario(bundled).name)
@@ -251,8 +252,8 @@ def test_zero_length_quadrupole_without_strength_is_a_marker() -> None:
 
 
 def test_every_element_field_has_a_bound() -> None:
-    from harness.limits import element_bound
-    from harness.vocabulary import ELEMENT_FIELDS
+    from harness.model.limits import element_bound
+    from harness.model.vocabulary import ELEMENT_FIELDS
 
     for kind, fields in ELEMENT_FIELDS.items():
         for name in fields:
@@ -261,15 +262,15 @@ def test_every_element_field_has_a_bound() -> None:
 
 
 def test_bounds_do_not_refuse_the_bundled_scenarios() -> None:
-    from harness.scenario import bundled_names
+    from harness.model.load import bundled_names
 
     for bundled in bundled_names():
         assert load_scenario(bundled).elements
 
 
 def test_docs_list_every_bound() -> None:
-    """docs/scenario-limits.md holds the table :func:`harness.limits.markdown_table` makes."""
-    from harness.limits import all_bounds, markdown_table
+    """docs/scenario-limits.md holds the table :func:`harness.model.limits.markdown_table` makes."""
+    from harness.model.limits import all_bounds, markdown_table
 
     doc = (REPO / "docs" / "scenario-limits.md").read_text()
     assert markdown_table() in doc
@@ -323,7 +324,7 @@ def test_bad_npz_is_one_line(tmp_path: Path, case: str, expected: str) -> None:
     elif case == "inf":
         particles[0, 0] = np.inf
     elif case == "at rest":   # energy = the rest energy: pt = T / p0c
-        from harness.reference_particle import ReferenceParticle
+        from harness.model.reference_particle import ReferenceParticle
 
         reference = ReferenceParticle("electron", 2000.0)
         particles[2, 5] = 2000.0e6 / reference.p0c_eV
@@ -356,7 +357,7 @@ def test_bad_npz_is_one_line(tmp_path: Path, case: str, expected: str) -> None:
 
 def test_npz_that_decompresses_beyond_the_cap_is_refused_unread(tmp_path: Path,
                                                                  monkeypatch) -> None:
-    import harness.particles as particles
+    import harness.model.particles as particles
 
     np.savez_compressed(tmp_path / "bomb.npz", particles=np.zeros((100_000, 6)))
     assert (tmp_path / "bomb.npz").stat().st_size < 100_000
@@ -366,7 +367,7 @@ def test_npz_that_decompresses_beyond_the_cap_is_refused_unread(tmp_path: Path,
 
 
 def test_oversized_beam_file_is_refused_before_reading(tmp_path: Path) -> None:
-    from harness.particles import MAX_PARTICLE_FILE_BYTES
+    from harness.model.particles import MAX_PARTICLE_FILE_BYTES
 
     with (tmp_path / "big.npz").open("wb") as handle:  # sparse
         handle.truncate(MAX_PARTICLE_FILE_BYTES + 1)
@@ -386,8 +387,8 @@ def test_bad_csv_is_one_line(tmp_path: Path, text: str, expected: str) -> None:
 
 
 def openpmd_file(path: Path, species: str = "electron", **changes) -> Path:
-    from harness.io.openpmd import write_openpmd
-    from harness.reference_particle import ReferenceParticle
+    from harness.model.openpmd import write_openpmd
+    from harness.model.reference_particle import ReferenceParticle
 
     write_openpmd(path, GOOD, ReferenceParticle(species, 2000.0))
     if changes:
@@ -435,7 +436,7 @@ def test_relative_beam_file_is_found_from_another_directory(tmp_path: Path,
     ``beam.file`` gave ``FileNotFoundError: 'particles/fodo.csv'`` in every case."""
     from harness.case_spec import CaseSpec
     from harness.case_support import initial_particles
-    from harness.scenario import scenario_from_bytes, scenario_to_bytes
+    from harness.model.load import scenario_from_bytes, scenario_to_bytes
 
     folder = tmp_path / "scenarios"
     (folder / "particles").mkdir(parents=True)

@@ -13,7 +13,7 @@ from harness.io.cheetah_segment import import_segment
 from harness.io.importer import import_elements, import_lattice
 from harness.io.model import ImportRefused, apply_policy
 from harness.io.pals_doc import BeamSpec
-from harness.scenario import scenario_from_dict
+from harness.model.load import scenario_from_dict
 from tests.io_helpers import DATA, impactx_vs_inhouse, madx_file_matrix
 
 cheetah = pytest.importorskip("cheetah")
@@ -166,7 +166,7 @@ def test_impactx_lattice_in_python():
     impactx = pytest.importorskip("impactx")
     ix = impactx.elements
     from harness.io.impactx_lattice import import_impactx
-    from harness.reference_particle import ReferenceParticle
+    from harness.model.reference_particle import ReferenceParticle
 
     reference = ReferenceParticle("electron", 2000.0)
     lattice = [ix.Drift(ds=0.25, name="d1"), ix.Quad(ds=1.0, k=1.0, name="q1"),

@@ -12,7 +12,7 @@ import pytest
 from backends.inhouse.transfer_map import linear_map
 from harness.io.importer import import_lattice
 from harness.io.model import ImportRefused
-from harness.scenario import scenario_from_dict
+from harness.model.load import scenario_from_dict
 from tests.io_helpers import (
     DATA,
     data_copy,

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.errors import ScenarioError
-from harness.io.openpmd import file_reference, read_openpmd, write_openpmd
-from harness.particles import generate
-from harness.reference_particle import C_LIGHT, ReferenceParticle
-from harness.scenario import load_scenario
+from harness.model.errors import ScenarioError
+from harness.model.load import load_scenario
+from harness.model.openpmd import file_reference, read_openpmd, write_openpmd
+from harness.model.particles import generate
+from harness.model.reference_particle import C_LIGHT, ReferenceParticle
 
 beamphysics = pytest.importorskip("beamphysics")
 

@@ -15,7 +15,7 @@ from backends.inhouse.transfer_map import linear_map
 from harness.io.importer import import_lattice
 from harness.io.model import ImportRefused
 from harness.io.pals_file import export_pals, read_pals, write_pals
-from harness.scenario import bundled_names, load_scenario, scenario_from_dict
+from harness.model.load import bundled_names, load_scenario, scenario_from_dict
 from tests.io_helpers import DATA, madx_file_matrix
 
 IMPACTX_PALS = DATA / "impactx_fodo.pals.yaml"

@@ -8,9 +8,9 @@ import math
 import pytest
 import yaml
 
-from harness.errors import ScenarioError
-from harness.lattice import ElementSettings, build_elements, with_params
-from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
+from harness.model.errors import ScenarioError
+from harness.model.lattice import ElementSettings, build_elements, with_params
+from harness.model.load import BUNDLED_DIR, load_scenario, scenario_from_dict
 
 #: One element of every translated kind, in a nested beamline used twice.
 EVERY_KIND = {"PALS": {"facility": [
@@ -370,7 +370,7 @@ def test_the_lattice_layer_imports_no_backend() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, harness.lattice, harness.vocabulary; "
+    code = ("import sys, harness.model.lattice, harness.model.vocabulary; "
             "assert not [m for m in sys.modules if m.startswith('backends')], "
             "[m for m in sys.modules if m.startswith('backends')]")
     subprocess.run([sys.executable, "-c", code], check=True)

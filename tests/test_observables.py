@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness import observables
-from harness.reference_particle import ReferenceParticle
-from harness.scenario import observable_names
+from harness.model import observables
+from harness.model.reference_particle import ReferenceParticle
+from harness.model.scenario import observable_names
 
 #: Four particles (x, px, y, py, t, pt); moments below are worked out by hand.
 HAND = np.array([

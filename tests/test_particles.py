@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import observables
-from harness.errors import ScenarioError
-from harness.particles import COLUMNS, generate, generate_torch, unit_samples
-from harness.scenario import Beam, load_scenario
+from harness.model import observables
+from harness.model.errors import ScenarioError
+from harness.model.load import load_scenario
+from harness.model.particles import COLUMNS, generate, generate_torch, unit_samples
+from harness.model.scenario import Beam
 
 N = 200_000
 DISTRIBUTIONS = ("gaussian", "waterbag", "kv", "semigaussian", "kurth6d")
@@ -39,7 +40,7 @@ def beam(distribution: str, seed: int = 12345, **extra) -> Beam:
 
 def requested_covariance() -> np.ndarray:
     """Sigma from the Twiss definition eps*[[beta, -alpha], [-alpha, gamma]] per plane
-    (Wolski, Beam Dynamics, eq. 5.9), written out independently of harness.particles."""
+    (Wolski, Beam Dynamics, eq. 5.9), written out independently of harness.model.particles."""
     sigma = np.zeros((6, 6))
     for k, plane in enumerate(("x", "y")):
         b, a, e = TWISS[f"beta_{plane}"], TWISS[f"alpha_{plane}"], TWISS[f"emittance_{plane}"]
@@ -292,7 +293,7 @@ def test_file_errors(tmp_path: Path, stored: np.ndarray) -> None:
 def test_scenario_with_a_particle_file_beside_it(tmp_path: Path, stored: np.ndarray) -> None:
     import yaml
 
-    from harness.scenario import BUNDLED_DIR
+    from harness.model.load import BUNDLED_DIR
 
     data = yaml.safe_load((BUNDLED_DIR / "fodo_linear.yaml").read_text())
     data["beam"] = {"species": "electron", "kinetic_energy_MeV": 2000.0,
@@ -325,7 +326,7 @@ def ellipse_beam(ellipse: dict, n: int = N, distribution: str = "gaussian") -> B
 
 
 def test_ellipse_is_the_twiss_of_impactx_fodo_example() -> None:
-    from harness.particles import beam_cholesky, ellipse_to_twiss
+    from harness.model.particles import beam_cholesky, ellipse_to_twiss
 
     for u, sign in (("x", -1.0), ("y", 1.0)):
         beta, alpha, eps = ellipse_to_twiss(FODO_ELLIPSE[f"lambda{u.upper()}"],
@@ -365,7 +366,7 @@ def test_ellipse_moments_match_impactx_own_distribution(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from harness.particles import beam_cholesky
+    from harness.model.particles import beam_cholesky
 
     ellipse = {**FODO_ELLIPSE, "mutpt": 0.3}
     out = tmp_path / "impactx.npy"
@@ -381,7 +382,7 @@ def test_ellipse_moments_match_impactx_own_distribution(tmp_path: Path) -> None:
 
 
 def test_longitudinal_twiss_equals_its_rms_form() -> None:
-    from harness.particles import beam_cholesky
+    from harness.model.particles import beam_cholesky
 
     beta_t, alpha_t, eps_t = 0.4, -0.7, 2.0e-6
     gamma_t = (1 + alpha_t**2) / beta_t
@@ -411,7 +412,7 @@ def test_cold_beam_has_no_momentum_spread() -> None:
 
 
 def test_longitudinal_twiss_and_ellipse_are_differentiable() -> None:
-    from harness.particles import beam_cholesky
+    from harness.model.particles import beam_cholesky
 
     beta_t = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
     factor = beam_cholesky(beam("gaussian", longitudinal={"beta_t": 0.4, "emittance_t": 1e-6}),

@@ -16,8 +16,8 @@ pytest.importorskip("impactx")
 from backends.base import Unsupported  # noqa: E402
 from backends.pyat import PyatBackend, from_at, to_at  # noqa: E402
 from backends.registry import get_backend  # noqa: E402
-from harness.particles import generate  # noqa: E402
-from harness.scenario import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.load import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.particles import generate  # noqa: E402
 
 N = 2000
 BEAM = {"species": "electron", "kinetic_energy_MeV": 2000.0, "bunch_charge_C": 1e-9,

@@ -14,10 +14,10 @@ from harness.cases import Case
 from harness.cli import app
 from harness.display import format_count, format_rate, format_ratio, format_time
 from harness.metadata import METADATA_JSON
+from harness.model.load import load_scenario
 from harness.report import write_report
 from harness.results import append_rows
 from harness.runner import Limits, Runner
-from harness.scenario import load_scenario
 
 SCENARIO = "fodo_linear"
 ELEMENTS = 5

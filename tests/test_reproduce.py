@@ -13,8 +13,8 @@ import pytest
 
 from harness import published as pub
 from harness import reproduce as rp
-from harness.particles import generate
-from harness.scenario import load_scenario, scenario_from_dict
+from harness.model.load import load_scenario, scenario_from_dict
+from harness.model.particles import generate
 
 TESTS = Path(__file__).resolve().parent
 
@@ -304,7 +304,7 @@ def test_htu_moments_match_impactx_examples_own_run_at_visaebeam8() -> None:
     out here; with it the moments differ from the example's by up to 30 %."""
     pytest.importorskip("impactx")
     from backends import impactx as adapter
-    from harness import observables
+    from harness.model import observables
 
     base = load_scenario("htu")
     names = [e.name for e in base.elements]

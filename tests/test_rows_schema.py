@@ -9,10 +9,10 @@ import pytest
 
 from harness import rows as schema
 from harness.cases import Case
+from harness.model.load import load_scenario
+from harness.model.vocabulary import Cause, Status, Verdict
 from harness.results import read_rows
 from harness.runner import Limits, Runner
-from harness.scenario import load_scenario
-from harness.vocabulary import Cause, Status, Verdict
 
 TESTS = Path(__file__).resolve().parent
 FAKE = "fake_backends:"

@@ -14,9 +14,9 @@ import psutil
 import pytest
 
 from harness.cases import Case
+from harness.model.load import load_scenario
 from harness.results import read_rows
 from harness.runner import Limits, Runner
-from harness.scenario import load_scenario
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from harness import gradients
-from harness.particles import generate
-from harness.scenario import load_scenario, resolve_scenario_path
+from harness.model.load import load_scenario, resolve_scenario_path
+from harness.model.particles import generate
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None

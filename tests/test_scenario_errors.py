@@ -18,9 +18,9 @@ import yaml
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import ScenarioError
-from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
-from harness.vocabulary import ELEMENT_TIERS
+from harness.model.errors import ScenarioError
+from harness.model.load import BUNDLED_DIR, load_scenario, scenario_from_dict
+from harness.model.vocabulary import ELEMENT_TIERS
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -377,7 +377,7 @@ DATA = REPO / "tests" / "data"
     ("Electron", "electron"), ("POSITRON", "positron"), ("proton", "proton"),
     ("hminus", "Hminus"), ("Muon", "muon"), ("antimuon", "antimuon")])
 def test_species_by_name_case_insensitive(given: str, canonical: str) -> None:
-    from harness.reference_particle import SPECIES
+    from harness.model.reference_particle import SPECIES
 
     data = fodo()
     data["beam"]["species"] = given
@@ -388,7 +388,7 @@ def test_species_by_name_case_insensitive(given: str, canonical: str) -> None:
 
 
 def test_muon_rest_energy_is_codata() -> None:
-    from harness.reference_particle import SPECIES
+    from harness.model.reference_particle import SPECIES
 
     assert SPECIES["muon"] == (105.6583755e6, -1.0)  # CODATA 2018, m_mu c^2 [eV]
 
@@ -446,7 +446,7 @@ def test_periods_repeat_the_line_and_every_backend_sees_it() -> None:
     """periods: N is the line written out N times: the element list, the length and the
     in-house track (which reads the same element list as every backend)."""
     from backends.inhouse.tracker import Tracker
-    from harness.particles import generate
+    from harness.model.particles import generate
 
     data = fodo()
     data["periods"] = 3
@@ -468,7 +468,7 @@ def test_periods_repeat_the_line_and_every_backend_sees_it() -> None:
 
 
 def test_validated_scenario_travels_without_reparsing() -> None:
-    from harness.scenario import scenario_from_bytes, scenario_to_bytes
+    from harness.model.load import scenario_from_bytes, scenario_to_bytes
 
     scenario = load_scenario("fodo_linear")
     copy_ = scenario_from_bytes(scenario_to_bytes(scenario))
@@ -503,7 +503,7 @@ text: |
 
 
 def test_loader_reads_what_safe_load_reads() -> None:
-    from harness.yaml_load import load_yaml_file, load_yaml_text
+    from harness.model.yaml_load import load_yaml_file, load_yaml_text
 
     expected = yaml.safe_load(VALID_YAML)
     assert expected["a"][6] == "1e-9"  # YAML 1.1 reads it as text; YAML 1.2 as a float
@@ -519,7 +519,7 @@ def test_loader_reads_what_safe_load_reads() -> None:
     ("1e0", 1.0), ("2E-3", 2e-3), ("1e+05", 1e5), (".5e1", 5.0), ("-3e2", -300.0),
     ("+1E1", 10.0), ("7e-0", 7.0), ("1.e3", 1000.0)])
 def test_yaml_12_float_forms_are_floats(text: str, value: float) -> None:
-    from harness.yaml_load import load_yaml_text
+    from harness.model.yaml_load import load_yaml_text
 
     got = load_yaml_text(f"x: {text}\ny: [{text}]\nq: '{text}'\n")
     assert got["x"] == value and type(got["x"]) is float
@@ -532,7 +532,7 @@ def test_kn1_written_1e0_validates_as_the_number_one() -> None:
     """``Kn1: 1e0`` was refused as "not a number" (YAML 1.1 text) while 2e3 passed."""
     text = (BUNDLED_DIR / "fodo_linear.yaml").read_text().replace("Kn1: 1.0}", "Kn1: 1e0}")
     assert "Kn1: 1e0}" in text
-    from harness.yaml_load import load_yaml_text
+    from harness.model.yaml_load import load_yaml_text
 
     scenario = scenario_from_dict(load_yaml_text(text), "fodo_1e0.yaml")
     assert scenario.elements[1].params["Kn1"] == 1.0
@@ -541,7 +541,7 @@ def test_kn1_written_1e0_validates_as_the_number_one() -> None:
 def test_error_values_are_abbreviated_in_bounded_time() -> None:
     import time
 
-    from harness.errors import MAX_VALUE_CHARS
+    from harness.model.errors import MAX_VALUE_CHARS
 
     level = ["lol"] * 9
     for _ in range(12):  # 9**12 leaves when expanded; shared, as an alias bomb builds it

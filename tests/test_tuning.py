@@ -13,20 +13,16 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from harness.errors import ScenarioError
-from harness.particles import beam_cholesky, generate
+from harness.model.errors import ScenarioError
+from harness.model.load import BUNDLED_DIR, load_scenario, scenario_from_dict
+from harness.model.particles import beam_cholesky, generate
+from harness.model.tuning import TuningBlock, TuningProblem, exact_moment_particles
+from harness.model.tuning_problems import problems
 from harness.results import read_rows
 from harness.runner import Limits
-from harness.scenario import BUNDLED_DIR, load_scenario, scenario_from_dict
 from harness.tuning.case import plan_tuning_cases, run_tuning, target_fields, tuning_case
 from harness.tuning.methods import METHODS
 from harness.tuning.objective import TuningObjective, read_trace
-from harness.tuning.problem import (
-    TuningBlock,
-    TuningProblem,
-    exact_moment_particles,
-    problems,
-)
 from harness.tuning.report import summary_frame, write_tuning_report
 from harness.tuning.scenarios import TUNING_DIR, load_tuning_scenario, tuning_names
 
@@ -354,7 +350,7 @@ def _leaves(obj, path=()):
 
 def test_junk_anywhere_in_the_tuning_block_gives_a_scenario_error_or_a_valid_block(
         ) -> None:
-    from harness.tuning.problem import check_tuning
+    from harness.model.tuning_problems import check_tuning
 
     base = _triplet_data()
     unexpected = []
@@ -420,7 +416,7 @@ def _impactx_monitor_particles(path: Path) -> np.ndarray:
 
 def test_impactx_example_optimize_triplet_optimum_to_1e_8(tmp_path: Path) -> None:
     """The harness's triplet problem (its targets alpha_x, alpha_y, beta_x, beta_y: ImpactX's
-    dispersion-free Twiss, :mod:`harness.observables`) on the example's own particles,
+    dispersion-free Twiss, :mod:`harness.model.observables`) on the example's own particles,
     minimised as the example minimises, lands on the example's optimum to 1e-8 (with the
     plain-moment Twiss, beta_total_*, it lands 6.8e-6 away: the sampled beam has
     D_x ~ 1e-2 m)."""

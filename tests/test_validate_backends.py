@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from backends.base import Supported
 from harness.cli import app
-from harness.scenario import BUNDLED_DIR
+from harness.model.load import BUNDLED_DIR
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
@@ -70,7 +70,7 @@ def test_the_real_backends_say_what_they_do_with_a_bundled_scenario() -> None:
     """Each installed backend's line agrees with its own support check (pyAT, when here,
     runs fodo_linear as a named stand-in: it has no velocity slip)."""
     from backends.registry import backend_classes
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     result = CliRunner().invoke(app, ["validate", "fodo_linear"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output

@@ -19,7 +19,6 @@ whether compiled code ran.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -36,18 +35,9 @@ from backends.inhouse.kinds import HONOURED_FIELDS, KINDS
 from backends.torch_support import device_support, synchronize, torch_dtype
 
 if TYPE_CHECKING:
-    from harness.scenario import Scenario
-
-#: Module that provides the space-charge tracker (``build_space_charge_tracker``).
-SPACE_CHARGE_MODULE = "backends.inhouse.sc_tracking"
-
-
-def space_charge_builder():
-    """``build_space_charge_tracker`` of :data:`SPACE_CHARGE_MODULE`, or None when absent."""
-    if importlib.util.find_spec(SPACE_CHARGE_MODULE) is None:
-        return None
-    module = importlib.import_module(SPACE_CHARGE_MODULE)
-    return getattr(module, "build_space_charge_tracker", None)
+    from backends.inhouse.sc_tracking import SpaceChargeTracker
+    from backends.inhouse.tracker import Tracker
+    from harness.model.scenario import Scenario
 
 
 class InhousePrepared(Prepared):
@@ -165,8 +155,6 @@ class InhouseBackend(Backend):
             if refused is not None:
                 return refused
         if scenario.space_charge is not None:
-            if space_charge_builder() is None:
-                return Unsupported("space charge in the in-house tracker is not available")
             thick_kickers = [e.name for e in scenario.elements
                              if e.kind == "Kicker" and e.length != 0.0]
             if thick_kickers:
@@ -189,8 +177,11 @@ class InhouseBackend(Backend):
         from backends.inhouse.tracker import Tracker
 
         torch_type = torch_dtype(dtype)
+        tracker: Tracker | SpaceChargeTracker
         if scenario.space_charge is not None:
-            tracker = space_charge_builder()(scenario, device, torch_type)
+            from backends.inhouse.sc_tracking import build_space_charge_tracker
+
+            tracker = build_space_charge_tracker(scenario, device, torch_type)
         else:
             tracker = Tracker(scenario.elements, scenario.reference_particle, device=device,
                               dtype=torch_type)

@@ -3,7 +3,7 @@
 A particle is lost when (x/a_x)^2 > 1 or (y/a_y)^2 > 1 (rectangular) or
 (x/a_x)^2 + (y/a_y)^2 > 1 (elliptical); coordinates are unchanged. ImpactX removes lost
 particles; here the loss is a boolean survival mask carried through the rest of the
-lattice, and the observables weight particles by it (``harness.observables``). The mask is
+lattice, and the observables weight particles by it (``harness.model.observables``). The mask is
 piecewise constant, so it carries no gradient with respect to the particle coordinates.
 """
 

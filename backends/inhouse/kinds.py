@@ -5,7 +5,7 @@ ImpactX's, whose maps it reproduces; see :mod:`backends.inhouse.translate`)."""
 from __future__ import annotations
 
 from backends.impactx import HONOURED_FIELDS as IMPACTX_FIELDS
-from harness.vocabulary import LATTICE_KINDS
+from harness.model.vocabulary import LATTICE_KINDS
 
 #: Harness element kinds with an in-house map (every kind of the lattice vocabulary).
 KINDS: frozenset[str] = LATTICE_KINDS

@@ -5,10 +5,10 @@
 ``d1.length``, ``b1.angle``, ...) enter the :class:`~backends.inhouse.tracker.Tracker` as
 tensors, and beam parameters (``beam.twiss.beta_x``, ``beam.longitudinal.sigma_pt``, ...)
 enter the initial particles, which are generated *inside* the graph by the reparameterised
-sampler :func:`harness.particles.generate_torch` (fixed seed: the same unit samples at every
+sampler :func:`harness.model.particles.generate_torch` (fixed seed: the same unit samples at every
 theta, i.e. common random numbers, so ``f`` is a smooth deterministic function of theta).
 The observables are
-:mod:`harness.observables` names evaluated at the end of the lattice.
+:mod:`harness.model.observables` names evaluated at the end of the lattice.
 
 ``f`` and ``g`` accept ``theta`` of shape ``(P,)`` (returns a 0-d tensor) or ``(B, P)``
 (returns ``(B,)``: B parameter sets tracked in one batched pass; one after the other with
@@ -19,16 +19,20 @@ forward mode (``torch.func.jvp``, ``jacfwd``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from backends.inhouse.tracker import Tracker
 from backends.torch_support import torch_dtype
-from harness import observables
-from harness.parameters import Parameter, resolve_parameters
-from harness.particles import generate_torch
-from harness.scenario import Scenario, observable_names
+from harness.model import observables
+from harness.model.parameters import Parameter, resolve_parameters
+from harness.model.particles import generate_torch
+from harness.model.scenario import Scenario, observable_names
+
+if TYPE_CHECKING:
+    from backends.inhouse.sc_tracking import SpaceChargeTracker
 
 
 def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str, n: int,
@@ -56,13 +60,13 @@ def make_observables(scenario: Scenario, parameters: Sequence[str], names: Seque
             ``backends.inhouse.sc_tracking`` is used (a batch of thetas is then evaluated
             one row at a time), each kick checkpointed when ``space_charge.checkpoint`` is
             ``"kick"``.
-        parameters: names as in :mod:`harness.parameters` (``qf.Kn1``, ``beam.twiss.beta_x``).
-        names: observable names of :mod:`harness.observables` (at the lattice end).
+        parameters: names as in :mod:`harness.model.parameters` (``qf.Kn1``, ``beam.twiss.beta_x``).
+        names: observable names of :mod:`harness.model.observables` (at the lattice end).
         n: number of particles.
         device, dtype: where and in which precision to track.
         particles: optional ``(n, 6)`` initial particles (ImpactX coordinates) to track when
             no beam parameter is among ``parameters``; by default (and whenever a beam
-            parameter is) they are drawn with :func:`harness.particles.generate_torch`.
+            parameter is) they are drawn with :func:`harness.model.particles.generate_torch`.
 
     Returns:
         ``g(theta) -> {name: observable}`` and ``theta0``, the ``(P,)`` tensor of the
@@ -83,15 +87,13 @@ def make_observables(scenario: Scenario, parameters: Sequence[str], names: Seque
     # change it)
     plain = Tracker(scenario.elements, scenario.reference_particle, device=device,
                     dtype=dtype, parameters=keys)
-    tracker = plain
+    tracker: Tracker | SpaceChargeTracker = plain
     if scenario.space_charge is not None:
-        from backends.inhouse import space_charge_builder
+        from backends.inhouse.sc_tracking import build_space_charge_tracker
 
-        builder = space_charge_builder()
-        if builder is None:
-            raise ValueError("space charge in the in-house tracker is not available")
-        tracker = builder(scenario, device, dtype, parameters=keys,
-                          use_checkpoint=scenario.space_charge.checkpoint == "kick")
+        tracker = build_space_charge_tracker(
+            scenario, device, dtype, parameters=keys,
+            use_checkpoint=scenario.space_charge.checkpoint == "kick")
     beam = scenario.beam
     fixed_particles = None
     if not beam_slots and particles is not None:

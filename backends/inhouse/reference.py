@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from backends.inhouse import numeric as nm
-from harness.reference_particle import ReferenceParticle
+from harness.model.reference_particle import ReferenceParticle
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class RefState:
 
     @classmethod
     def from_reference(cls, reference: ReferenceParticle) -> RefState:
-        """The state of a harness :class:`~harness.reference_particle.ReferenceParticle`."""
+        """The state of a harness :class:`~harness.model.reference_particle.ReferenceParticle`."""
         return cls(reference.gamma, reference.mass_eV, reference.charge_qe)
 
     @property

@@ -15,7 +15,7 @@ import torch
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Kernel
 from backends.inhouse.reference import RefState
-from harness.reference_particle import C_LIGHT
+from harness.model.reference_particle import C_LIGHT
 
 
 def normalised_voltage(voltage: nm.Scalar, ref: RefState) -> nm.Scalar:

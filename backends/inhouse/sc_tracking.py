@@ -53,7 +53,7 @@ from backends.inhouse.tracker import (
     Tracker,
 )
 from backends.inhouse.translate import translate
-from harness.lattice import Element
+from harness.model.lattice import Element
 
 #: Element kinds whose maps are cut into slices (all have a ``length``).
 SLICED_KINDS = frozenset({"Drift", "Quadrupole", "SBend", "Sextupole", "Solenoid",

@@ -37,8 +37,8 @@ from backends.inhouse.maps import (
 )
 from backends.inhouse.reference import RefState
 from backends.inhouse.translate import MapSpec, translate
-from harness.lattice import Element
-from harness.reference_particle import ReferenceParticle
+from harness.model.lattice import Element
+from harness.model.reference_particle import ReferenceParticle
 
 #: A parameter key: (element name, field), e.g. ("qf", "Kn1").
 ParamKey = tuple[str, str]
@@ -176,7 +176,7 @@ class Tracker(StepTracking):
     """A lattice translated into steps for one device and dtype.
 
     Args:
-        elements: the harness element list (:attr:`harness.scenario.Scenario.elements`).
+        elements: the harness element list (:attr:`harness.model.scenario.Scenario.elements`).
         reference: reference particle at the lattice entrance.
         device, dtype: where and in which precision particles are tracked.
         fuse_linear: multiply consecutive linear maps into one matrix.

@@ -16,7 +16,7 @@ import torch
 from torch.func import jacfwd
 
 from backends.inhouse.tracker import ParamKey, Tracker
-from harness.scenario import Scenario
+from harness.model.scenario import Scenario
 
 
 def linear_map(tracker_or_scenario: Tracker | Scenario, start: int = 0, stop: int | None = None,

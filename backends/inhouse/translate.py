@@ -50,7 +50,7 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
-from harness.lattice import Element, thick_multipoles, thin_multipoles
+from harness.model.lattice import Element, thick_multipoles, thin_multipoles
 
 #: An element's parameters as a map reads them: floats, or tensors for differentiable ones.
 Params = Mapping[str, nm.Scalar]
@@ -116,7 +116,7 @@ def _quad_strength(p: Params) -> nm.Scalar:
 
 def _quad_turn(p: Params) -> nm.Scalar:
     """Rotation [rad] of a skew quadrupole component: -atan2(Ks1, Kn1)/2
-    (:func:`harness.lattice.rotated_normal`)."""
+    (:func:`harness.model.lattice.rotated_normal`)."""
     return -0.5 * _atan2(p["Ks1"], p["Kn1"]) if "Ks1" in p else 0.0
 
 
@@ -187,7 +187,7 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
 
 
 def multipole_strengths(params: Params) -> tuple[multipole.Strength, ...]:
-    """(order, KnNL, KsNL) per order of a thin multipole (:func:`harness.lattice.
+    """(order, KnNL, KsNL) per order of a thin multipole (:func:`harness.model.lattice.
     thin_multipoles`)."""
     return tuple((n, kn, ks) for n, (kn, ks) in thin_multipoles(params).items())
 

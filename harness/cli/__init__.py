@@ -17,7 +17,7 @@ import sys
 from rich.markup import escape
 
 from harness.cli.common import app, console, err_console, fail
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 
 #: The command modules, in the order ``trackbench --help`` lists their commands.
 COMMAND_MODULES = ("scenarios", "runs", "tune", "lattice_io", "reproduce", "asv")

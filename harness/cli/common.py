@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 
 if TYPE_CHECKING:
     from harness.execution import ExecutionConfig
@@ -117,7 +117,7 @@ def particle_count_list(value: str | None) -> list[int]:
 
 
 def load_scenarios(names: list[str]):
-    from harness.scenario import bundled_names, load_scenario
+    from harness.model.load import bundled_names, load_scenario
 
     try:
         if names:
@@ -130,7 +130,7 @@ def load_scenarios(names: list[str]):
 def default_run_directory() -> Path:
     from datetime import UTC, datetime
 
-    from harness.scenario import BUNDLED_DIR
+    from harness.model.load import BUNDLED_DIR
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return BUNDLED_DIR.parent / "results" / "runs" / stamp
@@ -138,7 +138,7 @@ def default_run_directory() -> Path:
 
 def point_latest(out: Path) -> None:
     """Make ``results/latest`` a link to the newest run directory under ``results/``."""
-    from harness.scenario import BUNDLED_DIR
+    from harness.model.load import BUNDLED_DIR
 
     results_dir = BUNDLED_DIR.parent / "results"
     try:
@@ -372,8 +372,8 @@ def execute_runner(runner, cases, scenarios, directory: Path,
 def exit_status(directory: Path, cases, no_fail: bool) -> None:
     """Exit 1 when a case of this run failed, timed out or ran out of memory (unless
     ``--no-fail``)."""
+    from harness.model.vocabulary import Status
     from harness.results import read_rows
-    from harness.vocabulary import Status
 
     planned = {c.case_id for c in cases}
     last: dict = {}  # each case's last record (a resumed run records a case again)

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import app, console, fail
-from harness.errors import ScenarioError
 from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S
 from harness.io.model import POLICIES, ImportRefused
+from harness.model.errors import ScenarioError
 from harness.names import file_name
 
 
@@ -77,7 +77,7 @@ def export_command(
     """Write a scenario's lattice as a standalone PALS file (read by pals-schema and ImpactX).
     """
     from harness.io.pals_file import export_pals, write_pals
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     try:
         loaded = load_scenario(scenario)

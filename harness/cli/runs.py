@@ -322,9 +322,9 @@ def grad(
     from backends.registry import available_backends
     from harness import gradients, metadata
     from harness.display import CaseCount, progress_line, running_line
+    from harness.model.vocabulary import Status
     from harness.results import read_rows
     from harness.runner import Runner
-    from harness.vocabulary import Status
 
     started = metadata.now()
     check_number(repeat, "--repeat", minimum=1, inclusive=True, whole=True)
@@ -341,8 +341,8 @@ def grad(
     for step in steps or []:
         check_number(step, "--fd-steps")
     try:
-        from harness.parameters import resolve_parameter
-        from harness.scenario import observable_names
+        from harness.model.parameters import resolve_parameter
+        from harness.model.scenario import observable_names
 
         if objective and objective not in observable_names():
             fail(f"--objective: an observable name, e.g. sigma_x (got {objective!r})")

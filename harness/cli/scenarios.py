@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.cli.common import MAX_PARTICLES_OPTION, app, check_number, console, err_console, fail
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 from harness.names import printable
 
 
@@ -18,7 +18,7 @@ from harness.names import printable
 def list_command() -> None:
     """Show the bundled scenarios and the backends with their availability."""
     from backends.registry import backend_classes
-    from harness.scenario import bundled_names, load_scenario
+    from harness.model.load import bundled_names, load_scenario
 
     rows = []
     for name in bundled_names():
@@ -93,7 +93,7 @@ def validate(
 ) -> None:
     """Validate scenario files: prints ``OK <file>`` (then what each installed backend will
     do with it) or one line naming the error; exits non-zero on errors."""
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     failures = 0
     for file in files:
@@ -123,9 +123,9 @@ def track(
     """Track a scenario once with one backend and print the final observables (of the
     surviving particles; exits 4 on a numerical blow-up)."""
     from backends.registry import get_backend
-    from harness import observables
-    from harness.particles import generate
-    from harness.scenario import load_scenario
+    from harness.model import observables
+    from harness.model.load import load_scenario
+    from harness.model.particles import generate
 
     check_number(particles, "--particles", minimum=1, inclusive=True, whole=True,
                  maximum=MAX_PARTICLES_OPTION)

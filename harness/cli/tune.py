@@ -28,7 +28,7 @@ from harness.cli.common import (
     run_directory_for,
     split_list,
 )
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 from harness.tuning.scenarios import load_tuning_scenario, tuning_names
 
 

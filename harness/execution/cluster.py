@@ -15,7 +15,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from harness.execution import ExecutionConfig, Job, Rows, lost_row, placement
+from harness.execution.jobs import ExecutionConfig, Job, Rows, lost_row, placement
 
 #: Retries of a job whose worker died (then ``failed``: worker lost).
 WORKER_LOSS_RETRIES = 1
@@ -69,7 +69,7 @@ def load_cluster_config(path: Path) -> dict[str, Any]:
     """The keyword arguments of a jobqueue cluster from a YAML file (one mapping)."""
     import yaml
 
-    from harness.errors import ScenarioError
+    from harness.model.errors import ScenarioError
 
     try:
         data = yaml.safe_load(Path(path).read_text())

@@ -55,7 +55,7 @@ from harness.io.model import (
 )
 from harness.io.pals_doc import BeamSpec, beam_from_momentum
 from harness.io.source_file import MAX_CALL_DEPTH, MAX_TOTAL_BYTES, inside, read_source
-from harness.reference_particle import SPECIES
+from harness.model.reference_particle import SPECIES
 
 _ABS = 1e-15
 

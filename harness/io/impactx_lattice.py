@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from harness.io.model import ImportResult, Item, Translated, Untranslatable
-from harness.reference_particle import ReferenceParticle
+from harness.model.reference_particle import ReferenceParticle
 
 _DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
 _QUADS = ("Quad", "ChrQuad", "ExactQuad")

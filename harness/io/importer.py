@@ -14,7 +14,7 @@ from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, ch
 from harness.io.model import ImportRefused, ImportResult, Translated, apply_policy
 from harness.io.pals_doc import BeamSpec, scenario_dict, to_yaml, validated
 from harness.io.source_file import check_regular
-from harness.reference_particle import SPECIES
+from harness.model.reference_particle import SPECIES
 
 FORMATS: tuple[str, ...] = ("madx", "bmad", "elegant", "pals")
 _SUFFIXES = {".madx": "madx", ".seq": "madx", ".mad": "madx", ".bmad": "bmad", ".lat": "bmad",

@@ -123,7 +123,7 @@ from harness.io.model import (
     Untranslatable,
 )
 from harness.io.pals_doc import BeamSpec, beam_from_gamma
-from harness.reference_particle import C_LIGHT, SPECIES
+from harness.model.reference_particle import C_LIGHT, SPECIES
 
 #: MAD-X particle names the harness has a species for.
 MADX_SPECIES = {"electron": "electron", "positron": "positron", "proton": "proton"}
@@ -443,7 +443,7 @@ def _periodic_twiss(madx, sequence) -> dict[str, float] | None:
 
 def _default_beam(madx, species: str, energy_MeV: float) -> None:
     """A BEAM of ``species`` at ``energy_MeV`` [MeV kinetic] (for a file without one)."""
-    from harness.reference_particle import ReferenceParticle
+    from harness.model.reference_particle import ReferenceParticle
 
     mass = SPECIES[species][0] * 1e-9
     energy = ReferenceParticle(species, energy_MeV).total_energy_eV * 1e-9

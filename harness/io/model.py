@@ -1,7 +1,7 @@
 """What an importer produces: translated PALS elements and the elements it could not translate.
 
 A translated element is a PALS element mapping (``kind`` plus PALS fields, SI units, the
-fields :mod:`harness.lattice` validates). An element the importer cannot translate is kept
+fields :mod:`harness.model.lattice` validates). An element the importer cannot translate is kept
 as an :class:`Untranslatable` with its source kind and the reason; the user's
 ``--on-unsupported`` policy (:data:`POLICIES`) decides what happens to it:
 

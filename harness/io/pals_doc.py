@@ -4,7 +4,7 @@ The PALS document has one facility entry per distinct element definition, a ``Be
 listing the elements by name in beamline order, and a final ``use``. An element name used
 for two different definitions (a Cheetah segment may repeat names) gets a ``__2``, ``__3``
 suffix on the later ones. Everything written is validated with
-:func:`harness.scenario.scenario_from_dict` first, so an import never writes an invalid
+:func:`harness.model.load.scenario_from_dict` first, so an import never writes an invalid
 scenario.
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 import yaml
 
 from harness.io.model import Translated
-from harness.reference_particle import SPECIES, ReferenceParticle
-from harness.scenario import Scenario, scenario_from_dict
+from harness.model.load import scenario_from_dict
+from harness.model.reference_particle import SPECIES, ReferenceParticle
+from harness.model.scenario import Scenario
 
 #: The placeholder beam of an imported scenario when the source gives none (edit it): a
 #: Gaussian beam with these Twiss parameters and spreads.
@@ -92,7 +93,7 @@ def scenario_dict(name: str, elements: list[Translated], beam: BeamSpec,
 
 
 def validated(data: dict[str, Any], file: str | Path | None = None) -> Scenario:
-    """The scenario of ``data``, validated (raises :class:`harness.errors.ScenarioError`)."""
+    """The scenario of ``data``, validated (raises :class:`harness.model.errors.ScenarioError`)."""
     return scenario_from_dict(copy.deepcopy(data), file)
 
 
@@ -105,7 +106,7 @@ def to_yaml(data: dict[str, Any], header: str = "") -> str:
 
 def write_scenario(data: dict[str, Any], out: Path, header: str = "") -> Scenario:
     """Validate ``data`` and write it to ``out`` as YAML; returns the loaded scenario."""
-    from harness.scenario import load_scenario
+    from harness.model.load import load_scenario
 
     validated(data, out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,8 @@ import yaml
 from harness.io.model import ImportRefused
 from harness.io.pals_doc import to_yaml
 from harness.io.source_file import read_source
-from harness.scenario import Scenario, load_scenario
+from harness.model.load import load_scenario
+from harness.model.scenario import Scenario
 
 
 class _NoAliasLoader(yaml.SafeLoader):

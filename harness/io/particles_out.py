@@ -46,7 +46,7 @@ def write_initial(fmt: str | None, run_directory: Path, scenario, count: int,
     """Write the initial particles of ``scenario`` (once: an existing file is kept)."""
     if fmt in (None, "none"):
         return None
-    from harness.io.openpmd import write_openpmd
+    from harness.model.openpmd import write_openpmd
 
     path = initial_file(run_directory, scenario.name, count)
     if path.exists():
@@ -64,7 +64,7 @@ def write_final(fmt: str | None, run_directory: str | Path | None, case_id: str,
     """Write a case's final particles when its run asks for them (``--write-particles``)."""
     if fmt in (None, "none") or not run_directory:
         return None
-    from harness.io.openpmd import write_openpmd
+    from harness.model.openpmd import write_openpmd
 
     return write_openpmd(final_file(Path(run_directory), case_id), final,
                          scenario.reference_particle, scenario.beam.bunch_charge_C)

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.typing import RcKeyType
 
 from harness.display import format_count
+from harness.model.vocabulary import Status
 from harness.report.runs import (
     DEVICE_ORDER,
     DTYPE_ORDER,
@@ -34,7 +35,6 @@ from harness.report.runs import (
     text,
 )
 from harness.report.tables import baseline_times, gradient_groups, rel_error, speedup
-from harness.vocabulary import Status
 
 #: Colours of the backends (baseline first, then alphabetical), line styles, markers.
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",

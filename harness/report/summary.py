@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.display import format_count, format_ratio, format_time
+from harness.model.vocabulary import Status, Verdict
 from harness.report.runs import DEVICE_ORDER, DTYPE_ORDER, Run, number, text
 from harness.report.tables import (
     Table,
@@ -22,7 +23,6 @@ from harness.report.tables import (
     rel_error,
     speedup,
 )
-from harness.vocabulary import Status, Verdict
 
 #: Mark of each verdict in a summary cell.
 VERDICT_MARKS: dict[str, str] = {

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.display import format_count, format_rate, format_ratio, format_time
+from harness.model.vocabulary import Status
 from harness.report.runs import Run, missing, number, short_cpu, sort_key, text
-from harness.vocabulary import Status
 
 #: Longest reason or detail kept in a cell [characters].
 MAX_REASON = 160

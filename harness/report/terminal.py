@@ -20,11 +20,11 @@ from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from harness.model.vocabulary import Status
 from harness.names import printable
 from harness.report.runs import Run, load_run, text
 from harness.report.summary import track_summaries
 from harness.results import RESULTS_CSV
-from harness.vocabulary import Status
 
 #: The marks of a cell, as one line under the table.
 LEGEND = "✓ agrees · ✗ differs · ≈ stand-in model · ref: the reference · ?: no reference"

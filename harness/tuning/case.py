@@ -29,9 +29,10 @@ import numpy as np
 from harness.case_spec import CaseSpec
 from harness.case_support import Clock
 from harness.cases import Case, cache_name
+from harness.model.tuning import TuningProblem, exact_moment_particles
+from harness.model.tuning_problems import problems
+from harness.model.vocabulary import Status
 from harness.tuning.methods import METHODS
-from harness.tuning.problem import TuningProblem, exact_moment_particles, problems
-from harness.vocabulary import Status
 
 if TYPE_CHECKING:
     from harness.tuning.objective import TuningObjective
@@ -128,7 +129,7 @@ def initial_particles(spec: CaseSpec, scenario) -> np.ndarray:
     """The case's initial particles (the scenario's seeded draw, as for every case kind),
     moved to the nominal moments when the block asks for ``exact_moments``."""
     from harness.case_support import initial_particles as drawn
-    from harness.particles import beam_cholesky
+    from harness.model.particles import beam_cholesky
 
     particles = drawn(spec, scenario)
     if scenario.tuning.exact_moments:

@@ -40,11 +40,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from harness.vocabulary import TUNING_METHODS
+from harness.model.vocabulary import TUNING_METHODS
 
 if TYPE_CHECKING:
+    from harness.model.tuning import TuningProblem
     from harness.tuning.objective import TuningObjective
-    from harness.tuning.problem import TuningProblem
 
 #: Above this many parameters the Gaussian-process method is not run (each step refits a
 #: GP in P dimensions and optimises the acquisition: minutes per step on 2 cores).

@@ -1,10 +1,10 @@
 """The objective of a tuning problem as one backend computes it, with the evaluation trace.
 
-Two ways to evaluate the objective ``F(x)`` (:func:`harness.tuning.problem.objective_terms`
+Two ways to evaluate the objective ``F(x)`` (:func:`harness.model.tuning.objective_terms`
 of the final observables):
 
 * :class:`BlackBox` — every backend: a copy of the scenario with the parameter values
-  (:func:`harness.scenario_edit.with_values`) is prepared and tracked from the case's
+  (:func:`harness.model.scenario_edit.with_values`) is prepared and tracked from the case's
   initial particles, and every target observable comes from that one track;
 * :class:`Differentiable` — the backends with reverse-mode AD
   (:meth:`backends.base.Backend.differentiable_observables`): ``F`` and ``dF/dx`` from
@@ -34,7 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from harness.tuning.problem import TuningProblem, objective_terms
+from harness.model.tuning import TuningProblem, objective_terms
 
 #: What a non-finite objective (a lost beam, an overflow) is replaced with for the method
 #: (the trace records it as empty).
@@ -47,7 +47,7 @@ class Stop(Exception):
 
 def observables_of(particles: np.ndarray, names: list[str], reference) -> dict[str, float]:
     """Observables of the surviving particles (floats)."""
-    from harness import observables
+    from harness.model import observables
 
     values = observables.compute_for(observables.survivors(particles), names, reference)
     return {k: float(v) for k, v in values.items()}
@@ -69,7 +69,7 @@ class BlackBox:
 
     def __call__(self, x: np.ndarray) -> float:
         """The objective at parameter values ``x`` (scenario file units)."""
-        from harness.scenario_edit import with_values
+        from harness.model.scenario_edit import with_values
 
         values = dict(zip(self.problem.names, (float(v) for v in x), strict=True))
         scenario = with_values(self.scenario, values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 
 #: Where the bundled tuning scenarios live (not part of the default ``trackbench run``).
 TUNING_DIR = Path(__file__).resolve().parent.parent.parent / "lattices" / "tuning"
@@ -19,8 +19,8 @@ def tuning_names() -> list[str]:
 def load_tuning_scenario(name_or_path: str):
     """A scenario with a tuning block: a bundled tuning name, a bundled name or a file;
     raises :class:`ScenarioError` (no block, bad block)."""
-    from harness.scenario import load_scenario
-    from harness.tuning.problem import check_tuning
+    from harness.model.load import load_scenario
+    from harness.model.tuning_problems import check_tuning
 
     bundled = TUNING_DIR / f"{name_or_path}.yaml"
     scenario = load_scenario(bundled if bundled.exists() else name_or_path)

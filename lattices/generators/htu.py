@@ -52,7 +52,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.reference_particle import ReferenceParticle
+from harness.model.reference_particle import ReferenceParticle
 
 OUT = Path(__file__).resolve().parent.parent / "htu.yaml"
 
@@ -64,8 +64,6 @@ SIGMA_T = 1.0e-6  # m
 SIGMA_P = 2.5e-2  # relative momentum spread
 MU_P = 1.0e-2  # relative mean momentum offset (ImpactX meanPt = -MU_P)
 BUNCH_CHARGE_C = 25.0e-12
-#: The figures' particle counts (NAPAC2025 TUP101 Fig. 1; Fig. 2 adds 1e7 on the GPU).
-PARTICLE_COUNTS = [1_000, 10_000, 100_000, 1_000_000]
 
 #: Whether the scenario states the magnets by field (PALS ``Bn1`` [T/m], ``bend_field_ref``
 #: [T], ``Kicker`` with ``Bn0L``/``Bs0L`` [T m]); False writes normalised strengths only

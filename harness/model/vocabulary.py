@@ -38,7 +38,7 @@ LATTICE_KINDS: frozenset[str] = frozenset(ELEMENT_TIERS) | {"Aperture"}
 
 @dataclass(frozen=True)
 class FieldInfo:
-    """One field of :attr:`harness.lattice.Element.params`: its unit and meaning."""
+    """One field of :attr:`harness.model.lattice.Element.params`: its unit and meaning."""
 
     unit: str
     meaning: str
@@ -62,7 +62,7 @@ MULTIPOLE_PATTERNS: dict[str, FieldInfo] = {
     "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (MAD-X KS/L)"),
 }
 
-#: The fields of :attr:`harness.lattice.Element.params` per kind. ``REQUIRED_FIELDS`` are
+#: The fields of :attr:`harness.model.lattice.Element.params` per kind. ``REQUIRED_FIELDS`` are
 #: always present; the others appear only when the lattice sets them (non-zero), and a
 #: backend that does not honour one present reports the case ``unsupported`` naming it.
 ELEMENT_FIELDS: dict[str, dict[str, FieldInfo]] = {
@@ -134,8 +134,6 @@ def field_declared(patterns: Iterable[str], field: str) -> bool:
     as ``Kn*L``)."""
     return any(field == p or ("*" in p and fnmatchcase(field, p)) for p in patterns)
 
-
-SPACE_CHARGE_KINDS: tuple[str, ...] = ("3d", "2p5d")
 
 
 def tier_rank(tier: str) -> int:

@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 
 if TYPE_CHECKING:
-    from harness.scenario import Beam
+    from harness.model.scenario import Beam
 
 COLUMNS = ("x", "px", "y", "py", "t", "pt")
 
@@ -242,11 +242,11 @@ MAX_CSV_BYTES = 256 * 2**20
 def load_particle_file(path: str | Path, reference=None) -> np.ndarray:
     """Read ``(N, 6)`` particles from ``.npz`` (key ``particles`` or one key per coordinate),
     ``.csv`` (header x,px,y,py,t,pt) or openPMD HDF5 (``.h5``, converted for ``reference``,
-    see :mod:`harness.io.openpmd`), each a regular file of bounded size, and check them
+    see :mod:`harness.model.openpmd`), each a regular file of bounded size, and check them
     (:func:`check_particles`). Every failure is one ScenarioError naming the file."""
     path = Path(path)
-    from harness.io.openpmd import SUFFIXES, read_openpmd
-    from harness.yaml_load import check_regular_file, read_regular_file
+    from harness.model.openpmd import SUFFIXES, read_openpmd
+    from harness.model.yaml_load import check_regular_file, read_regular_file
 
     if path.suffix in SUFFIXES and reference is not None:
         check_regular_file(path, MAX_PARTICLE_FILE_BYTES, "beam.file")  # h5py takes a path
@@ -326,7 +326,7 @@ def check_particles(particles: np.ndarray, path: str | Path | None = None,
     array, 1 <= N <= the scenario cap, finite, and, with the ``reference`` particle, each
     moving forward: its energy E = E_ref - pt p0c above its rest energy and its momentum
     along s, p_s^2 = p^2 - (px^2 + py^2) p0^2, positive (ImpactX's coordinates)."""
-    from harness.scenario import MAX_PARTICLES
+    from harness.model.limits import MAX_PARTICLES
 
     if particles.ndim != 2 or particles.shape[1] != 6:
         raise ScenarioError(path, "beam.file", "an (N, 6) array", particles.shape)

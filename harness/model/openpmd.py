@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import ScenarioError
-from harness.reference_particle import C_LIGHT, SPECIES, ReferenceParticle
+from harness.model.errors import ScenarioError
+from harness.model.reference_particle import C_LIGHT, SPECIES, ReferenceParticle
 
 #: File suffixes read as openPMD HDF5.
 SUFFIXES: tuple[str, ...] = (".h5", ".hdf5")

@@ -2,12 +2,13 @@
 
 Finite differences need the objective at perturbed parameter values from *any* backend,
 including codes that cannot differentiate (ImpactX). Every adapter reads the lattice from
-:attr:`harness.scenario.Scenario.elements` (the flat :class:`~harness.lattice.Element` list)
-and the beam from :attr:`~harness.scenario.Scenario.beam`, so a copy whose element list and
-beam carry the new values is tracked by every backend exactly like a scenario file with
+the flat :class:`~harness.model.lattice.Element` list
+:attr:`harness.model.scenario.Scenario.elements` and the beam from
+:attr:`~harness.model.scenario.Scenario.beam`, so a copy whose element list and beam carry
+the new values is tracked by every backend exactly like a scenario file with
 those values written in.
 
-Parameter names are those of :mod:`harness.parameters`: ``<element>.<field>`` (every
+Parameter names are those of :mod:`harness.model.parameters`: ``<element>.<field>`` (every
 occurrence of the element changes, as for a family of magnets on one power supply) and
 ``beam.<twiss|longitudinal|rms>.<field>``. Values are in the units of the scenario file.
 """
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.lattice import with_params
-from harness.parameters import resolve_parameter
-from harness.scenario import Scenario
+from harness.model.lattice import with_params
+from harness.model.parameters import resolve_parameter
+from harness.model.scenario import Scenario
 
 
 def _edited_beam(scenario: Scenario, beam_values: dict[tuple[str, str], float]):
@@ -43,7 +44,7 @@ def with_values(scenario: Scenario, values: Mapping[str, float]) -> Scenario:
     Returns:
         A scenario whose ``elements`` and ``beam`` hold the new values; everything else
         (model tiers, slicing, observables, the raw PALS document) is shared with the
-        original. Raises ``KeyError`` for a name :func:`harness.parameters.resolve_parameter`
+        original. Raises ``KeyError`` for a name :func:`harness.model.parameters.resolve_parameter`
         does not know.
     """
     element_values: dict[tuple[str, str], float] = {}

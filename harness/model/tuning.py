@@ -1,8 +1,8 @@
 """The ``tuning:`` block of a scenario and the tuning problem it describes.
 
-A tuning problem varies named parameters (:mod:`harness.parameters`: ``quad1.Kn1``,
+A tuning problem varies named parameters (:mod:`harness.model.parameters`: ``quad1.Kn1``,
 ``beam.twiss.beta_x``, ...) within bounds, from a start point, to minimise an objective
-made of observables (:mod:`harness.observables`) of the beam at the end of the lattice::
+made of observables (:mod:`harness.model.observables`) of the beam at the end of the lattice::
 
     tuning:
       parameters:                      # name -> start, bounds, known optimum
@@ -31,8 +31,9 @@ relative distance to the known optimum, ``max_i |x_i - x*_i| / |x*_i|``, is
 ``<= tolerance.parameters`` (each only when given).
 
 The pydantic model here validates each field (one line naming the field, as for every
-other block of a scenario); :func:`check_tuning` checks what needs the lattice (parameter
-names, the scenario's values inside the bounds).
+other block of a scenario); :func:`harness.model.tuning_problems.check_tuning` checks what
+needs the lattice (parameter names, the scenario's values inside the bounds) and
+:func:`harness.model.tuning_problems.problems` resolves the block against its scenario.
 """
 
 from __future__ import annotations
@@ -47,8 +48,6 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator,
 
 if TYPE_CHECKING:
     import torch
-
-    from harness.scenario import Scenario
 
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -124,7 +123,7 @@ class Budget(_Strict):
     @field_validator("per_method")
     @classmethod
     def _known_methods(cls, value: dict[str, int]) -> dict[str, int]:
-        from harness.vocabulary import TUNING_METHODS
+        from harness.model.vocabulary import TUNING_METHODS
 
         for name in value:
             if name not in TUNING_METHODS:
@@ -164,7 +163,7 @@ class TuningBlock(_Strict):
     @field_validator("targets")
     @classmethod
     def _observable_targets(cls, value: dict[str, Target]) -> dict[str, Target]:
-        from harness.observables import observable_names
+        from harness.model.observables import observable_names
 
         if not value:
             raise ValueError("at least one target (observable: {value: ...})")
@@ -269,80 +268,10 @@ def objective_terms(block: TuningBlock, final: Mapping[str, float | torch.Tensor
     return total
 
 
-def _resolved(scenario: Scenario, block: TuningBlock, file) -> list[tuple[str, float]]:
-    from harness.errors import ScenarioError
-    from harness.parameters import resolve_parameter
-
-    out = []
-    for name in block.parameters:
-        try:
-            out.append((name, resolve_parameter(scenario, name).value))
-        except KeyError as error:
-            raise ScenarioError(file, f"tuning.parameters.{name}", str(error.args[0]),
-                                name) from None
-    return out
-
-
-def check_tuning(scenario: Scenario, file=None) -> None:
-    """What the block alone cannot check: parameter names resolve in the lattice, and every
-    parameter gets finite bounds around its start. Raises :class:`ScenarioError`."""
-    if scenario.tuning is None:
-        return
-    problems(scenario, file)
-
-
-def problems(scenario: Scenario, file=None) -> list[TuningProblem]:
-    """The problems of a scenario's tuning block: one, or one per ``sizes`` entry."""
-    from harness.errors import ScenarioError
-
-    block = scenario.tuning
-    if block is None:
-        return []
-    file = file if file is not None else scenario.source_file
-    values = _resolved(scenario, block, file)
-    rng = np.random.default_rng(block.perturbation.seed if block.perturbation else 0)
-    draws = rng.uniform(-1.0, 1.0, len(values))
-    start, lower, upper, optimum = [], [], [], []
-    for (name, value), draw in zip(values, draws, strict=True):
-        spec = block.parameters[name]
-        where = f"tuning.parameters.{name}"
-        known = spec.optimum if spec.optimum is not None else value
-        half = block.bounds_relative * abs(value) if block.bounds_relative else None
-        lo = spec.lower if spec.lower is not None else (value - half if half else None)
-        hi = spec.upper if spec.upper is not None else (value + half if half else None)
-        if lo is None or hi is None:
-            raise ScenarioError(file, where, "'lower' and 'upper' (or the block's "
-                                "'bounds_relative')")
-        if not lo < hi:
-            raise ScenarioError(file, where, f"lower < upper (got {lo}, {hi})")
-        if spec.start is not None:
-            x0 = spec.start
-        elif block.perturbation is not None:
-            x0 = known * (1.0 + block.perturbation.relative * draw)
-        else:
-            x0 = value
-        if not lo <= x0 <= hi:
-            raise ScenarioError(file, f"{where}.start", f"a start within [{lo}, {hi}]", x0)
-        start.append(x0)
-        lower.append(lo)
-        upper.append(hi)
-        optimum.append(known)
-    sizes = block.sizes or [len(values)]
-    names = tuple(name for name, _ in values)
-    out = []
-    for size in sizes:
-        label = f"P{size}" if block.sizes else ""
-        out.append(TuningProblem(label, names[:size], np.array(start[:size]),
-                                 np.array(lower[:size]), np.array(upper[:size]),
-                                 np.array(optimum[:size]) if block.known_optimum else None,
-                                 block))
-    return out
-
-
 def exact_moment_particles(particles: np.ndarray, cholesky: np.ndarray,
                            mean: np.ndarray | None = None) -> np.ndarray:
     """Particles moved linearly so that their mean is exactly ``mean`` (default zero; the
-    beam's centroid) and their covariance (1/N, as :func:`harness.observables.moments`)
+    beam's centroid) and their covariance (1/N, as :func:`harness.model.observables.moments`)
     exactly ``cholesky @ cholesky.T``."""
     centred = particles - particles.mean(axis=0)
     covariance = centred.T @ centred / len(centred)

@@ -4,9 +4,10 @@
 Each bound is far outside any accelerator (so no real scenario is refused) and far inside
 float64 (so no backend overflows, divides by zero or loses every digit on a value that was
 accepted). Scenario fields (``beam.*``, ``space_charge.*``, ...) are bounded in the pydantic
-models of :mod:`harness.scenario` through :func:`bounded`; element fields
-(:attr:`harness.lattice.Element.params`, names of :data:`harness.vocabulary.ELEMENT_FIELDS`)
-are bounded after the PALS fields are translated, by :func:`element_bound`.
+models of :mod:`harness.model.scenario` through :func:`bounded`; element fields
+(:attr:`harness.model.lattice.Element.params`, names of
+:data:`harness.model.vocabulary.ELEMENT_FIELDS`) are bounded after the PALS fields are
+translated, by :func:`element_bound`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from pydantic import Field
 
 TWO_PI = 2.0 * math.pi
+#: Most particles a scenario (``beam.particles``, ``particle_counts``) or a beam file holds.
+MAX_PARTICLES = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
           "(its square stays finite)"),
 )}
 
-#: Bounds of element fields (:data:`harness.vocabulary.ELEMENT_FIELDS`), first match wins.
+#: Bounds of element fields (:data:`harness.model.vocabulary.ELEMENT_FIELDS`), first match wins.
 ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("length", 0.0, 1e5, "m", "100 km: longer than any element (the LHC is 27 km)"),
     Bound("angle", -TWO_PI, TWO_PI, "rad", "at most one full turn in one bend"),

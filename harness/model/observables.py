@@ -159,7 +159,7 @@ def compute(particles, names: list[str], beta_gamma: float | torch.Tensor = 1.0,
 
 def compute_for(particles, names: list[str], reference, weights=None) -> dict[str, Any]:
     """:func:`compute` with beta0 and beta0*gamma0 of a reference particle
-    (:class:`harness.reference_particle.ReferenceParticle`)."""
+    (:class:`harness.model.reference_particle.ReferenceParticle`)."""
     return compute(particles, names, reference.beta_gamma, reference.beta, weights)
 
 

@@ -2,7 +2,7 @@
 
 Every scenario or lattice file the harness reads goes through :func:`load_yaml_file` (or
 :func:`load_yaml_text`). On top of PyYAML's safe loader (no Python tags, the libyaml parser
-when it is compiled in) it refuses, each with one :class:`harness.errors.ScenarioError` that
+when it is compiled in) it refuses, each with one :class:`harness.model.errors.ScenarioError` that
 names the file, the line and column and the key path where known:
 
 * anything but a regular file (``/dev/zero``, a FIFO, a directory: checked on the open
@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from harness.errors import ScenarioError
+from harness.model.errors import ScenarioError
 
 #: Largest scenario or lattice file read [bytes].
 MAX_BYTES = 64 * 2**20

@@ -6,7 +6,7 @@ defines is validated, used or not; names are unique. It is flattened (beamlines,
 ``use`` and name references resolved; the element count is computed before anything is
 expanded and capped at :data:`MAX_ELEMENTS`) into elements whose fields carry SI units and
 normalised strengths. The fields of each kind, with units, are
-:data:`harness.vocabulary.ELEMENT_FIELDS`; where every PALS field goes is
+:data:`harness.model.vocabulary.ELEMENT_FIELDS`; where every PALS field goes is
 :data:`PALS_FIELDS` (a field is translated to an element field, or refused by ``validate``
 with the reason; nothing is dropped).
 
@@ -36,9 +36,9 @@ from typing import Any
 
 import pydantic
 
-from harness.errors import ScenarioError
-from harness.limits import element_bound
-from harness.vocabulary import ELEMENT_TIERS, MODEL_TIERS, resolve_tier
+from harness.model.errors import ScenarioError
+from harness.model.limits import element_bound
+from harness.model.vocabulary import ELEMENT_TIERS, MODEL_TIERS, resolve_tier
 
 #: Container kinds of PALS (not elements).
 _CONTAINERS = ("BeamLine", "Lattice")
@@ -73,8 +73,8 @@ class Element:
 
     Attributes:
         name: the element's PALS name (shared by every instance of a named element).
-        kind: PALS kind (a key of :data:`harness.vocabulary.ELEMENT_TIERS`, or ``Aperture``).
-        params: field name -> value in SI units (:data:`harness.vocabulary.ELEMENT_FIELDS`).
+        kind: PALS kind (a key of :data:`harness.model.vocabulary.ELEMENT_TIERS`, or ``Aperture``).
+        params: field name -> value in SI units (:data:`harness.model.vocabulary.ELEMENT_FIELDS`).
         tier: effective model tier (the requested floor resolved with ImpactX's rule).
         requested_tier: the tier the scenario asked for.
         nslice: ImpactX ``nslice`` (space-charge kicks per element; slices of the map).
@@ -111,7 +111,7 @@ class Refused:
 
 
 #: Every PALS field of the translated kinds: parameter group field -> the element field it
-#: becomes (a name of :data:`harness.vocabulary.ELEMENT_FIELDS`), ``None`` (no effect on
+#: becomes (a name of :data:`harness.model.vocabulary.ELEMENT_FIELDS`), ``None`` (no effect on
 #: tracking: names and labels), or :class:`Refused`. Keys are ``Group.field`` (``*`` for
 #: any kind) or ``Kind:Group.field``; multipoles are handled by :func:`parse_multipoles`.
 PALS_FIELDS: dict[str, str | None | Refused] = {
@@ -226,13 +226,13 @@ def check_element_name(name: Any, file, path: str) -> str:
 
 
 def check_element_bounds(kind: str, params: Mapping[str, float], file, path: str) -> None:
-    """Every field of a translated element within its bound (:mod:`harness.limits`), and no
+    """Every field of a translated element within its bound (:mod:`harness.model.limits`), and no
     strength on a zero-length thick element (see :data:`_THICK_KINDS`)."""
     for key, value in params.items():
         bound = element_bound(key)
         if bound is None:
             raise ScenarioError(file, f"{path}.{key}", "a field with a stated bound "
-                                "(harness.limits)", key)
+                                "(harness.model.limits)", key)
         if not math.isfinite(value) or not bound.contains(value):
             raise ScenarioError(file, f"{path}.{_pals_name(key)}", f"{bound.text()} "
                                 f"[{bound.unit}] ({bound.why})", value)

@@ -1,38 +1,33 @@
-"""Scenario files: one YAML document = PALS lattice + beam + model + observables + gradients.
+"""The scenario schema: one YAML document = PALS lattice + beam + model + observables +
+gradients (+ a tuning block), as pydantic models with their bounds.
 
-Loading goes through :mod:`harness.yaml_load` (safe, bounded YAML). Every validation failure raises
-:class:`harness.errors.ScenarioError` naming the file, the dotted field path and what was
+Files are read and checked as a whole (lattice file, beam file, gradient parameters, tuning
+block) by :mod:`harness.model.load`; every validation failure raises
+:class:`harness.model.errors.ScenarioError` naming the file, the dotted field path and what was
 expected.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from functools import cached_property
-from pathlib import Path
 from typing import Annotated, Literal
 
-import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.errors import ScenarioError
-from harness.lattice import Element, ElementSettings, build_elements
-from harness.limits import SCENARIO_BOUNDS, within
-from harness.observables import observable_names
-from harness.reference_particle import SPECIES, ReferenceParticle
-from harness.tuning.problem import TuningBlock, check_tuning
-from harness.vocabulary import MODEL_TIERS
-from harness.yaml_load import load_yaml_file
-
-#: Where the bundled scenarios live.
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "lattices"
+from harness.model.errors import ScenarioError
+from harness.model.lattice import Element, ElementSettings, build_elements
+from harness.model.limits import MAX_PARTICLES, SCENARIO_BOUNDS, within
+from harness.model.observables import observable_names
+from harness.model.reference_particle import SPECIES, ReferenceParticle
+from harness.model.tuning import TuningBlock
+from harness.model.vocabulary import MODEL_TIERS
 
 Tier = Literal["linear", "paraxial", "exact"]
 Positive = Annotated[float, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
-#: Bounded fields (:data:`harness.limits.SCENARIO_BOUNDS`).
+#: Bounded fields (:data:`harness.model.limits.SCENARIO_BOUNDS`).
 Beta = Annotated[float, within("beam.twiss.beta")]
 Alpha = Annotated[float, within("beam.twiss.alpha")]
 Emittance = Annotated[float, within("beam.twiss.emittance")]
@@ -51,8 +46,6 @@ Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", 
 #: Largest kinetic energy accepted [MeV] (100 TeV; beyond, no accelerator and no float64
 #: momentum deviation is meaningful).
 MAX_KINETIC_ENERGY_MEV = SCENARIO_BOUNDS["beam.kinetic_energy_MeV"].high
-#: Most particles a scenario may ask for.
-MAX_PARTICLES = 1_000_000_000
 #: Most repetitions of the lattice (``periods``).
 MAX_PERIODS = 100_000
 #: Most tracked elements after ``periods`` are applied.
@@ -247,10 +240,10 @@ def canonical_species(name: str) -> str | None:
 class Beam(_Strict):
     """The initial beam.
 
-    ``species``: a name of :data:`harness.reference_particle.SPECIES` (case-insensitive) or ``ion``
-    with ``charge_qe`` [elementary charges, signed, non-zero] and ``mass_MeV`` [MeV > 0].
+    ``species``: a name of :data:`harness.model.reference_particle.SPECIES` (case-insensitive)
+    or ``ion`` with ``charge_qe`` [elementary charges, signed, non-zero] and ``mass_MeV`` [MeV > 0].
     ``kinetic_energy_MeV`` from 1 eV to :data:`MAX_KINETIC_ENERGY_MEV`. Every number is
-    bounded (:data:`harness.limits.SCENARIO_BOUNDS`); ``file`` is stored as an absolute
+    bounded (:data:`harness.model.limits.SCENARIO_BOUNDS`); ``file`` is stored as an absolute
     path (resolved against the scenario file's folder when it is loaded).
     """
 
@@ -498,101 +491,6 @@ class Scenario(_Strict):
         return tuple(t for t in MODEL_TIERS if any(e.tier == t for e in self.elements))
 
 
-#: pydantic's range errors: the words and the key of the bound in the error's context.
-_COMPARISONS = {"less_than_equal": ("less than or equal to", "le"),
-                "less_than": ("less than", "lt"),
-                "greater_than_equal": ("greater than or equal to", "ge"),
-                "greater_than": ("greater than", "gt")}
-
-
-def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError:
-    errors = error.errors()
-    # a misspelt field gives "missing X" and "no such field x": the second says more
-    first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
-    loc = ""
-    for part in first.get("loc", ()):
-        if part in ("function-after",):
-            continue
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    msg = first.get("msg", "a valid value").removeprefix("Value error, ")
-    msg = msg.removeprefix("Input should be ")
-    limit = _COMPARISONS.get(str(first.get("type")))
-    if limit is not None:  # pydantic writes 1e100 with all its digits
-        words, key = limit
-        msg = f"{words} {float(first.get('ctx', {}).get(key, math.nan)):g}"
-    if first.get("type") == "extra_forbidden":
-        msg = "no such field (check the spelling)"
-    if first.get("type") == "missing":
-        msg = "this required field"
-    got = first.get("input")
-    if first.get("type") in ("missing", "model_type") or isinstance(got, dict):
-        got = None  # a whole group is not worth echoing; the message says what is wrong
-    return ScenarioError(file, loc or "<root>", msg, got)
-
-
-def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario:
-    """Validate a scenario mapping (already parsed YAML).
-
-    ``lattice`` may be the PALS document itself or the path of a PALS YAML file (relative
-    to the scenario file), read with the checks of :mod:`harness.yaml_load`.
-    """
-    if not isinstance(data, dict):
-        raise ScenarioError(file, "<root>", "a mapping with name, beam, model, lattice, ...",
-                            type(data).__name__)
-    for key in data:
-        if not isinstance(key, str):
-            raise ScenarioError(file, "<root>", "field names that are strings (name, beam, "
-                                "model, lattice, ...)", key)
-    if "source_file" in data or "lattice_file" in data:
-        key = "source_file" if "source_file" in data else "lattice_file"
-        raise ScenarioError(file, key, "no such field (check the spelling)", key)
-    data, lattice_file = _with_lattice_file(data, file)
-    data = _with_absolute_beam_file(data, file)
-    try:
-        scenario = Scenario(**data, source_file=str(file) if file else None,
-                            lattice_file=lattice_file)
-    except pydantic.ValidationError as error:
-        raise _error_from_pydantic(error, file) from None
-    _ = scenario.elements  # validates the lattice
-    _check_gradients(scenario, file)
-    check_tuning(scenario, file)
-    _check_particle_file(scenario.beam, file)
-    return scenario
-
-
-def _with_absolute_beam_file(data: dict, file) -> dict:
-    """``data`` with a relative ``beam.file`` made absolute: relative to the scenario file's
-    folder (to the working directory without a file). The case processes run in the run
-    directory, so the path must not depend on where they run."""
-    beam = data.get("beam")
-    if not isinstance(beam, dict) or not isinstance(beam.get("file"), str) or not beam["file"]:
-        return data
-    path = Path(beam["file"])
-    if not path.is_absolute() and file is not None:
-        path = Path(file).parent / path
-    return {**data, "beam": {**beam, "file": os.path.abspath(path)}}
-
-
-def _with_lattice_file(data: dict, file) -> tuple[dict, str | None]:
-    """``data`` with a ``lattice: <path>`` replaced by the PALS document read from it."""
-    reference = data.get("lattice")
-    if not isinstance(reference, str):
-        return data, None
-    path = Path(reference)
-    if not path.is_absolute() and file is not None:
-        path = Path(file).parent / path
-    if not path.name.endswith((".yaml", ".yml")) or not path.is_file():
-        raise ScenarioError(file, "lattice", "a PALS document {PALS: ...} or the path of an "
-                            "existing PALS .yaml file (relative to the scenario file)",
-                            reference)
-    try:
-        document = load_yaml_file(path)
-    except ScenarioError as error:
-        raise ScenarioError(_origin(file, str(path)), error.field, error.expected,
-                            error.got) from None
-    return {**data, "lattice": document}, str(path)
-
-
 def _origin(file, lattice_file: str | None) -> str | None:
     """How errors name a scenario whose lattice comes from another file."""
     if lattice_file is None:
@@ -600,84 +498,10 @@ def _origin(file, lattice_file: str | None) -> str | None:
     return f"{file if file is not None else '<scenario>'} (lattice {lattice_file})"
 
 
-def _check_particle_file(beam: Beam, file) -> None:
-    """A ``file`` beam names a readable particle file whose particles pass the checks of
-    :func:`harness.particles.load_particle_file` (read here, so ``validate`` sees them)."""
-    if beam.distribution != "file":
-        return
-    from harness.particles import load_particle_file
-
-    path = Path(beam.file or "")
-    if path.suffix not in (".npz", ".csv", ".h5", ".hdf5") or not path.exists():
-        raise ScenarioError(file, "beam.file", "an existing .npz, .csv or openPMD .h5 file "
-                            "(a relative path is relative to the scenario file)", beam.file)
-    try:
-        particles = load_particle_file(path, beam.reference)
-    except ScenarioError as error:
-        raise ScenarioError(file, "beam.file", f"{error.expected} in {path}",
-                            error.got) from None
-    if beam.particles > len(particles):
-        raise ScenarioError(file, "beam.particles", f"at most the {len(particles)} "
-                            f"particles of {path.name}", beam.particles)
-
-
-def _check_gradients(scenario: Scenario, file) -> None:
-    if scenario.gradients is None:
-        return
-    from harness.parameters import resolve_parameter
-
-    for index, name in enumerate(scenario.gradients.parameters):
-        try:
-            resolve_parameter(scenario, name)
-        except KeyError as error:
-            raise ScenarioError(file, f"gradients.parameters[{index}]", str(error.args[0]),
-                                name) from None
-    if scenario.gradients.objective not in observable_names():
-        raise ScenarioError(file, "gradients.objective", "an observable name",
-                            scenario.gradients.objective)
-
-
-def scenario_to_bytes(scenario: Scenario) -> bytes:
-    """A validated scenario, its flattened lattice included, as bytes for another process of
-    the harness (pickle: only for data the harness wrote itself, never for user files)."""
-    import pickle
-
-    _ = scenario.elements
-    return pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def scenario_from_bytes(data: bytes) -> Scenario:
-    """The scenario of :func:`scenario_to_bytes`, without parsing or validating again
-    (microseconds instead of the YAML read and the PALS flattening)."""
-    import pickle
-
-    scenario = pickle.loads(data)  # noqa: S301 - written by scenario_to_bytes
-    if not isinstance(scenario, Scenario):
-        raise TypeError(f"not a scenario: {type(scenario).__name__}")
-    return scenario
-
-
-def resolve_scenario_path(name_or_path: str | Path) -> Path:
-    """A path as given, or a bundled scenario name (``fodo_linear`` -> lattices/fodo_linear.yaml).
-    """
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        return path
-    bundled = BUNDLED_DIR / f"{name_or_path}.yaml"
-    if bundled.exists():
-        return bundled
-    if path.exists():
-        return path
-    raise ScenarioError(path, "<file>", "an existing scenario file or a bundled name: "
-                        + ", ".join(bundled_names()))
-
-
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load and validate a scenario file (safe YAML)."""
-    path = resolve_scenario_path(name_or_path)
-    return scenario_from_dict(load_yaml_file(path), path)
-
-
-def bundled_names() -> list[str]:
-    """Names of the bundled scenarios."""
-    return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
+def model_signature(scenario: Scenario) -> str:
+    """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
+    ``paraxial+exact``) plus the space-charge model when there is one."""
+    label = "+".join(scenario.tiers) or "linear"
+    if scenario.space_charge is not None:
+        label += f"|sc:{scenario.space_charge.kind}"
+    return label

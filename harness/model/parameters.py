@@ -1,7 +1,7 @@
 """Named parameters of a scenario: ``<element>.<field>`` or ``beam.<group>.<field>``.
 
 These are the names used in gradient blocks and on the command line (``--params``).
-Element fields are those of :class:`harness.lattice.Element.params` (e.g. ``qf.Kn1``,
+Element fields are those of :class:`harness.model.lattice.Element.params` (e.g. ``qf.Kn1``,
 ``b1.angle``, ``d1.length``); beam fields are ``beam.twiss.<beta_x|alpha_x|emittance_x|...>``
 and ``beam.longitudinal.<sigma_t|sigma_pt|correlation>``.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.scenario import Scenario
+    from harness.model.scenario import Scenario
 
 BEAM_GROUPS = ("twiss", "longitudinal", "rms", "ellipse")
 

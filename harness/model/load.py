@@ -1,0 +1,202 @@
+"""Reading a scenario: a file (or a parsed mapping) in, a validated
+:class:`~harness.model.scenario.Scenario` out.
+
+Beyond the schema of :mod:`harness.model.scenario`, loading reads a ``lattice: <path>``
+PALS file, makes a relative ``beam.file`` absolute and opens it (so ``validate`` sees its
+particles), resolves the gradient parameters and checks the tuning block. Bundled scenarios
+are found by name in ``lattices/``. Every failure is one
+:class:`~harness.model.errors.ScenarioError` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pydantic
+
+from harness.model.errors import ScenarioError
+from harness.model.observables import observable_names
+from harness.model.parameters import resolve_parameter
+from harness.model.particles import load_particle_file
+from harness.model.scenario import Beam, Scenario, _origin
+from harness.model.tuning_problems import check_tuning
+from harness.model.yaml_load import load_yaml_file
+
+#: Where the bundled scenarios live.
+BUNDLED_DIR = Path(__file__).resolve().parent.parent.parent / "lattices"
+
+
+#: pydantic's range errors: the words and the key of the bound in the error's context.
+_COMPARISONS = {"less_than_equal": ("less than or equal to", "le"),
+                "less_than": ("less than", "lt"),
+                "greater_than_equal": ("greater than or equal to", "ge"),
+                "greater_than": ("greater than", "gt")}
+
+
+def _error_from_pydantic(error: pydantic.ValidationError, file) -> ScenarioError:
+    errors = error.errors()
+    # a misspelt field gives "missing X" and "no such field x": the second says more
+    first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
+    loc = ""
+    for part in first.get("loc", ()):
+        if part in ("function-after",):
+            continue
+        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+    msg = first.get("msg", "a valid value").removeprefix("Value error, ")
+    msg = msg.removeprefix("Input should be ")
+    limit = _COMPARISONS.get(str(first.get("type")))
+    if limit is not None:  # pydantic writes 1e100 with all its digits
+        words, key = limit
+        msg = f"{words} {float(first.get('ctx', {}).get(key, math.nan)):g}"
+    if first.get("type") == "extra_forbidden":
+        msg = "no such field (check the spelling)"
+    if first.get("type") == "missing":
+        msg = "this required field"
+    got = first.get("input")
+    if first.get("type") in ("missing", "model_type") or isinstance(got, dict):
+        got = None  # a whole group is not worth echoing; the message says what is wrong
+    return ScenarioError(file, loc or "<root>", msg, got)
+
+
+def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario:
+    """Validate a scenario mapping (already parsed YAML).
+
+    ``lattice`` may be the PALS document itself or the path of a PALS YAML file (relative
+    to the scenario file), read with the checks of :mod:`harness.model.yaml_load`.
+    """
+    if not isinstance(data, dict):
+        raise ScenarioError(file, "<root>", "a mapping with name, beam, model, lattice, ...",
+                            type(data).__name__)
+    for key in data:
+        if not isinstance(key, str):
+            raise ScenarioError(file, "<root>", "field names that are strings (name, beam, "
+                                "model, lattice, ...)", key)
+    if "source_file" in data or "lattice_file" in data:
+        key = "source_file" if "source_file" in data else "lattice_file"
+        raise ScenarioError(file, key, "no such field (check the spelling)", key)
+    data, lattice_file = _with_lattice_file(data, file)
+    data = _with_absolute_beam_file(data, file)
+    try:
+        scenario = Scenario(**data, source_file=str(file) if file else None,
+                            lattice_file=lattice_file)
+    except pydantic.ValidationError as error:
+        raise _error_from_pydantic(error, file) from None
+    _ = scenario.elements  # validates the lattice
+    _check_gradients(scenario, file)
+    check_tuning(scenario, file)
+    _check_particle_file(scenario.beam, file)
+    return scenario
+
+
+def _with_absolute_beam_file(data: dict, file) -> dict:
+    """``data`` with a relative ``beam.file`` made absolute: relative to the scenario file's
+    folder (to the working directory without a file). The case processes run in the run
+    directory, so the path must not depend on where they run."""
+    beam = data.get("beam")
+    if not isinstance(beam, dict) or not isinstance(beam.get("file"), str) or not beam["file"]:
+        return data
+    path = Path(beam["file"])
+    if not path.is_absolute() and file is not None:
+        path = Path(file).parent / path
+    return {**data, "beam": {**beam, "file": os.path.abspath(path)}}
+
+
+def _with_lattice_file(data: dict, file) -> tuple[dict, str | None]:
+    """``data`` with a ``lattice: <path>`` replaced by the PALS document read from it."""
+    reference = data.get("lattice")
+    if not isinstance(reference, str):
+        return data, None
+    path = Path(reference)
+    if not path.is_absolute() and file is not None:
+        path = Path(file).parent / path
+    if not path.name.endswith((".yaml", ".yml")) or not path.is_file():
+        raise ScenarioError(file, "lattice", "a PALS document {PALS: ...} or the path of an "
+                            "existing PALS .yaml file (relative to the scenario file)",
+                            reference)
+    try:
+        document = load_yaml_file(path)
+    except ScenarioError as error:
+        raise ScenarioError(_origin(file, str(path)), error.field, error.expected,
+                            error.got) from None
+    return {**data, "lattice": document}, str(path)
+
+
+def _check_particle_file(beam: Beam, file) -> None:
+    """A ``file`` beam names a readable particle file whose particles pass the checks of
+    :func:`harness.model.particles.load_particle_file` (read here, so ``validate`` sees them)."""
+    if beam.distribution != "file":
+        return
+    path = Path(beam.file or "")
+    if path.suffix not in (".npz", ".csv", ".h5", ".hdf5") or not path.exists():
+        raise ScenarioError(file, "beam.file", "an existing .npz, .csv or openPMD .h5 file "
+                            "(a relative path is relative to the scenario file)", beam.file)
+    try:
+        particles = load_particle_file(path, beam.reference)
+    except ScenarioError as error:
+        raise ScenarioError(file, "beam.file", f"{error.expected} in {path}",
+                            error.got) from None
+    if beam.particles > len(particles):
+        raise ScenarioError(file, "beam.particles", f"at most the {len(particles)} "
+                            f"particles of {path.name}", beam.particles)
+
+
+def _check_gradients(scenario: Scenario, file) -> None:
+    if scenario.gradients is None:
+        return
+    for index, name in enumerate(scenario.gradients.parameters):
+        try:
+            resolve_parameter(scenario, name)
+        except KeyError as error:
+            raise ScenarioError(file, f"gradients.parameters[{index}]", str(error.args[0]),
+                                name) from None
+    if scenario.gradients.objective not in observable_names():
+        raise ScenarioError(file, "gradients.objective", "an observable name",
+                            scenario.gradients.objective)
+
+
+def scenario_to_bytes(scenario: Scenario) -> bytes:
+    """A validated scenario, its flattened lattice included, as bytes for another process of
+    the harness (pickle: only for data the harness wrote itself, never for user files)."""
+    import pickle
+
+    _ = scenario.elements
+    return pickle.dumps(scenario, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def scenario_from_bytes(data: bytes) -> Scenario:
+    """The scenario of :func:`scenario_to_bytes`, without parsing or validating again
+    (microseconds instead of the YAML read and the PALS flattening)."""
+    import pickle
+
+    scenario = pickle.loads(data)  # noqa: S301 - written by scenario_to_bytes
+    if not isinstance(scenario, Scenario):
+        raise TypeError(f"not a scenario: {type(scenario).__name__}")
+    return scenario
+
+
+def resolve_scenario_path(name_or_path: str | Path) -> Path:
+    """A path as given, or a bundled scenario name (``fodo_linear`` -> lattices/fodo_linear.yaml).
+    """
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        return path
+    bundled = BUNDLED_DIR / f"{name_or_path}.yaml"
+    if bundled.exists():
+        return bundled
+    if path.exists():
+        return path
+    raise ScenarioError(path, "<file>", "an existing scenario file or a bundled name: "
+                        + ", ".join(bundled_names()))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario file (safe YAML)."""
+    path = resolve_scenario_path(name_or_path)
+    return scenario_from_dict(load_yaml_file(path), path)
+
+
+def bundled_names() -> list[str]:
+    """Names of the bundled scenarios."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
