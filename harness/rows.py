@@ -120,6 +120,9 @@ TRACK: dict[str, str] = {
     "load_1min_start": "one-minute load average when the timed repeats began",
     "load_1min_end": "one-minute load average when they ended",
     "cores_available": "CPUs the child could run on (its affinity mask)",
+    "busy_cores_start": "cores of the child's affinity mask other processes kept busy when "
+                        "a case asking for all threads started (its threads are the rest); "
+                        "empty when the thread count was given",
     "timing_warning": "why the timing may not be the code's speed (repeats spread > 50 %, "
                       "load above the available cores); empty when clean",
     "n_elements": "elements in the lattice",

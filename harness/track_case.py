@@ -32,11 +32,12 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(None)
-    timing_quality.default_threads()  # before a backend is imported
+    busy = timing_quality.default_threads()  # before a backend is imported
     loaded = load(spec)
     scenario = loaded.scenario
     row: dict[str, Any] = {"versions": loaded.versions,
-                           "backend_version": loaded.backend_version}
+                           "backend_version": loaded.backend_version,
+                           "busy_cores_start": busy}
     import_s = clock.elapsed()
     if loaded.unsupported:
         return [row | {"status": Status.UNSUPPORTED.value, "reason": loaded.support.reason}]
