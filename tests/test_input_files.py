@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from harness.cli import app
 from harness.model.errors import ScenarioError
 from harness.model.load import BUNDLED_DIR, load_scenario, scenario_from_dict
+from tests.test_bad_input import one_line
+from tests.test_bad_input import validate_in_process as validate
 
 REPO = Path(__file__).resolve().parent.parent
 FODO = BUNDLED_DIR / "fodo_linear.yaml"
@@ -27,17 +27,6 @@ def fodo() -> dict:
     return yaml.safe_load(FODO.read_text())
 
 
-def validate(*args: str):
-    """``trackbench validate ARGS`` in this process: (result, seconds)."""
-    start = time.perf_counter()
-    result = CliRunner().invoke(app, ["validate", *args])
-    return result, time.perf_counter() - start
-
-
-def one_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    assert len(lines) == 1, lines[:5]
-    return lines[0]
 
 
 def console_script() -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,14 +75,20 @@ def _particle_group(path: Path):
                             f"({type(error).__name__}: {error})") from None
 
 
-def read_openpmd(path: str | Path, reference: ReferenceParticle) -> np.ndarray:
-    """``(N, 6)`` ImpactX coordinates of an openPMD particle file for ``reference``."""
-    path = Path(path)
+def _group_and_species(path: Path) -> tuple[Any, str]:
+    """The file's particle group and its species, one the harness knows (else refused)."""
     group = _particle_group(path)
     species = str(group.species)
     if species not in SPECIES:
         raise ScenarioError(path, "beam.file", f"particles of a trackbench species "
                             f"{sorted(SPECIES)}", species)
+    return group, species
+
+
+def read_openpmd(path: str | Path, reference: ReferenceParticle) -> np.ndarray:
+    """``(N, 6)`` ImpactX coordinates of an openPMD particle file for ``reference``."""
+    path = Path(path)
+    group, species = _group_and_species(path)
     if species != reference.species:
         raise ScenarioError(path, "beam.species", f"the file's species {species!r}",
                             reference.species)
@@ -119,11 +126,7 @@ def read_openpmd(path: str | Path, reference: ReferenceParticle) -> np.ndarray:
 def file_reference(path: str | Path) -> ReferenceParticle:
     """The species and mean kinetic energy of an openPMD particle file (harness masses)."""
     path = Path(path)
-    group = _particle_group(path)
-    species = str(group.species)
-    if species not in SPECIES:
-        raise ScenarioError(path, "beam.file", f"particles of a trackbench species "
-                            f"{sorted(SPECIES)}", species)
+    group, species = _group_and_species(path)
     mass = SPECIES[species][0]
     pc = np.sqrt(np.asarray(group.px) ** 2 + np.asarray(group.py) ** 2
                  + np.asarray(group.pz) ** 2)
