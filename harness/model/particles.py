@@ -17,9 +17,13 @@ Shapes (unit covariance in each coordinate):
 
 * ``gaussian``: 6D normal.
 * ``waterbag``: uniform in the 6D ball of radius sqrt(8) (ImpactX ``Waterbag``).
-* ``kv``: transverse uniform on the 4D sphere of radius 2 (Kapchinskij-Vladimirskij);
-  longitudinal uniform in the (t, pt) disk of radius 2.
-* ``semigaussian``: (x, y, t) uniform in the 3D ball of radius sqrt(5); momenta normal.
+* ``kv``: ImpactX ``KVdist`` (``src/particles/distribution/KVdist.H``): transverse
+  Kapchinskij-Vladimirskij, (x, y) uniform in the disk of radius 2 and (px, py) on the
+  circle of radius 2 sqrt(1 - r^2/4) (uniform on the 4D sphere of radius 2); t uniform in
+  [-sqrt(3), sqrt(3)]; pt normal.
+* ``semigaussian``: ImpactX ``Semigaussian`` (``src/particles/distribution/Semigaussian.H``):
+  (x, y) uniform in the disk of radius 2 (a cylinder in (x, y, t)), t uniform in
+  [-sqrt(3), sqrt(3)]; (px, py, pt) normal.
 * ``kurth6d``: R. Kurth, Q. Appl. Math. 32, 325 (1978); C. Mitchell et al., IPAC2021
   WEPAB248; the algorithm of ImpactX ``Kurth6D.H`` (positions uniform in a ball, a
   stationary 6D distribution), scaled by sqrt(5).
@@ -49,12 +53,6 @@ def _ball(rng: np.random.Generator, n: int, dim: int, radius: float) -> np.ndarr
     return radius * r[:, None] * direction
 
 
-def _sphere(rng: np.random.Generator, n: int, dim: int, radius: float) -> np.ndarray:
-    """Uniform samples on the surface of the ``dim``-sphere of the given radius."""
-    direction = rng.standard_normal((n, dim))
-    return radius * direction / np.linalg.norm(direction, axis=1, keepdims=True)
-
-
 def _kurth6d(rng: np.random.Generator, n: int) -> np.ndarray:
     """ImpactX ``Kurth6D.H`` algorithm (vectorised), returns columns x, px, y, py, t, pt."""
     v, costheta, phi, lr, alpha, beta = rng.random((6, n))
@@ -76,6 +74,34 @@ def _kurth6d(rng: np.random.Generator, n: int) -> np.ndarray:
     return math.sqrt(5.0) * np.stack([x, px, y, py, t, pt], axis=1)
 
 
+def _kv(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ImpactX ``KVdist.H`` (vectorised), unit covariance: (x, y) = 2 sqrt(v) (cos, sin) phi,
+    (px, py) = 2 sqrt(1 - v) (cos, sin) beta, t = sqrt(3) (2 u - 1), pt normal."""
+    v, phi, beta, t = rng.random((4, n))
+    r = np.sqrt(v)
+    p = np.sqrt(1.0 - v)
+    phi, beta = 2.0 * math.pi * phi, 2.0 * math.pi * beta
+    z = np.empty((n, 6))
+    z[:, 0], z[:, 2] = 2.0 * r * np.cos(phi), 2.0 * r * np.sin(phi)
+    z[:, 1], z[:, 3] = 2.0 * p * np.cos(beta), 2.0 * p * np.sin(beta)
+    z[:, 4] = math.sqrt(3.0) * (2.0 * t - 1.0)
+    z[:, 5] = rng.standard_normal(n)
+    return z
+
+
+def _semigaussian(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ImpactX ``Semigaussian.H`` (vectorised), unit covariance: (x, y) = 2 sqrt(v)
+    (cos, sin) phi, t = sqrt(3) (2 u - 1), (px, py, pt) normal."""
+    phi, v, t = rng.random((3, n))
+    r = 2.0 * np.sqrt(v)
+    phi = 2.0 * math.pi * phi
+    z = np.empty((n, 6))
+    z[:, 0], z[:, 2] = r * np.cos(phi), r * np.sin(phi)
+    z[:, 4] = math.sqrt(3.0) * (2.0 * t - 1.0)
+    z[:, [1, 3, 5]] = rng.standard_normal((n, 3))
+    return z
+
+
 def unit_samples(distribution: str, n: int, seed: int) -> np.ndarray:
     """``(n, 6)`` float64 samples of a distribution shape with unit covariance (seeded)."""
     rng = np.random.default_rng(seed)
@@ -84,14 +110,9 @@ def unit_samples(distribution: str, n: int, seed: int) -> np.ndarray:
     if distribution == "waterbag":
         return _ball(rng, n, 6, math.sqrt(8.0))
     if distribution == "kv":
-        z = np.empty((n, 6))
-        z[:, :4] = _sphere(rng, n, 4, 2.0)
-        z[:, 4:] = _ball(rng, n, 2, 2.0)
-        return z
+        return _kv(rng, n)
     if distribution == "semigaussian":
-        z = rng.standard_normal((n, 6))
-        z[:, [0, 2, 4]] = _ball(rng, n, 3, math.sqrt(5.0))
-        return z
+        return _semigaussian(rng, n)
     if distribution == "kurth6d":
         return _kurth6d(rng, n)
     raise ValueError(f"unknown distribution {distribution!r}")
