@@ -28,7 +28,8 @@ REAL_FILES = {
     "impactx_fodo.madx": {"Quadrupole": 2, "Drift": 3, "Instrument": 2},
     "impactx_chicane.madx": {"SBend": 4, "Multipole": 4, "Drift": 4, "Instrument": 2},
     "impactx_dogleg.madx": {"SBend": 2, "Multipole": 2, "Drift": 6},
-    "impactx_kicker.madx": {"Multipole": 2, "Instrument": 2},
+    "impactx_kicker.madx": {"Kicker": 2, "Instrument": 2},
+    "impactx_hvkicker.madx": {"Kicker": 2, "Instrument": 2},
     "impactx_solenoid.madx": {"Solenoid": 1, "Instrument": 2},
 }
 
@@ -102,6 +103,10 @@ bpm: monitor, l=0.1;
 hk: hkicker, kick=1e-4;
 vk: vkicker, kick=-2e-4;
 kk: kicker, hkick=3e-5, vkick=4e-5;
+hka: hkicker, hkick=-5e-5;
+vka: vkicker, vkick=6e-5;
+hkt: hkicker, l=0.2, kick=7e-5;
+kt: tkicker, l=0.3, hkick=-2e-5, vkick=9e-5;
 seq: sequence, l=12, refer=entry;
 mk, at=0.1;
 qf, at=0.5;
@@ -116,11 +121,15 @@ rf, at=7.2;
 qd, at=8.0;
 bpm, at=9.0;
 endsequence;
-kicks: sequence, l=3, refer=entry;
+kicks: sequence, l=5, refer=entry;
 hk, at=0.5;
 vk, at=1.0;
 kk, at=1.5;
 qf, at=2.0;
+hka, at=2.6;
+vka, at=2.8;
+hkt, at=3.0;
+kt, at=3.5;
 endsequence;
 use, sequence=seq;
 """
@@ -153,9 +162,10 @@ def test_every_translated_kind_matches_madx(synthetic):
 
 
 def test_kickers_give_madx_orbit(synthetic):
-    """Thin kickers as Multipole Kn0L = -HKICK, Ks0L = VKICK: the reference orbit at the end
-    (MAD-X's TWISS orbit; its linear map about that orbit has the second-order feed-down of
-    the drifts, which a linear model leaves out, so the orbit is compared)."""
+    """Kickers as ``Kicker`` Kn0L = -HKICK, Ks0L = VKICK (thin and thick, HKICKER/VKICKER
+    with KICK or with MAD-X's HKICK/VKICK alias): the reference orbit at the end (MAD-X's
+    TWISS orbit; its linear map about that orbit has the second-order feed-down of the
+    drifts, which a linear model leaves out, so the orbit is compared)."""
     import torch
     from cpymad.madx import Madx
 
@@ -213,7 +223,8 @@ def test_policies_replace_and_keep_the_length(tmp_path, policy, kind):
 
 def test_real_booster_names_its_untranslatable_bends_and_imports_with_a_policy():
     path = DATA / "impactx_sbbooster.madx"
-    with pytest.raises(ImportRefused, match="no USEd sequence; choose one with --sequence"):
+    with pytest.raises(ImportRefused, match=r"no USEd sequence; choose one with --sequence "
+                       r"\(LINEs: booster, cpshort, .* and 37 more\)"):
         import_lattice(path)
     with pytest.raises(ImportRefused, match=r"96 element\(s\) cannot be translated: SBEND x96 "
                        r"\(K2 is not translated for bends; e.g. fmagu01\)"):
@@ -240,3 +251,108 @@ def test_madx_error_is_one_line(tmp_path):
     with pytest.raises(ImportRefused) as error:
         import_lattice(path)
     assert str(error.value).startswith(f"{path}: MAD-X:") and "\n" not in str(error.value)
+
+
+def test_hvkicker_keeps_the_kicks_madx_gives(tmp_path):
+    """ImpactX's ``examples/kicker/hvkicker.madx`` writes ``HKICKER, hkick=2e-3`` and
+    ``VKICKER, vkick=3e-3``: MAD-X reads HKICK/VKICK when KICK is zero, so its TWISS orbit
+    ends at px = 0.002, py = 0.003; the import and the in-house tracker give the same."""
+    import torch
+    from cpymad.madx import Madx
+
+    from backends.inhouse.tracker import Tracker
+
+    path = data_copy("impactx_hvkicker.madx", tmp_path)
+    imported = import_lattice(path)
+    facility = {k: v for entry in imported.data["lattice"]["PALS"]["facility"]
+                for k, v in entry.items()}
+    assert facility["hk1"] == {"kind": "Kicker", "length": 0.0,
+                               "MagneticMultipoleP": {"Kn0L": -0.002, "Ks0L": 0.0}}
+    assert facility["vk1"] == {"kind": "Kicker", "length": 0.0,
+                               "MagneticMultipoleP": {"Kn0L": 0.0, "Ks0L": 0.003}}
+    madx = Madx(stdout=False)
+    try:
+        madx.call(str(path))
+        table = madx.twiss(sequence="kicklattice", betx=1.0, bety=1.0)
+        expected = np.array([table.x[-1], table.px[-1], table.y[-1], table.py[-1]])
+    finally:
+        madx.quit()
+    np.testing.assert_allclose(expected, [0.0, 0.002, 0.0, 0.003], atol=1e-15)
+    scenario = scenario_from_dict(imported.data)
+    out, _ = Tracker(scenario.elements, scenario.reference_particle).track(
+        torch.zeros(1, 6, dtype=torch.float64), {})
+    np.testing.assert_allclose(out[0, :4].numpy(), expected, rtol=1e-15, atol=1e-18)
+
+
+BEAM_STATED = """
+beam, particle=proton, energy=2.0, exn=2e-6, ey=3e-9, sigt=0.002, sige=1.5e-3;
+d: drift, l=1; q: quadrupole, l=0.2, k1=0.5; qd: quadrupole, l=0.2, k1=-0.5;
+cell: line=(q, d, qd, d);
+ring: line=(2*cell);
+"""
+
+
+def _notes(imported) -> str:
+    return "\n".join(imported.result.notes)
+
+
+def test_beam_emittances_and_spreads_come_from_the_beam_command(tmp_path):
+    """EXN is normalised: EX = EXN / (beta gamma) (MAD-X manual, BEAM); EY is geometric;
+    SIGT = c sigma_t [m]; SIGE the rms of PT = dE / (p0 c) = the rms of ImpactX's pt."""
+    path = tmp_path / "beam.madx"
+    path.write_text(BEAM_STATED)
+    imported = import_lattice(path, sequence="ring")
+    beam = imported.data["beam"]
+    gamma = 2.0 / 0.93827208816
+    beta_gamma = math.sqrt(gamma**2 - 1.0)
+    assert beam["twiss"]["emittance_x"] == pytest.approx(2e-6 / beta_gamma, rel=1e-9)
+    assert beam["twiss"]["emittance_y"] == 3e-9
+    assert beam["longitudinal"] == {"sigma_t": 0.002, "sigma_pt": 1.5e-3}
+    notes = _notes(imported)
+    assert "emittance_x = " in notes and "from BEAM EXN" in notes
+    assert "placeholder" not in notes
+
+
+def test_beam_placeholders_only_where_the_file_states_nothing(tmp_path):
+    path = tmp_path / "beam.madx"
+    path.write_text(BEAM_STATED.replace("exn=2e-6, ", "").replace("sige=1.5e-3", "et=4e-6"))
+    imported = import_lattice(path, sequence="ring")
+    beam, notes = imported.data["beam"], _notes(imported)
+    assert beam["twiss"]["emittance_x"] == 1.0e-9
+    assert "emittance_x = 1e-09 m rad is a placeholder (the BEAM states no EX or EXN)" in notes
+    assert beam["twiss"]["emittance_y"] == 3e-9
+    # ET = SIGT * SIGE (MAD-X src/mad_beam.c) gives the spread the file leaves out
+    assert beam["longitudinal"] == {"sigma_t": 0.002, "sigma_pt": pytest.approx(2e-3,
+                                                                                rel=1e-12)}
+    hv = import_lattice(DATA / "impactx_hvkicker.madx")
+    hv_notes = _notes(hv)
+    for value in ("emittance_x", "emittance_y", "sigma_t", "sigma_pt"):
+        assert f"beam: {value} = " in hv_notes and "is a placeholder" in hv_notes
+    assert "beta_x, alpha_x, beta_y, alpha_y are placeholders" in hv_notes
+
+
+def test_a_sequence_beam_and_resbeam_are_followed(tmp_path):
+    """A BEAM with SEQUENCE= belongs to that sequence (MAD-X attach_beam); RESBEAM resets."""
+    from harness.io.madx_scan import scan_madx
+
+    path = tmp_path / "beams.madx"
+    path.write_text("beam, particle=proton, energy=2, ex=1e-8;\nresbeam;\n"
+                    "beam, particle=proton, energy=2, ey=2e-9;\n"
+                    "beam, particle=electron, energy=1, sige=1e-4, sequence=other;\n")
+    scanned = scan_madx(path)
+    assert scanned.stated_beam("main") == {"particle", "energy", "ey"}
+    assert scanned.stated_beam("OTHER") == {"particle", "energy", "sige"}
+
+
+def test_lines_are_offered_by_name_and_import_with_sequence(tmp_path):
+    path = tmp_path / "beam.madx"
+    path.write_text(BEAM_STATED + "other: line=(d);\n")
+    with pytest.raises(ImportRefused) as error:
+        import_lattice(path)
+    assert str(error.value).endswith("no USEd sequence; choose one with --sequence "
+                                     "(LINEs: ring, other, cell)")
+    scenario = scenario_from_dict(import_lattice(path, sequence="cell").data)
+    assert scenario.length == pytest.approx(2.4, abs=1e-12)
+    single = tmp_path / "single.madx"
+    single.write_text("beam; d: drift, l=1.5; only: line=(d, d);\n")
+    assert scenario_from_dict(import_lattice(single).data).length == pytest.approx(3.0)

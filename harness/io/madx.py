@@ -70,8 +70,13 @@ DIPEDGE H, E1 (FINT*HGAP=0)  merged into the adjacent bend's free pole face when
                              ``Kn1L = -H tan(E1)``: both exact for the linear edge map
                              (MAD-X R21 = H tan E1, R43 = -H tan E1), listed in the notes
 MULTIPOLE KNL, KSL           thin ``Multipole``: ``KnNL = KNL[N]``, ``KsNL = KSL[N]``
-HKICKER/VKICKER/KICKER       thin: ``Multipole`` ``Kn0L = -HKICK``, ``Ks0L = +VKICK`` (MAD-X:
-(TKICKER)                    HKICK adds to px, KNL[0] subtracts from it; KSL[0] adds to py)
+HKICKER/VKICKER/KICKER       ``Kicker`` length, ``Kn0L = -HKICK``, ``Ks0L = +VKICK`` (MAD-X:
+(TKICKER) L, HKICK, VKICK,   HKICK adds to px, KNL[0] subtracts from it; KSL[0] adds to py);
+KICK, CHKICK, CVKICK         an HKICKER's (VKICKER's) kick is KICK, else HKICK (VKICK) when
+                             KICK is zero (``src/mad_elem.c`` ``el_par_value``), plus the
+                             corrector setting CHKICK (CVKICK) (``twiss.f90`` ``tmcorr``); a
+                             thick one is MAD-X's half kick, drift, half kick, which
+                             ``Kicker``'s kick between drift halves equals to first order
 SOLENOID L, KS               ``Solenoid`` length, ``Ksol = KS`` [1/m]
 RFCAVITY L=0, VOLT, FREQ,    ``RFCavity`` voltage ``VOLT*1e6`` [V] (times p_ref/p_ref(MAD-X),
                              1 + O(1e-9), keeping MAD-X's kick VOLT/(p c)), ``FREQ*1e6`` [Hz]
@@ -86,12 +91,18 @@ INSTRUMENT, PLACEHOLDER
 
 The beam is the file's ``BEAM`` (PARTICLE and its Lorentz factor GAMMA, so that
 beta and R56 are MAD-X's exactly; see :func:`harness.io.pals_doc.beam_from_gamma`), unless
-``--species``/``--energy`` are given; its Twiss parameters are MAD-X's periodic solution
-when the beamline has one (else a placeholder beam).
+``--species``/``--energy`` are given; its emittances and spreads are the ones the BEAM
+states (EX/EXN, EY/EYN, SIGT, SIGE, ET; see :func:`_beam_spreads`) and its Twiss parameters
+MAD-X's periodic solution when the beamline has one; every value the file does not state is
+a placeholder, named in the notes.
+
+``--sequence`` takes a SEQUENCE or a LINE (MAD-X's ``USE`` expands either); a file without a
+``USE`` and with more than one of them is refused with their names, the LINEs no other LINE
+contains first.
 
 Anything else, or a translated kind with a nonzero attribute trackbench does not model
-(TILT, K1S, K0 different from ANGLE/L, FINT*HGAP, H1/H2, misalignments DX..DPSI, a thick
-kicker with a kick, ...), is an :class:`~harness.io.model.Untranslatable` naming the
+(TILT, K1S, K0 different from ANGLE/L, FINT*HGAP, H1/H2, misalignments DX..DPSI, SINKICK,
+...), is an :class:`~harness.io.model.Untranslatable` naming the
 attribute. Apertures on MAD-X elements are reported in the notes (TWISS ignores them too).
 """
 
@@ -288,33 +299,40 @@ class MadxTranslator:
 
     def _kick(self, e: Any, name: str, kind: str, length: float, hkick: float,
               vkick: float) -> Item:
-        if _nonzero(e, ("tilt",)):
-            return _refuse(name, kind, length, "TILT is not translated for kickers")
+        """MAD-X's corrector map (``twiss.f90`` ``tmcorr``: half kick, drift L, half kick;
+        px += HKICK, py += VKICK) as a PALS ``Kicker`` (``Kn0L = -HKICK``, ``Ks0L = VKICK``:
+        the kick between two drift halves; the same map to first order, the exact drifts
+        differ at second order in the kick)."""
+        bad = _nonzero(e, ("tilt", "sinkick"))
+        if bad:
+            return _refuse(name, kind, length, f"{bad.upper()} is not translated for kickers")
         if not hkick and not vkick:
             self.notes.append(f"{kind.upper()} {name}: zero kick, written as a "
                               + ("Drift" if length else "Marker"))
             return (Translated(name, {"kind": "Drift", "length": length}) if length
                     else Translated(name, {"kind": "Marker"}))
-        if length:
-            return _refuse(name, kind, length, "a thick kicker with a kick is not translated "
-                           "(PALS Kicker kinds are not read by trackbench yet)")
-        strengths = {}
-        if hkick:
-            strengths["Kn0L"] = -hkick
-        if vkick:
-            strengths["Ks0L"] = vkick
-        return Translated(name, {"kind": "Multipole", "length": 0.0,
-                                 "MagneticMultipoleP": strengths})
+        return Translated(name, {"kind": "Kicker", "length": length,
+                                 "MagneticMultipoleP": {"Kn0L": 0.0 - hkick,
+                                                        "Ks0L": 0.0 + vkick}})
+
+    @staticmethod
+    def _alias(e: Any, key: str, alias: str) -> float:
+        """An HKICKER's (VKICKER's) kick: ``KICK``, or ``HKICK`` (``VKICK``) when ``KICK`` is
+        zero (MAD-X ``src/mad_elem.c`` ``el_par_value``: "extra code for kickers")."""
+        return _value(e, key) or _value(e, alias)
 
     def _hkicker(self, e: Any, name: str, length: float) -> Item:
-        return self._kick(e, name, "hkicker", length, _value(e, "kick"), 0.0)
+        return self._kick(e, name, "hkicker", length,
+                          self._alias(e, "kick", "hkick") + _value(e, "chkick"), 0.0)
 
     def _vkicker(self, e: Any, name: str, length: float) -> Item:
-        return self._kick(e, name, "vkicker", length, 0.0, _value(e, "kick"))
+        return self._kick(e, name, "vkicker", length, 0.0,
+                          self._alias(e, "kick", "vkick") + _value(e, "cvkick"))
 
     def _kicker(self, e: Any, name: str, length: float) -> Item:
-        return self._kick(e, name, e.base_type.name, length, _value(e, "hkick"),
-                          _value(e, "vkick"))
+        return self._kick(e, name, e.base_type.name, length,
+                          _value(e, "hkick") + _value(e, "chkick"),
+                          _value(e, "vkick") + _value(e, "cvkick"))
 
     _tkicker = _kicker
 
@@ -395,19 +413,40 @@ def merge_dipedges(items: list[Item], elements: list, notes: list[str]) -> list[
     return [item for item in out if item is not None]
 
 
-def _choose_sequence(madx, requested: str | None, file: Path):
+#: Most LINE names a "choose one with --sequence" message lists.
+MAX_LINES_LISTED = 12
+
+
+def _line_names(lines: dict[str, list[str]]) -> str:
+    """The LINEs of a file for a message: those no other LINE contains first (the beamlines a
+    user means), then the others, at most :data:`MAX_LINES_LISTED` names."""
+    inside = {name for members in lines.values() for name in members}
+    ordered = [n for n in lines if n not in inside] + [n for n in lines if n in inside]
+    shown = ", ".join(ordered[:MAX_LINES_LISTED])
+    more = len(ordered) - MAX_LINES_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _choose_sequence(madx, requested: str | None, file: Path,
+                     lines: dict[str, list[str]] | None = None):
+    """The sequence to import: ``requested`` (a SEQUENCE or a LINE: MAD-X's ``USE`` expands
+    either), else the one the file ``USE``s, else the only SEQUENCE or LINE."""
     names = list(madx.sequence)
+    lines = lines or {}
     if requested:
         madx.use(sequence=requested)  # expands it and attaches the beam
         return madx.sequence[requested.lower()]
     active = madx.sequence()
     if active is not None:
         return active
-    if len(names) == 1:
-        madx.use(sequence=names[0])
-        return madx.sequence[names[0]]
+    candidates = names + [n for n in lines if n not in names]
+    if len(candidates) == 1:
+        madx.use(sequence=candidates[0])
+        return madx.sequence[candidates[0]]
+    offered = [f"SEQUENCEs: {', '.join(names)}"] if names else []
+    offered += [f"LINEs: {_line_names(lines)}"] if lines else []
     raise ImportRefused(f"{file}: no USEd sequence; choose one with --sequence "
-                        f"({', '.join(names) or 'none defined; name a LINE'})")
+                        f"({'; '.join(offered) or 'none defined'})")
 
 
 def _madx_beam(sequence, species: str | None, energy_MeV: float | None, file: Path,
@@ -426,6 +465,46 @@ def _madx_beam(sequence, species: str | None, energy_MeV: float | None, file: Pa
     if not has_beam:
         raise ImportRefused(f"{file}: no BEAM command; give --energy (kinetic, MeV)")
     return beam_from_gamma(species, float(beam["gamma"]))
+
+
+def _beam_spreads(sequence, stated: set[str], beam: BeamSpec) -> list[str]:
+    """Put the emittances and spreads the file's BEAM states into ``beam``; one note per value
+    (taken, or a placeholder because the file states nothing for it).
+
+    MAD-X manual, ``BEAM`` (``doc/latexuguide/beams.tex``): EX, EY are the geometric rms
+    emittances [m rad] (EXN, EYN the normalised ones, EX = EXN / (beta gamma); MAD-X's BEAM
+    holds both), SIGT is the bunch length c sigma_t [m] (trackbench's ``sigma_t``, ImpactX's
+    t = c dt), SIGE the energy spread: MAD-X's EMIT writes it as the rms of PT = dE / (p0 c)
+    (``src/emit.f90``: sige = sqrt(sigma(6,6))), which ImpactX's pt = -PT shares (the manual's
+    sigma_E / E is the same number for beta -> 1). ET = SIGT * SIGE (``src/mad_beam.c``)
+    gives the one of SIGT, SIGE the file leaves out."""
+    values = sequence.beam
+    notes: list[str] = []
+    for plane in ("x", "y"):
+        names = (f"e{plane}", f"e{plane}n")
+        key = f"emittance_{plane}"
+        if stated & set(names):
+            beam.twiss[key] = float(values[f"e{plane}"])
+            notes.append(f"beam: {key} = {beam.twiss[key]!r} m rad from BEAM "
+                         f"{'/'.join(n.upper() for n in names if n in stated)}")
+        else:
+            notes.append(f"beam: {key} = {beam.twiss[key]!r} m rad is a placeholder (the "
+                         f"BEAM states no {names[0].upper()} or {names[1].upper()})")
+    sigt, sige, et = (float(values[k]) for k in ("sigt", "sige", "et"))
+    has = {k: k in stated for k in ("sigt", "sige", "et")}
+    if has["et"] and has["sigt"] != has["sige"]:
+        sigt, sige = (sigt, et / sigt) if has["sigt"] else (et / sige, sige)
+        has["sigt"] = has["sige"] = True
+        notes.append("beam: the BEAM's ET = SIGT * SIGE gives the spread it leaves out")
+    for key, name, value, unit in (("sigma_t", "SIGT", sigt, " m"),
+                                   ("sigma_pt", "SIGE", sige, "")):
+        if has[name.lower()]:
+            beam.longitudinal[key] = value
+            notes.append(f"beam: {key} = {value!r}{unit} from BEAM {name}")
+        else:
+            notes.append(f"beam: {key} = {beam.longitudinal[key]!r}{unit} is a placeholder "
+                         f"(the BEAM states no {name})")
+    return notes
 
 
 def _periodic_twiss(madx, sequence) -> dict[str, float] | None:
@@ -528,7 +607,7 @@ def import_madx(file: str | Path, sequence: str | None = None, species: str | No
     with madx_session(file, scanned, species, energy_MeV, time_limit_s,
                       memory_limit_gib) as (madx, output):
         try:
-            chosen = _choose_sequence(madx, sequence, file)
+            chosen = _choose_sequence(madx, sequence, file, scanned.lines)
         except ImportRefused:
             raise
         except Exception:  # noqa: BLE001
@@ -539,11 +618,15 @@ def import_madx(file: str | Path, sequence: str | None = None, species: str | No
             raise ImportRefused(f"{file}: sequence {chosen.name} has {count} elements, more "
                                 f"than the {MAX_IMPORTED_ELEMENTS} an import takes")
         beam = _madx_beam(chosen, species, energy_MeV, file, scanned.has_beam)
+        beam_notes = _beam_spreads(chosen, scanned.stated_beam(chosen.name), beam)
         twiss = _periodic_twiss(madx, chosen)
         if twiss:
             beam.twiss.update(twiss)
+        else:
+            beam_notes.append("beam: beta_x, alpha_x, beta_y, alpha_y are placeholders (the "
+                              "beamline has no periodic Twiss solution)")
         result = _translate(chosen, beam, energy_MeV, file)
-        result.notes[:0] = scanned.notes
+        result.notes[:0] = scanned.notes + beam_notes
         return result, beam, chosen.name
 
 

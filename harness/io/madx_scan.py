@@ -161,12 +161,24 @@ class ScannedMadx:
         notes: one line per statement left out.
         files: every file read (the lattice file first).
         has_beam: whether a ``BEAM`` command is among ``run``.
+        lines: every ``LINE`` defined (lower case, in order) -> the names it lists.
+        beam_attributes: the attributes the ``BEAM`` commands state (lower case), per
+            sequence they name with ``SEQUENCE=`` (``""``: the default beam); a
+            ``RESBEAM`` forgets them, as MAD-X resets the beam to its defaults.
     """
 
     run: list[Statement] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     has_beam: bool = False
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    beam_attributes: dict[str, set[str]] = field(default_factory=dict)
+
+    def stated_beam(self, sequence: str) -> set[str]:
+        """The BEAM attributes the file states for ``sequence`` (its own BEAM, else the
+        default beam: MAD-X ``attach_beam`` in ``src/mad_beam.c``)."""
+        own = self.beam_attributes.get(sequence.lower())
+        return set(own if own is not None else self.beam_attributes.get("", set()))
 
     @property
     def text(self) -> str:
@@ -272,6 +284,10 @@ class MadxScanner:
         if label in COMMANDS:
             raise self.refuse(s, f"the label {label.upper()} (a MAD-X command name)")
         self.check_attributes(s, s.masked[s.masked.index(":") + 1:])
+        if kind == "line":
+            body = s.masked[s.masked.index(":") + 1:]
+            members = body[body.find("=") + 1:] if "=" in body else ""
+            self.result.lines[label] = _WORD.findall(members)
         self.labels.add(label)
         self.result.run.append(s)
         return "run"
@@ -294,8 +310,19 @@ class MadxScanner:
             raise self.refuse(s, self.command_words(name))
         self.check_attributes(s, rest)
         self.result.has_beam |= name == "beam"
+        if name in ("beam", "resbeam"):
+            self.beam_statement(name, rest)
         self.result.run.append(s)
         return "run"
+
+    def beam_statement(self, name: str, rest: str) -> None:
+        """Record the attributes a ``BEAM`` states (``RESBEAM`` forgets them)."""
+        stated = {a.group(2): (a.group(4) or "").strip() for a in _ATTRIBUTE.finditer(rest)}
+        sequence = stated.pop("sequence", "").strip("\"' ")
+        if name == "resbeam":
+            self.result.beam_attributes.pop(sequence, None)
+            return
+        self.result.beam_attributes.setdefault(sequence, set()).update(stated)
 
     def check_attributes(self, s: Statement, rest: str) -> None:
         """Refuse file-naming attributes (``FILE=``, ``ECHO=``) on a statement that runs."""
