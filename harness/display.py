@@ -82,21 +82,32 @@ def format_duration(seconds: float | None) -> str:
 class CaseCount:
     """Cases of a run done, running and left, and the estimated time left [s]: the cases
     still to finish at the rate the finished ones came (wall time since the start over
-    cases done, which counts the workers running side by side)."""
+    cases done, which counts the workers running side by side).
+
+    ``slots``: how many cases can run at once (the local workers; 1 serially; None: not
+    known, e.g. an outside scheduler). A cluster is handed every case at once; the ones
+    beyond the slots wait in its queue and count as left, not as running.
+    """
 
     total: int
     done: int = 0
-    running: int = 0
+    submitted: int = 0
     started_at: float = field(default_factory=time.monotonic)
+    slots: int | None = None
 
     def start(self) -> None:
-        """A case started."""
-        self.running = min(self.running + 1, self.total - self.done)
+        """A case started (or was handed to the cluster)."""
+        self.submitted = min(self.submitted + 1, self.total - self.done)
 
     def finish(self) -> None:
         """A case finished (cases decided without starting count as well)."""
         self.done = min(self.done + 1, self.total)
-        self.running = max(0, min(self.running - 1, self.total - self.done))
+        self.submitted = max(0, min(self.submitted - 1, self.total - self.done))
+
+    @property
+    def running(self) -> int:
+        """Cases started and not finished, at most :attr:`slots`."""
+        return self.submitted if self.slots is None else min(self.submitted, self.slots)
 
     @property
     def left(self) -> int:

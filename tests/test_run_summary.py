@@ -138,6 +138,15 @@ def test_a_run_ends_with_the_summary_not_a_line_per_case(tmp_path) -> None:
 
 # -- the progress line ---------------------------------------------------------------------
 
+def test_cases_queued_on_a_cluster_beyond_its_workers_are_left_not_running() -> None:
+    count = CaseCount(10, started_at=0.0, slots=2)
+    for _ in range(8):   # a cluster is handed every case whose reference is done
+        count.start()
+    assert count.prefix(now=0.0) == "[0/10 done, 2 running, 8 left, ETA ?]"
+    count.finish()
+    assert count.prefix(now=10.0) == "[1/10 done, 2 running, 7 left, ETA 1 min 30 s]"
+
+
 def test_progress_counts_done_running_left_and_estimates_the_rest() -> None:
     count = CaseCount(4, started_at=100.0)
     count.start()

@@ -113,7 +113,8 @@ def run(
     scenarios_by_label = scenario_map(loaded)
     runner = Runner(directory, limits, resume=resume is not None, fresh=resume is None)
     runner.write_particles = write_particles
-    count = CaseCount(len(runner.pending(cases)))
+    count = CaseCount(len(runner.pending(cases)),
+                      slots=1 if execution.serial else execution.workers)
 
     def log_start(case, stream=sys.stderr) -> None:
         count.start()
@@ -374,7 +375,10 @@ def grad(
     usable_out(directory)
     runner = Runner(directory, case_limits(timeout, memory_limit), resume=resume is not None,
                     fresh=resume is None)
-    count = CaseCount(len(runner.pending(cases)))
+    execution = execution_config(workers, scheduler, cluster, cluster_config,
+                                 thread_count_list(threads))
+    count = CaseCount(len(runner.pending(cases)),
+                      slots=1 if execution.serial else execution.workers)
     finished: set[str | None] = set()
 
     def progress(row: dict) -> None:
@@ -401,9 +405,7 @@ def grad(
         runner.on_row = on_row
     else:
         runner.on_row = progress
-    execute_runner(runner, cases, loaded, directory,
-                   execution_config(workers, scheduler, cluster, cluster_config,
-                                    thread_count_list(threads)))
+    execute_runner(runner, cases, loaded, directory, execution)
     try:
         metadata.write(directory, metadata.collect(sys.argv, started)
                        | {"execution": runner.execution})
