@@ -29,10 +29,15 @@ run: $(STAMP)
 	$(BIN)/trackbench run --particles smallest --repeat 3 --threads 1 --workers $(WORKERS) \
 		--out results/runs/$$(date -u +%Y%m%dT%H%M%SZ)
 
+# The tests on pytest-xdist workers, one per available core (TEST_WORKERS=0: in this one
+# process), then those marked serial (they measure the machine's load) alone. How the
+# workers share the machine: tests/conftest.py.
+TEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy harness backends
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not serial"
+	$(BIN)/python -m pytest -q -p no:xdist -m serial
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,7 +15,8 @@ import pytest
 
 from harness import asv_tools, dashboard
 
-pytestmark = pytest.mark.slow
+#: One worker runs the module: its tests share one asv run.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("asv")]
 
 MACHINE = "trackbench-test"
 BENCHMARKS = ("accuracy.Agreement.track_agreement",

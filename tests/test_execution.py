@@ -14,6 +14,10 @@ from tests import execution_work
 
 pytest.importorskip("distributed")
 
+#: One worker runs the module: its tests share one local cluster and start worker and case
+#: processes, which the other tests that start processes never run beside.
+pytestmark = pytest.mark.xdist_group("processes")
+
 
 def _collect(executor, jobs, work):
     rows, order = {}, []

@@ -252,6 +252,7 @@ def test_a_memory_spike_between_polls_is_oom(tmp_path, fake_path, fodo, monkeypa
     assert row["cause"] in (("out-of-memory",) if hard else ("memory-limit",))
 
 
+@pytest.mark.xdist_group("processes")  # a wall-clock budget: never beside the busiest tests
 def test_cases_that_cannot_fit_are_refused_before_any_allocation(tmp_path, fake_path, fodo):
     sc = load_scenario("fodo_space_charge")
     huge_grid = sc.model_copy(update={"space_charge": sc.space_charge.model_copy(
@@ -318,6 +319,7 @@ def test_run_exits_non_zero_when_every_case_failed_unless_no_fail(tmp_path, fake
 
 # 7. an unusable --out --------------------------------------------------------------------
 
+@pytest.mark.xdist_group("processes")  # a wall-clock budget: never beside the busiest tests
 def test_an_unusable_out_is_one_line_before_any_case(tmp_path, monkeypatch):
     from harness import results
 

@@ -7,6 +7,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Its cases have a 5 s time limit: never beside the other tests that start processes.
+pytestmark = pytest.mark.xdist_group("processes")
+
 TESTS = Path(__file__).resolve().parent
 
 

@@ -139,6 +139,7 @@ def many_elements(n: int) -> str:
             f"          kind: BeamLine\n          line: [{names}]\n      - use: cell\n")
 
 
+@pytest.mark.xdist_group("processes")  # a wall-clock budget: never beside the busiest tests
 def test_a_million_distinct_elements_is_refused_within_seconds(tmp_path: Path) -> None:
     """Parsing stops at the node cap (measured: ~2.5 s of CPU for the 55 MB file, against
     a minute and more to read it whole)."""

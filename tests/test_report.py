@@ -25,6 +25,9 @@ PARAMETERS = ("qf.Kn1", "qd.Kn1")
 FD_STEPS = (1e-2, 1e-4, 1e-6, 1e-8, 1e-10)
 FAKE = "fake_backends:"
 
+#: One worker runs the module: its tests share the written runs and report.
+pytestmark = pytest.mark.xdist_group("report")
+
 
 def _metadata(cpu: str, gpus: list[dict]) -> dict:
     return {

@@ -20,6 +20,7 @@ def test_threads_beside_counts_the_free_cores() -> None:
     assert timing_quality.threads_beside(16, 3.0) == 13
 
 
+@pytest.mark.serial  # the machine's load, measured: needs the machine to itself
 @pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="needs /proc/stat")
 def test_busy_cores_sees_a_competing_process() -> None:
     if timing_quality.available_cores() < 2:

@@ -144,6 +144,7 @@ def test_bayesian_optimisation_improves_within_its_budget() -> None:
     assert objective.best_value < _bowl(problem.start) / 2
 
 
+@pytest.mark.xdist_group("processes")  # two pool processes: not beside the timed tests
 def test_bayesian_optimisation_evaluates_its_batches_on_the_pool_workers(
         tmp_path: Path) -> None:
     """With an evaluation pool of 2 workers, xopt-bo's random points and then 2 candidates

@@ -160,6 +160,7 @@ def test_coordinate_conversion_round_trip_is_exact() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("processes")  # two OpenMP threads: not beside the timed tests
 def test_openmp_tracking_uses_the_cached_kernel_and_agrees_with_serial(monkeypatch) -> None:
     """Two threads: the OpenMP kernel is compiled once into the project cache (the first
     time on a machine), found there by Xsuite's prebuilt-kernel lookup, and tracks exactly
