@@ -18,10 +18,18 @@ Multipole (m, K_normal, K_skew)          thin ``Multipole`` ``Kn{m-1}L``, ``Ks{m
 ExactMultipole (k_normal = [0, 0, k2])   ``Sextupole`` ``Kn2``
 Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
 ShortRF (V, freq, phase [deg])           ``RFCavity`` voltage ``V m c^2 / |q|`` [V], phase [rad]
+Kicker (xkick, ykick, unit)              ``Kicker`` ``Kn0L = -xkick``, ``Ks0L = ykick`` (unit
+                                         ``T-m``: divided by the signed rigidity)
+Aperture (transmit, no repeat)           ``Marker`` with ``ApertureP`` (x/y limits, shape)
+Marker, BeamMonitor                      ``Marker`` (a monitor only writes diagnostics)
 =======================================  ======================================================
 
-Misalignments (``dx``, ``dy``, ``rotation``) and element apertures (``aperture_x/y``) are not
-translated: such an element is untranslatable.
+Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, solenoid or
+sextupole are PALS ``BodyShiftP`` ``x_offset``, ``y_offset``, ``z_rot`` [rad] (ImpactX
+``src/elements/mixin/alignment.H``); on any other element, and element apertures
+(``aperture_x/y``), they are not translated: such an element is untranslatable.
+:func:`element_settings` gives the integrator settings of an element (model tier, slices,
+map steps, integration order) that a scenario states beside its lattice.
 """
 
 from __future__ import annotations
@@ -34,6 +42,10 @@ from harness.model.reference_particle import ReferenceParticle
 
 _DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
 _QUADS = ("Quad", "ChrQuad", "ExactQuad")
+#: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
+_SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole")
+#: ImpactX's kick units of ``Kicker`` (``src/elements/Kicker.H``).
+_KICK_UNITS = ("dimensionless", "T-m")
 
 
 def _fields(element) -> dict[str, Any]:
@@ -48,9 +60,35 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
     kind = str(d.get("type", type(element).__name__))
     name = str(d["name"]) if d.get("name") else f"{kind.lower()}_{index}"
     length = float(d.get("ds", 0.0))
-    for attribute in ("dx", "dy", "rotation", "aperture_x", "aperture_y"):
+    shift = _body_shift(d)
+    misaligned = ("dx", "dy", "rotation") if kind not in _SHIFTABLE else ()
+    apertures = ("aperture_x", "aperture_y") if kind != "Aperture" else ()
+    for attribute in (*misaligned, *apertures):
         if float(d.get(attribute, 0.0) or 0.0):
             return Untranslatable(name, kind, length, f"{attribute} is not translated")
+    item = _translate_kind(kind, name, length, d, reference, notes)
+    if shift and isinstance(item, Translated):
+        return Translated(item.name, {**item.fields, "BodyShiftP": shift})
+    return item
+
+
+def _body_shift(d: dict[str, Any]) -> dict[str, float]:
+    """PALS ``BodyShiftP`` of ImpactX's ``dx``, ``dy`` [m], ``rotation`` [deg -> rad]."""
+    shift = {"x_offset": float(d.get("dx", 0.0) or 0.0),
+             "y_offset": float(d.get("dy", 0.0) or 0.0),
+             "z_rot": math.radians(float(d.get("rotation", 0.0) or 0.0))}
+    return {k: v for k, v in shift.items() if v}
+
+
+def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
+                    reference: ReferenceParticle, notes: list[str]) -> Item:
+    """The PALS element of one aligned ImpactX element of kind ``kind``."""
+    if kind in ("Marker", "BeamMonitor"):
+        return Translated(name, {"kind": "Marker"})
+    if kind == "Kicker":
+        return _kicker(name, length, d, reference)
+    if kind == "Aperture":
+        return _aperture(name, d)
     if kind in _DRIFTS:
         return Translated(name, {"kind": "Drift", "length": length})
     if kind in _QUADS:
@@ -109,6 +147,45 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
             "voltage": voltage, "frequency": float(d["freq"]),
             "phase": math.radians(float(d["phase"]))}})
     return Untranslatable(name, kind, length, f"ImpactX {kind} has no trackbench translation")
+
+
+def _kicker(name: str, length: float, d: dict[str, Any], reference: ReferenceParticle) -> Item:
+    """ImpactX ``Kicker`` (``src/elements/Kicker.H``: px += xkick, py += ykick, in units of
+    the reference momentum, or [T m] divided by the rigidity) as a PALS ``Kicker``."""
+    unit = str(d.get("unit", "dimensionless"))
+    if unit not in _KICK_UNITS or length:
+        return Untranslatable(name, "Kicker", length, f"a thick Kicker or unit {unit!r} is "
+                              "not translated")
+    scale = 1.0 / reference.rigidity_Tm if unit == "T-m" else 1.0
+    return Translated(name, {"kind": "Kicker", "length": 0.0, "MagneticMultipoleP": {
+        "Kn0L": 0.0 - float(d["xkick"]) * scale, "Ks0L": 0.0 + float(d["ykick"]) * scale}})
+
+
+def _aperture(name: str, d: dict[str, Any]) -> Item:
+    """ImpactX ``Aperture`` (``src/elements/Aperture.H``) that transmits inside its half
+    widths ``aperture_x/y`` [m] as a PALS ``Marker`` with ``ApertureP``."""
+    repeat = float(d.get("repeat_x", 0.0) or 0.0) or float(d.get("repeat_y", 0.0) or 0.0)
+    if d.get("action", "transmit") != "transmit" or repeat:
+        return Untranslatable(name, "Aperture", 0.0, "an absorbing or periodic (repeat_x/y) "
+                              "aperture is not translated")
+    ax, ay = float(d["aperture_x"]), float(d["aperture_y"])
+    shape = "ELLIPTICAL" if d.get("shape", "rectangular") == "elliptical" else "RECTANGULAR"
+    return Translated(name, {"kind": "Marker", "ApertureP": {
+        "x_limits": [-ax, ax], "y_limits": [-ay, ay], "shape": shape}})
+
+
+def element_settings(element) -> dict[str, Any]:
+    """The integrator settings of an ImpactX element: ``tier`` (ImpactX's model of the
+    family: ``Exact*`` exact, ``Chr*`` paraxial, else linear), ``nslice`` [1], ``mapsteps``
+    [1] and ``int_order`` (the order of the exact integrators, ``src/elements/ExactQuad.H``;
+    None where the element has none)."""
+    kind = type(element).__name__
+    d = _fields(element)
+    return {"tier": "exact" if kind.startswith("Exact") else
+            "paraxial" if kind.startswith("Chr") else "linear",
+            "nslice": int(getattr(element, "nslice", 1) or 1),
+            "mapsteps": int(d["mapsteps"]) if "mapsteps" in d else None,
+            "int_order": int(d["int_order"]) if "int_order" in d else None}
 
 
 def merge_edges(items: list[Item], edges: dict[int, tuple[float, float]],

@@ -1,0 +1,198 @@
+"""Run one ImpactX example script as it is, recording what it builds (child process).
+
+``python -m benchmarks.impactx_examples.capture SCRIPT OUT`` runs ``SCRIPT`` (from the
+working folder, a copy of its example folder) with ``impactx.ImpactX`` replaced by a
+subclass that records the settings the script assigns, the distribution and bunch charge
+given to ``add_particles`` and, at the first ``track_particles``, the lattice, the reference
+particle and the initial particles. It then either stops (the example cannot be stated as a
+scenario: ``OUT/capture.json`` says why) or writes ``OUT/scenario.yaml`` and
+``OUT/initial.npz``, lets ImpactX track (the example's own result, ``OUT/final.npz``) and
+lets the script go on; a second tracking call stops it (a staged run). ``track_envelope``
+and ``track_reference`` stop it too. The script's files are written in the working folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import runpy
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.impactx_examples.moments import moments
+from benchmarks.impactx_examples.translate import Capture, scenario_of
+
+#: The columns of ImpactX's ``to_df`` in trackbench's order x, px, y, py, t, pt.
+_COLUMNS = ("position_x", "momentum_x", "position_y", "momentum_y", "position_t",
+            "momentum_t")
+
+
+class Stop(BaseException):
+    """Ends the example script early (raised from a recorded call)."""
+
+
+def _parameter_names(cls: type) -> list[str]:
+    """Keyword names of a pybind11 constructor, read from its signature line."""
+    doc = (cls.__init__.__doc__ or "").splitlines()[0] if cls.__init__.__doc__ else ""
+    return [n for n in re.findall(r"(\w+): ", doc) if n != "self"]
+
+
+class Recorder:
+    """Everything recorded from one script run; written to ``OUT/capture.json``."""
+
+    def __init__(self, name: str, out: Path) -> None:
+        self.name = name
+        self.out = out
+        self.record: dict[str, Any] = {"name": name, "status": "", "reasons": [],
+                                       "notes": [], "track_calls": 0}
+        self.distributions: dict[int, tuple[str, dict[str, float]]] = {}
+        self.added: list[tuple[float, int, tuple[str, dict[str, float]] | None]] = []
+        self.settings: dict[str, Any] = {}
+
+    def write(self) -> None:
+        """Write the record."""
+        (self.out / "capture.json").write_text(json.dumps(self.record, indent=1,
+                                                          default=str))
+
+    def refuse(self, reasons: list[str]) -> None:
+        """Record the example as not expressible and stop the script."""
+        self.record.update(status="not expressible", reasons=reasons)
+        self.write()
+        raise Stop
+
+
+def _distribution_wrapper(recorder: Recorder, cls: type):
+    names = _parameter_names(cls)
+
+    def make(*args, **kwargs):
+        obj = cls(*args, **kwargs)
+        params = dict(zip(names, args, strict=False)) | kwargs
+        recorder.distributions[id(obj)] = (cls.__name__, {
+            k: float(v) for k, v in params.items() if isinstance(v, int | float)})
+        return obj
+
+    return make
+
+
+def _particles(sim) -> np.ndarray:
+    """The beam of ``sim`` as ``(N, 6)`` ImpactX coordinates (empty when there is none)."""
+    df = sim.beam.to_df(local=True)
+    if df is None or not len(df):
+        return np.zeros((0, 6))
+    return np.stack([df[c].to_numpy(np.float64) for c in _COLUMNS], axis=1)
+
+
+def _first_track(recorder: Recorder, sim, base: type) -> None:
+    """At the first ``track_particles``: state the scenario or refuse; then track."""
+    ref = sim.beam.ref
+    initial = _particles(sim)
+    weights = sim.beam.to_df(local=True)["weighting"].to_numpy() if len(initial) else []
+    charge, count, distribution = (recorder.added[-1] if len(recorder.added) == 1
+                                   else (0.0, len(initial), None))
+    if len(recorder.added) > 1:
+        recorder.record["notes"].append("add_particles called more than once")
+    capture = Capture(settings=recorder.settings,
+                      reference={"mass_MeV": ref.mass_MeV, "charge_qe": ref.charge_qe,
+                                 "kin_energy_MeV": ref.kin_energy_MeV},
+                      lattice=list(sim.lattice), distribution=distribution,
+                      bunch_charge_C=charge, particles=max(len(initial), 1))
+    if distribution is None and len(recorder.added) != 1:
+        capture.bunch_charge_C = float(np.sum(weights)) * 1.602176634e-19 if len(
+            initial) else 0.0
+    recorder.record["lattice"] = [type(e).__name__ for e in capture.lattice]
+    recorder.record["settings"] = {k: v for k, v in recorder.settings.items()
+                                   if isinstance(v, int | float | str | bool | list)}
+    np.savez(recorder.out / "initial.npz", particles=initial)
+    if not len(initial):
+        recorder.refuse(["no particles: the beam is empty when tracking starts"])
+    if len(weights) and np.ptp(weights) > 1e-12 * abs(float(np.max(weights))):
+        recorder.refuse(["particle weights: unequal macro-particle weights"])
+    data, reasons = scenario_of(capture, recorder.name)
+    recorder.record["notes"].extend(capture.notes)
+    if reasons:
+        recorder.refuse(reasons)
+    from harness.io.pals_doc import to_yaml, validated
+    from harness.model.errors import ScenarioError
+
+    try:
+        validated(data, recorder.out / "scenario.yaml")
+    except ScenarioError as error:
+        recorder.refuse([f"schema: {error}"])
+    (recorder.out / "scenario.yaml").write_text(to_yaml(data))
+    base.track_particles(sim)
+    final = _particles(sim)
+    np.savez(recorder.out / "final.npz", particles=final)
+    recorder.record.update(status="tracked", example=moments(final),
+                           initial=moments(initial))
+    recorder.write()
+
+
+def install(recorder: Recorder) -> None:
+    """Replace ``impactx.ImpactX`` and the distribution classes by recording ones."""
+    import impactx
+    distributions = impactx.distribution
+
+    for name in dir(distributions):
+        cls = getattr(distributions, name)
+        if isinstance(cls, type) and not name.startswith("_"):
+            setattr(distributions, name, _distribution_wrapper(recorder, cls))
+    base = impactx.ImpactX
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        def __setattr__(self, key: str, value: Any) -> None:
+            if not key.startswith("_"):
+                recorder.settings[key] = value
+            super().__setattr__(key, value)
+
+        def add_particles(self, charge_C, distr, npart, *args, **kwargs):
+            recorder.added.append((float(charge_C), int(npart),
+                                   recorder.distributions.get(id(distr))))
+            return super().add_particles(charge_C, distr, npart, *args, **kwargs)
+
+        def track_particles(self, *args, **kwargs):
+            recorder.record["track_calls"] += 1
+            if recorder.record["track_calls"] > 1:
+                recorder.refuse(["staged run: the script tracks more than once"])
+            if args or kwargs:
+                recorder.refuse(["track_particles arguments: not a scenario setting"])
+            _first_track(recorder, self, base)
+
+        def track_envelope(self, *args, **kwargs):
+            recorder.refuse(["envelope tracking: not a tracking mode of trackbench"])
+
+        def track_reference(self, *args, **kwargs):
+            recorder.refuse(["reference-orbit tracking: not a tracking mode of trackbench"])
+
+    impactx.ImpactX = Recording  # type: ignore[misc]
+
+
+def main(script: str, out: str, name: str) -> int:
+    """Run ``script`` recording into ``out``; returns the exit status (0: recorded)."""
+    recorder = Recorder(name, Path(out))
+    install(recorder)
+    sys.argv = [script]
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except Stop:
+        pass
+    except BaseException as error:  # noqa: BLE001 - any failure of the example is recorded
+        if recorder.record["status"] != "tracked":
+            last = traceback.format_exception_only(type(error), error)[-1].strip()
+            recorder.record.update(status="not expressible",
+                                   reasons=[f"script error: {last[:200]}"])
+    if not recorder.record["status"]:
+        recorder.record.update(status="not expressible", reasons=[
+            "no particle tracking: the script never calls track_particles"])
+    recorder.write()
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

@@ -1,0 +1,223 @@
+"""What an ImpactX example built (recorded by :mod:`.capture`) -> a trackbench scenario, or
+the reasons it cannot be stated.
+
+Every reason is ``<category>: <detail>``; the category (``element ConstF``, ``envelope
+tracking``, ...) is what the suite's table counts and ranks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.io.impactx_lattice import element_settings, import_impactx
+from harness.io.model import Translated
+from harness.io.pals_doc import pals_document
+from harness.model.reference_particle import SPECIES, ReferenceParticle
+
+#: ImpactX distribution classes -> the scenario's ``distribution`` (same sampling:
+#: ``src/particles/distribution/*.H``; KV and Semigaussian as ImpactX draws them).
+DISTRIBUTIONS = {"Gaussian": "gaussian", "Waterbag": "waterbag", "KVdist": "kv",
+                 "Semigaussian": "semigaussian", "Kurth6D": "kurth6d"}
+_ELLIPSE = ("lambdaX", "lambdaY", "lambdaT", "lambdaPx", "lambdaPy", "lambdaPt",
+            "muxpx", "muypy", "mutpt")
+_MEANS = {"meanX": "x", "meanPx": "px", "meanY": "y", "meanPy": "py", "meanT": "t",
+          "meanPt": "pt"}
+_DISPERSION = ("dispX", "dispPx", "dispY", "dispPy")
+#: Kinds whose map does not depend on the model tier (thin kicks, markers).
+_TIER_FREE = {"Marker", "Multipole", "Kicker", "RFCavity"}
+#: ImpactX ``algo.particle_shape`` -> the scenario's deposition (AMReX shape order 1: CIC,
+#: 2: TSC).
+_SHAPES = {1: "cic", 2: "tsc"}
+
+
+@dataclass
+class Capture:
+    """What an example set up before its first ``track_particles``.
+
+    Attributes:
+        settings: attributes the script set on the simulation object (``space_charge``,
+            ``spin``, ``periods``, ``n_cell``, ...), as it set them.
+        reference: ``mass_MeV``, ``charge_qe``, ``kin_energy_MeV`` of the reference particle.
+        lattice: the ImpactX element objects of ``sim.lattice``.
+        distribution: ``(class name, parameters)`` of the distribution passed to
+            ``add_particles``, or None when the beam came another way.
+        bunch_charge_C: the bunch charge [C] given to ``add_particles`` (0 if none).
+        particles: number of initial particles.
+    """
+
+    settings: dict[str, Any]
+    reference: dict[str, float]
+    lattice: list
+    distribution: tuple[str, dict[str, float]] | None
+    bunch_charge_C: float
+    particles: int
+    notes: list[str] = field(default_factory=list)
+
+
+def species_of(reference: dict[str, float]) -> dict[str, Any]:
+    """The scenario's species fields of an ImpactX reference particle (a known species when
+    mass and charge match to 1e-6, else ``ion`` with ``charge_qe`` and ``mass_MeV``)."""
+    mass_eV = reference["mass_MeV"] * 1e6
+    for name, (rest_eV, charge) in SPECIES.items():
+        if charge == reference["charge_qe"] and abs(rest_eV - mass_eV) <= 1e-6 * rest_eV:
+            return {"species": name}
+    return {"species": "ion", "charge_qe": reference["charge_qe"],
+            "mass_MeV": reference["mass_MeV"]}
+
+
+def _beam(capture: Capture, reasons: list[str], particle_file: str) -> dict[str, Any]:
+    """The scenario's ``beam`` (the example's distribution, else its particles as a file)."""
+    beam: dict[str, Any] = {**species_of(capture.reference),
+                            "kinetic_energy_MeV": capture.reference["kin_energy_MeV"],
+                            "bunch_charge_C": abs(capture.bunch_charge_C),
+                            "particles": capture.particles, "seed": 0}
+    if capture.distribution is None:
+        capture.notes.append("beam not from an ImpactX distribution: stated as the "
+                             "example's particles (distribution: file)")
+        return {**beam, "distribution": "file", "file": particle_file}
+    kind, params = capture.distribution
+    if kind not in DISTRIBUTIONS:
+        reasons.append(f"distribution {kind}: no such scenario distribution")
+        return beam
+    if any(float(params.get(k, 0.0)) for k in _DISPERSION):
+        reasons.append("beam dispersion: dispX/dispPx/dispY/dispPy cannot be stated")
+    centroid = {c: float(params[k]) for k, c in _MEANS.items() if float(params.get(k, 0.0))}
+    beam.update(distribution=DISTRIBUTIONS[kind],
+                ellipse={k: float(params[k]) for k in _ELLIPSE if k in params})
+    if centroid:
+        beam["centroid"] = centroid
+    return beam
+
+
+def _space_charge(capture: Capture, thick_slices: set[int], reasons: list[str]
+                  ) -> dict[str, Any] | None:
+    """The scenario's ``space_charge`` block (None when the example has none)."""
+    s = capture.settings
+    value = str(s.get("space_charge", False)).strip().lower()
+    if value in ("false", "0", "none", "off"):
+        return None
+    kind = {"true": "3d", "3d": "3d", "2p5d": "2p5d"}.get(value)
+    if kind is None:
+        reasons.append(f"space charge {s['space_charge']}: no such space-charge model")
+        return None
+    solver = str(s.get("poisson_solver", "fft")).lower()
+    if solver != "fft":
+        reasons.append(f"Poisson solver {solver}: only ImpactX's FFT solver can be stated")
+    shape = int(s.get("particle_shape", 1))
+    if shape not in _SHAPES:
+        reasons.append(f"particle_shape {shape}: deposition cic or tsc only")
+    if len(thick_slices) > 1:
+        reasons.append("space-charge slicing per element: one kicks_per_element for all "
+                       f"(example: nslice {sorted(thick_slices)})")
+    block: dict[str, Any] = {"kind": kind, "deposition": _SHAPES.get(shape, "cic"),
+                             "kicks_per_element": min(thick_slices or {1})}
+    if "n_cell" in s:
+        block["grid"] = [int(v) for v in s["n_cell"]]
+    if "prob_relative" in s:
+        relative = s["prob_relative"]
+        block["prob_relative"] = float(relative[0] if isinstance(relative, list | tuple)
+                                       else relative)
+    return block
+
+
+def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
+    """Reasons from simulation settings the scenario has no field for."""
+    s = capture.settings
+    for key, label in (("spin", "spin tracking"), ("csr", "CSR"), ("isr", "ISR")):
+        if str(s.get(key, False)).lower() in ("true", "1"):
+            reasons.append(f"{label}: not a scenario setting")
+
+
+def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
+                ) -> tuple[str, dict[str, Any], dict[str, dict[str, Any]], set[int]]:
+    """Default model tier and integrator, per-name overrides, and the slices of the thick
+    elements."""
+    wanted: dict[str, dict[str, Any]] = {}
+    thick: set[int] = set()
+    for name, element, item in zip(names, lattice, items, strict=True):
+        settings = element_settings(element)
+        if settings["int_order"] not in (None, 2):
+            reasons.append(f"integrator int_order {settings['int_order']}: only the "
+                           f"second-order exact integrators can be stated ({name})")
+        if item.length:
+            thick.add(settings["nslice"])
+        want = {"model": None if item.kind in _TIER_FREE else settings["tier"],
+                "nslice": settings["nslice"] if item.length else None,
+                "mapsteps": settings["mapsteps"]}
+        if wanted.setdefault(name, want) != want:
+            reasons.append(f"element name {name}: one name with different integrator "
+                           "settings")
+    tiers = Counter(w["model"] for w in wanted.values() if w["model"])
+    slices = Counter(w["nslice"] for w in wanted.values() if w["nslice"])
+    steps = Counter(w["mapsteps"] for w in wanted.values() if w["mapsteps"])
+    model = tiers.most_common(1)[0][0] if tiers else "linear"
+    integrator = {"nslice": slices.most_common(1)[0][0] if slices else 1,
+                  "mapsteps": steps.most_common(1)[0][0] if steps else 10}
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, want in wanted.items():
+        override = {k: v for k, v in (("model", want["model"]), ("nslice", want["nslice"]),
+                                      ("mapsteps", want["mapsteps"]))
+                    if v is not None and v != ({"model": model} | integrator)[k]}
+        if override:
+            overrides[name] = override
+    return model, integrator, overrides, thick
+
+
+def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
+                ) -> tuple[dict[str, Any] | None, list[str]]:
+    """The scenario mapping of a captured example and the reasons it cannot be stated
+    (the mapping is None when there is any)."""
+    reasons: list[str] = []
+    _settings_reasons(capture, reasons)
+    ref = ReferenceParticle("ion", capture.reference["kin_energy_MeV"],
+                            rest_energy_eV=capture.reference["mass_MeV"] * 1e6,
+                            charge=capture.reference["charge_qe"])
+    result = import_impactx(list(capture.lattice), ref, name)
+    for item in result.untranslatable:
+        reasons.append(f"element {item.source_kind}: {item.reason} ({item.name})")
+    beam = _beam(capture, reasons, particle_file)
+    if reasons:
+        return None, _unique(reasons)
+    items = [i for i in result.items if isinstance(i, Translated)]
+    document = pals_document(items)
+    names = next(v["line"] for entry in document["PALS"]["facility"]
+                 for v in entry.values() if isinstance(v, dict) and v.get("kind") == "BeamLine")
+    elements = _sources(items, capture.lattice)
+    model, integrator, overrides, thick = _integrator(names, elements, items, reasons)
+    space_charge = _space_charge(capture, thick, reasons)
+    periods = int(capture.settings.get("periods", 1) or 1)
+    if reasons:
+        return None, _unique(reasons)
+    return {"name": name, "description": f"ImpactX example {name}", "reference": "impactx",
+            "beam": beam, "model": model, "integrator": integrator, "overrides": overrides,
+            "space_charge": space_charge, "lattice": document, "periods": periods}, []
+
+
+def _sources(items: list[Translated], lattice: list) -> list:
+    """The ImpactX element each translated item came from (items are the lattice in order,
+    less the pole faces merged into their bends)."""
+    out = []
+    position = 0
+    for item in items:
+        while True:
+            element = lattice[position]
+            d = element.to_dict()
+            kind = str(d.get("type", type(element).__name__))
+            position += 1
+            if (str(d["name"]) if d.get("name") else f"{kind.lower()}_{position - 1}") \
+                    == item.name:
+                out.append(element)
+                break
+    return out
+
+
+def _unique(reasons: list[str]) -> list[str]:
+    """Reasons in order, each once."""
+    return list(dict.fromkeys(reasons))
+
+
+def category(reason: str) -> str:
+    """The category of a reason (the text before its first ':')."""
+    return reason.split(":", 1)[0]
