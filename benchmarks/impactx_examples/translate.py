@@ -102,6 +102,8 @@ def _space_charge(capture: Capture, thick_slices: set[int], reasons: list[str]
     if kind is None:
         reasons.append(f"space charge {s['space_charge']}: no such space-charge model")
         return None
+    if int(s.get("max_level", 0) or 0) > 0:
+        reasons.append(f"mesh refinement: max_level {s['max_level']} (one mesh level only)")
     solver = str(s.get("poisson_solver", "fft")).lower()
     if solver != "fft":
         reasons.append(f"Poisson solver {solver}: only ImpactX's FFT solver can be stated")
@@ -140,7 +142,7 @@ def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
         settings = element_settings(element)
         if settings["int_order"] not in (None, 2):
             reasons.append(f"integrator int_order {settings['int_order']}: only the "
-                           f"second-order exact integrators can be stated ({name})")
+                           "second-order exact integrators can be stated")
         if item.length:
             thick.add(settings["nslice"])
         want = {"model": None if item.kind in _TIER_FREE else settings["tier"],
@@ -176,7 +178,7 @@ def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
                             charge=capture.reference["charge_qe"])
     result = import_impactx(list(capture.lattice), ref, name)
     for item in result.untranslatable:
-        reasons.append(f"element {item.source_kind}: {item.reason} ({item.name})")
+        reasons.append(f"element {item.source_kind}: {item.reason}")
     beam = _beam(capture, reasons, particle_file)
     if reasons:
         return None, _unique(reasons)
