@@ -96,6 +96,15 @@ report-reference: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/trackbench reproduce napac25 --out results/runs/napac25-$$(date -u +%Y%m%dT%H%M%SZ)
 
+# ImpactX's example run scripts (impactx/examples/*/run_*.py of the installed wheel) through
+# trackbench: each stated as a scenario or listed with the reasons it cannot be, and
+# the stated ones tracked from the example's own particles by the ImpactX and in-house
+# backends within the example's own analysis tolerances; writes docs/impactx-examples.md
+# and results/reference/impactx-examples.csv (about 20 min on 2 cores).
+.PHONY: examples
+examples: $(STAMP)
+	$(BIN)/python -m benchmarks.impactx_examples
+
 # The GPU path in one command: CUDA tests, a short CUDA matrix and one report (about 8 min;
 # prints why and exits 0 without a usable CUDA device).
 gpu-check: $(STAMP)
