@@ -112,7 +112,10 @@ def _first_track(recorder: Recorder, sim, base: type) -> None:
         recorder.refuse(["no particles: the beam is empty when tracking starts"])
     if len(weights) and np.ptp(weights) > 1e-12 * abs(float(np.max(weights))):
         recorder.refuse(["particle weights: unequal macro-particle weights"])
-    data, reasons = scenario_of(capture, recorder.name)
+    try:
+        data, reasons = scenario_of(capture, recorder.name)
+    except Exception as error:  # noqa: BLE001 - a translation failure is a row, not a crash
+        recorder.refuse([f"translation error: {type(error).__name__}: {error}"[:200]])
     recorder.record["notes"].extend(capture.notes)
     if reasons:
         recorder.refuse(reasons)
@@ -122,7 +125,8 @@ def _first_track(recorder: Recorder, sim, base: type) -> None:
     try:
         validated(data, recorder.out / "scenario.yaml")
     except ScenarioError as error:
-        recorder.refuse([f"schema: {error}"])
+        recorder.refuse([f"schema {error.field}: expected {error.expected}"
+                         + (f" (got {error.got})" if error.got is not None else "")])
     (recorder.out / "scenario.yaml").write_text(to_yaml(data))
     base.track_particles(sim)
     final = _particles(sim)
@@ -185,7 +189,7 @@ def main(script: str, out: str, name: str) -> int:
         if recorder.record["status"] != "tracked":
             last = traceback.format_exception_only(type(error), error)[-1].strip()
             recorder.record.update(status="not expressible",
-                                   reasons=[f"script error: {last[:200]}"])
+                                   reasons=[f"script error: {last.splitlines()[0][:200]}"])
     if not recorder.record["status"]:
         recorder.record.update(status="not expressible", reasons=[
             "no particle tracking: the script never calls track_particles"])

@@ -133,7 +133,8 @@ def read_checks(analysis: Path, final: dict[str, float]
                 try:
                     tolerances[keyword.arg] = _value(keyword.value, scope)
                 except (ValueError, ZeroDivisionError, OverflowError, TypeError):
-                    unread.append(f"{keyword.arg}={ast.unparse(keyword.value)}")
+                    unread.append(f"{keyword.arg} {ast.unparse(keyword.value)} (not read: "
+                                  "numpy's default)")
         for name in _names(call.args[0]):
             key = moment_key(name)
             if key is None:

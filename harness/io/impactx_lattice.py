@@ -103,6 +103,9 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
                 return Untranslatable(name, kind, length, "ExactSbend with a field B is not "
                                       "translated (give phi)")
             g_ref = math.radians(float(d["phi"])) / length
+        elif not float(d["rc"]):
+            return Untranslatable(name, kind, length, "a bend radius rc = 0 is not "
+                                  "translated")
         else:
             g_ref = 1.0 / float(d["rc"])
         fields: dict[str, Any] = {"kind": "SBend", "length": length,
