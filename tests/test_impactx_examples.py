@@ -134,7 +134,8 @@ def test_impactx_import_reads_kickers_apertures_monitors_and_misalignments() -> 
                ix.Aperture(name="a", aperture_x=1e-3, aperture_y=2e-3, shape="elliptical"),
                ix.Aperture(name="ab", aperture_x=1e-3, aperture_y=2e-3, action="absorb"),
                ix.BeamMonitor("m", backend="h5"),
-               ix.Quad(name="q", ds=1.0, k=1.0, dx=1e-3, rotation=90.0)]
+               ix.Quad(name="q", ds=1.0, k=1.0, dx=1e-3, rotation=90.0),
+               ix.Sbend(name="zero", ds=1.0, rc=0.0)]
     items = {i.name: i for i in import_impactx(lattice, reference).items}
     assert items["k"].fields["MagneticMultipoleP"] == {"Kn0L": -1e-3, "Ks0L": 2e-3}
     assert items["kt"].fields["MagneticMultipoleP"]["Ks0L"] == pytest.approx(1e-3, rel=1e-15)
@@ -145,3 +146,4 @@ def test_impactx_import_reads_kickers_apertures_monitors_and_misalignments() -> 
     assert items["m"].fields == {"kind": "Marker"}
     assert items["q"].fields["BodyShiftP"] == {"x_offset": 1e-3, "z_rot": math.pi / 2}
     assert element_settings(lattice[5])["tier"] == "linear"
+    assert items["zero"].reason == "a bend radius rc = 0 is not translated"
