@@ -136,6 +136,8 @@ def _impactx_track(initial: np.ndarray, species: str, energy_MeV: float, bunch_c
     import amrex.space3d as amr
     from impactx import ImpactX
 
+    from backends.impactx import blocking_factors
+
     sim = ImpactX()
     try:
         sim.verbose = 0
@@ -144,6 +146,12 @@ def _impactx_track(initial: np.ndarray, species: str, energy_MeV: float, bunch_c
         sim.space_charge = "3D"
         sim.poisson_solver = "fft"
         sim.n_cell = [grid, grid, grid]
+        # one AMReX box per dimension, as the backend builds it: ParmParse is process-wide,
+        # so the boxes of an earlier simulation in this process (a 256^3 mesh: blocking
+        # factor 256) would otherwise be read here
+        for axis, factor in zip("xyz", blocking_factors((grid, grid, grid)), strict=True):
+            setattr(sim, f"blocking_factor_{axis}", [factor])
+            setattr(sim, f"max_grid_size_{axis}", [grid])
         sim.particle_shape = shape
         sim.dynamic_size = True
         sim.prob_relative = [1.1]
