@@ -32,8 +32,8 @@ step by step (ImpactX ``src/particles/spacecharge/HandleSpacecharge.cpp``):
    (``ForceFromSelfFields.cpp``), interpolated to the particles **linearly** (trilinear on the
    nodes) whatever the deposition shape: ImpactX ``GatherAndPush.cpp`` gathers with ablastr
    ``doGatherVectorFieldNodal`` (``particles/NodalFieldGather.H``, ``compute_weights``: weights
-   ``1 - f, f`` on nodes ``floor(u), floor(u) + 1``), and ``HandleSpacecharge.cpp`` notes "TODO:
-   This is currently using linear order". ``particle_shape = 2`` (TSC) is thus a quadratic
+   ``1 - f, f`` on nodes ``floor(u), floor(u) + 1``), and a note in ``HandleSpacecharge.cpp``
+   says the gather is currently of linear order. ``particle_shape = 2`` (TSC) is thus a quadratic
    deposition with a linear gather, and so it is here.
 6. **Push** (``GatherAndPush.cpp``, ``SpaceChargeAlgo::True_3D``):
    ``p_i += E_i q dt / (gamma^2 p_ref)`` for i = x, y, z with ``dt = ds / (beta c)``; the
