@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.io.importer import import_lattice
-from harness.io.limits import run_limited
 from harness.io.madx_scan import scan_madx
 from harness.io.model import ImportRefused
+from harness.io.sandbox import run_limited
 from harness.io.source_file import MAX_FILE_BYTES
 
 DATA = Path(__file__).parent / "data"

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import app, console, fail
-from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S
 from harness.io.model import POLICIES, ImportRefused
+from harness.io.sandbox import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S
 from harness.model.errors import ScenarioError
 from harness.names import file_name
 

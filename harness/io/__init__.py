@@ -15,7 +15,7 @@ Modules (one job each):
 * :mod:`harness.io.madx` -- MAD-X through cpymad (what a MAD-X file may do: its docstring).
 * :mod:`harness.io.madx_scan` -- a MAD-X file's statements checked before MAD-X sees them.
 * :mod:`harness.io.source_file` -- lattice files read as data: regular files, size caps.
-* :mod:`harness.io.limits` -- readers in their own process under time and memory limits.
+* :mod:`harness.io.sandbox` -- readers in their own process under time and memory limits.
 * :mod:`harness.io.cheetah_segment` -- Cheetah ``Segment`` (and Bmad / elegant files).
 * :mod:`harness.io.impactx_lattice` -- a list of ImpactX elements.
 * :mod:`harness.io.pals_file` -- PALS files of other codes in, a scenario's lattice out.

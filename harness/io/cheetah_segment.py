@@ -11,7 +11,7 @@ The files are read as data (:func:`read_lines`): only regular, size-capped files
 ``call, file = ...`` only of a file in the lattice file's folder or below (no ``$VARIABLE``
 expansion), at most ``MAX_CALL_DEPTH`` calls deep. Cheetah's parser evaluates expressions with
 its own infix/RPN evaluators (no ``eval``), but with Python numbers, so it runs in a child
-process under the time and memory limits (:func:`harness.io.limits.run_limited`); a line that
+process under the time and memory limits (:func:`harness.io.sandbox.run_limited`); a line that
 expands to more than ``MAX_IMPORTED_ELEMENTS`` elements is refused before it is expanded.
 
 Cheetah element -> PALS (Cheetah's modules in ``cheetah/accelerator``):
@@ -44,7 +44,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, run_limited
 from harness.io.model import (
     MAX_IMPORTED_ELEMENTS,
     ImportRefused,
@@ -54,6 +53,7 @@ from harness.io.model import (
     Untranslatable,
 )
 from harness.io.pals_doc import BeamSpec, beam_from_momentum
+from harness.io.sandbox import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, run_limited
 from harness.io.source_file import MAX_CALL_DEPTH, MAX_TOTAL_BYTES, inside, read_source
 from harness.model.reference_particle import SPECIES
 

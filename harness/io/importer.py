@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.io.limits import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, check_limits
 from harness.io.model import ImportRefused, ImportResult, Translated, apply_policy
 from harness.io.pals_doc import BeamSpec, scenario_dict, to_yaml, validated
+from harness.io.sandbox import DEFAULT_MEMORY_LIMIT_GIB, DEFAULT_TIME_LIMIT_S, check_limits
 from harness.io.source_file import check_regular
 from harness.model.reference_particle import SPECIES
 
@@ -71,7 +71,7 @@ def import_lattice(file: str | Path, fmt: str | None = None, sequence: str | Non
     The file is read as data (:mod:`harness.io.source_file`: a regular file, size-capped);
     MAD-X and the Bmad/elegant parsers run in their own process, stopped after
     ``time_limit_s`` s or when they need more than ``memory_limit_gib`` GiB
-    (:mod:`harness.io.limits`)."""
+    (:mod:`harness.io.sandbox`)."""
     path = Path(file)
     if fmt is not None and fmt not in FORMATS:
         raise ImportRefused(f"--format: expected one of {list(FORMATS)} (got {fmt!r})")

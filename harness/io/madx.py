@@ -118,12 +118,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.io.limits import (
-    DEFAULT_MEMORY_LIMIT_GIB,
-    DEFAULT_TIME_LIMIT_S,
-    Watchdog,
-    child_limits,
-)
 from harness.io.madx_scan import ScannedMadx, scan_madx
 from harness.io.model import (
     MAX_IMPORTED_ELEMENTS,
@@ -134,6 +128,12 @@ from harness.io.model import (
     Untranslatable,
 )
 from harness.io.pals_doc import BeamSpec, beam_from_gamma
+from harness.io.sandbox import (
+    DEFAULT_MEMORY_LIMIT_GIB,
+    DEFAULT_TIME_LIMIT_S,
+    Watchdog,
+    child_limits,
+)
 from harness.model.reference_particle import C_LIGHT, SPECIES
 
 #: MAD-X particle names the harness has a species for.
@@ -537,7 +537,7 @@ def madx_session(file: Path, scanned: ScannedMadx, species: str | None = None,
     """A MAD-X process that has run the checked statements of ``file`` (a default BEAM first
     when the file has none and --species/--energy are given, so that USE works).
 
-    MAD-X runs in its own process under :func:`harness.io.limits.child_limits` (address space
+    MAD-X runs in its own process under :func:`harness.io.sandbox.child_limits` (address space
     ``memory_limit_gib`` GiB, no file writes) in an empty temporary folder, and is killed
     ``time_limit_s`` s after it is started; every failure inside the block, a limit hit
     included, becomes one :class:`ImportRefused` line."""
