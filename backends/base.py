@@ -316,3 +316,14 @@ def translate_line(elements: Iterable[Any], translate: Any,
         if result.stand_in and result.stand_in not in described:
             described.append(result.stand_in)
     return specs, described
+
+
+def int_order_note(element: Any) -> str:
+    """``" int_order N"`` for an element ImpactX integrates
+    (:attr:`harness.model.lattice.Element.integrated`) at an order N other than its default
+    2, else ``""``: an adapter that runs such an element with its own integrator puts it in
+    the element's stand-in description (``ExactQuad int_order 4->...``), so a stated order
+    is never silently replaced."""
+    if not getattr(element, "integrated", False) or element.int_order == 2:
+        return ""
+    return f" int_order {element.int_order}"

@@ -78,6 +78,7 @@ from backends.base import (
     Supported,
     Unsupported,
     final_particles,
+    int_order_note,
     model_signature,
 )
 from backends.torch_support import device_support, synchronize, torch_dtype
@@ -144,7 +145,8 @@ def _plan_quadrupole(element: Element) -> ElementPlan | Unsupported:
         return ElementPlan(LINEAR)
     if element.tier == "paraxial":
         return ElementPlan(DRIFT_KICK_DRIFT, "ChrQuad->Bmad dkd quad")
-    return ElementPlan(DRIFT_KICK_DRIFT, "ExactQuad->Bmad dkd (paraxial) quad")
+    return ElementPlan(DRIFT_KICK_DRIFT,
+                       f"ExactQuad{int_order_note(element)}->Bmad dkd (paraxial) quad")
 
 
 def _plan_bend(element: Element) -> ElementPlan | Unsupported:
@@ -357,7 +359,8 @@ TRANSLATORS: dict[str, KindTranslator] = {
     "Quadrupole": KindTranslator(_plan_quadrupole, _build_quadrupole),
     "SBend": KindTranslator(_plan_bend, _build_bend),
     "Sextupole": KindTranslator(
-        lambda e: ElementPlan(SECOND_ORDER, "ExactMultipole->second-order sextupole"),
+        lambda e: ElementPlan(SECOND_ORDER,
+                             f"ExactMultipole{int_order_note(e)}->second-order sextupole"),
         _build_sextupole),
     "Multipole": KindTranslator(_plan_multipole, _build_multipole),
     "Solenoid": KindTranslator(lambda e: ElementPlan(LINEAR), _build_solenoid),

@@ -37,8 +37,8 @@ ImpactX's linear ``DipEdge``, with the gap term ``g K2 = 2 edge_int`` (``DipEdge
 vertical focusing ``g K2 (1 + sin^2 psi) / (rc^2 cos^3 psi)``); an edge with zero angle and
 zero fringe integral is the identity and is left out. A bend with a zero
 angle is the drift (quadrupole with Kn1) of its tier. Exact integrators run ``nslice *
-mapsteps`` second-order steps. With space charge, every element gets ``nslice =
-kicks_per_element`` (ImpactX applies one space-charge kick per slice).
+mapsteps`` steps of order ``int_order`` (2, 4 or 6). With space charge, every element gets
+``nslice = kicks_per_element`` (ImpactX applies one space-charge kick per slice).
 
 ImpactX keeps its whole state (AMReX, the beam, the lattice, ``ParmParse`` settings) in one
 process-wide simulation object. AMReX is initialised once per process by the first
@@ -213,10 +213,13 @@ class ElementSpec:
 
 
 def _thick(element: Element, nslice: int, exact: bool = False) -> dict[str, Any]:
-    """Common keyword arguments of thick elements: name, slices, integrator steps."""
+    """Common keyword arguments of thick elements: name, slices and, for the integrated
+    exact elements (``ExactQuad``, ``ExactMultipole``, ``ExactCFbend``), the integrator's
+    steps per slice and order (``mapsteps``, ``int_order``)."""
     kwargs: dict[str, Any] = {"name": element.name, "nslice": nslice}
     if exact:
         kwargs["mapsteps"] = element.mapsteps
+        kwargs["int_order"] = element.int_order
     return kwargs
 
 

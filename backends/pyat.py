@@ -73,6 +73,7 @@ from backends.base import (
     Unsupported,
     field_table,
     final_particles,
+    int_order_note,
     translate_element,
     translate_line,
 )
@@ -147,7 +148,7 @@ def _quadrupole(element: Element) -> Translation:
             f"ChrQuad->StrMPoleSymplectic4Pass x{steps}")
     return Translation((ElementSpec("Quadrupole", (element.length, k), {
         "PassMethod": "ExactMultipolePass", "NumIntSteps": steps}),),
-        f"ExactQuad->ExactMultipolePass x{steps}")
+        f"ExactQuad{int_order_note(element)}->ExactMultipolePass x{steps}")
 
 
 def _sbend(element: Element) -> Translation:
@@ -164,7 +165,8 @@ def _sbend(element: Element) -> Translation:
         return Translation((ElementSpec("Dipole", (element.length, float(p["angle"]), k1),
                                         kwargs, True),))
     spec = ElementSpec("Dipole", (element.length, float(p["angle"]), k1), kwargs)
-    return Translation((spec,), f"ExactSbend->BndMPoleSymplectic4Pass x{steps}")
+    return Translation((spec,), f"ExactSbend{int_order_note(element)}->BndMPoleSymplectic4Pass "
+                       f"x{steps}")
 
 
 def _sextupole(element: Element) -> Translation:
@@ -173,7 +175,8 @@ def _sextupole(element: Element) -> Translation:
                                                   0.5 * float(element.params["Kn2"])),
                                     {"PassMethod": "ExactMultipolePass",
                                      "NumIntSteps": steps}),),
-                       f"ExactMultipole->ExactMultipolePass x{steps}")
+                       f"ExactMultipole{int_order_note(element)}->ExactMultipolePass "
+                       f"x{steps}")
 
 
 def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:

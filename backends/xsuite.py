@@ -92,6 +92,7 @@ from backends.base import (
     Unsupported,
     field_table,
     final_particles,
+    int_order_note,
     model_signature,
     translate_element,
     translate_line,
@@ -174,7 +175,8 @@ def _quadrupole(element: Element) -> Translation:
     kwargs |= {"model": "drift-kick-drift-exact", "integrator": "yoshida-4",
                "num_multipole_kicks": KICKS_PER_STEP * steps}
     return Translation((ElementSpec("Quadrupole", kwargs),),
-                       f"ExactQuad->drift-kick-drift-exact yoshida-4 x{steps}")
+                       f"ExactQuad{int_order_note(element)}->drift-kick-drift-exact yoshida-4 "
+                       f"x{steps}")
 
 
 def _sbend(element: Element) -> Translation:
@@ -204,7 +206,8 @@ def _sbend(element: Element) -> Translation:
     kwargs |= {"model": "bend-kick-bend", "integrator": "yoshida-4",
                "num_multipole_kicks": KICKS_PER_STEP * steps}
     return Translation((ElementSpec("Bend", kwargs),),
-                       f"ExactCFbend->bend-kick-bend yoshida-4 x{steps}")
+                       f"ExactCFbend{int_order_note(element)}->bend-kick-bend yoshida-4 "
+                       f"x{steps}")
 
 
 def _sextupole(element: Element) -> Translation:
@@ -214,7 +217,8 @@ def _sextupole(element: Element) -> Translation:
         "length": element.length, "k2": float(element.params["Kn2"]),
         "model": "drift-kick-drift-exact", "integrator": "yoshida-4",
         "num_multipole_kicks": KICKS_PER_STEP * steps}),),
-        f"ExactMultipole->drift-kick-drift-exact yoshida-4 x{steps}")
+        f"ExactMultipole{int_order_note(element)}->drift-kick-drift-exact "
+        f"yoshida-4 x{steps}")
 
 
 def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:

@@ -25,7 +25,8 @@ are wrapped in ImpactX's ``shift_in``/``shift_out`` (:mod:`backends.inhouse.alig
 Edges use the linear ``DipEdge`` model with the gap term g K2 = 2 edge_int (rc =
 length/angle of their bend); an edge with constant zero angle and zero fringe integral is
 the identity and is left out. Exact integrators take
-``nslice * mapsteps`` second-order steps (ImpactX's default ``int_order = 2``).
+``nslice * mapsteps`` steps of the element's ``int_order`` (2, 4 or 6, as ImpactX's
+``int_order``; :mod:`backends.inhouse.integrators`).
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ def _exact_multipole_spec(element: Element) -> MapSpec:
         return tuple((n, kn, ks) for n, (kn, ks) in thick_multipoles(p).items())
 
     return MapSpec("ExactMultipole", element, False, lambda p, r: (
-        multipole.exact_multipole_kernel(p["length"], strengths(p), r, steps)))
+        multipole.exact_multipole_kernel(p["length"], strengths(p), r, steps,
+                                         element.int_order)))
 
 
 def _pure_quadrupole(element: Element) -> bool:
@@ -146,7 +148,7 @@ def _quad_spec(element: Element) -> MapSpec:
         return MapSpec("ChrQuad", element, False, lambda p, r: quadrupole.chr_quad_kernel(
             p["length"], _quad_strength(p), r), additive=True)
     return MapSpec("ExactQuad", element, False, lambda p, r: quadrupole.exact_quad_kernel(
-        p["length"], _quad_strength(p), r, steps))
+        p["length"], _quad_strength(p), r, steps, element.int_order))
 
 
 def _edge_spec(element: Element, face: str) -> MapSpec:
@@ -167,7 +169,7 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
     steps = element.integrator_steps
     if combined and exact:
         body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
-            p["length"], p["angle"], p["Kn1"], r, steps))
+            p["length"], p["angle"], p["Kn1"], r, steps, element.int_order))
     elif combined:
         body = MapSpec("CFbend", element, True, lambda p, r: bend.cfbend_entries(
             p["length"], p["angle"], p["Kn1"], r))

@@ -79,6 +79,8 @@ class Element:
         requested_tier: the tier the scenario asked for.
         nslice: ImpactX ``nslice`` (space-charge kicks per element; slices of the map).
         mapsteps: integrator steps per slice for exact symplectic integrators.
+        int_order: order (2, 4 or 6) of the symplectic integrator of an
+            :attr:`integrated` element (ImpactX ``int_order``).
     """
 
     name: str
@@ -88,6 +90,7 @@ class Element:
     requested_tier: str = "linear"
     nslice: int = 1
     mapsteps: int = 10
+    int_order: int = 2
 
     @property
     def length(self) -> float:
@@ -98,6 +101,18 @@ class Element:
     def integrator_steps(self) -> int:
         """Total integrator steps nslice*mapsteps of exact integrators (ImpactX)."""
         return self.nslice * self.mapsteps
+
+    @property
+    def integrated(self) -> bool:
+        """Whether ImpactX tracks the element with a symplectic integrator, the elements
+        ``mapsteps`` and ``int_order`` act on: at the exact tier a quadrupole
+        (``ExactQuad`` or ``ExactMultipole``), a sextupole (``ExactMultipole``) and a bend
+        with Kn1 (``ExactCFbend``; ``ExactQuad`` at zero angle). ImpactX's ``ExactSbend``
+        and ``ExactDrift`` are closed-form maps (``src/elements/Exact*.H``)."""
+        if self.tier != "exact":
+            return False
+        return self.kind in ("Quadrupole", "Sextupole") or (
+            self.kind == "SBend" and "Kn1" in self.params)
 
 
 # --------------------------------------------------------------------------- where fields go
@@ -985,11 +1000,12 @@ def _validate_with_pals_root(document: dict, file) -> None:
 
 @dataclass(frozen=True)
 class ElementSettings:
-    """Per-element tracking settings (model tier floor and slicing)."""
+    """Per-element tracking settings (model tier floor, slicing, integrator order)."""
 
     model: str
     nslice: int = 1
     mapsteps: int = 10
+    int_order: int = 2
 
 
 def build_elements(
@@ -1016,7 +1032,7 @@ def build_elements(
         out.append(Element(
             name=name, kind=kind, params=dict(params),
             tier=resolve_tier(family, settings.model), requested_tier=settings.model,
-            nslice=settings.nslice, mapsteps=settings.mapsteps,
+            nslice=settings.nslice, mapsteps=settings.mapsteps, int_order=settings.int_order,
         ))
         made[id(params)] = out[-1]
     unknown = set(overrides) - {e.name for e in out}

@@ -36,6 +36,9 @@ SigmaMomentum = Annotated[float, within("beam.sigma_momentum")]
 CentroidPosition = Annotated[float, within("beam.centroid.position")]
 Slices = Annotated[int, within("integrator.nslice")]
 Steps = Annotated[int, within("integrator.mapsteps")]
+#: Orders of ImpactX's symplectic integrators (``int_order`` of ``ExactQuad``,
+#: ``ExactMultipole``, ``ExactCFbend``; ``src/particles/integrators/Integrators.H``).
+IntOrder = Literal[2, 4, 6]
 
 #: Particle distributions of a beam (``file``: particles read from a file).
 Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "file"]
@@ -377,18 +380,24 @@ class SpaceCharge(_Strict):
 
 
 class Integrator(_Strict):
-    """Defaults for every element: ImpactX ``nslice`` and ``mapsteps`` (exact integrators)."""
+    """Defaults for every element: ImpactX ``nslice`` and ``mapsteps`` (exact integrators),
+    and ``int_order``, the order 2, 4 or 6 of the symplectic integrator of the exact
+    elements that ImpactX integrates (``ExactQuad``, ``ExactMultipole``, ``ExactCFbend``:
+    :attr:`harness.model.lattice.Element.integrated`), as ImpactX's ``int_order`` (default
+    2; 4 and 6 are Yoshida's schemes)."""
 
     nslice: Slices = 1
     mapsteps: Steps = 10
+    int_order: IntOrder = 2
 
 
 class Override(_Strict):
-    """Per-element override of the model tier and slicing."""
+    """Per-element override of the model tier, slicing and integrator order."""
 
     model: Tier | None = None
     nslice: Slices | None = None
     mapsteps: Steps | None = None
+    int_order: IntOrder | None = None
 
 
 class Gradients(_Strict):
@@ -459,10 +468,12 @@ class Scenario(_Strict):
     @cached_property
     def elements(self) -> list[Element]:
         """The flattened lattice with resolved model tiers, repeated ``periods`` times."""
-        default = ElementSettings(self.model, self.integrator.nslice, self.integrator.mapsteps)
+        default = ElementSettings(self.model, self.integrator.nslice, self.integrator.mapsteps,
+                                  self.integrator.int_order)
         overrides = {
             name: ElementSettings(o.model or self.model, o.nslice or self.integrator.nslice,
-                                  o.mapsteps or self.integrator.mapsteps)
+                                  o.mapsteps or self.integrator.mapsteps,
+                                  o.int_order or self.integrator.int_order)
             for name, o in self.overrides.items()
         }
         one = build_elements(self.lattice, default, overrides,
@@ -500,8 +511,12 @@ def _origin(file, lattice_file: str | None) -> str | None:
 
 def model_signature(scenario: Scenario) -> str:
     """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
-    ``paraxial+exact``) plus the space-charge model when there is one."""
+    ``paraxial+exact``), the integrator orders other than 2 of its integrated elements
+    (``|int_order:4``) and the space-charge model when there is one."""
     label = "+".join(scenario.tiers) or "linear"
+    orders = sorted({e.int_order for e in scenario.elements if e.integrated} - {2})
+    if orders:
+        label += "|int_order:" + ",".join(str(n) for n in orders)
     if scenario.space_charge is not None:
         label += f"|sc:{scenario.space_charge.kind}"
     return label
