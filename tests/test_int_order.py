@@ -173,3 +173,33 @@ def test_other_backends_name_int_order(name):
     assert "int_order 4" in text
     if verdict:
         assert text.startswith("stand-in:")
+
+
+# --------------------------------------------------------------------------- ImpactX's examples
+
+
+def test_an_example_with_int_order_is_stated_with_it():
+    """An example whose exact elements run ImpactX's fourth- and sixth-order integrators
+    (``examples/fodo/run_fodo_exact.py``, ``symplectic_integration/run_sextupole.py``)
+    becomes a scenario with the same orders: the most common one in ``integrator``, the
+    others as overrides."""
+    ix = pytest.importorskip("impactx").elements
+    from benchmarks.impactx_examples.translate import Capture, scenario_of
+
+    lattice = [ix.Drift(name="d", ds=1.0),
+               ix.ExactQuad(name="q1", ds=0.5, k=2.0, mapsteps=5, int_order=4),
+               ix.ExactQuad(name="q2", ds=0.5, k=-2.0, mapsteps=5, int_order=4),
+               ix.ExactQuad(name="q3", ds=0.5, k=1.0, mapsteps=5, int_order=6)]
+    capture = Capture(settings={}, lattice=lattice, bunch_charge_C=0.0, particles=100,
+                      reference={"mass_MeV": 0.51099895069, "charge_qe": -1.0,
+                                 "kin_energy_MeV": 2000.0},
+                      distribution=("Waterbag", {
+                          "lambdaX": 4e-5, "lambdaY": 4e-5, "lambdaT": 1e-3,
+                          "lambdaPx": 2e-5, "lambdaPy": 2e-5, "lambdaPt": 2e-3}))
+    data, reasons = scenario_of(capture, "x")
+    assert reasons == [] and data is not None
+    assert data["integrator"]["int_order"] == 4
+    assert data["overrides"]["q3"]["int_order"] == 6
+    scenario = scenario_from_dict(data, "x.yaml")
+    assert {e.name: e.int_order for e in scenario.elements if e.integrated} == {
+        "q1": 4, "q2": 4, "q3": 6}

@@ -140,28 +140,29 @@ def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
     thick: set[int] = set()
     for name, element, item in zip(names, lattice, items, strict=True):
         settings = element_settings(element)
-        if settings["int_order"] not in (None, 2):
-            reasons.append(f"integrator int_order {settings['int_order']}: only the "
-                           "second-order exact integrators can be stated")
         if item.length:
             thick.add(settings["nslice"])
         want = {"model": None if item.kind in _TIER_FREE else settings["tier"],
                 "nslice": settings["nslice"] if item.length else None,
-                "mapsteps": settings["mapsteps"]}
+                "mapsteps": settings["mapsteps"], "int_order": settings["int_order"]}
         if wanted.setdefault(name, want) != want:
             reasons.append(f"element name {name}: one name with different integrator "
                            "settings")
     tiers = Counter(w["model"] for w in wanted.values() if w["model"])
     slices = Counter(w["nslice"] for w in wanted.values() if w["nslice"])
     steps = Counter(w["mapsteps"] for w in wanted.values() if w["mapsteps"])
+    orders = Counter(w["int_order"] for w in wanted.values() if w["int_order"])
     model = tiers.most_common(1)[0][0] if tiers else "linear"
     integrator = {"nslice": slices.most_common(1)[0][0] if slices else 1,
                   "mapsteps": steps.most_common(1)[0][0] if steps else 10}
+    if orders and orders.most_common(1)[0][0] != 2:   # stated only when not the default
+        integrator["int_order"] = orders.most_common(1)[0][0]
     overrides: dict[str, dict[str, Any]] = {}
     for name, want in wanted.items():
         override = {k: v for k, v in (("model", want["model"]), ("nslice", want["nslice"]),
-                                      ("mapsteps", want["mapsteps"]))
-                    if v is not None and v != ({"model": model} | integrator)[k]}
+                                      ("mapsteps", want["mapsteps"]),
+                                      ("int_order", want["int_order"]))
+                    if v is not None and v != ({"model": model, "int_order": 2} | integrator)[k]}
         if override:
             overrides[name] = override
     return model, integrator, overrides, thick
