@@ -45,8 +45,8 @@ def planned(n_cases: int):
 
 def worker(out: Path, n_cases: int, timeout_s: float) -> None:
     """One run (resumed) of every case into ``out``."""
-    from harness.runner import Limits, Runner
-
+    from harness.case_process import Limits
+    from harness.runner import Runner
     scenario, cases = planned(n_cases)
     Runner(out, Limits(timeout_s=timeout_s, memory_bytes=2 << 30), resume=True,
            on_warning=lambda message: None).run(cases, {SCENARIO: scenario})

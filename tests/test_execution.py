@@ -138,9 +138,9 @@ def _outcome(rows):
 def test_runner_on_two_workers_gives_the_serial_rows(tmp_path, monkeypatch):
     """Same cases, statuses, verdicts and deviations on a LocalCluster as serially; every
     case stored once, with the worker that ran it."""
+    from harness.case_process import Limits
     from harness.results import read_rows
-    from harness.runner import Limits, Runner
-
+    from harness.runner import Runner
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
     monkeypatch.syspath_prepend(str(TESTS))
     scenario, cases = _matrix()

@@ -18,11 +18,12 @@ import numpy as np
 import psutil
 import pytest
 
+from harness.case_process import Limits
 from harness.cases import Case, plan
 from harness.model.load import load_scenario
 from harness.results import RESULTS_JSONL, RESULTS_QUARANTINE, ResultsWriter, read_rows
 from harness.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock, read_owner
-from harness.runner import Limits, Runner
+from harness.runner import Runner
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -186,14 +187,14 @@ def test_external_sigkill_of_a_child_is_not_called_oom(tmp_path, fake_path, fodo
 
 def test_a_kernel_oom_kill_is_oom(monkeypatch):
     """When the kernel log names the killed child, SIGKILL is the out-of-memory killer."""
-    from harness import runner
+    from harness import case_process
 
-    monkeypatch.setattr(runner, "_kernel_log_names_oom", lambda pid: True)
-    assert runner._kill_cause(12345, None)[:2] == ("oom", "kernel-oom")
-    monkeypatch.setattr(runner, "_kernel_log_names_oom", lambda pid: False)
-    monkeypatch.setattr(runner, "_cgroup_oom_kills", lambda: 3)
-    assert runner._kill_cause(12345, 2)[:2] == ("oom", "kernel-oom")
-    assert runner._kill_cause(12345, 3)[:2] == ("failed", "signal")
+    monkeypatch.setattr(case_process, "_kernel_log_names_oom", lambda pid: True)
+    assert case_process._kill_cause(12345, None)[:2] == ("oom", "kernel-oom")
+    monkeypatch.setattr(case_process, "_kernel_log_names_oom", lambda pid: False)
+    monkeypatch.setattr(case_process, "_cgroup_oom_kills", lambda: 3)
+    assert case_process._kill_cause(12345, 2)[:2] == ("oom", "kernel-oom")
+    assert case_process._kill_cause(12345, 3)[:2] == ("failed", "signal")
 
 
 # 4. SIGKILL of the parent: the child dies too, a resumed run reaps leftovers ----------

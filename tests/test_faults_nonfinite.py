@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 from harness import agreement
+from harness.case_process import Limits
 from harness.cases import Case
 from harness.model import observables
 from harness.model.load import load_scenario
 from harness.model.particles import generate
 from harness.results import append_rows, read_rows
-from harness.runner import Limits, Runner
+from harness.runner import Runner
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

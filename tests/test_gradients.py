@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 
 from harness import gradients
+from harness.case_process import Limits
 from harness.cases import Case
 from harness.model.load import load_scenario
 from harness.model.particles import generate
 from harness.model.scenario_edit import with_values
 from harness.results import read_rows
 from harness.rows import GRADIENT
-from harness.runner import Limits, Runner
+from harness.runner import Runner
 
 TESTS = Path(__file__).resolve().parent
 FAKE = "fake_backends:"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from harness.case_process import Limits
 from harness.cases import Case
 from harness.cli import app
 from harness.display import format_count, format_rate, format_ratio, format_time
@@ -17,7 +18,7 @@ from harness.metadata import METADATA_JSON
 from harness.model.load import load_scenario
 from harness.report import write_report
 from harness.results import append_rows
-from harness.runner import Limits, Runner
+from harness.runner import Runner
 
 SCENARIO = "fodo_linear"
 ELEMENTS = 5

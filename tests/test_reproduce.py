@@ -197,10 +197,10 @@ def test_cheetah_compiled_falls_back_to_eager_when_compilation_fails(monkeypatch
 
 def test_child_records_process_time_apart_from_wall_time(tmp_path, monkeypatch) -> None:
     """A backend that sleeps 10 ms per track: wall time >= 10 ms, process CPU time less."""
+    from harness.case_process import Limits
     from harness.cases import Case
     from harness.results import read_rows
-    from harness.runner import Limits, Runner
-
+    from harness.runner import Runner
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
     monkeypatch.syspath_prepend(str(TESTS))
     scenario = load_scenario("fodo_linear")

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from harness import rows as schema
+from harness.case_process import Limits
 from harness.cases import Case
 from harness.model.load import load_scenario
 from harness.model.vocabulary import Cause, Status, Verdict
 from harness.results import read_rows
-from harness.runner import Limits, Runner
+from harness.runner import Runner
 
 TESTS = Path(__file__).resolve().parent
 FAKE = "fake_backends:"

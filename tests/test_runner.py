@@ -13,10 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.case_process import Limits
 from harness.cases import Case
 from harness.model.load import load_scenario
 from harness.results import read_rows
-from harness.runner import Limits, Runner
+from harness.runner import Runner
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

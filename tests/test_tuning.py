@@ -13,13 +13,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from harness.case_process import Limits
 from harness.model.errors import ScenarioError
 from harness.model.load import BUNDLED_DIR, load_scenario, scenario_from_dict
 from harness.model.particles import beam_cholesky, generate
 from harness.model.tuning import TuningBlock, TuningProblem, exact_moment_particles
 from harness.model.tuning_problems import problems
 from harness.results import read_rows
-from harness.runner import Limits
 from harness.tuning.case import plan_tuning_cases, run_tuning, target_fields, tuning_case
 from harness.tuning.methods import METHODS
 from harness.tuning.objective import TuningObjective, read_trace

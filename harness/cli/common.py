@@ -15,9 +15,8 @@ from rich.markup import escape
 from harness.model.errors import ScenarioError
 
 if TYPE_CHECKING:
+    from harness.case_process import Limits
     from harness.execution import ExecutionConfig
-    from harness.runner import Limits
-
 app = typer.Typer(
     help="Run one beamline description through several tracking codes; compare speed, "
     "agreement and gradients.",
@@ -260,8 +259,7 @@ def case_limits(timeout: float, memory_limit: float | None) -> Limits:
     """Per-case limits: ``timeout`` [s] and ``memory_limit`` [GiB] (default: 90 % of RAM)."""
     import psutil
 
-    from harness.runner import Limits
-
+    from harness.case_process import Limits
     check_number(timeout, "--timeout")
     check_number(memory_limit, "--memory-limit", maximum=MAX_REMOTE_MEMORY_GIB)
     cap = (int(memory_limit * 2**30) if memory_limit
