@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[impactx,xsuite,pyat,io,tuning,dev]"
+	$(BIN)/pip install --quiet -e ".[impactx,xsuite,pyat,ocelot,rftrack,io,tuning,dev]"
 	$(BIN)/python -m backends.xsuite
 	touch $(STAMP)
 

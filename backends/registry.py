@@ -12,7 +12,7 @@ from backends.base import Backend
 
 ENTRY_POINT_GROUP = "trackbench.backends"
 #: Display order of the built-in backends (others follow alphabetically).
-PREFERRED_ORDER = ("impactx", "cheetah", "inhouse", "xsuite", "pyat")
+PREFERRED_ORDER = ("impactx", "cheetah", "inhouse", "xsuite", "pyat", "ocelot", "rftrack")
 
 
 @cache
