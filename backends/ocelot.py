@@ -56,6 +56,8 @@ Solenoid       linear      ``Solenoid(l, k = Ksol / 2)`` (``TransferMap``; Ocelo
                            B0 / (2 B rho), ImpactX's ks = B0 / (B rho))
 Marker         any         ``Marker``
 Instrument     any         a drift of its tier when it has a length, else ``Marker``
+Kicker         any         thin ``Hcor(angle=-Kn0L)``, ``Vcor(angle=Ks0L)`` (between drift
+                           halves of its tier when thick)
 Aperture       any         ``Aperture(xmax, ymax, type="rect" | "ellipt")``, activated by
                            ``Navigator.activate_apertures`` (lost -> NaN rows)
 RFCavity       thin        refused (see :func:`_rf_cavity`)
@@ -85,7 +87,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -162,6 +164,7 @@ class Translation:
 #: ImpactX's element of each (kind, tier) that Ocelot runs as a ``SecondTM`` stand-in.
 _IMPACTX_NAME = {("Drift", "paraxial"): "ChrDrift", ("Drift", "exact"): "ExactDrift",
                  ("Instrument", "paraxial"): "ChrDrift", ("Instrument", "exact"): "ExactDrift",
+                 ("Kicker", "paraxial"): "ChrDrift", ("Kicker", "exact"): "ExactDrift",
                  ("Quadrupole", "paraxial"): "ChrQuad", ("Quadrupole", "exact"): "ExactQuad",
                  ("SBend", "exact"): "ExactSbend", ("Sextupole", "exact"): "ExactMultipole"}
 
@@ -235,6 +238,21 @@ def _multipole(element: Element) -> Translation | Unsupported:
     return Translation((ElementSpec("Multipole", {"kn": kn}),))
 
 
+def _kicker(element: Element) -> Translation:
+    """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
+    energy): Ocelot's thin ``Hcor(angle=-Kn0L)`` and ``Vcor(angle=Ks0L)`` (``cor_atom.py``:
+    x' += angle, y' += angle); a thick kicker is the kick between the two drift halves of its
+    tier, as the ImpactX adapter builds it."""
+    p = element.params
+    kicks = tuple(ElementSpec(cls, {"l": 0.0, "angle": angle}, "TransferMap")
+                  for cls, angle in (("Hcor", -float(p["Kn0L"])), ("Vcor", float(p["Ks0L"])))
+                  if angle != 0.0)
+    if element.length == 0.0:
+        return Translation(kicks)
+    half = _drift(replace(element, params={"length": 0.5 * element.length}))
+    return Translation(half.specs + kicks + half.specs, half.stand_in)
+
+
 def _solenoid(element: Element) -> Translation:
     """Ocelot ``Solenoid(k = B0 / (2 B rho))`` = ``Ksol / 2`` (Brown and Chao's matrix in
     ``solenoid_atom.py``; ImpactX ``Sol.H`` ks = B0 / (B rho))."""
@@ -270,6 +288,7 @@ TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = {
     "Marker": _marker,
     "Instrument": _instrument,
     "Aperture": _aperture,
+    "Kicker": _kicker,
 }
 
 #: Element parameters each translator honours.
