@@ -41,7 +41,7 @@ WIDE = {"twiss": {"beta_x": 30.0, "alpha_x": 0.0, "emittance_x": 1e-8,
 
 def make(elements: dict[str, dict], model: str = "linear", beam: dict | None = None,
          **extra):
-    facility = [{n: f} for n, f in elements.items()]
+    facility: list[dict[str, Any]] = [{n: f} for n, f in elements.items()]
     facility += [{"line": {"kind": "BeamLine", "line": list(elements)}}, {"use": "line"}]
     return scenario_from_dict({"name": "ocelot_test", "beam": {**BEAM, **(beam or {})},
                                "model": model, **extra,
