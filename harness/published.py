@@ -353,7 +353,8 @@ def _ib_machine(metadata: dict[str, Any]) -> dict[str, str]:
            "simd": str(cpu.get("simd", "?")), "os": str(host.get("os", "?")),
            "timestamp_utc": str(host.get("timestamp_utc", "?"))}
     if gpus:
-        out["gpu"] = f"{len(gpus)} x {gpus[0].get('name', '?')} ({gpus[0].get('memory_total', '?')})"
+        first = gpus[0]
+        out["gpu"] = f"{len(gpus)} x {first.get('name', '?')} ({first.get('memory_total', '?')})"
     return out
 
 
@@ -379,8 +380,8 @@ def extract_impactx_benchmarks(record_path: Path) -> dict[str, Any]:
             if not mine:
                 continue
             math = "fast-math" if cfg["fast_math"] else "ieee"
-            fig_id = (f"{scenario}_{cfg['device']}_"
-                      f"{'fp64' if cfg['dtype'] == 'float64' else 'fp32'}_{'fm' if cfg['fast_math'] else 'ieee'}")
+            precision = "fp64" if cfg["dtype"] == "float64" else "fp32"
+            fig_id = f"{scenario}_{cfg['device']}_{precision}_{'fm' if cfg['fast_math'] else 'ieee'}"
             title, lattice, why = IB_SCENARIOS[scenario]
             if cfg["device"] == "cpu":
                 hardware = (f"one socket ({cores} cores) of a {machine['sockets']}-socket "
