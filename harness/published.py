@@ -381,7 +381,8 @@ def extract_impactx_benchmarks(record_path: Path) -> dict[str, Any]:
                 continue
             math = "fast-math" if cfg["fast_math"] else "ieee"
             precision = "fp64" if cfg["dtype"] == "float64" else "fp32"
-            fig_id = f"{scenario}_{cfg['device']}_{precision}_{'fm' if cfg['fast_math'] else 'ieee'}"
+            fm = 'fm' if cfg['fast_math'] else 'ieee'
+            fig_id = f"{scenario}_{cfg['device']}_{precision}_{fm}"
             title, lattice, why = IB_SCENARIOS[scenario]
             if cfg["device"] == "cpu":
                 hardware = (f"one socket ({cores} cores) of a {machine['sockets']}-socket "
