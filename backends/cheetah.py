@@ -79,10 +79,9 @@ from backends.base import (
     Unsupported,
     final_particles,
     int_order_note,
-    model_signature,
 )
 from backends.torch_support import device_support, synchronize, torch_dtype
-from harness.model.lattice import thin_multipoles
+from backends.translation import ALIGNMENT_FIELDS, around_kick, stand_in_label, thin_fields
 
 if TYPE_CHECKING:
     import torch
@@ -119,17 +118,6 @@ class ElementPlan:
     stand_in: str = ""
 
 
-def _multipole_orders(params: dict[str, Any]) -> dict[str, Any]:
-    """The nonzero integrated thin-multipole strengths ``KnNL`` / ``KsNL`` of an element,
-    by field name (:func:`harness.model.lattice.thin_multipoles`)."""
-    out = {}
-    for n, (kn, ks) in thin_multipoles(params).items():
-        for prefix, value in (("Kn", kn), ("Ks", ks)):
-            if f"{prefix}{n}L" in params and (not isinstance(value, float) or value != 0.0):
-                out[f"{prefix}{n}L"] = value
-    return out
-
-
 def _plan_drift(element: Element) -> ElementPlan | Unsupported:
     if element.kind == "Instrument" and element.length == 0.0:
         return ElementPlan("")
@@ -162,7 +150,7 @@ def _plan_bend(element: Element) -> ElementPlan | Unsupported:
 
 
 def _plan_multipole(element: Element) -> ElementPlan | Unsupported:
-    orders = _multipole_orders(element.params)
+    orders = thin_fields(element.params)
     other = sorted(k for k in orders if k not in ("Kn1L", "Ks1L", "Kn2L"))
     if other:
         return Unsupported(
@@ -327,12 +315,10 @@ def _build_kicker(element, plan, params, fraction, first, last, name, make) -> l
                                          **make.kwargs),
              cheetah.VerticalCorrector(t(0.0), angle=kx * sin + ky * cos, name=f"{name}_v",
                                        **make.kwargs)]
-    if params.get("length", 0.0) == 0.0:
-        return kicks
-    half = t(params["length"]) * 0.5
-    return [cheetah.Drift(half, tracking_method=plan.method, name=f"{name}_in", **make.kwargs),
-            *kicks,
-            cheetah.Drift(half, tracking_method=plan.method, name=f"{name}_out", **make.kwargs)]
+    length = params.get("length", 0.0)
+    return around_kick(float(length) if length == 0.0 else length, kicks, lambda side: [
+        cheetah.Drift(t(length) * 0.5, tracking_method=plan.method, name=f"{name}_{side}",
+                      **make.kwargs)])
 
 
 @dataclass(frozen=True)
@@ -370,7 +356,7 @@ TRANSLATORS: dict[str, KindTranslator] = {
     "Kicker": KindTranslator(_plan_kicker, _build_kicker),
 }
 
-_ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
+_ALIGNMENT = ALIGNMENT_FIELDS
 
 #: Element fields Cheetah honours per kind. A drift, a kicker's constant kick and a
 #: solenoid are unchanged by a transverse offset (drift, kick) or rotation (drift,
@@ -720,10 +706,8 @@ def cheetah_segment(scenario: Scenario, device: str = "cpu", dtype: str = "float
 def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
     """The scenario's model signature when every map is ImpactX's, else
     ``stand-in:cheetah(<what replaces what>)`` with the space-charge model appended."""
-    if not stand_ins:
-        return model_signature(scenario)
-    label = f"stand-in:cheetah({', '.join(stand_ins)})"
-    if scenario.space_charge is not None:
+    label = stand_in_label("cheetah", scenario, stand_ins)
+    if stand_ins and scenario.space_charge is not None:
         label += f"|sc:{scenario.space_charge.kind}"
     return label
 

@@ -81,7 +81,15 @@ from backends.base import (
     model_signature,
     package_version,
 )
-from harness.model.lattice import Element, rotated_normal, thick_multipoles, thin_multipoles
+from backends.translation import (
+    ALIGNMENT_FIELDS,
+    aperture_limits,
+    around_kick,
+    bend_edges,
+    exact_tier_multipoles,
+    multipole_orders,
+)
+from harness.model.lattice import Element, rotated_normal, thick_multipoles
 from harness.model.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
@@ -312,22 +320,12 @@ def _bend(element: Element, nslice: int) -> list[ElementSpec]:
         body = ElementSpec("Sbend", {"ds": length, "rc": rc, **tilt,
                                      **_thick(element, nslice)})
 
-    def edge(face: str, location: str) -> list[ElementSpec]:
-        psi = float(p.get(f"e{face}", 0.0))
-        edge_int = float(p.get(f"edge_int{face}", 0.0))
-        if psi == 0.0 and edge_int == 0.0:
-            return []
-        return [ElementSpec("DipEdge", {
-            "name": f"{element.name}.e{face}", "psi": psi, "rc": rc, "g": 2.0 * edge_int,
-            "K2": 1.0, "model": "linear", "location": location, **tilt})]
-
-    return [*edge("1", "entry"), body, *edge("2", "exit")]
-
-
-def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:
-    """``{order N: (KnNL, KsNL)}`` of a thin multipole (:func:`harness.model.lattice.
-    thin_multipoles`) as floats."""
-    return {n: (float(kn), float(ks)) for n, (kn, ks) in thin_multipoles(params).items()}
+    edges = {face: ElementSpec("DipEdge", {
+        "name": f"{element.name}.e{face}", "psi": psi, "rc": rc, "g": 2.0 * edge_int,
+        "K2": 1.0, "model": "linear", "location": "entry" if face == "1" else "exit",
+        **tilt}) for face, psi, edge_int in bend_edges(p)}
+    return [*([edges["1"]] if "1" in edges else []), body,
+            *([edges["2"]] if "2" in edges else [])]
 
 
 def _marker(element: Element) -> ElementSpec:
@@ -364,38 +362,19 @@ def _kicker(element: Element, reference: ReferenceParticle, nslice: int) -> list
     kick = ElementSpec("Kicker", {"name": element.name, "xkick": -float(element.params["Kn0L"]),
                                   "ykick": float(element.params["Ks0L"]),
                                   "unit": "dimensionless", **_aligned(element)})
-    if element.length == 0.0:
-        return [kick]
-    half = 0.5 * element.length
-    return [_drift(element, element.tier, nslice, half, f"{element.name}.in"), kick,
-            _drift(element, element.tier, nslice, half, f"{element.name}.out")]
+    return around_kick(element.length, [kick], lambda side: [_drift(
+        element, element.tier, nslice, 0.5 * element.length, f"{element.name}.{side}")])
 
 
 def _aperture(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
-    p = element.params
+    a, b, elliptical = aperture_limits(element.params)
     return [ElementSpec("Aperture", {
-        "name": element.name, "aperture_x": float(p["x_limit"]),
-        "aperture_y": float(p["y_limit"]),
-        "shape": "elliptical" if p.get("elliptical") else "rectangular",
-        "action": "transmit"})]
+        "name": element.name, "aperture_x": a, "aperture_y": b,
+        "shape": "elliptical" if elliptical else "rectangular", "action": "transmit"})]
 
 
 def _sextupole(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     return [_exact_multipole(element, nslice)]
-
-
-def exact_tier_multipoles(element: Element) -> Unsupported | None:
-    """Unsupported naming the field when a quadrupole carries components besides Kn1/Ks1
-    below the exact tier (only ``ExactMultipole`` models them)."""
-    if element.kind != "Quadrupole" or element.tier == "exact":
-        return None
-    extra = [n for n in thick_multipoles(element.params) if n != 1]
-    if not extra:
-        return None
-    name = next(k for k in element.params if k in (f"Kn{extra[0]}", f"Ks{extra[0]}"))
-    return Unsupported(f"{element.kind} field {name!r} ({element.name}): multipole "
-                       f"components on a quadrupole need model 'exact' (ExactMultipole); "
-                       f"this element runs {element.tier}")
 
 
 #: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
@@ -414,7 +393,7 @@ TRANSLATORS: dict[str, Any] = {
     "Kicker": _kicker,
 }
 
-_ALIGNMENT = frozenset({"x_offset", "y_offset", "z_rot"})
+_ALIGNMENT = ALIGNMENT_FIELDS
 
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`).
 HONOURED_FIELDS: dict[str, frozenset[str]] = {

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -77,6 +77,16 @@ from backends.base import (
     translate_element,
     translate_line,
 )
+from backends.translation import (
+    Translation,
+    aperture_limits,
+    first_refusal,
+    kicker_translation,
+    linearised,
+    multipole_orders,
+    padded_orders,
+    stand_in_label,
+)
 
 if TYPE_CHECKING:
     from harness.model.lattice import Element
@@ -85,10 +95,6 @@ if TYPE_CHECKING:
 
 #: What every pyAT row stands in for (AT moves every particle at c).
 BETA_ONE = "beta=1: no velocity slip"
-
-#: Kinds whose linear-tier map is run as its ``find_elem_m66`` matrix.
-LINEARISED_KINDS = frozenset({"Drift", "Quadrupole", "SBend", "Solenoid", "Instrument"})
-
 
 @dataclass(frozen=True)
 class ElementSpec:
@@ -109,14 +115,6 @@ class ElementSpec:
             return element
         m66 = np.asarray(at.find_elem_m66(element))
         return at.M66(name, m66=m66, Length=float(getattr(element, "Length", 0.0)))
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The AT elements of one harness element and its stand-in descriptions."""
-
-    specs: tuple[ElementSpec, ...]
-    stand_in: str = ""
 
 
 def _drift(element: Element) -> Translation:
@@ -179,25 +177,14 @@ def _sextupole(element: Element) -> Translation:
                        f"x{steps}")
 
 
-def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:
-    """``{order N: (KnNL, KsNL)}`` of a thin multipole's fields."""
-    orders: dict[int, list[float]] = {}
-    for key, value in params.items():
-        if key.startswith(("Kn", "Ks")) and key.endswith("L") and key[2:-1].isdigit():
-            slot = orders.setdefault(int(key[2:-1]), [0.0, 0.0])
-            slot[0 if key.startswith("Kn") else 1] = float(value)
-    return {n: (kn, ks) for n, (kn, ks) in sorted(orders.items())}
-
-
 def _multipole(element: Element) -> Translation:
     """Thin kick: AT ``PolynomB[N] = KnNL / N!``, ``PolynomA[N] = KsNL / N!`` (AT's field
     expansion B_y + i B_x = B rho sum (PolynomB + i PolynomA)(x + i y)^N)."""
-    orders = multipole_orders(element.params)
-    if not orders:
+    normal, skew = padded_orders(multipole_orders(element.params))
+    if not normal:
         return Translation(())
-    top = max(orders)
-    poly_b = [orders.get(n, (0.0, 0.0))[0] / math.factorial(n) for n in range(top + 1)]
-    poly_a = [orders.get(n, (0.0, 0.0))[1] / math.factorial(n) for n in range(top + 1)]
+    poly_b = [k / math.factorial(n) for n, k in enumerate(normal)]
+    poly_a = [k / math.factorial(n) for n, k in enumerate(skew)]
     return Translation((ElementSpec("ThinMultipole", (poly_a, poly_b), {}),))
 
 
@@ -205,13 +192,8 @@ def _kicker(element: Element) -> Translation:
     """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
     momentum deviation): the order-0 thin multipole, whose signs and normalisation are the
     same; a thick kicker is the kick between the two drift halves of its tier, as the
-    ImpactX adapter builds it."""
-    kick = _multipole(replace(element, params={"Kn0L": float(element.params["Kn0L"]),
-                                               "Ks0L": float(element.params["Ks0L"])}))
-    if element.length == 0.0:
-        return kick
-    half = _drift(replace(element, params={"length": 0.5 * element.length}))
-    return Translation(half.specs + kick.specs + half.specs, half.stand_in)
+    ImpactX adapter builds it (:func:`backends.translation.kicker_translation`)."""
+    return kicker_translation(element, _multipole, _drift)
 
 
 def _solenoid(element: Element) -> Translation:
@@ -223,9 +205,8 @@ def _solenoid(element: Element) -> Translation:
 
 
 def _aperture(element: Element) -> Translation:
-    p = element.params
-    a, b = float(p["x_limit"]), float(p["y_limit"])
-    if float(p.get("elliptical", 0.0)):
+    a, b, elliptical = aperture_limits(element.params)
+    if elliptical:
         return Translation((ElementSpec("Marker", (), {"EApertures": [a, b]}),))
     return Translation((ElementSpec("Marker", (), {"RApertures": [-a, a, -b, b]}),))
 
@@ -270,9 +251,9 @@ def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]
     return translate_line(scenario.elements, translate, [BETA_ONE])
 
 
-def model_label(stand_ins: list[str]) -> str:
+def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
     """``stand-in:pyat(<what replaces what>)`` (every AT map has beta = 1)."""
-    return f"stand-in:pyat({', '.join(stand_ins)})"
+    return stand_in_label("pyat", scenario, stand_ins, always=True)
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -392,11 +373,9 @@ class PyatBackend(Backend):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
-        # the adapter's own reasons first (they say more than "kind not translated")
-        for element in scenario.elements:
-            refused = translate(element)
-            if isinstance(refused, Unsupported):
-                return refused
+        refused = first_refusal(scenario.elements, translate)
+        if refused is not None:
+            return refused
         base = super().supports(scenario, device, dtype)
         if not base:
             return base
@@ -410,10 +389,8 @@ class PyatBackend(Backend):
         result = translate_scenario(scenario)
         if isinstance(result, Unsupported):
             return result
-        note = ""
-        if any(e.tier == "linear" and e.kind in LINEARISED_KINDS for e in scenario.elements):
-            note = "linear maps: Matrix66Pass of at.find_elem_m66"
-        return Supported(model_label(result[1]), note)
+        note = "linear maps: Matrix66Pass of at.find_elem_m66" if linearised(scenario) else ""
+        return Supported(model_label(scenario, result[1]), note)
 
     def prepare(self, scenario: Scenario, device: str = "cpu",
                 dtype: str = "float64") -> PyatPrepared:

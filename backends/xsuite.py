@@ -79,7 +79,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -93,9 +93,18 @@ from backends.base import (
     field_table,
     final_particles,
     int_order_note,
-    model_signature,
     translate_element,
     translate_line,
+)
+from backends.translation import (
+    Translation,
+    aperture_limits,
+    first_refusal,
+    kicker_translation,
+    linearised,
+    multipole_orders,
+    padded_orders,
+    stand_in_label,
 )
 
 if TYPE_CHECKING:
@@ -108,10 +117,6 @@ DEFAULT_KERNEL_DIR = Path(__file__).resolve().parent.parent / ".cache" / "xsuite
 
 #: Kicks of one Yoshida fourth-order step (Xsuite counts kicks in ``num_multipole_kicks``).
 KICKS_PER_STEP = 3
-
-#: Kinds whose linear-tier map is linearised (fused into one first-order Taylor map).
-LINEARISED_KINDS = frozenset({"Drift", "Quadrupole", "SBend", "Solenoid", "Instrument"})
-
 
 # --------------------------------------------------------------------------- translation
 
@@ -131,15 +136,6 @@ class ElementSpec:
         import xtrack as xt
 
         return getattr(xt, self.cls)(**self.kwargs)
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The Xsuite elements of one harness element and, when it is not ImpactX's map of the
-    element's tier, a short description of the stand-in (it goes into the model label)."""
-
-    specs: tuple[ElementSpec, ...]
-    stand_in: str = ""
 
 
 def _steps(element: Element) -> int:
@@ -221,26 +217,13 @@ def _sextupole(element: Element) -> Translation:
         f"yoshida-4 x{steps}")
 
 
-def multipole_orders(params: dict[str, float]) -> dict[int, tuple[float, float]]:
-    """``{order N: (KnNL, KsNL)}`` of a thin multipole's fields ``Kn2L``, ``Ks1L``, ..."""
-    orders: dict[int, list[float]] = {}
-    for key, value in params.items():
-        if key.startswith(("Kn", "Ks")) and key.endswith("L") and key[2:-1].isdigit():
-            slot = orders.setdefault(int(key[2:-1]), [0.0, 0.0])
-            slot[0 if key.startswith("Kn") else 1] = float(value)
-    return {n: (kn, ks) for n, (kn, ks) in sorted(orders.items())}
-
-
 def _multipole(element: Element) -> Translation:
     """Thin kick: Xsuite ``Multipole(knl, ksl)`` with knl[N] = KnNL, ksl[N] = KsNL (both MAD-X
     conventions, Delta px - i Delta py = -sum (knl + i ksl)(x + i y)^N / N!, as ImpactX
     ``Multipole``)."""
-    orders = multipole_orders(element.params)
-    if not orders:
+    knl, ksl = padded_orders(multipole_orders(element.params))
+    if not knl:
         return Translation(())
-    top = max(orders)
-    knl = [orders.get(n, (0.0, 0.0))[0] for n in range(top + 1)]
-    ksl = [orders.get(n, (0.0, 0.0))[1] for n in range(top + 1)]
     return Translation((ElementSpec("Multipole", {"knl": knl, "ksl": ksl, "length": 0.0}),))
 
 
@@ -248,13 +231,8 @@ def _kicker(element: Element) -> Translation:
     """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
     momentum deviation): the order-0 thin multipole, whose signs and normalisation are the
     same; a thick kicker is the kick between the two drift halves of its tier, as the
-    ImpactX adapter builds it."""
-    kick = _multipole(replace(element, params={"Kn0L": float(element.params["Kn0L"]),
-                                               "Ks0L": float(element.params["Ks0L"])}))
-    if element.length == 0.0:
-        return kick
-    half = _drift(replace(element, params={"length": 0.5 * element.length}))
-    return Translation(half.specs + kick.specs + half.specs, half.stand_in)
+    ImpactX adapter builds it (:func:`backends.translation.kicker_translation`)."""
+    return kicker_translation(element, _multipole, _drift)
 
 
 def _solenoid(element: Element) -> Translation:
@@ -265,9 +243,8 @@ def _solenoid(element: Element) -> Translation:
 
 def _aperture(element: Element) -> Translation:
     """``LimitRect(+-x_limit, +-y_limit)`` or ``LimitEllipse(a=x_limit, b=y_limit)``."""
-    p = element.params
-    a, b = float(p["x_limit"]), float(p["y_limit"])
-    if float(p.get("elliptical", 0.0)):
+    a, b, elliptical = aperture_limits(element.params)
+    if elliptical:
         return Translation((ElementSpec("LimitEllipse", {"a": a, "b": b}),))
     return Translation((ElementSpec("LimitRect", {"min_x": -a, "max_x": a,
                                                   "min_y": -b, "max_y": b}),))
@@ -338,9 +315,7 @@ def space_charge_support(scenario: Scenario) -> Unsupported | None:
 
 def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
     """The scenario's model signature, or ``stand-in:xsuite(<what replaces what>)``."""
-    if not stand_ins:
-        return model_signature(scenario)
-    return f"stand-in:xsuite({', '.join(stand_ins)})"
+    return stand_in_label("xsuite", scenario, stand_ins)
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -690,11 +665,9 @@ class XsuiteBackend(Backend):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
-        # the adapter's own reasons first (they say more than "kind not translated")
-        for element in scenario.elements:
-            refused = translate(element)
-            if isinstance(refused, Unsupported):
-                return refused
+        refused = first_refusal(scenario.elements, translate)
+        if refused is not None:
+            return refused
         base = super().supports(scenario, device, dtype)
         if not base:
             return base
@@ -712,7 +685,7 @@ class XsuiteBackend(Backend):
             return result
         _, stand_ins = result
         note = ""
-        if any(e.tier == "linear" and e.kind in LINEARISED_KINDS for e in scenario.elements):
+        if linearised(scenario):
             note = ("linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central "
                     "differences of the expanded models, Richardson-extrapolated)")
         return Supported(model_label(scenario, stand_ins), note)

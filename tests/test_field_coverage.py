@@ -20,6 +20,7 @@ import pytest
 
 from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
+from harness.model.kinds import KIND_SPECS
 from harness.model.lattice import _EXTRA_FIELDS, Refused, pals_disposition
 from harness.model.load import scenario_from_dict
 from harness.model.vocabulary import ELEMENT_FIELDS, ELEMENT_TIERS, LATTICE_KINDS, field_declared
@@ -30,19 +31,9 @@ BEAM = {"species": "electron", "kinetic_energy_MeV": 100.0, "bunch_charge_C": 0.
                   "beta_y": 2.0, "alpha_y": 0.0, "emittance_y": 1e-8},
         "longitudinal": {"sigma_t": 1e-4, "sigma_pt": 1e-3}, "particles": 100}
 
-#: A valid element of every translated PALS kind (the fields are varied from here).
-BASE: dict[str, dict] = {
-    "Drift": {"length": 0.3},
-    "Quadrupole": {"length": 0.3, "MagneticMultipoleP": {"Kn1": 1.0}},
-    "SBend": {"length": 0.3, "BendP": {"g_ref": 0.1}},
-    "Sextupole": {"length": 0.3, "MagneticMultipoleP": {"Kn2": 10.0}},
-    "Multipole": {"length": 0.0, "MagneticMultipoleP": {"Kn1L": 0.1}},
-    "Solenoid": {"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
-    "RFCavity": {"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9, "phase": 0.0}},
-    "Marker": {},
-    "Instrument": {"length": 0.0},
-    "Kicker": {"length": 0.2, "MagneticMultipoleP": {"Kn0L": 1e-4}},
-}
+#: A valid element of every translated PALS kind, from its spec (the fields are varied
+#: from here).
+BASE: dict[str, dict] = {spec.kind: dict(spec.example) for spec in KIND_SPECS if spec.reader}
 
 #: Group fields that state one quantity in several ways (tested one at a time).
 EXCLUSIVE = {"BendP": {"g_ref", "rho_ref", "bend_field_ref", "angle"},
@@ -272,3 +263,15 @@ def test_every_honoured_field_is_a_field_of_the_vocabulary() -> None:
                 assert field in ELEMENT_FIELDS[kind] or field_declared(ELEMENT_FIELDS[kind],
                                                                        field), (name, kind,
                                                                                 field)
+
+
+def test_the_kinds_table_of_the_docs_is_the_specs() -> None:
+    """docs/architecture.md lists the kinds as :func:`harness.model.kinds.markdown_table`
+    writes them (regenerate it from the specs when a kind changes)."""
+    from pathlib import Path
+
+    from harness.model.kinds import markdown_table
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    start, end = "<!-- kinds table: start -->\n", "\n<!-- kinds table: end -->"
+    assert text[text.index(start) + len(start):text.index(end)] == markdown_table()

@@ -148,7 +148,7 @@ class InhouseBackend(Backend):
         refused = device_support(self.name, device, dtype)
         if refused is not None:
             return refused
-        from backends.impactx import exact_tier_multipoles
+        from backends.translation import exact_tier_multipoles
 
         for element in scenario.elements:   # the maps are ImpactX's, so are their limits
             refused = exact_tier_multipoles(element)

@@ -51,6 +51,7 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
+from backends.translation import around_kick
 from harness.model.lattice import Element, thick_multipoles, thin_multipoles
 
 #: An element's parameters as a map reads them: floats, or tensors for differentiable ones.
@@ -217,10 +218,9 @@ def _kicker_specs(element: Element, parameter_fields: frozenset[str]) -> list[Ma
     element's tier when it has a length (as the ImpactX adapter builds it)."""
     kick = MapSpec("Kicker", element, False,
                    lambda p, r: alignment.kicker_kernel(-p["Kn0L"], p["Ks0L"]))
-    if element.length == 0.0 and "length" not in parameter_fields:
-        return [kick]
-    return [_drift_spec(element, element.tier, 0.5), kick,
-            _drift_spec(element, element.tier, 0.5)]
+    # a length given as a tensor keeps the halves even where it is 0
+    length = None if "length" in parameter_fields else element.length
+    return around_kick(length, [kick], lambda side: [_drift_spec(element, element.tier, 0.5)])
 
 
 def _aligned(element: Element, specs: list[MapSpec], parameter_fields: frozenset[str],

@@ -37,6 +37,7 @@ from typing import Any
 import pydantic
 
 from harness.model.errors import ScenarioError
+from harness.model.kinds import SPECS, Disposition, KindSpec, Refused
 from harness.model.limits import element_bound
 from harness.model.vocabulary import ELEMENT_TIERS, MODEL_TIERS, resolve_tier
 
@@ -61,10 +62,10 @@ MAX_NAME_CHARS = 200
 #: line breaks) and DEL, and the C1 controls.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
-#: Kinds with a body whose strength is per metre: at length 0 ImpactX's map is the identity
-#: (its ``Quad``, ``ExactQuad``, ``Sol``, ... push with ``slice_ds = ds / nslice = 0``), so a
-#: strength on a zero-length one would be silently lost.
-_THICK_KINDS = ("Quadrupole", "Sextupole", "Solenoid")
+#: Kinds with a body whose strength is per metre (:attr:`KindSpec.thick`): at length 0
+#: ImpactX's map is the identity (its ``Quad``, ``ExactQuad``, ``Sol``, ... push with
+#: ``slice_ds = ds / nslice = 0``), so a strength on a zero-length one would be silently lost.
+_THICK_KINDS = tuple(spec.kind for spec in SPECS.values() if spec.thick)
 
 
 @dataclass(frozen=True)
@@ -108,28 +109,23 @@ class Element:
         ``mapsteps`` and ``int_order`` act on: at the exact tier a quadrupole
         (``ExactQuad`` or ``ExactMultipole``), a sextupole (``ExactMultipole``) and a bend
         with Kn1 (``ExactCFbend``; ``ExactQuad`` at zero angle). ImpactX's ``ExactSbend``
-        and ``ExactDrift`` are closed-form maps (``src/elements/Exact*.H``)."""
+        and ``ExactDrift`` are closed-form maps (``src/elements/Exact*.H``); the kinds so
+        tracked are those whose spec says :attr:`KindSpec.integrated`."""
         if self.tier != "exact":
             return False
-        return self.kind in ("Quadrupole", "Sextupole") or (
-            self.kind == "SBend" and "Kn1" in self.params)
+        return SPECS[self.kind].integrated or (self.kind == "SBend" and "Kn1" in self.params)
 
 
 # --------------------------------------------------------------------------- where fields go
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A PALS field ``validate`` refuses when it is set (differs from its default)."""
-
-    reason: str
 
 
 #: Every PALS field of the translated kinds: parameter group field -> the element field it
 #: becomes (a name of :data:`harness.model.vocabulary.ELEMENT_FIELDS`), ``None`` (no effect on
 #: tracking: names and labels), or :class:`Refused`. Keys are ``Group.field`` (``*`` for
 #: any kind) or ``Kind:Group.field``; multipoles are handled by :func:`parse_multipoles`.
-PALS_FIELDS: dict[str, str | None | Refused] = {
+#: The fields shared by every kind are listed here, each kind's own come from its spec
+#: (:attr:`harness.model.kinds.KindSpec.pals_fields`).
+PALS_FIELDS: dict[str, Disposition] = {
     "length": "length",
     "MetaP.alias": None, "MetaP.ID": None, "MetaP.label": None, "MetaP.description": None,
     "BodyShiftP.x_offset": "x_offset", "BodyShiftP.y_offset": "y_offset",
@@ -153,29 +149,9 @@ PALS_FIELDS: dict[str, str | None | Refused] = {
     "ElectricMultipoleP": Refused("no backend models electric multipoles"),
     "FloorP": None,       # floor geometry (under construction in PALS, no fields)
     "TrackingP": None,    # tracking hints (under construction in PALS, no fields)
-    "SBend:BendP.g_ref": "angle", "SBend:BendP.rho_ref": "angle",
-    "SBend:BendP.bend_field_ref": "angle", "SBend:BendP.angle": "angle",
-    "SBend:BendP.e1": "e1", "SBend:BendP.e2": "e2",
-    "SBend:BendP.e1_rect": "e1", "SBend:BendP.e2_rect": "e2",
-    "SBend:BendP.edge_int1": "edge_int1", "SBend:BendP.edge_int2": "edge_int2",
-    "SBend:BendP.h1": "h1", "SBend:BendP.h2": "h2", "SBend:BendP.tilt_ref": "tilt_ref",
-    "SBend:BendP.L_chord": Refused("give the arc length 'length' (L_chord is derived)"),
-    "SBend:BendP.L_sagitta": Refused("an output parameter of PALS"),
-    "Solenoid:SolenoidP.Ksol": "Ksol", "Solenoid:SolenoidP.Bsol": "Ksol",
-    "RFCavity:RFP.voltage": "voltage", "RFCavity:RFP.frequency": "frequency",
-    "RFCavity:RFP.phase": "phase", "RFCavity:RFP.cavity_type": None,
-    "RFCavity:RFP.gradient": Refused("short RF gaps take 'voltage' (length 0)"),
-    "RFCavity:RFP.harmon": Refused("give 'frequency' [Hz] (no ring to take harmonics of)"),
-    "RFCavity:RFP.multipass_phase": Refused("no multipass lattices"),
-    "RFCavity:RFP.n_cell": Refused("short RF gaps have no cells"),
-    "RFCavity:SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
-    "RFCavity:MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
-    "Marker:BodyShiftP": Refused("a Marker (or aperture) has no body to shift"),
-    "Instrument:BodyShiftP": Refused("an Instrument is a drift; no body to shift"),
-    "RFCavity:BodyShiftP": Refused("no backend shifts a short RF gap"),
-    "Instrument:MagneticMultipoleP": Refused("an Instrument is a drift; give the multipole "
-                                             "its own element"),
 }
+PALS_FIELDS.update({f"{spec.kind}:{key}": where for spec in SPECS.values()
+                    for key, where in spec.pals_fields.items()})
 
 #: Parameter groups that are mappings of fields (validated field by field).
 _GROUPS = ("ApertureP", "BodyShiftP", "BendP", "MagneticMultipoleP", "ElectricMultipoleP",
@@ -260,11 +236,11 @@ def check_element_bounds(kind: str, params: Mapping[str, float], file, path: str
 
 
 #: Element fields and the PALS group they come from (for messages).
-_PALS_GROUP = {"angle": "BendP", "e1": "BendP", "e2": "BendP", "edge_int1": "BendP",
-               "edge_int2": "BendP", "h1": "BendP", "h2": "BendP", "tilt_ref": "BendP",
-               "x_offset": "BodyShiftP", "y_offset": "BodyShiftP", "z_rot": "BodyShiftP",
-               "voltage": "RFP", "frequency": "RFP", "phase": "RFP", "Ksol": "SolenoidP",
+_PALS_GROUP = {"x_offset": "BodyShiftP", "y_offset": "BodyShiftP", "z_rot": "BodyShiftP",
                "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP"}
+_PALS_GROUP.update({where: key.split(".")[0] for spec in SPECS.values()
+                    for key, where in spec.pals_fields.items()
+                    if isinstance(where, str) and "." in key})
 
 
 def _pals_name(key: str) -> str:
@@ -509,22 +485,24 @@ def _multipoles(element, raw: dict, ctx: _Context, path: str, integrated: bool =
                             ctx.rigidity_Tm, ctx.file, f"{path}.MagneticMultipoleP")
 
 
-def _thick_multipole_kind(order: int, name: str, unit: str) -> Callable:
-    """A Quadrupole (order 1) or Sextupole (order 2): the main normal strength is required,
-    every other component becomes its own (optional) field."""
+def _thick_multipole_kind(spec: KindSpec) -> Callable:
+    """A thick multipole kind (Quadrupole, Sextupole, ...): the normal strength of the
+    spec's :attr:`~KindSpec.main_order` is required, every other component becomes its own
+    (optional) field."""
+    order = spec.main_order
+    main = f"Kn{order}"
 
-    def translate(element, raw: dict, ctx: _Context, path: str) -> dict[str, float]:
+    def read(element, raw: dict, ctx: _Context, path: str) -> dict[str, float]:
         poles = _multipoles(element, raw, ctx, path)
         if order not in poles.normal:
-            raise ScenarioError(ctx.file, f"{path}.MagneticMultipoleP.Kn{order}",
-                                f"the normalised {name} Kn{order} [{unit}] (or the field "
-                                f"Bn{order})")
-        params = {"length": element.length, f"Kn{order}": poles.normal[order]}
-        params.update(_nonzero({k: v for k, v in poles.params().items()
-                                if k != f"Kn{order}"}))
+            raise ScenarioError(ctx.file, f"{path}.MagneticMultipoleP.{main}",
+                                f"the normalised {spec.main_name} {main} "
+                                f"[{spec.unit_of(main)}] (or the field Bn{order})")
+        params = {"length": element.length, main: poles.normal[order]}
+        params.update(_nonzero({k: v for k, v in poles.params().items() if k != main}))
         return {**params, **_alignment(element, ctx, path)}
 
-    return translate
+    return read
 
 
 def _drift(element, raw, ctx: _Context, path: str) -> dict[str, float]:
@@ -668,19 +646,22 @@ def _marker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
     return {"length": float(element.length)}
 
 
-#: PALS kind -> translator ``(pals element, raw fields, context, path) -> params``.
-TRANSLATORS: dict[str, Callable[..., dict[str, float]]] = {
-    "Drift": _drift,
-    "Quadrupole": _thick_multipole_kind(1, "gradient", "1/m^2"),
-    "SBend": _bend,
-    "Sextupole": _thick_multipole_kind(2, "sextupole strength", "1/m^3"),
-    "Multipole": _multipole,
-    "Solenoid": _solenoid,
-    "RFCavity": _rf,
-    "Marker": _marker,
-    "Instrument": _marker,
-    "Kicker": _kicker,
+#: Reading rule (:attr:`harness.model.kinds.KindSpec.reader`) -> the reader of a kind.
+_READERS: dict[str, Callable[[KindSpec], Callable[..., dict[str, float]]]] = {
+    "drift": lambda spec: _drift,
+    "thick_multipole": _thick_multipole_kind,
+    "bend": lambda spec: _bend,
+    "thin_multipole": lambda spec: _multipole,
+    "solenoid": lambda spec: _solenoid,
+    "rf": lambda spec: _rf,
+    "marker": lambda spec: _marker,
+    "kicker": lambda spec: _kicker,
 }
+
+#: PALS kind -> reader ``(pals element, raw fields, context, path) -> params`` (built from
+#: each kind's spec).
+READERS: dict[str, Callable[..., dict[str, float]]] = {
+    spec.kind: _READERS[spec.reader](spec) for spec in SPECS.values() if spec.reader}
 
 
 def _group_class(kind_class: type[pydantic.BaseModel], group: str
@@ -818,7 +799,7 @@ class _Flattener:
         if aperture is not None:
             check_element_bounds("Aperture", aperture, self.file, path)
             return "Aperture", aperture
-        params = TRANSLATORS[kind](element, fields, self.ctx, path)
+        params = READERS[kind](element, fields, self.ctx, path)
         check_element_bounds(kind, params, self.file, path)
         return kind, params
 

@@ -1,0 +1,170 @@
+"""The translation pieces every adapter shares: one copy of each, the adapters call them.
+
+An adapter's own module says what a harness element becomes in its code; what does not
+depend on the code lives here: the multipole orders of a thin element, the thick kicker as a
+kick between two drift halves, an aperture's half-widths, a bend's pole faces, the alignment
+fields, the refusal-first support preamble and the ``stand-in:<code>(...)`` model label.
+Element fields and their units are those of :data:`harness.model.kinds.KIND_SPECS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from backends.base import Unsupported
+from harness.model.kinds import ALIGNMENT
+from harness.model.lattice import thick_multipoles, thin_multipoles
+from harness.model.scenario import model_signature
+
+if TYPE_CHECKING:
+    from harness.model.lattice import Element
+    from harness.model.scenario import Scenario
+
+T = TypeVar("T")
+
+#: The body-alignment fields (``x_offset``, ``y_offset`` [m], ``z_rot`` [rad]).
+ALIGNMENT_FIELDS: frozenset[str] = frozenset(ALIGNMENT)
+
+#: Kinds whose linear-tier map an adapter may run as one fused matrix (pyAT's
+#: ``find_elem_m66``, Xsuite's first-order Taylor map).
+LINEARISED_KINDS: frozenset[str] = frozenset({"Drift", "Quadrupole", "SBend", "Solenoid",
+                                              "Instrument"})
+
+
+@dataclass(frozen=True)
+class Translation:
+    """The code's elements of one harness element and, when they are not ImpactX's map of
+    the element's tier, a short description of the stand-in (it goes into the model
+    label)."""
+
+    specs: tuple[Any, ...]
+    stand_in: str = ""
+
+
+def multipole_orders(params: dict[str, Any]) -> dict[int, tuple[float, float]]:
+    """``{order N: (KnNL, KsNL)}`` of a thin element's integrated fields as floats, ordered
+    by N (a missing component is 0.0; :func:`harness.model.lattice.thin_multipoles`)."""
+    return {n: (float(kn), float(ks)) for n, (kn, ks) in thin_multipoles(params).items()}
+
+
+def thin_fields(params: dict[str, Any]) -> dict[str, Any]:
+    """The thin-multipole fields ``KnNL`` / ``KsNL`` an element sets, by name, without the
+    zero floats (tensors are kept: they are parameters of a differentiable track)."""
+    out = {}
+    for n, (kn, ks) in thin_multipoles(params).items():
+        for prefix, value in (("Kn", kn), ("Ks", ks)):
+            if f"{prefix}{n}L" in params and (not isinstance(value, float) or value != 0.0):
+                out[f"{prefix}{n}L"] = value
+    return out
+
+
+def padded_orders(orders: dict[int, tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """``(normal, skew)`` lists indexed by order 0..max of ``orders`` (zeros between)."""
+    top = max(orders, default=-1)
+    return ([orders.get(n, (0.0, 0.0))[0] for n in range(top + 1)],
+            [orders.get(n, (0.0, 0.0))[1] for n in range(top + 1)])
+
+
+# --------------------------------------------------------------------------- the kicker
+
+
+def kick_of(element: Element) -> Element:
+    """A kicker's thin kick as an element of the same kind with only ``Kn0L`` and ``Ks0L``
+    (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, the order-0 thin multipole's signs)."""
+    return replace(element, params={"Kn0L": float(element.params["Kn0L"]),
+                                    "Ks0L": float(element.params["Ks0L"])})
+
+
+def half_drift_of(element: Element) -> Element:
+    """Half a thick kicker's length as a drift element of its tier (``length`` only)."""
+    return replace(element, params={"length": 0.5 * element.length})
+
+
+def around_kick(length: Any, kick: Sequence[T], half: Callable[[str], Sequence[T]]
+                ) -> list[T]:
+    """A kicker of ``length`` [m]: its thin ``kick`` alone at length 0, else the kick
+    between two drift halves ``half("in")`` and ``half("out")`` (how the ImpactX adapter
+    and the in-house tracker build a thick ``Kicker``)."""
+    if isinstance(length, float) and length == 0.0:
+        return list(kick)
+    return [*half("in"), *kick, *half("out")]
+
+
+def kicker_translation(element: Element, thin: Callable[[Element], Translation],
+                       drift: Callable[[Element], Translation]) -> Translation:
+    """A kicker from an adapter's thin-multipole and drift translators
+    (:func:`around_kick`): the drift's stand-in description goes with it."""
+    kick = thin(kick_of(element)).specs
+    if element.length == 0.0:
+        return Translation(tuple(kick))
+    half = drift(half_drift_of(element))
+    return Translation(tuple(around_kick(element.length, kick, lambda _: half.specs)),
+                       half.stand_in)
+
+
+# --------------------------------------------------------------------------- apertures, edges
+
+
+def aperture_limits(params: dict[str, Any]) -> tuple[float, float, bool]:
+    """``(x_limit, y_limit [m], elliptical)`` of an ``Aperture`` element."""
+    return (float(params["x_limit"]), float(params["y_limit"]),
+            bool(float(params.get("elliptical", 0.0))))
+
+
+def bend_edges(params: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """``[(face "1" or "2", pole-face angle [rad], fringe integral edge_int [m]), ...]`` of
+    the bend's faces that act: a face of zero angle and zero fringe integral is the
+    identity (ImpactX ``DipEdge.H``) and is left out."""
+    out = []
+    for face in ("1", "2"):
+        psi = float(params.get(f"e{face}", 0.0))
+        edge_int = float(params.get(f"edge_int{face}", 0.0))
+        if psi != 0.0 or edge_int != 0.0:
+            out.append((face, psi, edge_int))
+    return out
+
+
+# --------------------------------------------------------------------------- support
+
+
+def exact_tier_multipoles(element: Element) -> Unsupported | None:
+    """Unsupported naming the field when a quadrupole carries components besides Kn1/Ks1
+    below the exact tier (only ImpactX's ``ExactMultipole`` models them; the ImpactX
+    adapter and the in-house tracker, which runs ImpactX's maps, both refuse it)."""
+    if element.kind != "Quadrupole" or element.tier == "exact":
+        return None
+    extra = [n for n in thick_multipoles(element.params) if n != 1]
+    if not extra:
+        return None
+    name = next(k for k in element.params if k in (f"Kn{extra[0]}", f"Ks{extra[0]}"))
+    return Unsupported(f"{element.kind} field {name!r} ({element.name}): multipole "
+                       f"components on a quadrupole need model 'exact' (ExactMultipole); "
+                       f"this element runs {element.tier}")
+
+
+
+def first_refusal(elements: Iterable[Element], translate: Callable[[Element], Any]) -> Any:
+    """The first element's ``Unsupported`` from an adapter's own ``translate`` (its
+    reasons say more than the base class's "kind not translated"), else None."""
+    for element in elements:
+        result = translate(element)
+        if isinstance(result, Unsupported):
+            return result
+    return None
+
+
+def linearised(scenario: Scenario) -> bool:
+    """Whether the scenario has a linear-tier element of :data:`LINEARISED_KINDS`."""
+    return any(e.tier == "linear" and e.kind in LINEARISED_KINDS for e in scenario.elements)
+
+
+def stand_in_label(code: str, scenario: Scenario, stand_ins: Sequence[str],
+                   always: bool = False) -> str:
+    """The model a backend runs: the scenario's :func:`model_signature` when every map is
+    ImpactX's, else ``stand-in:<code>(<what replaces what>, ...)`` (``always``: a code
+    whose every map is a stand-in)."""
+    if not stand_ins and not always:
+        return model_signature(scenario)
+    return f"stand-in:{code}({', '.join(stand_ins)})"

@@ -1,0 +1,240 @@
+"""One declaration per element kind: :class:`KindSpec`, the single source of every table
+about kinds.
+
+A kind's spec states its model tiers (those ImpactX implements for the family, ImpactX
+``impactx/element_models.py``), the fields of :attr:`harness.model.lattice.Element.params`
+it carries (unit and meaning; those always present are ``required``), where its own PALS
+fields go, how the PALS reader builds its fields (``reader``), whether a strength on it is
+per metre (refused at length 0) and a minimal valid PALS element (``example``, used by the
+tests and the documentation). :mod:`harness.model.vocabulary` derives ``ELEMENT_TIERS``,
+``ELEMENT_FIELDS`` and ``REQUIRED_FIELDS`` from :data:`KIND_SPECS`; the PALS reader
+(:mod:`harness.model.lattice`) its per-kind field dispositions and readers; the
+field-coverage test its elements; ``docs/architecture.md`` the table of
+:func:`markdown_table`.
+
+Adding a kind starts here: one :class:`KindSpec` in :data:`KIND_SPECS` (see the recipe in
+``docs/architecture.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+#: Model tiers, least to most faithful (ImpactX ``element_models.MODEL_TIERS``).
+MODEL_TIERS: tuple[str, ...] = ("linear", "paraxial", "exact")
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One field of :attr:`harness.model.lattice.Element.params`: its unit and meaning."""
+
+    unit: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A PALS field the reader refuses when it is set (differs from its default)."""
+
+    reason: str
+
+
+#: Where a PALS field goes: an element field name, None (no effect on tracking) or refused.
+Disposition = str | None | Refused
+
+ALIGNMENT: Mapping[str, FieldInfo] = MappingProxyType({
+    "x_offset": FieldInfo("m", "horizontal offset of the element body (PALS BodyShiftP; "
+                          "ImpactX dx)"),
+    "y_offset": FieldInfo("m", "vertical offset of the element body (PALS BodyShiftP; "
+                          "ImpactX dy)"),
+    "z_rot": FieldInfo("rad", "rotation of the element body about s (PALS BodyShiftP; "
+                       "ImpactX rotation, sign of MAD-X TILT)"),
+})
+
+#: Multipole fields (order N = 0, 1, 2, ...): ``KnN``/``KsN`` per metre of a thick element
+#: [1/m^(N+1)], ``KnNL``/``KsNL`` integrated [1/m^N] on thin ones. Field strengths (``BnN``
+#: [T/m^N]) are converted with the beam's rigidity and ``tiltN`` is folded into the two
+#: components, so params hold normalised, untilted strengths only.
+MULTIPOLE_PATTERNS: Mapping[str, FieldInfo] = MappingProxyType({
+    "Kn*": FieldInfo("1/m^(N+1)", "normal multipole of order N per metre (MAD-X KN/L)"),
+    "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (MAD-X KS/L)"),
+})
+
+THIN_PATTERNS: Mapping[str, FieldInfo] = MappingProxyType({
+    "Kn*L": FieldInfo("1/m^N", "integrated normal strength of order N (MAD-X KNL)"),
+    "Ks*L": FieldInfo("1/m^N", "integrated skew strength of order N (MAD-X KSL)"),
+})
+
+_LENGTH = FieldInfo("m", "length")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """Everything the project declares about one element kind.
+
+    Attributes:
+        kind: the PALS ``kind`` (``Aperture`` is the harness's own: a PALS ``ApertureP``
+            on a Marker or Instrument).
+        tiers: model tiers ImpactX implements for the family (thin or tier-independent
+            maps list all three); a requested tier is a floor (ImpactX's ``select_model``).
+        fields: element field (name or ``fnmatch`` pattern such as ``Kn*L``) -> unit and
+            meaning.
+        required: fields every element of the kind carries; the others appear only when
+            the lattice sets them (non-zero).
+        pals_fields: this kind's own PALS fields, ``Group.field`` or a whole ``Group`` ->
+            the element field, None (no effect) or :class:`Refused` (the fields shared by
+            every kind are :data:`harness.model.lattice.PALS_FIELDS`).
+        reader: how :mod:`harness.model.lattice` reads the kind's PALS fields: ``drift``,
+            ``thick_multipole`` (with ``main_order``), ``bend``, ``thin_multipole``,
+            ``solenoid``, ``rf``, ``marker``, ``kicker``; empty for ``Aperture``.
+        main_order: the required normal multipole order N of a ``thick_multipole`` kind
+            (``KnN`` per metre).
+        main_name: words for that strength, for messages (``gradient``).
+        thick: whether its strengths are per metre, so a zero length is refused with a
+            strength set (ImpactX's map is then the identity).
+        integrated: whether ImpactX tracks it with a symplectic integrator at the exact
+            tier (``mapsteps``, ``int_order`` act on it).
+        example: a minimal valid PALS element of the kind, without ``kind``.
+    """
+
+    kind: str
+    tiers: tuple[str, ...]
+    fields: Mapping[str, FieldInfo]
+    required: frozenset[str]
+    pals_fields: Mapping[str, Disposition] = field(default_factory=dict)
+    reader: str = ""
+    main_order: int | None = None
+    main_name: str = ""
+    thick: bool = False
+    integrated: bool = False
+    example: Mapping[str, Any] = field(default_factory=dict)
+
+    def unit_of(self, name: str) -> str:
+        """Unit of the (exact) field ``name`` of this kind, or ``""``."""
+        info = self.fields.get(name)
+        return info.unit if info is not None else ""
+
+
+def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
+                     tiers: tuple[str, ...], example: float, skew: str = "") -> KindSpec:
+    """A kind whose body is a thick multipole with the normal component of ``order``
+    required (Quadrupole, Sextupole, Octupole): every other component is optional
+    (``skew``: the MAD-X name of the skew component, listed by name)."""
+    main = f"Kn{order}"
+    named = {f"Ks{order}": FieldInfo(unit, f"skew {name} (MAD-X {skew})")} if skew else {}
+    return KindSpec(
+        kind, tiers,
+        {"length": _LENGTH, main: FieldInfo(unit, f"normalised {name} (MAD-X {mad})"),
+         **named, **ALIGNMENT, **MULTIPOLE_PATTERNS},
+        frozenset({"length", main}), reader="thick_multipole", main_order=order,
+        main_name=name, thick=True, integrated=True,
+        example={"length": 0.3, "MagneticMultipoleP": {main: example}})
+
+
+_BEND_PALS: dict[str, Disposition] = {
+    "BendP.g_ref": "angle", "BendP.rho_ref": "angle", "BendP.bend_field_ref": "angle",
+    "BendP.angle": "angle", "BendP.e1": "e1", "BendP.e2": "e2", "BendP.e1_rect": "e1",
+    "BendP.e2_rect": "e2", "BendP.edge_int1": "edge_int1", "BendP.edge_int2": "edge_int2",
+    "BendP.h1": "h1", "BendP.h2": "h2", "BendP.tilt_ref": "tilt_ref",
+    "BendP.L_chord": Refused("give the arc length 'length' (L_chord is derived)"),
+    "BendP.L_sagitta": Refused("an output parameter of PALS"),
+}
+
+#: Every element kind of the harness's flat lattice, in the order tables list them.
+KIND_SPECS: tuple[KindSpec, ...] = (
+    KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT}, frozenset({"length"}),
+             reader="drift", example={"length": 0.3}),
+    _thick_multipole("Quadrupole", 1, "gradient", "1/m^2", "K1, > 0 focuses x", MODEL_TIERS,
+                     1.0),
+    KindSpec("SBend", ("linear", "exact"), {
+        "length": FieldInfo("m", "arc length"),
+        "angle": FieldInfo("rad", "bend angle = g_ref * length"),
+        "e1": FieldInfo("rad", "entrance pole-face angle (sector convention)"),
+        "e2": FieldInfo("rad", "exit pole-face angle (sector convention)"),
+        "Kn1": FieldInfo("1/m^2", "combined-function gradient"),
+        "edge_int1": FieldInfo("m", "entrance fringe-field integral (MAD-X FINT*HGAP)"),
+        "edge_int2": FieldInfo("m", "exit fringe-field integral (MAD-X FINTX*HGAP)"),
+        "h1": FieldInfo("1/m", "entrance pole-face curvature"),
+        "h2": FieldInfo("1/m", "exit pole-face curvature"),
+        "tilt_ref": FieldInfo("rad", "rotation of the bend (and its plane) about s (MAD-X "
+                              "TILT of a bend; ImpactX rotation)"),
+        **ALIGNMENT, **MULTIPOLE_PATTERNS},
+        frozenset({"length", "angle", "e1", "e2"}), _BEND_PALS, reader="bend",
+        example={"length": 0.3, "BendP": {"g_ref": 0.1}}),
+    _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
+                     "K2S"),
+    KindSpec("Multipole", MODEL_TIERS, {"length": FieldInfo("m", "0 (thin kick)"),
+                                        **THIN_PATTERNS, **ALIGNMENT},
+             frozenset({"length"}), reader="thin_multipole",
+             example={"length": 0.0, "MagneticMultipoleP": {"Kn1L": 0.1}}),
+    KindSpec("Solenoid", ("linear",), {
+        "length": _LENGTH, "Ksol": FieldInfo("1/m", "B_s / (B rho) (ImpactX ks)"),
+        **ALIGNMENT, **MULTIPOLE_PATTERNS},
+        frozenset({"length", "Ksol"}), {"SolenoidP.Ksol": "Ksol", "SolenoidP.Bsol": "Ksol"},
+        reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}}),
+    KindSpec("RFCavity", MODEL_TIERS, {
+        "length": FieldInfo("m", "0 (short RF gap)"),
+        "voltage": FieldInfo("V", "peak voltage"),
+        "frequency": FieldInfo("Hz", "RF frequency"),
+        "phase": FieldInfo("rad", "RF phase (ImpactX ShortRF: 0 on crest)")},
+        frozenset({"length", "voltage", "frequency", "phase"}), {
+            "RFP.voltage": "voltage", "RFP.frequency": "frequency", "RFP.phase": "phase",
+            "RFP.cavity_type": None,
+            "RFP.gradient": Refused("short RF gaps take 'voltage' (length 0)"),
+            "RFP.harmon": Refused("give 'frequency' [Hz] (no ring to take harmonics of)"),
+            "RFP.multipass_phase": Refused("no multipass lattices"),
+            "RFP.n_cell": Refused("short RF gaps have no cells"),
+            "SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
+            "MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
+            "BodyShiftP": Refused("no backend shifts a short RF gap")},
+        reader="rf", example={"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9,
+                                                      "phase": 0.0}}),
+    KindSpec("Marker", MODEL_TIERS, {"length": FieldInfo("m", "0")}, frozenset({"length"}),
+             {"BodyShiftP": Refused("a Marker (or aperture) has no body to shift")},
+             reader="marker", example={}),
+    KindSpec("Instrument", MODEL_TIERS, {"length": FieldInfo("m", "length (a drift)")},
+             frozenset({"length"}),
+             {"BodyShiftP": Refused("an Instrument is a drift; no body to shift"),
+              "MagneticMultipoleP": Refused("an Instrument is a drift; give the multipole "
+                                            "its own element")},
+             reader="marker", example={"length": 0.0}),
+    KindSpec("Kicker", MODEL_TIERS, {
+        "length": FieldInfo("m", "length (drift halves around a thin kick)"),
+        "Kn0L": FieldInfo("rad", "integrated dipole kick, dpx = -Kn0L (MAD-X KNL[0])"),
+        "Ks0L": FieldInfo("rad", "integrated skew dipole kick, dpy = +Ks0L"),
+        "Kn*L": FieldInfo("1/m^N", "integrated normal multipole of order N"),
+        "Ks*L": FieldInfo("1/m^N", "integrated skew multipole of order N"),
+        **ALIGNMENT},
+        frozenset({"length", "Kn0L", "Ks0L"}), reader="kicker",
+        example={"length": 0.2, "MagneticMultipoleP": {"Kn0L": 1e-4}}),
+    KindSpec("Aperture", MODEL_TIERS, {
+        "length": FieldInfo("m", "0"),
+        "x_limit": FieldInfo("m", "horizontal half-width"),
+        "y_limit": FieldInfo("m", "vertical half-width"),
+        "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular")},
+        frozenset({"length", "x_limit", "y_limit", "elliptical"})),
+)
+
+#: The specs by kind.
+SPECS: Mapping[str, KindSpec] = MappingProxyType({spec.kind: spec for spec in KIND_SPECS})
+
+#: The kinds a PALS element declares (every spec with a reader; ``Aperture`` comes from an
+#: ``ApertureP``).
+PALS_KINDS: tuple[str, ...] = tuple(spec.kind for spec in KIND_SPECS if spec.reader)
+
+
+def markdown_table() -> str:
+    """The kinds as a Markdown table: tiers, required fields, optional fields with units."""
+    rows = ["| kind | tiers (ImpactX) | required fields | optional fields |",
+            "|---|---|---|---|"]
+    for spec in KIND_SPECS:
+        def named(names: list[str], spec: KindSpec = spec) -> str:
+            return ", ".join(f"`{n}` [{spec.fields[n].unit}]" for n in names)
+        required = [n for n in spec.fields if n in spec.required]
+        optional = [n for n in spec.fields if n not in spec.required]
+        rows.append(f"| {spec.kind} | {', '.join(spec.tiers)} | {named(required)} | "
+                    f"{named(optional)} |")
+    return "\n".join(rows)
