@@ -1,0 +1,141 @@
+"""Cheetah's envelope tracking of a scenario: a ``cheetah.ParameterBeam`` (mean and 7x7
+covariance) through the Cheetah elements that :mod:`backends.cheetah` builds.
+
+Cheetah propagates a ``ParameterBeam`` through each element's first-order transfer map
+(``cheetah.accelerator.element.Element._track_first_order``: ``cov_out = R cov R^T`` with
+``R = first_order_transfer_map(energy, species)``), the same model as ImpactX's envelope
+mode. Elements the particle adapter runs with a nonlinear tracking method
+(``drift_kick_drift`` drifts, quadrupoles and bends, ``second_order`` sextupoles) are set
+to ``tracking_method = "linear"``: Cheetah tracks a ``ParameterBeam`` only through first-order
+maps. Whether that first-order map equals ImpactX's ``transport_map`` is what the
+comparison measures (``tests/test_envelope.py``).
+
+Coordinates: Cheetah's (x, px, y, py, tau, p, 1) with tau = ImpactX t and p = -pt
+(:func:`backends.cheetah.to_cheetah_columns`), a linear map, so the covariance converts
+exactly as ``Sigma_cheetah = J Sigma_impactx J^T`` with J = diag(1, 1, 1, 1, 1, -1) and a
+seventh row and column of zeros (the constant coordinate 1 has no spread); the mean is
+(0, 0, 0, 0, 0, 0, 1) (envelope about the reference orbit, as ImpactX). Units: ImpactX's
+(x [m], px, y [m], py, t [m], pt).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backends.base import Unsupported
+from backends.cheetah import CheetahBackend, _Factory, _piece, cheetah_species, plan_element
+
+if TYPE_CHECKING:
+    import torch
+
+    from harness.model.scenario import Scenario
+
+#: ImpactX (x, px, y, py, t, pt) -> Cheetah (x, px, y, py, tau, p): p = -pt.
+J = np.diag([1.0, 1.0, 1.0, 1.0, 1.0, -1.0])
+
+
+def to_cheetah_covariance(sigma):
+    """(6, 6) ImpactX covariance -> (7, 7) Cheetah covariance (numpy or torch, batched)."""
+    if isinstance(sigma, np.ndarray):
+        out = np.zeros(sigma.shape[:-2] + (7, 7))
+        out[..., :6, :6] = J @ sigma @ J.T
+        return out
+    import torch
+
+    jt = torch.as_tensor(J, dtype=sigma.dtype, device=sigma.device)
+    inner = jt @ sigma @ jt.T
+    return torch.nn.functional.pad(inner, (0, 1, 0, 1))
+
+
+def to_impactx_covariance(cov):
+    """(7, 7) Cheetah covariance -> (6, 6) ImpactX covariance (numpy or torch)."""
+    if isinstance(cov, np.ndarray):
+        return J @ cov[..., :6, :6] @ J.T
+    import torch
+
+    jt = torch.as_tensor(J, dtype=cov.dtype, device=cov.device)
+    return jt @ cov[..., :6, :6] @ jt.T
+
+
+def supports(scenario: Scenario) -> Unsupported | str:
+    """Unsupported with the reason, or the model label of the Cheetah particle adapter
+    (``stand-in:cheetah(...)`` where its maps differ from ImpactX's)."""
+    if scenario.space_charge is not None:
+        return Unsupported("space_charge: Cheetah's ParameterBeam has no space-charge model "
+                           "(SpaceChargeKick acts on a ParticleBeam)")
+    verdict = CheetahBackend().supports(scenario)
+    if isinstance(verdict, Unsupported):
+        return verdict
+    return verdict.model
+
+
+def _linearised(element: Any) -> Any:
+    """The element with its first-order map as tracking method (Cheetah tracks a
+    ``ParameterBeam`` through first-order maps only)."""
+    methods = getattr(element, "supported_tracking_methods", None)
+    if methods and "linear" in methods and element.tracking_method != "linear":
+        element.tracking_method = "linear"
+    return element
+
+
+def element_groups(scenario: Scenario, device: str = "cpu", dtype: str = "float64"
+                   ) -> list[list[Any]]:
+    """The Cheetah elements of each harness element (as :func:`backends.cheetah.
+    build_elements` builds them without space charge), with first-order tracking."""
+    make = _Factory(device, dtype)
+    groups = []
+    for index, element in enumerate(scenario.elements):
+        plan = plan_element(element)
+        if isinstance(plan, Unsupported):
+            raise ValueError(plan.reason)
+        pieces = _piece(element, plan, dict(element.params), 1.0, True, True,
+                        f"{element.name}_{index}", make)
+        groups.append([_linearised(piece) for piece in pieces])
+    return groups
+
+
+def track_envelope(scenario: Scenario, sigma, device: str = "cpu",
+                   dtype: str = "float64") -> torch.Tensor:
+    """The final covariance of :func:`track_envelope_elements`."""
+    return track_envelope_elements(scenario, sigma, device, dtype)[-1]
+
+
+def track_envelope_elements(scenario: Scenario, sigma, device: str = "cpu",
+                            dtype: str = "float64") -> list[torch.Tensor]:
+    """Track the ImpactX covariance ``sigma`` ((6, 6), array or tensor) as a Cheetah
+    ``ParameterBeam``: the (6, 6) ImpactX covariances at the entrance and after each
+    harness element. Raises ValueError with the reason when the scenario
+    cannot run (:func:`supports`)."""
+    import cheetah
+    import torch
+
+    from backends.torch_support import torch_dtype
+
+    verdict = supports(scenario)
+    if isinstance(verdict, Unsupported):
+        raise ValueError(verdict.reason)
+    tdtype = torch_dtype(dtype)
+    sigma_t = torch.as_tensor(np.asarray(sigma) if isinstance(sigma, np.ndarray) else sigma)
+    sigma_t = sigma_t.to(device=device, dtype=tdtype)
+    mu = torch.zeros(7, device=device, dtype=tdtype)
+    mu[6] = 1.0
+    reference = scenario.reference_particle
+    beam = cheetah.ParameterBeam(
+        mu, to_cheetah_covariance(sigma_t),
+        energy=torch.tensor(reference.total_energy_eV, device=device, dtype=tdtype),
+        total_charge=torch.tensor(abs(scenario.beam.bunch_charge_C), device=device,
+                                  dtype=tdtype),
+        species=cheetah_species(reference, device, dtype), device=device, dtype=tdtype)
+    states = [to_impactx_covariance(beam.cov)]
+    for group in element_groups(scenario, device, dtype):
+        for piece in group:
+            with warnings.catch_warnings():
+                # an aperture leaves a ParameterBeam unchanged (Cheetah warns so); ImpactX's
+                # envelope mode does the same (Aperture.H transport_map: the identity)
+                warnings.filterwarnings("ignore", "Aperture tracking is currently only")
+                beam = piece.track(beam)
+        states.append(to_impactx_covariance(beam.cov))
+    return states

@@ -1,0 +1,103 @@
+"""ImpactX's own envelope tracking (``ImpactX.track_envelope``) of a scenario: the 6x6 beam
+covariance matrix through the lattice that :mod:`backends.impactx` builds.
+
+ImpactX's envelope mode (``src/tracking/envelope.cpp``) pushes, per element and slice, the
+reference particle and then the covariance matrix through the element's linear
+``transport_map`` (``src/elements/mixin/lineartransport.H``: ``cm = R * cm * R^T``). The
+covariance is set directly on the simulation's envelope (``ImpactX.envelope.envelope``, a
+``Map6x6``) after ``init_envelope(ref, distribution)``, which needs a distribution only to
+exist; each harness element is then tracked as its own lattice, so the covariance after
+every element is read back (ImpactX keeps the envelope and its reference particle between
+``track_envelope`` calls).
+
+Units: the covariance of ImpactX's (x [m], px, y [m], py, t [m], pt). Envelope space charge
+(``algo.space_charge = 2D | 3D`` in envelope mode, ``src/envelope/spacecharge/``) is not
+driven from a scenario yet: a scenario with ``space_charge`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from backends.base import Unsupported
+from backends.impactx import (
+    _SHARED,
+    ImpactXBackend,
+    MeshSettings,
+    RunSettings,
+    translate,
+)
+
+if TYPE_CHECKING:
+    from harness.model.scenario import Scenario
+
+
+def supports(scenario: Scenario) -> Unsupported | None:
+    """Why ImpactX's envelope mode cannot run ``scenario`` through this module (None when
+    it can): the ImpactX adapter's own check (kinds, fields), and no space charge."""
+    if scenario.space_charge is not None:
+        return Unsupported("space_charge: ImpactX's envelope space charge (2D/3D envelope "
+                           "push) is not driven from a scenario's space_charge block")
+    verdict = ImpactXBackend().supports(scenario)
+    return verdict if isinstance(verdict, Unsupported) else None
+
+
+def _set_reference(ref, scenario: Scenario) -> None:
+    """ImpactX's reference particle of the scenario (as :meth:`backends.impactx.
+    ImpactXPrepared.inject` sets it)."""
+    from harness.model.reference_particle import IMPACTX_SPECIES
+
+    reference = scenario.reference_particle
+    ref.reset()
+    if reference.species in IMPACTX_SPECIES:
+        ref.set_species(reference.species)
+    else:
+        ref.set_charge_qe(reference.charge_qe).set_mass_MeV(reference.mass_MeV)
+    ref.set_kin_energy_MeV(reference.kinetic_energy_MeV)
+
+
+def track_envelope(scenario: Scenario, sigma: ArrayLike) -> np.ndarray:
+    """The final covariance of :func:`track_envelope_elements`."""
+    return track_envelope_elements(scenario, sigma)[-1]
+
+
+def track_envelope_elements(scenario: Scenario, sigma: ArrayLike) -> list[np.ndarray]:
+    """Track the covariance ``sigma`` ((6, 6), ImpactX units; an array or a CPU tensor) with
+    ImpactX's ``track_envelope``: the matrices at the entrance and after each harness
+    element (``len(elements) + 1``).
+
+    Raises ValueError with the reason when the scenario cannot run (:func:`supports`).
+    """
+    import impactx
+    from impactx import distribution, elements
+
+    refused = supports(scenario)
+    if refused is not None:
+        raise ValueError(refused.reason)
+    sigma = np.array(sigma, dtype=np.float64)
+    if sigma.shape != (6, 6):
+        raise ValueError(f"sigma must have shape (6, 6), got {sigma.shape}")
+    sim = _SHARED.acquire(MeshSettings())
+    _SHARED.apply(RunSettings())
+    _SHARED.owner = None  # any injected particle beam is no longer the loaded one
+    sim.lattice.clear()
+    ref = sim.beam.ref
+    _set_reference(ref, scenario)
+    # the distribution only creates the envelope; the covariance is set right after
+    sim.init_envelope(ref, distribution.Gaussian(
+        lambdaX=1.0, lambdaY=1.0, lambdaT=1.0, lambdaPx=1.0, lambdaPy=1.0, lambdaPt=1.0))
+    sim.envelope.envelope = impactx.Map6x6(sigma)
+    states = [sim.envelope.envelope.to_numpy().copy()]
+    reference = scenario.reference_particle
+    for element in scenario.elements:
+        sim.lattice.clear()
+        # built afresh per element: ImpactX finalises element data after each track
+        sim.lattice.extend([spec.build(elements)
+                            for spec in translate(element, reference)])
+        sim.track_envelope()
+        states.append(sim.envelope.envelope.to_numpy().copy())
+    sim.lattice.clear()
+    return states

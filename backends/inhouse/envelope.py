@@ -1,0 +1,397 @@
+"""The in-house envelope tracker: the 6x6 beam covariance matrix carried through a lattice
+as ``Sigma_out = R Sigma_in R^T``, with R each element's linear transport map.
+
+This is ImpactX's envelope mode (``ImpactX::track_envelope``, ``src/tracking/envelope.cpp``):
+every element map is replaced by its ``transport_map`` (``src/elements/mixin/
+lineartransport.H``: ``cm = R * cm * R.transpose()``), the map linearised about the
+reference orbit. Per ImpactX map (the maps of :mod:`backends.inhouse.translate`), R is
+
+* the map's own 6x6 matrix for the linear maps (``Drift``, ``Quad``, ``Sbend``, ``CFbend``,
+  ``DipEdge``, ``Sol``, thin quadrupole, rotations);
+* ImpactX's analytic linear map for the paraxial, integrated and closed-form exact maps,
+  exactly as their ``transport_map`` writes it: ``ChrDrift``/``ExactDrift`` -> ``Drift``
+  (``src/elements/ChrDrift.H``, ``ExactDrift.H``), ``ChrQuad``/``ExactQuad`` -> ``Quad``
+  (``ChrQuad.H``, ``ExactQuad.H``), ``ExactSbend`` -> ``Sbend`` (``ExactSbend.H``),
+  ``ExactCFbend`` -> ``CFbend`` (``ExactCFbend.H``), ``ExactMultipole`` -> the
+  quadrupole of its Kn1/Ks1 component, a drift without one (``ExactMultipole.H``). For
+  the closed-form and paraxial maps this is their Jacobian at the reference orbit (to
+  round-off, measured); for the integrated ones (``ExactQuad``, ``ExactCFbend``,
+  ``ExactMultipole``) the Jacobian of the symplectic integrator would differ from it by
+  the integrator's truncation error. (Forward-mode AD through ``ChrQuad`` also costs
+  ~0.1 s per map on CPU, the analytic form microseconds.)
+* the Jacobian at the reference orbit (all six coordinates 0), by forward-mode AD of the
+  in-house particle map, for every other nonlinear map: thin ``Multipole`` (only its
+  quadrupole order survives, ``Multipole.H``), ``ShortRF`` (``ShortRF.H``: R22 = R44 =
+  R66 = bg_i/bg_f, R65 = k V sin(phi)/bg_f), ``Kicker`` and ``Aperture`` (identity),
+  ``shift_in``/``shift_out`` (the rotation alone: ImpactX's ``rotate_aligned_map``
+  ignores the offsets dx, dy). These Jacobians equal ImpactX's ``transport_map`` to
+  round-off (``tests/test_envelope.py``).
+
+ImpactX applies ``transport_map`` per slice (``nslice`` slices of ``ds/nslice``); without
+space charge the product of the slices is the element's map to round-off, so each map is
+applied once here. Space charge (ImpactX's envelope pushes ``space_charge2D_push`` and
+``space_charge3D_push``, ``src/envelope/spacecharge/EnvelopeSpaceChargePush.cpp``) is not
+modelled: a scenario with ``space_charge`` is refused.
+
+Units: the covariance of (x [m], px, y [m], py, t [m], pt) in ImpactX's coordinates.
+Element parameters named at construction may be given as tensors of any batch shape (with
+``requires_grad`` or forward-mode dual numbers): the maps and the covariance then carry that
+batch shape, ``batch + (6, 6)``, for reverse and forward mode alike.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch.func import jacfwd
+
+from backends.inhouse import alignment, bend, quadrupole
+from backends.inhouse import numeric as nm
+from backends.inhouse.drift import drift_entries
+from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
+from backends.inhouse.reference import RefState
+from backends.inhouse.translate import MapSpec, Params, translate
+from harness.model.lattice import Element, thick_multipoles
+from harness.model.particles import beam_cholesky
+from harness.model.reference_particle import ReferenceParticle
+from harness.model.scenario import Scenario
+
+#: A parameter key: (element name, field), e.g. ("qf", "Kn1").
+ParamKey = tuple[str, str]
+
+
+def _quad_strength_turn(kn: nm.Scalar, ks: nm.Scalar) -> tuple[nm.Scalar, nm.Scalar]:
+    """Normal gradient hypot(kn, ks) [1/m^2] and rotation -atan2(ks, kn)/2 [rad] of a
+    quadrupole with a skew component (:func:`harness.model.lattice.rotated_normal`)."""
+    if not (nm.is_tensor(kn) or nm.is_tensor(ks)) and ks == 0.0:
+        return kn, 0.0
+    if nm.is_tensor(kn) or nm.is_tensor(ks):
+        kn_t, ks_t = torch.as_tensor(kn), torch.as_tensor(ks)
+        return torch.sqrt(kn_t * kn_t + ks_t * ks_t), -0.5 * torch.atan2(ks_t, kn_t)
+    return math.hypot(kn, ks), -0.5 * math.atan2(ks, kn)
+
+
+def _matmul_entries(*factors: torch.Tensor) -> torch.Tensor:
+    """``factors[-1] @ ... @ factors[0]`` (the first factor acts first)."""
+    out = factors[0]
+    for factor in factors[1:]:
+        out = torch.matmul(factor, out)
+    return out
+
+
+def _rotated(entries: Entries, turn: nm.Scalar, device: torch.device,
+             dtype: torch.dtype) -> torch.Tensor:
+    """``rotation(turn)^-1 @ M @ rotation(turn)``: the map of ``entries`` inside ImpactX's
+    ``shift_in``/``shift_out`` rotation (``src/elements/mixin/alignment.H``)."""
+    body = assemble(entries, device, dtype)
+    if not nm.is_tensor(turn) and turn == 0.0:
+        return body
+    enter = assemble(alignment.rotation_entries(turn), device, dtype)
+    leave = assemble(alignment.rotation_entries(turn, inverse=True), device, dtype)
+    return _matmul_entries(enter, body, leave)
+
+
+#: ImpactX class -> its ``transport_map`` where it is not the Jacobian of the in-house map
+#: at the reference orbit: ``(params, ref, device, dtype) -> (..., 6, 6)``.
+AnalyticMap = Callable[[Params, RefState, torch.device, torch.dtype], torch.Tensor]
+
+
+def _exact_quad(p: Params, ref: RefState, device: torch.device,
+                dtype: torch.dtype) -> torch.Tensor:
+    """``ExactQuad.H`` ``transport_map``: the linear ``Quad`` of the gradient hypot(Kn1,
+    Ks1) (the rotation of a skew component is a map of its own in the translation)."""
+    k, _ = _quad_strength_turn(p["Kn1"], p.get("Ks1", 0.0))
+    return assemble(quadrupole.quad_entries(p["length"], k, ref), device, dtype)
+
+
+def _exact_multipole(p: Params, ref: RefState, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """``ExactMultipole.H`` ``transport_map``: the quadrupole of the Kn1/Ks1 component
+    (normal and skew), a drift without one."""
+    kn, ks = thick_multipoles(p).get(1, (0.0, 0.0))
+    zero = not (nm.is_tensor(kn) or nm.is_tensor(ks)) and kn == 0.0 and ks == 0.0
+    if zero:
+        return assemble(drift_entries(p["length"], ref), device, dtype)
+    k, turn = _quad_strength_turn(kn, ks)
+    return _rotated(quadrupole.quad_entries(p["length"], k, ref), turn, device, dtype)
+
+
+def _exact_sbend(p: Params, ref: RefState, device: torch.device,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """``ExactSbend.H`` ``transport_map``: the linear ``Sbend`` (rc = length/angle)."""
+    return assemble(bend.sbend_entries(p["length"], p["angle"], ref), device, dtype)
+
+
+def _exact_cfbend(p: Params, ref: RefState, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """``ExactCFbend.H`` ``transport_map``: the linear ``CFbend`` (gx = k + 1/rc^2,
+    gy = -k)."""
+    return assemble(bend.cfbend_entries(p["length"], p["angle"], p["Kn1"], ref), device,
+                    dtype)
+
+
+ANALYTIC_MAPS: dict[str, AnalyticMap] = {
+    "ChrQuad": _exact_quad,
+    "ExactQuad": _exact_quad,
+    "ExactMultipole": _exact_multipole,
+    "ExactSbend": _exact_sbend,
+    "ExactCFbend": _exact_cfbend,
+}
+
+#: Nonlinear drifts whose ``transport_map`` is the linear ``Drift`` of the kernel's length.
+DRIFTS = frozenset({"ChrDrift", "ExactDrift"})
+
+
+def _has_tensor(tree: object) -> bool:
+    if isinstance(tree, torch.Tensor):
+        return True
+    if isinstance(tree, tuple | list):
+        return any(_has_tensor(item) for item in tree)
+    return False
+
+
+def _push_columns(kernel: Kernel, columns: tuple, coeffs: tuple) -> tuple:
+    out = kernel.push(columns, coeffs)
+    return out[0] if kernel.loses_particles else out
+
+
+def kernel_jacobian(kernel: Kernel, device: torch.device | str,
+                    dtype: torch.dtype) -> torch.Tensor:
+    """The ``batch + (6, 6)`` Jacobian of a kernel's push at the reference orbit (all six
+    coordinates 0), by forward-mode AD; ``batch`` is the shape of its tensor coefficients.
+
+    Constant coefficients: one pass of six particles at the origin carrying dual numbers
+    (particle j's tangent is the unit vector e_j, so output k's tangent at particle j is
+    dR_kj; every map acts on each particle alone). Tensor coefficients (differentiable
+    parameters, any batch): ``torch.func.jacfwd``, which composes with reverse mode,
+    ``jvp`` and ``vmap``.
+    """
+    if not _has_tensor(kernel.coeffs):
+        with torch.no_grad(), fwAD.dual_level():
+            eye = torch.eye(6, device=device, dtype=dtype)
+            zero = torch.zeros(6, device=device, dtype=dtype)
+            columns = tuple(fwAD.make_dual(zero, eye[i]) for i in range(6))
+            out = _push_columns(kernel, columns, kernel.coeffs)
+            rows = []
+            for column in out:
+                tangent = fwAD.unpack_dual(column).tangent if isinstance(
+                    column, torch.Tensor) else None
+                rows.append(torch.zeros(6, device=device, dtype=dtype) if tangent is None
+                            else tangent.expand(6).clone())
+            return torch.stack(rows, dim=0)
+    coeffs = nm.broadcast_ready(kernel.coeffs)
+
+    def push(vector: torch.Tensor) -> torch.Tensor:
+        # one particle (N = 1) at ``vector``; coefficients broadcast as batch + (1,)
+        columns = tuple(vector[i:i + 1] for i in range(6))
+        out = _push_columns(kernel, columns, coeffs)
+        stacked = torch.stack(broadcast_columns(tuple(torch.as_tensor(c) for c in out)), -1)
+        return stacked[..., 0, :]
+
+    origin = torch.zeros(6, device=device, dtype=dtype)
+    return jacfwd(push)(origin)
+
+
+@dataclass(frozen=True)
+class ElementMap:
+    """The linear transport map of one harness element (its ImpactX maps multiplied)."""
+
+    index: int
+    name: str
+    matrix: torch.Tensor  # (6, 6) or batch + (6, 6)
+
+
+class EnvelopeTracker:
+    """A lattice as per-element linear transport maps for one device and dtype.
+
+    Args:
+        elements: the harness element list (:attr:`harness.model.scenario.Scenario.elements`).
+        reference: reference particle at the lattice entrance.
+        device, dtype: where and in which precision the covariance is propagated.
+        parameters: ``(element name, field)`` keys that :meth:`maps` and :meth:`track` may
+            receive as tensors; every map that depends on one (or sits downstream of an RF
+            gap that does) is rebuilt per call, all others once here.
+    """
+
+    def __init__(self, elements: Sequence[Element], reference: ReferenceParticle | RefState,
+                 *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
+                 parameters: Iterable[ParamKey] = ()):
+        self.elements = list(elements)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.parameters = frozenset(parameters)
+        self.reference = (reference if isinstance(reference, RefState)
+                          else RefState.from_reference(reference))
+        names = {e.name for e in self.elements}
+        unknown = sorted(k for k in self.parameters if k[0] not in names)
+        if unknown:
+            raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+        self.specs: list[list[MapSpec]] = []
+        for element in self.elements:
+            fields = frozenset(f for n, f in self.parameters if n == element.name)
+            self.specs.append(translate(element, fields))
+        dynamic_names = {n for n, _ in self.parameters}
+        self._dynamic: list[bool] = []
+        upstream = self.reference.dynamic
+        for element, specs in zip(self.elements, self.specs, strict=True):
+            dynamic = upstream or element.name in dynamic_names
+            self._dynamic.append(dynamic)
+            if dynamic and any(s.reference is not None for s in specs):
+                upstream = True
+        self._constant: dict[int, torch.Tensor] = {}
+        ref = self.reference
+        for index in range(len(self.elements)):
+            matrix, ref_out = self._element_map(index, ref, {})
+            if not self._dynamic[index]:
+                self._constant[index] = matrix.detach()
+            ref = ref_out
+
+    # -- maps --------------------------------------------------------------------------------
+    def _params(self, element: Element, values: Mapping[ParamKey, torch.Tensor]) -> Params:
+        params: dict[str, nm.Scalar] = dict(element.params)
+        for (name, field), value in values.items():
+            if name == element.name:
+                params[field] = value
+        return params
+
+    def spec_map(self, spec: MapSpec, params: Params, ref: RefState) -> torch.Tensor:
+        """The ``transport_map`` of one ImpactX map at reference ``ref`` (before the map)."""
+        if spec.impactx in ANALYTIC_MAPS:
+            return ANALYTIC_MAPS[spec.impactx](params, ref, self.device, self.dtype)
+        made = spec.make(params, ref)
+        if isinstance(made, Kernel) and spec.impactx in DRIFTS:
+            # ChrDrift.H, ExactDrift.H transport_map: the linear Drift of the kernel's
+            # length (its first coefficient; a kicker's drift halves have half the length)
+            return assemble(drift_entries(made.coeffs[0], ref), self.device, self.dtype)
+        if isinstance(made, Kernel):
+            return kernel_jacobian(made, self.device, self.dtype)
+        return assemble(made, self.device, self.dtype)
+
+    def _element_map(self, index: int, ref: RefState,
+                     values: Mapping[ParamKey, torch.Tensor]
+                     ) -> tuple[torch.Tensor, RefState]:
+        element = self.elements[index]
+        params = self._params(element, values)
+        matrix = torch.eye(6, device=self.device, dtype=self.dtype)
+        for spec in self.specs[index]:
+            # ImpactX pushes the reference particle first, then the covariance
+            # (src/tracking/envelope.cpp); the in-house maps take the reference before the
+            # map, the RF gap's own map reads both (ShortRF.H)
+            matrix = torch.matmul(self.spec_map(spec, params, ref), matrix)
+            if spec.reference is not None:
+                ref = spec.reference(params, ref)
+        return matrix, ref
+
+    def maps(self, values: Mapping[ParamKey, torch.Tensor] | None = None
+             ) -> list[ElementMap]:
+        """Every element's map for parameter ``values`` (tensors of one common batch shape,
+        keys among the ``parameters`` given at construction)."""
+        values = dict(values or {})
+        unknown = sorted(k for k in values if k not in self.parameters)
+        if unknown:
+            raise KeyError(f"{unknown} were not declared as parameters of this tracker "
+                           f"(declared: {sorted(self.parameters)})")
+        values = {k: torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
+                  for k, v in values.items()}
+        out = []
+        ref = self.reference
+        for index, element in enumerate(self.elements):
+            if index in self._constant:
+                matrix = self._constant[index]
+                for spec in self.specs[index]:
+                    if spec.reference is not None:
+                        ref = spec.reference(self._params(element, values), ref)
+            else:
+                matrix, ref = self._element_map(index, ref, values)
+            out.append(ElementMap(index, element.name, matrix))
+        return out
+
+    def transfer_matrix(self, values: Mapping[ParamKey, torch.Tensor] | None = None
+                        ) -> torch.Tensor:
+        """The one-pass linear map of the whole lattice (``(6, 6)`` or ``batch + (6, 6)``)."""
+        total = torch.eye(6, device=self.device, dtype=self.dtype)
+        for element_map in self.maps(values):
+            total = torch.matmul(element_map.matrix, total)
+        return total
+
+    def track(self, sigma: torch.Tensor,
+              values: Mapping[ParamKey, torch.Tensor] | None = None
+              ) -> torch.Tensor:
+        """The final covariance ``(..., 6, 6)`` from the initial ``sigma`` (``(6, 6)`` or
+        batched)."""
+        return self.track_elements(sigma, values)[-1]
+
+    def track_elements(self, sigma: torch.Tensor,
+                       values: Mapping[ParamKey, torch.Tensor] | None = None
+                       ) -> list[torch.Tensor]:
+        """The covariance at the lattice entrance and after every element:
+        ``len(elements) + 1`` matrices."""
+        sigma = torch.as_tensor(sigma).to(device=self.device, dtype=self.dtype)
+        out = [sigma]
+        for element_map in self.maps(values):
+            r = element_map.matrix
+            sigma = torch.matmul(torch.matmul(r, sigma), r.transpose(-1, -2))
+            out.append(sigma)
+        return out
+
+
+# ---------------------------------------------------------------------- scenario level
+
+
+def check_scenario(scenario: Scenario) -> str | None:
+    """Why the in-house envelope tracker cannot run ``scenario`` (None when it can)."""
+    if scenario.space_charge is not None:
+        return ("space_charge: envelope space charge (ImpactX's space_charge2D_push / "
+                "space_charge3D_push) is not modelled by the in-house envelope tracker")
+    return None
+
+
+def initial_covariance(scenario: Scenario, overrides: Mapping[str, object] | None = None,
+                       ) -> np.ndarray | torch.Tensor:
+    """The scenario beam's 6x6 covariance L L^T (L = :func:`harness.model.particles.
+    beam_cholesky`, the factor that shapes the unit-covariance samples), in ImpactX units;
+    a tensor (differentiable) when ``overrides`` holds tensors (``twiss.beta_x``, ...)."""
+    factor = beam_cholesky(scenario.beam, dict(overrides or {}))
+    if isinstance(factor, torch.Tensor):
+        return factor @ factor.transpose(-1, -2)
+    return np.asarray(factor) @ np.asarray(factor).T
+
+
+def envelope_tracker(scenario: Scenario, parameters: Iterable[ParamKey] = (),
+                     device: torch.device | str = "cpu",
+                     dtype: torch.dtype = torch.float64) -> EnvelopeTracker:
+    """The :class:`EnvelopeTracker` of a scenario; raises ValueError naming the field when
+    the scenario asks for something it does not model."""
+    reason = check_scenario(scenario)
+    if reason is not None:
+        raise ValueError(reason)
+    return EnvelopeTracker(scenario.elements, scenario.reference_particle, device=device,
+                           dtype=dtype, parameters=parameters)
+
+
+def track_envelope_elements(scenario: Scenario,
+                            sigma: np.ndarray | torch.Tensor | None = None,
+                            values: Mapping[ParamKey, torch.Tensor] | None = None,
+                            device: torch.device | str = "cpu",
+                            dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """Propagate the covariance ``sigma`` (default: :func:`initial_covariance`) through the
+    scenario's lattice: the matrices at the entrance and after each element
+    (``len(elements) + 1``). ``values`` (element parameters as tensors, ``(name, field)``
+    keys) make them differentiable in those parameters."""
+    tracker = envelope_tracker(scenario, list(values or {}), device, dtype)
+    if sigma is None:
+        sigma = initial_covariance(scenario)
+    return tracker.track_elements(torch.as_tensor(sigma), values)
+
+
+def track_envelope(scenario: Scenario, sigma: np.ndarray | torch.Tensor | None = None,
+                   values: Mapping[ParamKey, torch.Tensor] | None = None,
+                   device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The final covariance of :func:`track_envelope_elements`."""
+    return track_envelope_elements(scenario, sigma, values, device, dtype)[-1]
