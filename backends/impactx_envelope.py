@@ -11,13 +11,15 @@ every element is read back (ImpactX keeps the envelope and its reference particl
 ``track_envelope`` calls).
 
 Units: the covariance of ImpactX's (x [m], px, y [m], py, t [m], pt). Envelope space charge
-(``algo.space_charge = 2D | 3D`` in envelope mode, ``src/envelope/spacecharge/``) is not
-driven from a scenario yet: a scenario with ``space_charge`` is refused.
+(``algo.space_charge = 2D | 3D`` in envelope mode, ``src/envelope/spacecharge/``) is given
+apart from the scenario (``space_charge``: kind and intensity, as
+:class:`backends.inhouse.envelope.EnvelopeSpaceCharge`); each element then runs its own
+``nslice`` slices. A scenario's particle-mode ``space_charge`` block is refused.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -59,15 +61,19 @@ def _set_reference(ref, scenario: Scenario) -> None:
     ref.set_kin_energy_MeV(reference.kinetic_energy_MeV)
 
 
-def track_envelope(scenario: Scenario, sigma: ArrayLike) -> np.ndarray:
+def track_envelope(scenario: Scenario, sigma: ArrayLike, space_charge: Any = None
+                   ) -> np.ndarray:
     """The final covariance of :func:`track_envelope_elements`."""
-    return track_envelope_elements(scenario, sigma)[-1]
+    return track_envelope_elements(scenario, sigma, space_charge)[-1]
 
 
-def track_envelope_elements(scenario: Scenario, sigma: ArrayLike) -> list[np.ndarray]:
+def track_envelope_elements(scenario: Scenario, sigma: ArrayLike, space_charge: Any = None
+                            ) -> list[np.ndarray]:
     """Track the covariance ``sigma`` ((6, 6), ImpactX units; an array or a CPU tensor) with
     ImpactX's ``track_envelope``: the matrices at the entrance and after each harness
-    element (``len(elements) + 1``).
+    element (``len(elements) + 1``). ``space_charge``: None, or an object with ``kind``
+    (``"2D"``, ``"3D"``) and ``intensity`` (beam current [A] for 2D, bunch charge [C] for
+    3D), ImpactX's ``algo.space_charge`` and ``init_envelope`` intensity.
 
     Raises ValueError with the reason when the scenario cannot run (:func:`supports`).
     """
@@ -87,17 +93,26 @@ def track_envelope_elements(scenario: Scenario, sigma: ArrayLike) -> list[np.nda
     ref = sim.beam.ref
     _set_reference(ref, scenario)
     # the distribution only creates the envelope; the covariance is set right after
+    kind = None if space_charge is None else str(space_charge.kind)
+    if kind not in (None, "2D", "3D"):
+        raise ValueError(f"envelope space charge kind must be '2D' or '3D', got {kind!r}")
+    intensity = None if space_charge is None else float(space_charge.intensity)
     sim.init_envelope(ref, distribution.Gaussian(
-        lambdaX=1.0, lambdaY=1.0, lambdaT=1.0, lambdaPx=1.0, lambdaPy=1.0, lambdaPt=1.0))
+        lambdaX=1.0, lambdaY=1.0, lambdaT=1.0, lambdaPx=1.0, lambdaPy=1.0, lambdaPt=1.0),
+        intensity)
     sim.envelope.envelope = impactx.Map6x6(sigma)
     states = [sim.envelope.envelope.to_numpy().copy()]
     reference = scenario.reference_particle
-    for element in scenario.elements:
+    sim.space_charge = kind or False
+    try:
+        for element in scenario.elements:
+            sim.lattice.clear()
+            # built afresh per element: ImpactX finalises element data after each track
+            sim.lattice.extend([spec.build(elements)
+                                for spec in translate(element, reference)])
+            sim.track_envelope()
+            states.append(sim.envelope.envelope.to_numpy().copy())
+    finally:
+        sim.space_charge = False  # process-global in ImpactX
         sim.lattice.clear()
-        # built afresh per element: ImpactX finalises element data after each track
-        sim.lattice.extend([spec.build(elements)
-                            for spec in translate(element, reference)])
-        sim.track_envelope()
-        states.append(sim.envelope.envelope.to_numpy().copy())
-    sim.lattice.clear()
     return states
