@@ -15,6 +15,8 @@ SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES
                             ``DipEdge(e2)``
 Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2, ...], k_skew=[0, 0, Ks2, ...])``
                             (index = order N, per metre; every component of the element)
+Octupole       exact        ``ExactMultipole(k_normal=[0, 0, 0, Kn3, ...], ...)`` (as Sextupole;
+                            ImpactX's own MAD-X reader builds an octupole so)
 Quadrupole+KnN exact        ``ExactMultipole`` of every component (other tiers: unsupported)
 Multipole      thin         one ``Multipole(multipole=N+1, K_normal=KnNL, K_skew=KsNL)`` per order
                             N (ImpactX index m=1 dipole, 2 quadrupole, 3 sextupole; the kick
@@ -373,7 +375,10 @@ def _aperture(element: Element, reference: ReferenceParticle, nslice: int) -> li
         "shape": "elliptical" if elliptical else "rectangular", "action": "transmit"})]
 
 
-def _sextupole(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
+def _thick_multipole(element: Element, reference: ReferenceParticle, nslice: int
+                     ) -> list[ElementSpec]:
+    """A Sextupole or Octupole: ``ExactMultipole`` of every component (ImpactX has only the
+    exact tier of both; ``madx_to_impactx.py`` builds them so)."""
     return [_exact_multipole(element, nslice)]
 
 
@@ -384,7 +389,8 @@ TRANSLATORS: dict[str, Any] = {
     "Marker": lambda e, ref, n: [_marker(e)],
     "Quadrupole": _quadrupole,
     "SBend": lambda e, ref, n: _bend(e, n),
-    "Sextupole": _sextupole,
+    "Sextupole": _thick_multipole,
+    "Octupole": _thick_multipole,
     "Multipole": _multipole,
     "Solenoid": lambda e, ref, n: [ElementSpec("Sol", {
         "ds": e.length, "ks": float(e.params["Ksol"]), **_aligned(e), **_thick(e, n)})],
@@ -402,6 +408,7 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = {
     "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
                         "tilt_ref"}),
     "Sextupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
+    "Octupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
     "Multipole": frozenset({"length", "Kn*L", "Ks*L"}) | _ALIGNMENT,
     "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
     "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),

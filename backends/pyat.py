@@ -40,6 +40,8 @@ SBend          exact       ``Dipole(angle, k=Kn1, EntranceAngle=e1, ExitAngle=e2
                            at the linear tier the same element with ``BendLinearPass``
 Sextupole      exact       ``Sextupole(h = Kn2 / 2)`` (AT ``PolynomB[2] = K2 / 2``;
                            ``ExactMultipolePass``, steps)
+Octupole       exact       ``Octupole(PolynomB[3] = Kn3 / 3!)`` (``ExactMultipolePass``,
+                           steps)
 Multipole      thin        ``ThinMultipole(PolynomB[N] = KnNL / N!, PolynomA[N] = KsNL / N!)``
 Solenoid       linear      ``SolenoidLinearPass`` with ``K = Ksol`` -> ``Matrix66Pass``
 Marker         any         nothing
@@ -167,6 +169,16 @@ def _sbend(element: Element) -> Translation:
                        f"x{steps}")
 
 
+def _octupole(element: Element) -> Translation:
+    """AT ``Octupole`` with ``PolynomB[3] = Kn3 / 3!`` (AT's field expansion, see
+    :func:`_multipole`), ``ExactMultipolePass``, steps."""
+    steps = element.integrator_steps
+    return Translation((ElementSpec("Octupole", (
+        element.length, [0.0] * 4, [0.0, 0.0, 0.0, float(element.params["Kn3"]) / 6.0]),
+        {"PassMethod": "ExactMultipolePass", "NumIntSteps": steps}),),
+        f"ExactMultipole{int_order_note(element)}->ExactMultipolePass x{steps}")
+
+
 def _sextupole(element: Element) -> Translation:
     steps = element.integrator_steps
     return Translation((ElementSpec("Sextupole", (element.length,
@@ -227,6 +239,7 @@ TRANSLATORS: dict[str, Callable[[Element], Translation]] = {
     "Quadrupole": _quadrupole,
     "SBend": _sbend,
     "Sextupole": _sextupole,
+    "Octupole": _octupole,
     "Multipole": _multipole,
     "Solenoid": _solenoid,
     "Marker": _marker,

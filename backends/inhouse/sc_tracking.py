@@ -53,11 +53,13 @@ from backends.inhouse.tracker import (
     Tracker,
 )
 from backends.inhouse.translate import translate
+from harness.model.kinds import KIND_SPECS
 from harness.model.lattice import Element
 
-#: Element kinds whose maps are cut into slices (all have a ``length``).
-SLICED_KINDS = frozenset({"Drift", "Quadrupole", "SBend", "Sextupole", "Solenoid",
-                          "Instrument"})
+#: Element kinds whose maps are cut into slices (all have a ``length``): drifts, bends and
+#: every kind whose strength is per metre (:attr:`harness.model.kinds.KindSpec.thick`).
+SLICED_KINDS = frozenset({"Drift", "SBend", "Instrument"}) | frozenset(
+    spec.kind for spec in KIND_SPECS if spec.thick)
 
 #: Fields proportional to the length of the slice.
 LENGTH_FIELDS = ("length", "angle")

@@ -10,6 +10,7 @@ SBend          linear                    ``DipEdge(e1)``, ``Sbend`` (``CFbend`` 
 SBend          exact                     ``DipEdge(e1)``, ``ExactSbend`` (``ExactCFbend``
                                          with Kn1), ``DipEdge(e2)``
 Sextupole      exact                     ``ExactMultipole(k_normal=[0, 0, Kn2])``
+Octupole       exact                     ``ExactMultipole(k_normal=[0, 0, 0, Kn3])``
 Multipole      (thin, any)               ``Multipole`` per order (KnNL, KsNL)
 Solenoid       linear                    ``Sol``
 RFCavity       (thin, any)               ``ShortRF(V = |q| voltage / m c^2, phase)``
@@ -210,6 +211,8 @@ def _multipole_specs(element: Element, parameter_fields: frozenset[str]) -> list
 
 
 def _sextupole_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    """A Sextupole or Octupole: ``ExactMultipole`` of every component (ImpactX
+    ``src/elements/ExactMultipole.H``, :mod:`backends.inhouse.multipole`)."""
     return [_exact_multipole_spec(element)]
 
 
@@ -279,6 +282,7 @@ TRANSLATORS: dict[str, Callable[[Element, frozenset[str]], list[MapSpec]]] = {
     "Quadrupole": lambda e, fields: [_quad_spec(e)],
     "SBend": _bend_specs,
     "Sextupole": _sextupole_specs,
+    "Octupole": _sextupole_specs,
     "Multipole": _multipole_specs,
     "Solenoid": lambda e, fields: [MapSpec("Sol", e, True, lambda p, r: solenoid.sol_entries(
         p["length"], p["Ksol"], r))],

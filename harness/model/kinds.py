@@ -166,6 +166,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         example={"length": 0.3, "BendP": {"g_ref": 0.1}}),
     _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
                      "K2S"),
+    _thick_multipole("Octupole", 3, "octupole strength", "1/m^4", "K3", ("exact",), 100.0,
+                     "K3S"),
     KindSpec("Multipole", MODEL_TIERS, {"length": FieldInfo("m", "0 (thin kick)"),
                                         **THIN_PATTERNS, **ALIGNMENT},
              frozenset({"length"}), reader="thin_multipole",
