@@ -224,11 +224,11 @@ def _multipole(element: Element) -> Translation | Unsupported:
             continue
         if key.startswith("Ks"):
             return Unsupported(
-                f"the Ocelot adapter does not translate Multipole {element.name} {key}: "
+                f"the Ocelot adapter does not translate Multipole {element.name} field {key!r}: "
                 "Ocelot's Multipole has normal components only (MultipoleTM ignores tilt)")
         if order == 0:
             return Unsupported(
-                f"the Ocelot adapter does not translate Multipole {element.name} Kn0L: "
+                f"the Ocelot adapter does not translate Multipole {element.name} field 'Kn0L': "
                 "Ocelot's kn[0] is a thin bend of the reference orbit (with p and tau terms), "
                 "not ImpactX's dipole kick")
         normal[order] = float(value)
