@@ -294,7 +294,7 @@ def _unit_with(sigma: torch.Tensor, entries: dict[tuple[int, int], torch.Tensor]
 
 
 def space_charge_2d_map(sigma: torch.Tensor, ref: RefState, current: float,
-                        ds: float) -> torch.Tensor:
+                        ds: nm.Scalar) -> torch.Tensor:
     """ImpactX ``space_charge2D_push``: the linear kick of a coasting beam of current
     ``current`` [A] over ``ds`` [m] for covariance ``sigma`` (``(..., 6, 6)``)."""
     bg = ref.beta_gamma
@@ -310,7 +310,7 @@ def space_charge_2d_map(sigma: torch.Tensor, ref: RefState, current: float,
 
 
 def space_charge_3d_map(sigma: torch.Tensor, ref: RefState, bunch_charge: float,
-                        ds: float) -> torch.Tensor:
+                        ds: nm.Scalar) -> torch.Tensor:
     """ImpactX ``space_charge3D_push``: the linear kick of a bunch of charge
     ``bunch_charge`` [C] over ``ds`` [m] for covariance ``sigma`` (``(..., 6, 6)``)."""
     bg2 = ref.beta_gamma**2
@@ -324,7 +324,7 @@ def space_charge_3d_map(sigma: torch.Tensor, ref: RefState, bunch_charge: float,
 
 
 def space_charge_map(space_charge: EnvelopeSpaceCharge, sigma: torch.Tensor,
-                     ref: RefState, ds: float) -> torch.Tensor:
+                     ref: RefState, ds: nm.Scalar) -> torch.Tensor:
     """The space-charge kick of :class:`EnvelopeSpaceCharge` over ``ds`` [m]."""
     if space_charge.kind == "2D":
         return space_charge_2d_map(sigma, ref, space_charge.intensity, ds)
