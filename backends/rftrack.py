@@ -48,12 +48,16 @@ Quadrupole     exact       ``Multipole(L, P_over_Q, [0, Kn1 L])``, hard edge, ``
                            ``steps`` output steps, for ``ExactQuad``
 Sextupole      exact       ``Sextupole(L, P_over_Q, Kn2)``, the same integrator,          stand-in
                            for ``ExactMultipole``
+SBend          any         ``SBend(L, angle, P_over_Q, E1=e1, E2=e2)`` (RF-Track's own     stand-in
+                           bend and pole faces) for ``Sbend`` / ``ExactSbend`` + linear
+                           ``DipEdge``s (Kn1 refused by name)
+Multipole      thin        ``Multipole(0, P_over_Q, KnL)`` (KnL[N] = KnNL, MAD-X's KNL;   stand-in
+                           KsNL refused by name: RF-Track's skew sign is not checked)
 Marker         any         nothing
 Instrument     any         a drift when it has a length, else nothing                   as Drift
 Aperture       any         a zero-length ``Drift`` with ``set_aperture(a, b,               same
                            "rectangular" / "circular")`` (elliptical for a != b)
-others         -           not translated: SBend, Multipole (thin), Kicker, Solenoid,
-                           RFCavity (see :data:`REFUSED`)
+others         -           not translated: Kicker, Solenoid, RFCavity (:data:`REFUSED`)
 =============  ==========  ===========================================================  ========
 
 ``steps`` is the element's ``nslice * mapsteps`` (``set_nsteps``); ``rk8pd`` adapts its step
