@@ -6,7 +6,8 @@
 * :mod:`harness.cli.tune` — ``tune`` (the tuning benchmark);
 * :mod:`harness.cli.lattice_io` — ``import``, ``export``;
 * :mod:`harness.cli.asv` — ``asv ...``;
-* :mod:`harness.cli.reproduce` — ``reproduce``.
+* :mod:`harness.cli.reproduce` — ``reproduce``;
+* :mod:`harness.cli.workloads` — ``reconstruct``, ``batch`` (the workloads benchmark).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from harness.cli.common import app, console, err_console, fail
 from harness.model.errors import ScenarioError
 
 #: The command modules, in the order ``trackbench --help`` lists their commands.
-COMMAND_MODULES = ("scenarios", "runs", "tune", "lattice_io", "reproduce", "asv")
+COMMAND_MODULES = ("scenarios", "runs", "tune", "lattice_io", "reproduce", "asv",
+                   "workloads")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"harness.cli.{_module}")
 

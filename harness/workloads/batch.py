@@ -91,7 +91,7 @@ def loop_observables(backend: Any, scenario: Scenario, names: list[str],
     """``((done, len(OBSERVED)), done)``: prepare + track per setting, until the budget."""
     rows = []
     for setting in settings:
-        case = with_values(scenario, dict(zip(names, setting.tolist())))
+        case = with_values(scenario, dict(zip(names, setting.tolist(), strict=True)))
         with backend.prepare(case) as prepared:
             final = prepared.track(particles)
         values = observables.compute_survivors(final, OBSERVED, scenario.reference_particle)

@@ -64,7 +64,7 @@ def finish(result: MethodResult, problem: qs.Problem, reference: np.ndarray) -> 
         result.sigma = qs.model_sigma(problem, qs.twiss_of(result.trace[-1][2]))
     if result.sigma is None:
         return result
-    for name, value in zip(qs.SIGMA_ELEMENTS, result.sigma.ravel()):
+    for name, value in zip(qs.SIGMA_ELEMENTS, result.sigma.ravel(), strict=True):
         result.row[name] = float(value)
     result.row.update(qs.error_columns(result.sigma, problem, reference))
     for evaluations, wall, u in result.trace:

@@ -103,8 +103,10 @@ def check_parameter(scenario: Scenario, name: str) -> str:
         parameter = resolve_parameter(scenario, name)
     except KeyError as error:
         raise WorkloadError(f"--parameter {name!r}: expected {error.args[0]}") from None
-    if parameter.target != "element":
-        raise WorkloadError(f"--parameter {name!r}: expected an element field (q.Kn1)")
+    kinds = {e.kind for e in scenario.elements if e.name == parameter.owner}
+    if parameter.target != "element" or parameter.field != "Kn1" or kinds != {"Quadrupole"}:
+        raise WorkloadError(f"--parameter {name!r}: expected the Kn1 of a Quadrupole "
+                            "element (q.Kn1)")
     return name
 
 
@@ -132,14 +134,17 @@ def make_problem(scenario: Scenario, strengths: np.ndarray, noise: float, noise_
     if scenario.space_charge is not None:
         raise WorkloadError(f"scenario {scenario.name}: the quad scan is a linear problem "
                             "(expected space_charge: null)")
-    if scenario.beam.distribution == "file":
-        raise WorkloadError(f"scenario {scenario.name}: beam.distribution: expected a "
-                            "generated distribution (the fits redraw the beam)")
+    beam = scenario.beam
+    if beam.distribution == "file" or beam.twiss is None or any(
+            getattr(beam, form, None) is not None for form in ("rms", "ellipse",
+                                                               "sigma_matrix")):
+        raise WorkloadError(f"scenario {scenario.name}: beam: expected a generated "
+                            "distribution given by 'twiss' (the fits vary its Twiss values)")
     impactx = get_backend("impactx")
     if not impactx.availability().available:
         raise WorkloadError("the measurements are made by ImpactX, which is not installed")
-    beam = scenario.beam.model_copy(update={"seed": scenario.beam.seed + 1})
-    initial = generate(beam, measure_particles)
+    known = beam.model_copy(update={"seed": beam.seed + 1})
+    initial = generate(known, measure_particles)
     _, cov = observables.moments(initial)
     start = time.perf_counter()
     sizes = []
@@ -149,8 +154,12 @@ def make_problem(scenario: Scenario, strengths: np.ndarray, noise: float, noise_
         if not verdict:
             raise WorkloadError(f"scenario {scenario.name}: ImpactX cannot run it: "
                                 f"{verdict.reason}")
-        with impactx.prepare(setting) as prepared:
-            sizes.append(sizes_of(prepared.track(initial), scenario))
+        try:
+            with impactx.prepare(setting) as prepared:
+                sizes.append(sizes_of(prepared.track(initial), scenario))
+        except Exception as error:  # noqa: BLE001 - the code's failure, said in one line
+            raise WorkloadError(f"{name} = {value:g}: ImpactX failed: "
+                                f"{type(error).__name__}: {error}") from None
     elapsed = time.perf_counter() - start
     measured = np.array(sizes)
     rng = np.random.default_rng(noise_seed)
@@ -275,7 +284,7 @@ def twiss_from_sigma(sigma: np.ndarray) -> dict[str, float]:
     """Emittance [m rad], beta [m], alpha [1] per plane from (s11, s12, s22) (Wolski
     eq. 5.13); NaN where the matrix is not positive definite."""
     out = {}
-    for plane, (s11, s12, s22) in zip(("x", "y"), sigma):
+    for plane, (s11, s12, s22) in zip(("x", "y"), sigma, strict=True):
         det = s11 * s22 - s12**2
         eps = math.sqrt(det) if det > 0 else float("nan")
         out[f"emittance_{plane}"] = eps
@@ -291,7 +300,7 @@ def error_columns(sigma: np.ndarray, problem: Problem, reference: np.ndarray
     out: dict[str, float] = {}
     truth_err = normalised_errors(sigma, problem.truth).ravel()
     ref_err = normalised_errors(sigma, reference).ravel()
-    for name, a, b in zip(SIGMA_ELEMENTS, truth_err, ref_err):
+    for name, a, b in zip(SIGMA_ELEMENTS, truth_err, ref_err, strict=True):
         out[f"err_{name}"] = float(a)
         out[f"dev_analytic_{name}"] = float(b)
     out["max_dev_analytic"] = float(np.max(ref_err))
