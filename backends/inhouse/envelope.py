@@ -18,14 +18,14 @@ reference orbit. Per ImpactX map (the maps of :mod:`backends.inhouse.translate`)
   round-off, measured); for the integrated ones (``ExactQuad``, ``ExactCFbend``,
   ``ExactMultipole``) the Jacobian of the symplectic integrator would differ from it by
   the integrator's truncation error. (Forward-mode AD through ``ChrQuad`` also costs
-  ~0.1 s per map on CPU, the analytic form microseconds.)
+  ~0.1 s per map on CPU, the analytic form microseconds.) ``Kicker`` and ``Aperture``
+  are the identity (``Kicker.H``, ``Aperture.H``);
 * the Jacobian at the reference orbit (all six coordinates 0), by forward-mode AD of the
   in-house particle map, for every other nonlinear map: thin ``Multipole`` (only its
   quadrupole order survives, ``Multipole.H``), ``ShortRF`` (``ShortRF.H``: R22 = R44 =
-  R66 = bg_i/bg_f, R65 = k V sin(phi)/bg_f), ``Kicker`` and ``Aperture`` (identity),
-  ``shift_in``/``shift_out`` (the rotation alone: ImpactX's ``rotate_aligned_map``
-  ignores the offsets dx, dy). These Jacobians equal ImpactX's ``transport_map`` to
-  round-off (``tests/test_envelope.py``).
+  R66 = bg_i/bg_f, R65 = k V sin(phi)/bg_f), ``shift_in``/``shift_out`` (the rotation
+  alone: ImpactX's ``rotate_aligned_map`` ignores the offsets dx, dy). These Jacobians
+  equal ImpactX's ``transport_map`` to round-off (``tests/test_envelope.py``).
 
 ImpactX applies ``transport_map`` per slice (``nslice`` slices of ``ds/nslice``); without
 space charge the product of the slices is the element's map to round-off, so each map is
@@ -152,7 +152,16 @@ def _exact_cfbend(p: Params, ref: RefState, device: torch.device,
                     dtype)
 
 
+def _identity(p: Params, ref: RefState, device: torch.device,
+              dtype: torch.dtype) -> torch.Tensor:
+    """``Kicker.H``, ``Aperture.H`` ``transport_map``: the identity (a constant kick and a
+    particle mask have no linear part about the reference orbit)."""
+    return torch.eye(6, device=device, dtype=dtype)
+
+
 ANALYTIC_MAPS: dict[str, AnalyticMap] = {
+    "Kicker": _identity,
+    "Aperture": _identity,
     "ChrQuad": _exact_quad,
     "ExactQuad": _exact_quad,
     "ExactMultipole": _exact_multipole,
