@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.model.load import load_scenario
-from harness.workloads import batch, fits
+from harness.workloads import batch, fits, memory
 from harness.workloads import quad_scan as qs
 from harness.workloads.reconstruct import parse_strengths
 
@@ -85,6 +85,10 @@ def test_bad_strengths_are_refused(text):
     (["batch", "--settings", "0"], "--settings"),
     (["batch", "--params", "beam.twiss.beta_x", "--settings", "1"], "--params"),
     (["batch", "no_such_scenario"], "no_such_scenario"),
+    (["grad-memory", "--grid", "1"], "--grid"),
+    (["grad-memory", "--checkpoint", "layer"], "--checkpoint"),
+    (["grad-memory", "fodo_linear", "--particles", "10", "--kicks", "1", "--grid", "4"],
+     "space_charge"),
 ])
 def test_bad_input_is_one_line(args, expected, tmp_path):
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")],
@@ -92,3 +96,12 @@ def test_bad_input_is_one_line(args, expected, tmp_path):
     assert result.exit_code == 2, result.output
     assert expected in result.output
     assert "Traceback" not in result.output
+
+
+def test_memory_exponent_and_one_point():
+    assert memory.exponent([1, 2, 4, 8], [3, 6, 12, 24]) == pytest.approx(1.0)
+    scenario = load_scenario("fodo_space_charge")
+    row = memory.point("inhouse", scenario, 100, 1, 4, "kick")
+    assert row["status"] == "ok" and row["backward_peak_bytes"] > 0
+    assert memory.point("cheetah", scenario, 200, 1, 8, "kick")["status"].startswith(
+        "unsupported: cheetah has no per-kick checkpointing")

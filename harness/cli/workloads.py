@@ -164,3 +164,66 @@ def batch(
         fail(str(error))
     console.print((directory / "batch.md").read_text().splitlines()[-1])
     console.print(f"results: {directory}/ (batch.csv, batch.json, batch.md)")
+
+
+def _axis(text: str | None, option: str, default: list[int]) -> list[int]:
+    if text is None:
+        return default
+    try:
+        values = [int(v) for v in split_list(text)]
+    except ValueError:
+        fail(f"{option} {text!r}: expected comma-separated whole numbers")
+    if not values or any(v < 1 for v in values):
+        fail(f"{option} {text!r}: expected whole numbers >= 1")
+    return values
+
+
+@app.command("grad-memory")
+def grad_memory(
+    scenario: Annotated[str, typer.Argument(
+        help="Space-charge scenario (bundled name or file).")] = "fodo_space_charge",
+    backends: Annotated[str, typer.Option(
+        help="Comma-separated differentiable backends.")] = "inhouse,cheetah",
+    particles: Annotated[str | None, typer.Option(
+        help="Particle counts of the N axis (default 500,1000,2000,4000).")] = None,
+    kicks: Annotated[str | None, typer.Option(
+        help="Kicks per element of the kicks axis (default 1,2,4,8).")] = None,
+    grid: Annotated[str | None, typer.Option(
+        help="Mesh cells per dimension of the grid axis (default 8,12,16,24).")] = None,
+    base: Annotated[str, typer.Option(
+        help="Base point particles,kicks,grid the other axes stay at.")] = "1000,1,16",
+    checkpoint: Annotated[str, typer.Option(
+        help="Comma-separated: none, kick.")] = "none,kick",
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    out: Annotated[Path | None, typer.Option(
+        help="Output directory (default: results/workloads/grad-memory-<UTC time>).")] = None,
+) -> None:
+    """Peak backward memory against particles, kicks and mesh cells; fitted exponents."""
+    from harness.model.scenario import MAX_GRID_CELLS_PER_DIM, MIN_GRID_CELLS
+    from harness.workloads import memory as workload
+    from harness.workloads.quad_scan import WorkloadError
+
+    _threads(threads)
+    axes = {"particles": _axis(particles, "--particles", workload.DEFAULT_AXES["particles"]),
+            "kicks": _axis(kicks, "--kicks", workload.DEFAULT_AXES["kicks"]),
+            "grid": _axis(grid, "--grid", workload.DEFAULT_AXES["grid"])}
+    base_values = _axis(base, "--base", [])
+    if len(base_values) != 3:
+        fail(f"--base {base!r}: expected particles,kicks,grid (three whole numbers)")
+    grids = axes["grid"] + [base_values[2]]
+    if max(grids) > MAX_GRID_CELLS_PER_DIM or min(grids) < MIN_GRID_CELLS:
+        fail(f"--grid: expected {MIN_GRID_CELLS} to {MAX_GRID_CELLS_PER_DIM} cells per "
+             "dimension")
+    modes = split_list(checkpoint)
+    if not modes or any(m not in ("none", "kick") for m in modes):
+        fail(f"--checkpoint {checkpoint!r}: expected none and/or kick")
+    loaded = _scenario(scenario)
+    directory = _out(out, "grad-memory")
+    try:
+        workload.run(loaded, backends=split_list(backends), axes=axes,
+                     base=dict(zip(("particles", "kicks", "grid"), base_values, strict=True)),
+                     checkpoints=modes, out=directory, say=console.print)
+    except (WorkloadError, KeyError) as error:
+        fail(str(error.args[0] if isinstance(error, KeyError) else error))
+    console.print(f"results: {directory}/ (memory.csv, exponents.csv, memory.json, "
+                  "memory.md)")
