@@ -166,6 +166,8 @@ def _neldermead(problem: qs.Problem, backend: Any, row: dict[str, Any],
     row["evaluations"] = count[0]
     row["objective"] = float(found.fun)
     row["converged"] = bool(found.success)
+    if not found.success:
+        row["status"] = f"stopped: {printable(str(found.message))[:80]}"
     return MethodResult(row, trace)
 
 

@@ -33,8 +33,7 @@ Units: sigma-matrix elements in m^2, m rad, rad^2 (ImpactX's x, px = p_x / p_ref
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,8 +71,10 @@ class Problem:
         truth: ``(2, 3)`` sample sigma-matrix elements (s11, s12, s22) per plane of the
             measured beam [m^2, m rad, rad^2].
         noise: relative rms noise on each measured size [1].
+        noise_seed: seed of the noise draws.
         particles: model-beam particle count of the fits.
         measure_particles: particles of the measured beam.
+        measure_seconds: wall time of the ImpactX measurements [s].
     """
 
     scenario: Scenario
@@ -86,7 +87,6 @@ class Problem:
     particles: int
     measure_particles: int
     measure_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_parameter(scenario: Scenario) -> str:

@@ -125,18 +125,27 @@ def summary(problem: qs.Problem, rows: list[dict[str, Any]]) -> str:
              f"{problem.particles} particles. Errors are normalised (|Δσij| / "
              "sqrt(σii σjj)); 'vs analytic' is the largest over the six elements; time to "
              f"target: first time within {qs.TARGET:g} of the analytic answer.", "",
-             "| method | backend | status | evaluations | gradients | wall [s] | "
+             "| method | backend | model | status | evaluations | gradients | wall [s] | "
              "time to target [s] | max dev vs analytic | max err vs known beam | "
              "ε_x err | ε_y err | β_x err | α_x err |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    skipped: dict[str, list[str]] = {}
     for row in rows:
+        if row["status"].startswith("unsupported"):
+            skipped.setdefault(row["status"], []).append(f"{row['method']} on "
+                                                         f"{row['backend']}")
+            continue
         lines.append(
-            f"| {row['method']} | {row['backend']} | {row['status'][:60]} | "
+            f"| {row['method']} | {row['backend']} | {row.get('model', '—')} | "
+            f"{row['status'][:60]} | "
             f"{row['evaluations']} | {row['gradients']} | {_fmt(row['wall_s'])} | "
             f"{_fmt(row.get('time_to_target_s'))} | {_fmt(row.get('max_dev_analytic'))} | "
             f"{_fmt(row.get('max_err_truth'))} | {_fmt(row.get('err_emittance_x'))} | "
             f"{_fmt(row.get('err_emittance_y'))} | {_fmt(row.get('err_beta_x'))} | "
             f"{_fmt(row.get('err_alpha_x'))} |")
+    if skipped:
+        lines += ["", "Not run:"] + [f"- {', '.join(pairs)}: {reason}"
+                                     for reason, pairs in skipped.items()]
     lines += ["", acceptance_line(rows), ""]
     return "\n".join(lines)
 
