@@ -1,11 +1,19 @@
 """The common backend interface.
 
-A backend is a class with a ``name``; an instance answers :meth:`Backend.supports` for a
-scenario/device/dtype and builds a :class:`Prepared` tracker with :meth:`Backend.prepare`.
-A prepared tracker moves particles in and out of the code (not timed) and tracks them
-(timed)::
+A backend is a class with a ``name``. Whether it can run a case is decided once:
+:meth:`Backend.plan` answers a scenario/device/dtype with a :class:`Plan` (the model it
+runs, notes and, for an adapter that translates ahead, its translated lattice) or
+:class:`Unsupported`; :meth:`Backend.prepare_planned` builds the :class:`Prepared` tracker
+from the plan without deciding again. The common checks (element kinds and fields, devices,
+dtypes, space-charge kinds) are the base class's, from what the adapter declares
+(:attr:`Backend.element_kinds`, :attr:`Backend.honoured_fields`, :attr:`Backend.devices`,
+:attr:`Backend.dtypes`, :attr:`Backend.space_charge_kinds`). The older form,
+:meth:`Backend.supports` and ``prepare(scenario, device, dtype)``, keeps working: a backend
+that only has those gets a :meth:`Backend.plan` built on them. A prepared tracker moves
+particles in and out of the code (not timed) and tracks them (timed)::
 
-    prepared = backend.prepare(scenario, device="cpu", dtype="float64")
+    plan = backend.plan(scenario, device="cpu", dtype="float64")   # or Unsupported
+    prepared = backend.prepare_planned(plan)
     handle = prepared.inject(particles)      # (N, 6) float64 numpy, ImpactX coordinates
     handle = prepared.run(handle)            # the timed part
     prepared.synchronize()
@@ -61,6 +69,24 @@ class Supported:
 
 
 @dataclass(frozen=True)
+class Plan(Supported):
+    """A case a backend will run, decided once: what :meth:`Backend.prepare_planned` builds
+    from without checking again.
+
+    Attributes:
+        model, note: as :class:`Supported` (the model label, the support note).
+        scenario, device, dtype: the case.
+        lattice: the backend's translated lattice (None for a backend that translates
+            while preparing).
+    """
+
+    scenario: Any = None
+    device: str = "cpu"
+    dtype: str = "float64"
+    lattice: Any = None
+
+
+@dataclass(frozen=True)
 class Availability:
     """Whether a backend's package imports, its version, and how to install it if not."""
 
@@ -86,6 +112,12 @@ class Prepared(ABC):
     model: str = ""
     #: Threads the backend uses for tracking.
     threads: int = 1
+    #: Compiled-path facts (the ``compiled``, ``compile_s``, ``compile_error`` columns):
+    #: whether compiled code ran (None: the backend has no compiled path, the columns are
+    #: left out), seconds spent compiling (in the warm-up), why compilation fell back.
+    compiled: bool | None = None
+    compile_s: float = 0.0
+    compile_error: str = ""
 
     @abstractmethod
     def inject(self, particles: np.ndarray) -> Any:
@@ -141,6 +173,14 @@ class Backend(ABC):
     #: Whether commands run it when no ``--backends`` are given (a variant whose every case
     #: costs minutes of compilation says False and runs when named).
     run_by_default: ClassVar[bool] = True
+    #: Devices and dtypes the backend tracks on (None: the adapter checks them itself).
+    devices: ClassVar[tuple[str, ...] | None] = None
+    dtypes: ClassVar[tuple[str, ...] | None] = None
+    #: Space-charge kinds (``3d``, ``2p5d``) it runs (None: the adapter checks; empty: none).
+    space_charge_kinds: ClassVar[frozenset[str] | None] = None
+    #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
+    #: dtype)`` is called with the plan's case).
+    takes_plans: ClassVar[bool] = False
 
     @classmethod
     def availability(cls) -> Availability:
@@ -188,10 +228,11 @@ class Backend(ABC):
                     f"{sorted(declared)}")
         return None
 
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        """Whether this backend can run the scenario; the base checks element kinds and
-        that every field set is honoured (:attr:`honoured_fields`)."""
+    def common_checks(self, scenario: Scenario, device: str = "cpu",
+                      dtype: str = "float64") -> Unsupported | None:
+        """The checks every backend shares, from what it declares: element kinds, every
+        field set honoured (:attr:`honoured_fields`), then the device, the dtype and the
+        space-charge kind where the backend declares them; the first refusal, or None."""
         for element in scenario.elements:
             if element.kind not in self.element_kinds:
                 return Unsupported(f"{self.name} does not translate element kind "
@@ -200,14 +241,64 @@ class Backend(ABC):
             missing = self.unhonoured_field(element)
             if missing is not None:
                 return missing
+        if self.devices is not None and device not in self.devices:
+            return Unsupported(f"device {device!r}: {self.name} tracks on "
+                               f"{' or '.join(self.devices)} only")
+        if self.dtypes is not None and dtype not in self.dtypes:
+            return Unsupported(f"dtype {dtype!r}: {self.name}'s particle data are "
+                               f"{' or '.join(self.dtypes)}; {dtype} would only be a "
+                               "conversion at the boundary")
+        sc = scenario.space_charge
+        if sc is not None and self.space_charge_kinds is not None \
+                and sc.kind not in self.space_charge_kinds:
+            if not self.space_charge_kinds:
+                return Unsupported(f"{self.name} has no space-charge model")
+            return Unsupported(f"space charge {sc.kind!r}: {self.name} runs "
+                               f"{sorted(self.space_charge_kinds)} only")
+        return None
+
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        """Whether this backend can run the scenario (:meth:`common_checks`, then the
+        scenario's own model); an adapter that plans (:meth:`plan`) answers with its plan."""
+        refused = self.common_checks(scenario, device, dtype)
+        if refused is not None:
+            return refused
         return Supported(model_signature(scenario))
 
-    @abstractmethod
-    def prepare(self, scenario: Scenario, device: str = "cpu",
-                dtype: str = "float64") -> Prepared:
-        """Translate the scenario; call only after :meth:`supports` said yes."""
+    def plan(self, scenario: Scenario, device: str = "cpu",
+             dtype: str = "float64") -> Plan | Unsupported:
+        """Decide once whether and how the backend runs the case. The default asks
+        :meth:`supports` (an adapter that translates ahead overrides this and puts its
+        translated lattice in :attr:`Plan.lattice`)."""
+        verdict = self.supports(scenario, device, dtype)
+        if isinstance(verdict, Plan) or not verdict:
+            return verdict
+        return Plan(verdict.model, verdict.note, scenario, device, dtype)
 
-    def prepare_single_use(self, scenario: Scenario, device: str = "cpu",
+    def planned(self, what: Scenario | Plan, device: str = "cpu",
+                dtype: str = "float64") -> Plan:
+        """``what`` if it is a plan, else :meth:`plan` of the scenario; ValueError with the
+        reason when the backend cannot run it."""
+        plan = what if isinstance(what, Plan) else self.plan(what, device, dtype)
+        if isinstance(plan, Unsupported):
+            raise ValueError(plan.reason)
+        return plan
+
+    def prepare_planned(self, plan: Plan) -> Prepared:
+        """The prepared tracker of a plan, without deciding again (a backend with the older
+        ``prepare(scenario, device, dtype)`` is given the plan's case)."""
+        if self.takes_plans:
+            return self.prepare(plan)
+        return self.prepare(plan.scenario, plan.device, plan.dtype)
+
+    @abstractmethod
+    def prepare(self, scenario: Any, device: str = "cpu",
+                dtype: str = "float64") -> Prepared:
+        """Translate the scenario (or build a :class:`Plan`, for a backend that
+        :attr:`takes_plans`); call only after :meth:`supports` or :meth:`plan` said yes."""
+
+    def prepare_single_use(self, scenario: Any, device: str = "cpu",
                            dtype: str = "float64") -> Prepared:
         """Prepare a lattice that is tracked once (e.g. a finite-difference evaluation).
 

@@ -74,6 +74,7 @@ import numpy as np
 
 from backends.base import (
     Backend,
+    Plan,
     Prepared,
     Supported,
     Unsupported,
@@ -428,10 +429,12 @@ def _thin_sextupole(k2l, name: str, make: _Factory) -> list:
 
 
 def build_elements(scenario: Scenario, device: str = "cpu", dtype: str = "float64",
-                   updates: dict[tuple[str, str], Any] | None = None) -> list:
-    """The Cheetah elements of a scenario (call after :meth:`CheetahBackend.supports`);
+                   updates: dict[tuple[str, str], Any] | None = None,
+                   plans: tuple[ElementPlan, ...] | None = None) -> list:
+    """The Cheetah elements of a scenario (call after :meth:`CheetahBackend.plan`);
     ``updates`` maps ``(element name, field)`` to a value (float or tensor) that replaces
-    the field everywhere the element occurs."""
+    the field everywhere the element occurs; ``plans``: the elements' plans made already
+    (:attr:`backends.base.Plan.lattice`), else they are made here."""
     import cheetah
 
     updates = updates or {}
@@ -439,7 +442,7 @@ def build_elements(scenario: Scenario, device: str = "cpu", dtype: str = "float6
     sc = scenario.space_charge
     out: list = []
     for index, element in enumerate(scenario.elements):
-        plan = plan_element(element)
+        plan = plan_element(element) if plans is None else plans[index]
         if isinstance(plan, Unsupported):
             raise ValueError(plan.reason)
         params = {**element.params,
@@ -507,7 +510,8 @@ class CheetahPrepared(Prepared):
             rows (the harness convention, as ImpactX's adapter does).
     """
 
-    def __init__(self, scenario: Scenario, device: str, dtype: str, model: str):
+    def __init__(self, scenario: Scenario, device: str, dtype: str, model: str,
+                 plans: tuple[ElementPlan, ...] | None = None):
         import cheetah
         import torch
 
@@ -516,7 +520,7 @@ class CheetahPrepared(Prepared):
         self.dtype = torch_dtype(dtype)
         self.model = model
         self.threads = torch.get_num_threads()
-        self.segment = cheetah.Segment(build_elements(scenario, device, dtype))
+        self.segment = cheetah.Segment(build_elements(scenario, device, dtype, plans=plans))
         reference = scenario.reference_particle
         self.species = cheetah_species(reference, device, dtype)
         self.energy_eV = reference.total_energy_eV
@@ -571,6 +575,8 @@ class CheetahBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
+    space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
+    takes_plans: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
@@ -578,8 +584,15 @@ class CheetahBackend(Backend):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
-        base = super().supports(scenario, device, dtype)
-        if not base:
+        """:meth:`plan` (a plan is a :class:`Supported`)."""
+        return self.plan(scenario, device, dtype)
+
+    def plan(self, scenario: Scenario, device: str = "cpu",
+             dtype: str = "float64") -> Plan | Unsupported:
+        """The common checks, device and dtype (torch's), space charge, and every element's
+        Cheetah map planned once (:attr:`Plan.lattice`: one :class:`ElementPlan` each)."""
+        base = self.common_checks(scenario, device, dtype)
+        if base is not None:
             return base
         refused = device_support(self.name, device, dtype)
         if refused is not None:
@@ -587,15 +600,13 @@ class CheetahBackend(Backend):
         notes = []
         sc = scenario.space_charge
         if sc is not None:
-            if sc.kind != "3d":
-                return Unsupported(f"space charge {sc.kind!r}: Cheetah has only a 3D "
-                                   "space-charge kick (SpaceChargeKick)")
             if sc.deposition != "cic":
                 return Unsupported(f"deposition {sc.deposition!r}: Cheetah's "
                                    "SpaceChargeKick deposits cloud-in-cell only")
             notes.append(f"SpaceChargeKick grid {tuple(sc.grid)} over +-{sc.domain_sigmas:g}"
                          " sigma about 0, positive particle charges")
         stand_ins: list[str] = []
+        plans: list[ElementPlan] = []
         for element in scenario.elements:
             sliced = _sliced_unsupported(element) if sc is not None else None
             if sliced is not None:
@@ -603,16 +614,18 @@ class CheetahBackend(Backend):
             plan = plan_element(element)
             if isinstance(plan, Unsupported):
                 return plan
+            plans.append(plan)
             if plan.stand_in and plan.stand_in not in stand_ins:
                 stand_ins.append(plan.stand_in)
-        return Supported(model_label(scenario, stand_ins), "; ".join(notes))
+        return Plan(model_label(scenario, stand_ins), "; ".join(notes), scenario, device,
+                    dtype, tuple(plans))
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
+    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> CheetahPrepared:
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        return CheetahPrepared(scenario, device, dtype, verdict.model)
+        """The Cheetah segment of a plan (a scenario is planned first)."""
+        plan = self.planned(scenario, device, dtype)
+        return CheetahPrepared(plan.scenario, plan.device, plan.dtype, plan.model,
+                               plan.lattice)
 
     def differentiable_objective(
         self, scenario: Scenario, parameter_names: list[str], objective: str,
@@ -646,10 +659,8 @@ class CheetahBackend(Backend):
         from harness.model.parameters import resolve_parameters
         from harness.model.particles import generate_torch
 
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        prepared = CheetahPrepared(scenario, device, dtype, verdict.model)
+        plan = self.planned(scenario, device, dtype)
+        prepared = CheetahPrepared(scenario, device, dtype, plan.model, plan.lattice)
         params = resolve_parameters(scenario, list(parameter_names))
         has_beam = any(p.target == "beam" for p in params)
         fixed = particles if isinstance(particles, np.ndarray) else None
@@ -668,7 +679,7 @@ class CheetahBackend(Backend):
                        if p.target == "element"}
             beam_values = {f"{p.owner}.{p.field}": theta[i] for i, p in enumerate(params)
                            if p.target == "beam"}
-            segment = cheetah_segment(scenario, device, dtype, updates)
+            segment = cheetah_segment(scenario, device, dtype, updates, plan.lattice)
             if beam_values:
                 initial = generate_torch(scenario.beam, count, beam_values,
                                          dtype=prepared.dtype, device=prepared.device)
@@ -696,11 +707,12 @@ class CheetahBackend(Backend):
 
 
 def cheetah_segment(scenario: Scenario, device: str = "cpu", dtype: str = "float64",
-                    updates: dict[tuple[str, str], Any] | None = None):
+                    updates: dict[tuple[str, str], Any] | None = None,
+                    plans: tuple[ElementPlan, ...] | None = None):
     """A ``cheetah.Segment`` of the scenario (see :func:`build_elements`)."""
     import cheetah
 
-    return cheetah.Segment(build_elements(scenario, device, dtype, updates))
+    return cheetah.Segment(build_elements(scenario, device, dtype, updates, plans))
 
 
 def model_label(scenario: Scenario, stand_ins: list[str]) -> str:

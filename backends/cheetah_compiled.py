@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from backends.cheetah import CheetahBackend, CheetahPrepared
 
 if TYPE_CHECKING:
+    from backends.base import Plan
     from harness.model.scenario import Scenario
 
 #: Dynamo compiles a frame once per guard set; Cheetah's ``Segment`` tracks each merged
@@ -65,11 +66,10 @@ class CheetahCompiledPrepared(CheetahPrepared):
         compile_error: why the run fell back to eager tracking ("" if it did not).
     """
 
-    def __init__(self, scenario: Scenario, device: str, dtype: str, model: str):
-        super().__init__(scenario, device, dtype, model)
-        self.compiled: bool | None = None
-        self.compile_s = 0.0
-        self.compile_error = ""
+    def __init__(self, scenario: Scenario, device: str, dtype: str, model: str,
+                 plans: tuple | None = None):
+        super().__init__(scenario, device, dtype, model, plans)
+        self.compiled = None
         self._compiled_track = None
         self._seen: set[tuple] = set()
 
@@ -113,14 +113,13 @@ class CheetahCompiledBackend(CheetahBackend):
     #: ``trackbench reproduce`` does, not in the default comparison.
     run_by_default: ClassVar[bool] = False
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
+    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> CheetahCompiledPrepared:
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        return CheetahCompiledPrepared(scenario, device, dtype, verdict.model)
+        plan = self.planned(scenario, device, dtype)
+        return CheetahCompiledPrepared(plan.scenario, plan.device, plan.dtype, plan.model,
+                                       plan.lattice)
 
-    def prepare_single_use(self, scenario: Scenario, device: str = "cpu",
+    def prepare_single_use(self, scenario: Scenario | Plan, device: str = "cpu",
                            dtype: str = "float64") -> CheetahPrepared:
         """A lattice tracked once (finite differences) is not worth compiling: eager."""
         return super().prepare(scenario, device, dtype)

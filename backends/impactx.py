@@ -76,6 +76,7 @@ import numpy as np
 from backends.base import (
     Availability,
     Backend,
+    Plan,
     Prepared,
     Supported,
     Unsupported,
@@ -710,6 +711,7 @@ class ImpactXBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
+    takes_plans: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
@@ -747,9 +749,15 @@ class ImpactXBackend(Backend):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
-        """Element kinds and tiers, device (the build's) and dtype (the build's precision)."""
-        base = super().supports(scenario, device, dtype)
-        if not base:
+        """:meth:`plan` (a plan is a :class:`Supported`)."""
+        return self.plan(scenario, device, dtype)
+
+    def plan(self, scenario: Scenario, device: str = "cpu",
+             dtype: str = "float64") -> Plan | Unsupported:
+        """Element kinds and tiers, device (the build's) and dtype (the build's precision),
+        the space-charge mesh; the ImpactX lattice translated once."""
+        base = self.common_checks(scenario, device, dtype)
+        if base is not None:
             return base
         if not self.availability().available:
             return Unsupported(f"impactx is not installed: {self.install_hint}")
@@ -787,15 +795,15 @@ class ImpactXBackend(Backend):
         notes = [mesh_note(scenario.space_charge)] if scenario.space_charge is not None else []
         if raised:
             notes.append("ImpactX runs the nearest implemented tier: " + ", ".join(raised))
-        return Supported(model_signature(scenario), "; ".join(notes))
+        return Plan(model_signature(scenario), "; ".join(notes), scenario, device, dtype,
+                    translate_scenario(scenario))
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
+    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> ImpactXPrepared:
-        """Translate the scenario (AMReX is initialised on the first call in a process)."""
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        return ImpactXPrepared(scenario, translate_scenario(scenario))
+        """The plan's lattice in ImpactX (a scenario is planned first; AMReX is initialised
+        on the first call in a process)."""
+        plan = self.planned(scenario, device, dtype)
+        return ImpactXPrepared(plan.scenario, plan.lattice)
 
 
 #: Registered by :mod:`backends.registry`.

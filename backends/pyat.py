@@ -70,6 +70,7 @@ import numpy as np
 
 from backends.base import (
     Backend,
+    Plan,
     Prepared,
     Supported,
     Unsupported,
@@ -82,7 +83,6 @@ from backends.base import (
 from backends.translation import (
     Translation,
     aperture_limits,
-    first_refusal,
     kicker_translation,
     linearised,
     multipole_orders,
@@ -379,40 +379,38 @@ class PyatBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
+    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
+    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
+    space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset()
+    takes_plans: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
         import at  # noqa: F401
 
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        refused = first_refusal(scenario.elements, translate)
-        if refused is not None:
-            return refused
-        base = super().supports(scenario, device, dtype)
-        if not base:
-            return base
-        if device != "cpu":
-            return Unsupported(f"device {device!r}: pyAT tracks on the CPU only")
-        if dtype != "float64":
-            return Unsupported(f"dtype {dtype!r}: AT's coordinates are float64; {dtype} "
-                               "would only be a conversion at the boundary")
-        if scenario.space_charge is not None:
-            return Unsupported("pyAT has no space-charge model")
+    def plan(self, scenario: Scenario, device: str = "cpu",
+             dtype: str = "float64") -> Plan | Unsupported:
+        """The AT lattice of the scenario, translated once (the adapter's own reasons
+        first: they say more than "kind not translated"), then the common checks."""
         result = translate_scenario(scenario)
         if isinstance(result, Unsupported):
             return result
+        refused = self.common_checks(scenario, device, dtype)
+        if refused is not None:
+            return refused
+        specs, stand_ins = result
         note = "linear maps: Matrix66Pass of at.find_elem_m66" if linearised(scenario) else ""
-        return Supported(model_label(scenario, result[1]), note)
+        return Plan(model_label(scenario, stand_ins), note, scenario, device, dtype, specs)
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        return self.plan(scenario, device, dtype)
+
+    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> PyatPrepared:
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        result = translate_scenario(scenario)
-        assert not isinstance(result, Unsupported)
-        return PyatPrepared(scenario, result[0], verdict.model)
+        """Build the AT lattice of a plan (a scenario is planned first)."""
+        plan = self.planned(scenario, device, dtype)
+        return PyatPrepared(plan.scenario, plan.lattice, plan.model)
 
 
 #: Registered by :mod:`backends.registry`.

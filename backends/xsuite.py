@@ -87,6 +87,7 @@ import numpy as np
 
 from backends.base import (
     Backend,
+    Plan,
     Prepared,
     Supported,
     Unsupported,
@@ -99,7 +100,6 @@ from backends.base import (
 from backends.translation import (
     Translation,
     aperture_limits,
-    first_refusal,
     kicker_translation,
     linearised,
     multipole_orders,
@@ -555,9 +555,7 @@ class XsuitePrepared(Prepared):
         self.reference = scenario.reference_particle
         self.beta0 = self.reference.beta
         self.line = build_line(scenario, specs)
-        self.compiled = True
-        self.compile_error = ""
-        self.compile_s = 0.0
+        self.compiled: bool | None = True
         self.threads = tracking_threads()
         self.context: Any = None
 
@@ -645,6 +643,9 @@ class XsuiteBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
+    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
+    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
+    takes_plans: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
@@ -663,41 +664,33 @@ class XsuiteBackend(Backend):
                 out[dist] = version
         return out
 
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        refused = first_refusal(scenario.elements, translate)
-        if refused is not None:
-            return refused
-        base = super().supports(scenario, device, dtype)
-        if not base:
-            return base
-        if device != "cpu":
-            return Unsupported(f"device {device!r}: the Xsuite adapter tracks on the CPU "
-                               "context only")
-        if dtype != "float64":
-            return Unsupported(f"dtype {dtype!r}: Xsuite's particle data are float64; "
-                               f"{dtype} would only be a conversion at the boundary")
-        sc_refused = space_charge_support(scenario)
-        if sc_refused is not None:
-            return sc_refused
+    def plan(self, scenario: Scenario, device: str = "cpu",
+             dtype: str = "float64") -> Plan | Unsupported:
+        """The Xsuite line of the scenario, translated once (the adapter's own reasons
+        first), then the common checks and space charge."""
         result = translate_scenario(scenario)
         if isinstance(result, Unsupported):
             return result
-        _, stand_ins = result
+        for refused in (self.common_checks(scenario, device, dtype),
+                        space_charge_support(scenario)):
+            if refused is not None:
+                return refused
+        specs, stand_ins = result
         note = ""
         if linearised(scenario):
             note = ("linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central "
                     "differences of the expanded models, Richardson-extrapolated)")
-        return Supported(model_label(scenario, stand_ins), note)
+        return Plan(model_label(scenario, stand_ins), note, scenario, device, dtype, specs)
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        return self.plan(scenario, device, dtype)
+
+    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> XsuitePrepared:
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        result = translate_scenario(scenario)
-        assert not isinstance(result, Unsupported)
-        return XsuitePrepared(scenario, result[0], verdict.model)
+        """Build the Xsuite line of a plan (a scenario is planned first)."""
+        plan = self.planned(scenario, device, dtype)
+        return XsuitePrepared(plan.scenario, plan.lattice, plan.model)
 
 
 def prebuild_openmp_kernel() -> str:

@@ -145,7 +145,8 @@ class Loaded:
 
     Attributes:
         scenario: the validated scenario; backend_class / backend: the backend's class and
-            an instance; support: its ``supports`` answer (Supported or Unsupported);
+            an instance; support: its plan of the case (:class:`backends.base.Plan`, the
+            parent's when it handed one over) or Unsupported;
         versions: versions of the backend's dependencies; backend_version: its own.
     """
 
@@ -174,17 +175,33 @@ def case_scenario(spec: CaseSpec):
     return load_scenario(spec.scenario_path)
 
 
+def case_plan(spec: CaseSpec) -> Any:
+    """The plan the parent made for the case (``plan_blob``), or None."""
+    import pickle
+
+    from backends.base import Plan
+
+    if not spec.plan_blob or not Path(spec.plan_blob).exists():
+        return None
+    plan = pickle.loads(Path(spec.plan_blob).read_bytes())  # noqa: S301 - the parent's
+    return plan if isinstance(plan, Plan) else None
+
+
 def load(spec: CaseSpec, scenario=None) -> Loaded:
-    """Load the scenario (unless given) and the backend, set the threads, ask for support."""
+    """Load the scenario (unless given) and the backend, set the threads, and take the
+    parent's plan of the case (``plan_blob``, when no other scenario is given) or plan it
+    here: support and translation are decided once per case."""
     from backends.registry import load_backend_class
 
     set_threads(spec.threads)
-    scenario = case_scenario(spec) if scenario is None else scenario
+    plan = case_plan(spec) if scenario is None else None
+    if scenario is None:
+        scenario = plan.scenario if plan is not None else case_scenario(spec)
     cls = load_backend_class(spec.backend)
     backend = cls()
     availability = cls.availability()
     versions = availability.versions or cls.dependency_versions()
-    support = backend.supports(scenario, spec.device, spec.dtype)
+    support = plan if plan is not None else backend.plan(scenario, spec.device, spec.dtype)
     return Loaded(scenario, cls, backend, support, versions,
                   availability.version or versions.get(cls.distribution))
 

@@ -8,8 +8,10 @@ import hashlib
 import itertools
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from harness.model.scenario import Scenario
 
@@ -20,9 +22,12 @@ DEFAULT_PARTICLE_COUNTS: tuple[int, ...] = (10_000, 100_000)
 REFERENCE_DEVICE, REFERENCE_DTYPE = "cpu", "float64"
 
 
-@dataclass(frozen=True)
-class Case:
-    """One cell of the matrix; everything a child process needs to run it.
+class Case(BaseModel):
+    """One cell of the matrix, and everything its case process is told: the one case type
+    of the parent (planning, running, storing) and the child (:mod:`harness.child`), which
+    validates it back from JSON, so that a misspelt or missing field fails at once with its
+    name. Positional arguments follow the field order (``Case(scenario, scenario_path,
+    backend, particles, ...)``).
 
     Attributes:
         scenario: scenario name; ``scenario_path`` the file it was loaded from.
@@ -35,13 +40,38 @@ class Case:
         reference: what the case is compared with: ``impactx``, ``inhouse``, ``analytic``
             or ``none``; ``reference_case`` the id of the reference case (if any) and
             ``reference_note`` why that reference was chosen.
-        kind: ``track`` (timing and agreement) or ``gradient``.
+        kind: the case kind (``track``, ``gradient``, ``tuning``, ...; :mod:`harness.child`).
         options: extra settings of the kind (e.g. gradient parameters).
         scenario_hash: content hash of the scenario file (:func:`scenario_hash`): cached
             particles and ``--resume`` never mix two files.
+
+    What the runner adds for the case process (defaults while planning):
+
+    Attributes:
+        initial_path: ``.npy`` file of the initial particles; None: the child draws them
+            from the scenario's beam (its seed), so the parent never holds them.
+        final_path: where a reference case saves its final particles (``.npy``).
+        reference_final_path: the reference case's final particles; reference_missing: why
+            they are absent (the reference case's row says more).
+        reference_model: the model signature of the scenario (what the reference ran).
+        memory_limit_bytes: the case's memory limit [bytes]; with ``hard_memory_limit`` the
+            child also sets it as ``RLIMIT_DATA`` (:func:`harness.case_support.apply_limits`).
+        launched_at: UNIX time [s] at which the parent started the process (the child's
+            clock counts interpreter start-up from it); parent_pid: the parent's pid.
+        write_particles: ``openpmd`` to write the initial and final particles into
+            ``run_directory``/particles (``--write-particles``, after the timed tracks);
+            None or ``none``: nothing written.
+        scenario_blob: a file holding the parent's validated scenario
+            (:func:`harness.model.load.scenario_to_bytes`), so that the child neither parses
+            nor validates the YAML again; None: the child reads ``scenario_path``.
+        plan_blob: a file holding the backend's :class:`backends.base.Plan` of the case,
+            made once by the parent (support decided, lattice translated); the child
+            prepares from it without asking again. None: the child plans itself.
     """
 
-    scenario: str
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scenario: str = ""
     scenario_path: str
     backend: str
     particles: int
@@ -54,8 +84,37 @@ class Case:
     reference_case: str | None = None
     reference_note: str = ""
     kind: str = "track"
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = {}
     scenario_hash: str = ""
+    # -- what the runner adds for the case process
+    initial_path: str | None = None
+    final_path: str | None = None
+    reference_final_path: str | None = None
+    reference_missing: str | None = None
+    reference_model: str | None = None
+    memory_limit_bytes: int | None = None
+    hard_memory_limit: bool = False
+    launched_at: float | None = None
+    parent_pid: int | None = None
+    write_particles: str | None = None
+    run_directory: str | None = None
+    scenario_blob: str | None = None
+    plan_blob: str | None = None
+
+    def __init__(self, *args: Any, **data: Any) -> None:
+        names = list(type(self).model_fields)
+        if len(args) > len(names):
+            raise TypeError(f"Case takes at most {len(names)} positional arguments")
+        data.update(zip(names, args, strict=False))
+        super().__init__(**data)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _without_case_id(cls, data: Any) -> Any:
+        """A dict with ``case_id`` (a row, :meth:`as_dict`) is accepted: the id is derived."""
+        if isinstance(data, dict) and "case_id" in data:
+            data = {k: v for k, v in data.items() if k != "case_id"}
+        return data
 
     @property
     def case_id(self) -> str:
@@ -67,12 +126,29 @@ class Case:
                 f"{self.dtype}{threads}{variant}")
 
     def as_dict(self) -> dict:
-        """JSON-ready form, with the case id."""
-        return asdict(self) | {"case_id": self.case_id}
+        """JSON-ready form of the case's cell (without the case-process fields), with the
+        case id."""
+        return self.model_dump(include=set(CELL_FIELDS)) | {"case_id": self.case_id}
 
     def with_hash(self, scenario_hash: str) -> Case:
         """The same case with its scenario's content hash."""
-        return replace(self, scenario_hash=scenario_hash)
+        return self.replace(scenario_hash=scenario_hash)
+
+    def replace(self, **changes: Any) -> Case:
+        """A copy with ``changes`` (validated)."""
+        return type(self).model_validate(self.model_dump() | changes)
+
+    @classmethod
+    def coerce(cls, spec: Case | dict[str, Any]) -> Case:
+        """A case as given, or validated from a plain dict."""
+        return spec if isinstance(spec, Case) else cls.model_validate(spec)
+
+
+#: The fields that make a case's cell (the rest are what the runner adds for its process).
+CELL_FIELDS: tuple[str, ...] = (
+    "scenario", "scenario_path", "backend", "particles", "device", "dtype", "repeat",
+    "threads", "role", "reference", "reference_case", "reference_note", "kind", "options",
+    "scenario_hash")
 
 
 def scenario_hash(scenario: Scenario) -> str:

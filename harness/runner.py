@@ -38,7 +38,7 @@ Ctrl-C), and the lock file records running children so that a resumed run reaps 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import hashlib
 import os
 import pickle
 import shutil
@@ -78,27 +78,30 @@ def base_row(case: Case) -> dict[str, Any]:
             "reference": case.reference, "reference_note": case.reference_note}
 
 
-def precheck(case: Case, scenario) -> dict[str, Any] | None:
-    """An ``unsupported`` row when the adapter can tell without running the code."""
+def precheck(case: Case, scenario) -> tuple[dict[str, Any] | None, Any]:
+    """``(row, plan)``: an ``unsupported`` row when the adapter can tell without running
+    the code, else the backend's :class:`backends.base.Plan` of the case, made once here
+    and handed to the case process (None when planning raised: the child will run and
+    record the error)."""
     from backends.base import Unsupported
     from backends.registry import load_backend_class
 
     try:
         cls = load_backend_class(case.backend)
     except KeyError as error:
-        return {"status": Status.UNSUPPORTED.value, "reason": str(error.args[0])}
+        return {"status": Status.UNSUPPORTED.value, "reason": str(error.args[0])}, None
     availability = cls.availability()
     if not availability.available:
         return {"status": Status.UNSUPPORTED.value,
-                "reason": f"{case.backend} is not installed: {availability.hint}"}
+                "reason": f"{case.backend} is not installed: {availability.hint}"}, None
     try:
-        support = cls().supports(scenario, case.device, case.dtype)
+        plan = cls().plan(scenario, case.device, case.dtype)
     except Exception:  # noqa: BLE001 - the child will run and record the error
-        return None
-    if isinstance(support, Unsupported):
-        return {"status": Status.UNSUPPORTED.value, "reason": support.reason,
-                "backend_version": availability.version}
-    return None
+        return None, None
+    if isinstance(plan, Unsupported):
+        return {"status": Status.UNSUPPORTED.value, "reason": plan.reason,
+                "backend_version": availability.version}, None
+    return None, plan
 
 
 def harness_failure(error: BaseException) -> dict[str, Any]:
@@ -126,7 +129,7 @@ def _distinct(cases: list[Case]) -> list[Case]:
     hashes: dict[str, set[str]] = {}
     for case in cases:
         hashes.setdefault(case.case_id, set()).add(case.scenario_hash)
-    return [dataclasses.replace(case, scenario=f"{case.scenario}@{case.scenario_hash[:8]}")
+    return [case.replace(scenario=f"{case.scenario}@{case.scenario_hash[:8]}")
             if len(hashes[case.case_id]) > 1 else case for case in cases]
 
 
@@ -192,6 +195,8 @@ class Runner:
         self.stored_cases = 0
         self.writer: results.ResultsWriter | None = None
         self._by_id: dict[str, Case] = {}
+        #: The plan of each case decided here (:func:`precheck`), by case id.
+        self._plans: dict[str, Any] = {}
 
     def _warn(self, message: str) -> None:
         if self.on_warning:
@@ -220,9 +225,11 @@ class Runner:
         """What the child is told (it draws the initial particles itself)."""
         from harness.model.scenario import model_signature
 
-        spec = CaseSpec(**case.as_dict(), reference_model=model_signature(scenario),
-                        write_particles=self.write_particles, run_directory=str(self.out),
-                        scenario_blob=self._scenario_blob(case, scenario))
+        spec = case.model_copy(update={
+            "reference_model": model_signature(scenario),
+            "write_particles": self.write_particles, "run_directory": str(self.out),
+            "scenario_blob": self._scenario_blob(case, scenario),
+            "plan_blob": self._plan_blob(case)})
         update: dict[str, Any] = {}
         if case.role == "reference":
             update["final_path"] = str(self._final_path(case))
@@ -254,6 +261,25 @@ class Runner:
                 return None
         return str(path)
 
+    def _plan_blob(self, case: Case) -> str | None:
+        """The file holding the case's plan (:func:`precheck`) for its case process, so that
+        the process neither asks the backend again nor translates the lattice again; None
+        when there is no plan or it cannot be written (the process plans itself)."""
+        plan = self._plans.get(case.case_id)
+        if plan is None:
+            return None
+        directory = self.workdir or self.cache
+        key = hashlib.sha256(f"{case.case_id}|{case.scenario_hash}".encode()).hexdigest()[:20]
+        path = directory / f"plan-{key}.pickle"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{os.getpid()}.partial")
+            partial.write_bytes(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+            os.replace(partial, path)
+        except (OSError, TypeError, AttributeError, pickle.PicklingError):
+            return None
+        return str(path)
+
     def _child(self, spec: CaseSpec) -> list[dict[str, Any]]:
         lock = self.lock
         return run_in_child(spec, self.limits, self.workdir or self.cache,
@@ -264,9 +290,11 @@ class Runner:
     def decide(self, case: Case, scenario) -> list[dict[str, Any]] | None:
         """The rows of a case decided here without running it (not installed, unsupported,
         refused by the memory pre-flight), else None."""
-        unsupported = precheck(case, scenario)
+        unsupported, plan = precheck(case, scenario)
         if unsupported is not None:
             return [unsupported]
+        if plan is not None:
+            self._plans[case.case_id] = plan
         refused = preflight.refusal(case.backend, case.particles, scenario,
                                     self.limits.memory_bytes)
         if refused is not None:

@@ -1,8 +1,10 @@
 """The ``track`` case kind, run inside the child process (:mod:`harness.child`).
 
-The child loads the scenario and backend, prepares, tracks once as a warm-up (not timed:
-it also pays for compilation and caches), then tracks ``repeat`` times from the identical
-initial particles, synchronising the device before each clock reading. Recorded apart
+The child loads the scenario and backend with the parent's plan of the case (support and
+translation decided once, :func:`harness.case_support.load`), prepares from it, tracks
+once as a warm-up (not timed: it also pays for compilation and caches), then tracks
+``repeat`` times from the identical initial particles, synchronising the device before
+each clock reading. Recorded apart
 from the tracking time, never mixed into throughput: the start-up (interpreter and
 imports, from the moment the parent started the process), the preparation and the
 warm-up, in seconds.
@@ -45,7 +47,7 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     n_elements = len(scenario.elements)
 
     t0 = time.perf_counter()
-    prepared = loaded.backend.prepare(scenario, spec.device, spec.dtype)
+    prepared = loaded.backend.prepare_planned(loaded.support)
     prepare_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     final = prepared.track(initial)
@@ -64,7 +66,7 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
         final = prepared.extract(handle)
     row |= {"model": prepared.model, "threads": prepared.threads,
             "support_note": getattr(loaded.support, "note", "")}
-    if getattr(prepared, "compiled", None) is not None:
+    if prepared.compiled is not None:
         row |= {"compiled": bool(prepared.compiled), "compile_s": float(prepared.compile_s),
                 "compile_error": prepared.compile_error}
     prepared.close()

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from backends.base import Backend, Prepared, model_signature
+from backends.base import Backend, Plan, Prepared, model_signature
 from harness.model.vocabulary import LATTICE_KINDS
 
 
@@ -275,3 +275,38 @@ class HangIfAskedBackend(IdentityBackend):
 
     name = "fake-hang-if-asked"
     prepared_class = _HangIfAsked
+
+
+def _count(what: str) -> None:
+    """Append ``<pid> <what>`` to the file named by ``FAKE_COUNT_FILE`` (if set)."""
+    path = os.environ.get("FAKE_COUNT_FILE")
+    if path:
+        with open(path, "a", encoding="ascii") as out:
+            out.write(f"{os.getpid()} {what}\n")
+
+
+class CountingBackend(IdentityBackend):
+    """An identity that plans (decides and "translates") and prepares from its plan,
+    counting each call in ``FAKE_COUNT_FILE``: support and translation once per case."""
+
+    name = "fake-counting"
+    takes_plans: ClassVar[bool] = True
+
+    def plan(self, scenario, device="cpu", dtype="float64"):
+        _count("decide")
+        refused = self.common_checks(scenario, device, dtype)
+        if refused is not None:
+            return refused
+        _count("translate")
+        lattice = tuple(element.kind for element in scenario.elements)
+        return Plan(model_signature(scenario), "", scenario, device, dtype, lattice)
+
+    def supports(self, scenario, device="cpu", dtype="float64"):
+        return self.plan(scenario, device, dtype)
+
+    def prepare(self, scenario, device="cpu", dtype="float64") -> Prepared:
+        plan = self.planned(scenario, device, dtype)
+        if plan.lattice is None:
+            raise RuntimeError("prepared without a translated lattice")
+        _count("prepare")
+        return self.prepared_class(plan.scenario, self.scale)

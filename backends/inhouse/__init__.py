@@ -25,11 +25,11 @@ import numpy as np
 
 from backends.base import (
     Backend,
+    Plan,
     Prepared,
     Supported,
     Unsupported,
     final_particles,
-    model_signature,
 )
 from backends.inhouse.kinds import HONOURED_FIELDS, KINDS
 from backends.torch_support import device_support, synchronize, torch_dtype
@@ -75,9 +75,7 @@ class InhousePrepared(Prepared):
         self.threads = torch.get_num_threads()
         self.forward = (CompiledForward(tracker.steps(), compile)
                         if isinstance(tracker, Tracker | SpaceChargeTracker) else None)
-        self.compiled: bool | None = None if self.forward is not None else False
-        self.compile_s = 0.0
-        self.compile_error = ""
+        self.compiled = None if self.forward is not None else False
 
     def inject(self, particles: np.ndarray):
         """``(N, 6)`` float64 numpy -> six contiguous columns (separate tensors, tracked in
@@ -134,6 +132,8 @@ class InhouseBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = KINDS
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
+    space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
+    takes_plans: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
@@ -161,34 +161,31 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
-            if scenario.space_charge.kind != "3d":
-                return Unsupported(f"the in-house tracker has 3d space charge only, not "
-                                   f"{scenario.space_charge.kind!r}")
         return base
 
-    def prepare(self, scenario: Scenario, device: str = "cpu", dtype: str = "float64",
+    def prepare(self, scenario: Scenario | Plan, device: str = "cpu", dtype: str = "float64",
                 compile: bool | None = None) -> InhousePrepared:
-        """Build the tracker (all constant maps are assembled on the device here);
-        ``compile`` as in :class:`InhousePrepared` (compilation itself happens on the first
-        run)."""
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise RuntimeError(verdict.reason)
+        """Build the tracker of a plan (a scenario is planned first; all constant maps are
+        assembled on the device here); ``compile`` as in :class:`InhousePrepared`
+        (compilation itself happens on the first run)."""
+        plan = self.planned(scenario, device, dtype)
+        case: Scenario = plan.scenario
+        device, dtype = plan.device, plan.dtype
         from backends.inhouse.tracker import Tracker
 
         torch_type = torch_dtype(dtype)
         tracker: Tracker | SpaceChargeTracker
-        if scenario.space_charge is not None:
+        if case.space_charge is not None:
             from backends.inhouse.sc_tracking import build_space_charge_tracker
 
-            tracker = build_space_charge_tracker(scenario, device, torch_type)
+            tracker = build_space_charge_tracker(case, device, torch_type)
         else:
-            tracker = Tracker(scenario.elements, scenario.reference_particle, device=device,
+            tracker = Tracker(case.elements, case.reference_particle, device=device,
                               dtype=torch_type)
-        return InhousePrepared(tracker, device, torch_type, model_signature(scenario),
+        return InhousePrepared(tracker, device, torch_type, plan.model,
                                compile=compile)
 
-    def prepare_single_use(self, scenario: Scenario, device: str = "cpu",
+    def prepare_single_use(self, scenario: Scenario | Plan, device: str = "cpu",
                            dtype: str = "float64") -> InhousePrepared:
         """:meth:`prepare` without compilation: a lattice tracked once (finite-difference
         evaluations, each with other parameter values) would recompile every time."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,8 +86,8 @@ def plan_tuning_cases(scenarios: Sequence[Any], backends: Sequence[str],
                                 backend, int(count), device, dtype, repeat=1,
                                 threads=threads, kind="tuning", options=options)
                     path = Path(directory).absolute() / trace_file(case.case_id)
-                    cases.append(replace(case, options={**case.options,
-                                                        "trace_path": str(path)}))
+                    cases.append(case.replace(options={**case.options,
+                                                       "trace_path": str(path)}))
     return cases
 
 
