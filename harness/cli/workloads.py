@@ -22,10 +22,15 @@ def _out(out: Path | None, kind: str) -> Path:
 
 
 def _threads(threads: int) -> None:
+    """Every code on ``threads`` threads: torch's pool, and ``OMP_NUM_THREADS``, which the
+    OpenMP codes (Xsuite, RF-Track, ImpactX builds with OpenMP) read when they start."""
+    import os
+
     import torch
 
     if threads < 1:
         fail(f"--threads {threads}: expected a whole number >= 1")
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
 
 
@@ -80,7 +85,8 @@ def reconstruct(
         help="Comma-separated backend ids (default: every available one).")] = None,
     max_evaluations: Annotated[int, typer.Option(
         help="Objective evaluations at most per method.")] = 2000,
-    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    threads: Annotated[int, typer.Option(
+        help="Threads of every code (torch and OMP_NUM_THREADS).")] = 1,
     out: Annotated[Path | None, typer.Option(
         help="Output directory (default: results/workloads/reconstruct-<UTC time>).")] = None,
 ) -> None:
@@ -130,7 +136,8 @@ def batch(
         help="Settings of the seeded sample compared with ImpactX.")] = 5,
     repeat: Annotated[int, typer.Option(
         help="Timed calls of a vectorised case (the fastest counts).")] = 3,
-    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    threads: Annotated[int, typer.Option(
+        help="Threads of every code (torch and OMP_NUM_THREADS).")] = 1,
     out: Annotated[Path | None, typer.Option(
         help="Output directory (default: results/workloads/batch-<UTC time>).")] = None,
 ) -> None:
@@ -194,7 +201,8 @@ def grad_memory(
         help="Base point particles,kicks,grid the other axes stay at.")] = "1000,1,16",
     checkpoint: Annotated[str, typer.Option(
         help="Comma-separated: none, kick.")] = "none,kick",
-    threads: Annotated[int, typer.Option(help="torch threads.")] = 1,
+    threads: Annotated[int, typer.Option(
+        help="Threads of every code (torch and OMP_NUM_THREADS).")] = 1,
     out: Annotated[Path | None, typer.Option(
         help="Output directory (default: results/workloads/grad-memory-<UTC time>).")] = None,
 ) -> None:
