@@ -331,7 +331,8 @@ def _thin_multipole_spin(columns: Columns, spins: Spins, order: int, kn: nm.Scal
     gamma = ref.gamma * (1.0 - pt * beta)
     ux, uy, uz = px_mid / pnorm, py_mid / pnorm, ps / pnorm
     bx, by, _ = _tensor_of(bx, by, 0.0, x)
-    return rotate_spin(*tbmt_vector(x, ux, uy, uz, gamma, 0.0, anomaly, bx, by, 0.0), spins)
+    lx, ly, lz = tbmt_vector(x, ux, uy, uz, gamma, 0.0, anomaly, bx, by, 0.0)
+    return rotate_spin(lx, ly, lz, spins)
 
 
 def _exact_sbend_spin(before: Columns, after: Columns, spins: Spins, length: nm.Scalar,
@@ -362,7 +363,8 @@ def _exact_sbend_spin(before: Columns, after: Columns, spins: Spins, length: nm.
     rotated = _rotate(0.0, angle_safe - theta, 0.0, rotated)
     if straight is False:
         return rotated
-    return tuple(torch.where(straight, s, r) for s, r in zip(spins, rotated, strict=True))
+    sx, sy, sz = (torch.where(straight, s, r) for s, r in zip(spins, rotated, strict=True))
+    return sx, sy, sz
 
 
 def _roll(spins: Spins, angle: nm.Scalar, out: bool) -> Spins:
@@ -498,13 +500,15 @@ class SpinTracker:
                 if kind == "Alignment":
                     columns, alive = _apply_phase(spec, params, ref, columns, alive)
                     out = index == aligned[-1] and index != aligned[0]
-                    spins = _roll(spins, _alignment_angle(element, params), out)
+                    spins = _roll(spins, nm.broadcast_ready(_alignment_angle(element, params)),
+                                  out)
                 elif kind in IDENTITY_SPIN:
                     columns, alive = _apply_phase(spec, params, ref, columns, alive)
                 elif kind in ("Multipole", "Kicker"):
                     # a Kicker (xkick = -Kn0L, ykick = Ks0L) is the order-0 kick
-                    orders = ((0, params["Kn0L"], params["Ks0L"]),) if kind == "Kicker" \
-                        else multipole_strengths(params)
+                    ready = {f: nm.broadcast_ready(v) for f, v in params.items()}
+                    orders = ((0, ready["Kn0L"], ready["Ks0L"]),) if kind == "Kicker" \
+                        else multipole_strengths(ready)
                     for order, kn, ks in orders:
                         spins = _thin_multipole_spin(columns, spins, order, kn, ks, ref,
                                                      anomaly)
@@ -522,27 +526,32 @@ class SpinTracker:
         nslice = element.nslice
         bend_like = kind in ("Sbend", "CFbend", "ExactSbend")
         sliced = _sliced(params, nslice, bend_like)
-        length = sliced["length"]
+        # parameters of shape batch + (1,) against the particle columns (the phase-space
+        # maps take them of shape batch, as the tracker does)
+        ready = {f: nm.broadcast_ready(v) for f, v in sliced.items()}
+        length = ready["length"]
         for _ in range(nslice):
             before = columns
             if kind == "Quad":
-                k = _quad_strength(sliced)
-                spins = _rotate(*_quad_lambda(columns, length, k, ref, anomaly), spins)
+                k = _quad_strength(ready)
+                lx, ly, lz = _quad_lambda(columns, length, k, ref, anomaly)
+                spins = _rotate(lx, ly, lz, spins)
             elif kind == "ChrQuad":
-                k = _quad_strength(sliced)
-                spins = _rotate(*_chr_quad_lambda(columns, length, k, ref, anomaly), spins)
+                k = _quad_strength(ready)
+                lx, ly, lz = _chr_quad_lambda(columns, length, k, ref, anomaly)
+                spins = _rotate(lx, ly, lz, spins)
             elif kind == "Sbend":
-                spins = _sbend_spin(columns, spins, length, sliced["angle"], ref, anomaly)
+                spins = _sbend_spin(columns, spins, length, ready["angle"], ref, anomaly)
             elif kind == "CFbend":
-                spins = _cfbend_spin(columns, spins, length, sliced["angle"], sliced["Kn1"],
+                spins = _cfbend_spin(columns, spins, length, ready["angle"], ready["Kn1"],
                                      ref, anomaly)
             elif kind == "Sol":
-                spins = _sol_spin(columns, spins, length, sliced["Ksol"], ref, anomaly)
+                spins = _sol_spin(columns, spins, length, ready["Ksol"], ref, anomaly)
             elif kind != "ExactSbend":
                 raise SpinUnsupported(f"spin: no spin push for {kind} ({element.name})")
             columns, alive = _apply_phase(spec, sliced, ref, columns, alive)
             if kind == "ExactSbend":
-                spins = _exact_sbend_spin(before, columns, spins, length, sliced["angle"],
+                spins = _exact_sbend_spin(before, columns, spins, length, ready["angle"],
                                           ref, anomaly)
         return columns, spins, alive
 
@@ -566,7 +575,7 @@ def spin_observables(spins: Spins, alive: torch.Tensor | None = None
         out[f"mean_{name}"] = mean
         out[f"sigma_{name}"] = torch.sqrt(var)
         means.append(mean)
-    out["polarization"] = torch.sqrt(sum(m * m for m in means))
+    out["polarization"] = torch.sqrt(means[0] ** 2 + means[1] ** 2 + means[2] ** 2)
     return out
 
 
