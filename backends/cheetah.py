@@ -78,6 +78,7 @@ from backends.base import (
     Prepared,
     Supported,
     Unsupported,
+    field_table,
     final_particles,
     int_order_note,
 )
@@ -231,13 +232,21 @@ def _normal_and_tilt(params: dict[str, Any], order: int, make: _Factory):
     return make.torch.hypot(kn, ks), tilt - make.torch.atan2(ks, kn) / (order + 1)
 
 
-def _build_quadrupole(element, plan, params, fraction, first, last, name, make) -> list:
-    import cheetah
+def _thick_multipole(cls: str, order: int) -> Callable[..., list]:
+    """The builder of a Cheetah ``Quadrupole`` (order 1, ``k1``) or ``Sextupole`` (2,
+    ``k2``): strength and tilt of :func:`_normal_and_tilt`, the body offsets as
+    ``misalignment``."""
 
-    k1, tilt = _normal_and_tilt(params, 1, make)
-    return [cheetah.Quadrupole(make.tensor(params["length"]) * fraction, k1=k1,
-                               misalignment=_misalignment(params, make), tilt=tilt,
-                               tracking_method=plan.method, name=name, **make.kwargs)]
+    def build(element, plan, params, fraction, first, last, name, make) -> list:
+        import cheetah
+
+        strength, tilt = _normal_and_tilt(params, order, make)
+        return [getattr(cheetah, cls)(
+            make.tensor(params["length"]) * fraction, misalignment=_misalignment(params, make),
+            tilt=tilt, tracking_method=plan.method, name=name,
+            **{f"k{order}": strength}, **make.kwargs)]
+
+    return build
 
 
 def _build_bend(element, plan, params, fraction, first, last, name, make) -> list:
@@ -256,15 +265,6 @@ def _build_bend(element, plan, params, fraction, first, last, name, make) -> lis
         fringe_integral_exit=t(params.get("edge_int2", 0.0)) if last else zero,
         tilt=t(params.get("tilt_ref", 0.0)), tracking_method=plan.method, name=name,
         **make.kwargs)]
-
-
-def _build_sextupole(element, plan, params, fraction, first, last, name, make) -> list:
-    import cheetah
-
-    k2, tilt = _normal_and_tilt(params, 2, make)
-    return [cheetah.Sextupole(make.tensor(params["length"]) * fraction, k2=k2,
-                              misalignment=_misalignment(params, make), tilt=tilt,
-                              tracking_method=plan.method, name=name, **make.kwargs)]
 
 
 def _build_solenoid(element, plan, params, fraction, first, last, name, make) -> list:
@@ -343,12 +343,12 @@ _THIN = KindTranslator(lambda e: ElementPlan(""), _build_marker)
 TRANSLATORS: dict[str, KindTranslator] = {
     "Drift": KindTranslator(_plan_drift, _build_drift),
     "Instrument": KindTranslator(_plan_drift, _build_drift),
-    "Quadrupole": KindTranslator(_plan_quadrupole, _build_quadrupole),
+    "Quadrupole": KindTranslator(_plan_quadrupole, _thick_multipole("Quadrupole", 1)),
     "SBend": KindTranslator(_plan_bend, _build_bend),
     "Sextupole": KindTranslator(
         lambda e: ElementPlan(SECOND_ORDER,
                              f"ExactMultipole{int_order_note(e)}->second-order sextupole"),
-        _build_sextupole),
+        _thick_multipole("Sextupole", 2)),
     "Multipole": KindTranslator(_plan_multipole, _build_multipole),
     "Solenoid": KindTranslator(lambda e: ElementPlan(LINEAR), _build_solenoid),
     "RFCavity": KindTranslator(_plan_rf, _build_marker),
@@ -357,25 +357,16 @@ TRANSLATORS: dict[str, KindTranslator] = {
     "Kicker": KindTranslator(_plan_kicker, _build_kicker),
 }
 
-_ALIGNMENT = ALIGNMENT_FIELDS
+_ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
 
-#: Element fields Cheetah honours per kind. A drift, a kicker's constant kick and a
-#: solenoid are unchanged by a transverse offset (drift, kick) or rotation (drift,
-#: solenoid: their maps commute with it), so those fields are honoured exactly.
-HONOURED_FIELDS: dict[str, frozenset[str]] = {
-    "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn1", "Ks1"}) | _ALIGNMENT,
-    "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
-                        "tilt_ref"}),
-    "Sextupole": frozenset({"length", "Kn2", "Ks2"}) | _ALIGNMENT,
-    "Multipole": frozenset({"length", "Kn1L", "Ks1L", "Kn2L"}),
-    "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
-    "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),
-    "Marker": frozenset({"length"}),
-    "Instrument": frozenset({"length"}),
-    "Aperture": frozenset({"length", "x_limit", "y_limit", "elliptical"}),
-    "Kicker": frozenset({"length", "Kn0L", "Ks0L"}) | _ALIGNMENT,
-}
+#: Element fields Cheetah honours per kind: every required field of its kinds plus these.
+#: A drift, a kicker's constant kick and a solenoid are unchanged by a transverse offset
+#: (drift, kick) or rotation (drift, solenoid: their maps commute with it), so those fields
+#: are honoured exactly.
+HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
+    TRANSLATORS, Drift=_ALIGNED, Quadrupole=("Ks1", *_ALIGNED), Sextupole=("Ks2", *_ALIGNED),
+    SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"), Multipole=("Kn1L", "Ks1L", "Kn2L"),
+    Solenoid=_ALIGNED, Kicker=_ALIGNED)
 
 
 def plan_element(element: Element) -> ElementPlan | Unsupported:

@@ -80,6 +80,7 @@ from backends.base import (
     Prepared,
     Supported,
     Unsupported,
+    field_table,
     final_particles,
     model_signature,
     package_version,
@@ -400,24 +401,15 @@ TRANSLATORS: dict[str, Any] = {
     "Kicker": _kicker,
 }
 
-_ALIGNMENT = ALIGNMENT_FIELDS
+_ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
+_MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
 
-#: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`).
-HONOURED_FIELDS: dict[str, frozenset[str]] = {
-    "Drift": frozenset({"length"}) | _ALIGNMENT,
-    "Quadrupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
-    "SBend": frozenset({"length", "angle", "e1", "e2", "Kn1", "edge_int1", "edge_int2",
-                        "tilt_ref"}),
-    "Sextupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
-    "Octupole": frozenset({"length", "Kn*", "Ks*"}) | _ALIGNMENT,
-    "Multipole": frozenset({"length", "Kn*L", "Ks*L"}) | _ALIGNMENT,
-    "Solenoid": frozenset({"length", "Ksol"}) | _ALIGNMENT,
-    "RFCavity": frozenset({"length", "voltage", "frequency", "phase"}),
-    "Marker": frozenset({"length"}),
-    "Instrument": frozenset({"length"}),
-    "Aperture": frozenset({"length", "x_limit", "y_limit", "elliptical"}),
-    "Kicker": frozenset({"length", "Kn0L", "Ks0L"}) | _ALIGNMENT,
-}
+#: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
+#: every required field of its kinds plus these.
+HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
+    TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
+    Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
+    Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED)
 
 
 def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None

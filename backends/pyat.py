@@ -69,25 +69,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import (
-    Backend,
     Plan,
     Prepared,
-    Supported,
     Unsupported,
     field_table,
     final_particles,
     int_order_note,
-    translate_element,
-    translate_line,
 )
 from backends.translation import (
+    LineBackend,
     Translation,
     aperture_limits,
     kicker_translation,
-    linearised,
     multipole_orders,
     padded_orders,
-    stand_in_label,
 )
 
 if TYPE_CHECKING:
@@ -253,22 +248,6 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, SBend=("Kn1",), Multipole=("Kn*L", "Ks*L"))
 
 
-def translate(element: Element) -> Translation | Unsupported:
-    """The AT translation of one harness element, or why there is none."""
-    return translate_element(BACKEND, element, TRANSLATORS, {"RFCavity": _rf_cavity})
-
-
-def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
-                                                   ] | Unsupported:
-    """``[(name, spec), ...]`` and the stand-in descriptions, or why not."""
-    return translate_line(scenario.elements, translate, [BETA_ONE])
-
-
-def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
-    """``stand-in:pyat(<what replaces what>)`` (every AT map has beta = 1)."""
-    return stand_in_label("pyat", scenario, stand_ins, always=True)
-
-
 # --------------------------------------------------------------------------- coordinates
 
 
@@ -370,7 +349,7 @@ class PyatPrepared(Prepared):
         return final_particles(out, lost=stopped & lost, stopped=stopped & ~lost)
 
 
-class PyatBackend(Backend):
+class PyatBackend(LineBackend):
     """pyAT, the Python Accelerator Toolbox (C pass methods, single-threaded wheel)."""
 
     name: ClassVar[str] = "pyat"
@@ -378,40 +357,28 @@ class PyatBackend(Backend):
     install_hint: ClassVar[str] = "pip install 'trackbench[pyat]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    differentiable: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
     dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset()
-    takes_plans: ClassVar[bool] = True
+    translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
+    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
+    described: ClassVar[tuple[str, ...]] = (BETA_ONE,)
+    linear_note: ClassVar[str] = "linear maps: Matrix66Pass of at.find_elem_m66"
+    stand_in_code: ClassVar[str] = "pyat"
+    always_stand_in: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
         import at  # noqa: F401
 
-    def plan(self, scenario: Scenario, device: str = "cpu",
-             dtype: str = "float64") -> Plan | Unsupported:
-        """The AT lattice of the scenario, translated once (the adapter's own reasons
-        first: they say more than "kind not translated"), then the common checks."""
-        result = translate_scenario(scenario)
-        if isinstance(result, Unsupported):
-            return result
-        refused = self.common_checks(scenario, device, dtype)
-        if refused is not None:
-            return refused
-        specs, stand_ins = result
-        note = "linear maps: Matrix66Pass of at.find_elem_m66" if linearised(scenario) else ""
-        return Plan(model_label(scenario, stand_ins), note, scenario, device, dtype, specs)
-
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        return self.plan(scenario, device, dtype)
-
-    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
-                dtype: str = "float64") -> PyatPrepared:
-        """Build the AT lattice of a plan (a scenario is planned first)."""
-        plan = self.planned(scenario, device, dtype)
+    def prepared(self, plan: Plan) -> PyatPrepared:
+        """The AT lattice of a plan's specs."""
         return PyatPrepared(plan.scenario, plan.lattice, plan.model)
 
+
+#: One element, and the whole line, through the adapter's translators (or why not).
+translate = PyatBackend.translate
+translate_scenario = PyatBackend.translate_scenario
 
 #: Registered by :mod:`backends.registry`.
 BACKEND = PyatBackend

@@ -3,17 +3,26 @@
 An adapter's own module says what a harness element becomes in its code; what does not
 depend on the code lives here: the multipole orders of a thin element, the thick kicker as a
 kick between two drift halves, an aperture's half-widths, a bend's pole faces, the alignment
-fields, the refusal-first support preamble and the ``stand-in:<code>(...)`` model label.
+fields, the refusal-first support preamble, the ``stand-in:<code>(...)`` model label, and
+:class:`LineBackend`, the plan/prepare of an adapter whose lattice is a line of specs.
 Element fields and their units are those of :data:`harness.model.kinds.KIND_SPECS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from backends.base import Unsupported
+from backends.base import (
+    Backend,
+    Plan,
+    Prepared,
+    Supported,
+    Unsupported,
+    translate_element,
+    translate_line,
+)
 from harness.model.kinds import ALIGNMENT
 from harness.model.lattice import thick_multipoles, thin_multipoles
 from harness.model.scenario import model_signature
@@ -168,3 +177,68 @@ def stand_in_label(code: str, scenario: Scenario, stand_ins: Sequence[str],
     if not stand_ins and not always:
         return model_signature(scenario)
     return f"stand-in:{code}({', '.join(stand_ins)})"
+
+
+# --------------------------------------------------------------------------- line adapters
+
+
+class LineBackend(Backend):
+    """An adapter whose lattice is a line of element specs, one translator per kind
+    (pyAT, Xsuite): it plans by translating the line once (its own reasons first, they say
+    more than "kind not translated"), then the base class's common checks and
+    :meth:`extra_checks`; ``prepare`` builds from the plan's specs (:meth:`prepared`).
+
+    Class attributes: ``translators`` (kind -> ``translate(element) -> Translation``),
+    ``refused_kinds`` (kind -> ``refuse(element) -> Unsupported``), ``described`` (stand-in
+    descriptions of every case), ``linear_note`` (the note of a linearised lattice),
+    ``stand_in_code`` (the code in ``stand-in:<code>(...)``) and ``always_stand_in``."""
+
+    translators: ClassVar[Mapping[str, Callable[..., Any]]] = {}
+    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {}
+    described: ClassVar[tuple[str, ...]] = ()
+    linear_note: ClassVar[str] = ""
+    stand_in_code: ClassVar[str] = ""
+    always_stand_in: ClassVar[bool] = False
+    takes_plans: ClassVar[bool] = True
+
+    @classmethod
+    def translate(cls, element: Element) -> Any:
+        """The translation of one element, or why there is none."""
+        return translate_element(cls, element, cls.translators, cls.refused_kinds)
+
+    @classmethod
+    def translate_scenario(cls, scenario: Scenario) -> Any:
+        """``([(name, spec), ...], stand-in descriptions)`` of the scenario, or why not."""
+        return translate_line(scenario.elements, cls.translate, cls.described)
+
+    def extra_checks(self, scenario: Scenario) -> Unsupported | None:
+        """The adapter's own refusals after the common checks (none by default)."""
+        return None
+
+    def plan(self, scenario: Scenario, device: str = "cpu",
+             dtype: str = "float64") -> Plan | Unsupported:
+        """The line of the scenario, translated once, then the checks."""
+        result = self.translate_scenario(scenario)
+        if isinstance(result, Unsupported):
+            return result
+        for refused in (self.common_checks(scenario, device, dtype),
+                        self.extra_checks(scenario)):
+            if refused is not None:
+                return refused
+        specs, stand_ins = result
+        note = self.linear_note if linearised(scenario) else ""
+        label = stand_in_label(self.stand_in_code, scenario, stand_ins, self.always_stand_in)
+        return Plan(label, note, scenario, device, dtype, specs)
+
+    def supports(self, scenario: Scenario, device: str = "cpu",
+                 dtype: str = "float64") -> Supported | Unsupported:
+        """:meth:`plan` (a plan is a :class:`Supported`)."""
+        return self.plan(scenario, device, dtype)
+
+    def prepare(self, scenario: Any, device: str = "cpu", dtype: str = "float64") -> Prepared:
+        """Build the code's lattice from a plan (a scenario is planned first)."""
+        return self.prepared(self.planned(scenario, device, dtype))
+
+    def prepared(self, plan: Plan) -> Prepared:
+        """The prepared tracker of a plan's specs."""
+        raise NotImplementedError

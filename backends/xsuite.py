@@ -86,25 +86,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from backends.base import (
-    Backend,
     Plan,
     Prepared,
-    Supported,
     Unsupported,
     field_table,
     final_particles,
     int_order_note,
-    translate_element,
-    translate_line,
 )
 from backends.translation import (
+    LineBackend,
     Translation,
     aperture_limits,
     kicker_translation,
-    linearised,
     multipole_orders,
     padded_orders,
-    stand_in_label,
 )
 
 if TYPE_CHECKING:
@@ -117,6 +112,7 @@ DEFAULT_KERNEL_DIR = Path(__file__).resolve().parent.parent / ".cache" / "xsuite
 
 #: Kicks of one Yoshida fourth-order step (Xsuite counts kicks in ``num_multipole_kicks``).
 KICKS_PER_STEP = 3
+
 
 # --------------------------------------------------------------------------- translation
 
@@ -167,12 +163,7 @@ def _quadrupole(element: Element) -> Translation:
     if element.tier != "exact":
         kwargs["model"] = "mat-kick-mat"
         return Translation((ElementSpec("Quadrupole", kwargs, element.tier == "linear"),))
-    steps = _steps(element)
-    kwargs |= {"model": "drift-kick-drift-exact", "integrator": "yoshida-4",
-               "num_multipole_kicks": KICKS_PER_STEP * steps}
-    return Translation((ElementSpec("Quadrupole", kwargs),),
-                       f"ExactQuad{int_order_note(element)}->drift-kick-drift-exact yoshida-4 "
-                       f"x{steps}")
+    return _integrated("Quadrupole", kwargs, element, "ExactQuad", "drift-kick-drift-exact")
 
 
 def _sbend(element: Element) -> Translation:
@@ -198,23 +189,26 @@ def _sbend(element: Element) -> Translation:
     if k1 == 0.0:
         return Translation((ElementSpec("Bend", kwargs | {"model": "bend-kick-bend",
                                                           "num_multipole_kicks": 0}),))
-    steps = _steps(element)
-    kwargs |= {"model": "bend-kick-bend", "integrator": "yoshida-4",
-               "num_multipole_kicks": KICKS_PER_STEP * steps}
-    return Translation((ElementSpec("Bend", kwargs),),
-                       f"ExactCFbend{int_order_note(element)}->bend-kick-bend yoshida-4 "
-                       f"x{steps}")
+    return _integrated("Bend", kwargs, element, "ExactCFbend", "bend-kick-bend")
 
 
 def _sextupole(element: Element) -> Translation:
     """``k2`` = Kn2 [1/m^3]; ImpactX runs ``ExactMultipole`` (exact tier only)."""
+    kwargs = {"length": element.length, "k2": float(element.params["Kn2"])}
+    return _integrated("Sextupole", kwargs, element, "ExactMultipole",
+                       "drift-kick-drift-exact")
+
+
+def _integrated(cls: str, kwargs: dict[str, Any], element: Element, impactx: str,
+                model: str) -> Translation:
+    """xtrack ``cls`` integrated by Xsuite's ``model`` with Yoshida-4 steps
+    (:data:`KICKS_PER_STEP` kicks per step, ``nslice * mapsteps`` steps): the stand-in for
+    ImpactX's integrated ``impactx`` element."""
     steps = _steps(element)
-    return Translation((ElementSpec("Sextupole", {
-        "length": element.length, "k2": float(element.params["Kn2"]),
-        "model": "drift-kick-drift-exact", "integrator": "yoshida-4",
-        "num_multipole_kicks": KICKS_PER_STEP * steps}),),
-        f"ExactMultipole{int_order_note(element)}->drift-kick-drift-exact "
-        f"yoshida-4 x{steps}")
+    kwargs = kwargs | {"model": model, "integrator": "yoshida-4",
+                       "num_multipole_kicks": KICKS_PER_STEP * steps}
+    return Translation((ElementSpec(cls, kwargs),),
+                       f"{impactx}{int_order_note(element)}->{model} yoshida-4 x{steps}")
 
 
 def _multipole(element: Element) -> Translation:
@@ -263,33 +257,15 @@ def _rf_cavity(element: Element) -> Unsupported:
 
 #: Harness kind -> translator. Every kind the adapter runs is one entry here.
 TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = {
-    "Drift": _drift,
-    "Quadrupole": _quadrupole,
-    "SBend": _sbend,
-    "Sextupole": _sextupole,
-    "Multipole": _multipole,
-    "Solenoid": _solenoid,
-    "Marker": _marker,
-    "Instrument": _instrument,
-    "Aperture": _aperture,
-    "Kicker": _kicker,
+    "Drift": _drift, "Instrument": _instrument, "Marker": _marker, "Aperture": _aperture,
+    "Quadrupole": _quadrupole, "Sextupole": _sextupole, "Solenoid": _solenoid,
+    "SBend": _sbend, "Multipole": _multipole, "Kicker": _kicker,
 }
 
 #: Element parameters each translator honours (anything else is refused by name); thin
 #: multipoles honour every ``KnNL``/``KsNL``.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, SBend=("Kn1",), Multipole=("Kn*L", "Ks*L"))
-
-
-def translate(element: Element) -> Translation | Unsupported:
-    """The Xsuite translation of one harness element, or why there is none."""
-    return translate_element(BACKEND, element, TRANSLATORS, {"RFCavity": _rf_cavity})
-
-
-def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
-                                                   ] | Unsupported:
-    """``[(name, spec), ...]`` of the scenario and its stand-in descriptions, or why not."""
-    return translate_line(scenario.elements, translate, ())
 
 
 def space_charge_support(scenario: Scenario) -> Unsupported | None:
@@ -311,11 +287,6 @@ def space_charge_support(scenario: Scenario) -> Unsupported | None:
         "grid is fixed in the lab when the line is built, while the scenario's grid spans "
         f"+-{sc.domain_sigmas:g} rms sizes of the beam at each kick (the beam's size along "
         "the line is not known beforehand); not translated")
-
-
-def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
-    """The scenario's model signature, or ``stand-in:xsuite(<what replaces what>)``."""
-    return stand_in_label("xsuite", scenario, stand_ins)
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -634,7 +605,7 @@ class XsuitePrepared(Prepared):
 # --------------------------------------------------------------------------- the backend
 
 
-class XsuiteBackend(Backend):
+class XsuiteBackend(LineBackend):
     """Xsuite (CERN): xtrack's C kernels on the CPU."""
 
     name: ClassVar[str] = "xsuite"
@@ -642,10 +613,14 @@ class XsuiteBackend(Backend):
     install_hint: ClassVar[str] = "pip install 'trackbench[xsuite]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    differentiable: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
     dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
-    takes_plans: ClassVar[bool] = True
+    translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
+    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
+    linear_note: ClassVar[str] = (
+        "linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central differences "
+        "of the expanded models, Richardson-extrapolated)")
+    stand_in_code: ClassVar[str] = "xsuite"
 
     @classmethod
     def _import(cls) -> None:
@@ -664,32 +639,12 @@ class XsuiteBackend(Backend):
                 out[dist] = version
         return out
 
-    def plan(self, scenario: Scenario, device: str = "cpu",
-             dtype: str = "float64") -> Plan | Unsupported:
-        """The Xsuite line of the scenario, translated once (the adapter's own reasons
-        first), then the common checks and space charge."""
-        result = translate_scenario(scenario)
-        if isinstance(result, Unsupported):
-            return result
-        for refused in (self.common_checks(scenario, device, dtype),
-                        space_charge_support(scenario)):
-            if refused is not None:
-                return refused
-        specs, stand_ins = result
-        note = ""
-        if linearised(scenario):
-            note = ("linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central "
-                    "differences of the expanded models, Richardson-extrapolated)")
-        return Plan(model_label(scenario, stand_ins), note, scenario, device, dtype, specs)
+    def extra_checks(self, scenario: Scenario) -> Unsupported | None:
+        """Space charge (:func:`space_charge_support`)."""
+        return space_charge_support(scenario)
 
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        return self.plan(scenario, device, dtype)
-
-    def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
-                dtype: str = "float64") -> XsuitePrepared:
-        """Build the Xsuite line of a plan (a scenario is planned first)."""
-        plan = self.planned(scenario, device, dtype)
+    def prepared(self, plan: Plan) -> XsuitePrepared:
+        """The Xsuite line of a plan's specs."""
         return XsuitePrepared(plan.scenario, plan.lattice, plan.model)
 
 
@@ -708,6 +663,10 @@ def prebuild_openmp_kernel() -> str:
         return f"xsuite OpenMP kernel already in {kernel_dir()}"
     return f"xsuite OpenMP kernel compiled into {kernel_dir()} in {seconds:.0f} s"
 
+
+#: One element, and the whole line, through the adapter's translators (or why not).
+translate = XsuiteBackend.translate
+translate_scenario = XsuiteBackend.translate_scenario
 
 #: Registered by :mod:`backends.registry`.
 BACKEND = XsuiteBackend

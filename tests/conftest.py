@@ -104,3 +104,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         group = xdist_group(item)
         if group and not item.nodeid.endswith(f"@{group}"):
             item._id = NodeId.parse(f"{item.nodeid}@{group}")  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def fake_path(monkeypatch):
+    """Make the fake backends (``tests/fake_backends.py``) importable here and in the case
+    processes the runner starts."""
+    tests = Path(__file__).resolve().parent
+    monkeypatch.setenv("PYTHONPATH", str(tests))
+    monkeypatch.syspath_prepend(str(tests))

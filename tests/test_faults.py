@@ -30,12 +30,6 @@ ROOT = TESTS.parent
 FAKE = "fake_backends:"
 
 
-@pytest.fixture
-def fake_path(monkeypatch):
-    """Make the fake backends importable in the children."""
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
-
 
 @pytest.fixture(scope="module")
 def fodo():

@@ -26,11 +26,6 @@ ROOT = TESTS.parent
 FAKE = "fake_backends:"
 
 
-@pytest.fixture
-def fake_path(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
-
 
 def test_fates_and_survivor_moments():
     rng = np.random.default_rng(1)

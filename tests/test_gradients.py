@@ -20,7 +20,6 @@ from harness.results import read_rows
 from harness.rows import GRADIENT
 from harness.runner import Runner
 
-TESTS = Path(__file__).resolve().parent
 FAKE = "fake_backends:"
 HAS_OBJECTIVE = importlib.util.find_spec("backends.inhouse.objective") is not None
 needs_objective = pytest.mark.skipif(not HAS_OBJECTIVE,
@@ -157,12 +156,6 @@ def test_inhouse_and_cheetah_gradients_agree_on_the_linear_fodo():
     error = (grads[0] - grads[1]).abs() / grads[0].abs()
     assert torch.all(error <= 1e-10), dict(zip(names, error.tolist(), strict=True))
 
-
-@pytest.fixture
-def fake_path(monkeypatch):
-    """Make the fake backends importable in the children."""
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
 
 
 def test_gradient_cases_through_the_runner(tmp_path, fake_path):

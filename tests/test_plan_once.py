@@ -4,25 +4,12 @@ asking again (counted on a fake backend across both processes)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from backends.base import Plan, Unsupported
 from harness.case_process import Limits
 from harness.cases import Case
 from harness.model.load import load_scenario
 from harness.results import read_rows
 from harness.runner import Runner
-
-TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def fake_path(monkeypatch):
-    """Make the fake backends importable in the children."""
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
 
 
 def test_support_and_translation_happen_once_per_case(tmp_path, fake_path, monkeypatch):

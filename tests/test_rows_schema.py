@@ -3,10 +3,6 @@ come from the vocabulary's enums."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from harness import rows as schema
 from harness.case_process import Limits
 from harness.cases import Case
@@ -15,14 +11,8 @@ from harness.model.vocabulary import Cause, Status, Verdict
 from harness.results import read_rows
 from harness.runner import Runner
 
-TESTS = Path(__file__).resolve().parent
 FAKE = "fake_backends:"
 
-
-@pytest.fixture
-def fake_path(monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
 
 
 def test_undocumented_keys_are_found():

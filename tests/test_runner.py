@@ -24,12 +24,6 @@ ROOT = TESTS.parent
 FAKE = "fake_backends:"
 
 
-@pytest.fixture
-def fake_path(monkeypatch):
-    """Make the fake backends importable in the children."""
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
-
 
 def test_each_kind_of_trouble_gets_its_status(tmp_path, fake_path):
     scenario = load_scenario("fodo_linear")

@@ -26,15 +26,8 @@ from harness.tuning.objective import TuningObjective, read_trace
 from harness.tuning.report import summary_frame, write_tuning_report
 from harness.tuning.scenarios import TUNING_DIR, load_tuning_scenario, tuning_names
 
-TESTS = Path(__file__).resolve().parent
 TRIPLET = TUNING_DIR / "optimize_triplet.yaml"
 
-
-@pytest.fixture
-def fake_path(monkeypatch):
-    """Make the fake backends importable in the children."""
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))
-    monkeypatch.syspath_prepend(str(TESTS))
 
 
 def _spec(scenario, backend: str, method: str, directory: Path, particles: int,
