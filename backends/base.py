@@ -259,8 +259,11 @@ class Backend(ABC):
 
     def supports(self, scenario: Scenario, device: str = "cpu",
                  dtype: str = "float64") -> Supported | Unsupported:
-        """Whether this backend can run the scenario (:meth:`common_checks`, then the
-        scenario's own model); an adapter that plans (:meth:`plan`) answers with its plan."""
+        """Whether this backend can run the scenario: an adapter that plans (overrides
+        :meth:`plan`) answers with its plan (a :class:`Plan` is a :class:`Supported`), else
+        :meth:`common_checks` and the scenario's own model."""
+        if type(self).plan is not Backend.plan:
+            return self.plan(scenario, device, dtype)
         refused = self.common_checks(scenario, device, dtype)
         if refused is not None:
             return refused
@@ -268,10 +271,16 @@ class Backend(ABC):
 
     def plan(self, scenario: Scenario, device: str = "cpu",
              dtype: str = "float64") -> Plan | Unsupported:
-        """Decide once whether and how the backend runs the case. The default asks
-        :meth:`supports` (an adapter that translates ahead overrides this and puts its
-        translated lattice in :attr:`Plan.lattice`)."""
-        verdict = self.supports(scenario, device, dtype)
+        """Decide once whether and how the backend runs the case. The default asks the
+        adapter's own :meth:`supports` (or, without one, :meth:`common_checks`); an adapter
+        that translates ahead overrides this and puts its translated lattice in
+        :attr:`Plan.lattice`."""
+        if type(self).supports is Backend.supports:
+            refused = self.common_checks(scenario, device, dtype)
+            verdict: Supported | Unsupported = (
+                refused if refused is not None else Supported(model_signature(scenario)))
+        else:
+            verdict = self.supports(scenario, device, dtype)
         if isinstance(verdict, Plan) or not verdict:
             return verdict
         return Plan(verdict.model, verdict.note, scenario, device, dtype)

@@ -76,7 +76,6 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
-    Supported,
     Unsupported,
     field_table,
     final_particles,
@@ -572,11 +571,6 @@ class CheetahBackend(Backend):
     @classmethod
     def _import(cls) -> None:
         import cheetah  # noqa: F401
-
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        """:meth:`plan` (a plan is a :class:`Supported`)."""
-        return self.plan(scenario, device, dtype)
 
     def plan(self, scenario: Scenario, device: str = "cpu",
              dtype: str = "float64") -> Plan | Unsupported:

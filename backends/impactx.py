@@ -78,7 +78,6 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
-    Supported,
     Unsupported,
     field_table,
     final_particles,
@@ -738,11 +737,6 @@ class ImpactXBackend(Backend):
                                 f"mpi={info['have_mpi']}, "
                                 f"particles={info['precision_particles'].lower()}")
         return out
-
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        """:meth:`plan` (a plan is a :class:`Supported`)."""
-        return self.plan(scenario, device, dtype)
 
     def plan(self, scenario: Scenario, device: str = "cpu",
              dtype: str = "float64") -> Plan | Unsupported:

@@ -18,7 +18,6 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
-    Supported,
     Unsupported,
     translate_element,
     translate_line,
@@ -229,11 +228,6 @@ class LineBackend(Backend):
         note = self.linear_note if linearised(scenario) else ""
         label = stand_in_label(self.stand_in_code, scenario, stand_ins, self.always_stand_in)
         return Plan(label, note, scenario, device, dtype, specs)
-
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        """:meth:`plan` (a plan is a :class:`Supported`)."""
-        return self.plan(scenario, device, dtype)
 
     def prepare(self, scenario: Any, device: str = "cpu", dtype: str = "float64") -> Prepared:
         """Build the code's lattice from a plan (a scenario is planned first)."""
