@@ -39,12 +39,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness import gradients
+from harness.black_box import BlackBox
 from harness.case_spec import CaseSpec
 from harness.case_support import (
     Clock,
@@ -61,9 +61,9 @@ from harness.model.vocabulary import Status
 INHOUSE_REFERENCE = "forward-mode inhouse float64 cpu"
 
 
-class BlackBoxObjective:
-    """The objective as any backend computes it: prepare + track a scenario copy with the
-    given parameter values, then the observable of the surviving particles.
+class BlackBoxObjective(BlackBox):
+    """The objective as any backend computes it (:class:`harness.black_box.BlackBox`): one
+    observable of the surviving particles for parameter values.
 
     Args:
         backend: a backend instance; scenario: the unchanged scenario.
@@ -73,35 +73,12 @@ class BlackBoxObjective:
 
     def __init__(self, backend, scenario, objective: str, initial: np.ndarray, device: str,
                  dtype: str):
-        self.backend = backend
-        self.scenario = scenario
+        super().__init__(backend, scenario, initial, device, dtype)
         self.objective = objective
-        self.initial = initial
-        self.device = device
-        self.dtype = dtype
-        self.base_dir = Path(scenario.source_file).parent if scenario.source_file else None
-        self.evaluations = 0
 
     def __call__(self, values: dict[str, float] | None = None) -> float:
         """The objective with ``values`` (parameter name -> value) replacing the scenario's."""
-        from harness.model import observables
-        from harness.model.particles import generate
-        from harness.model.scenario_edit import changes_particles, with_values
-
-        values = values or {}
-        scenario = with_values(self.scenario, values) if values else self.scenario
-        particles = self.initial
-        if changes_particles(list(values)):
-            particles = generate(scenario.beam, len(self.initial), base_dir=self.base_dir)
-        prepared = self.backend.prepare_single_use(scenario, self.device, self.dtype)
-        try:
-            final = prepared.track(particles)
-        finally:
-            prepared.close()
-        self.evaluations += 1
-        result = observables.compute_survivors(final, [self.objective],
-                                               scenario.reference_particle)[self.objective]
-        return float(result)
+        return float(self.observables(values, [self.objective])[self.objective])
 
 
 def reverse_gradient(f: Callable, theta0) -> Any:

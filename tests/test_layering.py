@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "harness.metadata": 2, "harness.execution": 2, "harness.tuning": 2,
     "harness.compare": 2, "harness.io": 2, "harness.published": 2, "harness.run_lock": 2,
     "harness.preflight": 2, "harness.workloads": 2, "harness.benchmark_rule": 2,
+    "harness.black_box": 2,
     # 3: what users call: command line, reports, asv tooling, the paper's reproduction
     "harness.cli": 3, "harness.report": 3, "harness.asv_tools": 3, "harness.dashboard": 3,
     "harness.reproduce": 3, "harness.tuning.report": 3,

@@ -34,6 +34,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from harness.black_box import BlackBox as SharedBlackBox
 from harness.model.tuning import TuningProblem, objective_terms
 
 #: What a non-finite objective (a lost beam, an overflow) is replaced with for the method
@@ -53,32 +54,21 @@ def observables_of(particles: np.ndarray, names: list[str], reference) -> dict[s
     return {k: float(v) for k, v in values.items()}
 
 
-class BlackBox:
-    """``F(x)`` by preparing and tracking a scenario copy (any backend)."""
+class BlackBox(SharedBlackBox):
+    """``F(x)`` by preparing and tracking a scenario copy (any backend;
+    :class:`harness.black_box.BlackBox`)."""
 
     def __init__(self, backend, scenario, problem: TuningProblem, initial: np.ndarray,
                  initial_observables: dict[str, float], device: str, dtype: str):
-        self.backend = backend
-        self.scenario = scenario
+        super().__init__(backend, scenario, initial, device, dtype)
         self.problem = problem
-        self.initial = initial
         self.initial_observables = initial_observables
-        self.device = device
-        self.dtype = dtype
         self.names = list(problem.block.targets)
 
     def __call__(self, x: np.ndarray) -> float:
         """The objective at parameter values ``x`` (scenario file units)."""
-        from harness.model.scenario_edit import with_values
-
         values = dict(zip(self.problem.names, (float(v) for v in x), strict=True))
-        scenario = with_values(self.scenario, values)
-        prepared = self.backend.prepare_single_use(scenario, self.device, self.dtype)
-        try:
-            final = prepared.track(self.initial)
-        finally:
-            prepared.close()
-        observed = observables_of(final, self.names, scenario.reference_particle)
+        observed = self.observables(values, self.names)
         return float(objective_terms(self.problem.block, observed, self.initial_observables))
 
 

@@ -1,0 +1,62 @@
+"""The black-box objective of gradient and tuning cases: observables at the lattice end
+for given parameter values, by preparing and tracking a copy of the scenario with any
+backend (no derivatives; finite differences and derivative-free methods call it).
+
+Each evaluation edits the scenario (:func:`harness.model.scenario_edit.with_values`),
+prepares it once for a single track (:meth:`backends.base.Backend.prepare_single_use`),
+tracks the *same* initial particles (common random numbers) or, when a beam parameter
+changed, particles drawn again from the edited beam with the scenario's seed
+(:func:`harness.model.particles.generate`), and computes the observables of the
+surviving particles (:func:`harness.model.observables.compute_survivors`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class BlackBox:
+    """Observables of a scenario for parameter values, from one track each.
+
+    Args:
+        backend: a backend instance; scenario: the unchanged scenario.
+        initial: ``(N, 6)`` initial particles (ImpactX coordinates).
+        device, dtype: where and in which precision the backend tracks.
+
+    Attributes:
+        evaluations: tracks made so far.
+    """
+
+    def __init__(self, backend: Any, scenario: Any, initial: np.ndarray, device: str,
+                 dtype: str):
+        self.backend = backend
+        self.scenario = scenario
+        self.initial = initial
+        self.device = device
+        self.dtype = dtype
+        self.base_dir = Path(scenario.source_file).parent if scenario.source_file else None
+        self.evaluations = 0
+
+    def observables(self, values: dict[str, float] | None,
+                    names: list[str]) -> dict[str, float]:
+        """The observables ``names`` with ``values`` (parameter name -> value, units of the
+        scenario file) replacing the scenario's."""
+        from harness.model import observables
+        from harness.model.particles import generate
+        from harness.model.scenario_edit import changes_particles, with_values
+
+        values = values or {}
+        scenario = with_values(self.scenario, values) if values else self.scenario
+        particles = self.initial
+        if changes_particles(list(values)):
+            particles = generate(scenario.beam, len(self.initial), base_dir=self.base_dir)
+        prepared = self.backend.prepare_single_use(scenario, self.device, self.dtype)
+        try:
+            final = prepared.track(particles)
+        finally:
+            prepared.close()
+        self.evaluations += 1
+        return observables.compute_survivors(final, list(names), scenario.reference_particle)
