@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scenario_helpers import line_scenario
 
 from backends.base import Supported, Unsupported, model_signature
 from backends.registry import available_backends, backend_classes, get_backend
-from harness.model.load import scenario_from_dict
 from harness.model.particles import beam_cholesky, unit_samples
 from harness.model.vocabulary import LATTICE_KINDS
 
@@ -39,19 +39,7 @@ def _one_thread(monkeypatch) -> None:
 def make_scenario(elements: list[tuple[str, dict]], model: str = "linear",
                   energy_MeV: float = 2000.0, species: str = "electron"):
     """A scenario of one beamline through ``elements`` (name, PALS fields) in order."""
-    facility = [{name: body} for name, body in elements]
-    facility.append({"line": {"kind": "BeamLine", "line": [name for name, _ in elements]}})
-    facility.append({"use": "line"})
-    return scenario_from_dict({
-        "name": "contract",
-        "beam": {"species": species, "kinetic_energy_MeV": energy_MeV,
-                 "bunch_charge_C": 1e-12, "distribution": "gaussian",
-                 "twiss": {"beta_x": 3.0, "alpha_x": 0.5, "emittance_x": 1e-8,
-                           "beta_y": 2.0, "alpha_y": -0.5, "emittance_y": 1e-8},
-                 "longitudinal": {"sigma_t": 1e-3, "sigma_pt": 1e-3}, "seed": 7},
-        "model": model,
-        "lattice": {"PALS": {"version": None, "facility": facility}},
-    })
+    return line_scenario(elements, "contract", model, energy_MeV=energy_MeV, species=species)
 
 
 def particles_of(scenario, n: int = N, seed: int = 3) -> np.ndarray:

@@ -14,6 +14,8 @@ import pytest
 
 pytest.importorskip("impactx")
 
+from scenario_helpers import facility_scenario  # noqa: E402
+
 from backends.base import Unsupported, model_signature  # noqa: E402
 from backends.impactx import ImpactXBackend, translate_scenario  # noqa: E402
 from harness.model.load import bundled_names, load_scenario, scenario_from_dict  # noqa: E402
@@ -28,18 +30,7 @@ BACKEND = ImpactXBackend()
 def make_scenario(facility: list[dict], model: str = "linear", energy_MeV: float = 2000.0,
                   species: str = "electron", **extra) -> object:
     """A scenario around a PALS facility list whose last entry is ``use``."""
-    data = {
-        "name": "adapter_test",
-        "beam": {"species": species, "kinetic_energy_MeV": energy_MeV,
-                 "bunch_charge_C": 1e-12, "distribution": "gaussian",
-                 "twiss": {"beta_x": 3.0, "alpha_x": 0.5, "emittance_x": 1e-8,
-                           "beta_y": 2.0, "alpha_y": -0.5, "emittance_y": 1e-8},
-                 "longitudinal": {"sigma_t": 1e-3, "sigma_pt": 1e-3}, "seed": 7},
-        "model": model,
-        "lattice": {"PALS": {"version": None, "facility": facility}},
-        **extra,
-    }
-    return scenario_from_dict(data)
+    return facility_scenario(facility, "adapter_test", model, energy_MeV, species, **extra)
 
 
 def particles_of(scenario, n: int, seed: int = 3) -> np.ndarray:
