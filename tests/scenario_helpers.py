@@ -31,7 +31,7 @@ def facility_scenario(facility: list[dict], name: str = "test", model: str = "li
 def line_scenario(elements: list[tuple[str, dict]], name: str = "test",
                   model: str = "linear", **settings: Any) -> Any:
     """A scenario of one beamline through ``elements`` (name, PALS fields) in order."""
-    facility = [{element: body} for element, body in elements]
+    facility: list[dict[str, Any]] = [{element: body} for element, body in elements]
     facility.append({"line": {"kind": "BeamLine", "line": [n for n, _ in elements]}})
     facility.append({"use": "line"})
     return facility_scenario(facility, name, model, **settings)
