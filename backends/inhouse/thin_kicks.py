@@ -32,9 +32,9 @@ def thin_dipole_kernel(theta: nm.Scalar, rc: nm.Scalar, ref: RefState) -> Kernel
 
 def buncher_entries(voltage: nm.Scalar, k: nm.Scalar, ref: RefState) -> Entries:
     """``Buncher.H``: the linearised short RF gap at the zero crossing, of normalised
-    voltage ``voltage`` (ImpactX's V = maximum energy gain / (m c^2), dimensionless) and RF
-    wavenumber ``k`` [1/m] (2 pi f / c): px += k V/(2 (beta gamma)^2) x, the same for y,
-    pt -= k V t. The reference particle is unchanged."""
+    voltage ``voltage`` (ImpactX's V = E_max L/(c B rho) = q V_peak/(p0 c), dimensionless)
+    and RF wavenumber ``k`` [1/m] (2 pi f / c): px += k V/(2 (beta gamma)^2) x, the same for
+    y, pt -= k V t. The reference particle is unchanged."""
     kv = k * voltage
     focus = kv / (2.0 * ref.beta_gamma**2)
     return {(1, 0): focus, (3, 2): focus, (5, 4): -kv}
