@@ -112,7 +112,7 @@ def reconstruct(
         fail(str(error))
     console.print((directory / "summary.md").read_text().splitlines()[-1])
     console.print(f"results: {directory}/ (reconstruct.csv, trace.csv, reconstruct.json, "
-                  "summary.md)")
+                  "summary.md, reconstruction.png)")
 
 
 @app.command()
@@ -170,7 +170,8 @@ def batch(
     except WorkloadError as error:
         fail(str(error))
     console.print((directory / "batch.md").read_text().splitlines()[-1])
-    console.print(f"results: {directory}/ (batch.csv, batch.json, batch.md)")
+    console.print(f"results: {directory}/ (batch.csv, batch.json, batch.md, "
+                  "settings_per_s.png)")
 
 
 def _axis(text: str | None, option: str, default: list[int]) -> list[int]:
@@ -234,4 +235,4 @@ def grad_memory(
     except (WorkloadError, KeyError) as error:
         fail(str(error.args[0] if isinstance(error, KeyError) else error))
     console.print(f"results: {directory}/ (memory.csv, exponents.csv, memory.json, "
-                  "memory.md)")
+                  "memory.md, memory.png)")

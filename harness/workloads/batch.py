@@ -38,6 +38,7 @@ from harness.model.particles import generate
 from harness.model.scenario import Scenario
 from harness.model.scenario_edit import with_values
 from harness.names import printable
+from harness.workloads.plots import plot_batch
 from harness.workloads.quad_scan import WorkloadError
 from harness.workloads.report import machine_line, run_metadata, write_csv
 
@@ -274,6 +275,7 @@ def run(scenario: Scenario, *, names: list[str] | None, counts: list[int], sprea
                 "metadata": run_metadata(), "rows": rows}
     (out / "batch.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
     (out / "batch.md").write_text(summary(scenario, names, spread, particles, rows))
+    plot_batch(out)
     return rows
 
 

@@ -29,6 +29,7 @@ from harness import gradients
 from harness.model.particles import generate
 from harness.model.scenario import Scenario
 from harness.names import printable
+from harness.workloads.plots import plot_memory
 from harness.workloads.quad_scan import WorkloadError
 from harness.workloads.report import machine_line, run_metadata, write_csv
 
@@ -149,6 +150,7 @@ def run(scenario: Scenario, *, backends: list[str], axes: dict[str, list[int]],
                 "metadata": run_metadata(), "rows": rows, "exponents": fits}
     (out / "memory.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
     (out / "memory.md").write_text(summary(scenario, axes, base, rows, fits))
+    plot_memory(out)
     return document
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.workloads import fits
 from harness.workloads import quad_scan as qs
+from harness.workloads.plots import plot_reconstruct
 from harness.workloads.report import machine_line, run_metadata, write_csv
 
 #: Default scanned strengths [1/m^2]: through a waist in both planes of quad_scan.yaml.
@@ -83,6 +84,7 @@ def run(scenario, *, strengths: np.ndarray, noise: float, noise_seed: int, parti
     (out / "reconstruct.json").write_text(json.dumps(document, indent=1, default=_plain)
                                           + "\n")
     (out / "summary.md").write_text(summary(problem, rows))
+    plot_reconstruct(out)
     return document
 
 
