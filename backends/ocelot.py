@@ -87,22 +87,19 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import (
-    Backend,
-    Prepared,
-    Supported,
-    Unsupported,
-    field_table,
-    final_particles,
-    int_order_note,
-    model_signature,
-    translate_element,
-    translate_line,
+from backends.base import Plan, Prepared, Unsupported, field_table, final_particles, int_order_note
+from backends.translation import (
+    LineBackend,
+    Translation,
+    aperture_limits,
+    kicker_translation,
+    multipole_orders,
+    padded_orders,
 )
 
 if TYPE_CHECKING:
@@ -151,14 +148,6 @@ class ElementSpec:
         if self.method:
             kwargs["tm"] = getattr(ocelot, self.method)
         return getattr(ocelot, self.cls)(eid=name, **kwargs)
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The Ocelot elements of one harness element and its stand-in description."""
-
-    specs: tuple[ElementSpec, ...]
-    stand_in: str = ""
 
 
 #: ImpactX's element of each (kind, tier) that Ocelot runs as a ``SecondTM`` stand-in.
@@ -215,42 +204,40 @@ def _sextupole(element: Element) -> Translation:
 
 def _multipole(element: Element) -> Translation | Unsupported:
     """Thin normal kick ``Multipole(kn=[0, Kn1L, Kn2L, ...])`` (``MultipoleTM``)."""
-    normal: dict[int, float] = {}
-    for key, value in element.params.items():
-        if not (key.startswith(("Kn", "Ks")) and key.endswith("L") and key[2:-1].isdigit()):
-            continue
-        order = int(key[2:-1])
-        if float(value) == 0.0:
-            continue
-        if key.startswith("Ks"):
+    orders = multipole_orders(element.params)
+    for order, (kn, ks) in orders.items():
+        if ks != 0.0:
             return Unsupported(
-                f"the Ocelot adapter does not translate Multipole {element.name} field {key!r}: "
-                "Ocelot's Multipole has normal components only (MultipoleTM ignores tilt)")
-        if order == 0:
+                f"the Ocelot adapter does not translate Multipole {element.name} field "
+                f"'Ks{order}L': Ocelot's Multipole has normal components only (MultipoleTM "
+                "ignores tilt)")
+        if order == 0 and kn != 0.0:
             return Unsupported(
                 f"the Ocelot adapter does not translate Multipole {element.name} field 'Kn0L': "
                 "Ocelot's kn[0] is a thin bend of the reference orbit (with p and tau terms), "
                 "not ImpactX's dipole kick")
-        normal[order] = float(value)
-    if not normal:
+    normal, _ = padded_orders(orders)
+    if not any(normal):
         return _marker(element)
-    kn = [normal.get(n, 0.0) for n in range(max(normal) + 1)]
-    return Translation((ElementSpec("Multipole", {"kn": kn}),))
+    return Translation((ElementSpec("Multipole", {"kn": normal}),))
+
+
+def _kick(element: Element) -> Translation:
+    """A thin steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of
+    the energy): Ocelot's thin ``Hcor(angle=-Kn0L)`` and ``Vcor(angle=Ks0L)``
+    (``cor_atom.py``: x' += angle, y' += angle)."""
+    p = element.params
+    return Translation(tuple(
+        ElementSpec(cls, {"l": 0.0, "angle": angle}, "TransferMap")
+        for cls, angle in (("Hcor", -float(p["Kn0L"])), ("Vcor", float(p["Ks0L"])))
+        if angle != 0.0))
 
 
 def _kicker(element: Element) -> Translation:
-    """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
-    energy): Ocelot's thin ``Hcor(angle=-Kn0L)`` and ``Vcor(angle=Ks0L)`` (``cor_atom.py``:
-    x' += angle, y' += angle); a thick kicker is the kick between the two drift halves of its
-    tier, as the ImpactX adapter builds it."""
-    p = element.params
-    kicks = tuple(ElementSpec(cls, {"l": 0.0, "angle": angle}, "TransferMap")
-                  for cls, angle in (("Hcor", -float(p["Kn0L"])), ("Vcor", float(p["Ks0L"])))
-                  if angle != 0.0)
-    if element.length == 0.0:
-        return Translation(kicks)
-    half = _drift(replace(element, params={"length": 0.5 * element.length}))
-    return Translation(half.specs + kicks + half.specs, half.stand_in)
+    """A steering kick (:func:`_kick`); a thick kicker is the kick between the two drift
+    halves of its tier, as the ImpactX adapter builds it
+    (:func:`backends.translation.kicker_translation`)."""
+    return kicker_translation(element, _kick, _drift)
 
 
 def _solenoid(element: Element) -> Translation:
@@ -261,10 +248,9 @@ def _solenoid(element: Element) -> Translation:
 
 
 def _aperture(element: Element) -> Translation:
-    p = element.params
-    shape = "ellipt" if float(p.get("elliptical", 0.0)) else "rect"
+    a, b, elliptical = aperture_limits(element.params)
     return Translation((ElementSpec("Aperture", {
-        "xmax": float(p["x_limit"]), "ymax": float(p["y_limit"]), "type": shape}),))
+        "xmax": a, "ymax": b, "type": "ellipt" if elliptical else "rect"}),))
 
 
 def _rf_cavity(element: Element) -> Unsupported:
@@ -278,41 +264,15 @@ def _rf_cavity(element: Element) -> Unsupported:
 
 
 #: Harness kind -> translator.
-TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = {
-    "Drift": _drift,
-    "Quadrupole": _quadrupole,
-    "SBend": _sbend,
-    "Sextupole": _sextupole,
-    "Multipole": _multipole,
-    "Solenoid": _solenoid,
-    "Marker": _marker,
-    "Instrument": _instrument,
-    "Aperture": _aperture,
-    "Kicker": _kicker,
-}
+TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = dict(
+    Drift=_drift, Quadrupole=_quadrupole, SBend=_sbend, Sextupole=_sextupole,
+    Multipole=_multipole, Solenoid=_solenoid, Marker=_marker, Instrument=_instrument,
+    Aperture=_aperture, Kicker=_kicker)
 
-#: Element parameters each translator honours.
+#: Element parameters each translator honours (a skew or order-0 thin component is refused
+#: by :func:`_multipole` with its reason).
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, SBend=("Kn1",), Multipole=("Kn*L", "Ks*L"))
-
-
-def translate(element: Element) -> Translation | Unsupported:
-    """The Ocelot translation of one harness element, or why there is none."""
-    return translate_element(BACKEND, element, TRANSLATORS, {"RFCavity": _rf_cavity})
-
-
-def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
-                                                   ] | Unsupported:
-    """``[(name, spec), ...]`` and the stand-in descriptions, or why not."""
-    return translate_line(scenario.elements, translate)
-
-
-def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
-    """The scenario's model signature when every element runs its own model, else
-    ``stand-in:ocelot(<what replaces what>)``."""
-    if not stand_ins:
-        return model_signature(scenario)
-    return f"stand-in:ocelot({', '.join(stand_ins)})"
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -415,7 +375,7 @@ class OcelotPrepared(Prepared):
         return final_particles(out, lost=lost)
 
 
-class OcelotBackend(Backend):
+class OcelotBackend(LineBackend):
     """Ocelot (DESY / European XFEL), numpy transfer maps on the CPU."""
 
     name: ClassVar[str] = "ocelot"
@@ -423,46 +383,33 @@ class OcelotBackend(Backend):
     install_hint: ClassVar[str] = "pip install -e '.[ocelot]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    differentiable: ClassVar[bool] = False
+    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
+    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
+    translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
+    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
+    stand_in_code: ClassVar[str] = "ocelot"
 
     @classmethod
     def _import(cls) -> None:
         import_ocelot()
 
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        # the adapter's own reasons first (they say more than "kind not translated")
-        for element in scenario.elements:
-            refused = translate(element)
-            if isinstance(refused, Unsupported):
-                return refused
-        base = super().supports(scenario, device, dtype)
-        if not base:
-            return base
-        if device != "cpu":
-            return Unsupported(f"device {device!r}: Ocelot tracks on the CPU only (numpy)")
-        if dtype != "float64":
-            return Unsupported(f"dtype {dtype!r}: Ocelot's particle arrays and maps are "
-                               f"float64; {dtype} would only be a conversion at the boundary")
-        if scenario.space_charge is not None:
-            return Unsupported(
-                f"space charge {scenario.space_charge.kind!r}: Ocelot's SpaceCharge process "
-                "(its own bunch-frame mesh, kicks per Navigator step) is a different "
-                "discretisation from ImpactX's solver the scenario names")
-        result = translate_scenario(scenario)
-        if isinstance(result, Unsupported):
-            return result
-        return Supported(model_label(scenario, result[1]))
+    def extra_checks(self, scenario: Scenario) -> Unsupported | None:
+        """Space charge is refused: Ocelot's own solver is another discretisation."""
+        if scenario.space_charge is None:
+            return None
+        return Unsupported(
+            f"space charge {scenario.space_charge.kind!r}: Ocelot's SpaceCharge process "
+            "(its own bunch-frame mesh, kicks per Navigator step) is a different "
+            "discretisation from ImpactX's solver the scenario names")
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
-                dtype: str = "float64") -> OcelotPrepared:
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        result = translate_scenario(scenario)
-        assert not isinstance(result, Unsupported)
-        return OcelotPrepared(scenario, result[0], verdict.model)
+    def prepared(self, plan: Plan) -> OcelotPrepared:
+        """The ``MagneticLattice`` of a plan's specs."""
+        return OcelotPrepared(plan.scenario, plan.lattice, plan.model)
 
+
+#: One element, and the whole line, through the adapter's translators (or why not).
+translate = OcelotBackend.translate
+translate_scenario = OcelotBackend.translate_scenario
 
 #: Registered by :mod:`backends.registry`.
 BACKEND = OcelotBackend

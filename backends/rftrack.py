@@ -93,16 +93,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import (
-    Backend,
-    Prepared,
-    Supported,
-    Unsupported,
-    field_table,
-    final_particles,
-    int_order_note,
-    translate_element,
-    translate_line,
+from backends.base import Plan, Prepared, Unsupported, field_table, final_particles, int_order_note
+from backends.translation import (
+    LineBackend,
+    Translation,
+    aperture_limits,
+    multipole_orders,
+    padded_orders,
 )
 
 if TYPE_CHECKING:
@@ -140,7 +137,7 @@ class ElementSpec:
 
     kind: str
     length: float
-    values: dict[str, float] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
 
     def build(self, rftrack: Any, p_over_q: float) -> Any:
         """The RF-Track element (``p_over_q`` [MV/c], signed)."""
@@ -152,9 +149,7 @@ class ElementSpec:
         if self.kind == "sbend":
             return rftrack.SBend(self.length, v["angle"], p_over_q, v["e1"], v["e2"])
         if self.kind == "thin":
-            top = max(int(n) for n in v)
-            knl = np.array([v.get(str(n), 0.0) for n in range(top + 1)], complex)
-            return rftrack.Multipole(0.0, p_over_q, knl)
+            return rftrack.Multipole(0.0, p_over_q, np.array(v["knl"], complex))
         if self.kind == "aperture":
             element = rftrack.Drift(0.0)
             shape = "circular" if v["elliptical"] else "rectangular"
@@ -171,14 +166,6 @@ class ElementSpec:
         element.set_odeint_algorithm(ODE_ALGORITHM)
         element.set_nsteps(int(v["steps"]))
         return element
-
-
-@dataclass(frozen=True)
-class Translation:
-    """The RF-Track elements of one harness element and its stand-in description."""
-
-    specs: tuple[ElementSpec, ...]
-    stand_in: str = ""
 
 
 _TIER_DRIFT = {"linear": "Drift", "paraxial": "ChrDrift", "exact": "ExactDrift"}
@@ -232,18 +219,17 @@ def _sbend(element: Element) -> Translation:
 def _multipole(element: Element) -> Translation:
     """A thin normal multipole: RF-Track ``Multipole(0, P_over_Q, KnL)`` with ``KnL[N]`` =
     KnNL (MAD-X's KNL, as ImpactX ``Multipole``: kick KnNL x^N / N!)."""
-    orders = {key[2:-1]: float(value) for key, value in element.params.items()
-              if key.startswith("Kn") and key.endswith("L") and key[2:-1].isdigit()}
-    if not any(orders.values()):
+    normal, _ = padded_orders(multipole_orders(element.params))
+    if not any(normal):
         return Translation(())
-    return Translation((ElementSpec("thin", 0.0, orders),), "Multipole->thin Multipole")
+    return Translation((ElementSpec("thin", 0.0, {"knl": tuple(normal)}),),
+                       "Multipole->thin Multipole")
 
 
 def _aperture(element: Element) -> Translation:
-    p = element.params
-    return Translation((ElementSpec("aperture", 0.0, {
-        "a": float(p["x_limit"]), "b": float(p["y_limit"]),
-        "elliptical": float(bool(float(p.get("elliptical", 0.0))))}),))
+    a, b, elliptical = aperture_limits(element.params)
+    return Translation((ElementSpec("aperture", 0.0, {"a": a, "b": b,
+                                                      "elliptical": elliptical}),))
 
 
 def _refuse(why: str) -> Callable[[Element], Unsupported]:
@@ -263,42 +249,14 @@ REFUSED: dict[str, Callable[[Element], Unsupported]] = {
 }
 
 #: Harness kind -> translator.
-TRANSLATORS: dict[str, Callable[[Element], Translation]] = {
-    "Drift": _drift,
-    "Quadrupole": _quadrupole,
-    "Sextupole": _sextupole,
-    "SBend": _sbend,
-    "Multipole": _multipole,
-    "Marker": _marker,
-    "Instrument": _instrument,
-    "Aperture": _aperture,
-}
+TRANSLATORS: dict[str, Callable[[Element], Translation]] = dict(
+    Drift=_drift, Quadrupole=_quadrupole, Sextupole=_sextupole, SBend=_sbend,
+    Multipole=_multipole, Marker=_marker, Instrument=_instrument, Aperture=_aperture)
 
 #: Element parameters each translator honours (anything else is refused by name).
 #: (thin multipoles: the normal ``KnNL``; RF-Track's skew sign is not checked, so ``KsNL`` is
 #: refused by name).
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(TRANSLATORS, Multipole=("Kn*L",))
-
-
-def translate(element: Element) -> Translation | Unsupported:
-    """The RF-Track translation of one harness element, or why there is none."""
-    return translate_element(BACKEND, element, TRANSLATORS, REFUSED)
-
-
-def translate_scenario(scenario: Scenario) -> tuple[list[tuple[str, ElementSpec]], list[str]
-                                                   ] | Unsupported:
-    """``[(name, spec), ...]`` and the stand-in descriptions, or why not."""
-    return translate_line(scenario.elements, translate)
-
-
-def model_label(scenario: Scenario, stand_ins: list[str]) -> str:
-    """The scenario's own model when nothing is stood in for, else
-    ``stand-in:rftrack(<what replaces what>)``."""
-    from harness.model.scenario import model_signature
-
-    if not stand_ins:
-        return model_signature(scenario)
-    return f"stand-in:rftrack({', '.join(stand_ins)})"
 
 
 # --------------------------------------------------------------------------- coordinates
@@ -422,7 +380,7 @@ class RFTrackPrepared(Prepared):
         return final_particles(out, lost=lost & missing, stopped=missing & ~lost)
 
 
-class RFTrackBackend(Backend):
+class RFTrackBackend(LineBackend):
     """RF-Track (CERN): tracking with space charge and RF structures, C++ with threads."""
 
     name: ClassVar[str] = "rftrack"
@@ -430,46 +388,36 @@ class RFTrackBackend(Backend):
     install_hint: ClassVar[str] = "pip install -e '.[rftrack]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    differentiable: ClassVar[bool] = False
+    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
+    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
+    translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
+    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = REFUSED
+    stand_in_code: ClassVar[str] = "rftrack"
+    #: The drift every tier runs: RF-Track's ``Drift`` is ImpactX's ``ExactDrift``
+    #: (``src/elements/ExactDrift.H``), a labelled stand-in at the linear and paraxial tiers.
+    linear_tier_drift: ClassVar[str] = "exact"
 
     @classmethod
     def _import(cls) -> None:
         import_rftrack()
 
-    def supports(self, scenario: Scenario, device: str = "cpu",
-                 dtype: str = "float64") -> Supported | Unsupported:
-        # the adapter's own reasons first (they say more than "kind not translated")
-        for element in scenario.elements:
-            refused = translate(element)
-            if isinstance(refused, Unsupported):
-                return refused
-        base = super().supports(scenario, device, dtype)
-        if not base:
-            return base
-        if device != "cpu":
-            return Unsupported(f"device {device!r}: RF-Track tracks on the CPU only")
-        if dtype != "float64":
-            return Unsupported(f"dtype {dtype!r}: RF-Track tracks in double precision; "
-                               f"{dtype} would only be a conversion at the boundary")
-        if scenario.space_charge is not None:
-            return Unsupported(
-                "space charge: RF-Track's SpaceCharge_PIC_FreeSpace solves on its own mesh "
-                "over the bunch, not ImpactX's dynamic mesh (prob_relative) with its kick "
-                "placement, so it is not the scenario's space-charge model")
-        result = translate_scenario(scenario)
-        if isinstance(result, Unsupported):
-            return result
-        return Supported(model_label(scenario, result[1]))
+    def extra_checks(self, scenario: Scenario) -> Unsupported | None:
+        """Space charge is refused: RF-Track's solver is not the scenario's model."""
+        if scenario.space_charge is None:
+            return None
+        return Unsupported(
+            "space charge: RF-Track's SpaceCharge_PIC_FreeSpace solves on its own mesh "
+            "over the bunch, not ImpactX's dynamic mesh (prob_relative) with its kick "
+            "placement, so it is not the scenario's space-charge model")
 
-    def prepare(self, scenario: Scenario, device: str = "cpu",
-                dtype: str = "float64") -> RFTrackPrepared:
-        verdict = self.supports(scenario, device, dtype)
-        if not verdict:
-            raise ValueError(verdict.reason)
-        result = translate_scenario(scenario)
-        assert not isinstance(result, Unsupported)
-        return RFTrackPrepared(scenario, result[0], verdict.model)
+    def prepared(self, plan: Plan) -> RFTrackPrepared:
+        """The ``RF_Track.Lattice`` of a plan's specs."""
+        return RFTrackPrepared(plan.scenario, plan.lattice, plan.model)
 
+
+#: One element, and the whole line, through the adapter's translators (or why not).
+translate = RFTrackBackend.translate
+translate_scenario = RFTrackBackend.translate_scenario
 
 #: Registered by :mod:`backends.registry`.
 BACKEND = RFTrackBackend
