@@ -132,24 +132,25 @@ def _instrument(element: Any, name: str, length: float, notes: list[str]) -> Ite
     return Translated(name, {"kind": "Instrument", "length": length})
 
 
-def _quadrupole(element: Any, name: str, length: float, notes: list[str]) -> Item:
-    values = _values(element, ("k1", "tilt"))
+def _normal_magnet(element: Any, name: str, length: float, kind: str, order: int) -> Item:
+    """A straight normal magnet of ``order`` N (1 quadrupole, 2 sextupole): Cheetah's
+    ``kN`` [1/m^(N+1)] as the PALS ``KnN``; tilted, misaligned or batched ones refused."""
+    strength = f"k{order}"
+    values = _values(element, (strength, "tilt"))
     if isinstance(values, str):
         return _refuse(element, f"a batched (vectorised) {values}")
     if _nonzero(values, ("tilt",)) or _misaligned(element):
-        return _refuse(element, "a tilted or misaligned quadrupole is not translated")
-    return Translated(name, {"kind": "Quadrupole", "length": length,
-                             "MagneticMultipoleP": {"Kn1": values["k1"]}})
+        return _refuse(element, f"a tilted or misaligned {kind.lower()} is not translated")
+    return Translated(name, {"kind": kind, "length": length,
+                             "MagneticMultipoleP": {f"Kn{order}": values[strength]}})
+
+
+def _quadrupole(element: Any, name: str, length: float, notes: list[str]) -> Item:
+    return _normal_magnet(element, name, length, "Quadrupole", 1)
 
 
 def _sextupole(element: Any, name: str, length: float, notes: list[str]) -> Item:
-    values = _values(element, ("k2", "tilt"))
-    if isinstance(values, str):
-        return _refuse(element, f"a batched (vectorised) {values}")
-    if _nonzero(values, ("tilt",)) or _misaligned(element):
-        return _refuse(element, "a tilted or misaligned sextupole is not translated")
-    return Translated(name, {"kind": "Sextupole", "length": length,
-                             "MagneticMultipoleP": {"Kn2": values["k2"]}})
+    return _normal_magnet(element, name, length, "Sextupole", 2)
 
 
 def _dipole(element: Any, name: str, length: float, notes: list[str]) -> Item:

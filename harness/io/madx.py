@@ -186,6 +186,17 @@ def _refuse(name: str, kind: str, length: float, reason: str) -> Untranslatable:
     return Untranslatable(name, kind.upper(), length, reason)
 
 
+def _normal_magnet(e: Any, name: str, length: float, kind: str, order: int) -> Item:
+    """A straight normal magnet of ``order`` N (1 QUADRUPOLE, 2 SEXTUPOLE): MAD-X's ``kN``
+    [1/m^(N+1)] as the PALS ``KnN``; its skew ``kNs`` or a ``tilt`` refused by name."""
+    bad = _nonzero(e, (f"k{order}s", "tilt"))
+    if bad:
+        return _refuse(name, kind, length, f"{bad.upper()} (skew/tilted {kind.lower()}) is "
+                       "not translated")
+    return Translated(name, {"kind": kind, "length": length,
+                             "MagneticMultipoleP": {f"Kn{order}": _value(e, f"k{order}")}})
+
+
 class MadxTranslator:
     """Translates the expanded elements of one MAD-X sequence (see the module table)."""
 
@@ -221,20 +232,10 @@ class MadxTranslator:
     _monitor = _hmonitor = _vmonitor = _placeholder = _instrument
 
     def _quadrupole(self, e: Any, name: str, length: float) -> Item:
-        bad = _nonzero(e, ("k1s", "tilt"))
-        if bad:
-            return _refuse(name, "quadrupole", length, f"{bad.upper()} (skew/tilted "
-                           "quadrupole) is not translated")
-        return Translated(name, {"kind": "Quadrupole", "length": length,
-                                 "MagneticMultipoleP": {"Kn1": _value(e, "k1")}})
+        return _normal_magnet(e, name, length, "Quadrupole", 1)
 
     def _sextupole(self, e: Any, name: str, length: float) -> Item:
-        bad = _nonzero(e, ("k2s", "tilt"))
-        if bad:
-            return _refuse(name, "sextupole", length, f"{bad.upper()} (skew/tilted "
-                           "sextupole) is not translated")
-        return Translated(name, {"kind": "Sextupole", "length": length,
-                                 "MagneticMultipoleP": {"Kn2": _value(e, "k2")}})
+        return _normal_magnet(e, name, length, "Sextupole", 2)
 
     def _bend(self, e: Any, name: str, kind: str, arc: float, angle: float, e1: float,
               e2: float) -> Item:
