@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -158,13 +158,7 @@ def run(
             runner.on_start = on_start
             runner.on_row = on_row
             execute_runner(runner, cases, scenarios_by_label, directory, execution)
-    try:
-        metadata.write(directory, metadata.collect(sys.argv, started)
-                       | {"execution": runner.execution})
-        point_latest(directory)
-    except OSError as error:
-        err_console.print(f"metadata.json not written: {error.strerror or error}",
-                          highlight=False)
+    finish_run_directory(directory, runner, started)
     if not keep_particles:
         runner.clear_cache()
     from harness.report.terminal import end_of_run, run_reference_backend
@@ -184,6 +178,21 @@ def run(
         console.print(end_of_run(directory, settings, reference,
                                  {case.case_id for case in cases}))
     exit_status(directory, cases, no_fail)
+
+
+def finish_run_directory(directory: Path, runner: Any, started: str) -> None:
+    """Write the run's metadata.json (with the runner's execution, ``started`` the ISO 8601
+    UTC start) and point results/latest at the run; a file-system error is one line on
+    stderr, not a failure of the run."""
+    from harness import metadata
+
+    try:
+        metadata.write(directory, metadata.collect(sys.argv, started)
+                       | {"execution": runner.execution})
+        point_latest(directory)
+    except OSError as error:
+        err_console.print(f"metadata.json not written: {error.strerror or error}",
+                          highlight=False)
 
 
 def run_settings(particles: str | None, repeat: int, execution) -> str:
@@ -406,13 +415,7 @@ def grad(
     else:
         runner.on_row = progress
     execute_runner(runner, cases, loaded, directory, execution)
-    try:
-        metadata.write(directory, metadata.collect(sys.argv, started)
-                       | {"execution": runner.execution})
-        point_latest(directory)
-    except OSError as error:
-        err_console.print(f"metadata.json not written: {error.strerror or error}",
-                          highlight=False)
+    finish_run_directory(directory, runner, started)
     runner.clear_cache()
     if json_output:
         exit_status(directory, cases, no_fail)
