@@ -86,9 +86,9 @@ import io
 import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -275,6 +275,12 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, SBend=("Kn1",), Multipole=("Kn*L", "Ks*L"))
 
 
+#: Why a space-charge scenario is refused: Ocelot's solver is not the scenario's.
+SPACE_CHARGE_REFUSAL = (
+    "Ocelot's SpaceCharge process (its own bunch-frame mesh, kicks per Navigator step) is a "
+    "different discretisation from ImpactX's solver the scenario names")
+
+
 # --------------------------------------------------------------------------- coordinates
 
 
@@ -378,38 +384,31 @@ class OcelotPrepared(Prepared):
 class OcelotBackend(LineBackend):
     """Ocelot (DESY / European XFEL), numpy transfer maps on the CPU."""
 
-    name: ClassVar[str] = "ocelot"
-    distribution: ClassVar[str] = "ocelot-collab"
-    install_hint: ClassVar[str] = "pip install -e '.[ocelot]'"
-    element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
-    honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
-    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
-    translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
-    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
-    stand_in_code: ClassVar[str] = "ocelot"
+    name = "ocelot"
+    distribution = "ocelot-collab"
+    install_hint = "pip install -e '.[ocelot]'"
+    element_kinds = frozenset(TRANSLATORS)
+    honoured_fields = HONOURED_FIELDS
+    devices = ("cpu",)
+    dtypes = ("float64",)
+    translators = TRANSLATORS
+    refused_kinds = {"RFCavity": _rf_cavity}
+    stand_in_code = "ocelot"
 
     @classmethod
     def _import(cls) -> None:
         import_ocelot()
 
     def extra_checks(self, scenario: Scenario) -> Unsupported | None:
-        """Space charge is refused: Ocelot's own solver is another discretisation."""
-        if scenario.space_charge is None:
-            return None
-        return Unsupported(
-            f"space charge {scenario.space_charge.kind!r}: Ocelot's SpaceCharge process "
-            "(its own bunch-frame mesh, kicks per Navigator step) is a different "
-            "discretisation from ImpactX's solver the scenario names")
+        """Space charge is refused (:data:`SPACE_CHARGE_REFUSAL`)."""
+        sc = scenario.space_charge
+        return None if sc is None else Unsupported(
+            f"space charge {sc.kind!r}: {SPACE_CHARGE_REFUSAL}")
 
     def prepared(self, plan: Plan) -> OcelotPrepared:
         """The ``MagneticLattice`` of a plan's specs."""
         return OcelotPrepared(plan.scenario, plan.lattice, plan.model)
 
-
-#: One element, and the whole line, through the adapter's translators (or why not).
-translate = OcelotBackend.translate
-translate_scenario = OcelotBackend.translate_scenario
 
 #: Registered by :mod:`backends.registry`.
 BACKEND = OcelotBackend

@@ -87,7 +87,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -259,6 +259,13 @@ TRANSLATORS: dict[str, Callable[[Element], Translation]] = dict(
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(TRANSLATORS, Multipole=("Kn*L",))
 
 
+#: Why a space-charge scenario is refused: RF-Track's solver is not the scenario's.
+SPACE_CHARGE_REFUSAL = (
+    "RF-Track's SpaceCharge_PIC_FreeSpace solves on its own mesh over the bunch, not "
+    "ImpactX's dynamic mesh (prob_relative) with its kick placement, so it is not the "
+    "scenario's space-charge model")
+
+
 # --------------------------------------------------------------------------- coordinates
 
 
@@ -383,16 +390,16 @@ class RFTrackPrepared(Prepared):
 class RFTrackBackend(LineBackend):
     """RF-Track (CERN): tracking with space charge and RF structures, C++ with threads."""
 
-    name: ClassVar[str] = "rftrack"
-    distribution: ClassVar[str] = "rf-track"
-    install_hint: ClassVar[str] = "pip install -e '.[rftrack]'"
-    element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
-    honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
-    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
-    translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
-    refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = REFUSED
-    stand_in_code: ClassVar[str] = "rftrack"
+    name = "rftrack"
+    distribution = "rf-track"
+    install_hint = "pip install -e '.[rftrack]'"
+    element_kinds = frozenset(TRANSLATORS)
+    honoured_fields = HONOURED_FIELDS
+    devices = ("cpu",)
+    dtypes = ("float64",)
+    translators = TRANSLATORS
+    refused_kinds = REFUSED
+    stand_in_code = "rftrack"
     #: The drift every tier runs: RF-Track's ``Drift`` is ImpactX's ``ExactDrift``
     #: (``src/elements/ExactDrift.H``), a labelled stand-in at the linear and paraxial tiers.
     linear_tier_drift: ClassVar[str] = "exact"
@@ -402,22 +409,15 @@ class RFTrackBackend(LineBackend):
         import_rftrack()
 
     def extra_checks(self, scenario: Scenario) -> Unsupported | None:
-        """Space charge is refused: RF-Track's solver is not the scenario's model."""
-        if scenario.space_charge is None:
-            return None
-        return Unsupported(
-            "space charge: RF-Track's SpaceCharge_PIC_FreeSpace solves on its own mesh "
-            "over the bunch, not ImpactX's dynamic mesh (prob_relative) with its kick "
-            "placement, so it is not the scenario's space-charge model")
+        """Space charge is refused (:data:`SPACE_CHARGE_REFUSAL`)."""
+        sc = scenario.space_charge
+        return None if sc is None else Unsupported(
+            f"space charge {sc.kind!r}: {SPACE_CHARGE_REFUSAL}")
 
     def prepared(self, plan: Plan) -> RFTrackPrepared:
         """The ``RF_Track.Lattice`` of a plan's specs."""
         return RFTrackPrepared(plan.scenario, plan.lattice, plan.model)
 
-
-#: One element, and the whole line, through the adapter's translators (or why not).
-translate = RFTrackBackend.translate
-translate_scenario = RFTrackBackend.translate_scenario
 
 #: Registered by :mod:`backends.registry`.
 BACKEND = RFTrackBackend
