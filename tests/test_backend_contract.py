@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from scenario_helpers import line_scenario
 
-from backends.base import Supported, Unsupported, model_signature
+from backends.base import Plan, Supported, Unsupported, model_signature
 from backends.registry import available_backends, backend_classes, get_backend
 from harness.model.particles import beam_cholesky, unit_samples
 from harness.model.vocabulary import LATTICE_KINDS
@@ -66,14 +66,18 @@ def scaled(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 DRIFT = [("d", {"kind": "Drift", "length": 2.5})]
 
 
+def planned_model(name: str, scenario) -> str:
+    """The model label of the backend's plan of the scenario (which it must accept)."""
+    plan = get_backend(name).plan(scenario)
+    assert isinstance(plan, Plan), f"{name} refuses a case of the contract: {plan}"
+    return plan.model
+
+
 def declared_drift(name: str, scenario) -> str:
     """The drift a backend runs for the scenario's linear-tier drift: ``"exact"`` when its
     plan is a stand-in and it declares ``linear_tier_drift = "exact"``, else ``"linear"``."""
-    backend = get_backend(name)
-    plan = backend.plan(scenario)
-    assert plan, f"{name} refuses a case of the contract: {plan.reason}"
-    declared = getattr(type(backend), "linear_tier_drift", "linear")
-    return declared if plan.model.startswith("stand-in:") else "linear"
+    declared = getattr(type(get_backend(name)), "linear_tier_drift", "linear")
+    return declared if planned_model(name, scenario).startswith("stand-in:") else "linear"
 
 
 def drift_map(p0: np.ndarray, length: float, scenario, drift: str = "linear") -> np.ndarray:
@@ -117,7 +121,7 @@ def test_linear_drift_is_the_analytic_map(name: str) -> None:
     p1 = track(name, scenario, p0)
     drift = declared_drift(name, scenario)
     deviation = scaled(p1, drift_map(p0, 2.5, scenario, drift))
-    model = get_backend(name).plan(scenario).model
+    model = planned_model(name, scenario)
     assert deviation[:4].max() < 1e-12, deviation
     if model == model_signature(scenario) or drift == "exact":
         assert deviation.max() < 1e-8, deviation
