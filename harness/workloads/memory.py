@@ -106,6 +106,35 @@ def exponent(values: list[float], peaks: list[float]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def linear_fit(values: list[float], peaks: list[float]) -> tuple[float, float]:
+    """``(intercept, slope)`` of peak = intercept + slope * value (least squares) [bytes,
+    bytes per unit]; NaN with fewer than 2 points."""
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    slope, intercept = np.polyfit(np.asarray(values, float), np.asarray(peaks, float), 1)
+    return float(intercept), float(slope)
+
+
+def fit_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per backend, checkpoint mode and axis: the points, the exponent and the line."""
+    groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for row in rows:
+        if row.get("status") != "ok":
+            continue
+        axis = row["axis"]
+        x = float(row["cells"] if axis == "grid" else row[axis])
+        key = (row["backend"], row["checkpoint"], "cells" if axis == "grid" else axis)
+        groups.setdefault(key, []).append((x, float(row["backward_peak_bytes"])))
+    fits = []
+    for (backend, checkpoint, axis), points in groups.items():
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        intercept, slope = linear_fit(xs, ys)
+        fits.append({"backend": backend, "checkpoint": checkpoint, "axis": axis,
+                     "points": len(points), "exponent": exponent(xs, ys),
+                     "intercept_bytes": intercept, "slope_bytes_per_unit": slope})
+    return fits
+
+
 def run(scenario: Scenario, *, backends: list[str], axes: dict[str, list[int]],
         base: dict[str, int], checkpoints: list[str], out: Path,
         say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -113,11 +142,9 @@ def run(scenario: Scenario, *, backends: list[str], axes: dict[str, list[int]],
     if scenario.space_charge is None:
         raise WorkloadError(f"scenario {scenario.name}: expected a space_charge block")
     rows: list[dict[str, Any]] = []
-    fits: list[dict[str, Any]] = []
     for backend_name in backends:
         for checkpoint in checkpoints:
             for axis, values in axes.items():
-                measured: list[tuple[float, float]] = []
                 for value in values:
                     settings = dict(base) | {axis: value}
                     try:
@@ -134,39 +161,53 @@ def run(scenario: Scenario, *, backends: list[str], axes: dict[str, list[int]],
                     say(f"{backend_name:8s} ckpt={checkpoint:4s} {axis:9s}={value:<5d} "
                         f"{row['status'][:50]:50s} "
                         f"{row.get('backward_peak_bytes', float('nan')) / 2**20:9.1f} MiB")
-                    if row["status"] == "ok":
-                        x = value**3 if axis == "grid" else value
-                        measured.append((float(x), float(row["backward_peak_bytes"])))
-                if measured:
-                    fits.append({"backend": backend_name, "checkpoint": checkpoint,
-                                 "axis": "cells" if axis == "grid" else axis,
-                                 "points": len(measured),
-                                 "exponent": exponent([m[0] for m in measured],
-                                                      [m[1] for m in measured])})
+    fits = fit_rows(rows)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "memory.csv", rows)
     write_csv(out / "exponents.csv", fits)
-    document = {"scenario": scenario.name, "axes": axes, "base": base,
-                "metadata": run_metadata(), "rows": rows, "exponents": fits}
+    recorded = run_metadata()
+    document: dict[str, Any] = {"scenario": scenario.name, "axes": axes, "base": base,
+                                "metadata": recorded, "rows": rows, "exponents": fits}
     (out / "memory.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
-    (out / "memory.md").write_text(summary(scenario, axes, base, rows, fits))
+    (out / "memory.md").write_text(summary(scenario.name, axes, base, rows, fits,
+                                           recorded))
     plot_memory(out)
     return document
 
 
-def summary(scenario: Scenario, axes: dict[str, list[int]], base: dict[str, int],
-            rows: list[dict[str, Any]], fits: list[dict[str, Any]]) -> str:
-    """The Markdown summary: the exponents, then every point."""
-    lines = [f"# Gradient memory scaling: {scenario.name}", "", machine_line(), "",
+def rewrite(out: Path) -> dict[str, Any]:
+    """Refit and rewrite ``exponents.csv``, ``memory.json``, ``memory.md`` and the figure
+    of a run directory from its recorded rows (the machine line as recorded)."""
+    document = json.loads((out / "memory.json").read_text())
+    fits = fit_rows(document["rows"])
+    document["exponents"] = fits
+    write_csv(out / "exponents.csv", fits)
+    (out / "memory.json").write_text(json.dumps(document, indent=1, default=str) + "\n")
+    (out / "memory.md").write_text(summary(document["scenario"], document["axes"],
+                                           document["base"], document["rows"], fits,
+                                           document["metadata"]))
+    plot_memory(out)
+    return document
+
+
+def summary(name: str, axes: dict[str, list[int]], base: dict[str, int],
+            rows: list[dict[str, Any]], fits: list[dict[str, Any]],
+            recorded: dict[str, Any] | None = None) -> str:
+    """The Markdown summary: the exponents and lines, then every point."""
+    lines = [f"# Gradient memory scaling: {name}", "", machine_line(recorded), "",
              f"Base point: {base['particles']} particles, {base['kicks']} kick(s) per "
              f"element, {base['grid']}³ mesh; one axis varied at a time ("
              + "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in axes.items())
              + "). Peak: tensor memory allocated during one forward + backward (PyTorch "
              "profiler), float64 on the CPU. Exponent: slope of log(peak) over log(axis).",
-             "", "| backend | checkpoint | axis | points | exponent |", "|---|---|---|---|---|"]
+             "Line: peak = intercept + slope × axis value (least squares).", "",
+             "| backend | checkpoint | axis | points | exponent | intercept [MiB] | "
+             "slope [KiB per unit] |", "|---|---|---|---|---|---|---|"]
     for fit in fits:
         lines.append(f"| {fit['backend']} | {fit['checkpoint']} | {fit['axis']} | "
-                     f"{fit['points']} | {_fmt(fit['exponent'])} |")
+                     f"{fit['points']} | {_fmt(fit['exponent'])} | "
+                     f"{_fmt(fit['intercept_bytes'] / 2**20)} | "
+                     f"{_fmt(fit['slope_bytes_per_unit'] / 2**10)} |")
     lines += ["", "| backend | checkpoint | particles | kicks | grid | peak [MiB] | "
               "saved [MiB] | time [s] | status |", "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

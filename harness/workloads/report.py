@@ -31,13 +31,15 @@ def run_metadata() -> dict[str, Any]:
             "backends": metadata.backend_versions()}
 
 
-def machine_line() -> str:
-    """CPU model, cores, memory, torch threads and the 1-minute load average now."""
+def machine_line(recorded: dict[str, Any] | None = None) -> str:
+    """CPU model, cores, memory, torch threads and the 1-minute load average, of the
+    :func:`run_metadata` ``recorded`` with a run, else now."""
     import torch
 
-    machine = metadata.machine()
+    machine = recorded["machine"] if recorded else metadata.machine()
+    threads = recorded["torch_threads"] if recorded else torch.get_num_threads()
     load = (machine["load_average"] or {}).get("1min", float("nan"))
     return (f"Machine: {machine['cpu']}, {machine['cores_available']} cores available, "
             f"{machine['memory_gib']} GiB, no GPU used (CPU, float64), torch threads "
-            f"{torch.get_num_threads()}; load average {load:.1f} when written (other jobs "
-            "running make times slower and spread).")
+            f"{threads}; load average {load:.1f} when recorded (other jobs running make "
+            "times slower and spread).")
