@@ -22,7 +22,7 @@ from harness.model.errors import ScenarioError
 
 #: The command modules, in the order ``trackbench --help`` lists their commands.
 COMMAND_MODULES = ("scenarios", "runs", "tune", "lattice_io", "reproduce", "asv",
-                   "workloads")
+                   "workloads", "script")
 for _module in COMMAND_MODULES:
     importlib.import_module(f"harness.cli.{_module}")
 
