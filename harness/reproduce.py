@@ -1,5 +1,5 @@
-"""``trackbench reproduce napac25``: the comparison of a paper, measured here beside its
-published figures.
+"""``trackbench reproduce napac25|impactx-benchmarks``: a published comparison, measured
+here beside its published figures.
 
 The published figures (:mod:`harness.published`, ``results/published/<paper>.yaml``) say
 what each figure measured: scenario, device, precision, threads and particle counts. This
@@ -20,6 +20,15 @@ Figures on a GPU are run when CUDA is available, otherwise their table says ``no
 GPU``. Outputs in the run directory: ``results.jsonl`` / ``results.csv`` (the runner's rows),
 ``metadata.json``, ``load.json`` (load average before and after), ``reproduce.md`` (the
 tables), ``reproduce.csv`` (the same cells as data) and ``plots/<figure>.png``.
+
+``impactx-benchmarks`` (the benchmark's 2026 record, :func:`is_benchmark`) is planned and
+presented its own way: every published figure is a table; figures whose scenario no bundled
+file states say ``not stated: <why>``, GPU figures ``not run: no GPU`` without CUDA; the CPU
+figures run on one core with one thread (the published cells are a 64-core socket, stated
+in every cell) with the backends of :data:`IB_DEFAULT_BACKENDS` (compiled Cheetah when
+named); fast-math figures measure only backends with a fast-math setting; each measured
+cell carries the benchmark's class (:mod:`harness.benchmark_rule`) beside trackbench's
+particle-by-particle verdict. No plots.
 """
 
 from __future__ import annotations
@@ -36,11 +45,17 @@ from harness.report.reproduction import (  # noqa: F401 - the reproduction's nam
     BACKENDS,
     CROSS_CODE_TOLERANCE,
     HEADLINE_CELLS,
+    IB_BACKENDS,
+    IB_DEFAULT_BACKENDS,
+    IB_FAST_MATH,
     LABELS,
     FigurePlan,
     agreement_cells,
+    benchmark_verdict,
     figure_cells,
     headline_markdown,
+    ib_figure_cells,
+    ib_render_markdown,
     load_runs,
     render_markdown,
     setting_footnotes,
@@ -61,11 +76,34 @@ class Reproduction:
     scenarios: dict[str, Any] = field(default_factory=dict)
 
 
+def is_benchmark(published: Published) -> bool:
+    """Whether the published file is a per-machine record of impactx-benchmarks (its
+    ``history/<utc>_<machine>/<machine>.yaml``) rather than a paper's figures."""
+    return published.source.file.startswith("history/")
+
+
+def _benchmark_plans(published: Published, chosen: Sequence[str],
+                     particles: Sequence[int] | None, cuda: bool) -> list[FigurePlan]:
+    """impactx-benchmarks: one plan per figure, one thread per case (a per-core figure)."""
+    plans = []
+    for name in chosen:
+        fig = published.figures[name]
+        counts = sorted({int(n) for n in particles}) if particles else list(fig.particles)
+        not_run = ""
+        if fig.not_reproducible:
+            not_run = f"not stated: {fig.not_reproducible}"
+        elif fig.device == "cuda" and not cuda:
+            not_run = "not run: no GPU"
+        plans.append(FigurePlan(name, fig.scenario, fig.device, fig.dtype, 1, counts, not_run))
+    return plans
+
+
 def figure_plans(published: Published, figures: Sequence[str] | None = None,
                  particles: Sequence[int] | None = None,
                  cuda: bool | None = None) -> list[FigurePlan]:
     """One plan per published figure (its scenario, device, dtype, threads and particle
-    counts, or ``particles`` to override them), then the float64 agreement set on HTU."""
+    counts, or ``particles`` to override them), then the float64 agreement set on HTU
+    (napac25; impactx-benchmarks judges every cell against its ImpactX reference case)."""
     if cuda is None:
         import torch
 
@@ -74,6 +112,8 @@ def figure_plans(published: Published, figures: Sequence[str] | None = None,
     unknown = [f for f in chosen if f not in published.figures]
     if unknown:
         raise KeyError(f"unknown figure {unknown[0]!r}; known: {', '.join(published.figures)}")
+    if is_benchmark(published):
+        return _benchmark_plans(published, chosen, particles, cuda)
     plans = []
     for name in chosen:
         fig = published.figures[name]
@@ -97,15 +137,21 @@ def plan_reproduction(published: Published, plans: Sequence[FigurePlan], repeat:
     from harness.model.load import load_scenario
 
     available = list(available if available is not None else available_backends())
-    chosen = [b for b in (backends or BACKENDS) if b in available]
+    default = IB_DEFAULT_BACKENDS if is_benchmark(published) else BACKENDS
+    chosen = [b for b in (backends or default) if b in available]
     out = Reproduction(published, list(plans))
     seen: set[str] = set()
     for fig in plans:
         if fig.not_run:
             continue
+        mine = chosen
+        if is_benchmark(published) and fig.figure.endswith("_fm"):
+            # only the codes with a fast-math setting here (the others: "not run: no
+            # fast-math setting"); their cases are those of the IEEE figure
+            mine = [b for b in chosen if b in IB_FAST_MATH]
         scenario = out.scenarios.get(fig.scenario) or load_scenario(fig.scenario)
         out.scenarios[fig.scenario] = scenario
-        for case in plan([scenario], chosen, fig.particles, [fig.device], [fig.dtype], repeat,
+        for case in plan([scenario], mine, fig.particles, [fig.device], [fig.dtype], repeat,
                          available, [fig.threads]):
             if case.case_id not in seen:
                 seen.add(case.case_id)
@@ -143,6 +189,16 @@ def write_outputs(directory: Path, reproduction: Reproduction, repeat: int | Non
     machine = json.loads(meta_path.read_text()).get("machine", {}) if meta_path.exists() else {}
     load_path = directory / "load.json"
     load = json.loads(load_path.read_text()) if load_path.exists() else {}
+    if is_benchmark(reproduction.published):
+        text = ib_render_markdown(reproduction.published, reproduction.plans, rows, machine,
+                                  load, repeat)
+        (directory / "reproduce.md").write_text(text)
+        by_plan = {p.figure: p for p in reproduction.plans}
+        cells = [c | {"notes": " ".join(c["notes"])}
+                 for fig_id, fig in reproduction.published.figures.items()
+                 for c in ib_figure_cells(fig_id, fig, by_plan.get(fig_id), rows)]
+        pd.DataFrame(cells).to_csv(directory / "reproduce.csv", index=False)
+        return directory / "reproduce.md"
     plots = write_plots(reproduction.published, reproduction.plans, rows, directory / "plots")
     text = render_markdown(reproduction.published, reproduction.plans, rows, machine, load,
                            repeat, plots)

@@ -22,14 +22,16 @@ from harness.cli.common import (
 
 @app.command()
 def reproduce(
-    paper: Annotated[str, typer.Argument(help="Published comparison: napac25.")] = "napac25",
+    paper: Annotated[str, typer.Argument(
+        help="Published comparison: napac25 or impactx-benchmarks.")] = "napac25",
     figures: Annotated[str | None, typer.Option(
         help="Comma-separated figure ids (default: all), e.g. fig1,fig3.")] = None,
     particles: Annotated[str | None, typer.Option(
         help="Override the figures' particle counts, e.g. 1e3,1e4.")] = None,
     backends: Annotated[str | None, typer.Option(
-        help="Comma-separated backends (default: cheetah,cheetah-compiled,impactx,"
-        "inhouse).")] = None,
+        help="Comma-separated backends (default napac25: cheetah,cheetah-compiled,impactx,"
+        "inhouse; impactx-benchmarks: impactx,cheetah,xsuite,pyat,inhouse,ocelot,rftrack, "
+        "cheetah-compiled when named).")] = None,
     repeat: Annotated[int, typer.Option(help="Timed tracks per case (the paper: 5).")] = 5,
     timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 3600.0,
     memory_limit: Annotated[float, typer.Option(
@@ -37,8 +39,8 @@ def reproduce(
     out: Out = None,
     resume: Resume = None,
 ) -> None:
-    """Run a paper's comparison here at its settings and write its tables beside the
-    published figures (DIR/reproduce.md, reproduce.csv, plots/)."""
+    """Run a published comparison here at its settings and write its tables beside the
+    published figures (DIR/reproduce.md, reproduce.csv; napac25 also plots/)."""
     check_run_options(backends=backends, memory_limit=memory_limit, timeout=timeout,
                       resume=resume, repeat=repeat)
     from harness import published

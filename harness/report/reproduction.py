@@ -441,3 +441,302 @@ def headline_markdown(directory: Path, published: Published | None = None) -> st
                          f"{_ratio(cell['here_speedup_vs_cheetah'])} | "
                          f"{_ratio(cell['here_speedup_vs_impactx'])} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------ impactx-benchmarks (2026)
+
+#: The backends of the impactx-benchmarks reproduction, in table order: the benchmark's
+#: codes that trackbench runs, then ours (the in-house tracker, Ocelot, RF-Track).
+IB_BACKENDS: tuple[str, ...] = ("impactx", "cheetah", "cheetah-compiled", "xsuite", "pyat",
+                                "inhouse", "ocelot", "rftrack")
+#: Run by default (compiled Cheetah only when named: its compilation takes minutes per case).
+IB_DEFAULT_BACKENDS: tuple[str, ...] = tuple(b for b in IB_BACKENDS if b != "cheetah-compiled")
+IB_LABELS: dict[str, str] = {"impactx": "ImpactX", "cheetah": "Cheetah",
+                             "cheetah-compiled": "Cheetah: compiled", "xsuite": "Xsuite",
+                             "pyat": "pyAT", "inhouse": "in-house (extra)",
+                             "ocelot": "Ocelot (extra)", "rftrack": "RF-Track (extra)"}
+#: Backends that offer a fast-math setting at run time here: compiled Cheetah compiles with
+#: inductor's fast-math flags unless ``TRACKBENCH_CHEETAH_FAST_MATH=0``
+#: (``backends/cheetah_compiled.py``).
+IB_FAST_MATH: tuple[str, ...] = ("cheetah-compiled",)
+
+
+def ib_scenario(fig: Figure, fig_id: str) -> str:
+    """The benchmark's scenario name of a figure (``htu``, ``fodo_exact``, ...): the id's
+    prefix before ``_cpu_``/``_cuda_``."""
+    for sep in ("_cpu_", "_cuda_"):
+        if sep in fig_id:
+            return fig_id.split(sep)[0]
+    return fig.scenario
+
+
+def _cores(fig: Figure) -> str:
+    """The published machine's cores per socket from the figure's hardware line."""
+    text = fig.hardware
+    if "(" in text and " cores)" in text:
+        return text.split("(", 1)[1].split(" cores)", 1)[0]
+    return "?"
+
+
+def _moments(row: dict) -> dict[str, float]:
+    from harness.benchmark_rule import TRACKBENCH_NAMES
+
+    out = {}
+    for theirs, ours in TRACKBENCH_NAMES.items():
+        value = row.get(f"obs_{ours}")
+        if isinstance(value, int | float):
+            out[theirs] = float(value)
+    return out
+
+
+def benchmark_verdict(scenario: str, row: dict | None, rows_index: dict[tuple, dict],
+                      threads: int | None) -> tuple[str, float | None]:
+    """The benchmark's class (:func:`harness.benchmark_rule.classify`) of a measured row
+    against ImpactX float64 at the same N in the same run, and the worst relative moment
+    error; ``("", None)`` without a row or a reference."""
+    from harness.benchmark_rule import TOLERANCES, classify
+
+    if not _ok(row) or scenario not in TOLERANCES:
+        return "", None
+    n = int(row["particles"])
+    ref = rows_index.get((row.get("scenario"), "impactx", n, "cpu", "float64", threads))
+    if not _ok(ref):
+        return "", None
+    mismatch = str(row.get("model", "")).startswith("stand-in")
+    single = row.get("dtype") == "float32"
+    sibling_ok = False
+    if single:
+        sibling = rows_index.get((row.get("scenario"), row.get("backend"), n, row.get("device"),
+                                  "float64", threads))
+        if _ok(sibling):
+            sibling_ok = classify(_moments(sibling), _moments(ref), n,
+                                  scenario).verdict == "correct"
+    judged = classify(_moments(row), _moments(ref), n, scenario,
+                      precision="single" if single else "double",
+                      double_sibling_correct=sibling_ok, model_mismatch=mismatch)
+    worst = judged.worst_error if math.isfinite(judged.worst_error) else None
+    return judged.verdict, worst
+
+
+def _published_cell(series: Any, n: int, pub_base: Any) -> dict[str, Any]:
+    """A series' published point at ``n``: value, layout, the benchmark's own verdict and
+    the speed-up over the figure's baseline point ``pub_base``."""
+    point = next((p for p in series.points if p.particles == n), None)
+    missing = next((m for m in series.not_measured if m.particles == n), None)
+    return {"published_config": series.config,
+            "published_particles_per_s": point.particles_per_s if point else None,
+            "published_track_s": point.track_s if point else None,
+            "published_layout": point.cores if point else "",
+            "published_verdict": (point.physics if point else
+                                  (f"{missing.status}" if missing else "")),
+            "published_speedup_vs_baseline": (
+                point.particles_per_s / pub_base.particles_per_s
+                if point and pub_base else None)}
+
+
+def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
+                    rows: Sequence[dict]) -> list[dict[str, Any]]:
+    """The cells of one impactx-benchmarks figure: per particle count, one per backend of
+    :data:`IB_BACKENDS` and one per published code trackbench does not run. Each holds the
+    published particles per second with its layout and the benchmark's own verdict, the
+    value measured here on one core (wall time, the benchmark's timer; process time
+    beside), the speed-ups over the figure's own baseline (its first series, ImpactX),
+    published and here, the benchmark's class of the measured moments and trackbench's
+    particle-by-particle verdict, status and footnote keys."""
+    index = _index(rows)
+    threads = plan.threads if plan else 1
+    here = set(plan.particles) if plan else set()
+    counts = sorted(set(fig.particles) | here)
+    fast_math = fig_id.endswith("_fm")
+    scenario = ib_scenario(fig, fig_id)
+    cores = _cores(fig)
+    base_series = next((s for s in fig.series if s.config == fig.baseline), fig.series[0])
+    base_backend = base_series.backend or "impactx"
+    published = {s.backend: s for s in fig.series if s.backend}
+    outsiders = [s for s in fig.series if not s.backend]
+    out: list[dict[str, Any]] = []
+    for n in counts:
+        measured: dict[str, tuple[dict | None, list[str]]] = {}
+        for backend in IB_BACKENDS:
+            if plan is None or plan.not_run:
+                measured[backend] = (None, [])
+            else:
+                measured[backend] = _find(index, fig, backend, n, threads)
+        base_row = measured[base_backend][0]
+        base_wall = _rate(n, base_row.get("time_min_s")) if _ok(base_row) else None
+        pub_base = next((p for p in base_series.points if p.particles == n), None)
+
+        for backend in IB_BACKENDS:
+            row, notes = measured[backend]
+            series = published.get(backend)
+            pub = _published_cell(series, n, pub_base) if series else {
+                "published_config": "", "published_particles_per_s": None,
+                "published_track_s": None, "published_layout": "", "published_verdict": "",
+                "published_speedup_vs_baseline": None}
+            status = plan.not_run if plan and plan.not_run else ""
+            if not status and n not in here:
+                status, row, notes = "not run: particle count not requested here", None, []
+            if not status and fast_math and backend not in IB_FAST_MATH:
+                status, row, notes = "not run: no fast-math setting", None, []
+            if not status:
+                status = _status_text(row)
+                if row is None and backend == "cheetah-compiled":
+                    status = "not run: compiled Cheetah runs when named (--backends)"
+            notes = list(notes)
+            if _ok(row) and str(row.get("model", "")).startswith("stand-in"):
+                notes.append("ib-stand-in")
+            if _ok(row) and backend == "cheetah-compiled":
+                notes.append("ib-fast-math" if not fast_math else "compiled")
+            wall = _rate(n, row.get("time_min_s")) if _ok(row) else None
+            verdict, worst = benchmark_verdict(scenario, row, index, threads)
+            layout = pub["published_layout"]
+            out.append({
+                "figure": fig_id, "particles": n, "backend": backend,
+                "label": IB_LABELS[backend], **pub,
+                "per_core": (f"published: {cores}-core socket"
+                             f"{f' ({layout})' if layout else ''}; here: 1 core"),
+                "here_particles_per_s_wall": wall,
+                "here_particles_per_s_process": (_rate(n, row.get("process_time_min_s"))
+                                                 if _ok(row) else None),
+                "here_wall_time_s": row.get("time_min_s") if _ok(row) else None,
+                "here_speedup_vs_baseline": wall / base_wall if wall and base_wall else None,
+                "here_over_published": (wall / float(pub["published_particles_per_s"])
+                                        if wall and pub["published_particles_per_s"]
+                                        else None),
+                "dtype_here": row.get("dtype") if _ok(row) else None,
+                "model_here": row.get("model") if _ok(row) else None,
+                "benchmark_verdict_here": verdict,
+                "worst_moment_error_here": worst,
+                "trackbench_verdict": (row.get("verdict") or "") if _ok(row) else "",
+                "status": status, "notes": notes,
+            })
+        for series in outsiders:
+            pub = _published_cell(series, n, pub_base)
+            layout = pub["published_layout"]
+            out.append({
+                "figure": fig_id, "particles": n, "backend": "",
+                "label": series.label, **pub,
+                "per_core": (f"published: {cores}-core socket"
+                             f"{f' ({layout})' if layout else ''}; here: 1 core"),
+                "here_particles_per_s_wall": None, "here_particles_per_s_process": None,
+                "here_wall_time_s": None, "here_speedup_vs_baseline": None,
+                "here_over_published": None, "dtype_here": None, "model_here": None,
+                "benchmark_verdict_here": "", "worst_moment_error_here": None,
+                "trackbench_verdict": "",
+                "status": f"not run: {series.code} is not a trackbench backend", "notes": []})
+    return out
+
+
+IB_FOOTNOTE_TEXT: dict[str, str] = {
+    "impactx-fp64": FOOTNOTE_TEXT["impactx-fp64"],
+    "ib-stand-in": "the code has no map of the scenario's model here and runs a labelled "
+                   "stand-in (its model column); the benchmark's class is then "
+                   "model_mismatch, as the benchmark declares it.",
+    "ib-fast-math": "compiled Cheetah compiles with inductor's fast-math flags by default "
+                    "(TRACKBENCH_CHEETAH_FAST_MATH=0 for IEEE-strict code).",
+    "compiled": FOOTNOTE_TEXT["compiled"],
+    "eager-fallback": FOOTNOTE_TEXT["eager-fallback"],
+}
+
+
+def _ib_figure_table(fig_id: str, fig: Figure, cells: list[dict], marks: dict[str, int]) -> str:
+    lines = [f"### {fig_id}: {fig.title}", "",
+             f"Published: {fig.hardware}; {fig.dtype}. Here: one core, one thread. The ratio "
+             f"columns are speed-ups over the figure's own baseline ({fig.baseline}; here "
+             "ImpactX) in the same run.", "",
+             "| particles | code | published [particles/s] | published verdict | here, wall "
+             "[particles/s] | here, process [particles/s] | vs baseline: published / here | "
+             "benchmark's rule here | trackbench verdict | cores | notes |",
+             "|---:|---|---:|---|---:|---:|---:|---|---|---|---|"]
+    for cell in cells:
+        notes = []
+        for key in cell["notes"]:
+            marks.setdefault(key, len(marks) + 1)
+            notes.append(f"[{marks[key]}]")
+        if cell["dtype_here"] and cell["dtype_here"] != fig.dtype:
+            notes.append(f"ran {cell['dtype_here']}")
+        if cell["model_here"]:
+            notes.append(f"model {cell['model_here']}")
+        if cell["status"]:
+            notes.append(cell["status"])
+        rule = cell["benchmark_verdict_here"] or "—"
+        if cell["worst_moment_error_here"] is not None:
+            rule += f" ({cell['worst_moment_error_here']:.1e})"
+        lines.append(
+            f"| {cell['particles']:.0e} | {cell['label']} | "
+            f"{_num(cell['published_particles_per_s'])} | {cell['published_verdict'] or '—'} | "
+            f"{_num(cell['here_particles_per_s_wall'])} | "
+            f"{_num(cell['here_particles_per_s_process'])} | "
+            f"{_ratio(cell['published_speedup_vs_baseline'])} / "
+            f"{_ratio(cell['here_speedup_vs_baseline'])} | {rule} | "
+            f"{cell['trackbench_verdict'] or '—'} | {cell['per_core']} | {' '.join(notes)} |")
+    return "\n".join(lines)
+
+
+def ib_render_markdown(published: Published, plans: Sequence[FigurePlan],
+                       rows: Sequence[dict], machine: dict[str, Any] | None = None,
+                       load: dict[str, Any] | None = None,
+                       repeat: int | None = None) -> str:
+    """The impactx-benchmarks reproduction: one table per published figure, then notes on
+    the hardware, load, versions, timer and the two judges."""
+    from harness.benchmark_rule import SAMPLING_C, TOLERANCES
+
+    machine = machine or {}
+    by_id = {p.figure: p for p in plans}
+    src = published.source
+    lines = ["# Reproduction: impactx-benchmarks (2026)", "",
+             f"Published numbers: {src.repository} commit {src.commit[:12]}, {src.file} "
+             f"({src.host}, {src.machine.get('timestamp_utc', '?')}); as data in "
+             "results/published/impactx-benchmarks.yaml.", "",
+             "Every published CPU cell is one 64-core socket at the fastest MPI ranks x OpenMP "
+             "threads layout the benchmark found (its `cores`): many-core. Every cell here "
+             "ran on one core with one thread: a per-core figure. The two are not the same "
+             "quantity; each row says so.", "",
+             "Two judges per measured cell: the benchmark's rule (harness/benchmark_rule.py: "
+             "sigma_x, sigma_y, emit_x, emit_y, + sigma_t with space charge, against ImpactX "
+             "float64 of the same run at the same N, within "
+             + ", ".join(f"{k} {v:g}" for k, v in TOLERANCES.items())
+             + f" widened by {SAMPLING_C:g}/sqrt(N); worst relative error in brackets) and "
+             "trackbench's particle-by-particle verdict against the same ImpactX run.", ""]
+    marks: dict[str, int] = {}
+    for fig_id, fig in published.figures.items():
+        cells = ib_figure_cells(fig_id, fig, by_id.get(fig_id), rows)
+        lines += [_ib_figure_table(fig_id, fig, cells, marks), ""]
+    lines += ["### Notes", ""]
+    for key, number in sorted(marks.items(), key=lambda kv: kv[1]):
+        lines.append(f"[{number}] {IB_FOOTNOTE_TEXT[key]}")
+    lines.append("")
+    cpu = machine.get("cpu", "this machine's CPU")
+    lines.append(f"- Hardware: here {cpu}, {machine.get('cores_available', '?')} cores, each "
+                 "case on one core with one thread (shared with other work); published: "
+                 f"{src.machine.get('cpu_model', '?')}, one socket of "
+                 f"{src.machine.get('cores_per_socket', '?')} cores per CPU cell.")
+    for run in load_runs(load or {}):
+        lines.append(f"- Machine load (1/5/15-min load average): before "
+                     f"{_load(run.get('before', {}))}, after {_load(run.get('after', {}))} "
+                     "(under load from concurrent jobs where above the core count; timings "
+                     "of a loaded machine are noisy).")
+    versions: dict[str, str] = {}
+    for row in rows:
+        if row.get("backend") and row.get("backend_version"):
+            versions.setdefault(str(row["backend"]), str(row["backend_version"]))
+    published_versions: dict[str, str] = {}
+    for fig in published.figures.values():
+        for series in fig.series:
+            for key, value in series.versions.items():
+                published_versions.setdefault(key, value)
+    lines.append("- Versions here: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+                 + "; published: " + ", ".join(f"{k} {v}" for k, v in
+                                               sorted(published_versions.items())) + ".")
+    lines.append("- ImpactX here is the PyPI wheel (sequential, FP64 only, generic build); "
+                 "the benchmark's ImpactX was built with SIMD, in FP32 and FP64, IEEE and "
+                 "fast-math.")
+    lines.append(f"- Timer: here the least of {repeat or '?'} timed tracks after one untimed "
+                 "warm-up in the same process, wall time (the benchmark's timer) and process "
+                 f"CPU time; published: {src.timer}; {src.statistic}.")
+    lines.append("- Fast-math figures: a backend without a fast-math setting at run time is "
+                 "'not run: no fast-math setting'; the ratio baseline here is then ImpactX "
+                 "IEEE.")
+    lines.append("- Figures whose scenario no bundled file states say 'not stated: <why>'; "
+                 "GPU figures say 'not run: no GPU' on a machine without CUDA.")
+    return "\n".join(lines) + "\n"
