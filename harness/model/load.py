@@ -21,7 +21,7 @@ from harness.model.observables import observable_names
 from harness.model.parameters import resolve_parameter
 from harness.model.particles import load_particle_file
 from harness.model.scenario import Beam, Scenario, _origin
-from harness.model.spin import read_spin_file
+from harness.model.spin import SPIN_OBSERVABLES, read_spin_file
 from harness.model.tuning_problems import check_tuning
 from harness.model.yaml_load import load_yaml_file
 
@@ -90,6 +90,7 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
     check_tuning(scenario, file)
     _check_particle_file(scenario.beam, file)
     _check_spin_file(scenario.beam, file)
+    _check_spin_observables(scenario, file)
     return scenario
 
 
@@ -117,6 +118,17 @@ def _with_absolute_spin_file(data: dict, file) -> dict:
         path = Path(file).parent / path
     assert isinstance(beam, dict)
     return {**data, "beam": {**beam, "spin": {**spin, "file": os.path.abspath(path)}}}
+
+
+def _check_spin_observables(scenario: Scenario, file) -> None:
+    """Spin observables only with a ``beam.spin`` block (the particles carry no spins
+    otherwise)."""
+    if scenario.beam.spin is not None:
+        return
+    for index, name in enumerate(scenario.observables):
+        if name in SPIN_OBSERVABLES:
+            raise ScenarioError(file, f"observables[{index}]", "a 'beam.spin' block (initial "
+                                "spins) for a spin observable", name)
 
 
 def _check_spin_file(beam: Beam, file) -> None:

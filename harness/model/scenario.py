@@ -21,7 +21,7 @@ from harness.model.lattice import Element, ElementSettings, build_elements
 from harness.model.limits import MAX_PARTICLES, SCENARIO_BOUNDS, within
 from harness.model.observables import observable_names
 from harness.model.reference_particle import SPECIES, ReferenceParticle
-from harness.model.spin import GYROMAGNETIC_ANOMALY, SPIN_OBSERVABLES
+from harness.model.spin import GYROMAGNETIC_ANOMALY
 from harness.model.tuning import TuningBlock
 from harness.model.vocabulary import MODEL_TIERS
 
@@ -501,15 +501,6 @@ class Scenario(_Strict):
             if name not in known:
                 raise ValueError(f"observable names from {list(known)}; got {name!r}")
         return value
-
-    @model_validator(mode="after")
-    def _spin_observables(self):
-        if self.beam.spin is None:
-            spin_names = [n for n in self.observables if n in SPIN_OBSERVABLES]
-            if spin_names:
-                raise ValueError(f"observable {spin_names[0]!r} needs a 'beam.spin' block "
-                                 "(initial spins)")
-        return self
 
     @property
     def spin(self) -> bool:
