@@ -23,6 +23,16 @@ particles in and out of the code (not timed) and tracks them (timed)::
 ``prepared.track(particles)`` does all of it. Coordinates at the boundary are always
 ImpactX's canonical (x, px, y, py, t, pt); each adapter converts exactly.
 
+Spins: when the scenario's beam has a ``spin:`` block (:attr:`Scenario.spin
+<harness.model.scenario.Scenario.spin>`), the particles handed in and out are ``(N, 9)``:
+the six coordinates, then the unit spin ``(sx, sy, sz)`` in the Frenet-Serret frame of the
+reference orbit (:mod:`harness.model.spin`); the same array flows through ``inject``,
+``extract``, the reference particles file and the agreement (which adds the three spin
+columns). Without a ``spin:`` block particles stay ``(N, 6)``. Only a backend that declares
+:attr:`Backend.spin_tracking` is handed spins: :meth:`Backend.common_checks` refuses a spin
+scenario for the others with :attr:`Backend.spin_refusal` ("no spin tracking"). A lost
+particle's row is NaN in all nine columns.
+
 Final particles follow one convention (:func:`final_particles`, read back by
 :func:`harness.model.observables.fates`): a particle lost at an aperture of the scenario is a row of
 six NaN; every other particle keeps the coordinates the code returned, and one that blew up
@@ -121,7 +131,8 @@ class Prepared(ABC):
 
     @abstractmethod
     def inject(self, particles: np.ndarray) -> Any:
-        """Hand ``(N, 6)`` float64 particles to the code (not timed)."""
+        """Hand ``(N, 6)`` float64 particles (``(N, 9)`` with spins) to the code (not
+        timed)."""
 
     @abstractmethod
     def run(self, handle: Any) -> Any:
@@ -129,7 +140,8 @@ class Prepared(ABC):
 
     @abstractmethod
     def extract(self, handle: Any) -> np.ndarray:
-        """Final particles as ``(N, 6)`` float64 numpy, in the order they were injected."""
+        """Final particles as ``(N, 6)`` (``(N, 9)`` with spins) float64 numpy, in the order
+        they were injected."""
 
     def synchronize(self) -> None:
         """Wait for asynchronous device work (CUDA) to finish; synchronous codes need not."""
@@ -178,6 +190,11 @@ class Backend(ABC):
     dtypes: ClassVar[tuple[str, ...] | None] = None
     #: Space-charge kinds (``3d``, ``2p5d``) it runs (None: the adapter checks; empty: none).
     space_charge_kinds: ClassVar[frozenset[str] | None] = None
+    #: Whether the backend tracks spins (Thomas-BMT) with the particles: a scenario with a
+    #: ``beam.spin`` block hands it ``(N, 9)`` particles (see the module docstring); the
+    #: others refuse such a scenario with :attr:`spin_refusal`.
+    spin_tracking: ClassVar[bool] = False
+    spin_refusal: ClassVar[str] = "no spin tracking"
     #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
     #: dtype)`` is called with the plan's case).
     takes_plans: ClassVar[bool] = False
@@ -231,8 +248,9 @@ class Backend(ABC):
     def common_checks(self, scenario: Scenario, device: str = "cpu",
                       dtype: str = "float64") -> Unsupported | None:
         """The checks every backend shares, from what it declares: element kinds, every
-        field set honoured (:attr:`honoured_fields`), then the device, the dtype and the
-        space-charge kind where the backend declares them; the first refusal, or None."""
+        field set honoured (:attr:`honoured_fields`), then the device, the dtype, spin
+        tracking (:attr:`spin_tracking`) and the space-charge kind where the backend
+        declares them; the first refusal, or None."""
         for element in scenario.elements:
             if element.kind not in self.element_kinds:
                 return Unsupported(f"{self.name} does not translate element kind "
@@ -248,6 +266,8 @@ class Backend(ABC):
             return Unsupported(f"dtype {dtype!r}: {self.name}'s particle data are "
                                f"{' or '.join(self.dtypes)}; {dtype} would only be a "
                                "conversion at the boundary")
+        if getattr(scenario, "spin", False) and not self.spin_tracking:
+            return Unsupported(f"beam.spin: {self.name}: {self.spin_refusal}")
         sc = scenario.space_charge
         if sc is not None and self.space_charge_kinds is not None \
                 and sc.kind not in self.space_charge_kinds:

@@ -451,6 +451,7 @@ class RunSettings:
     space_charge: str | bool = False
     poisson_solver: str = "fft"
     prob_relative: float = PROB_RELATIVE
+    spin: bool = False
 
 
 class _SharedSimulation:
@@ -519,6 +520,7 @@ class _SharedSimulation:
         sim.diagnostics = False
         sim.verbose = 0
         sim.space_charge = settings.space_charge
+        sim.spin = settings.spin   # process-global too: set for every scenario
         if settings.space_charge:
             sim.poisson_solver = settings.poisson_solver
             sim.dynamic_size = True
@@ -558,12 +560,13 @@ class ImpactXPrepared(Prepared):
         self.threads = tracking_threads()
         self.reference = scenario.reference_particle
         sc = scenario.space_charge
+        self.spin = scenario.spin
         if sc is None:
-            self.mesh, self.settings = MeshSettings(), RunSettings()
+            self.mesh, self.settings = MeshSettings(), RunSettings(spin=self.spin)
         else:
             self.mesh = MeshSettings(sc.grid, PARTICLE_SHAPES[sc.deposition])
             self.settings = RunSettings(space_charge=SPACE_CHARGE_MODELS[sc.kind],
-                                        prob_relative=mesh_prob_relative(sc))
+                                        prob_relative=mesh_prob_relative(sc), spin=self.spin)
         self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
         self._handle: _Handle | None = None
         _SHARED.acquire(self.mesh)
@@ -581,12 +584,16 @@ class ImpactXPrepared(Prepared):
     def inject(self, particles: np.ndarray) -> _Handle:
         """Load settings, lattice, reference particle and ``(N, 6)`` particles (x, px, y, py,
         t, pt) into ImpactX. ImpactX's ``add_n_particles`` takes x, y, t, px, py, pt and
-        ``qm`` = q/(m c^2) [1/eV]; the bunch charge sets the weights."""
+        ``qm`` = q/(m c^2) [1/eV]; the bunch charge sets the weights. A scenario with spins
+        takes ``(N, 9)`` particles, the spins given as ``sx, sy, sz`` (``sim.spin`` on)."""
         from impactx import elements
 
         particles = np.ascontiguousarray(particles, dtype=np.float64)
-        if particles.ndim != 2 or particles.shape[1] != 6:
-            raise ValueError(f"particles must have shape (N, 6), got {particles.shape}")
+        width = 9 if self.spin else 6
+        if particles.ndim != 2 or particles.shape[1] != width:
+            raise ValueError(f"particles must have shape (N, {width}), got {particles.shape}")
+        spins = ({"sx": particles[:, 6].copy(), "sy": particles[:, 7].copy(),
+                  "sz": particles[:, 8].copy()} if self.spin else {})
         sim = _SHARED.acquire(self.mesh)
         _SHARED.apply(self.settings)
         sim.lattice.clear()
@@ -608,9 +615,11 @@ class ImpactXPrepared(Prepared):
         # ImpactX needs a non-zero total weight: a chargeless beam gets unit weights
         # (space charge is off then, so weights do not enter the tracking).
         if self.bunch_charge_C > 0.0:
-            beam.add_n_particles(x, y, t, px, py, pt, qm_eev, bunch_charge=self.bunch_charge_C)
+            beam.add_n_particles(x, y, t, px, py, pt, qm_eev, bunch_charge=self.bunch_charge_C,
+                                 **spins)
         else:
-            beam.add_n_particles(x, y, t, px, py, pt, qm_eev, w=np.ones(len(particles)))
+            beam.add_n_particles(x, y, t, px, py, pt, qm_eev, w=np.ones(len(particles)),
+                                 **spins)
         ids, columns = _read_particles(beam)
         order = np.argsort(ids, kind="stable")
         if len(ids) != len(particles) or not np.array_equal(columns[order, 0], x):
@@ -628,16 +637,17 @@ class ImpactXPrepared(Prepared):
         return handle
 
     def extract(self, handle: _Handle) -> np.ndarray:
-        """Final ``(N, 6)`` particles in injection order (:func:`backends.base.final_particles`):
+        """Final ``(N, 6)`` particles (``(N, 9)`` with spins) in injection order
+        (:func:`backends.base.final_particles`):
         particles ImpactX removed (at an aperture) are NaN rows, a particle it returned with
         all-NaN coordinates is a blow-up (+inf row)."""
         sim = self._check(handle)
-        ids, columns = _read_particles(sim.beam)
+        ids, columns = _read_particles(sim.beam, self.spin)
         rows = np.searchsorted(handle.ids, ids)
         if len(ids) and (rows.max() >= len(handle.ids) or
                          not np.array_equal(handle.ids[rows], ids)):
             raise RuntimeError("ImpactX returned particles that were not injected")
-        raw = np.full((len(handle.ids), 6), np.nan)
+        raw = np.full((len(handle.ids), columns.shape[1]), np.nan)
         raw[rows] = columns
         lost = np.ones(len(handle.ids), bool)
         lost[rows] = False
@@ -664,8 +674,9 @@ def _host_array(vector: Any, on_device: bool) -> np.ndarray:
     return np.array(vector.to_numpy(), copy=True)
 
 
-def _read_particles(beam: Any) -> tuple[np.ndarray, np.ndarray]:
-    """ids (int64) and ``(n, 6)`` columns x, px, y, py, t, pt of the particles in ImpactX.
+def _read_particles(beam: Any, spin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """ids (int64) and ``(n, 6)`` columns x, px, y, py, t, pt of the particles in ImpactX
+    (``(n, 9)`` with ``spin_x``, ``spin_y``, ``spin_z`` when ``spin``).
 
     Reads the structure-of-arrays tiles directly (``to_df`` is ~50x slower at 1e6); the SoA
     real components are named in ``beam.real_soa_names`` (x, y, t, px, py, pt first).
@@ -675,8 +686,9 @@ def _read_particles(beam: Any) -> tuple[np.ndarray, np.ndarray]:
 
     on_device = bool(build_info()["have_gpu"])
     names = list(beam.real_soa_names)
-    index = [names.index(n) for n in ("position_x", "momentum_x", "position_y", "momentum_y",
-                                      "position_t", "momentum_t")]
+    wanted = ["position_x", "momentum_x", "position_y", "momentum_y", "position_t",
+              "momentum_t"] + (["spin_x", "spin_y", "spin_z"] if spin else [])
+    index = [names.index(n) for n in wanted]
     ids, blocks = [], []
     for level in range(beam.finest_level + 1):
         for tile in ImpactXParIter(beam, level):
@@ -686,7 +698,7 @@ def _read_particles(beam: Any) -> tuple[np.ndarray, np.ndarray]:
             blocks.append(np.stack([_host_array(soa.get_real_data(i), on_device)
                                     for i in index], axis=1))
     if not ids:
-        return np.empty(0, dtype=np.int64), np.empty((0, 6))
+        return np.empty(0, dtype=np.int64), np.empty((0, len(index)))
     return np.concatenate(ids), np.concatenate(blocks)
 
 
@@ -703,6 +715,8 @@ class ImpactXBackend(Backend):
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
     takes_plans: ClassVar[bool] = True
+    #: Thomas-BMT spin push of every element (``sim.spin``; ``spin_and_phasespace_push``).
+    spin_tracking: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:

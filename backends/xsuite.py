@@ -617,6 +617,11 @@ class XsuiteBackend(LineBackend):
     dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
     translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
     refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
+    #: Xsuite tracks spins (``Line.configure_spin``), but its spin model has not been
+    #: compared with ImpactX's map by map here, so spin scenarios are refused by name.
+    spin_refusal: ClassVar[str] = (
+        "Xsuite's spin tracking (Line.configure_spin) is not wired: its spin model has not "
+        "been compared map by map with ImpactX's")
     linear_note: ClassVar[str] = (
         "linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central differences "
         "of the expanded models, Richardson-extrapolated)")

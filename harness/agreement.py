@@ -2,7 +2,10 @@
 
 Particle-by-particle deviation of coordinate ``i`` is ``|x_i - x_ref,i| / sigma_ref,i`` with
 ``sigma_ref,i`` the rms of the reference's final coordinate ``i`` over its particles; the
-maximum and the rms over particles are recorded per coordinate. Particles that did not
+maximum and the rms over particles are recorded per coordinate. Particles with spins
+(``(N, 9)``, :mod:`harness.model.spin`) add the columns ``sx``, ``sy``, ``sz`` with the
+absolute deviation of each spin component (spins are unit vectors), within the same
+tolerances (fp64: 1e-8; in-house and ImpactX agree to about 1e-14). Particles that did not
 survive in either code (lost at an aperture or blown up, :func:`harness.model.observables.fates`)
 are left out of the deviation; the reference's losses and the particles lost in one code
 only (``lost_mismatch``) are counted, and a mismatch beyond the tolerance is a ``differs``.
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.model.observables import BLOW_UP_MAGNITUDE, COORDINATES, fates
+from harness.model.spin import SPIN_COLUMNS
 from harness.model.vocabulary import Status, Verdict
 
 
@@ -92,8 +96,9 @@ def particle_deviation(final: np.ndarray, reference: np.ndarray
         "lost_mismatch": int((mine.alive != theirs.alive).sum()),
         "compared_particles": int(both.sum()),
     }
+    columns = COORDINATES + (SPIN_COLUMNS if final.shape[1] == 9 else ())
     if not both.any():
-        for name in COORDINATES:
+        for name in columns:
             out[f"dev_max_{name}"] = out[f"dev_rms_{name}"] = None
         out["dev_max"] = out["dev_rms"] = None
         return out
@@ -101,9 +106,10 @@ def particle_deviation(final: np.ndarray, reference: np.ndarray
     sigma = ref.std(axis=0)
     delta = np.abs(final[both] - ref)
     maxima, rms = [], []
-    for i, name in enumerate(COORDINATES):
-        # a coordinate with no spread in the reference (a cold beam): absolute deviation
-        scaled = delta[:, i] / sigma[i] if sigma[i] > 0 else delta[:, i]
+    for i, name in enumerate(columns):
+        # a coordinate with no spread in the reference (a cold beam), and a spin component
+        # (a unit vector's, dimensionless): absolute deviation
+        scaled = delta[:, i] / sigma[i] if sigma[i] > 0 and i < 6 else delta[:, i]
         maxima.append(float(scaled.max()))
         rms.append(float(np.sqrt(np.mean(scaled**2))))
         out[f"dev_max_{name}"], out[f"dev_rms_{name}"] = maxima[-1], rms[-1]

@@ -320,3 +320,165 @@ def test_batched_parameters(beam):
         single = _track(GRAD_LATTICE, reference, particles, spins, {("q1", "Kn1"): value})
         for b, s in zip(batched.spins, single.spins, strict=True):
             torch.testing.assert_close(b[i], s, rtol=0, atol=1e-15)
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+SPIN_SCENARIO = {
+    "name": "spin_line",
+    "beam": {"species": "proton", "kinetic_energy_MeV": 800.0, "distribution": "gaussian",
+             "twiss": {"beta_x": 5.0, "emittance_x": 1e-7, "beta_y": 5.0,
+                       "emittance_y": 1e-7},
+             "longitudinal": {"sigma_t": 1e-3, "sigma_pt": 1e-3},
+             "particles": 500, "seed": 7,
+             "spin": {"polarization": [0.3, 0.5, 0.6], "seed": 11}},
+    "model": "linear",
+    "observables": ["sigma_sx", "mean_sz", "polarization", "sigma_x"],
+    "lattice": {"PALS": {"facility": [
+        {"q1": {"kind": "Quadrupole", "length": 0.4, "MagneticMultipoleP": {"Kn1": 2.0}}},
+        {"b1": {"kind": "SBend", "length": 1.0, "BendP": {"g_ref": 0.2}}},
+        {"s1": {"kind": "Solenoid", "length": 0.5, "SolenoidP": {"Ksol": 1.5}}},
+        {"line": {"kind": "BeamLine", "line": ["q1", "b1", "s1"]}},
+        {"use": "line"}]}},
+}
+
+
+def _spin_scenario(**beam):
+    from harness.model.load import scenario_from_dict
+
+    data = {**SPIN_SCENARIO, "beam": {**SPIN_SCENARIO["beam"], **beam}}
+    return scenario_from_dict(data)
+
+
+def test_spin_particles_carry_nine_columns():
+    """A beam with a spin block draws (N, 9) particles: the six coordinates of the beam
+    without spins, then unit spins of the von Mises-Fisher law with |<s>| near |P|."""
+    from harness.model.particles import generate
+
+    scenario = _spin_scenario(particles=20_000)
+    particles = generate(scenario.beam)
+    assert particles.shape == (20_000, 9)
+    plain = generate(scenario.beam.model_copy(update={"spin": None}))
+    np.testing.assert_array_equal(particles[:, :6], plain)
+    np.testing.assert_allclose(np.linalg.norm(particles[:, 6:], axis=1), 1.0, atol=1e-15)
+    mean = particles[:, 6:].mean(axis=0)
+    assert abs(np.linalg.norm(mean) - np.linalg.norm([0.3, 0.5, 0.6])) < 2e-2
+    np.testing.assert_allclose(mean / np.linalg.norm(mean),
+                               np.array([0.3, 0.5, 0.6]) / np.linalg.norm([0.3, 0.5, 0.6]),
+                               atol=2e-2)
+
+
+def test_spin_file_beam(tmp_path):
+    """Spins from a .npy file are the particles' columns 6-8, the first N rows."""
+    from harness.model.particles import generate
+
+    spins = sample_vmf([0.0, 0.6, 0.6], 600, 3).numpy()
+    np.save(tmp_path / "spins.npy", spins)
+    data = {**SPIN_SCENARIO, "beam": {**SPIN_SCENARIO["beam"],
+                                      "spin": {"file": "spins.npy"}}}
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    from harness.model.load import load_scenario
+
+    scenario = load_scenario(tmp_path / "s.yaml")
+    particles = generate(scenario.beam)
+    np.testing.assert_array_equal(particles[:, 6:], spins[:500])
+
+
+def test_spin_scenario_impactx_vs_inhouse_through_prepare():
+    """A spin scenario through the backends' plan/prepare/track: (N, 9) particles in and
+    out, in-house = ImpactX to 1e-11 in each spin component, phase space within the
+    fp64 agreement tolerance, and the spin observables equal."""
+    pytest.importorskip("impactx")
+    from backends.impactx import ImpactXBackend
+    from backends.inhouse import InhouseBackend
+    from harness import agreement
+    from harness.model import observables
+    from harness.model.particles import generate
+
+    scenario = _spin_scenario()
+    initial = generate(scenario.beam)
+    finals = {}
+    for backend in (ImpactXBackend(), InhouseBackend()):
+        plan = backend.plan(scenario)
+        assert plan, plan
+        assert plan.model.endswith("|spin")
+        with backend.prepare_planned(plan) as prepared:
+            finals[backend.name] = prepared.track(initial)
+    ours, theirs = finals["inhouse"], finals["impactx"]
+    assert ours.shape == theirs.shape == (500, 9)
+    deviation = agreement.particle_deviation(ours, theirs)
+    assert max(deviation[f"dev_max_{c}"] for c in ("sx", "sy", "sz")) <= SPIN_BOUND
+    assert deviation["dev_max"] <= 1e-8
+    assert np.abs(theirs[:, 6:] - initial[:, 6:]).max() > 1e-2   # the spins turned
+    names = ["mean_sx", "mean_sy", "mean_sz", "polarization", "sigma_sx", "sigma_sy",
+             "sigma_sz"]
+    mine = observables.compute_survivors(ours, names, scenario.reference_particle)
+    reference = observables.compute_survivors(theirs, names, scenario.reference_particle)
+    for name in names:
+        assert abs(mine[name] - reference[name]) <= 1e-12, name
+
+
+@pytest.mark.slow
+def test_htu_spin_bundled_impactx_vs_inhouse():
+    """The bundled htu_spin scenario (1e3 particles) through ImpactX and the in-house
+    backend: spins agree to 1e-11, phase space within 1e-8 sigma."""
+    pytest.importorskip("impactx")
+    from backends.impactx import ImpactXBackend
+    from backends.inhouse import InhouseBackend
+    from harness import agreement
+    from harness.model.load import load_scenario
+    from harness.model.particles import generate
+
+    scenario = load_scenario("htu_spin")
+    initial = generate(scenario.beam, 1000)
+    assert np.array_equal(initial[:, 6:], np.tile([0.0, 0.0, 1.0], (1000, 1)))
+    finals = [backend.prepare(scenario).track(initial)
+              for backend in (ImpactXBackend(), InhouseBackend())]
+    deviation = agreement.particle_deviation(finals[1], finals[0])
+    print({k: v for k, v in deviation.items() if k.startswith("dev_max")})
+    assert max(deviation[f"dev_max_{c}"] for c in ("sx", "sy", "sz")) <= SPIN_BOUND
+    assert deviation["dev_max"] <= 1e-8
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("cheetah", "beam.spin: cheetah: no spin tracking"),
+    ("pyat", "beam.spin: pyat: no spin tracking"),
+    ("ocelot", "beam.spin: ocelot: no spin tracking"),
+    ("xsuite", "beam.spin: xsuite: Xsuite's spin tracking (Line.configure_spin) is not wired"),
+])
+def test_codes_without_spin_refuse(name, expected):
+    """Codes without (compared) spin tracking refuse a spin scenario by their declared
+    capability, with the reason."""
+    from backends.registry import get_backend
+    from harness.model.load import scenario_from_dict
+
+    backend = get_backend(name)
+    quads = {"PALS": {"facility": [
+        {"d1": {"kind": "Drift", "length": 0.5}},
+        {"q1": {"kind": "Quadrupole", "length": 0.4, "MagneticMultipoleP": {"Kn1": 2.0}}},
+        {"line": {"kind": "BeamLine", "line": ["d1", "q1", "d1"]}}, {"use": "line"}]}}
+    verdict = backend.plan(scenario_from_dict({**SPIN_SCENARIO, "lattice": quads}))
+    assert not verdict
+    assert verdict.reason.startswith(expected)
+
+
+def test_inhouse_refuses_unported_spin_maps():
+    """The in-house backend refuses a spin scenario with a map whose spin push is not
+    ported (an exact quadrupole) naming the element, and spin with space charge;
+    ImpactX runs both."""
+    from backends.impactx import ImpactXBackend
+    from backends.inhouse import InhouseBackend
+    from harness.model.load import scenario_from_dict
+
+    exact = scenario_from_dict({**SPIN_SCENARIO, "model": "exact"})
+    verdict = InhouseBackend().plan(exact)
+    assert not verdict
+    assert "'q1'" in verdict.reason and "ExactQuad" in verdict.reason
+    sc = scenario_from_dict({**SPIN_SCENARIO, "space_charge": {"grid": [8, 8, 8]},
+                             "beam": {**SPIN_SCENARIO["beam"], "bunch_charge_C": 1e-12}})
+    verdict = InhouseBackend().plan(sc)
+    assert not verdict and "space charge" in verdict.reason
+    if ImpactXBackend.availability().available:
+        assert ImpactXBackend().plan(exact)

@@ -36,6 +36,7 @@ from backends.torch_support import device_support, synchronize, torch_dtype
 
 if TYPE_CHECKING:
     from backends.inhouse.sc_tracking import SpaceChargeTracker
+    from backends.inhouse.spin import SpinColumnsTracker
     from backends.inhouse.tracker import Tracker
     from harness.model.scenario import Scenario
 
@@ -80,7 +81,7 @@ class InhousePrepared(Prepared):
     def inject(self, particles: np.ndarray):
         """``(N, 6)`` float64 numpy -> six contiguous columns (separate tensors, tracked in
         place) on the device in the tracking dtype, or one ``(N, 6)`` tensor for the
-        space-charge tracker."""
+        space-charge tracker (``(N, 9)`` with the spins for the spin tracker)."""
         import torch
 
         if self.forward is not None:
@@ -112,7 +113,8 @@ class InhousePrepared(Prepared):
         synchronize(self.device)
 
     def extract(self, handle) -> np.ndarray:
-        """Final particles as ``(N, 6)`` float64 numpy; lost particles are rows of NaN."""
+        """Final particles as ``(N, 6)`` (``(N, 9)`` with spins) float64 numpy; lost
+        particles are rows of NaN."""
         import torch
 
         particles, alive = handle
@@ -121,6 +123,21 @@ class InhousePrepared(Prepared):
         out = particles.detach().to(device="cpu", dtype=torch.float64).numpy()
         lost = None if alive is None else ~alive.detach().cpu().numpy()
         return final_particles(out, lost=lost)
+
+
+def _spin_support(scenario: Scenario) -> Unsupported | None:
+    """Unsupported naming the first element without an in-house spin push
+    (:data:`backends.inhouse.spin.REFUSED`), or spin with space charge."""
+    if scenario.space_charge is not None:
+        return Unsupported("beam.spin with space charge: the in-house space-charge tracker "
+                           "does not push spins")
+    from backends.inhouse.spin import SpinUnsupported, check_spin_support
+
+    try:
+        check_spin_support(scenario.elements)
+    except SpinUnsupported as error:
+        return Unsupported(str(error))
+    return None
 
 
 class InhouseBackend(Backend):
@@ -134,6 +151,9 @@ class InhouseBackend(Backend):
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
     takes_plans: ClassVar[bool] = True
+    #: ImpactX's spin maps ported map by map (:mod:`backends.inhouse.spin`); the maps
+    #: without a port are refused by name when the scenario is planned.
+    spin_tracking: ClassVar[bool] = True
 
     @classmethod
     def _import(cls) -> None:
@@ -152,6 +172,10 @@ class InhouseBackend(Backend):
 
         for element in scenario.elements:   # the maps are ImpactX's, so are their limits
             refused = exact_tier_multipoles(element)
+            if refused is not None:
+                return refused
+        if scenario.spin:
+            refused = _spin_support(scenario)
             if refused is not None:
                 return refused
         if scenario.space_charge is not None:
@@ -174,8 +198,12 @@ class InhouseBackend(Backend):
         from backends.inhouse.tracker import Tracker
 
         torch_type = torch_dtype(dtype)
-        tracker: Tracker | SpaceChargeTracker
-        if case.space_charge is not None:
+        tracker: Tracker | SpaceChargeTracker | SpinColumnsTracker
+        if case.spin:
+            from backends.inhouse.spin import SpinColumnsTracker
+
+            tracker = SpinColumnsTracker(case.elements, case.reference_particle)
+        elif case.space_charge is not None:
             from backends.inhouse.sc_tracking import build_space_charge_tracker
 
             tracker = build_space_charge_tracker(case, device, torch_type)
@@ -199,7 +227,10 @@ class InhouseBackend(Backend):
         for element parameters and draws the scenario's seeded ``len(particles)`` particles
         in the graph for beam parameters (with space charge: through the space-charge
         tracker)."""
-        if not self.supports(scenario, device, dtype):
+        if not self.supports(scenario, device, dtype) or scenario.spin:
+            # spin observables are differentiable through SpinTracker.track(..., values),
+            # not wired to this interface: gradients of a spin scenario are finite
+            # differences of the tracked (N, 9) particles
             return None
         from backends.inhouse.objective import make_observables
 

@@ -75,17 +75,14 @@ from backends.inhouse.translate import MapSpec, _quad_strength, _quad_turn, mult
 from backends.inhouse.translate import translate as translate_element
 from harness.model.lattice import Element
 from harness.model.reference_particle import ReferenceParticle
+from harness.model.spin import GYROMAGNETIC_ANOMALY
+from harness.model.spin import sample_vmf as _sample_vmf_numpy
 
 #: Spin columns ``(sx, sy, sz)``, each of shape ``batch + (N,)``.
 Spins = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-#: Gyromagnetic anomaly G = (g - 2)/2 per species, as ImpactX's ``set_species`` sets it.
-GYROMAGNETIC_ANOMALY = {
-    "electron": 0.00115965218062,
-    "positron": 0.00115965218062,
-    "proton": 1.7928473446,
-    "Hminus": 1.7928473446,
-}
+__all__ = ["GYROMAGNETIC_ANOMALY", "REFUSED", "SPIN_MAPS", "SpinState", "SpinTracker",
+           "SpinUnsupported", "check_spin_support", "sample_vmf", "spin_observables"]
 
 #: ImpactX maps whose spin push is the identity.
 IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture"})
@@ -380,19 +377,44 @@ def _roll(spins: Spins, angle: nm.Scalar, out: bool) -> Spins:
 # ----------------------------------------------------------------------------- the tracker
 
 
-def _apply_phase(spec: MapSpec, params: Mapping[str, nm.Scalar], ref: RefState,
-                 columns: Columns, alive: torch.Tensor | None
-                 ) -> tuple[Columns, torch.Tensor | None]:
-    """The in-house phase-space map of ``spec`` with ``params``."""
+#: A phase-space map made once: a Kernel with its coefficients ready, or a 6x6 matrix.
+_Made = tuple[Kernel, object] | torch.Tensor
+
+
+def _make_phase(spec: MapSpec, params: Mapping[str, nm.Scalar], ref: RefState,
+                like: torch.Tensor) -> _Made:
+    """The in-house phase-space map of ``spec`` with ``params``, built for the device and
+    dtype of ``like`` (a kernel with its coefficients, or the dense matrix)."""
     made = spec.make(params, ref)
     if isinstance(made, Kernel):
-        coeffs = nm.broadcast_ready(made.coeffs)
-        if made.loses_particles:
-            columns, ok = made.push(columns, coeffs)
-            return columns, ok if alive is None else alive & ok
-        return made.push(columns, coeffs), alive
-    matrix = assemble(made, columns[0].device, columns[0].dtype)
-    return tuple(torch.matmul(matrix, stack_columns(columns)).unbind(-2)), alive
+        return made, nm.broadcast_ready(made.coeffs)
+    return assemble(made, like.device, like.dtype)
+
+
+def _push_phase(made: _Made, columns: Columns, alive: torch.Tensor | None
+                ) -> tuple[Columns, torch.Tensor | None]:
+    """Apply a map of :func:`_make_phase`."""
+    if isinstance(made, torch.Tensor):
+        return tuple(torch.matmul(made, stack_columns(columns)).unbind(-2)), alive
+    kernel, coeffs = made
+    if kernel.loses_particles:
+        columns, ok = kernel.push(columns, coeffs)
+        return columns, ok if alive is None else alive & ok
+    return kernel.push(columns, coeffs), alive
+
+
+def _apply_phase(spec: MapSpec, params: Mapping[str, nm.Scalar], ref: RefState,
+                 columns: Columns, alive: torch.Tensor | None,
+                 cache: dict | None = None, key: object = None
+                 ) -> tuple[Columns, torch.Tensor | None]:
+    """The in-house phase-space map of ``spec`` with ``params`` (taken from ``cache`` under
+    ``key`` when given, built and stored there the first time)."""
+    if cache is None:
+        return _push_phase(_make_phase(spec, params, ref, columns[0]), columns, alive)
+    made = cache.get(key)
+    if made is None:
+        made = cache[key] = _make_phase(spec, params, ref, columns[0])
+    return _push_phase(made, columns, alive)
 
 
 def _thin_kick(columns: Columns, order: int, kn: nm.Scalar, ks: nm.Scalar) -> Columns:
@@ -478,6 +500,10 @@ class SpinTracker:
         check_spin_support(self.elements)
         self.reference = RefState.from_reference(reference)
         self.anomaly = gyromagnetic_anomaly(reference) if anomaly is None else anomaly
+        # the lattice's own maps (no parameter values given) are translated here once and
+        # built on the first track of each device and dtype, then reused
+        self._specs = [translate_element(e) for e in self.elements]
+        self._made: dict[tuple, _Made] = {}
 
     def track(self, columns: Columns, spins: Spins,
               values: Mapping[tuple[str, str], torch.Tensor] | None = None) -> SpinState:
@@ -489,21 +515,27 @@ class SpinTracker:
             raise KeyError(f"parameters of elements not in the lattice: {unknown}")
         alive: torch.Tensor | None = None
         ref, anomaly = self.reference, self.anomaly
-        for element in self.elements:
+        like = columns[0]
+        for position, element in enumerate(self.elements):
             fields = frozenset(f for n, f in values if n == element.name)
             params: dict[str, nm.Scalar] = dict(element.params)
             params.update({f: v for (n, f), v in values.items() if n == element.name})
-            specs = translate_element(element, fields)
+            # maps of elements without parameter tensors are made once per device/dtype
+            cache = None if fields else self._made
+            specs = translate_element(element, fields) if fields else self._specs[position]
             aligned = [i for i, s in enumerate(specs) if s.impactx == "Alignment"]
             for index, spec in enumerate(specs):
                 kind = spec.impactx
+                key = (position, index, like.device, like.dtype)
                 if kind == "Alignment":
-                    columns, alive = _apply_phase(spec, params, ref, columns, alive)
+                    columns, alive = _apply_phase(spec, params, ref, columns, alive, cache,
+                                                  key)
                     out = index == aligned[-1] and index != aligned[0]
                     spins = _roll(spins, nm.broadcast_ready(_alignment_angle(element, params)),
                                   out)
                 elif kind in IDENTITY_SPIN:
-                    columns, alive = _apply_phase(spec, params, ref, columns, alive)
+                    columns, alive = _apply_phase(spec, params, ref, columns, alive, cache,
+                                                  key)
                 elif kind in ("Multipole", "Kicker"):
                     # a Kicker (xkick = -Kn0L, ykick = Ks0L) is the order-0 kick
                     ready = {f: nm.broadcast_ready(v) for f, v in params.items()}
@@ -515,12 +547,13 @@ class SpinTracker:
                         columns = _thin_kick(columns, order, kn, ks)
                 else:
                     columns, spins, alive = self._thick(element, spec, params, ref, anomaly,
-                                                        columns, spins, alive)
+                                                        columns, spins, alive, cache, key)
         return SpinState(columns, spins, alive)
 
     @staticmethod
     def _thick(element: Element, spec: MapSpec, params: dict, ref: RefState,
-               anomaly: nm.Scalar, columns: Columns, spins: Spins, alive):
+               anomaly: nm.Scalar, columns: Columns, spins: Spins, alive,
+               cache: dict | None = None, key: object = None):
         """A thick map with a spin generator, slice by slice."""
         kind = spec.impactx
         nslice = element.nslice
@@ -549,7 +582,7 @@ class SpinTracker:
                 spins = _sol_spin(columns, spins, length, ready["Ksol"], ref, anomaly)
             elif kind != "ExactSbend":
                 raise SpinUnsupported(f"spin: no spin push for {kind} ({element.name})")
-            columns, alive = _apply_phase(spec, sliced, ref, columns, alive)
+            columns, alive = _apply_phase(spec, sliced, ref, columns, alive, cache, key)
             if kind == "ExactSbend":
                 spins = _exact_sbend_spin(before, columns, spins, length, ready["angle"],
                                           ref, anomaly)
@@ -580,32 +613,21 @@ def spin_observables(spins: Spins, alive: torch.Tensor | None = None
 
 
 def sample_vmf(polarization: Sequence[float], n: int, seed: int) -> torch.Tensor:
-    """``(n, 3)`` unit spins from ImpactX's von Mises-Fisher distribution
-    (``src/particles/distribution/SpinvMF.H``): mean direction P/|P|, concentration kappa
-    from ImpactX's approximate inverse Langevin function
-    kappa = 3|P| + |P|^2/5 sin(7|P|/2) + |P|^3/(1 - |P|); cos(angle to the mean)
-    t = 1 + log1p(u (exp(-2 kappa) - 1))/kappa, azimuth uniform. The same law as
-    ImpactX's, drawn here with numpy's generator (not ImpactX's random stream)."""
-    import numpy as np
+    """``(n, 3)`` unit spins from ImpactX's von Mises-Fisher law as a float64 tensor
+    (:func:`harness.model.spin.sample_vmf`, ``src/particles/distribution/SpinvMF.H``)."""
+    return torch.from_numpy(_sample_vmf_numpy(polarization, n, seed))
 
-    mux, muy, muz = (float(v) for v in polarization)
-    pmag = math.sqrt(mux * mux + muy * muy + muz * muz)
-    if not 0.0 < pmag <= 1.0:
-        raise ValueError(f"spin polarization magnitude must be in (0, 1], got {pmag}")
-    rng = np.random.default_rng(seed)
-    x1, x2 = rng.random(n), rng.random(n)
-    mux, muy, muz = mux / pmag, muy / pmag, muz / pmag
-    muperp = math.hypot(mux, muy)
-    a = 0.0 if muperp == 0 else mux / muperp
-    b = 1.0 if muperp == 0 else muy / muperp
-    if pmag == 1.0:
-        t = np.ones(n)
-    else:
-        kappa = 3 * pmag + pmag**2 / 5 * math.sin(3.5 * pmag) + pmag**3 / (1 - pmag)
-        t = 1.0 + np.log1p(x2 * np.expm1(-2.0 * kappa)) / kappa
-    u = np.sqrt(np.maximum(1.0 - t * t, 0.0))
-    c, s = np.cos(2 * np.pi * x1), np.sin(2 * np.pi * x1)
-    sx = u * (b * c + a * muz * s) + t * mux
-    sy = u * (-a * c + b * muz * s) + t * muy
-    sz = u * (-muperp * s) + t * muz
-    return torch.from_numpy(np.stack([sx, sy, sz], axis=1))
+
+class SpinColumnsTracker:
+    """:class:`SpinTracker` on ``(N, 9)`` particle tensors (the six coordinates, then the
+    spins), as the in-house backend hands them: ``track(particles) -> (particles, alive)``,
+    maps built on the first track and reused."""
+
+    def __init__(self, elements: Sequence[Element], reference: ReferenceParticle):
+        self.tracker = SpinTracker(elements, reference)
+
+    def track(self, particles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Track ``(N, 9)`` particles; the ``(N, 9)`` result and the survival mask."""
+        columns = particles.unbind(-1)
+        state = self.tracker.track(tuple(columns[:6]), (columns[6], columns[7], columns[8]))
+        return torch.stack((*state.columns, *state.spins), dim=-1), state.alive

@@ -53,7 +53,8 @@ def write_initial(fmt: str | None, run_directory: Path, scenario, count: int,
         return path
     # cases may run at the same time (a cluster): write aside, then rename atomically
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.h5")
-    write_openpmd(partial, particles, scenario.reference_particle,
+    # the six coordinates: spins ((N, 9) particles) have no openPMD record here yet
+    write_openpmd(partial, particles[:, :6], scenario.reference_particle,
                   scenario.beam.bunch_charge_C)
     os.replace(partial, path)
     return path
@@ -66,5 +67,5 @@ def write_final(fmt: str | None, run_directory: str | Path | None, case_id: str,
         return None
     from harness.model.openpmd import write_openpmd
 
-    return write_openpmd(final_file(Path(run_directory), case_id), final,
+    return write_openpmd(final_file(Path(run_directory), case_id), final[:, :6],
                          scenario.reference_particle, scenario.beam.bunch_charge_C)

@@ -21,6 +21,7 @@ from harness.model.observables import observable_names
 from harness.model.parameters import resolve_parameter
 from harness.model.particles import load_particle_file
 from harness.model.scenario import Beam, Scenario, _origin
+from harness.model.spin import SPIN_OBSERVABLES, read_spin_file
 from harness.model.tuning_problems import check_tuning
 from harness.model.yaml_load import load_yaml_file
 
@@ -78,6 +79,7 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
         raise ScenarioError(file, key, "no such field (check the spelling)", key)
     data, lattice_file = _with_lattice_file(data, file)
     data = _with_absolute_beam_file(data, file)
+    data = _with_absolute_spin_file(data, file)
     try:
         scenario = Scenario(**data, source_file=str(file) if file else None,
                             lattice_file=lattice_file)
@@ -87,6 +89,8 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
     _check_gradients(scenario, file)
     check_tuning(scenario, file)
     _check_particle_file(scenario.beam, file)
+    _check_spin_file(scenario.beam, file)
+    _check_spin_observables(scenario, file)
     return scenario
 
 
@@ -101,6 +105,50 @@ def _with_absolute_beam_file(data: dict, file) -> dict:
     if not path.is_absolute() and file is not None:
         path = Path(file).parent / path
     return {**data, "beam": {**beam, "file": os.path.abspath(path)}}
+
+
+def _with_absolute_spin_file(data: dict, file) -> dict:
+    """``data`` with a relative ``beam.spin.file`` made absolute (as ``beam.file``)."""
+    beam = data.get("beam")
+    spin = beam.get("spin") if isinstance(beam, dict) else None
+    if not isinstance(spin, dict) or not isinstance(spin.get("file"), str) or not spin["file"]:
+        return data
+    path = Path(spin["file"])
+    if not path.is_absolute() and file is not None:
+        path = Path(file).parent / path
+    assert isinstance(beam, dict)
+    return {**data, "beam": {**beam, "spin": {**spin, "file": os.path.abspath(path)}}}
+
+
+def _check_spin_observables(scenario: Scenario, file) -> None:
+    """Spin observables only with a ``beam.spin`` block (the particles carry no spins
+    otherwise)."""
+    if scenario.beam.spin is not None:
+        return
+    for index, name in enumerate(scenario.observables):
+        if name in SPIN_OBSERVABLES:
+            raise ScenarioError(file, f"observables[{index}]", "a 'beam.spin' block (initial "
+                                "spins) for a spin observable", name)
+
+
+def _check_spin_file(beam: Beam, file) -> None:
+    """A spin file holds at least one unit spin per particle of the beam
+    (:func:`harness.model.spin.read_spin_file`, read here so ``validate`` sees it)."""
+    if beam.spin is None or beam.spin.file is None:
+        return
+    path = Path(beam.spin.file)
+    if not path.exists():
+        raise ScenarioError(file, "beam.spin.file", "an existing .npy or .csv file of (N, 3) "
+                            "unit spins (a relative path is relative to the scenario file)",
+                            beam.spin.file)
+    try:
+        spins = read_spin_file(path)
+    except ScenarioError as error:
+        raise ScenarioError(file, "beam.spin.file", f"{error.expected} in {path}",
+                            error.got) from None
+    if beam.particles > len(spins):
+        raise ScenarioError(file, "beam.spin.file", f"at least one spin per particle "
+                            f"(beam.particles = {beam.particles})", f"{len(spins)} rows")
 
 
 def _with_lattice_file(data: dict, file) -> tuple[dict, str | None]:

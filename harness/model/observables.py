@@ -27,6 +27,10 @@ Accelerators*, ch. 5):
   of the plane, dispersive part included: <u^2>/eps_p [m] and -<u u'>/eps_p (Wolski
   eq. 5.13). They equal ``beta_p`` / ``alpha_p`` for a beam without u-pt correlation.
 * ``dispersion_x`` = <x delta>/<delta^2> with delta ~= -pt/beta0 [m] (likewise px, y, py).
+* ``mean_sx``, ``mean_sy``, ``mean_sz``, ``polarization`` = |<s>|, ``sigma_sx``,
+  ``sigma_sy``, ``sigma_sz`` (dimensionless): the spin moments of particles ``(..., N, 9)``
+  whose columns 6-8 are the spins (a beam with a ``spin:`` block, :mod:`harness.model.spin`;
+  population standard deviations, as ImpactX's ``reduced_beam_characteristics``).
 * ``survival``: weighted fraction of particles (1 without a mask); over the final particles
   of a case (:func:`compute_survivors`), the fraction that survived.
 
@@ -41,6 +45,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from harness.model.spin import SPIN_INDEX, SPIN_OBSERVABLES
 
 if TYPE_CHECKING:
     import torch
@@ -94,6 +100,9 @@ def observables_from_moments(mean, cov, names: list[str],
         kind, _, arg = name.partition("_")
         plane = name.rsplit("_", 1)[-1]
         total = arg in ("total_x", "total_y") and kind in ("alpha", "beta")
+        if name in SPIN_OBSERVABLES:
+            out[name] = _spin_value(mean, cov, name)
+            continue
         if (kind in ("mean", "sigma") and arg not in INDEX
                 or kind == "dispersion" and arg not in ("x", "px", "y", "py")
                 or kind in ("emittance", "alpha", "beta") and arg not in PLANES and not total
@@ -122,6 +131,20 @@ def observables_from_moments(mean, cov, names: list[str],
         else:
             raise KeyError(f"unknown observable {name!r}")
     return out
+
+
+def _spin_value(mean, cov, name: str):
+    """A spin observable from the moments of ``(..., N, 9)`` particles (columns 6-8 the spin
+    components, :data:`harness.model.spin.SPIN_INDEX`): ``mean_s*``, ``sigma_s*`` and
+    ``polarization`` = |<s>|."""
+    if mean.shape[-1] < 9:
+        raise KeyError(f"observable {name!r} needs particles with spins ((N, 9) columns)")
+    if name == "polarization":
+        s = mean[..., 6:9]
+        return _sqrt(s[..., 0] ** 2 + s[..., 1] ** 2 + s[..., 2] ** 2)
+    kind, _, axis = name.partition("_")
+    k = SPIN_INDEX[axis]
+    return mean[..., k] if kind == "mean" else _sqrt(cov[..., k, k])
 
 
 def _without_dispersion(cov, i: int, j: int):
@@ -220,4 +243,4 @@ def observable_names() -> tuple[str, ...]:
             names += [f"alpha_total_{plane}", f"beta_total_{plane}"]
     names += ["dispersion_x", "dispersion_px", "dispersion_y", "dispersion_py",
               "survival"]
-    return tuple(names)
+    return tuple(names) + SPIN_OBSERVABLES

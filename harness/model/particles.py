@@ -376,7 +376,8 @@ def check_particles(particles: np.ndarray, path: str | Path | None = None,
 
 def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> np.ndarray:
     """Draw the initial particles of a beam: ``(n, 6)`` float64, deterministic for its seed,
-    shifted by the beam's ``centroid`` when it has one."""
+    shifted by the beam's ``centroid`` when it has one; ``(n, 9)`` with the spins
+    ``(sx, sy, sz)`` appended when the beam has a ``spin:`` block (:mod:`harness.model.spin`)."""
     n = beam.particles if n is None else int(n)
     if beam.distribution == "file":
         path = Path(beam.file or "")
@@ -385,12 +386,17 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
         data = load_particle_file(path, beam.reference)
         if n > len(data):
             raise ScenarioError(path, "beam.particles", f"at most {len(data)} particles", n)
-        return data[:n].copy()
-    z = unit_samples(beam.distribution, n, beam.seed)
-    particles = z @ beam_cholesky(beam).T
-    if beam.centroid is not None:
-        particles += np.asarray(beam.centroid.vector(), dtype=np.float64)
-    return particles
+        particles = data[:n].copy()
+    else:
+        z = unit_samples(beam.distribution, n, beam.seed)
+        particles = z @ beam_cholesky(beam).T
+        if beam.centroid is not None:
+            particles += np.asarray(beam.centroid.vector(), dtype=np.float64)
+    if beam.spin is None:
+        return particles
+    from harness.model.spin import initial_spins, with_spins
+
+    return with_spins(particles, initial_spins(beam, n, base_dir))
 
 
 def generate_torch(beam: Beam, n: int, overrides: dict[str, Any], dtype=None, device=None):

@@ -21,6 +21,7 @@ from harness.model.lattice import Element, ElementSettings, build_elements
 from harness.model.limits import MAX_PARTICLES, SCENARIO_BOUNDS, within
 from harness.model.observables import observable_names
 from harness.model.reference_particle import SPECIES, ReferenceParticle
+from harness.model.spin import GYROMAGNETIC_ANOMALY
 from harness.model.tuning import TuningBlock
 from harness.model.vocabulary import MODEL_TIERS
 
@@ -240,6 +241,37 @@ def canonical_species(name: str) -> str | None:
     return None
 
 
+class Spin(_Strict):
+    """Initial spins (Thomas-BMT spin tracking; :mod:`harness.model.spin`): exactly one of
+
+    * ``polarization`` ``[Px, Py, Pz]`` (dimensionless, 0 < |P| <= 1): spins drawn from
+      ImpactX's von Mises-Fisher law (``SpinvMF``) around P/|P|, |P| = 1 all along P, with
+      ``seed`` (default: a stream derived from the beam's seed);
+    * ``file``: a ``.npy`` (N, 3) array or ``.csv`` (header ``sx,sy,sz``) of unit spins, one
+      row per particle (stored as an absolute path, like ``beam.file``).
+    """
+
+    polarization: tuple[Annotated[float, Field(ge=-1, le=1)],
+                        Annotated[float, Field(ge=-1, le=1)],
+                        Annotated[float, Field(ge=-1, le=1)]] | None = None
+    file: str | None = None
+    seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.polarization is None) == (self.file is None):
+            raise ValueError("exactly one of 'polarization' ([Px, Py, Pz]) or 'file' (.npy or "
+                             ".csv of (N, 3) unit spins)")
+        if self.file is not None and self.seed is not None:
+            raise ValueError("'seed' only with 'polarization' (a spin file is not drawn)")
+        if self.polarization is not None:
+            magnitude = math.sqrt(sum(v * v for v in self.polarization))
+            if not 0.0 < magnitude <= 1.0 + 1e-15:
+                raise ValueError(f"a polarization vector of magnitude in (0, 1] (got "
+                                 f"|P| = {magnitude:.6g})")
+        return self
+
+
 class Beam(_Strict):
     """The initial beam.
 
@@ -265,6 +297,7 @@ class Beam(_Strict):
     file: str | None = None
     particles: Annotated[int, Field(gt=0, le=MAX_PARTICLES)] = 10_000
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    spin: Spin | None = None
 
     @field_validator("species")
     @classmethod
@@ -306,6 +339,10 @@ class Beam(_Strict):
             raise ValueError(f"'charge_qe' and 'mass_MeV' only with species 'ion' (species "
                              f"{self.species!r} has its own)")
         _check_reference(self.reference)
+        if self.spin is not None and self.species not in GYROMAGNETIC_ANOMALY:
+            raise ValueError(f"spin: no gyromagnetic anomaly known for species "
+                             f"{self.species!r} (spin tracking knows "
+                             f"{', '.join(GYROMAGNETIC_ANOMALY)})")
         if self.distribution == "file":
             if not self.file:
                 raise ValueError("distribution 'file' needs 'file: <path to .npz/.csv>'")
@@ -465,6 +502,12 @@ class Scenario(_Strict):
                 raise ValueError(f"observable names from {list(known)}; got {name!r}")
         return value
 
+    @property
+    def spin(self) -> bool:
+        """Whether particles carry spins (the beam has a ``spin:`` block): then they are
+        ``(N, 9)``, the six coordinates and ``(sx, sy, sz)``."""
+        return self.beam.spin is not None
+
     @cached_property
     def elements(self) -> list[Element]:
         """The flattened lattice with resolved model tiers, repeated ``periods`` times."""
@@ -512,11 +555,14 @@ def _origin(file, lattice_file: str | None) -> str | None:
 def model_signature(scenario: Scenario) -> str:
     """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
     ``paraxial+exact``), the integrator orders other than 2 of its integrated elements
-    (``|int_order:4``) and the space-charge model when there is one."""
+    (``|int_order:4``), the space-charge model when there is one and ``|spin`` when the
+    particles carry spins."""
     label = "+".join(scenario.tiers) or "linear"
     orders = sorted({e.int_order for e in scenario.elements if e.integrated} - {2})
     if orders:
         label += "|int_order:" + ",".join(str(n) for n in orders)
     if scenario.space_charge is not None:
         label += f"|sc:{scenario.space_charge.kind}"
+    if scenario.beam.spin is not None:
+        label += "|spin"
     return label
