@@ -352,3 +352,135 @@ def test_readme_headline_table_is_the_committed_reference_run() -> None:
     reference = root / "results" / "reference" / linked.group(1) / "napac25"
     assert (reference / "results.jsonl").exists()
     assert rp.headline_markdown(reference) in readme
+
+
+# --------------------------------------------------------------- impactx-benchmarks (2026)
+
+IB_ALL = ["impactx", "cheetah", "cheetah-compiled", "xsuite", "pyat", "inhouse", "ocelot",
+          "rftrack"]
+
+
+def test_benchmark_plans_every_figure_with_its_reason() -> None:
+    data = pub.load("impactx-benchmarks")
+    assert rp.is_benchmark(data) and not rp.is_benchmark(pub.load("napac25"))
+    plans = {p.figure: p for p in rp.figure_plans(data, None, [1000, 10000], cuda=False)}
+    assert set(plans) == set(data.figures)  # no agreement set: every cell is judged
+    assert plans["htu_spin_cpu_fp64_ieee"].not_run.startswith("not stated: spin")
+    assert plans["spacecharge_2p5d_cpu_fp32_fm"].not_run.startswith("not stated: 2.5D")
+    assert plans["htu_cpu_fp64_ieee"].not_run == ""
+    assert all(p.threads == 1 and p.particles == [1000, 10000] for p in plans.values())
+    reproduction = rp.plan_reproduction(data, list(plans.values()), 1, available=IB_ALL)
+    ids = [c.case_id for c in reproduction.cases]
+    assert len(ids) == len(set(ids))
+    for backend in ("impactx", "cheetah", "xsuite", "pyat", "inhouse", "ocelot", "rftrack"):
+        assert f"track/bench_htu/{backend}/1000/cpu/float64/t1" in ids
+    assert "track/bench_spacecharge/cheetah/10000/cpu/float32/t1" in ids
+    assert not any("cheetah-compiled" in i for i in ids)  # only when named
+    assert not any("htu_spin" in i or "/cuda/" in i for i in ids)
+    named = rp.plan_reproduction(data, [plans["htu_cpu_fp32_fm"]], 1,
+                                 backends=["cheetah-compiled", "pyat"], available=IB_ALL)
+    # a fast-math figure runs only the codes with a fast-math setting (+ its reference)
+    assert [c.case_id for c in named.cases] == [
+        "track/bench_htu/impactx/1000/cpu/float64/t1",
+        "track/bench_htu/cheetah-compiled/1000/cpu/float32/t1",
+        "track/bench_htu/impactx/10000/cpu/float64/t1",
+        "track/bench_htu/cheetah-compiled/10000/cpu/float32/t1"]
+
+
+def _ib_row(backend: str, dtype: str, wall: float, scale: float = 1.0, **extra) -> dict:
+    row = {"kind": "track", "scenario": "bench_fodo_chromatic", "backend": backend,
+           "particles": 1000, "device": "cpu", "dtype": dtype, "threads_requested": 1,
+           "threads": 1, "status": "ok", "time_min_s": wall, "process_time_min_s": wall,
+           "model": "paraxial", "verdict": "agrees", "backend_version": "1",
+           "obs_sigma_x": 1e-4 * scale, "obs_sigma_y": 2e-4, "obs_emittance_x": 1e-9,
+           "obs_emittance_y": 1e-9}
+    return row | extra
+
+
+def test_benchmark_cells_put_published_beside_measured_and_both_verdicts() -> None:
+    data = pub.load("impactx-benchmarks")
+    fig_id = "fodo_chromatic_cpu_fp64_ieee"
+    fig = data.figures[fig_id]
+    plan = rp.figure_plans(data, [fig_id], [1000], cuda=False)[0]
+    rows = [_ib_row("impactx", "float64", 1e-4, role="reference", verdict="reference"),
+            _ib_row("pyat", "float64", 4e-4),
+            _ib_row("cheetah", "float64", 1e-3, scale=1.2, verdict="differs"),
+            _ib_row("xsuite", "float64", 2e-4, model="stand-in:xsuite"),
+            {"kind": "track", "scenario": "bench_fodo_chromatic", "backend": "ocelot",
+             "particles": 1000, "device": "cpu", "dtype": "float64", "threads_requested": 1,
+             "status": "unsupported", "reason": "no such map"}]
+    cells = rp.ib_figure_cells(fig_id, fig, plan, rows)
+    n1000 = [c for c in cells if c["particles"] == 1000]
+    by = {c["backend"] or c["label"]: c for c in n1000}
+    impactx, pyat = by["impactx"], by["pyat"]
+    assert impactx["published_particles_per_s"] == data.value(fig_id, "impactx",
+                                                              1000).particles_per_s
+    assert impactx["published_layout"] and impactx["published_verdict"] == "correct"
+    assert impactx["per_core"] == (f"published: 64-core socket ({impactx['published_layout']});"
+                                   " here: 1 core")
+    assert pyat["here_particles_per_s_wall"] == pytest.approx(1000 / 4e-4)
+    assert pyat["here_speedup_vs_baseline"] == pytest.approx(0.25)  # over ImpactX here
+    pyat_pub = data.value(fig_id, "pyat", 1000)
+    assert pyat["published_speedup_vs_baseline"] == pytest.approx(
+        pyat_pub.particles_per_s / impactx["published_particles_per_s"])
+    assert pyat["benchmark_verdict_here"] == "correct" and pyat["trackbench_verdict"] == "agrees"
+    # 20 % off in sigma_x: beyond 5e-3 + 3/sqrt(1000) = 0.1 -> incorrect; the two judges agree
+    assert by["cheetah"]["benchmark_verdict_here"] == "incorrect"
+    assert by["cheetah"]["worst_moment_error_here"] == pytest.approx(0.2)
+    assert by["xsuite"]["benchmark_verdict_here"] == "model_mismatch (numbers: correct)"
+    assert "ib-stand-in" in by["xsuite"]["notes"]
+    assert by["ocelot"]["status"].startswith("unsupported")
+    assert by["cheetah-compiled"]["status"].startswith("not run: compiled Cheetah")
+    assert by["Bmad"]["status"] == "not run: bmad is not a trackbench backend"
+    assert by["Bmad"]["published_particles_per_s"] is not None
+    # every published count is a row: those not requested here say so
+    assert {c["particles"] for c in cells} == set(fig.particles)
+    assert all(c["status"] == "not run: particle count not requested here"
+               for c in cells if c["particles"] == 1_000_000 and c["backend"])
+    fm = rp.ib_figure_cells("fodo_chromatic_cpu_fp64_fm", data.figures[
+        "fodo_chromatic_cpu_fp64_fm"], rp.figure_plans(data, ["fodo_chromatic_cpu_fp64_fm"],
+                                                       [1000], cuda=False)[0], rows)
+    assert {c["status"] for c in fm if c["backend"] == "pyat"} == {
+        "not run: no fast-math setting"}
+    spin = rp.ib_figure_cells("htu_spin_cpu_fp64_ieee", data.figures["htu_spin_cpu_fp64_ieee"],
+                              rp.figure_plans(data, ["htu_spin_cpu_fp64_ieee"], [1000],
+                                              cuda=False)[0], rows)
+    assert all(c["status"].startswith("not stated: spin") for c in spin if c["backend"])
+    text = rp.ib_render_markdown(data, [plan], rows, {"cpu": "Test CPU", "cores_available": 2},
+                                 {"before": {"load_1min": 3.0, "load_5min": 2.0,
+                                             "load_15min": 1.0}}, repeat=1)
+    section = text.split(f"### {fig_id}:")[1]
+    line = next(li for li in section.splitlines() if li.startswith("| 1e+03 | pyAT |"))
+    assert "2.5e+06" in line and "correct" in line and "agrees" in line
+    assert "here: 1 core" in line and "0.25x" in line
+    assert "Test CPU" in text and "3.0/2.0/1.0" in text
+
+
+@pytest.mark.xdist_group("processes")
+def test_benchmark_reproduction_runs_a_figure_end_to_end(tmp_path) -> None:
+    """A tiny run: one figure, ImpactX (the reference) and pyAT at 10^3 particles."""
+    import pandas as pd
+
+    from backends.registry import available_backends
+    from harness.case_process import Limits
+
+    data = pub.load("impactx-benchmarks")
+    fig_id = "fodo_chromatic_cpu_fp64_ieee"
+    plans = rp.figure_plans(data, [fig_id], [1000], cuda=False)
+    if not {"impactx", "pyat"} <= set(available_backends()):
+        pytest.skip("needs impactx and pyat")
+    reproduction = rp.plan_reproduction(data, plans, 1, backends=["pyat"])
+    rp.run_reproduction(reproduction, tmp_path, Limits(timeout_s=300.0), resume=False)
+    path = rp.write_outputs(tmp_path, reproduction, 1)
+    text = path.read_text()
+    section = text.split(f"### {fig_id}:")[1]
+    line = next(li for li in section.splitlines() if li.startswith("| 1e+03 | pyAT |"))
+    # pyAT runs a labelled stand-in of ChrQuad: both judges say model mismatch
+    assert "here: 1 core" in line and "model_mismatch (numbers: " in line
+    assert "model-mismatch" in line
+    assert "not stated: spin" in text and "not run: no fast-math setting" in text
+    table = pd.read_csv(tmp_path / "reproduce.csv")
+    assert set(table["figure"]) == set(data.figures)
+    measured = table[(table["figure"] == fig_id) & (table["backend"] == "pyat")
+                     & (table["particles"] == 1000)]
+    assert measured["here_particles_per_s_wall"].iloc[0] > 0

@@ -493,7 +493,9 @@ def benchmark_verdict(scenario: str, row: dict | None, rows_index: dict[tuple, d
                       threads: int | None) -> tuple[str, float | None]:
     """The benchmark's class (:func:`harness.benchmark_rule.classify`) of a measured row
     against ImpactX float64 at the same N in the same run, and the worst relative moment
-    error; ``("", None)`` without a row or a reference."""
+    error; a stand-in model is ``model_mismatch`` (declared, as the benchmark does) with the
+    class its numbers alone would get in brackets; ``("", None)`` without a row or a
+    reference."""
     from harness.benchmark_rule import TOLERANCES, classify
 
     if not _ok(row) or scenario not in TOLERANCES:
@@ -513,8 +515,10 @@ def benchmark_verdict(scenario: str, row: dict | None, rows_index: dict[tuple, d
                                   scenario).verdict == "correct"
     judged = classify(_moments(row), _moments(ref), n, scenario,
                       precision="single" if single else "double",
-                      double_sibling_correct=sibling_ok, model_mismatch=mismatch)
+                      double_sibling_correct=sibling_ok)
     worst = judged.worst_error if math.isfinite(judged.worst_error) else None
+    if mismatch:  # declared, and it takes precedence; the numbers' class is kept beside it
+        return f"model_mismatch (numbers: {judged.verdict})", worst
     return judged.verdict, worst
 
 
@@ -574,10 +578,10 @@ def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
                 "published_track_s": None, "published_layout": "", "published_verdict": "",
                 "published_speedup_vs_baseline": None}
             status = plan.not_run if plan and plan.not_run else ""
-            if not status and n not in here:
-                status, row, notes = "not run: particle count not requested here", None, []
             if not status and fast_math and backend not in IB_FAST_MATH:
                 status, row, notes = "not run: no fast-math setting", None, []
+            if not status and n not in here:
+                status, row, notes = "not run: particle count not requested here", None, []
             if not status:
                 status = _status_text(row)
                 if row is None and backend == "cheetah-compiled":
