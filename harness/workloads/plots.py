@@ -92,6 +92,8 @@ def plot_memory(directory: Path) -> Path | None:
     if not rows:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import NullFormatter
+
     axes_names = [("particles", "particles"), ("kicks", "kicks"), ("grid", "cells")]
     figure, panels = plt.subplots(1, 3, figsize=(11, 3.8))
     for panel, (axis, column) in zip(panels, axes_names, strict=True):
@@ -104,6 +106,8 @@ def plot_memory(directory: Path) -> Path | None:
         for label, points in series.items():
             panel.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
         panel.set(xscale="log", yscale="log", xlabel=column, ylabel="peak backward [MiB]")
+        panel.xaxis.set_minor_formatter(NullFormatter())
+        panel.yaxis.set_minor_formatter(NullFormatter())
     panels[0].legend(fontsize=7)
     figure.suptitle("Gradient memory with space charge")
     figure.tight_layout()
