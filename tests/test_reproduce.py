@@ -40,13 +40,15 @@ def test_published_napac25_loads_and_is_complete() -> None:
     expected = {("fig1", "cheetah", 1000): 6.19e3, ("fig1", "cheetah-compiled", 1000): 3.24e4,
                 ("fig1", "impactx", 1_000_000): 3.04e5, ("fig2", "impactx", 10_000_000): 1.62e8,
                 ("fig2", "cheetah-compiled", 1_000_000): 2.48e7}
-    for (fig, backend, n), value in expected.items():
-        assert data.value(fig, backend, n).particles_per_s == pytest.approx(value, rel=5e-3)
+    for (fig_id, backend, n), value in expected.items():
+        found = data.value(fig_id, backend, n)
+        assert found is not None and found.particles_per_s == pytest.approx(value, rel=5e-3)
     seconds = {("fig3", "cheetah"): 23.8, ("fig3", "cheetah-compiled"): 12.2,
                ("fig3", "impactx"): 22.5, ("fig3_gpu", "cheetah"): 0.244,
                ("fig3_gpu", "cheetah-compiled"): 0.152, ("fig3_gpu", "impactx"): 0.080}
-    for (fig, backend), value in seconds.items():
-        assert data.value(fig, backend, 1_000_000).track_s == pytest.approx(value, rel=5e-3)
+    for (fig_id, backend), value in seconds.items():
+        found = data.value(fig_id, backend, 1_000_000)
+        assert found is not None and found.track_s == pytest.approx(value, rel=5e-3)
     assert data.figures["fig1"].dtype == "float32" and data.figures["fig3"].dtype == "float64"
     assert data.figures["fig1"].threads == 1 and data.figures["fig2"].device == "cuda"
 
@@ -129,6 +131,7 @@ def test_htu_matches_the_impactx_example_particle_by_particle() -> None:
 
 def test_napac25_space_charge_is_the_papers_setting() -> None:
     scenario = load_scenario("napac25_space_charge")
+    assert scenario.space_charge is not None
     assert scenario.space_charge.grid == (256, 256, 256)
     assert scenario.space_charge.kicks_per_element == 1
     assert scenario.beam.bunch_charge_C == 1e-8
@@ -413,14 +416,16 @@ def test_benchmark_cells_put_published_beside_measured_and_both_verdicts() -> No
     n1000 = [c for c in cells if c["particles"] == 1000]
     by = {c["backend"] or c["label"]: c for c in n1000}
     impactx, pyat = by["impactx"], by["pyat"]
-    assert impactx["published_particles_per_s"] == data.value(fig_id, "impactx",
-                                                              1000).particles_per_s
+    impactx_pub = data.value(fig_id, "impactx", 1000)
+    assert impactx_pub is not None
+    assert impactx["published_particles_per_s"] == impactx_pub.particles_per_s
     assert impactx["published_layout"] and impactx["published_verdict"] == "correct"
     assert impactx["per_core"] == (f"published: 64-core socket ({impactx['published_layout']});"
                                    " here: 1 core")
     assert pyat["here_particles_per_s_wall"] == pytest.approx(1000 / 4e-4)
     assert pyat["here_speedup_vs_baseline"] == pytest.approx(0.25)  # over ImpactX here
     pyat_pub = data.value(fig_id, "pyat", 1000)
+    assert pyat_pub is not None
     assert pyat["published_speedup_vs_baseline"] == pytest.approx(
         pyat_pub.particles_per_s / impactx["published_particles_per_s"])
     assert pyat["benchmark_verdict_here"] == "correct" and pyat["trackbench_verdict"] == "agrees"
