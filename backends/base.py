@@ -152,6 +152,42 @@ class Prepared(ABC):
         self.close()
 
 
+class PreparedEnvelope:
+    """A lattice ready for envelope tracking (``tracking: envelope``): the 6x6 covariance
+    matrix of (x [m], px, y [m], py, t [m], pt), ImpactX's coordinates, carried through
+    it. :meth:`run` is the timed part; ``model``, ``threads`` and the compiled-path facts
+    are as :class:`Prepared`'s."""
+
+    model: str = ""
+    threads: int = 1
+    compiled: bool | None = None
+    compile_s: float = 0.0
+    compile_error: str = ""
+
+    def run(self, sigma: np.ndarray) -> Any:
+        """Track the initial covariance ``sigma`` ((6, 6) float64) through the lattice; the
+        code's final covariance (the timed part)."""
+        raise NotImplementedError
+
+    def extract(self, result: Any) -> np.ndarray:
+        """The final covariance as (6, 6) float64 numpy."""
+        return np.array(result, dtype=np.float64)
+
+    def synchronize(self) -> None:
+        """Wait for asynchronous device work; synchronous codes need not."""
+        return None
+
+    def close(self) -> None:
+        """Release the code's resources."""
+        return None
+
+    def track(self, sigma: np.ndarray) -> np.ndarray:
+        """run -> synchronize -> extract."""
+        result = self.run(sigma)
+        self.synchronize()
+        return self.extract(result)
+
+
 class Backend(ABC):
     """An adapter for one tracking code."""
 
@@ -178,6 +214,14 @@ class Backend(ABC):
     dtypes: ClassVar[tuple[str, ...] | None] = None
     #: Space-charge kinds (``3d``, ``2p5d``) it runs (None: the adapter checks; empty: none).
     space_charge_kinds: ClassVar[frozenset[str] | None] = None
+    #: Tracking modes (``particles``, ``envelope``) it runs; ``envelope`` needs
+    #: :meth:`prepare_envelope`. A scenario's ``tracking`` outside them is refused with
+    #: :attr:`envelope_refusal` (or the modes it has).
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles"})
+    #: Why the code has no envelope mode (the reason of the refusal; "" for the default).
+    envelope_refusal: ClassVar[str] = ""
+    #: Envelope space-charge kinds (``2d``, ``3d``) its envelope mode runs.
+    envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset()
     #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
     #: dtype)`` is called with the plan's case).
     takes_plans: ClassVar[bool] = False
@@ -248,6 +292,19 @@ class Backend(ABC):
             return Unsupported(f"dtype {dtype!r}: {self.name}'s particle data are "
                                f"{' or '.join(self.dtypes)}; {dtype} would only be a "
                                "conversion at the boundary")
+        tracking = getattr(scenario, "tracking", "particles")
+        if tracking not in self.tracking_modes:
+            return Unsupported(f"tracking {tracking!r}: " + (
+                self.envelope_refusal if tracking == "envelope" and self.envelope_refusal
+                else f"{self.name} has no {tracking} tracking mode (it runs "
+                     f"{sorted(self.tracking_modes)})"))
+        esc = getattr(scenario, "envelope_space_charge", None)
+        if esc is not None and esc.kind not in self.envelope_space_charge_kinds:
+            if not self.envelope_space_charge_kinds:
+                return Unsupported(f"envelope_space_charge {esc.kind!r}: {self.name}'s "
+                                   "envelope mode has no space-charge model")
+            return Unsupported(f"envelope_space_charge {esc.kind!r}: {self.name} runs "
+                               f"{sorted(self.envelope_space_charge_kinds)} only")
         sc = scenario.space_charge
         if sc is not None and self.space_charge_kinds is not None \
                 and sc.kind not in self.space_charge_kinds:
@@ -296,7 +353,11 @@ class Backend(ABC):
 
     def prepare_planned(self, plan: Plan) -> Prepared:
         """The prepared tracker of a plan, without deciding again (a backend with the older
-        ``prepare(scenario, device, dtype)`` is given the plan's case)."""
+        ``prepare(scenario, device, dtype)`` is given the plan's case); for an envelope
+        scenario (``tracking: envelope``) the :class:`PreparedEnvelope` of
+        :meth:`prepare_envelope`."""
+        if getattr(plan.scenario, "tracking", "particles") == "envelope":
+            return self.prepare_envelope(plan)  # type: ignore[return-value]
         if self.takes_plans:
             return self.prepare(plan)
         return self.prepare(plan.scenario, plan.device, plan.dtype)
@@ -306,6 +367,11 @@ class Backend(ABC):
                 dtype: str = "float64") -> Prepared:
         """Translate the scenario (or build a :class:`Plan`, for a backend that
         :attr:`takes_plans`); call only after :meth:`supports` or :meth:`plan` said yes."""
+
+    def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
+        """The envelope tracker of a plan of an envelope scenario (a backend that declares
+        ``envelope`` in :attr:`tracking_modes` overrides it)."""
+        raise NotImplementedError(f"{self.name} has no envelope tracking mode")
 
     def prepare_single_use(self, scenario: Any, device: str = "cpu",
                            dtype: str = "float64") -> Prepared:

@@ -76,6 +76,7 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
+    PreparedEnvelope,
     Unsupported,
     field_table,
     final_particles,
@@ -567,6 +568,7 @@ class CheetahBackend(Backend):
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
     takes_plans: ClassVar[bool] = True
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
 
     @classmethod
     def _import(cls) -> None:
@@ -604,6 +606,13 @@ class CheetahBackend(Backend):
                 stand_ins.append(plan.stand_in)
         return Plan(model_label(scenario, stand_ins), "; ".join(notes), scenario, device,
                     dtype, tuple(plans))
+
+    def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
+        """A Cheetah ``ParameterBeam`` through the plan's elements at first order
+        (:class:`backends.cheetah_envelope.CheetahEnvelope`)."""
+        from backends.cheetah_envelope import CheetahEnvelope
+
+        return CheetahEnvelope(plan.scenario, plan.device, plan.dtype)
 
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> CheetahPrepared:

@@ -15,7 +15,8 @@ Coordinates: Cheetah's (x, px, y, py, tau, p, 1) with tau = ImpactX t and p = -p
 exactly as ``Sigma_cheetah = J Sigma_impactx J^T`` with J = diag(1, 1, 1, 1, 1, -1) and a
 seventh row and column of zeros (the constant coordinate 1 has no spread); the mean is
 (0, 0, 0, 0, 0, 0, 1) (envelope about the reference orbit, as ImpactX). Units: ImpactX's
-(x [m], px, y [m], py, t [m], pt).
+(x [m], px, y [m], py, t [m], pt). :class:`CheetahEnvelope` is the adapter's
+:class:`backends.base.PreparedEnvelope` (``tracking: envelope``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends.base import Unsupported
+from backends.base import PreparedEnvelope, Unsupported
 from backends.cheetah import CheetahBackend, _Factory, _piece, cheetah_species, plan_element
 
 if TYPE_CHECKING:
@@ -109,14 +110,26 @@ def track_envelope_elements(scenario: Scenario, sigma, device: str = "cpu",
     ``ParameterBeam``: the (6, 6) ImpactX covariances at the entrance and after each
     harness element. Raises ValueError with the reason when the scenario
     cannot run (:func:`supports`)."""
+    verdict = supports(scenario)
+    if isinstance(verdict, Unsupported):
+        raise ValueError(verdict.reason)
+    beam = parameter_beam(scenario, sigma, device, dtype)
+    states = [to_impactx_covariance(beam.cov)]
+    for group in element_groups(scenario, device, dtype):
+        beam = track_group(group, beam)
+        states.append(to_impactx_covariance(beam.cov))
+    return states
+
+
+def parameter_beam(scenario: Scenario, sigma, device: str = "cpu", dtype: str = "float64"
+                   ) -> Any:
+    """The ``cheetah.ParameterBeam`` of the ImpactX covariance ``sigma`` ((6, 6)) about the
+    scenario's reference particle (mean (0, 0, 0, 0, 0, 0, 1))."""
     import cheetah
     import torch
 
     from backends.torch_support import torch_dtype
 
-    verdict = supports(scenario)
-    if isinstance(verdict, Unsupported):
-        raise ValueError(verdict.reason)
     tdtype = torch_dtype(dtype)
     sigma_t = torch.as_tensor(np.asarray(sigma) if isinstance(sigma, np.ndarray) else sigma)
     sigma_t = sigma_t.to(device=device, dtype=tdtype)
@@ -129,13 +142,54 @@ def track_envelope_elements(scenario: Scenario, sigma, device: str = "cpu",
         total_charge=torch.tensor(abs(scenario.beam.bunch_charge_C), device=device,
                                   dtype=tdtype),
         species=cheetah_species(reference, device, dtype), device=device, dtype=tdtype)
-    states = [to_impactx_covariance(beam.cov)]
-    for group in element_groups(scenario, device, dtype):
-        for piece in group:
-            with warnings.catch_warnings():
-                # an aperture leaves a ParameterBeam unchanged (Cheetah warns so); ImpactX's
-                # envelope mode does the same (Aperture.H transport_map: the identity)
-                warnings.filterwarnings("ignore", "Aperture tracking is currently only")
-                beam = piece.track(beam)
-        states.append(to_impactx_covariance(beam.cov))
-    return states
+    return beam
+
+
+def track_group(group: list[Any], beam: Any) -> Any:
+    """A ``ParameterBeam`` through a list of Cheetah elements."""
+    for piece in group:
+        with warnings.catch_warnings():
+            # an aperture leaves a ParameterBeam unchanged (Cheetah warns so); ImpactX's
+            # envelope mode does the same (Aperture.H transport_map: the identity)
+            warnings.filterwarnings("ignore", "Aperture tracking is currently only")
+            beam = piece.track(beam)
+    return beam
+
+
+class CheetahEnvelope(PreparedEnvelope):
+    """Cheetah's envelope tracking of a scenario with ``tracking: envelope``: the elements
+    built once (first-order tracking), each :meth:`run` a ``ParameterBeam`` through them.
+
+    The model is the scenario's own (:func:`harness.model.scenario.model_signature`): in
+    envelope mode the first-order maps of Cheetah's particle-mode stand-ins (its
+    drift-kick-drift quadrupole, its second-order sextupole) are ImpactX's transport maps
+    (measured to round-off, ``docs/envelope.md``)."""
+
+    def __init__(self, scenario: Scenario, device: str = "cpu", dtype: str = "float64"):
+        import torch
+
+        from harness.model.scenario import model_signature
+
+        verdict = supports(scenario)
+        if isinstance(verdict, Unsupported):
+            raise ValueError(verdict.reason)
+        self.scenario, self.device, self.dtype = scenario, device, dtype
+        self.model = model_signature(scenario)
+        self.threads = torch.get_num_threads()
+        self.elements = [piece for group in element_groups(scenario, device, dtype)
+                         for piece in group]
+
+    def run(self, sigma: np.ndarray) -> Any:
+        """The final ParameterBeam's covariance (7, 7 Cheetah; a tensor)."""
+        beam = parameter_beam(self.scenario, sigma, self.device, self.dtype)
+        return track_group(self.elements, beam).cov
+
+    def synchronize(self) -> None:
+        """Wait for queued CUDA work."""
+        from backends.torch_support import synchronize
+
+        synchronize(self.device)
+
+    def extract(self, result: Any) -> np.ndarray:
+        """The final (6, 6) ImpactX covariance as float64 numpy."""
+        return to_impactx_covariance(result.detach().cpu().double().numpy())

@@ -27,6 +27,7 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
+    PreparedEnvelope,
     Supported,
     Unsupported,
     final_particles,
@@ -134,6 +135,8 @@ class InhouseBackend(Backend):
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
     takes_plans: ClassVar[bool] = True
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
+    envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
 
     @classmethod
     def _import(cls) -> None:
@@ -161,6 +164,12 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
+        if scenario.tracking == "envelope":
+            from backends.inhouse.envelope import check_scenario
+
+            reason = check_scenario(scenario)
+            if reason is not None:
+                return Unsupported(reason)
         return base
 
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu", dtype: str = "float64",
@@ -185,6 +194,14 @@ class InhouseBackend(Backend):
         return InhousePrepared(tracker, device, torch_type, plan.model,
                                compile=compile)
 
+    def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
+        """The in-house envelope tracker of the plan's scenario
+        (:class:`backends.inhouse.envelope.InhouseEnvelope`)."""
+        from backends.inhouse.envelope import InhouseEnvelope
+
+        return InhouseEnvelope(plan.scenario, plan.model, plan.device,
+                               torch_dtype(plan.dtype))
+
     def prepare_single_use(self, scenario: Scenario | Plan, device: str = "cpu",
                            dtype: str = "float64") -> InhousePrepared:
         """:meth:`prepare` without compilation: a lattice tracked once (finite-difference
@@ -201,6 +218,11 @@ class InhouseBackend(Backend):
         tracker)."""
         if not self.supports(scenario, device, dtype):
             return None
+        if scenario.tracking == "envelope":
+            from backends.inhouse.envelope import make_envelope_observables
+
+            return make_envelope_observables(scenario, parameters, names, device,
+                                             torch_dtype(dtype))
         from backends.inhouse.objective import make_observables
 
         return make_observables(scenario, parameters, names, len(particles), device,
