@@ -665,6 +665,30 @@ class CheetahBackend(Backend):
 
             fixed = generate(scenario.beam, count)
         weigh = any(e.kind == "Aperture" for e in scenario.elements)
+
+        def envelope_observables(segment: Any, beam_values: dict[str, Any]
+                                 ) -> dict[str, torch.Tensor]:
+            # tracking: envelope: the beam's covariance (differentiable in beam parameters)
+            # as a ParameterBeam through the segment's first-order maps
+            from backends.cheetah_envelope import (
+                linearised,
+                parameter_beam,
+                to_impactx_covariance,
+                track_group,
+            )
+            from harness.model.particles import beam_cholesky
+
+            factor = beam_cholesky(scenario.beam, beam_values)
+            factor = torch.as_tensor(factor).to(device=prepared.device, dtype=prepared.dtype)
+            sigma = factor @ factor.transpose(-1, -2)
+            beam = parameter_beam(scenario, sigma, device, dtype)
+            out = track_group([linearised(e) for e in segment.elements], beam)
+            cov = to_impactx_covariance(out.cov)
+            reference = scenario.reference_particle
+            mean = torch.zeros(6, device=cov.device, dtype=cov.dtype)
+            return observables.observables_from_moments(mean, cov, list(names),
+                                                        reference.beta_gamma, reference.beta)
+
         theta0 = torch.tensor([p.value for p in params], device=prepared.device,
                               dtype=prepared.dtype)
 
@@ -674,6 +698,8 @@ class CheetahBackend(Backend):
             beam_values = {f"{p.owner}.{p.field}": theta[i] for i, p in enumerate(params)
                            if p.target == "beam"}
             segment = cheetah_segment(scenario, device, dtype, updates, plan.lattice)
+            if scenario.tracking == "envelope":
+                return envelope_observables(segment, beam_values)
             if beam_values:
                 initial = generate_torch(scenario.beam, count, beam_values,
                                          dtype=prepared.dtype, device=prepared.device)

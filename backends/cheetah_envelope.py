@@ -73,7 +73,7 @@ def supports(scenario: Scenario) -> Unsupported | str:
     return verdict.model
 
 
-def _linearised(element: Any) -> Any:
+def linearised(element: Any) -> Any:
     """The element with its first-order map as tracking method (Cheetah tracks a
     ``ParameterBeam`` through first-order maps only)."""
     methods = getattr(element, "supported_tracking_methods", None)
@@ -94,7 +94,7 @@ def element_groups(scenario: Scenario, device: str = "cpu", dtype: str = "float6
             raise ValueError(plan.reason)
         pieces = _piece(element, plan, dict(element.params), 1.0, True, True,
                         f"{element.name}_{index}", make)
-        groups.append([_linearised(piece) for piece in pieces])
+        groups.append([linearised(piece) for piece in pieces])
     return groups
 
 

@@ -283,7 +283,8 @@ def particles_beside(spec: CaseSpec, loaded: Any, envelope: np.ndarray) -> dict[
     if not plan:
         return {"particles_reason": plan.reason}
     initial = initial_particles(spec, scenario)
-    prepared = loaded.backend.prepare_planned(plan)
+    # tracked once: no compilation (prepare_single_use)
+    prepared = loaded.backend.prepare_single_use(particle_scenario, spec.device, spec.dtype)
     try:
         final = prepared.track(initial)
     finally:
