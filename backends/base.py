@@ -181,6 +181,11 @@ class PreparedEnvelope:
         """Release the code's resources."""
         return None
 
+    @classmethod
+    def from_plan(cls, plan: Plan) -> PreparedEnvelope:
+        """The envelope tracker of a backend's plan (``tracking: envelope``)."""
+        raise NotImplementedError
+
     def track(self, sigma: np.ndarray) -> np.ndarray:
         """run -> synchronize -> extract."""
         result = self.run(sigma)
@@ -222,6 +227,10 @@ class Backend(ABC):
     envelope_refusal: ClassVar[str] = ""
     #: Envelope space-charge kinds (``2d``, ``3d``) its envelope mode runs.
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: ``module:Class`` of its :class:`PreparedEnvelope` (``Class.from_plan(plan)``), looked
+    #: up by name as the registry looks up backends, so that an adapter and its envelope
+    #: module (which builds on the adapter's translation) do not import each other.
+    envelope_class: ClassVar[str] = ""
     #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
     #: dtype)`` is called with the plan's case).
     takes_plans: ClassVar[bool] = False
@@ -369,9 +378,16 @@ class Backend(ABC):
         :attr:`takes_plans`); call only after :meth:`supports` or :meth:`plan` said yes."""
 
     def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
-        """The envelope tracker of a plan of an envelope scenario (a backend that declares
-        ``envelope`` in :attr:`tracking_modes` overrides it)."""
-        raise NotImplementedError(f"{self.name} has no envelope tracking mode")
+        """The envelope tracker of a plan of an envelope scenario: ``from_plan(plan)`` of
+        the class :attr:`envelope_class` names."""
+        import importlib
+
+        if not self.envelope_class:
+            raise NotImplementedError(f"{self.name} has no envelope tracking mode")
+        module, _, name = self.envelope_class.partition(":")
+        made = getattr(importlib.import_module(module), name).from_plan(plan)
+        assert isinstance(made, PreparedEnvelope)
+        return made
 
     def prepare_single_use(self, scenario: Any, device: str = "cpu",
                            dtype: str = "float64") -> Prepared:

@@ -78,7 +78,6 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
-    PreparedEnvelope,
     Unsupported,
     field_table,
     final_particles,
@@ -706,6 +705,7 @@ class ImpactXBackend(Backend):
     takes_plans: ClassVar[bool] = True
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
+    envelope_class: ClassVar[str] = "backends.impactx_envelope:ImpactXEnvelope"
 
     @classmethod
     def _import(cls) -> None:
@@ -786,13 +786,6 @@ class ImpactXBackend(Backend):
             notes.append("ImpactX runs the nearest implemented tier: " + ", ".join(raised))
         return Plan(model_signature(scenario), "; ".join(notes), scenario, device, dtype,
                     translate_scenario(scenario))
-
-    def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
-        """ImpactX's ``track_envelope`` of the plan's scenario (``tracking: envelope``,
-        :class:`backends.impactx_envelope.ImpactXEnvelope`)."""
-        from backends.impactx_envelope import ImpactXEnvelope
-
-        return ImpactXEnvelope(plan.scenario, plan.model)
 
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> ImpactXPrepared:

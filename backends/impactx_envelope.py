@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from backends.base import PreparedEnvelope, Unsupported
+from backends.base import Plan, PreparedEnvelope, Unsupported
 from backends.impactx import (
     _SHARED,
     ImpactXBackend,
@@ -149,6 +149,11 @@ class ImpactXEnvelope(PreparedEnvelope):
         self.model = model
         self.threads = 1
         self.space_charge = space_charge_of(scenario)
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> ImpactXEnvelope:
+        """The envelope tracker of the ImpactX adapter's plan."""
+        return cls(plan.scenario, plan.model)
 
     def run(self, sigma: np.ndarray) -> np.ndarray:
         """The final covariance (6, 6) [ImpactX units]."""

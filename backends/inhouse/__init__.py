@@ -27,7 +27,6 @@ from backends.base import (
     Backend,
     Plan,
     Prepared,
-    PreparedEnvelope,
     Supported,
     Unsupported,
     final_particles,
@@ -137,6 +136,7 @@ class InhouseBackend(Backend):
     takes_plans: ClassVar[bool] = True
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
+    envelope_class: ClassVar[str] = "backends.inhouse.envelope:InhouseEnvelope"
 
     @classmethod
     def _import(cls) -> None:
@@ -193,14 +193,6 @@ class InhouseBackend(Backend):
                               dtype=torch_type)
         return InhousePrepared(tracker, device, torch_type, plan.model,
                                compile=compile)
-
-    def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
-        """The in-house envelope tracker of the plan's scenario
-        (:class:`backends.inhouse.envelope.InhouseEnvelope`)."""
-        from backends.inhouse.envelope import InhouseEnvelope
-
-        return InhouseEnvelope(plan.scenario, plan.model, plan.device,
-                               torch_dtype(plan.dtype))
 
     def prepare_single_use(self, scenario: Scenario | Plan, device: str = "cpu",
                            dtype: str = "float64") -> InhousePrepared:

@@ -67,7 +67,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import jacfwd
 
-from backends.base import PreparedEnvelope
+from backends.base import Plan, PreparedEnvelope
 from backends.inhouse import alignment, bend, quadrupole
 from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
@@ -645,6 +645,13 @@ class InhouseEnvelope(PreparedEnvelope):
         self.threads = torch.get_num_threads()
         self.tracker = envelope_tracker(scenario, (), device, dtype,
                                         scenario_space_charge(scenario))
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> InhouseEnvelope:
+        """The envelope tracker of the in-house adapter's plan."""
+        from backends.torch_support import torch_dtype
+
+        return cls(plan.scenario, plan.model, plan.device, torch_dtype(plan.dtype))
 
     def run(self, sigma: np.ndarray) -> torch.Tensor:
         """The final covariance (a tensor on the tracker's device)."""
