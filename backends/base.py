@@ -164,6 +164,47 @@ class Prepared(ABC):
         self.close()
 
 
+class PreparedEnvelope:
+    """A lattice ready for envelope tracking (``tracking: envelope``): the 6x6 covariance
+    matrix of (x [m], px, y [m], py, t [m], pt), ImpactX's coordinates, carried through
+    it. :meth:`run` is the timed part; ``model``, ``threads`` and the compiled-path facts
+    are as :class:`Prepared`'s."""
+
+    model: str = ""
+    threads: int = 1
+    compiled: bool | None = None
+    compile_s: float = 0.0
+    compile_error: str = ""
+
+    def run(self, sigma: np.ndarray) -> Any:
+        """Track the initial covariance ``sigma`` ((6, 6) float64) through the lattice; the
+        code's final covariance (the timed part)."""
+        raise NotImplementedError
+
+    def extract(self, result: Any) -> np.ndarray:
+        """The final covariance as (6, 6) float64 numpy."""
+        return np.array(result, dtype=np.float64)
+
+    def synchronize(self) -> None:
+        """Wait for asynchronous device work; synchronous codes need not."""
+        return None
+
+    def close(self) -> None:
+        """Release the code's resources."""
+        return None
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> PreparedEnvelope:
+        """The envelope tracker of a backend's plan (``tracking: envelope``)."""
+        raise NotImplementedError
+
+    def track(self, sigma: np.ndarray) -> np.ndarray:
+        """run -> synchronize -> extract."""
+        result = self.run(sigma)
+        self.synchronize()
+        return self.extract(result)
+
+
 class Backend(ABC):
     """An adapter for one tracking code."""
 
@@ -195,6 +236,18 @@ class Backend(ABC):
     #: others refuse such a scenario with :attr:`spin_refusal`.
     spin_tracking: ClassVar[bool] = False
     spin_refusal: ClassVar[str] = "no spin tracking"
+    #: Tracking modes (``particles``, ``envelope``) it runs; ``envelope`` needs
+    #: :meth:`prepare_envelope`. A scenario's ``tracking`` outside them is refused with
+    #: :attr:`envelope_refusal` (or the modes it has).
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles"})
+    #: Why the code has no envelope mode (the reason of the refusal; "" for the default).
+    envelope_refusal: ClassVar[str] = ""
+    #: Envelope space-charge kinds (``2d``, ``3d``) its envelope mode runs.
+    envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: ``module:Class`` of its :class:`PreparedEnvelope` (``Class.from_plan(plan)``), looked
+    #: up by name as the registry looks up backends, so that an adapter and its envelope
+    #: module (which builds on the adapter's translation) do not import each other.
+    envelope_class: ClassVar[str] = ""
     #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
     #: dtype)`` is called with the plan's case).
     takes_plans: ClassVar[bool] = False
@@ -268,6 +321,19 @@ class Backend(ABC):
                                "conversion at the boundary")
         if getattr(scenario, "spin", False) and not self.spin_tracking:
             return Unsupported(f"beam.spin: {self.name}: {self.spin_refusal}")
+        tracking = getattr(scenario, "tracking", "particles")
+        if tracking not in self.tracking_modes:
+            return Unsupported(f"tracking {tracking!r}: " + (
+                self.envelope_refusal if tracking == "envelope" and self.envelope_refusal
+                else f"{self.name} has no {tracking} tracking mode (it runs "
+                     f"{sorted(self.tracking_modes)})"))
+        esc = getattr(scenario, "envelope_space_charge", None)
+        if esc is not None and esc.kind not in self.envelope_space_charge_kinds:
+            if not self.envelope_space_charge_kinds:
+                return Unsupported(f"envelope_space_charge {esc.kind!r}: {self.name}'s "
+                                   "envelope mode has no space-charge model")
+            return Unsupported(f"envelope_space_charge {esc.kind!r}: {self.name} runs "
+                               f"{sorted(self.envelope_space_charge_kinds)} only")
         sc = scenario.space_charge
         if sc is not None and self.space_charge_kinds is not None \
                 and sc.kind not in self.space_charge_kinds:
@@ -316,7 +382,11 @@ class Backend(ABC):
 
     def prepare_planned(self, plan: Plan) -> Prepared:
         """The prepared tracker of a plan, without deciding again (a backend with the older
-        ``prepare(scenario, device, dtype)`` is given the plan's case)."""
+        ``prepare(scenario, device, dtype)`` is given the plan's case); for an envelope
+        scenario (``tracking: envelope``) the :class:`PreparedEnvelope` of
+        :meth:`prepare_envelope`."""
+        if getattr(plan.scenario, "tracking", "particles") == "envelope":
+            return self.prepare_envelope(plan)  # type: ignore[return-value]
         if self.takes_plans:
             return self.prepare(plan)
         return self.prepare(plan.scenario, plan.device, plan.dtype)
@@ -326,6 +396,18 @@ class Backend(ABC):
                 dtype: str = "float64") -> Prepared:
         """Translate the scenario (or build a :class:`Plan`, for a backend that
         :attr:`takes_plans`); call only after :meth:`supports` or :meth:`plan` said yes."""
+
+    def prepare_envelope(self, plan: Plan) -> PreparedEnvelope:
+        """The envelope tracker of a plan of an envelope scenario: ``from_plan(plan)`` of
+        the class :attr:`envelope_class` names."""
+        import importlib
+
+        if not self.envelope_class:
+            raise NotImplementedError(f"{self.name} has no envelope tracking mode")
+        module, _, name = self.envelope_class.partition(":")
+        made = getattr(importlib.import_module(module), name).from_plan(plan)
+        assert isinstance(made, PreparedEnvelope)
+        return made
 
     def prepare_single_use(self, scenario: Any, device: str = "cpu",
                            dtype: str = "float64") -> Prepared:

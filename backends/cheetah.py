@@ -66,6 +66,7 @@ given positive, |Q|/N (docs/conventions.md §4).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -556,6 +557,77 @@ class CheetahPrepared(Prepared):
         synchronize(self.device)
 
 
+# ------------------------------------------------------ envelope (tracking: envelope)
+# The covariance helpers of backends.cheetah_envelope (see its module text): ImpactX
+# (x, px, y, py, t, pt) covariance <-> Cheetah (x, px, y, py, tau, p, 1) with p = -pt.
+
+
+#: ImpactX (x, px, y, py, t, pt) -> Cheetah (x, px, y, py, tau, p): p = -pt.
+J = np.diag([1.0, 1.0, 1.0, 1.0, 1.0, -1.0])
+
+def to_cheetah_covariance(sigma):
+    """(6, 6) ImpactX covariance -> (7, 7) Cheetah covariance (numpy or torch, batched)."""
+    if isinstance(sigma, np.ndarray):
+        out = np.zeros(sigma.shape[:-2] + (7, 7))
+        out[..., :6, :6] = J @ sigma @ J.T
+        return out
+    import torch
+
+    jt = torch.as_tensor(J, dtype=sigma.dtype, device=sigma.device)
+    inner = jt @ sigma @ jt.T
+    return torch.nn.functional.pad(inner, (0, 1, 0, 1))
+
+def to_impactx_covariance(cov):
+    """(7, 7) Cheetah covariance -> (6, 6) ImpactX covariance (numpy or torch)."""
+    if isinstance(cov, np.ndarray):
+        return J @ cov[..., :6, :6] @ J.T
+    import torch
+
+    jt = torch.as_tensor(J, dtype=cov.dtype, device=cov.device)
+    return jt @ cov[..., :6, :6] @ jt.T
+
+def linearised(element: Any) -> Any:
+    """The element with its first-order map as tracking method (Cheetah tracks a
+    ``ParameterBeam`` through first-order maps only)."""
+    methods = getattr(element, "supported_tracking_methods", None)
+    if methods and "linear" in methods and element.tracking_method != "linear":
+        element.tracking_method = "linear"
+    return element
+
+def parameter_beam(scenario: Scenario, sigma, device: str = "cpu", dtype: str = "float64"
+                   ) -> Any:
+    """The ``cheetah.ParameterBeam`` of the ImpactX covariance ``sigma`` ((6, 6)) about the
+    scenario's reference particle (mean (0, 0, 0, 0, 0, 0, 1))."""
+    import cheetah
+    import torch
+
+    from backends.torch_support import torch_dtype
+
+    tdtype = torch_dtype(dtype)
+    sigma_t = torch.as_tensor(np.asarray(sigma) if isinstance(sigma, np.ndarray) else sigma)
+    sigma_t = sigma_t.to(device=device, dtype=tdtype)
+    mu = torch.zeros(7, device=device, dtype=tdtype)
+    mu[6] = 1.0
+    reference = scenario.reference_particle
+    beam = cheetah.ParameterBeam(
+        mu, to_cheetah_covariance(sigma_t),
+        energy=torch.tensor(reference.total_energy_eV, device=device, dtype=tdtype),
+        total_charge=torch.tensor(abs(scenario.beam.bunch_charge_C), device=device,
+                                  dtype=tdtype),
+        species=cheetah_species(reference, device, dtype), device=device, dtype=tdtype)
+    return beam
+
+def track_group(group: list[Any], beam: Any) -> Any:
+    """A ``ParameterBeam`` through a list of Cheetah elements."""
+    for piece in group:
+        with warnings.catch_warnings():
+            # an aperture leaves a ParameterBeam unchanged (Cheetah warns so); ImpactX's
+            # envelope mode does the same (Aperture.H transport_map: the identity)
+            warnings.filterwarnings("ignore", "Aperture tracking is currently only")
+            beam = piece.track(beam)
+    return beam
+
+
 class CheetahBackend(Backend):
     """Cheetah (DESY), a differentiable PyTorch tracker."""
 
@@ -567,6 +639,8 @@ class CheetahBackend(Backend):
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
     takes_plans: ClassVar[bool] = True
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
+    envelope_class: ClassVar[str] = "backends.cheetah_envelope:CheetahEnvelope"
 
     @classmethod
     def _import(cls) -> None:
@@ -656,6 +730,24 @@ class CheetahBackend(Backend):
 
             fixed = generate(scenario.beam, count)
         weigh = any(e.kind == "Aperture" for e in scenario.elements)
+
+        def envelope_observables(segment: Any, beam_values: dict[str, Any]
+                                 ) -> dict[str, torch.Tensor]:
+            # tracking: envelope: the beam's covariance (differentiable in beam parameters)
+            # as a ParameterBeam through the segment's first-order maps
+            from harness.model.particles import beam_cholesky
+
+            factor = beam_cholesky(scenario.beam, beam_values)
+            factor = torch.as_tensor(factor).to(device=prepared.device, dtype=prepared.dtype)
+            sigma = factor @ factor.transpose(-1, -2)
+            beam = parameter_beam(scenario, sigma, device, dtype)
+            out = track_group([linearised(e) for e in segment.elements], beam)
+            cov = to_impactx_covariance(out.cov)
+            reference = scenario.reference_particle
+            mean = torch.zeros(6, device=cov.device, dtype=cov.dtype)
+            return observables.observables_from_moments(mean, cov, list(names),
+                                                        reference.beta_gamma, reference.beta)
+
         theta0 = torch.tensor([p.value for p in params], device=prepared.device,
                               dtype=prepared.dtype)
 
@@ -665,6 +757,8 @@ class CheetahBackend(Backend):
             beam_values = {f"{p.owner}.{p.field}": theta[i] for i, p in enumerate(params)
                            if p.target == "beam"}
             segment = cheetah_segment(scenario, device, dtype, updates, plan.lattice)
+            if scenario.tracking == "envelope":
+                return envelope_observables(segment, beam_values)
             if beam_values:
                 initial = generate_torch(scenario.beam, count, beam_values,
                                          dtype=prepared.dtype, device=prepared.device)

@@ -112,6 +112,10 @@ class CheetahCompiledBackend(CheetahBackend):
     #: Each case compiles for 40-300 s (measured): run when named (``--backends``), as
     #: ``trackbench reproduce`` does, not in the default comparison.
     run_by_default: ClassVar[bool] = False
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles"})
+    envelope_refusal: ClassVar[str] = (
+        "cheetah-compiled compiles the particle track only; Cheetah's envelope mode (a "
+        "ParameterBeam through first-order maps) runs as backend 'cheetah'")
 
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> CheetahCompiledPrepared:

@@ -15,49 +15,34 @@ Coordinates: Cheetah's (x, px, y, py, tau, p, 1) with tau = ImpactX t and p = -p
 exactly as ``Sigma_cheetah = J Sigma_impactx J^T`` with J = diag(1, 1, 1, 1, 1, -1) and a
 seventh row and column of zeros (the constant coordinate 1 has no spread); the mean is
 (0, 0, 0, 0, 0, 0, 1) (envelope about the reference orbit, as ImpactX). Units: ImpactX's
-(x [m], px, y [m], py, t [m], pt).
+(x [m], px, y [m], py, t [m], pt). :class:`CheetahEnvelope` is the adapter's
+:class:`backends.base.PreparedEnvelope` (``tracking: envelope``).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends.base import Unsupported
-from backends.cheetah import CheetahBackend, _Factory, _piece, cheetah_species, plan_element
+from backends.base import Plan, PreparedEnvelope, Unsupported
+from backends.cheetah import (  # noqa: F401 - the covariance helpers are used from here too
+    CheetahBackend,
+    J,
+    _Factory,
+    _piece,
+    linearised,
+    parameter_beam,
+    plan_element,
+    to_cheetah_covariance,
+    to_impactx_covariance,
+    track_group,
+)
 
 if TYPE_CHECKING:
     import torch
 
     from harness.model.scenario import Scenario
-
-#: ImpactX (x, px, y, py, t, pt) -> Cheetah (x, px, y, py, tau, p): p = -pt.
-J = np.diag([1.0, 1.0, 1.0, 1.0, 1.0, -1.0])
-
-
-def to_cheetah_covariance(sigma):
-    """(6, 6) ImpactX covariance -> (7, 7) Cheetah covariance (numpy or torch, batched)."""
-    if isinstance(sigma, np.ndarray):
-        out = np.zeros(sigma.shape[:-2] + (7, 7))
-        out[..., :6, :6] = J @ sigma @ J.T
-        return out
-    import torch
-
-    jt = torch.as_tensor(J, dtype=sigma.dtype, device=sigma.device)
-    inner = jt @ sigma @ jt.T
-    return torch.nn.functional.pad(inner, (0, 1, 0, 1))
-
-
-def to_impactx_covariance(cov):
-    """(7, 7) Cheetah covariance -> (6, 6) ImpactX covariance (numpy or torch)."""
-    if isinstance(cov, np.ndarray):
-        return J @ cov[..., :6, :6] @ J.T
-    import torch
-
-    jt = torch.as_tensor(J, dtype=cov.dtype, device=cov.device)
-    return jt @ cov[..., :6, :6] @ jt.T
 
 
 def supports(scenario: Scenario) -> Unsupported | str:
@@ -72,15 +57,6 @@ def supports(scenario: Scenario) -> Unsupported | str:
     return verdict.model
 
 
-def _linearised(element: Any) -> Any:
-    """The element with its first-order map as tracking method (Cheetah tracks a
-    ``ParameterBeam`` through first-order maps only)."""
-    methods = getattr(element, "supported_tracking_methods", None)
-    if methods and "linear" in methods and element.tracking_method != "linear":
-        element.tracking_method = "linear"
-    return element
-
-
 def element_groups(scenario: Scenario, device: str = "cpu", dtype: str = "float64"
                    ) -> list[list[Any]]:
     """The Cheetah elements of each harness element (as :func:`backends.cheetah.
@@ -93,7 +69,7 @@ def element_groups(scenario: Scenario, device: str = "cpu", dtype: str = "float6
             raise ValueError(plan.reason)
         pieces = _piece(element, plan, dict(element.params), 1.0, True, True,
                         f"{element.name}_{index}", make)
-        groups.append([_linearised(piece) for piece in pieces])
+        groups.append([linearised(piece) for piece in pieces])
     return groups
 
 
@@ -109,33 +85,56 @@ def track_envelope_elements(scenario: Scenario, sigma, device: str = "cpu",
     ``ParameterBeam``: the (6, 6) ImpactX covariances at the entrance and after each
     harness element. Raises ValueError with the reason when the scenario
     cannot run (:func:`supports`)."""
-    import cheetah
-    import torch
-
-    from backends.torch_support import torch_dtype
-
     verdict = supports(scenario)
     if isinstance(verdict, Unsupported):
         raise ValueError(verdict.reason)
-    tdtype = torch_dtype(dtype)
-    sigma_t = torch.as_tensor(np.asarray(sigma) if isinstance(sigma, np.ndarray) else sigma)
-    sigma_t = sigma_t.to(device=device, dtype=tdtype)
-    mu = torch.zeros(7, device=device, dtype=tdtype)
-    mu[6] = 1.0
-    reference = scenario.reference_particle
-    beam = cheetah.ParameterBeam(
-        mu, to_cheetah_covariance(sigma_t),
-        energy=torch.tensor(reference.total_energy_eV, device=device, dtype=tdtype),
-        total_charge=torch.tensor(abs(scenario.beam.bunch_charge_C), device=device,
-                                  dtype=tdtype),
-        species=cheetah_species(reference, device, dtype), device=device, dtype=tdtype)
+    beam = parameter_beam(scenario, sigma, device, dtype)
     states = [to_impactx_covariance(beam.cov)]
     for group in element_groups(scenario, device, dtype):
-        for piece in group:
-            with warnings.catch_warnings():
-                # an aperture leaves a ParameterBeam unchanged (Cheetah warns so); ImpactX's
-                # envelope mode does the same (Aperture.H transport_map: the identity)
-                warnings.filterwarnings("ignore", "Aperture tracking is currently only")
-                beam = piece.track(beam)
+        beam = track_group(group, beam)
         states.append(to_impactx_covariance(beam.cov))
     return states
+
+
+class CheetahEnvelope(PreparedEnvelope):
+    """Cheetah's envelope tracking of a scenario with ``tracking: envelope``: the elements
+    built once (first-order tracking), each :meth:`run` a ``ParameterBeam`` through them.
+
+    The model is the scenario's own (:func:`harness.model.scenario.model_signature`): in
+    envelope mode the first-order maps of Cheetah's particle-mode stand-ins (its
+    drift-kick-drift quadrupole, its second-order sextupole) are ImpactX's transport maps
+    (measured to round-off, ``docs/envelope.md``)."""
+
+    def __init__(self, scenario: Scenario, device: str = "cpu", dtype: str = "float64"):
+        import torch
+
+        from harness.model.scenario import model_signature
+
+        verdict = supports(scenario)
+        if isinstance(verdict, Unsupported):
+            raise ValueError(verdict.reason)
+        self.scenario, self.device, self.dtype = scenario, device, dtype
+        self.model = model_signature(scenario)
+        self.threads = torch.get_num_threads()
+        self.elements = [piece for group in element_groups(scenario, device, dtype)
+                         for piece in group]
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> CheetahEnvelope:
+        """The envelope tracker of the Cheetah adapter's plan."""
+        return cls(plan.scenario, plan.device, plan.dtype)
+
+    def run(self, sigma: np.ndarray) -> Any:
+        """The final ParameterBeam's covariance (7, 7 Cheetah; a tensor)."""
+        beam = parameter_beam(self.scenario, sigma, self.device, self.dtype)
+        return track_group(self.elements, beam).cov
+
+    def synchronize(self) -> None:
+        """Wait for queued CUDA work."""
+        from backends.torch_support import synchronize
+
+        synchronize(self.device)
+
+    def extract(self, result: Any) -> np.ndarray:
+        """The final (6, 6) ImpactX covariance as float64 numpy."""
+        return to_impactx_covariance(result.detach().cpu().double().numpy())

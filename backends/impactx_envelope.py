@@ -11,20 +11,22 @@ every element is read back (ImpactX keeps the envelope and its reference particl
 ``track_envelope`` calls).
 
 Units: the covariance of ImpactX's (x [m], px, y [m], py, t [m], pt). Envelope space charge
-(``algo.space_charge = 2D | 3D`` in envelope mode, ``src/envelope/spacecharge/``) is given
-apart from the scenario (``space_charge``: kind and intensity, as
-:class:`backends.inhouse.envelope.EnvelopeSpaceCharge`); each element then runs its own
-``nslice`` slices. A scenario's particle-mode ``space_charge`` block is refused.
+(``algo.space_charge = 2D | 3D`` in envelope mode, ``src/envelope/spacecharge/``) is the
+scenario's ``envelope_space_charge`` (:func:`space_charge_of`) or is given apart from it
+(``space_charge``: kind and intensity, as :class:`backends.inhouse.envelope.
+EnvelopeSpaceCharge`); each element then runs its own ``nslice`` slices. A scenario's
+particle-mode ``space_charge`` block is refused. :class:`ImpactXEnvelope` is the adapter's
+:class:`backends.base.PreparedEnvelope` (``tracking: envelope``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from backends.base import Unsupported
+from backends.base import Plan, PreparedEnvelope, Unsupported
 from backends.impactx import (
     _SHARED,
     ImpactXBackend,
@@ -35,6 +37,22 @@ from backends.impactx import (
 
 if TYPE_CHECKING:
     from harness.model.scenario import Scenario
+
+
+class EnvelopePush(NamedTuple):
+    """ImpactX's envelope space charge: ``kind`` ``"2D"`` or ``"3D"`` (``algo.space_charge``)
+    and ``intensity``, the beam current [A] (2D) or bunch charge [C] (3D)."""
+
+    kind: str
+    intensity: float
+
+
+def space_charge_of(scenario: Scenario) -> EnvelopePush | None:
+    """The envelope space charge of a scenario's ``envelope_space_charge`` (None without)."""
+    block = getattr(scenario, "envelope_space_charge", None)
+    if block is None:
+        return None
+    return EnvelopePush(block.kind.upper(), float(scenario.envelope_intensity or 0.0))
 
 
 def supports(scenario: Scenario) -> Unsupported | None:
@@ -63,15 +81,17 @@ def _set_reference(ref, scenario: Scenario) -> None:
 
 def track_envelope(scenario: Scenario, sigma: ArrayLike, space_charge: Any = None
                    ) -> np.ndarray:
-    """The final covariance of :func:`track_envelope_elements`."""
-    return track_envelope_elements(scenario, sigma, space_charge)[-1]
+    """The final covariance of the whole lattice tracked as one ImpactX lattice (one
+    ``track_envelope`` call)."""
+    return track_envelope_elements(scenario, sigma, space_charge, each=False)[-1]
 
 
-def track_envelope_elements(scenario: Scenario, sigma: ArrayLike, space_charge: Any = None
-                            ) -> list[np.ndarray]:
+def track_envelope_elements(scenario: Scenario, sigma: ArrayLike, space_charge: Any = None,
+                            each: bool = True) -> list[np.ndarray]:
     """Track the covariance ``sigma`` ((6, 6), ImpactX units; an array or a CPU tensor) with
     ImpactX's ``track_envelope``: the matrices at the entrance and after each harness
-    element (``len(elements) + 1``). ``space_charge``: None, or an object with ``kind``
+    element (``len(elements) + 1``; ``each=False``: the entrance and the end, the lattice
+    tracked in one call). ``space_charge``: None, or an object with ``kind``
     (``"2D"``, ``"3D"``) and ``intensity`` (beam current [A] for 2D, bunch charge [C] for
     3D), ImpactX's ``algo.space_charge`` and ``init_envelope`` intensity.
 
@@ -104,11 +124,12 @@ def track_envelope_elements(scenario: Scenario, sigma: ArrayLike, space_charge: 
     states = [sim.envelope.envelope.to_numpy().copy()]
     reference = scenario.reference_particle
     sim.space_charge = kind or False
+    groups = [[element] for element in scenario.elements] if each else [scenario.elements]
     try:
-        for element in scenario.elements:
+        for group in groups:
             sim.lattice.clear()
-            # built afresh per element: ImpactX finalises element data after each track
-            sim.lattice.extend([spec.build(elements)
+            # built afresh per track: ImpactX finalises element data after each track
+            sim.lattice.extend([spec.build(elements) for element in group
                                 for spec in translate(element, reference)])
             sim.track_envelope()
             states.append(sim.envelope.envelope.to_numpy().copy())
@@ -116,3 +137,24 @@ def track_envelope_elements(scenario: Scenario, sigma: ArrayLike, space_charge: 
         sim.space_charge = False  # process-global in ImpactX
         sim.lattice.clear()
     return states
+
+
+class ImpactXEnvelope(PreparedEnvelope):
+    """ImpactX's envelope mode for a scenario with ``tracking: envelope``: each
+    :meth:`run` tracks the covariance through the whole lattice in one ``track_envelope``
+    call (the lattice rebuilt each time, as ImpactX finalises element data after a track)."""
+
+    def __init__(self, scenario: Scenario, model: str):
+        self.scenario = scenario
+        self.model = model
+        self.threads = 1
+        self.space_charge = space_charge_of(scenario)
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> ImpactXEnvelope:
+        """The envelope tracker of the ImpactX adapter's plan."""
+        return cls(plan.scenario, plan.model)
+
+    def run(self, sigma: np.ndarray) -> np.ndarray:
+        """The final covariance (6, 6) [ImpactX units]."""
+        return track_envelope(self.scenario, sigma, self.space_charge)

@@ -615,6 +615,11 @@ class XsuiteBackend(LineBackend):
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
     devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
     dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
+    envelope_refusal: ClassVar[str] = (
+        "Xsuite has no propagation of a given 6x6 beam covariance: its twiss carries "
+        "optics functions from a TwissInit (eigenvectors of a periodic or given optics) "
+        "and builds beam sizes from them and emittances, a different parametrisation that "
+        "cannot hold an arbitrary coupled covariance; not run as envelope tracking")
     translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
     refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
     #: Xsuite tracks spins (``Line.configure_spin``), but its spin model has not been

@@ -7,7 +7,10 @@ prepares it once for a single track (:meth:`backends.base.Backend.prepare_single
 tracks the *same* initial particles (common random numbers) or, when a beam parameter
 changed, particles drawn again from the edited beam with the scenario's seed
 (:func:`harness.model.particles.generate`), and computes the observables of the
-surviving particles (:func:`harness.model.observables.compute_survivors`).
+surviving particles (:func:`harness.model.observables.compute_survivors`). An envelope
+scenario (``tracking: envelope``) propagates the edited beam's covariance
+(:func:`harness.model.particles.beam_covariance`) through the backend's envelope mode
+instead and gives the observables of the final covariance.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class BlackBox:
 
         values = values or {}
         scenario = with_values(self.scenario, values) if values else self.scenario
+        if scenario.tracking == "envelope":
+            return self._envelope(scenario, names)
         particles = self.initial
         if changes_particles(list(values)):
             particles = generate(scenario.beam, len(self.initial), base_dir=self.base_dir)
@@ -60,3 +65,21 @@ class BlackBox:
             prepared.close()
         self.evaluations += 1
         return observables.compute_survivors(final, list(names), scenario.reference_particle)
+
+    def _envelope(self, scenario: Any, names: list[str]) -> dict[str, float]:
+        """The observables ``names`` of the final covariance of an envelope scenario."""
+        from harness.model import observables
+        from harness.model.particles import beam_covariance
+
+        prepared = self.backend.prepare_planned(self.backend.planned(scenario, self.device,
+                                                                     self.dtype))
+        try:
+            final = prepared.track(beam_covariance(scenario.beam))
+        finally:
+            prepared.close()
+        self.evaluations += 1
+        reference = scenario.reference_particle
+        return {k: float(v) for k, v in observables.observables_from_moments(
+            np.zeros(6), final, [n for n in names if n != "survival"],
+            reference.beta_gamma, reference.beta).items()} | (
+            {"survival": 1.0} if "survival" in names else {})

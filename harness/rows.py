@@ -149,6 +149,19 @@ TRACK: dict[str, str] = {
     "verdict": "agrees | differs | model-mismatch | no-reference | reference | blow-up "
                "(harness.model.vocabulary.Verdict)",
     "verdict_detail": "the metric that decided a differs / the models of a mismatch",
+    # envelope cases (tracking: envelope; harness.track_case.envelope_case)
+    "tracking": "envelope for an envelope case (absent: particles)",
+    "final_covariance": "final 6x6 covariance of (x, px, y, py, t, pt) [m^2, m, 1] (list of "
+                        "rows; envelope cases)",
+    "cov_max_rel_dev": "max over the 36 entries of |Σ - Σ_ref| / max |Σ_ref| (envelope)",
+    "particles_model": "model of the particle-mode track of the same scenario beside an "
+                       "envelope case",
+    "particles_cov_rel_dev": "max |Σ_particles - Σ_envelope| / max |Σ_envelope|: the "
+                             "particle-mode final covariance (the case's particle count) "
+                             "against the envelope's",
+    "particles_obs_<name>": "final observable <name> of the particle-mode track beside an "
+                            "envelope case",
+    "particles_reason": "why no particle-mode result is beside an envelope case",
 }
 
 #: Columns of ``gradient`` rows (one row per case, parameter and method).

@@ -12,6 +12,14 @@ warm-up, in seconds.
 Final particles are sorted by fate (:func:`harness.model.observables.fates`): ``lost`` counts
 aperture losses, ``blown_up`` numerical blow-ups; observables are those of the survivors
 (``survival`` their fraction), and a blow-up gives the verdict ``blow-up``.
+
+An envelope scenario (``tracking: envelope``) runs :func:`envelope_case`: the beam's 6x6
+covariance (:func:`harness.model.particles.beam_covariance`) through the backend's
+:class:`backends.base.PreparedEnvelope`, timed as above; the observables are those of the
+final covariance (mean 0); agreement is the covariance element by element against the
+reference's (``cov_max_rel_dev``); beside it, the particle-mode result of the same scenario
+with the same backend (the case's particle count, untimed): ``particles_obs_*`` and
+``particles_cov_rel_dev``.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     import_s = clock.elapsed()
     if loaded.unsupported:
         return [row | {"status": Status.UNSUPPORTED.value, "reason": loaded.support.reason}]
+    if scenario.tracking == "envelope":
+        return [envelope_case(spec, loaded, row | {"import_s": import_s})]
     initial = initial_particles(spec, scenario)
     n_elements = len(scenario.elements)
 
@@ -167,3 +177,123 @@ def compare_case(spec: CaseSpec, scenario, initial: np.ndarray, final: np.ndarra
     verdict, detail = agreement.verdict(model, reference_model, out | {"blown_up": blown_up},
                                         tolerance, n)
     return out | {"verdict": verdict, "verdict_detail": detail}
+
+
+def envelope_case(spec: CaseSpec, loaded: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """The row of an envelope case (see the module docstring)."""
+    from harness.model import observables
+    from harness.model.particles import beam_covariance
+    from harness.model.vocabulary import Status
+
+    scenario = loaded.scenario
+    sigma0 = beam_covariance(scenario.beam)
+    t0 = time.perf_counter()
+    prepared = loaded.backend.prepare_planned(loaded.support)
+    prepare_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    final = prepared.track(sigma0)
+    warmup_s = time.perf_counter() - t0
+    times = [warmup_s] if spec.repeat == 0 else []
+    cpu_times: list[float] = []
+    load_probe = timing_quality.LoadProbe()
+    for _ in range(spec.repeat):
+        prepared.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = prepared.run(sigma0)
+        prepared.synchronize()
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+        final = prepared.extract(result)
+    prepared.close()
+    median = float(np.median(times))
+    reference = scenario.reference_particle
+    names = [n for n in scenario.observables if n != "survival"]
+    values = {k: float(v) for k, v in observables.observables_from_moments(
+        np.zeros(6), final, names, reference.beta_gamma, reference.beta).items()}
+    row |= {"model": prepared.model, "threads": prepared.threads,
+            "support_note": getattr(loaded.support, "note", ""),
+            "status": Status.OK.value, "reason": "", "tracking": "envelope",
+            "time_min_s": float(np.min(times)), "time_median_s": median,
+            "time_max_s": float(np.max(times)),
+            "time_spread": float((np.max(times) - np.min(times)) / median) if median else None,
+            "times_s": times, "process_times_s": cpu_times,
+            "process_time_min_s": min(cpu_times, default=None),
+            "process_time_median_s": float(np.median(cpu_times)) if cpu_times else None,
+            "prepare_s": prepare_s, "warmup_s": warmup_s,
+            "n_elements": len(scenario.elements), "length_m": scenario.length,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "final_covariance": final.tolist()} | timing_quality.quality_fields(times,
+                                                                                 load_probe)
+    row |= {f"obs_{k}": v for k, v in values.items()}
+    row |= envelope_agreement(spec, scenario, final, values, prepared.model)
+    row |= particles_beside(spec, loaded, final)
+    if spec.role == "reference" and spec.final_path:
+        np.save(spec.final_path, final)
+    return row
+
+
+def envelope_agreement(spec: CaseSpec, scenario, final: np.ndarray, values: dict[str, float],
+                       model: str) -> dict[str, Any]:
+    """Agreement of an envelope case's final covariance with the reference's: the largest
+    |difference| of the 36 entries over the largest |entry| of the reference
+    (``cov_max_rel_dev``), the observables' errors, and the verdict (the tolerance of
+    ``obs_max_rel_err`` in the dtype's precision)."""
+    from harness import agreement
+    from harness.model import observables
+    from harness.model.scenario import model_signature
+    from harness.model.vocabulary import Verdict
+
+    expected_model = model_signature(scenario)
+    common: dict[str, Any] = {"space_charge": scenario.envelope_space_charge is not None}
+    if spec.role == "reference":
+        return common | {"verdict": Verdict.IS_REFERENCE.value, "verdict_detail": ""}
+    reference_file = spec.reference_final_path
+    if not reference_file or not Path(reference_file).exists():
+        return common | {"verdict": Verdict.NO_REFERENCE.value,
+                         "verdict_detail": spec.reference_missing or "no reference result"}
+    expected = np.load(reference_file)
+    scale = float(np.max(np.abs(expected))) or 1.0
+    deviation = float(np.max(np.abs(final - expected))) / scale
+    reference = scenario.reference_particle
+    ref_values = {k: float(v) for k, v in observables.observables_from_moments(
+        np.zeros(6), expected, list(values), reference.beta_gamma, reference.beta).items()}
+    out = common | {"cov_max_rel_dev": deviation, "reference_model": spec.reference_model
+                    or expected_model}
+    out |= agreement.observable_errors(values, ref_values)
+    tolerance = agreement.tolerances(spec.dtype, False, analytic=False)
+    verdict, detail = agreement.verdict(model, out["reference_model"],
+                                        out | {"obs_err_covariance": deviation}, tolerance, 0)
+    return out | {"verdict": verdict, "verdict_detail": detail}
+
+
+def particles_beside(spec: CaseSpec, loaded: Any, envelope: np.ndarray) -> dict[str, Any]:
+    """The particle-mode result of the same scenario with the same backend (the case's
+    particle count, drawn as a particle case draws them; untimed): its observables
+    (``particles_obs_*``) and how far its final covariance is from the envelope's
+    (``particles_cov_rel_dev``, relative to the envelope's largest entry), or
+    ``particles_reason`` when particle mode cannot run it (envelope space charge has no
+    particle-mode counterpart)."""
+    from harness.model import observables
+
+    scenario = loaded.scenario
+    if scenario.envelope_space_charge is not None:
+        return {"particles_reason": "envelope space charge has no particle-mode counterpart"}
+    particle_scenario = scenario.model_copy(update={"tracking": "particles"})
+    plan = loaded.backend.plan(particle_scenario, spec.device, spec.dtype)
+    if not plan:
+        return {"particles_reason": plan.reason}
+    initial = initial_particles(spec, scenario)
+    # tracked once: no compilation (prepare_single_use)
+    prepared = loaded.backend.prepare_single_use(particle_scenario, spec.device, spec.dtype)
+    try:
+        final = prepared.track(initial)
+    finally:
+        prepared.close()
+    alive = observables.survivors(final)
+    _, cov = observables.moments(alive)
+    scale = float(np.max(np.abs(envelope))) or 1.0
+    values = observables.compute_survivors(final, list(scenario.observables),
+                                           scenario.reference_particle)
+    return {"particles_model": plan.model,
+            "particles_cov_rel_dev": float(np.max(np.abs(cov - envelope))) / scale} | {
+        f"particles_obs_{k}": v for k, v in values.items()}

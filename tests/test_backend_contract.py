@@ -218,3 +218,30 @@ def test_coordinates_survive_the_round_trip(name: str, species: str, energy_MeV:
     p1 = track(name, scenario, p0)
     assert p1.shape == p0.shape
     assert scaled(p1, p0).max() < 1e-12
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_envelope_tracking_runs_or_is_refused_by_name(name: str) -> None:
+    """``tracking: envelope``: a backend that declares it (``tracking_modes``) propagates the
+    covariance as the in-house tracker does; every other is refused by the base class with
+    the mode named."""
+    from harness.model.particles import beam_covariance
+    from harness.model.scenario import Scenario
+
+    plain = make_scenario([("d", {"kind": "Drift", "length": 2.5}),
+                           ("q", {"kind": "Quadrupole", "length": 0.5,
+                                  "MagneticMultipoleP": {"Kn1": 1.5}})])
+    scenario = Scenario.model_validate(
+        plain.model_dump() | {"tracking": "envelope", "lattice": plain.lattice})
+    backend = get_backend(name)
+    plan = backend.plan(scenario, "cpu", "float64")
+    if "envelope" not in type(backend).tracking_modes:
+        assert isinstance(plan, Unsupported) and "tracking 'envelope'" in plan.reason
+        return
+    assert plan, plan
+    sigma = beam_covariance(scenario.beam)
+    final = backend.prepare_planned(plan).track(sigma)
+    expected = get_backend("inhouse").prepare_planned(
+        get_backend("inhouse").plan(scenario)).track(sigma)
+    assert final.shape == (6, 6)
+    assert np.abs(final - expected).max() <= 1e-14 * np.abs(expected).max()

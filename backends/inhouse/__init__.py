@@ -154,6 +154,9 @@ class InhouseBackend(Backend):
     #: ImpactX's spin maps ported map by map (:mod:`backends.inhouse.spin`); the maps
     #: without a port are refused by name when the scenario is planned.
     spin_tracking: ClassVar[bool] = True
+    tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
+    envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
+    envelope_class: ClassVar[str] = "backends.inhouse.envelope:InhouseEnvelope"
 
     @classmethod
     def _import(cls) -> None:
@@ -185,6 +188,12 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
+        if scenario.tracking == "envelope":
+            from backends.inhouse.envelope import check_scenario
+
+            reason = check_scenario(scenario)
+            if reason is not None:
+                return Unsupported(reason)
         return base
 
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu", dtype: str = "float64",
@@ -232,6 +241,11 @@ class InhouseBackend(Backend):
             # not wired to this interface: gradients of a spin scenario are finite
             # differences of the tracked (N, 9) particles
             return None
+        if scenario.tracking == "envelope":
+            from backends.inhouse.envelope import make_envelope_observables
+
+            return make_envelope_observables(scenario, parameters, names, device,
+                                             torch_dtype(dtype))
         from backends.inhouse.objective import make_observables
 
         return make_observables(scenario, parameters, names, len(particles), device,

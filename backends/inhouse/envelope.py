@@ -67,13 +67,16 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch.func import jacfwd
 
+from backends.base import Plan, PreparedEnvelope
 from backends.inhouse import alignment, bend, quadrupole
 from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
 from backends.inhouse.reference import RefState
 from backends.inhouse.translate import MapSpec, Params, translate
+from harness.model import observables
 from harness.model.lattice import Element, thick_multipoles
+from harness.model.parameters import resolve_parameters
 from harness.model.particles import beam_cholesky
 from harness.model.reference_particle import ReferenceParticle
 from harness.model.scenario import Scenario
@@ -553,12 +556,28 @@ def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
 
 
 def check_scenario(scenario: Scenario) -> str | None:
-    """Why the in-house envelope tracker cannot run ``scenario`` (None when it can)."""
+    """Why the in-house envelope tracker cannot run ``scenario`` (None when it can): a
+    particle-mode space-charge block, or with envelope space charge an element it cannot
+    slice (:func:`_sliced_refusal`)."""
     if scenario.space_charge is not None:
         return ("space_charge: the particle-mode space-charge block (Poisson grid, "
                 "deposition) has no envelope counterpart; envelope space charge is "
                 "ImpactX's 2D/3D envelope push (EnvelopeSpaceCharge)")
+    if getattr(scenario, "envelope_space_charge", None) is not None:
+        for element in scenario.elements:
+            refused = _sliced_refusal(element, translate(element, frozenset()))
+            if refused is not None:
+                return refused
     return None
+
+
+def scenario_space_charge(scenario: Scenario) -> EnvelopeSpaceCharge | None:
+    """The :class:`EnvelopeSpaceCharge` of a scenario's ``envelope_space_charge`` (kind
+    ``2d``: ``beam.current_A`` [A]; ``3d``: ``beam.bunch_charge_C`` [C]), or None."""
+    block = getattr(scenario, "envelope_space_charge", None)
+    if block is None:
+        return None
+    return EnvelopeSpaceCharge(block.kind.upper(), float(scenario.envelope_intensity or 0.0))
 
 
 def initial_covariance(scenario: Scenario, overrides: Mapping[str, object] | None = None,
@@ -612,3 +631,95 @@ def track_envelope(scenario: Scenario, sigma: np.ndarray | torch.Tensor | None =
     """The final covariance of :func:`track_envelope_elements`."""
     return track_envelope_elements(scenario, sigma, values, device, dtype,
                                    space_charge)[-1]
+
+
+class InhouseEnvelope(PreparedEnvelope):
+    """The in-house envelope tracker of a scenario with ``tracking: envelope`` (a
+    :class:`backends.base.PreparedEnvelope`): the maps built once (:class:`EnvelopeTracker`,
+    with the scenario's envelope space charge), each :meth:`run` one propagation."""
+
+    def __init__(self, scenario: Scenario, model: str, device: str = "cpu",
+                 dtype: torch.dtype = torch.float64):
+        self.model = model
+        self.device = torch.device(device)
+        self.threads = torch.get_num_threads()
+        self.tracker = envelope_tracker(scenario, (), device, dtype,
+                                        scenario_space_charge(scenario))
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> InhouseEnvelope:
+        """The envelope tracker of the in-house adapter's plan."""
+        from backends.torch_support import torch_dtype
+
+        return cls(plan.scenario, plan.model, plan.device, torch_dtype(plan.dtype))
+
+    def run(self, sigma: np.ndarray) -> torch.Tensor:
+        """The final covariance (a tensor on the tracker's device)."""
+        with torch.no_grad():
+            return self.tracker.track(torch.as_tensor(sigma))
+
+    def extract(self, result: torch.Tensor) -> np.ndarray:
+        """The final covariance as (6, 6) float64 numpy."""
+        return result.detach().to(device="cpu", dtype=torch.float64).numpy()
+
+    def synchronize(self) -> None:
+        """Wait for queued CUDA work."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def close(self) -> None:
+        """Nothing to release."""
+        return None
+
+    def track(self, sigma: np.ndarray) -> np.ndarray:
+        """run -> synchronize -> extract."""
+        result = self.run(sigma)
+        self.synchronize()
+        return self.extract(result)
+
+
+def make_envelope_observables(scenario: Scenario, parameters: Sequence[str],
+                              names: Sequence[str], device: torch.device | str = "cpu",
+                              dtype: torch.dtype = torch.float64,
+                              ) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]],
+                                         torch.Tensor]:
+    """``(g, theta0)`` of an envelope scenario, as :func:`backends.inhouse.objective.
+    make_observables` for particles: ``g(theta)`` propagates the beam's covariance
+    (:func:`initial_covariance`, differentiable in beam parameters) through the lattice
+    (element parameters as tensors) and gives the observables ``names`` of the final
+    covariance (:func:`harness.model.observables.observables_from_moments`, mean 0: the
+    envelope is about the reference orbit). ``theta`` ``(P,)`` -> 0-d values, ``(B, P)`` ->
+    ``(B,)``; reverse and forward mode."""
+    from backends.inhouse.tracker import Tracker
+
+    resolved = resolve_parameters(scenario, list(parameters))
+    element_slots = [(i, (p.owner, p.field)) for i, p in enumerate(resolved)
+                     if p.target == "element"]
+    beam_slots = [(i, f"{p.owner}.{p.field}") for i, p in enumerate(resolved)
+                  if p.target == "beam"]
+    keys = [key for _, key in element_slots]
+    tracker = envelope_tracker(scenario, keys, device, dtype, scenario_space_charge(scenario))
+    reference = Tracker(scenario.elements, scenario.reference_particle, device=device,
+                        dtype=dtype, parameters=keys)
+    fixed = None if beam_slots else torch.as_tensor(initial_covariance(scenario)).to(
+        device=device, dtype=dtype)
+
+    def g(theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        if theta.shape[-1] != len(resolved) or theta.dim() not in (1, 2):
+            raise ValueError(f"theta must have shape (P,) or (B, P) with P = {len(resolved)}, "
+                             f"got {tuple(theta.shape)}")
+        if theta.dim() == 2 and (beam_slots or tracker.space_charge is not None):
+            rows = [g(row) for row in theta.unbind(0)]
+            return {name: torch.stack([row[name] for row in rows]) for name in names}
+        values = {key: theta[..., i] for i, key in element_slots}
+        sigma = fixed if fixed is not None else torch.as_tensor(initial_covariance(
+            scenario, {key: theta[i] for i, key in beam_slots})).to(device=device,
+                                                                   dtype=dtype)
+        final = tracker.track(sigma, values)
+        end = reference.reference_at_end(values)
+        mean = torch.zeros(final.shape[:-1], dtype=final.dtype, device=final.device)
+        return observables.observables_from_moments(mean, final, list(names),
+                                                    end.beta_gamma, end.beta)
+
+    theta0 = torch.tensor([p.value for p in resolved], dtype=dtype, device=device)
+    return g, theta0

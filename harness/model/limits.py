@@ -72,6 +72,8 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("beam.charge_qe", -1000.0, 1000.0, "e", "an ion's charge state (uranium: 92)"),
     Bound("beam.bunch_charge_C", 0.0, 1e-3, "C", "1 mC: a thousand times the largest "
           "bunch charges (~1 uC)"),
+    Bound("beam.current_A", -1e6, 1e6, "A", "beam current of envelope space charge (2d): "
+          "1 MA, beyond any accelerator beam (high-current linacs: ~1 A)"),
     Bound("beam.twiss.beta", 1e-9, 1e6, "m", "beta functions of 1 nm to 1000 km (beta* of "
           "colliders: 0.1 mm; the largest ring beta: ~10 km)"),
     Bound("beam.twiss.alpha", -1e5, 1e5, "1", "alpha of a final focus reaches ~1e4"),

@@ -145,6 +145,14 @@ def longitudinal_factor(sigma_t, sigma_pt, correlation, xp=np):
     ])
 
 
+def beam_covariance(beam: Beam) -> np.ndarray:
+    """The beam's 6x6 covariance L L^T (L = :func:`beam_cholesky`, the factor that shapes
+    the sampler's unit-covariance draws, so generated particles have it in expectation), in
+    ImpactX units: the initial matrix of envelope tracking."""
+    factor = np.asarray(beam_cholesky(beam), dtype=np.float64)
+    return factor @ factor.T
+
+
 def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
     """The 6x6 factor L (L L^T = Sigma) of a beam; ``overrides`` maps ``twiss.beta_x`` etc. to
     values (floats or torch tensors, which makes L differentiable)."""

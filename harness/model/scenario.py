@@ -287,6 +287,7 @@ class Beam(_Strict):
     mass_MeV: Annotated[float, within("beam.mass_MeV")] | None = None
     kinetic_energy_MeV: Annotated[float, within("beam.kinetic_energy_MeV")]
     bunch_charge_C: Annotated[float, within("beam.bunch_charge_C")] = 0.0
+    current_A: Annotated[float, within("beam.current_A")] | None = None
     distribution: Distribution
     twiss: Twiss | None = None
     ellipse: Ellipse | None = None
@@ -416,6 +417,20 @@ class SpaceCharge(_Strict):
         return value
 
 
+#: Tracking modes: particles, or the 6x6 covariance matrix (ImpactX ``track_envelope``).
+Tracking = Literal["particles", "envelope"]
+
+
+class EnvelopeSpaceCharge(_Strict):
+    """Envelope space charge (``tracking: envelope`` only): ImpactX's linear envelope push
+    (``src/envelope/spacecharge/EnvelopeSpaceChargePush.cpp``), ``kind`` ``2d`` (a coasting
+    beam of current ``beam.current_A`` [A]) or ``3d`` (a bunch of charge
+    ``beam.bunch_charge_C`` [C], the uniform ellipsoid of the same second moments); each
+    thick element is cut into its ``nslice`` slices with one kick per slice."""
+
+    kind: Literal["2d", "3d"]
+
+
 class Integrator(_Strict):
     """Defaults for every element: ImpactX ``nslice`` and ``mapsteps`` (exact integrators),
     and ``int_order``, the order 2, 4 or 6 of the symplectic integrator of the exact
@@ -470,6 +485,8 @@ class Scenario(_Strict):
     integrator: Integrator = Integrator()
     overrides: dict[str, Override] = {}
     space_charge: SpaceCharge | None = None
+    tracking: Tracking = "particles"
+    envelope_space_charge: EnvelopeSpaceCharge | None = None
     lattice: dict
     lattice_file: str | None = Field(default=None, exclude=True)
     periods: Annotated[int, Field(ge=1, le=MAX_PERIODS)] = 1
@@ -507,6 +524,48 @@ class Scenario(_Strict):
         """Whether particles carry spins (the beam has a ``spin:`` block): then they are
         ``(N, 9)``, the six coordinates and ``(sx, sy, sz)``."""
         return self.beam.spin is not None
+    @model_validator(mode="after")
+    def _tracking_mode(self):
+        envelope = self.tracking == "envelope"
+        if envelope and self.space_charge is not None:
+            raise ValueError("space_charge: the particle-mode space-charge block (Poisson "
+                             "mesh, deposition) has no envelope counterpart; under 'tracking: "
+                             "envelope' give 'envelope_space_charge: {kind: 2d | 3d}'")
+        if not envelope and self.envelope_space_charge is not None:
+            raise ValueError("envelope_space_charge: only with 'tracking: envelope' (particle "
+                             "tracking takes 'space_charge')")
+        if envelope and self.beam.centroid is not None \
+                and any(v != 0.0 for v in self.beam.centroid.vector()):
+            raise ValueError("beam.centroid: envelope tracking carries the covariance about "
+                             "the reference orbit; a beam centroid is not part of it")
+        if envelope and self.beam.spin is not None:
+            raise ValueError("beam.spin: envelope tracking carries the phase-space covariance "
+                             "only; spin tracking needs 'tracking: particles'")
+        if envelope and self.beam.distribution == "file":
+            raise ValueError("beam.distribution: envelope tracking starts from the beam's "
+                             "covariance ('twiss', 'ellipse', 'rms' or 'sigma_matrix'), not "
+                             "from a particle file")
+        kind = None if self.envelope_space_charge is None else self.envelope_space_charge.kind
+        if self.beam.current_A is not None and kind != "2d":
+            raise ValueError("beam.current_A: the beam current is used only by "
+                             "'envelope_space_charge: {kind: 2d}' (tracking: envelope)")
+        if kind == "2d" and not self.beam.current_A:
+            raise ValueError("envelope_space_charge: kind 2d needs a non-zero "
+                             "'beam.current_A' [A]")
+        if kind == "3d" and not self.beam.bunch_charge_C:
+            raise ValueError("envelope_space_charge: kind 3d needs a non-zero "
+                             "'beam.bunch_charge_C' [C]")
+        return self
+
+    @property
+    def envelope_intensity(self) -> float | None:
+        """The intensity of the envelope space-charge push: ``beam.current_A`` [A] for 2d,
+        ``beam.bunch_charge_C`` [C] for 3d; None without envelope space charge."""
+        if self.envelope_space_charge is None:
+            return None
+        if self.envelope_space_charge.kind == "2d":
+            return float(self.beam.current_A or 0.0)
+        return float(self.beam.bunch_charge_C)
 
     @cached_property
     def elements(self) -> list[Element]:
@@ -555,8 +614,9 @@ def _origin(file, lattice_file: str | None) -> str | None:
 def model_signature(scenario: Scenario) -> str:
     """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
     ``paraxial+exact``), the integrator orders other than 2 of its integrated elements
-    (``|int_order:4``), the space-charge model when there is one and ``|spin`` when the
-    particles carry spins."""
+    (``|int_order:4``), the space-charge model when there is one, ``|spin`` when the
+    particles carry spins, and ``|envelope`` (with ``|esc:2d`` or ``|esc:3d``) for envelope
+    tracking, so that envelope results are compared only with envelope results."""
     label = "+".join(scenario.tiers) or "linear"
     orders = sorted({e.int_order for e in scenario.elements if e.integrated} - {2})
     if orders:
@@ -565,4 +625,8 @@ def model_signature(scenario: Scenario) -> str:
         label += f"|sc:{scenario.space_charge.kind}"
     if scenario.beam.spin is not None:
         label += "|spin"
+    if scenario.tracking == "envelope":
+        label += "|envelope"
+        if scenario.envelope_space_charge is not None:
+            label += f"|esc:{scenario.envelope_space_charge.kind}"
     return label
