@@ -15,6 +15,7 @@ from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
 from harness.model.kinds import EXTENSION_GROUP, EXTENSION_KINDS
 from harness.model.load import scenario_from_dict
+from harness.model.vocabulary import ELEMENT_FIELDS
 from harness.model.particles import generate
 
 BEAM = {"species": "electron", "kinetic_energy_MeV": 200.0, "bunch_charge_C": 0.0,
@@ -150,17 +151,50 @@ def _raw(body: dict) -> dict:
     return {"name": "extension", "beam": BEAM, "lattice": {"PALS": {"facility": facility}}}
 
 
+#: Extension kinds another code models with the same map (measured below).
+XSUITE_KINDS = ("ImpactX.NonlinearLens", "ImpactX.ThinDipole", "ImpactX.PlaneXYRot")
+
+
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_other_backends_refuse_the_kind_by_name_with_the_reason(kind: str) -> None:
     s = scenario(element(kind))
     for name, cls in backend_classes().items():
-        if name in ("impactx", "inhouse"):
+        if name in ("impactx", "inhouse") or (name == "xsuite" and kind in XSUITE_KINDS):
             assert kind in cls.element_kinds
             continue
         verdict = cls().supports(s)
         assert not verdict, name
         assert kind in verdict.reason and "ImpactX's own element" in verdict.reason, \
             (name, verdict.reason)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", XSUITE_KINDS)
+def test_xsuite_equals_impactx_on_the_kinds_it_models(kind: str) -> None:
+    """Xsuite's NonLinearLens, Multipole with hxl and SRotation are ImpactX's maps: the same
+    particles to <= 1e-11 sigma (800 MeV protons, model linear; a shifted element is
+    refused by name, Xsuite's adapter does not map ImpactX's alignment)."""
+    pytest.importorskip("impactx")
+    pytest.importorskip("xtrack")
+    from backends.impactx import BACKEND as IMPACTX
+    from backends.xsuite import BACKEND as XSUITE
+
+    if "x_offset" in ELEMENT_FIELDS[kind]:
+        verdict = XSUITE().supports(scenario(element(kind, shift=SHIFT)))
+        assert not verdict and "'x_offset'" in verdict.reason
+    s = scenario_from_dict({**_raw(element(kind, shift={})),
+                            "beam": {**BEAM, "species": "proton",
+                                     "kinetic_energy_MeV": 800.0}}, "ext.yaml")
+    verdict = XSUITE().supports(s)
+    assert verdict, verdict
+    particles = generate(s.beam, 1000)
+    with IMPACTX().prepare(s) as prepared:
+        theirs = prepared.track(particles)
+    with XSUITE().prepare(s) as prepared:
+        ours = prepared.track(particles)
+    deviation = np.abs(ours - theirs).max(axis=0) / theirs.std(axis=0)
+    print(f"{kind}: max |Xsuite - ImpactX| / sigma = {deviation.max():.2e}")
+    assert deviation.max() <= 1e-11, deviation
 
 
 def test_every_extension_kind_has_a_case() -> None:
@@ -222,3 +256,45 @@ def test_exported_pals_keeps_the_extension_kind(tmp_path) -> None:
     again = scenario_from_dict({"name": "again", "beam": BEAM,
                                 "lattice": copy.deepcopy(document)}, "again.yaml")
     assert again.elements[1].params == s.elements[1].params
+
+
+def test_an_impactx_lattice_imports_as_extension_kinds() -> None:
+    """ImpactX elements PALS has no kind for import as ``ImpactX.<class>`` with the same
+    parameters (angles to rad, the plasma lens's unit 1 divided by the rigidity)."""
+    pytest.importorskip("impactx")
+    from impactx import Map6x6
+    from impactx import elements as ix
+
+    from harness.io.impactx_lattice import import_impactx
+    from harness.io.model import Translated
+
+    s = scenario(element("ImpactX.ConstF"))
+    rigidity = s.reference_particle.rigidity_Tm
+    matrix = Map6x6.identity()
+    matrix[1, 2] = 0.3
+    lattice = [ix.ConstF(ds=0.5, kx=1.3, ky=-0.8, kt=0.9, dx=2e-4, rotation=10.0),
+               ix.ChrAcc(ds=0.5, ez=2.0, bz=1.5),
+               ix.ChrPlasmaLens(ds=0.3, k=3.0 * rigidity, unit=1),
+               ix.TaperedPL(k=0.5, taper=300.0, unit=0),
+               ix.NonlinearLens(knll=4e-6, cnll=0.01), ix.ThinDipole(theta=0.45, rc=1.0),
+               ix.Buncher(V=0.01, k=15.0), ix.LinearMap(R=matrix, ds=0.3),
+               ix.PRot(phi_in=3.0, phi_out=7.5), ix.PlaneXYRot(angle=17.0)]
+    result = import_impactx(lattice, s.reference_particle)
+    items = [item for item in result.items]
+    assert all(isinstance(item, Translated) for item in items), items
+    kinds = [item.fields["kind"] for item in items]
+    assert kinds == [f"ImpactX.{type(e).__name__}" for e in lattice]
+    facility = [{f"e{i}": item.fields} for i, item in enumerate(items)]
+    facility += [{"line": {"kind": "BeamLine", "line": [f"e{i}" for i in range(len(items))]}},
+                 {"use": "line"}]
+    loaded = scenario_from_dict({"name": "imported", "beam": BEAM,
+                                 "lattice": {"PALS": {"facility": facility}}}, "imp.yaml")
+    params = [e.params for e in loaded.elements]
+    assert params[0] == {"length": 0.5, "kx": 1.3, "ky": -0.8, "kt": 0.9, "x_offset": 2e-4,
+                         "z_rot": pytest.approx(np.radians(10.0))}
+    assert params[2]["k"] == pytest.approx(3.0, rel=1e-15)
+    assert params[5]["angle"] == pytest.approx(np.radians(0.45), rel=1e-15)
+    assert params[7]["R12"] == 0.3 and params[7]["R11"] == 1.0 and params[7]["length"] == 0.3
+    assert params[8] == {"length": 0.0, "phi_in": pytest.approx(np.radians(3.0)),
+                         "phi_out": pytest.approx(np.radians(7.5))}
+    assert not [n for n in result.notes if "mixes" in n], result.notes
