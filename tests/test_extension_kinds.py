@@ -298,3 +298,36 @@ def test_an_impactx_lattice_imports_as_extension_kinds() -> None:
     assert params[8] == {"length": 0.0, "phi_in": pytest.approx(np.radians(3.0)),
                          "phi_out": pytest.approx(np.radians(7.5))}
     assert not [n for n in result.notes if "mixes" in n], result.notes
+
+
+#: One parameter per kind for the derivative check (element x1).
+AD_FIELDS = [("ImpactX.ConstF", "kx"), ("ImpactX.ChrAcc", "ez"),
+             ("ImpactX.ChrPlasmaLens", "k"), ("ImpactX.TaperedPL", "taper"),
+             ("ImpactX.NonlinearLens", "knll"), ("ImpactX.ThinDipole", "rc"),
+             ("ImpactX.Buncher", "V"), ("ImpactX.LinearMap", "R12"),
+             ("ImpactX.PRot", "phi_out"), ("ImpactX.PlaneXYRot", "angle")]
+
+
+@pytest.mark.parametrize(("kind", "field"), AD_FIELDS)
+def test_scenario_gradient_equals_central_differences(kind: str, field: str) -> None:
+    """d sigma_x / d field of the in-house track through the scenario: reverse mode equals
+    a central difference (h = 1e-4 relative) to 1e-6."""
+    import torch
+
+    from backends.inhouse import BACKEND as INHOUSE
+
+    s = scenario(element(kind))
+    particles = generate(s.beam, 500)
+    made = INHOUSE().differentiable_observables(s, [f"x1.{field}"], ["sigma_x", "sigma_pt"],
+                                                particles, "cpu", "float64")
+    assert made is not None
+    g, theta0 = made
+    theta = theta0.clone().requires_grad_(True)
+    values = g(theta)
+    name = "sigma_pt" if kind == "ImpactX.Buncher" else "sigma_x"
+    (ad,) = torch.autograd.grad(values[name], theta)
+    h = 1e-4 * abs(float(theta0[0]))
+    with torch.no_grad():
+        fd = (g(theta0 + h)[name] - g(theta0 - h)[name]) / (2 * h)
+    assert float(ad[0]) != 0.0, (kind, field)
+    assert abs(float(ad[0]) - float(fd)) <= 1e-6 * abs(float(fd)), (kind, field, ad, fd)

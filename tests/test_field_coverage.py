@@ -283,7 +283,8 @@ def test_translator_tables_match_the_declared_kinds() -> None:
 
     assert set(impactx.TRANSLATORS) == impactx.ImpactXBackend.element_kinds == LATTICE_KINDS
     assert set(cheetah.TRANSLATORS) == cheetah.CheetahBackend.element_kinds
-    assert cheetah.CheetahBackend.element_kinds == LATTICE_KINDS - {"Octupole"}
+    assert cheetah.CheetahBackend.element_kinds == LATTICE_KINDS - {"Octupole"} - \
+        EXTENSION_KINDS
     assert set(translate.TRANSLATORS) == InhouseBackend.element_kinds == LATTICE_KINDS
     assert set(impactx.HONOURED_FIELDS) == LATTICE_KINDS
     assert set(cheetah.HONOURED_FIELDS) == cheetah.CheetahBackend.element_kinds

@@ -817,8 +817,8 @@ class _Flattener:
         kind = raw.get("kind")
         if kind is None:
             raise ScenarioError(self.file, f"{path}.kind", "an element kind", None)
-        if kind in EXTENSION_KINDS:
-            return str(kind)
+        if isinstance(kind, str) and kind in EXTENSION_KINDS:
+            return kind
         if isinstance(kind, str) and "." in kind:
             raise ScenarioError(
                 self.file, f"{path}.kind", "a PALS kind or one of the extension kinds "

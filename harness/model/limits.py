@@ -158,7 +158,7 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("rc", -1e5, 1e5, "m", "bending radius of a thin dipole; ImpactX divides by it",
           nonzero=True),
     Bound("V", -1e3, 1e3, "1", "normalised buncher voltage q V / (p0 c)"),
-    Bound("R[1-6][1-6]", -1e6, 1e6, "1 (m, 1/m)", "an entry of a 6x6 transfer matrix"),
+    Bound("R*", -1e6, 1e6, "1 (m, 1/m)", "an entry Rij of a LinearMap's 6x6 matrix"),
     Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
           "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
     Bound("phi_out", -HALF_PI, HALF_PI, "rad", "as phi_in", low_open=True, high_open=True),
