@@ -15,8 +15,8 @@ from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
 from harness.model.kinds import EXTENSION_GROUP, EXTENSION_KINDS
 from harness.model.load import scenario_from_dict
-from harness.model.vocabulary import ELEMENT_FIELDS
 from harness.model.particles import generate
+from harness.model.vocabulary import ELEMENT_FIELDS
 
 BEAM = {"species": "electron", "kinetic_energy_MeV": 200.0, "bunch_charge_C": 0.0,
         "distribution": "gaussian",
