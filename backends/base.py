@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
+from harness.model.kinds import EXTENSION_NAMESPACE
 from harness.model.scenario import model_signature
 from harness.model.vocabulary import REQUIRED_FIELDS, field_declared
 
@@ -306,9 +307,10 @@ class Backend(ABC):
         declares them; the first refusal, or None."""
         for element in scenario.elements:
             if element.kind not in self.element_kinds:
+                note = extension_note(element.kind)
                 return Unsupported(f"{self.name} does not translate element kind "
-                                   f"{element.kind!r} ({element.name}); it translates "
-                                   f"{sorted(self.element_kinds)}")
+                                   f"{element.kind!r} ({element.name}){note}; it "
+                                   f"translates {sorted(self.element_kinds)}")
             missing = self.unhonoured_field(element)
             if missing is not None:
                 return missing
@@ -448,6 +450,16 @@ class Backend(ABC):
         return (lambda theta: observe(theta)[objective]), theta0
 
 
+def extension_note(kind: str) -> str:
+    """Why a code without ImpactX's map refuses an extension kind (``ImpactX.<X>``,
+    :data:`harness.model.kinds.EXTENSION_NAMESPACE`), else ``""``."""
+    if not kind.startswith(EXTENSION_NAMESPACE):
+        return ""
+    return (f": {kind.removeprefix(EXTENSION_NAMESPACE)} is ImpactX's own element, not a "
+            "PALS kind; its code has no element with the same map (only ImpactX and the "
+            "in-house port of ImpactX's map model it)")
+
+
 def field_table(kinds: Iterable[str], **extra: Iterable[str]) -> dict[str, frozenset[str]]:
     """An adapter's honoured-field table: the fields every element of each of ``kinds``
     carries (:data:`harness.model.vocabulary.REQUIRED_FIELDS`) plus, per kind, the ``extra``
@@ -468,8 +480,9 @@ def translate_element(backend: type[Backend], element: Any,
         return refuse(element)
     translator = translators.get(element.kind)
     if translator is None:
+        note = extension_note(element.kind)
         return Unsupported(f"{backend.name} does not translate element kind "
-                           f"{element.kind!r} ({element.name})")
+                           f"{element.kind!r} ({element.name}){note}")
     missing = backend.unhonoured_field(element)
     if missing is not None:
         return missing

@@ -29,6 +29,12 @@ Marker         any          ``Marker`` (ImpactX's named element that does nothin
 Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action="transmit")``
 Kicker         any          ``Kicker(xkick=-Kn0L, ykick=Ks0L, unit="dimensionless")``, between
                             two drift halves of its tier when it has a length
+ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scenario-format.md``):
+                            ``ConstF(ds, kx, ky, kt)``, ``ChrAcc(ds, ez, bz)``,
+                            ``ChrPlasmaLens(ds, k, unit=0)``, ``TaperedPL(k=kL, taper, unit=0)``,
+                            ``NonlinearLens(knll, cnll)``, ``ThinDipole(theta = angle in
+                            DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
+                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -92,6 +98,7 @@ from backends.translation import (
     exact_tier_multipoles,
     multipole_orders,
 )
+from harness.model.kinds import EXTENSION_KINDS, SPECS
 from harness.model.lattice import Element, rotated_normal, thick_multipoles
 from harness.model.vocabulary import ELEMENT_TIERS, tier_rank
 
@@ -383,6 +390,60 @@ def _thick_multipole(element: Element, reference: ReferenceParticle, nslice: int
     return [_exact_multipole(element, nslice)]
 
 
+def _linear_map_matrix(params: dict[str, Any]) -> Any:
+    """ImpactX ``Map6x6`` (1-based) of a LinearMap's entries ``Rij`` (built when the
+    element is, ImpactX imported then)."""
+    from impactx import Map6x6
+
+    matrix = Map6x6.identity()
+    for i in range(1, 7):
+        for j in range(1, 7):
+            matrix[i, j] = float(params[f"R{i}{j}"])
+    return matrix
+
+
+@dataclass(frozen=True)
+class _LinearMapSpec(ElementSpec):
+    """``LinearMap``: its ``R`` is an ImpactX ``Map6x6``, made at build time."""
+
+    def build(self, elements_module: Any) -> Any:
+        kwargs = dict(self.kwargs)
+        kwargs["R"] = _linear_map_matrix(kwargs.pop("entries"))
+        return elements_module.LinearMap(**kwargs)
+
+
+def _extension(element: Element, reference: ReferenceParticle, nslice: int
+               ) -> list[ElementSpec]:
+    """An ``ImpactX.<X>`` extension kind: ImpactX's own element ``<X>`` (``src/elements/
+    <X>.H``), its fields under ImpactX's names; angles in degrees; the thick ones
+    (ConstF, ChrAcc, ChrPlasmaLens) take ``nslice``."""
+    p = element.params
+    cls = element.kind.removeprefix("ImpactX.")
+    base: dict[str, Any] = {"name": element.name}
+    if cls == "PRot":
+        return [ElementSpec(cls, {**base, "phi_in": math.degrees(float(p["phi_in"])),
+                                  "phi_out": math.degrees(float(p["phi_out"]))})]
+    if cls == "PlaneXYRot":
+        return [ElementSpec(cls, {**base, "angle": math.degrees(float(p["angle"]))})]
+    base.update(_aligned(element))
+    if cls == "LinearMap":
+        return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
+            k: float(v) for k, v in p.items() if k.startswith("R")}})]
+    thick = {"ds": element.length, "nslice": nslice}
+    kwargs: dict[str, Any] = {
+        "ConstF": lambda: {**thick, "kx": float(p["kx"]), "ky": float(p["ky"]),
+                           "kt": float(p["kt"])},
+        "ChrAcc": lambda: {**thick, "ez": float(p["ez"]), "bz": float(p["bz"])},
+        "ChrPlasmaLens": lambda: {**thick, "k": float(p["k"]), "unit": 0},
+        "TaperedPL": lambda: {"k": float(p["kL"]), "taper": float(p["taper"]), "unit": 0},
+        "NonlinearLens": lambda: {"knll": float(p["knll"]), "cnll": float(p["cnll"])},
+        "ThinDipole": lambda: {"theta": math.degrees(float(p["angle"])),
+                               "rc": float(p["rc"])},
+        "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
+    }[cls]()
+    return [ElementSpec(cls, {**base, **kwargs})]
+
+
 #: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
 TRANSLATORS: dict[str, Any] = {
     "Drift": lambda e, ref, n: [_drift(e, e.tier, n, align=_aligned(e))],
@@ -398,6 +459,7 @@ TRANSLATORS: dict[str, Any] = {
     "RFCavity": _short_rf,
     "Aperture": _aperture,
     "Kicker": _kicker,
+    **{kind: _extension for kind in sorted(EXTENSION_KINDS)},
 }
 
 _ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
@@ -408,7 +470,9 @@ _MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
     Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
-    Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED)
+    Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
+    **{kind: (*_ALIGNED, "R*") if kind == "ImpactX.LinearMap" else _ALIGNED
+       for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields})
 
 
 def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None

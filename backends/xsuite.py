@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -255,11 +256,40 @@ def _rf_cavity(element: Element) -> Unsupported:
         "(its reference-energy change and phase convention are not mapped)")
 
 
+def _nonlinear_lens(element: Element) -> Translation:
+    """ImpactX's ``NonlinearLens`` (``src/elements/NonlinearLens.H``, the Danilov-Nagaitsev
+    thin lens): Xsuite ``NonLinearLens(knll, cnll)``, the same kick (measured,
+    ``tests/test_extension_kinds.py``)."""
+    p = element.params
+    return Translation((ElementSpec("NonLinearLens", {"knll": float(p["knll"]),
+                                                      "cnll": float(p["cnll"])}),))
+
+
+def _thin_dipole(element: Element) -> Translation:
+    """ImpactX's ``ThinDipole`` of angle theta and radius rc (``src/elements/ThinDipole.H``,
+    Ripken and Schmidt's thin dipole with its curvature terms): Xsuite ``Multipole(knl=
+    [theta], hxl=theta, length=theta rc)``, the same kick (measured,
+    ``tests/test_extension_kinds.py``)."""
+    theta, rc = float(element.params["angle"]), float(element.params["rc"])
+    return Translation((ElementSpec("Multipole", {"knl": [theta], "hxl": theta,
+                                                  "length": theta * rc}),))
+
+
+def _plane_xy_rot(element: Element) -> Translation:
+    """ImpactX's ``PlaneXYRot`` (``src/elements/PlaneXYRot.H``) by phi: Xsuite
+    ``SRotation(angle = -phi in degrees)`` (the opposite sign convention; measured,
+    ``tests/test_extension_kinds.py``)."""
+    return Translation((ElementSpec("SRotation", {
+        "angle": -math.degrees(float(element.params["angle"]))}),))
+
+
 #: Harness kind -> translator. Every kind the adapter runs is one entry here.
 TRANSLATORS: dict[str, Callable[[Element], Translation | Unsupported]] = {
     "Drift": _drift, "Instrument": _instrument, "Marker": _marker, "Aperture": _aperture,
     "Quadrupole": _quadrupole, "Sextupole": _sextupole, "Solenoid": _solenoid,
     "SBend": _sbend, "Multipole": _multipole, "Kicker": _kicker,
+    "ImpactX.NonlinearLens": _nonlinear_lens, "ImpactX.ThinDipole": _thin_dipole,
+    "ImpactX.PlaneXYRot": _plane_xy_rot,
 }
 
 #: Element parameters each translator honours (anything else is refused by name); thin

@@ -20,7 +20,7 @@ import pytest
 
 from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
-from harness.model.kinds import KIND_SPECS
+from harness.model.kinds import EXTENSION_GROUP, EXTENSION_KINDS, KIND_SPECS, SPECS
 from harness.model.lattice import _EXTRA_FIELDS, Refused, pals_disposition
 from harness.model.load import scenario_from_dict
 from harness.model.vocabulary import ELEMENT_FIELDS, ELEMENT_TIERS, LATTICE_KINDS, field_declared
@@ -75,6 +75,9 @@ def pals_fields() -> list[tuple[str, str, str | None]]:
 
     out = []
     for kind in ELEMENT_TIERS:
+        if kind in EXTENSION_KINDS:
+            out += extension_fields(kind)
+            continue
         kind_class = getattr(pals, kind)
         for name in kind_class.model_fields:
             if name in ("name", "kind"):
@@ -89,6 +92,33 @@ def pals_fields() -> list[tuple[str, str, str | None]]:
                      if k == kind and group == name]
             out += [(kind, name, key) for key in keys]
     return out
+
+
+def extension_fields(kind: str) -> list[tuple[str, str, str]]:
+    """``(kind, group or "", field)`` of an extension kind (``ImpactX.*``, no pals-schema
+    class): ``length``, its own group's fields from its spec, and every BodyShiftP field."""
+    spec = SPECS[kind]
+    out = [(kind, "", "length")]
+    out += [(kind, EXTENSION_GROUP, key.split(".", 1)[1]) for key in spec.pals_fields]
+    out += [(kind, "BodyShiftP", key) for key in ("x_offset", "y_offset", "z_rot",
+                                                   "x_rot", "y_rot", "z_offset")]
+    return out
+
+
+def _extension_with(kind: str, group: str, field: str) -> dict:
+    body = {key: (dict(value) if isinstance(value, dict) else value)
+            for key, value in BASE[kind].items()}
+    if not group:
+        body[field] = float(body.get(field, 0.0)) + 0.25
+    elif field == "R":
+        matrix = [list(row) for row in body[group]["R"]]
+        matrix[0][1] += 0.5
+        body[group] = {**body[group], "R": matrix}
+    else:
+        target = dict(body.get(group) or {})
+        target[field] = float(target.get(field, 0.0)) + 0.05
+        body[group] = target
+    return {"kind": kind, **body}
 
 
 def _sample(group_model: type | None, field: str) -> Any:
@@ -128,6 +158,8 @@ def element_with(kind: str, group: str, field: str) -> dict:
     comes with a field of order N to rotate; see :func:`base_for`)."""
     import pals
 
+    if kind in EXTENSION_KINDS:
+        return _extension_with(kind, group, field)
     body = {key: (dict(value) if isinstance(value, dict) else value)
             for key, value in base_for(kind, group, field).items() if key != "kind"}
     kind_class = getattr(pals, kind)
@@ -251,7 +283,8 @@ def test_translator_tables_match_the_declared_kinds() -> None:
 
     assert set(impactx.TRANSLATORS) == impactx.ImpactXBackend.element_kinds == LATTICE_KINDS
     assert set(cheetah.TRANSLATORS) == cheetah.CheetahBackend.element_kinds
-    assert cheetah.CheetahBackend.element_kinds == LATTICE_KINDS - {"Octupole"}
+    assert cheetah.CheetahBackend.element_kinds == LATTICE_KINDS - {"Octupole"} - \
+        EXTENSION_KINDS
     assert set(translate.TRANSLATORS) == InhouseBackend.element_kinds == LATTICE_KINDS
     assert set(impactx.HONOURED_FIELDS) == LATTICE_KINDS
     assert set(cheetah.HONOURED_FIELDS) == cheetah.CheetahBackend.element_kinds

@@ -110,8 +110,9 @@ def test_capture_stated_as_a_scenario_with_its_tiers_and_slices() -> None:
 
 
 @pytest.mark.parametrize(("lattice", "settings", "distribution", "expected"), [
-    ([ix.ConstF(name="f", ds=1.0, kx=1.0, ky=1.0, kt=1.0)], {}, WATERBAG,
-     "element ConstF: ImpactX ConstF has no trackbench translation"),
+    ([ix.SoftQuadrupole(name="f", ds=1.0, gscale=1.0, cos_coefficients=[1.0],
+                        sin_coefficients=[0.0])], {}, WATERBAG,
+     "element SoftQuadrupole: ImpactX SoftQuadrupole has no trackbench translation"),
     ([ix.Drift(name="d", ds=1.0)], {"space_charge": "2D"}, WATERBAG,
      "space charge 2D: no such space-charge model"),
     ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: not a scenario "

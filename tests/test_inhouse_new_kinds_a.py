@@ -143,7 +143,7 @@ CASES: dict[str, Case] = {
                         lambda s: [plasma_lens.chr_plasma_lens_kernel(0.3, 3.0, s)]),
     "chr_plasma_lens_defocusing": (
         lambda r: [_ix().ChrPlasmaLens(ds=0.3, k=-2.0, unit=0)],
-        lambda s: [plasma_lens.chr_plasma_lens_kernel(0.3, -2.0, s)]),
+        lambda s: [plasma_lens.chr_plasma_lens_kernel(0.3, -2.0, s, impactx_t=False)]),
     "chr_plasma_lens_3_slices": (lambda r: [_ix().ChrPlasmaLens(ds=0.6, k=4.0, unit=0,
                                                                  nslice=3)],
                                  lambda s: [plasma_lens.chr_plasma_lens_kernel(0.6, 4.0, s)]),

@@ -58,9 +58,14 @@ def _chr_plasma_lens_push(columns: Columns, coeffs: tuple) -> Columns:
     t' = t - (pt + delta/beta) L/(1+delta) + (-1 + beta pt)/(8 beta (1+delta)^3) *
     sum_planes [-(p^2 - k (1+delta)^2 q^2) S(2L) - 2 q p (1+delta) C(2L) + 2 q p (1+delta)
     - 2 p^2 L - 2 k (1+delta)^2 q^2 L] (ImpactX's terms 1-5 divided by omega).
+
+    ImpactX's defocusing branch (g < 0) writes the last term as - 2 |k| (1+delta)^2 q^2 L
+    (``term5`` keeps the focusing sign), which makes its t update non-symplectic; with
+    ``impactx_t`` (the default) the kernel reproduces it, else it takes the symplectic
+    flow's - 2 k (1+delta)^2 q^2 L (``docs/scenario-format.md``).
     """
     x, px, y, py, t, pt = columns
-    length, g, sign, regular, beta = coeffs
+    length, g, sign, regular, beta, impactx_t = coeffs
     delta1, delta = nm.momentum_deviation(pt, 1.0 / beta)
     k = g / delta1
     c, s = nm.focusing_functions(k, length, sign, regular, derived=False)
@@ -72,16 +77,20 @@ def _chr_plasma_lens_push(columns: Columns, coeffs: tuple) -> Columns:
         out.append((c * q + s / delta1 * p, -g * s * q + c * p))
         qq = k * delta1 * delta1 * q * q
         qp = q * p * delta1
+        last = nm.absolute(k) * delta1 * delta1 * q * q if impactx_t else qq
         bracket = bracket + (-(p * p - qq) * s2 - 2.0 * qp * c2 + 2.0 * qp
-                             - 2.0 * p * p * length - 2.0 * qq * length)
+                             - 2.0 * p * p * length - 2.0 * last * length)
     t0 = t - nm.delta_plus_beta_pt(pt, delta, beta) / beta * length / delta1
     t_out = t0 + (-1.0 + beta * pt) / (8.0 * beta * delta1 * delta1 * delta1) * bracket
     (x_out, px_out), (y_out, py_out) = out
     return (x_out, px_out, y_out, py_out, t_out, pt)
 
 
-def chr_plasma_lens_kernel(length: nm.Scalar, g: nm.Scalar, ref: RefState) -> Kernel:
-    """``ChrPlasmaLens`` of ``length`` [m] and strength ``g`` [1/m^2].
+def chr_plasma_lens_kernel(length: nm.Scalar, g: nm.Scalar, ref: RefState,
+                           impactx_t: bool = True) -> Kernel:
+    """``ChrPlasmaLens`` of ``length`` [m] and strength ``g`` [1/m^2]; ``impactx_t``:
+    ImpactX's t update for g < 0 (the default), else the symplectic one (see
+    :func:`_chr_plasma_lens_push`).
 
     A constant g = 0 is ImpactX's own ``ChrDrift`` branch (the same formulas as
     ``ChrDrift.H``), so it is that kernel. ImpactX's ``nslice`` slices compose to the whole
@@ -90,7 +99,8 @@ def chr_plasma_lens_kernel(length: nm.Scalar, g: nm.Scalar, ref: RefState) -> Ke
     """
     if not nm.is_tensor(g) and g == 0.0:
         return drift.chr_drift_kernel(length, ref)
-    return Kernel(_chr_plasma_lens_push, (length, g, _sign(g), _regular(g, length), ref.beta))
+    return Kernel(_chr_plasma_lens_push, (length, g, _sign(g), _regular(g, length), ref.beta,
+                                          impactx_t))
 
 
 def _tapered_push(columns: Columns, coeffs: tuple) -> Columns:

@@ -19,6 +19,11 @@ Marker         any                       identity
 Aperture       any                       ``Aperture`` (transmit)
 Kicker         any                       ``Kicker`` (xkick = -Kn0L, ykick = Ks0L), between
                                          drift halves of its tier when it has a length
+ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (reference
+                                         energy updated), ChrPlasmaLens (ImpactX's t
+                                         update for k < 0), TaperedPL, NonlinearLens,
+                                         ThinDipole, Buncher, LinearMap, PRot,
+                                         PlaneXYRot (:func:`_extension_specs`)
 =============  ========================  ==========================================
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
@@ -42,17 +47,25 @@ from backends.inhouse import (
     alignment,
     aperture,
     bend,
+    chr_acc,
+    constf,
     drift,
+    linear_map,
     multipole,
+    nonlinear_lens,
+    plasma_lens,
     quadrupole,
     rf,
+    rotations,
     solenoid,
+    thin_kicks,
 )
 from backends.inhouse import numeric as nm
 from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
 from backends.translation import around_kick
+from harness.model.kinds import EXTENSION_KINDS
 from harness.model.lattice import Element, thick_multipoles, thin_multipoles
 
 #: An element's parameters as a map reads them: floats, or tensors for differentiable ones.
@@ -274,6 +287,43 @@ def _aperture_specs(element: Element, parameter_fields: frozenset[str]) -> list[
         p["x_limit"], p["y_limit"], bool(p["elliptical"])))]
 
 
+def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
+    """A LinearMap's entries ``Rij`` (1-based) as 0-based rows."""
+    return [[p[f"R{i}{j}"] for j in range(1, 7)] for i in range(1, 7)]
+
+
+def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
+    (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
+    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``)."""
+    cls = element.kind.removeprefix("ImpactX.")
+    nslice = element.nslice
+    table: dict[str, MapSpec] = {
+        "ConstF": MapSpec("ConstF", element, True, lambda p, r: constf.constf_entries(
+            p["length"], p["kx"], p["ky"], p["kt"], r), additive=True),
+        "ChrAcc": MapSpec("ChrAcc", element, False, lambda p, r: chr_acc.chr_acc_kernel(
+            p["length"], p["ez"], p["bz"], r, nslice),
+            reference=lambda p, r: chr_acc.reference_after(p["length"], p["ez"], r)),
+        "ChrPlasmaLens": MapSpec("ChrPlasmaLens", element, False, lambda p, r: (
+            plasma_lens.chr_plasma_lens_kernel(p["length"], p["k"], r)), additive=True),
+        "TaperedPL": MapSpec("TaperedPL", element, False, lambda p, r: (
+            plasma_lens.tapered_pl_kernel(p["kL"], p["taper"]))),
+        "NonlinearLens": MapSpec("NonlinearLens", element, False, lambda p, r: (
+            nonlinear_lens.nonlinear_lens_kernel(p["knll"], p["cnll"]))),
+        "ThinDipole": MapSpec("ThinDipole", element, False, lambda p, r: (
+            thin_kicks.thin_dipole_kernel(p["angle"], p["rc"], r))),
+        "Buncher": MapSpec("Buncher", element, True, lambda p, r: (
+            thin_kicks.buncher_entries(p["V"], p["k"], r))),
+        "LinearMap": MapSpec("LinearMap", element, True, lambda p, r: (
+            linear_map.linear_map_entries(_matrix_rows(p)))),
+        "PRot": MapSpec("PRot", element, False, lambda p, r: rotations.prot_kernel(
+            p["phi_in"], p["phi_out"], r)),
+        "PlaneXYRot": MapSpec("PlaneXYRot", element, True, lambda p, r: (
+            rotations.plane_xy_rot_entries(p["angle"]))),
+    }
+    return [table[cls]]
+
+
 #: harness kind -> ``translator(element, parameter_fields) -> maps`` (before alignment).
 TRANSLATORS: dict[str, Callable[[Element, frozenset[str]], list[MapSpec]]] = {
     "Drift": lambda e, fields: [_drift_spec(e, e.tier)],
@@ -289,6 +339,7 @@ TRANSLATORS: dict[str, Callable[[Element, frozenset[str]], list[MapSpec]]] = {
     "RFCavity": _rf_specs,
     "Aperture": _aperture_specs,
     "Kicker": _kicker_specs,
+    **{kind: _extension_specs for kind in EXTENSION_KINDS},
 }
 
 if set(TRANSLATORS) != KINDS:  # one table per kind, kept in step with the vocabulary

@@ -22,6 +22,10 @@ Kicker (xkick, ykick, unit)              ``Kicker`` ``Kn0L = -xkick``, ``Ks0L = 
                                          ``T-m``: divided by the signed rigidity)
 Aperture (transmit, no repeat)           ``Marker`` with ``ApertureP`` (x/y limits, shape)
 Marker, BeamMonitor                      ``Marker`` (a monitor only writes diagnostics)
+ConstF, ChrAcc, ChrPlasmaLens,           the extension kind ``ImpactX.<class>`` with its
+TaperedPL, NonlinearLens, ThinDipole,    fields in ``ImpactXP`` (``docs/scenario-format.md``;
+Buncher, LinearMap, PRot, PlaneXYRot     angles in rad, plasma lenses' unit 1 divided by the
+                                         signed rigidity, LinearMap's R as 6 rows)
 =======================================  ======================================================
 
 Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, solenoid or
@@ -43,14 +47,21 @@ from harness.model.reference_particle import ReferenceParticle
 _DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
 _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 #: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
-_SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole")
+_SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
+              "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
+              "LinearMap")
+#: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
+_DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
+#: ImpactX elements written as extension kinds ``ImpactX.<class>``.
+_EXTENSIONS = ("ConstF", "ChrAcc", "ChrPlasmaLens", "TaperedPL", "NonlinearLens",
+               "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot")
 #: ImpactX's kick units of ``Kicker`` (``src/elements/Kicker.H``).
 _KICK_UNITS = ("dimensionless", "T-m")
 
 
 def _fields(element) -> dict[str, Any]:
-    """The element's parameters (ImpactX ``to_dict``; ExactSbend ``phi`` in degrees)."""
-    if type(element).__name__ == "ExactSbend":
+    """The element's parameters (ImpactX ``to_dict``; angles in degrees)."""
+    if type(element).__name__ in _DEGREES:
         return dict(element.to_dict(in_degrees=True))
     return dict(element.to_dict())
 
@@ -144,12 +155,44 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
     if kind == "Sol":
         return Translated(name, {"kind": "Solenoid", "length": length,
                                  "SolenoidP": {"Ksol": float(d["ks"])}})
+    if kind in _EXTENSIONS:
+        return _extension(kind, name, length, d, reference)
     if kind == "ShortRF":
         voltage = float(d["V"]) * reference.mass_eV / abs(reference.charge_qe)
         return Translated(name, {"kind": "RFCavity", "length": 0.0, "RFP": {
             "voltage": voltage, "frequency": float(d["freq"]),
             "phase": math.radians(float(d["phase"]))}})
     return Untranslatable(name, kind, length, f"ImpactX {kind} has no trackbench translation")
+
+
+def _extension(kind: str, name: str, length: float, d: dict[str, Any],
+               reference: ReferenceParticle) -> Item:
+    """An ImpactX element PALS has no kind for: ``ImpactX.<kind>``, its own fields in
+    ``ImpactXP`` (``harness.model.kinds.EXTENSION_SPECS``)."""
+    own: dict[str, Any]
+    if kind == "LinearMap":
+        matrix = d["R"]
+        own = {"R": [[float(matrix[i, j]) for j in range(1, 7)] for i in range(1, 7)]}
+    elif kind in ("ChrPlasmaLens", "TaperedPL"):
+        k = float(d["k"])
+        if int(d.get("unit", 0)) == 1:
+            k = k / reference.rigidity_Tm
+        own = {"k": k} if kind == "ChrPlasmaLens" else {"kL": k, "taper": float(d["taper"])}
+    elif kind == "ThinDipole":
+        own = {"angle": math.radians(float(d["theta"])), "rc": float(d["rc"])}
+    elif kind == "PRot":
+        own = {"phi_in": math.radians(float(d["phi_in"])),
+               "phi_out": math.radians(float(d["phi_out"]))}
+    elif kind == "PlaneXYRot":
+        own = {"angle": math.radians(float(d["angle"]))}
+    else:
+        names = {"ConstF": ("kx", "ky", "kt"), "ChrAcc": ("ez", "bz"),
+                 "NonlinearLens": ("knll", "cnll"), "Buncher": ("V", "k")}[kind]
+        own = {key: float(d[key]) for key in names}
+    fields: dict[str, Any] = {"kind": f"ImpactX.{kind}", "ImpactXP": own}
+    if length:
+        fields["length"] = length
+    return Translated(name, fields)
 
 
 def _kicker(name: str, length: float, d: dict[str, Any], reference: ReferenceParticle) -> Item:
@@ -223,8 +266,9 @@ def import_impactx(lattice: list, reference: ReferenceParticle,
     for index, element in enumerate(lattice):
         item = _translate(element, index, reference, notes)
         kind = type(element).__name__
-        tiers.add("exact" if kind.startswith("Exact") else
-                  "paraxial" if kind.startswith("Chr") else "linear")
+        if kind not in _EXTENSIONS:   # one model each, at every tier
+            tiers.add("exact" if kind.startswith("Exact") else
+                      "paraxial" if kind.startswith("Chr") else "linear")
         if kind == "DipEdge" and isinstance(item, Translated):
             d = _fields(element)
             edges[index] = (float(d["psi"]), float(d["rc"]))

@@ -89,7 +89,8 @@ class KindSpec:
             every kind are :data:`harness.model.lattice.PALS_FIELDS`).
         reader: how :mod:`harness.model.lattice` reads the kind's PALS fields: ``drift``,
             ``thick_multipole`` (with ``main_order``), ``bend``, ``thin_multipole``,
-            ``solenoid``, ``rf``, ``marker``, ``kicker``; empty for ``Aperture``.
+            ``solenoid``, ``rf``, ``marker``, ``kicker``, ``extension`` (a kind PALS does
+            not have, :data:`EXTENSION_NAMESPACE`); empty for ``Aperture``.
         main_order: the required normal multipole order N of a ``thick_multipole`` kind
             (``KnN`` per metre).
         main_name: words for that strength, for messages (``gradient``).
@@ -219,6 +220,94 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular")},
         frozenset({"length", "x_limit", "y_limit", "elliptical"})),
 )
+
+# --------------------------------------------------------------------------- extensions
+
+#: The namespace of the element kinds PALS does not have: ImpactX's own elements, written
+#: ``kind: ImpactX.<ImpactX class>`` in a PALS lattice (see ``docs/scenario-format.md``).
+EXTENSION_NAMESPACE = "ImpactX."
+
+#: The parameter group of an extension kind's own fields (ImpactX's constructor names).
+EXTENSION_GROUP = "ImpactXP"
+
+#: The 36 entries ``Rij`` (1-based row i, column j, ImpactX ``Map6x6``) of a LinearMap.
+MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in range(1, 7))
+
+
+def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
+               thick: bool = False, aligned: bool = True) -> KindSpec:
+    """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
+    ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
+    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`)."""
+    own = {key: key for key in fields if key != "length"}
+    if name == "LinearMap":
+        own = {"R": "R*"}
+    length = ({"length": FieldInfo("m", "length")} if thick else
+              {"length": FieldInfo("m", "0 (thin)")})
+    if name == "LinearMap":
+        length = {"length": FieldInfo("m", "length the reference particle advances (never "
+                                      "sliced)")}
+    all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
+    required = frozenset({"length", *(k for k in fields if k != "R*")})
+    return KindSpec(
+        f"{EXTENSION_NAMESPACE}{name}", MODEL_TIERS, all_fields, required,
+        {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
+        reader="extension", thick=thick, example=example)
+
+
+#: ImpactX's elements PALS does not have (ImpactX ``src/elements/*.H``, the 26.10 wheel's
+#: constructors; ``docs/new-kinds-a.md``): the in-house tracker ports each map.
+EXTENSION_SPECS: tuple[KindSpec, ...] = (
+    _extension("ConstF", {
+        "kx": FieldInfo("1/m", "horizontal focusing: sign(K) sqrt(|K|), K the strength "
+                        "[1/m^2] (ImpactX ConstF kx; < 0 defocuses)"),
+        "ky": FieldInfo("1/m", "vertical focusing, as kx"),
+        "kt": FieldInfo("1/m", "longitudinal focusing (>= 0)")},
+        {"length": 0.5, EXTENSION_GROUP: {"kx": 1.0, "ky": 1.0, "kt": 0.5}}, thick=True),
+    _extension("ChrAcc", {
+        "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre (non-zero)"),
+        "bz": FieldInfo("1/m", "q B_z / (m c): the solenoid field")},
+        {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True),
+    _extension("ChrPlasmaLens", {
+        "k": FieldInfo("1/m^2", "gradient / (B rho) (ImpactX unit 0; > 0 focuses x and y)")},
+        {"length": 0.3, EXTENSION_GROUP: {"k": 3.0}}, thick=True),
+    _extension("TaperedPL", {
+        "kL": FieldInfo("1/m", "integrated gradient / (B rho) (ImpactX k, unit 0)"),
+        "taper": FieldInfo("1/m", "horizontal taper: 1 / the horizontal dispersion")},
+        {EXTENSION_GROUP: {"kL": 0.5, "taper": 300.0}}),
+    _extension("NonlinearLens", {
+        "knll": FieldInfo("m", "integrated strength (MAD-X NLLENS KNLL)"),
+        "cnll": FieldInfo("m", "distance of the branch cuts from the axis (> 0; MAD-X "
+                          "CNLL)")},
+        {EXTENSION_GROUP: {"knll": 4e-6, "cnll": 0.01}}),
+    _extension("ThinDipole", {
+        "angle": FieldInfo("rad", "bending angle (ImpactX theta, in degrees)"),
+        "rc": FieldInfo("m", "bending radius (non-zero)")},
+        {EXTENSION_GROUP: {"angle": 0.01, "rc": 1.0}}),
+    _extension("Buncher", {
+        "V": FieldInfo("1", "normalised voltage q V_peak / (p0 c) (ImpactX Buncher V)"),
+        "k": FieldInfo("1/m", "RF wavenumber 2 pi f / c")},
+        {EXTENSION_GROUP: {"V": 0.01, "k": 15.0}}),
+    _extension("LinearMap", {
+        "R*": FieldInfo("1 (m, 1/m)", "the 6x6 matrix on (x, px, y, py, t, pt), Rij = row "
+                        "i, column j (1-based, ImpactX Map6x6); all 36 always present")},
+        {"length": 0.3, EXTENSION_GROUP: {"R": [[1.0 if i == j else 0.0 for j in range(6)]
+                                                for i in range(6)]}}),
+    _extension("PRot", {
+        "phi_in": FieldInfo("rad", "angle of the reference orbit in the incoming frame "
+                            "(|phi| < pi/2; ImpactX takes degrees)"),
+        "phi_out": FieldInfo("rad", "angle of the reference orbit in the outgoing frame")},
+        {EXTENSION_GROUP: {"phi_in": 0.0, "phi_out": 0.05}}, aligned=False),
+    _extension("PlaneXYRot", {
+        "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
+                           "takes degrees)")},
+        {EXTENSION_GROUP: {"angle": 0.3}}, aligned=False),
+)
+
+KIND_SPECS = KIND_SPECS + EXTENSION_SPECS
+
+#: The extension kinds (``ImpactX.*``).
+EXTENSION_KINDS: frozenset[str] = frozenset(spec.kind for spec in EXTENSION_SPECS)
 
 #: The specs by kind.
 SPECS: Mapping[str, KindSpec] = MappingProxyType({spec.kind: spec for spec in KIND_SPECS})

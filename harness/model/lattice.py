@@ -37,7 +37,16 @@ from typing import Any
 import pydantic
 
 from harness.model.errors import ScenarioError
-from harness.model.kinds import SPECS, Disposition, KindSpec, Refused
+from harness.model.kinds import (
+    ALIGNMENT,
+    EXTENSION_GROUP,
+    EXTENSION_KINDS,
+    MATRIX_ENTRIES,
+    SPECS,
+    Disposition,
+    KindSpec,
+    Refused,
+)
 from harness.model.limits import element_bound
 from harness.model.vocabulary import ELEMENT_TIERS, MODEL_TIERS, resolve_tier
 
@@ -225,7 +234,7 @@ def check_element_bounds(kind: str, params: Mapping[str, float], file, path: str
             raise ScenarioError(file, f"{path}.{key}", "a field with a stated bound "
                                 "(harness.model.limits)", key)
         if not math.isfinite(value) or not bound.contains(value):
-            raise ScenarioError(file, f"{path}.{_pals_name(key)}", f"{bound.text()} "
+            raise ScenarioError(file, f"{path}.{_pals_name(key, kind)}", f"{bound.text()} "
                                 f"[{bound.unit}] ({bound.why})", value)
     if kind in _THICK_KINDS and params.get("length", 0.0) == 0.0:
         strengths = [k for k, v in params.items() if k.startswith("K") and v != 0.0]
@@ -240,12 +249,19 @@ _PALS_GROUP = {"x_offset": "BodyShiftP", "y_offset": "BodyShiftP", "z_rot": "Bod
                "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP"}
 _PALS_GROUP.update({where: key.split(".")[0] for spec in SPECS.values()
                     for key, where in spec.pals_fields.items()
-                    if isinstance(where, str) and "." in key})
+                    if isinstance(where, str) and "." in key
+                    and spec.kind not in EXTENSION_KINDS})
 
 
-def _pals_name(key: str) -> str:
-    """``BendP.angle``, ``MagneticMultipoleP.Kn1``, ``length``: an element field as the
-    PALS path it was translated from."""
+def _pals_name(key: str, kind: str = "") -> str:
+    """``BendP.angle``, ``MagneticMultipoleP.Kn1``, ``length``: an element field (of
+    ``kind``) as the PALS path it was translated from."""
+    if kind in EXTENSION_KINDS and key != "length":
+        if key in ALIGNMENT:
+            return f"BodyShiftP.{key}"
+        if key in MATRIX_ENTRIES:
+            return f"{EXTENSION_GROUP}.R[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        return f"{EXTENSION_GROUP}.{key}"
     if key in _PALS_GROUP:
         return f"{_PALS_GROUP[key]}.{key}"
     if key.startswith("K") and key != "Ksol":
@@ -646,6 +662,69 @@ def _marker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
     return {"length": float(element.length)}
 
 
+def _matrix(value: Any, file, path: str) -> dict[str, float]:
+    """A LinearMap's ``R``: 6 rows of 6 finite numbers -> ``{"R11": ..., "R66": ...}``."""
+    if not isinstance(value, list) or len(value) != 6 or not all(
+            isinstance(row, list) and len(row) == 6 for row in value):
+        raise ScenarioError(file, path, "a 6x6 matrix: 6 rows of 6 numbers on (x, px, y, "
+                            "py, t, pt)", _short(value))
+    return {f"R{i + 1}{j + 1}": _number(value[i][j], file, f"{path}[{i}][{j}]")
+            for i in range(6) for j in range(6)}
+
+
+def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[str, float]:
+    """The params of an extension kind (``ImpactX.<class>``, no pals-schema class):
+    ``length``, ``MetaP`` (no effect), ``BodyShiftP`` (the alignment fields, where the kind
+    has them) and its own group :data:`EXTENSION_GROUP`; every other key is refused by
+    name, every required field must be given."""
+    file = ctx.file
+    aligned = "x_offset" in spec.fields
+    allowed = ["length", "MetaP", EXTENSION_GROUP, *(["BodyShiftP"] if aligned else [])]
+    for key, value in fields.items():
+        if key not in allowed:
+            raise ScenarioError(file, f"{path}.{key}", f"one of the fields of {spec.kind}: "
+                                f"{allowed}", _short(key))
+        if key != "length" and not isinstance(value, dict):
+            raise ScenarioError(file, f"{path}.{key}", "a mapping of parameters",
+                                _short(value))
+    params: dict[str, float] = {"length": _number(fields.get("length", 0.0), file,
+                                                  f"{path}.length")}
+    if not spec.thick and spec.kind != "ImpactX.LinearMap" and params["length"] != 0.0:
+        raise ScenarioError(file, f"{path}.length", f"0 ({spec.kind} is a thin element)",
+                            params["length"])
+    if spec.thick and params["length"] == 0.0:
+        raise ScenarioError(file, f"{path}.length", f"a positive length for a {spec.kind} "
+                            "(ImpactX's map of length 0 is the identity)", 0.0)
+    own = fields.get(EXTENSION_GROUP) or {}
+    names = {key.split(".", 1)[1]: where for key, where in spec.pals_fields.items()}
+    for key, value in own.items():
+        where = names.get(key)
+        if where is None:
+            raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{key}", "one of the fields "
+                                f"of {spec.kind}: {sorted(names)}", _short(key))
+        if key == "R":
+            params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
+        else:
+            params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
+    if spec.kind == "ImpactX.LinearMap" and "R11" not in params:
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.R", "this required field (the "
+                            "6x6 matrix)")
+    for name in sorted(spec.required - set(params)):
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{name}", "this required field "
+                            f"of {spec.kind}")
+    shift = fields.get("BodyShiftP") or {}
+    for key, value in shift.items():
+        if key not in ALIGNMENT:
+            where = PALS_FIELDS.get(f"BodyShiftP.{key}")
+            reason = where.reason if isinstance(where, Refused) else "not a BodyShiftP field"
+            raise ScenarioError(file, f"{path}.BodyShiftP.{key}",
+                                f"x_offset, y_offset or z_rot ({reason})", _short(key))
+        number = _number(value, file, f"{path}.BodyShiftP.{key}")
+        if number != 0.0:
+            params[key] = number
+    return params
+
+
 #: Reading rule (:attr:`harness.model.kinds.KindSpec.reader`) -> the reader of a kind.
 _READERS: dict[str, Callable[[KindSpec], Callable[..., dict[str, float]]]] = {
     "drift": lambda spec: _drift,
@@ -661,7 +740,8 @@ _READERS: dict[str, Callable[[KindSpec], Callable[..., dict[str, float]]]] = {
 #: PALS kind -> reader ``(pals element, raw fields, context, path) -> params`` (built from
 #: each kind's spec).
 READERS: dict[str, Callable[..., dict[str, float]]] = {
-    spec.kind: _READERS[spec.reader](spec) for spec in SPECS.values() if spec.reader}
+    spec.kind: _READERS[spec.reader](spec) for spec in SPECS.values()
+    if spec.reader and spec.reader != "extension"}
 
 
 def _group_class(kind_class: type[pydantic.BaseModel], group: str
@@ -737,6 +817,12 @@ class _Flattener:
         kind = raw.get("kind")
         if kind is None:
             raise ScenarioError(self.file, f"{path}.kind", "an element kind", None)
+        if isinstance(kind, str) and kind in EXTENSION_KINDS:
+            return kind
+        if isinstance(kind, str) and "." in kind:
+            raise ScenarioError(
+                self.file, f"{path}.kind", "a PALS kind or one of the extension kinds "
+                f"{sorted(EXTENSION_KINDS)} (docs/scenario-format.md)", _short(kind))
         if not isinstance(kind, str) or kind not in self.classes:
             raise ScenarioError(
                 self.file, f"{path}.kind",
@@ -756,6 +842,10 @@ class _Flattener:
             return raw
         _check_values(raw, self.file, path)
         fields = {k: v for k, v in raw.items() if k != "kind"}
+        if kind in EXTENSION_KINDS:
+            params = _extension(SPECS[kind], fields, self.ctx, path)
+            check_element_bounds(kind, params, self.file, path)
+            return kind, params
         known = self.classes[kind].model_fields
         extra = {group: key for (k, group), key in _EXTRA_FIELDS.items() if k == kind}
         for key in fields:

@@ -20,13 +20,15 @@ from typing import Any
 from pydantic import Field
 
 TWO_PI = 2.0 * math.pi
+HALF_PI = 0.5 * math.pi
 #: Most particles a scenario (``beam.particles``, ``particle_counts``) or a beam file holds.
 MAX_PARTICLES = 1_000_000_000
 
 
 @dataclass(frozen=True)
 class Bound:
-    """A closed range ``low <= value <= high`` (``low_open``: ``low < value``).
+    """A closed range ``low <= value <= high`` (``low_open``: ``low < value``; ``high_open``:
+    ``value < high``; ``nonzero``: 0 excluded).
 
     Attributes:
         field: the scenario field (dotted path) or the element field (``Kn*`` patterns).
@@ -34,6 +36,8 @@ class Bound:
         unit: the field's unit.
         why: what the bound stands for.
         low_open: whether ``low`` itself is excluded.
+        high_open: whether ``high`` itself is excluded.
+        nonzero: whether 0 is excluded (a divisor).
     """
 
     field: str
@@ -42,16 +46,21 @@ class Bound:
     unit: str
     why: str
     low_open: bool = False
+    high_open: bool = False
+    nonzero: bool = False
 
     def contains(self, value: float) -> bool:
         """Whether ``value`` (finite) lies in the range."""
         above = value > self.low if self.low_open else value >= self.low
-        return above and value <= self.high
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below and not (self.nonzero and value == 0.0)
 
     def text(self) -> str:
         """The range as the documentation and the error messages write it."""
         low = "<" if self.low_open else "<="
-        return f"{_num(self.low)} {low} x <= {_num(self.high)}"
+        high = "<" if self.high_open else "<="
+        nonzero = ", x != 0" if self.nonzero else ""
+        return f"{_num(self.low)} {low} x {high} {_num(self.high)}{nonzero}"
 
 
 def _num(value: float) -> str:
@@ -59,6 +68,10 @@ def _num(value: float) -> str:
         return "2pi"
     if value == -TWO_PI:
         return "-2pi"
+    if value == HALF_PI:
+        return "pi/2"
+    if value == -HALF_PI:
+        return "-pi/2"
     return f"{value:g}"
 
 
@@ -129,6 +142,28 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
           low_open=True),
     Bound("y_limit", 0.0, 10.0, "m", "as x_limit", low_open=True),
     Bound("elliptical", 0.0, 1.0, "1", "a flag: 1 elliptical, 0 rectangular"),
+    # the ImpactX.* extension kinds (docs/scenario-format.md)
+    Bound("kx", -1e3, 1e3, "1/m", "sign(K) sqrt(|K|) of a ConstF: K up to 1e6 1/m^2"),
+    Bound("ky", -1e3, 1e3, "1/m", "as kx"),
+    Bound("kt", 0.0, 1e3, "1/m", "ImpactX's ConstF refuses kt < 0 ('must have kt >= 0')"),
+    Bound("ez", -1e6, 1e6, "1/m", "ChrAcc's gamma gain per metre; ImpactX divides by it "
+          "(0 is a drift: use a Drift)", nonzero=True),
+    Bound("bz", -1e6, 1e6, "1/m", "q B_z / (m c) of a ChrAcc: a 20 T solenoid for MeV "
+          "electrons is ~1e4"),
+    Bound("k", -1e6, 1e6, "1/m^2 (ChrPlasmaLens) or 1/m (Buncher)", "a plasma-lens gradient "
+          "per rigidity, or an RF wavenumber 2 pi f / c (1e6: 50 GHz)"),
+    Bound("kL", -1e6, 1e6, "1/m", "integrated strength of a thin plasma lens"),
+    Bound("taper", -1e6, 1e6, "1/m", "1 / horizontal dispersion of a tapered plasma lens"),
+    Bound("knll", -1.0, 1.0, "m", "integrated strength of a nonlinear lens (IOTA: 4e-6)"),
+    Bound("cnll", 0.0, 10.0, "m", "branch cuts at |x| >= cnll, y = 0: ImpactX's map is "
+          "singular at cnll = 0", low_open=True),
+    Bound("rc", -1e5, 1e5, "m", "bending radius of a thin dipole; ImpactX divides by it",
+          nonzero=True),
+    Bound("V", -1e3, 1e3, "1", "normalised buncher voltage q V / (p0 c)"),
+    Bound("R*", -1e6, 1e6, "1 (m, 1/m)", "an entry Rij of a LinearMap's 6x6 matrix"),
+    Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
+          "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
+    Bound("phi_out", -HALF_PI, HALF_PI, "rad", "as phi_in", low_open=True, high_open=True),
 )
 
 
