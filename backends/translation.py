@@ -183,9 +183,10 @@ def stand_in_label(code: str, scenario: Scenario, stand_ins: Sequence[str],
 
 class LineBackend(Backend):
     """An adapter whose lattice is a line of element specs, one translator per kind
-    (pyAT, Xsuite): it plans by translating the line once (its own reasons first, they say
-    more than "kind not translated"), then the base class's common checks and
-    :meth:`extra_checks`; ``prepare`` builds from the plan's specs (:meth:`prepared`).
+    (pyAT, Xsuite, Ocelot, RF-Track): it plans by translating the line once (its own
+    reasons first, they say more than "kind not translated"), then the base class's
+    common checks and :meth:`extra_checks`; ``prepare`` builds from the plan's specs
+    (:meth:`prepared`).
 
     Class attributes: ``translators`` (kind -> ``translate(element) -> Translation``),
     ``refused_kinds`` (kind -> ``refuse(element) -> Unsupported``), ``described`` (stand-in
