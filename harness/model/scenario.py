@@ -255,6 +255,9 @@ class Beam(_Strict):
     mass_MeV: Annotated[float, within("beam.mass_MeV")] | None = None
     kinetic_energy_MeV: Annotated[float, within("beam.kinetic_energy_MeV")]
     bunch_charge_C: Annotated[float, within("beam.bunch_charge_C")] = 0.0
+    #: Current of a coasting beam [A]: the intensity of ``space_charge`` kind ``2d`` (and
+    #: only there; ImpactX's ``beam.current``).
+    current_A: Annotated[float, within("beam.current_A")] | None = None
     distribution: Distribution
     twiss: Twiss | None = None
     ellipse: Ellipse | None = None
@@ -349,34 +352,146 @@ def _check_reference(reference: ReferenceParticle) -> None:
                          "finite and non-zero")
 
 
-class SpaceCharge(_Strict):
-    """Space-charge model: ``kind`` 3d or 2p5d, mesh cells, kicks per element.
+#: Space-charge kinds (ImpactX's ``algo.space_charge``: ``3D``, ``2D``, ``2p5D``, ``Gauss3D``,
+#: ``Gauss2p5D``; docs/space-charge-2d.md).
+SPACE_CHARGE_KINDS = ("3d", "2d", "2p5d", "gauss3d", "gauss2p5d")
+#: Kinds solved on a mesh (``grid``, ``deposition``, ``prob_relative``, ``blocking_factor``).
+MESH_KINDS = frozenset({"3d", "2d", "2p5d"})
+#: Kinds with a line density (``longitudinal_bins``, ``longitudinal_kick``).
+LINE_DENSITY_KINDS = frozenset({"2p5d", "gauss2p5d"})
+#: Kinds of ImpactX's analytic Gaussian kicks (``gauss_nint``).
+GAUSS_KINDS = frozenset({"gauss3d", "gauss2p5d"})
+#: Default bins of the line density per kind (ImpactX ``space_charge_num_longitudinal_bins``
+#: and ``space_charge_gauss_charge_z_bins``).
+DEFAULT_LONGITUDINAL_BINS = {"2p5d": 100, "gauss2p5d": 129}
+#: Which kinds take each optional setting (a setting stated for another kind is refused).
+SPACE_CHARGE_FIELD_KINDS: dict[str, frozenset[str]] = {
+    "grid": MESH_KINDS, "deposition": MESH_KINDS, "prob_relative": MESH_KINDS,
+    "domain_sigmas": frozenset({"3d"}), "blocking_factor": MESH_KINDS,
+    "longitudinal_bins": LINE_DENSITY_KINDS, "longitudinal_kick": LINE_DENSITY_KINDS,
+    "gauss_nint": GAUSS_KINDS, "gauss_taylor_delta": frozenset({"gauss2p5d"}),
+    "gauss_long_scale": frozenset({"gauss2p5d"}),
+}
 
-    ``checkpoint``: ``"kick"`` recomputes each space-charge kick of the in-house tracker
-    during its reverse-mode pass instead of keeping the kick's intermediates (gradient
-    checkpointing, ``torch.utils.checkpoint``): less backward memory for more time; the
-    physics and the results are unchanged, and the other backends ignore it.
+Cells = Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)]
+ZCells = Annotated[int, Field(ge=1, le=MAX_GRID_CELLS_PER_DIM)]
+Blocking = Annotated[int, Field(ge=1, le=MAX_GRID_CELLS_PER_DIM)]
+
+
+class SpaceCharge(_Strict):
+    """Space-charge model (docs/space-charge-2d.md): ``kind`` 3d, 2d, 2p5d, gauss3d or
+    gauss2p5d (ImpactX's ``3D``, ``2D``, ``2p5D``, ``Gauss3D``, ``Gauss2p5D``), kicks per
+    element, and the kind's numerical settings:
+
+    * mesh kinds (3d, 2d, 2p5d): ``grid`` cells ``[nx, ny, nz]`` (2d: ``[nx, ny]`` or
+      ``nz = 1``, one z cell as ImpactX solves it; 2p5d: ``nz`` 1 or more, ImpactX flattens
+      the deposit over z, so the kick is the same), ``deposition`` (cic, tsc: ImpactX
+      ``particle_shape`` 1, 2), ``prob_relative`` (mesh extent / beam extent per axis, ImpactX
+      and in-house; default 1.1), ``domain_sigmas`` (3d only: the +-k sigma mesh of Cheetah),
+      ``blocking_factor`` ``[bx, by, bz]`` (ImpactX's AMReX boxes: powers of two dividing the
+      cells; a domain decomposition, not physics);
+    * 2p5d, gauss2p5d: ``longitudinal_bins`` of the line density (default 100 and 129) and
+      ``longitudinal_kick`` (default true);
+    * gauss3d, gauss2p5d: ``gauss_nint`` (odd, default 101); gauss2p5d also
+      ``gauss_taylor_delta`` (in (0, 1), default 0.01) and ``gauss_long_scale`` [m] (default
+      ``1.103 beta gamma sigma_z`` at each kick).
+
+    A setting stated for a kind that has no use for it is refused by name, and so is
+    ``mesh_refinement: true`` (ImpactX's finer AMReX levels: neither the in-house solver nor
+    ImpactX's 2D solvers have them). ``checkpoint``: ``"kick"`` recomputes each space-charge
+    kick of the in-house tracker during its reverse-mode pass instead of keeping the kick's
+    intermediates (gradient checkpointing, ``torch.utils.checkpoint``): less backward memory
+    for more time; the physics and the results are unchanged, and the other backends ignore
+    it.
     """
 
-    kind: Literal["3d", "2p5d"] = "3d"
-    grid: tuple[Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
-                Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
-                Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)]] = (
-        32, 32, 32)
+    kind: Literal["3d", "2d", "2p5d", "gauss3d", "gauss2p5d"] = "3d"
+    grid: tuple[Cells, Cells, ZCells] | None = (32, 32, 32)
     kicks_per_element: Annotated[int, within("space_charge.kicks_per_element")] = 1
     deposition: Literal["cic", "tsc"] = "cic"
-    domain_sigmas: Annotated[float, within("space_charge.domain_sigmas")] = 3.0
+    domain_sigmas: Annotated[float, within("space_charge.domain_sigmas")] | None = None
     prob_relative: Annotated[float, within("space_charge.prob_relative")] | None = None
+    blocking_factor: tuple[Blocking, Blocking, Blocking] | None = None
+    mesh_refinement: bool = False
+    longitudinal_bins: Annotated[int, within("space_charge.longitudinal_bins")] | None = None
+    longitudinal_kick: bool = True
+    gauss_nint: Annotated[int, within("space_charge.gauss_nint")] = 101
+    gauss_taylor_delta: Annotated[float, within("space_charge.gauss_taylor_delta")] = 0.01
+    gauss_long_scale: Annotated[float, within("space_charge.gauss_long_scale")] | None = None
     checkpoint: Literal["none", "kick"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grid_per_kind(cls, data: object) -> object:
+        """The default grid per kind (3d: 32^3, 2d and 2p5d: 32^2 x 1, Gauss kinds: none) and
+        ``[nx, ny]`` read as ``[nx, ny, 1]``."""
+        if not isinstance(data, dict):
+            return data
+        kind = data.get("kind", "3d")
+        grid = data.get("grid")
+        if kind in ("2d", "2p5d"):
+            if grid is None:
+                return {**data, "grid": [32, 32, 1]}
+            if isinstance(grid, (list, tuple)) and len(grid) == 2:
+                return {**data, "grid": [*grid, 1]}
+        if kind in GAUSS_KINDS and "grid" not in data:
+            return {**data, "grid": None}
+        return data
 
     @field_validator("grid")
     @classmethod
-    def _grid_size(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+    def _grid_size(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is None:
+            return value
         cells = value[0] * value[1] * value[2]
         if cells > MAX_GRID_CELLS:
             raise ValueError(f"at most {MAX_GRID_CELLS} cells in all (256^3); got "
                              f"{value[0]}x{value[1]}x{value[2]} = {cells}")
         return value
+
+    @model_validator(mode="after")
+    def _settings_of_the_kind(self):
+        for name, kinds in SPACE_CHARGE_FIELD_KINDS.items():
+            if name in self.model_fields_set and self.kind not in kinds and \
+                    not (name == "grid" and self.grid is None):
+                raise ValueError(f"'{name}' is a setting of kind(s) {sorted(kinds)}, not of "
+                                 f"kind {self.kind!r}")
+        if self.mesh_refinement:
+            raise ValueError("'mesh_refinement': true is not supported: ImpactX's finer AMReX "
+                             "levels (amr.max_level > 0) have no counterpart in the in-house "
+                             "solvers, and ImpactX's 2D solvers run on one level; false only")
+        if self.kind in MESH_KINDS:
+            assert self.grid is not None  # by _grid_per_kind
+            if self.kind == "3d" and self.grid[2] < MIN_GRID_CELLS:
+                raise ValueError(f"'grid': kind 3d needs at least {MIN_GRID_CELLS} cells along "
+                                 f"z; got {list(self.grid)}")
+            if self.kind == "2d" and self.grid[2] != 1:
+                raise ValueError(f"'grid': kind 2d solves on one z cell ([nx, ny] or [nx, ny, "
+                                 f"1], ImpactX n_cell [nx, ny, 1]); got {list(self.grid)}")
+            if self.blocking_factor is not None:
+                for axis, cells, factor in zip("xyz", self.grid, self.blocking_factor,
+                                               strict=True):
+                    if factor & (factor - 1) or cells % factor:
+                        raise ValueError(f"'blocking_factor': a power of two dividing the "
+                                         f"cells on each axis (AMReX); {factor} along {axis} "
+                                         f"for {cells} cells")
+        elif "grid" in self.model_fields_set and self.grid is not None:
+            raise ValueError(f"'grid' is a setting of kind(s) {sorted(MESH_KINDS)}, not of "
+                             f"kind {self.kind!r} (an analytic field, no mesh)")
+        if self.gauss_nint % 2 == 0:
+            raise ValueError(f"'gauss_nint': an odd number of Simpson points; got "
+                             f"{self.gauss_nint}")
+        if not self.gauss_taylor_delta < 1.0:
+            raise ValueError("'gauss_taylor_delta': below 1")
+        return self
+
+    @property
+    def bins(self) -> int | None:
+        """Bins of the line density (the kind's default where none is stated; None for the
+        kinds without one)."""
+        if self.kind not in LINE_DENSITY_KINDS:
+            return None
+        return self.longitudinal_bins or DEFAULT_LONGITUDINAL_BINS[self.kind]
 
 
 class Integrator(_Strict):
