@@ -812,6 +812,10 @@ class ImpactXBackend(Backend):
             return Unsupported("the lattice has no elements; ImpactX tracks through one or "
                                "more (a Marker is one)")
         if scenario.space_charge is not None:
+            if scenario.space_charge.grid is not None:
+                factors = blocking_factors(scenario.space_charge.grid)
+                if isinstance(factors, Unsupported):
+                    return factors
             settings = space_charge_settings(scenario.space_charge)
             if isinstance(settings, Unsupported):
                 return settings

@@ -148,7 +148,7 @@ def test_kind_defaults() -> None:
 @pytest.mark.parametrize(("kind", "settings", "beam", "field", "words"), [
     ("2d", {"grid": [32, 32, 4]}, {}, "space_charge", "one z cell"),
     ("3d", {"grid": [32, 32, 1]}, {}, "space_charge", "at least 2 cells along z"),
-    ("gauss3d", {"grid": [32, 32, 32]}, {}, "space_charge", "'grid'"),
+    ("gauss3d", {"grid": [32, 32, 32]}, {}, "space_charge", "no 'grid'"),
     ("gauss3d", {"deposition": "tsc"}, {}, "space_charge", "'deposition'"),
     ("3d", {"longitudinal_bins": 50}, {}, "space_charge", "'longitudinal_bins'"),
     ("2p5d", {"gauss_nint": 51}, {}, "space_charge", "'gauss_nint'"),

@@ -315,11 +315,13 @@ def kick_settings(settings, prob_relative: float | None = None) -> KickSettings:
     if kind in ("2d", "2p5d"):
         return s2.TransverseMesh((int(settings.grid[0]), int(settings.grid[1])),
                                  settings.deposition, prob_relative,
-                                 int(settings.bins or 100), bool(settings.longitudinal_kick))
+                                 int(settings.bins or 100), settings.longitudinal_kick is not False)
     if kind in ("gauss3d", "gauss2p5d"):
-        return s2.GaussSettings(int(settings.gauss_nint), float(settings.gauss_taylor_delta),
+        # the settings of gauss2p5d alone are None for gauss3d: the defaults, unused there
+        return s2.GaussSettings(int(settings.gauss_nint or 101),
+                                float(settings.gauss_taylor_delta or 0.01),
                                 int(settings.bins or 129), settings.gauss_long_scale,
-                                bool(settings.longitudinal_kick))
+                                settings.longitudinal_kick is not False)
     raise ValueError(f"space-charge kind must be one of {sorted(KICKS)}, got {kind!r}")
 
 

@@ -406,37 +406,51 @@ class SpaceCharge(_Strict):
     """
 
     kind: Literal["3d", "2d", "2p5d", "gauss3d", "gauss2p5d"] = "3d"
-    grid: tuple[Cells, Cells, ZCells] | None = (32, 32, 32)
+    grid: tuple[Cells, Cells, ZCells] | None = None
     kicks_per_element: Annotated[int, within("space_charge.kicks_per_element")] = 1
-    deposition: Literal["cic", "tsc"] = "cic"
+    deposition: Literal["cic", "tsc"] | None = None
     domain_sigmas: Annotated[float, within("space_charge.domain_sigmas")] | None = None
     prob_relative: Annotated[float, within("space_charge.prob_relative")] | None = None
     blocking_factor: tuple[Blocking, Blocking, Blocking] | None = None
     mesh_refinement: bool = False
     longitudinal_bins: Annotated[int, within("space_charge.longitudinal_bins")] | None = None
-    longitudinal_kick: bool = True
-    gauss_nint: Annotated[int, within("space_charge.gauss_nint")] = 101
-    gauss_taylor_delta: Annotated[float, within("space_charge.gauss_taylor_delta")] = 0.01
+    longitudinal_kick: bool | None = None
+    gauss_nint: Annotated[int, within("space_charge.gauss_nint")] | None = None
+    gauss_taylor_delta: Annotated[float, within("space_charge.gauss_taylor_delta")] | None = None
     gauss_long_scale: Annotated[float, within("space_charge.gauss_long_scale")] | None = None
     checkpoint: Literal["none", "kick"] = "none"
 
     @model_validator(mode="before")
     @classmethod
-    def _grid_per_kind(cls, data: object) -> object:
-        """The default grid per kind (3d: 32^3, 2d and 2p5d: 32^2 x 1, Gauss kinds: none) and
-        ``[nx, ny]`` read as ``[nx, ny, 1]``."""
+    def _defaults_per_kind(cls, data: object) -> object:
+        """Each kind's defaults where the block states none (a setting of another kind stays
+        None: stated, it is refused): 3d a 32^3 grid, 2d and 2p5d 32^2 x 1 (``[nx, ny]`` is
+        read as ``[nx, ny, 1]``), mesh kinds cic deposition, 2p5d and gauss2p5d their bins
+        (:data:`DEFAULT_LONGITUDINAL_BINS`) and the longitudinal kick on, the Gauss kinds 101
+        Simpson points and gauss2p5d a Taylor delta of 0.01 (ImpactX's defaults)."""
         if not isinstance(data, dict):
             return data
         kind = data.get("kind", "3d")
-        grid = data.get("grid")
-        if kind in ("2d", "2p5d"):
-            if grid is None:
-                return {**data, "grid": [32, 32, 1]}
-            if isinstance(grid, (list, tuple)) and len(grid) == 2:
-                return {**data, "grid": [*grid, 1]}
-        if kind in GAUSS_KINDS and "grid" not in data:
-            return {**data, "grid": None}
-        return data
+        out = dict(data)
+
+        def default(name: str, value: object) -> None:
+            if out.get(name) is None:
+                out[name] = value
+
+        grid = out.get("grid")
+        if kind in ("2d", "2p5d") and isinstance(grid, (list, tuple)) and len(grid) == 2:
+            out["grid"] = [*grid, 1]
+        if kind in MESH_KINDS:
+            default("grid", [32, 32, 32] if kind == "3d" else [32, 32, 1])
+            default("deposition", "cic")
+        if kind in LINE_DENSITY_KINDS:
+            default("longitudinal_bins", DEFAULT_LONGITUDINAL_BINS[kind])
+            default("longitudinal_kick", True)
+        if kind in GAUSS_KINDS:
+            default("gauss_nint", 101)
+        if kind == "gauss2p5d":
+            default("gauss_taylor_delta", 0.01)
+        return out
 
     @field_validator("grid")
     @classmethod
@@ -452,22 +466,22 @@ class SpaceCharge(_Strict):
     @model_validator(mode="after")
     def _settings_of_the_kind(self):
         for name, kinds in SPACE_CHARGE_FIELD_KINDS.items():
-            if name in self.model_fields_set and self.kind not in kinds and \
-                    not (name == "grid" and self.grid is None):
-                raise ValueError(f"'{name}' is a setting of kind(s) {sorted(kinds)}, not of "
-                                 f"kind {self.kind!r}")
+            if getattr(self, name) is not None and self.kind not in kinds:
+                why = " (an analytic field, no mesh)" if name == "grid" else ""
+                raise ValueError(f"no '{name}' for kind {self.kind!r}{why} ('{name}' is a "
+                                 f"setting of kind(s) {sorted(kinds)} only)")
         if self.mesh_refinement:
-            raise ValueError("'mesh_refinement': true is not supported: ImpactX's finer AMReX "
-                             "levels (amr.max_level > 0) have no counterpart in the in-house "
-                             "solvers, and ImpactX's 2D solvers run on one level; false only")
+            raise ValueError("'mesh_refinement': false (true, ImpactX's finer AMReX levels, "
+                             "amr.max_level > 0, is not supported: the in-house solvers have "
+                             "no counterpart and ImpactX's 2D solvers run on one level)")
         if self.kind in MESH_KINDS:
-            assert self.grid is not None  # by _grid_per_kind
+            assert self.grid is not None  # by _defaults_per_kind
             if self.kind == "3d" and self.grid[2] < MIN_GRID_CELLS:
-                raise ValueError(f"'grid': kind 3d needs at least {MIN_GRID_CELLS} cells along "
-                                 f"z; got {list(self.grid)}")
+                raise ValueError(f"'grid' with at least {MIN_GRID_CELLS} cells along z for "
+                                 f"kind 3d; got {list(self.grid)}")
             if self.kind == "2d" and self.grid[2] != 1:
-                raise ValueError(f"'grid': kind 2d solves on one z cell ([nx, ny] or [nx, ny, "
-                                 f"1], ImpactX n_cell [nx, ny, 1]); got {list(self.grid)}")
+                raise ValueError(f"'grid' of one z cell for kind 2d ([nx, ny] or [nx, ny, 1], "
+                                 f"ImpactX n_cell [nx, ny, 1]); got {list(self.grid)}")
             if self.blocking_factor is not None:
                 for axis, cells, factor in zip("xyz", self.grid, self.blocking_factor,
                                                strict=True):
@@ -475,23 +489,17 @@ class SpaceCharge(_Strict):
                         raise ValueError(f"'blocking_factor': a power of two dividing the "
                                          f"cells on each axis (AMReX); {factor} along {axis} "
                                          f"for {cells} cells")
-        elif "grid" in self.model_fields_set and self.grid is not None:
-            raise ValueError(f"'grid' is a setting of kind(s) {sorted(MESH_KINDS)}, not of "
-                             f"kind {self.kind!r} (an analytic field, no mesh)")
-        if self.gauss_nint % 2 == 0:
+        if self.gauss_nint is not None and self.gauss_nint % 2 == 0:
             raise ValueError(f"'gauss_nint': an odd number of Simpson points; got "
                              f"{self.gauss_nint}")
-        if not self.gauss_taylor_delta < 1.0:
-            raise ValueError("'gauss_taylor_delta': below 1")
+        if self.gauss_taylor_delta is not None and not self.gauss_taylor_delta < 1.0:
+            raise ValueError("'gauss_taylor_delta' below 1")
         return self
 
     @property
     def bins(self) -> int | None:
-        """Bins of the line density (the kind's default where none is stated; None for the
-        kinds without one)."""
-        if self.kind not in LINE_DENSITY_KINDS:
-            return None
-        return self.longitudinal_bins or DEFAULT_LONGITUDINAL_BINS[self.kind]
+        """Bins of the line density (None for the kinds without one)."""
+        return self.longitudinal_bins
 
 
 class Integrator(_Strict):
