@@ -230,7 +230,8 @@ class Backend(ABC):
     #: Devices and dtypes the backend tracks on (None: the adapter checks them itself).
     devices: ClassVar[tuple[str, ...] | None] = None
     dtypes: ClassVar[tuple[str, ...] | None] = None
-    #: Space-charge kinds (``3d``, ``2p5d``) it runs (None: the adapter checks; empty: none).
+    #: Space-charge kinds (``3d``, ``2d``, ``2p5d``, ``gauss3d``, ``gauss2p5d``) it runs (None:
+    #: the adapter checks; empty: none).
     space_charge_kinds: ClassVar[frozenset[str] | None] = None
     #: Whether the backend tracks spins (Thomas-BMT) with the particles: a scenario with a
     #: ``beam.spin`` block hands it ``(N, 9)`` particles (see the module docstring); the
@@ -249,6 +250,9 @@ class Backend(ABC):
     #: up by name as the registry looks up backends, so that an adapter and its envelope
     #: module (which builds on the adapter's translation) do not import each other.
     envelope_class: ClassVar[str] = ""
+    #: Why an undeclared space-charge kind is not run (kind -> reason), added to the
+    #: refusal of :meth:`common_checks`.
+    space_charge_reasons: ClassVar[dict[str, str]] = {}
     #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
     #: dtype)`` is called with the plan's case).
     takes_plans: ClassVar[bool] = False
@@ -341,8 +345,10 @@ class Backend(ABC):
                 and sc.kind not in self.space_charge_kinds:
             if not self.space_charge_kinds:
                 return Unsupported(f"{self.name} has no space-charge model")
+            why = self.space_charge_reasons.get(sc.kind)
             return Unsupported(f"space charge {sc.kind!r}: {self.name} runs "
-                               f"{sorted(self.space_charge_kinds)} only")
+                               f"{sorted(self.space_charge_kinds)} only"
+                               + (f" ({why})" if why else ""))
         return None
 
     def supports(self, scenario: Scenario, device: str = "cpu",

@@ -444,16 +444,27 @@ def build_elements(scenario: Scenario, device: str = "cpu", dtype: str = "float6
             continue
         n = sc.kicks_per_element
         half = 0.5 / n
-        extent = make.tensor(sc.domain_sigmas)
+        extent = make.tensor(domain_sigmas(sc))
         for k in range(n):
             out += _piece(element, plan, params, half, k == 0, False, f"{name}_{k}a", make)
             out.append(cheetah.SpaceChargeKick(
-                make.tensor(params["length"]) / n, grid_shape=tuple(sc.grid),
+                make.tensor(params["length"]) / n, grid_shape=tuple(sc.grid or ()),
                 grid_extent_x=extent, grid_extent_y=extent, grid_extent_tau=extent,
                 name=f"{name}_{k}sc", **make.kwargs))
             out += _piece(element, plan, params, half, False, k == n - 1, f"{name}_{k}b",
                           make)
     return out
+
+
+#: Half-width of Cheetah's space-charge mesh in rms sizes where the scenario states no
+#: ``space_charge.domain_sigmas`` (``SpaceChargeKick``'s default ``grid_extent`` 3).
+DOMAIN_SIGMAS = 3.0
+
+
+def domain_sigmas(space_charge) -> float:
+    """The scenario's ``space_charge.domain_sigmas``, else :data:`DOMAIN_SIGMAS`."""
+    value = space_charge.domain_sigmas
+    return DOMAIN_SIGMAS if value is None else float(value)
 
 
 def cheetah_species(reference: ReferenceParticle, device: str = "cpu", dtype: str = "float64"):
@@ -638,6 +649,10 @@ class CheetahBackend(Backend):
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
+    space_charge_reasons: ClassVar[dict[str, str]] = {
+        kind: "Cheetah's only space-charge model is SpaceChargeKick, a 3D IGF Poisson solve "
+              "on a 3D mesh; it has no 2D, 2.5D or analytic Gaussian kick"
+        for kind in ("2d", "2p5d", "gauss3d", "gauss2p5d")}
     takes_plans: ClassVar[bool] = True
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_class: ClassVar[str] = "backends.cheetah_envelope:CheetahEnvelope"
@@ -662,7 +677,12 @@ class CheetahBackend(Backend):
             if sc.deposition != "cic":
                 return Unsupported(f"deposition {sc.deposition!r}: Cheetah's "
                                    "SpaceChargeKick deposits cloud-in-cell only")
-            notes.append(f"SpaceChargeKick grid {tuple(sc.grid)} over +-{sc.domain_sigmas:g}"
+            if sc.prob_relative is not None and sc.domain_sigmas is None:
+                return Unsupported(f"space_charge.prob_relative {sc.prob_relative:g}: "
+                                   "Cheetah's SpaceChargeKick mesh spans +-k rms sizes "
+                                   "(grid_extent), not a multiple of the beam's extent; "
+                                   "state space_charge.domain_sigmas for Cheetah")
+            notes.append(f"SpaceChargeKick grid {tuple(sc.grid or ())} over +-{domain_sigmas(sc):g}"
                          " sigma about 0, positive particle charges")
         stand_ins: list[str] = []
         plans: list[ElementPlan] = []

@@ -55,7 +55,9 @@ shares that object: :meth:`ImpactXPrepared.inject` loads its settings, lattice a
 into it, so only the most recently injected beam can be run or extracted (the others raise
 ``RuntimeError``). ImpactX fixes the space-charge mesh (``n_cell``, particle shape) when its
 grids are built (one AMReX box per dimension, with the blocking factors of
-:func:`blocking_factors`, so any cell count runs); a scenario that needs a different mesh
+:func:`blocking_factors`, so any cell count runs, or the scenario's ``blocking_factor``
+boxes; each kind's settings are :func:`backends.impactx_space_charge.impactx_settings`'s,
+and kind ``2d`` takes the beam current as its intensity); a scenario that needs a different mesh
 re-creates the simulation object
 (AMReX is finalised and initialised again, which ImpactX supports in one process). Any other
 ``ImpactX.finalize()`` in the process also finalises AMReX under the shared object; that is
@@ -90,6 +92,14 @@ from backends.base import (
     model_signature,
     package_version,
 )
+from backends.impactx_space_charge import (
+    DEFAULT_PROB_RELATIVE,
+    MODELS,
+    ImpactXSpaceCharge,
+    Refused,
+    impactx_settings,
+)
+from backends.impactx_space_charge import apply as apply_settings
 from backends.translation import (
     ALIGNMENT_FIELDS,
     aperture_limits,
@@ -110,37 +120,38 @@ if TYPE_CHECKING:
 #: accelerated builds); conda-forge installs the module without a PyPI distribution.
 IMPACTX_DISTRIBUTIONS: tuple[str, ...] = ("impactx-noacc", "impactx")
 
-#: ImpactX ``space_charge`` model names of the harness's space-charge kinds.
-SPACE_CHARGE_MODELS: dict[str, str] = {"3d": "3D", "2p5d": "2p5D"}
-
 #: ImpactX ``particle_shape`` (B-spline order of deposition and gather) per deposition name.
 PARTICLE_SHAPES: dict[str, int] = {"cic": 1, "tsc": 2}
 
 #: Mesh extent as a multiple of the beam's maximum extent (ImpactX ``prob_relative``, dynamic
 #: mesh) where the scenario states none; 1.1 is the value of ImpactX ``examples/
 #: expanding_beam`` (finest level).
-PROB_RELATIVE: float = 1.1
+PROB_RELATIVE: float = DEFAULT_PROB_RELATIVE
 
 
 def mesh_prob_relative(space_charge: Any) -> float:
     """The scenario's ``space_charge.prob_relative`` (mesh extent / beam extent per axis),
-    else :data:`PROB_RELATIVE`.
-
-    ImpactX sizes its mesh only as ``prob_relative`` times the beam's extent (``geometry.
-    dynamic_size``, ``ImpactX::ResizeMesh`` in ``initialization/InitMeshRefinement.cpp``) or
-    as a fixed box (``prob_lo``/``prob_hi``, outside which particles are removed); it has no
-    mesh in rms sizes, so ``space_charge.domain_sigmas`` (the +-k sigma grid of Cheetah and
-    Xsuite) has no ImpactX counterpart (:func:`mesh_note`)."""
+    else :data:`PROB_RELATIVE` (:func:`space_charge_settings`)."""
     value = getattr(space_charge, "prob_relative", None)
     return PROB_RELATIVE if value is None else float(value)
 
 
 def mesh_note(space_charge: Any) -> str:
-    """What ImpactX's space-charge mesh is for this scenario, for the case's support note."""
-    return (f"space-charge mesh {'x'.join(map(str, space_charge.grid))} over prob_relative "
+    """What ImpactX's space-charge model is for this scenario, for the case's support note."""
+    kind = space_charge.kind
+    if space_charge.grid is None:
+        return f"space charge {MODELS[kind]} (analytic Gaussian field, no mesh)"
+    cells = "x".join(map(str, space_charge.grid))
+    note = (f"space charge {MODELS[kind]}, mesh {cells} over prob_relative "
             f"{mesh_prob_relative(space_charge):g} x the beam's extent per axis (ImpactX's "
-            f"dynamic mesh; space_charge.domain_sigmas {space_charge.domain_sigmas:g}, a "
-            "+-k sigma grid, has no ImpactX counterpart)")
+            "dynamic mesh)")
+    if space_charge.domain_sigmas is not None:
+        note += (f"; space_charge.domain_sigmas {space_charge.domain_sigmas:g} is the +-k "
+                 "sigma mesh of Cheetah, not ImpactX's")
+    if space_charge.blocking_factor is not None:
+        note += (f"; AMReX boxes of {'x'.join(map(str, space_charge.blocking_factor))} "
+                 "cells")
+    return note
 
 
 #: Largest cells per mesh dimension ImpactX is given here (AMReX box indices are ``int``;
@@ -496,26 +507,66 @@ def translate_scenario(scenario: Scenario) -> list[ElementSpec]:
 # --------------------------------------------------------------------------- the simulation
 
 
+def _frozen(values: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """ImpactX attribute values as a hashable, ordered tuple (lists become tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                        for k, v in values.items()))
+
+
+def _thawed(values: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in values}
+
+
 @dataclass(frozen=True)
 class MeshSettings:
-    """What ImpactX fixes at ``init_grids``: the space-charge mesh and particle shape."""
+    """What ImpactX fixes at ``init_grids``: the space-charge mesh, its AMReX boxes and the
+    particle shape (:attr:`backends.impactx_space_charge.ImpactXSpaceCharge.mesh`)."""
 
-    n_cell: tuple[int, int, int] | None = None
-    particle_shape: int | None = None
+    values: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def n_cell(self) -> tuple[int, int, int] | None:
+        """The mesh's cells, None without one."""
+        return dict(self.values).get("n_cell")
 
     def compatible(self, other: MeshSettings) -> bool:
         """Whether a simulation built with ``other`` serves a scenario needing ``self``."""
-        return self.n_cell is None or self == other
+        return not self.values or self == other
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """``ParmParse`` settings ImpactX reads when tracking (re-applied before every run)."""
+    """``ParmParse`` settings ImpactX reads when tracking (re-applied before every run):
+    :attr:`backends.impactx_space_charge.ImpactXSpaceCharge.run`; empty without space
+    charge."""
 
-    space_charge: str | bool = False
-    poisson_solver: str = "fft"
-    prob_relative: float = PROB_RELATIVE
+    values: tuple[tuple[str, Any], ...] = ()
+    #: Thomas-BMT spin push (``algo.spin``), process-global too: set for every scenario.
     spin: bool = False
+
+    @property
+    def space_charge(self) -> str | bool:
+        """ImpactX's ``algo.space_charge`` (False: off)."""
+        return dict(self.values).get("space_charge", False)
+
+
+def space_charge_settings(space_charge: Any) -> ImpactXSpaceCharge | Unsupported:
+    """ImpactX's settings of a scenario's ``space_charge`` block
+    (:func:`backends.impactx_space_charge.impactx_settings`), or why it cannot run.
+
+    ImpactX sizes its mesh as ``prob_relative`` times the beam's extent (``geometry.
+    dynamic_size``, ``ImpactX::ResizeMesh`` in ``initialization/InitMeshRefinement.cpp``) or
+    as a fixed box; it has no mesh in rms sizes, so a ``domain_sigmas`` (the +-k sigma mesh of
+    Cheetah) stated without ``prob_relative`` is refused by name rather than replaced by
+    ImpactX's 1.1."""
+    if space_charge.domain_sigmas is not None and space_charge.prob_relative is None:
+        return Unsupported(f"space_charge.domain_sigmas {space_charge.domain_sigmas:g}: "
+                           "ImpactX's mesh is prob_relative x the beam's extent per axis, "
+                           "never +-k rms sizes; state space_charge.prob_relative for ImpactX")
+    settings = impactx_settings(space_charge)
+    if isinstance(settings, Refused):
+        return Unsupported(settings.reason)
+    return settings
 
 
 class _SharedSimulation:
@@ -558,17 +609,8 @@ class _SharedSimulation:
         sim.tiny_profiler = False
         sim.diagnostics = False          # no diags/ directory in the working directory
         sim.slice_step_diagnostics = False
-        if mesh.n_cell is not None:
-            factors = blocking_factors(mesh.n_cell)
-            if isinstance(factors, Unsupported):
-                raise ValueError(factors.reason)
-            sim.n_cell = list(mesh.n_cell)
-            for axis, cells, factor in zip("xyz", mesh.n_cell, factors, strict=True):
-                setattr(sim, f"blocking_factor_{axis}", [factor])
-                setattr(sim, f"max_grid_size_{axis}", [cells])
-            sim.particle_shape = int(mesh.particle_shape or 1)
-            sim.dynamic_size = True
-            sim.prob_relative = [PROB_RELATIVE]
+        if mesh.values:
+            apply_settings(sim, _thawed(mesh.values))
         sim.init_grids()
         self.sim, self.mesh = sim, mesh
         self.generation += 1
@@ -583,12 +625,10 @@ class _SharedSimulation:
         sim = self.sim
         sim.diagnostics = False
         sim.verbose = 0
-        sim.space_charge = settings.space_charge
+        sim.space_charge = False
         sim.spin = settings.spin   # process-global too: set for every scenario
-        if settings.space_charge:
-            sim.poisson_solver = settings.poisson_solver
-            sim.dynamic_size = True
-            sim.prob_relative = [settings.prob_relative]
+        if settings.values:
+            apply_settings(sim, _thawed(settings.values))
 
     def finalize(self) -> None:
         """Finalise ImpactX and AMReX (at exit, or before rebuilding for another mesh)."""
@@ -625,13 +665,21 @@ class ImpactXPrepared(Prepared):
         self.reference = scenario.reference_particle
         sc = scenario.space_charge
         self.spin = scenario.spin
+        self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
         if sc is None:
             self.mesh, self.settings = MeshSettings(), RunSettings(spin=self.spin)
         else:
-            self.mesh = MeshSettings(sc.grid, PARTICLE_SHAPES[sc.deposition])
-            self.settings = RunSettings(space_charge=SPACE_CHARGE_MODELS[sc.kind],
-                                        prob_relative=mesh_prob_relative(sc), spin=self.spin)
-        self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
+            settings = space_charge_settings(sc)
+            if isinstance(settings, Unsupported):
+                raise ValueError(settings.reason)
+            # the model too: ImpactX sizes its fields at init_grids for the model it is set
+            # to then (a 2D model set afterwards aborts: "2D space charge requires exactly
+            # 1 slice in z", measured with impactx 26.10)
+            self.mesh = MeshSettings(_frozen({**settings.mesh,
+                                              "space_charge": settings.run["space_charge"]}))
+            self.settings = RunSettings(_frozen(settings.run), spin=self.spin)
+            if settings.intensity == "current":   # 2D: the beam current [A] (beam.current)
+                self.bunch_charge_C = float(scenario.beam.current_A or 0.0)
         self._handle: _Handle | None = None
         _SHARED.acquire(self.mesh)
 
@@ -778,6 +826,7 @@ class ImpactXBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
+    space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(MODELS)
     takes_plans: ClassVar[bool] = True
     #: Thomas-BMT spin push of every element (``sim.spin``; ``spin_and_phasespace_push``).
     spin_tracking: ClassVar[bool] = True
@@ -845,9 +894,13 @@ class ImpactXBackend(Backend):
             return Unsupported("the lattice has no elements; ImpactX tracks through one or "
                                "more (a Marker is one)")
         if scenario.space_charge is not None:
-            factors = blocking_factors(scenario.space_charge.grid)
-            if isinstance(factors, Unsupported):
-                return factors
+            if scenario.space_charge.grid is not None:
+                factors = blocking_factors(scenario.space_charge.grid)
+                if isinstance(factors, Unsupported):
+                    return factors
+            settings = space_charge_settings(scenario.space_charge)
+            if isinstance(settings, Unsupported):
+                return settings
         raised = []
         for element in scenario.elements:
             refused = exact_tier_multipoles(element)

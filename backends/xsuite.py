@@ -298,6 +298,24 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, SBend=("Kn1",), Multipole=("Kn*L", "Ks*L"))
 
 
+#: What xfields has closest to each kind other than 3d, and why it is not the same model
+#: (xfields ``SpaceCharge3D``, ``SpaceChargeBiGaussian``).
+XFIELDS_STAND_INS: dict[str, str] = {
+    "2d": "xfields has no coasting-beam (current) 2D solve; its 2.5D PIC (SpaceCharge3D with "
+          "FFTSolver2p5D) is a bunch model on a grid fixed in the lab",
+    "2p5d": "xfields' 2.5D PIC (SpaceCharge3D with FFTSolver2p5D: a transverse 2D solve per "
+            "longitudinal slice scaled by the line density) is the same idea, but its grid is "
+            "fixed in the lab when the line is built and its longitudinal slicing differs "
+            "from ImpactX's binned line density (a stand-in at most)",
+    "gauss3d": "xfields has no 3D Gaussian field kick (SpaceChargeBiGaussian is transverse "
+               "only)",
+    "gauss2p5d": "xfields' SpaceChargeBiGaussian (a bi-Gaussian transverse field scaled by a "
+                 "line density) is the transverse Gauss2p5D idea, but with frozen moments "
+                 "unless set to update, a given (not binned) line density and no "
+                 "longitudinal kick (a stand-in at most)",
+}
+
+
 def space_charge_support(scenario: Scenario) -> Unsupported | None:
     """Why the scenario's space charge is not run (None without space charge).
 
@@ -306,16 +324,19 @@ def space_charge_support(scenario: Scenario) -> Unsupported | None:
     interpolation, fields in the beam frame from ``gamma0``), which matches the scenario's
     ``3d`` model in kind. Its grid, however, is fixed in the lab when the element is built
     (``x_range``, ``y_range``, ``z_range``), before the beam reaches it, while the scenario's
-    grid spans +-``domain_sigmas`` rms sizes of the beam at each kick (ImpactX even follows
+    grid follows the beam at each kick (+-``domain_sigmas`` rms sizes; ImpactX follows
     the beam's full extent); a beam that grows along the line (``expanding_beam`` doubles)
     would leave a fixed grid. ``2p5d`` maps onto ``FFTSolver2p5D`` with the same limit."""
     sc = scenario.space_charge
     if sc is None:
         return None
+    if sc.kind in XFIELDS_STAND_INS:
+        return Unsupported(f"space charge ({sc.kind}): {XFIELDS_STAND_INS[sc.kind]}; not "
+                           "translated")
     return Unsupported(
         f"space charge ({sc.kind}): xfields' SpaceCharge3D has a 3D IGF FFT solver, but its "
         "grid is fixed in the lab when the line is built, while the scenario's grid spans "
-        f"+-{sc.domain_sigmas:g} rms sizes of the beam at each kick (the beam's size along "
+        "a size set from the beam at each kick (the beam's size along "
         "the line is not known beforehand); not translated")
 
 

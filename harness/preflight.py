@@ -45,7 +45,7 @@ def estimate(backend: str, particles: int, scenario) -> Estimate:
     parts = [f"{particles:.3g} particles x {PARTICLE_BYTES} B x {copies} copies"]
     total = BASE_BYTES + particle_bytes
     settings = getattr(scenario, "space_charge", None)
-    if settings is not None:
+    if settings is not None and settings.grid is not None:   # the Gauss kinds: no mesh
         nx, ny, nz = (int(n) for n in settings.grid)
         cells = 8 * nx * ny * nz
         grid_bytes = cells * 16 * DOUBLED_GRID_BUFFERS

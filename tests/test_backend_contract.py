@@ -14,7 +14,9 @@ A new adapter in ``backends/`` is registered by the registry and so tested here 
 * float32 either runs within 1e-3 of sigma of float64 or is refused with a reason;
 * what a backend cannot run (an element kind it does not translate, a device it has no
   build for, a dtype it lacks) is ``Unsupported`` with a reason naming it;
-* coordinates survive the round trip into the code and back (a zero-length drift).
+* coordinates survive the round trip into the code and back (a zero-length drift);
+* every space-charge kind of the schema is planned by a backend that declares it, and
+  refused with a reason by one that does not.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from scenario_helpers import line_scenario
 
 from backends.base import Plan, Supported, Unsupported, model_signature
 from backends.registry import available_backends, backend_classes, get_backend
+from harness.model.load import scenario_from_dict
 from harness.model.particles import beam_cholesky, unit_samples
+from harness.model.scenario import SPACE_CHARGE_KINDS
 from harness.model.vocabulary import LATTICE_KINDS
 
 BACKENDS = available_backends()
@@ -245,3 +249,28 @@ def test_envelope_tracking_runs_or_is_refused_by_name(name: str) -> None:
         get_backend("inhouse").plan(scenario)).track(sigma)
     assert final.shape == (6, 6)
     assert np.abs(final - expected).max() <= 1e-14 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("kind", SPACE_CHARGE_KINDS)
+def test_space_charge_kind_is_planned_where_declared_or_refused(name: str, kind: str) -> None:
+    """Each kind of :data:`harness.model.scenario.SPACE_CHARGE_KINDS` (by construction: a new
+    kind is tested here) on a drift: a backend that declares it plans it, one that declares
+    others refuses it naming the kind, one that declares none (or checks itself) refuses it
+    naming space charge."""
+    data = make_scenario(DRIFT).model_dump(exclude={"source_file", "lattice_file"})
+    data["space_charge"] = {"kind": kind}
+    if kind == "2d":
+        data["beam"] = {**data["beam"], "bunch_charge_C": 0.0, "current_A": 0.1}
+    scenario = scenario_from_dict(data)
+    backend = get_backend(name)
+    declared = type(backend).space_charge_kinds
+    verdict = backend.supports(scenario)
+    if declared is not None and kind in declared:
+        assert isinstance(verdict, Supported), verdict
+        assert kind in model_signature(scenario)
+    else:
+        assert isinstance(verdict, Unsupported), f"{name} accepts {kind} undeclared"
+        assert kind in verdict.reason or "space charge" in verdict.reason.lower().replace(
+            "-", " "), \
+            verdict.reason

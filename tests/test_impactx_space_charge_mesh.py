@@ -98,9 +98,14 @@ def test_mesh_padding_reaches_impactx_and_inhouse_alike() -> None:
 
 
 def test_support_note_names_the_mesh_and_domain_sigmas() -> None:
-    """ImpactX's mesh is never sized in rms units: its support note says what it runs and
-    that ``domain_sigmas`` has no counterpart, instead of ignoring it silently."""
+    """ImpactX's mesh is never sized in rms units: a ``domain_sigmas`` stated alone is refused
+    by name (never replaced by ImpactX's 1.1 silently); stated beside ``prob_relative`` (for
+    Cheetah), the support note says what ImpactX runs and whose setting it is."""
     verdict = BACKEND.supports(expanding_beam((32, 32, 32), domain_sigmas=4.0))
+    assert isinstance(verdict, Unsupported)
+    assert verdict.reason.startswith("space_charge.domain_sigmas 4")
+    verdict = BACKEND.supports(expanding_beam((32, 32, 32), domain_sigmas=4.0,
+                                              prob_relative=1.1))
     assert verdict
     assert "prob_relative 1.1" in verdict.note and "domain_sigmas 4" in verdict.note
 

@@ -152,6 +152,7 @@ def test_space_charge_objective():
     differences (measured best step: 1.7e-10 relative), a batch = its rows."""
     data = yaml.safe_load(resolve_scenario_path("expanding_beam").read_text())
     data["space_charge"] = {"kind": "3d", "grid": [16, 16, 16], "kicks_per_element": 2}
+    data["integrator"]["nslice"] = 2   # one slice per kick (another nslice is refused)
     scenario = scenario_from_dict(data)
     f, theta0 = make_objective(scenario, ["beam.rms.sigma_x", "drift.length"], "sigma_x", 500)
     reverse = reverse_gradient(f, theta0)

@@ -180,7 +180,7 @@ def test_fodo_cells_are_the_impactx_example(name: str) -> None:
 def test_expanding_beam_slicing() -> None:
     scenario = load_scenario("expanding_beam")
     (drift,) = scenario.elements
-    assert (drift.kind, drift.length, drift.nslice, drift.mapsteps) == ("Drift", 6.0, 6, 10)
+    assert (drift.kind, drift.length, drift.nslice, drift.mapsteps) == ("Drift", 6.0, 12, 10)
 
 
 def test_with_params_replaces_every_instance_and_copies() -> None:

@@ -66,7 +66,7 @@ def _impactx_one_kick(initial: np.ndarray, model: str, species: str, energy_MeV:
 
     settings = impactx_settings(SimpleNamespace(kind=model, grid=(grid, grid, 1)
                                                 if model in ("2d", "2p5d") else None,
-                                                deposition="tsc", **extra))
+                                                deposition=extra.pop("deposition", "tsc"), **extra))
     assert not isinstance(settings, Refused), settings
     sim = ImpactX()
     try:

@@ -149,7 +149,8 @@ class InhouseBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = KINDS
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
-    space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset({"3d"})
+    space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(
+        {"3d", "2d", "2p5d", "gauss3d", "gauss2p5d"})
     takes_plans: ClassVar[bool] = True
     #: ImpactX's spin maps ported map by map (:mod:`backends.inhouse.spin`); the maps
     #: without a port are refused by name when the scenario is planned.
@@ -181,6 +182,11 @@ class InhouseBackend(Backend):
             refused = _spin_support(scenario)
             if refused is not None:
                 return refused
+        sc = scenario.space_charge
+        if sc is not None and sc.domain_sigmas is not None and sc.prob_relative is None:
+            return Unsupported(f"space_charge.domain_sigmas {sc.domain_sigmas:g}: the in-house "
+                               "mesh is ImpactX's, prob_relative x the beam's extent per axis, "
+                               "never +-k rms sizes; state space_charge.prob_relative")
         if scenario.space_charge is not None:
             thick_kickers = [e.name for e in scenario.elements
                              if e.kind == "Kicker" and e.length != 0.0]

@@ -1,4 +1,10 @@
-"""Tracking with 3D space charge: element slices interleaved with space-charge kicks.
+"""Tracking with space charge: element slices interleaved with space-charge kicks.
+
+The kick is the scenario's kind (:func:`kick_function`): ``3d``
+(:mod:`backends.inhouse.space_charge`, compiled by :mod:`backends.inhouse.sc_fast`), ``2d``,
+``2p5d``, ``gauss3d`` and ``gauss2p5d`` (:mod:`backends.inhouse.space_charge_2d`, eager),
+each ImpactX's (``src/particles/spacecharge/HandleSpacecharge.cpp``); the slicing and the
+split below are the same for every kind.
 
 Every element with a length is cut into ``kicks_per_element`` equal slices of length
 ``ds``, and each slice gets one space-charge kick over ``ds``. Two orders (``split``):
@@ -42,6 +48,7 @@ from torch.utils.checkpoint import checkpoint
 
 from backends.inhouse import numeric as nm
 from backends.inhouse import sc_fast
+from backends.inhouse import space_charge_2d as s2
 from backends.inhouse.maps import Columns
 from backends.inhouse.reference import RefState
 from backends.inhouse.space_charge import DEFAULT_PROB_RELATIVE, MeshSettings
@@ -122,53 +129,82 @@ def _slice_keys(key: ParamKey, count: int) -> list[tuple[ParamKey, int]]:
     return [((slice_name(name, k), field), k) for k in indices]
 
 
+#: Settings of each kind's kick: the 3D mesh, the transverse mesh of 2D and 2.5D, the
+#: Gaussian kicks' quadrature.
+KickSettings = MeshSettings | s2.TransverseMesh | s2.GaussSettings
+
+#: The kick of each space-charge kind: ``(columns, ref, ds, intensity, settings, alive)``
+#: with the intensity the bunch charge [C], or the beam current [A] for ``2d``.
+KICKS = {
+    "3d": sc_fast.kick,
+    "2d": s2.kick_2d,
+    "2p5d": s2.kick_2p5d,
+    "gauss3d": s2.kick_gauss3d,
+    "gauss2p5d": s2.kick_gauss2p5d,
+}
+
+
+def kick_function(kind: str):
+    """The kick of space-charge ``kind`` (:data:`KICKS`)."""
+    if kind not in KICKS:
+        raise ValueError(f"space-charge kind must be one of {sorted(KICKS)}, got {kind!r}")
+    return KICKS[kind]
+
+
 @dataclass(frozen=True)
 class KickStep:
-    """A space-charge kick over ``ds`` metres with the reference particle ``ref``."""
+    """A space-charge kick of ``kind`` over ``ds`` metres with the reference particle
+    ``ref``; ``bunch_charge_C`` is the kind's intensity (the beam current [A] for ``2d``)."""
 
     ds: torch.Tensor | float
     ref: RefState
     bunch_charge_C: float
-    mesh: MeshSettings
+    mesh: KickSettings
     use_checkpoint: bool
     label: str
+    kind: str = "3d"
 
     def _kick(self, *columns: torch.Tensor) -> Columns:
-        return sc_fast.kick(columns, self.ref, self.ds, self.bunch_charge_C, self.mesh)
+        return kick_function(self.kind)(columns, self.ref, self.ds, self.bunch_charge_C,
+                                        self.mesh)
 
     def __call__(self, columns: Columns, alive: torch.Tensor | None):
         if alive is not None:
-            return sc_fast.kick(columns, self.ref, self.ds, self.bunch_charge_C,
-                                     self.mesh, alive), alive
+            return kick_function(self.kind)(columns, self.ref, self.ds, self.bunch_charge_C,
+                                            self.mesh, alive), alive
         if self.use_checkpoint and torch.is_grad_enabled():
             return checkpoint(self._kick, *columns, use_reentrant=False), alive
         return self._kick(*columns), alive
 
 
 class SpaceChargeTracker(StepTracking):
-    """A lattice with 3D space-charge kicks for one device and dtype.
+    """A lattice with space-charge kicks for one device and dtype.
 
     Args:
         elements: the harness element list.
         reference: reference particle at the entrance.
-        bunch_charge_C: bunch charge [C] (magnitude).
+        bunch_charge_C: bunch charge [C] (magnitude); the beam current [A] for kind ``2d``.
         kicks_per_element: slices (and kicks) per element with a length.
-        mesh: mesh settings of the Poisson solve.
+        mesh: the kind's settings (:data:`KickSettings`: the 3D mesh of the Poisson solve for
+            ``3d``).
         device, dtype: where and in which precision particles are tracked.
         parameters: ``(element name, field)`` keys that :meth:`steps` may receive as
             tensors (as :class:`~backends.inhouse.tracker.Tracker`).
         use_checkpoint: recompute each kick in the backward pass instead of storing its
             intermediates (``torch.utils.checkpoint``), trading time for memory.
         split: ``"strang"`` or ``"kick_first"`` (module docstring).
+        kind: the space-charge kind (:data:`KICKS`).
     """
 
     def __init__(self, elements: Sequence[Element], reference, bunch_charge_C: float,
-                 kicks_per_element: int, mesh: MeshSettings, *,
+                 kicks_per_element: int, mesh: KickSettings, *,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
                  parameters: Iterable[ParamKey] = (), use_checkpoint: bool = False,
-                 split: str = "strang"):
+                 split: str = "strang", kind: str = "3d"):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        kick_function(kind)
+        self.kind = kind
         self.elements = list(elements)
         self.split = split
         self.bunch_charge_C = float(bunch_charge_C)
@@ -242,7 +278,7 @@ class SpaceChargeTracker(StepTracking):
                 piece = slice_values.get((element.name, "length"), element.params["length"])
                 out.append(KickStep(piece * self._kick_factor, ref, self.bunch_charge_C,
                                     self.mesh,
-                                    self.use_checkpoint, f"SC({element.name})"))
+                                    self.use_checkpoint, f"SC({element.name})", self.kind))
             for spec in self.tracker.specs[position:position + count]:
                 if spec.reference is not None:
                     params: dict[str, nm.Scalar] = dict(spec.element.params)
@@ -267,33 +303,55 @@ def _fuse_linear(steps: list[Step | KickStep]) -> list[Step | KickStep]:
     return out
 
 
+def kick_settings(settings, prob_relative: float | None = None) -> KickSettings:
+    """The in-house settings of a scenario's ``space_charge`` block for its kind
+    (``prob_relative``: the mesh padding, by default the block's, else 1.1)."""
+    if prob_relative is None:
+        stated = getattr(settings, "prob_relative", None)
+        prob_relative = DEFAULT_PROB_RELATIVE if stated is None else float(stated)
+    kind = settings.kind
+    if kind == "3d":
+        return MeshSettings(tuple(settings.grid), settings.deposition, prob_relative)
+    if kind in ("2d", "2p5d"):
+        return s2.TransverseMesh((int(settings.grid[0]), int(settings.grid[1])),
+                                 settings.deposition, prob_relative,
+                                 int(settings.bins or 100), settings.longitudinal_kick is not False)
+    if kind in ("gauss3d", "gauss2p5d"):
+        # the settings of gauss2p5d alone are None for gauss3d: the defaults, unused there
+        return s2.GaussSettings(int(settings.gauss_nint or 101),
+                                float(settings.gauss_taylor_delta or 0.01),
+                                int(settings.bins or 129), settings.gauss_long_scale,
+                                settings.longitudinal_kick is not False)
+    raise ValueError(f"space-charge kind must be one of {sorted(KICKS)}, got {kind!r}")
+
+
 def build_space_charge_tracker(scenario, device: torch.device | str = "cpu",
                                dtype: torch.dtype = torch.float64, *,
                                parameters: Iterable[ParamKey] = (),
                                use_checkpoint: bool = False,
                                prob_relative: float | None = None,
                                split: str = "strang") -> SpaceChargeTracker:
-    """The space-charge tracker of a scenario with ``space_charge: {kind: 3d, ...}``.
+    """The space-charge tracker of a scenario with a ``space_charge`` block of any kind.
 
     ``prob_relative`` is ImpactX's mesh padding (mesh extent / beam extent per axis, the
     mesh rule of :mod:`backends.inhouse.space_charge`); by default the scenario's
     ``space_charge.prob_relative`` where it states one, else 1.1, the value of the ImpactX
     runs of docs/conventions.md §4 -- the same rule as ``backends.impactx.
-    mesh_prob_relative``, so both codes mesh the same box. ``domain_sigmas`` (a +-k sigma
-    grid) is not this mesh rule and is not used, as in ImpactX.
+    mesh_prob_relative``, so both codes mesh the same box. A ``domain_sigmas`` (a +-k sigma
+    grid) is not this mesh rule: the backend refuses it where no ``prob_relative`` is stated.
+    The intensity is the bunch charge, or the beam current [A] for kind ``2d``.
     """
     settings = scenario.space_charge
-    if settings is None or settings.kind != "3d":
-        raise ValueError(f"scenario {scenario.name!r} has no 3D space charge "
-                         f"(space_charge: {settings})")
-    if prob_relative is None:
-        stated = getattr(settings, "prob_relative", None)
-        prob_relative = DEFAULT_PROB_RELATIVE if stated is None else float(stated)
-    mesh = MeshSettings(tuple(settings.grid), settings.deposition, prob_relative)
-    charge = scenario.beam.bunch_charge_C
+    if settings is None:
+        raise ValueError(f"scenario {scenario.name!r} has no space charge")
+    mesh = kick_settings(settings, prob_relative)
+    if settings.kind == "2d":
+        charge = float(scenario.beam.current_A or 0.0)
+    else:
+        charge = scenario.beam.bunch_charge_C
     if not math.isfinite(charge):
         raise ValueError("bunch_charge_C must be finite")
     return SpaceChargeTracker(scenario.elements, scenario.reference_particle, charge,
                               settings.kicks_per_element, mesh, device=device, dtype=dtype,
                               parameters=parameters, use_checkpoint=use_checkpoint,
-                              split=split)
+                              split=split, kind=settings.kind)

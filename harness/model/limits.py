@@ -85,8 +85,9 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("beam.charge_qe", -1000.0, 1000.0, "e", "an ion's charge state (uranium: 92)"),
     Bound("beam.bunch_charge_C", 0.0, 1e-3, "C", "1 mC: a thousand times the largest "
           "bunch charges (~1 uC)"),
-    Bound("beam.current_A", -1e6, 1e6, "A", "beam current of envelope space charge (2d): "
-          "1 MA, beyond any accelerator beam (high-current linacs: ~1 A)"),
+    Bound("beam.current_A", 0.0, 1e6, "A", "the current of a coasting beam (space_charge or "
+          "envelope_space_charge kind 2d): 1 MA, far above any accelerator's (~1 kA)",
+          low_open=True),
     Bound("beam.twiss.beta", 1e-9, 1e6, "m", "beta functions of 1 nm to 1000 km (beta* of "
           "colliders: 0.1 mm; the largest ring beta: ~10 km)"),
     Bound("beam.twiss.alpha", -1e5, 1e5, "1", "alpha of a final focus reaches ~1e4"),
@@ -106,6 +107,14 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("space_charge.prob_relative", 1, 10, "1",
           "mesh extent / beam extent per axis (ImpactX, in-house); below 1 the mesh misses "
           "particles"),
+    Bound("space_charge.longitudinal_bins", 2, 100_000, "1",
+          "bins of the line density of kinds 2p5d and gauss2p5d"),
+    Bound("space_charge.gauss_nint", 3, 10_001, "1",
+          "Simpson points of the Gaussian field integrals (odd)"),
+    Bound("space_charge.gauss_taylor_delta", 0, 1, "1",
+          "lower end of Gauss2p5D's Simpson range, in (0, 1)", low_open=True),
+    Bound("space_charge.gauss_long_scale", 0, 1e4, "m",
+          "Gauss2p5D's longitudinal scale L of the longitudinal kick", low_open=True),
     Bound("integrator.nslice", 1, 100_000, "1", "slices per element (also in overrides)"),
     Bound("integrator.mapsteps", 1, 100_000, "1", "integrator steps per slice (also in "
           "overrides)"),

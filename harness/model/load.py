@@ -86,6 +86,7 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
     except pydantic.ValidationError as error:
         raise _error_from_pydantic(error, file) from None
     _ = scenario.elements  # validates the lattice
+    _check_space_charge(scenario, file)
     _check_gradients(scenario, file)
     check_tuning(scenario, file)
     _check_particle_file(scenario.beam, file)
@@ -188,6 +189,46 @@ def _check_particle_file(beam: Beam, file) -> None:
     if beam.particles > len(particles):
         raise ScenarioError(file, "beam.particles", f"at most the {len(particles)} "
                             f"particles of {path.name}", beam.particles)
+
+
+def _check_space_charge(scenario: Scenario, file) -> None:
+    """What the space-charge block asks of the rest of the scenario: the beam current for kind
+    2d (and only there), and slices that are the space-charge kicks.
+
+    Under space charge every element with a length is cut into
+    ``space_charge.kicks_per_element`` slices, one kick each (ImpactX's ``nslice`` is the
+    number of kicks; the in-house tracker slices the same way), so a different ``nslice``
+    (``integrator.nslice`` or an override's) could not be honoured: it is refused by name."""
+    sc = scenario.space_charge
+    beam = scenario.beam
+    envelope_2d = (scenario.envelope_space_charge is not None
+                   and scenario.envelope_space_charge.kind == "2d")
+    if (sc is None or sc.kind != "2d") and not envelope_2d:
+        if beam.current_A is not None:
+            raise ScenarioError(file, "beam.current_A", "only with space_charge or "
+                                "envelope_space_charge kind 2d (a coasting beam; the other "
+                                "kinds take bunch_charge_C)",
+                                beam.current_A)
+    else:
+        if beam.current_A is None:
+            raise ScenarioError(file, "beam.current_A", "the beam current [A] for "
+                                "space_charge kind 2d (a coasting beam)")
+        if beam.bunch_charge_C != 0.0:
+            raise ScenarioError(file, "beam.bunch_charge_C", "none with space_charge kind 2d "
+                                "(its intensity is beam.current_A)", beam.bunch_charge_C)
+    if sc is None:
+        return
+    kicks = sc.kicks_per_element
+    stated = "nslice" in scenario.integrator.model_fields_set
+    if stated and scenario.integrator.nslice != kicks:
+        raise ScenarioError(file, "integrator.nslice", f"{kicks} (space_charge."
+                            f"kicks_per_element) or none: under space charge each element "
+                            "is cut into one slice per kick", scenario.integrator.nslice)
+    for name, override in scenario.overrides.items():
+        if override.nslice is not None and override.nslice != kicks:
+            raise ScenarioError(file, f"overrides.{name}.nslice", f"{kicks} (space_charge."
+                                "kicks_per_element) or none: under space charge each element "
+                                "is cut into one slice per kick", override.nslice)
 
 
 def _check_gradients(scenario: Scenario, file) -> None:

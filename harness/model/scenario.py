@@ -287,6 +287,8 @@ class Beam(_Strict):
     mass_MeV: Annotated[float, within("beam.mass_MeV")] | None = None
     kinetic_energy_MeV: Annotated[float, within("beam.kinetic_energy_MeV")]
     bunch_charge_C: Annotated[float, within("beam.bunch_charge_C")] = 0.0
+    #: Current of a coasting beam [A]: the intensity of ``space_charge`` kind ``2d`` or
+    #: ``envelope_space_charge`` kind ``2d`` (and only there; ImpactX's ``beam.current``).
     current_A: Annotated[float, within("beam.current_A")] | None = None
     distribution: Distribution
     twiss: Twiss | None = None
@@ -387,34 +389,154 @@ def _check_reference(reference: ReferenceParticle) -> None:
                          "finite and non-zero")
 
 
-class SpaceCharge(_Strict):
-    """Space-charge model: ``kind`` 3d or 2p5d, mesh cells, kicks per element.
+#: Space-charge kinds (ImpactX's ``algo.space_charge``: ``3D``, ``2D``, ``2p5D``, ``Gauss3D``,
+#: ``Gauss2p5D``; docs/space-charge-2d.md).
+SPACE_CHARGE_KINDS = ("3d", "2d", "2p5d", "gauss3d", "gauss2p5d")
+#: Kinds solved on a mesh (``grid``, ``deposition``, ``prob_relative``, ``blocking_factor``).
+MESH_KINDS = frozenset({"3d", "2d", "2p5d"})
+#: Kinds with a line density (``longitudinal_bins``, ``longitudinal_kick``).
+LINE_DENSITY_KINDS = frozenset({"2p5d", "gauss2p5d"})
+#: Kinds of ImpactX's analytic Gaussian kicks (``gauss_nint``).
+GAUSS_KINDS = frozenset({"gauss3d", "gauss2p5d"})
+#: Default bins of the line density per kind (ImpactX ``space_charge_num_longitudinal_bins``
+#: and ``space_charge_gauss_charge_z_bins``).
+DEFAULT_LONGITUDINAL_BINS = {"2p5d": 100, "gauss2p5d": 129}
+#: Which kinds take each optional setting (a setting stated for another kind is refused).
+SPACE_CHARGE_FIELD_KINDS: dict[str, frozenset[str]] = {
+    "grid": MESH_KINDS, "deposition": MESH_KINDS, "prob_relative": MESH_KINDS,
+    "domain_sigmas": frozenset({"3d"}), "blocking_factor": MESH_KINDS,
+    "longitudinal_bins": LINE_DENSITY_KINDS, "longitudinal_kick": LINE_DENSITY_KINDS,
+    "gauss_nint": GAUSS_KINDS, "gauss_taylor_delta": frozenset({"gauss2p5d"}),
+    "gauss_long_scale": frozenset({"gauss2p5d"}),
+}
 
-    ``checkpoint``: ``"kick"`` recomputes each space-charge kick of the in-house tracker
-    during its reverse-mode pass instead of keeping the kick's intermediates (gradient
-    checkpointing, ``torch.utils.checkpoint``): less backward memory for more time; the
-    physics and the results are unchanged, and the other backends ignore it.
+Cells = Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)]
+ZCells = Annotated[int, Field(ge=1, le=MAX_GRID_CELLS_PER_DIM)]
+Blocking = Annotated[int, Field(ge=1, le=MAX_GRID_CELLS_PER_DIM)]
+
+
+class SpaceCharge(_Strict):
+    """Space-charge model (docs/space-charge-2d.md): ``kind`` 3d, 2d, 2p5d, gauss3d or
+    gauss2p5d (ImpactX's ``3D``, ``2D``, ``2p5D``, ``Gauss3D``, ``Gauss2p5D``), kicks per
+    element, and the kind's numerical settings:
+
+    * mesh kinds (3d, 2d, 2p5d): ``grid`` cells ``[nx, ny, nz]`` (2d: ``[nx, ny]`` or
+      ``nz = 1``, one z cell as ImpactX solves it; 2p5d: ``nz`` 1 or more, ImpactX flattens
+      the deposit over z, so the kick is the same), ``deposition`` (cic, tsc: ImpactX
+      ``particle_shape`` 1, 2), ``prob_relative`` (mesh extent / beam extent per axis, ImpactX
+      and in-house; default 1.1), ``domain_sigmas`` (3d only: the +-k sigma mesh of Cheetah),
+      ``blocking_factor`` ``[bx, by, bz]`` (ImpactX's AMReX boxes: powers of two dividing the
+      cells; a domain decomposition, not physics);
+    * 2p5d, gauss2p5d: ``longitudinal_bins`` of the line density (default 100 and 129) and
+      ``longitudinal_kick`` (default true);
+    * gauss3d, gauss2p5d: ``gauss_nint`` (odd, default 101); gauss2p5d also
+      ``gauss_taylor_delta`` (in (0, 1), default 0.01) and ``gauss_long_scale`` [m] (default
+      ``1.103 beta gamma sigma_z`` at each kick).
+
+    A setting stated for a kind that has no use for it is refused by name, and so is
+    ``mesh_refinement: true`` (ImpactX's finer AMReX levels: neither the in-house solver nor
+    ImpactX's 2D solvers have them). ``checkpoint``: ``"kick"`` recomputes each space-charge
+    kick of the in-house tracker during its reverse-mode pass instead of keeping the kick's
+    intermediates (gradient checkpointing, ``torch.utils.checkpoint``): less backward memory
+    for more time; the physics and the results are unchanged, and the other backends ignore
+    it.
     """
 
-    kind: Literal["3d", "2p5d"] = "3d"
-    grid: tuple[Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
-                Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)],
-                Annotated[int, Field(ge=MIN_GRID_CELLS, le=MAX_GRID_CELLS_PER_DIM)]] = (
-        32, 32, 32)
+    kind: Literal["3d", "2d", "2p5d", "gauss3d", "gauss2p5d"] = "3d"
+    grid: tuple[Cells, Cells, ZCells] | None = None
     kicks_per_element: Annotated[int, within("space_charge.kicks_per_element")] = 1
-    deposition: Literal["cic", "tsc"] = "cic"
-    domain_sigmas: Annotated[float, within("space_charge.domain_sigmas")] = 3.0
+    deposition: Literal["cic", "tsc"] | None = None
+    domain_sigmas: Annotated[float, within("space_charge.domain_sigmas")] | None = None
     prob_relative: Annotated[float, within("space_charge.prob_relative")] | None = None
+    blocking_factor: tuple[Blocking, Blocking, Blocking] | None = None
+    mesh_refinement: bool = False
+    longitudinal_bins: Annotated[int, within("space_charge.longitudinal_bins")] | None = None
+    longitudinal_kick: bool | None = None
+    gauss_nint: Annotated[int, within("space_charge.gauss_nint")] | None = None
+    gauss_taylor_delta: Annotated[float, within("space_charge.gauss_taylor_delta")] | None = None
+    gauss_long_scale: Annotated[float, within("space_charge.gauss_long_scale")] | None = None
     checkpoint: Literal["none", "kick"] = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_per_kind(cls, data: object) -> object:
+        """Each kind's defaults where the block states none (a setting of another kind stays
+        None: stated, it is refused): 3d a 32^3 grid, 2d and 2p5d 32^2 x 1 (``[nx, ny]`` is
+        read as ``[nx, ny, 1]``), mesh kinds cic deposition, 2p5d and gauss2p5d their bins
+        (:data:`DEFAULT_LONGITUDINAL_BINS`) and the longitudinal kick on, the Gauss kinds 101
+        Simpson points and gauss2p5d a Taylor delta of 0.01 (ImpactX's defaults)."""
+        if not isinstance(data, dict):
+            return data
+        kind = data.get("kind", "3d")
+        out = dict(data)
+
+        def default(name: str, value: object) -> None:
+            if out.get(name) is None:
+                out[name] = value
+
+        grid = out.get("grid")
+        if kind in ("2d", "2p5d") and isinstance(grid, (list, tuple)) and len(grid) == 2:
+            out["grid"] = [*grid, 1]
+        if kind in MESH_KINDS:
+            default("grid", [32, 32, 32] if kind == "3d" else [32, 32, 1])
+            default("deposition", "cic")
+        if kind in LINE_DENSITY_KINDS:
+            default("longitudinal_bins", DEFAULT_LONGITUDINAL_BINS[kind])
+            default("longitudinal_kick", True)
+        if kind in GAUSS_KINDS:
+            default("gauss_nint", 101)
+        if kind == "gauss2p5d":
+            default("gauss_taylor_delta", 0.01)
+        return out
 
     @field_validator("grid")
     @classmethod
-    def _grid_size(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+    def _grid_size(cls, value: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if value is None:
+            return value
         cells = value[0] * value[1] * value[2]
         if cells > MAX_GRID_CELLS:
             raise ValueError(f"at most {MAX_GRID_CELLS} cells in all (256^3); got "
                              f"{value[0]}x{value[1]}x{value[2]} = {cells}")
         return value
+
+    @model_validator(mode="after")
+    def _settings_of_the_kind(self):
+        for name, kinds in SPACE_CHARGE_FIELD_KINDS.items():
+            if getattr(self, name) is not None and self.kind not in kinds:
+                why = " (an analytic field, no mesh)" if name == "grid" else ""
+                raise ValueError(f"no '{name}' for kind {self.kind!r}{why} ('{name}' is a "
+                                 f"setting of kind(s) {sorted(kinds)} only)")
+        if self.mesh_refinement:
+            raise ValueError("'mesh_refinement': false (true, ImpactX's finer AMReX levels, "
+                             "amr.max_level > 0, is not supported: the in-house solvers have "
+                             "no counterpart and ImpactX's 2D solvers run on one level)")
+        if self.kind in MESH_KINDS:
+            assert self.grid is not None  # by _defaults_per_kind
+            if self.kind == "3d" and self.grid[2] < MIN_GRID_CELLS:
+                raise ValueError(f"'grid' with at least {MIN_GRID_CELLS} cells along z for "
+                                 f"kind 3d; got {list(self.grid)}")
+            if self.kind == "2d" and self.grid[2] != 1:
+                raise ValueError(f"'grid' of one z cell for kind 2d ([nx, ny] or [nx, ny, 1], "
+                                 f"ImpactX n_cell [nx, ny, 1]); got {list(self.grid)}")
+            if self.blocking_factor is not None:
+                for axis, cells, factor in zip("xyz", self.grid, self.blocking_factor,
+                                               strict=True):
+                    if factor & (factor - 1) or cells % factor:
+                        raise ValueError(f"'blocking_factor': a power of two dividing the "
+                                         f"cells on each axis (AMReX); {factor} along {axis} "
+                                         f"for {cells} cells")
+        if self.gauss_nint is not None and self.gauss_nint % 2 == 0:
+            raise ValueError(f"'gauss_nint': an odd number of Simpson points; got "
+                             f"{self.gauss_nint}")
+        if self.gauss_taylor_delta is not None and not self.gauss_taylor_delta < 1.0:
+            raise ValueError("'gauss_taylor_delta' below 1")
+        return self
+
+    @property
+    def bins(self) -> int | None:
+        """Bins of the line density (None for the kinds without one)."""
+        return self.longitudinal_bins
 
 
 #: Tracking modes: particles, or the 6x6 covariance matrix (ImpactX ``track_envelope``).
@@ -546,7 +668,7 @@ class Scenario(_Strict):
                              "covariance ('twiss', 'ellipse', 'rms' or 'sigma_matrix'), not "
                              "from a particle file")
         kind = None if self.envelope_space_charge is None else self.envelope_space_charge.kind
-        if self.beam.current_A is not None and kind != "2d":
+        if envelope and self.beam.current_A is not None and kind != "2d":
             raise ValueError("beam.current_A: the beam current is used only by "
                              "'envelope_space_charge: {kind: 2d}' (tracking: envelope)")
         if kind == "2d" and not self.beam.current_A:
