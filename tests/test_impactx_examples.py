@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,11 +44,50 @@ def test_example_reproduced_within_its_own_tolerance(script: str) -> None:
     assert max(outcome.worst.values()) < 1e-6
 
 
-def test_envelope_example_not_expressible_with_its_reason() -> None:
+def test_envelope_example_reproduced_from_its_own_covariance() -> None:
+    """``track_envelope``: stated as ``tracking: envelope``, tracked by both backends'
+    envelope modes from the example's own initial covariance; the analysis's final sigmas
+    and emittances (``sigma_xf``, ...) are read from the final covariance."""
     examples = examples_folder()
     outcome = run_example(examples / "fodo/run_fodo_envelope.py", examples, timeout=60)
-    assert outcome.status == "not expressible"
-    assert outcome.reasons == ["envelope tracking: not a tracking mode of trackbench"]
+    assert outcome.status == "reproduced", outcome.reasons
+    assert set(outcome.checked) == {"sigma_x", "sigma_y", "sigma_t", "emittance_x",
+                                    "emittance_y", "emittance_t"}
+    assert max(outcome.worst.values()) < 1e-9
+
+
+def test_spin_example_reproduced_with_its_polarization() -> None:
+    """``sim.spin`` with a ``SpinvMF``: stated as ``beam.spin.polarization``, tracked from
+    the example's own particles and spins; the analysis's final polarization is the mean
+    spin."""
+    examples = examples_folder()
+    outcome = run_example(examples / "spin_tracking/run_quad_spin.py", examples, timeout=60)
+    assert outcome.status == "reproduced", outcome.reasons
+    assert outcome.checked == ["mean_sx", "mean_sy", "mean_sz"]
+    assert max(outcome.worst.values()) < 1e-9
+
+
+def test_envelope_and_space_charge_kinds_stated() -> None:
+    """``init_envelope``'s intensity under 2D envelope space charge is the beam current;
+    ImpactX's Gauss2p5D settings map to the scenario's by name; a 2D particle run's
+    add_particles charge is the current."""
+    drift = [ix.Drift(name="d", ds=1.0, nslice=2)]
+    envelope = _capture(drift, {"space_charge": "2D"})
+    envelope.tracking, envelope.intensity = "envelope", 0.5
+    data, reasons = scenario_of(envelope, "x")
+    assert reasons == [] and data is not None
+    assert data["tracking"] == "envelope" and data["envelope_space_charge"] == {"kind": "2d"}
+    assert data["beam"]["current_A"] == 0.5 and "bunch_charge_C" not in data["beam"]
+    gauss = {"space_charge": "Gauss2p5D", "space_charge_gauss_charge_z_bins": 51,
+             "space_charge_gauss_nint": 101, "space_charge_num_longitudinal_bins": 7,
+             "space_charge_apply_longitudinal_kick": False}
+    data, _ = scenario_of(_capture(drift, gauss), "x")
+    assert data is not None and data["space_charge"] == {
+        "kind": "gauss2p5d", "kicks_per_element": 2, "longitudinal_bins": 51,
+        "gauss_nint": 101, "longitudinal_kick": False}
+    data, _ = scenario_of(_capture(drift, {"space_charge": "2D", "n_cell": [16, 16, 1]}), "x")
+    assert data is not None and data["beam"]["current_A"] == 1e-9
+    assert data["space_charge"]["grid"] == [16, 16, 1]
 
 
 def test_analysis_tolerances_read_from_the_script(tmp_path: Path) -> None:
@@ -72,10 +112,13 @@ def test_analysis_tolerances_read_from_the_script(tmp_path: Path) -> None:
 
 def test_moment_names_and_the_analysis_of_a_madx_variant() -> None:
     assert [moment_key(n) for n in ("sigx", "sig_pt", "emittance_t", "meanpy", "eps_x",
-                                    "emittance_px", "s_ref")] == [
-        "sigma_x", "sigma_pt", "emittance_t", "mean_py", "emittance_x", None, None]
+                                    "emittance_px", "s_ref", "sigma_xf", "emittance_yf",
+                                    "polarization_z")] == [
+        "sigma_x", "sigma_pt", "emittance_t", "mean_py", "emittance_x", None, None,
+        "sigma_x", "emittance_y", "mean_sz"]
     examples = examples_folder()
-    assert analysis_for(examples / "fodo/run_fodo_madx.py", examples).name == "analysis_fodo.py"
+    analysis = analysis_for(examples / "fodo/run_fodo_madx.py", examples)
+    assert analysis is not None and analysis.name == "analysis_fodo.py"
 
 
 def test_moments_as_the_analyses_compute_them() -> None:
@@ -113,10 +156,10 @@ def test_capture_stated_as_a_scenario_with_its_tiers_and_slices() -> None:
     ([ix.SoftQuadrupole(name="f", ds=1.0, gscale=1.0, cos_coefficients=[1.0],
                         sin_coefficients=[0.0])], {}, WATERBAG,
      "element SoftQuadrupole: ImpactX SoftQuadrupole has no trackbench translation"),
-    ([ix.Drift(name="d", ds=1.0)], {"space_charge": "2D"}, WATERBAG,
-     "space charge 2D: no such space-charge model"),
-    ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: not a scenario "
-     "setting"),
+    ([ix.Drift(name="d", ds=1.0)], {"space_charge": "4D"}, WATERBAG,
+     "space charge 4D: no such space-charge model"),
+    ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: initial spins "
+     "not from a SpinvMF distribution"),
     ([ix.Drift(name="d", ds=1.0)], {}, ("Kurth4D", {}),
      "distribution Kurth4D: no such scenario distribution"),
 ])
@@ -135,7 +178,7 @@ def test_impactx_import_reads_kickers_apertures_monitors_and_misalignments() -> 
                ix.BeamMonitor("m", backend="h5"),
                ix.Quad(name="q", ds=1.0, k=1.0, dx=1e-3, rotation=90.0),
                ix.Sbend(name="zero", ds=1.0, rc=0.0)]
-    items = {i.name: i for i in import_impactx(lattice, reference).items}
+    items: dict[str, Any] = {i.name: i for i in import_impactx(lattice, reference).items}
     assert items["k"].fields["MagneticMultipoleP"] == {"Kn0L": -1e-3, "Ks0L": 2e-3}
     assert items["kt"].fields["MagneticMultipoleP"]["Ks0L"] == pytest.approx(1e-3, rel=1e-15)
     assert items["a"].fields["ApertureP"] == {"x_limits": [-1e-3, 1e-3],

@@ -31,7 +31,23 @@ def _machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {model}"
+    memory = ""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f", {pages / 2**30:.0f} GiB"
+    except (OSError, ValueError):
+        pass
+    return f"{os.cpu_count()} cores, {model}{memory}"
+
+
+def _load() -> str:
+    """The 1-minute load average now (how busy the machine is besides this run)."""
+    import os
+
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,19 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path,
                         default=REPOSITORY / "results" / "reference" / "impactx-examples.csv")
     parser.add_argument("--machine", default=None, help="how the table names the machine")
+    parser.add_argument("--load-note", default="",
+                        help="what else ran on the machine, as the table states it")
     args = parser.parse_args(argv)
     import impactx
 
     examples = examples_folder()
     found = scripts(examples, args.only)
     outcomes = []
+    load_start = _load()
     for i, script in enumerate(found, 1):
         outcome = run_example(script, examples, args.timeout)
         outcomes.append(outcome)
         print(f"[{i}/{len(found)}] {outcome.script}: {outcome.status} "
               f"({outcome.seconds:.1f} s) {'; '.join(outcome.reasons)[:160]}", flush=True)
     write_csv(outcomes, args.csv)
-    args.md.write_text(markdown(outcomes, args.machine or _machine(),
+    machine = (args.machine or _machine()) + (
+        f"; 1-minute load average {load_start} at the start, {_load()} at the end"
+        + (f"; {args.load_note}" if args.load_note else ""))
+    args.md.write_text(markdown(outcomes, machine,
                                 getattr(impactx, "__version__", "?")))
     print(f"wrote {args.md} and {args.csv}")
     return 0

@@ -7,8 +7,12 @@ given to ``add_particles`` and, at the first ``track_particles``, the lattice, t
 particle and the initial particles. It then either stops (the example cannot be stated as a
 scenario: ``OUT/capture.json`` says why) or writes ``OUT/scenario.yaml`` and
 ``OUT/initial.npz``, lets ImpactX track (the example's own result, ``OUT/final.npz``) and
-lets the script go on; a second tracking call stops it (a staged run). ``track_envelope``
-and ``track_reference`` stop it too. The script's files are written in the working folder.
+lets the script go on; a second tracking call stops it (a staged run). With ``sim.spin``
+the particles carry their spins (columns 7 to 9) and ``add_particles``' spin distribution
+is recorded. ``track_envelope`` is recorded the same way: the distribution and intensity of
+``init_envelope``, the example's initial covariance (``OUT/initial.npz`` ``covariance``) and
+its final one (``OUT/final.npz``). ``track_reference`` stops the script. The script's files
+are written in the working folder.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ import runpy
 import sys
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from benchmarks.impactx_examples.moments import moments
+from benchmarks.impactx_examples.moments import covariance_moments, moments
 from benchmarks.impactx_examples.translate import Capture, scenario_of
 
 #: The columns of ImpactX's ``to_df`` in trackbench's order x, px, y, py, t, pt.
@@ -38,7 +42,8 @@ class Stop(BaseException):
 
 def _parameter_names(cls: type) -> list[str]:
     """Keyword names of a pybind11 constructor, read from its signature line."""
-    doc = (cls.__init__.__doc__ or "").splitlines()[0] if cls.__init__.__doc__ else ""
+    text = cls.__init__.__doc__  # type: ignore[misc]
+    doc = text.splitlines()[0] if text else ""
     return [n for n in re.findall(r"(\w+): ", doc) if n != "self"]
 
 
@@ -51,7 +56,9 @@ class Recorder:
         self.record: dict[str, Any] = {"name": name, "status": "", "reasons": [],
                                        "notes": [], "track_calls": 0}
         self.distributions: dict[int, tuple[str, dict[str, float]]] = {}
-        self.added: list[tuple[float, int, tuple[str, dict[str, float]] | None]] = []
+        self.added: list[tuple[float, int, tuple[str, dict[str, float]] | None,
+                               tuple[str, dict[str, float]] | None]] = []
+        self.envelope: tuple[tuple[str, dict[str, float]] | None, float | None] | None = None
         self.settings: dict[str, Any] = {}
 
     def write(self) -> None:
@@ -59,7 +66,7 @@ class Recorder:
         (self.out / "capture.json").write_text(json.dumps(self.record, indent=1,
                                                           default=str))
 
-    def refuse(self, reasons: list[str]) -> None:
+    def refuse(self, reasons: list[str]) -> NoReturn:
         """Record the example as not expressible and stop the script."""
         self.record.update(status="not expressible", reasons=reasons)
         self.write()
@@ -79,28 +86,81 @@ def _distribution_wrapper(recorder: Recorder, cls: type):
     return make
 
 
-def _particles(sim) -> np.ndarray:
-    """The beam of ``sim`` as ``(N, 6)`` ImpactX coordinates (empty when there is none)."""
+def _particles(sim, spin: bool = False) -> np.ndarray:
+    """The beam of ``sim`` as ``(N, 6)`` ImpactX coordinates, ``(N, 9)`` with the spins
+    (empty when there is none)."""
+    columns = _COLUMNS + (("spin_x", "spin_y", "spin_z") if spin else ())
     df = sim.beam.to_df(local=True)
     if df is None or not len(df):
-        return np.zeros((0, 6))
-    return np.stack([df[c].to_numpy(np.float64) for c in _COLUMNS], axis=1)
+        return np.zeros((0, len(columns)))
+    return np.stack([df[c].to_numpy(np.float64) for c in columns], axis=1)
 
 
-def _first_track(recorder: Recorder, sim, base: type) -> None:
-    """At the first ``track_particles``: state the scenario or refuse; then track."""
+def _spin_on(recorder: Recorder) -> bool:
+    return str(recorder.settings.get("spin", False)).lower() in ("true", "1")
+
+
+def _state(recorder: Recorder, capture: Capture) -> None:
+    """Write ``OUT/scenario.yaml`` for ``capture``, or refuse with the reasons."""
+    try:
+        data, reasons = scenario_of(capture, recorder.name)
+    except Exception as error:  # noqa: BLE001 - a translation failure is a row, not a crash
+        recorder.refuse([f"translation error: {type(error).__name__}: {error}"[:200]])
+    recorder.record["notes"].extend(capture.notes)
+    if reasons or data is None:
+        recorder.refuse(reasons or ["translation error: no scenario and no reason"])
+    from harness.io.pals_doc import to_yaml, validated
+    from harness.model.errors import ScenarioError
+
+    try:
+        validated(data, recorder.out / "scenario.yaml")
+    except ScenarioError as error:
+        recorder.refuse([f"schema {error.field}: expected {error.expected}"
+                         + (f" (got {error.got})" if error.got is not None else "")])
+    (recorder.out / "scenario.yaml").write_text(to_yaml(data))
+
+
+def _reference(sim) -> dict[str, float]:
     ref = sim.beam.ref
-    initial = _particles(sim)
+    return {"mass_MeV": ref.mass_MeV, "charge_qe": ref.charge_qe,
+            "kin_energy_MeV": ref.kin_energy_MeV}
+
+
+def _first_envelope(recorder: Recorder, sim, base: Any) -> None:
+    """At the first ``track_envelope``: state the scenario or refuse; then track."""
+    distribution, intensity = recorder.envelope or (None, None)
+    if recorder.envelope is None:
+        recorder.refuse(["envelope tracking: no init_envelope before track_envelope"])
+    capture = Capture(settings=recorder.settings, reference=_reference(sim),
+                      lattice=list(sim.lattice), distribution=distribution,
+                      bunch_charge_C=0.0, particles=1, tracking="envelope",
+                      intensity=intensity)
+    recorder.record["lattice"] = [type(e).__name__ for e in capture.lattice]
+    recorder.record["settings"] = {k: v for k, v in recorder.settings.items()
+                                   if isinstance(v, int | float | str | bool | list)}
+    initial = np.array(sim.envelope.envelope.to_numpy(), dtype=np.float64)
+    np.savez(recorder.out / "initial.npz", covariance=initial)
+    _state(recorder, capture)
+    base.track_envelope(sim)
+    final = np.array(sim.envelope.envelope.to_numpy(), dtype=np.float64)
+    np.savez(recorder.out / "final.npz", covariance=final)
+    recorder.record.update(status="tracked", example=covariance_moments(final),
+                           initial=covariance_moments(initial))
+    recorder.write()
+
+
+def _first_track(recorder: Recorder, sim, base: Any) -> None:
+    """At the first ``track_particles``: state the scenario or refuse; then track."""
+    spin = _spin_on(recorder)
+    initial = _particles(sim, spin)
     weights = sim.beam.to_df(local=True)["weighting"].to_numpy() if len(initial) else []
-    charge, count, distribution = (recorder.added[-1] if len(recorder.added) == 1
-                                   else (0.0, len(initial), None))
+    charge, count, distribution, spins = (recorder.added[-1] if len(recorder.added) == 1
+                                          else (0.0, len(initial), None, None))
     if len(recorder.added) > 1:
         recorder.record["notes"].append("add_particles called more than once")
-    capture = Capture(settings=recorder.settings,
-                      reference={"mass_MeV": ref.mass_MeV, "charge_qe": ref.charge_qe,
-                                 "kin_energy_MeV": ref.kin_energy_MeV},
+    capture = Capture(settings=recorder.settings, reference=_reference(sim),
                       lattice=list(sim.lattice), distribution=distribution,
-                      bunch_charge_C=charge, particles=max(len(initial), 1))
+                      bunch_charge_C=charge, particles=max(len(initial), 1), spin=spins)
     if distribution is None and len(recorder.added) != 1:
         capture.bunch_charge_C = float(np.sum(weights)) * 1.602176634e-19 if len(
             initial) else 0.0
@@ -112,24 +172,9 @@ def _first_track(recorder: Recorder, sim, base: type) -> None:
         recorder.refuse(["no particles: the beam is empty when tracking starts"])
     if len(weights) and np.ptp(weights) > 1e-12 * abs(float(np.max(weights))):
         recorder.refuse(["particle weights: unequal macro-particle weights"])
-    try:
-        data, reasons = scenario_of(capture, recorder.name)
-    except Exception as error:  # noqa: BLE001 - a translation failure is a row, not a crash
-        recorder.refuse([f"translation error: {type(error).__name__}: {error}"[:200]])
-    recorder.record["notes"].extend(capture.notes)
-    if reasons:
-        recorder.refuse(reasons)
-    from harness.io.pals_doc import to_yaml, validated
-    from harness.model.errors import ScenarioError
-
-    try:
-        validated(data, recorder.out / "scenario.yaml")
-    except ScenarioError as error:
-        recorder.refuse([f"schema {error.field}: expected {error.expected}"
-                         + (f" (got {error.got})" if error.got is not None else "")])
-    (recorder.out / "scenario.yaml").write_text(to_yaml(data))
+    _state(recorder, capture)
     base.track_particles(sim)
-    final = _particles(sim)
+    final = _particles(sim, spin)
     np.savez(recorder.out / "final.npz", particles=final)
     recorder.record.update(status="tracked", example=moments(final),
                            initial=moments(initial))
@@ -154,9 +199,18 @@ def install(recorder: Recorder) -> None:
             super().__setattr__(key, value)
 
         def add_particles(self, charge_C, distr, npart, *args, **kwargs):
+            spin = args[0] if args else kwargs.get("spin_distr")
             recorder.added.append((float(charge_C), int(npart),
-                                   recorder.distributions.get(id(distr))))
+                                   recorder.distributions.get(id(distr)),
+                                   None if spin is None else
+                                   recorder.distributions.get(id(spin), ("unknown", {}))))
             return super().add_particles(charge_C, distr, npart, *args, **kwargs)
+
+        def init_envelope(self, ref, distr, *args, **kwargs):
+            intensity = args[0] if args else kwargs.get("intensity")
+            recorder.envelope = (recorder.distributions.get(id(distr)),
+                                 None if intensity is None else float(intensity))
+            return super().init_envelope(ref, distr, *args, **kwargs)
 
         def track_particles(self, *args, **kwargs):
             recorder.record["track_calls"] += 1
@@ -167,7 +221,12 @@ def install(recorder: Recorder) -> None:
             _first_track(recorder, self, base)
 
         def track_envelope(self, *args, **kwargs):
-            recorder.refuse(["envelope tracking: not a tracking mode of trackbench"])
+            recorder.record["track_calls"] += 1
+            if recorder.record["track_calls"] > 1:
+                recorder.refuse(["staged run: the script tracks more than once"])
+            if args or kwargs:
+                recorder.refuse(["track_envelope arguments: not a scenario setting"])
+            _first_envelope(recorder, self, base)
 
         def track_reference(self, *args, **kwargs):
             recorder.refuse(["reference-orbit tracking: not a tracking mode of trackbench"])
@@ -192,7 +251,7 @@ def main(script: str, out: str, name: str) -> int:
                                    reasons=[f"script error: {last.splitlines()[0][:200]}"])
     if not recorder.record["status"]:
         recorder.record.update(status="not expressible", reasons=[
-            "no particle tracking: the script never calls track_particles"])
+            "no tracking: the script calls neither track_particles nor track_envelope"])
     recorder.write()
     sys.stdout.flush()
     os._exit(0)

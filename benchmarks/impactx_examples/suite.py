@@ -131,7 +131,7 @@ def _judge(outcome: Outcome, out: Path, checks: list[Check], example: dict[str, 
     reasons = []
     for backend in BACKENDS:
         path = out / f"{backend}.json"
-        record = json.loads(path.read_text()) if path.is_file() else {
+        record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {
             "status": "failed", "reason": "no result written"}
         if record["status"] != "ok":
             outcome.backends[backend] = f"{record['status']}: {record.get('reason', '')}"
@@ -234,11 +234,14 @@ def markdown(outcomes: list[Outcome], machine: str, version: str) -> str:
         f"{counts['partly']} partly, {counts['not expressible']} not expressible.**", "",
         "Written by `make examples` (`python -m benchmarks.impactx_examples`; the machine "
         f"of this run: {machine}). For each script, its own run (ImpactX as the example "
-        "calls it) is recorded up to its first `track_particles`: the lattice, beam and "
-        "settings become a trackbench scenario, or the reasons they cannot; a stated "
-        "scenario is tracked by trackbench's ImpactX and in-house backends (float64, CPU) "
-        "from the example's own initial particles, and every final-beam quantity the "
-        "example's `analysis_*.py` checks is compared with the example's own final value "
+        "calls it) is recorded up to its first `track_particles` or `track_envelope`: the "
+        "lattice, beam (with its spins under `sim.spin`) and settings become a trackbench "
+        "scenario (`tracking: envelope` for an envelope run), or the reasons they cannot; a "
+        "stated scenario is tracked by trackbench's ImpactX and in-house backends (float64, "
+        "CPU) from the example's own initial particles (an envelope run: its own initial "
+        "covariance matrix, the final moments from the final one), and every final-beam "
+        "quantity the example's `analysis_*.py` checks (moments, emittances, the "
+        "polarization as the mean spin) is compared with the example's own final value "
         "within the analysis's own `rtol`/`atol`. *worst*: the largest deviation as a "
         "multiple of the allowed one (<= 1 passes). Limits per child process: "
         f"{TIMEOUT_S:.0f} s and {MEMORY_BYTES >> 30} GiB.", "",

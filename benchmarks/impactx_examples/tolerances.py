@@ -41,9 +41,13 @@ class Check:
 
 def moment_key(name: str) -> str | None:
     """The moment key of an analysis variable name (``sigx`` -> ``sigma_x``, ``emittance_y``
-    -> ``emittance_y``, ``meanpx`` -> ``mean_px``), or None."""
+    -> ``emittance_y``, ``meanpx`` -> ``mean_px``; a final value's ``f`` suffix as in
+    ``sigma_xf``; ``polarization_x`` -> ``mean_sx``, the mean spin), or None."""
     n = name.lower().replace("_", "")
-    match = re.fullmatch(r"(sig|sigma|std|mean|emittance|emitt|emit|eps)(p?[xyt])(rms)?", n)
+    spin = re.fullmatch(r"(?:polarization|pol|meanspin|means)([xyz])f?", n)
+    if spin:
+        return f"mean_s{spin[1]}"
+    match = re.fullmatch(r"(sig|sigma|std|mean|emittance|emitt|emit|eps)(p?[xyt])(rms|f)?", n)
     if not match:
         return None
     kind = {"sig": "sigma", "sigma": "sigma", "std": "sigma", "mean": "mean"}.get(

@@ -27,6 +27,21 @@ _MEANS = {"meanX": "x", "meanPx": "px", "meanY": "y", "meanPy": "py", "meanT": "
 _DISPERSION = ("dispX", "dispPx", "dispY", "dispPy")
 #: Kinds whose map does not depend on the model tier (thin kicks, markers).
 _TIER_FREE = {"Marker", "Multipole", "Kicker", "RFCavity"}
+#: ImpactX ``algo.space_charge`` (lower case) -> the scenario's ``space_charge.kind``
+#: (``backends/impactx_space_charge.py`` ``MODELS``, inverted).
+_KINDS = {"true": "3d", "3d": "3d", "2d": "2d", "2p5d": "2p5d", "gauss3d": "gauss3d",
+          "gauss2p5d": "gauss2p5d"}
+#: ImpactX's per-kind space-charge settings -> (scenario setting, the kinds ImpactX reads
+#: it for, conversion) (docs/space-charge-2d.md, "In scenarios"; a setting ImpactX does not
+#: read for the example's kind has no effect there and is not stated).
+_KIND_SETTINGS: dict[str, tuple[str, tuple[str, ...], Any]] = {
+    "space_charge_num_longitudinal_bins": ("longitudinal_bins", ("2p5d",), int),
+    "space_charge_gauss_charge_z_bins": ("longitudinal_bins", ("gauss2p5d",), int),
+    "space_charge_apply_longitudinal_kick": ("longitudinal_kick", ("2p5d", "gauss2p5d"),
+                                             bool),
+    "space_charge_gauss_nint": ("gauss_nint", ("gauss3d", "gauss2p5d"), int),
+    "space_charge_gauss_taylor_delta": ("gauss_taylor_delta", ("gauss2p5d",), float),
+    "space_charge_gauss_long_scale": ("gauss_long_scale", ("gauss2p5d",), float)}
 #: ImpactX ``algo.particle_shape`` -> the scenario's deposition (AMReX shape order 1: CIC,
 #: 2: TSC).
 _SHAPES = {1: "cic", 2: "tsc"}
@@ -45,6 +60,11 @@ class Capture:
             ``add_particles``, or None when the beam came another way.
         bunch_charge_C: the bunch charge [C] given to ``add_particles`` (0 if none).
         particles: number of initial particles.
+        tracking: ``particles`` (``track_particles``) or ``envelope`` (``track_envelope``).
+        intensity: the third argument of ``init_envelope`` (the current [A] under 2D space
+            charge, the bunch charge [C] under 3D), None when not given.
+        spin: ``(class name, parameters)`` of the spin distribution given to
+            ``add_particles``, or None.
     """
 
     settings: dict[str, Any]
@@ -54,6 +74,9 @@ class Capture:
     bunch_charge_C: float
     particles: int
     notes: list[str] = field(default_factory=list)
+    tracking: str = "particles"
+    intensity: float | None = None
+    spin: tuple[str, dict[str, float]] | None = None
 
 
 def species_of(reference: dict[str, float]) -> dict[str, Any]:
@@ -98,36 +121,41 @@ def _space_charge(capture: Capture, thick_slices: set[int], reasons: list[str]
     value = str(s.get("space_charge", False)).strip().lower()
     if value in ("false", "0", "none", "off"):
         return None
-    kind = {"true": "3d", "3d": "3d", "2p5d": "2p5d"}.get(value)
+    kind = _KINDS.get(value)
     if kind is None:
         reasons.append(f"space charge {s['space_charge']}: no such space-charge model")
         return None
     if int(s.get("max_level", 0) or 0) > 0:
         reasons.append(f"mesh refinement: max_level {s['max_level']} (one mesh level only)")
-    solver = str(s.get("poisson_solver", "fft")).lower()
-    if solver != "fft":
-        reasons.append(f"Poisson solver {solver}: only ImpactX's FFT solver can be stated")
-    shape = int(s.get("particle_shape", 1))
-    if shape not in _SHAPES:
-        reasons.append(f"particle_shape {shape}: deposition cic or tsc only")
     if len(thick_slices) > 1:
         reasons.append("space-charge slicing per element: one kicks_per_element for all "
                        f"(example: nslice {sorted(thick_slices)})")
-    block: dict[str, Any] = {"kind": kind, "deposition": _SHAPES.get(shape, "cic"),
-                             "kicks_per_element": min(thick_slices or {1})}
-    if "n_cell" in s:
-        block["grid"] = [int(v) for v in s["n_cell"]]
-    if "prob_relative" in s:
-        relative = s["prob_relative"]
-        block["prob_relative"] = float(relative[0] if isinstance(relative, list | tuple)
-                                       else relative)
+    block: dict[str, Any] = {"kind": kind, "kicks_per_element": min(thick_slices or {1})}
+    if kind in ("3d", "2d", "2p5d"):
+        solver = str(s.get("poisson_solver", "fft")).lower()
+        if solver != "fft":
+            reasons.append(f"Poisson solver {solver}: only ImpactX's FFT solver can be "
+                           "stated")
+        shape = int(s.get("particle_shape", 1))
+        if shape not in _SHAPES:
+            reasons.append(f"particle_shape {shape}: deposition cic or tsc only")
+        block["deposition"] = _SHAPES.get(shape, "cic")
+        if "n_cell" in s:
+            block["grid"] = [int(v) for v in s["n_cell"]]
+        if "prob_relative" in s:
+            relative = s["prob_relative"]
+            block["prob_relative"] = float(relative[0] if isinstance(relative, list | tuple)
+                                           else relative)
+    for setting, (name, kinds, convert) in _KIND_SETTINGS.items():
+        if setting in s and kind in kinds:
+            block[name] = convert(s[setting])
     return block
 
 
 def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
     """Reasons from simulation settings the scenario has no field for."""
     s = capture.settings
-    for key, label in (("spin", "spin tracking"), ("csr", "CSR"), ("isr", "ISR")):
+    for key, label in (("csr", "CSR"), ("isr", "ISR")):
         if str(s.get(key, False)).lower() in ("true", "1"):
             reasons.append(f"{label}: not a scenario setting")
 
@@ -189,13 +217,67 @@ def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
                  for v in entry.values() if isinstance(v, dict) and v.get("kind") == "BeamLine")
     elements = _sources(items, capture.lattice)
     model, integrator, overrides, thick = _integrator(names, elements, items, reasons)
-    space_charge = _space_charge(capture, thick, reasons)
     periods = int(capture.settings.get("periods", 1) or 1)
+    extra: dict[str, Any] = {}
+    if capture.tracking == "envelope":
+        extra = {"tracking": "envelope"}
+        envelope_sc = _envelope_space_charge(capture, beam, reasons)
+        if envelope_sc:
+            extra["envelope_space_charge"] = envelope_sc
+        space_charge = None
+    else:
+        space_charge = _space_charge(capture, thick, reasons)
+        if space_charge and space_charge["kind"] == "2d":
+            # ImpactX's 2D model reads add_particles' "charge" as the beam current [A]
+            beam["current_A"] = beam.pop("bunch_charge_C")
+    _spin(capture, beam, reasons)
     if reasons:
         return None, _unique(reasons)
     return {"name": name, "description": f"ImpactX example {name}", "reference": "impactx",
             "beam": beam, "model": model, "integrator": integrator, "overrides": overrides,
-            "space_charge": space_charge, "lattice": document, "periods": periods}, []
+            "space_charge": space_charge, "lattice": document, "periods": periods,
+            **extra}, []
+
+
+def _envelope_space_charge(capture: Capture, beam: dict[str, Any], reasons: list[str]
+                           ) -> dict[str, str] | None:
+    """The ``envelope_space_charge`` block of an envelope example (None without space
+    charge); ``init_envelope``'s intensity goes to ``beam.current_A`` (2D) or
+    ``beam.bunch_charge_C`` (3D), as ImpactX's ``EnvelopeSpaceChargePush.cpp`` reads it."""
+    value = str(capture.settings.get("space_charge", False)).strip().lower()
+    intensity = abs(float(capture.intensity or 0.0))
+    if value in ("false", "0", "none", "off"):
+        beam["bunch_charge_C"] = intensity
+        return None
+    kind = {"2d": "2d", "3d": "3d", "true": "3d"}.get(value)
+    if kind is None:
+        reasons.append(f"envelope space charge {capture.settings['space_charge']}: "
+                       "ImpactX's envelope mode has 2D and 3D space charge only")
+        return None
+    if kind == "2d":
+        beam.pop("bunch_charge_C", None)
+        beam["current_A"] = intensity
+    else:
+        beam["bunch_charge_C"] = intensity
+    return {"kind": kind}
+
+
+def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str]) -> None:
+    """``beam.spin`` of an example that tracks spin (``sim.spin = True``): the polarization
+    of its ``SpinvMF`` (ImpactX ``src/particles/distribution/SpinvMF.H``: mean direction and
+    length of the mean spin)."""
+    if str(capture.settings.get("spin", False)).lower() not in ("true", "1"):
+        return
+    if capture.tracking == "envelope":
+        reasons.append("spin with envelope tracking: ImpactX's envelope carries no spin")
+    elif capture.spin is None:
+        reasons.append("spin tracking: initial spins not from a SpinvMF distribution")
+    elif capture.spin[0] != "SpinvMF":
+        reasons.append(f"spin distribution {capture.spin[0]}: only SpinvMF can be stated")
+    else:
+        params = capture.spin[1]
+        beam["spin"] = {"polarization": [float(params.get(k, 0.0))
+                                         for k in ("mux", "muy", "muz")]}
 
 
 def _sources(items: list[Translated], lattice: list) -> list:
