@@ -114,4 +114,5 @@ def classify(moments: Mapping[str, float], reference: Mapping[str, float], parti
 #: trackbench's moment names for the benchmark's (trackbench rows: ``emittance_x``, ...).
 TRACKBENCH_NAMES: dict[str, str] = {"emit_x": "emittance_x", "emit_y": "emittance_y",
                                     "sigma_x": "sigma_x", "sigma_y": "sigma_y",
-                                    "sigma_t": "sigma_t"}
+                                    "sigma_t": "sigma_t", "sigma_sx": "sigma_sx",
+                                    "sigma_sy": "sigma_sy"}

@@ -287,12 +287,9 @@ IB_SCENARIOS: dict[str, tuple[str, str, str]] = {
     "fodo_chromatic": ("chromatic FODO", "bench_fodo_chromatic", ""),
     "fodo_exact": ("exact FODO, hot beam", "bench_fodo_exact_hot", ""),
     "htu": ("HTU beamline (chromatic)", "bench_htu", ""),
-    "htu_spin": ("HTU beamline (spin depolarization)", "",
-                 "spin tracking (Thomas-BMT) is not in the scenario format"),
+    "htu_spin": ("HTU beamline (spin depolarization)", "bench_htu_spin", ""),
     "spacecharge": ("3D space charge", "bench_spacecharge", ""),
-    "spacecharge_2p5d": ("2.5D space charge", "",
-                         "2.5D space charge is not in the scenario format (space_charge.kind "
-                         "2p5d is refused by every backend here)"),
+    "spacecharge_2p5d": ("2.5D space charge", "bench_spacecharge_2p5d", ""),
 }
 #: Codes of the benchmark that trackbench runs, by (code, compiled).
 IB_BACKENDS: dict[tuple[str, bool], str] = {

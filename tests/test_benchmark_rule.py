@@ -65,7 +65,8 @@ def test_published_impactx_benchmarks_loads_with_its_verdicts():
     point = next(p for p in impactx.points if p.particles == 1_000_000)
     assert (point.cores, point.physics) == ("32r x 2t", "correct")
     assert point.track_s == pytest.approx(77889747e-9)
-    assert data.figures["htu_spin_cpu_fp64_ieee"].not_reproducible
+    assert data.figures["htu_spin_cpu_fp64_ieee"].lattice == "bench_htu_spin"
+    assert not data.figures["spacecharge_2p5d_cpu_fp64_ieee"].not_reproducible
     assert any(s.backend is None for s in data.figures["htu_cpu_fp64_ieee"].series)
     assert {s.math for s in data.figures["fodo_exact_cpu_fp64_fm"].series} == {"fast-math"}
     published.load("napac25")  # the older file still loads through the extended schema

@@ -368,8 +368,10 @@ def test_benchmark_plans_every_figure_with_its_reason() -> None:
     assert rp.is_benchmark(data) and not rp.is_benchmark(pub.load("napac25"))
     plans = {p.figure: p for p in rp.figure_plans(data, None, [1000, 10000], cuda=False)}
     assert set(plans) == set(data.figures)  # no agreement set: every cell is judged
-    assert plans["htu_spin_cpu_fp64_ieee"].not_run.startswith("not stated: spin")
-    assert plans["spacecharge_2p5d_cpu_fp32_fm"].not_run.startswith("not stated: 2.5D")
+    # spin and 2.5D space charge are stated by bundled scenarios
+    assert plans["htu_spin_cpu_fp64_ieee"].not_run == ""
+    assert plans["htu_spin_cpu_fp64_ieee"].scenario == "bench_htu_spin"
+    assert plans["spacecharge_2p5d_cpu_fp64_ieee"].scenario == "bench_spacecharge_2p5d"
     assert plans["htu_cpu_fp64_ieee"].not_run == ""
     assert all(p.threads == 1 and p.particles == [1000, 10000] for p in plans.values())
     reproduction = rp.plan_reproduction(data, list(plans.values()), 1, available=IB_ALL)
@@ -379,7 +381,9 @@ def test_benchmark_plans_every_figure_with_its_reason() -> None:
         assert f"track/bench_htu/{backend}/1000/cpu/float64/t1" in ids
     assert "track/bench_spacecharge/cheetah/10000/cpu/float32/t1" in ids
     assert not any("cheetah-compiled" in i for i in ids)  # only when named
-    assert not any("htu_spin" in i or "/cuda/" in i for i in ids)
+    assert "track/bench_htu_spin/impactx/1000/cpu/float64/t1" in ids
+    assert "track/bench_spacecharge_2p5d/inhouse/1000/cpu/float64/t1" in ids
+    assert not any("/cuda/" in i for i in ids)
     named = rp.plan_reproduction(data, [plans["htu_cpu_fp32_fm"]], 1,
                                  backends=["cheetah-compiled", "pyat"], available=IB_ALL)
     # a fast-math figure runs only the codes with a fast-math setting (+ its reference)
@@ -450,7 +454,7 @@ def test_benchmark_cells_put_published_beside_measured_and_both_verdicts() -> No
     spin = rp.ib_figure_cells("htu_spin_cpu_fp64_ieee", data.figures["htu_spin_cpu_fp64_ieee"],
                               rp.figure_plans(data, ["htu_spin_cpu_fp64_ieee"], [1000],
                                               cuda=False)[0], rows)
-    assert all(c["status"].startswith("not stated: spin") for c in spin if c["backend"])
+    assert not any(c["status"].startswith("not stated") for c in spin)
     text = rp.ib_render_markdown(data, [plan], rows, {"cpu": "Test CPU", "cores_available": 2},
                                  {"before": {"load_1min": 3.0, "load_5min": 2.0,
                                              "load_15min": 1.0}}, repeat=1)
@@ -483,7 +487,7 @@ def test_benchmark_reproduction_runs_a_figure_end_to_end(tmp_path) -> None:
     # pyAT runs a labelled stand-in of ChrQuad: both judges say model mismatch
     assert "here: 1 core" in line and "model_mismatch (numbers: " in line
     assert "model-mismatch" in line
-    assert "not stated: spin" in text and "not run: no fast-math setting" in text
+    assert "### htu_spin_cpu_fp64_ieee:" in text and "not run: no fast-math setting" in text
     table = pd.read_csv(tmp_path / "reproduce.csv")
     assert set(table["figure"]) == set(data.figures)
     measured = table[(table["figure"] == fig_id) & (table["backend"] == "pyat")
