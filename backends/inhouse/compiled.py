@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from backends.inhouse import segments as seg
+from backends.inhouse import vec_isa
 from backends.inhouse.maps import Columns
 from backends.inhouse.tracker import BLOCK as EAGER_BLOCK
 from backends.inhouse.tracker import (
@@ -356,6 +357,8 @@ class CompiledForward:
         self._plans: dict[tuple, list] = {}
         self._ready: set[tuple] = set()
         self._buffers: dict[tuple, Columns] = {}
+        #: whether inductor's vector-ISA probe is recorded for this machine
+        self._probe_recorded = False
 
     @property
     def kernels(self) -> int:
@@ -373,6 +376,7 @@ class CompiledForward:
     def _prepare(self, like: torch.Tensor) -> list:
         if not self.segments:
             use_project_cache()
+            self._probe_recorded = vec_isa.apply()
             self._parts = _fewest_kernels(self.steps, self.segment_cost)
             self.segments = [p for p in self._parts if isinstance(p, seg.Segment)]
             for segment in self.segments:
@@ -417,6 +421,9 @@ class CompiledForward:
             if alive is not None:
                 alive_all = alive if alive_all is None else alive_all & alive
         self._ready.add(key)
+        if not self._probe_recorded:
+            vec_isa.record()
+            self._probe_recorded = True
         return alive_all
 
     def _check_direct(self, initial: Columns, particles: int = 4096) -> None:
