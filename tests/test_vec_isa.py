@@ -16,21 +16,32 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux" or platform.machine() !=
                                 reason="the record is kept on x86-64 Linux only")
 
 
-def test_record_is_applied_only_when_it_matches(tmp_path, monkeypatch):
+def test_record_is_written_after_a_passing_probe_and_read_after(tmp_path, monkeypatch):
     from torch._inductor import config
 
-    monkeypatch.setattr(vec_isa, "RECORD", tmp_path / "vec-isa.json")
+    record = tmp_path / "vec-isa.json"
+    monkeypatch.setattr(vec_isa, "RECORD", record)
     monkeypatch.delenv("TORCHINDUCTOR_VEC_ISA_OK", raising=False)
     monkeypatch.delenv(vec_isa.ENV_VAR, raising=False)
     monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
-    assert not vec_isa.apply()  # no record: inductor probes
-    assert config.cpp.vec_isa_ok is None
-    (tmp_path / "vec-isa.json").write_text(json.dumps({vec_isa._key(): ["no-such-isa"]}))
-    assert not vec_isa.apply()  # another list of ISAs: inductor probes
-    (tmp_path / "vec-isa.json").write_text(json.dumps({vec_isa._key(): vec_isa._candidates()}))
+    monkeypatch.setattr(vec_isa, "_probe_passes", lambda candidates: False)
+    assert not vec_isa.apply()  # an ISA failed: nothing recorded, inductor probes itself
+    assert config.cpp.vec_isa_ok is None and not record.exists()
+    monkeypatch.setattr(vec_isa, "_probe_passes", lambda candidates: True)
     assert vec_isa.apply()
     assert config.cpp.vec_isa_ok is True
+    assert json.loads(record.read_text()) == {vec_isa._key(): vec_isa._candidates()}
+
+    def no_probe(candidates):
+        raise AssertionError("probed although the record matches")
+
     monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    monkeypatch.setattr(vec_isa, "_probe_passes", no_probe)
+    assert vec_isa.apply()  # the record matches: no probe
+    record.write_text(json.dumps({vec_isa._key(): ["no-such-isa"]}))
+    monkeypatch.setattr(config.cpp, "vec_isa_ok", None)
+    monkeypatch.setattr(vec_isa, "_probe_passes", lambda candidates: False)
+    assert not vec_isa.apply()  # another list of ISAs: probe again
     monkeypatch.setenv(vec_isa.ENV_VAR, "0")
     assert not vec_isa.apply()  # turned off
     assert config.cpp.vec_isa_ok is None

@@ -357,8 +357,6 @@ class CompiledForward:
         self._plans: dict[tuple, list] = {}
         self._ready: set[tuple] = set()
         self._buffers: dict[tuple, Columns] = {}
-        #: whether inductor's vector-ISA probe is recorded for this machine
-        self._probe_recorded = False
 
     @property
     def kernels(self) -> int:
@@ -376,7 +374,7 @@ class CompiledForward:
     def _prepare(self, like: torch.Tensor) -> list:
         if not self.segments:
             use_project_cache()
-            self._probe_recorded = vec_isa.apply()
+            vec_isa.apply()
             self._parts = _fewest_kernels(self.steps, self.segment_cost)
             self.segments = [p for p in self._parts if isinstance(p, seg.Segment)]
             for segment in self.segments:
@@ -421,9 +419,6 @@ class CompiledForward:
             if alive is not None:
                 alive_all = alive if alive_all is None else alive_all & alive
         self._ready.add(key)
-        if not self._probe_recorded:
-            vec_isa.record()
-            self._probe_recorded = True
         return alive_all
 
     def _check_direct(self, initial: Columns, particles: int = 4096) -> None:

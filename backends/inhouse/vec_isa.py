@@ -5,8 +5,9 @@ Before its first C++ kernel, every process running inductor (torch 2.x,
 ``torch/_inductor/cpu_vec_isa.py``) checks each vector instruction set the CPU reports
 (AVX2, AVX-512, ...): it compiles a small test library per ISA (kept in the inductor cache)
 and then, in every process, starts one Python child per ISA that loads it. On the 2-core
-EPYC this cost 7-20 s of a cold compile and about 2 s of a warm one. When a process has
-seen every ISA the CPU reports pass that check, it writes that fact here, keyed by what the
+EPYC this cost 7-20 s of a cold compile and about 2 s of a warm one. The first process
+runs the probe itself before compiling; when every ISA the CPU reports passes, it writes that
+fact here, keyed by what the
 check depends on (torch version, C++ compiler, the CPU's ISA flags); later processes then
 set inductor's own switch ``config.cpp.vec_isa_ok = True``, which makes inductor accept
 exactly that same list of ISAs without probing. If any ISA failed, nothing is recorded and
@@ -63,7 +64,8 @@ def _read() -> dict:
 
 def apply() -> bool:
     """Before compiling: skip inductor's probe if this machine's record says every ISA
-    passed; returns whether it is skipped. Only x86-64 Linux is recorded."""
+    passed, else run the probe and record a pass; returns whether inductor's switch is set
+    (True once every ISA passed). Only x86-64 Linux is recorded."""
     import platform
     import sys
 
@@ -77,32 +79,30 @@ def apply() -> bool:
         key = _key()
     except Exception:  # noqa: BLE001 - no compiler found: inductor reports it itself
         return False
-    if _read().get(key) == _candidates():
-        config.cpp.vec_isa_ok = True
-        return True
-    return False
+    candidates = _candidates()
+    if _read().get(key) != candidates:
+        # probe now (what inductor would do before its first kernel) and record a pass, so
+        # that this process compiles with the same configuration (part of inductor's cache
+        # keys) as the later ones that read the record
+        if not _probe_passes(candidates):
+            return False
+        _write(key, candidates)
+    config.cpp.vec_isa_ok = True
+    return True
 
 
-def record() -> None:
-    """After a compilation that probed: record the machine when every ISA it reports
-    passed inductor's check (nothing is written otherwise)."""
-    import platform
-    import sys
+def _probe_passes(candidates: list[str]) -> bool:
+    """Run inductor's probe; whether every ISA the CPU reports passed it."""
+    from torch._inductor import cpu_vec_isa
 
-    if not _enabled() or sys.platform != "linux" or platform.machine() != "x86_64":
-        return
-    from torch._inductor import config, cpu_vec_isa
-
-    if config.cpp.vec_isa_ok is not None:
-        return
     try:
-        key = _key()
-        candidates = _candidates()
         passed = [str(isa) for isa in cpu_vec_isa.valid_vec_isa_list()]
     except Exception:  # noqa: BLE001 - the record is an optimisation only
-        return
-    if not candidates or passed != candidates:
-        return
+        return False
+    return bool(candidates) and passed == candidates
+
+
+def _write(key: str, candidates: list[str]) -> None:
     data = _read()
     data[key] = candidates
     try:
