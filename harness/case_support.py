@@ -120,9 +120,12 @@ def apply_limits(spec: CaseSpec) -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
 
 
-def set_threads(threads: int | None) -> None:
-    """Torch's intra-op thread count (None: leave what the process is given)."""
-    if threads:
+def set_threads(threads: int | None, imported_only: bool = False) -> None:
+    """Torch's intra-op thread count (None: leave what the process is given). With
+    ``imported_only``, only when torch is imported already (a backend that does not use torch
+    does not pay torch's import, about 2 s; torch imported later takes the case's
+    ``OMP_NUM_THREADS``, which the parent sets)."""
+    if threads and (not imported_only or "torch" in sys.modules):
         import torch
 
         torch.set_num_threads(int(threads))
@@ -193,13 +196,13 @@ def load(spec: CaseSpec, scenario=None) -> Loaded:
     here: support and translation are decided once per case."""
     from backends.registry import load_backend_class
 
-    set_threads(spec.threads)
     plan = case_plan(spec) if scenario is None else None
     if scenario is None:
         scenario = plan.scenario if plan is not None else case_scenario(spec)
     cls = load_backend_class(spec.backend)
     backend = cls()
-    availability = cls.availability()
+    availability = cls.availability()  # imports the backend's own modules (torch if it uses it)
+    set_threads(spec.threads, imported_only=True)
     versions = availability.versions or cls.dependency_versions()
     support = plan if plan is not None else backend.plan(scenario, spec.device, spec.dtype)
     return Loaded(scenario, cls, backend, support, versions,

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from backends.inhouse import segments as seg
+from backends.inhouse import vec_isa
 from backends.inhouse.maps import Columns
 from backends.inhouse.tracker import BLOCK as EAGER_BLOCK
 from backends.inhouse.tracker import (
@@ -373,6 +374,7 @@ class CompiledForward:
     def _prepare(self, like: torch.Tensor) -> list:
         if not self.segments:
             use_project_cache()
+            vec_isa.apply()
             self._parts = _fewest_kernels(self.steps, self.segment_cost)
             self.segments = [p for p in self._parts if isinstance(p, seg.Segment)]
             for segment in self.segments:
