@@ -33,6 +33,14 @@ columns). Without a ``spin:`` block particles stay ``(N, 6)``. Only a backend th
 scenario for the others with :attr:`Backend.spin_refusal` ("no spin tracking"). A lost
 particle's row is NaN in all nine columns.
 
+Math (the ``math`` setting of a case, beside its dtype): ``ieee`` runs the code as it
+is built, ``fast`` with its compiler's fast-math flags where the code offers them at run time
+(:data:`MATH_MODES`). A backend declares the settings it has (:attr:`Backend.math_modes`);
+:meth:`Backend.math_refused` refuses the others with :attr:`Backend.math_refusal`, in
+:meth:`Backend.common_checks` and in :meth:`Backend.plan_case`, which plans a case with its
+math setting (:attr:`Plan.math`). A backend with a fast mode applies it while preparing
+from the plan.
+
 Final particles follow one convention (:func:`final_particles`, read back by
 :func:`harness.model.observables.fates`): a particle lost at an aperture of the scenario is a row of
 six NaN; every other particle keeps the coordinates the code returned, and one that blew up
@@ -45,7 +53,7 @@ from __future__ import annotations
 import importlib.metadata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -56,6 +64,14 @@ from harness.model.vocabulary import REQUIRED_FIELDS, field_declared
 
 if TYPE_CHECKING:
     from harness.model.scenario import Scenario
+
+
+#: The math settings of a case: ``ieee`` (the code as built: no flag that lets the compiler
+#: reorder, contract or approximate floating-point operations) and ``fast`` (the fast-math
+#: flags of the code's compiler, where the code offers them at run time).
+MATH_MODES: tuple[str, ...] = ("ieee", "fast")
+#: The default math setting.
+IEEE = "ieee"
 
 
 @dataclass(frozen=True)
@@ -89,12 +105,16 @@ class Plan(Supported):
         scenario, device, dtype: the case.
         lattice: the backend's translated lattice (None for a backend that translates
             while preparing).
+        math: the case's math setting (:data:`MATH_MODES`), set by
+            :meth:`Backend.plan_case`; a backend with a ``fast`` mode applies it while
+            preparing.
     """
 
     scenario: Any = None
     device: str = "cpu"
     dtype: str = "float64"
     lattice: Any = None
+    math: str = IEEE
 
 
 @dataclass(frozen=True)
@@ -256,6 +276,12 @@ class Backend(ABC):
     #: Whether :meth:`prepare` takes a :class:`Plan` (else ``prepare(scenario, device,
     #: dtype)`` is called with the plan's case).
     takes_plans: ClassVar[bool] = False
+    #: Math settings (:data:`MATH_MODES`) the backend runs: ``fast`` only where the code
+    #: offers its compiler's fast-math flags at run time; the others are refused with
+    #: :attr:`math_refusal` (:meth:`math_refused`).
+    math_modes: ClassVar[frozenset[str]] = frozenset({IEEE})
+    #: Why the code has no fast-math setting at run time ("" for the default reason).
+    math_refusal: ClassVar[str] = ""
 
     @classmethod
     def availability(cls) -> Availability:
@@ -303,12 +329,52 @@ class Backend(ABC):
                     f"{sorted(declared)}")
         return None
 
+    @classmethod
+    def math_refused(cls, math: str) -> Unsupported | None:
+        """Unsupported when the backend has no ``math`` setting (:attr:`math_modes`), with
+        :attr:`math_refusal` as the reason; None when it runs it."""
+        if math not in MATH_MODES:
+            return Unsupported(f"math {math!r}: expected one of {list(MATH_MODES)}")
+        if math in cls.math_modes:
+            return None
+        return Unsupported(f"math {math!r}: " + (
+            cls.math_refusal or f"{cls.name} has no fast-math setting at run time (it runs "
+                                f"{sorted(cls.math_modes)})"))
+
+    def math_checks(self, scenario: Scenario, device: str, dtype: str,
+                    math: str) -> Unsupported | None:
+        """The adapter's own refusals of a math setting it declares (e.g. a scenario its
+        fast path does not reach); None by default."""
+        return None
+
+    def with_math(self, plan: Plan | Unsupported, math: str) -> Plan | Unsupported:
+        """A plan with the case's math setting (:attr:`Plan.math`), or why the backend does
+        not run that setting (:meth:`math_refused`, then :meth:`math_checks`); an
+        Unsupported plan as it is."""
+        if isinstance(plan, Unsupported):
+            return plan
+        refused = self.math_refused(math)   # (an Unsupported is falsy: no `or` here)
+        if refused is None:
+            refused = self.math_checks(plan.scenario, plan.device, plan.dtype, math)
+        if refused is not None:
+            return refused
+        return plan if plan.math == math else replace(plan, math=math)
+
+    def plan_case(self, scenario: Scenario, device: str = "cpu", dtype: str = "float64",
+                  math: str = IEEE) -> Plan | Unsupported:
+        """:meth:`plan` of a case with its math setting: a setting the backend does not
+        declare is refused before the scenario is translated."""
+        refused = self.math_refused(math)
+        if refused is not None:
+            return refused
+        return self.with_math(self.plan(scenario, device, dtype), math)
+
     def common_checks(self, scenario: Scenario, device: str = "cpu",
-                      dtype: str = "float64") -> Unsupported | None:
+                      dtype: str = "float64", math: str = IEEE) -> Unsupported | None:
         """The checks every backend shares, from what it declares: element kinds, every
-        field set honoured (:attr:`honoured_fields`), then the device, the dtype, spin
-        tracking (:attr:`spin_tracking`) and the space-charge kind where the backend
-        declares them; the first refusal, or None."""
+        field set honoured (:attr:`honoured_fields`), then the device, the dtype, the math
+        setting (:attr:`math_modes`), spin tracking (:attr:`spin_tracking`) and the
+        space-charge kind where the backend declares them; the first refusal, or None."""
         for element in scenario.elements:
             if element.kind not in self.element_kinds:
                 note = extension_note(element.kind)
@@ -325,6 +391,9 @@ class Backend(ABC):
             return Unsupported(f"dtype {dtype!r}: {self.name}'s particle data are "
                                f"{' or '.join(self.dtypes)}; {dtype} would only be a "
                                "conversion at the boundary")
+        refused = self.math_refused(math)
+        if refused is not None:
+            return refused
         if getattr(scenario, "spin", False) and not self.spin_tracking:
             return Unsupported(f"beam.spin: {self.name}: {self.spin_refusal}")
         tracking = getattr(scenario, "tracking", "particles")

@@ -6,8 +6,9 @@ The lattice, coordinates and maps are those of :mod:`backends.cheetah` (same cla
 ``torch.compile(segment.track)`` (TorchDynamo traces Cheetah's Python element loop, inductor
 generates C++/OpenMP on CPU and Triton on CUDA), as the paper's benchmark script does
 (impactx-benchmarks tag ``napac25``, ``napac25/scenario_htu/run_cheetah_impactx.py.jinja``:
-``torch.compile(segment.track, mode="default", backend="inductor")`` with inductor's
-fast-math flags, compiled by one untimed call before the timed one). ``mode="default"`` is
+``torch.compile(segment.track, mode="default", backend="inductor")``, with inductor's
+fast-math flags in its ``-fm`` configurations, compiled by one untimed call before the
+timed one). ``mode="default"`` is
 torch's default; it is left out here because torch refuses ``mode`` next to ``options``.
 
 Compilation happens on the first track of each particle count, i.e. in the harness's untimed
@@ -19,16 +20,22 @@ tells whether the timed tracks ran compiled code. If compilation fails (no C++ c
 Dynamo cannot trace), the case runs eagerly and ``compile_error`` says why, as the in-house
 tracker's compiled path does (:mod:`backends.inhouse.compiled`).
 
-``FAST_MATH`` mirrors the paper's ``-fm`` configurations (``cpp.enable_unsafe_math_opt_flag``,
-``cuda.use_fast_math``); set ``TRACKBENCH_CHEETAH_FAST_MATH=0`` for IEEE-strict code.
+Math settings (the case's ``math``, :attr:`CheetahCompiledBackend.math_modes`): ``ieee``
+compiles with inductor's default C++ flags (``-fno-unsafe-math-optimizations
+-ffp-contract=off``, ``torch/_inductor/cpp_builder.py``); ``fast`` with the paper's ``-fm``
+flags (``cpp.enable_unsafe_math_opt_flag``, ``cuda.use_fast_math``) and, as the in-house
+compiled path, ``cpp.enable_floating_point_contract_flag = "fast"`` and Triton's
+``use_fast_math`` (:data:`backends.inhouse.INDUCTOR_MATH`). The options are passed to
+``torch.compile``, so they are part of inductor's cache key: a fast kernel is never reused
+for an IEEE case.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from backends.base import IEEE
 from backends.cheetah import CheetahBackend, CheetahPrepared
 
 if TYPE_CHECKING:
@@ -40,20 +47,12 @@ if TYPE_CHECKING:
 #: specialisation per section. torch's default limit (8) would leave the rest eager.
 RECOMPILE_LIMIT = 1024
 
-#: Environment variable: ``0`` compiles without inductor's fast-math flags.
-FAST_MATH_ENV = "TRACKBENCH_CHEETAH_FAST_MATH"
+def inductor_options(math: str = IEEE) -> dict[str, Any]:
+    """Inductor options of the compilation for a math setting (``fast``: the paper's
+    ``-fm`` flags with those of :data:`backends.inhouse.INDUCTOR_MATH`)."""
+    from backends.inhouse import INDUCTOR_MATH
 
-
-def fast_math() -> bool:
-    """Whether inductor compiles with fast-math flags (the paper's setting, default on)."""
-    return os.environ.get(FAST_MATH_ENV, "1").strip().lower() not in ("0", "false", "no",
-                                                                       "off")
-
-
-def inductor_options() -> dict[str, Any]:
-    """Inductor options of the compilation (fast-math as in the paper's ``-fm`` runs)."""
-    flag = fast_math()
-    return {"cpp.enable_unsafe_math_opt_flag": flag, "cuda.use_fast_math": flag}
+    return {**INDUCTOR_MATH[math], "cuda.use_fast_math": math != IEEE}
 
 
 class CheetahCompiledPrepared(CheetahPrepared):
@@ -67,8 +66,9 @@ class CheetahCompiledPrepared(CheetahPrepared):
     """
 
     def __init__(self, scenario: Scenario, device: str, dtype: str, model: str,
-                 plans: tuple | None = None):
+                 plans: tuple | None = None, math: str = IEEE):
         super().__init__(scenario, device, dtype, model, plans)
+        self.math = math
         self.compiled = None
         self._compiled_track = None
         self._seen: set[tuple] = set()
@@ -81,7 +81,8 @@ class CheetahCompiledPrepared(CheetahPrepared):
             return super().run(handle)
         if self._compiled_track is None:
             self._compiled_track = torch.compile(self.segment.track, backend="inductor",
-                                                 dynamic=False, options=inductor_options())
+                                                 dynamic=False,
+                                                 options=inductor_options(self.math))
         particles = handle.particles
         key = (tuple(particles.shape), particles.dtype, particles.device)
         first = key not in self._seen
@@ -116,16 +117,21 @@ class CheetahCompiledBackend(CheetahBackend):
     envelope_refusal: ClassVar[str] = (
         "cheetah-compiled compiles the particle track only; Cheetah's envelope mode (a "
         "ParameterBeam through first-order maps) runs as backend 'cheetah'")
+    #: Fast-math through inductor's flags (see the module docstring).
+    math_modes: ClassVar[frozenset[str]] = frozenset({"ieee", "fast"})
 
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu",
                 dtype: str = "float64") -> CheetahCompiledPrepared:
         plan = self.planned(scenario, device, dtype)
         return CheetahCompiledPrepared(plan.scenario, plan.device, plan.dtype, plan.model,
-                                       plan.lattice)
+                                       plan.lattice, plan.math)
 
     def prepare_single_use(self, scenario: Scenario | Plan, device: str = "cpu",
                            dtype: str = "float64") -> CheetahPrepared:
-        """A lattice tracked once (finite differences) is not worth compiling: eager."""
+        """A lattice tracked once (finite differences) is not worth compiling: eager (an
+        IEEE plan only: a fast plan runs compiled code)."""
+        if getattr(scenario, "math", IEEE) != IEEE:
+            raise ValueError("a fast-math plan runs compiled code; prepare it with prepare()")
         return super().prepare(scenario, device, dtype)
 
 

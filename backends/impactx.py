@@ -833,6 +833,11 @@ class ImpactXBackend(Backend):
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.impactx_envelope:ImpactXEnvelope"
+    #: No fast-math setting at run time: the compiler flags are fixed when ImpactX is built.
+    math_refusal: ClassVar[str] = (
+        "ImpactX is compiled once, when it is built (the PyPI wheel with its fixed flags); a "
+        "fast-math ImpactX is another build (CXXFLAGS='-ffast-math', as the benchmark's "
+        "'-fm' configurations), not a run-time setting")
 
     @classmethod
     def _import(cls) -> None:

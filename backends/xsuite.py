@@ -60,6 +60,8 @@ machine, xsuite version and tracker configuration, under a file lock; ``python -
 backends.xsuite`` does it ahead, as the set-up does) and found there by Xsuite's own
 prebuilt-kernel lookup (``xsuite.get_suitable_kernel``) in every later process.
 If compilation fails the case runs serially on 1 thread and says why (``compile_error``).
+Xsuite offers no compile flags at run time (``xobjects`` builds every kernel with ``-O3``
+and xtrack's tracker passes no others), so a ``fast`` math case is refused with that reason.
 The prebuilt configuration keeps Xsuite's global aperture ``XTRACK_GLOBAL_XY_LIMIT`` = 1 m
 (a particle with |x| or |y| > 1 m is stopped), far outside every beam of the scenarios. Only a
 particle stopped at a ``LimitRect`` / ``LimitEllipse`` (a scenario ``Aperture``) is ``lost``;
@@ -682,6 +684,14 @@ class XsuiteBackend(LineBackend):
         "linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central differences "
         "of the expanded models, Richardson-extrapolated)")
     stand_in_code: ClassVar[str] = "xsuite"
+    #: No fast-math setting at run time (see the module docstring, Kernels).
+    math_refusal: ClassVar[str] = (
+        "Xsuite has no run-time compile-flag setting: xtrack builds its element kernels "
+        "with fixed flags (xobjects ContextCpu.build_kernels: -O3; xtrack.Tracker passes no "
+        "extra compile arguments), and its tracking runs the kernels prebuilt in the "
+        "xsuite wheel (serial) or the one OpenMP kernel of every element class (13 MB); a "
+        "fast-math Xsuite would be a recompilation of that whole kernel outside Xsuite's "
+        "API, not a setting of the code")
 
     @classmethod
     def _import(cls) -> None:

@@ -1,5 +1,6 @@
-"""Cases: one scenario × backend × particle count × device × dtype, and how a matrix of
-them is planned (reference cases first, so that every other case can compare with one)."""
+"""Cases: one scenario × backend × particle count × device × dtype × math setting, and how
+a matrix of them is planned (reference cases first, so that every other case can compare
+with one)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from backends.base import IEEE
 from harness.model.scenario import Scenario
 
 #: Particle counts of the default comparison when a scenario names none (modest sizes that
@@ -44,6 +46,9 @@ class Case(BaseModel):
         options: extra settings of the kind (e.g. gradient parameters).
         scenario_hash: content hash of the scenario file (:func:`scenario_hash`): cached
             particles and ``--resume`` never mix two files.
+        math: ``ieee`` (default) or ``fast`` (the code's fast-math flags, where it offers
+            them at run time; :attr:`backends.base.Backend.math_modes`); ``fast`` ends the
+            case id with ``/fast``.
 
     What the runner adds for the case process (defaults while planning):
 
@@ -86,6 +91,7 @@ class Case(BaseModel):
     kind: str = "track"
     options: dict[str, Any] = {}
     scenario_hash: str = ""
+    math: Literal["ieee", "fast"] = "ieee"
     # -- what the runner adds for the case process
     initial_path: str | None = None
     final_path: str | None = None
@@ -122,8 +128,9 @@ class Case(BaseModel):
         threads = "" if self.threads is None else f"/t{self.threads}"
         # a variant of the same cell (e.g. gradient parameter sets ``P16``) ends the id
         variant = f"/{self.options['label']}" if self.options.get("label") else ""
+        math = "" if self.math == IEEE else f"/{self.math}"
         return (f"{self.kind}/{self.scenario}/{self.backend}/{self.particles}/{self.device}/"
-                f"{self.dtype}{threads}{variant}")
+                f"{self.dtype}{threads}{math}{variant}")
 
     def as_dict(self) -> dict:
         """JSON-ready form of the case's cell (without the case-process fields), with the
@@ -148,7 +155,7 @@ class Case(BaseModel):
 CELL_FIELDS: tuple[str, ...] = (
     "scenario", "scenario_path", "backend", "particles", "device", "dtype", "repeat",
     "threads", "role", "reference", "reference_case", "reference_note", "kind", "options",
-    "scenario_hash")
+    "scenario_hash", "math")
 
 
 def scenario_hash(scenario: Scenario) -> str:
@@ -212,13 +219,17 @@ def reference_backend(scenario: Scenario, available: Sequence[str]) -> tuple[str
 def plan(scenarios: Sequence[Scenario], backends: Sequence[str],
          counts: Sequence[int] | str | None,
          devices: Sequence[str], dtypes: Sequence[str], repeat: int, available: Sequence[str],
-         threads: int | Sequence[int | None] | None = None) -> list[Case]:
+         threads: int | Sequence[int | None] | None = None,
+         maths: Sequence[str] = (IEEE,)) -> list[Case]:
     """All cases of the matrix, each reference case placed before the cases that use it.
 
-    The reference case (the reference code, cpu, float64, same particle count, the first
-    thread count) is added even when its backend was not requested, because agreement is
-    measured against it. ``threads`` is one thread count or several (each a dimension of
+    The reference case (the reference code, cpu, float64, ieee, same particle count, the
+    first thread count) is added even when its backend was not requested, because agreement
+    is measured against it. ``threads`` is one thread count or several (each a dimension of
     the matrix, e.g. ``[1, 2]`` for a per-core comparison); None: all the process is given.
+    ``maths``: the math settings (:data:`backends.base.MATH_MODES`: ``ieee``, ``fast``),
+    each a dimension of the matrix; only ``fast`` shows in the case id (``/fast``), so
+    the ids of IEEE cases are those of runs made before the setting.
     """
     thread_counts = list(threads) if isinstance(threads, Sequence) else [threads]
     cases: list[Case] = []
@@ -238,12 +249,12 @@ def plan(scenarios: Sequence[Scenario], backends: Sequence[str],
                                 reference=reference, reference_note=note,
                                 scenario_hash=digest)
                 cases.append(ref_case)
-            for backend, device, dtype, count in itertools.product(backends, devices, dtypes,
-                                                                   thread_counts):
+            for backend, device, dtype, count, math in itertools.product(
+                    backends, devices, dtypes, thread_counts, maths):
                 case = Case(label, path, backend, n, device, dtype, repeat, count,
                             reference=reference,
                             reference_case=ref_case.case_id if ref_case else None,
-                            reference_note=note, scenario_hash=digest)
+                            reference_note=note, scenario_hash=digest, math=math)
                 if ref_case is None or case.case_id != ref_case.case_id:
                     cases.append(case)
     return cases

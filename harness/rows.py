@@ -14,12 +14,17 @@ from harness.model.vocabulary import Cause
 #: Columns of every row.
 COMMON: dict[str, str] = {
     "kind": "track | gradient",
-    "case_id": "kind/scenario/backend/particles/device/dtype[/tTHREADS]",
+    "case_id": "kind/scenario/backend/particles/device/dtype[/tTHREADS][/fast][/VARIANT]",
     "scenario": "scenario name",
     "backend": "backend id (or module:Class)",
     "particles": "number of macro-particles",
     "device": "cpu | cuda",
     "dtype": "float64 | float32",
+    "math": "ieee (the code as built) | fast (its compiler's fast-math flags, where the code "
+            "offers them at run time: the in-house compiled path and compiled Cheetah through "
+            "inductor's cpp.enable_unsafe_math_opt_flag and ffp-contract=fast); kept apart "
+            "from ieee in every comparison, judged against the ieee reference with the "
+            "dtype's tolerances",
     "repeat": "timed repetitions after one warm-up",
     "threads_requested": "threads asked for (empty: all the process was given)",
     "threads": "threads the backend used",

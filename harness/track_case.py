@@ -9,6 +9,12 @@ from the tracking time, never mixed into throughput: the start-up (interpreter a
 imports, from the moment the parent started the process), the preparation and the
 warm-up, in seconds.
 
+The case's math setting (``ieee`` or ``fast``, :attr:`harness.cases.Case.math`) is put on
+the backend's plan before preparing (:meth:`backends.base.Backend.with_math`): a backend
+without it, or a scenario its fast path does not reach, makes the row ``unsupported`` with
+the reason; a ``fast`` case is judged against the (IEEE) reference with the dtype's
+tolerances like any other.
+
 Final particles are sorted by fate (:func:`harness.model.observables.fates`): ``lost`` counts
 aperture losses, ``blown_up`` numerical blow-ups; observables are those of the survivors
 (``survival`` their fraction), and a blow-up gives the verdict ``blow-up``.
@@ -47,8 +53,10 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     scenario = loaded.scenario
     row: dict[str, Any] = {"versions": loaded.versions,
                            "backend_version": loaded.backend_version,
-                           "busy_cores_start": busy}
+                           "busy_cores_start": busy, "math": spec.math}
     import_s = clock.elapsed()
+    if not loaded.unsupported:   # the case's math setting on the plan, or why not
+        loaded.support = loaded.backend.with_math(loaded.support, spec.math)
     if loaded.unsupported:
         return [row | {"status": Status.UNSUPPORTED.value, "reason": loaded.support.reason}]
     if scenario.tracking == "envelope":

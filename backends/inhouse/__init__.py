@@ -15,15 +15,30 @@ with ``torch.compile`` from 10^3 particles on, eager below (``TRACKBENCH_INHOUSE
 or ``prepare(..., compile=...)`` override this). The first run of a particle count compiles;
 :attr:`InhousePrepared.compile_s` reports that time and :attr:`InhousePrepared.compiled`
 whether compiled code ran.
+
+Math settings (:attr:`InhouseBackend.math_modes`): ``ieee`` compiles with inductor's
+default C++ flags (``-fno-unsafe-math-optimizations -ffp-contract=off``,
+``torch/_inductor/cpp_builder.py`` ``_get_ffast_math_flags``); ``fast`` with
+``cpp.enable_unsafe_math_opt_flag`` (``-funsafe-math-optimizations``: reassociation,
+reciprocals) and ``cpp.enable_floating_point_contract_flag = "fast"`` (fused multiply-adds)
+on the CPU, and inductor's ``use_fast_math`` (Triton's flush-to-zero ``exp``) on CUDA
+(:data:`INDUCTOR_MATH`). A ``fast`` case is always compiled (whatever its particle count or
+``TRACKBENCH_INHOUSE_COMPILE``), so that its tracks run the fast-math code; the flags are
+inductor configuration, part of the key of inductor's FX-graph cache, so a kernel compiled
+for one setting is never reused for the other. What runs outside the compiled segments (the
+space-charge solve) is eager torch in either setting. The spin and envelope trackers run
+eagerly: ``fast`` is refused for them.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from backends.base import (
+    IEEE,
     Backend,
     Plan,
     Prepared,
@@ -41,6 +56,26 @@ if TYPE_CHECKING:
     from harness.model.scenario import Scenario
 
 
+#: Inductor configuration of each math setting (:data:`backends.base.MATH_MODES`): ``ieee``
+#: states inductor's defaults (so a ``TORCHINDUCTOR_*`` variable cannot turn them on
+#: unseen), ``fast`` its fast-math flags (``torch/_inductor/config.py``: ``cpp.*`` for the
+#: C++/OpenMP code on CPU, ``use_fast_math`` for Triton on CUDA).
+INDUCTOR_MATH: dict[str, dict[str, Any]] = {
+    "ieee": {"cpp.enable_unsafe_math_opt_flag": False,
+             "cpp.enable_floating_point_contract_flag": "off", "use_fast_math": False},
+    "fast": {"cpp.enable_unsafe_math_opt_flag": True,
+             "cpp.enable_floating_point_contract_flag": "fast", "use_fast_math": True},
+}
+
+
+def inductor_math(math: str) -> contextlib.AbstractContextManager:
+    """Context in which inductor compiles with the flags of a math setting
+    (:data:`INDUCTOR_MATH`)."""
+    from torch._inductor import config
+
+    return config.patch(INDUCTOR_MATH[math])
+
+
 class InhousePrepared(Prepared):
     """A scenario translated into a :class:`~backends.inhouse.tracker.Tracker` (or the
     space-charge tracker) on one device and dtype.
@@ -53,6 +88,8 @@ class InhousePrepared(Prepared):
         model: :func:`backends.base.model_signature` of the scenario.
         compile: compile the forward track (True), never (False), or by particle count
             (None); see :func:`backends.inhouse.compiled.compile_mode`.
+        math: ``ieee`` or ``fast``: the inductor flags of the compilation
+            (:data:`INDUCTOR_MATH`).
 
     Attributes:
         threads: torch CPU threads used by the last run (at construction before that).
@@ -62,7 +99,8 @@ class InhousePrepared(Prepared):
         compile_error: why compilation fell back to the eager path ("" if it did not).
     """
 
-    def __init__(self, tracker: Any, device, dtype, model: str, compile: bool | None = None):
+    def __init__(self, tracker: Any, device, dtype, model: str, compile: bool | None = None,
+                 math: str = IEEE):
         import torch
 
         from backends.inhouse.compiled import CompiledForward
@@ -77,6 +115,7 @@ class InhousePrepared(Prepared):
         self.forward = (CompiledForward(tracker.steps(), compile)
                         if isinstance(tracker, Tracker | SpaceChargeTracker) else None)
         self.compiled = None if self.forward is not None else False
+        self.math = math
 
     def inject(self, particles: np.ndarray):
         """``(N, 6)`` float64 numpy -> six contiguous columns (separate tensors, tracked in
@@ -97,7 +136,11 @@ class InhousePrepared(Prepared):
 
         self.threads = torch.get_num_threads()
         if self.forward is not None:
-            alive = self.forward(handle)
+            if self.forward.compiled:   # compiled already: no configuration to apply
+                alive = self.forward(handle)
+            else:                       # this call may compile: with the case's flags
+                with inductor_math(self.math):
+                    alive = self.forward(handle)
             self.compiled = self.forward.compiled
             self.compile_s = self.forward.compile_s
             self.compile_error = self.forward.error
@@ -158,6 +201,8 @@ class InhouseBackend(Backend):
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.inhouse.envelope:InhouseEnvelope"
+    #: Fast-math through inductor's flags (see the module docstring).
+    math_modes: ClassVar[frozenset[str]] = frozenset({"ieee", "fast"})
 
     @classmethod
     def _import(cls) -> None:
@@ -202,12 +247,30 @@ class InhouseBackend(Backend):
                 return Unsupported(reason)
         return base
 
+    def math_checks(self, scenario: Scenario, device: str, dtype: str,
+                    math: str) -> Unsupported | None:
+        """``fast`` where the track is compiled: not the spin or envelope trackers."""
+        if math == IEEE:
+            return None
+        if scenario.tracking == "envelope":
+            return Unsupported(f"math {math!r}: the in-house envelope tracker runs eagerly "
+                               "(no compiled code to build with fast-math flags)")
+        if scenario.spin:
+            return Unsupported(f"math {math!r}: the in-house spin tracker runs eagerly (no "
+                               "compiled code to build with fast-math flags)")
+        return None
+
     def prepare(self, scenario: Scenario | Plan, device: str = "cpu", dtype: str = "float64",
                 compile: bool | None = None) -> InhousePrepared:
         """Build the tracker of a plan (a scenario is planned first; all constant maps are
         assembled on the device here); ``compile`` as in :class:`InhousePrepared`
-        (compilation itself happens on the first run)."""
+        (compilation itself happens on the first run), always True for a ``fast`` plan."""
         plan = self.planned(scenario, device, dtype)
+        if plan.math != IEEE:
+            if compile is False:
+                raise ValueError(f"math {plan.math!r} runs compiled code; compile=False "
+                                 "contradicts it")
+            compile = True
         case: Scenario = plan.scenario
         device, dtype = plan.device, plan.dtype
         from backends.inhouse.tracker import Tracker
@@ -226,7 +289,7 @@ class InhouseBackend(Backend):
             tracker = Tracker(case.elements, case.reference_particle, device=device,
                               dtype=torch_type)
         return InhousePrepared(tracker, device, torch_type, plan.model,
-                               compile=compile)
+                               compile=compile, math=plan.math)
 
     def prepare_single_use(self, scenario: Scenario | Plan, device: str = "cpu",
                            dtype: str = "float64") -> InhousePrepared:

@@ -57,6 +57,10 @@ def run(
         "at the smallest of its own counts; default: the scenario's, else 1e4,1e5).")] = None,
     device: Devices = "cpu",
     dtype: Dtypes = "float64",
+    math: Annotated[str, typer.Option(
+        help="Comma-separated math settings: ieee (the code as built) and fast (its "
+        "compiler's fast-math flags, where the code offers them at run time; the others "
+        "are unsupported with the reason).")] = "ieee",
     repeat: Annotated[int, typer.Option(help="Timed tracks per case, after one warm-up.")] = 5,
     timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 600.0,
     memory_limit: MemoryLimit = None,
@@ -78,13 +82,14 @@ def run(
     cluster: Cluster = None,
     cluster_config: ClusterConfig = None,
 ) -> None:
-    """Run the matrix scenario × backend × particles × device × dtype, each case in its own
-    process; append every finished case to DIR/results.jsonl. Exits 1 when a case failed,
+    """Run the matrix scenario × backend × particles × device × dtype × math, each case in its
+    own process; append every finished case to DIR/results.jsonl. Exits 1 when a case failed,
     timed out or ran out of memory (--no-fail: 0), 130 on Ctrl-C."""
     check_run_options(backends=backends, workers=workers, scheduler=scheduler,
                       cluster=cluster, memory_limit=memory_limit, timeout=timeout,
                       resume=resume, repeat=repeat)
     check_devices_and_dtypes(device, dtype)
+    maths = math_list(math)
     counts = run_particle_counts(particles)
     thread_counts = thread_count_list(threads)
     execution = execution_config(workers, scheduler, cluster, cluster_config, thread_counts)
@@ -106,7 +111,7 @@ def run(
     available = available_backends()
     chosen = check_backends(backends, available)
     cases = plan(loaded, chosen, counts, split_list(device), split_list(dtype), repeat,
-                 available, thread_counts)
+                 available, thread_counts, maths)
     directory = run_directory_for(out, resume)
     usable_out(directory)
     limits = case_limits(timeout, memory_limit)
@@ -178,6 +183,21 @@ def run(
         console.print(end_of_run(directory, settings, reference,
                                  {case.case_id for case in cases}))
     exit_status(directory, cases, no_fail)
+
+
+#: The values of ``--math``: ``backends.base.MATH_MODES``, written out so that a bad value
+#: is refused before the backends are imported (a test checks that the two agree).
+MATH_SETTINGS: tuple[str, ...] = ("ieee", "fast")
+
+
+def math_list(value: str) -> list[str]:
+    """The math settings of ``--math`` (each of :data:`MATH_SETTINGS` once, in the order
+    given), or exit with one line saying what was expected."""
+    parts = split_list(value)
+    if not parts or any(part not in MATH_SETTINGS for part in parts):
+        fail(f"--math: expected a comma-separated list of {list(MATH_SETTINGS)} "
+             f"(got {value!r})")
+    return list(dict.fromkeys(parts))
 
 
 def finish_run_directory(directory: Path, runner: Any, started: str) -> None:
