@@ -152,9 +152,10 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("y_limit", 0.0, 10.0, "m", "as x_limit", low_open=True),
     Bound("elliptical", 0.0, 1.0, "1", "a flag: 1 elliptical, 0 rectangular"),
     # the ImpactX.* extension kinds (docs/scenario-format.md)
-    Bound("kx", -1e3, 1e3, "1/m", "sign(K) sqrt(|K|) of a ConstF: K up to 1e6 1/m^2"),
-    Bound("ky", -1e3, 1e3, "1/m", "as kx"),
-    Bound("kt", 0.0, 1e3, "1/m", "ImpactX's ConstF refuses kt < 0 ('must have kt >= 0')"),
+    Bound("kx", -1e5, 1e5, "1/m", "sign(K) sqrt(|K|) of a ConstF: K up to 1e10 1/m^2 (ImpactX's "
+          "iota_lens examples slice a lens into ConstFs of 1.2e4 1/m)"),
+    Bound("ky", -1e5, 1e5, "1/m", "as kx"),
+    Bound("kt", 0.0, 1e5, "1/m", "ImpactX's ConstF refuses kt < 0 ('must have kt >= 0')"),
     Bound("ez", -1e6, 1e6, "1/m", "ChrAcc's gamma gain per metre; ImpactX divides by it "
           "(0 is a drift: use a Drift)", nonzero=True),
     Bound("bz", -1e6, 1e6, "1/m", "q B_z / (m c) of a ChrAcc: a 20 T solenoid for MeV "
