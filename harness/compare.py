@@ -16,7 +16,7 @@ import pandas as pd
 from harness.model.vocabulary import Status, Verdict
 from harness.results import load_table, read_rows
 
-KEY = ["scenario", "backend", "particles", "device", "dtype", "threads_requested"]
+KEY = ["scenario", "backend", "particles", "device", "dtype", "math", "threads_requested"]
 SUMMARY_COLUMNS = ["scenario", "backend", "particles", "device", "dtype", "status", "model",
                    "threads", "time_median_s", "time_spread",
                    "throughput_particles_per_s", "throughput_particle_elements_per_s",
@@ -99,6 +99,7 @@ def side_by_side(old: Path | str, new: Path | str, threshold: float = 0.1) -> pd
     b = (b.drop_duplicates("case_id", keep="last") if "case_id" in b else b)[columns]
     for frame in (a, b):  # one dtype per key, also for an empty or partial run
         frame["threads_requested"] = frame["threads_requested"].fillna(0).astype(int)
+        frame["math"] = frame["math"].fillna("ieee").astype(object)  # runs before the setting
         frame["particles"] = frame["particles"].astype(float)
         for column in ("scenario", "backend", "device", "dtype"):
             frame[column] = frame[column].astype(object)

@@ -74,8 +74,9 @@ def base_row(case: Case) -> dict[str, Any]:
     return {"kind": case.kind, "case_id": case.case_id, "scenario": case.scenario,
             "scenario_hash": case.scenario_hash, "backend": case.backend,
             "particles": case.particles, "device": case.device, "dtype": case.dtype,
-            "repeat": case.repeat, "threads_requested": case.threads, "role": case.role,
-            "reference": case.reference, "reference_note": case.reference_note}
+            "math": case.math, "repeat": case.repeat, "threads_requested": case.threads,
+            "role": case.role, "reference": case.reference,
+            "reference_note": case.reference_note}
 
 
 def precheck(case: Case, scenario) -> tuple[dict[str, Any] | None, Any]:
@@ -95,7 +96,7 @@ def precheck(case: Case, scenario) -> tuple[dict[str, Any] | None, Any]:
         return {"status": Status.UNSUPPORTED.value,
                 "reason": f"{case.backend} is not installed: {availability.hint}"}, None
     try:
-        plan = cls().plan(scenario, case.device, case.dtype)
+        plan = cls().plan_case(scenario, case.device, case.dtype, case.math)
     except Exception:  # noqa: BLE001 - the child will run and record the error
         return None, None
     if isinstance(plan, Unsupported):

@@ -89,8 +89,11 @@ def test_supports():
     assert isinstance(backend.supports(scenario("fodo_exact")), Supported)
     assert backend.supports(scenario("fodo_exact")).model == "exact"
     assert "float16" in backend.supports(scenario("fodo_linear"), "cpu", "float16").reason
-    sc = scenario("expanding_beam", space_charge={"kind": "2p5d"})
-    assert isinstance(backend.supports(sc), Unsupported)
+    sc = scenario("expanding_beam", space_charge={"kind": "2p5d", "grid": [32, 32, 1],
+                                                  "kicks_per_element": 12})
+    verdict = backend.supports(sc)
+    assert isinstance(verdict, Supported) and "sc:2p5d" in verdict.model
+    assert isinstance(backend.supports(scenario("fodo_linear"), "cpu", "float16"), Unsupported)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
@@ -128,9 +131,9 @@ def test_objective_draws_particles_for_beam_parameters():
                                            particles, "cpu", "float64")
     out = InhouseBackend().prepare(sc).track(particles)
     assert float(f(theta0)) == pytest.approx(float(out[:, 0].std()), rel=1e-13)
-    unsupported = scenario("expanding_beam", space_charge={"kind": "2p5d"})
-    assert InhouseBackend().objective(unsupported, ["beam.rms.sigma_x"], "sigma_x",
-                                      particles, "cpu", "float64") is None
+    # a case the backend does not run has no objective
+    assert InhouseBackend().objective(sc, ["quad2.Kn1"], "sigma_x", particles, "cpu",
+                                      "float16") is None
 
 
 def test_importing_the_adapter_does_not_import_torch():
