@@ -49,6 +49,7 @@ from harness.report.reproduction import (  # noqa: F401 - the reproduction's nam
     IB_DEFAULT_BACKENDS,
     IB_FAST_MATH,
     LABELS,
+    NAPAC25_MATH,
     FigurePlan,
     agreement_cells,
     benchmark_verdict,
@@ -144,18 +145,25 @@ def plan_reproduction(published: Published, plans: Sequence[FigurePlan], repeat:
     for fig in plans:
         if fig.not_run:
             continue
-        mine = chosen
-        if is_benchmark(published) and fig.figure.endswith("_fm"):
-            # only the codes with a fast-math setting here (the others: "not run: no
-            # fast-math setting"); their cases are those of the IEEE figure
-            mine = [b for b in chosen if b in IB_FAST_MATH]
+        # (backends, math setting) groups: a fast-math figure of the benchmark runs only the
+        # codes with a fast-math setting here, with it (the others: "not run: no fast-math
+        # setting"); napac25's compiled Cheetah is the paper's fast-math build
+        if is_benchmark(published):
+            groups = ([([b for b in chosen if b in IB_FAST_MATH], "fast")]
+                      if fig.figure.endswith("_fm") else [(chosen, "ieee")])
+        else:
+            groups = [([b for b in chosen if b not in NAPAC25_MATH], "ieee"),
+                      ([b for b in chosen if b in NAPAC25_MATH], "fast")]
         scenario = out.scenarios.get(fig.scenario) or load_scenario(fig.scenario)
         out.scenarios[fig.scenario] = scenario
-        for case in plan([scenario], mine, fig.particles, [fig.device], [fig.dtype], repeat,
-                         available, [fig.threads]):
-            if case.case_id not in seen:
-                seen.add(case.case_id)
-                out.cases.append(case)
+        for mine, math in groups:
+            if not mine:
+                continue
+            for case in plan([scenario], mine, fig.particles, [fig.device], [fig.dtype],
+                             repeat, available, [fig.threads], maths=(math,)):
+                if case.case_id not in seen:
+                    seen.add(case.case_id)
+                    out.cases.append(case)
     return out
 
 

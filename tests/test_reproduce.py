@@ -290,7 +290,7 @@ def test_plan_runs_the_figures_settings_through_the_runner() -> None:
     reproduction = rp.plan_reproduction(data, plans, 5, available=available)
     ids = [c.case_id for c in reproduction.cases]
     assert len(ids) == len(set(ids))
-    assert "track/htu/cheetah-compiled/1000/cpu/float32/t1" in ids
+    assert "track/htu/cheetah-compiled/1000/cpu/float32/t1/fast" in ids  # the paper's -fm build
     assert "track/htu/impactx/1000/cpu/float64/t1" in ids  # the reference, FP64
     assert "track/napac25_space_charge/inhouse/1000000/cpu/float64/t1" in ids
     assert not any("/cuda/" in i for i in ids)
@@ -389,9 +389,9 @@ def test_benchmark_plans_every_figure_with_its_reason() -> None:
     # a fast-math figure runs only the codes with a fast-math setting (+ its reference)
     assert [c.case_id for c in named.cases] == [
         "track/bench_htu/impactx/1000/cpu/float64/t1",
-        "track/bench_htu/cheetah-compiled/1000/cpu/float32/t1",
+        "track/bench_htu/cheetah-compiled/1000/cpu/float32/t1/fast",
         "track/bench_htu/impactx/10000/cpu/float64/t1",
-        "track/bench_htu/cheetah-compiled/10000/cpu/float32/t1"]
+        "track/bench_htu/cheetah-compiled/10000/cpu/float32/t1/fast"]
 
 
 def _ib_row(backend: str, dtype: str, wall: float, scale: float = 1.0, **extra) -> dict:

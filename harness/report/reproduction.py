@@ -50,24 +50,42 @@ def _ok(row: dict | None) -> TypeGuard[dict]:
     return row.get("status") == "ok" and row.get("kind", "track") == "track"
 
 
-def _index(rows: Sequence[dict]) -> dict[tuple, dict]:
-    """Track rows by (scenario, backend, particles, device, dtype, threads requested)."""
-    out: dict[tuple, dict] = {}
-    for row in rows:
-        if row.get("kind", "track") != "track":
-            continue
-        key = (row.get("scenario"), row.get("backend"), int(row.get("particles", 0)),
-               row.get("device"), row.get("dtype"), row.get("threads_requested"))
-        if key not in out or _ok(row):
-            out[key] = row
-    return out
+class RowIndex:
+    """Track rows by (scenario, backend, particles, device, dtype, threads requested) and
+    math setting. A row written before the math setting existed has none: it answers for
+    any setting (compiled Cheetah then compiled with inductor's fast-math flags)."""
+
+    def __init__(self, rows: Sequence[dict]):
+        self.rows: dict[tuple, dict] = {}
+        for row in rows:
+            if row.get("kind", "track") != "track":
+                continue
+            key = (row.get("scenario"), row.get("backend"), int(row.get("particles", 0)),
+                   row.get("device"), row.get("dtype"), row.get("threads_requested"),
+                   row.get("math"))
+            if key not in self.rows or _ok(row):
+                self.rows[key] = row
+
+    def get(self, key: tuple, math: str = "ieee") -> dict | None:
+        """The row of a cell at a math setting (``ieee`` or ``fast``), else a row that
+        predates the setting."""
+        return self.rows.get((*key, math)) or self.rows.get((*key, None))
 
 
-def _find(index: dict[tuple, dict], fig: Figure | FigurePlan, backend: str, n: int,
-          threads: int | None) -> tuple[dict | None, list[str]]:
+def _index(rows: Sequence[dict]) -> RowIndex:
+    return RowIndex(rows)
+
+
+#: The math setting of each backend's cases in a napac25 figure: the paper's compiled
+#: Cheetah configurations are its fast-math (``-fm``) builds.
+NAPAC25_MATH: dict[str, str] = {"cheetah-compiled": "fast"}
+
+
+def _find(index: RowIndex, fig: Figure | FigurePlan, backend: str, n: int,
+          threads: int | None, math: str = "ieee") -> tuple[dict | None, list[str]]:
     """The row measuring a backend's cell of a figure, and footnote keys: ImpactX's PyPI
     wheel has no FP32, so its FP32 cells are its FP64 (reference) run."""
-    row = index.get((fig.scenario, backend, n, fig.device, fig.dtype, threads))
+    row = index.get((fig.scenario, backend, n, fig.device, fig.dtype, threads), math)
     if backend == "impactx" and fig.dtype == "float32" and not _ok(row):
         fallback = index.get((fig.scenario, backend, n, fig.device, "float64", threads))
         if _ok(fallback):
@@ -105,7 +123,7 @@ def figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
         measured: dict[str, dict[str, Any]] = {}
         for backend in BACKENDS:
             row, notes = (None, []) if plan is not None and plan.not_run else _find(
-                index, fig, backend, n, threads)
+                index, fig, backend, n, threads, NAPAC25_MATH.get(backend, "ieee"))
             measured[backend] = {
                 "row": row, "notes": notes,
                 "process": _rate(n, row.get("process_time_min_s")) if _ok(row) else None,
@@ -455,10 +473,10 @@ IB_LABELS: dict[str, str] = {"impactx": "ImpactX", "cheetah": "Cheetah",
                              "cheetah-compiled": "Cheetah: compiled", "xsuite": "Xsuite",
                              "pyat": "pyAT", "inhouse": "in-house (extra)",
                              "ocelot": "Ocelot (extra)", "rftrack": "RF-Track (extra)"}
-#: Backends that offer a fast-math setting at run time here: compiled Cheetah compiles with
-#: inductor's fast-math flags unless ``TRACKBENCH_CHEETAH_FAST_MATH=0``
-#: (``backends/cheetah_compiled.py``).
-IB_FAST_MATH: tuple[str, ...] = ("cheetah-compiled",)
+#: Backends that offer a fast-math setting at run time here (``math_modes``: inductor's
+#: fast-math flags of the compiled torch codes); the fast-math figures run them with
+#: ``math: fast``.
+IB_FAST_MATH: tuple[str, ...] = ("cheetah-compiled", "inhouse")
 
 
 def ib_scenario(fig: Figure, fig_id: str) -> str:
@@ -489,7 +507,7 @@ def _moments(row: dict) -> dict[str, float]:
     return out
 
 
-def benchmark_verdict(scenario: str, row: dict | None, rows_index: dict[tuple, dict],
+def benchmark_verdict(scenario: str, row: dict | None, rows_index: RowIndex,
                       threads: int | None) -> tuple[str, float | None]:
     """The benchmark's class (:func:`harness.benchmark_rule.classify`) of a measured row
     against ImpactX float64 at the same N in the same run, and the worst relative moment
@@ -509,7 +527,7 @@ def benchmark_verdict(scenario: str, row: dict | None, rows_index: dict[tuple, d
     sibling_ok = False
     if single:
         sibling = rows_index.get((row.get("scenario"), row.get("backend"), n, row.get("device"),
-                                  "float64", threads))
+                                  "float64", threads), row.get("math") or "ieee")
         if _ok(sibling):
             sibling_ok = classify(_moments(sibling), _moments(ref), n,
                                   scenario).verdict == "correct"
@@ -565,7 +583,9 @@ def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
             if plan is None or plan.not_run:
                 measured[backend] = (None, [])
             else:
-                measured[backend] = _find(index, fig, backend, n, threads)
+                measured[backend] = _find(
+                    index, fig, backend, n, threads,
+                    "fast" if fast_math and backend in IB_FAST_MATH else "ieee")
         base_row = measured[base_backend][0]
         base_wall = _rate(n, base_row.get("time_min_s")) if _ok(base_row) else None
         pub_base = next((p for p in base_series.points if p.particles == n), None)
@@ -590,7 +610,7 @@ def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
             if _ok(row) and str(row.get("model", "")).startswith("stand-in"):
                 notes.append("ib-stand-in")
             if _ok(row) and backend == "cheetah-compiled":
-                notes.append("ib-fast-math" if not fast_math else "compiled")
+                notes.append("compiled")
             wall = _rate(n, row.get("time_min_s")) if _ok(row) else None
             verdict, worst = benchmark_verdict(scenario, row, index, threads)
             layout = pub["published_layout"]
@@ -636,8 +656,8 @@ IB_FOOTNOTE_TEXT: dict[str, str] = {
     "ib-stand-in": "the code has no map of the scenario's model here and runs a labelled "
                    "stand-in (its model column); the benchmark's class is then "
                    "model_mismatch, as the benchmark declares it.",
-    "ib-fast-math": "compiled Cheetah compiles with inductor's fast-math flags by default "
-                    "(TRACKBENCH_CHEETAH_FAST_MATH=0 for IEEE-strict code).",
+    "ib-fast-math": "the compiled torch codes run with inductor's fast-math flags "
+                    "(math: fast) in the fast-math figures, IEEE in the others.",
     "compiled": FOOTNOTE_TEXT["compiled"],
     "eager-fallback": FOOTNOTE_TEXT["eager-fallback"],
 }
