@@ -343,9 +343,12 @@ def space_charge_map(space_charge: EnvelopeSpaceCharge, sigma: torch.Tensor,
     return space_charge_3d_map(sigma, ref, space_charge.intensity, ds)
 
 
-#: ImpactX maps with a length, cut into ``nslice`` slices under space charge.
+#: ImpactX maps with a length, cut into ``nslice`` slices under space charge (ConstF and
+#: ChrPlasmaLens: the flow of an s-independent Hamiltonian, so a half slice is the map of
+#: half the slice length; ``ConstF.H``, ``ChrPlasmaLens.H``).
 THICK = frozenset({"Drift", "ChrDrift", "ExactDrift", "Quad", "ChrQuad", "ExactQuad",
-                   "Sbend", "CFbend", "ExactSbend", "ExactCFbend", "Sol", "ExactMultipole"})
+                   "Sbend", "CFbend", "ExactSbend", "ExactCFbend", "Sol", "ExactMultipole",
+                   "ConstF", "ChrPlasmaLens"})
 
 
 @dataclass(frozen=True)
@@ -540,14 +543,21 @@ class EnvelopeTracker:
 
 def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
     """Why an element cannot be sliced for envelope space charge (None when it can):
-    ImpactX rotates each slice of a misaligned element, and a thick kicker is three
-    ImpactX elements here; neither is modelled."""
+    ImpactX rotates each slice of a misaligned element, a thick kicker is three ImpactX
+    elements here, ChrAcc gains energy within each slice and a LinearMap is one unsliced map
+    with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``); none is
+    modelled."""
     if any(spec.impactx == "Alignment" for spec in specs):
         return (f"{element.kind} {element.name}: offsets and rotations (x_offset, "
                 f"y_offset, z_rot, tilt_ref, skew Ks1) are not modelled with envelope "
                 f"space charge")
     if element.kind == "Kicker" and element.length > 0.0:
         return (f"Kicker {element.name}: a kicker with a length is not modelled with "
+                f"envelope space charge")
+    why = {"ImpactX.ChrAcc": "its energy gain within each space-charge slice",
+           "ImpactX.LinearMap": "the space-charge kick of its whole length around one map"}
+    if element.kind in why and element.length > 0.0:
+        return (f"{element.kind} {element.name}: {why[element.kind]} is not modelled with "
                 f"envelope space charge")
     return None
 
