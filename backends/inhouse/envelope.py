@@ -73,7 +73,7 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, Params, translate
+from backends.inhouse.translate import MapSpec, Params, checked_parameters, translate
 from harness.model import observables
 from harness.model.lattice import Element, thick_multipoles
 from harness.model.parameters import resolve_parameters
@@ -382,13 +382,8 @@ class EnvelopeTracker:
         self.elements = list(elements)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.parameters = frozenset(parameters)
-        self.reference = (reference if isinstance(reference, RefState)
-                          else RefState.from_reference(reference))
-        names = {e.name for e in self.elements}
-        unknown = sorted(k for k in self.parameters if k[0] not in names)
-        if unknown:
-            raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+        self.parameters = checked_parameters(self.elements, parameters)
+        self.reference = RefState.coerce(reference)
         self.specs: list[list[MapSpec]] = []
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)

@@ -36,7 +36,7 @@ from backends.inhouse.maps import (
     stack_columns,
 )
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, translate
+from backends.inhouse.translate import MapSpec, checked_parameters, translate
 from harness.model.lattice import Element
 from harness.model.reference_particle import ReferenceParticle
 
@@ -200,13 +200,8 @@ class Tracker(StepTracking):
         self.dtype = dtype
         self.fuse_linear = fuse_linear
         self.join_additive = join_additive
-        self.parameters = frozenset(parameters)
-        self.reference = (reference if isinstance(reference, RefState)
-                          else RefState.from_reference(reference))
-        names = {e.name for e in self.elements}
-        unknown = sorted(k for k in self.parameters if k[0] not in names)
-        if unknown:
-            raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+        self.parameters = checked_parameters(self.elements, parameters)
+        self.reference = RefState.coerce(reference)
         self.specs: list[MapSpec] = []
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)

@@ -38,7 +38,7 @@ the identity and is left out. Exact integrators take
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -356,3 +356,15 @@ def translate(element: Element, parameter_fields: frozenset[str] = frozenset()
     specs = TRANSLATORS[element.kind](element, parameter_fields)
     rotation = "tilt_ref" if element.kind == "SBend" else "z_rot"
     return _aligned(element, specs, parameter_fields, rotation)
+
+
+def checked_parameters(elements: Sequence[Element],
+                       parameters: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    """The ``(element name, field)`` keys of ``parameters``; KeyError naming those whose
+    element is not in ``elements``."""
+    keys = frozenset(parameters)
+    names = {e.name for e in elements}
+    unknown = sorted(k for k in keys if k[0] not in names)
+    if unknown:
+        raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+    return keys
