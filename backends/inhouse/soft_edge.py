@@ -34,15 +34,6 @@ from backends.inhouse.reference import RefState
 Coefficients = Sequence[nm.Scalar] | torch.Tensor
 
 
-def _any_tensor(*values) -> bool:
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            return True
-        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
-            return True
-    return False
-
-
 def midpoints(length: nm.Scalar, nslice: int, mapsteps: int) -> torch.Tensor:
     """The z [m from the entrance] of every step's midpoint, slice after slice: slice i
     starts at i ds/nslice and takes ``mapsteps`` steps of dz = ds/(nslice mapsteps)."""
@@ -87,7 +78,7 @@ def soft_quad_entries(length: nm.Scalar, gscale: nm.Scalar, cos_coef: Coefficien
                       nslice: int = 1) -> Entries:
     """The ``SoftQuadrupole`` map of length ``length`` [m], peak gradient ``gscale``
     [1/m^2] (k > 0 focuses x) and profile coefficients (see the module docstring)."""
-    floats = not _any_tensor(length, gscale, cos_coef, sin_coef)
+    floats = not nm.any_tensor(length, gscale, cos_coef, sin_coef)
     with torch.no_grad() if floats else _null():
         cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
         z = midpoints(length, nslice, mapsteps)
@@ -116,7 +107,7 @@ def soft_sol_entries(length: nm.Scalar, bscale: nm.Scalar, cos_coef: Coefficient
                      nslice: int = 1) -> Entries:
     """The ``SoftSolenoid`` map (``unit = 0``) of length ``length`` [m], peak strength
     ``bscale`` = B_z/(B rho) [1/m] and profile coefficients (see the module docstring)."""
-    floats = not _any_tensor(length, bscale, cos_coef, sin_coef)
+    floats = not nm.any_tensor(length, bscale, cos_coef, sin_coef)
     with torch.no_grad() if floats else _null():
         cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
         z = midpoints(length, nslice, mapsteps)
