@@ -28,3 +28,17 @@ def track_sorted(sim: Any, initial: np.ndarray, species: str, energy_MeV: float,
     frame = frame.iloc[np.argsort(ids, kind="stable")]
     return np.stack([frame.position_x, frame.momentum_x, frame.position_y,
                      frame.momentum_y, frame.position_t, frame.momentum_t], axis=1)
+
+
+def quiet_simulation(species: str, kinetic_energy_MeV: float) -> Any:
+    """An ImpactX simulation without output or diagnostics, grids initialised, its reference
+    particle ``species`` at ``kinetic_energy_MeV`` [MeV] kinetic energy."""
+    from impactx import ImpactX
+
+    sim = ImpactX()
+    sim.verbose = 0
+    sim.tiny_profiler = False
+    sim.diagnostics = False
+    sim.init_grids()
+    sim.beam.ref.set_species(species).set_kin_energy_MeV(kinetic_energy_MeV)
+    return sim
