@@ -73,7 +73,13 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, Params, checked_parameters, translate
+from backends.inhouse.translate import (
+    MapSpec,
+    Params,
+    checked_parameters,
+    declared_values,
+    translate,
+)
 from harness.model import observables
 from harness.model.lattice import Element, thick_multipoles
 from harness.model.parameters import resolve_parameters
@@ -448,13 +454,7 @@ class EnvelopeTracker:
              ) -> list[ElementMap]:
         """Every element's map for parameter ``values`` (tensors of one common batch shape,
         keys among the ``parameters`` given at construction)."""
-        values = dict(values or {})
-        unknown = sorted(k for k in values if k not in self.parameters)
-        if unknown:
-            raise KeyError(f"{unknown} were not declared as parameters of this tracker "
-                           f"(declared: {sorted(self.parameters)})")
-        values = {k: torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
-                  for k, v in values.items()}
+        values = declared_values(values, self.parameters, self.device, self.dtype)
         out = []
         ref = self.reference
         for index, element in enumerate(self.elements):

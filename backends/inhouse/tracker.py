@@ -36,7 +36,7 @@ from backends.inhouse.maps import (
     stack_columns,
 )
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, checked_parameters, translate
+from backends.inhouse.translate import MapSpec, checked_parameters, declared_values, translate
 from harness.model.lattice import Element
 from harness.model.reference_particle import ReferenceParticle
 
@@ -307,13 +307,7 @@ class Tracker(StepTracking):
     def steps(self, values: Mapping[ParamKey, torch.Tensor] | None = None) -> list[Step]:
         """The steps for parameter ``values`` (tensors of one common batch shape, keys among
         the ``parameters`` given at construction; missing keys take the lattice values)."""
-        values = dict(values or {})
-        unknown = sorted(k for k in values if k not in self.parameters)
-        if unknown:
-            raise KeyError(f"{unknown} were not declared as parameters of this tracker "
-                           f"(declared: {sorted(self.parameters)})")
-        values = {k: torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
-                  for k, v in values.items()}
+        values = declared_values(values, self.parameters, self.device, self.dtype)
         out: list[Step] = []
         ref = self.reference
         for group_index, group in enumerate(self.groups):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -368,3 +369,16 @@ def checked_parameters(elements: Sequence[Element],
     if unknown:
         raise KeyError(f"parameters of elements not in the lattice: {unknown}")
     return keys
+
+
+def declared_values(values: Mapping[tuple[str, str], Any] | None,
+                    parameters: frozenset[tuple[str, str]], device: torch.device,
+                    dtype: torch.dtype) -> dict[tuple[str, str], torch.Tensor]:
+    """Parameter ``values`` as tensors on ``device`` in ``dtype``; KeyError naming those
+    whose key is not among the declared ``parameters``."""
+    given = dict(values or {})
+    unknown = sorted(k for k in given if k not in parameters)
+    if unknown:
+        raise KeyError(f"{unknown} were not declared as parameters of this tracker "
+                       f"(declared: {sorted(parameters)})")
+    return {k: torch.as_tensor(v).to(device=device, dtype=dtype) for k, v in given.items()}
