@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,8 +182,6 @@ def write_outputs(directory: Path, reproduction: Reproduction, repeat: int | Non
     """``reproduce.md``, ``reproduce.csv`` and the plots from the run directory's rows."""
     import json
 
-    import pandas as pd
-
     from harness import results
 
     rows = results.read_rows(directory)
@@ -200,21 +198,24 @@ def write_outputs(directory: Path, reproduction: Reproduction, repeat: int | Non
     if is_benchmark(reproduction.published):
         text = ib_render_markdown(reproduction.published, reproduction.plans, rows, machine,
                                   load, repeat)
-        (directory / "reproduce.md").write_text(text)
-        by_plan = {p.figure: p for p in reproduction.plans}
-        cells = [c | {"notes": " ".join(c["notes"])}
-                 for fig_id, fig in reproduction.published.figures.items()
-                 for c in ib_figure_cells(fig_id, fig, by_plan.get(fig_id), rows)]
-        pd.DataFrame(cells).to_csv(directory / "reproduce.csv", index=False)
-        return directory / "reproduce.md"
+        return _write_report(directory, reproduction, rows, text, ib_figure_cells)
     plots = write_plots(reproduction.published, reproduction.plans, rows, directory / "plots")
     text = render_markdown(reproduction.published, reproduction.plans, rows, machine, load,
                            repeat, plots)
+    return _write_report(directory, reproduction, rows, text, figure_cells)
+
+
+def _write_report(directory: Path, reproduction: Reproduction, rows: Sequence[dict],
+                  text: str, cells_of: Callable[..., list[dict[str, Any]]]) -> Path:
+    """Write ``reproduce.md`` (``text``) and ``reproduce.csv`` (the cells ``cells_of``
+    gives each published figure, its notes joined) into ``directory``."""
+    import pandas as pd
+
     (directory / "reproduce.md").write_text(text)
-    by_id = {p.figure: p for p in reproduction.plans}
+    by_plan = {p.figure: p for p in reproduction.plans}
     cells = [c | {"notes": " ".join(c["notes"])}
              for fig_id, fig in reproduction.published.figures.items()
-             for c in figure_cells(fig_id, fig, by_id.get(fig_id), rows)]
+             for c in cells_of(fig_id, fig, by_plan.get(fig_id), rows)]
     pd.DataFrame(cells).to_csv(directory / "reproduce.csv", index=False)
     return directory / "reproduce.md"
 

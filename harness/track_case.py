@@ -64,12 +64,7 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     initial = initial_particles(spec, scenario)
     n_elements = len(scenario.elements)
 
-    t0 = time.perf_counter()
-    prepared = loaded.backend.prepare_planned(loaded.support)
-    prepare_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    final = prepared.track(initial)
-    warmup_s = time.perf_counter() - t0
+    prepared, final, prepare_s, warmup_s = _prepare_and_warm_up(loaded, initial)
     times = [warmup_s] if spec.repeat == 0 else []
     cpu_times: list[float] = []  # process time, the timer of the NAPAC2025 figures
     load_probe = timing_quality.LoadProbe()
@@ -91,14 +86,7 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
 
     median = float(np.median(times))
     n = len(initial)
-    row |= {
-        "status": Status.OK.value, "reason": "",
-        "time_min_s": float(np.min(times)), "time_median_s": median,
-        "time_max_s": float(np.max(times)),
-        "time_spread": float((np.max(times) - np.min(times)) / median) if median else None,
-        "times_s": times, "process_times_s": cpu_times,
-        "process_time_min_s": min(cpu_times, default=None),
-        "process_time_median_s": float(np.median(cpu_times)) if cpu_times else None,
+    row |= {"status": Status.OK.value, "reason": ""} | timing_fields(times, cpu_times) | {
         "throughput_particles_per_s": n / median if median else None,
         "throughput_particle_elements_per_s": n * n_elements / median if median else None,
         "throughput_particle_m_per_s": n * scenario.length / median if median else None,
@@ -187,6 +175,33 @@ def compare_case(spec: CaseSpec, scenario, initial: np.ndarray, final: np.ndarra
     return out | {"verdict": verdict, "verdict_detail": detail}
 
 
+def _prepare_and_warm_up(loaded: Any, start: Any) -> tuple[Any, Any, float, float]:
+    """Prepare the planned backend and run one untimed track of ``start`` (particles or a
+    covariance matrix): the prepared object, the warm-up's result, and the prepare and
+    warm-up wall times [s]."""
+    t0 = time.perf_counter()
+    prepared = loaded.backend.prepare_planned(loaded.support)
+    prepare_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    final = prepared.track(start)
+    warmup_s = time.perf_counter() - t0
+    return prepared, final, prepare_s, warmup_s
+
+
+def timing_fields(times: list[float], cpu_times: list[float]) -> dict[str, Any]:
+    """A row's timing columns from the timed tracks' wall times and process times [s]:
+    least, median, most, relative spread and the lists themselves."""
+    median = float(np.median(times))
+    return {
+        "time_min_s": float(np.min(times)), "time_median_s": median,
+        "time_max_s": float(np.max(times)),
+        "time_spread": float((np.max(times) - np.min(times)) / median) if median else None,
+        "times_s": times, "process_times_s": cpu_times,
+        "process_time_min_s": min(cpu_times, default=None),
+        "process_time_median_s": float(np.median(cpu_times)) if cpu_times else None,
+    }
+
+
 def envelope_case(spec: CaseSpec, loaded: Any, row: dict[str, Any]) -> dict[str, Any]:
     """The row of an envelope case (see the module docstring)."""
     from harness.model import observables
@@ -195,12 +210,7 @@ def envelope_case(spec: CaseSpec, loaded: Any, row: dict[str, Any]) -> dict[str,
 
     scenario = loaded.scenario
     sigma0 = beam_covariance(scenario.beam)
-    t0 = time.perf_counter()
-    prepared = loaded.backend.prepare_planned(loaded.support)
-    prepare_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    final = prepared.track(sigma0)
-    warmup_s = time.perf_counter() - t0
+    prepared, final, prepare_s, warmup_s = _prepare_and_warm_up(loaded, sigma0)
     times = [warmup_s] if spec.repeat == 0 else []
     cpu_times: list[float] = []
     load_probe = timing_quality.LoadProbe()
@@ -213,25 +223,18 @@ def envelope_case(spec: CaseSpec, loaded: Any, row: dict[str, Any]) -> dict[str,
         cpu_times.append(time.process_time() - c0)
         final = prepared.extract(result)
     prepared.close()
-    median = float(np.median(times))
     reference = scenario.reference_particle
     names = [n for n in scenario.observables if n != "survival"]
     values = {k: float(v) for k, v in observables.observables_from_moments(
         np.zeros(6), final, names, reference.beta_gamma, reference.beta).items()}
-    row |= {"model": prepared.model, "threads": prepared.threads,
-            "support_note": getattr(loaded.support, "note", ""),
-            "status": Status.OK.value, "reason": "", "tracking": "envelope",
-            "time_min_s": float(np.min(times)), "time_median_s": median,
-            "time_max_s": float(np.max(times)),
-            "time_spread": float((np.max(times) - np.min(times)) / median) if median else None,
-            "times_s": times, "process_times_s": cpu_times,
-            "process_time_min_s": min(cpu_times, default=None),
-            "process_time_median_s": float(np.median(cpu_times)) if cpu_times else None,
-            "prepare_s": prepare_s, "warmup_s": warmup_s,
-            "n_elements": len(scenario.elements), "length_m": scenario.length,
-            "peak_rss_bytes": peak_rss_bytes(),
-            "final_covariance": final.tolist()} | timing_quality.quality_fields(times,
-                                                                                 load_probe)
+    row |= ({"model": prepared.model, "threads": prepared.threads,
+             "support_note": getattr(loaded.support, "note", ""),
+             "status": Status.OK.value, "reason": "", "tracking": "envelope"}
+            | timing_fields(times, cpu_times)
+            | {"prepare_s": prepare_s, "warmup_s": warmup_s,
+               "n_elements": len(scenario.elements), "length_m": scenario.length,
+               "peak_rss_bytes": peak_rss_bytes(), "final_covariance": final.tolist()}
+            | timing_quality.quality_fields(times, load_probe))
     row |= {f"obs_{k}": v for k, v in values.items()}
     row |= envelope_agreement(spec, scenario, final, values, prepared.model)
     row |= particles_beside(spec, loaded, final)

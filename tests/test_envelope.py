@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -239,6 +240,29 @@ def test_envelope_equals_particle_covariance_on_fodo_linear() -> None:
 # ------------------------------------------------------------------------ gradients
 
 
+def assert_gradients_agree(f: Callable[[torch.Tensor], torch.Tensor],
+                           theta0: torch.Tensor) -> None:
+    """Reverse mode, forward mode (``jacfwd``) and a five-point central difference of the
+    scalar ``f`` at ``theta0`` agree: 1e-12 and 1e-8 of the largest component."""
+    theta = theta0.clone().requires_grad_(True)
+    reverse = torch.autograd.grad(f(theta), theta)[0]
+    forward = torch.func.jacfwd(f)(theta0)
+    central = torch.zeros_like(theta0)
+    for i in range(len(theta0)):
+        # five-point central stencil (truncation O(h^4), round-off eps f / h)
+        h = 1e-3 * max(abs(float(theta0[i])), 1e-3)
+
+        def at(step: float, i: int = i) -> torch.Tensor:
+            moved = theta0.clone()
+            moved[i] += step
+            return f(moved)
+
+        central[i] = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+    scale = float(reverse.abs().max())
+    assert float((reverse - forward).abs().max()) <= 1e-12 * scale
+    assert float((reverse - central).abs().max()) <= 1e-8 * scale
+
+
 def sigma_x_of(scenario, keys):
     tracker = ie.envelope_tracker(scenario, keys)
     sigma0 = torch.as_tensor(ie.initial_covariance(scenario))
@@ -261,23 +285,7 @@ def sigma_x_of(scenario, keys):
 def test_gradient_reverse_equals_forward_and_finite_differences(name: str, keys) -> None:
     scenario = load_scenario(name)
     f, theta0 = sigma_x_of(scenario, keys)
-    theta = theta0.clone().requires_grad_(True)
-    reverse = torch.autograd.grad(f(theta), theta)[0]
-    forward = torch.func.jacfwd(f)(theta0)
-    central = torch.zeros_like(theta0)
-    for i in range(len(keys)):
-        # five-point central stencil (truncation O(h^4), round-off eps f / h)
-        h = 1e-3 * max(abs(float(theta0[i])), 1e-3)
-
-        def at(step: float, i: int = i) -> torch.Tensor:
-            moved = theta0.clone()
-            moved[i] += step
-            return f(moved)
-
-        central[i] = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
-    scale = float(reverse.abs().max())
-    assert float((reverse - forward).abs().max()) <= 1e-12 * scale
-    assert float((reverse - central).abs().max()) <= 1e-8 * scale
+    assert_gradients_agree(f, theta0)
 
 
 def test_batched_parameter_sets_equal_one_at_a_time() -> None:
@@ -379,22 +387,7 @@ def test_space_charge_gradient_reverse_forward_finite_differences(kind: str) -> 
         return torch.sqrt(tracker.track(sigma0, values)[..., 0, 0])
 
     theta0 = torch.tensor([1.0, 0.5], dtype=torch.float64)
-    theta = theta0.clone().requires_grad_(True)
-    reverse = torch.autograd.grad(f(theta), theta)[0]
-    forward = torch.func.jacfwd(f)(theta0)
-    central = torch.zeros_like(theta0)
-    for i in range(2):
-        h = 1e-3 * float(theta0[i])
-
-        def at(step: float, i: int = i) -> torch.Tensor:
-            moved = theta0.clone()
-            moved[i] += step
-            return f(moved)
-
-        central[i] = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
-    scale = float(reverse.abs().max())
-    assert float((reverse - forward).abs().max()) <= 1e-12 * scale
-    assert float((reverse - central).abs().max()) <= 1e-8 * scale
+    assert_gradients_agree(f, theta0)
 
 
 def test_space_charge_refuses_what_it_cannot_slice() -> None:

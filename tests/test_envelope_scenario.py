@@ -71,19 +71,25 @@ def test_runner_runs_envelope_cases_and_agrees_to_round_off(tmp_path: Path) -> N
         assert "covariance" in rows["xsuite"]["reason"]
 
 
-@pytest.mark.skipif("impactx" not in BACKENDS, reason="needs ImpactX")
-def test_bundled_envelope_space_charge_example_agrees_with_impactx() -> None:
-    """ImpactX examples/fodo_space_charge run_fodo_envelope_sc.py as a scenario: in-house vs
-    ImpactX to round-off (measured 2.5e-14 of the largest entry); Cheetah refuses envelope
-    space charge by name."""
+def _envelope_finals(scenario) -> dict[str, np.ndarray]:
+    """The final beam covariance of ``scenario`` through ImpactX and the in-house tracker."""
     from harness.model.particles import beam_covariance
 
-    scenario = load_scenario(SPACE_CHARGE)
     sigma = beam_covariance(scenario.beam)
     finals = {}
     for name in ("impactx", "inhouse"):
         backend = get_backend(name)
         finals[name] = backend.prepare_planned(backend.plan(scenario)).track(sigma)
+    return finals
+
+
+@pytest.mark.skipif("impactx" not in BACKENDS, reason="needs ImpactX")
+def test_bundled_envelope_space_charge_example_agrees_with_impactx() -> None:
+    """ImpactX examples/fodo_space_charge run_fodo_envelope_sc.py as a scenario: in-house vs
+    ImpactX to round-off (measured 2.5e-14 of the largest entry); Cheetah refuses envelope
+    space charge by name."""
+    scenario = load_scenario(SPACE_CHARGE)
+    finals = _envelope_finals(scenario)
     scale = np.abs(finals["impactx"]).max()
     assert np.abs(finals["inhouse"] - finals["impactx"]).max() < 1e-12 * scale
     assert np.sqrt(finals["impactx"][0, 0]) == pytest.approx(0.8586e-3, rel=1e-3)
@@ -199,14 +205,8 @@ def test_thick_extension_kinds_are_sliced_under_envelope_space_charge(element: d
     each, as ImpactX does (ImpactX examples/kurth run_kurth_10nC_periodic_envelope.py):
     in-house vs ImpactX to round-off (measured 3.6e-16 and 5.1e-16 of the largest entry;
     unsliced they differed by 0.19 and 0.38 of it)."""
-    from harness.model.particles import beam_covariance
-
     scenario = scenario_from_dict(_thick_extension_case(element))
-    sigma = beam_covariance(scenario.beam)
-    finals = {}
-    for name in ("impactx", "inhouse"):
-        backend = get_backend(name)
-        finals[name] = backend.prepare_planned(backend.plan(scenario)).track(sigma)
+    finals = _envelope_finals(scenario)
     scale = np.abs(finals["impactx"]).max()
     assert np.abs(finals["inhouse"] - finals["impactx"]).max() < 1e-13 * scale
 

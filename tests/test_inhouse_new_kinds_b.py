@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from impactx_helpers import quiet_simulation
 from torch.func import jvp
 
 from backends.base import final_particles
@@ -138,7 +139,6 @@ RF_CASES = {
 def test_rf_cavity_particle_by_particle(case, energy, particles):
     """Drift, cavity, drift, cavity: the second cavity's RF phase depends on the reference
     time of arrival, carried from the first (``CavityMap.t_ref``)."""
-    from impactx import ImpactX
     from impactx import elements as ix
 
     length, nslice, mapsteps, escale, phase_deg, asym = RF_CASES[case]
@@ -160,13 +160,8 @@ def test_rf_cavity_particle_by_particle(case, energy, particles):
                                         cavity()], reference, particles)
     assert len(kept) == N
     # ImpactX's reference particle after the line (a separate run, same line)
-    sim = ImpactX()
-    sim.verbose = 0
-    sim.tiny_profiler = False
-    sim.diagnostics = False
-    sim.init_grids()
+    sim = quiet_simulation(reference.species, reference.kinetic_energy_MeV)
     ref = sim.beam.ref
-    ref.set_species(reference.species).set_kin_energy_MeV(reference.kinetic_energy_MeV)
     qm_eev = ref.charge_qe / (ref.mass_MeV * 1e6)
     sim.beam.add_n_particles(*(np.zeros(1) for _ in range(6)), qm_eev, w=np.ones(1))
     sim.lattice.extend([ix.Drift(ds=d1), cavity(), ix.Drift(ds=d2), cavity()])

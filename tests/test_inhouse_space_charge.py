@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from impactx_helpers import track_sorted
 
 from backends.inhouse.reference import RefState
 from backends.inhouse.sc_tracking import SpaceChargeTracker, build_space_charge_tracker
@@ -133,7 +134,6 @@ def _impactx_track(initial: np.ndarray, species: str, energy_MeV: float, bunch_c
                    grid: int, lattice: list, strang: bool, shape: int = 1) -> np.ndarray:
     """Track ``(N, 6)`` particles with ImpactX (3D IGF space charge, ``particle_shape`` =
     ``shape``, 1 = CIC, prob_relative 1.1)."""
-    import amrex.space3d as amr
     from impactx import ImpactX
 
     from backends.impactx import blocking_factors
@@ -157,18 +157,7 @@ def _impactx_track(initial: np.ndarray, species: str, energy_MeV: float, bunch_c
         sim.prob_relative = [1.1]
         sim.strang_split = strang
         sim.init_grids()
-        ref = sim.beam.ref
-        ref.set_species(species).set_kin_energy_MeV(energy_MeV)
-        x, px, y, py, t, pt = initial.T
-        sim.beam.add_n_particles(x, y, t, px, py, pt, ref.charge_qe / (ref.mass_MeV * 1e6),
-                                 bunch_charge=bunch_charge_C)
-        sim.lattice.extend(lattice)
-        sim.track_particles()
-        frame = sim.beam.to_df(local=True)
-        ids = np.asarray(amr.unpack_ids(frame["idcpu"].values.astype(np.uint64)))
-        frame = frame.iloc[np.argsort(ids, kind="stable")]
-        return np.stack([frame.position_x, frame.momentum_x, frame.position_y,
-                         frame.momentum_y, frame.position_t, frame.momentum_t], axis=1)
+        return track_sorted(sim, initial, species, energy_MeV, bunch_charge_C, lattice)
     finally:
         sim.finalize()
 

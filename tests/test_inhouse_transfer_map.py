@@ -80,17 +80,12 @@ def test_map_is_differentiable_in_parameters():
 
 def impactx_lattice_map(scenario) -> np.ndarray:
     """ImpactX's own linear lattice map (``KnownElementsList.transfer_map``)."""
-    from impactx import ImpactX
+    from impactx_helpers import quiet_simulation
     from test_inhouse_vs_impactx import impactx_elements
 
-    sim = ImpactX()
-    sim.verbose = 0
-    sim.tiny_profiler = False
-    sim.diagnostics = False
-    sim.init_grids()
-    ref = sim.beam.ref
     reference = scenario.reference_particle
-    ref.set_species(reference.species).set_kin_energy_MeV(reference.kinetic_energy_MeV)
+    sim = quiet_simulation(reference.species, reference.kinetic_energy_MeV)
+    ref = sim.beam.ref
     sim.lattice.extend(impactx_elements(scenario.elements, reference))
     out = np.array(sim.lattice.transfer_map(ref).to_numpy())
     sim.finalize()

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from impactx_helpers import track_sorted
 
 from backends.impactx_space_charge import Refused, impactx_settings
 from backends.inhouse import space_charge_2d as s2
@@ -59,7 +60,6 @@ def _impactx_one_kick(initial: np.ndarray, model: str, species: str, energy_MeV:
                       intensity: float, grid: int, ds: float, extra: dict) -> np.ndarray:
     """One kick over ``ds`` then a drift (``strang_split = False``): ImpactX's final
     ``(N, 6)`` particles; the momentum change is its space-charge kick."""
-    import amrex.space3d as amr
     from impactx import ImpactX, elements
 
     from backends.impactx_space_charge import apply
@@ -77,18 +77,8 @@ def _impactx_one_kick(initial: np.ndarray, model: str, species: str, energy_MeV:
         apply(sim, settings.run)
         sim.strang_split = False
         sim.init_grids()
-        ref = sim.beam.ref
-        ref.set_species(species).set_kin_energy_MeV(energy_MeV)
-        x, px, y, py, t, pt = initial.T
-        sim.beam.add_n_particles(x, y, t, px, py, pt, ref.charge_qe / (ref.mass_MeV * 1e6),
-                                 bunch_charge=intensity)
-        sim.lattice.extend([elements.Drift(name="d", ds=ds, nslice=1)])
-        sim.track_particles()
-        frame = sim.beam.to_df(local=True)
-        ids = np.asarray(amr.unpack_ids(frame["idcpu"].values.astype(np.uint64)))
-        frame = frame.iloc[np.argsort(ids, kind="stable")]
-        return np.stack([frame.position_x, frame.momentum_x, frame.position_y,
-                         frame.momentum_y, frame.position_t, frame.momentum_t], axis=1)
+        return track_sorted(sim, initial, species, energy_MeV, intensity,
+                            [elements.Drift(name="d", ds=ds, nslice=1)])
     finally:
         sim.space_charge = False
         sim.finalize()

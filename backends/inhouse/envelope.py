@@ -73,7 +73,13 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, Params, translate
+from backends.inhouse.translate import (
+    MapSpec,
+    Params,
+    checked_parameters,
+    declared_values,
+    translate,
+)
 from harness.model import observables
 from harness.model.lattice import Element, thick_multipoles
 from harness.model.parameters import resolve_parameters
@@ -382,13 +388,8 @@ class EnvelopeTracker:
         self.elements = list(elements)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.parameters = frozenset(parameters)
-        self.reference = (reference if isinstance(reference, RefState)
-                          else RefState.from_reference(reference))
-        names = {e.name for e in self.elements}
-        unknown = sorted(k for k in self.parameters if k[0] not in names)
-        if unknown:
-            raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+        self.parameters = checked_parameters(self.elements, parameters)
+        self.reference = RefState.coerce(reference)
         self.specs: list[list[MapSpec]] = []
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)
@@ -453,13 +454,7 @@ class EnvelopeTracker:
              ) -> list[ElementMap]:
         """Every element's map for parameter ``values`` (tensors of one common batch shape,
         keys among the ``parameters`` given at construction)."""
-        values = dict(values or {})
-        unknown = sorted(k for k in values if k not in self.parameters)
-        if unknown:
-            raise KeyError(f"{unknown} were not declared as parameters of this tracker "
-                           f"(declared: {sorted(self.parameters)})")
-        values = {k: torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
-                  for k, v in values.items()}
+        values = declared_values(values, self.parameters, self.device, self.dtype)
         out = []
         ref = self.reference
         for index, element in enumerate(self.elements):

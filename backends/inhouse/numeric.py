@@ -31,6 +31,17 @@ def is_tensor(value: Any) -> TypeGuard[torch.Tensor]:
     return isinstance(value, torch.Tensor)
 
 
+def any_tensor(*values: Any) -> bool:
+    """Whether any of ``values``, or any item of a list or tuple among them, is a torch
+    tensor (the map then keeps its graph; otherwise it is built without one)."""
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return True
+        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
+            return True
+    return False
+
+
 def _unary(name: str):
     math_fn = getattr(math, name)
     torch_fn = getattr(torch, name)

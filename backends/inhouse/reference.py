@@ -34,6 +34,11 @@ class RefState:
         """The state of a harness :class:`~harness.model.reference_particle.ReferenceParticle`."""
         return cls(reference.gamma, reference.mass_eV, reference.charge_qe)
 
+    @classmethod
+    def coerce(cls, reference: ReferenceParticle | RefState) -> RefState:
+        """``reference`` itself when already a state, else :meth:`from_reference` of it."""
+        return reference if isinstance(reference, RefState) else cls.from_reference(reference)
+
     @property
     def beta(self) -> nm.Scalar:
         """v/c = sqrt(1 - 1/gamma^2)."""

@@ -68,15 +68,6 @@ def _tensor(value: nm.Scalar) -> torch.Tensor:
                                                                        dtype=torch.float64)
 
 
-def _any_tensor(*values) -> bool:
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            return True
-        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
-            return True
-    return False
-
-
 def _stack(rows: list[list[nm.Scalar]], shape: torch.Size) -> torch.Tensor:
     return torch.stack([torch.stack([_tensor(v).expand(shape) for v in row], dim=-1)
                         for row in rows], dim=-2)
@@ -88,7 +79,7 @@ def rf_cavity_map(length: nm.Scalar, escale: nm.Scalar, freq: nm.Scalar, phase: 
     """The ``RFCavity`` map: length [m], ``escale`` [1/m] (peak |q| E_z / (m c^2)), ``freq``
     [Hz], ``phase`` [rad], profile coefficients, the reference particle and its time
     ``t_ref`` [m] at the cavity's entrance (see the module docstring)."""
-    floats = not _any_tensor(length, escale, freq, phase, cos_coef, sin_coef, ref.gamma, t_ref)
+    floats = not nm.any_tensor(length, escale, freq, phase, cos_coef, sin_coef, ref.gamma, t_ref)
     cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
     zlen = nm.absolute(length)
     k = (2.0 * math.pi / C_LIGHT) * freq

@@ -34,15 +34,6 @@ from backends.inhouse.reference import RefState
 Coefficients = Sequence[nm.Scalar] | torch.Tensor
 
 
-def _any_tensor(*values) -> bool:
-    for value in values:
-        if isinstance(value, torch.Tensor):
-            return True
-        if isinstance(value, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in value):
-            return True
-    return False
-
-
 def midpoints(length: nm.Scalar, nslice: int, mapsteps: int) -> torch.Tensor:
     """The z [m from the entrance] of every step's midpoint, slice after slice: slice i
     starts at i ds/nslice and takes ``mapsteps`` steps of dz = ds/(nslice mapsteps)."""
@@ -82,18 +73,25 @@ def _entries(block: torch.Tensor, keys: Sequence[tuple[int, int]], extra: Entrie
     return out
 
 
+def _profile_steps(length: nm.Scalar, cos_coef: Coefficients, sin_coef: Coefficients,
+                   nslice: int, mapsteps: int) -> tuple[torch.Tensor, nm.Scalar, nm.Scalar]:
+    """The on-axis profile at every step's midpoint (:func:`midpoints`), the step length
+    tau = ds/(nslice mapsteps) [m] and half of it [m]."""
+    cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
+    z = midpoints(length, nslice, mapsteps)
+    f, _, _ = on_axis(z, nm.absolute(length), cos_t, sin_t)
+    tau = length / (nslice * mapsteps)
+    return f, tau, tau * 0.5
+
+
 def soft_quad_entries(length: nm.Scalar, gscale: nm.Scalar, cos_coef: Coefficients,
                       sin_coef: Coefficients, ref: RefState, mapsteps: int = 10,
                       nslice: int = 1) -> Entries:
     """The ``SoftQuadrupole`` map of length ``length`` [m], peak gradient ``gscale``
     [1/m^2] (k > 0 focuses x) and profile coefficients (see the module docstring)."""
-    floats = not _any_tensor(length, gscale, cos_coef, sin_coef)
+    floats = not nm.any_tensor(length, gscale, cos_coef, sin_coef)
     with torch.no_grad() if floats else _null():
-        cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
-        z = midpoints(length, nslice, mapsteps)
-        f, _, _ = on_axis(z, nm.absolute(length), cos_t, sin_t)
-        tau = length / (nslice * mapsteps)
-        half = tau * 0.5
+        f, tau, half = _profile_steps(length, cos_coef, sin_coef, nslice, mapsteps)
         kick = tau * (gscale * f)  # tau * alpha per step
         blocks = []
         for sign in (-1.0, 1.0):   # x: px -= tau alpha x; y: py += tau alpha y
@@ -116,13 +114,9 @@ def soft_sol_entries(length: nm.Scalar, bscale: nm.Scalar, cos_coef: Coefficient
                      nslice: int = 1) -> Entries:
     """The ``SoftSolenoid`` map (``unit = 0``) of length ``length`` [m], peak strength
     ``bscale`` = B_z/(B rho) [1/m] and profile coefficients (see the module docstring)."""
-    floats = not _any_tensor(length, bscale, cos_coef, sin_coef)
+    floats = not nm.any_tensor(length, bscale, cos_coef, sin_coef)
     with torch.no_grad() if floats else _null():
-        cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
-        z = midpoints(length, nslice, mapsteps)
-        f, _, _ = on_axis(z, nm.absolute(length), cos_t, sin_t)
-        tau = length / (nslice * mapsteps)
-        half = tau * 0.5
+        f, tau, half = _profile_steps(length, cos_coef, sin_coef, nslice, mapsteps)
         alpha = bscale * f * 0.5
         focus = half * alpha * alpha   # map2(dz/2): p -= (dz/2) alpha^2 q
         theta = tau * alpha            # map3(dz)

@@ -36,7 +36,7 @@ from backends.inhouse.maps import (
     stack_columns,
 )
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, translate
+from backends.inhouse.translate import MapSpec, checked_parameters, declared_values, translate
 from harness.model.lattice import Element
 from harness.model.reference_particle import ReferenceParticle
 
@@ -200,13 +200,8 @@ class Tracker(StepTracking):
         self.dtype = dtype
         self.fuse_linear = fuse_linear
         self.join_additive = join_additive
-        self.parameters = frozenset(parameters)
-        self.reference = (reference if isinstance(reference, RefState)
-                          else RefState.from_reference(reference))
-        names = {e.name for e in self.elements}
-        unknown = sorted(k for k in self.parameters if k[0] not in names)
-        if unknown:
-            raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+        self.parameters = checked_parameters(self.elements, parameters)
+        self.reference = RefState.coerce(reference)
         self.specs: list[MapSpec] = []
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)
@@ -312,13 +307,7 @@ class Tracker(StepTracking):
     def steps(self, values: Mapping[ParamKey, torch.Tensor] | None = None) -> list[Step]:
         """The steps for parameter ``values`` (tensors of one common batch shape, keys among
         the ``parameters`` given at construction; missing keys take the lattice values)."""
-        values = dict(values or {})
-        unknown = sorted(k for k in values if k not in self.parameters)
-        if unknown:
-            raise KeyError(f"{unknown} were not declared as parameters of this tracker "
-                           f"(declared: {sorted(self.parameters)})")
-        values = {k: torch.as_tensor(v).to(device=self.device, dtype=self.dtype)
-                  for k, v in values.items()}
+        values = declared_values(values, self.parameters, self.device, self.dtype)
         out: list[Step] = []
         ref = self.reference
         for group_index, group in enumerate(self.groups):

@@ -38,8 +38,9 @@ the identity and is left out. Exact integrators take
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -356,3 +357,28 @@ def translate(element: Element, parameter_fields: frozenset[str] = frozenset()
     specs = TRANSLATORS[element.kind](element, parameter_fields)
     rotation = "tilt_ref" if element.kind == "SBend" else "z_rot"
     return _aligned(element, specs, parameter_fields, rotation)
+
+
+def checked_parameters(elements: Sequence[Element],
+                       parameters: Iterable[tuple[str, str]]) -> frozenset[tuple[str, str]]:
+    """The ``(element name, field)`` keys of ``parameters``; KeyError naming those whose
+    element is not in ``elements``."""
+    keys = frozenset(parameters)
+    names = {e.name for e in elements}
+    unknown = sorted(k for k in keys if k[0] not in names)
+    if unknown:
+        raise KeyError(f"parameters of elements not in the lattice: {unknown}")
+    return keys
+
+
+def declared_values(values: Mapping[tuple[str, str], Any] | None,
+                    parameters: frozenset[tuple[str, str]], device: torch.device,
+                    dtype: torch.dtype) -> dict[tuple[str, str], torch.Tensor]:
+    """Parameter ``values`` as tensors on ``device`` in ``dtype``; KeyError naming those
+    whose key is not among the declared ``parameters``."""
+    given = dict(values or {})
+    unknown = sorted(k for k in given if k not in parameters)
+    if unknown:
+        raise KeyError(f"{unknown} were not declared as parameters of this tracker "
+                       f"(declared: {sorted(parameters)})")
+    return {k: torch.as_tensor(v).to(device=device, dtype=dtype) for k, v in given.items()}

@@ -279,6 +279,19 @@ def _htu_beam_note() -> str:
             "has no centroid); ImpactX's own examples/htu_beamline runs a centred beam as well.")
 
 
+def _versions_sentence(versions: dict[str, str], published: Published, label: str) -> str:
+    """``Versions here: ...; <label>: ...``: the codes' versions of this run's rows beside
+    those the published series name (first mention of each code wins)."""
+    published_versions: dict[str, str] = {}
+    for fig in published.figures.values():
+        for series in fig.series:
+            for key, value in series.versions.items():
+                published_versions.setdefault(key, value)
+    return ("Versions here: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+            + f"; {label}: " + ", ".join(f"{k} {v}" for k, v in
+                                        sorted(published_versions.items())) + ".")
+
+
 def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[str, Any],
                       load: dict[str, Any], repeat: int | None) -> list[str]:
     """Where this run's setting differs from the paper's, one sentence each (from the rows,
@@ -298,14 +311,7 @@ def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[
     for row in rows:
         for key, value in (row.get("versions") or {}).items():
             versions.setdefault(key, str(value))
-    paper_versions: dict[str, str] = {}
-    for fig in published.figures.values():
-        for series in fig.series:
-            for key, value in series.versions.items():
-                paper_versions.setdefault(key, value)
-    notes.append("Versions here: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-                 + "; the paper: " + ", ".join(f"{k} {v}" for k, v in
-                                              sorted(paper_versions.items())) + ".")
+    notes.append(_versions_sentence(versions, published, "the paper"))
     notes.append("ImpactX here is the PyPI wheel (single-threaded, FP64 only, generic build); "
                  "the paper's CPU ImpactX was built with -march=native -ffast-math and SIMD "
                  "(ImpactX_SIMD=ON), FP32 for Figs. 1-2 and FP64 for Fig. 3.")
@@ -744,14 +750,7 @@ def ib_render_markdown(published: Published, plans: Sequence[FigurePlan],
     for row in rows:
         if row.get("backend") and row.get("backend_version"):
             versions.setdefault(str(row["backend"]), str(row["backend_version"]))
-    published_versions: dict[str, str] = {}
-    for fig in published.figures.values():
-        for series in fig.series:
-            for key, value in series.versions.items():
-                published_versions.setdefault(key, value)
-    lines.append("- Versions here: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
-                 + "; published: " + ", ".join(f"{k} {v}" for k, v in
-                                               sorted(published_versions.items())) + ".")
+    lines.append("- " + _versions_sentence(versions, published, "published"))
     lines.append("- ImpactX here is the PyPI wheel (sequential, FP64 only, generic build); "
                  "the benchmark's ImpactX was built with SIMD, in FP32 and FP64, IEEE and "
                  "fast-math.")

@@ -8,7 +8,9 @@ Each function reads the CSV a workload wrote in ``directory`` and writes a PNG b
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -23,6 +25,23 @@ def _number(text: str | None) -> float:
         return float(text) if text not in (None, "") else float("nan")
     except ValueError:
         return float("nan")
+
+
+def _series(rows: list[dict[str, str]], label: Callable[[dict[str, str]], str], x: str,
+            y: str) -> dict[str, list[tuple[float, float]]]:
+    """The ``(x, y)`` points of ``rows`` grouped by ``label(row)``, in row order."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        series.setdefault(label(row), []).append((_number(row[x]), _number(row[y])))
+    return series
+
+
+def _save(plt: Any, figure: Any, path: Path) -> Path:
+    """Lay out ``figure``, write it to ``path`` (PNG, 120 dpi) and close it."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 def _pyplot():
@@ -42,10 +61,8 @@ def plot_reconstruct(directory: Path) -> Path | None:
         return None
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        series.setdefault(f"{row['method']} · {row['backend']}", []).append(
-            (_number(row["wall_s"]), _number(row["max_dev_analytic"])))
+    series = _series(rows, lambda row: f"{row['method']} · {row['backend']}",
+                     "wall_s", "max_dev_analytic")
     for label, points in series.items():
         points = [(t, max(e, 1e-16)) for t, e in points if t > 0]
         if points:
@@ -55,11 +72,7 @@ def plot_reconstruct(directory: Path) -> Path | None:
              ylabel="max normalised deviation from the analytic σ-matrix",
              title="Quad-scan reconstruction: error against time")
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    path = directory / "reconstruction.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, directory / "reconstruction.png")
 
 
 def plot_batch(directory: Path) -> Path | None:
@@ -69,20 +82,14 @@ def plot_batch(directory: Path) -> Path | None:
         return None
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    series: dict[str, list[tuple[float, float]]] = {}
-    for row in rows:
-        series.setdefault(f"{row['backend']} {row['mode']}", []).append(
-            (_number(row["settings"]), _number(row["settings_per_s"])))
+    series = _series(rows, lambda row: f"{row['backend']} {row['mode']}",
+                     "settings", "settings_per_s")
     for label, points in series.items():
         axes.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
     axes.set(xscale="log", yscale="log", xlabel="settings K",
              ylabel="settings / s", title="Many settings per call")
     axes.legend(fontsize=7)
-    figure.tight_layout()
-    path = directory / "settings_per_s.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, directory / "settings_per_s.png")
 
 
 def plot_memory(directory: Path) -> Path | None:
@@ -110,8 +117,4 @@ def plot_memory(directory: Path) -> Path | None:
         panel.yaxis.set_minor_formatter(NullFormatter())
     panels[0].legend(fontsize=7)
     figure.suptitle("Gradient memory with space charge")
-    figure.tight_layout()
-    path = directory / "memory.png"
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, directory / "memory.png")

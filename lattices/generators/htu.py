@@ -45,7 +45,6 @@ Run ``python -m lattices.generators.htu`` (from the repository root) to rewrite 
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -53,6 +52,7 @@ from pathlib import Path
 import yaml
 
 from harness.model.reference_particle import ReferenceParticle
+from lattices.generators import write_or_check
 
 OUT = Path(__file__).resolve().parent.parent / "htu.yaml"
 
@@ -288,19 +288,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or ``--check``) the scenario file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the committed file differs")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        same = args.out.exists() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the generator'}")
-        return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return write_or_check(__doc__.splitlines()[0], OUT, render, argv)
 
 
 if __name__ == "__main__":

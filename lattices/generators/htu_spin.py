@@ -26,11 +26,12 @@ file; ``--check`` exits 1 when the committed file differs from what this script 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import yaml
+
+from lattices.generators import write_or_check
 
 HERE = Path(__file__).resolve().parent.parent
 SOURCE = HERE / "htu.yaml"
@@ -68,19 +69,7 @@ def render() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write (or ``--check``) the scenario file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if the committed file differs")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        same = args.out.exists() and args.out.read_text() == text
-        print(f"{args.out}: {'up to date' if same else 'differs from the generator'}")
-        return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    return 0
+    return write_or_check(__doc__.splitlines()[0], OUT, render, argv)
 
 
 if __name__ == "__main__":
