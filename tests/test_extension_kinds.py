@@ -203,7 +203,7 @@ def test_every_extension_kind_has_a_case() -> None:
 
 BAD = [
     (element("ImpactX.ConstF", {"kx": 1.0, "ky": 1.0, "kt": -0.1}),
-     r"lattice\.x1\.ImpactXP\.kt: expected 0 <= x <= 1000 \[1/m\]"),
+     r"lattice\.x1\.ImpactXP\.kt: expected 0 <= x <= 100000 \[1/m\]"),
     (element("ImpactX.ChrAcc", {"ez": 0.0, "bz": 1.0}),
      r"ImpactXP\.ez: expected .*x != 0"),
     (element("ImpactX.NonlinearLens", {"knll": 1e-6, "cnll": 0.0}),

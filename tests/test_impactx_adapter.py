@@ -19,7 +19,7 @@ from scenario_helpers import facility_scenario  # noqa: E402
 from backends.base import Unsupported, model_signature  # noqa: E402
 from backends.impactx import ImpactXBackend, translate_scenario  # noqa: E402
 from harness.model.load import bundled_names, load_scenario, scenario_from_dict  # noqa: E402
-from harness.model.particles import beam_cholesky, unit_samples  # noqa: E402
+from harness.model.particles import beam_cholesky, generate, unit_samples  # noqa: E402
 from harness.model.reference_particle import C_LIGHT  # noqa: E402
 
 pytestmark = pytest.mark.impactx
@@ -298,10 +298,12 @@ def test_availability_reports_the_module_version() -> None:
 @pytest.mark.parametrize("name", [n for n in bundled_names() if n != "expanding_beam"])
 def test_bundled_scenarios_track_without_nan(name: str) -> None:
     scenario = load_scenario(name)
+    # a beam with spins hands over (N, 9) particles (the spins appended)
+    p0 = generate(scenario.beam, 1000) if scenario.spin else particles_of(scenario, 1000)
     with BACKEND.prepare(scenario) as prepared:
         assert prepared.model == model_signature(scenario)
-        p1 = prepared.track(particles_of(scenario, 1000))
-    assert p1.shape == (1000, 6)
+        p1 = prepared.track(p0)
+    assert p1.shape == (1000, 9 if scenario.spin else 6)
     assert np.all(np.isfinite(p1))
 
 
