@@ -185,7 +185,7 @@ class Prepared(ABC):
         self.close()
 
 
-class PreparedEnvelope:
+class PreparedEnvelope(ABC):
     """A lattice ready for envelope tracking (``tracking: envelope``): the 6x6 covariance
     matrix of (x [m], px, y [m], py, t [m], pt), ImpactX's coordinates, carried through
     it. :meth:`run` is the timed part; ``model``, ``threads`` and the compiled-path facts
@@ -197,10 +197,10 @@ class PreparedEnvelope:
     compile_s: float = 0.0
     compile_error: str = ""
 
+    @abstractmethod
     def run(self, sigma: np.ndarray) -> Any:
         """Track the initial covariance ``sigma`` ((6, 6) float64) through the lattice; the
         code's final covariance (the timed part)."""
-        raise NotImplementedError
 
     def extract(self, result: Any) -> np.ndarray:
         """The final covariance as (6, 6) float64 numpy."""
@@ -215,9 +215,9 @@ class PreparedEnvelope:
         return None
 
     @classmethod
+    @abstractmethod
     def from_plan(cls, plan: Plan) -> PreparedEnvelope:
         """The envelope tracker of a backend's plan (``tracking: envelope``)."""
-        raise NotImplementedError
 
     def track(self, sigma: np.ndarray) -> np.ndarray:
         """run -> synchronize -> extract."""

@@ -10,6 +10,7 @@ Element fields and their units are those of :data:`harness.model.kinds.KIND_SPEC
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -234,6 +235,6 @@ class LineBackend(Backend):
         """Build the code's lattice from a plan (a scenario is planned first)."""
         return self.prepared(self.planned(scenario, device, dtype))
 
+    @abstractmethod
     def prepared(self, plan: Plan) -> Prepared:
         """The prepared tracker of a plan's specs."""
-        raise NotImplementedError
