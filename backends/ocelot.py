@@ -394,16 +394,11 @@ class OcelotBackend(LineBackend):
     translators = TRANSLATORS
     refused_kinds = {"RFCavity": _rf_cavity}
     stand_in_code = "ocelot"
+    space_charge_refusal = SPACE_CHARGE_REFUSAL
 
     @classmethod
     def _import(cls) -> None:
         import_ocelot()
-
-    def extra_checks(self, scenario: Scenario) -> Unsupported | None:
-        """Space charge is refused (:data:`SPACE_CHARGE_REFUSAL`)."""
-        sc = scenario.space_charge
-        return None if sc is None else Unsupported(
-            f"space charge {sc.kind!r}: {SPACE_CHARGE_REFUSAL}")
 
     def prepared(self, plan: Plan) -> OcelotPrepared:
         """The ``MagneticLattice`` of a plan's specs."""

@@ -400,6 +400,7 @@ class RFTrackBackend(LineBackend):
     translators = TRANSLATORS
     refused_kinds = REFUSED
     stand_in_code = "rftrack"
+    space_charge_refusal = SPACE_CHARGE_REFUSAL
     #: The drift every tier runs: RF-Track's ``Drift`` is ImpactX's ``ExactDrift``
     #: (``src/elements/ExactDrift.H``), a labelled stand-in at the linear and paraxial tiers.
     linear_tier_drift: ClassVar[str] = "exact"
@@ -407,12 +408,6 @@ class RFTrackBackend(LineBackend):
     @classmethod
     def _import(cls) -> None:
         import_rftrack()
-
-    def extra_checks(self, scenario: Scenario) -> Unsupported | None:
-        """Space charge is refused (:data:`SPACE_CHARGE_REFUSAL`)."""
-        sc = scenario.space_charge
-        return None if sc is None else Unsupported(
-            f"space charge {sc.kind!r}: {SPACE_CHARGE_REFUSAL}")
 
     def prepared(self, plan: Plan) -> RFTrackPrepared:
         """The ``RF_Track.Lattice`` of a plan's specs."""

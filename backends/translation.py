@@ -212,8 +212,15 @@ class LineBackend(Backend):
         """``([(name, spec), ...], stand-in descriptions)`` of the scenario, or why not."""
         return translate_line(scenario.elements, cls.translate, cls.described)
 
+    #: Why the code runs no space charge of a scenario ("" : no refusal of its own here).
+    space_charge_refusal: ClassVar[str] = ""
+
     def extra_checks(self, scenario: Scenario) -> Unsupported | None:
-        """The adapter's own refusals after the common checks (none by default)."""
+        """The adapter's own refusals after the common checks: space charge when the
+        adapter states :attr:`space_charge_refusal` (none otherwise)."""
+        sc = scenario.space_charge
+        if sc is not None and self.space_charge_refusal:
+            return Unsupported(f"space charge {sc.kind!r}: {self.space_charge_refusal}")
         return None
 
     def plan(self, scenario: Scenario, device: str = "cpu",
