@@ -34,7 +34,9 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``ChrPlasmaLens(ds, k, unit=0)``, ``TaperedPL(k=kL, taper, unit=0)``,
                             ``NonlinearLens(knll, cnll)``, ``ThinDipole(theta = angle in
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
-                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``
+                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
+                            ``RFCavity(ds, escale, freq, phase in DEGREES, cos_coefficients,
+                            sin_coefficients, mapsteps, nslice)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -441,6 +443,8 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]
     thick = {"ds": element.length, "nslice": nslice}
+    if cls == "RFCavity":
+        return [ElementSpec(cls, {**base, **thick, **_rf_cavity(element)})]
     kwargs: dict[str, Any] = {
         "ConstF": lambda: {**thick, "kx": float(p["kx"]), "ky": float(p["ky"]),
                            "kt": float(p["kt"])},
@@ -453,6 +457,26 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
     }[cls]()
     return [ElementSpec(cls, {**base, **kwargs})]
+
+
+def _coefficient_list(params: dict[str, Any], prefix: str) -> list[float]:
+    """The coefficients ``<prefix>0``, ``<prefix>1``, ... of an on-axis profile."""
+    out: list[float] = []
+    while f"{prefix}{len(out)}" in params:
+        out.append(float(params[f"{prefix}{len(out)}"]))
+    return out
+
+
+def _rf_cavity(element: Element) -> dict[str, Any]:
+    """``RFCavity``'s own arguments (``src/elements/RFCavity.H``): ``escale`` [1/m],
+    ``freq`` [Hz], ``phase`` [deg], the profile's coefficient lists and the integrator's
+    ``mapsteps`` per slice."""
+    p = element.params
+    return {"escale": float(p["escale"]), "freq": float(p["freq"]),
+            "phase": math.degrees(float(p["phase"])),
+            "cos_coefficients": _coefficient_list(p, "cos_coef"),
+            "sin_coefficients": _coefficient_list(p, "sin_coef"),
+            "mapsteps": element.mapsteps}
 
 
 #: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
@@ -475,6 +499,9 @@ TRANSLATORS: dict[str, Any] = {
 
 _ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
 _MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
+#: The list fields of extension kinds (entries of one ImpactX argument).
+_EXTENSION_LISTS = {"ImpactX.LinearMap": ("R*",),
+                    "ImpactX.RFCavity": ("cos_coef*", "sin_coef*")}
 
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
 #: every required field of its kinds plus these.
@@ -482,7 +509,7 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
     Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
-    **{kind: (*_ALIGNED, "R*") if kind == "ImpactX.LinearMap" else _ALIGNED
+    **{kind: (*_ALIGNED, *_EXTENSION_LISTS.get(kind, ()))
        for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields})
 
 

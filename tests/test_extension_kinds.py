@@ -50,6 +50,9 @@ CASES: dict[str, tuple[dict, float, dict]] = {
     "ImpactX.LinearMap": ({"R": "symplectic"}, 0.3, SHIFT),
     "ImpactX.PRot": ({"phi_in": 0.05, "phi_out": 0.13}, 0.0, {}),
     "ImpactX.PlaneXYRot": ({"angle": 0.3}, 0.0, {}),
+    "ImpactX.RFCavity": ({"escale": 0.5, "freq": 1.3e9, "phase": 1.2,
+                          "cos_coefficients": [0.6, 0.5, -0.2, 0.05],
+                          "sin_coefficients": [0.0, 0.1, -0.03, 0.0]}, 0.8, SHIFT),
 }
 
 

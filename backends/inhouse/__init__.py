@@ -239,6 +239,12 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
+            cavities = [e.name for e in scenario.elements if e.kind == "ImpactX.RFCavity"]
+            if cavities:
+                return Unsupported(f"ImpactX.RFCavity with space charge ({cavities[0]}): the "
+                                   "space-charge tracker cuts elements into shorter copies, "
+                                   "and a cavity's slices are parts of one on-axis profile "
+                                   "(not ported)")
         if scenario.tracking == "envelope":
             from backends.inhouse.envelope import check_scenario
 

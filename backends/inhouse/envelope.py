@@ -76,8 +76,10 @@ from backends.inhouse.reference import RefState
 from backends.inhouse.translate import (
     MapSpec,
     Params,
+    changes_reference,
     checked_parameters,
     declared_values,
+    reference_after,
     translate,
 )
 from harness.model import observables
@@ -401,10 +403,11 @@ class EnvelopeTracker:
         dynamic_names = {n for n, _ in self.parameters}
         self._dynamic: list[bool] = []
         upstream = self.reference.dynamic
+        timed = any(s.reads_time for specs in self.specs for s in specs)
         for element, specs in zip(self.elements, self.specs, strict=True):
             dynamic = upstream or element.name in dynamic_names
             self._dynamic.append(dynamic)
-            if dynamic and any(s.reference is not None for s in specs):
+            if dynamic and any(changes_reference(s, timed) for s in specs):
                 upstream = True
         self._constant: dict[int, torch.Tensor] = {}
         ref = self.reference
@@ -446,8 +449,7 @@ class EnvelopeTracker:
             # (src/tracking/envelope.cpp); the in-house maps take the reference before the
             # map, the RF gap's own map reads both (ShortRF.H)
             matrix = torch.matmul(self.spec_map(spec, params, ref), matrix)
-            if spec.reference is not None:
-                ref = spec.reference(params, ref)
+            ref = reference_after(spec, params, ref)
         return matrix, ref
 
     def maps(self, values: Mapping[ParamKey, torch.Tensor] | None = None
@@ -461,8 +463,7 @@ class EnvelopeTracker:
             if index in self._constant:
                 matrix = self._constant[index]
                 for spec in self.specs[index]:
-                    if spec.reference is not None:
-                        ref = spec.reference(self._params(element, values), ref)
+                    ref = reference_after(spec, self._params(element, values), ref)
             else:
                 matrix, ref = self._element_map(index, ref, values)
             out.append(ElementMap(index, element.name, matrix))
@@ -539,7 +540,9 @@ class EnvelopeTracker:
 def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
     """Why an element cannot be sliced for envelope space charge (None when it can):
     ImpactX rotates each slice of a misaligned element, a thick kicker is three ImpactX
-    elements here, ChrAcc gains energy within each slice and a LinearMap is one unsliced map
+    elements here, ChrAcc and RFCavity gain energy within each slice (an RFCavity's slices
+    are not copies of a shorter cavity: its profile spans the whole length) and a LinearMap
+    is one unsliced map
     with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``); none is
     modelled."""
     if any(spec.impactx == "Alignment" for spec in specs):
@@ -550,6 +553,7 @@ def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
         return (f"Kicker {element.name}: a kicker with a length is not modelled with "
                 f"envelope space charge")
     why = {"ImpactX.ChrAcc": "its energy gain within each space-charge slice",
+           "ImpactX.RFCavity": "its energy gain and RF phase within each space-charge slice",
            "ImpactX.LinearMap": "the space-charge kick of its whole length around one map"}
     if element.kind in why and element.length > 0.0:
         return (f"{element.kind} {element.name}: {why[element.kind]} is not modelled with "

@@ -36,7 +36,14 @@ from backends.inhouse.maps import (
     stack_columns,
 )
 from backends.inhouse.reference import RefState
-from backends.inhouse.translate import MapSpec, checked_parameters, declared_values, translate
+from backends.inhouse.translate import (
+    MapSpec,
+    changes_reference,
+    checked_parameters,
+    declared_values,
+    reference_after,
+    translate,
+)
 from harness.model.lattice import Element
 from harness.model.reference_particle import ReferenceParticle
 
@@ -206,6 +213,9 @@ class Tracker(StepTracking):
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)
             self.specs.extend(translate(element, fields))
+        #: whether a map reads the reference time (an RFCavity): then every map that
+        #: advances it counts as changing the reference
+        self.timed = any(spec.reads_time for spec in self.specs)
         self._dynamic = self._dynamic_flags()
         self.groups = self._group()
         self._matrices: dict[int, torch.Tensor] = {}
@@ -246,7 +256,7 @@ class Tracker(StepTracking):
         for spec in self.specs:
             dynamic = reference_dynamic or spec.element.name in names
             flags.append(dynamic)
-            if spec.reference is not None and dynamic:
+            if dynamic and changes_reference(spec, self.timed):
                 reference_dynamic = True
         return flags
 
@@ -257,8 +267,8 @@ class Tracker(StepTracking):
             if not self._dynamic[index] and spec.linear:
                 self._matrices[index] = assemble(_entries(spec, params, ref), self.device,
                                                  self.dtype)
-            if spec.reference is not None and not self._dynamic[index]:
-                ref = spec.reference(params, ref)
+            if not self._dynamic[index]:
+                ref = reference_after(spec, params, ref)
             self._ref_after.append(ref)
         for group_index, group in enumerate(self.groups):
             if not any(self._dynamic[i] for i in group):
@@ -286,12 +296,13 @@ class Tracker(StepTracking):
         if specs[0].linear:
             matrix = None
             for index, spec in zip(group, specs, strict=True):
+                params = self._params(spec, values)
                 if index in self._matrices:
                     factor = self._matrices[index]
                 else:
-                    factor = assemble(_entries(spec, self._params(spec, values), ref),
-                                      self.device, self.dtype)
+                    factor = assemble(_entries(spec, params, ref), self.device, self.dtype)
                 matrix = factor if matrix is None else torch.matmul(factor, matrix)
+                ref = reference_after(spec, params, ref)
             assert matrix is not None  # a group holds at least one map
             return LinearStep(matrix, label), ref
         spec = specs[0]
@@ -299,8 +310,7 @@ class Tracker(StepTracking):
         if len(specs) > 1:  # joined additive maps (constant parameters)
             params["length"] = sum(float(s.element.params["length"]) for s in specs)
         kernel = _kernel(spec, params, ref)
-        if spec.reference is not None:
-            ref = spec.reference(params, ref)
+        ref = reference_after(spec, params, ref)
         return KernelStep(kernel.push, nm.broadcast_ready(kernel.coeffs),
                           kernel.loses_particles, label), ref
 
@@ -325,8 +335,7 @@ class Tracker(StepTracking):
         ref = self.reference
         values = dict(values or {})
         for spec in self.specs:
-            if spec.reference is not None:
-                ref = spec.reference(self._params(spec, values), ref)
+            ref = reference_after(spec, self._params(spec, values), ref)
         return ref
 
     def section(self, start: int = 0, stop: int | None = None) -> Tracker:
@@ -335,8 +344,7 @@ class Tracker(StepTracking):
         ref = self.reference
         for element in self.elements[:start]:
             for spec in translate(element):
-                if spec.reference is not None:
-                    ref = spec.reference(dict(element.params), ref)
+                ref = reference_after(spec, dict(element.params), ref)
         chosen = self.elements[start:stop]
         names = {e.name for e in chosen}
         return Tracker(chosen, ref, device=self.device, dtype=self.dtype,

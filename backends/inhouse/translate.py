@@ -23,8 +23,15 @@ ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (refe
                                          energy updated), ChrPlasmaLens (ImpactX's t
                                          update for k < 0), TaperedPL, NonlinearLens,
                                          ThinDipole, Buncher, LinearMap, PRot,
-                                         PlaneXYRot (:func:`_extension_specs`)
+                                         PlaneXYRot, RFCavity (the linear map of its
+                                         on-axis field; reference energy and time
+                                         updated) (:func:`_extension_specs`)
 =============  ========================  ==========================================
+
+The reference particle carries its time since the start of the lattice
+(:class:`~backends.inhouse.reference.RefState` ``t``): each map advances it as ImpactX's
+reference push does (:func:`reference_after`; :attr:`MapSpec.advance`), and an
+``RFCavity`` reads it for its RF phase.
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
 are wrapped in ImpactX's ``shift_in``/``shift_out`` (:mod:`backends.inhouse.alignment`).
@@ -57,6 +64,7 @@ from backends.inhouse import (
     plasma_lens,
     quadrupole,
     rf,
+    rf_cavity,
     rotations,
     solenoid,
     thin_kicks,
@@ -83,13 +91,19 @@ class MapSpec:
         linear: True when ``make`` returns 6x6 entries, False when it returns a Kernel.
         make: ``make(params, ref) -> Entries | Kernel`` from the element's parameters (SI,
             floats or tensors) and the reference particle before the map.
-        reference: ``reference(params, ref) -> RefState`` after the map (RF gaps only).
+        reference: ``reference(params, ref) -> RefState`` after the map (the RF elements
+            only: energy and time), else :attr:`advance` moves the reference time.
         additive: the map over a length L1 followed by the map over L2, with every other
             parameter equal, is the map over L1 + L2 (``make`` reads the whole ``length``):
             the element's map is the exact flow of a Hamiltonian that does not depend on s.
             So are ChrDrift, ExactDrift and ChrQuad (ImpactX's own slices compose to
             the whole element, ``src/elements/ChrQuad.H``: pt is conserved and the
             transverse motion is linear at fixed pt); the tracker joins such runs.
+        advance: the fraction of the element's ``length`` the reference particle travels
+            in this map at constant energy (its time grows by that path / beta): 1 for the
+            body of a thick element, 1/2 for a kicker's drift halves, 0 for thin maps,
+            edges and alignment (ImpactX's reference push of each element).
+        reads_time: the map depends on the reference time (``RFCavity``).
     """
 
     impactx: str
@@ -98,6 +112,26 @@ class MapSpec:
     make: Callable[[Params, RefState], Entries | Kernel]
     reference: Callable[[Params, RefState], RefState] | None = None
     additive: bool = False
+    advance: float = 0.0
+    reads_time: bool = False
+
+
+def reference_after(spec: MapSpec, params: Params, ref: RefState) -> RefState:
+    """The reference particle after the map ``spec`` (with the element's ``params``):
+    :attr:`MapSpec.reference` where the map changes its energy, else its time advanced by
+    ``advance * length / beta``."""
+    if spec.reference is not None:
+        return spec.reference(params, ref)
+    if spec.advance:
+        length = params["length"]
+        return ref.advanced(length * spec.advance if spec.advance != 1.0 else length)
+    return ref
+
+
+def changes_reference(spec: MapSpec, timed: bool) -> bool:
+    """Whether the map changes what later maps read of the reference particle: its energy,
+    or (``timed``: a later map reads the time) its time."""
+    return spec.reference is not None or (timed and spec.advance != 0.0)
 
 
 def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
@@ -108,13 +142,15 @@ def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
 
     if tier == "linear":
         return MapSpec(label or "Drift", element, True,
-                       lambda p, r: drift.drift_entries(length(p), r))
+                       lambda p, r: drift.drift_entries(length(p), r), advance=fraction)
     whole = fraction == 1.0
     if tier == "paraxial":
         return MapSpec(label or "ChrDrift", element, False,
-                       lambda p, r: drift.chr_drift_kernel(length(p), r), additive=whole)
+                       lambda p, r: drift.chr_drift_kernel(length(p), r), additive=whole,
+                       advance=fraction)
     return MapSpec(label or "ExactDrift", element, False,
-                   lambda p, r: drift.exact_drift_kernel(length(p), r), additive=whole)
+                   lambda p, r: drift.exact_drift_kernel(length(p), r), additive=whole,
+                   advance=fraction)
 
 
 def _atan2(y: nm.Scalar, x: nm.Scalar) -> nm.Scalar:
@@ -146,7 +182,7 @@ def _exact_multipole_spec(element: Element) -> MapSpec:
 
     return MapSpec("ExactMultipole", element, False, lambda p, r: (
         multipole.exact_multipole_kernel(p["length"], strengths(p), r, steps,
-                                         element.int_order)))
+                                         element.int_order)), advance=1.0)
 
 
 def _pure_quadrupole(element: Element) -> bool:
@@ -159,12 +195,12 @@ def _quad_spec(element: Element) -> MapSpec:
         return _exact_multipole_spec(element)
     if tier == "linear":
         return MapSpec("Quad", element, True, lambda p, r: quadrupole.quad_entries(
-            p["length"], _quad_strength(p), r))
+            p["length"], _quad_strength(p), r), advance=1.0)
     if tier == "paraxial":
         return MapSpec("ChrQuad", element, False, lambda p, r: quadrupole.chr_quad_kernel(
-            p["length"], _quad_strength(p), r), additive=True)
+            p["length"], _quad_strength(p), r), additive=True, advance=1.0)
     return MapSpec("ExactQuad", element, False, lambda p, r: quadrupole.exact_quad_kernel(
-        p["length"], _quad_strength(p), r, steps, element.int_order))
+        p["length"], _quad_strength(p), r, steps, element.int_order), advance=1.0)
 
 
 def _edge_spec(element: Element, face: str) -> MapSpec:
@@ -185,16 +221,16 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
     steps = element.integrator_steps
     if combined and exact:
         body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
-            p["length"], p["angle"], p["Kn1"], r, steps, element.int_order))
+            p["length"], p["angle"], p["Kn1"], r, steps, element.int_order), advance=1.0)
     elif combined:
         body = MapSpec("CFbend", element, True, lambda p, r: bend.cfbend_entries(
-            p["length"], p["angle"], p["Kn1"], r))
+            p["length"], p["angle"], p["Kn1"], r), advance=1.0)
     elif exact:
         body = MapSpec("ExactSbend", element, False, lambda p, r: bend.exact_sbend_kernel(
-            p["length"], p["angle"], r))
+            p["length"], p["angle"], r), advance=1.0)
     else:
         body = MapSpec("Sbend", element, True, lambda p, r: bend.sbend_entries(
-            p["length"], p["angle"], r))
+            p["length"], p["angle"], r), advance=1.0)
     out = []
     if _has(element, "e1", parameter_fields) or _has(element, "edge_int1", parameter_fields):
         out.append(_edge_spec(element, "1"))
@@ -301,12 +337,13 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
     nslice = element.nslice
     table: dict[str, MapSpec] = {
         "ConstF": MapSpec("ConstF", element, True, lambda p, r: constf.constf_entries(
-            p["length"], p["kx"], p["ky"], p["kt"], r), additive=True),
+            p["length"], p["kx"], p["ky"], p["kt"], r), additive=True, advance=1.0),
         "ChrAcc": MapSpec("ChrAcc", element, False, lambda p, r: chr_acc.chr_acc_kernel(
             p["length"], p["ez"], p["bz"], r, nslice),
-            reference=lambda p, r: chr_acc.reference_after(p["length"], p["ez"], r)),
+            reference=lambda p, r: _chr_acc_reference(p["length"], p["ez"], r)),
         "ChrPlasmaLens": MapSpec("ChrPlasmaLens", element, False, lambda p, r: (
-            plasma_lens.chr_plasma_lens_kernel(p["length"], p["k"], r)), additive=True),
+            plasma_lens.chr_plasma_lens_kernel(p["length"], p["k"], r)), additive=True,
+            advance=1.0),
         "TaperedPL": MapSpec("TaperedPL", element, False, lambda p, r: (
             plasma_lens.tapered_pl_kernel(p["kL"], p["taper"]))),
         "NonlinearLens": MapSpec("NonlinearLens", element, False, lambda p, r: (
@@ -316,13 +353,53 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
         "Buncher": MapSpec("Buncher", element, True, lambda p, r: (
             thin_kicks.buncher_entries(p["V"], p["k"], r))),
         "LinearMap": MapSpec("LinearMap", element, True, lambda p, r: (
-            linear_map.linear_map_entries(_matrix_rows(p)))),
+            linear_map.linear_map_entries(_matrix_rows(p))), advance=1.0),
         "PRot": MapSpec("PRot", element, False, lambda p, r: rotations.prot_kernel(
             p["phi_in"], p["phi_out"], r)),
         "PlaneXYRot": MapSpec("PlaneXYRot", element, True, lambda p, r: (
             rotations.plane_xy_rot_entries(p["angle"]))),
     }
+    if cls == "RFCavity":
+        return [_rf_cavity_spec(element)]
     return [table[cls]]
+
+
+def _chr_acc_reference(length: nm.Scalar, ez: nm.Scalar, ref: RefState) -> RefState:
+    """The reference particle after a ChrAcc: gamma + ez L and t + (bg_f - bg_i) / ez
+    (``ChrUniformAcc.H`` reference push: ``refpart.t = t + (bgf - bgi)/m_ez`` per slice, a
+    sum that telescopes over the slices)."""
+    after = chr_acc.reference_after(length, ez, ref)
+    return after.with_time(ref.t + (after.beta_gamma - ref.beta_gamma) / ez)
+
+
+def _coefficients(p: Params, prefix: str) -> list[nm.Scalar]:
+    """An on-axis profile's coefficients ``<prefix>0``, ``<prefix>1``, ... of ``p``."""
+    out = []
+    while f"{prefix}{len(out)}" in p:
+        out.append(p[f"{prefix}{len(out)}"])
+    return out
+
+
+def _rf_cavity_spec(element: Element) -> MapSpec:
+    """``RFCavity`` (ImpactX ``src/elements/RFCavity.H``, :mod:`backends.inhouse.rf_cavity`):
+    the linear map of its on-axis field over the element's ``nslice`` slices of
+    ``mapsteps`` steps, at the reference time it enters with; the reference particle leaves
+    with the cavity's energy gain and its own time. The map and the reference after it come
+    from one integration (the last one is kept for the reference push that follows)."""
+    last: list[Any] = [None, None, None]
+
+    def cavity(p: Params, r: RefState) -> rf_cavity.CavityMap:
+        if last[0] is p and last[1] is r:
+            return last[2]
+        made = rf_cavity.rf_cavity_map(
+            p["length"], p["escale"], p["freq"], p["phase"], _coefficients(p, "cos_coef"),
+            _coefficients(p, "sin_coef"), r, r.t, element.mapsteps, element.nslice)
+        last[:] = [p, r, made]
+        return made
+
+    return MapSpec("RFCavity", element, True, lambda p, r: cavity(p, r).entries,
+                   reference=lambda p, r: cavity(p, r).ref.with_time(cavity(p, r).t_ref),
+                   reads_time=True)
 
 
 #: harness kind -> ``translator(element, parameter_fields) -> maps`` (before alignment).
@@ -336,7 +413,7 @@ TRANSLATORS: dict[str, Callable[[Element, frozenset[str]], list[MapSpec]]] = {
     "Octupole": _sextupole_specs,
     "Multipole": _multipole_specs,
     "Solenoid": lambda e, fields: [MapSpec("Sol", e, True, lambda p, r: solenoid.sol_entries(
-        p["length"], p["Ksol"], r))],
+        p["length"], p["Ksol"], r), advance=1.0)],
     "RFCavity": _rf_specs,
     "Aperture": _aperture_specs,
     "Kicker": _kicker_specs,

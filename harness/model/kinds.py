@@ -233,6 +233,15 @@ EXTENSION_GROUP = "ImpactXP"
 #: The 36 entries ``Rij`` (1-based row i, column j, ImpactX ``Map6x6``) of a LinearMap.
 MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in range(1, 7))
 
+#: Fourier coefficient lists of an on-axis field profile (ImpactX ``cos_coefficients``,
+#: ``sin_coefficients``): the list in the ``ImpactXP`` group -> the element fields
+#: ``<prefix><j>``, j = 0, 1, ... (ImpactX's index).
+COEFFICIENT_LISTS: Mapping[str, str] = MappingProxyType({
+    "cos_coefficients": "cos_coef", "sin_coefficients": "sin_coef"})
+
+#: The most coefficients a profile may have.
+MAX_COEFFICIENTS = 200
+
 
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
                thick: bool = False, aligned: bool = True) -> KindSpec:
@@ -242,13 +251,16 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
     own = {key: key for key in fields if key != "length"}
     if name == "LinearMap":
         own = {"R": "R*"}
+    for key, prefix in COEFFICIENT_LISTS.items():
+        if f"{prefix}*" in fields:
+            own = {k: v for k, v in own.items() if k != f"{prefix}*"} | {key: f"{prefix}*"}
     length = ({"length": FieldInfo("m", "length")} if thick else
               {"length": FieldInfo("m", "0 (thin)")})
     if name == "LinearMap":
         length = {"length": FieldInfo("m", "length the reference particle advances (never "
                                       "sliced)")}
     all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
-    required = frozenset({"length", *(k for k in fields if k != "R*")})
+    required = frozenset({"length", *(k for k in fields if "*" not in k)})
     return KindSpec(
         f"{EXTENSION_NAMESPACE}{name}", MODEL_TIERS, all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
@@ -298,6 +310,20 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
                             "(|phi| < pi/2; ImpactX takes degrees)"),
         "phi_out": FieldInfo("rad", "angle of the reference orbit in the outgoing frame")},
         {EXTENSION_GROUP: {"phi_in": 0.0, "phi_out": 0.05}}, aligned=False),
+    _extension("RFCavity", {
+        "escale": FieldInfo("1/m", "peak on-axis |q| E_z / (m c^2): the peak E_z [MV/m] "
+                            "divided by the rest energy [MeV] (ImpactX escale)"),
+        "freq": FieldInfo("Hz", "RF frequency"),
+        "phase": FieldInfo("rad", "RF phase at the reference particle's time since the "
+                           "start of the lattice (ImpactX takes degrees)"),
+        "cos_coef*": FieldInfo("1", "cosine Fourier coefficient j of the on-axis profile "
+                               "(ImpactXP.cos_coefficients, 1 to 200 entries; ImpactX "
+                               "cos_coefficients)"),
+        "sin_coef*": FieldInfo("1", "sine coefficient j (ImpactXP.sin_coefficients, as many "
+                               "as the cosines; zeros when not given)")},
+        {"length": 1.0, EXTENSION_GROUP: {"escale": 0.05, "freq": 7e8, "phase": 0.3,
+                                          "cos_coefficients": [0.5, 0.3, -0.1]}},
+        thick=True),
     _extension("PlaneXYRot", {
         "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
                            "takes degrees)")},

@@ -39,9 +39,11 @@ import pydantic
 from harness.model.errors import ScenarioError
 from harness.model.kinds import (
     ALIGNMENT,
+    COEFFICIENT_LISTS,
     EXTENSION_GROUP,
     EXTENSION_KINDS,
     MATRIX_ENTRIES,
+    MAX_COEFFICIENTS,
     SPECS,
     Disposition,
     KindSpec,
@@ -261,6 +263,9 @@ def _pals_name(key: str, kind: str = "") -> str:
             return f"BodyShiftP.{key}"
         if key in MATRIX_ENTRIES:
             return f"{EXTENSION_GROUP}.R[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        for group_key, prefix in COEFFICIENT_LISTS.items():
+            if key.startswith(prefix) and key[len(prefix):].isdigit():
+                return f"{EXTENSION_GROUP}.{group_key}[{key[len(prefix):]}]"
         return f"{EXTENSION_GROUP}.{key}"
     if key in _PALS_GROUP:
         return f"{_PALS_GROUP[key]}.{key}"
@@ -672,6 +677,35 @@ def _matrix(value: Any, file, path: str) -> dict[str, float]:
             for i in range(6) for j in range(6)}
 
 
+def _coefficients(own: dict, file, path: str) -> dict[str, float]:
+    """An on-axis profile's Fourier coefficients (``cos_coefficients`` and
+    ``sin_coefficients`` of ``own``, ImpactX's lists) -> ``{"cos_coef0": ..., "sin_coef0":
+    ...}``: 1 to :data:`MAX_COEFFICIENTS` finite numbers, the sines (zeros when not given)
+    as many as the cosines."""
+    lists: dict[str, list] = {}
+    for key in COEFFICIENT_LISTS:
+        value = own.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not 1 <= len(value) <= MAX_COEFFICIENTS:
+            raise ScenarioError(file, f"{path}.{key}", f"a list of 1 to {MAX_COEFFICIENTS} "
+                                "numbers", _short(value))
+        lists[key] = value
+    cosines = lists.get("cos_coefficients")
+    if cosines is None:
+        raise ScenarioError(file, f"{path}.cos_coefficients", "this required field (the "
+                            "cosine coefficients of the on-axis profile)")
+    sines = lists.get("sin_coefficients", [0.0] * len(cosines))
+    if len(sines) != len(cosines):
+        raise ScenarioError(file, f"{path}.sin_coefficients", f"{len(cosines)} numbers, as "
+                            "many as cos_coefficients", len(sines))
+    out: dict[str, float] = {}
+    for key, values in (("cos_coefficients", cosines), ("sin_coefficients", sines)):
+        for j, value in enumerate(values):
+            out[f"{COEFFICIENT_LISTS[key]}{j}"] = _number(value, file, f"{path}.{key}[{j}]")
+    return out
+
+
 def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[str, float]:
     """The params of an extension kind (``ImpactX.<class>``, no pals-schema class):
     ``length``, ``MetaP`` (no effect), ``BodyShiftP`` (the alignment fields, where the kind
@@ -704,8 +738,12 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
                                 f"of {spec.kind}: {sorted(names)}", _short(key))
         if key == "R":
             params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
+        elif key in COEFFICIENT_LISTS:
+            continue
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
+    if any(f"{prefix}*" in spec.fields for prefix in COEFFICIENT_LISTS.values()):
+        params.update(_coefficients(own, file, f"{path}.{EXTENSION_GROUP}"))
     if spec.kind == "ImpactX.LinearMap" and "R11" not in params:
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.R", "this required field (the "
                             "6x6 matrix)")

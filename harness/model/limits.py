@@ -171,6 +171,13 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
           nonzero=True),
     Bound("V", -1e3, 1e3, "1", "normalised buncher voltage q V / (p0 c)"),
     Bound("R*", -1e6, 1e6, "1 (m, 1/m)", "an entry Rij of a LinearMap's 6x6 matrix"),
+    Bound("escale", -1e3, 1e3, "1/m", "RFCavity peak |q| E_z / (m c^2): 1e3 is 0.5 GV/m "
+          "for electrons, beyond any RF structure"),
+    Bound("freq", 0.0, 1e13, "Hz", "RFCavity frequency up to 10 THz; ImpactX divides by the "
+          "wavenumber", low_open=True),
+    Bound("cos_coef*", -1e6, 1e6, "1", "a Fourier coefficient of an on-axis profile (profiles "
+          "are normalised to a peak of about 1)"),
+    Bound("sin_coef*", -1e6, 1e6, "1", "as cos_coef*"),
     Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
           "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
     Bound("phi_out", -HALF_PI, HALF_PI, "rad", "as phi_in", low_open=True, high_open=True),
