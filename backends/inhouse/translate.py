@@ -372,7 +372,7 @@ def _chr_acc_reference(length: nm.Scalar, ez: nm.Scalar, ref: RefState) -> RefSt
     return after.with_time(ref.t + (after.beta_gamma - ref.beta_gamma) / ez)
 
 
-def _coefficients(p: Params, prefix: str) -> list[nm.Scalar]:
+def coefficients(p: Params, prefix: str) -> list[nm.Scalar]:
     """An on-axis profile's coefficients ``<prefix>0``, ``<prefix>1``, ... of ``p``."""
     out = []
     while f"{prefix}{len(out)}" in p:
@@ -392,8 +392,8 @@ def _rf_cavity_spec(element: Element) -> MapSpec:
         if last[0] is p and last[1] is r:
             return last[2]
         made = rf_cavity.rf_cavity_map(
-            p["length"], p["escale"], p["freq"], p["phase"], _coefficients(p, "cos_coef"),
-            _coefficients(p, "sin_coef"), r, r.t, element.mapsteps, element.nslice)
+            p["length"], p["escale"], p["freq"], p["phase"], coefficients(p, "cos_coef"),
+            coefficients(p, "sin_coef"), r, r.t, element.mapsteps, element.nslice)
         last[:] = [p, r, made]
         return made
 
