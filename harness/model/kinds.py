@@ -317,7 +317,7 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "phase": FieldInfo("rad", "RF phase at the reference particle's time since the "
                            "start of the lattice (ImpactX takes degrees)"),
         "cos_coef*": FieldInfo("1", "cosine Fourier coefficient j of the on-axis profile "
-                               "(ImpactXP.cos_coefficients, 1 to 200 entries; ImpactX "
+                               "(ImpactXP.cos_coefficients, required, 1 to 200 entries; ImpactX "
                                "cos_coefficients)"),
         "sin_coef*": FieldInfo("1", "sine coefficient j (ImpactXP.sin_coefficients, as many "
                                "as the cosines; zeros when not given)")},
