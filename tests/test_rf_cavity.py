@@ -8,6 +8,7 @@ ImpactX-lattice importer."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,8 +57,8 @@ LINE = {
 }
 
 
-def scenario(line: list[str], model: str = "linear", spin: bool = False, **extra):
-    facility = [{name: LINE[name]} for name in dict.fromkeys(line)]
+def scenario(line: list[str], model: str = "linear", spin: bool = False, **extra: Any):
+    facility: list[dict[str, Any]] = [{name: LINE[name]} for name in dict.fromkeys(line)]
     facility += [{"line": {"kind": "BeamLine", "line": line}}, {"use": "line"}]
     return scenario_from_dict({
         "name": "rf_cavity", "model": model, "integrator": {"nslice": 2, "mapsteps": 25},
@@ -114,13 +115,14 @@ def test_cavity_after_chr_acc_sees_its_time() -> None:
 
 def test_the_cavity_reads_the_reference_time() -> None:
     """The same cavity 0.4 m further down the line has another RF phase: the map differs."""
-    from backends.inhouse.tracker import Tracker
+    from backends.inhouse.tracker import LinearStep, Tracker
 
     near = scenario(["c2", "d1"])
     far = scenario(["d1", "c2"])
-    m_near = Tracker(near.elements, near.reference_particle).steps()[0].matrix
-    m_far = Tracker(far.elements, far.reference_particle).steps()[-1].matrix
-    assert not torch.allclose(m_near, m_far, rtol=1e-6, atol=0.0)
+    m_near = Tracker(near.elements, near.reference_particle).steps()[0]
+    m_far = Tracker(far.elements, far.reference_particle).steps()[-1]
+    assert isinstance(m_near, LinearStep) and isinstance(m_far, LinearStep)
+    assert not torch.allclose(m_near.matrix, m_far.matrix, rtol=1e-6, atol=0.0)
 
 
 @needs_impactx
@@ -129,7 +131,7 @@ def test_envelope_equals_impactx(space_charge: bool) -> None:
     """Envelope mode: the cavity's linear map (ImpactX ``RFCavity::transport_map``); with 3D
     envelope space charge its own half slices around each slice's kick. Final covariance
     to <= 1e-12 of its largest entry (measured 3.5e-16 without, 5.0e-15 with)."""
-    extra = {"tracking": "envelope"}
+    extra: dict[str, Any] = {"tracking": "envelope"}
     if space_charge:
         extra["envelope_space_charge"] = {"kind": "3d"}
     s = scenario(["d1", "q1", "c3", "d1", "c2", "d1"], **extra)
@@ -137,7 +139,9 @@ def test_envelope_equals_impactx(space_charge: bool) -> None:
     finals = {}
     for name in ("impactx", "inhouse"):
         backend = get_backend(name)
-        finals[name] = backend.prepare_planned(backend.plan(s)).track(sigma)
+        plan = backend.plan(s)
+        assert plan, plan
+        finals[name] = backend.prepare_planned(plan).track(sigma)
     scale = np.abs(finals["impactx"]).max()
     deviation = np.abs(finals["inhouse"] - finals["impactx"]).max() / scale
     print(f"envelope (space charge {space_charge}): {deviation:.2e} of the largest entry")

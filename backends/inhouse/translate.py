@@ -374,7 +374,7 @@ def _chr_acc_reference(length: nm.Scalar, ez: nm.Scalar, ref: RefState) -> RefSt
 
 def coefficients(p: Params, prefix: str) -> list[nm.Scalar]:
     """An on-axis profile's coefficients ``<prefix>0``, ``<prefix>1``, ... of ``p``."""
-    out = []
+    out: list[nm.Scalar] = []
     while f"{prefix}{len(out)}" in p:
         out.append(p[f"{prefix}{len(out)}"])
     return out
