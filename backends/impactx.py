@@ -34,7 +34,9 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``ChrPlasmaLens(ds, k, unit=0)``, ``TaperedPL(k=kL, taper, unit=0)``,
                             ``NonlinearLens(knll, cnll)``, ``ThinDipole(theta = angle in
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
-                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``
+                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
+                            ``SoftQuadrupole(ds, gscale, cos_coefficients, sin_coefficients,
+                            mapsteps)``, ``SoftSolenoid(ds, bscale, ..., unit=0)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -109,7 +111,12 @@ from backends.translation import (
     multipole_orders,
 )
 from harness.model.kinds import EXTENSION_KINDS, SPECS
-from harness.model.lattice import Element, rotated_normal, thick_multipoles
+from harness.model.lattice import (
+    Element,
+    profile_coefficients,
+    rotated_normal,
+    thick_multipoles,
+)
 from harness.model.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
@@ -423,11 +430,22 @@ class _LinearMapSpec(ElementSpec):
         return elements_module.LinearMap(**kwargs)
 
 
+def _soft(element: Element, nslice: int, scale: str) -> dict[str, Any]:
+    """``SoftQuadrupole``/``SoftSolenoid`` arguments (``src/elements/SoftQuad.H``,
+    ``SoftSol.H``): the profile's coefficients, ``nslice`` and ``mapsteps`` (the map
+    integrates nslice * mapsteps steps along the profile)."""
+    cos, sin = profile_coefficients(element.params)
+    return {"ds": element.length, scale: float(element.params[scale]),
+            "cos_coefficients": [float(v) for v in cos],
+            "sin_coefficients": [float(v) for v in sin],
+            "nslice": nslice, "mapsteps": element.mapsteps}
+
+
 def _extension(element: Element, reference: ReferenceParticle, nslice: int
                ) -> list[ElementSpec]:
     """An ``ImpactX.<X>`` extension kind: ImpactX's own element ``<X>`` (``src/elements/
     <X>.H``), its fields under ImpactX's names; angles in degrees; the thick ones
-    (ConstF, ChrAcc, ChrPlasmaLens) take ``nslice``."""
+    (ConstF, ChrAcc, ChrPlasmaLens, SoftQuadrupole, SoftSolenoid) take ``nslice``."""
     p = element.params
     cls = element.kind.removeprefix("ImpactX.")
     base: dict[str, Any] = {"name": element.name}
@@ -451,6 +469,8 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         "ThinDipole": lambda: {"theta": math.degrees(float(p["angle"])),
                                "rc": float(p["rc"])},
         "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
+        "SoftQuadrupole": lambda: _soft(element, nslice, "gscale"),
+        "SoftSolenoid": lambda: {**_soft(element, nslice, "bscale"), "unit": 0},
     }[cls]()
     return [ElementSpec(cls, {**base, **kwargs})]
 
@@ -475,6 +495,9 @@ TRANSLATORS: dict[str, Any] = {
 
 _ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
 _MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
+#: Optional fields of extension kinds besides the alignment.
+_EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("sin*",),
+                    "ImpactX.SoftSolenoid": ("sin*",)}
 
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
 #: every required field of its kinds plus these.
@@ -482,7 +505,7 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
     Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
-    **{kind: (*_ALIGNED, "R*") if kind == "ImpactX.LinearMap" else _ALIGNED
+    **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()))
        for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields})
 
 

@@ -55,6 +55,10 @@ if TYPE_CHECKING:
     from backends.inhouse.tracker import Tracker
     from harness.model.scenario import Scenario
 
+#: Kinds whose map integrates along an on-axis profile over the whole element (ImpactX
+#: ``SoftQuad.H``, ``SoftSol.H``): the space-charge tracker's cut copies would not be slices.
+SOFT_EDGE_KINDS = frozenset({"ImpactX.SoftQuadrupole", "ImpactX.SoftSolenoid"})
+
 
 #: Inductor configuration of each math setting (:data:`backends.base.MATH_MODES`): ``ieee``
 #: states inductor's defaults (so a ``TORCHINDUCTOR_*`` variable cannot turn them on
@@ -239,6 +243,11 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
+            soft = [e for e in scenario.elements if e.kind in SOFT_EDGE_KINDS]
+            if soft:
+                return Unsupported(f"{soft[0].kind} with space charge ({soft[0].name}): the "
+                                   "space-charge tracker cuts an element into shorter "
+                                   "copies, which would rescale the on-axis profile")
         if scenario.tracking == "envelope":
             from backends.inhouse.envelope import check_scenario
 

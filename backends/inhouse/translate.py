@@ -23,7 +23,8 @@ ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (refe
                                          energy updated), ChrPlasmaLens (ImpactX's t
                                          update for k < 0), TaperedPL, NonlinearLens,
                                          ThinDipole, Buncher, LinearMap, PRot,
-                                         PlaneXYRot (:func:`_extension_specs`)
+                                         PlaneXYRot, SoftQuadrupole, SoftSolenoid
+                                         (:func:`_extension_specs`)
 =============  ========================  ==========================================
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
@@ -58,6 +59,7 @@ from backends.inhouse import (
     quadrupole,
     rf,
     rotations,
+    soft_edge,
     solenoid,
     thin_kicks,
 )
@@ -67,7 +69,12 @@ from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
 from backends.translation import around_kick
 from harness.model.kinds import EXTENSION_KINDS
-from harness.model.lattice import Element, thick_multipoles, thin_multipoles
+from harness.model.lattice import (
+    Element,
+    profile_coefficients,
+    thick_multipoles,
+    thin_multipoles,
+)
 
 #: An element's parameters as a map reads them: floats, or tensors for differentiable ones.
 Params = Mapping[str, nm.Scalar]
@@ -293,12 +300,23 @@ def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
     return [[p[f"R{i}{j}"] for j in range(1, 7)] for i in range(1, 7)]
 
 
+def _profile(element: Element, p: Params) -> tuple[list[nm.Scalar], list[nm.Scalar]]:
+    """The cosine and sine coefficients of a soft-edge element (as many as the element's
+    cosines; ``p`` gives their values, floats or tensors)."""
+    cos, _ = profile_coefficients(element.params)
+    count = len(cos)
+    return ([p[f"cos{j}"] for j in range(count)],
+            [p.get(f"sin{j}", 0.0) for j in range(count)])
+
+
 def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
     """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
     (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
-    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``)."""
+    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``,
+    ``soft_edge``; the soft-edge maps integrate ``nslice * mapsteps`` steps along the
+    profile of their coefficients ``cos<j>``, ``sin<j>``)."""
     cls = element.kind.removeprefix("ImpactX.")
-    nslice = element.nslice
+    nslice, mapsteps = element.nslice, element.mapsteps
     table: dict[str, MapSpec] = {
         "ConstF": MapSpec("ConstF", element, True, lambda p, r: constf.constf_entries(
             p["length"], p["kx"], p["ky"], p["kt"], r), additive=True),
@@ -321,6 +339,12 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             p["phi_in"], p["phi_out"], r)),
         "PlaneXYRot": MapSpec("PlaneXYRot", element, True, lambda p, r: (
             rotations.plane_xy_rot_entries(p["angle"]))),
+        "SoftQuadrupole": MapSpec("SoftQuadrupole", element, True, lambda p, r: (
+            soft_edge.soft_quad_entries(p["length"], p["gscale"], *_profile(element, p), r,
+                                        mapsteps, nslice))),
+        "SoftSolenoid": MapSpec("SoftSolenoid", element, True, lambda p, r: (
+            soft_edge.soft_sol_entries(p["length"], p["bscale"], *_profile(element, p), r,
+                                       mapsteps, nslice))),
     }
     return [table[cls]]
 

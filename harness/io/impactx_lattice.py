@@ -24,8 +24,10 @@ Aperture (transmit, no repeat)           ``Marker`` with ``ApertureP`` (x/y limi
 Marker, BeamMonitor                      ``Marker`` (a monitor only writes diagnostics)
 ConstF, ChrAcc, ChrPlasmaLens,           the extension kind ``ImpactX.<class>`` with its
 TaperedPL, NonlinearLens, ThinDipole,    fields in ``ImpactXP`` (``docs/scenario-format.md``;
-Buncher, LinearMap, PRot, PlaneXYRot     angles in rad, plasma lenses' unit 1 divided by the
-                                         signed rigidity, LinearMap's R as 6 rows)
+Buncher, LinearMap, PRot, PlaneXYRot,    angles in rad, plasma lenses' and SoftSolenoid's
+SoftQuadrupole, SoftSolenoid             unit 1 divided by the signed rigidity, LinearMap's R
+                                         as 6 rows, the soft-edge profiles as their Fourier
+                                         coefficients, also when built from sampled data)
 =======================================  ======================================================
 
 Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, solenoid or
@@ -49,12 +51,13 @@ _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 #: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
 _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
-              "LinearMap")
+              "LinearMap", "SoftQuadrupole", "SoftSolenoid")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
 _EXTENSIONS = ("ConstF", "ChrAcc", "ChrPlasmaLens", "TaperedPL", "NonlinearLens",
-               "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot")
+               "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot", "SoftQuadrupole",
+               "SoftSolenoid")
 #: ImpactX's kick units of ``Kicker`` (``src/elements/Kicker.H``).
 _KICK_UNITS = ("dimensionless", "T-m")
 
@@ -185,6 +188,14 @@ def _extension(kind: str, name: str, length: float, d: dict[str, Any],
                "phi_out": math.radians(float(d["phi_out"]))}
     elif kind == "PlaneXYRot":
         own = {"angle": math.radians(float(d["angle"]))}
+    elif kind in ("SoftQuadrupole", "SoftSolenoid"):
+        # src/elements/SoftSol.H: unit 1 gives bscale in T (B_z/(B rho) with the rigidity)
+        scale = "gscale" if kind == "SoftQuadrupole" else "bscale"
+        value = float(d[scale])
+        if int(d.get("unit", 0)) == 1:
+            value = value / reference.rigidity_Tm
+        own = {scale: value, "cos_coefficients": [float(v) for v in d["cos_coefficients"]],
+               "sin_coefficients": [float(v) for v in d["sin_coefficients"]]}
     else:
         names = {"ConstF": ("kx", "ky", "kt"), "ChrAcc": ("ez", "bz"),
                  "NonlinearLens": ("knll", "cnll"), "Buncher": ("V", "k")}[kind]

@@ -235,11 +235,18 @@ MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in
 
 
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
-               thick: bool = False, aligned: bool = True) -> KindSpec:
+               thick: bool = False, aligned: bool = True,
+               tiers: tuple[str, ...] = MODEL_TIERS,
+               lists: Mapping[str, str] | None = None) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
-    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`)."""
-    own = {key: key for key in fields if key != "length"}
+    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
+    ``lists``: a list field of the group -> the pattern ``<prefix>*`` of its entries, read
+    into ``<prefix>0``, ``<prefix>1``, ..., see :data:`LIST_FIELDS`). Patterns are not
+    required, except a list's first one (``cos*``: at least one coefficient)."""
+    listed = dict(lists or {})
+    own = {key: key for key in fields if key != "length" and key not in listed.values()}
+    own.update(listed)
     if name == "LinearMap":
         own = {"R": "R*"}
     length = ({"length": FieldInfo("m", "length")} if thick else
@@ -248,15 +255,38 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
         length = {"length": FieldInfo("m", "length the reference particle advances (never "
                                       "sliced)")}
     all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
-    required = frozenset({"length", *(k for k in fields if k != "R*")})
+    required = frozenset({"length", *(k for k in fields if "*" not in k),
+                          *list(listed.values())[:1]})
     return KindSpec(
-        f"{EXTENSION_NAMESPACE}{name}", MODEL_TIERS, all_fields, required,
+        f"{EXTENSION_NAMESPACE}{name}", tiers, all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
         reader="extension", thick=thick, example=example)
 
 
+#: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
+#: in :attr:`harness.model.lattice.Element.params` (entry j of ``cos_coefficients`` is
+#: ``cos<j>``).
+LIST_FIELDS: Mapping[str, str] = MappingProxyType({
+    "cos_coefficients": "cos*", "sin_coefficients": "sin*"})
+
+#: Most Fourier coefficients of one on-axis profile (ImpactX's examples use up to 35).
+MAX_COEFFICIENTS = 200
+
+#: The on-axis profile of ImpactX's soft-edge elements (``src/elements/SoftQuad.H``,
+#: ``SoftSol.H``): f(z) = c_0/2 + sum_j c_j cos(2 pi j u/L) + s_j sin(2 pi j u/L), u = z -
+#: L/2, over the element's length L (``backends/inhouse/fourier_field.py``).
+_PROFILE: Mapping[str, FieldInfo] = MappingProxyType({
+    "cos*": FieldInfo("1", f"cosine coefficient c_j of the on-axis profile (ImpactXP."
+                      f"cos_coefficients, 1 to {MAX_COEFFICIENTS} entries; ImpactX "
+                      "cos_coefficients)"),
+    "sin*": FieldInfo("1", "sine coefficient s_j (ImpactXP.sin_coefficients, as many as "
+                      "the cosines; zeros when not given)")})
+
 #: ImpactX's elements PALS does not have (ImpactX ``src/elements/*.H``, the 26.10 wheel's
-#: constructors; ``docs/new-kinds-a.md``): the in-house tracker ports each map.
+#: constructors; ``docs/new-kinds-a.md``, ``docs/new-kinds-b.md``): the in-house tracker
+#: ports each map. The soft-edge elements take ``nslice`` and ``mapsteps`` from the
+#: scenario's ``integrator`` and ``overrides`` (their map integrates nslice*mapsteps steps
+#: along the profile at every tier).
 EXTENSION_SPECS: tuple[KindSpec, ...] = (
     _extension("ConstF", {
         "kx": FieldInfo("1/m", "horizontal focusing: sign(K) sqrt(|K|), K the strength "
@@ -302,6 +332,16 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
                            "takes degrees)")},
         {EXTENSION_GROUP: {"angle": 0.3}}, aligned=False),
+    _extension("SoftQuadrupole", {
+        "gscale": FieldInfo("1/m^2", "gradient / (B rho) where the profile is 1 (ImpactX "
+                            "gscale; > 0 focuses x, MAD-X K1 sign)"), **_PROFILE},
+        {"length": 1.0, EXTENSION_GROUP: {"gscale": 1.0, "cos_coefficients": [2.0]}},
+        thick=True, tiers=("linear",), lists=LIST_FIELDS),
+    _extension("SoftSolenoid", {
+        "bscale": FieldInfo("1/m", "B_z / (B rho) where the profile is 1 (ImpactX bscale, "
+                            "unit 0)"), **_PROFILE},
+        {"length": 1.0, EXTENSION_GROUP: {"bscale": 1.0, "cos_coefficients": [2.0]}},
+        thick=True, tiers=("linear",), lists=LIST_FIELDS),
 )
 
 KIND_SPECS = KIND_SPECS + EXTENSION_SPECS

@@ -31,6 +31,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ from harness.model.kinds import (
     ALIGNMENT,
     EXTENSION_GROUP,
     EXTENSION_KINDS,
+    LIST_FIELDS,
     MATRIX_ENTRIES,
+    MAX_COEFFICIENTS,
     SPECS,
     Disposition,
     KindSpec,
@@ -261,6 +264,10 @@ def _pals_name(key: str, kind: str = "") -> str:
             return f"BodyShiftP.{key}"
         if key in MATRIX_ENTRIES:
             return f"{EXTENSION_GROUP}.R[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        for name, pattern in LIST_FIELDS.items():
+            prefix = pattern.removesuffix("*")
+            if key.startswith(prefix) and key[len(prefix):].isdigit():
+                return f"{EXTENSION_GROUP}.{name}[{key[len(prefix):]}]"
         return f"{EXTENSION_GROUP}.{key}"
     if key in _PALS_GROUP:
         return f"{_PALS_GROUP[key]}.{key}"
@@ -401,6 +408,15 @@ def thick_multipoles(params: Mapping[str, Any]) -> dict[int, tuple[Any, Any]]:
     """``{order N: (KnN, KsN)}`` of a thick element's multipole fields (per metre; values
     as stored, floats or tensors; a missing component is 0.0), ordered by N."""
     return _components(params, _THICK_COMPONENT)
+
+
+def profile_coefficients(params: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The cosine and sine Fourier coefficients of a soft-edge element's on-axis profile
+    (``cos0``, ``cos1``, ... and ``sin0``, ...; a sine not given is 0), in order
+    (:data:`harness.model.kinds.LIST_FIELDS`)."""
+    count = sum(1 for key in params if key.startswith("cos") and key[3:].isdigit())
+    return ([params[f"cos{j}"] for j in range(count)],
+            [params.get(f"sin{j}", 0.0) for j in range(count)])
 
 
 def thin_multipoles(params: Mapping[str, Any]) -> dict[int, tuple[Any, Any]]:
@@ -672,6 +688,32 @@ def _matrix(value: Any, file, path: str) -> dict[str, float]:
             for i in range(6) for j in range(6)}
 
 
+def _entries(value: Any, prefix: str, file, path: str) -> dict[str, float]:
+    """A list field of an extension kind (:data:`harness.model.kinds.LIST_FIELDS`): 1 to
+    :data:`~harness.model.kinds.MAX_COEFFICIENTS` finite numbers -> ``{"<prefix>0": ...,
+    "<prefix>1": ...}``."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_COEFFICIENTS:
+        raise ScenarioError(file, path, f"a list of 1 to {MAX_COEFFICIENTS} numbers",
+                            _short(value))
+    return {f"{prefix}{j}": _number(v, file, f"{path}[{j}]") for j, v in enumerate(value)}
+
+
+def _check_lists(spec: KindSpec, params: dict[str, float], file, path: str) -> None:
+    """The list fields of one element have the same length (ImpactX's soft-edge elements
+    pair the j-th cosine with the j-th sine coefficient)."""
+    lengths = {}
+    for name, pattern in LIST_FIELDS.items():
+        if f"{EXTENSION_GROUP}.{name}" in spec.pals_fields:
+            prefix = pattern.removesuffix("*")
+            lengths[name] = sum(1 for k in params if k.startswith(prefix)
+                                and k[len(prefix):].isdigit())
+    given = {name: n for name, n in lengths.items() if n}
+    if len(set(given.values())) > 1:
+        first, *others = given
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{others[0]}", f"as many "
+                            f"entries as {first} ({given[first]})", given[others[0]])
+
+
 def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[str, float]:
     """The params of an extension kind (``ImpactX.<class>``, no pals-schema class):
     ``length``, ``MetaP`` (no effect), ``BodyShiftP`` (the alignment fields, where the kind
@@ -704,14 +746,22 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
                                 f"of {spec.kind}: {sorted(names)}", _short(key))
         if key == "R":
             params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
+        elif key in LIST_FIELDS:
+            params.update(_entries(value, str(where).removesuffix("*"), file,
+                                   f"{path}.{EXTENSION_GROUP}.{key}"))
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
     if spec.kind == "ImpactX.LinearMap" and "R11" not in params:
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.R", "this required field (the "
                             "6x6 matrix)")
+    lists = {where: key.split(".", 1)[1] for key, where in spec.pals_fields.items()
+             if key.split(".", 1)[1] in LIST_FIELDS}
     for name in sorted(spec.required - set(params)):
-        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{name}", "this required field "
-                            f"of {spec.kind}")
+        if name in lists and any(fnmatchcase(k, name) for k in params):
+            continue
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{lists.get(name, name)}",
+                            f"this required field of {spec.kind}")
+    _check_lists(spec, params, file, path)
     shift = fields.get("BodyShiftP") or {}
     for key, value in shift.items():
         if key not in ALIGNMENT:

@@ -174,6 +174,12 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
           "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
     Bound("phi_out", -HALF_PI, HALF_PI, "rad", "as phi_in", low_open=True, high_open=True),
+    Bound("gscale", -1e6, 1e6, "1/m^2", "peak gradient per rigidity of a soft-edge "
+          "quadrupole (as K[ns]* for N = 1)"),
+    Bound("bscale", -1e6, 1e6, "1/m", "peak B_z / (B rho) of a soft-edge solenoid (as Ksol)"),
+    Bound("cos*", -1e6, 1e6, "1", "Fourier coefficient of an on-axis profile (a profile "
+          "normalised to 1 has |c_j| <= 2)"),
+    Bound("sin*", -1e6, 1e6, "1", "as cos*"),
 )
 
 
