@@ -50,6 +50,10 @@ CASES: dict[str, tuple[dict, float, dict]] = {
     "ImpactX.LinearMap": ({"R": "symplectic"}, 0.3, SHIFT),
     "ImpactX.PRot": ({"phi_in": 0.05, "phi_out": 0.13}, 0.0, {}),
     "ImpactX.PlaneXYRot": ({"angle": 0.3}, 0.0, {}),
+    "ImpactX.SoftQuadrupole": ({"gscale": 2.5, "cos_coefficients": [0.83, 0.6, 0.14, -0.12],
+                                "sin_coefficients": [0.0, 0.03, -0.01, 0.02]}, 1.2, SHIFT),
+    "ImpactX.SoftSolenoid": ({"bscale": 2.5, "cos_coefficients": [0.83, 0.6, 0.14, -0.12]},
+                             1.2, SHIFT),
 }
 
 

@@ -20,7 +20,13 @@ import pytest
 
 from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
-from harness.model.kinds import EXTENSION_GROUP, EXTENSION_KINDS, KIND_SPECS, SPECS
+from harness.model.kinds import (
+    EXTENSION_GROUP,
+    EXTENSION_KINDS,
+    KIND_SPECS,
+    LIST_FIELDS,
+    SPECS,
+)
 from harness.model.lattice import _EXTRA_FIELDS, Refused, pals_disposition
 from harness.model.load import scenario_from_dict
 from harness.model.vocabulary import ELEMENT_FIELDS, ELEMENT_TIERS, LATTICE_KINDS, field_declared
@@ -114,6 +120,11 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
         matrix = [list(row) for row in body[group]["R"]]
         matrix[0][1] += 0.5
         body[group] = {**body[group], "R": matrix}
+    elif field in LIST_FIELDS:                          # a list: every entry moved
+        target = dict(body.get(group) or {})
+        count = len(target.get("cos_coefficients", [0.0]))
+        target[field] = [float(v) + 0.05 for v in target.get(field, [0.0] * count)]
+        body[group] = target
     else:
         target = dict(body.get(group) or {})
         target[field] = float(target.get(field, 0.0)) + 0.05
