@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backends.base import Plan
 from harness.model.errors import ScenarioError
 from harness.model.load import scenario_from_dict
 from harness.model.particles import generate
@@ -228,3 +229,34 @@ def test_inhouse_refuses_them_with_space_charge_by_name(kind: str) -> None:
     s = scenario(body(kind), space_charge={"kind": "3d", "grid": [16, 16, 16]})
     verdict = INHOUSE().supports(s)
     assert not verdict and kind in verdict.reason and "x1" in verdict.reason
+
+
+@pytest.mark.parametrize("kind", sorted(SCALE))
+def test_envelope_tracking_agrees_and_envelope_space_charge_is_refused(kind: str) -> None:
+    """tracking: envelope: the in-house covariance is ImpactX's (1e-14 of its largest
+    entry); with envelope space charge the in-house tracker refuses the kind by name (it
+    would cut the element into pieces that rescale the profile)."""
+    pytest.importorskip("impactx")
+    from backends.impactx import BACKEND as IMPACTX
+    from backends.inhouse import BACKEND as INHOUSE
+    from backends.inhouse.envelope import initial_covariance
+
+    s = scenario(body(kind, 1.7, sin=SIN), tracking="envelope")
+    sigma = np.asarray(initial_covariance(s))
+    finals = []
+    for backend in (IMPACTX(), INHOUSE()):
+        plan = backend.plan(s)
+        assert isinstance(plan, Plan), plan
+        finals.append(backend.prepare_planned(plan).track(sigma))
+    scale = np.abs(finals[0]).max()
+    assert np.abs(finals[0] - sigma).max() > 1e-3 * scale
+    assert np.abs(finals[1] - finals[0]).max() <= 1e-14 * scale
+    facility = [{"x1": body(kind)}, {"line": {"kind": "BeamLine", "line": ["x1"]}},
+                {"use": "line"}]
+    charged = scenario_from_dict({
+        "name": "esc", "beam": {**beam(), "bunch_charge_C": 1e-10}, "tracking": "envelope",
+        "envelope_space_charge": {"kind": "3d"},
+        "lattice": {"PALS": {"facility": facility}}}, "esc.yaml")
+    verdict = INHOUSE().supports(charged)
+    assert not verdict and kind in verdict.reason and "envelope space charge" in \
+        verdict.reason

@@ -539,9 +539,9 @@ class EnvelopeTracker:
 def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
     """Why an element cannot be sliced for envelope space charge (None when it can):
     ImpactX rotates each slice of a misaligned element, a thick kicker is three ImpactX
-    elements here, ChrAcc gains energy within each slice and a LinearMap is one unsliced map
-    with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``); none is
-    modelled."""
+    elements here, ChrAcc gains energy within each slice, a LinearMap is one unsliced map
+    with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``) and a soft-edge
+    element's profile spans its whole length; none is modelled."""
     if any(spec.impactx == "Alignment" for spec in specs):
         return (f"{element.kind} {element.name}: offsets and rotations (x_offset, "
                 f"y_offset, z_rot, tilt_ref, skew Ks1) are not modelled with envelope "
@@ -550,7 +550,11 @@ def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
         return (f"Kicker {element.name}: a kicker with a length is not modelled with "
                 f"envelope space charge")
     why = {"ImpactX.ChrAcc": "its energy gain within each space-charge slice",
-           "ImpactX.LinearMap": "the space-charge kick of its whole length around one map"}
+           "ImpactX.LinearMap": "the space-charge kick of its whole length around one map",
+           "ImpactX.SoftQuadrupole": "its profile over the whole length (cut pieces would "
+           "rescale it)",
+           "ImpactX.SoftSolenoid": "its profile over the whole length (cut pieces would "
+           "rescale it)"}
     if element.kind in why and element.length > 0.0:
         return (f"{element.kind} {element.name}: {why[element.kind]} is not modelled with "
                 f"envelope space charge")
