@@ -177,8 +177,8 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("gscale", -1e6, 1e6, "1/m^2", "peak gradient per rigidity of a soft-edge "
           "quadrupole (as K[ns]* for N = 1)"),
     Bound("bscale", -1e6, 1e6, "1/m", "peak B_z / (B rho) of a soft-edge solenoid (as Ksol)"),
-    Bound("cos*", -1e6, 1e6, "1", "Fourier coefficient of an on-axis profile (a profile "
-          "normalised to 1 has |c_j| <= 2)"),
+    Bound("cos*", -1e6, 1e6, "1", "Fourier coefficient of an on-axis profile (those of a profile "
+          "normalised to 1 lie within -2 and 2)"),
     Bound("sin*", -1e6, 1e6, "1", "as cos*"),
 )
 
