@@ -26,7 +26,8 @@ Solenoid       linear       ``Sol(ks = Ksol)``
 RFCavity       thin         ``ShortRF(V = |q| voltage / m c^2, freq, phase = phase in DEGREES)``
 Instrument     any          drift of its tier when it has a length, else ``Marker``
 Marker         any          ``Marker`` (ImpactX's named element that does nothing)
-Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action="transmit")``
+Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action, repeat_x,
+                            repeat_y, shift_odd_x, dx, dy, rotation in DEGREES)``
 Kicker         any          ``Kicker(xkick=-Kn0L, ykick=Ks0L, unit="dimensionless")``, between
                             two drift halves of its tier when it has a length
 ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scenario-format.md``):
@@ -37,6 +38,8 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
                             ``SoftQuadrupole(ds, gscale, cos_coefficients, sin_coefficients,
                             mapsteps)``, ``SoftSolenoid(ds, bscale, ..., unit=0)``
+                            ``PolygonAperture(vertices_x, vertices_y, min_radius2, action,
+                            repeat_x, repeat_y, shift_odd_x, dx, dy, rotation)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -110,9 +113,10 @@ from backends.translation import (
     exact_tier_multipoles,
     multipole_orders,
 )
-from harness.model.kinds import EXTENSION_KINDS, SPECS
+from harness.model.kinds import APERTURE_OPTIONS, EXTENSION_KINDS, POLYGON_APERTURE, SPECS
 from harness.model.lattice import (
     Element,
+    polygon_vertices,
     profile_coefficients,
     rotated_normal,
     thick_multipoles,
@@ -394,11 +398,23 @@ def _kicker(element: Element, reference: ReferenceParticle, nslice: int) -> list
         element, element.tier, nslice, 0.5 * element.length, f"{element.name}.{side}")])
 
 
+def _aperture_options(element: Element) -> dict[str, Any]:
+    """ImpactX's aperture options (``src/elements/Aperture.H``, ``PolygonAperture.H``) of an
+    ``Aperture`` or ``ImpactX.PolygonAperture``: ``action``, ``repeat_x``, ``repeat_y`` [m],
+    ``shift_odd_x`` and the alignment ``dx``, ``dy`` [m], ``rotation`` [deg]."""
+    p = element.params
+    return {"action": "absorb" if float(p.get("absorb", 0.0)) else "transmit",
+            "repeat_x": float(p.get("repeat_x", 0.0)),
+            "repeat_y": float(p.get("repeat_y", 0.0)),
+            "shift_odd_x": bool(float(p.get("shift_odd_x", 0.0))), **_aligned(element)}
+
+
 def _aperture(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     a, b, elliptical = aperture_limits(element.params)
     return [ElementSpec("Aperture", {
         "name": element.name, "aperture_x": a, "aperture_y": b,
-        "shape": "elliptical" if elliptical else "rectangular", "action": "transmit"})]
+        "shape": "elliptical" if elliptical else "rectangular",
+        **_aperture_options(element)})]
 
 
 def _thick_multipole(element: Element, reference: ReferenceParticle, nslice: int
@@ -454,6 +470,12 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
                                   "phi_out": math.degrees(float(p["phi_out"]))})]
     if cls == "PlaneXYRot":
         return [ElementSpec(cls, {**base, "angle": math.degrees(float(p["angle"]))})]
+    if cls == "PolygonAperture":
+        xs, ys = polygon_vertices(p)
+        return [ElementSpec(cls, {**base, "vertices_x": [float(v) for v in xs],
+                                  "vertices_y": [float(v) for v in ys],
+                                  "min_radius2": float(p["min_radius2"]),
+                                  **_aperture_options(element)})]
     base.update(_aligned(element))
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
@@ -505,8 +527,11 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
     Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
+    Aperture=(*APERTURE_OPTIONS, *_ALIGNED),
     **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()))
-       for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields})
+       for kind in EXTENSION_KINDS
+       if "x_offset" in SPECS[kind].fields and kind != POLYGON_APERTURE},
+    **{POLYGON_APERTURE: ("vertex_x*", "vertex_y*", *APERTURE_OPTIONS, *_ALIGNED)})
 
 
 def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None

@@ -116,6 +116,13 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
             for key, value in BASE[kind].items()}
     if not group:
         body[field] = float(body.get(field, 0.0)) + 0.25
+    elif field in ("vertices_x", "vertices_y"):
+        vertices = [v + 1e-4 for v in body[group][field]]
+        body[group] = {**body[group], field: vertices}
+    elif field == "action":
+        body[group] = {**body[group], field: "absorb"}
+    elif field == "shift_odd_x":
+        body[group] = {**body[group], field: True, "repeat_y": 1e-3}
     elif field == "R":
         matrix = [list(row) for row in body[group]["R"]]
         matrix[0][1] += 0.5

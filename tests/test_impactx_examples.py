@@ -184,7 +184,7 @@ def test_impactx_import_reads_kickers_apertures_monitors_and_misalignments() -> 
     assert items["a"].fields["ApertureP"] == {"x_limits": [-1e-3, 1e-3],
                                               "y_limits": [-2e-3, 2e-3],
                                               "shape": "ELLIPTICAL"}
-    assert "absorbing" in items["ab"].reason
+    assert items["ab"].fields["ImpactXP"] == {"action": "absorb"}
     assert items["m"].fields == {"kind": "Marker"}
     assert items["q"].fields["BodyShiftP"] == {"x_offset": 1e-3, "z_rot": math.pi / 2}
     assert element_settings(lattice[5])["tier"] == "linear"

@@ -18,8 +18,8 @@ reference orbit. Per ImpactX map (the maps of :mod:`backends.inhouse.translate`)
   round-off, measured); for the integrated ones (``ExactQuad``, ``ExactCFbend``,
   ``ExactMultipole``) the Jacobian of the symplectic integrator would differ from it by
   the integrator's truncation error. (Forward-mode AD through ``ChrQuad`` also costs
-  ~0.1 s per map on CPU, the analytic form microseconds.) ``Kicker`` and ``Aperture``
-  are the identity (``Kicker.H``, ``Aperture.H``);
+  ~0.1 s per map on CPU, the analytic form microseconds.) ``Kicker``, ``Aperture`` and
+  ``PolygonAperture`` are the identity (``Kicker.H``, ``Aperture.H``, ``PolygonAperture.H``);
 * the Jacobian at the reference orbit (all six coordinates 0), by forward-mode AD of the
   in-house particle map, for every other nonlinear map: thin ``Multipole`` (only its
   quadrupole order survives, ``Multipole.H``), ``ShortRF`` (``ShortRF.H``: R22 = R44 =
@@ -171,6 +171,7 @@ def _identity(p: Params, ref: RefState, device: torch.device,
 ANALYTIC_MAPS: dict[str, AnalyticMap] = {
     "Kicker": _identity,
     "Aperture": _identity,
+    "PolygonAperture": _identity,
     "ChrQuad": _exact_quad,
     "ExactQuad": _exact_quad,
     "ExactMultipole": _exact_multipole,

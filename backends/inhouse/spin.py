@@ -31,7 +31,8 @@ Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``
                                                                  (``tbmt_precession_vector``)
 Kicker          the thin dipole (order-0) multipole of the same  measured (see below)
                 kick, xkick = -Kn0L, ykick = Ks0L
-Aperture        identity                                         ``Aperture.H``
+Aperture        identity (so is ImpactX.PolygonAperture)         ``Aperture.H``,
+                                                                 ``PolygonAperture.H``
 Alignment       spin turned by the element's roll about z        ``mixin/alignment.H``
                 (``rotate_in``/``rotate_out``)                   (``rotate_in``/``rotate_out``)
 ==============  ==============================================  =============================
@@ -85,7 +86,7 @@ __all__ = ["GYROMAGNETIC_ANOMALY", "REFUSED", "SPIN_MAPS", "SpinState", "SpinTra
            "SpinUnsupported", "check_spin_support", "sample_vmf", "spin_observables"]
 
 #: ImpactX maps whose spin push is the identity.
-IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture"})
+IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture", "PolygonAperture"})
 
 #: ImpactX maps with a spin generator here.
 SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "Sol",

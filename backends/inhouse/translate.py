@@ -16,14 +16,15 @@ Solenoid       linear                    ``Sol``
 RFCavity       (thin, any)               ``ShortRF(V = |q| voltage / m c^2, phase)``
 Instrument     any                       drift of its tier when it has a length
 Marker         any                       identity
-Aperture       any                       ``Aperture`` (transmit)
+Aperture       any                       ``Aperture`` (transmit or absorb, periodic)
 Kicker         any                       ``Kicker`` (xkick = -Kn0L, ykick = Ks0L), between
                                          drift halves of its tier when it has a length
 ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (reference
                                          energy updated), ChrPlasmaLens (ImpactX's t
                                          update for k < 0), TaperedPL, NonlinearLens,
                                          ThinDipole, Buncher, LinearMap, PRot,
-                                         PlaneXYRot, SoftQuadrupole, SoftSolenoid
+                                         PlaneXYRot, PolygonAperture, SoftQuadrupole,
+                                         SoftSolenoid
                                          (:func:`_extension_specs`)
 =============  ========================  ==========================================
 
@@ -47,7 +48,7 @@ import torch
 
 from backends.inhouse import (
     alignment,
-    aperture,
+    aperture_masks,
     bend,
     chr_acc,
     constf,
@@ -71,6 +72,7 @@ from backends.translation import around_kick
 from harness.model.kinds import EXTENSION_KINDS
 from harness.model.lattice import (
     Element,
+    polygon_vertices,
     profile_coefficients,
     thick_multipoles,
     thin_multipoles,
@@ -290,9 +292,30 @@ def _rf_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpe
                     reference=lambda p, r: rf.reference_after(p["voltage"], p["phase"], r))]
 
 
+def _mask_options(p: Params) -> dict[str, Any]:
+    """The options of an aperture mask (:mod:`backends.inhouse.aperture_masks`) from an
+    ``Aperture``'s or ``ImpactX.PolygonAperture``'s params; its alignment is ImpactX's
+    ``shift_in``/``shift_out`` around the mask (:func:`_aligned`), as in ImpactX's
+    ``src/elements/mixin/beamoptic.H``."""
+    return {"action": "absorb" if float(p.get("absorb", 0.0)) else "transmit",
+            "repeat_x": float(p.get("repeat_x", 0.0)),
+            "repeat_y": float(p.get("repeat_y", 0.0)),
+            "shift_odd_x": bool(float(p.get("shift_odd_x", 0.0)))}
+
+
 def _aperture_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
-    return [MapSpec("Aperture", element, False, lambda p, r: aperture.aperture_kernel(
-        p["x_limit"], p["y_limit"], bool(p["elliptical"])))]
+    return [MapSpec("Aperture", element, False, lambda p, r: aperture_masks.aperture_kernel(
+        p["x_limit"], p["y_limit"],
+        "elliptical" if float(p["elliptical"]) else "rectangular", **_mask_options(p)))]
+
+
+def _polygon_kernel(p: Params) -> Kernel:
+    """ImpactX ``PolygonAperture`` (:func:`backends.inhouse.aperture_masks.
+    polygon_aperture_kernel`)."""
+    xs, ys = polygon_vertices(p)
+    return aperture_masks.polygon_aperture_kernel(
+        [float(v) for v in xs], [float(v) for v in ys], float(p["min_radius2"]),
+        **_mask_options(p))
 
 
 def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
@@ -345,6 +368,8 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
         "SoftSolenoid": MapSpec("SoftSolenoid", element, True, lambda p, r: (
             soft_edge.soft_sol_entries(p["length"], p["bscale"], *_profile(element, p), r,
                                        mapsteps, nslice))),
+        "PolygonAperture": MapSpec("PolygonAperture", element, False,
+                                   lambda p, r: _polygon_kernel(p)),
     }
     return [table[cls]]
 

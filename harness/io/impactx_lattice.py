@@ -20,7 +20,12 @@ Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
 ShortRF (V, freq, phase [deg])           ``RFCavity`` voltage ``V m c^2 / |q|`` [V], phase [rad]
 Kicker (xkick, ykick, unit)              ``Kicker`` ``Kn0L = -xkick``, ``Ks0L = ykick`` (unit
                                          ``T-m``: divided by the signed rigidity)
-Aperture (transmit, no repeat)           ``Marker`` with ``ApertureP`` (x/y limits, shape)
+Aperture                                 ``Marker`` with ``ApertureP`` (x/y limits, shape),
+                                         ``ImpactXP`` (action, repeat_x/y, shift_odd_x)
+                                         and a ``BodyShiftP`` that moves the aperture
+                                         (``aperture_shifts_with_body``)
+PolygonAperture                          ``ImpactX.PolygonAperture`` (vertices_x/y,
+                                         min_radius2, the options of Aperture)
 Marker, BeamMonitor                      ``Marker`` (a monitor only writes diagnostics)
 ConstF, ChrAcc, ChrPlasmaLens,           the extension kind ``ImpactX.<class>`` with its
 TaperedPL, NonlinearLens, ThinDipole,    fields in ``ImpactXP`` (``docs/scenario-format.md``;
@@ -51,7 +56,7 @@ _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 #: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
 _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
-              "LinearMap", "SoftQuadrupole", "SoftSolenoid")
+              "LinearMap", "SoftQuadrupole", "SoftSolenoid", "Aperture", "PolygonAperture")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
@@ -76,11 +81,14 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
     length = float(d.get("ds", 0.0))
     shift = _body_shift(d)
     misaligned = ("dx", "dy", "rotation") if kind not in _SHIFTABLE else ()
-    apertures = ("aperture_x", "aperture_y") if kind != "Aperture" else ()
+    apertures = ("aperture_x", "aperture_y") if kind not in ("Aperture",
+                                                             "PolygonAperture") else ()
     for attribute in (*misaligned, *apertures):
         if float(d.get(attribute, 0.0) or 0.0):
             return Untranslatable(name, kind, length, f"{attribute} is not translated")
     item = _translate_kind(kind, name, length, d, reference, notes)
+    if shift and isinstance(item, Translated) and kind == "Aperture":
+        item.fields["ApertureP"]["aperture_shifts_with_body"] = True
     if shift and isinstance(item, Translated):
         return Translated(item.name, {**item.fields, "BodyShiftP": shift})
     return item
@@ -103,6 +111,11 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
         return _kicker(name, length, d, reference)
     if kind == "Aperture":
         return _aperture(name, d)
+    if kind == "PolygonAperture":
+        return Translated(name, {"kind": "ImpactX.PolygonAperture", "ImpactXP": {
+            "vertices_x": [float(v) for v in d["vertices_x"]],
+            "vertices_y": [float(v) for v in d["vertices_y"]],
+            "min_radius2": float(d.get("min_radius2", 0.0) or 0.0), **_aperture_options(d)}})
     if kind in _DRIFTS:
         return Translated(name, {"kind": "Drift", "length": length})
     if kind in _QUADS:
@@ -218,17 +231,32 @@ def _kicker(name: str, length: float, d: dict[str, Any], reference: ReferencePar
         "Kn0L": 0.0 - float(d["xkick"]) * scale, "Ks0L": 0.0 + float(d["ykick"]) * scale}})
 
 
+def _aperture_options(d: dict[str, Any]) -> dict[str, Any]:
+    """The ``ImpactXP`` aperture options of an ImpactX ``Aperture`` or ``PolygonAperture``
+    (``src/elements/Aperture.H``): those that differ from ImpactX's defaults."""
+    options: dict[str, Any] = {}
+    if d.get("action", "transmit") != "transmit":
+        options["action"] = str(d["action"])
+    for key in ("repeat_x", "repeat_y"):
+        if float(d.get(key, 0.0) or 0.0):
+            options[key] = float(d[key])
+    if d.get("shift_odd_x"):
+        options["shift_odd_x"] = True
+    return options
+
+
 def _aperture(name: str, d: dict[str, Any]) -> Item:
-    """ImpactX ``Aperture`` (``src/elements/Aperture.H``) that transmits inside its half
-    widths ``aperture_x/y`` [m] as a PALS ``Marker`` with ``ApertureP``."""
-    repeat = float(d.get("repeat_x", 0.0) or 0.0) or float(d.get("repeat_y", 0.0) or 0.0)
-    if d.get("action", "transmit") != "transmit" or repeat:
-        return Untranslatable(name, "Aperture", 0.0, "an absorbing or periodic (repeat_x/y) "
-                              "aperture is not translated")
+    """ImpactX ``Aperture`` (``src/elements/Aperture.H``) as a PALS ``Marker`` with
+    ``ApertureP`` (half widths ``aperture_x/y`` [m], shape) and ImpactX's options in
+    ``ImpactXP``."""
     ax, ay = float(d["aperture_x"]), float(d["aperture_y"])
     shape = "ELLIPTICAL" if d.get("shape", "rectangular") == "elliptical" else "RECTANGULAR"
-    return Translated(name, {"kind": "Marker", "ApertureP": {
-        "x_limits": [-ax, ax], "y_limits": [-ay, ay], "shape": shape}})
+    fields: dict[str, Any] = {"kind": "Marker", "ApertureP": {
+        "x_limits": [-ax, ax], "y_limits": [-ay, ay], "shape": shape}}
+    options = _aperture_options(d)
+    if options:
+        fields["ImpactXP"] = options
+    return Translated(name, fields)
 
 
 def element_settings(element) -> dict[str, Any]:

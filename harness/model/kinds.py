@@ -70,6 +70,18 @@ THIN_PATTERNS: Mapping[str, FieldInfo] = MappingProxyType({
 
 _LENGTH = FieldInfo("m", "length")
 
+#: ImpactX's aperture options beyond PALS's ``ApertureP`` (``src/elements/Aperture.H``,
+#: ``src/elements/PolygonAperture.H``): present only when set (non-zero).
+APERTURE_OPTIONS: Mapping[str, FieldInfo] = MappingProxyType({
+    "absorb": FieldInfo("1", "1: lose the particles inside the boundary (ImpactX action "
+                        "'absorb'); absent: lose those outside ('transmit')"),
+    "repeat_x": FieldInfo("m", "horizontal period of a repeated mask (ImpactX repeat_x; "
+                          "absent: no repetition)"),
+    "repeat_y": FieldInfo("m", "vertical period of a repeated mask (ImpactX repeat_y)"),
+    "shift_odd_x": FieldInfo("1", "1: every odd row of periods shifted by repeat_x / 2 "
+                             "(hexagonal patterns; needs repeat_y)"),
+})
+
 
 @dataclass(frozen=True)
 class KindSpec:
@@ -217,7 +229,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "length": FieldInfo("m", "0"),
         "x_limit": FieldInfo("m", "horizontal half-width"),
         "y_limit": FieldInfo("m", "vertical half-width"),
-        "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular")},
+        "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular"),
+        **APERTURE_OPTIONS, **ALIGNMENT},
         frozenset({"length", "x_limit", "y_limit", "elliptical"})),
 )
 
@@ -229,6 +242,9 @@ EXTENSION_NAMESPACE = "ImpactX."
 
 #: The parameter group of an extension kind's own fields (ImpactX's constructor names).
 EXTENSION_GROUP = "ImpactXP"
+
+#: The extension kind of ImpactX's ``PolygonAperture``.
+POLYGON_APERTURE = f"{EXTENSION_NAMESPACE}PolygonAperture"
 
 #: The 36 entries ``Rij`` (1-based row i, column j, ImpactX ``Map6x6``) of a LinearMap.
 MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in range(1, 7))
@@ -328,6 +344,21 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
                             "(|phi| < pi/2; ImpactX takes degrees)"),
         "phi_out": FieldInfo("rad", "angle of the reference orbit in the outgoing frame")},
         {EXTENSION_GROUP: {"phi_in": 0.0, "phi_out": 0.05}}, aligned=False),
+    KindSpec(POLYGON_APERTURE, MODEL_TIERS, {
+        "length": FieldInfo("m", "0 (thin)"),
+        "vertex_x*": FieldInfo("m", "x of vertex N (0-based) of the closed polygon, the "
+                               "first vertex repeated last (ImpactX vertices_x)"),
+        "vertex_y*": FieldInfo("m", "y of vertex N (ImpactX vertices_y)"),
+        "min_radius2": FieldInfo("m^2", "every particle with x^2 + y^2 below it is inside"),
+        **APERTURE_OPTIONS, **ALIGNMENT},
+        frozenset({"length", "min_radius2"}),
+        {f"{EXTENSION_GROUP}.{key}": where for key, where in (
+            ("vertices_x", "vertex_x*"), ("vertices_y", "vertex_y*"),
+            ("min_radius2", "min_radius2"), ("action", "absorb"), ("repeat_x", "repeat_x"),
+            ("repeat_y", "repeat_y"), ("shift_odd_x", "shift_odd_x"))},
+        reader="extension",
+        example={EXTENSION_GROUP: {"vertices_x": [1e-3, -1e-3, -1e-3, 1e-3, 1e-3],
+                                   "vertices_y": [1e-3, 1e-3, -1e-3, -1e-3, 1e-3]}}),
     _extension("PlaneXYRot", {
         "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
                            "takes degrees)")},

@@ -20,7 +20,12 @@ Equivalent PALS forms are resolved here, once, so that every backend reads one f
 * multipoles (``MagneticMultipoleP``): field strengths ``BnN`` [T/m^N] -> ``KnN`` = BnN /
   (B rho) with the beam's signed rigidity B rho = p/q; integrated ``KnNL`` on a thick element
   -> ``KnN`` = KnNL / length; per-metre ``KnN`` on a thin kicker -> ``KnNL`` = KnN * length;
-* body shifts (``BodyShiftP``): ``x_offset``, ``y_offset`` [m], ``z_rot`` [rad].
+* body shifts (``BodyShiftP``): ``x_offset``, ``y_offset`` [m], ``z_rot`` [rad];
+* apertures: a Marker (or zero-length Instrument) with an active ``ApertureP`` becomes an
+  ``Aperture`` element; ImpactX's options PALS has no field for (``action``, ``repeat_x``,
+  ``repeat_y``, ``shift_odd_x``) come from the element's ``ImpactXP`` group, and its
+  ``BodyShiftP`` moves the aperture when ``ApertureP.aperture_shifts_with_body`` is true
+  (ImpactX ``dx``, ``dy``, ``rotation``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from harness.model.kinds import (
     LIST_FIELDS,
     MATRIX_ENTRIES,
     MAX_COEFFICIENTS,
+    POLYGON_APERTURE,
     SPECS,
     Disposition,
     KindSpec,
@@ -157,7 +163,9 @@ PALS_FIELDS: dict[str, Disposition] = {
     "ApertureP.location": Refused("apertures act where their Marker is (ENTRANCE_END)"),
     "ApertureP.material": Refused("no backend models aperture material"),
     "ApertureP.thickness": Refused("no backend models aperture thickness"),
-    "ApertureP.aperture_shifts_with_body": Refused("apertures sit on Markers (no body)"),
+    # with a BodyShiftP on the aperture's Marker: the shift moves the aperture (ImpactX dx,
+    # dy, rotation); without one it has nothing to move
+    "ApertureP.aperture_shifts_with_body": None,
     "ElectricMultipoleP": Refused("no backend models electric multipoles"),
     "FloorP": None,       # floor geometry (under construction in PALS, no fields)
     "TrackingP": None,    # tracking hints (under construction in PALS, no fields)
@@ -174,7 +182,13 @@ _GROUPS = ("ApertureP", "BodyShiftP", "BendP", "MagneticMultipoleP", "ElectricMu
 _EXTRA_FIELDS: dict[tuple[str, str], str] = {("SBend", "BendP"): "angle"}
 
 #: PALS fields that are flags (the only fields where ``true``/``false`` is a valid value).
-_BOOLEAN_FIELDS = frozenset({"aperture_active", "aperture_shifts_with_body"})
+_BOOLEAN_FIELDS = frozenset({"aperture_active", "aperture_shifts_with_body", "shift_odd_x"})
+
+#: ImpactX's aperture actions (``src/elements/Aperture.H``).
+APERTURE_ACTIONS = ("transmit", "absorb")
+
+#: Most vertices of a polygon aperture (the first repeated last).
+MAX_VERTICES = 10_000
 
 
 def pals_disposition(kind: str, path: str) -> str | None | Refused:
@@ -249,7 +263,9 @@ def check_element_bounds(kind: str, params: Mapping[str, float], file, path: str
 
 #: Element fields and the PALS group they come from (for messages).
 _PALS_GROUP = {"x_offset": "BodyShiftP", "y_offset": "BodyShiftP", "z_rot": "BodyShiftP",
-               "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP"}
+               "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP",
+               "absorb": EXTENSION_GROUP, "repeat_x": EXTENSION_GROUP,
+               "repeat_y": EXTENSION_GROUP, "shift_odd_x": EXTENSION_GROUP}
 _PALS_GROUP.update({where: key.split(".")[0] for spec in SPECS.values()
                     for key, where in spec.pals_fields.items()
                     if isinstance(where, str) and "." in key
@@ -264,6 +280,10 @@ def _pals_name(key: str, kind: str = "") -> str:
             return f"BodyShiftP.{key}"
         if key in MATRIX_ENTRIES:
             return f"{EXTENSION_GROUP}.R[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        if key.startswith("vertex_"):
+            return f"{EXTENSION_GROUP}.vertices_{key[7]}[{key[8:]}]"
+        if key == "absorb":
+            return f"{EXTENSION_GROUP}.action"
         for name, pattern in LIST_FIELDS.items():
             prefix = pattern.removesuffix("*")
             if key.startswith(prefix) and key[len(prefix):].isdigit():
@@ -654,9 +674,54 @@ def _kicker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
     return {**params, **_alignment(element, ctx, path)}
 
 
-def _aperture(element, ctx: _Context, path: str) -> dict[str, float] | None:
+def aperture_options(options: Mapping[str, Any], file, path: str) -> dict[str, float]:
+    """ImpactX's aperture options (``src/elements/Aperture.H``, ``PolygonAperture.H``) from
+    ``options`` (``action``: transmit or absorb; ``repeat_x``, ``repeat_y`` [m] >= 0, 0 none;
+    ``shift_odd_x``: true/false, needs ``repeat_y``) -> the set ones as element fields
+    (``absorb``, ``repeat_x``, ``repeat_y``, ``shift_odd_x``); ``path`` is the group's."""
+    out: dict[str, float] = {}
+    for key, value in options.items():
+        where = f"{path}.{key}"
+        if key == "action":
+            if value not in APERTURE_ACTIONS:
+                raise ScenarioError(file, where, f"one of {list(APERTURE_ACTIONS)}",
+                                    _short(value))
+            if value == "absorb":
+                out["absorb"] = 1.0
+        elif key == "shift_odd_x":
+            if not isinstance(value, bool):
+                raise ScenarioError(file, where, "true or false", _short(value))
+            if value:
+                out["shift_odd_x"] = 1.0
+        elif key in ("repeat_x", "repeat_y"):
+            number = _number(value, file, where)
+            if number != 0.0:
+                out[key] = number
+        else:
+            raise ScenarioError(file, where, "one of the aperture options action, repeat_x, "
+                                "repeat_y, shift_odd_x", _short(key))
+    if out.get("shift_odd_x") and not out.get("repeat_y"):
+        raise ScenarioError(file, f"{path}.shift_odd_x", "false unless repeat_y > 0 (ImpactX "
+                            "shifts every odd row of vertical periods)", True)
+    return out
+
+
+def _shifted_aperture(raw: Mapping[str, Any]) -> bool:
+    """Whether a raw element's ``ApertureP`` moves with its ``BodyShiftP``."""
+    group = raw.get("ApertureP")
+    return isinstance(group, dict) and group.get("aperture_shifts_with_body") is True
+
+
+def _aperture(element, ctx: _Context, path: str, options: Mapping[str, Any] | None = None
+              ) -> dict[str, float] | None:
+    """The ``Aperture`` of a Marker or Instrument with an active ``ApertureP`` (None without
+    one); ``options`` is the element's ``ImpactXP`` group (:func:`aperture_options`)."""
     aperture = element.ApertureP
     if aperture is None or not aperture.aperture_active:
+        if options:
+            raise ScenarioError(ctx.file, f"{path}.{EXTENSION_GROUP}", "no ImpactXP group "
+                                "without an active ApertureP (it holds aperture options)",
+                                _short(dict(options)))
         return None
     xs, ys = aperture.x_limits, aperture.y_limits
     for axis, limits in (("x", xs), ("y", ys)):
@@ -670,8 +735,12 @@ def _aperture(element, ctx: _Context, path: str) -> dict[str, float] | None:
                             "RECTANGULAR or ELLIPTICAL", aperture.shape)
     if element.length != 0.0:
         raise ScenarioError(ctx.file, f"{path}.length", "0 for an aperture", element.length)
-    return {"length": 0.0, "x_limit": float(xs[1]), "y_limit": float(ys[1]),
-            "elliptical": float(aperture.shape == "ELLIPTICAL")}
+    params = {"length": 0.0, "x_limit": float(xs[1]), "y_limit": float(ys[1]),
+              "elliptical": float(aperture.shape == "ELLIPTICAL")}
+    params.update(aperture_options(options or {}, ctx.file, f"{path}.{EXTENSION_GROUP}"))
+    if aperture.aperture_shifts_with_body:
+        params.update(_alignment(element, ctx, path))
+    return params
 
 
 def _marker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
@@ -738,6 +807,9 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         raise ScenarioError(file, f"{path}.length", f"a positive length for a {spec.kind} "
                             "(ImpactX's map of length 0 is the identity)", 0.0)
     own = fields.get(EXTENSION_GROUP) or {}
+    if spec.kind == POLYGON_APERTURE:
+        params.update(_polygon(own, file, f"{path}.{EXTENSION_GROUP}"))
+        own = {}
     names = {key.split(".", 1)[1]: where for key, where in spec.pals_fields.items()}
     for key, value in own.items():
         where = names.get(key)
@@ -773,6 +845,47 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         if number != 0.0:
             params[key] = number
     return params
+
+
+def _polygon(own: Mapping[str, Any], file, path: str) -> dict[str, float]:
+    """The fields of an ``ImpactX.PolygonAperture`` from its ``ImpactXP`` group (``path``):
+    ``vertices_x``, ``vertices_y`` [m] (equally long, 4 to :data:`MAX_VERTICES` entries,
+    the first vertex repeated last, as ImpactX ``src/elements/PolygonAperture.H`` requires)
+    -> ``vertex_xN``, ``vertex_yN``; ``min_radius2`` [m^2] (default 0) and the options of
+    :func:`aperture_options`."""
+    rest = {k: v for k, v in own.items()
+            if k not in ("vertices_x", "vertices_y", "min_radius2")}
+    columns = {}
+    for axis in ("x", "y"):
+        key = f"vertices_{axis}"
+        value = own.get(key)
+        if not isinstance(value, list) or not 4 <= len(value) <= MAX_VERTICES:
+            raise ScenarioError(file, f"{path}.{key}", f"a list of 4 to {MAX_VERTICES:,} "
+                                "vertex coordinates [m], the first repeated last",
+                                _short(value))
+        columns[axis] = [_number(v, file, f"{path}.{key}[{i}]") for i, v in enumerate(value)]
+    xs, ys = columns["x"], columns["y"]
+    if len(xs) != len(ys):
+        raise ScenarioError(file, f"{path}.vertices_y", f"as many entries as vertices_x "
+                            f"({len(xs)})", len(ys))
+    if xs[0] != xs[-1] or ys[0] != ys[-1]:
+        raise ScenarioError(file, f"{path}.vertices_x", "a closed polygon: the last vertex "
+                            "exactly equal to the first (ImpactX PolygonAperture)",
+                            _short([xs[-1], ys[-1]]))
+    params = {"min_radius2": _number(own.get("min_radius2", 0.0), file,
+                                     f"{path}.min_radius2")}
+    params.update({f"vertex_x{i}": v for i, v in enumerate(xs)})
+    params.update({f"vertex_y{i}": v for i, v in enumerate(ys)})
+    params.update(aperture_options(rest, file, path))
+    return params
+
+
+def polygon_vertices(params: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """``(vertices_x, vertices_y)`` [m] of an ``ImpactX.PolygonAperture``'s params, in
+    order (:func:`_polygon`)."""
+    count = sum(1 for key in params if key.startswith("vertex_x"))
+    return ([params[f"vertex_x{i}"] for i in range(count)],
+            [params[f"vertex_y{i}"] for i in range(count)])
 
 
 #: Reading rule (:attr:`harness.model.kinds.KindSpec.reader`) -> the reader of a kind.
@@ -818,10 +931,14 @@ def _check_dispositions(kind: str, kind_class: type[pydantic.BaseModel], raw: di
         if not isinstance(given, dict) or not given:
             continue
         whole = PALS_FIELDS.get(f"{kind}:{group}", PALS_FIELDS.get(group))
-        if isinstance(whole, Refused):
+        moves_aperture = group == "BodyShiftP" and _shifted_aperture(raw)
+        if isinstance(whole, Refused) and not moves_aperture:
             key = next(iter(given))
+            hint = ("; to move its aperture set ApertureP.aperture_shifts_with_body: true"
+                    if group == "BodyShiftP" and isinstance(raw.get("ApertureP"), dict)
+                    else "")
             raise ScenarioError(file, f"{path}.{group}.{key}", f"no {group} on a {kind} "
-                                f"({whole.reason})", _short(given[key]))
+                                f"({whole.reason}{hint})", _short(given[key]))
         if group == "MagneticMultipoleP":
             continue
         if group == "ApertureP" and kind not in ("Marker", "Instrument"):
@@ -892,6 +1009,12 @@ class _Flattener:
             return raw
         _check_values(raw, self.file, path)
         fields = {k: v for k, v in raw.items() if k != "kind"}
+        options = fields.pop(EXTENSION_GROUP, None) if kind in ("Marker", "Instrument") \
+            else None
+        if options is not None and not isinstance(options, dict):
+            raise ScenarioError(self.file, f"{path}.{EXTENSION_GROUP}", "a mapping of "
+                                "aperture options (action, repeat_x, repeat_y, shift_odd_x)",
+                                _short(options))
         if kind in EXTENSION_KINDS:
             params = _extension(SPECS[kind], fields, self.ctx, path)
             check_element_bounds(kind, params, self.file, path)
@@ -935,7 +1058,7 @@ class _Flattener:
                     and type(sub).model_config.get("extra") != "allow"):
                 _check_known_fields(sub, value, self.file, f"{path}.{key}",
                                     frozenset({extra[key]}) if key in extra else frozenset())
-        aperture = _aperture(element, self.ctx, path)
+        aperture = _aperture(element, self.ctx, path, options)
         if aperture is not None:
             check_element_bounds("Aperture", aperture, self.file, path)
             return "Aperture", aperture

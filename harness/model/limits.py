@@ -151,6 +151,13 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
           low_open=True),
     Bound("y_limit", 0.0, 10.0, "m", "as x_limit", low_open=True),
     Bound("elliptical", 0.0, 1.0, "1", "a flag: 1 elliptical, 0 rectangular"),
+    Bound("absorb", 0.0, 1.0, "1", "a flag: 1 absorb, 0 transmit (ImpactX action)"),
+    Bound("repeat_x", 0.0, 10.0, "m", "a mask period of 10 m (pepper-pots: mm)"),
+    Bound("repeat_y", 0.0, 10.0, "m", "as repeat_x"),
+    Bound("shift_odd_x", 0.0, 1.0, "1", "a flag: 1 shifts every odd row by repeat_x / 2"),
+    Bound("vertex_[xy]*", -10.0, 10.0, "m", "a polygon aperture's vertex 10 m off axis"),
+    Bound("min_radius2", 0.0, 100.0, "m^2", "the squared radius inside which a polygon "
+          "aperture lets every particle through (10 m)"),
     # the ImpactX.* extension kinds (docs/scenario-format.md)
     Bound("kx", -1e5, 1e5, "1/m", "sign(K) sqrt(|K|) of a ConstF: K up to 1e10 1/m^2 (ImpactX's "
           "iota_lens examples slice a lens into ConstFs of 1.2e4 1/m)"),
