@@ -285,6 +285,10 @@ def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str]) -> None:
     of its ``SpinvMF`` (ImpactX ``src/particles/distribution/SpinvMF.H``: mean direction and
     length of the mean spin)."""
     if str(capture.settings.get("spin", False)).lower() not in ("true", "1"):
+        if capture.spin is not None:   # stated or refused, never dropped
+            reasons.append(f"spin distribution {capture.spin[0]} without spin tracking: "
+                           "ImpactX carries the spins unpushed; a scenario's spins are "
+                           "tracked")
         return
     if capture.tracking == "envelope":
         reasons.append("spin with envelope tracking: ImpactX's envelope carries no spin")
