@@ -176,6 +176,10 @@ def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
     for key, label in (("csr", "CSR"), ("isr", "ISR")):
         if str(s.get(key, False)).lower() in ("true", "1"):
             reasons.append(f"{label}: not a scenario setting")
+    boundary = str(s.get("particle_bc", "open")).strip().lower()
+    if boundary != "open":   # ImpactX's default: no longitudinal boundary
+        reasons.append(f"particle boundary {boundary}: the longitudinal wrapping modulo the "
+                       "bucket length is not a scenario setting")
 
 
 def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
