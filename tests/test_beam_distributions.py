@@ -337,3 +337,72 @@ def test_thermal_matches_impactx_own_draw_with_space_charge(tmp_path: Path) -> N
     a, b = ours**2, theirs**2
     error = np.sqrt(a.var(0) / len(a) + b.var(0) / len(b))
     assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5.0 * error)
+
+
+# -- ImpactX examples: how their distributions are stated -----------------------------------
+
+def _capture(distribution: tuple, settings: dict | None = None, spin: tuple | None = None):
+    from impactx import elements
+
+    from benchmarks.impactx_examples.translate import Capture
+
+    return Capture(settings=settings or {}, reference={
+        "mass_MeV": 938.27208943, "charge_qe": 1.0, "kin_energy_MeV": 0.1},
+        lattice=[elements.Drift(name="d", ds=1.0)], distribution=distribution,
+        bunch_charge_C=BITHERMAL_CHARGE_C, particles=100, spin=spin)
+
+
+@needs_impactx
+def test_example_distributions_are_stated() -> None:
+    from benchmarks.impactx_examples.translate import scenario_of
+
+    data, reasons = scenario_of(_capture(("Thermal", BITHERMAL)), "x")
+    assert reasons == [] and data is not None
+    assert data["beam"]["distribution"] == "thermal" and data["beam"]["thermal"] == BITHERMAL
+    for kind, name in (("Kurth4D", "kurth4d"), ("Triangle", "triangle")):
+        data, reasons = scenario_of(_capture((kind, {**ELLIPSE, "dispX": -0.27,
+                                                     "dispPy": 0.01, "meanX": 1e-3})), "x")
+        assert reasons == [] and data is not None
+        beam = data["beam"]
+        assert beam["distribution"] == name and beam["ellipse"] == ELLIPSE
+        assert beam["dispersion"] == {"x": -0.27, "py": 0.01} and beam["centroid"] == {
+            "x": 1e-3}
+    data, _ = scenario_of(_capture(("Gaussian", {**ELLIPSE, "cutX": 2.0, "cutT": 1.0})), "x")
+    assert data is not None and data["beam"]["gaussian_cut"] == {"x": 2.0, "t": 1.0}
+
+
+@needs_impactx
+@pytest.mark.parametrize(("distribution", "settings", "spin", "expected"), [
+    (("Thermal", {**BITHERMAL, "meanX": 1e-3}), {}, None,
+     "distribution Thermal: parameters meanX cannot be stated"),
+    (("Kurth4D", ELLIPSE), {}, ("SpinvMF", {"mux": 0.7}),
+     "spin distribution SpinvMF without spin tracking: ImpactX carries the spins unpushed; "
+     "a scenario's spins are tracked"),
+    (("Kurth4D", ELLIPSE), {"particle_bc": "periodic"}, None,
+     "particle boundary periodic: the longitudinal wrapping modulo the bucket length is not "
+     "a scenario setting"),
+])
+def test_example_settings_refused_by_name(distribution, settings, spin, expected) -> None:
+    from benchmarks.impactx_examples.translate import scenario_of
+
+    data, reasons = scenario_of(_capture(distribution, settings, spin), "x")
+    assert data is None and reasons == [expected]
+
+
+@needs_impactx
+def test_identity_lattice_and_the_envelope_analysis_final_check() -> None:
+    from impactx import elements
+
+    from benchmarks.impactx_examples.capture import identity_lattice
+    from benchmarks.impactx_examples.suite import examples_folder
+    from benchmarks.impactx_examples.tolerances import read_checks
+
+    monitor = elements.BeamMonitor("m", backend="h5")
+    assert identity_lattice([elements.Drift(ds=0.0), monitor, monitor])
+    assert not identity_lattice([elements.Drift(ds=0.1), monitor])
+    assert not identity_lattice([elements.Drift(ds=0.0, dx=1e-3)])
+    checks, unread = read_checks(
+        examples_folder() / "dogleg" / "analysis_dogleg_reverse_envelope.py", {})
+    assert [c.key for c in checks] == ["sigma_x", "sigma_y", "sigma_t", "emittance_x",
+                                       "emittance_y", "emittance_t"]
+    assert {c.rtol for c in checks} == {0.025} and unread == []
