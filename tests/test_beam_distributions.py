@@ -113,9 +113,10 @@ def thermal_beam(charge: float = 0.0, n: int = N, beam: dict | None = None,
                  **fields) -> Beam:
     """run_bithermal.py's beam with ``fields`` of its ``thermal`` block and ``beam`` fields
     changed."""
-    return Beam(species="proton", kinetic_energy_MeV=0.1, bunch_charge_C=charge,
-                distribution="thermal", thermal={**BITHERMAL, **fields}, particles=n, seed=9,
-                **(beam or {}))
+    return Beam.model_validate(dict(
+        species="proton", kinetic_energy_MeV=0.1, bunch_charge_C=charge,
+        distribution="thermal", thermal={**BITHERMAL, **fields}, particles=n, seed=9,
+        **(beam or {})))
 
 
 def test_thermal_without_charge_is_the_gaussian_of_its_temperature() -> None:
@@ -149,15 +150,15 @@ def test_thermal_cdf_is_impactx_tabulation() -> None:
 
 
 def test_thermal_refuses_ellipse_input_envelope_and_gradients() -> None:
+    proton = {"species": "proton", "kinetic_energy_MeV": 0.1}
     with pytest.raises(ValueError, match="'thermal'"):
-        Beam(species="proton", kinetic_energy_MeV=0.1, distribution="thermal",
-             ellipse=ELLIPSE)
+        Beam.model_validate({**proton, "distribution": "thermal", "ellipse": ELLIPSE})
     with pytest.raises(ValueError, match="'thermal'"):
-        Beam(species="proton", kinetic_energy_MeV=0.1, distribution="gaussian",
-             ellipse=ELLIPSE, thermal=BITHERMAL)
+        Beam.model_validate({**proton, "distribution": "gaussian", "ellipse": ELLIPSE,
+                             "thermal": BITHERMAL})
     with pytest.raises(ValueError, match="current_A"):
-        Beam(species="proton", kinetic_energy_MeV=0.1, distribution="thermal",
-             thermal=BITHERMAL, current_A=0.1)
+        Beam.model_validate({**proton, "distribution": "thermal", "thermal": BITHERMAL,
+                             "current_A": 0.1})
     with pytest.raises(ScenarioError):
         beam_cholesky(thermal_beam())
     with pytest.raises(ScenarioError):
@@ -174,7 +175,7 @@ DISPERSION = {"x": -0.27, "px": 0.012, "y": 0.05, "py": -0.003}
 def dispersed_beam(distribution: str = "gaussian", **fields) -> Beam:
     data = {"species": "electron", "kinetic_energy_MeV": 5000.0, "distribution": distribution,
             "ellipse": ELLIPSE, "dispersion": DISPERSION, "particles": N, "seed": 11}
-    return Beam(**{**data, **fields})
+    return Beam.model_validate({**data, **fields})
 
 
 def test_dispersion_covariance_terms() -> None:
@@ -233,8 +234,9 @@ def test_dispersion_is_differentiable() -> None:
 
 def test_dispersion_refused_on_a_particle_file_and_cut_on_other_shapes() -> None:
     with pytest.raises(ValueError, match="dispersion"):
-        Beam(species="electron", kinetic_energy_MeV=5000.0, distribution="file",
-             file="x.npz", dispersion=DISPERSION)
+        Beam.model_validate({"species": "electron", "kinetic_energy_MeV": 5000.0,
+                             "distribution": "file", "file": "x.npz",
+                             "dispersion": DISPERSION})
     with pytest.raises(ValueError, match="gaussian_cut"):
         dispersed_beam("waterbag", gaussian_cut={"x": 2.0})
 
@@ -315,8 +317,9 @@ def test_marginals_match_impactx_own_draw(tmp_path: Path, kind: str, distributio
         fields["gaussian_cut"] = {"x": 2.0, "y": 3.0, "t": 1.0}
     if "dispX" in extra:
         fields["dispersion"] = DISPERSION
-    beam = Beam(species="electron", kinetic_energy_MeV=5000.0, distribution=distribution,
-                particles=N, seed=13, **fields)
+    beam = Beam.model_validate(dict(species="electron", kinetic_energy_MeV=5000.0,
+                                    distribution=distribution, particles=N, seed=13,
+                                    **fields))
     theirs = impactx_draw(tmp_path, "electron", 5000.0, 1e-9, kind, {**ELLIPSE, **extra})
     inverse = np.linalg.inv(beam_cholesky(beam)).T
     assert ks_p_min(generate(beam) @ inverse, theirs @ inverse) > 1e-3
