@@ -160,8 +160,10 @@ def test_capture_stated_as_a_scenario_with_its_tiers_and_slices() -> None:
      "space charge 4D: no such space-charge model"),
     ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: initial spins "
      "not from a SpinvMF distribution"),
-    ([ix.Drift(name="d", ds=1.0)], {}, ("Kurth4D", {}),
-     "distribution Kurth4D: no such scenario distribution"),
+    ([ix.Drift(name="d", ds=1.0)], {}, ("Empty", {}),
+     "distribution Empty: no such scenario distribution"),
+    ([ix.Drift(name="d", ds=1.0)], {}, ("Waterbag", {**WATERBAG[1], "cutX": 2.0}),
+     "distribution Waterbag: parameters cutX cannot be stated"),
 ])
 def test_what_cannot_be_stated_names_its_reason(lattice, settings, distribution, expected):
     data, reasons = scenario_of(_capture(lattice, settings, distribution), "x")

@@ -101,6 +101,16 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
           "the range of the rms sizes"),
     Bound("beam.sigma_matrix", -1e8, 1e8, "m^2, m, 1", "second moments: the squares of the "
           "rms bounds"),
+    Bound("beam.dispersion", -1e4, 1e4, "m (x, y), 1 (px, py)", "dispersion with respect to "
+          "-pt: rings reach tens of m"),
+    Bound("beam.gaussian_cut", 0.0, 100.0, "1", "phase-space radius of a truncated Gaussian "
+          "plane, in rms units (0: no cut)"),
+    Bound("beam.thermal.k", 0.0, 1e6, "1/m", "focusing wavenumber of the matched channel",
+          low_open=True),
+    Bound("beam.thermal.kT", 0.0, 1.0, "1", "temperature k T as the variance of px, py "
+          "(relative to the reference momentum): below 1", low_open=True),
+    Bound("beam.thermal.normalize", 0.0, 1e6, "1", "normalisation constants of the core and "
+          "halo populations", low_open=True),
     Bound("space_charge.kicks_per_element", 1, 10_000, "1", "space-charge kicks per element"),
     Bound("space_charge.domain_sigmas", 0, 1000, "1",
           "half-width of a +-k sigma mesh (Cheetah, Xsuite)", low_open=True),
