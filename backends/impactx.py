@@ -34,7 +34,8 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``ChrPlasmaLens(ds, k, unit=0)``, ``TaperedPL(k=kL, taper, unit=0)``,
                             ``NonlinearLens(knll, cnll)``, ``ThinDipole(theta = angle in
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
-                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``
+                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
+                            ``ExactSbend(ds, phi in DEGREES, B)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -451,6 +452,8 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         "ThinDipole": lambda: {"theta": math.degrees(float(p["angle"])),
                                "rc": float(p["rc"])},
         "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
+        "ExactSbend": lambda: {**thick, "phi": math.degrees(float(p["phi"])),
+                               "B": float(p["B"])},
     }[cls]()
     return [ElementSpec(cls, {**base, **kwargs})]
 

@@ -296,7 +296,9 @@ def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
 def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
     """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
     (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
-    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``)."""
+    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``,
+    ``bend``; ``ExactSbend`` given its field B is the map ``ExactSbendB``, which no spin or
+    envelope push of this tracker covers, so both refuse it by name)."""
     cls = element.kind.removeprefix("ImpactX.")
     nslice = element.nslice
     table: dict[str, MapSpec] = {
@@ -313,6 +315,8 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             nonlinear_lens.nonlinear_lens_kernel(p["knll"], p["cnll"]))),
         "ThinDipole": MapSpec("ThinDipole", element, False, lambda p, r: (
             thin_kicks.thin_dipole_kernel(p["angle"], p["rc"], r))),
+        "ExactSbend": MapSpec("ExactSbendB", element, False, lambda p, r: (
+            bend.exact_sbend_field_kernel(p["length"], p["phi"], p["B"], r))),
         "Buncher": MapSpec("Buncher", element, True, lambda p, r: (
             thin_kicks.buncher_entries(p["V"], p["k"], r))),
         "LinearMap": MapSpec("LinearMap", element, True, lambda p, r: (

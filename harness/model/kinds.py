@@ -284,6 +284,13 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "angle": FieldInfo("rad", "bending angle (ImpactX theta, in degrees)"),
         "rc": FieldInfo("m", "bending radius (non-zero)")},
         {EXTENSION_GROUP: {"angle": 0.01, "rc": 1.0}}),
+    _extension("ExactSbend", {
+        "phi": FieldInfo("rad", "bend angle magnitude |phi| (ImpactX phi, in degrees; its "
+                         "sign comes from the field and the charge)"),
+        "B": FieldInfo("T", "the bend's field: radius (B rho)/B with the rigidity of the "
+                       "reference particle at the bend, signed with its charge (non-zero; "
+                       "a bend given by its angle is an SBend)")},
+        {"length": 0.5, EXTENSION_GROUP: {"phi": 0.1, "B": 0.5}}, thick=True),
     _extension("Buncher", {
         "V": FieldInfo("1", "normalised voltage q V_peak / (p0 c) (ImpactX Buncher V)"),
         "k": FieldInfo("1/m", "RF wavenumber 2 pi f / c")},
