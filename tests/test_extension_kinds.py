@@ -46,6 +46,7 @@ CASES: dict[str, tuple[dict, float, dict]] = {
     "ImpactX.TaperedPL": ({"kL": 0.5, "taper": 300.0}, 0.0, SHIFT),
     "ImpactX.NonlinearLens": ({"knll": 4e-6, "cnll": 0.01}, 0.0, SHIFT),
     "ImpactX.ThinDipole": ({"angle": 0.00785, "rc": 1.0}, 0.0, SHIFT),
+    "ImpactX.ExactSbend": ({"phi": 0.1, "B": 0.5}, 0.5, SHIFT),
     "ImpactX.Buncher": ({"V": 0.01, "k": 15.0}, 0.0, SHIFT),
     "ImpactX.LinearMap": ({"R": "symplectic"}, 0.3, SHIFT),
     "ImpactX.PRot": ({"phi_in": 0.05, "phi_out": 0.13}, 0.0, {}),
@@ -210,6 +211,8 @@ BAD = [
      r"ImpactXP\.cnll: expected 0 < x <= 10"),
     (element("ImpactX.ThinDipole", {"angle": 0.01, "rc": 0.0}),
      r"ImpactXP\.rc: expected .*x != 0"),
+    (element("ImpactX.ExactSbend", {"phi": 0.1, "B": 0.0}),
+     r"ImpactXP\.B: expected .*x != 0"),
     (element("ImpactX.PRot", {"phi_in": 1.6, "phi_out": 0.0}),
      r"ImpactXP\.phi_in: expected -pi/2 < x < pi/2"),
     (element("ImpactX.PRot", {"phi_in": 0.0, "phi_out": -1.6}),
@@ -306,7 +309,8 @@ AD_FIELDS = [("ImpactX.ConstF", "kx"), ("ImpactX.ChrAcc", "ez"),
              ("ImpactX.ChrPlasmaLens", "k"), ("ImpactX.TaperedPL", "taper"),
              ("ImpactX.NonlinearLens", "knll"), ("ImpactX.ThinDipole", "rc"),
              ("ImpactX.Buncher", "V"), ("ImpactX.LinearMap", "R12"),
-             ("ImpactX.PRot", "phi_out"), ("ImpactX.PlaneXYRot", "angle")]
+             ("ImpactX.PRot", "phi_out"), ("ImpactX.PlaneXYRot", "angle"),
+             ("ImpactX.ExactSbend", "B")]
 
 
 @pytest.mark.parametrize(("kind", "field"), AD_FIELDS)
