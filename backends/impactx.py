@@ -35,7 +35,8 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``NonlinearLens(knll, cnll)``, ``ThinDipole(theta = angle in
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
                             ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
-                            ``ExactSbend(ds, phi in DEGREES, B)``
+                            ``ExactSbend(ds, phi in DEGREES, B)``, ``DipEdge(psi, rc, g, R,
+                            K0..K6, model, location)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -424,6 +425,10 @@ class _LinearMapSpec(ElementSpec):
         return elements_module.LinearMap(**kwargs)
 
 
+#: ``ImpactX.DipEdge``'s numbers, under ImpactX's names.
+_DIPEDGE_FIELDS = ("psi", "rc", "g", "R", "K0", "K1", "K2", "K3", "K4", "K5", "K6")
+
+
 def _extension(element: Element, reference: ReferenceParticle, nslice: int
                ) -> list[ElementSpec]:
     """An ``ImpactX.<X>`` extension kind: ImpactX's own element ``<X>`` (``src/elements/
@@ -441,7 +446,7 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]
-    thick = {"ds": element.length, "nslice": nslice}
+    thick: dict[str, Any] = {"ds": element.length, "nslice": nslice}
     kwargs: dict[str, Any] = {
         "ConstF": lambda: {**thick, "kx": float(p["kx"]), "ky": float(p["ky"]),
                            "kt": float(p["kt"])},
@@ -454,6 +459,9 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
         "ExactSbend": lambda: {**thick, "phi": math.degrees(float(p["phi"])),
                                "B": float(p["B"])},
+        "DipEdge": lambda: {**{key: float(p[key]) for key in _DIPEDGE_FIELDS},
+                            "model": "nonlinear" if p["nonlinear"] else "linear",
+                            "location": "exit" if p["exit"] else "entry"},
     }[cls]()
     return [ElementSpec(cls, {**base, **kwargs})]
 

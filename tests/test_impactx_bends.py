@@ -163,8 +163,8 @@ def test_other_backends_refuse_the_field_bend_by_name() -> None:
 
 @pytest.mark.parametrize("field", ["B", "phi"])
 def test_field_bend_gradient_reverse_forward_and_differences(field: str) -> None:
-    """d sigma_x / d field through ``ImpactX.ExactSbend``: reverse mode = forward mode =
-    central difference (h = 1e-5 relative) to 1e-6."""
+    """d sigma_x / d field through ``ImpactX.ExactSbend``: reverse mode = forward mode (to
+    round-off) = central difference (h = 1e-5 relative) to 1e-6."""
     import torch
     from torch.func import jvp
 
@@ -186,7 +186,7 @@ def test_field_bend_gradient_reverse_forward_and_differences(field: str) -> None
     with torch.no_grad():
         fd = (g(theta0 + h)["sigma_x"] - g(theta0 - h)["sigma_x"]) / (2 * h)
     assert float(reverse[0]) != 0.0
-    assert abs(float(reverse[0]) - float(forward)) <= 1e-12 * abs(float(forward))
+    assert abs(float(reverse[0]) - float(forward)) <= 1e-10 * abs(float(forward))
     assert abs(float(reverse[0]) - float(fd)) <= 1e-6 * abs(float(fd)), (reverse, fd)
 
 
@@ -256,10 +256,9 @@ def test_edge_fringe_term_is_the_bends_edge_int() -> None:
 
 
 @pytest.mark.parametrize(("lattice", "reason"), [
-    ([("DipEdge", dict(name="e", psi=0.1, rc=2.0, g=0.05, K2=0.5))],
-     "an edge with fringe field g*K2 != 0 joins only the adjacent bend's pole face"),
-    ([("DipEdge", dict(name="e", psi=0.1, rc=2.0, g=0.05, model="nonlinear"))],
-     "the nonlinear fringe-field model has no trackbench kind"),
+    ([("DipEdge", dict(name="e", psi=0.1, rc=2.0, g=0.05, model="nonlinear",
+                       modify_ref_part=True))], "modify_ref_part"),
+    ([("DipEdge", dict(name="e", psi=0.1, rc=0.0, g=0.05))], "rc = 0"),
     ([("Sbend", dict(name="b", ds=-0.5, rc=2.0))], "a bend of negative length"),
     ([("Sbend", dict(name="b", ds=0.5, rc=2.0, dx=1e-3))], "dx is not translated"),
 ])
@@ -313,3 +312,90 @@ def test_field_bend_sliced_for_space_charge_as_impactx() -> None:
     deviation = np.abs(ours - theirs).max(axis=0) / theirs.std(axis=0)
     assert effect.max() > 1e-6           # the kicks act
     assert deviation.max() <= 1e-3 * effect.max(), (deviation, effect)
+
+
+def _edges(model: str, location: str = "entry", **extra: Any) -> list:
+    """ImpactX's edge-effects example (``edge_effects/run_dipedge.py``: pi/8, rc 10 m, gap
+    1 mm) with a stronger face, its fringe integrals set, between drifts."""
+    return [("Drift", dict(name="d0", ds=0.2)),
+            ("DipEdge", dict(name="edge", psi=math.pi / 8, rc=1.5, g=0.05, R=0.5, K1=0.3,
+                             K4=0.2, K5=0.1, K6=0.05, model=model, location=location,
+                             **extra)),
+            ("Drift", dict(name="d1", ds=0.3))]
+
+
+@pytest.mark.parametrize(("model", "location"), [("nonlinear", "entry"),
+                                                 ("nonlinear", "exit"), ("linear", "entry")])
+def test_a_lone_edge_is_the_extension_kind(model: str, location: str) -> None:
+    """A pole face that joins no bend, with the nonlinear model or a fringe term g K2, is
+    ``ImpactX.DipEdge`` (here shifted and rolled); both backends track it as ImpactX does
+    (<= 1e-11 sigma), and the nonlinear model differs from the linear one."""
+    lattice = _edges(model, location, dx=2e-4, dy=-1e-4, rotation=10.0)
+    items, _ = _imported(lattice, BEAM)
+    edge = items[1].fields
+    assert edge["kind"] == "ImpactX.DipEdge"
+    assert edge["ImpactXP"]["nonlinear"] == (model == "nonlinear")
+    assert edge["ImpactXP"]["exit"] == (location == "exit")
+    assert edge["BodyShiftP"] == {"x_offset": 2e-4, "y_offset": -1e-4,
+                                  "z_rot": pytest.approx(math.radians(10.0))}
+    s = _scenario(items, BEAM, "linear")
+    particles = generate(s.beam, 1000)
+    direct = _impactx_direct(lattice, s, particles)
+    theirs, ours = _track(s, particles)
+    print(f"ImpactX.DipEdge {model} {location}: max |in-house - ImpactX| / sigma = "
+          f"{_deviation(ours, theirs):.2e}")
+    assert _deviation(theirs, direct) <= 1e-13
+    assert _deviation(ours, direct) <= 1e-11
+    if model == "nonlinear":
+        linear = _impactx_direct(_edges("linear", location, dx=2e-4, dy=-1e-4,
+                                        rotation=10.0), s, particles)
+        assert _deviation(linear, direct) > 1e-3
+
+
+@pytest.mark.parametrize("field", ["psi", "rc", "g", "K0"])
+def test_nonlinear_edge_gradient_reverse_forward_and_differences(field: str) -> None:
+    """d sigma_x / d field through the nonlinear ``ImpactX.DipEdge``: reverse mode =
+    forward mode (to round-off) = central difference (h = 1e-3 relative) to
+    1e-6."""
+    import torch
+    from torch.func import jvp
+
+    from backends.inhouse import BACKEND as INHOUSE
+
+    items, _ = _imported(_edges("nonlinear"), BEAM)
+    s = _scenario(items, BEAM, "linear")
+    particles = generate(s.beam, 500)
+    made = INHOUSE().differentiable_observables(s, [f"edge.{field}"], ["sigma_x"], particles,
+                                                "cpu", "float64")
+    assert made is not None
+    g, theta0 = made
+    theta = theta0.clone().requires_grad_(True)
+    (reverse,) = torch.autograd.grad(g(theta)["sigma_x"], theta)
+    forward = jvp(lambda t: g(t)["sigma_x"], (theta0,), (torch.ones_like(theta0),))[1]
+    h = 1e-3 * abs(float(theta0[0]))
+    with torch.no_grad():
+        fd = (g(theta0 + h)["sigma_x"] - g(theta0 - h)["sigma_x"]) / (2 * h)
+    assert float(reverse[0]) != 0.0
+    assert abs(float(reverse[0]) - float(forward)) <= 1e-10 * abs(float(forward))
+    assert abs(float(reverse[0]) - float(fd)) <= 1e-6 * abs(float(fd)), (reverse, fd)
+
+
+def test_nonlinear_edge_envelope_is_impactx_transport_map() -> None:
+    """ImpactX's envelope pushes a DipEdge of either model with the linear model's matrix
+    (``DipEdge.H`` ``transport_map``); so does the in-house envelope."""
+    from backends import impactx_envelope
+    from backends.inhouse import envelope as ie
+
+    items, _ = _imported(_edges("nonlinear", rotation=10.0), BEAM)
+    facility: list[dict] = [{i.name: i.fields} for i in items]
+    facility += [{"line": {"kind": "BeamLine", "line": [i.name for i in items]}},
+                 {"use": "line"}]
+    s = scenario_from_dict({"name": "edges", "beam": BEAM, "model": "linear",
+                            "tracking": "envelope",
+                            "lattice": {"PALS": {"facility": facility}}}, "bends.yaml")
+    sigma = ie.initial_covariance(s)
+    ours = ie.track_envelope_elements(s, sigma)
+    theirs = impactx_envelope.track_envelope_elements(s, sigma)
+    worst = max(float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(b).max())
+                for a, b in zip(ours, theirs, strict=True))
+    assert worst <= 1e-12

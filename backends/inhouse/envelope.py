@@ -68,7 +68,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import jacfwd
 
 from backends.base import Plan, PreparedEnvelope
-from backends.inhouse import alignment, bend, quadrupole
+from backends.inhouse import alignment, bend, dipedge, quadrupole
 from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
@@ -163,6 +163,13 @@ def _exact_sbend_field(p: Params, ref: RefState, device: torch.device,
                     device, dtype)
 
 
+def _dipedge_nonlinear(p: Params, ref: RefState, device: torch.device,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """``DipEdge.H`` ``transport_map`` of the nonlinear model: the linear model's matrix."""
+    return assemble(dipedge.linear_entries(p["psi"], p["rc"], p["g"] * p["K2"]), device,
+                    dtype)
+
+
 def _exact_cfbend(p: Params, ref: RefState, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
     """``ExactCFbend.H`` ``transport_map``: the linear ``CFbend`` (gx = k + 1/rc^2,
@@ -186,6 +193,7 @@ ANALYTIC_MAPS: dict[str, AnalyticMap] = {
     "ExactMultipole": _exact_multipole,
     "ExactSbend": _exact_sbend,
     "ExactSbendB": _exact_sbend_field,
+    "DipEdgeNL": _dipedge_nonlinear,
     "ExactCFbend": _exact_cfbend,
 }
 

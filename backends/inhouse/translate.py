@@ -50,6 +50,7 @@ from backends.inhouse import (
     bend,
     chr_acc,
     constf,
+    dipedge,
     drift,
     linear_map,
     multipole,
@@ -293,14 +294,29 @@ def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
     return [[p[f"R{i}{j}"] for j in range(1, 7)] for i in range(1, 7)]
 
 
+def _dipedge_spec(element: Element) -> MapSpec:
+    """``ImpactX.DipEdge``: the nonlinear model ``DipEdgeNL`` (a kernel), or the linear
+    model, ImpactX's ``DipEdge`` matrix (:mod:`backends.inhouse.dipedge`); the model and
+    the face are flags, not parameters."""
+    if element.params["nonlinear"]:
+        exit_face = bool(element.params["exit"])
+        return MapSpec("DipEdgeNL", element, False, lambda p, r: dipedge.nonlinear_kernel(
+            p["psi"], p["rc"], p["g"], p["R"], tuple(p[f"K{n}"] for n in range(7)),
+            exit_face, r))
+    return MapSpec("DipEdge", element, True, lambda p, r: dipedge.linear_entries(
+        p["psi"], p["rc"], p["g"] * p["K2"]))
+
+
 def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
     """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
     (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
     ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``,
-    ``bend``; ``ExactSbend`` given its field B is the map ``ExactSbendB``, which no spin or
-    envelope push of this tracker covers, so both refuse it by name)."""
+    ``bend``, ``dipedge``; ``ExactSbend`` given its field B is the map ``ExactSbendB`` and the
+    nonlinear ``DipEdge`` model ``DipEdgeNL``, which have no spin push here)."""
     cls = element.kind.removeprefix("ImpactX.")
     nslice = element.nslice
+    if cls == "DipEdge":
+        return [_dipedge_spec(element)]
     table: dict[str, MapSpec] = {
         "ConstF": MapSpec("ConstF", element, True, lambda p, r: constf.constf_entries(
             p["length"], p["kx"], p["ky"], p["kt"], r), additive=True),

@@ -20,7 +20,9 @@ ExactSbend (ds, phi [deg], B [T])        ``SBend`` ``bend_field_ref = B`` over t
 DipEdge (psi, rc, g, K2), linear         the adjacent bend's free pole face (same rc and
                                          rotation; ``edge_int = g K2 / 2``), else, with
                                          g K2 = 0, a thin ``Multipole`` ``Kn1L = -tan(psi) /
-                                         rc``
+                                         rc``, else ``ImpactX.DipEdge``
+DipEdge, nonlinear model                 ``ImpactX.DipEdge`` (every parameter; ``nonlinear``
+                                         and ``exit`` flags)
 Multipole (m, K_normal, K_skew)          thin ``Multipole`` ``Kn{m-1}L``, ``Ks{m-1}L``
 ExactMultipole (k_normal = [0, 0, k2])   ``Sextupole`` ``Kn2``
 Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
@@ -39,8 +41,8 @@ Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, 
 sextupole are PALS ``BodyShiftP`` ``x_offset``, ``y_offset``, ``z_rot`` [rad] (ImpactX
 ``src/elements/mixin/alignment.H``). The ``rotation`` of a bend is its ``BendP.tilt_ref``
 (the rotation of the body and both pole faces about s, as the ImpactX adapter builds it);
-a ``DipEdge`` with a rotation joins only a bend of the same rotation, or is a thin
-``Multipole`` rotated by ``z_rot``. On any other element, and element apertures
+a ``DipEdge`` with a rotation joins only a bend of the same rotation; on its own it is
+shifted like the elements above. On any other element, and element apertures
 (``aperture_x/y``), they are not translated: such an element is untranslatable.
 :func:`element_settings` gives the integrator settings of an element (model tier, slices,
 map steps, integration order) that a scenario states beside its lattice.
@@ -59,14 +61,14 @@ _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 #: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
 _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
-              "LinearMap")
+              "LinearMap", "DipEdge")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
 _EXTENSIONS = ("ConstF", "ChrAcc", "ChrPlasmaLens", "TaperedPL", "NonlinearLens",
                "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot")
-#: ImpactX bends and pole faces whose ``rotation`` is translated (a bend's ``tilt_ref``).
-_ROTATED = ("Sbend", "CFbend", "ExactSbend", "DipEdge")
+#: ImpactX bends, whose ``rotation`` is translated (their ``tilt_ref``).
+_ROTATED = ("Sbend", "CFbend", "ExactSbend")
 #: ImpactX elements that change the reference particle's energy (``ChrAcc.H``,
 #: ``ShortRF.H``, ``RFCavity.H``).
 _ACCELERATING = ("ChrAcc", "ShortRF", "RFCavity")
@@ -99,8 +101,6 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
     if kind in ("Sbend", "CFbend", "ExactSbend"):
         return _bend(kind, name, length, d, reference, notes, accelerating)
     item = _translate_kind(kind, name, length, d, reference, notes)
-    if kind in _ROTATED:
-        return item
     if shift and isinstance(item, Translated):
         return Translated(item.name, {**item.fields, "BodyShiftP": shift})
     return item
@@ -268,25 +268,28 @@ def _bend_order(key: str) -> int:
 
 
 def _dipedge(name: str, d: dict[str, Any]) -> Item:
-    """ImpactX ``DipEdge`` (``src/elements/DipEdge.H``, linear model: px += tan(psi)/rc x,
-    py += (g K2 (1 + sin^2 psi)/(rc^2 cos^3 psi) - tan(psi)/rc) y) on its own: a thin
-    quadrupole ``Kn1L = -tan(psi)/rc`` rotated by its ``rotation`` when g K2 = 0
-    (:func:`merge_edges` first folds it into the adjacent bend's pole face)."""
-    if d.get("model", "linear") != "linear":
-        return Untranslatable(name, "DipEdge", 0.0, f"the {d.get('model')} fringe-field "
-                              "model has no trackbench kind")
+    """ImpactX ``DipEdge`` (``src/elements/DipEdge.H``) on its own (:func:`merge_edges`
+    first folds a linear one into the adjacent bend's pole face): the linear model without
+    fringe term (g K2 = 0; px += tan(psi)/rc x, py -= tan(psi)/rc y) is a thin quadrupole
+    ``Kn1L = -tan(psi)/rc``; any other is the extension kind ``ImpactX.DipEdge`` with all
+    its parameters (the model and the location as the flags ``nonlinear`` and ``exit``).
+    ``modify_ref_part`` (the nonlinear model moving the reference orbit) is not
+    translated."""
     if not float(d["rc"]):
         return Untranslatable(name, "DipEdge", 0.0, "rc = 0 (ImpactX's edge kick is "
                               "tan(psi)/rc)")
-    if float(d["g"]) * float(d["K2"]):
-        return Untranslatable(name, "DipEdge", 0.0, "an edge with fringe field g*K2 != 0 "
-                              "joins only the adjacent bend's pole face (same rc and "
-                              "rotation), as PALS BendP.edge_int")
-    fields: dict[str, Any] = {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {
-        "Kn1L": -math.tan(float(d["psi"])) / float(d["rc"])}}
-    if _rotation(d):
-        fields["BodyShiftP"] = {"z_rot": _rotation(d)}
-    return Translated(name, fields)
+    if d.get("modify_ref_part"):
+        return Untranslatable(name, "DipEdge", 0.0, "modify_ref_part (the edge moving the "
+                              "reference particle) is not translated")
+    model = str(d.get("model", "linear"))
+    if model == "linear" and not float(d["g"]) * float(d["K2"]):
+        return Translated(name, {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {
+            "Kn1L": -math.tan(float(d["psi"])) / float(d["rc"])}})
+    own: dict[str, Any] = {key: float(d[key]) for key in ("psi", "rc", "g", "R", "K0", "K1",
+                                                          "K2", "K3", "K4", "K5", "K6")}
+    own["nonlinear"] = 1 if model == "nonlinear" else 0
+    own["exit"] = 1 if str(d.get("location", "entry")) == "exit" else 0
+    return Translated(name, {"kind": "ImpactX.DipEdge", "ImpactXP": own})
 
 
 def _kicker(name: str, length: float, d: dict[str, Any], reference: ReferenceParticle) -> Item:

@@ -702,7 +702,7 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         if where is None:
             raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{key}", "one of the fields "
                                 f"of {spec.kind}: {sorted(names)}", _short(key))
-        if key == "R":
+        if key == "R" and spec.kind == "ImpactX.LinearMap":
             params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
