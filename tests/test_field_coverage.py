@@ -110,7 +110,7 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
             for key, value in BASE[kind].items()}
     if not group:
         body[field] = float(body.get(field, 0.0)) + 0.25
-    elif field == "R":
+    elif field == "R" and kind == "ImpactX.LinearMap":
         matrix = [list(row) for row in body[group]["R"]]
         matrix[0][1] += 0.5
         body[group] = {**body[group], "R": matrix}
