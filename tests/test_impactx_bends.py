@@ -260,6 +260,8 @@ def test_edge_fringe_term_is_the_bends_edge_int() -> None:
                        modify_ref_part=True))], "modify_ref_part"),
     ([("DipEdge", dict(name="e", psi=0.1, rc=0.0, g=0.05))], "rc = 0"),
     ([("Sbend", dict(name="b", ds=-0.5, rc=2.0))], "a bend of negative length"),
+    ([("ExactSbend", dict(name="b", ds=0.5, phi=0.0, B=0.5))],
+     "an ExactSbend with a field B and phi = 0"),
     ([("Sbend", dict(name="b", ds=0.5, rc=2.0, dx=1e-3))], "dx is not translated"),
 ])
 def test_what_the_bend_import_does_not_translate(lattice: list, reason: str) -> None:

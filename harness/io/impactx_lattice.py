@@ -218,11 +218,16 @@ def _bend(kind: str, name: str, length: float, d: dict[str, Any],
     is not the beam's, so the bend is the extension kind ``ImpactX.ExactSbend`` with its
     ``ds``, ``phi`` and ``B``, the radius taken at the bend as ImpactX does.
     """
-    if length <= 0.0:
+    if length < 0.0:
         return Untranslatable(name, kind, length, "a bend of negative length (an ImpactX "
                               "inverse element) is not a PALS bend")
+    if length == 0.0:
+        return Untranslatable(name, kind, length, "a bend of length 0 is not a PALS bend")
     bend: dict[str, Any] = {"e1": 0.0, "e2": 0.0}
     field = float(d.get("B", 0.0) or 0.0) if kind == "ExactSbend" else 0.0
+    if field and not float(d["phi"]):
+        return Untranslatable(name, kind, length, "an ExactSbend with a field B and phi = 0 "
+                              "bends by 0 on a radius (B rho)/B: no PALS bend")
     if field and accelerating:
         own: dict[str, Any] = {"phi": math.radians(float(d["phi"])), "B": field}
         fields_b: dict[str, Any] = {"kind": "ImpactX.ExactSbend", "length": length,
@@ -233,9 +238,6 @@ def _bend(kind: str, name: str, length: float, d: dict[str, Any],
     if field:
         rc = reference.rigidity_Tm / field
         arc = math.copysign(abs(rc * math.radians(float(d["phi"]))), length)
-        if arc == 0.0:
-            return Untranslatable(name, kind, length, "an ExactSbend with a field B and "
-                                  "phi = 0 bends by 0 on a radius (B rho)/B: no PALS bend")
         if abs(arc - length) > 1e-9 * abs(length):
             notes.append(f"ExactSbend {name}: with B = {field:g} T ImpactX's map bends "
                          f"{abs(float(d['phi'])):g} deg on rc = {rc:.12g} m, an arc of "
