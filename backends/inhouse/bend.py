@@ -160,10 +160,19 @@ def exact_sbend_field_kernel(length: nm.Scalar, phi: nm.Scalar, field: nm.Scalar
     ``ReferenceParticle.H`` ``rigidity_Tm``), the angle sign(ds rc) |phi|; the map is the
     exact bend of that angle on that radius, whose arc rc * angle is not ``length`` in
     general (ImpactX uses ``ds`` only for the sign and the s position)."""
+    arc, angle = field_bend_geometry(length, phi, field, ref)
+    return exact_sbend_kernel(arc, angle, ref)
+
+
+def field_bend_geometry(length: nm.Scalar, phi: nm.Scalar, field: nm.Scalar, ref: RefState
+                        ) -> tuple[nm.Scalar, nm.Scalar]:
+    """The arc [m] and angle [rad] an ``ExactSbend`` given its field bends through
+    (:func:`exact_sbend_field_kernel`): angle = sign(ds rc) |phi|, arc = rc angle,
+    rc = (B rho)/B."""
     rigidity = ref.mass_eV * ref.beta_gamma / (C_LIGHT * ref.charge_qe)
     rc = rigidity / field
     angle = _sign(length * rc) * nm.absolute(phi)
-    return exact_sbend_kernel(rc * angle, angle, ref)
+    return rc * angle, angle
 
 
 def _sign(value: nm.Scalar) -> nm.Scalar:

@@ -311,8 +311,8 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
     """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
     (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
     ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``,
-    ``bend``, ``dipedge``; ``ExactSbend`` given its field B is the map ``ExactSbendB`` and the
-    nonlinear ``DipEdge`` model ``DipEdgeNL``, which have no spin push here)."""
+    ``bend``, ``dipedge``; ``ExactSbend`` given its field B is the map ``ExactSbendB``, the
+    nonlinear ``DipEdge`` model ``DipEdgeNL``, which has no spin push here)."""
     cls = element.kind.removeprefix("ImpactX.")
     nslice = element.nslice
     if cls == "DipEdge":
