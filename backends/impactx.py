@@ -40,6 +40,8 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             mapsteps)``, ``SoftSolenoid(ds, bscale, ..., unit=0)``
                             ``PolygonAperture(vertices_x, vertices_y, min_radius2, action,
                             repeat_x, repeat_y, shift_odd_x, dx, dy, rotation)``
+                            ``ExactSbend(ds, phi in DEGREES, B)``, ``DipEdge(psi, rc, g, R,
+                            K0..K6, model, location)``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -455,6 +457,8 @@ def _soft(element: Element, nslice: int, scale: str) -> dict[str, Any]:
             "cos_coefficients": [float(v) for v in cos],
             "sin_coefficients": [float(v) for v in sin],
             "nslice": nslice, "mapsteps": element.mapsteps}
+#: ``ImpactX.DipEdge``'s numbers, under ImpactX's names.
+_DIPEDGE_FIELDS = ("psi", "rc", "g", "R", "K0", "K1", "K2", "K3", "K4", "K5", "K6")
 
 
 def _extension(element: Element, reference: ReferenceParticle, nslice: int
@@ -480,7 +484,7 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]
-    thick = {"ds": element.length, "nslice": nslice}
+    thick: dict[str, Any] = {"ds": element.length, "nslice": nslice}
     kwargs: dict[str, Any] = {
         "ConstF": lambda: {**thick, "kx": float(p["kx"]), "ky": float(p["ky"]),
                            "kt": float(p["kt"])},
@@ -493,6 +497,11 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
         "SoftQuadrupole": lambda: _soft(element, nslice, "gscale"),
         "SoftSolenoid": lambda: {**_soft(element, nslice, "bscale"), "unit": 0},
+        "ExactSbend": lambda: {**thick, "phi": math.degrees(float(p["phi"])),
+                               "B": float(p["B"])},
+        "DipEdge": lambda: {**{key: float(p[key]) for key in _DIPEDGE_FIELDS},
+                            "model": "nonlinear" if p["nonlinear"] else "linear",
+                            "location": "exit" if p["exit"] else "entry"},
     }[cls]()
     return [ElementSpec(cls, {**base, **kwargs})]
 

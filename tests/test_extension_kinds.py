@@ -46,6 +46,10 @@ CASES: dict[str, tuple[dict, float, dict]] = {
     "ImpactX.TaperedPL": ({"kL": 0.5, "taper": 300.0}, 0.0, SHIFT),
     "ImpactX.NonlinearLens": ({"knll": 4e-6, "cnll": 0.01}, 0.0, SHIFT),
     "ImpactX.ThinDipole": ({"angle": 0.00785, "rc": 1.0}, 0.0, SHIFT),
+    "ImpactX.ExactSbend": ({"phi": 0.1, "B": 0.5}, 0.5, SHIFT),
+    "ImpactX.DipEdge": ({"psi": 0.3, "rc": 1.5, "g": 0.05, "R": 0.5, "K0": 1.6449340668482264,
+                         "K1": 0.3, "K2": 1.0, "K3": 0.16666666666666666, "K4": 0.2,
+                         "K5": 0.1, "K6": 0.05, "nonlinear": 1, "exit": 0}, 0.0, SHIFT),
     "ImpactX.Buncher": ({"V": 0.01, "k": 15.0}, 0.0, SHIFT),
     "ImpactX.LinearMap": ({"R": "symplectic"}, 0.3, SHIFT),
     "ImpactX.PRot": ({"phi_in": 0.05, "phi_out": 0.13}, 0.0, {}),
@@ -215,6 +219,8 @@ BAD = [
      r"ImpactXP\.cnll: expected 0 < x <= 10"),
     (element("ImpactX.ThinDipole", {"angle": 0.01, "rc": 0.0}),
      r"ImpactXP\.rc: expected .*x != 0"),
+    (element("ImpactX.ExactSbend", {"phi": 0.1, "B": 0.0}),
+     r"ImpactXP\.B: expected .*x != 0"),
     (element("ImpactX.PRot", {"phi_in": 1.6, "phi_out": 0.0}),
      r"ImpactXP\.phi_in: expected -pi/2 < x < pi/2"),
     (element("ImpactX.PRot", {"phi_in": 0.0, "phi_out": -1.6}),
@@ -311,7 +317,8 @@ AD_FIELDS = [("ImpactX.ConstF", "kx"), ("ImpactX.ChrAcc", "ez"),
              ("ImpactX.ChrPlasmaLens", "k"), ("ImpactX.TaperedPL", "taper"),
              ("ImpactX.NonlinearLens", "knll"), ("ImpactX.ThinDipole", "rc"),
              ("ImpactX.Buncher", "V"), ("ImpactX.LinearMap", "R12"),
-             ("ImpactX.PRot", "phi_out"), ("ImpactX.PlaneXYRot", "angle")]
+             ("ImpactX.PRot", "phi_out"), ("ImpactX.PlaneXYRot", "angle"),
+             ("ImpactX.ExactSbend", "B"), ("ImpactX.DipEdge", "psi")]
 
 
 @pytest.mark.parametrize(("kind", "field"), AD_FIELDS)

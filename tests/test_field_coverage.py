@@ -123,7 +123,7 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
         body[group] = {**body[group], field: "absorb"}
     elif field == "shift_odd_x":
         body[group] = {**body[group], field: True, "repeat_y": 1e-3}
-    elif field == "R":
+    elif field == "R" and kind == "ImpactX.LinearMap":
         matrix = [list(row) for row in body[group]["R"]]
         matrix[0][1] += 0.5
         body[group] = {**body[group], "R": matrix}

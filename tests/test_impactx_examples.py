@@ -190,4 +190,4 @@ def test_impactx_import_reads_kickers_apertures_monitors_and_misalignments() -> 
     assert items["m"].fields == {"kind": "Marker"}
     assert items["q"].fields["BodyShiftP"] == {"x_offset": 1e-3, "z_rot": math.pi / 2}
     assert element_settings(lattice[5])["tier"] == "linear"
-    assert items["zero"].reason == "a bend radius rc = 0 is not translated"
+    assert items["zero"].fields["BendP"]["g_ref"] == 0.0   # Sbend.H: rc = 0 is a drift

@@ -6,6 +6,7 @@
 * exact ``ExactSbend`` (exact map of a uniform field with hard edges normal to the
   reference orbit; D. L. Bruhwiler et al., EPAC 98, 1171; E. Forest et al., Part. Accel. 45,
   65 (1994)): ``src/elements/ExactSbend.H``. Particles outside the map's domain are lost;
+  given its field B, the same map on the radius (B rho)/B (:func:`exact_sbend_field_kernel`);
 * exact combined-function ``ExactCFbend``: ``src/elements/ExactCFbend.H``, symplectic
   splitting with the exact sector bend (map 1) and the curvilinear quadrupole kick (map 2);
 * pole-face edge ``DipEdge`` (linear model, ``src/elements/DipEdge.H``): thin focusing
@@ -18,6 +19,8 @@ a non-zero angle and finite and differentiable at angle 0 (a drift).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from backends.inhouse import integrators
@@ -25,6 +28,7 @@ from backends.inhouse import numeric as nm
 from backends.inhouse.drift import exact_drift_coeffs, exact_drift_push
 from backends.inhouse.maps import Columns, Entries, Kernel
 from backends.inhouse.reference import RefState
+from harness.model.reference_particle import C_LIGHT
 
 
 def sbend_entries(length: nm.Scalar, angle: nm.Scalar, ref: RefState) -> Entries:
@@ -146,6 +150,36 @@ def exact_sbend_kernel(length: nm.Scalar, angle: nm.Scalar, ref: RefState) -> Ke
         return Kernel(_exact_sbend_push, bend_coeffs, loses_particles=True)
     return Kernel(_exact_sbend_or_drift_push, (bend_coeffs, drift_coeffs, straight),
                   loses_particles=True)
+
+
+def exact_sbend_field_kernel(length: nm.Scalar, phi: nm.Scalar, field: nm.Scalar,
+                             ref: RefState) -> Kernel:
+    """ImpactX ``ExactSbend`` given its field ``field`` = B [T] != 0 and angle ``phi`` [rad]
+    (``ExactSbend.H`` ``rc()`` and ``compute_constants``): the radius rc = (B rho)/B with
+    the reference particle's rigidity B rho = m c beta gamma / q (signed with the charge,
+    ``ReferenceParticle.H`` ``rigidity_Tm``), the angle sign(ds rc) |phi|; the map is the
+    exact bend of that angle on that radius, whose arc rc * angle is not ``length`` in
+    general (ImpactX uses ``ds`` only for the sign and the s position)."""
+    arc, angle = field_bend_geometry(length, phi, field, ref)
+    return exact_sbend_kernel(arc, angle, ref)
+
+
+def field_bend_geometry(length: nm.Scalar, phi: nm.Scalar, field: nm.Scalar, ref: RefState
+                        ) -> tuple[nm.Scalar, nm.Scalar]:
+    """The arc [m] and angle [rad] an ``ExactSbend`` given its field bends through
+    (:func:`exact_sbend_field_kernel`): angle = sign(ds rc) |phi|, arc = rc angle,
+    rc = (B rho)/B."""
+    rigidity = ref.mass_eV * ref.beta_gamma / (C_LIGHT * ref.charge_qe)
+    rc = rigidity / field
+    angle = _sign(length * rc) * nm.absolute(phi)
+    return rc * angle, angle
+
+
+def _sign(value: nm.Scalar) -> nm.Scalar:
+    """+1 or -1 with the sign of ``value`` (a float or a tensor; never 0 here)."""
+    if isinstance(value, torch.Tensor):
+        return torch.where(value < 0, -1.0, 1.0).to(value.dtype)
+    return math.copysign(1.0, value)
 
 
 def _cfbend_map1_push(columns: Columns, coeffs: tuple) -> Columns:

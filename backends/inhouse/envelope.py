@@ -68,7 +68,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import jacfwd
 
 from backends.base import Plan, PreparedEnvelope
-from backends.inhouse import alignment, bend, quadrupole
+from backends.inhouse import alignment, bend, dipedge, quadrupole
 from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
@@ -84,7 +84,7 @@ from harness.model import observables
 from harness.model.lattice import Element, thick_multipoles
 from harness.model.parameters import resolve_parameters
 from harness.model.particles import beam_cholesky
-from harness.model.reference_particle import ReferenceParticle
+from harness.model.reference_particle import C_LIGHT, ReferenceParticle
 from harness.model.scenario import Scenario
 
 #: A parameter key: (element name, field), e.g. ("qf", "Kn1").
@@ -153,6 +153,23 @@ def _exact_sbend(p: Params, ref: RefState, device: torch.device,
     return assemble(bend.sbend_entries(p["length"], p["angle"], ref), device, dtype)
 
 
+def _exact_sbend_field(p: Params, ref: RefState, device: torch.device,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """``ExactSbend.H`` ``transport_map`` given the field B: the linear ``Sbend`` of radius
+    rc = (B rho)/B over ``ds`` (theta = ds / rc; not the particle map's angle |phi| when
+    ds != rc |phi|)."""
+    rigidity = ref.mass_eV * ref.beta_gamma / (C_LIGHT * ref.charge_qe)
+    return assemble(bend.sbend_entries(p["length"], p["length"] * p["B"] / rigidity, ref),
+                    device, dtype)
+
+
+def _dipedge_nonlinear(p: Params, ref: RefState, device: torch.device,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """``DipEdge.H`` ``transport_map`` of the nonlinear model: the linear model's matrix."""
+    return assemble(dipedge.linear_entries(p["psi"], p["rc"], p["g"] * p["K2"]), device,
+                    dtype)
+
+
 def _exact_cfbend(p: Params, ref: RefState, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
     """``ExactCFbend.H`` ``transport_map``: the linear ``CFbend`` (gx = k + 1/rc^2,
@@ -176,6 +193,8 @@ ANALYTIC_MAPS: dict[str, AnalyticMap] = {
     "ExactQuad": _exact_quad,
     "ExactMultipole": _exact_multipole,
     "ExactSbend": _exact_sbend,
+    "ExactSbendB": _exact_sbend_field,
+    "DipEdgeNL": _dipedge_nonlinear,
     "ExactCFbend": _exact_cfbend,
 }
 
@@ -354,8 +373,8 @@ def space_charge_map(space_charge: EnvelopeSpaceCharge, sigma: torch.Tensor,
 #: ChrPlasmaLens: the flow of an s-independent Hamiltonian, so a half slice is the map of
 #: half the slice length; ``ConstF.H``, ``ChrPlasmaLens.H``).
 THICK = frozenset({"Drift", "ChrDrift", "ExactDrift", "Quad", "ChrQuad", "ExactQuad",
-                   "Sbend", "CFbend", "ExactSbend", "ExactCFbend", "Sol", "ExactMultipole",
-                   "ConstF", "ChrPlasmaLens"})
+                   "Sbend", "CFbend", "ExactSbend", "ExactSbendB", "ExactCFbend", "Sol",
+                   "ExactMultipole", "ConstF", "ChrPlasmaLens"})
 
 
 @dataclass(frozen=True)

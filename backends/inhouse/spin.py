@@ -23,7 +23,8 @@ Sbend           orbit-dependent rotation (A14, A21, A22, A26,    ``Sbend.H``
                 A34), then -G gamma theta about y
 CFbend          as Sbend with A13, A33 and the focusing terms    ``CFbend.H``
 ExactSbend      phase space first; the transit time gives the    ``ExactSbend.H``
-                cyclotron phase theta; two rotations
+                cyclotron phase theta; two rotations (given its
+                field B: on rc = (B rho)/B, ``ExactSbendB``)
 Sol             orbit-dependent rotation, then -2 theta (1+G)    ``Sol.H``
                 about z
 Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``,
@@ -69,6 +70,7 @@ from dataclasses import dataclass
 
 import torch
 
+from backends.inhouse import bend
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Kernel, assemble, stack_columns
 from backends.inhouse.reference import RefState
@@ -89,8 +91,8 @@ __all__ = ["GYROMAGNETIC_ANOMALY", "REFUSED", "SPIN_MAPS", "SpinState", "SpinTra
 IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture", "PolygonAperture"})
 
 #: ImpactX maps with a spin generator here.
-SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "Sol",
-                       "Multipole", "Kicker", "Alignment"}) | IDENTITY_SPIN
+SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "ExactSbendB",
+                       "Sol", "Multipole", "Kicker", "Alignment"}) | IDENTITY_SPIN
 
 #: Maps refused, with the reason.
 REFUSED = {
@@ -443,12 +445,14 @@ def _alignment_angle(element: Element, params: Mapping[str, nm.Scalar]) -> nm.Sc
 
 
 def _sliced(params: Mapping[str, nm.Scalar], nslice: int, angle: bool) -> dict:
-    """Parameters of one of ``nslice`` slices (length, and a bend's angle, divided)."""
+    """Parameters of one of ``nslice`` slices (length, and a bend's angle, divided: ``phi``
+    of a bend given by its field, ``ExactSbend.H`` slice_phi = |phi| / nslice)."""
     out = dict(params)
     if nslice != 1:
         out["length"] = params["length"] / nslice
-        if angle:
-            out["angle"] = params["angle"] / nslice
+        for key in ("angle", "phi") if angle else ():
+            if key in params:
+                out[key] = params[key] / nslice
     return out
 
 
@@ -558,7 +562,7 @@ class SpinTracker:
         """A thick map with a spin generator, slice by slice."""
         kind = spec.impactx
         nslice = element.nslice
-        bend_like = kind in ("Sbend", "CFbend", "ExactSbend")
+        bend_like = kind in ("Sbend", "CFbend", "ExactSbend", "ExactSbendB")
         sliced = _sliced(params, nslice, bend_like)
         # parameters of shape batch + (1,) against the particle columns (the phase-space
         # maps take them of shape batch, as the tracker does)
@@ -581,12 +585,15 @@ class SpinTracker:
                                      ref, anomaly)
             elif kind == "Sol":
                 spins = _sol_spin(columns, spins, length, ready["Ksol"], ref, anomaly)
-            elif kind != "ExactSbend":
+            elif kind not in ("ExactSbend", "ExactSbendB"):
                 raise SpinUnsupported(f"spin: no spin push for {kind} ({element.name})")
             columns, alive = _apply_phase(spec, sliced, ref, columns, alive, cache, key)
             if kind == "ExactSbend":
                 spins = _exact_sbend_spin(before, columns, spins, length, ready["angle"],
                                           ref, anomaly)
+            elif kind == "ExactSbendB":   # the same push on the field's radius and angle
+                arc, angle = bend.field_bend_geometry(length, ready["phi"], ready["B"], ref)
+                spins = _exact_sbend_spin(before, columns, spins, arc, angle, ref, anomaly)
         return columns, spins, alive
 
 

@@ -52,6 +52,7 @@ from backends.inhouse import (
     bend,
     chr_acc,
     constf,
+    dipedge,
     drift,
     linear_map,
     multipole,
@@ -330,16 +331,31 @@ def _profile(element: Element, p: Params) -> tuple[list[nm.Scalar], list[nm.Scal
     count = len(cos)
     return ([p[f"cos{j}"] for j in range(count)],
             [p.get(f"sin{j}", 0.0) for j in range(count)])
+def _dipedge_spec(element: Element) -> MapSpec:
+    """``ImpactX.DipEdge``: the nonlinear model ``DipEdgeNL`` (a kernel), or the linear
+    model, ImpactX's ``DipEdge`` matrix (:mod:`backends.inhouse.dipedge`); the model and
+    the face are flags, not parameters."""
+    if element.params["nonlinear"]:
+        exit_face = bool(element.params["exit"])
+        return MapSpec("DipEdgeNL", element, False, lambda p, r: dipedge.nonlinear_kernel(
+            p["psi"], p["rc"], p["g"], p["R"], tuple(p[f"K{n}"] for n in range(7)),
+            exit_face, r))
+    return MapSpec("DipEdge", element, True, lambda p, r: dipedge.linear_entries(
+        p["psi"], p["rc"], p["g"] * p["K2"]))
 
 
 def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
     """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
     (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
     ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``,
-    ``soft_edge``; the soft-edge maps integrate ``nslice * mapsteps`` steps along the
-    profile of their coefficients ``cos<j>``, ``sin<j>``)."""
+    ``soft_edge``, ``bend``, ``dipedge``; the soft-edge maps integrate ``nslice * mapsteps``
+    steps along the profile of their coefficients ``cos<j>``, ``sin<j>``; ``ExactSbend``
+    given its field B is the map ``ExactSbendB``, the nonlinear ``DipEdge`` model
+    ``DipEdgeNL``, which has no spin push here)."""
     cls = element.kind.removeprefix("ImpactX.")
     nslice, mapsteps = element.nslice, element.mapsteps
+    if cls == "DipEdge":
+        return [_dipedge_spec(element)]
     table: dict[str, MapSpec] = {
         "ConstF": MapSpec("ConstF", element, True, lambda p, r: constf.constf_entries(
             p["length"], p["kx"], p["ky"], p["kt"], r), additive=True),
@@ -354,6 +370,8 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             nonlinear_lens.nonlinear_lens_kernel(p["knll"], p["cnll"]))),
         "ThinDipole": MapSpec("ThinDipole", element, False, lambda p, r: (
             thin_kicks.thin_dipole_kernel(p["angle"], p["rc"], r))),
+        "ExactSbend": MapSpec("ExactSbendB", element, False, lambda p, r: (
+            bend.exact_sbend_field_kernel(p["length"], p["phi"], p["B"], r))),
         "Buncher": MapSpec("Buncher", element, True, lambda p, r: (
             thin_kicks.buncher_entries(p["V"], p["k"], r))),
         "LinearMap": MapSpec("LinearMap", element, True, lambda p, r: (

@@ -10,10 +10,19 @@ ImpactX                                  PALS
 Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length
 Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
                                          with the signed rigidity of the reference particle)
-Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``)
-ExactSbend (ds, phi [deg], B [T])        ``SBend`` ``g_ref = radians(phi) / ds`` (B = 0)
-DipEdge (psi, rc, g, K2), g*K2 = 0       the adjacent bend's free pole face (same rc), else
-                                         a thin ``Multipole`` ``Kn1L = -tan(psi) / rc``
+Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``);
+                                         rc = 0 is ``g_ref = 0`` (ImpactX's drift map)
+ExactSbend (ds, phi [deg], B = 0)        ``SBend`` ``g_ref = radians(phi) / ds``
+ExactSbend (ds, phi [deg], B [T])        ``SBend`` ``bend_field_ref = B`` over the arc
+                                         ``sign(ds) |rc phi|``, rc = (B rho) / B; in a
+                                         lattice that accelerates, ``ImpactX.ExactSbend``
+                                         (``ds``, ``phi`` in rad, ``B``)
+DipEdge (psi, rc, g, K2), linear         the adjacent bend's free pole face (same rc and
+                                         rotation; ``edge_int = g K2 / 2``), else, with
+                                         g K2 = 0, a thin ``Multipole`` ``Kn1L = -tan(psi) /
+                                         rc``, else ``ImpactX.DipEdge``
+DipEdge, nonlinear model                 ``ImpactX.DipEdge`` (every parameter; ``nonlinear``
+                                         and ``exit`` flags)
 Multipole (m, K_normal, K_skew)          thin ``Multipole`` ``Kn{m-1}L``, ``Ks{m-1}L``
 ExactMultipole (k_normal = [0, 0, k2])   ``Sextupole`` ``Kn2``
 Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
@@ -37,7 +46,10 @@ SoftQuadrupole, SoftSolenoid             unit 1 divided by the signed rigidity, 
 
 Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, solenoid or
 sextupole are PALS ``BodyShiftP`` ``x_offset``, ``y_offset``, ``z_rot`` [rad] (ImpactX
-``src/elements/mixin/alignment.H``); on any other element, and element apertures
+``src/elements/mixin/alignment.H``). The ``rotation`` of a bend is its ``BendP.tilt_ref``
+(the rotation of the body and both pole faces about s, as the ImpactX adapter builds it);
+a ``DipEdge`` with a rotation joins only a bend of the same rotation; on its own it is
+shifted like the elements above. On any other element, and element apertures
 (``aperture_x/y``), they are not translated: such an element is untranslatable.
 :func:`element_settings` gives the integrator settings of an element (model tier, slices,
 map steps, integration order) that a scenario states beside its lattice.
@@ -56,13 +68,21 @@ _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 #: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
 _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
-              "LinearMap", "SoftQuadrupole", "SoftSolenoid", "Aperture", "PolygonAperture")
+              "LinearMap", "SoftQuadrupole", "SoftSolenoid", "Aperture", "PolygonAperture",
+              "DipEdge")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
 _EXTENSIONS = ("ConstF", "ChrAcc", "ChrPlasmaLens", "TaperedPL", "NonlinearLens",
                "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot", "SoftQuadrupole",
                "SoftSolenoid")
+#: ImpactX bends, whose ``rotation`` is translated (their ``tilt_ref``).
+_ROTATED = ("Sbend", "CFbend", "ExactSbend")
+#: ImpactX elements that change the reference particle's energy (``ChrAcc.H``,
+#: ``ShortRF.H``, ``RFCavity.H``).
+_ACCELERATING = ("ChrAcc", "ShortRF", "RFCavity")
+#: Settings that keep a pole face from joining a bend (the bend has no field for them).
+_ELSEWHERE = ("dx", "dy", "aperture_x", "aperture_y")
 #: ImpactX's kick units of ``Kicker`` (``src/elements/Kicker.H``).
 _KICK_UNITS = ("dimensionless", "T-m")
 
@@ -74,18 +94,22 @@ def _fields(element) -> dict[str, Any]:
     return dict(element.to_dict())
 
 
-def _translate(element, index: int, reference: ReferenceParticle, notes: list[str]) -> Item:
+def _translate(element, index: int, reference: ReferenceParticle, notes: list[str],
+               accelerating: bool = False) -> Item:
     d = _fields(element)
     kind = str(d.get("type", type(element).__name__))
     name = str(d["name"]) if d.get("name") else f"{kind.lower()}_{index}"
     length = float(d.get("ds", 0.0))
     shift = _body_shift(d)
-    misaligned = ("dx", "dy", "rotation") if kind not in _SHIFTABLE else ()
+    misaligned = (("dx", "dy") if kind in _ROTATED else
+                  ("dx", "dy", "rotation") if kind not in _SHIFTABLE else ())
     apertures = ("aperture_x", "aperture_y") if kind not in ("Aperture",
                                                              "PolygonAperture") else ()
     for attribute in (*misaligned, *apertures):
         if float(d.get(attribute, 0.0) or 0.0):
             return Untranslatable(name, kind, length, f"{attribute} is not translated")
+    if kind in ("Sbend", "CFbend", "ExactSbend"):
+        return _bend(kind, name, length, d, reference, notes, accelerating)
     item = _translate_kind(kind, name, length, d, reference, notes)
     if shift and isinstance(item, Translated) and kind == "Aperture":
         item.fields["ApertureP"]["aperture_shifts_with_body"] = True
@@ -124,29 +148,8 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
             k = k / reference.rigidity_Tm
         return Translated(name, {"kind": "Quadrupole", "length": length,
                                  "MagneticMultipoleP": {"Kn1": k}})
-    if kind in ("Sbend", "CFbend", "ExactSbend"):
-        if kind == "ExactSbend":
-            if float(d.get("B", 0.0)):
-                return Untranslatable(name, kind, length, "ExactSbend with a field B is not "
-                                      "translated (give phi)")
-            g_ref = math.radians(float(d["phi"])) / length
-        elif not float(d["rc"]):
-            return Untranslatable(name, kind, length, "a bend radius rc = 0 is not "
-                                  "translated")
-        else:
-            g_ref = 1.0 / float(d["rc"])
-        fields: dict[str, Any] = {"kind": "SBend", "length": length,
-                                  "BendP": {"g_ref": g_ref, "e1": 0.0, "e2": 0.0}}
-        if kind == "CFbend" and float(d["k"]):
-            fields["MagneticMultipoleP"] = {"Kn1": float(d["k"])}
-        return Translated(name, fields)
     if kind == "DipEdge":
-        if float(d["g"]) * float(d["K2"]) or d.get("model", "linear") != "linear":
-            return Untranslatable(name, kind, 0.0, "fringe field g*K2 != 0 (or a nonlinear "
-                                  "edge model) needs the PALS BendP.edge_int fields, not read "
-                                  "by trackbench yet")
-        return Translated(name, {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {
-            "Kn1L": -math.tan(float(d["psi"])) / float(d["rc"])}})
+        return _dipedge(name, d)
     if kind == "Multipole":
         order = int(d["multipole"]) - 1
         strengths = {}
@@ -219,6 +222,103 @@ def _extension(kind: str, name: str, length: float, d: dict[str, Any],
     return Translated(name, fields)
 
 
+def _rotation(d: dict[str, Any]) -> float:
+    """ImpactX's ``rotation`` [deg] of an element in rad (0 when unset)."""
+    return math.radians(float(d.get("rotation", 0.0) or 0.0))
+
+
+def _bend(kind: str, name: str, length: float, d: dict[str, Any],
+          reference: ReferenceParticle, notes: list[str], accelerating: bool) -> Item:
+    """ImpactX ``Sbend``/``CFbend`` (``src/elements/Sbend.H``, ``CFbend.H``: rc = 0 is the
+    drift map, every entry taking its h = 0 branch) or ``ExactSbend`` (``ExactSbend.H``)
+    as a PALS ``SBend``; the element's ``rotation`` is its ``tilt_ref``.
+
+    ``ExactSbend`` with a field B != 0 bends on the radius rc = (B rho) / B (B rho the
+    reference particle's rigidity, signed with its charge) through the angle
+    ``sign(ds rc) |phi|`` (``compute_constants``); its map never uses ``ds`` otherwise, so
+    the arc it tracks is ``sign(ds) |rc phi|``, stated as the length with
+    ``bend_field_ref = B`` (the PALS reader gives angle = B length / (B rho), the same
+    angle). A ``ds`` that differs from that arc is noted. In a lattice that changes the
+    reference energy (``accelerating``: ChrAcc, ShortRF, RFCavity) the rigidity at the bend
+    is not the beam's, so the bend is the extension kind ``ImpactX.ExactSbend`` with its
+    ``ds``, ``phi`` and ``B``, the radius taken at the bend as ImpactX does.
+    """
+    if length < 0.0:
+        return Untranslatable(name, kind, length, "a bend of negative length (an ImpactX "
+                              "inverse element) is not a PALS bend")
+    if length == 0.0:
+        return Untranslatable(name, kind, length, "a bend of length 0 is not a PALS bend")
+    bend: dict[str, Any] = {"e1": 0.0, "e2": 0.0}
+    field = float(d.get("B", 0.0) or 0.0) if kind == "ExactSbend" else 0.0
+    if field and not float(d["phi"]):
+        return Untranslatable(name, kind, length, "an ExactSbend with a field B and phi = 0 "
+                              "bends by 0 on a radius (B rho)/B: no PALS bend")
+    if field and accelerating:
+        own: dict[str, Any] = {"phi": math.radians(float(d["phi"])), "B": field}
+        fields_b: dict[str, Any] = {"kind": "ImpactX.ExactSbend", "length": length,
+                                    "ImpactXP": own}
+        if _rotation(d):
+            fields_b["BodyShiftP"] = {"z_rot": _rotation(d)}
+        return Translated(name, fields_b)
+    if field:
+        rc = reference.rigidity_Tm / field
+        arc = math.copysign(abs(rc * math.radians(float(d["phi"]))), length)
+        if abs(arc - length) > 1e-9 * abs(length):
+            notes.append(f"ExactSbend {name}: with B = {field:g} T ImpactX's map bends "
+                         f"{abs(float(d['phi'])):g} deg on rc = {rc:.12g} m, an arc of "
+                         f"{arc:.12g} m (ds = {length:g} m is not used by the map); stated "
+                         "as that arc")
+        length = arc
+        bend["bend_field_ref"] = field
+    elif kind == "ExactSbend":
+        bend["g_ref"] = math.radians(float(d["phi"])) / length
+    elif not float(d["rc"]):
+        notes.append(f"{kind} {name}: rc = 0 is ImpactX's drift map ({kind}.H), stated as "
+                     "g_ref = 0")
+        bend["g_ref"] = 0.0
+    else:
+        bend["g_ref"] = 1.0 / float(d["rc"])
+    tilt = _rotation(d)
+    if tilt:
+        bend["tilt_ref"] = tilt
+    fields: dict[str, Any] = {"kind": "SBend", "length": length,
+                              "BendP": {key: bend[key] for key in sorted(bend, key=_bend_order)}}
+    if kind == "CFbend" and float(d["k"]):
+        fields["MagneticMultipoleP"] = {"Kn1": float(d["k"])}
+    return Translated(name, fields)
+
+
+def _bend_order(key: str) -> int:
+    """BendP keys in the order they are written (strength first)."""
+    order = ("g_ref", "bend_field_ref", "e1", "e2", "edge_int1", "edge_int2", "tilt_ref")
+    return order.index(key)
+
+
+def _dipedge(name: str, d: dict[str, Any]) -> Item:
+    """ImpactX ``DipEdge`` (``src/elements/DipEdge.H``) on its own (:func:`merge_edges`
+    first folds a linear one into the adjacent bend's pole face): the linear model without
+    fringe term (g K2 = 0; px += tan(psi)/rc x, py -= tan(psi)/rc y) is a thin quadrupole
+    ``Kn1L = -tan(psi)/rc``; any other is the extension kind ``ImpactX.DipEdge`` with all
+    its parameters (the model and the location as the flags ``nonlinear`` and ``exit``).
+    ``modify_ref_part`` (the nonlinear model moving the reference orbit) is not
+    translated."""
+    if not float(d["rc"]):
+        return Untranslatable(name, "DipEdge", 0.0, "rc = 0 (ImpactX's edge kick is "
+                              "tan(psi)/rc)")
+    if d.get("modify_ref_part"):
+        return Untranslatable(name, "DipEdge", 0.0, "modify_ref_part (the edge moving the "
+                              "reference particle) is not translated")
+    model = str(d.get("model", "linear"))
+    if model == "linear" and not float(d["g"]) * float(d["K2"]):
+        return Translated(name, {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {
+            "Kn1L": -math.tan(float(d["psi"])) / float(d["rc"])}})
+    own: dict[str, Any] = {key: float(d[key]) for key in ("psi", "rc", "g", "R", "K0", "K1",
+                                                          "K2", "K3", "K4", "K5", "K6")}
+    own["nonlinear"] = 1 if model == "nonlinear" else 0
+    own["exit"] = 1 if str(d.get("location", "entry")) == "exit" else 0
+    return Translated(name, {"kind": "ImpactX.DipEdge", "ImpactXP": own})
+
+
 def _kicker(name: str, length: float, d: dict[str, Any], reference: ReferenceParticle) -> Item:
     """ImpactX ``Kicker`` (``src/elements/Kicker.H``: px += xkick, py += ykick, in units of
     the reference momentum, or [T m] divided by the rigidity) as a PALS ``Kicker``."""
@@ -273,22 +373,40 @@ def element_settings(element) -> dict[str, Any]:
             "int_order": int(d["int_order"]) if "int_order" in d else None}
 
 
-def merge_edges(items: list[Item], edges: dict[int, tuple[float, float]],
-                notes: list[str]) -> list[Item]:
-    """Fold thin edge kicks (index -> (psi, rc)) into the free pole face of the adjacent bend
-    with the same radius (exit face of the bend before, else entry face of the bend after)."""
+#: A pole face to fold into a bend: (psi [rad], rc [m], g K2 [m], rotation [rad]).
+Edge = tuple[float, float, float, float]
+
+
+def merge_edges(items: list[Item], edges: dict[int, Edge], notes: list[str],
+                rigidity_Tm: float = math.inf) -> list[Item]:
+    """Fold pole faces (index -> :data:`Edge`) of ImpactX's linear ``DipEdge`` into the free
+    face of the adjacent bend with the same radius and rotation (exit face of the bend
+    before, else entry face of the bend after): ``e1``/``e2 = psi``, ``edge_int = g K2 / 2``
+    (the ImpactX adapter builds the face back as ``DipEdge(psi, rc, g = 2 edge_int,
+    K2 = 1)``; the linear map depends on g K2 only, ``DipEdge.H``). An edge left over is
+    the item it was translated to, or untranslatable when it has none (``rigidity_Tm``:
+    the signed rigidity [T m] that turns a bend's ``bend_field_ref`` into its curvature)."""
     out: list[Item | None] = list(items)
-    for index, (psi, rc) in edges.items():
-        for neighbour, face in ((index - 1, "e2"), (index + 1, "e1")):
+    taken: set[tuple[int, str]] = set()
+    for index, (psi, rc, gap_k2, tilt) in edges.items():
+        for neighbour, face in ((index - 1, "2"), (index + 1, "1")):
             bend = out[neighbour] if 0 <= neighbour < len(out) else None
             if not (isinstance(bend, Translated) and bend.kind == "SBend"):
                 continue
             bend_p = bend.fields["BendP"]
-            if abs(bend_p["g_ref"] * rc - 1.0) > 1e-12 or bend_p[face]:
+            g_ref = (bend_p["g_ref"] if "g_ref" in bend_p else
+                     bend_p["bend_field_ref"] / rigidity_Tm)
+            if (abs(g_ref * rc - 1.0) > 1e-12 or (neighbour, face) in taken
+                    or bend_p.get("tilt_ref", 0.0) != tilt):
                 continue
-            out[neighbour] = Translated(bend.name, {**bend.fields,
-                                                    "BendP": {**bend_p, face: psi}})
-            notes.append(f"DipEdge {out[index].name} merged into {bend.name} as {face}")  # type: ignore[union-attr]
+            merged = {**bend_p, f"e{face}": psi}
+            if gap_k2:
+                merged[f"edge_int{face}"] = gap_k2 / 2.0
+            merged = {key: merged[key] for key in sorted(merged, key=_bend_order)}
+            out[neighbour] = Translated(bend.name, {**bend.fields, "BendP": merged})
+            taken.add((neighbour, face))
+            notes.append(f"DipEdge {out[index].name} merged into {bend.name} as e{face}"  # type: ignore[union-attr]
+                         + (f" with edge_int{face}" if gap_k2 else ""))
             out[index] = None
             break
     return [item for item in out if item is not None]
@@ -300,19 +418,23 @@ def import_impactx(lattice: list, reference: ReferenceParticle,
     particle, for field strengths given in SI units)."""
     notes: list[str] = []
     items: list[Item] = []
-    edges: dict[int, tuple[float, float]] = {}
+    edges: dict[int, Edge] = {}
     tiers = set()
+    accelerating = any(type(element).__name__ in _ACCELERATING for element in lattice)
     for index, element in enumerate(lattice):
-        item = _translate(element, index, reference, notes)
+        item = _translate(element, index, reference, notes, accelerating)
         kind = type(element).__name__
         if kind not in _EXTENSIONS:   # one model each, at every tier
             tiers.add("exact" if kind.startswith("Exact") else
                       "paraxial" if kind.startswith("Chr") else "linear")
-        if kind == "DipEdge" and isinstance(item, Translated):
-            d = _fields(element)
-            edges[index] = (float(d["psi"]), float(d["rc"]))
+        d = _fields(element)
+        if kind == "DipEdge" and d.get("model", "linear") == "linear" and float(d["rc"]) \
+                and not any(float(d.get(a, 0.0) or 0.0) for a in _ELSEWHERE):
+            edges[index] = (float(d["psi"]), float(d["rc"]), float(d["g"]) * float(d["K2"]),
+                            _rotation(d))
         items.append(item)
     if len(tiers) > 1:
         notes.append(f"the lattice mixes ImpactX model tiers {sorted(tiers)}; the scenario's "
                      "model (and overrides) choose them")
-    return ImportResult(merge_edges(items, edges, notes), source, notes)
+    return ImportResult(merge_edges(items, edges, notes, reference.rigidity_Tm), source,
+                        notes)

@@ -330,6 +330,28 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "angle": FieldInfo("rad", "bending angle (ImpactX theta, in degrees)"),
         "rc": FieldInfo("m", "bending radius (non-zero)")},
         {EXTENSION_GROUP: {"angle": 0.01, "rc": 1.0}}),
+    _extension("ExactSbend", {
+        "phi": FieldInfo("rad", "bend angle magnitude |phi| (ImpactX phi, in degrees; its "
+                         "sign comes from the field and the charge)"),
+        "B": FieldInfo("T", "the bend's field: radius (B rho)/B with the rigidity of the "
+                       "reference particle at the bend, signed with its charge (non-zero; "
+                       "a bend given by its angle is an SBend)")},
+        {"length": 0.5, EXTENSION_GROUP: {"phi": 0.1, "B": 0.5}}, thick=True),
+    _extension("DipEdge", {
+        "psi": FieldInfo("rad", "pole-face angle"),
+        "rc": FieldInfo("m", "radius of the bend the face belongs to (non-zero)"),
+        "g": FieldInfo("m", "gap (ImpactX DipEdge g)"),
+        "R": FieldInfo("m", "length scale of the nonlinear model's K4..K6 terms (> 0)"),
+        **{f"K{n}": FieldInfo("1", f"fringe-field integral K{n} (ImpactX DipEdge)")
+           for n in range(7)},
+        "nonlinear": FieldInfo("1", "1: the nonlinear fringe-field model, 0: the linear one "
+                               "(ImpactX model)"),
+        "exit": FieldInfo("1", "1: the exit face, 0: the entry face (ImpactX location; the "
+                          "nonlinear model's sign)")},
+        {EXTENSION_GROUP: {"psi": 0.3, "rc": 10.0, "g": 1e-3, "R": 1.0,
+                           "K0": 1.6449340668482264, "K1": 0.0, "K2": 1.0,
+                           "K3": 0.16666666666666666, "K4": 0.0, "K5": 0.0, "K6": 0.0,
+                           "nonlinear": 1, "exit": 0}}),
     _extension("Buncher", {
         "V": FieldInfo("1", "normalised voltage q V_peak / (p0 c) (ImpactX Buncher V)"),
         "k": FieldInfo("1/m", "RF wavenumber 2 pi f / c")},

@@ -816,7 +816,7 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         if where is None:
             raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{key}", "one of the fields "
                                 f"of {spec.kind}: {sorted(names)}", _short(key))
-        if key == "R":
+        if key == "R" and spec.kind == "ImpactX.LinearMap":
             params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
         elif key in LIST_FIELDS:
             params.update(_entries(value, str(where).removesuffix("*"), file,

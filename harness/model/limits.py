@@ -187,6 +187,18 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("rc", -1e5, 1e5, "m", "bending radius of a thin dipole; ImpactX divides by it",
           nonzero=True),
     Bound("V", -1e3, 1e3, "1", "normalised buncher voltage q V / (p0 c)"),
+    Bound("phi", -TWO_PI, TWO_PI, "rad", "ExactSbend's bend angle: at most one full turn "
+          "(0 with a field is no bend)", nonzero=True),
+    Bound("B", -1e3, 1e3, "T", "ExactSbend's field (the strongest magnets reach ~45 T); "
+          "ImpactX divides by it", nonzero=True),
+    Bound("psi", -1.5, 1.5, "rad", "as e1 (a DipEdge's pole face)"),
+    Bound("g", 0.0, 10.0, "m", "a DipEdge's gap (magnet gaps: cm)"),
+    Bound("R", 0.0, 1e5, "m", "a DipEdge's length scale; ImpactX divides by it",
+          low_open=True),
+    Bound("K[0-6]", -1e3, 1e3, "1", "a DipEdge's fringe-field integrals (K0 = pi^2/6, "
+          "K2 = 1, K3 = 1/6 by default)"),
+    Bound("nonlinear", 0.0, 1.0, "1", "a flag: 1 nonlinear, 0 linear fringe-field model"),
+    Bound("exit", 0.0, 1.0, "1", "a flag: 1 exit, 0 entry face"),
     Bound("R*", -1e6, 1e6, "1 (m, 1/m)", "an entry Rij of a LinearMap's 6x6 matrix"),
     Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
           "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
