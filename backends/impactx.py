@@ -34,7 +34,9 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``ChrPlasmaLens(ds, k, unit=0)``, ``TaperedPL(k=kL, taper, unit=0)``,
                             ``NonlinearLens(knll, cnll)``, ``ThinDipole(theta = angle in
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
-                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``
+                            ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
+                            ``ExactMultipole(ds, k_normal=[Kn0, ...], k_skew=[Ks0, ...], unit=0)``
+                            (as Sextupole), ``SpinMap(v, A)`` (``Vector3``, ``Map3x6``)
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -423,6 +425,25 @@ class _LinearMapSpec(ElementSpec):
         return elements_module.LinearMap(**kwargs)
 
 
+@dataclass(frozen=True)
+class _SpinMapSpec(ElementSpec):
+    """``SpinMap`` (``src/elements/SpinMap.H``): its ``v`` is an ImpactX ``Vector3`` and its
+    ``A`` a ``Map3x6`` (1-based), made at build time from the element's ``v1..v3`` and
+    ``A11..A36``."""
+
+    def build(self, elements_module: Any) -> Any:
+        from impactx import Map3x6, Vector3
+
+        kwargs = dict(self.kwargs)
+        entries = kwargs.pop("entries")
+        vector, matrix = Vector3(), Map3x6()
+        for i in range(1, 4):
+            vector[i] = float(entries[f"v{i}"])
+            for j in range(1, 7):
+                matrix[i, j] = float(entries[f"A{i}{j}"])
+        return elements_module.SpinMap(v=vector, A=matrix, **kwargs)
+
+
 def _extension(element: Element, reference: ReferenceParticle, nslice: int
                ) -> list[ElementSpec]:
     """An ``ImpactX.<X>`` extension kind: ImpactX's own element ``<X>`` (``src/elements/
@@ -436,6 +457,11 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
                                   "phi_out": math.degrees(float(p["phi_out"]))})]
     if cls == "PlaneXYRot":
         return [ElementSpec(cls, {**base, "angle": math.degrees(float(p["angle"]))})]
+    if cls == "SpinMap":
+        return [_SpinMapSpec(cls, {**base, "entries": {
+            k: float(v) for k, v in p.items() if k[0] in "vA"}})]
+    if cls == "ExactMultipole":
+        return [_exact_multipole(element, nslice)]
     base.update(_aligned(element))
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
@@ -483,7 +509,9 @@ HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
     **{kind: (*_ALIGNED, "R*") if kind == "ImpactX.LinearMap" else _ALIGNED
-       for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields})
+       for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields
+       and kind != "ImpactX.ExactMultipole"},
+    **{"ImpactX.ExactMultipole": _MULTIPOLES, "ImpactX.SpinMap": ("A*",)})
 
 
 def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None

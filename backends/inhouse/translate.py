@@ -23,7 +23,9 @@ ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (refe
                                          energy updated), ChrPlasmaLens (ImpactX's t
                                          update for k < 0), TaperedPL, NonlinearLens,
                                          ThinDipole, Buncher, LinearMap, PRot,
-                                         PlaneXYRot (:func:`_extension_specs`)
+                                         PlaneXYRot (:func:`_extension_specs`),
+                                         ExactMultipole (every KnN/KsN, as Sextupole),
+                                         SpinMap (phase-space identity)
 =============  ========================  ==========================================
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
@@ -321,7 +323,13 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             p["phi_in"], p["phi_out"], r)),
         "PlaneXYRot": MapSpec("PlaneXYRot", element, True, lambda p, r: (
             rotations.plane_xy_rot_entries(p["angle"]))),
+        # ``SpinMap.H``: the identity in phase space (its spin push is
+        # :mod:`backends.inhouse.spin`)
+        "SpinMap": MapSpec("SpinMap", element, True, lambda p, r: {
+            (i, i): 1.0 for i in range(6)}),
     }
+    if cls == "ExactMultipole":
+        return [_exact_multipole_spec(element)]
     return [table[cls]]
 
 

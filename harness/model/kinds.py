@@ -234,25 +234,46 @@ EXTENSION_GROUP = "ImpactXP"
 MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in range(1, 7))
 
 
+#: The 18 entries ``Aij`` (1-based row i of 3, column j of 6, ImpactX ``Map3x6``) of a
+#: SpinMap's spin-orbit coupling matrix, and the 3 components of its design rotation.
+SPIN_MATRIX_ENTRIES: tuple[str, ...] = tuple(f"A{i}{j}" for i in range(1, 4)
+                                             for j in range(1, 7))
+SPIN_VECTOR_ENTRIES: tuple[str, ...] = ("v1", "v2", "v3")
+
+#: Extension kinds whose list-valued ImpactX arguments are read into several element fields:
+#: ImpactXP key -> the element fields' pattern.
+_LIST_FIELDS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "LinearMap": {"R": "R*"},
+    "ExactMultipole": {"k_normal": "Kn*", "k_skew": "Ks*"},
+    "SpinMap": {"v": "v*", "A": "A*"},
+})
+
+
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
-               thick: bool = False, aligned: bool = True) -> KindSpec:
+               thick: bool = False, aligned: bool = True, integrated: bool = False
+               ) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
-    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`)."""
+    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
+    ExactMultipole's ``k_normal``/``k_skew`` lists into ``KnN``/``KsN``; SpinMap's ``v`` and
+    ``A`` into :data:`SPIN_VECTOR_ENTRIES` and :data:`SPIN_MATRIX_ENTRIES`)."""
     own = {key: key for key in fields if key != "length"}
-    if name == "LinearMap":
-        own = {"R": "R*"}
+    if name in _LIST_FIELDS:
+        own = dict(_LIST_FIELDS[name])
     length = ({"length": FieldInfo("m", "length")} if thick else
               {"length": FieldInfo("m", "0 (thin)")})
     if name == "LinearMap":
         length = {"length": FieldInfo("m", "length the reference particle advances (never "
                                       "sliced)")}
     all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
-    required = frozenset({"length", *(k for k in fields if k != "R*")})
+    required = frozenset({"length", *(k for k in fields if "*" not in k)})
+    if name == "SpinMap":
+        required = frozenset({"length", *SPIN_VECTOR_ENTRIES})
     return KindSpec(
-        f"{EXTENSION_NAMESPACE}{name}", MODEL_TIERS, all_fields, required,
+        f"{EXTENSION_NAMESPACE}{name}", ("exact",) if integrated else MODEL_TIERS,
+        all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
-        reader="extension", thick=thick, example=example)
+        reader="extension", thick=thick, integrated=integrated, example=example)
 
 
 #: ImpactX's elements PALS does not have (ImpactX ``src/elements/*.H``, the 26.10 wheel's
@@ -302,6 +323,23 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
                            "takes degrees)")},
         {EXTENSION_GROUP: {"angle": 0.3}}, aligned=False),
+    _extension("ExactMultipole", {
+        "Kn*": FieldInfo("1/m^(N+1)", "normal multipole of order N per metre (ImpactX "
+                         "k_normal[N], unit 0; N = 0 dipole, 1 quadrupole, ...)"),
+        "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (k_skew[N])")},
+        {"length": 0.5, EXTENSION_GROUP: {"k_normal": [0.0, 1.0], "k_skew": [0.0, 0.0]}},
+        thick=True, integrated=True),
+    _extension("SpinMap", {
+        "v1": FieldInfo("rad", "design spin rotation vector, x component (ImpactX v[1]: "
+                        "angle |v| about v / |v|)"),
+        "v2": FieldInfo("rad", "design spin rotation vector, y component"),
+        "v3": FieldInfo("rad", "design spin rotation vector, z component"),
+        "A*": FieldInfo("rad (per m, 1)", "spin-orbit coupling Aij: row i of 3 (x, y, z "
+                        "generator), column j of 6 (x, px, y, py, t, pt), 1-based as ImpactX "
+                        "Map3x6; all 18 always present")},
+        {EXTENSION_GROUP: {"v": [0.0, 0.0, 0.1],
+                           "A": [[0.0] * 6, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0] * 6]}},
+        aligned=False),
 )
 
 KIND_SPECS = KIND_SPECS + EXTENSION_SPECS

@@ -43,6 +43,8 @@ from harness.model.kinds import (
     EXTENSION_KINDS,
     MATRIX_ENTRIES,
     SPECS,
+    SPIN_MATRIX_ENTRIES,
+    SPIN_VECTOR_ENTRIES,
     Disposition,
     KindSpec,
     Refused,
@@ -261,6 +263,13 @@ def _pals_name(key: str, kind: str = "") -> str:
             return f"BodyShiftP.{key}"
         if key in MATRIX_ENTRIES:
             return f"{EXTENSION_GROUP}.R[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        if key in SPIN_MATRIX_ENTRIES:
+            return f"{EXTENSION_GROUP}.A[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        if key in SPIN_VECTOR_ENTRIES:
+            return f"{EXTENSION_GROUP}.v[{int(key[1]) - 1}]"
+        if key[:2] in ("Kn", "Ks") and key[2:].isdigit():
+            group = "k_normal" if key[1] == "n" else "k_skew"
+            return f"{EXTENSION_GROUP}.{group}[{key[2:]}]"
         return f"{EXTENSION_GROUP}.{key}"
     if key in _PALS_GROUP:
         return f"{_PALS_GROUP[key]}.{key}"
@@ -672,6 +681,32 @@ def _matrix(value: Any, file, path: str) -> dict[str, float]:
             for i in range(6) for j in range(6)}
 
 
+def _pole_list(value: Any, letter: str, file, path: str) -> dict[str, float]:
+    """An ExactMultipole's ``k_normal`` (``letter`` n) or ``k_skew`` (s): a list of up to 21
+    numbers, index = order N, per metre -> the non-zero ``KnN``/``KsN``."""
+    if not isinstance(value, list) or not 1 <= len(value) <= 21:
+        raise ScenarioError(file, path, "a list of 1 to 21 numbers (index = multipole order "
+                            "N, per metre)", _short(value))
+    numbers = [_number(v, file, f"{path}[{n}]") for n, v in enumerate(value)]
+    return {f"K{letter}{n}": v for n, v in enumerate(numbers) if v != 0.0}
+
+
+def _spin_entries(key: str, value: Any, file, path: str) -> dict[str, float]:
+    """A SpinMap's ``v`` (3 numbers) or ``A`` (3 rows of 6 numbers on (x, px, y, py, t,
+    pt)) -> ``v1..v3`` or ``A11..A36``."""
+    if key == "v":
+        if not isinstance(value, list) or len(value) != 3:
+            raise ScenarioError(file, path, "3 numbers: the design spin rotation vector "
+                                "[rad]", _short(value))
+        return {f"v{i + 1}": _number(v, file, f"{path}[{i}]") for i, v in enumerate(value)}
+    if not isinstance(value, list) or len(value) != 3 or not all(
+            isinstance(row, list) and len(row) == 6 for row in value):
+        raise ScenarioError(file, path, "a 3x6 matrix: 3 rows of 6 numbers on (x, px, y, "
+                            "py, t, pt)", _short(value))
+    return {f"A{i + 1}{j + 1}": _number(value[i][j], file, f"{path}[{i}][{j}]")
+            for i in range(3) for j in range(6)}
+
+
 def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[str, float]:
     """The params of an extension kind (``ImpactX.<class>``, no pals-schema class):
     ``length``, ``MetaP`` (no effect), ``BodyShiftP`` (the alignment fields, where the kind
@@ -704,8 +739,20 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
                                 f"of {spec.kind}: {sorted(names)}", _short(key))
         if key == "R":
             params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
+        elif key in ("k_normal", "k_skew"):
+            params.update(_pole_list(value, "n" if key == "k_normal" else "s", file,
+                                     f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key in ("v", "A"):
+            params.update(_spin_entries(key, value, file, f"{path}.{EXTENSION_GROUP}.{key}"))
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
+    if spec.kind == "ImpactX.ExactMultipole" and not any(
+            k.startswith("K") for k in params):
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.k_normal", "at least one "
+                            "non-zero component in k_normal or k_skew (without one the map "
+                            "is an exact drift: use a Drift)")
+    if spec.kind == "ImpactX.SpinMap" and "A11" not in params:
+        params.update({key: 0.0 for key in SPIN_MATRIX_ENTRIES})
     if spec.kind == "ImpactX.LinearMap" and "R11" not in params:
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.R", "this required field (the "
                             "6x6 matrix)")
