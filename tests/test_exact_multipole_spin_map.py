@@ -6,6 +6,8 @@ other backends' refusal by name."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -122,7 +124,7 @@ def test_gradients_reverse_forward_fd(field) -> None:
 
     theta = theta0.clone().requires_grad_(True)
     (reverse,) = torch.autograd.grad(f(theta), theta)
-    _, forward = torch.func.jvp(f, (theta0.clone(),), (torch.ones_like(theta0),))
+    forward = torch.func.jvp(f, (theta0.clone(),), (torch.ones_like(theta0),))[1]
     h = 1e-3 * abs(float(theta0[0]))
     with torch.no_grad():
         fd = (8 * (f(theta0 + h) - f(theta0 - h)) - (f(theta0 + 2 * h) - f(theta0 - 2 * h))
@@ -158,7 +160,8 @@ def _spin_map_element(**entries: float) -> Element:
     return element
 
 
-def _columns(array: np.ndarray) -> tuple[torch.Tensor, ...]:
+def _columns(array: np.ndarray) -> Any:
+    """Columns (phase space or spins) of an array of shape (N, 6) or (N, 3)."""
     return tuple(torch.from_numpy(np.ascontiguousarray(array.T)).unbind(0))
 
 
@@ -210,8 +213,8 @@ def test_spin_map_gradients(field, beam) -> None:
 
     value = torch.tensor(value0, dtype=torch.float64, requires_grad=True)
     (reverse,) = torch.autograd.grad(objective(value), value)
-    _, forward = torch.func.jvp(objective, (torch.tensor(value0, dtype=torch.float64),),
-                                (torch.tensor(1.0, dtype=torch.float64),))
+    forward = torch.func.jvp(objective, (torch.tensor(value0, dtype=torch.float64),),
+                             (torch.tensor(1.0, dtype=torch.float64),))[1]
     step = 1e-3 * abs(value0)
 
     def at(offset: float) -> float:
@@ -224,3 +227,50 @@ def test_spin_map_gradients(field, beam) -> None:
     assert float(reverse) != 0.0
     assert abs(float(forward - reverse)) <= 1e-12 * abs(float(reverse))
     assert abs(fd - float(reverse)) <= 1e-7 * abs(float(reverse))
+
+
+# ----------------------------------------------------------------------------- importer
+
+
+def test_importer_reads_every_exact_multipole_and_spin_maps() -> None:
+    """ImpactX ``ExactMultipole`` -> Sextupole/Octupole with every component when its top
+    order is 2/3 with a normal part, else ``ImpactX.ExactMultipole``; ``SpinMap`` ->
+    ``ImpactX.SpinMap``."""
+    pytest.importorskip("impactx")
+    from impactx import Map3x6, Vector3, elements
+
+    from harness.io.impactx_lattice import import_impactx
+    from harness.io.model import Translated, Untranslatable
+
+    reference = ReferenceParticle("electron", 2000.0)
+    v, a = Vector3(), Map3x6()
+    v[2] = 2.2
+    a[1, 4] = 1.6
+    a[2, 6] = 0.09
+    lattice = [
+        elements.ExactMultipole(name="q", ds=1.0, k_normal=[0.0, 1.2], k_skew=[0.0, 0.0],
+                                unit=0, mapsteps=5),
+        elements.ExactMultipole(name="s", ds=1e-5, k_normal=[0.0, -0.2e5, 1e5],
+                                k_skew=[0.0, 0.1e5, -0.5e5], unit=0),
+        elements.ExactMultipole(name="o", ds=0.5, k_normal=[0.0, 0.0, 0.0, 30.0],
+                                k_skew=[0.0, 0.0, 0.0, 0.0], unit=1),
+        elements.ExactMultipole(name="z", ds=0.5, k_normal=[0.0], k_skew=[0.0], unit=0),
+        elements.SpinMap(v=v, A=a, name="sm"),
+        elements.SpinMap(v=v, A=a, ds=0.1, name="sm_thick"),
+    ]
+    result = import_impactx(lattice, reference)
+    q, s, o, z, sm, thick = result.items
+    assert isinstance(q, Translated) and q.fields == {
+        "kind": "ImpactX.ExactMultipole", "length": 1.0,
+        "ImpactXP": {"k_normal": [0.0, 1.2], "k_skew": [0.0, 0.0]}}
+    assert isinstance(s, Translated) and s.fields == {
+        "kind": "Sextupole", "length": 1e-5, "MagneticMultipoleP": {
+            "Kn1": -0.2e5, "Ks1": 0.1e5, "Kn2": 1e5, "Ks2": -0.5e5}}
+    assert isinstance(o, Translated) and o.fields["kind"] == "Octupole"
+    assert o.fields["MagneticMultipoleP"]["Kn3"] == pytest.approx(30.0 / reference.rigidity_Tm,
+                                                                  rel=1e-15)
+    assert isinstance(z, Translated) and z.fields == {"kind": "Drift", "length": 0.5}
+    assert isinstance(sm, Translated) and sm.fields["kind"] == "ImpactX.SpinMap"
+    assert sm.fields["ImpactXP"]["v"] == [0.0, 2.2, 0.0]
+    assert sm.fields["ImpactXP"]["A"][0][3] == 1.6 and sm.fields["ImpactXP"]["A"][1][5] == 0.09
+    assert isinstance(thick, Untranslatable) and "bookkeeping length" in thick.reason

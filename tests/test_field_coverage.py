@@ -110,10 +110,14 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
             for key, value in BASE[kind].items()}
     if not group:
         body[field] = float(body.get(field, 0.0)) + 0.25
-    elif field == "R":
-        matrix = [list(row) for row in body[group]["R"]]
+    elif field in ("R", "A"):
+        matrix = [list(row) for row in body[group][field]]
         matrix[0][1] += 0.5
-        body[group] = {**body[group], "R": matrix}
+        body[group] = {**body[group], field: matrix}
+    elif isinstance(body.get(group, {}).get(field), list):   # k_normal, k_skew, v
+        values = list(body[group][field])
+        values[0] += 0.05
+        body[group] = {**body[group], field: values}
     else:
         target = dict(body.get(group) or {})
         target[field] = float(target.get(field, 0.0)) + 0.05

@@ -445,7 +445,8 @@ def _spin_map_spin(columns: Columns, spins: Spins, params: Mapping[str, nm.Scala
             total = total + nm.broadcast_ready(params[f"A{i}{j}"]) * column
         lambdas.append(total)
     spins = _rotate(lambdas[0], lambdas[1], lambdas[2], spins)
-    return _rotate(*(nm.broadcast_ready(params[f"v{i}"]) for i in range(1, 4)), spins)
+    v1, v2, v3 = (nm.broadcast_ready(params[f"v{i}"]) for i in range(1, 4))
+    return _rotate(v1, v2, v3, spins)
 
 
 def _alignment_angle(element: Element, params: Mapping[str, nm.Scalar]) -> nm.Scalar:

@@ -15,7 +15,14 @@ ExactSbend (ds, phi [deg], B [T])        ``SBend`` ``g_ref = radians(phi) / ds``
 DipEdge (psi, rc, g, K2), g*K2 = 0       the adjacent bend's free pole face (same rc), else
                                          a thin ``Multipole`` ``Kn1L = -tan(psi) / rc``
 Multipole (m, K_normal, K_skew)          thin ``Multipole`` ``Kn{m-1}L``, ``Ks{m-1}L``
-ExactMultipole (k_normal = [0, 0, k2])   ``Sextupole`` ``Kn2``
+ExactMultipole (ds, k_normal, k_skew,    ``Sextupole`` (``Octupole``) with every component
+unit)                                    when its top order is 2 (3) with a non-zero normal
+                                         part, else the extension kind
+                                         ``ImpactX.ExactMultipole`` (a pure quadrupole too:
+                                         PALS ``Quadrupole`` is ImpactX's ``ExactQuad``, a
+                                         different integrator); unit 1 divided by the
+                                         signed rigidity; all zero: ``Drift``
+SpinMap (v, A), ds = 0                   ``ImpactX.SpinMap`` (``v`` 3 numbers, ``A`` 3 rows)
 Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
 ShortRF (V, freq, phase [deg])           ``RFCavity`` voltage ``V m c^2 / |q|`` [V], phase [rad]
 Kicker (xkick, ykick, unit)              ``Kicker`` ``Kn0L = -xkick``, ``Ks0L = ykick`` (unit
@@ -144,14 +151,15 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
         return Translated(name, {"kind": "Multipole", "length": 0.0,
                                  "MagneticMultipoleP": strengths})
     if kind == "ExactMultipole":
-        normal = [float(v) for v in d["k_normal"]]
-        skew = [float(v) for v in d["k_skew"]]
-        if int(d.get("unit", 0)) == 0 and len(normal) == 3 and not any(skew) \
-                and not normal[0] and not normal[1]:
-            return Translated(name, {"kind": "Sextupole", "length": length,
-                                     "MagneticMultipoleP": {"Kn2": normal[2]}})
-        return Untranslatable(name, kind, length, "only a pure normal sextupole "
-                              "ExactMultipole is translated")
+        return _exact_multipole(name, length, d, reference, notes)
+    if kind == "SpinMap":
+        if length:
+            return Untranslatable(name, kind, length, "a SpinMap with a bookkeeping length "
+                                  "ds is not translated (ImpactX does not move the "
+                                  "reference particle through it)")
+        return Translated(name, {"kind": "ImpactX.SpinMap", "ImpactXP": {
+            "v": [float(d["v"][i, 1]) for i in range(1, 4)],
+            "A": [[float(d["A"][i, j]) for j in range(1, 7)] for i in range(1, 4)]}})
     if kind == "Sol":
         return Translated(name, {"kind": "Solenoid", "length": length,
                                  "SolenoidP": {"Ksol": float(d["ks"])}})
@@ -163,6 +171,31 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
             "voltage": voltage, "frequency": float(d["freq"]),
             "phase": math.radians(float(d["phase"]))}})
     return Untranslatable(name, kind, length, f"ImpactX {kind} has no trackbench translation")
+
+
+def _exact_multipole(name: str, length: float, d: dict[str, Any],
+                     reference: ReferenceParticle, notes: list[str]) -> Item:
+    """ImpactX ``ExactMultipole`` (``src/elements/ExactMultipole.H``: ``k_normal[N]``,
+    ``k_skew[N]`` per metre of order N, unit 1 in T/m^N divided by the rigidity): the PALS
+    ``Sextupole``/``Octupole`` of every component when the top order is 2/3 with a non-zero
+    normal part (both run ImpactX's ExactMultipole), else ``ImpactX.ExactMultipole``."""
+    scale = 1.0 / reference.rigidity_Tm if int(d.get("unit", 0)) == 1 else 1.0
+    normal = [float(v) * scale for v in d["k_normal"]]
+    skew = [float(v) * scale for v in d["k_skew"]]
+    orders = [n for n in range(len(normal)) if normal[n] or skew[n]]
+    if not orders:
+        notes.append(f"ExactMultipole {name}: zero strength, written as a Drift")
+        return Translated(name, {"kind": "Drift", "length": length})
+    top = orders[-1]
+    main = {2: "Sextupole", 3: "Octupole"}.get(top)
+    if main is not None and normal[top]:
+        poles = {f"K{letter}{n}": values[n] for n in orders
+                 for letter, values in (("n", normal), ("s", skew)) if values[n]}
+        return Translated(name, {"kind": main, "length": length,
+                                 "MagneticMultipoleP": poles})
+    return Translated(name, {"kind": "ImpactX.ExactMultipole", "length": length,
+                             "ImpactXP": {"k_normal": normal[:top + 1],
+                                          "k_skew": skew[:top + 1]}})
 
 
 def _extension(kind: str, name: str, length: float, d: dict[str, Any],
@@ -266,7 +299,7 @@ def import_impactx(lattice: list, reference: ReferenceParticle,
     for index, element in enumerate(lattice):
         item = _translate(element, index, reference, notes)
         kind = type(element).__name__
-        if kind not in _EXTENSIONS:   # one model each, at every tier
+        if kind not in (*_EXTENSIONS, "SpinMap"):   # one model each, at every tier
             tiers.add("exact" if kind.startswith("Exact") else
                       "paraxial" if kind.startswith("Chr") else "linear")
         if kind == "DipEdge" and isinstance(item, Translated):
