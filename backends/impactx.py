@@ -11,7 +11,8 @@ Quadrupole     lin/par/ex   ``Quad`` / ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 
 SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc = length/angle)``
                             (``CFbend(rc, k=Kn1)`` with Kn1), ``DipEdge(psi=e2, ...)``
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
-                            (``ExactCFbend(k_normal=[angle/length, Kn1])`` with Kn1),
+                            (``ExactCFbend(k_normal=[angle/length, Kn1, ..., Kn4], k_skew=
+                            [0, Ks1, ..., Ks4])`` with components; the linear tier: Kn1 only),
                             ``DipEdge(e2)``
 Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2, ...], k_skew=[0, 0, Ks2, ...])``
                             (index = order N, per metre; every component of the element)
@@ -104,6 +105,7 @@ from backends.impactx_space_charge import (
 from backends.impactx_space_charge import apply as apply_settings
 from backends.translation import (
     ALIGNMENT_FIELDS,
+    CFBEND_FIELDS,
     aperture_limits,
     around_kick,
     bend_edges,
@@ -329,9 +331,14 @@ def _bend(element: Element, nslice: int) -> list[ElementSpec]:
             return [_quad(element, element.tier, nslice, float(k1), tilt)]
         return [_drift(element, element.tier, nslice)]
     rc = length / angle
-    if k1 is not None and exact:
+    poles = thick_multipoles(p)
+    if poles and exact:
+        top = max(poles)
         body = ElementSpec("ExactCFbend", {
-            "ds": length, "k_normal": [angle / length, float(k1)], "k_skew": [0.0, 0.0],
+            "ds": length,
+            "k_normal": [angle / length, *(float(poles.get(n, (0.0, 0.0))[0])
+                                           for n in range(1, top + 1))],
+            "k_skew": [0.0, *(float(poles.get(n, (0.0, 0.0))[1]) for n in range(1, top + 1))],
             "unit": 0, **tilt, **_thick(element, nslice, True)})
     elif k1 is not None:
         body = ElementSpec("CFbend", {"ds": length, "rc": rc, "k": float(k1), **tilt,
@@ -506,7 +513,7 @@ _MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
 #: every required field of its kinds plus these.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
-    Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
+    Octupole=_MULTIPOLES, SBend=(*CFBEND_FIELDS, "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
     **{kind: (*_ALIGNED, "R*") if kind == "ImpactX.LinearMap" else _ALIGNED
        for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields

@@ -8,7 +8,7 @@ Quadrupole     linear/paraxial/exact     ``Quad`` / ``ChrQuad`` / ``ExactQuad``
 SBend          linear                    ``DipEdge(e1)``, ``Sbend`` (``CFbend`` with Kn1),
                                          ``DipEdge(e2)``
 SBend          exact                     ``DipEdge(e1)``, ``ExactSbend`` (``ExactCFbend``
-                                         with Kn1), ``DipEdge(e2)``
+                                         with Kn1..Kn4, Ks1..Ks4), ``DipEdge(e2)``
 Sextupole      exact                     ``ExactMultipole(k_normal=[0, 0, Kn2])``
 Octupole       exact                     ``ExactMultipole(k_normal=[0, 0, 0, Kn3])``
 Multipole      (thin, any)               ``Multipole`` per order (KnNL, KsNL)
@@ -185,7 +185,13 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
     exact = element.tier == "exact"
     combined = "Kn1" in element.params
     steps = element.integrator_steps
-    if combined and exact:
+    general = exact and set(thick_multipoles(element.params)) - {1}
+    if general or (exact and "Ks1" in element.params):
+        # every component (``ExactCFbend.H`` map2, orders 1 to 4, normal and skew)
+        body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
+            p["length"], p["angle"], 0.0, r, steps, element.int_order, tuple(
+                (n, kn, ks) for n, (kn, ks) in thick_multipoles(p).items())))
+    elif combined and exact:
         body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
             p["length"], p["angle"], p["Kn1"], r, steps, element.int_order))
     elif combined:

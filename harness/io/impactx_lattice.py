@@ -23,6 +23,10 @@ unit)                                    when its top order is 2 (3) with a non-
                                          different integrator); unit 1 divided by the
                                          signed rigidity; all zero: ``Drift``
 SpinMap (v, A), ds = 0                   ``ImpactX.SpinMap`` (``v`` 3 numbers, ``A`` 3 rows)
+ExactCFbend (ds, k_normal = [g, Kn1,     ``SBend`` ``g_ref = g`` with ``Kn1..Kn4``, ``Ks1..Ks4``
+..., Kn4], k_skew = [0, Ks1, ...])       (ImpactX's ``ExactCFbend`` at the exact tier; without
+                                         components ``ExactSbend``, noted); g = 0, a skew
+                                         k_skew[0] or orders above 4 are untranslatable
 Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
 ShortRF (V, freq, phase [deg])           ``RFCavity`` voltage ``V m c^2 / |q|`` [V], phase [rad]
 Kicker (xkick, ykick, unit)              ``Kicker`` ``Kn0L = -xkick``, ``Ks0L = ykick`` (unit
@@ -152,6 +156,8 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
                                  "MagneticMultipoleP": strengths})
     if kind == "ExactMultipole":
         return _exact_multipole(name, length, d, reference, notes)
+    if kind == "ExactCFbend":
+        return _exact_cfbend(name, length, d, reference, notes)
     if kind == "SpinMap":
         if length:
             return Untranslatable(name, kind, length, "a SpinMap with a bookkeeping length "
@@ -196,6 +202,37 @@ def _exact_multipole(name: str, length: float, d: dict[str, Any],
     return Translated(name, {"kind": "ImpactX.ExactMultipole", "length": length,
                              "ImpactXP": {"k_normal": normal[:top + 1],
                                           "k_skew": skew[:top + 1]}})
+
+
+def _exact_cfbend(name: str, length: float, d: dict[str, Any],
+                  reference: ReferenceParticle, notes: list[str]) -> Item:
+    """ImpactX ``ExactCFbend`` (``src/elements/ExactCFbend.H``: curvature ``k_normal[0]``
+    [1/m], curvilinear multipoles of orders 1 to 4 per metre, unit 1 in T/m^N divided by
+    the rigidity) as a PALS ``SBend`` with ``g_ref`` and the components."""
+    scale = 1.0 / reference.rigidity_Tm if int(d.get("unit", 0)) == 1 else 1.0
+    normal = [float(v) * scale for v in d["k_normal"]]
+    skew = [float(v) * scale for v in d["k_skew"]]
+    if not normal or not normal[0]:
+        return Untranslatable(name, "ExactCFbend", length, "a zero curvature k_normal[0] "
+                              "is not translated (ImpactX's map divides by the radius)")
+    if skew[0]:
+        return Untranslatable(name, "ExactCFbend", length, "a skew dipole k_skew[0] is not "
+                              "translated (ImpactX's orbit push ignores it)")
+    high = [n for n in range(5, len(normal)) if normal[n] or skew[n]]
+    if high:
+        return Untranslatable(name, "ExactCFbend", length, f"order {high[0]} is not "
+                              "translated (ImpactX's ExactCFbend kicks orders 1 to 4 only)")
+    poles = {f"K{letter}{n}": values[n] for n in range(1, len(normal))
+             for letter, values in (("n", normal), ("s", skew)) if values[n]}
+    fields: dict[str, Any] = {"kind": "SBend", "length": length,
+                              "BendP": {"g_ref": normal[0], "e1": 0.0, "e2": 0.0}}
+    if poles:
+        fields["MagneticMultipoleP"] = poles
+    else:
+        notes.append(f"ExactCFbend {name}: no multipole component, written as an SBend "
+                     "(ImpactX ExactSbend at the exact tier: the same exact bend, closed "
+                     "form instead of integrated)")
+    return Translated(name, fields)
 
 
 def _extension(kind: str, name: str, length: float, d: dict[str, Any],

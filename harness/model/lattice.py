@@ -119,12 +119,14 @@ class Element:
         """Whether ImpactX tracks the element with a symplectic integrator, the elements
         ``mapsteps`` and ``int_order`` act on: at the exact tier a quadrupole
         (``ExactQuad`` or ``ExactMultipole``), a sextupole (``ExactMultipole``) and a bend
-        with Kn1 (``ExactCFbend``; ``ExactQuad`` at zero angle). ImpactX's ``ExactSbend``
-        and ``ExactDrift`` are closed-form maps (``src/elements/Exact*.H``); the kinds so
-        tracked are those whose spec says :attr:`KindSpec.integrated`."""
+        with multipole components (``ExactCFbend``; ``ExactQuad`` at zero angle).
+        ImpactX's ``ExactSbend`` and ``ExactDrift`` are closed-form maps
+        (``src/elements/Exact*.H``); the kinds so tracked are those whose spec says
+        :attr:`KindSpec.integrated`."""
         if self.tier != "exact":
             return False
-        return SPECS[self.kind].integrated or (self.kind == "SBend" and "Kn1" in self.params)
+        return SPECS[self.kind].integrated or (
+            self.kind == "SBend" and bool(thick_multipoles(self.params)))
 
 
 # --------------------------------------------------------------------------- where fields go
