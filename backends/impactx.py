@@ -37,7 +37,8 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
                             ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
                             ``ExactMultipole(ds, k_normal=[Kn0, ...], k_skew=[Ks0, ...], unit=0)``
-                            (as Sextupole), ``SpinMap(v, A)`` (``Vector3``, ``Map3x6``)
+                            (as Sextupole), ``SpinMap(v, A)`` (``Vector3``, ``Map3x6``),
+                            ``QuadEdge(k, unit=0, flag = "entry" / "exit")``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -470,6 +471,9 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
     if cls == "ExactMultipole":
         return [_exact_multipole(element, nslice)]
     base.update(_aligned(element))
+    if cls == "QuadEdge":
+        return [ElementSpec(cls, {**base, "k": float(p["k"]), "unit": 0,
+                                  "flag": "entry" if float(p["flag"]) > 0 else "exit"})]
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]

@@ -52,6 +52,7 @@ CASES: dict[str, tuple[dict, float, dict]] = {
     "ImpactX.PlaneXYRot": ({"angle": 0.3}, 0.0, {}),
     "ImpactX.ExactMultipole": ({"k_normal": [1e-4, 1.0, -20.0], "k_skew": [0.0, 0.5, 0.0]},
                                0.5, SHIFT),
+    "ImpactX.QuadEdge": ({"k": -60.0, "flag": "exit"}, 0.0, SHIFT),
     "ImpactX.SpinMap": ({"v": [0.0, 2.2, 0.0], "A": [[0.0, 0.0, 0.0, 1.6, 0.0, 0.0],
                                                      [0.2, 0.1, 0.0, 0.0, 0.0, 0.1],
                                                      [0.0, 0.0, 0.0, -0.8, 0.0, 0.0]]},

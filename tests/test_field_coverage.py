@@ -120,7 +120,10 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
         body[group] = {**body[group], field: values}
     else:
         target = dict(body.get(group) or {})
-        target[field] = float(target.get(field, 0.0)) + 0.05
+        if field == "flag":                                # QuadEdge: entry -> exit
+            target[field] = "exit"
+        else:
+            target[field] = float(target.get(field, 0.0)) + 0.05
         body[group] = target
     return {"kind": kind, **body}
 

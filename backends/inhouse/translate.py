@@ -25,7 +25,7 @@ ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (refe
                                          ThinDipole, Buncher, LinearMap, PRot,
                                          PlaneXYRot (:func:`_extension_specs`),
                                          ExactMultipole (every KnN/KsN, as Sextupole),
-                                         SpinMap (phase-space identity)
+                                         SpinMap (phase-space identity), QuadEdge
 =============  ========================  ==========================================
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
@@ -329,6 +329,8 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             p["phi_in"], p["phi_out"], r)),
         "PlaneXYRot": MapSpec("PlaneXYRot", element, True, lambda p, r: (
             rotations.plane_xy_rot_entries(p["angle"]))),
+        "QuadEdge": MapSpec("QuadEdge", element, False, lambda p, r: (
+            thin_kicks.quad_edge_kernel(p["k"], p["flag"], r))),
         # ``SpinMap.H``: the identity in phase space (its spin push is
         # :mod:`backends.inhouse.spin`)
         "SpinMap": MapSpec("SpinMap", element, True, lambda p, r: {

@@ -35,8 +35,9 @@ Aperture (transmit, no repeat)           ``Marker`` with ``ApertureP`` (x/y limi
 Marker, BeamMonitor                      ``Marker`` (a monitor only writes diagnostics)
 ConstF, ChrAcc, ChrPlasmaLens,           the extension kind ``ImpactX.<class>`` with its
 TaperedPL, NonlinearLens, ThinDipole,    fields in ``ImpactXP`` (``docs/scenario-format.md``;
-Buncher, LinearMap, PRot, PlaneXYRot     angles in rad, plasma lenses' unit 1 divided by the
-                                         signed rigidity, LinearMap's R as 6 rows)
+Buncher, LinearMap, PRot, PlaneXYRot,    angles in rad, plasma lenses' and QuadEdge's unit 1
+QuadEdge                                 divided by the signed rigidity, LinearMap's R as 6
+                                         rows, QuadEdge's flag 'entry' / 'exit')
 =======================================  ======================================================
 
 Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, solenoid or
@@ -60,12 +61,12 @@ _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 #: ImpactX kinds whose misalignment is a PALS BodyShiftP (the backends honour it there).
 _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
-              "LinearMap")
+              "LinearMap", "QuadEdge")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
 _EXTENSIONS = ("ConstF", "ChrAcc", "ChrPlasmaLens", "TaperedPL", "NonlinearLens",
-               "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot")
+               "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot", "QuadEdge")
 #: ImpactX's kick units of ``Kicker`` (``src/elements/Kicker.H``).
 _KICK_UNITS = ("dimensionless", "T-m")
 
@@ -243,6 +244,11 @@ def _extension(kind: str, name: str, length: float, d: dict[str, Any],
     if kind == "LinearMap":
         matrix = d["R"]
         own = {"R": [[float(matrix[i, j]) for j in range(1, 7)] for i in range(1, 7)]}
+    elif kind == "QuadEdge":
+        k = float(d["k"])
+        if int(d.get("unit", 0)) == 1:
+            k = k / reference.rigidity_Tm
+        own = {"k": k, "flag": str(d["flag"])}
     elif kind in ("ChrPlasmaLens", "TaperedPL"):
         k = float(d["k"])
         if int(d.get("unit", 0)) == 1:

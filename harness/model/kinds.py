@@ -329,6 +329,12 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (k_skew[N])")},
         {"length": 0.5, EXTENSION_GROUP: {"k_normal": [0.0, 1.0], "k_skew": [0.0, 0.0]}},
         thick=True, integrated=True),
+    _extension("QuadEdge", {
+        "k": FieldInfo("1/m^2", "gradient of the quadrupole whose hard edge this is (ImpactX "
+                       "k, unit 0; > 0 focuses x)"),
+        "flag": FieldInfo("1", "+1 the entry edge, -1 the exit edge (ImpactX flag 'entry' "
+                          "/ 'exit'; the scenario may write either)")},
+        {EXTENSION_GROUP: {"k": 60.0, "flag": "entry"}}),
     _extension("SpinMap", {
         "v1": FieldInfo("rad", "design spin rotation vector, x component (ImpactX v[1]: "
                         "angle |v| about v / |v|)"),

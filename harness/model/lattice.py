@@ -693,6 +693,16 @@ def _pole_list(value: Any, letter: str, file, path: str) -> dict[str, float]:
     return {f"K{letter}{n}": v for n, v in enumerate(numbers) if v != 0.0}
 
 
+def _edge_flag(value: Any, file, path: str) -> float:
+    """A QuadEdge's ``flag``: ``entry`` or +1 -> 1.0, ``exit`` or -1 -> -1.0."""
+    named = {"entry": 1.0, "exit": -1.0}
+    if isinstance(value, str) and value in named:
+        return named[value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (1, -1):
+        return float(value)
+    raise ScenarioError(file, path, "'entry' (or 1) or 'exit' (or -1)", _short(value))
+
+
 def _spin_entries(key: str, value: Any, file, path: str) -> dict[str, float]:
     """A SpinMap's ``v`` (3 numbers) or ``A`` (3 rows of 6 numbers on (x, px, y, py, t,
     pt)) -> ``v1..v3`` or ``A11..A36``."""
@@ -746,6 +756,8 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
                                      f"{path}.{EXTENSION_GROUP}.{key}"))
         elif key in ("v", "A"):
             params.update(_spin_entries(key, value, file, f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key == "flag":
+            params["flag"] = _edge_flag(value, file, f"{path}.{EXTENSION_GROUP}.flag")
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
     if spec.kind == "ImpactX.ExactMultipole" and not any(

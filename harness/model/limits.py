@@ -174,6 +174,7 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
           "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
     Bound("phi_out", -HALF_PI, HALF_PI, "rad", "as phi_in", low_open=True, high_open=True),
+    Bound("flag", -1.0, 1.0, "1", "a QuadEdge's side: +1 entry, -1 exit"),
     Bound("v[123]", -1e3, 1e3, "rad", "a SpinMap's design spin rotation (any angle is one "
           "of [-pi, pi))"),
     Bound("A[123][123456]", -1e6, 1e6, "rad (per m, 1)", "a SpinMap's spin-orbit coupling "
