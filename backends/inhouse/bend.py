@@ -348,14 +348,12 @@ def _cfbend_multipole_push(columns: Columns, coeffs: tuple) -> Columns:
     return (x, px + tau * dpx, y, py + tau * dpy, t, pt)
 
 
-def exact_cfbend_kernel(length: nm.Scalar, angle: nm.Scalar, k: nm.Scalar, ref: RefState,
-                        nsteps: int, order: int = 2,
-                        strengths: tuple[tuple[int, nm.Scalar, nm.Scalar], ...] | None = None
-                        ) -> Kernel:
-    """Exact combined-function bend (``ExactCFbend.H`` with k_normal = [1/rc, k]),
-    ``nsteps`` symplectic steps of ``order``. The angle must be non-zero. ``strengths``
-    (order N, KnN, KsN) [1/m^(N+1)], orders in :data:`CFBEND_ORDERS`, replace ``k`` with
-    every component: k_normal = [1/rc, Kn1, Kn2, ...], k_skew = [0, Ks1, Ks2, ...]."""
+def exact_cfbend_maps(length: nm.Scalar, angle: nm.Scalar, k: nm.Scalar, ref: RefState,
+                      strengths: tuple[tuple[int, nm.Scalar, nm.Scalar], ...] | None = None):
+    """``(map_coeffs, rc)``: ``map_coeffs(index, tau) -> (push, coefficients)`` of
+    ``ExactCFbend.H``'s two maps (1 the exact sector bend, 2 the curvilinear kicks; also
+    stepped by the spin integrator, :mod:`backends.inhouse.spin`) and the radius [m]
+    (arguments as :func:`exact_cfbend_kernel`)."""
     ibeta = 1.0 / ref.beta
     # with components, rc = 1 / (angle / length) as ImpactX computes it from k_normal[0]
     rc = length / angle if strengths is None else 1.0 / (angle / length)
@@ -372,5 +370,32 @@ def exact_cfbend_kernel(length: nm.Scalar, angle: nm.Scalar, k: nm.Scalar, ref: 
             return _cfbend_multipole_push, (tau, rc, scaled)
         return _cfbend_map2_push, (tau, rc, kn)
 
+    return map_coeffs, rc
+
+
+def curvilinear_field(x, y, rc, strengths) -> tuple:
+    """(Bx, By) [1/m], normalised by the rigidity, of ``ExactCFbend.H`` map3 without its
+    factor beta gamma / rho: the dipole 1/rc (times rho) plus, per order n >= 1, the kick
+    factors of :func:`_curvilinear_kick` (Bx = dpy, By = -dpx per unit length)."""
+    u = x / rc
+    v = y / rc
+    bx: nm.Scalar = 0.0
+    by = (1.0 + u) / rc
+    for n, kn_n, ks_n in strengths:
+        fx, fy = _curvilinear_kick(u, v, n, rc ** n * kn_n, rc ** n * ks_n)
+        bx = bx + fy
+        by = by - fx
+    return bx, by
+
+
+def exact_cfbend_kernel(length: nm.Scalar, angle: nm.Scalar, k: nm.Scalar, ref: RefState,
+                        nsteps: int, order: int = 2,
+                        strengths: tuple[tuple[int, nm.Scalar, nm.Scalar], ...] | None = None
+                        ) -> Kernel:
+    """Exact combined-function bend (``ExactCFbend.H`` with k_normal = [1/rc, k]),
+    ``nsteps`` symplectic steps of ``order``. The angle must be non-zero. ``strengths``
+    (order N, KnN, KsN) [1/m^(N+1)], orders in :data:`CFBEND_ORDERS`, replace ``k`` with
+    every component: k_normal = [1/rc, Kn1, Kn2, ...], k_skew = [0, Ks1, Ks2, ...]."""
+    map_coeffs, _ = exact_cfbend_maps(length, angle, k, ref, strengths)
     sequence = integrators.build_sequence(order, length / nsteps, map_coeffs)
     return Kernel(integrators.integrate_push, (nsteps, sequence))
