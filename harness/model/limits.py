@@ -177,7 +177,7 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("flag", -1.0, 1.0, "1", "a QuadEdge's side: +1 entry, -1 exit"),
     Bound("v[123]", -1e3, 1e3, "rad", "a SpinMap's design spin rotation (any angle is one "
           "of [-pi, pi))"),
-    Bound("A[123][123456]", -1e6, 1e6, "rad (per m, 1)", "a SpinMap's spin-orbit coupling "
+    Bound("A*", -1e6, 1e6, "rad (per m, 1)", "a SpinMap's spin-orbit coupling "
           "entry Aij"),
 )
 
