@@ -11,7 +11,8 @@ Quadrupole     lin/par/ex   ``Quad`` / ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 
 SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc = length/angle)``
                             (``CFbend(rc, k=Kn1)`` with Kn1), ``DipEdge(psi=e2, ...)``
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
-                            (``ExactCFbend(k_normal=[angle/length, Kn1])`` with Kn1),
+                            (``ExactCFbend(k_normal=[angle/length, Kn1, ..., Kn4], k_skew=
+                            [0, Ks1, ..., Ks4])`` with components; the linear tier: Kn1 only),
                             ``DipEdge(e2)``
 Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2, ...], k_skew=[0, 0, Ks2, ...])``
                             (index = order N, per metre; every component of the element)
@@ -42,6 +43,9 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             repeat_x, repeat_y, shift_odd_x, dx, dy, rotation)``
                             ``ExactSbend(ds, phi in DEGREES, B)``, ``DipEdge(psi, rc, g, R,
                             K0..K6, model, location)``
+                            ``ExactMultipole(ds, k_normal=[Kn0, ...], k_skew=[Ks0, ...], unit=0)``
+                            (as Sextupole), ``SpinMap(v, A)`` (``Vector3``, ``Map3x6``),
+                            ``QuadEdge(k, unit=0, flag = "entry" / "exit")``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -109,6 +113,7 @@ from backends.impactx_space_charge import (
 from backends.impactx_space_charge import apply as apply_settings
 from backends.translation import (
     ALIGNMENT_FIELDS,
+    CFBEND_FIELDS,
     aperture_limits,
     around_kick,
     bend_edges,
@@ -340,9 +345,14 @@ def _bend(element: Element, nslice: int) -> list[ElementSpec]:
             return [_quad(element, element.tier, nslice, float(k1), tilt)]
         return [_drift(element, element.tier, nslice)]
     rc = length / angle
-    if k1 is not None and exact:
+    poles = thick_multipoles(p)
+    if poles and exact:
+        top = max(poles)
         body = ElementSpec("ExactCFbend", {
-            "ds": length, "k_normal": [angle / length, float(k1)], "k_skew": [0.0, 0.0],
+            "ds": length,
+            "k_normal": [angle / length, *(float(poles.get(n, (0.0, 0.0))[0])
+                                           for n in range(1, top + 1))],
+            "k_skew": [0.0, *(float(poles.get(n, (0.0, 0.0))[1]) for n in range(1, top + 1))],
             "unit": 0, **tilt, **_thick(element, nslice, True)})
     elif k1 is not None:
         body = ElementSpec("CFbend", {"ds": length, "rc": rc, "k": float(k1), **tilt,
@@ -459,6 +469,23 @@ def _soft(element: Element, nslice: int, scale: str) -> dict[str, Any]:
             "nslice": nslice, "mapsteps": element.mapsteps}
 #: ``ImpactX.DipEdge``'s numbers, under ImpactX's names.
 _DIPEDGE_FIELDS = ("psi", "rc", "g", "R", "K0", "K1", "K2", "K3", "K4", "K5", "K6")
+@dataclass(frozen=True)
+class _SpinMapSpec(ElementSpec):
+    """``SpinMap`` (``src/elements/SpinMap.H``): its ``v`` is an ImpactX ``Vector3`` and its
+    ``A`` a ``Map3x6`` (1-based), made at build time from the element's ``v1..v3`` and
+    ``A11..A36``."""
+
+    def build(self, elements_module: Any) -> Any:
+        from impactx import Map3x6, Vector3
+
+        kwargs = dict(self.kwargs)
+        entries = kwargs.pop("entries")
+        vector, matrix = Vector3(), Map3x6()
+        for i in range(1, 4):
+            vector[i] = float(entries[f"v{i}"])
+            for j in range(1, 7):
+                matrix[i, j] = float(entries[f"A{i}{j}"])
+        return elements_module.SpinMap(v=vector, A=matrix, **kwargs)
 
 
 def _extension(element: Element, reference: ReferenceParticle, nslice: int
@@ -480,7 +507,15 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
                                   "vertices_y": [float(v) for v in ys],
                                   "min_radius2": float(p["min_radius2"]),
                                   **_aperture_options(element)})]
+    if cls == "SpinMap":
+        return [_SpinMapSpec(cls, {**base, "entries": {
+            k: float(v) for k, v in p.items() if k[0] in "vA"}})]
+    if cls == "ExactMultipole":
+        return [_exact_multipole(element, nslice)]
     base.update(_aligned(element))
+    if cls == "QuadEdge":
+        return [ElementSpec(cls, {**base, "k": float(p["k"]), "unit": 0,
+                                  "flag": "entry" if float(p["flag"]) > 0 else "exit"})]
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]
@@ -534,13 +569,15 @@ _EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("si
 #: every required field of its kinds plus these.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
-    Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
+    Octupole=_MULTIPOLES, SBend=(*CFBEND_FIELDS, "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
     Aperture=(*APERTURE_OPTIONS, *_ALIGNED),
     **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()))
        for kind in EXTENSION_KINDS
-       if "x_offset" in SPECS[kind].fields and kind != POLYGON_APERTURE},
-    **{POLYGON_APERTURE: ("vertex_x*", "vertex_y*", *APERTURE_OPTIONS, *_ALIGNED)})
+       if "x_offset" in SPECS[kind].fields
+       and kind not in (POLYGON_APERTURE, "ImpactX.ExactMultipole")},
+    **{POLYGON_APERTURE: ("vertex_x*", "vertex_y*", *APERTURE_OPTIONS, *_ALIGNED),
+       "ImpactX.ExactMultipole": _MULTIPOLES, "ImpactX.SpinMap": ("A*",)})
 
 
 def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None

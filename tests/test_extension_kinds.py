@@ -58,6 +58,13 @@ CASES: dict[str, tuple[dict, float, dict]] = {
                                 "sin_coefficients": [0.0, 0.03, -0.01, 0.02]}, 1.2, SHIFT),
     "ImpactX.SoftSolenoid": ({"bscale": 2.5, "cos_coefficients": [0.83, 0.6, 0.14, -0.12]},
                              1.2, SHIFT),
+    "ImpactX.ExactMultipole": ({"k_normal": [1e-4, 1.0, -20.0], "k_skew": [0.0, 0.5, 0.0]},
+                               0.5, SHIFT),
+    "ImpactX.QuadEdge": ({"k": -60.0, "flag": "exit"}, 0.0, SHIFT),
+    "ImpactX.SpinMap": ({"v": [0.0, 2.2, 0.0], "A": [[0.0, 0.0, 0.0, 1.6, 0.0, 0.0],
+                                                     [0.2, 0.1, 0.0, 0.0, 0.0, 0.1],
+                                                     [0.0, 0.0, 0.0, -0.8, 0.0, 0.0]]},
+                        0.0, {}),
 }
 
 

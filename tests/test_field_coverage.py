@@ -123,18 +123,25 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
         body[group] = {**body[group], field: "absorb"}
     elif field == "shift_odd_x":
         body[group] = {**body[group], field: True, "repeat_y": 1e-3}
-    elif field == "R" and kind == "ImpactX.LinearMap":
-        matrix = [list(row) for row in body[group]["R"]]
+    elif (field, kind) in (("R", "ImpactX.LinearMap"), ("A", "ImpactX.SpinMap")):
+        matrix = [list(row) for row in body[group][field]]
         matrix[0][1] += 0.5
-        body[group] = {**body[group], "R": matrix}
+        body[group] = {**body[group], field: matrix}
     elif field in LIST_FIELDS:                          # a list: every entry moved
         target = dict(body.get(group) or {})
         count = len(target.get("cos_coefficients", [0.0]))
         target[field] = [float(v) + 0.05 for v in target.get(field, [0.0] * count)]
         body[group] = target
+    elif isinstance(body.get(group, {}).get(field), list):   # k_normal, k_skew, v
+        values = list(body[group][field])
+        values[0] += 0.05
+        body[group] = {**body[group], field: values}
     else:
         target = dict(body.get(group) or {})
-        target[field] = float(target.get(field, 0.0)) + 0.05
+        if field == "flag":                                # QuadEdge: entry -> exit
+            target[field] = "exit"
+        else:
+            target[field] = float(target.get(field, 0.0)) + 0.05
         body[group] = target
     return {"kind": kind, **body}
 

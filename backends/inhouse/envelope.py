@@ -173,9 +173,10 @@ def _dipedge_nonlinear(p: Params, ref: RefState, device: torch.device,
 def _exact_cfbend(p: Params, ref: RefState, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
     """``ExactCFbend.H`` ``transport_map``: the linear ``CFbend`` (gx = k + 1/rc^2,
-    gy = -k)."""
-    return assemble(bend.cfbend_entries(p["length"], p["angle"], p["Kn1"], ref), device,
-                    dtype)
+    gy = -k) of the normal quadrupole component k = k_normal[1] (0 without one; ImpactX's
+    linearisation leaves the skew and higher components out)."""
+    return assemble(bend.cfbend_entries(p["length"], p["angle"], p.get("Kn1", 0.0), ref),
+                    device, dtype)
 
 
 def _identity(p: Params, ref: RefState, device: torch.device,

@@ -8,7 +8,7 @@ Quadrupole     linear/paraxial/exact     ``Quad`` / ``ChrQuad`` / ``ExactQuad``
 SBend          linear                    ``DipEdge(e1)``, ``Sbend`` (``CFbend`` with Kn1),
                                          ``DipEdge(e2)``
 SBend          exact                     ``DipEdge(e1)``, ``ExactSbend`` (``ExactCFbend``
-                                         with Kn1), ``DipEdge(e2)``
+                                         with Kn1..Kn4, Ks1..Ks4), ``DipEdge(e2)``
 Sextupole      exact                     ``ExactMultipole(k_normal=[0, 0, Kn2])``
 Octupole       exact                     ``ExactMultipole(k_normal=[0, 0, 0, Kn3])``
 Multipole      (thin, any)               ``Multipole`` per order (KnNL, KsNL)
@@ -24,8 +24,9 @@ ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (refe
                                          update for k < 0), TaperedPL, NonlinearLens,
                                          ThinDipole, Buncher, LinearMap, PRot,
                                          PlaneXYRot, PolygonAperture, SoftQuadrupole,
-                                         SoftSolenoid
-                                         (:func:`_extension_specs`)
+                                         SoftSolenoid (:func:`_extension_specs`),
+                                         ExactMultipole (every KnN/KsN, as Sextupole),
+                                         SpinMap (phase-space identity), QuadEdge
 =============  ========================  ==========================================
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
@@ -193,7 +194,13 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
     exact = element.tier == "exact"
     combined = "Kn1" in element.params
     steps = element.integrator_steps
-    if combined and exact:
+    general = exact and set(thick_multipoles(element.params)) - {1}
+    if general or (exact and "Ks1" in element.params):
+        # every component (``ExactCFbend.H`` map2, orders 1 to 4, normal and skew)
+        body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
+            p["length"], p["angle"], 0.0, r, steps, element.int_order, tuple(
+                (n, kn, ks) for n, (kn, ks) in thick_multipoles(p).items())))
+    elif combined and exact:
         body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
             p["length"], p["angle"], p["Kn1"], r, steps, element.int_order))
     elif combined:
@@ -388,7 +395,15 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
                                        mapsteps, nslice))),
         "PolygonAperture": MapSpec("PolygonAperture", element, False,
                                    lambda p, r: _polygon_kernel(p)),
+        "QuadEdge": MapSpec("QuadEdge", element, False, lambda p, r: (
+            thin_kicks.quad_edge_kernel(p["k"], p["flag"], r))),
+        # ``SpinMap.H``: the identity in phase space (its spin push is
+        # :mod:`backends.inhouse.spin`)
+        "SpinMap": MapSpec("SpinMap", element, True, lambda p, r: {
+            (i, i): 1.0 for i in range(6)}),
     }
+    if cls == "ExactMultipole":
+        return [_exact_multipole_spec(element)]
     return [table[cls]]
 
 

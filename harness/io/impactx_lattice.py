@@ -24,7 +24,18 @@ DipEdge (psi, rc, g, K2), linear         the adjacent bend's free pole face (sam
 DipEdge, nonlinear model                 ``ImpactX.DipEdge`` (every parameter; ``nonlinear``
                                          and ``exit`` flags)
 Multipole (m, K_normal, K_skew)          thin ``Multipole`` ``Kn{m-1}L``, ``Ks{m-1}L``
-ExactMultipole (k_normal = [0, 0, k2])   ``Sextupole`` ``Kn2``
+ExactMultipole (ds, k_normal, k_skew,    ``Sextupole`` (``Octupole``) with every component
+unit)                                    when its top order is 2 (3) with a non-zero normal
+                                         part, else the extension kind
+                                         ``ImpactX.ExactMultipole`` (a pure quadrupole too:
+                                         PALS ``Quadrupole`` is ImpactX's ``ExactQuad``, a
+                                         different integrator); unit 1 divided by the
+                                         signed rigidity; all zero: ``Drift``
+SpinMap (v, A), ds = 0                   ``ImpactX.SpinMap`` (``v`` 3 numbers, ``A`` 3 rows)
+ExactCFbend (ds, k_normal = [g, Kn1,     ``SBend`` ``g_ref = g`` with ``Kn1..Kn4``, ``Ks1..Ks4``
+..., Kn4], k_skew = [0, Ks1, ...])       (ImpactX's ``ExactCFbend`` at the exact tier; without
+                                         components ``ExactSbend``, noted); g = 0, a skew
+                                         k_skew[0] or orders above 4 are untranslatable
 Sol (ds, ks)                             ``Solenoid`` ``Ksol = ks``
 ShortRF (V, freq, phase [deg])           ``RFCavity`` voltage ``V m c^2 / |q|`` [V], phase [rad]
 Kicker (xkick, ykick, unit)              ``Kicker`` ``Kn0L = -xkick``, ``Ks0L = ykick`` (unit
@@ -38,10 +49,11 @@ PolygonAperture                          ``ImpactX.PolygonAperture`` (vertices_x
 Marker, BeamMonitor                      ``Marker`` (a monitor only writes diagnostics)
 ConstF, ChrAcc, ChrPlasmaLens,           the extension kind ``ImpactX.<class>`` with its
 TaperedPL, NonlinearLens, ThinDipole,    fields in ``ImpactXP`` (``docs/scenario-format.md``;
-Buncher, LinearMap, PRot, PlaneXYRot,    angles in rad, plasma lenses' and SoftSolenoid's
-SoftQuadrupole, SoftSolenoid             unit 1 divided by the signed rigidity, LinearMap's R
-                                         as 6 rows, the soft-edge profiles as their Fourier
-                                         coefficients, also when built from sampled data)
+Buncher, LinearMap, PRot, PlaneXYRot,    angles in rad, plasma lenses', SoftSolenoid's and
+SoftQuadrupole, SoftSolenoid, QuadEdge   QuadEdge's unit 1 divided by the signed rigidity,
+                                         LinearMap's R as 6 rows, the soft-edge profiles as
+                                         their Fourier coefficients, also when built from
+                                         sampled data, QuadEdge's flag 'entry' / 'exit')
 =======================================  ======================================================
 
 Misalignments ``dx``, ``dy`` [m] and ``rotation`` [deg] of a drift, quadrupole, solenoid or
@@ -69,13 +81,13 @@ _QUADS = ("Quad", "ChrQuad", "ExactQuad")
 _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
               "LinearMap", "SoftQuadrupole", "SoftSolenoid", "Aperture", "PolygonAperture",
-              "DipEdge")
+              "DipEdge", "QuadEdge")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
 _EXTENSIONS = ("ConstF", "ChrAcc", "ChrPlasmaLens", "TaperedPL", "NonlinearLens",
                "ThinDipole", "Buncher", "LinearMap", "PRot", "PlaneXYRot", "SoftQuadrupole",
-               "SoftSolenoid")
+               "SoftSolenoid", "QuadEdge")
 #: ImpactX bends, whose ``rotation`` is translated (their ``tilt_ref``).
 _ROTATED = ("Sbend", "CFbend", "ExactSbend")
 #: ImpactX elements that change the reference particle's energy (``ChrAcc.H``,
@@ -163,14 +175,17 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
         return Translated(name, {"kind": "Multipole", "length": 0.0,
                                  "MagneticMultipoleP": strengths})
     if kind == "ExactMultipole":
-        normal = [float(v) for v in d["k_normal"]]
-        skew = [float(v) for v in d["k_skew"]]
-        if int(d.get("unit", 0)) == 0 and len(normal) == 3 and not any(skew) \
-                and not normal[0] and not normal[1]:
-            return Translated(name, {"kind": "Sextupole", "length": length,
-                                     "MagneticMultipoleP": {"Kn2": normal[2]}})
-        return Untranslatable(name, kind, length, "only a pure normal sextupole "
-                              "ExactMultipole is translated")
+        return _exact_multipole(name, length, d, reference, notes)
+    if kind == "ExactCFbend":
+        return _exact_cfbend(name, length, d, reference, notes)
+    if kind == "SpinMap":
+        if length:
+            return Untranslatable(name, kind, length, "a SpinMap with a bookkeeping length "
+                                  "ds is not translated (ImpactX does not move the "
+                                  "reference particle through it)")
+        return Translated(name, {"kind": "ImpactX.SpinMap", "ImpactXP": {
+            "v": [float(d["v"][i, 1]) for i in range(1, 4)],
+            "A": [[float(d["A"][i, j]) for j in range(1, 7)] for i in range(1, 4)]}})
     if kind == "Sol":
         return Translated(name, {"kind": "Solenoid", "length": length,
                                  "SolenoidP": {"Ksol": float(d["ks"])}})
@@ -184,6 +199,62 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
     return Untranslatable(name, kind, length, f"ImpactX {kind} has no trackbench translation")
 
 
+def _exact_multipole(name: str, length: float, d: dict[str, Any],
+                     reference: ReferenceParticle, notes: list[str]) -> Item:
+    """ImpactX ``ExactMultipole`` (``src/elements/ExactMultipole.H``: ``k_normal[N]``,
+    ``k_skew[N]`` per metre of order N, unit 1 in T/m^N divided by the rigidity): the PALS
+    ``Sextupole``/``Octupole`` of every component when the top order is 2/3 with a non-zero
+    normal part (both run ImpactX's ExactMultipole), else ``ImpactX.ExactMultipole``."""
+    scale = 1.0 / reference.rigidity_Tm if int(d.get("unit", 0)) == 1 else 1.0
+    normal = [float(v) * scale for v in d["k_normal"]]
+    skew = [float(v) * scale for v in d["k_skew"]]
+    orders = [n for n in range(len(normal)) if normal[n] or skew[n]]
+    if not orders:
+        notes.append(f"ExactMultipole {name}: zero strength, written as a Drift")
+        return Translated(name, {"kind": "Drift", "length": length})
+    top = orders[-1]
+    main = {2: "Sextupole", 3: "Octupole"}.get(top)
+    if main is not None and normal[top]:
+        poles = {f"K{letter}{n}": values[n] for n in orders
+                 for letter, values in (("n", normal), ("s", skew)) if values[n]}
+        return Translated(name, {"kind": main, "length": length,
+                                 "MagneticMultipoleP": poles})
+    return Translated(name, {"kind": "ImpactX.ExactMultipole", "length": length,
+                             "ImpactXP": {"k_normal": normal[:top + 1],
+                                          "k_skew": skew[:top + 1]}})
+
+
+def _exact_cfbend(name: str, length: float, d: dict[str, Any],
+                  reference: ReferenceParticle, notes: list[str]) -> Item:
+    """ImpactX ``ExactCFbend`` (``src/elements/ExactCFbend.H``: curvature ``k_normal[0]``
+    [1/m], curvilinear multipoles of orders 1 to 4 per metre, unit 1 in T/m^N divided by
+    the rigidity) as a PALS ``SBend`` with ``g_ref`` and the components."""
+    scale = 1.0 / reference.rigidity_Tm if int(d.get("unit", 0)) == 1 else 1.0
+    normal = [float(v) * scale for v in d["k_normal"]]
+    skew = [float(v) * scale for v in d["k_skew"]]
+    if not normal or not normal[0]:
+        return Untranslatable(name, "ExactCFbend", length, "a zero curvature k_normal[0] "
+                              "is not translated (ImpactX's map divides by the radius)")
+    if skew[0]:
+        return Untranslatable(name, "ExactCFbend", length, "a skew dipole k_skew[0] is not "
+                              "translated (ImpactX's orbit push ignores it)")
+    high = [n for n in range(5, len(normal)) if normal[n] or skew[n]]
+    if high:
+        return Untranslatable(name, "ExactCFbend", length, f"order {high[0]} is not "
+                              "translated (ImpactX's ExactCFbend kicks orders 1 to 4 only)")
+    poles = {f"K{letter}{n}": values[n] for n in range(1, len(normal))
+             for letter, values in (("n", normal), ("s", skew)) if values[n]}
+    fields: dict[str, Any] = {"kind": "SBend", "length": length,
+                              "BendP": {"g_ref": normal[0], "e1": 0.0, "e2": 0.0}}
+    if poles:
+        fields["MagneticMultipoleP"] = poles
+    else:
+        notes.append(f"ExactCFbend {name}: no multipole component, written as an SBend "
+                     "(ImpactX ExactSbend at the exact tier: the same exact bend, closed "
+                     "form instead of integrated)")
+    return Translated(name, fields)
+
+
 def _extension(kind: str, name: str, length: float, d: dict[str, Any],
                reference: ReferenceParticle) -> Item:
     """An ImpactX element PALS has no kind for: ``ImpactX.<kind>``, its own fields in
@@ -192,6 +263,11 @@ def _extension(kind: str, name: str, length: float, d: dict[str, Any],
     if kind == "LinearMap":
         matrix = d["R"]
         own = {"R": [[float(matrix[i, j]) for j in range(1, 7)] for i in range(1, 7)]}
+    elif kind == "QuadEdge":
+        k = float(d["k"])
+        if int(d.get("unit", 0)) == 1:
+            k = k / reference.rigidity_Tm
+        own = {"k": k, "flag": str(d["flag"])}
     elif kind in ("ChrPlasmaLens", "TaperedPL"):
         k = float(d["k"])
         if int(d.get("unit", 0)) == 1:
@@ -424,7 +500,7 @@ def import_impactx(lattice: list, reference: ReferenceParticle,
     for index, element in enumerate(lattice):
         item = _translate(element, index, reference, notes, accelerating)
         kind = type(element).__name__
-        if kind not in _EXTENSIONS:   # one model each, at every tier
+        if kind not in (*_EXTENSIONS, "SpinMap"):   # one model each, at every tier
             tiers.add("exact" if kind.startswith("Exact") else
                       "paraxial" if kind.startswith("Chr") else "linear")
         d = _fields(element)

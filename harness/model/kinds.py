@@ -250,21 +250,39 @@ POLYGON_APERTURE = f"{EXTENSION_NAMESPACE}PolygonAperture"
 MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in range(1, 7))
 
 
+#: The 18 entries ``Aij`` (1-based row i of 3, column j of 6, ImpactX ``Map3x6``) of a
+#: SpinMap's spin-orbit coupling matrix, and the 3 components of its design rotation.
+SPIN_MATRIX_ENTRIES: tuple[str, ...] = tuple(f"A{i}{j}" for i in range(1, 4)
+                                             for j in range(1, 7))
+SPIN_VECTOR_ENTRIES: tuple[str, ...] = ("v1", "v2", "v3")
+
+#: Extension kinds whose list-valued ImpactX arguments are read into several element fields:
+#: ImpactXP key -> the element fields' pattern.
+_LIST_FIELDS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "LinearMap": {"R": "R*"},
+    "ExactMultipole": {"k_normal": "Kn*", "k_skew": "Ks*"},
+    "SpinMap": {"v": "v*", "A": "A*"},
+})
+
+
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
                thick: bool = False, aligned: bool = True,
                tiers: tuple[str, ...] = MODEL_TIERS,
-               lists: Mapping[str, str] | None = None) -> KindSpec:
+               lists: Mapping[str, str] | None = None, integrated: bool = False) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
     name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
-    ``lists``: a list field of the group -> the pattern ``<prefix>*`` of its entries, read
-    into ``<prefix>0``, ``<prefix>1``, ..., see :data:`LIST_FIELDS`). Patterns are not
-    required, except a list's first one (``cos*``: at least one coefficient)."""
+    ExactMultipole's ``k_normal``/``k_skew`` lists into ``KnN``/``KsN``; SpinMap's ``v`` and
+    ``A`` into :data:`SPIN_VECTOR_ENTRIES` and :data:`SPIN_MATRIX_ENTRIES`; ``lists``: a
+    list field of the group -> the pattern ``<prefix>*`` of its entries, read into
+    ``<prefix>0``, ``<prefix>1``, ..., see :data:`LIST_FIELDS`). Patterns are not required,
+    except a list's first one (``cos*``: at least one coefficient). ``integrated``: the
+    exact tier only (ImpactX's symplectic integrators)."""
     listed = dict(lists or {})
     own = {key: key for key in fields if key != "length" and key not in listed.values()}
     own.update(listed)
-    if name == "LinearMap":
-        own = {"R": "R*"}
+    if name in _LIST_FIELDS:
+        own = dict(_LIST_FIELDS[name])
     length = ({"length": FieldInfo("m", "length")} if thick else
               {"length": FieldInfo("m", "0 (thin)")})
     if name == "LinearMap":
@@ -273,10 +291,13 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
     all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
     required = frozenset({"length", *(k for k in fields if "*" not in k),
                           *list(listed.values())[:1]})
+    if name == "SpinMap":
+        required = frozenset({"length", *SPIN_VECTOR_ENTRIES})
     return KindSpec(
-        f"{EXTENSION_NAMESPACE}{name}", tiers, all_fields, required,
+        f"{EXTENSION_NAMESPACE}{name}", ("exact",) if integrated else tiers,
+        all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
-        reader="extension", thick=thick, example=example)
+        reader="extension", thick=thick, integrated=integrated, example=example)
 
 
 #: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
@@ -395,6 +416,29 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
                             "unit 0)"), **_PROFILE},
         {"length": 1.0, EXTENSION_GROUP: {"bscale": 1.0, "cos_coefficients": [2.0]}},
         thick=True, tiers=("linear",), lists=LIST_FIELDS),
+    _extension("ExactMultipole", {
+        "Kn*": FieldInfo("1/m^(N+1)", "normal multipole of order N per metre (ImpactX "
+                         "k_normal[N], unit 0; N = 0 dipole, 1 quadrupole, ...)"),
+        "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (k_skew[N])")},
+        {"length": 0.5, EXTENSION_GROUP: {"k_normal": [0.0, 1.0], "k_skew": [0.0, 0.0]}},
+        thick=True, integrated=True),
+    _extension("QuadEdge", {
+        "k": FieldInfo("1/m^2", "gradient of the quadrupole whose hard edge this is (ImpactX "
+                       "k, unit 0; > 0 focuses x)"),
+        "flag": FieldInfo("1", "+1 the entry edge, -1 the exit edge (ImpactX flag 'entry' "
+                          "/ 'exit'; the scenario may write either)")},
+        {EXTENSION_GROUP: {"k": 60.0, "flag": "entry"}}),
+    _extension("SpinMap", {
+        "v1": FieldInfo("rad", "design spin rotation vector, x component (ImpactX v[1]: "
+                        "angle |v| about v / |v|)"),
+        "v2": FieldInfo("rad", "design spin rotation vector, y component"),
+        "v3": FieldInfo("rad", "design spin rotation vector, z component"),
+        "A*": FieldInfo("rad (per m, 1)", "spin-orbit coupling Aij: row i of 3 (x, y, z "
+                        "generator), column j of 6 (x, px, y, py, t, pt), 1-based as ImpactX "
+                        "Map3x6; all 18 always present")},
+        {EXTENSION_GROUP: {"v": [0.0, 0.0, 0.1],
+                           "A": [[0.0] * 6, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0] * 6]}},
+        aligned=False),
 )
 
 KIND_SPECS = KIND_SPECS + EXTENSION_SPECS

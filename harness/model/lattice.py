@@ -52,6 +52,8 @@ from harness.model.kinds import (
     MAX_COEFFICIENTS,
     POLYGON_APERTURE,
     SPECS,
+    SPIN_MATRIX_ENTRIES,
+    SPIN_VECTOR_ENTRIES,
     Disposition,
     KindSpec,
     Refused,
@@ -126,12 +128,14 @@ class Element:
         """Whether ImpactX tracks the element with a symplectic integrator, the elements
         ``mapsteps`` and ``int_order`` act on: at the exact tier a quadrupole
         (``ExactQuad`` or ``ExactMultipole``), a sextupole (``ExactMultipole``) and a bend
-        with Kn1 (``ExactCFbend``; ``ExactQuad`` at zero angle). ImpactX's ``ExactSbend``
-        and ``ExactDrift`` are closed-form maps (``src/elements/Exact*.H``); the kinds so
-        tracked are those whose spec says :attr:`KindSpec.integrated`."""
+        with multipole components (``ExactCFbend``; ``ExactQuad`` at zero angle).
+        ImpactX's ``ExactSbend`` and ``ExactDrift`` are closed-form maps
+        (``src/elements/Exact*.H``); the kinds so tracked are those whose spec says
+        :attr:`KindSpec.integrated`."""
         if self.tier != "exact":
             return False
-        return SPECS[self.kind].integrated or (self.kind == "SBend" and "Kn1" in self.params)
+        return SPECS[self.kind].integrated or (
+            self.kind == "SBend" and bool(thick_multipoles(self.params)))
 
 
 # --------------------------------------------------------------------------- where fields go
@@ -288,6 +292,13 @@ def _pals_name(key: str, kind: str = "") -> str:
             prefix = pattern.removesuffix("*")
             if key.startswith(prefix) and key[len(prefix):].isdigit():
                 return f"{EXTENSION_GROUP}.{name}[{key[len(prefix):]}]"
+        if key in SPIN_MATRIX_ENTRIES:
+            return f"{EXTENSION_GROUP}.A[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        if key in SPIN_VECTOR_ENTRIES:
+            return f"{EXTENSION_GROUP}.v[{int(key[1]) - 1}]"
+        if key[:2] in ("Kn", "Ks") and key[2:].isdigit():
+            group = "k_normal" if key[1] == "n" else "k_skew"
+            return f"{EXTENSION_GROUP}.{group}[{key[2:]}]"
         return f"{EXTENSION_GROUP}.{key}"
     if key in _PALS_GROUP:
         return f"{_PALS_GROUP[key]}.{key}"
@@ -781,6 +792,40 @@ def _check_lists(spec: KindSpec, params: dict[str, float], file, path: str) -> N
         first, *others = given
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{others[0]}", f"as many "
                             f"entries as {first} ({given[first]})", given[others[0]])
+def _pole_list(value: Any, letter: str, file, path: str) -> dict[str, float]:
+    """An ExactMultipole's ``k_normal`` (``letter`` n) or ``k_skew`` (s): a list of up to 21
+    numbers, index = order N, per metre -> the non-zero ``KnN``/``KsN``."""
+    if not isinstance(value, list) or not 1 <= len(value) <= 21:
+        raise ScenarioError(file, path, "a list of 1 to 21 numbers (index = multipole order "
+                            "N, per metre)", _short(value))
+    numbers = [_number(v, file, f"{path}[{n}]") for n, v in enumerate(value)]
+    return {f"K{letter}{n}": v for n, v in enumerate(numbers) if v != 0.0}
+
+
+def _edge_flag(value: Any, file, path: str) -> float:
+    """A QuadEdge's ``flag``: ``entry`` or +1 -> 1.0, ``exit`` or -1 -> -1.0."""
+    named = {"entry": 1.0, "exit": -1.0}
+    if isinstance(value, str) and value in named:
+        return named[value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (1, -1):
+        return float(value)
+    raise ScenarioError(file, path, "'entry' (or 1) or 'exit' (or -1)", _short(value))
+
+
+def _spin_entries(key: str, value: Any, file, path: str) -> dict[str, float]:
+    """A SpinMap's ``v`` (3 numbers) or ``A`` (3 rows of 6 numbers on (x, px, y, py, t,
+    pt)) -> ``v1..v3`` or ``A11..A36``."""
+    if key == "v":
+        if not isinstance(value, list) or len(value) != 3:
+            raise ScenarioError(file, path, "3 numbers: the design spin rotation vector "
+                                "[rad]", _short(value))
+        return {f"v{i + 1}": _number(v, file, f"{path}[{i}]") for i, v in enumerate(value)}
+    if not isinstance(value, list) or len(value) != 3 or not all(
+            isinstance(row, list) and len(row) == 6 for row in value):
+        raise ScenarioError(file, path, "a 3x6 matrix: 3 rows of 6 numbers on (x, px, y, "
+                            "py, t, pt)", _short(value))
+    return {f"A{i + 1}{j + 1}": _number(value[i][j], file, f"{path}[{i}][{j}]")
+            for i in range(3) for j in range(6)}
 
 
 def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[str, float]:
@@ -821,8 +866,22 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         elif key in LIST_FIELDS:
             params.update(_entries(value, str(where).removesuffix("*"), file,
                                    f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key in ("k_normal", "k_skew") and spec.kind == "ImpactX.ExactMultipole":
+            params.update(_pole_list(value, "n" if key == "k_normal" else "s", file,
+                                     f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key in ("v", "A") and spec.kind == "ImpactX.SpinMap":
+            params.update(_spin_entries(key, value, file, f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key == "flag" and spec.kind == "ImpactX.QuadEdge":
+            params["flag"] = _edge_flag(value, file, f"{path}.{EXTENSION_GROUP}.flag")
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
+    if spec.kind == "ImpactX.ExactMultipole" and not any(
+            k.startswith("K") for k in params):
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.k_normal", "at least one "
+                            "non-zero component in k_normal or k_skew (without one the map "
+                            "is an exact drift: use a Drift)")
+    if spec.kind == "ImpactX.SpinMap" and "A11" not in params:
+        params.update({key: 0.0 for key in SPIN_MATRIX_ENTRIES})
     if spec.kind == "ImpactX.LinearMap" and "R11" not in params:
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.R", "this required field (the "
                             "6x6 matrix)")

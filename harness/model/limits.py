@@ -209,6 +209,11 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("cos*", -1e6, 1e6, "1", "Fourier coefficient of an on-axis profile (those of a profile "
           "normalised to 1 lie within -2 and 2)"),
     Bound("sin*", -1e6, 1e6, "1", "as cos*"),
+    Bound("flag", -1.0, 1.0, "1", "a QuadEdge's side: +1 entry, -1 exit"),
+    Bound("v[123]", -1e3, 1e3, "rad", "a SpinMap's design spin rotation (any angle is one "
+          "of [-pi, pi))"),
+    Bound("A*", -1e6, 1e6, "rad (per m, 1)", "a SpinMap's spin-orbit coupling "
+          "entry Aij"),
 )
 
 
