@@ -11,7 +11,8 @@ Quadrupole     lin/par/ex   ``Quad`` / ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 
 SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc = length/angle)``
                             (``CFbend(rc, k=Kn1)`` with Kn1), ``DipEdge(psi=e2, ...)``
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
-                            (``ExactCFbend(k_normal=[angle/length, Kn1])`` with Kn1),
+                            (``ExactCFbend(k_normal=[angle/length, Kn1, ..., Kn4], k_skew=
+                            [0, Ks1, ..., Ks4])`` with components; the linear tier: Kn1 only),
                             ``DipEdge(e2)``
 Sextupole      exact        ``ExactMultipole(k_normal=[0, 0, Kn2, ...], k_skew=[0, 0, Ks2, ...])``
                             (index = order N, per metre; every component of the element)
@@ -26,7 +27,8 @@ Solenoid       linear       ``Sol(ks = Ksol)``
 RFCavity       thin         ``ShortRF(V = |q| voltage / m c^2, freq, phase = phase in DEGREES)``
 Instrument     any          drift of its tier when it has a length, else ``Marker``
 Marker         any          ``Marker`` (ImpactX's named element that does nothing)
-Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action="transmit")``
+Aperture       any          ``Aperture(aperture_x, aperture_y, shape, action, repeat_x,
+                            repeat_y, shift_odd_x, dx, dy, rotation in DEGREES)``
 Kicker         any          ``Kicker(xkick=-Kn0L, ykick=Ks0L, unit="dimensionless")``, between
                             two drift halves of its tier when it has a length
 ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scenario-format.md``):
@@ -36,7 +38,16 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             DEGREES, rc)``, ``Buncher(V, k)``, ``LinearMap(R, ds)``,
                             ``PRot(phi_in, phi_out in DEGREES)``, ``PlaneXYRot(angle in DEGREES)``,
                             ``RFCavity(ds, escale, freq, phase in DEGREES, cos_coefficients,
-                            sin_coefficients, mapsteps, nslice)``
+                            sin_coefficients, mapsteps, nslice)``,
+                            ``SoftQuadrupole(ds, gscale, cos_coefficients, sin_coefficients,
+                            mapsteps)``, ``SoftSolenoid(ds, bscale, ..., unit=0)``
+                            ``PolygonAperture(vertices_x, vertices_y, min_radius2, action,
+                            repeat_x, repeat_y, shift_odd_x, dx, dy, rotation)``
+                            ``ExactSbend(ds, phi in DEGREES, B)``, ``DipEdge(psi, rc, g, R,
+                            K0..K6, model, location)``
+                            ``ExactMultipole(ds, k_normal=[Kn0, ...], k_skew=[Ks0, ...], unit=0)``
+                            (as Sextupole), ``SpinMap(v, A)`` (``Vector3``, ``Map3x6``),
+                            ``QuadEdge(k, unit=0, flag = "entry" / "exit")``
 =============  ===========  ===================================================================
 
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
@@ -104,14 +115,21 @@ from backends.impactx_space_charge import (
 from backends.impactx_space_charge import apply as apply_settings
 from backends.translation import (
     ALIGNMENT_FIELDS,
+    CFBEND_FIELDS,
     aperture_limits,
     around_kick,
     bend_edges,
     exact_tier_multipoles,
     multipole_orders,
 )
-from harness.model.kinds import EXTENSION_KINDS, SPECS
-from harness.model.lattice import Element, rotated_normal, thick_multipoles
+from harness.model.kinds import APERTURE_OPTIONS, EXTENSION_KINDS, POLYGON_APERTURE, SPECS
+from harness.model.lattice import (
+    Element,
+    polygon_vertices,
+    profile_coefficients,
+    rotated_normal,
+    thick_multipoles,
+)
 from harness.model.vocabulary import ELEMENT_TIERS, tier_rank
 
 if TYPE_CHECKING:
@@ -329,9 +347,14 @@ def _bend(element: Element, nslice: int) -> list[ElementSpec]:
             return [_quad(element, element.tier, nslice, float(k1), tilt)]
         return [_drift(element, element.tier, nslice)]
     rc = length / angle
-    if k1 is not None and exact:
+    poles = thick_multipoles(p)
+    if poles and exact:
+        top = max(poles)
         body = ElementSpec("ExactCFbend", {
-            "ds": length, "k_normal": [angle / length, float(k1)], "k_skew": [0.0, 0.0],
+            "ds": length,
+            "k_normal": [angle / length, *(float(poles.get(n, (0.0, 0.0))[0])
+                                           for n in range(1, top + 1))],
+            "k_skew": [0.0, *(float(poles.get(n, (0.0, 0.0))[1]) for n in range(1, top + 1))],
             "unit": 0, **tilt, **_thick(element, nslice, True)})
     elif k1 is not None:
         body = ElementSpec("CFbend", {"ds": length, "rc": rc, "k": float(k1), **tilt,
@@ -389,11 +412,23 @@ def _kicker(element: Element, reference: ReferenceParticle, nslice: int) -> list
         element, element.tier, nslice, 0.5 * element.length, f"{element.name}.{side}")])
 
 
+def _aperture_options(element: Element) -> dict[str, Any]:
+    """ImpactX's aperture options (``src/elements/Aperture.H``, ``PolygonAperture.H``) of an
+    ``Aperture`` or ``ImpactX.PolygonAperture``: ``action``, ``repeat_x``, ``repeat_y`` [m],
+    ``shift_odd_x`` and the alignment ``dx``, ``dy`` [m], ``rotation`` [deg]."""
+    p = element.params
+    return {"action": "absorb" if float(p.get("absorb", 0.0)) else "transmit",
+            "repeat_x": float(p.get("repeat_x", 0.0)),
+            "repeat_y": float(p.get("repeat_y", 0.0)),
+            "shift_odd_x": bool(float(p.get("shift_odd_x", 0.0))), **_aligned(element)}
+
+
 def _aperture(element: Element, reference: ReferenceParticle, nslice: int) -> list[ElementSpec]:
     a, b, elliptical = aperture_limits(element.params)
     return [ElementSpec("Aperture", {
         "name": element.name, "aperture_x": a, "aperture_y": b,
-        "shape": "elliptical" if elliptical else "rectangular", "action": "transmit"})]
+        "shape": "elliptical" if elliptical else "rectangular",
+        **_aperture_options(element)})]
 
 
 def _thick_multipole(element: Element, reference: ReferenceParticle, nslice: int
@@ -425,11 +460,42 @@ class _LinearMapSpec(ElementSpec):
         return elements_module.LinearMap(**kwargs)
 
 
+def _soft(element: Element, nslice: int, scale: str) -> dict[str, Any]:
+    """``SoftQuadrupole``/``SoftSolenoid``/``RFCavity`` arguments (``src/elements/SoftQuad.H``,
+    ``SoftSol.H``, ``RFCavity.H``): the field scale ``scale``, the profile's coefficients,
+    ``nslice`` and ``mapsteps`` (the map integrates nslice * mapsteps steps along the
+    profile)."""
+    cos, sin = profile_coefficients(element.params)
+    return {"ds": element.length, scale: float(element.params[scale]),
+            "cos_coefficients": [float(v) for v in cos],
+            "sin_coefficients": [float(v) for v in sin],
+            "nslice": nslice, "mapsteps": element.mapsteps}
+#: ``ImpactX.DipEdge``'s numbers, under ImpactX's names.
+_DIPEDGE_FIELDS = ("psi", "rc", "g", "R", "K0", "K1", "K2", "K3", "K4", "K5", "K6")
+@dataclass(frozen=True)
+class _SpinMapSpec(ElementSpec):
+    """``SpinMap`` (``src/elements/SpinMap.H``): its ``v`` is an ImpactX ``Vector3`` and its
+    ``A`` a ``Map3x6`` (1-based), made at build time from the element's ``v1..v3`` and
+    ``A11..A36``."""
+
+    def build(self, elements_module: Any) -> Any:
+        from impactx import Map3x6, Vector3
+
+        kwargs = dict(self.kwargs)
+        entries = kwargs.pop("entries")
+        vector, matrix = Vector3(), Map3x6()
+        for i in range(1, 4):
+            vector[i] = float(entries[f"v{i}"])
+            for j in range(1, 7):
+                matrix[i, j] = float(entries[f"A{i}{j}"])
+        return elements_module.SpinMap(v=vector, A=matrix, **kwargs)
+
+
 def _extension(element: Element, reference: ReferenceParticle, nslice: int
                ) -> list[ElementSpec]:
     """An ``ImpactX.<X>`` extension kind: ImpactX's own element ``<X>`` (``src/elements/
     <X>.H``), its fields under ImpactX's names; angles in degrees; the thick ones
-    (ConstF, ChrAcc, ChrPlasmaLens) take ``nslice``."""
+    (ConstF, ChrAcc, ChrPlasmaLens, SoftQuadrupole, SoftSolenoid) take ``nslice``."""
     p = element.params
     cls = element.kind.removeprefix("ImpactX.")
     base: dict[str, Any] = {"name": element.name}
@@ -438,13 +504,25 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
                                   "phi_out": math.degrees(float(p["phi_out"]))})]
     if cls == "PlaneXYRot":
         return [ElementSpec(cls, {**base, "angle": math.degrees(float(p["angle"]))})]
+    if cls == "PolygonAperture":
+        xs, ys = polygon_vertices(p)
+        return [ElementSpec(cls, {**base, "vertices_x": [float(v) for v in xs],
+                                  "vertices_y": [float(v) for v in ys],
+                                  "min_radius2": float(p["min_radius2"]),
+                                  **_aperture_options(element)})]
+    if cls == "SpinMap":
+        return [_SpinMapSpec(cls, {**base, "entries": {
+            k: float(v) for k, v in p.items() if k[0] in "vA"}})]
+    if cls == "ExactMultipole":
+        return [_exact_multipole(element, nslice)]
     base.update(_aligned(element))
+    if cls == "QuadEdge":
+        return [ElementSpec(cls, {**base, "k": float(p["k"]), "unit": 0,
+                                  "flag": "entry" if float(p["flag"]) > 0 else "exit"})]
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]
-    thick = {"ds": element.length, "nslice": nslice}
-    if cls == "RFCavity":
-        return [ElementSpec(cls, {**base, **thick, **_rf_cavity(element)})]
+    thick: dict[str, Any] = {"ds": element.length, "nslice": nslice}
     kwargs: dict[str, Any] = {
         "ConstF": lambda: {**thick, "kx": float(p["kx"]), "ky": float(p["ky"]),
                            "kt": float(p["kt"])},
@@ -455,28 +533,17 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
         "ThinDipole": lambda: {"theta": math.degrees(float(p["angle"])),
                                "rc": float(p["rc"])},
         "Buncher": lambda: {"V": float(p["V"]), "k": float(p["k"])},
+        "SoftQuadrupole": lambda: _soft(element, nslice, "gscale"),
+        "SoftSolenoid": lambda: {**_soft(element, nslice, "bscale"), "unit": 0},
+        "RFCavity": lambda: {**_soft(element, nslice, "escale"), "freq": float(p["freq"]),
+                             "phase": math.degrees(float(p["phase"]))},
+        "ExactSbend": lambda: {**thick, "phi": math.degrees(float(p["phi"])),
+                               "B": float(p["B"])},
+        "DipEdge": lambda: {**{key: float(p[key]) for key in _DIPEDGE_FIELDS},
+                            "model": "nonlinear" if p["nonlinear"] else "linear",
+                            "location": "exit" if p["exit"] else "entry"},
     }[cls]()
     return [ElementSpec(cls, {**base, **kwargs})]
-
-
-def _coefficient_list(params: dict[str, Any], prefix: str) -> list[float]:
-    """The coefficients ``<prefix>0``, ``<prefix>1``, ... of an on-axis profile."""
-    out: list[float] = []
-    while f"{prefix}{len(out)}" in params:
-        out.append(float(params[f"{prefix}{len(out)}"]))
-    return out
-
-
-def _rf_cavity(element: Element) -> dict[str, Any]:
-    """``RFCavity``'s own arguments (``src/elements/RFCavity.H``): ``escale`` [1/m],
-    ``freq`` [Hz], ``phase`` [deg], the profile's coefficient lists and the integrator's
-    ``mapsteps`` per slice."""
-    p = element.params
-    return {"escale": float(p["escale"]), "freq": float(p["freq"]),
-            "phase": math.degrees(float(p["phase"])),
-            "cos_coefficients": _coefficient_list(p, "cos_coef"),
-            "sin_coefficients": _coefficient_list(p, "sin_coef"),
-            "mapsteps": element.mapsteps}
 
 
 #: harness kind -> translator ``(element, reference particle, nslice) -> ImpactX specs``.
@@ -499,18 +566,23 @@ TRANSLATORS: dict[str, Any] = {
 
 _ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
 _MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
-#: The list fields of extension kinds (entries of one ImpactX argument).
-_EXTENSION_LISTS = {"ImpactX.LinearMap": ("R*",),
-                    "ImpactX.RFCavity": ("cos_coef*", "sin_coef*")}
+#: Optional fields of extension kinds besides the alignment.
+_EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("sin*",),
+                    "ImpactX.SoftSolenoid": ("sin*",), "ImpactX.RFCavity": ("sin*",)}
 
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
 #: every required field of its kinds plus these.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
     TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
-    Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
+    Octupole=_MULTIPOLES, SBend=(*CFBEND_FIELDS, "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
-    **{kind: (*_ALIGNED, *_EXTENSION_LISTS.get(kind, ()))
-       for kind in EXTENSION_KINDS if "x_offset" in SPECS[kind].fields})
+    Aperture=(*APERTURE_OPTIONS, *_ALIGNED),
+    **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()))
+       for kind in EXTENSION_KINDS
+       if "x_offset" in SPECS[kind].fields
+       and kind not in (POLYGON_APERTURE, "ImpactX.ExactMultipole")},
+    **{POLYGON_APERTURE: ("vertex_x*", "vertex_y*", *APERTURE_OPTIONS, *_ALIGNED),
+       "ImpactX.ExactMultipole": _MULTIPOLES, "ImpactX.SpinMap": ("A*",)})
 
 
 def translate(element: Element, reference: ReferenceParticle, nslice: int | None = None

@@ -138,10 +138,30 @@ def bend_edges(params: dict[str, Any]) -> list[tuple[str, float, float]]:
 # --------------------------------------------------------------------------- support
 
 
+#: Multipole fields of a bend that ImpactX's ``ExactCFbend`` models (``src/elements/
+#: ExactCFbend.H`` map2: orders 1 quadrupole to 4 decapole, normal and skew).
+CFBEND_FIELDS: tuple[str, ...] = tuple(f"K{c}{n}" for n in range(1, 5) for c in "ns")
+
+
 def exact_tier_multipoles(element: Element) -> Unsupported | None:
     """Unsupported naming the field when a quadrupole carries components besides Kn1/Ks1
     below the exact tier (only ImpactX's ``ExactMultipole`` models them; the ImpactX
-    adapter and the in-house tracker, which runs ImpactX's maps, both refuse it)."""
+    adapter and the in-house tracker, which runs ImpactX's maps, both refuse it), or a
+    bend components besides Kn1 below the exact tier (only ``ExactCFbend`` models them)
+    or at angle 0 (``ExactCFbend`` divides by its radius)."""
+    if element.kind == "SBend":
+        fields = [k for k in element.params if k in CFBEND_FIELDS and k != "Kn1"]
+        if not fields:
+            return None
+        if element.tier != "exact":
+            return Unsupported(f"SBend field {fields[0]!r} ({element.name}): multipole "
+                               "components on a bend besides Kn1 need model 'exact' "
+                               f"(ExactCFbend); this element runs {element.tier}")
+        if float(element.params["angle"]) == 0.0:
+            return Unsupported(f"SBend field {fields[0]!r} ({element.name}): ImpactX's "
+                               "ExactCFbend needs a non-zero angle (it divides by the "
+                               "bending radius); give a straight multipole its own kind")
+        return None
     if element.kind != "Quadrupole" or element.tier == "exact":
         return None
     extra = [n for n in thick_multipoles(element.params) if n != 1]

@@ -437,7 +437,8 @@ IB_HEADER = """\
 # `python -m harness.published impactx-benchmarks <that file>` (harness/published.py): do not
 # edit by hand. track_s = the record's track_ns * 1e-9; particles_per_s = its push_per_sec;
 # cores = its layout (MPI ranks x OpenMP threads); physics/reason = its own verdict.
-# CPU figures are one 64-core socket (many-core, the fastest layout per point), not per core.
+# CPU figures are one 64-core socket (many-core, the fastest layout per point), not per core;
+# GPU figures one A100. Cells' observables (their moments) are not carried.
 """
 
 HEADER = """\

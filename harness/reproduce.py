@@ -89,12 +89,14 @@ def _benchmark_plans(published: Published, chosen: Sequence[str],
     plans = []
     for name in chosen:
         fig = published.figures[name]
-        counts = sorted({int(n) for n in particles}) if particles else list(fig.particles)
         not_run = ""
         if fig.not_reproducible:
             not_run = f"not stated: {fig.not_reproducible}"
         elif fig.device == "cuda" and not cuda:
             not_run = "not run: no GPU"
+        # a figure that does not run keeps its published counts (nothing is overridden)
+        counts = (sorted({int(n) for n in particles}) if particles and not not_run
+                  else list(fig.particles))
         plans.append(FigurePlan(name, fig.scenario, fig.device, fig.dtype, 1, counts, not_run))
     return plans
 

@@ -21,10 +21,10 @@ import pytest
 from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
 from harness.model.kinds import (
-    COEFFICIENT_LISTS,
     EXTENSION_GROUP,
     EXTENSION_KINDS,
     KIND_SPECS,
+    LIST_FIELDS,
     SPECS,
 )
 from harness.model.lattice import _EXTRA_FIELDS, Refused, pals_disposition
@@ -116,18 +116,32 @@ def _extension_with(kind: str, group: str, field: str) -> dict:
             for key, value in BASE[kind].items()}
     if not group:
         body[field] = float(body.get(field, 0.0)) + 0.25
-    elif field == "R":
-        matrix = [list(row) for row in body[group]["R"]]
+    elif field in ("vertices_x", "vertices_y"):
+        vertices = [v + 1e-4 for v in body[group][field]]
+        body[group] = {**body[group], field: vertices}
+    elif field == "action":
+        body[group] = {**body[group], field: "absorb"}
+    elif field == "shift_odd_x":
+        body[group] = {**body[group], field: True, "repeat_y": 1e-3}
+    elif (field, kind) in (("R", "ImpactX.LinearMap"), ("A", "ImpactX.SpinMap")):
+        matrix = [list(row) for row in body[group][field]]
         matrix[0][1] += 0.5
-        body[group] = {**body[group], "R": matrix}
-    elif field in COEFFICIENT_LISTS:
-        size = len(body[group]["cos_coefficients"])
-        values = list(body[group].get(field) or [0.0] * size)
-        values[-1] += 0.05
+        body[group] = {**body[group], field: matrix}
+    elif field in LIST_FIELDS:                          # a list: every entry moved
+        target = dict(body.get(group) or {})
+        count = len(target.get("cos_coefficients", [0.0]))
+        target[field] = [float(v) + 0.05 for v in target.get(field, [0.0] * count)]
+        body[group] = target
+    elif isinstance(body.get(group, {}).get(field), list):   # k_normal, k_skew, v
+        values = list(body[group][field])
+        values[0] += 0.05
         body[group] = {**body[group], field: values}
     else:
         target = dict(body.get(group) or {})
-        target[field] = float(target.get(field, 0.0)) + 0.05
+        if field == "flag":                                # QuadEdge: entry -> exit
+            target[field] = "exit"
+        else:
+            target[field] = float(target.get(field, 0.0)) + 0.05
         body[group] = target
     return {"kind": kind, **body}
 

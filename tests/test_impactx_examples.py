@@ -154,14 +154,16 @@ def test_capture_stated_as_a_scenario_with_its_tiers_and_slices() -> None:
 
 @pytest.mark.parametrize(("lattice", "settings", "distribution", "expected"), [
     ([ix.SoftQuadrupole(name="f", ds=1.0, gscale=1.0, cos_coefficients=[1.0],
-                        sin_coefficients=[0.0])], {}, WATERBAG,
-     "element SoftQuadrupole: ImpactX SoftQuadrupole has no trackbench translation"),
+                        sin_coefficients=[0.0], aperture_x=1e-3)], {}, WATERBAG,
+     "element SoftQuadrupole: aperture_x is not translated"),
     ([ix.Drift(name="d", ds=1.0)], {"space_charge": "4D"}, WATERBAG,
      "space charge 4D: no such space-charge model"),
     ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: initial spins "
      "not from a SpinvMF distribution"),
-    ([ix.Drift(name="d", ds=1.0)], {}, ("Kurth4D", {}),
-     "distribution Kurth4D: no such scenario distribution"),
+    ([ix.Drift(name="d", ds=1.0)], {}, ("Empty", {}),
+     "distribution Empty: no such scenario distribution"),
+    ([ix.Drift(name="d", ds=1.0)], {}, ("Waterbag", {**WATERBAG[1], "cutX": 2.0}),
+     "distribution Waterbag: parameters cutX cannot be stated"),
 ])
 def test_what_cannot_be_stated_names_its_reason(lattice, settings, distribution, expected):
     data, reasons = scenario_of(_capture(lattice, settings, distribution), "x")
@@ -184,8 +186,8 @@ def test_impactx_import_reads_kickers_apertures_monitors_and_misalignments() -> 
     assert items["a"].fields["ApertureP"] == {"x_limits": [-1e-3, 1e-3],
                                               "y_limits": [-2e-3, 2e-3],
                                               "shape": "ELLIPTICAL"}
-    assert "absorbing" in items["ab"].reason
+    assert items["ab"].fields["ImpactXP"] == {"action": "absorb"}
     assert items["m"].fields == {"kind": "Marker"}
     assert items["q"].fields["BodyShiftP"] == {"x_offset": 1e-3, "z_rot": math.pi / 2}
     assert element_settings(lattice[5])["tier"] == "linear"
-    assert items["zero"].reason == "a bend radius rc = 0 is not translated"
+    assert items["zero"].fields["BendP"]["g_ref"] == 0.0   # Sbend.H: rc = 0 is a drift

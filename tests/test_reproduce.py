@@ -373,7 +373,13 @@ def test_benchmark_plans_every_figure_with_its_reason() -> None:
     assert plans["htu_spin_cpu_fp64_ieee"].scenario == "bench_htu_spin"
     assert plans["spacecharge_2p5d_cpu_fp64_ieee"].scenario == "bench_spacecharge_2p5d"
     assert plans["htu_cpu_fp64_ieee"].not_run == ""
-    assert all(p.threads == 1 and p.particles == [1000, 10000] for p in plans.values())
+    assert all(p.threads == 1 for p in plans.values())
+    assert all(p.particles == [1000, 10000] for p in plans.values() if p.device == "cpu")
+    # the GPU figures do not run here: they keep the published counts and say why
+    gpu = [p for p in plans.values() if p.device == "cuda"]
+    assert gpu and all(p.not_run == "not run: no GPU" for p in gpu)
+    assert all(p.particles == data.figures[p.figure].particles for p in gpu)
+    assert 1_000_000_000 in plans["htu_cuda_fp64_ieee"].particles
     reproduction = rp.plan_reproduction(data, list(plans.values()), 1, available=IB_ALL)
     ids = [c.case_id for c in reproduction.cases]
     assert len(ids) == len(set(ids))
@@ -493,3 +499,19 @@ def test_benchmark_reproduction_runs_a_figure_end_to_end(tmp_path) -> None:
     measured = table[(table["figure"] == fig_id) & (table["backend"] == "pyat")
                      & (table["particles"] == 1000)]
     assert measured["here_particles_per_s_wall"].iloc[0] > 0
+
+
+def test_benchmark_published_file_holds_every_configuration_of_the_record() -> None:
+    """All 42 configurations of the Perlmutter record, CPU and GPU, each point's time and
+    rate consistent (particles / track time)."""
+    data = pub.load("impactx-benchmarks")
+    configs = {s.config for fig in data.figures.values() for s in fig.series}
+    assert len(configs) == 42
+    assert {"elegant-cpu-dp", "helix-cpu-dp", "synergia-cpu-dp", "pyorbit-cpu-dp-fm",
+            "scibmad-cpu-dp", "impactx-cuda-dp", "cheetah-cuda-compiled-sp-fm"} <= configs
+    assert sum(c.endswith(("-dp", "-sp", "-fm")) and "-cuda-" in c for c in configs) == 18
+    for fig in data.figures.values():
+        for series in fig.series:
+            for p in series.points:
+                assert abs(p.particles / p.track_s - p.particles_per_s) <= (
+                    1e-9 * p.particles_per_s)

@@ -84,8 +84,6 @@ def test_vmf_polarization():
 
 def test_refusals():
     reference = ReferenceParticle("electron", 100.0)
-    with pytest.raises(SpinUnsupported, match="ExactQuad"):
-        SpinTracker([_element("q", "Quadrupole", "exact", length=1.0, Kn1=1.0)], reference)
     with pytest.raises(SpinUnsupported, match="ShortRF"):
         SpinTracker([_element("rf", "RFCavity", length=0.0, voltage=1e6, frequency=1e9,
                               phase=0.0)], reference)
@@ -466,16 +464,20 @@ def test_codes_without_spin_refuse(name, expected):
 
 def test_inhouse_refuses_unported_spin_maps():
     """The in-house backend refuses a spin scenario with a map whose spin push is not
-    ported (an exact quadrupole) naming the element, and spin with space charge;
+    ported (a bend's pole-face DipEdge) naming the element, and spin with space charge;
     ImpactX runs both."""
     from backends.impactx import ImpactXBackend
     from backends.inhouse import InhouseBackend
     from harness.model.load import scenario_from_dict
 
-    exact = scenario_from_dict({**SPIN_SCENARIO, "model": "exact"})
+    facility = [dict(item) for item in SPIN_SCENARIO["lattice"]["PALS"]["facility"]]
+    facility[1] = {"b1": {"kind": "SBend", "length": 1.0,
+                          "BendP": {"g_ref": 0.2, "e1": 0.1}}}
+    exact = scenario_from_dict({**SPIN_SCENARIO, "model": "exact",
+                                "lattice": {"PALS": {"facility": facility}}})
     verdict = InhouseBackend().plan(exact)
     assert not verdict
-    assert "'q1'" in verdict.reason and "ExactQuad" in verdict.reason
+    assert "'b1'" in verdict.reason and "DipEdge" in verdict.reason
     sc = scenario_from_dict({**SPIN_SCENARIO, "space_charge": {"grid": [8, 8, 8]},
                              "beam": {**SPIN_SCENARIO["beam"], "bunch_charge_C": 1e-12}})
     verdict = InhouseBackend().plan(sc)

@@ -55,6 +55,10 @@ if TYPE_CHECKING:
     from backends.inhouse.tracker import Tracker
     from harness.model.scenario import Scenario
 
+#: Kinds whose map integrates along an on-axis profile over the whole element (ImpactX
+#: ``SoftQuad.H``, ``SoftSol.H``): the space-charge tracker's cut copies would not be slices.
+SOFT_EDGE_KINDS = frozenset({"ImpactX.SoftQuadrupole", "ImpactX.SoftSolenoid"})
+
 
 #: Inductor configuration of each math setting (:data:`backends.base.MATH_MODES`): ``ieee``
 #: states inductor's defaults (so a ``TORCHINDUCTOR_*`` variable cannot turn them on
@@ -239,12 +243,12 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
-            cavities = [e.name for e in scenario.elements if e.kind == "ImpactX.RFCavity"]
-            if cavities:
-                return Unsupported(f"ImpactX.RFCavity with space charge ({cavities[0]}): the "
-                                   "space-charge tracker cuts elements into shorter copies, "
-                                   "and a cavity's slices are parts of one on-axis profile "
-                                   "(not ported)")
+            soft = [e for e in scenario.elements
+                    if e.kind in SOFT_EDGE_KINDS or e.kind == "ImpactX.RFCavity"]
+            if soft:
+                return Unsupported(f"{soft[0].kind} with space charge ({soft[0].name}): the "
+                                   "space-charge tracker cuts an element into shorter "
+                                   "copies, which would rescale the on-axis profile")
         if scenario.tracking == "envelope":
             from backends.inhouse.envelope import check_scenario
 

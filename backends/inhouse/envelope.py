@@ -18,8 +18,8 @@ reference orbit. Per ImpactX map (the maps of :mod:`backends.inhouse.translate`)
   round-off, measured); for the integrated ones (``ExactQuad``, ``ExactCFbend``,
   ``ExactMultipole``) the Jacobian of the symplectic integrator would differ from it by
   the integrator's truncation error. (Forward-mode AD through ``ChrQuad`` also costs
-  ~0.1 s per map on CPU, the analytic form microseconds.) ``Kicker`` and ``Aperture``
-  are the identity (``Kicker.H``, ``Aperture.H``);
+  ~0.1 s per map on CPU, the analytic form microseconds.) ``Kicker``, ``Aperture`` and
+  ``PolygonAperture`` are the identity (``Kicker.H``, ``Aperture.H``, ``PolygonAperture.H``);
 * the Jacobian at the reference orbit (all six coordinates 0), by forward-mode AD of the
   in-house particle map, for every other nonlinear map: thin ``Multipole`` (only its
   quadrupole order survives, ``Multipole.H``), ``ShortRF`` (``ShortRF.H``: R22 = R44 =
@@ -68,7 +68,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import jacfwd
 
 from backends.base import Plan, PreparedEnvelope
-from backends.inhouse import alignment, bend, quadrupole, rf_cavity
+from backends.inhouse import alignment, bend, dipedge, quadrupole, rf_cavity
 from backends.inhouse import numeric as nm
 from backends.inhouse.drift import drift_entries
 from backends.inhouse.maps import Entries, Kernel, assemble, broadcast_columns
@@ -78,8 +78,8 @@ from backends.inhouse.translate import (
     Params,
     changes_reference,
     checked_parameters,
-    coefficients,
     declared_values,
+    profile_values,
     reference_after,
     translate,
 )
@@ -87,7 +87,7 @@ from harness.model import observables
 from harness.model.lattice import Element, thick_multipoles
 from harness.model.parameters import resolve_parameters
 from harness.model.particles import beam_cholesky
-from harness.model.reference_particle import ReferenceParticle
+from harness.model.reference_particle import C_LIGHT, ReferenceParticle
 from harness.model.scenario import Scenario
 
 #: A parameter key: (element name, field), e.g. ("qf", "Kn1").
@@ -156,12 +156,30 @@ def _exact_sbend(p: Params, ref: RefState, device: torch.device,
     return assemble(bend.sbend_entries(p["length"], p["angle"], ref), device, dtype)
 
 
+def _exact_sbend_field(p: Params, ref: RefState, device: torch.device,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """``ExactSbend.H`` ``transport_map`` given the field B: the linear ``Sbend`` of radius
+    rc = (B rho)/B over ``ds`` (theta = ds / rc; not the particle map's angle |phi| when
+    ds != rc |phi|)."""
+    rigidity = ref.mass_eV * ref.beta_gamma / (C_LIGHT * ref.charge_qe)
+    return assemble(bend.sbend_entries(p["length"], p["length"] * p["B"] / rigidity, ref),
+                    device, dtype)
+
+
+def _dipedge_nonlinear(p: Params, ref: RefState, device: torch.device,
+                       dtype: torch.dtype) -> torch.Tensor:
+    """``DipEdge.H`` ``transport_map`` of the nonlinear model: the linear model's matrix."""
+    return assemble(dipedge.linear_entries(p["psi"], p["rc"], p["g"] * p["K2"]), device,
+                    dtype)
+
+
 def _exact_cfbend(p: Params, ref: RefState, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
     """``ExactCFbend.H`` ``transport_map``: the linear ``CFbend`` (gx = k + 1/rc^2,
-    gy = -k)."""
-    return assemble(bend.cfbend_entries(p["length"], p["angle"], p["Kn1"], ref), device,
-                    dtype)
+    gy = -k) of the normal quadrupole component k = k_normal[1] (0 without one; ImpactX's
+    linearisation leaves the skew and higher components out)."""
+    return assemble(bend.cfbend_entries(p["length"], p["angle"], p.get("Kn1", 0.0), ref),
+                    device, dtype)
 
 
 def _identity(p: Params, ref: RefState, device: torch.device,
@@ -174,10 +192,13 @@ def _identity(p: Params, ref: RefState, device: torch.device,
 ANALYTIC_MAPS: dict[str, AnalyticMap] = {
     "Kicker": _identity,
     "Aperture": _identity,
+    "PolygonAperture": _identity,
     "ChrQuad": _exact_quad,
     "ExactQuad": _exact_quad,
     "ExactMultipole": _exact_multipole,
     "ExactSbend": _exact_sbend,
+    "ExactSbendB": _exact_sbend_field,
+    "DipEdgeNL": _dipedge_nonlinear,
     "ExactCFbend": _exact_cfbend,
 }
 
@@ -356,8 +377,8 @@ def space_charge_map(space_charge: EnvelopeSpaceCharge, sigma: torch.Tensor,
 #: ChrPlasmaLens: the flow of an s-independent Hamiltonian, so a half slice is the map of
 #: half the slice length; ``ConstF.H``, ``ChrPlasmaLens.H``).
 THICK = frozenset({"Drift", "ChrDrift", "ExactDrift", "Quad", "ChrQuad", "ExactQuad",
-                   "Sbend", "CFbend", "ExactSbend", "ExactCFbend", "Sol", "ExactMultipole",
-                   "ConstF", "ChrPlasmaLens"})
+                   "Sbend", "CFbend", "ExactSbend", "ExactSbendB", "ExactCFbend", "Sol",
+                   "ExactMultipole", "ConstF", "ChrPlasmaLens"})
 
 
 @dataclass(frozen=True)
@@ -557,8 +578,7 @@ def _sliced_cavity(space_charge: EnvelopeSpaceCharge, element: Element, params: 
               for i in range(n) for half in (0, 1)]
     maps = rf_cavity.rf_cavity_pieces(
         params["length"], params["escale"], params["freq"], params["phase"],
-        coefficients(params, "cos_coef"), coefficients(params, "sin_coef"), ref, ref.t,
-        pieces)
+        *profile_values(element, params), ref, ref.t, pieces)
     for index, piece in enumerate(maps):
         r = assemble(piece.entries, device, dtype)
         sigma = r @ sigma @ r.transpose(-1, -2)
@@ -572,9 +592,9 @@ def _sliced_cavity(space_charge: EnvelopeSpaceCharge, element: Element, params: 
 def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
     """Why an element cannot be sliced for envelope space charge (None when it can):
     ImpactX rotates each slice of a misaligned element, a thick kicker is three ImpactX
-    elements here, ChrAcc gains energy within each slice and a LinearMap is one unsliced map
-    with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``); none is
-    modelled."""
+    elements here, ChrAcc gains energy within each slice, a LinearMap is one unsliced map
+    with the kick of its whole length (``LinearMap.H`` ``nslice() == 1``) and a soft-edge
+    element's profile spans its whole length; none is modelled."""
     if any(spec.impactx == "Alignment" for spec in specs):
         return (f"{element.kind} {element.name}: offsets and rotations (x_offset, "
                 f"y_offset, z_rot, tilt_ref, skew Ks1) are not modelled with envelope "
@@ -583,7 +603,11 @@ def _sliced_refusal(element: Element, specs: list[MapSpec]) -> str | None:
         return (f"Kicker {element.name}: a kicker with a length is not modelled with "
                 f"envelope space charge")
     why = {"ImpactX.ChrAcc": "its energy gain within each space-charge slice",
-           "ImpactX.LinearMap": "the space-charge kick of its whole length around one map"}
+           "ImpactX.LinearMap": "the space-charge kick of its whole length around one map",
+           "ImpactX.SoftQuadrupole": "its profile over the whole length (cut pieces would "
+           "rescale it)",
+           "ImpactX.SoftSolenoid": "its profile over the whole length (cut pieces would "
+           "rescale it)"}
     if element.kind in why and element.length > 0.0:
         return (f"{element.kind} {element.name}: {why[element.kind]} is not modelled with "
                 f"envelope space charge")

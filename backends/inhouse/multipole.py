@@ -66,15 +66,23 @@ def _kick_push(columns: Columns, coeffs: tuple) -> Columns:
     return (x, px + tau * dpx, y, py + tau * dpy, t, pt)
 
 
-def exact_multipole_kernel(length: nm.Scalar, strengths: tuple[Strength, ...],
-                           ref: RefState, nsteps: int, order: int = 2) -> Kernel:
-    """Thick multipole with the exact Hamiltonian (``ExactMultipole.H``), strengths per
-    metre (e.g. a sextupole ``(2, Kn2, 0)``), ``nsteps`` symplectic steps of ``order``."""
+def exact_multipole_maps(strengths: tuple[Strength, ...], ref: RefState):
+    """``map_coeffs(index, tau) -> (push, coefficients)`` of ``ExactMultipole.H``'s two
+    maps: 1 the exact drift, 2 the multipole kick (also stepped by the spin integrator,
+    :mod:`backends.inhouse.spin`)."""
 
     def map_coeffs(index: int, tau):
         if index == 1:
             return exact_drift_push, exact_drift_coeffs(tau, ref)
         return _kick_push, (tau, tuple(strengths))
 
+    return map_coeffs
+
+
+def exact_multipole_kernel(length: nm.Scalar, strengths: tuple[Strength, ...],
+                           ref: RefState, nsteps: int, order: int = 2) -> Kernel:
+    """Thick multipole with the exact Hamiltonian (``ExactMultipole.H``), strengths per
+    metre (e.g. a sextupole ``(2, Kn2, 0)``), ``nsteps`` symplectic steps of ``order``."""
+    map_coeffs = exact_multipole_maps(strengths, ref)
     sequence = integrators.build_sequence(order, length / nsteps, map_coeffs)
     return Kernel(integrators.integrate_push, (nsteps, sequence))

@@ -130,9 +130,10 @@ def _quad_map2_push(columns: Columns, coeffs: tuple) -> Columns:
             t - tau * (ibetgam2 * pt + time * inv_pz), pt)
 
 
-def exact_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState, nsteps: int,
-                      order: int = 2) -> Kernel:
-    """Exact quadrupole (``ExactQuad.H``): ``nsteps`` symplectic steps of ``order``."""
+def exact_quad_maps(k: nm.Scalar, ref: RefState):
+    """``map_coeffs(index, tau) -> (push, coefficients)`` of ``ExactQuad.H``'s two maps:
+    1 the linear quadrupole, 2 the exact minus linear drift (also stepped by the spin
+    integrator, :mod:`backends.inhouse.spin`)."""
     ibeta = 1.0 / ref.beta
     ibetgam2 = 1.0 / (ref.beta_gamma**2)
 
@@ -143,5 +144,12 @@ def exact_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState, nsteps: in
                 (0, 0), (0, 1), (1, 0), (2, 2), (2, 3), (3, 2), (4, 5)))
         return _quad_map2_push, (tau, ibeta, ibetgam2)
 
+    return map_coeffs
+
+
+def exact_quad_kernel(length: nm.Scalar, k: nm.Scalar, ref: RefState, nsteps: int,
+                      order: int = 2) -> Kernel:
+    """Exact quadrupole (``ExactQuad.H``): ``nsteps`` symplectic steps of ``order``."""
+    map_coeffs = exact_quad_maps(k, ref)
     sequence = integrators.build_sequence(order, length / nsteps, map_coeffs)
     return Kernel(integrators.integrate_push, (nsteps, sequence))

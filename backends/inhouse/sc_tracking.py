@@ -68,8 +68,9 @@ from harness.model.lattice import Element
 SLICED_KINDS = frozenset({"Drift", "SBend", "Instrument"}) | frozenset(
     spec.kind for spec in KIND_SPECS if spec.thick)
 
-#: Fields proportional to the length of the slice.
-LENGTH_FIELDS = ("length", "angle")
+#: Fields proportional to the length of the slice (``phi``: the angle of an
+#: ``ImpactX.ExactSbend``, whose slices ImpactX bends by |phi| / nslice, ``ExactSbend.H``).
+LENGTH_FIELDS = ("length", "angle", "phi")
 
 #: Orders of map and kick per slice (see the module docstring).
 SPLITS = ("strang", "kick_first")

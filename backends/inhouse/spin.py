@@ -23,7 +23,8 @@ Sbend           orbit-dependent rotation (A14, A21, A22, A26,    ``Sbend.H``
                 A34), then -G gamma theta about y
 CFbend          as Sbend with A13, A33 and the focusing terms    ``CFbend.H``
 ExactSbend      phase space first; the transit time gives the    ``ExactSbend.H``
-                cyclotron phase theta; two rotations
+                cyclotron phase theta; two rotations (given its
+                field B: on rc = (B rho)/B, ``ExactSbendB``)
 Sol             orbit-dependent rotation, then -2 theta (1+G)    ``Sol.H``
                 about z
 Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``,
@@ -31,7 +32,15 @@ Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``
                                                                  (``tbmt_precession_vector``)
 Kicker          the thin dipole (order-0) multipole of the same  measured (see below)
                 kick, xkick = -Kn0L, ykick = Ks0L
-Aperture        identity                                         ``Aperture.H``
+Aperture        identity (so is ImpactX.PolygonAperture)         ``Aperture.H``,
+                                                                 ``PolygonAperture.H``
+SpinMap         lambda = A (x, px, y, py, t, pt), then v; phase  ``SpinMap.H``
+                space unchanged
+QuadEdge        lambda_z = -(1 + G) flag k x y at the incoming   measured (see below)
+                x, y, then the orbit map
+ExactQuad,      integrated with the orbit: per step M1 M2 S M2   ``Integrators.H``,
+ExactMultipole, M1, S = tau Omega_TBMT(field at the particle)    ``map3`` of each element
+ExactCFbend
 Alignment       spin turned by the element's roll about z        ``mixin/alignment.H``
                 (``rotate_in``/``rotate_out``)                   (``rotate_in``/``rotate_out``)
 ==============  ==============================================  =============================
@@ -46,10 +55,23 @@ Kicker has no spin push); the installed wheel (impactx 26.10) pushes spins throu
 and the thin order-0 ``Multipole`` model above reproduces it to round-off
 (``tests/test_spin.py``).
 
-Not modelled (refused by name, :class:`SpinUnsupported`): the exact integrated maps
-(``ExactQuad``, ``ExactMultipole``, ``ExactCFbend``: ImpactX integrates the spin with its
-symplectic integrator, ``symp_integrate_particle_spin``), the pole-face ``DipEdge`` and the
-RF gap ``ShortRF``, whose spin pushes in the 26.10 wheel have no published source.
+The exact integrated maps (``ExactQuad``, ``ExactMultipole``, ``ExactCFbend``) are stepped
+as ImpactX's integrator with spin steps them (``src/particles/integrators/Integrators.H``,
+``symp2/4/6_integrate_particle_spin_step``; :func:`spin_step_sequence`): the orbit maps of
+the in-house kernels, and between them the spin ``map3`` of each element, a rotation by the
+step times the Thomas-BMT vector of the element's field at the particle (``map3`` of
+``ExactQuad.H``, ``ExactMultipole.H``, ``ExactCFbend.H``).
+
+Not modelled (refused by name, :class:`SpinUnsupported`): the pole-face ``DipEdge`` and
+the RF gap ``ShortRF``, whose spin pushes in the 26.10 wheel have no published source.
+
+The ``QuadEdge`` spin push is not in the published sources either (``QuadEdge.H`` has no
+``spin_and_phasespace_push``); the 26.10 wheel turns spins about z by the generator above,
+measured from its rotations of the three unit spins (400 particles, k = 60 and -6000 per
+m^2, entry and exit): a fit on x, y, px, py, pt and their products up to third order
+leaves 6e-16 rad, no dependence on pt or the momenta. It is the longitudinal field
+B_s = flag g x y of the hard edge (the integral of the fringe's B_s across it), turning
+the spin by (1 + G) times its integral over B rho.
 
 The gyromagnetic anomaly G = (g - 2)/2 of each species is ImpactX's (``RefPart.
 set_species``, read from the 26.10 wheel): electron and positron 0.00115965218062 (CODATA
@@ -68,12 +90,13 @@ from dataclasses import dataclass
 
 import torch
 
+from backends.inhouse import bend, multipole, quadrupole
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import Columns, Kernel, assemble, stack_columns
 from backends.inhouse.reference import RefState
 from backends.inhouse.translate import MapSpec, _quad_strength, _quad_turn, multipole_strengths
 from backends.inhouse.translate import translate as translate_element
-from harness.model.lattice import Element
+from harness.model.lattice import Element, thick_multipoles
 from harness.model.reference_particle import ReferenceParticle
 from harness.model.spin import GYROMAGNETIC_ANOMALY
 from harness.model.spin import sample_vmf as _sample_vmf_numpy
@@ -85,20 +108,19 @@ __all__ = ["GYROMAGNETIC_ANOMALY", "REFUSED", "SPIN_MAPS", "SpinState", "SpinTra
            "SpinUnsupported", "check_spin_support", "sample_vmf", "spin_observables"]
 
 #: ImpactX maps whose spin push is the identity.
-IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture"})
+IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture", "PolygonAperture"})
+
+#: ImpactX maps whose spin is integrated with the orbit by the symplectic integrator with
+#: spin (``symp*_integrate_particle_spin``).
+INTEGRATED_SPIN = frozenset({"ExactQuad", "ExactMultipole", "ExactCFbend"})
 
 #: ImpactX maps with a spin generator here.
-SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "Sol",
-                       "Multipole", "Kicker", "Alignment"}) | IDENTITY_SPIN
+SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "ExactSbendB",
+                       "Sol", "Multipole", "Kicker", "Alignment", "SpinMap", "QuadEdge"}
+                      ) | IDENTITY_SPIN | INTEGRATED_SPIN
 
 #: Maps refused, with the reason.
 REFUSED = {
-    "ExactQuad": "ImpactX integrates the spin of ExactQuad with its symplectic integrator "
-                 "(symp_integrate_particle_spin), not ported",
-    "ExactMultipole": "ImpactX integrates the spin of ExactMultipole (Sextupole, Octupole, "
-                      "exact-tier multipole bodies) with its symplectic integrator, not ported",
-    "ExactCFbend": "ImpactX integrates the spin of ExactCFbend with its symplectic "
-                   "integrator, not ported",
     "DipEdge": "the DipEdge spin push of the impactx 26.10 wheel has no published source",
     "ShortRF": "the ShortRF spin push of the impactx 26.10 wheel has no published source",
 }
@@ -431,6 +453,146 @@ def _thin_kick(columns: Columns, order: int, kn: nm.Scalar, ks: nm.Scalar) -> Co
     return (x, px + dpx, y, py + dpy, t, pt)
 
 
+def _spin_map_spin(columns: Columns, spins: Spins, params: Mapping[str, nm.Scalar]
+                   ) -> Spins:
+    """ImpactX ``SpinMap`` (``src/elements/SpinMap.H``, ``spin_and_phasespace_push``): the
+    rotation generated by lambda = A (x, px, y, py, t, pt) (the 3x6 spin-orbit coupling
+    ``Aij``), then the design rotation ``v``; the phase space is unchanged."""
+    lambdas = []
+    for i in range(1, 4):
+        total: nm.Scalar = 0.0
+        for j, column in enumerate(columns, start=1):
+            total = total + nm.broadcast_ready(params[f"A{i}{j}"]) * column
+        lambdas.append(total)
+    spins = _rotate(lambdas[0], lambdas[1], lambdas[2], spins)
+    v1, v2, v3 = (nm.broadcast_ready(params[f"v{i}"]) for i in range(1, 4))
+    return _rotate(v1, v2, v3, spins)
+
+
+#: Yoshida's constants of ImpactX's spin integrators (``Integrators.H``: a = 2^(1/3) for
+#: order 4, 2^(1/5) for order 6, ImpactX's literals; z0 = 1/(2 - a), z1 = -a/(2 - a)).
+_YOSHIDA = {4: 1.2599210498948732, 6: 1.148698354997035}
+
+
+def spin_step_sequence(order: int, dz: nm.Scalar) -> list[tuple[int, nm.Scalar]]:
+    """One step of ImpactX's integrator with spin as ``[(map 1, 2 or 3, tau), ...]``
+    (``symp2_integrate_particle_spin_step``: M1(dz/2) M2(dz/2) S(dz) M2(dz/2) M1(dz/2),
+    S the spin map3; order 4 three such steps of dz z0, dz z1, dz z0; order 6 three
+    order-4 steps, Yoshida's composition, H. Yoshida, Phys. Lett. A 150, 262 (1990))."""
+    if order == 2:
+        return [(1, dz * 0.5), (2, dz * 0.5), (3, dz), (2, dz * 0.5), (1, dz * 0.5)]
+    if order not in _YOSHIDA:
+        raise ValueError(f"symplectic integration order must be 2, 4 or 6, got {order}")
+    a = _YOSHIDA[order]
+    z0, z1 = 1.0 / (2.0 - a), -a / (2.0 - a)
+    inner = 2 if order == 4 else 4
+    return [*spin_step_sequence(inner, dz * z0), *spin_step_sequence(inner, dz * z1),
+            *spin_step_sequence(inner, dz * z0)]
+
+
+def _direction(columns: Columns, ref: RefState):
+    """The particle's direction u = (px, py, p_s)/|p|, |p| = sqrt(1 - 2 pt/beta + pt^2),
+    and its gamma = gamma_ref (1 - beta pt) (ImpactX's map3)."""
+    _, px, _, py, _, pt = columns
+    beta = ref.beta
+    pnorm = torch.sqrt(1.0 - 2.0 * pt * (1.0 / beta) + pt * pt)
+    ipnorm = 1.0 / pnorm
+    ps = torch.sqrt(pnorm * pnorm - px * px - py * py)
+    return px * ipnorm, py * ipnorm, ps * ipnorm, ref.gamma * (1.0 - pt * beta)
+
+
+def _integrated_field(kind: str, params: Mapping[str, nm.Scalar], ref: RefState):
+    """``field(columns) -> (Bx, By, h)`` of an integrated map's ``map3``, the field
+    normalised by q/(m c) [1/m] (``ExactQuad.H``: (k y, k x) beta gamma; ``ExactMultipole.H``:
+    By + i Bx = sum (Kn + i Ks) (x + i y)^n / n! times beta gamma; ``ExactCFbend.H``: the
+    curvilinear field of :func:`backends.inhouse.bend.curvilinear_field` times beta gamma
+    / rho, h = 1/rc) and the curvature h [1/m]."""
+    scale = ref.beta * ref.gamma
+    if kind == "ExactQuad":
+        k = _quad_strength(params)
+        return lambda c: (k * c[2] * scale, k * c[0] * scale, 0.0)
+    strengths = tuple((n, kn, ks) for n, (kn, ks) in thick_multipoles(params).items())
+    if kind == "ExactMultipole":
+        def field(c):
+            x, y = c[0], c[2]
+            re: nm.Scalar = 1.0
+            im: nm.Scalar = 0.0
+            bx: nm.Scalar = 0.0
+            by: nm.Scalar = 0.0
+            for n in range(max(n for n, _, _ in strengths) + 1):
+                for order, kn, ks in strengths:
+                    if order == n:
+                        inv_fact = 1.0 / math.factorial(n)
+                        by = by + (kn * re - ks * im) * inv_fact
+                        bx = bx + (kn * im + ks * re) * inv_fact
+                re, im = re * x - im * y, re * y + im * x
+            return bx * scale, by * scale, 0.0
+        return field
+    rc = 1.0 / (params["angle"] / params["length"])
+
+    def cfbend_field(c):
+        bx, by = bend.curvilinear_field(c[0], c[2], rc, strengths)
+        rho = 1.0 + c[0] / rc
+        return bx * scale / rho, by * scale / rho, 1.0 / rc
+    return cfbend_field
+
+
+def _integrated_maps(kind: str, params: Mapping[str, nm.Scalar], ref: RefState):
+    """The orbit maps 1 and 2 of an integrated map (as the in-house orbit kernel builds
+    them, :mod:`backends.inhouse.multipole`, ``quadrupole``, ``bend``)."""
+    if kind == "ExactQuad":
+        return quadrupole.exact_quad_maps(_quad_strength(params), ref)
+    poles = thick_multipoles(params)
+    strengths = tuple((n, kn, ks) for n, (kn, ks) in poles.items())
+    if kind == "ExactMultipole":
+        return multipole.exact_multipole_maps(strengths, ref)
+    if set(poles) == {1} and "Ks1" not in params:   # the Kn1 kernel of the orbit path
+        return bend.exact_cfbend_maps(params["length"], params["angle"], params["Kn1"],
+                                      ref)[0]
+    return bend.exact_cfbend_maps(params["length"], params["angle"], 0.0, ref, strengths)[0]
+
+
+def _integrated_spin(element: Element, kind: str, params: Mapping[str, nm.Scalar],
+                     ref: RefState, anomaly: nm.Scalar, columns: Columns, spins: Spins
+                     ) -> tuple[Columns, Spins]:
+    """Orbit and spin through an integrated map as ImpactX's integrator with spin does
+    (``symp*_integrate_particle_spin``, :func:`spin_step_sequence`): ``nslice * mapsteps``
+    steps of dz = length / steps, the spin map3 of each the rotation by tau times the
+    Thomas-BMT vector of the map's field at the particle (``map3`` of ``ExactQuad.H``,
+    ``ExactMultipole.H``, ``ExactCFbend.H``)."""
+    ready = {f: nm.broadcast_ready(v) for f, v in params.items()}
+    maps = _integrated_maps(kind, ready, ref)
+    field = _integrated_field(kind, ready, ref)
+    steps = element.integrator_steps
+    made: dict = {}
+    for _ in range(steps):
+        for index, tau in spin_step_sequence(element.int_order, ready["length"] / steps):
+            if index == 3:
+                bx, by, h = field(columns)
+                ux, uy, uz, gamma = _direction(columns, ref)
+                bx, by, _ = _tensor_of(bx, by, 0.0, columns[0])
+                lx, ly, lz = tbmt_vector(columns[0], ux, uy, uz, gamma, h, anomaly, bx, by,
+                                         0.0)
+                spins = rotate_spin(lx * tau, ly * tau, lz * tau, spins)
+                continue
+            key = (index, id(tau) if nm.is_tensor(tau) else tau)
+            if key not in made:
+                made[key] = maps(index, tau)
+            push, coeffs = made[key]
+            columns = push(columns, coeffs)
+    return columns, spins
+
+
+def _quad_edge_spin(columns: Columns, spins: Spins, params: Mapping[str, nm.Scalar],
+                    anomaly: nm.Scalar) -> Spins:
+    """ImpactX ``QuadEdge`` (impactx 26.10 wheel, measured; module notes): the rotation
+    about z by lambda_z = -(1 + G) flag k x y at the incoming x, y."""
+    x, _, y, _, _, _ = columns
+    strength = nm.broadcast_ready(params["k"]) * nm.broadcast_ready(params["flag"])
+    lz = -(1.0 + nm.broadcast_ready(anomaly)) * strength * x * y
+    return _rotate(0.0, 0.0, lz, spins)
+
+
 def _alignment_angle(element: Element, params: Mapping[str, nm.Scalar]) -> nm.Scalar:
     """Roll [rad] of an element's alignment wrapper (:func:`backends.inhouse.translate.
     _aligned`: ``tilt_ref`` of a bend, ``z_rot`` plus a skew quadrupole's turn otherwise)."""
@@ -442,12 +604,14 @@ def _alignment_angle(element: Element, params: Mapping[str, nm.Scalar]) -> nm.Sc
 
 
 def _sliced(params: Mapping[str, nm.Scalar], nslice: int, angle: bool) -> dict:
-    """Parameters of one of ``nslice`` slices (length, and a bend's angle, divided)."""
+    """Parameters of one of ``nslice`` slices (length, and a bend's angle, divided: ``phi``
+    of a bend given by its field, ``ExactSbend.H`` slice_phi = |phi| / nslice)."""
     out = dict(params)
     if nslice != 1:
         out["length"] = params["length"] / nslice
-        if angle:
-            out["angle"] = params["angle"] / nslice
+        for key in ("angle", "phi") if angle else ():
+            if key in params:
+                out[key] = params[key] / nslice
     return out
 
 
@@ -533,6 +697,15 @@ class SpinTracker:
                     out = index == aligned[-1] and index != aligned[0]
                     spins = _roll(spins, nm.broadcast_ready(_alignment_angle(element, params)),
                                   out)
+                elif kind == "SpinMap":
+                    spins = _spin_map_spin(columns, spins, params)
+                elif kind in INTEGRATED_SPIN:
+                    columns, spins = _integrated_spin(element, kind, params, ref, anomaly,
+                                                      columns, spins)
+                elif kind == "QuadEdge":
+                    spins = _quad_edge_spin(columns, spins, params, anomaly)
+                    columns, alive = _apply_phase(spec, params, ref, columns, alive, cache,
+                                                  key)
                 elif kind in IDENTITY_SPIN:
                     columns, alive = _apply_phase(spec, params, ref, columns, alive, cache,
                                                   key)
@@ -557,7 +730,7 @@ class SpinTracker:
         """A thick map with a spin generator, slice by slice."""
         kind = spec.impactx
         nslice = element.nslice
-        bend_like = kind in ("Sbend", "CFbend", "ExactSbend")
+        bend_like = kind in ("Sbend", "CFbend", "ExactSbend", "ExactSbendB")
         sliced = _sliced(params, nslice, bend_like)
         # parameters of shape batch + (1,) against the particle columns (the phase-space
         # maps take them of shape batch, as the tracker does)
@@ -580,12 +753,15 @@ class SpinTracker:
                                      ref, anomaly)
             elif kind == "Sol":
                 spins = _sol_spin(columns, spins, length, ready["Ksol"], ref, anomaly)
-            elif kind != "ExactSbend":
+            elif kind not in ("ExactSbend", "ExactSbendB"):
                 raise SpinUnsupported(f"spin: no spin push for {kind} ({element.name})")
             columns, alive = _apply_phase(spec, sliced, ref, columns, alive, cache, key)
             if kind == "ExactSbend":
                 spins = _exact_sbend_spin(before, columns, spins, length, ready["angle"],
                                           ref, anomaly)
+            elif kind == "ExactSbendB":   # the same push on the field's radius and angle
+                arc, angle = bend.field_bend_geometry(length, ready["phi"], ready["B"], ref)
+                spins = _exact_sbend_spin(before, columns, spins, arc, angle, ref, anomaly)
         return columns, spins, alive
 
 

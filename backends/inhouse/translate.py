@@ -8,7 +8,7 @@ Quadrupole     linear/paraxial/exact     ``Quad`` / ``ChrQuad`` / ``ExactQuad``
 SBend          linear                    ``DipEdge(e1)``, ``Sbend`` (``CFbend`` with Kn1),
                                          ``DipEdge(e2)``
 SBend          exact                     ``DipEdge(e1)``, ``ExactSbend`` (``ExactCFbend``
-                                         with Kn1), ``DipEdge(e2)``
+                                         with Kn1..Kn4, Ks1..Ks4), ``DipEdge(e2)``
 Sextupole      exact                     ``ExactMultipole(k_normal=[0, 0, Kn2])``
 Octupole       exact                     ``ExactMultipole(k_normal=[0, 0, 0, Kn3])``
 Multipole      (thin, any)               ``Multipole`` per order (KnNL, KsNL)
@@ -16,16 +16,19 @@ Solenoid       linear                    ``Sol``
 RFCavity       (thin, any)               ``ShortRF(V = |q| voltage / m c^2, phase)``
 Instrument     any                       drift of its tier when it has a length
 Marker         any                       identity
-Aperture       any                       ``Aperture`` (transmit)
+Aperture       any                       ``Aperture`` (transmit or absorb, periodic)
 Kicker         any                       ``Kicker`` (xkick = -Kn0L, ykick = Ks0L), between
                                          drift halves of its tier when it has a length
 ImpactX.<X>    any                       ImpactX's ``<X>``: ConstF, ChrAcc (reference
                                          energy updated), ChrPlasmaLens (ImpactX's t
                                          update for k < 0), TaperedPL, NonlinearLens,
                                          ThinDipole, Buncher, LinearMap, PRot,
-                                         PlaneXYRot, RFCavity (the linear map of its
+                                         PlaneXYRot, PolygonAperture, SoftQuadrupole,
+                                         SoftSolenoid, RFCavity (the linear map of its
                                          on-axis field; reference energy and time
-                                         updated) (:func:`_extension_specs`)
+                                         updated) (:func:`_extension_specs`),
+                                         ExactMultipole (every KnN/KsN, as Sextupole),
+                                         SpinMap (phase-space identity), QuadEdge
 =============  ========================  ==========================================
 
 The reference particle carries its time since the start of the lattice
@@ -53,10 +56,11 @@ import torch
 
 from backends.inhouse import (
     alignment,
-    aperture,
+    aperture_masks,
     bend,
     chr_acc,
     constf,
+    dipedge,
     drift,
     linear_map,
     multipole,
@@ -66,6 +70,7 @@ from backends.inhouse import (
     rf,
     rf_cavity,
     rotations,
+    soft_edge,
     solenoid,
     thin_kicks,
 )
@@ -75,7 +80,13 @@ from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
 from backends.translation import around_kick
 from harness.model.kinds import EXTENSION_KINDS
-from harness.model.lattice import Element, thick_multipoles, thin_multipoles
+from harness.model.lattice import (
+    Element,
+    polygon_vertices,
+    profile_coefficients,
+    thick_multipoles,
+    thin_multipoles,
+)
 
 #: An element's parameters as a map reads them: floats, or tensors for differentiable ones.
 Params = Mapping[str, nm.Scalar]
@@ -219,7 +230,13 @@ def _bend_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapS
     exact = element.tier == "exact"
     combined = "Kn1" in element.params
     steps = element.integrator_steps
-    if combined and exact:
+    general = exact and set(thick_multipoles(element.params)) - {1}
+    if general or (exact and "Ks1" in element.params):
+        # every component (``ExactCFbend.H`` map2, orders 1 to 4, normal and skew)
+        body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
+            p["length"], p["angle"], 0.0, r, steps, element.int_order, tuple(
+                (n, kn, ks) for n, (kn, ks) in thick_multipoles(p).items())))
+    elif combined and exact:
         body = MapSpec("ExactCFbend", element, False, lambda p, r: bend.exact_cfbend_kernel(
             p["length"], p["angle"], p["Kn1"], r, steps, element.int_order), advance=1.0)
     elif combined:
@@ -319,9 +336,30 @@ def _rf_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpe
                     reference=lambda p, r: rf.reference_after(p["voltage"], p["phase"], r))]
 
 
+def _mask_options(p: Params) -> dict[str, Any]:
+    """The options of an aperture mask (:mod:`backends.inhouse.aperture_masks`) from an
+    ``Aperture``'s or ``ImpactX.PolygonAperture``'s params; its alignment is ImpactX's
+    ``shift_in``/``shift_out`` around the mask (:func:`_aligned`), as in ImpactX's
+    ``src/elements/mixin/beamoptic.H``."""
+    return {"action": "absorb" if float(p.get("absorb", 0.0)) else "transmit",
+            "repeat_x": float(p.get("repeat_x", 0.0)),
+            "repeat_y": float(p.get("repeat_y", 0.0)),
+            "shift_odd_x": bool(float(p.get("shift_odd_x", 0.0)))}
+
+
 def _aperture_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
-    return [MapSpec("Aperture", element, False, lambda p, r: aperture.aperture_kernel(
-        p["x_limit"], p["y_limit"], bool(p["elliptical"])))]
+    return [MapSpec("Aperture", element, False, lambda p, r: aperture_masks.aperture_kernel(
+        p["x_limit"], p["y_limit"],
+        "elliptical" if float(p["elliptical"]) else "rectangular", **_mask_options(p)))]
+
+
+def _polygon_kernel(p: Params) -> Kernel:
+    """ImpactX ``PolygonAperture`` (:func:`backends.inhouse.aperture_masks.
+    polygon_aperture_kernel`)."""
+    xs, ys = polygon_vertices(p)
+    return aperture_masks.polygon_aperture_kernel(
+        [float(v) for v in xs], [float(v) for v in ys], float(p["min_radius2"]),
+        **_mask_options(p))
 
 
 def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
@@ -329,12 +367,38 @@ def _matrix_rows(p: Params) -> list[list[nm.Scalar]]:
     return [[p[f"R{i}{j}"] for j in range(1, 7)] for i in range(1, 7)]
 
 
+def profile_values(element: Element, p: Params) -> tuple[list[nm.Scalar], list[nm.Scalar]]:
+    """The cosine and sine coefficients of a soft-edge element or an RF cavity (as many as
+    the element's cosines; ``p`` gives their values, floats or tensors)."""
+    cos, _ = profile_coefficients(element.params)
+    count = len(cos)
+    return ([p[f"cos{j}"] for j in range(count)],
+            [p.get(f"sin{j}", 0.0) for j in range(count)])
+def _dipedge_spec(element: Element) -> MapSpec:
+    """``ImpactX.DipEdge``: the nonlinear model ``DipEdgeNL`` (a kernel), or the linear
+    model, ImpactX's ``DipEdge`` matrix (:mod:`backends.inhouse.dipedge`); the model and
+    the face are flags, not parameters."""
+    if element.params["nonlinear"]:
+        exit_face = bool(element.params["exit"])
+        return MapSpec("DipEdgeNL", element, False, lambda p, r: dipedge.nonlinear_kernel(
+            p["psi"], p["rc"], p["g"], p["R"], tuple(p[f"K{n}"] for n in range(7)),
+            exit_face, r))
+    return MapSpec("DipEdge", element, True, lambda p, r: dipedge.linear_entries(
+        p["psi"], p["rc"], p["g"] * p["K2"]))
+
+
 def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
     """An ``ImpactX.<X>`` extension kind: the in-house port of ImpactX's ``<X>``
     (``src/elements/<X>.H``; the modules :mod:`backends.inhouse.constf`, ``chr_acc``,
-    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``)."""
+    ``plasma_lens``, ``nonlinear_lens``, ``thin_kicks``, ``linear_map``, ``rotations``,
+    ``soft_edge``, ``bend``, ``dipedge``; the soft-edge maps integrate ``nslice * mapsteps``
+    steps along the profile of their coefficients ``cos<j>``, ``sin<j>``; ``ExactSbend``
+    given its field B is the map ``ExactSbendB``, the nonlinear ``DipEdge`` model
+    ``DipEdgeNL``, which has no spin push here)."""
     cls = element.kind.removeprefix("ImpactX.")
-    nslice = element.nslice
+    nslice, mapsteps = element.nslice, element.mapsteps
+    if cls == "DipEdge":
+        return [_dipedge_spec(element)]
     table: dict[str, MapSpec] = {
         "ConstF": MapSpec("ConstF", element, True, lambda p, r: constf.constf_entries(
             p["length"], p["kx"], p["ky"], p["kt"], r), additive=True, advance=1.0),
@@ -350,6 +414,8 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             nonlinear_lens.nonlinear_lens_kernel(p["knll"], p["cnll"]))),
         "ThinDipole": MapSpec("ThinDipole", element, False, lambda p, r: (
             thin_kicks.thin_dipole_kernel(p["angle"], p["rc"], r))),
+        "ExactSbend": MapSpec("ExactSbendB", element, False, lambda p, r: (
+            bend.exact_sbend_field_kernel(p["length"], p["phi"], p["B"], r))),
         "Buncher": MapSpec("Buncher", element, True, lambda p, r: (
             thin_kicks.buncher_entries(p["V"], p["k"], r))),
         "LinearMap": MapSpec("LinearMap", element, True, lambda p, r: (
@@ -358,9 +424,25 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
             p["phi_in"], p["phi_out"], r)),
         "PlaneXYRot": MapSpec("PlaneXYRot", element, True, lambda p, r: (
             rotations.plane_xy_rot_entries(p["angle"]))),
+        "SoftQuadrupole": MapSpec("SoftQuadrupole", element, True, lambda p, r: (
+            soft_edge.soft_quad_entries(p["length"], p["gscale"], *profile_values(element, p), r,
+                                        mapsteps, nslice))),
+        "SoftSolenoid": MapSpec("SoftSolenoid", element, True, lambda p, r: (
+            soft_edge.soft_sol_entries(p["length"], p["bscale"], *profile_values(element, p), r,
+                                       mapsteps, nslice))),
+        "PolygonAperture": MapSpec("PolygonAperture", element, False,
+                                   lambda p, r: _polygon_kernel(p)),
+        "QuadEdge": MapSpec("QuadEdge", element, False, lambda p, r: (
+            thin_kicks.quad_edge_kernel(p["k"], p["flag"], r))),
+        # ``SpinMap.H``: the identity in phase space (its spin push is
+        # :mod:`backends.inhouse.spin`)
+        "SpinMap": MapSpec("SpinMap", element, True, lambda p, r: {
+            (i, i): 1.0 for i in range(6)}),
     }
     if cls == "RFCavity":
         return [_rf_cavity_spec(element)]
+    if cls == "ExactMultipole":
+        return [_exact_multipole_spec(element)]
     return [table[cls]]
 
 
@@ -370,14 +452,6 @@ def _chr_acc_reference(length: nm.Scalar, ez: nm.Scalar, ref: RefState) -> RefSt
     sum that telescopes over the slices)."""
     after = chr_acc.reference_after(length, ez, ref)
     return after.with_time(ref.t + (after.beta_gamma - ref.beta_gamma) / ez)
-
-
-def coefficients(p: Params, prefix: str) -> list[nm.Scalar]:
-    """An on-axis profile's coefficients ``<prefix>0``, ``<prefix>1``, ... of ``p``."""
-    out: list[nm.Scalar] = []
-    while f"{prefix}{len(out)}" in p:
-        out.append(p[f"{prefix}{len(out)}"])
-    return out
 
 
 def _rf_cavity_spec(element: Element) -> MapSpec:
@@ -392,8 +466,8 @@ def _rf_cavity_spec(element: Element) -> MapSpec:
         if last[0] is p and last[1] is r:
             return last[2]
         made = rf_cavity.rf_cavity_map(
-            p["length"], p["escale"], p["freq"], p["phase"], coefficients(p, "cos_coef"),
-            coefficients(p, "sin_coef"), r, r.t, element.mapsteps, element.nslice)
+            p["length"], p["escale"], p["freq"], p["phase"], *profile_values(element, p), r,
+            r.t, element.mapsteps, element.nslice)
         last[:] = [p, r, made]
         return made
 

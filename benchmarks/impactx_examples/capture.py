@@ -7,12 +7,13 @@ given to ``add_particles`` and, at the first ``track_particles``, the lattice, t
 particle and the initial particles. It then either stops (the example cannot be stated as a
 scenario: ``OUT/capture.json`` says why) or writes ``OUT/scenario.yaml`` and
 ``OUT/initial.npz``, lets ImpactX track (the example's own result, ``OUT/final.npz``) and
-lets the script go on; a second tracking call stops it (a staged run). With ``sim.spin``
-the particles carry their spins (columns 7 to 9) and ``add_particles``' spin distribution
-is recorded. ``track_envelope`` is recorded the same way: the distribution and intensity of
-``init_envelope``, the example's initial covariance (``OUT/initial.npz`` ``covariance``) and
-its final one (``OUT/final.npz``). ``track_reference`` stops the script. The script's files
-are written in the working folder.
+lets the script go on; a second tracking call stops it (a staged run), unless the first
+ran over zero-length drifts and monitors only: then the second is recorded instead. With
+``sim.spin`` the particles carry their spins (columns 7 to 9) and ``add_particles``' spin
+distribution is recorded. ``track_envelope`` is recorded the same way: the distribution
+and intensity of ``init_envelope``, the example's initial covariance (``OUT/initial.npz``
+``covariance``) and its final one (``OUT/final.npz``). ``track_reference`` stops the
+script. The script's files are written in the working folder.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class Recorder:
                                tuple[str, dict[str, float]] | None]] = []
         self.envelope: tuple[tuple[str, dict[str, float]] | None, float | None] | None = None
         self.settings: dict[str, Any] = {}
+        #: Whether the first tracking call ran over an identity lattice
+        #: (:func:`identity_lattice`), so that a second one may be stated instead.
+        self.identity_first = False
 
     def write(self) -> None:
         """Write the record."""
@@ -181,6 +185,28 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
     recorder.write()
 
 
+#: Element types that leave the beam as it is when they have no length (ImpactX drifts) or
+#: always (monitors).
+_IDENTITY_TYPES = {"BeamMonitor", "Marker"}
+_DRIFT_TYPES = {"Drift", "ExactDrift", "ChrDrift"}
+
+
+def identity_lattice(lattice) -> bool:
+    """Whether a lattice leaves every particle where it is: only monitors, markers and
+    unshifted drifts of zero length (an example's first ``track_particles`` that writes its
+    initial diagnostics before it tracks its real lattice)."""
+    for element in lattice:
+        d = element.to_dict()
+        kind = str(d.get("type", type(element).__name__))
+        if kind in _IDENTITY_TYPES:
+            continue
+        if kind in _DRIFT_TYPES and float(d.get("ds", 0.0)) == 0.0 and not any(
+                float(d.get(k, 0.0) or 0.0) for k in ("dx", "dy", "rotation")):
+            continue
+        return False
+    return True
+
+
 def install(recorder: Recorder) -> None:
     """Replace ``impactx.ImpactX`` and the distribution classes by recording ones."""
     import impactx
@@ -214,11 +240,24 @@ def install(recorder: Recorder) -> None:
 
         def track_particles(self, *args, **kwargs):
             recorder.record["track_calls"] += 1
-            if recorder.record["track_calls"] > 1:
+            calls = recorder.record["track_calls"]
+            if calls > 2 or (calls == 2 and not recorder.identity_first):
                 recorder.refuse(["staged run: the script tracks more than once"])
             if args or kwargs:
                 recorder.refuse(["track_particles arguments: not a scenario setting"])
-            _first_track(recorder, self, base)
+            if calls == 2:   # the first only wrote the initial diagnostics: state this one
+                recorder.record.update(status="", reasons=[], notes=[
+                    "a first track_particles over zero-length drifts and monitors only (the "
+                    "example's initial diagnostics) left the beam as it was; the second is "
+                    "stated"])
+            recorder.identity_first = calls == 1 and identity_lattice(self.lattice)
+            if not recorder.identity_first:
+                _first_track(recorder, self, base)
+                return
+            try:
+                _first_track(recorder, self, base)
+            except Stop:   # refused before tracking: the real lattice may follow
+                base.track_particles(self)
 
         def track_envelope(self, *args, **kwargs):
             recorder.record["track_calls"] += 1

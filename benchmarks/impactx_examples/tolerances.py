@@ -7,7 +7,9 @@ num_particles**-0.5``, ...) are evaluated in order, a tuple assignment from a ca
 final beam binds the moment names (``sigx, sigy, ... = get_moments(final)``) to the
 example's own final values, and every ``np.allclose([names], [...], rtol=..., atol=...)``
 after it becomes one :class:`Check` per name it knows (numpy's defaults rtol 1e-5, atol 1e-8
-where the call gives none). Without a final-beam marker, the last ``allclose`` is taken.
+where the call gives none). Without a final-beam marker, the last ``allclose`` of final
+values (a known moment named with the ``f`` suffix: ``sigma_xf``) is taken, else the last
+``allclose``.
 """
 
 from __future__ import annotations
@@ -127,7 +129,9 @@ def read_checks(analysis: Path, final: dict[str, float]
         call = _allclose(node)
         if call is not None and call.args:
             calls.append((final_seen, call, dict(env)))
-    chosen = [c for c in calls if c[0]] or calls[-1:]
+    finals = [c for c in calls if any(moment_key(n) and n.lower().endswith("f")
+                                      for n in _names(c[1].args[0]))]
+    chosen = [c for c in calls if c[0]] or finals[-1:] or calls[-1:]
     checks: list[Check] = []
     unread: list[str] = []
     for _, call, scope in chosen:

@@ -19,12 +19,18 @@ from harness.model.reference_particle import SPECIES, ReferenceParticle
 #: ImpactX distribution classes -> the scenario's ``distribution`` (same sampling:
 #: ``src/particles/distribution/*.H``; KV and Semigaussian as ImpactX draws them).
 DISTRIBUTIONS = {"Gaussian": "gaussian", "Waterbag": "waterbag", "KVdist": "kv",
-                 "Semigaussian": "semigaussian", "Kurth6D": "kurth6d"}
+                 "Semigaussian": "semigaussian", "Kurth6D": "kurth6d", "Kurth4D": "kurth4d",
+                 "Triangle": "triangle", "Thermal": "thermal"}
 _ELLIPSE = ("lambdaX", "lambdaY", "lambdaT", "lambdaPx", "lambdaPy", "lambdaPt",
             "muxpx", "muypy", "mutpt")
 _MEANS = {"meanX": "x", "meanPx": "px", "meanY": "y", "meanPy": "py", "meanT": "t",
           "meanPt": "pt"}
-_DISPERSION = ("dispX", "dispPx", "dispY", "dispPy")
+#: ImpactX's dispersion parameters -> the scenario's ``beam.dispersion`` fields.
+_DISPERSION = {"dispX": "x", "dispPx": "px", "dispY": "y", "dispPy": "py"}
+#: ImpactX ``Gaussian``'s truncation -> the scenario's ``beam.gaussian_cut`` fields.
+_CUTS = {"cutX": "x", "cutY": "y", "cutT": "t"}
+#: ImpactX ``Thermal``'s parameters (the scenario's ``beam.thermal`` keeps their names).
+_THERMAL = ("k", "kT", "kT_halo", "normalize", "normalize_halo", "halo")
 #: Kinds whose map does not depend on the model tier (thin kicks, markers).
 _TIER_FREE = {"Marker", "Multipole", "Kicker", "RFCavity"}
 #: ImpactX ``algo.space_charge`` (lower case) -> the scenario's ``space_charge.kind``
@@ -104,13 +110,25 @@ def _beam(capture: Capture, reasons: list[str], particle_file: str) -> dict[str,
     if kind not in DISTRIBUTIONS:
         reasons.append(f"distribution {kind}: no such scenario distribution")
         return beam
-    if any(float(params.get(k, 0.0)) for k in _DISPERSION):
-        reasons.append("beam dispersion: dispX/dispPx/dispY/dispPy cannot be stated")
-    centroid = {c: float(params[k]) for k, c in _MEANS.items() if float(params.get(k, 0.0))}
-    beam.update(distribution=DISTRIBUTIONS[kind],
-                ellipse={k: float(params[k]) for k in _ELLIPSE if k in params})
-    if centroid:
-        beam["centroid"] = centroid
+    if kind == "Thermal":
+        known: tuple[str, ...] = _THERMAL
+    else:
+        known = (*_ELLIPSE, *_MEANS, *_DISPERSION, *(_CUTS if kind == "Gaussian" else ()))
+    unknown = sorted(set(params) - set(known))
+    if unknown:   # a parameter the scenario would not carry is refused, never dropped
+        reasons.append(f"distribution {kind}: parameters {', '.join(unknown)} cannot be "
+                       "stated")
+    beam["distribution"] = DISTRIBUTIONS[kind]
+    if kind == "Thermal":
+        beam["thermal"] = {k: float(params[k]) for k in _THERMAL if k in params}
+        return beam
+    beam["ellipse"] = {k: float(params[k]) for k in _ELLIPSE if k in params}
+    for key, names in (("centroid", _MEANS), ("dispersion", _DISPERSION),
+                       ("gaussian_cut", _CUTS)):
+        given = {name: float(params[k]) for k, name in names.items()
+                 if float(params.get(k, 0.0))}
+        if given:
+            beam[key] = given
     return beam
 
 
@@ -158,6 +176,10 @@ def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
     for key, label in (("csr", "CSR"), ("isr", "ISR")):
         if str(s.get(key, False)).lower() in ("true", "1"):
             reasons.append(f"{label}: not a scenario setting")
+    boundary = str(s.get("particle_bc", "open")).strip().lower()
+    if boundary != "open":   # ImpactX's default: no longitudinal boundary
+        reasons.append(f"particle boundary {boundary}: the longitudinal wrapping modulo the "
+                       "bucket length is not a scenario setting")
 
 
 def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
@@ -267,6 +289,10 @@ def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str]) -> None:
     of its ``SpinvMF`` (ImpactX ``src/particles/distribution/SpinvMF.H``: mean direction and
     length of the mean spin)."""
     if str(capture.settings.get("spin", False)).lower() not in ("true", "1"):
+        if capture.spin is not None:   # stated or refused, never dropped
+            reasons.append(f"spin distribution {capture.spin[0]} without spin tracking: "
+                           "ImpactX carries the spins unpushed; a scenario's spins are "
+                           "tracked")
         return
     if capture.tracking == "envelope":
         reasons.append("spin with envelope tracking: ImpactX's envelope carries no spin")

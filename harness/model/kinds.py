@@ -70,6 +70,18 @@ THIN_PATTERNS: Mapping[str, FieldInfo] = MappingProxyType({
 
 _LENGTH = FieldInfo("m", "length")
 
+#: ImpactX's aperture options beyond PALS's ``ApertureP`` (``src/elements/Aperture.H``,
+#: ``src/elements/PolygonAperture.H``): present only when set (non-zero).
+APERTURE_OPTIONS: Mapping[str, FieldInfo] = MappingProxyType({
+    "absorb": FieldInfo("1", "1: lose the particles inside the boundary (ImpactX action "
+                        "'absorb'); absent: lose those outside ('transmit')"),
+    "repeat_x": FieldInfo("m", "horizontal period of a repeated mask (ImpactX repeat_x; "
+                          "absent: no repetition)"),
+    "repeat_y": FieldInfo("m", "vertical period of a repeated mask (ImpactX repeat_y)"),
+    "shift_odd_x": FieldInfo("1", "1: every odd row of periods shifted by repeat_x / 2 "
+                             "(hexagonal patterns; needs repeat_y)"),
+})
+
 
 @dataclass(frozen=True)
 class KindSpec:
@@ -217,7 +229,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "length": FieldInfo("m", "0"),
         "x_limit": FieldInfo("m", "horizontal half-width"),
         "y_limit": FieldInfo("m", "vertical half-width"),
-        "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular")},
+        "elliptical": FieldInfo("1", "1 elliptical, 0 rectangular"),
+        **APERTURE_OPTIONS, **ALIGNMENT},
         frozenset({"length", "x_limit", "y_limit", "elliptical"})),
 )
 
@@ -230,45 +243,88 @@ EXTENSION_NAMESPACE = "ImpactX."
 #: The parameter group of an extension kind's own fields (ImpactX's constructor names).
 EXTENSION_GROUP = "ImpactXP"
 
+#: The extension kind of ImpactX's ``PolygonAperture``.
+POLYGON_APERTURE = f"{EXTENSION_NAMESPACE}PolygonAperture"
+
 #: The 36 entries ``Rij`` (1-based row i, column j, ImpactX ``Map6x6``) of a LinearMap.
 MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in range(1, 7))
 
-#: Fourier coefficient lists of an on-axis field profile (ImpactX ``cos_coefficients``,
-#: ``sin_coefficients``): the list in the ``ImpactXP`` group -> the element fields
-#: ``<prefix><j>``, j = 0, 1, ... (ImpactX's index).
-COEFFICIENT_LISTS: Mapping[str, str] = MappingProxyType({
-    "cos_coefficients": "cos_coef", "sin_coefficients": "sin_coef"})
 
-#: The most coefficients a profile may have.
-MAX_COEFFICIENTS = 200
+#: The 18 entries ``Aij`` (1-based row i of 3, column j of 6, ImpactX ``Map3x6``) of a
+#: SpinMap's spin-orbit coupling matrix, and the 3 components of its design rotation.
+SPIN_MATRIX_ENTRIES: tuple[str, ...] = tuple(f"A{i}{j}" for i in range(1, 4)
+                                             for j in range(1, 7))
+SPIN_VECTOR_ENTRIES: tuple[str, ...] = ("v1", "v2", "v3")
+
+#: Extension kinds whose list-valued ImpactX arguments are read into several element fields:
+#: ImpactXP key -> the element fields' pattern.
+_LIST_FIELDS: Mapping[str, Mapping[str, str]] = MappingProxyType({
+    "LinearMap": {"R": "R*"},
+    "ExactMultipole": {"k_normal": "Kn*", "k_skew": "Ks*"},
+    "SpinMap": {"v": "v*", "A": "A*"},
+})
 
 
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
-               thick: bool = False, aligned: bool = True) -> KindSpec:
+               thick: bool = False, aligned: bool = True,
+               tiers: tuple[str, ...] = MODEL_TIERS,
+               lists: Mapping[str, str] | None = None, integrated: bool = False) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
-    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`)."""
-    own = {key: key for key in fields if key != "length"}
-    if name == "LinearMap":
-        own = {"R": "R*"}
-    for key, prefix in COEFFICIENT_LISTS.items():
-        if f"{prefix}*" in fields:
-            own = {k: v for k, v in own.items() if k != f"{prefix}*"} | {key: f"{prefix}*"}
+    name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
+    ExactMultipole's ``k_normal``/``k_skew`` lists into ``KnN``/``KsN``; SpinMap's ``v`` and
+    ``A`` into :data:`SPIN_VECTOR_ENTRIES` and :data:`SPIN_MATRIX_ENTRIES`; ``lists``: a
+    list field of the group -> the pattern ``<prefix>*`` of its entries, read into
+    ``<prefix>0``, ``<prefix>1``, ..., see :data:`LIST_FIELDS`). Patterns are not required,
+    except a list's first one (``cos*``: at least one coefficient). ``integrated``: the
+    exact tier only (ImpactX's symplectic integrators)."""
+    listed = dict(lists or {})
+    own = {key: key for key in fields if key != "length" and key not in listed.values()}
+    own.update(listed)
+    if name in _LIST_FIELDS:
+        own = dict(_LIST_FIELDS[name])
     length = ({"length": FieldInfo("m", "length")} if thick else
               {"length": FieldInfo("m", "0 (thin)")})
     if name == "LinearMap":
         length = {"length": FieldInfo("m", "length the reference particle advances (never "
                                       "sliced)")}
     all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
-    required = frozenset({"length", *(k for k in fields if "*" not in k)})
+    required = frozenset({"length", *(k for k in fields if "*" not in k),
+                          *list(listed.values())[:1]})
+    if name == "SpinMap":
+        required = frozenset({"length", *SPIN_VECTOR_ENTRIES})
     return KindSpec(
-        f"{EXTENSION_NAMESPACE}{name}", MODEL_TIERS, all_fields, required,
+        f"{EXTENSION_NAMESPACE}{name}", ("exact",) if integrated else tiers,
+        all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
-        reader="extension", thick=thick, example=example)
+        reader="extension", thick=thick, integrated=integrated, example=example)
 
+
+#: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
+#: in :attr:`harness.model.lattice.Element.params` (entry j of ``cos_coefficients`` is
+#: ``cos<j>``).
+LIST_FIELDS: Mapping[str, str] = MappingProxyType({
+    "cos_coefficients": "cos*", "sin_coefficients": "sin*"})
+
+#: Most Fourier coefficients of one on-axis profile (ImpactX's examples use up to 35).
+MAX_COEFFICIENTS = 200
+
+#: The on-axis profile of ImpactX's soft-edge elements and RF cavity
+#: (``src/elements/SoftQuad.H``, ``SoftSol.H``, ``RFCavity.H``): f(z) = c_0/2 + sum_j c_j
+#: cos(2 pi j u/L) + s_j sin(2 pi j u/L), u = z - L/2, over the element's length L
+#: (``backends/inhouse/fourier_field.py``).
+_PROFILE: Mapping[str, FieldInfo] = MappingProxyType({
+    "cos*": FieldInfo("1", f"cosine coefficient c_j of the on-axis profile (ImpactXP."
+                      f"cos_coefficients, 1 to {MAX_COEFFICIENTS} entries; ImpactX "
+                      "cos_coefficients)"),
+    "sin*": FieldInfo("1", "sine coefficient s_j (ImpactXP.sin_coefficients, as many as "
+                      "the cosines; zeros when not given)")})
 
 #: ImpactX's elements PALS does not have (ImpactX ``src/elements/*.H``, the 26.10 wheel's
-#: constructors; ``docs/new-kinds-a.md``): the in-house tracker ports each map.
+#: constructors; ``docs/new-kinds-a.md``, ``docs/new-kinds-b.md``): the in-house tracker
+#: ports each map. The soft-edge elements take ``nslice`` and ``mapsteps`` from the
+#: scenario's ``integrator`` and ``overrides`` (their map integrates nslice*mapsteps steps
+#: along the profile at every tier).
 EXTENSION_SPECS: tuple[KindSpec, ...] = (
     _extension("ConstF", {
         "kx": FieldInfo("1/m", "horizontal focusing: sign(K) sqrt(|K|), K the strength "
@@ -296,6 +352,28 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "angle": FieldInfo("rad", "bending angle (ImpactX theta, in degrees)"),
         "rc": FieldInfo("m", "bending radius (non-zero)")},
         {EXTENSION_GROUP: {"angle": 0.01, "rc": 1.0}}),
+    _extension("ExactSbend", {
+        "phi": FieldInfo("rad", "bend angle magnitude |phi| (ImpactX phi, in degrees; its "
+                         "sign comes from the field and the charge)"),
+        "B": FieldInfo("T", "the bend's field: radius (B rho)/B with the rigidity of the "
+                       "reference particle at the bend, signed with its charge (non-zero; "
+                       "a bend given by its angle is an SBend)")},
+        {"length": 0.5, EXTENSION_GROUP: {"phi": 0.1, "B": 0.5}}, thick=True),
+    _extension("DipEdge", {
+        "psi": FieldInfo("rad", "pole-face angle"),
+        "rc": FieldInfo("m", "radius of the bend the face belongs to (non-zero)"),
+        "g": FieldInfo("m", "gap (ImpactX DipEdge g)"),
+        "R": FieldInfo("m", "length scale of the nonlinear model's K4..K6 terms (> 0)"),
+        **{f"K{n}": FieldInfo("1", f"fringe-field integral K{n} (ImpactX DipEdge)")
+           for n in range(7)},
+        "nonlinear": FieldInfo("1", "1: the nonlinear fringe-field model, 0: the linear one "
+                               "(ImpactX model)"),
+        "exit": FieldInfo("1", "1: the exit face, 0: the entry face (ImpactX location; the "
+                          "nonlinear model's sign)")},
+        {EXTENSION_GROUP: {"psi": 0.3, "rc": 10.0, "g": 1e-3, "R": 1.0,
+                           "K0": 1.6449340668482264, "K1": 0.0, "K2": 1.0,
+                           "K3": 0.16666666666666666, "K4": 0.0, "K5": 0.0, "K6": 0.0,
+                           "nonlinear": 1, "exit": 0}}),
     _extension("Buncher", {
         "V": FieldInfo("1", "normalised voltage q V_peak / (p0 c) (ImpactX Buncher V)"),
         "k": FieldInfo("1/m", "RF wavenumber 2 pi f / c")},
@@ -316,18 +394,62 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "freq": FieldInfo("Hz", "RF frequency"),
         "phase": FieldInfo("rad", "RF phase at the reference particle's time since the "
                            "start of the lattice (ImpactX takes degrees)"),
-        "cos_coef*": FieldInfo("1", "cosine Fourier coefficient j of the on-axis profile "
-                               "(ImpactXP.cos_coefficients, required, 1 to 200 entries; ImpactX "
-                               "cos_coefficients)"),
-        "sin_coef*": FieldInfo("1", "sine coefficient j (ImpactXP.sin_coefficients, as many "
-                               "as the cosines; zeros when not given)")},
+        **_PROFILE},
         {"length": 1.0, EXTENSION_GROUP: {"escale": 0.05, "freq": 7e8, "phase": 0.3,
                                           "cos_coefficients": [0.5, 0.3, -0.1]}},
-        thick=True),
+        thick=True, lists=LIST_FIELDS),
+    KindSpec(POLYGON_APERTURE, MODEL_TIERS, {
+        "length": FieldInfo("m", "0 (thin)"),
+        "vertex_x*": FieldInfo("m", "x of vertex N (0-based) of the closed polygon, the "
+                               "first vertex repeated last (ImpactX vertices_x)"),
+        "vertex_y*": FieldInfo("m", "y of vertex N (ImpactX vertices_y)"),
+        "min_radius2": FieldInfo("m^2", "every particle with x^2 + y^2 below it is inside"),
+        **APERTURE_OPTIONS, **ALIGNMENT},
+        frozenset({"length", "min_radius2"}),
+        {f"{EXTENSION_GROUP}.{key}": where for key, where in (
+            ("vertices_x", "vertex_x*"), ("vertices_y", "vertex_y*"),
+            ("min_radius2", "min_radius2"), ("action", "absorb"), ("repeat_x", "repeat_x"),
+            ("repeat_y", "repeat_y"), ("shift_odd_x", "shift_odd_x"))},
+        reader="extension",
+        example={EXTENSION_GROUP: {"vertices_x": [1e-3, -1e-3, -1e-3, 1e-3, 1e-3],
+                                   "vertices_y": [1e-3, 1e-3, -1e-3, -1e-3, 1e-3]}}),
     _extension("PlaneXYRot", {
         "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
                            "takes degrees)")},
         {EXTENSION_GROUP: {"angle": 0.3}}, aligned=False),
+    _extension("SoftQuadrupole", {
+        "gscale": FieldInfo("1/m^2", "gradient / (B rho) where the profile is 1 (ImpactX "
+                            "gscale; > 0 focuses x, MAD-X K1 sign)"), **_PROFILE},
+        {"length": 1.0, EXTENSION_GROUP: {"gscale": 1.0, "cos_coefficients": [2.0]}},
+        thick=True, tiers=("linear",), lists=LIST_FIELDS),
+    _extension("SoftSolenoid", {
+        "bscale": FieldInfo("1/m", "B_z / (B rho) where the profile is 1 (ImpactX bscale, "
+                            "unit 0)"), **_PROFILE},
+        {"length": 1.0, EXTENSION_GROUP: {"bscale": 1.0, "cos_coefficients": [2.0]}},
+        thick=True, tiers=("linear",), lists=LIST_FIELDS),
+    _extension("ExactMultipole", {
+        "Kn*": FieldInfo("1/m^(N+1)", "normal multipole of order N per metre (ImpactX "
+                         "k_normal[N], unit 0; N = 0 dipole, 1 quadrupole, ...)"),
+        "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (k_skew[N])")},
+        {"length": 0.5, EXTENSION_GROUP: {"k_normal": [0.0, 1.0], "k_skew": [0.0, 0.0]}},
+        thick=True, integrated=True),
+    _extension("QuadEdge", {
+        "k": FieldInfo("1/m^2", "gradient of the quadrupole whose hard edge this is (ImpactX "
+                       "k, unit 0; > 0 focuses x)"),
+        "flag": FieldInfo("1", "+1 the entry edge, -1 the exit edge (ImpactX flag 'entry' "
+                          "/ 'exit'; the scenario may write either)")},
+        {EXTENSION_GROUP: {"k": 60.0, "flag": "entry"}}),
+    _extension("SpinMap", {
+        "v1": FieldInfo("rad", "design spin rotation vector, x component (ImpactX v[1]: "
+                        "angle |v| about v / |v|)"),
+        "v2": FieldInfo("rad", "design spin rotation vector, y component"),
+        "v3": FieldInfo("rad", "design spin rotation vector, z component"),
+        "A*": FieldInfo("rad (per m, 1)", "spin-orbit coupling Aij: row i of 3 (x, y, z "
+                        "generator), column j of 6 (x, px, y, py, t, pt), 1-based as ImpactX "
+                        "Map3x6; all 18 always present")},
+        {EXTENSION_GROUP: {"v": [0.0, 0.0, 0.1],
+                           "A": [[0.0] * 6, [0.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0] * 6]}},
+        aligned=False),
 )
 
 KIND_SPECS = KIND_SPECS + EXTENSION_SPECS

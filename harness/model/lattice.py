@@ -20,7 +20,12 @@ Equivalent PALS forms are resolved here, once, so that every backend reads one f
 * multipoles (``MagneticMultipoleP``): field strengths ``BnN`` [T/m^N] -> ``KnN`` = BnN /
   (B rho) with the beam's signed rigidity B rho = p/q; integrated ``KnNL`` on a thick element
   -> ``KnN`` = KnNL / length; per-metre ``KnN`` on a thin kicker -> ``KnNL`` = KnN * length;
-* body shifts (``BodyShiftP``): ``x_offset``, ``y_offset`` [m], ``z_rot`` [rad].
+* body shifts (``BodyShiftP``): ``x_offset``, ``y_offset`` [m], ``z_rot`` [rad];
+* apertures: a Marker (or zero-length Instrument) with an active ``ApertureP`` becomes an
+  ``Aperture`` element; ImpactX's options PALS has no field for (``action``, ``repeat_x``,
+  ``repeat_y``, ``shift_odd_x``) come from the element's ``ImpactXP`` group, and its
+  ``BodyShiftP`` moves the aperture when ``ApertureP.aperture_shifts_with_body`` is true
+  (ImpactX ``dx``, ``dy``, ``rotation``).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +45,15 @@ import pydantic
 from harness.model.errors import ScenarioError
 from harness.model.kinds import (
     ALIGNMENT,
-    COEFFICIENT_LISTS,
     EXTENSION_GROUP,
     EXTENSION_KINDS,
+    LIST_FIELDS,
     MATRIX_ENTRIES,
     MAX_COEFFICIENTS,
+    POLYGON_APERTURE,
     SPECS,
+    SPIN_MATRIX_ENTRIES,
+    SPIN_VECTOR_ENTRIES,
     Disposition,
     KindSpec,
     Refused,
@@ -119,12 +128,14 @@ class Element:
         """Whether ImpactX tracks the element with a symplectic integrator, the elements
         ``mapsteps`` and ``int_order`` act on: at the exact tier a quadrupole
         (``ExactQuad`` or ``ExactMultipole``), a sextupole (``ExactMultipole``) and a bend
-        with Kn1 (``ExactCFbend``; ``ExactQuad`` at zero angle). ImpactX's ``ExactSbend``
-        and ``ExactDrift`` are closed-form maps (``src/elements/Exact*.H``); the kinds so
-        tracked are those whose spec says :attr:`KindSpec.integrated`."""
+        with multipole components (``ExactCFbend``; ``ExactQuad`` at zero angle).
+        ImpactX's ``ExactSbend`` and ``ExactDrift`` are closed-form maps
+        (``src/elements/Exact*.H``); the kinds so tracked are those whose spec says
+        :attr:`KindSpec.integrated`."""
         if self.tier != "exact":
             return False
-        return SPECS[self.kind].integrated or (self.kind == "SBend" and "Kn1" in self.params)
+        return SPECS[self.kind].integrated or (
+            self.kind == "SBend" and bool(thick_multipoles(self.params)))
 
 
 # --------------------------------------------------------------------------- where fields go
@@ -156,7 +167,9 @@ PALS_FIELDS: dict[str, Disposition] = {
     "ApertureP.location": Refused("apertures act where their Marker is (ENTRANCE_END)"),
     "ApertureP.material": Refused("no backend models aperture material"),
     "ApertureP.thickness": Refused("no backend models aperture thickness"),
-    "ApertureP.aperture_shifts_with_body": Refused("apertures sit on Markers (no body)"),
+    # with a BodyShiftP on the aperture's Marker: the shift moves the aperture (ImpactX dx,
+    # dy, rotation); without one it has nothing to move
+    "ApertureP.aperture_shifts_with_body": None,
     "ElectricMultipoleP": Refused("no backend models electric multipoles"),
     "FloorP": None,       # floor geometry (under construction in PALS, no fields)
     "TrackingP": None,    # tracking hints (under construction in PALS, no fields)
@@ -173,7 +186,13 @@ _GROUPS = ("ApertureP", "BodyShiftP", "BendP", "MagneticMultipoleP", "ElectricMu
 _EXTRA_FIELDS: dict[tuple[str, str], str] = {("SBend", "BendP"): "angle"}
 
 #: PALS fields that are flags (the only fields where ``true``/``false`` is a valid value).
-_BOOLEAN_FIELDS = frozenset({"aperture_active", "aperture_shifts_with_body"})
+_BOOLEAN_FIELDS = frozenset({"aperture_active", "aperture_shifts_with_body", "shift_odd_x"})
+
+#: ImpactX's aperture actions (``src/elements/Aperture.H``).
+APERTURE_ACTIONS = ("transmit", "absorb")
+
+#: Most vertices of a polygon aperture (the first repeated last).
+MAX_VERTICES = 10_000
 
 
 def pals_disposition(kind: str, path: str) -> str | None | Refused:
@@ -248,7 +267,9 @@ def check_element_bounds(kind: str, params: Mapping[str, float], file, path: str
 
 #: Element fields and the PALS group they come from (for messages).
 _PALS_GROUP = {"x_offset": "BodyShiftP", "y_offset": "BodyShiftP", "z_rot": "BodyShiftP",
-               "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP"}
+               "x_limit": "ApertureP", "y_limit": "ApertureP", "elliptical": "ApertureP",
+               "absorb": EXTENSION_GROUP, "repeat_x": EXTENSION_GROUP,
+               "repeat_y": EXTENSION_GROUP, "shift_odd_x": EXTENSION_GROUP}
 _PALS_GROUP.update({where: key.split(".")[0] for spec in SPECS.values()
                     for key, where in spec.pals_fields.items()
                     if isinstance(where, str) and "." in key
@@ -263,9 +284,21 @@ def _pals_name(key: str, kind: str = "") -> str:
             return f"BodyShiftP.{key}"
         if key in MATRIX_ENTRIES:
             return f"{EXTENSION_GROUP}.R[{int(key[1]) - 1}][{int(key[2]) - 1}]"
-        for group_key, prefix in COEFFICIENT_LISTS.items():
+        if key.startswith("vertex_"):
+            return f"{EXTENSION_GROUP}.vertices_{key[7]}[{key[8:]}]"
+        if key == "absorb":
+            return f"{EXTENSION_GROUP}.action"
+        for name, pattern in LIST_FIELDS.items():
+            prefix = pattern.removesuffix("*")
             if key.startswith(prefix) and key[len(prefix):].isdigit():
-                return f"{EXTENSION_GROUP}.{group_key}[{key[len(prefix):]}]"
+                return f"{EXTENSION_GROUP}.{name}[{key[len(prefix):]}]"
+        if key in SPIN_MATRIX_ENTRIES:
+            return f"{EXTENSION_GROUP}.A[{int(key[1]) - 1}][{int(key[2]) - 1}]"
+        if key in SPIN_VECTOR_ENTRIES:
+            return f"{EXTENSION_GROUP}.v[{int(key[1]) - 1}]"
+        if key[:2] in ("Kn", "Ks") and key[2:].isdigit():
+            group = "k_normal" if key[1] == "n" else "k_skew"
+            return f"{EXTENSION_GROUP}.{group}[{key[2:]}]"
         return f"{EXTENSION_GROUP}.{key}"
     if key in _PALS_GROUP:
         return f"{_PALS_GROUP[key]}.{key}"
@@ -406,6 +439,15 @@ def thick_multipoles(params: Mapping[str, Any]) -> dict[int, tuple[Any, Any]]:
     """``{order N: (KnN, KsN)}`` of a thick element's multipole fields (per metre; values
     as stored, floats or tensors; a missing component is 0.0), ordered by N."""
     return _components(params, _THICK_COMPONENT)
+
+
+def profile_coefficients(params: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """The cosine and sine Fourier coefficients of a soft-edge element's on-axis profile
+    (``cos0``, ``cos1``, ... and ``sin0``, ...; a sine not given is 0), in order
+    (:data:`harness.model.kinds.LIST_FIELDS`)."""
+    count = sum(1 for key in params if key.startswith("cos") and key[3:].isdigit())
+    return ([params[f"cos{j}"] for j in range(count)],
+            [params.get(f"sin{j}", 0.0) for j in range(count)])
 
 
 def thin_multipoles(params: Mapping[str, Any]) -> dict[int, tuple[Any, Any]]:
@@ -643,9 +685,54 @@ def _kicker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
     return {**params, **_alignment(element, ctx, path)}
 
 
-def _aperture(element, ctx: _Context, path: str) -> dict[str, float] | None:
+def aperture_options(options: Mapping[str, Any], file, path: str) -> dict[str, float]:
+    """ImpactX's aperture options (``src/elements/Aperture.H``, ``PolygonAperture.H``) from
+    ``options`` (``action``: transmit or absorb; ``repeat_x``, ``repeat_y`` [m] >= 0, 0 none;
+    ``shift_odd_x``: true/false, needs ``repeat_y``) -> the set ones as element fields
+    (``absorb``, ``repeat_x``, ``repeat_y``, ``shift_odd_x``); ``path`` is the group's."""
+    out: dict[str, float] = {}
+    for key, value in options.items():
+        where = f"{path}.{key}"
+        if key == "action":
+            if value not in APERTURE_ACTIONS:
+                raise ScenarioError(file, where, f"one of {list(APERTURE_ACTIONS)}",
+                                    _short(value))
+            if value == "absorb":
+                out["absorb"] = 1.0
+        elif key == "shift_odd_x":
+            if not isinstance(value, bool):
+                raise ScenarioError(file, where, "true or false", _short(value))
+            if value:
+                out["shift_odd_x"] = 1.0
+        elif key in ("repeat_x", "repeat_y"):
+            number = _number(value, file, where)
+            if number != 0.0:
+                out[key] = number
+        else:
+            raise ScenarioError(file, where, "one of the aperture options action, repeat_x, "
+                                "repeat_y, shift_odd_x", _short(key))
+    if out.get("shift_odd_x") and not out.get("repeat_y"):
+        raise ScenarioError(file, f"{path}.shift_odd_x", "false unless repeat_y > 0 (ImpactX "
+                            "shifts every odd row of vertical periods)", True)
+    return out
+
+
+def _shifted_aperture(raw: Mapping[str, Any]) -> bool:
+    """Whether a raw element's ``ApertureP`` moves with its ``BodyShiftP``."""
+    group = raw.get("ApertureP")
+    return isinstance(group, dict) and group.get("aperture_shifts_with_body") is True
+
+
+def _aperture(element, ctx: _Context, path: str, options: Mapping[str, Any] | None = None
+              ) -> dict[str, float] | None:
+    """The ``Aperture`` of a Marker or Instrument with an active ``ApertureP`` (None without
+    one); ``options`` is the element's ``ImpactXP`` group (:func:`aperture_options`)."""
     aperture = element.ApertureP
     if aperture is None or not aperture.aperture_active:
+        if options:
+            raise ScenarioError(ctx.file, f"{path}.{EXTENSION_GROUP}", "no ImpactXP group "
+                                "without an active ApertureP (it holds aperture options)",
+                                _short(dict(options)))
         return None
     xs, ys = aperture.x_limits, aperture.y_limits
     for axis, limits in (("x", xs), ("y", ys)):
@@ -659,8 +746,12 @@ def _aperture(element, ctx: _Context, path: str) -> dict[str, float] | None:
                             "RECTANGULAR or ELLIPTICAL", aperture.shape)
     if element.length != 0.0:
         raise ScenarioError(ctx.file, f"{path}.length", "0 for an aperture", element.length)
-    return {"length": 0.0, "x_limit": float(xs[1]), "y_limit": float(ys[1]),
-            "elliptical": float(aperture.shape == "ELLIPTICAL")}
+    params = {"length": 0.0, "x_limit": float(xs[1]), "y_limit": float(ys[1]),
+              "elliptical": float(aperture.shape == "ELLIPTICAL")}
+    params.update(aperture_options(options or {}, ctx.file, f"{path}.{EXTENSION_GROUP}"))
+    if aperture.aperture_shifts_with_body:
+        params.update(_alignment(element, ctx, path))
+    return params
 
 
 def _marker(element, raw, ctx: _Context, path: str) -> dict[str, float]:
@@ -677,33 +768,64 @@ def _matrix(value: Any, file, path: str) -> dict[str, float]:
             for i in range(6) for j in range(6)}
 
 
-def _coefficients(own: dict, file, path: str) -> dict[str, float]:
-    """An on-axis profile's Fourier coefficients (``cos_coefficients`` and
-    ``sin_coefficients`` of ``own``, ImpactX's lists) -> ``{"cos_coef0": ..., "sin_coef0":
-    ...}``: 1 to :data:`MAX_COEFFICIENTS` finite numbers, the sines (zeros when not given)
-    as many as the cosines."""
-    lists: dict[str, list] = {}
-    for key in COEFFICIENT_LISTS:
-        value = own.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, list) or not 1 <= len(value) <= MAX_COEFFICIENTS:
-            raise ScenarioError(file, f"{path}.{key}", f"a list of 1 to {MAX_COEFFICIENTS} "
-                                "numbers", _short(value))
-        lists[key] = value
-    cosines = lists.get("cos_coefficients")
-    if cosines is None:
-        raise ScenarioError(file, f"{path}.cos_coefficients", "this required field (the "
-                            "cosine coefficients of the on-axis profile)")
-    sines = lists.get("sin_coefficients", [0.0] * len(cosines))
-    if len(sines) != len(cosines):
-        raise ScenarioError(file, f"{path}.sin_coefficients", f"{len(cosines)} numbers, as "
-                            "many as cos_coefficients", len(sines))
-    out: dict[str, float] = {}
-    for key, values in (("cos_coefficients", cosines), ("sin_coefficients", sines)):
-        for j, value in enumerate(values):
-            out[f"{COEFFICIENT_LISTS[key]}{j}"] = _number(value, file, f"{path}.{key}[{j}]")
-    return out
+def _entries(value: Any, prefix: str, file, path: str) -> dict[str, float]:
+    """A list field of an extension kind (:data:`harness.model.kinds.LIST_FIELDS`): 1 to
+    :data:`~harness.model.kinds.MAX_COEFFICIENTS` finite numbers -> ``{"<prefix>0": ...,
+    "<prefix>1": ...}``."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_COEFFICIENTS:
+        raise ScenarioError(file, path, f"a list of 1 to {MAX_COEFFICIENTS} numbers",
+                            _short(value))
+    return {f"{prefix}{j}": _number(v, file, f"{path}[{j}]") for j, v in enumerate(value)}
+
+
+def _check_lists(spec: KindSpec, params: dict[str, float], file, path: str) -> None:
+    """The list fields of one element have the same length (ImpactX's soft-edge elements
+    pair the j-th cosine with the j-th sine coefficient)."""
+    lengths = {}
+    for name, pattern in LIST_FIELDS.items():
+        if f"{EXTENSION_GROUP}.{name}" in spec.pals_fields:
+            prefix = pattern.removesuffix("*")
+            lengths[name] = sum(1 for k in params if k.startswith(prefix)
+                                and k[len(prefix):].isdigit())
+    given = {name: n for name, n in lengths.items() if n}
+    if len(set(given.values())) > 1:
+        first, *others = given
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{others[0]}", f"as many "
+                            f"entries as {first} ({given[first]})", given[others[0]])
+def _pole_list(value: Any, letter: str, file, path: str) -> dict[str, float]:
+    """An ExactMultipole's ``k_normal`` (``letter`` n) or ``k_skew`` (s): a list of up to 21
+    numbers, index = order N, per metre -> the non-zero ``KnN``/``KsN``."""
+    if not isinstance(value, list) or not 1 <= len(value) <= 21:
+        raise ScenarioError(file, path, "a list of 1 to 21 numbers (index = multipole order "
+                            "N, per metre)", _short(value))
+    numbers = [_number(v, file, f"{path}[{n}]") for n, v in enumerate(value)]
+    return {f"K{letter}{n}": v for n, v in enumerate(numbers) if v != 0.0}
+
+
+def _edge_flag(value: Any, file, path: str) -> float:
+    """A QuadEdge's ``flag``: ``entry`` or +1 -> 1.0, ``exit`` or -1 -> -1.0."""
+    named = {"entry": 1.0, "exit": -1.0}
+    if isinstance(value, str) and value in named:
+        return named[value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value in (1, -1):
+        return float(value)
+    raise ScenarioError(file, path, "'entry' (or 1) or 'exit' (or -1)", _short(value))
+
+
+def _spin_entries(key: str, value: Any, file, path: str) -> dict[str, float]:
+    """A SpinMap's ``v`` (3 numbers) or ``A`` (3 rows of 6 numbers on (x, px, y, py, t,
+    pt)) -> ``v1..v3`` or ``A11..A36``."""
+    if key == "v":
+        if not isinstance(value, list) or len(value) != 3:
+            raise ScenarioError(file, path, "3 numbers: the design spin rotation vector "
+                                "[rad]", _short(value))
+        return {f"v{i + 1}": _number(v, file, f"{path}[{i}]") for i, v in enumerate(value)}
+    if not isinstance(value, list) or len(value) != 3 or not all(
+            isinstance(row, list) and len(row) == 6 for row in value):
+        raise ScenarioError(file, path, "a 3x6 matrix: 3 rows of 6 numbers on (x, px, y, "
+                            "py, t, pt)", _short(value))
+    return {f"A{i + 1}{j + 1}": _number(value[i][j], file, f"{path}[{i}][{j}]")
+            for i in range(3) for j in range(6)}
 
 
 def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[str, float]:
@@ -730,26 +852,47 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         raise ScenarioError(file, f"{path}.length", f"a positive length for a {spec.kind} "
                             "(ImpactX's map of length 0 is the identity)", 0.0)
     own = fields.get(EXTENSION_GROUP) or {}
+    if spec.kind == POLYGON_APERTURE:
+        params.update(_polygon(own, file, f"{path}.{EXTENSION_GROUP}"))
+        own = {}
     names = {key.split(".", 1)[1]: where for key, where in spec.pals_fields.items()}
     for key, value in own.items():
         where = names.get(key)
         if where is None:
             raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{key}", "one of the fields "
                                 f"of {spec.kind}: {sorted(names)}", _short(key))
-        if key == "R":
+        if key == "R" and spec.kind == "ImpactX.LinearMap":
             params.update(_matrix(value, file, f"{path}.{EXTENSION_GROUP}.R"))
-        elif key in COEFFICIENT_LISTS:
-            continue
+        elif key in LIST_FIELDS:
+            params.update(_entries(value, str(where).removesuffix("*"), file,
+                                   f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key in ("k_normal", "k_skew") and spec.kind == "ImpactX.ExactMultipole":
+            params.update(_pole_list(value, "n" if key == "k_normal" else "s", file,
+                                     f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key in ("v", "A") and spec.kind == "ImpactX.SpinMap":
+            params.update(_spin_entries(key, value, file, f"{path}.{EXTENSION_GROUP}.{key}"))
+        elif key == "flag" and spec.kind == "ImpactX.QuadEdge":
+            params["flag"] = _edge_flag(value, file, f"{path}.{EXTENSION_GROUP}.flag")
         else:
             params[str(where)] = _number(value, file, f"{path}.{EXTENSION_GROUP}.{key}")
-    if any(f"{prefix}*" in spec.fields for prefix in COEFFICIENT_LISTS.values()):
-        params.update(_coefficients(own, file, f"{path}.{EXTENSION_GROUP}"))
+    if spec.kind == "ImpactX.ExactMultipole" and not any(
+            k.startswith("K") for k in params):
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.k_normal", "at least one "
+                            "non-zero component in k_normal or k_skew (without one the map "
+                            "is an exact drift: use a Drift)")
+    if spec.kind == "ImpactX.SpinMap" and "A11" not in params:
+        params.update({key: 0.0 for key in SPIN_MATRIX_ENTRIES})
     if spec.kind == "ImpactX.LinearMap" and "R11" not in params:
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.R", "this required field (the "
                             "6x6 matrix)")
+    lists = {where: key.split(".", 1)[1] for key, where in spec.pals_fields.items()
+             if key.split(".", 1)[1] in LIST_FIELDS}
     for name in sorted(spec.required - set(params)):
-        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{name}", "this required field "
-                            f"of {spec.kind}")
+        if name in lists and any(fnmatchcase(k, name) for k in params):
+            continue
+        raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{lists.get(name, name)}",
+                            f"this required field of {spec.kind}")
+    _check_lists(spec, params, file, path)
     shift = fields.get("BodyShiftP") or {}
     for key, value in shift.items():
         if key not in ALIGNMENT:
@@ -761,6 +904,47 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         if number != 0.0:
             params[key] = number
     return params
+
+
+def _polygon(own: Mapping[str, Any], file, path: str) -> dict[str, float]:
+    """The fields of an ``ImpactX.PolygonAperture`` from its ``ImpactXP`` group (``path``):
+    ``vertices_x``, ``vertices_y`` [m] (equally long, 4 to :data:`MAX_VERTICES` entries,
+    the first vertex repeated last, as ImpactX ``src/elements/PolygonAperture.H`` requires)
+    -> ``vertex_xN``, ``vertex_yN``; ``min_radius2`` [m^2] (default 0) and the options of
+    :func:`aperture_options`."""
+    rest = {k: v for k, v in own.items()
+            if k not in ("vertices_x", "vertices_y", "min_radius2")}
+    columns = {}
+    for axis in ("x", "y"):
+        key = f"vertices_{axis}"
+        value = own.get(key)
+        if not isinstance(value, list) or not 4 <= len(value) <= MAX_VERTICES:
+            raise ScenarioError(file, f"{path}.{key}", f"a list of 4 to {MAX_VERTICES:,} "
+                                "vertex coordinates [m], the first repeated last",
+                                _short(value))
+        columns[axis] = [_number(v, file, f"{path}.{key}[{i}]") for i, v in enumerate(value)]
+    xs, ys = columns["x"], columns["y"]
+    if len(xs) != len(ys):
+        raise ScenarioError(file, f"{path}.vertices_y", f"as many entries as vertices_x "
+                            f"({len(xs)})", len(ys))
+    if xs[0] != xs[-1] or ys[0] != ys[-1]:
+        raise ScenarioError(file, f"{path}.vertices_x", "a closed polygon: the last vertex "
+                            "exactly equal to the first (ImpactX PolygonAperture)",
+                            _short([xs[-1], ys[-1]]))
+    params = {"min_radius2": _number(own.get("min_radius2", 0.0), file,
+                                     f"{path}.min_radius2")}
+    params.update({f"vertex_x{i}": v for i, v in enumerate(xs)})
+    params.update({f"vertex_y{i}": v for i, v in enumerate(ys)})
+    params.update(aperture_options(rest, file, path))
+    return params
+
+
+def polygon_vertices(params: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
+    """``(vertices_x, vertices_y)`` [m] of an ``ImpactX.PolygonAperture``'s params, in
+    order (:func:`_polygon`)."""
+    count = sum(1 for key in params if key.startswith("vertex_x"))
+    return ([params[f"vertex_x{i}"] for i in range(count)],
+            [params[f"vertex_y{i}"] for i in range(count)])
 
 
 #: Reading rule (:attr:`harness.model.kinds.KindSpec.reader`) -> the reader of a kind.
@@ -806,10 +990,14 @@ def _check_dispositions(kind: str, kind_class: type[pydantic.BaseModel], raw: di
         if not isinstance(given, dict) or not given:
             continue
         whole = PALS_FIELDS.get(f"{kind}:{group}", PALS_FIELDS.get(group))
-        if isinstance(whole, Refused):
+        moves_aperture = group == "BodyShiftP" and _shifted_aperture(raw)
+        if isinstance(whole, Refused) and not moves_aperture:
             key = next(iter(given))
+            hint = ("; to move its aperture set ApertureP.aperture_shifts_with_body: true"
+                    if group == "BodyShiftP" and isinstance(raw.get("ApertureP"), dict)
+                    else "")
             raise ScenarioError(file, f"{path}.{group}.{key}", f"no {group} on a {kind} "
-                                f"({whole.reason})", _short(given[key]))
+                                f"({whole.reason}{hint})", _short(given[key]))
         if group == "MagneticMultipoleP":
             continue
         if group == "ApertureP" and kind not in ("Marker", "Instrument"):
@@ -880,6 +1068,12 @@ class _Flattener:
             return raw
         _check_values(raw, self.file, path)
         fields = {k: v for k, v in raw.items() if k != "kind"}
+        options = fields.pop(EXTENSION_GROUP, None) if kind in ("Marker", "Instrument") \
+            else None
+        if options is not None and not isinstance(options, dict):
+            raise ScenarioError(self.file, f"{path}.{EXTENSION_GROUP}", "a mapping of "
+                                "aperture options (action, repeat_x, repeat_y, shift_odd_x)",
+                                _short(options))
         if kind in EXTENSION_KINDS:
             params = _extension(SPECS[kind], fields, self.ctx, path)
             check_element_bounds(kind, params, self.file, path)
@@ -923,7 +1117,7 @@ class _Flattener:
                     and type(sub).model_config.get("extra") != "allow"):
                 _check_known_fields(sub, value, self.file, f"{path}.{key}",
                                     frozenset({extra[key]}) if key in extra else frozenset())
-        aperture = _aperture(element, self.ctx, path)
+        aperture = _aperture(element, self.ctx, path, options)
         if aperture is not None:
             check_element_bounds("Aperture", aperture, self.file, path)
             return "Aperture", aperture

@@ -101,6 +101,16 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
           "the range of the rms sizes"),
     Bound("beam.sigma_matrix", -1e8, 1e8, "m^2, m, 1", "second moments: the squares of the "
           "rms bounds"),
+    Bound("beam.dispersion", -1e4, 1e4, "m (x, y), 1 (px, py)", "dispersion with respect to "
+          "-pt: rings reach tens of m"),
+    Bound("beam.gaussian_cut", 0.0, 100.0, "1", "phase-space radius of a truncated Gaussian "
+          "plane, in rms units (0: no cut)"),
+    Bound("beam.thermal.k", 0.0, 1e6, "1/m", "focusing wavenumber of the matched channel",
+          low_open=True),
+    Bound("beam.thermal.kT", 0.0, 1.0, "1", "temperature k T as the variance of px, py "
+          "(relative to the reference momentum): below 1", low_open=True),
+    Bound("beam.thermal.normalize", 0.0, 1e6, "1", "normalisation constants of the core and "
+          "halo populations", low_open=True),
     Bound("space_charge.kicks_per_element", 1, 10_000, "1", "space-charge kicks per element"),
     Bound("space_charge.domain_sigmas", 0, 1000, "1",
           "half-width of a +-k sigma mesh (Cheetah, Xsuite)", low_open=True),
@@ -151,6 +161,13 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
           low_open=True),
     Bound("y_limit", 0.0, 10.0, "m", "as x_limit", low_open=True),
     Bound("elliptical", 0.0, 1.0, "1", "a flag: 1 elliptical, 0 rectangular"),
+    Bound("absorb", 0.0, 1.0, "1", "a flag: 1 absorb, 0 transmit (ImpactX action)"),
+    Bound("repeat_x", 0.0, 10.0, "m", "a mask period of 10 m (pepper-pots: mm)"),
+    Bound("repeat_y", 0.0, 10.0, "m", "as repeat_x"),
+    Bound("shift_odd_x", 0.0, 1.0, "1", "a flag: 1 shifts every odd row by repeat_x / 2"),
+    Bound("vertex_[xy]*", -10.0, 10.0, "m", "a polygon aperture's vertex 10 m off axis"),
+    Bound("min_radius2", 0.0, 100.0, "m^2", "the squared radius inside which a polygon "
+          "aperture lets every particle through (10 m)"),
     # the ImpactX.* extension kinds (docs/scenario-format.md)
     Bound("kx", -1e5, 1e5, "1/m", "sign(K) sqrt(|K|) of a ConstF: K up to 1e10 1/m^2 (ImpactX's "
           "iota_lens examples slice a lens into ConstFs of 1.2e4 1/m)"),
@@ -170,17 +187,37 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("rc", -1e5, 1e5, "m", "bending radius of a thin dipole; ImpactX divides by it",
           nonzero=True),
     Bound("V", -1e3, 1e3, "1", "normalised buncher voltage q V / (p0 c)"),
+    Bound("phi", -TWO_PI, TWO_PI, "rad", "ExactSbend's bend angle: at most one full turn "
+          "(0 with a field is no bend)", nonzero=True),
+    Bound("B", -1e3, 1e3, "T", "ExactSbend's field (the strongest magnets reach ~45 T); "
+          "ImpactX divides by it", nonzero=True),
+    Bound("psi", -1.5, 1.5, "rad", "as e1 (a DipEdge's pole face)"),
+    Bound("g", 0.0, 10.0, "m", "a DipEdge's gap (magnet gaps: cm)"),
+    Bound("R", 0.0, 1e5, "m", "a DipEdge's length scale; ImpactX divides by it",
+          low_open=True),
+    Bound("K[0-6]", -1e3, 1e3, "1", "a DipEdge's fringe-field integrals (K0 = pi^2/6, "
+          "K2 = 1, K3 = 1/6 by default)"),
+    Bound("nonlinear", 0.0, 1.0, "1", "a flag: 1 nonlinear, 0 linear fringe-field model"),
+    Bound("exit", 0.0, 1.0, "1", "a flag: 1 exit, 0 entry face"),
     Bound("R*", -1e6, 1e6, "1 (m, 1/m)", "an entry Rij of a LinearMap's 6x6 matrix"),
-    Bound("escale", -1e3, 1e3, "1/m", "RFCavity peak |q| E_z / (m c^2): 1e3 is 0.5 GV/m "
-          "for electrons, beyond any RF structure"),
+    Bound("escale", -1e3, 1e3, "1/m", "RFCavity peak E_z [MV/m] per rest energy [MeV]: 1e3 "
+          "is 0.5 GV/m for electrons, beyond any RF structure"),
     Bound("freq", 0.0, 1e13, "Hz", "RFCavity frequency up to 10 THz; ImpactX divides by the "
           "wavenumber", low_open=True),
-    Bound("cos_coef*", -1e6, 1e6, "1", "a Fourier coefficient of an on-axis profile (profiles "
-          "are normalised to a peak of about 1)"),
-    Bound("sin_coef*", -1e6, 1e6, "1", "as cos_coef*"),
     Bound("phi_in", -HALF_PI, HALF_PI, "rad", "PRot: the reference orbit crosses the "
           "frame's plane (ImpactX divides by cos phi)", low_open=True, high_open=True),
     Bound("phi_out", -HALF_PI, HALF_PI, "rad", "as phi_in", low_open=True, high_open=True),
+    Bound("gscale", -1e6, 1e6, "1/m^2", "peak gradient per rigidity of a soft-edge "
+          "quadrupole (as K[ns]* for N = 1)"),
+    Bound("bscale", -1e6, 1e6, "1/m", "peak B_z / (B rho) of a soft-edge solenoid (as Ksol)"),
+    Bound("cos*", -1e6, 1e6, "1", "Fourier coefficient of an on-axis profile (those of a profile "
+          "normalised to 1 lie within -2 and 2)"),
+    Bound("sin*", -1e6, 1e6, "1", "as cos*"),
+    Bound("flag", -1.0, 1.0, "1", "a QuadEdge's side: +1 entry, -1 exit"),
+    Bound("v[123]", -1e3, 1e3, "rad", "a SpinMap's design spin rotation (any angle is one "
+          "of [-pi, pi))"),
+    Bound("A*", -1e6, 1e6, "rad (per m, 1)", "a SpinMap's spin-orbit coupling "
+          "entry Aij"),
 )
 
 

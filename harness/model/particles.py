@@ -27,6 +27,25 @@ Shapes (unit covariance in each coordinate):
 * ``kurth6d``: R. Kurth, Q. Appl. Math. 32, 325 (1978); C. Mitchell et al., IPAC2021
   WEPAB248; the algorithm of ImpactX ``Kurth6D.H`` (positions uniform in a ball, a
   stationary 6D distribution), scaled by sqrt(5).
+* ``kurth4d``: ImpactX ``Kurth4D.H``: the 4D Kurth distribution transversely ((x, y)
+  uniform in the disk of radius 2, (px, py) = 2 (p_r, L_z/r) with the Kurth invariant
+  r^2 + p^2 - L_z^2 <= 1 in unit scaling), t uniform in [-sqrt(3), sqrt(3)], pt normal.
+* ``triangle``: ImpactX ``Triangle.H``: (x, px, y, py) uniform in the 4D ball of radius
+  sqrt(6); t = sqrt(2) (2 - 3 sqrt(u)) with u uniform, a linear ramp of density
+  (2 sqrt(2) - t) / 9 on [-sqrt(2), 2 sqrt(2)] (mean 0, variance 1, third moment
+  +2 sqrt(2)/5); pt normal.
+* ``gaussian`` with ``gaussian_cut``: ImpactX ``Gaussian.H``: the pair (u, v) of a cut plane
+  is drawn uniformly in angle with radius r^2 = -2 ln(1 - w (1 - e^-f)) / s, f = cut^2 / 2,
+  s = 1 - f e^-f / (1 - e^-f) (w uniform): the normal truncated to the phase-space circle
+  of radius ``cut``, at unit variance.
+
+Two more transforms follow ImpactX's order (every ``src/particles/distribution/*.H``):
+the beam's ``dispersion`` (x -= D_x pt, px -= D_px pt, y -= D_y pt, py -= D_py pt), which
+:func:`beam_cholesky` folds into the factor (then no longer triangular: ``D L``), and the
+``centroid``.
+
+``thermal`` is not an affine image of unit samples: :func:`thermal_particles` draws ImpactX's
+``Thermal.H`` from the beam's ``thermal`` block, its charge and its reference particle.
 """
 
 from __future__ import annotations
@@ -74,6 +93,50 @@ def _kurth6d(rng: np.random.Generator, n: int) -> np.ndarray:
     return math.sqrt(5.0) * np.stack([x, px, y, py, t, pt], axis=1)
 
 
+def _kurth4d(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ImpactX ``Kurth4D.H`` (vectorised), unit covariance: (x, y) = 2 sqrt(v) (cos, sin)
+    phi; L_z = r (2 u - 1), p_r = sqrt((1 - r^2)(1 - L_z^2/r^2)) cos(pi a), p_phi = L_z / r,
+    (px, py) = 2 (p_r cos phi - p_phi sin phi, p_r sin phi + p_phi cos phi);
+    t = sqrt(3) (2 w - 1); pt normal (Box-Muller there, normal here)."""
+    v, phi, u, alpha, t = rng.random((5, n))
+    phi = 2.0 * math.pi * phi
+    r = np.sqrt(v)
+    lz = r * (2.0 * u - 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(r > 0.0, lz / r, 0.0)
+    pmax = np.sqrt(np.clip(1.0 - ratio**2 - r**2 + lz**2, 0.0, None))
+    pr = pmax * np.cos(math.pi * alpha)
+    z = np.empty((n, 6))
+    z[:, 0], z[:, 2] = 2.0 * r * np.cos(phi), 2.0 * r * np.sin(phi)
+    z[:, 1] = 2.0 * (pr * np.cos(phi) - ratio * np.sin(phi))
+    z[:, 3] = 2.0 * (pr * np.sin(phi) + ratio * np.cos(phi))
+    z[:, 4] = math.sqrt(3.0) * (2.0 * t - 1.0)
+    z[:, 5] = rng.standard_normal(n)
+    return z
+
+
+def _triangle(rng: np.random.Generator, n: int) -> np.ndarray:
+    """ImpactX ``Triangle.H`` (vectorised), unit covariance: (x, y, px, py) uniform in the
+    4D ball of radius sqrt(d + 2) = sqrt(6); t = sqrt(2) (2 - 3 sqrt(u)); pt normal."""
+    z = np.empty((n, 6))
+    z[:, 4] = math.sqrt(2.0) * (2.0 - 3.0 * np.sqrt(rng.random(n)))
+    z[:, 5] = rng.standard_normal(n)
+    z[:, :4] = _ball(rng, n, 4, math.sqrt(6.0))
+    return z
+
+
+def _cut_normal_pair(rng: np.random.Generator, n: int, cut: float) -> np.ndarray:
+    """``(n, 2)`` samples of ImpactX ``Gaussian.H``'s truncated plane: the 2D normal
+    restricted to the circle of radius ``cut`` (rms units), scaled to unit variance."""
+    w, angle = rng.random((2, n))
+    f = cut * cut / 2.0
+    ef = math.exp(-f)
+    scale = 1.0 - f * ef / (1.0 - ef)
+    radius = np.sqrt(-2.0 * np.log1p(-w * (1.0 - ef)) / scale)
+    angle = 2.0 * math.pi * angle
+    return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+
+
 def _kv(rng: np.random.Generator, n: int) -> np.ndarray:
     """ImpactX ``KVdist.H`` (vectorised), unit covariance: (x, y) = 2 sqrt(v) (cos, sin) phi,
     (px, py) = 2 sqrt(1 - v) (cos, sin) beta, t = sqrt(3) (2 u - 1), pt normal."""
@@ -102,9 +165,17 @@ def _semigaussian(rng: np.random.Generator, n: int) -> np.ndarray:
     return z
 
 
-def unit_samples(distribution: str, n: int, seed: int) -> np.ndarray:
-    """``(n, 6)`` float64 samples of a distribution shape with unit covariance (seeded)."""
+def unit_samples(distribution: str, n: int, seed: int,
+                 cut: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """``(n, 6)`` float64 samples of a distribution shape with unit covariance (seeded);
+    ``cut``: a ``gaussian``'s truncation radius per plane (x, y, t; 0: uncut)."""
     rng = np.random.default_rng(seed)
+    if distribution == "gaussian" and any(cut):
+        z = rng.standard_normal((n, 6))
+        for plane, radius in enumerate(cut):
+            if radius > 0.0:
+                z[:, 2 * plane:2 * plane + 2] = _cut_normal_pair(rng, n, radius)
+        return z
     if distribution == "gaussian":
         return rng.standard_normal((n, 6))
     if distribution == "waterbag":
@@ -115,7 +186,133 @@ def unit_samples(distribution: str, n: int, seed: int) -> np.ndarray:
         return _semigaussian(rng, n)
     if distribution == "kurth6d":
         return _kurth6d(rng, n)
+    if distribution == "kurth4d":
+        return _kurth4d(rng, n)
+    if distribution == "triangle":
+        return _triangle(rng, n)
+    if distribution == "thermal":
+        raise ValueError("distribution 'thermal' is drawn from its parameters "
+                         "(thermal_particles), not from unit samples")
     raise ValueError(f"unknown distribution {distribution!r}")
+
+
+def beam_unit_samples(beam: Beam, n: int) -> np.ndarray:
+    """:func:`unit_samples` of a beam's shape (its ``gaussian_cut`` included), its seed."""
+    cut = beam.gaussian_cut
+    return unit_samples(beam.distribution, n, beam.seed,
+                        (0.0, 0.0, 0.0) if cut is None else (cut.x, cut.y, cut.t))
+
+
+#: Vacuum permittivity [F/m], the value ImpactX 26.10 computes with (CODATA 2022; ablastr
+#: ``constant.H``).
+EPSILON_0 = 8.8541878188e-12
+
+
+def thermal_radial_cdfs(beam: Beam) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The tabulated radial CDFs of the core and the halo of a ``thermal`` beam and the
+    radii ``(r_min, r_max)`` [m] they span: ImpactX ``Thermal.H`` ``ThermalData``
+    (``generate_radial_dist``), step by step. With C = q Q / (beta gamma^2 E_rest eps0)
+    (Q the bunch charge [C], E_rest [eV]), the matched scale r_s = sqrt(kT_eff + (a k)^(2/3))
+    / k, a = C / (20 pi sqrt(5)), kT_eff = (1 - w) kT + w kT_halo; on r in [1e-10, 10] r_s
+    (2000 Strang-split steps) the cumulative charges f_i and potentials phi_i obey
+
+        dphi_i/dr = -f_i / (4 pi r^2),
+        df_i/dr = 4 pi r^2 p_i exp(-(k^2 r^2 / 2 + C ((1 - w) phi_1 + w phi_2)) / kT_i),
+
+    p_i = normalize_i / (r_s sqrt(2 pi))^3. Each CDF is divided by its last entry, all but
+    that entry itself (as ImpactX leaves it)."""
+    thermal = beam.thermal
+    assert thermal is not None
+    reference = beam.reference
+    bg = reference.beta_gamma
+    intensity = (reference.charge_qe * beam.bunch_charge_C
+                 / (bg**2 * reference.mass_eV * EPSILON_0))
+    k, t1, t2, w = thermal.k, thermal.kT, thermal.kT_halo, thermal.halo
+    a = intensity / (4.0 * math.pi * 5.0 * math.sqrt(5.0))
+    r_scale = math.sqrt((1.0 - w) * t1 + w * t2 + (a * k) ** (2.0 / 3.0)) / k
+    rmin, rmax, steps = 1.0e-10 * r_scale, 10.0 * r_scale, 2000
+    p_scale = (r_scale * math.sqrt(2.0 * math.pi)) ** -3
+    p1, p2 = thermal.normalize * p_scale, thermal.normalize_halo * p_scale
+    c1, c2 = (1.0 - w) * intensity, w * intensity
+    tau = (rmax - rmin) / steps
+    half = 0.5 * tau
+    four_pi = 4.0 * math.pi
+    f1 = f2 = phi1 = phi2 = 0.0
+    r = rmin
+    cdf1, cdf2 = np.zeros(steps + 1), np.zeros(steps + 1)
+    for j in range(steps):
+        for stage in range(3):
+            if stage == 1:   # map2 (a full step): the charges grow at fixed r
+                potential = (k * r) ** 2 * 0.5 + c1 * phi1 + c2 * phi2
+                f1 += tau * four_pi * r * r * p1 * math.exp(-potential / t1)
+                f2 += tau * four_pi * r * r * p2 * math.exp(-potential / t2)
+            else:            # map1 (a half step): r advances, the potentials follow
+                moved = r + half
+                phi1 += f1 / (four_pi * moved) - f1 / (four_pi * r)
+                phi2 += f2 / (four_pi * moved) - f2 / (four_pi * r)
+                r = moved
+        cdf1[j + 1], cdf2[j + 1] = f1, f2
+    cdf1[:-1] /= cdf1[-1]
+    cdf2[:-1] /= cdf2[-1]
+    return cdf1, cdf2, rmin, rmax
+
+
+def thermal_particles(beam: Beam, n: int) -> np.ndarray:
+    """``(n, 6)`` particles of a ``thermal`` beam (seeded), ImpactX ``Thermal.H``: halo with
+    probability ``halo`` (u <= w), momenta (px, py, p_z) = sqrt(kT_i) (normal), position
+    r (cos, sin) on the unit sphere with r from that population's radial CDF
+    (:func:`thermal_radial_cdfs`, linear inside a bin); then t = -z / (beta gamma),
+    pt = -p_z beta gamma (the beam frame to the laboratory)."""
+    thermal = beam.thermal
+    assert thermal is not None
+    cdf1, cdf2, rmin, rmax = thermal_radial_cdfs(beam)
+    rng = np.random.default_rng(beam.seed)
+    halo = rng.random(n) <= thermal.halo
+    normals = rng.standard_normal((n, 6))
+    kt = np.where(halo, thermal.kT_halo, thermal.kT)
+    momenta = np.sqrt(kt)[:, None] * normals[:, 3:]
+    direction = normals[:, :3] / np.linalg.norm(normals[:, :3], axis=1, keepdims=True)
+    u = rng.random(n)
+    bins = len(cdf1) - 1
+    radius = np.empty(n)
+    for cdf, chosen in ((cdf1, ~halo), (cdf2, halo)):
+        below = np.searchsorted(cdf, u[chosen], side="left")   # std::lower_bound
+        off = np.clip(below - 1, 0, bins - 1)
+        tv = (u[chosen] - cdf[off]) / (cdf[off + 1] - cdf[off])
+        radius[chosen] = rmin + (rmax - rmin) * (off + tv) / bins
+    position = direction * radius[:, None]
+    bg = beam.reference.beta_gamma
+    out = np.empty((n, 6))
+    out[:, 0], out[:, 2], out[:, 4] = position[:, 0], position[:, 1], -position[:, 2] / bg
+    out[:, 1], out[:, 3], out[:, 5] = momenta[:, 0], momenta[:, 1], -momenta[:, 2] * bg
+    return out
+
+
+def dispersion_factor(beam: Beam, overrides: dict[str, Any] | None = None, xp=np):
+    """The 6x6 map of the beam's ``dispersion`` (identity without one): x -= D_x pt,
+    px -= D_px pt, y -= D_y pt, py -= D_py pt (ImpactX's ``dispX`` ... of every
+    ``src/particles/distribution/*.H``, applied before the centroid); ``overrides`` maps
+    ``dispersion.x`` etc. to values (tensors: differentiable)."""
+    overrides = overrides or {}
+    dispersion = beam.dispersion
+    names = ("x", "px", "y", "py")
+    values = {f"dispersion.{k}": overrides.get(f"dispersion.{k}", float(
+        getattr(dispersion, k) if dispersion is not None else 0.0)) for k in names}
+    if xp is np and all(isinstance(v, float) for v in values.values()):
+        out = np.eye(6)
+        for row, name in enumerate(names):
+            out[row, 5] = -values[f"dispersion.{name}"]
+        return out
+    values, xp = _as_one_kind(values)
+    ref = next(iter(values.values()))
+    one, zero = ref * 0.0 + 1.0, ref * 0.0
+    rows = []
+    for row in range(6):
+        entries = [one if column == row else zero for column in range(6)]
+        if row < 4:
+            entries[5] = -values[f"dispersion.{names[row]}"]
+        rows.append(xp.stack(entries))
+    return xp.stack(rows)
 
 
 def _namespace(values: list[Any]):
@@ -154,9 +351,30 @@ def beam_covariance(beam: Beam) -> np.ndarray:
 
 
 def beam_cholesky(beam: Beam, overrides: dict[str, Any] | None = None):
-    """The 6x6 factor L (L L^T = Sigma) of a beam; ``overrides`` maps ``twiss.beta_x`` etc. to
-    values (floats or torch tensors, which makes L differentiable)."""
+    """The 6x6 factor F (F F^T = Sigma) of a beam that maps its unit samples to particles:
+    lower triangular (L) without ``dispersion``, ``D L`` with it (:func:`dispersion_factor`);
+    ``overrides`` maps ``twiss.beta_x``, ``dispersion.x`` etc. to values (floats or torch
+    tensors, which makes F differentiable). A ``thermal`` beam has none (ScenarioError)."""
     overrides = overrides or {}
+    if beam.distribution == "thermal":
+        raise ScenarioError(None, "beam.distribution", "a distribution with a stated "
+                            "covariance ('thermal' is a numerical profile with none)",
+                            "thermal")
+    factor = _undispersed_factor(beam, overrides)
+    if beam.dispersion is None and not any(k.startswith("dispersion.") for k in overrides):
+        return factor
+    dispersion = dispersion_factor(beam, overrides, _namespace([factor]))
+    if _namespace([factor, dispersion]) is np:
+        return dispersion @ factor
+    import torch
+
+    ref = factor if isinstance(factor, torch.Tensor) else dispersion
+    return (torch.as_tensor(dispersion, dtype=ref.dtype, device=ref.device)
+            @ torch.as_tensor(factor, dtype=ref.dtype, device=ref.device))
+
+
+def _undispersed_factor(beam: Beam, overrides: dict[str, Any]):
+    """The lower-triangular factor L (L L^T = Sigma) of a beam's ellipse, before dispersion."""
     if beam.sigma_matrix is not None:
         sigma = np.asarray(beam.sigma_matrix, dtype=np.float64)
         try:
@@ -395,8 +613,12 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
         if n > len(data):
             raise ScenarioError(path, "beam.particles", f"at most {len(data)} particles", n)
         particles = data[:n].copy()
+    elif beam.distribution == "thermal":
+        particles = thermal_particles(beam, n) @ dispersion_factor(beam).T
+        if beam.centroid is not None:
+            particles += np.asarray(beam.centroid.vector(), dtype=np.float64)
     else:
-        z = unit_samples(beam.distribution, n, beam.seed)
+        z = beam_unit_samples(beam, n)
         particles = z @ beam_cholesky(beam).T
         if beam.centroid is not None:
             particles += np.asarray(beam.centroid.vector(), dtype=np.float64)
@@ -412,8 +634,12 @@ def generate_torch(beam: Beam, n: int, overrides: dict[str, Any], dtype=None, de
     graph from beam parameter tensors in ``overrides`` (e.g. ``{"twiss.beta_x": t}``)."""
     import torch
 
-    z = torch.as_tensor(unit_samples(beam.distribution, n, beam.seed), dtype=dtype,
-                        device=device)
+    if beam.distribution == "thermal":
+        if overrides:
+            raise ScenarioError(None, "gradients", "beam parameters of a distribution with a "
+                                "stated covariance ('thermal' has none)", sorted(overrides))
+        return torch.as_tensor(generate(beam, n)[:, :6], dtype=dtype, device=device)
+    z = torch.as_tensor(beam_unit_samples(beam, n), dtype=dtype, device=device)
     factor = beam_cholesky(beam, overrides)
     if not isinstance(factor, torch.Tensor):
         factor = torch.as_tensor(factor, dtype=dtype, device=device)

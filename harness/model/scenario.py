@@ -35,6 +35,8 @@ Emittance = Annotated[float, within("beam.twiss.emittance")]
 SigmaPosition = Annotated[float, within("beam.sigma_position")]
 SigmaMomentum = Annotated[float, within("beam.sigma_momentum")]
 CentroidPosition = Annotated[float, within("beam.centroid.position")]
+DispersionValue = Annotated[float, within("beam.dispersion")]
+CutValue = Annotated[float, within("beam.gaussian_cut")]
 Slices = Annotated[int, within("integrator.nslice")]
 Steps = Annotated[int, within("integrator.mapsteps")]
 #: Orders of ImpactX's symplectic integrators (``int_order`` of ``ExactQuad``,
@@ -42,7 +44,8 @@ Steps = Annotated[int, within("integrator.mapsteps")]
 IntOrder = Literal[2, 4, 6]
 
 #: Particle distributions of a beam (``file``: particles read from a file).
-Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "file"]
+Distribution = Literal["gaussian", "waterbag", "kv", "semigaussian", "kurth6d", "kurth4d",
+                       "triangle", "thermal", "file"]
 
 
 
@@ -226,6 +229,58 @@ class Ellipse(_Strict):
     mutpt: Correlation = 0.0
 
 
+class Dispersion(_Strict):
+    """Dispersion of the generated beam, as ImpactX states it (``dispX``, ``dispPx``,
+    ``dispY``, ``dispPy`` of every ``src/particles/distribution/*.H``): after the
+    distribution's shape and ellipse, before the centroid, each particle is moved along its
+    own ``pt``:
+
+        x -= x_D pt,  px -= px_D pt,  y -= y_D pt,  py -= py_D pt
+
+    (``x``, ``y`` [m]; ``px``, ``py`` [1]). With ``pt = -beta0 delta`` to first order, the
+    usual dispersion ``D = dx/d delta`` is ``beta0 x_D``. The covariance gains
+    ``<x pt> = -x_D <pt^2>`` and ``<x^2> += x_D^2 <pt^2>`` (:func:`harness.model.particles.
+    beam_covariance` carries them, also into envelope tracking)."""
+
+    x: DispersionValue = 0.0
+    px: DispersionValue = 0.0
+    y: DispersionValue = 0.0
+    py: DispersionValue = 0.0
+
+    def vector(self) -> tuple[float, float, float, float]:
+        """``(x, px, y, py)``."""
+        return (self.x, self.px, self.y, self.py)
+
+
+class GaussianCut(_Strict):
+    """Truncation of a ``gaussian`` beam per plane, ImpactX ``Gaussian`` ``cutX``,
+    ``cutY``, ``cutT`` (``src/particles/distribution/Gaussian.H``): each plane's unit pair
+    (u, v) is drawn inside the phase-space circle of radius ``cut`` (in rms units of the
+    untruncated normal) and scaled back to unit variance; 0 leaves the plane uncut."""
+
+    x: CutValue = 0.0
+    y: CutValue = 0.0
+    t: CutValue = 0.0
+
+
+class Thermal(_Strict):
+    """ImpactX's stationary (bi-)thermal beam (``distribution.Thermal``,
+    ``src/particles/distribution/Thermal.H``; J. Qiang et al., EPAC2004): a core and a halo
+    population (weight ``halo``) in an isotropic linear focusing channel of wavenumber
+    ``k`` [1/m], with temperatures ``kT``, ``kT_halo`` [1] (the variances of px, py in the
+    beam frame) and normalisation constants ``normalize``, ``normalize_halo`` [1]. The
+    radial profile solves Poisson's equation with the beam's own charge
+    (``beam.bunch_charge_C`` and the reference particle); its particles are not an affine
+    image of unit samples, so it has no ellipse input."""
+
+    k: Annotated[float, within("beam.thermal.k")]
+    kT: Annotated[float, within("beam.thermal.kT")]
+    kT_halo: Annotated[float, within("beam.thermal.kT")]
+    normalize: Annotated[float, within("beam.thermal.normalize")]
+    normalize_halo: Annotated[float, within("beam.thermal.normalize")]
+    halo: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+
 #: Species by name (case-insensitive), spelled as ImpactX's ``RefPart.set_species`` knows
 #: them (electron, positron, proton, Hminus) plus the muons; ``ion`` takes ``charge_qe``
 #: and ``mass_MeV``.
@@ -297,6 +352,9 @@ class Beam(_Strict):
     sigma_matrix: list[list[float]] | None = None
     longitudinal: Longitudinal | None = None
     centroid: Centroid | None = None
+    dispersion: Dispersion | None = None
+    gaussian_cut: GaussianCut | None = None
+    thermal: Thermal | None = None
     file: str | None = None
     particles: Annotated[int, Field(gt=0, le=MAX_PARTICLES)] = 10_000
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
@@ -346,15 +404,33 @@ class Beam(_Strict):
             raise ValueError(f"spin: no gyromagnetic anomaly known for species "
                              f"{self.species!r} (spin tracking knows "
                              f"{', '.join(GYROMAGNETIC_ANOMALY)})")
+        if self.gaussian_cut is not None and self.distribution != "gaussian":
+            raise ValueError("'gaussian_cut' only with distribution 'gaussian' (got "
+                             f"{self.distribution!r})")
+        if (self.thermal is not None) != (self.distribution == "thermal"):
+            raise ValueError("'thermal' (k, kT, kT_halo, normalize, normalize_halo, halo) "
+                             "with distribution 'thermal', and only there")
         if self.distribution == "file":
             if not self.file:
                 raise ValueError("distribution 'file' needs 'file: <path to .npz/.csv>'")
-            if self.centroid is not None:
-                raise ValueError("'centroid' only for a generated distribution (a particle "
-                                 "file holds its own offsets)")
+            if self.centroid is not None or self.dispersion is not None:
+                raise ValueError("'centroid' and 'dispersion' only for a generated "
+                                 "distribution (a particle file holds its own offsets and "
+                                 "correlations)")
             return self
         given = [k for k in ("twiss", "ellipse", "rms", "sigma_matrix")
                  if getattr(self, k) is not None]
+        if self.distribution == "thermal":
+            if given or self.longitudinal is not None:
+                raise ValueError("distribution 'thermal' takes its sizes from 'thermal' "
+                                 "(the matched channel); no 'twiss', 'longitudinal', "
+                                 "'ellipse', 'rms' or 'sigma_matrix' (got "
+                                 f"{given or ['longitudinal']})")
+            if self.current_A is not None:
+                raise ValueError("distribution 'thermal': its matched radial profile is that "
+                                 "of a bunch charge (ImpactX Thermal.H, 3D); 'current_A' "
+                                 "(a coasting 2D beam) cannot set it")
+            return self
         if len(given) != 1:
             raise ValueError("exactly one of 'twiss' (with 'longitudinal'), 'ellipse', 'rms' "
                              f"or 'sigma_matrix' (got {given or 'none'})")
@@ -663,6 +739,10 @@ class Scenario(_Strict):
         if envelope and self.beam.spin is not None:
             raise ValueError("beam.spin: envelope tracking carries the phase-space covariance "
                              "only; spin tracking needs 'tracking: particles'")
+        if envelope and self.beam.distribution == "thermal":
+            raise ValueError("beam.distribution: envelope tracking starts from the beam's "
+                             "covariance; a 'thermal' beam's profile is a numerical "
+                             "solution with no stated covariance")
         if envelope and self.beam.distribution == "file":
             raise ValueError("beam.distribution: envelope tracking starts from the beam's "
                              "covariance ('twiss', 'ellipse', 'rms' or 'sigma_matrix'), not "

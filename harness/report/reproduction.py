@@ -502,6 +502,15 @@ def _cores(fig: Figure) -> str:
     return "?"
 
 
+def _where(fig: Figure, layout: str) -> str:
+    """The cell's hardware, published and here: a many-core socket (with the published
+    layout) against one core, or one GPU against one GPU."""
+    if fig.device == "cuda":
+        return "published: one GPU; here: one GPU"
+    return (f"published: {_cores(fig)}-core socket{f' ({layout})' if layout else ''}; "
+            "here: 1 core")
+
+
 def _moments(row: dict) -> dict[str, float]:
     from harness.benchmark_rule import TRACKBENCH_NAMES
 
@@ -577,7 +586,6 @@ def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
     counts = sorted(set(fig.particles) | here)
     fast_math = fig_id.endswith("_fm")
     scenario = ib_scenario(fig, fig_id)
-    cores = _cores(fig)
     base_series = next((s for s in fig.series if s.config == fig.baseline), fig.series[0])
     base_backend = base_series.backend or "impactx"
     published = {s.backend: s for s in fig.series if s.backend}
@@ -623,8 +631,7 @@ def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
             out.append({
                 "figure": fig_id, "particles": n, "backend": backend,
                 "label": IB_LABELS[backend], **pub,
-                "per_core": (f"published: {cores}-core socket"
-                             f"{f' ({layout})' if layout else ''}; here: 1 core"),
+                "per_core": _where(fig, layout),
                 "here_particles_per_s_wall": wall,
                 "here_particles_per_s_process": (_rate(n, row.get("process_time_min_s"))
                                                  if _ok(row) else None),
@@ -646,8 +653,7 @@ def ib_figure_cells(fig_id: str, fig: Figure, plan: FigurePlan | None,
             out.append({
                 "figure": fig_id, "particles": n, "backend": "",
                 "label": series.label, **pub,
-                "per_core": (f"published: {cores}-core socket"
-                             f"{f' ({layout})' if layout else ''}; here: 1 core"),
+                "per_core": _where(fig, layout),
                 "here_particles_per_s_wall": None, "here_particles_per_s_process": None,
                 "here_wall_time_s": None, "here_speedup_vs_baseline": None,
                 "here_over_published": None, "dtype_here": None, "model_here": None,
@@ -671,7 +677,8 @@ IB_FOOTNOTE_TEXT: dict[str, str] = {
 
 def _ib_figure_table(fig_id: str, fig: Figure, cells: list[dict], marks: dict[str, int]) -> str:
     lines = [f"### {fig_id}: {fig.title}", "",
-             f"Published: {fig.hardware}; {fig.dtype}. Here: one core, one thread. The ratio "
+             f"Published: {fig.hardware}; {fig.dtype}. Here: "
+             f"{'one GPU' if fig.device == 'cuda' else 'one core, one thread'}. The ratio "
              f"columns are speed-ups over the figure's own baseline ({fig.baseline}; here "
              "ImpactX) in the same run.", "",
              "| particles | code | published [particles/s] | published verdict | here, wall "
@@ -721,7 +728,10 @@ def ib_render_markdown(published: Published, plans: Sequence[FigurePlan],
              "Every published CPU cell is one 64-core socket at the fastest MPI ranks x OpenMP "
              "threads layout the benchmark found (its `cores`): many-core. Every cell here "
              "ran on one core with one thread: a per-core figure. The two are not the same "
-             "quantity; each row says so.", "",
+             "quantity; each row says so. Every published GPU cell is one GPU "
+             f"({src.machine.get('gpu', '?')}); the GPU figures run here only where a GPU is "
+             "present, at the published particle counts, and say 'not run: no GPU' "
+             "otherwise.", "",
              "Two judges per measured cell: the benchmark's rule (harness/benchmark_rule.py: "
              "sigma_x, sigma_y, emit_x, emit_y, + sigma_t with space charge, against ImpactX "
              "float64 of the same run at the same N, within "
@@ -740,7 +750,8 @@ def ib_render_markdown(published: Published, plans: Sequence[FigurePlan],
     lines.append(f"- Hardware: here {cpu}, {machine.get('cores_available', '?')} cores, each "
                  "case on one core with one thread (shared with other work); published: "
                  f"{src.machine.get('cpu_model', '?')}, one socket of "
-                 f"{src.machine.get('cores_per_socket', '?')} cores per CPU cell.")
+                 f"{src.machine.get('cores_per_socket', '?')} cores per CPU cell, one GPU of "
+                 f"{src.machine.get('gpu', '?')} per GPU cell.")
     for run in load_runs(load or {}):
         lines.append(f"- Machine load (1/5/15-min load average): before "
                      f"{_load(run.get('before', {}))}, after {_load(run.get('after', {}))} "

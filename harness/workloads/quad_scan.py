@@ -40,7 +40,7 @@ import numpy as np
 from backends.registry import get_backend
 from harness.model import observables
 from harness.model.parameters import resolve_parameter
-from harness.model.particles import beam_cholesky, generate, unit_samples
+from harness.model.particles import beam_cholesky, beam_unit_samples, generate
 from harness.model.scenario import Scenario
 from harness.model.scenario_edit import with_values
 
@@ -257,7 +257,7 @@ def model_particles(problem: Problem, twiss: dict[str, float]) -> np.ndarray:
     particles every backend tracks (:func:`harness.model.particles.generate_torch` draws the
     same ones in the differentiable trackers)."""
     beam = problem.scenario.beam
-    z = unit_samples(beam.distribution, problem.particles, beam.seed)
+    z = beam_unit_samples(beam, problem.particles)
     factor = beam_cholesky(beam, {f"twiss.{k}": v for k, v in twiss.items()})
     particles = z @ np.asarray(factor, dtype=np.float64).T
     if beam.centroid is not None:
