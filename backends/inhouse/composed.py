@@ -45,9 +45,9 @@ ParamKey = tuple[str, str]
 Position = tuple[int, int]
 
 #: Bytes of tracked particles per block of settings in :func:`track_moments` (settings x 6
-#: x N float64): 3 MiB was the fastest of 0.25 to 48 MiB for 1000 x 1000 particles on a
+#: x N float64): 512 KiB was the fastest of 0.25 to 8 MiB for 1000 x 1000 particles on a
 #: 2-core AMD EPYC (one thread).
-BLOCK_BYTES = 3 << 20
+BLOCK_BYTES = 1 << 19
 
 
 def _closure_key(value: Any, dynamic: frozenset[str]) -> Hashable:
