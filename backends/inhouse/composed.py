@@ -14,7 +14,7 @@ small number of tensor operations, whatever the number of elements:
 * consecutive constant maps are multiplied once, at construction;
 * the product is a pairwise (tree) reduction over the stacked maps, ``ceil(log2 L)``
   levels, each computing only the products of structurally non-zero entries, and none by
-  an entry that is 1 in every map (uncoupled x, y and t planes: 17 products instead of the
+  an entry that is 1 in every map (uncoupled x, y and t planes: 16 products instead of the
   216 of a dense 6x6 product).
 
 :func:`track_moments` applies ``M`` to the particles (one matrix product per block of
