@@ -12,7 +12,7 @@ from torch.func import jacfwd
 from backends.inhouse.composed import ComposedLinear, composed_map, track_moments
 from backends.inhouse.objective import make_observables
 from backends.inhouse.reference import RefState
-from backends.inhouse.tracker import Tracker
+from backends.inhouse.tracker import LinearStep, Tracker
 from harness.model import observables
 from harness.model.lattice import Element
 from harness.model.load import load_scenario
@@ -61,7 +61,9 @@ def tracker_matrix(values) -> torch.Tensor:
     tracker = Tracker(lattice(), REF, parameters=PARAMETERS)
     steps = tracker.steps(values)
     assert len(steps) == 1  # every map linear: one fused matrix
-    return steps[0].matrix
+    step = steps[0]
+    assert isinstance(step, LinearStep)
+    return step.matrix
 
 
 @pytest.mark.parametrize("batch", [(), (5,), (2, 3)])
