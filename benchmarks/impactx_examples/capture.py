@@ -149,6 +149,21 @@ def _first_envelope(recorder: Recorder, sim, base: Any) -> None:
     recorder.write()
 
 
+def _invariants_monitor(lattice: list) -> dict[str, float] | None:
+    """The ``alpha``, ``beta`` [m], ``tn``, ``cn`` [m^1/2] of the first ``BeamMonitor`` that
+    computes the IOTA nonlinear-lens invariants (read by the analysis run,
+    :mod:`.analysis`), or None."""
+    for element in lattice:
+        if type(element).__name__ != "BeamMonitor":
+            continue
+        try:  # ImpactX raises on reading a parameter the script left unset
+            if element.nonlinear_lens_invariants:
+                return {k: float(getattr(element, k)) for k in ("alpha", "beta", "tn", "cn")}
+        except RuntimeError:
+            continue
+    return None
+
+
 def _first_track(recorder: Recorder, sim, base: Any) -> None:
     """At the first ``track_particles``: state the scenario or refuse; then track."""
     spin = _spin_on(recorder)
@@ -167,6 +182,9 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
     recorder.record["lattice"] = [type(e).__name__ for e in capture.lattice]
     recorder.record["settings"] = {k: v for k, v in recorder.settings.items()
                                    if isinstance(v, int | float | str | bool | list)}
+    monitor = _invariants_monitor(capture.lattice)
+    if monitor:
+        recorder.record["monitor"] = monitor
     np.savez(recorder.out / "initial.npz", particles=initial)
     if not len(initial):
         recorder.refuse(["no particles: the beam is empty when tracking starts"])

@@ -150,6 +150,64 @@ def _judge(outcome: Outcome, out: Path, checks: list[Check], example: dict[str, 
     outcome.reasons = reasons
 
 
+def _analysis_record(out: Path, who: str) -> dict[str, Any]:
+    """``OUT/<who>_analysis.json`` (:mod:`.analysis`), or a record saying why there is none."""
+    path = out / f"{who}_analysis.json"
+    return json.loads(path.read_text()) if path.is_file() else {
+        "error": "the analysis run wrote no record"}
+
+
+def _judge_analysis(outcome: Outcome, out: Path, analysis: str) -> bool:
+    """Judge each backend by the example's own analysis script run on its final particles
+    (:mod:`.analysis`): within when every ``assert`` the script evaluates holds, *worst* the
+    largest ``allclose`` deviation as a multiple of the allowed one. The same run on the
+    example's own final beam must pass (else the analysis's reading here is in doubt, and
+    the example is partly). Returns whether any check was evaluated."""
+    example = _analysis_record(out, "example")
+    if "error" in example or not example["checks"]:
+        if "error" in example:
+            outcome.reasons.append(f"analysis run: {example['error']}")
+        return False
+    outcome.checked = [f"{analysis}:{c['line']}" for c in example["checks"]]
+    parts = [f":{c['line']}" + (f" rtol={c['rtol']:.3g} atol={c['atol']:.3g}"
+                                if "rtol" in c else " assert")
+             for c in example["checks"]]
+    skipped = [f":{s['line']} ({s['reason']})" for s in example["skipped"] if s["assert"]]
+    outcome.tolerance = (f"{analysis}" + ", ".join(parts)
+                         + (f" (not evaluated: {'; '.join(skipped)})" if skipped else ""))
+    failed = [c["line"] for c in example["checks"] if not c["holds"]]
+    reasons = [f"the analysis fails on the example's own final beam at line(s) {failed}"
+               ] if failed else []
+    for backend in BACKENDS:
+        if outcome.backends.get(backend, "").split(" ")[0] not in ("within", "outside"):
+            reasons.append(f"{backend} {outcome.backends.get(backend, 'not run')}")
+            continue
+        record = _analysis_record(out, backend)
+        if "error" in record:
+            outcome.backends[backend] = f"failed: analysis run: {record['error']}"
+            reasons.append(f"{backend} analysis run failed: {record['error']}")
+            continue
+        lines = {c["line"]: c for c in record["checks"]}
+        missing = [c["line"] for c in example["checks"] if c["line"] not in lines]
+        failing = sorted(line for line, c in lines.items() if not c["holds"])
+        worst = max((c.get("worst", 0.0) for c in lines.values()), default=0.0)
+        within = not (missing or failing)
+        # a failing plain assert (a count, a bound) has no ratio: inf, as a count mismatch
+        outcome.worst[backend] = worst if within or worst > 1.0 else float("inf")
+        stand_in = outcome.backends[backend].partition(" ")[2]
+        outcome.backends[backend] = ("within" if within else "outside") + (
+            f" {stand_in}" if stand_in else "")
+        if stand_in:
+            reasons.append(f"{backend} stand-in: {stand_in.strip('()')}")
+        elif not within:
+            reasons.append(f"{backend} fails the analysis at line(s) {failing + missing}"
+                           f" (worst {worst:.3g} x the allowed deviation)")
+    outcome.status = "partly" if reasons else "reproduced"
+    outcome.reasons = [r for r in outcome.reasons if r.split(" ")[0] not in BACKENDS
+                       ] + reasons
+    return True
+
+
 def run_example(script: Path, examples: Path, timeout: float = TIMEOUT_S) -> Outcome:
     """Capture, track and judge one example script."""
     name = script.relative_to(examples).as_posix()
@@ -178,7 +236,15 @@ def run_example(script: Path, examples: Path, timeout: float = TIMEOUT_S) -> Out
                     (out / f"{backend}.json").write_text(json.dumps(
                         {"status": "failed", "reason": failed}))
             _judge(outcome, out, checks, record["example"])
-            if not checks:
+            if not checks and analysis and (out / "final.npz").is_file():
+                for who in ("example", *BACKENDS):
+                    if who == "example" or (out / f"{who}_final.npz").is_file():
+                        _child(["benchmarks.impactx_examples.analysis", str(out), who,
+                                str(analysis)], work, timeout, Path(tmp) / "log")
+                checks_run = _judge_analysis(outcome, out, analysis.name)
+            else:
+                checks_run = bool(checks)
+            if not checks_run:
                 outcome.status = "partly"
                 outcome.reasons.append("analysis: no final-beam check read")
             outcome.reasons.extend(record.get("notes", []))

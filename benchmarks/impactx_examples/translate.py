@@ -158,6 +158,10 @@ def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
     for key, label in (("csr", "CSR"), ("isr", "ISR")):
         if str(s.get(key, False)).lower() in ("true", "1"):
             reasons.append(f"{label}: not a scenario setting")
+    boundary = str(s.get("particle_bc", "absorbing")).lower()
+    if boundary != "absorbing":
+        reasons.append(f"particle boundary {boundary}: ImpactX's particle_bc (e.g. periodic "
+                       "phase wrapping into the bucket length) is not a scenario setting")
 
 
 def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]

@@ -7,7 +7,8 @@ not a lattice property in PALS, it is the scenario's ``model`` (listed in the no
 =======================================  ======================================================
 ImpactX                                  PALS
 =======================================  ======================================================
-Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length
+Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length (ds < 0, the inverse element: length
+                                         -ds with ``reverse: true``, also Quad and Sol)
 Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
                                          with the signed rigidity of the reference particle)
 Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``)
@@ -42,6 +43,7 @@ import math
 from typing import Any
 
 from harness.io.model import ImportResult, Item, Translated, Untranslatable
+from harness.model.kinds import SPECS
 from harness.model.reference_particle import ReferenceParticle
 
 _DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
@@ -78,6 +80,14 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
         if float(d.get(attribute, 0.0) or 0.0):
             return Untranslatable(name, kind, length, f"{attribute} is not translated")
     item = _translate_kind(kind, name, length, d, reference, notes)
+    if length < 0.0 and isinstance(item, Translated):
+        # ImpactX tracks a negative ds as the element's inverse; PALS lengths are >= 0, so
+        # the scenario states it as ``reverse: true`` (harness.model.kinds, ``reversible``)
+        if not SPECS[item.fields["kind"]].reversible:
+            return Untranslatable(name, kind, length, "a negative length (ImpactX's inverse "
+                                  f"element) is stated as reverse: true only on "
+                                  f"{sorted(k for k, s in SPECS.items() if s.reversible)}")
+        item = Translated(item.name, {**item.fields, "length": -length, "reverse": True})
     if shift and isinstance(item, Translated):
         return Translated(item.name, {**item.fields, "BodyShiftP": shift})
     return item

@@ -99,6 +99,13 @@ class KindSpec:
         integrated: whether ImpactX tracks it with a symplectic integrator at the exact
             tier (``mapsteps``, ``int_order`` act on it).
         example: a minimal valid PALS element of the kind, without ``kind``.
+        reversible: whether ``reverse: true`` may state the inverse element: ImpactX tracks
+            the kind with a negative length ``ds`` through its usual formulas, and that is
+            the element's inverse (``src/elements/Drift.H``, ``ChrDrift.H``,
+            ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``; the
+            elements' ``reverse()`` is ds -> -ds). The element's ``length`` then carries the
+            sign (negative): the backends that declare the kind in ``reversible_kinds``
+            track it so, every other refuses the element by name.
     """
 
     kind: str
@@ -112,6 +119,7 @@ class KindSpec:
     thick: bool = False
     integrated: bool = False
     example: Mapping[str, Any] = field(default_factory=dict)
+    reversible: bool = False
 
     def unit_of(self, name: str) -> str:
         """Unit of the (exact) field ``name`` of this kind, or ``""``."""
@@ -120,7 +128,8 @@ class KindSpec:
 
 
 def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
-                     tiers: tuple[str, ...], example: float, skew: str = "") -> KindSpec:
+                     tiers: tuple[str, ...], example: float, skew: str = "",
+                     reversible: bool = False) -> KindSpec:
     """A kind whose body is a thick multipole with the normal component of ``order``
     required (Quadrupole, Sextupole, Octupole): every other component is optional
     (``skew``: the MAD-X name of the skew component, listed by name)."""
@@ -132,7 +141,7 @@ def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
          **named, **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", main}), reader="thick_multipole", main_order=order,
         main_name=name, thick=True, integrated=True,
-        example={"length": 0.3, "MagneticMultipoleP": {main: example}})
+        example={"length": 0.3, "MagneticMultipoleP": {main: example}}, reversible=reversible)
 
 
 _BEND_PALS: dict[str, Disposition] = {
@@ -147,9 +156,9 @@ _BEND_PALS: dict[str, Disposition] = {
 #: Every element kind of the harness's flat lattice, in the order tables list them.
 KIND_SPECS: tuple[KindSpec, ...] = (
     KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT}, frozenset({"length"}),
-             reader="drift", example={"length": 0.3}),
+             reader="drift", example={"length": 0.3}, reversible=True),
     _thick_multipole("Quadrupole", 1, "gradient", "1/m^2", "K1, > 0 focuses x", MODEL_TIERS,
-                     1.0),
+                     1.0, reversible=True),
     KindSpec("SBend", ("linear", "exact"), {
         "length": FieldInfo("m", "arc length"),
         "angle": FieldInfo("rad", "bend angle = g_ref * length"),
@@ -177,7 +186,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "length": _LENGTH, "Ksol": FieldInfo("1/m", "B_s / (B rho) (ImpactX ks)"),
         **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", "Ksol"}), {"SolenoidP.Ksol": "Ksol", "SolenoidP.Bsol": "Ksol"},
-        reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}}),
+        reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
+        reversible=True),
     KindSpec("RFCavity", MODEL_TIERS, {
         "length": FieldInfo("m", "0 (short RF gap)"),
         "voltage": FieldInfo("V", "peak voltage"),

@@ -328,6 +328,20 @@ def _bad_multipole_key(raw: Any) -> str | None:
     return None
 
 
+def _reverse(kind: str, raw: dict, file, path: str) -> bool:
+    """An element's ``reverse`` key (default false): ``true`` states the inverse element,
+    ImpactX's ``reverse()`` (ds -> -ds), for the kinds whose spec is
+    :attr:`~harness.model.kinds.KindSpec.reversible`; PALS has no negative lengths."""
+    value = raw.get("reverse", False)
+    if not isinstance(value, bool):
+        raise ScenarioError(file, f"{path}.reverse", "true or false", _short(value))
+    if value and (kind not in SPECS or not SPECS[kind].reversible):
+        raise ScenarioError(file, f"{path}.reverse", "reverse: true only on the kinds whose "
+                            "negative length ImpactX defines as their inverse: "
+                            f"{sorted(k for k, s in SPECS.items() if s.reversible)}", kind)
+    return value
+
+
 def _check_known_fields(model: pydantic.BaseModel, raw: dict, file, path: str,
                         extra: frozenset[str] = frozenset()) -> None:
     """Reject keys that pals-schema would silently ignore (typos in parameter groups)."""
@@ -840,8 +854,21 @@ class _Flattener:
         kind = self.check_kind(raw, path)
         if kind in _CONTAINERS:
             return raw
-        _check_values(raw, self.file, path)
-        fields = {k: v for k, v in raw.items() if k != "kind"}
+        reverse = _reverse(kind, raw, self.file, path)
+        _check_values({k: v for k, v in raw.items() if k != "reverse"}, self.file, path)
+        fields = {k: v for k, v in raw.items() if k not in ("kind", "reverse")}
+        if reverse:
+            kind, params = self._built(kind, name, fields, path)
+            if params.get("length", 0.0) <= 0.0:
+                raise ScenarioError(self.file, f"{path}.length", "a positive length for an "
+                                    "element with reverse: true (its inverse has length "
+                                    "-length)", params.get("length", 0.0))
+            return kind, {**params, "length": -params["length"]}
+        return self._built(kind, name, fields, path)
+
+    def _built(self, kind: str, name: str, fields: dict, path: str
+               ) -> tuple[str, dict[str, float]]:
+        """``(kind, params)`` of an element's fields (``kind`` and ``reverse`` taken out)."""
         if kind in EXTENSION_KINDS:
             params = _extension(SPECS[kind], fields, self.ctx, path)
             check_element_bounds(kind, params, self.file, path)
