@@ -183,12 +183,12 @@ def run_analysis(analysis: Path, initial: np.ndarray, final: np.ndarray,
             except Exception as error:  # noqa: BLE001 - the statement is reported as skipped
                 names = {t.id for n in ast.walk(node) if isinstance(n, ast.Assign)
                          for t in n.targets if isinstance(t, ast.Name)}
+                needed = (set(_names(node)) - names) & unbound
+                why = (f"needs {sorted(needed)[0]}" if isinstance(error, NameError) and needed
+                       else f"{type(error).__name__}: {error}")
                 unbound |= names
                 for name in names:  # a later statement must not read an earlier value
                     scope.pop(name, None)
-                why = (f"needs {sorted(set(_names(node)) & unbound)[0]}"
-                       if isinstance(error, NameError) and set(_names(node)) & unbound
-                       else f"{type(error).__name__}: {error}")
                 skipped.append({"line": line, "reason": why[:160],
                                 "assert": isinstance(node, ast.Assert)})
     finally:
