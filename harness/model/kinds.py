@@ -275,7 +275,7 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "kt": FieldInfo("1/m", "longitudinal focusing (>= 0)")},
         {"length": 0.5, EXTENSION_GROUP: {"kx": 1.0, "ky": 1.0, "kt": 0.5}}, thick=True),
     _extension("ChrAcc", {
-        "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre (non-zero)"),
+        "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre"),
         "bz": FieldInfo("1/m", "q B_z / (m c): the solenoid field")},
         {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True),
     _extension("ChrPlasmaLens", {
