@@ -22,9 +22,13 @@ BEAM = {"species": "electron", "kinetic_energy_MeV": 2000.0, "bunch_charge_C": 0
 BODIES = {"Drift": {"kind": "Drift", "length": 0.7},
           "Quadrupole": {"kind": "Quadrupole", "length": 0.7,
                          "MagneticMultipoleP": {"Kn1": 1.3}},
-          "Solenoid": {"kind": "Solenoid", "length": 0.7, "SolenoidP": {"Ksol": 0.9}}}
+          "Solenoid": {"kind": "Solenoid", "length": 0.7, "SolenoidP": {"Ksol": 0.9}},
+          "SBend": {"kind": "SBend", "length": 0.7, "BendP": {"g_ref": 0.1}},
+          "CFbend": {"kind": "SBend", "length": 0.7, "BendP": {"g_ref": 0.1},
+                     "MagneticMultipoleP": {"Kn1": 0.8}}}
+TIERS = {"Solenoid": ("linear",), "SBend": ("linear", "exact"), "CFbend": ("linear", "exact")}
 CASES = [(kind, model) for kind in BODIES
-         for model in (("linear",) if kind == "Solenoid" else ("linear", "paraxial", "exact"))]
+         for model in TIERS.get(kind, ("linear", "paraxial", "exact"))]
 
 
 def scenario(body: dict, model: str = "linear", line: tuple[str, ...] = ("d1", "e", "ie")):
@@ -43,10 +47,18 @@ def test_reverse_gives_the_element_a_negative_length() -> None:
     assert ie.params == {"length": -0.7, "Kn1": 1.3}
 
 
+def test_a_reversed_bend_keeps_its_curvature() -> None:
+    (_, e, ie) = scenario(BODIES["SBend"]).elements
+    assert ie.params["length"] == -e.params["length"]
+    assert ie.params["angle"] == -e.params["angle"] == pytest.approx(-0.07)
+
+
 def test_reverse_on_a_kind_impactx_does_not_invert_is_refused_by_name() -> None:
-    bend = {"kind": "SBend", "length": 0.5, "BendP": {"g_ref": 0.1}}
+    multipole = {"kind": "Multipole", "length": 0.0, "MagneticMultipoleP": {"Kn1L": 0.1}}
     with pytest.raises(ScenarioError, match=r"lattice\.ie\.reverse: .*Drift"):
-        scenario(bend)
+        scenario(multipole)
+    with pytest.raises(ScenarioError, match=r"lattice\.ie\.reverse: .*without pole faces"):
+        scenario({"kind": "SBend", "length": 0.5, "BendP": {"g_ref": 0.1, "e1": 0.02}})
     with pytest.raises(ScenarioError, match=r"lattice\.e\.reverse: expected true or false"):
         scenario({**BODIES["Drift"], "reverse": "yes"}, line=("d1", "e"))
     with pytest.raises(ScenarioError, match=r"ie\.length: expected a positive length"):
@@ -56,13 +68,14 @@ def test_reverse_on_a_kind_impactx_does_not_invert_is_refused_by_name() -> None:
 @pytest.mark.parametrize(("kind", "model"), CASES)
 def test_inhouse_equals_impactx_and_the_inverse_undoes_the_element(kind: str,
                                                                    model: str) -> None:
-    """float64, 1000 particles: in-house = ImpactX to <= 1e-11 sigma through an element
-    and its reversed copy, and in ImpactX the pair is the identity (to 1e-9 sigma)."""
+    """float64, 1000 particles: in-house = ImpactX to <= 1e-11 sigma through the reversed
+    element, and in ImpactX the element followed by its reversed copy is the identity (to
+    1e-9 sigma)."""
     pytest.importorskip("impactx")
     from backends.impactx import BACKEND as IMPACTX
     from backends.inhouse import BACKEND as INHOUSE
 
-    s = scenario(BODIES[kind], model)
+    s = scenario(BODIES[kind], model, ("d1", "ie"))
     particles = generate(s.beam, 1000)
     with IMPACTX().prepare(s) as prepared:
         theirs = prepared.track(particles)
@@ -72,9 +85,11 @@ def test_inhouse_equals_impactx_and_the_inverse_undoes_the_element(kind: str,
     deviation = float((np.abs(ours - theirs).max(axis=0) / sigma).max())
     print(f"reverse {kind} {model}: max |in-house - ImpactX| / sigma = {deviation:.2e}")
     assert deviation <= 1e-11
+    with IMPACTX().prepare(scenario(BODIES[kind], model)) as prepared:
+        pair = prepared.track(particles)
     with IMPACTX().prepare(scenario(BODIES[kind], model, ("d1",))) as prepared:
         drift_only = prepared.track(particles)
-    assert float((np.abs(theirs - drift_only).max(axis=0) / sigma).max()) <= 1e-9
+    assert float((np.abs(pair - drift_only).max(axis=0) / sigma).max()) <= 1e-9
 
 
 def test_ad_gradient_through_a_reversed_quadrupole_equals_finite_differences() -> None:
@@ -118,9 +133,13 @@ def test_impactx_importer_states_a_negative_ds_as_reverse() -> None:
 
     elements = impactx.elements
     result = import_impactx([elements.Quad(name="iq", ds=-1.5, k=2.0),
-                             elements.Sbend(name="ib", ds=-1.0, rc=10.0)],
+                             elements.ExactSbend(name="ib", ds=-1.5707963, phi=-90.0),
+                             elements.ConstF(name="ic", ds=-1.0, kx=1.0, ky=1.0, kt=1.0)],
                             ReferenceParticle("electron", 2000.0), "reverse")
-    quad, bend = result.items
+    quad, bend, constf = result.items
     assert isinstance(quad, Translated)
     assert quad.fields["length"] == 1.5 and quad.fields["reverse"] is True
-    assert isinstance(bend, Untranslatable) and "reverse: true only on" in bend.reason
+    assert isinstance(bend, Translated) and bend.fields["reverse"] is True
+    assert bend.fields["length"] == 1.5707963
+    assert bend.fields["BendP"]["g_ref"] == pytest.approx(1.0)
+    assert isinstance(constf, Untranslatable) and "reverse: true only on" in constf.reason

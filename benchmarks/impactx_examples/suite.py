@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -212,13 +213,56 @@ def _judge_analysis(outcome: Outcome, out: Path, analysis: str) -> bool:
     return True
 
 
+def ctest_names(examples: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """ImpactX's ``examples/CMakeLists.txt`` as ``(script -> test name, test name -> test
+    it depends on)``: ``add_impactx_test(<name> <input> ...)`` and ``set_property(TEST
+    <name>.run APPEND PROPERTY DEPENDS "<other>.run")`` (ctest runs each test in a folder
+    named after it, a dependency first, e.g. ``solenoid_restart`` reads
+    ``../solenoid.py/diags/openPMD/m1.h5``); scripts relative to ``examples``."""
+    cmake = examples / "CMakeLists.txt"
+    text = re.sub(r"#[^\n]*", "", cmake.read_text()) if cmake.is_file() else ""
+    names = {m.group(2).removeprefix("examples/"): m.group(1) for m in re.finditer(
+        r"add_impactx_test\(\s*(\S+)\s+(\S+)", text)}
+    depends = {m.group(1): m.group(2) for m in re.finditer(
+        r"set_property\(\s*TEST\s+(\S+)\.run\s+APPEND\s+PROPERTY\s+DEPENDS\s+"
+        r"\"(\S+)\.run\"", text)}
+    return names, depends
+
+
+def _run_dependency(script: Path, folder: Path, timeout: float, log: Path) -> str | None:
+    """Run the example ``script`` as it is (no recording) in ``folder``, a copy of its
+    example folder named as ctest names its test; None when it ended with status 0."""
+    shutil.copytree(script.parent, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    with log.open("ab") as out:
+        try:
+            done = subprocess.run([sys.executable, script.name], cwd=folder, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                                  preexec_fn=_limits, check=False)
+        except subprocess.TimeoutExpired:
+            return f"longer than the budget: over {timeout:.0f} s"
+    return None if done.returncode == 0 else f"exit status {done.returncode}"
+
+
 def run_example(script: Path, examples: Path, timeout: float = TIMEOUT_S) -> Outcome:
-    """Capture, track and judge one example script."""
+    """Capture, track and judge one example script (after the example its ctest depends
+    on, run in a sibling folder as ctest runs it: :func:`ctest_names`)."""
     name = script.relative_to(examples).as_posix()
     outcome = Outcome(name)
     start = time.perf_counter()
+    tests, depends = ctest_names(examples)
+    test = tests.get(name)
     with tempfile.TemporaryDirectory(prefix="ixexample-") as tmp:
-        work, out = Path(tmp) / "work", Path(tmp) / "out"
+        work, out = Path(tmp) / (test or "work"), Path(tmp) / "out"
+        dependency = depends.get(test or "")
+        scripts_of = {v: k for k, v in tests.items()}
+        if dependency and scripts_of.get(dependency, "").endswith(".py"):
+            failed = _run_dependency(examples / scripts_of[dependency], Path(tmp) / dependency,
+                                     timeout, Path(tmp) / "log")
+            if failed:
+                outcome.reasons = [f"dependency {scripts_of[dependency]}: {failed}"]
+                outcome.seconds = time.perf_counter() - start
+                return outcome
         shutil.copytree(script.parent, work, ignore=shutil.ignore_patterns("__pycache__"))
         out.mkdir()
         label = name.removesuffix(".py").replace("/", ".")

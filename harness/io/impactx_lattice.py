@@ -8,7 +8,7 @@ not a lattice property in PALS, it is the scenario's ``model`` (listed in the no
 ImpactX                                  PALS
 =======================================  ======================================================
 Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length (ds < 0, the inverse element: length
-                                         -ds with ``reverse: true``, also Quad and Sol)
+                                         -ds with ``reverse: true``, also Quad, Sol, Sbend)
 Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
                                          with the signed rigidity of the reference particle)
 Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``)
@@ -83,7 +83,8 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
     if length < 0.0 and isinstance(item, Translated):
         # ImpactX tracks a negative ds as the element's inverse; PALS lengths are >= 0, so
         # the scenario states it as ``reverse: true`` (harness.model.kinds, ``reversible``)
-        if not SPECS[item.fields["kind"]].reversible:
+        spec = SPECS.get(str(item.fields["kind"]))
+        if spec is None or not spec.reversible:
             return Untranslatable(name, kind, length, "a negative length (ImpactX's inverse "
                                   f"element) is stated as reverse: true only on "
                                   f"{sorted(k for k, s in SPECS.items() if s.reversible)}")

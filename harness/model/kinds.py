@@ -102,10 +102,12 @@ class KindSpec:
         reversible: whether ``reverse: true`` may state the inverse element: ImpactX tracks
             the kind with a negative length ``ds`` through its usual formulas, and that is
             the element's inverse (``src/elements/Drift.H``, ``ChrDrift.H``,
-            ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``; the
-            elements' ``reverse()`` is ds -> -ds). The element's ``length`` then carries the
-            sign (negative): the backends that declare the kind in ``reversible_kinds``
-            track it so, every other refuses the element by name.
+            ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``,
+            ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``; the elements'
+            ``reverse()`` is ds -> -ds). The element's ``length`` (and a bend's ``angle``,
+            the curvature kept) then carries the sign: the backends that declare the kind in
+            ``reversible_kinds`` track it so, every other refuses the element by name. A
+            reversed bend has no pole faces (ImpactX's DipEdges are not inverted).
     """
 
     kind: str
@@ -173,7 +175,7 @@ KIND_SPECS: tuple[KindSpec, ...] = (
                               "TILT of a bend; ImpactX rotation)"),
         **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", "angle", "e1", "e2"}), _BEND_PALS, reader="bend",
-        example={"length": 0.3, "BendP": {"g_ref": 0.1}}),
+        example={"length": 0.3, "BendP": {"g_ref": 0.1}}, reversible=True),
     _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
                      "K2S"),
     _thick_multipole("Octupole", 3, "octupole strength", "1/m^4", "K3", ("exact",), 100.0,

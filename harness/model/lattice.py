@@ -328,6 +328,10 @@ def _bad_multipole_key(raw: Any) -> str | None:
     return None
 
 
+#: Bend fields of the pole faces, which a reversed bend may not carry (:func:`_reverse`).
+_POLE_FACE_FIELDS = ("e1", "e2", "edge_int1", "edge_int2", "h1", "h2")
+
+
 def _reverse(kind: str, raw: dict, file, path: str) -> bool:
     """An element's ``reverse`` key (default false): ``true`` states the inverse element,
     ImpactX's ``reverse()`` (ds -> -ds), for the kinds whose spec is
@@ -863,7 +867,16 @@ class _Flattener:
                 raise ScenarioError(self.file, f"{path}.length", "a positive length for an "
                                     "element with reverse: true (its inverse has length "
                                     "-length)", params.get("length", 0.0))
-            return kind, {**params, "length": -params["length"]}
+            faces = sorted(k for k in _POLE_FACE_FIELDS if params.get(k))
+            if faces:
+                raise ScenarioError(self.file, f"{path}.reverse", "reverse: true on a bend "
+                                    "without pole faces (ImpactX inverts the body of a bend "
+                                    f"of negative length, not its DipEdges; set: {faces})",
+                                    True)
+            flipped = {**params, "length": -params["length"]}
+            if "angle" in params:  # a bend: the same curvature g = angle / length
+                flipped["angle"] = -params["angle"]
+            return kind, flipped
         return self._built(kind, name, fields, path)
 
     def _built(self, kind: str, name: str, fields: dict, path: str
