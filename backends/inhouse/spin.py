@@ -26,6 +26,9 @@ ExactSbend      phase space first; the transit time gives the    ``ExactSbend.H`
                 cyclotron phase theta; two rotations
 Sol             orbit-dependent rotation, then -2 theta (1+G)    ``Sol.H``
                 about z
+ChrAcc (bz = 0) lambda = (-py, px, 0) bg K(g_i, g_f, G): the    the closed form of ImpactX's
+                closed form of the accelerating field            ``analysis_chracc_``
+                                                                 ``depolarization.py``
 Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``,
                 direction at the middle of the kick (measured)   ``spintransport.H``
                                                                  (``tbmt_precession_vector``)
@@ -89,7 +92,7 @@ IDENTITY_SPIN = frozenset({"Drift", "ChrDrift", "ExactDrift", "Aperture"})
 
 #: ImpactX maps with a spin generator here.
 SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "Sol",
-                       "Multipole", "Kicker", "Alignment"}) | IDENTITY_SPIN
+                       "Multipole", "Kicker", "Alignment", "ChrAcc"}) | IDENTITY_SPIN
 
 #: Maps refused, with the reason.
 REFUSED = {
@@ -364,6 +367,29 @@ def _exact_sbend_spin(before: Columns, after: Columns, spins: Spins, length: nm.
     return sx, sy, sz
 
 
+def _chr_acc_spin(columns: Columns, spins: Spins, length: nm.Scalar, ez: nm.Scalar,
+                  ref: RefState, anomaly: nm.Scalar) -> Spins:
+    """ChrAcc with ``bz = 0`` over one slice of ``length`` [m] (``ez`` [1/m], ``ref`` the
+    reference at the slice's start): a rotation about the transverse axis normal to the
+    particle's transverse momentum, lambda = (-py, px, 0) (beta gamma)_ref K with
+    K = bg_i/(1 + g_i) - bg_f/(1 + g_f) - G ln((bg_f + g_f)/(bg_i + g_i)), g the particle's
+    own gamma at the slice's start and end (g_f = g_i + ez ds), bg = sqrt(g^2 - 1). This is
+    the closed form ImpactX's example analysis states for the same element
+    (``examples/spin_tracking/analysis_chracc_depolarization.py``, ``muterm`` and ``Gterm``)
+    with the particle's own energy; the element's spin push in the impactx 26.10 wheel
+    has no published source, and this form reproduces it to round-off
+    (``tests/test_chr_acc_spin.py``)."""
+    _, px, _, py, _, pt = columns
+    bg_ref = ref.beta_gamma
+    gamma_i = ref.gamma - pt * bg_ref
+    gamma_f = gamma_i + ez * length
+    bg_i = torch.sqrt(gamma_i * gamma_i - 1.0)
+    bg_f = torch.sqrt(gamma_f * gamma_f - 1.0)
+    k = (bg_i / (1.0 + gamma_i) - bg_f / (1.0 + gamma_f)
+         - anomaly * torch.log((bg_f + gamma_f) / (bg_i + gamma_i)))
+    return _rotate(-py * bg_ref * k, px * bg_ref * k, 0.0, spins)
+
+
 def _roll(spins: Spins, angle: nm.Scalar, out: bool) -> Spins:
     """``mixin/alignment.H`` ``rotate_in`` (``out`` False: sx' = sx cos + sy sin,
     sy' = -sx sin + sy cos) or ``rotate_out`` (the inverse) by the element's roll [rad]."""
@@ -451,6 +477,28 @@ def _sliced(params: Mapping[str, nm.Scalar], nslice: int, angle: bool) -> dict:
     return out
 
 
+def _chr_acc_track(element: Element, params: Mapping[str, nm.Scalar], ref: RefState,
+                   anomaly: nm.Scalar, columns: Columns, spins: Spins, alive
+                   ) -> tuple[Columns, Spins, torch.Tensor | None]:
+    """ChrAcc slice by slice, as ImpactX pushes it: each slice's spin rotation
+    (:func:`_chr_acc_spin`, from the coordinates at its start), then its phase-space map
+    (:func:`backends.inhouse.chr_acc.chr_acc_kernel`), the reference gaining ez ds."""
+    from backends.inhouse import chr_acc
+
+    nslice = element.nslice
+    ds = params["length"] / nslice
+    ez, bz = params["ez"], params["bz"]
+    state = ref
+    for _ in range(nslice):
+        spins = _chr_acc_spin(columns, spins, nm.broadcast_ready(ds), nm.broadcast_ready(ez),
+                              state, anomaly)
+        kernel = chr_acc.chr_acc_kernel(ds, ez, bz, state, 1)
+        columns, ok = kernel.push(columns, nm.broadcast_ready(kernel.coeffs))
+        alive = ok if alive is None else alive & ok
+        state = chr_acc.reference_after(ds, ez, state)
+    return columns, spins, alive
+
+
 @dataclass(frozen=True)
 class SpinState:
     """Particles and spins after a spin track.
@@ -478,6 +526,11 @@ def check_spin_support(elements: Iterable[Element]) -> None:
             if spec.impactx not in SPIN_MAPS:
                 raise SpinUnsupported(f"spin: element {element.name!r} maps to "
                                       f"{spec.impactx}, which has no spin push here")
+            if spec.impactx == "ChrAcc" and element.params.get("bz", 0.0) != 0.0:
+                raise SpinUnsupported(f"spin: element {element.name!r} (ChrAcc with bz != 0): "
+                                      "the spin push of a ChrAcc with a solenoid field has "
+                                      "no published source (impactx 26.10); only bz = 0 is "
+                                      "ported")
 
 
 class SpinTracker:
@@ -545,9 +598,14 @@ class SpinTracker:
                         spins = _thin_multipole_spin(columns, spins, order, kn, ks, ref,
                                                      anomaly)
                         columns = _thin_kick(columns, order, kn, ks)
+                elif kind == "ChrAcc":
+                    columns, spins, alive = _chr_acc_track(element, params, ref, anomaly,
+                                                           columns, spins, alive)
                 else:
                     columns, spins, alive = self._thick(element, spec, params, ref, anomaly,
                                                         columns, spins, alive, cache, key)
+                if spec.reference is not None:  # the reference energy changes (ChrAcc)
+                    ref = spec.reference(params, ref)
         return SpinState(columns, spins, alive)
 
     @staticmethod
