@@ -26,9 +26,10 @@ ExactSbend      phase space first; the transit time gives the    ``ExactSbend.H`
                 cyclotron phase theta; two rotations
 Sol             orbit-dependent rotation, then -2 theta (1+G)    ``Sol.H``
                 about z
-ChrAcc (bz = 0) lambda = (-py, px, 0) bg K(g_i, g_f, G): the    the closed form of ImpactX's
-                closed form of the accelerating field            ``analysis_chracc_``
-                                                                 ``depolarization.py``
+ChrAcc          orbit-dependent rotation (the closed forms of    ImpactX's ``analysis_chracc_``
+                the accelerating field and solenoid, the         ``depolarization.py`` and
+                particle's own gamma), then -2 theta (1+G)       ``_EB.py`` (measured equal)
+                about z
 Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``,
                 direction at the middle of the kick (measured)   ``spintransport.H``
                                                                  (``tbmt_precession_vector``)
@@ -368,26 +369,55 @@ def _exact_sbend_spin(before: Columns, after: Columns, spins: Spins, length: nm.
 
 
 def _chr_acc_spin(columns: Columns, spins: Spins, length: nm.Scalar, ez: nm.Scalar,
-                  ref: RefState, anomaly: nm.Scalar) -> Spins:
-    """ChrAcc with ``bz = 0`` over one slice of ``length`` [m] (``ez`` [1/m], ``ref`` the
-    reference at the slice's start): a rotation about the transverse axis normal to the
-    particle's transverse momentum, lambda = (-py, px, 0) (beta gamma)_ref K with
-    K = bg_i/(1 + g_i) - bg_f/(1 + g_f) - G ln((bg_f + g_f)/(bg_i + g_i)), g the particle's
-    own gamma at the slice's start and end (g_f = g_i + ez ds), bg = sqrt(g^2 - 1). This is
-    the closed form ImpactX's example analysis states for the same element
-    (``examples/spin_tracking/analysis_chracc_depolarization.py``, ``muterm`` and ``Gterm``)
-    with the particle's own energy; the element's spin push in the impactx 26.10 wheel
-    has no published source, and this form reproduces it to round-off
+                  bz: nm.Scalar, ref: RefState, anomaly: nm.Scalar) -> Spins:
+    """ChrAcc over one slice of ``length`` [m] (``ez``, ``bz`` [1/m]; ``ref`` the reference
+    at the slice's start), from the particle's coordinates at the slice's start.
+
+    With the particle's own gamma at the start and end of the slice, g_i = gamma_ref -
+    pt (beta gamma)_ref and g_f = g_i + ez ds, bg = sqrt(g^2 - 1), alpha = bz/2, the
+    canonical transverse momenta (dynamic units) u = px bg_ref + alpha y,
+    v = py bg_ref - alpha x, and theta = (alpha/ez) ln((g_f + bg_f)/(g_i + bg_i)):
+
+    * bz = 0: lambda = (-K v, K u, 0), K = bg_i/(1 + g_i) - bg_f/(1 + g_f)
+      - G ln((bg_f + g_f)/(bg_i + g_i)) (ImpactX's
+      ``examples/spin_tracking/analysis_chracc_depolarization.py`` lines 100-101,
+      ``muterm + Gterm``);
+    * bz != 0: lambda = (F u - Gf v, Gf u + F v, 0) with F and Gf the ``F_func`` and
+      ``G_func`` of ``examples/spin_tracking/analysis_chracc_depolarization_EB.py``
+      (lines 105-121: mu = (bg_f/(1 + g_f) - bg_i/(1 + g_i))/2, sin/cos of 2 G theta),
+      then the design rotation -2 theta (1 + G) about z (line 136); ez = 0 takes the limit
+      theta = alpha ds / bg_i and drops the terms in ez.
+
+    The element's spin push in the impactx 26.10 wheel has no published source; these
+    closed forms, evaluated with the particle's own energy, reproduce it to round-off
     (``tests/test_chr_acc_spin.py``)."""
-    _, px, _, py, _, pt = columns
+    x, px, y, py, _, pt = columns
     bg_ref = ref.beta_gamma
     gamma_i = ref.gamma - pt * bg_ref
     gamma_f = gamma_i + ez * length
     bg_i = torch.sqrt(gamma_i * gamma_i - 1.0)
     bg_f = torch.sqrt(gamma_f * gamma_f - 1.0)
-    k = (bg_i / (1.0 + gamma_i) - bg_f / (1.0 + gamma_f)
-         - anomaly * torch.log((bg_f + gamma_f) / (bg_i + gamma_i)))
-    return _rotate(-py * bg_ref * k, px * bg_ref * k, 0.0, spins)
+    alpha = 0.5 * bz
+    u = px * bg_ref + alpha * y
+    v = py * bg_ref - alpha * x
+    if isinstance(bz, float) and bz == 0.0:
+        k = (bg_i / (1.0 + gamma_i) - bg_f / (1.0 + gamma_f)
+             - anomaly * torch.log((bg_f + gamma_f) / (bg_i + gamma_i)))
+        return _rotate(-k * v, k * u, 0.0, spins)
+    no_field = isinstance(ez, float) and ez == 0.0
+    theta = (alpha * length / bg_i if no_field
+             else alpha / ez * torch.log((gamma_f + bg_f) / (gamma_i + bg_i)))
+    mu = 0.5 * (bg_f / (1.0 + gamma_f) - bg_i / (1.0 + gamma_i))
+    sin_g = torch.sin(2.0 * anomaly * theta)
+    cos_g = torch.cos(2.0 * anomaly * theta)
+    entry = bg_i / (1.0 + gamma_i)
+    f = entry * sin_g + 2.0 * mu * sin_g
+    g = entry * (1.0 - cos_g) - 2.0 * mu * cos_g
+    if not no_field:
+        f = f + ez * (1.0 - cos_g) / (2.0 * alpha)
+        g = g - ez * sin_g / (2.0 * alpha)
+    spins = _rotate(f * u - g * v, g * u + f * v, 0.0, spins)
+    return _rotate(0.0, 0.0, -2.0 * theta * (1.0 + anomaly), spins)
 
 
 def _roll(spins: Spins, angle: nm.Scalar, out: bool) -> Spins:
@@ -491,7 +521,7 @@ def _chr_acc_track(element: Element, params: Mapping[str, nm.Scalar], ref: RefSt
     state = ref
     for _ in range(nslice):
         spins = _chr_acc_spin(columns, spins, nm.broadcast_ready(ds), nm.broadcast_ready(ez),
-                              state, anomaly)
+                              nm.broadcast_ready(bz), state, anomaly)
         kernel = chr_acc.chr_acc_kernel(ds, ez, bz, state, 1)
         columns, ok = kernel.push(columns, nm.broadcast_ready(kernel.coeffs))
         alive = ok if alive is None else alive & ok
@@ -526,11 +556,6 @@ def check_spin_support(elements: Iterable[Element]) -> None:
             if spec.impactx not in SPIN_MAPS:
                 raise SpinUnsupported(f"spin: element {element.name!r} maps to "
                                       f"{spec.impactx}, which has no spin push here")
-            if spec.impactx == "ChrAcc" and element.params.get("bz", 0.0) != 0.0:
-                raise SpinUnsupported(f"spin: element {element.name!r} (ChrAcc with bz != 0): "
-                                      "the spin push of a ChrAcc with a solenoid field has "
-                                      "no published source (impactx 26.10); only bz = 0 is "
-                                      "ported")
 
 
 class SpinTracker:

@@ -169,9 +169,9 @@ def _judge_analysis(outcome: Outcome, out: Path, analysis: str) -> bool:
         if "error" in example:
             outcome.reasons.append(f"analysis run: {example['error']}")
         elif example["skipped"]:
-            first = example["skipped"][0]
-            outcome.reasons.append(f"analysis: no assert evaluated here ({analysis}:"
-                                   f"{first['line']}: {first['reason']})")
+            causes = [f"{analysis}:{s['line']}: {s['reason']}" for s in example["skipped"]
+                      if not s["reason"].startswith("needs ")][:2]
+            outcome.reasons.append(f"analysis: no assert evaluated here ({'; '.join(causes)})")
         return False
     outcome.checked = [f"{analysis}:{c['line']}" for c in example["checks"]]
     parts = [f":{c['line']}" + (f" rtol={c['rtol']:.3g} atol={c['atol']:.3g}"
