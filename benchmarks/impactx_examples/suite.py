@@ -3,12 +3,16 @@ ImpactX's ``examples`` folder, whether trackbench can state it as a scenario and
 can, whether trackbench's ImpactX and in-house backends reproduce the example's own final
 beam (at the example's own initial particles) within the tolerances of its analysis script.
 
-Per example, in a fresh copy of its folder: the script runs in a child process
+Per example, in a fresh copy of its folder (named as ImpactX's ctest names the test, after
+the example its test depends on has run in a sibling folder): the script runs in a child process
 (:mod:`.capture`) under a time and memory limit; a stated scenario is then tracked by each
 backend in a child process of its own (:mod:`.track`). The verdicts:
 
 * ``reproduced``: both backends run the scenario's own model and every final-beam quantity
   the analysis checks (:mod:`.tolerances`) is within its tolerance of the example's value;
+  an analysis that checks no such moment (kick ratios, tunes, per-particle invariants, a
+  lost-particle count) is run itself on each backend's final particles (:mod:`.analysis`),
+  and every ``assert`` it evaluates must hold, as it does on the example's own final beam;
 * ``partly``: the scenario is stated, but a backend refuses it, runs a stand-in, fails or is
   outside a tolerance (the reason says which);
 * ``not expressible``: the reasons the scenario cannot be stated.
