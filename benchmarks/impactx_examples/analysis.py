@@ -1,8 +1,9 @@
 """Run an ImpactX example's own ``analysis_*.py`` on one backend's final beam (child process).
 
 ``python -m benchmarks.impactx_examples.analysis OUT WHO ANALYSIS`` runs the analysis script
-``ANALYSIS`` unmodified, from the working folder (the copy of the example folder, with the
-files the example wrote), on the initial particles ``OUT/initial.npz`` and the final
+``ANALYSIS`` unmodified, from a copy of the working folder (the example's folder with the
+files the example wrote, less its ``diags`` outputs), on the initial particles
+``OUT/initial.npz`` and the final
 particles of ``WHO``: ``example`` (ImpactX as the example ran it, ``OUT/final.npz``) or a
 backend (``OUT/<backend>_final.npz``, written by :mod:`.track`). It writes
 ``OUT/<WHO>_analysis.json``: every ``assert`` of the script, by line, with whether it holds
@@ -14,12 +15,16 @@ The analysis reads its beam through ``openpmd_api.Series("diags/openPMD/monitor.
 stand-in ``openpmd_api`` module serves the monitor's two iterations (1: the initial beam,
 2: the final one) as ImpactX's ``to_df`` does: columns ``position_x, momentum_x, ...,
 momentum_t``, ``id`` (1..N in the initial order), lost particles (non-finite rows) left out
-of the final beam, and, where the example's monitor computes them
+of the final beam, the reference particle's ``gamma_ref``, ``beta_gamma_ref``, ``beta_ref``
+as the monitor's attributes (recorded by the capture before and after the example's
+tracking), and, where the example's monitor computes them
 (``nonlinear_lens_invariants``), the invariants ``H`` and ``I`` of the IOTA nonlinear insert
 (V. Danilov and S. Nagaitsev, PRSTAB 13, 084002 (2010), Sect. V.A, as ImpactX's
 ``src/diagnostics/NonlinearLensInvariants.H`` evaluates them). Every other series (e.g.
 ``particles_lost.h5``: the loss positions, which trackbench's backends do not record) raises
-:class:`NotRecorded`, and the statements that need it are reported as not evaluated.
+:class:`NotRecorded`, and the statements that need it are reported as not evaluated. The
+reduced diagnostics (``diags/reduced_beam_characteristics.*``) are written from the same
+two beams (:func:`reduced_characteristics`).
 
 Each top-level statement runs on its own: an ``assert`` is evaluated, not raised, so one
 failing check does not hide the later ones; a statement that fails here (it needs something
@@ -91,26 +96,37 @@ def frame(particles: np.ndarray, monitor: dict[str, float] | None) -> Any:
     return pd.DataFrame(data)
 
 
-def openpmd_module(initial: Any, final: Any) -> types.ModuleType:
-    """A stand-in ``openpmd_api`` serving the monitor's initial and final iterations."""
+def openpmd_module(initial: Any, final: Any, references: tuple[dict[str, float],
+                                                               dict[str, float]] = ({}, {})
+                   ) -> types.ModuleType:
+    """A stand-in ``openpmd_api`` serving the monitor's initial and final iterations (with
+    the reference particle's attributes ``gamma_ref``, ``beta_gamma_ref``, ``beta_ref`` at
+    each, ``references``)."""
     module = types.ModuleType("openpmd_api")
 
     class _Species:
-        def __init__(self, df: Any) -> None:
+        def __init__(self, df: Any, attributes: dict[str, float]) -> None:
             self._df = df
+            self._attributes = attributes
 
         def to_df(self) -> Any:
             return self._df.copy()
 
+        def get_attribute(self, name: str) -> float:
+            if name not in self._attributes:
+                raise NotRecorded(f"monitor attribute {name}: not recorded by trackbench")
+            return self._attributes[name]
+
     class _Iteration:
-        def __init__(self, df: Any) -> None:
-            self.particles = {"beam": _Species(df)}
+        def __init__(self, df: Any, attributes: dict[str, float]) -> None:
+            self.particles = {"beam": _Species(df, attributes)}
 
     class Series:  # noqa: D101 - openPMD's name
         def __init__(self, path: str, *args: Any, **kwargs: Any) -> None:
             if not str(path).endswith(MONITOR):
                 raise NotRecorded(f"{path}: not recorded by trackbench's backends")
-            self.iterations = {1: _Iteration(initial), 2: _Iteration(final)}
+            self.iterations = {1: _Iteration(initial, references[0]),
+                               2: _Iteration(final, references[1])}
 
         def close(self) -> None:
             """Nothing to close."""
@@ -136,13 +152,40 @@ def _worst(actual: Any, desired: Any, rtol: float, atol: float) -> float:
     return float(np.max(ratio))
 
 
+def reduced_characteristics(folder: Path, initial: np.ndarray, final: np.ndarray) -> Path:
+    """``folder/diags/reduced_beam_characteristics.0.0`` of the two beams (rows ``step`` 0
+    and 1), as ImpactX writes its reduced diagnostics: whitespace-separated, a header, the
+    moments of :func:`.moments.moments` (``mean_x``, ``sigma_px``, ``emittance_x``, ...) and
+    the spins' ``mean_s*``, ``sigma_s*``, in full double precision."""
+    from benchmarks.impactx_examples.moments import moments
+
+    rows = []
+    for step, particles in enumerate((initial, final)):
+        p = np.asarray(particles, dtype=np.float64)
+        p = p[np.all(np.isfinite(p), axis=1)]
+        row = {"step": float(step), **moments(p)}
+        for i, name in enumerate(("sx", "sy", "sz"), 6):
+            if p.shape[1] > i:
+                row[f"sigma_{name}"] = float(np.std(p[:, i]))
+        rows.append(row)
+    names = [k for k in rows[0] if k != "particles"]
+    path = folder / "diags" / "reduced_beam_characteristics.0.0"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(" ".join(names) + "\n" + "".join(
+        " ".join(repr(float(r.get(k, np.nan))) for k in names) + "\n" for r in rows))
+    return path
+
+
 def run_analysis(analysis: Path, initial: np.ndarray, final: np.ndarray,
-                 monitor: dict[str, float] | None = None) -> dict[str, Any]:
-    """The record of ``analysis`` run on ``initial`` and ``final`` (see the module)."""
+                 monitor: dict[str, float] | None = None,
+                 references: tuple[dict[str, float], dict[str, float]] = ({}, {})
+                 ) -> dict[str, Any]:
+    """The record of ``analysis`` run on ``initial`` and ``final`` (see the module), from
+    the current folder."""
     source = analysis.read_text()
     tree = ast.parse(source)
     sys.modules["openpmd_api"] = openpmd_module(frame(initial, monitor),
-                                                frame(final, monitor))
+                                                frame(final, monitor), references)
     closes: list[dict[str, float]] = []
     originals = {name: getattr(np, name) for name in ("allclose", "isclose")}
 
@@ -207,13 +250,24 @@ def main(out: str, who: str, analysis: str) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    import os
+    import shutil
+
     folder = Path(out)
     initial = np.load(folder / "initial.npz")["particles"]
     name = "final.npz" if who == "example" else f"{who}_final.npz"
     capture = json.loads((folder / "capture.json").read_text())
+    # a copy of the example's folder without its diagnostics, so that the analysis reads
+    # only what is made here from the beams judged (the monitor, the reduced diagnostics)
+    work = folder / f"{who}_analysis_work"
+    shutil.copytree(Path.cwd(), work, ignore=shutil.ignore_patterns("diags", "__pycache__"))
+    os.chdir(work)
     try:
         final = np.load(folder / name)["particles"]
-        record = run_analysis(Path(analysis), initial, final, capture.get("monitor"))
+        reduced_characteristics(work, initial, final)
+        record = run_analysis(Path(analysis), initial, final, capture.get("monitor"),
+                              (capture.get("reference_initial", {}),
+                               capture.get("reference_final", {})))
     except Exception as error:  # noqa: BLE001 - recorded for the table
         record = {"error": f"{type(error).__name__}: {error}"[:300]}
     (folder / f"{who}_analysis.json").write_text(json.dumps(record, indent=1))

@@ -126,6 +126,15 @@ def _reference(sim) -> dict[str, float]:
             "kin_energy_MeV": ref.kin_energy_MeV}
 
 
+def _reference_state(sim) -> dict[str, float]:
+    """``gamma_ref``, ``beta_gamma_ref``, ``beta_ref`` [1] of the reference particle now
+    (gamma = -pt), as ImpactX's monitor writes them as attributes (read by the analysis
+    run, :mod:`.analysis`)."""
+    gamma = -float(sim.beam.ref.pt)
+    beta_gamma = max(gamma * gamma - 1.0, 0.0) ** 0.5
+    return {"gamma_ref": gamma, "beta_gamma_ref": beta_gamma, "beta_ref": beta_gamma / gamma}
+
+
 def _first_envelope(recorder: Recorder, sim, base: Any) -> None:
     """At the first ``track_envelope``: state the scenario or refuse; then track."""
     distribution, intensity = recorder.envelope or (None, None)
@@ -191,7 +200,9 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
     if len(weights) and np.ptp(weights) > 1e-12 * abs(float(np.max(weights))):
         recorder.refuse(["particle weights: unequal macro-particle weights"])
     _state(recorder, capture)
+    recorder.record["reference_initial"] = _reference_state(sim)
     base.track_particles(sim)
+    recorder.record["reference_final"] = _reference_state(sim)
     final = _particles(sim, spin)
     np.savez(recorder.out / "final.npz", particles=final)
     recorder.record.update(status="tracked", example=moments(final),
