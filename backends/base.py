@@ -242,6 +242,10 @@ class Backend(ABC):
     #: (:data:`harness.model.vocabulary.REQUIRED_FIELDS`). A scenario setting any other field
     #: is ``unsupported`` with the field named (:meth:`unhonoured_field`).
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = None
+    #: Kinds whose inverse element (``reverse: true`` in the scenario, a negative
+    #: ``length`` in the model: :attr:`harness.model.kinds.KindSpec.reversible`) the adapter
+    #: tracks as ImpactX does; a reversed element of any other kind is refused by name.
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset()
     #: Whether the backend can give gradients by automatic differentiation.
     differentiable: ClassVar[bool] = False
     #: Whether commands run it when no ``--backends`` are given (a variant whose every case
@@ -384,6 +388,12 @@ class Backend(ABC):
             missing = self.unhonoured_field(element)
             if missing is not None:
                 return missing
+            if element.length < 0.0 and element.kind not in self.reversible_kinds:
+                return Unsupported(
+                    f"element {element.name!r} ({element.kind}): reverse: true (the inverse "
+                    f"element, ImpactX's negative length) is not modelled by {self.name}"
+                    + (f"; it reverses {sorted(self.reversible_kinds)}"
+                       if self.reversible_kinds else ""))
         if self.devices is not None and device not in self.devices:
             return Unsupported(f"device {device!r}: {self.name} tracks on "
                                f"{' or '.join(self.devices)} only")
