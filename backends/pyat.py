@@ -74,8 +74,7 @@ from backends.translation import (
     Translation,
     aperture_limits,
     kicker_translator,
-    multipole_orders,
-    padded_orders,
+    padded_multipoles,
 )
 
 if TYPE_CHECKING:
@@ -180,7 +179,7 @@ def _sextupole(element: Element) -> Translation:
 def _multipole(element: Element) -> Translation:
     """Thin kick: AT ``PolynomB[N] = KnNL / N!``, ``PolynomA[N] = KsNL / N!`` (AT's field
     expansion B_y + i B_x = B rho sum (PolynomB + i PolynomA)(x + i y)^N)."""
-    normal, skew = padded_orders(multipole_orders(element.params))
+    normal, skew = padded_multipoles(element.params)
     if not normal:
         return Translation(())
     poly_b = [k / math.factorial(n) for n, k in enumerate(normal)]

@@ -98,8 +98,7 @@ from backends.translation import (
     LineBackend,
     Translation,
     aperture_limits,
-    multipole_orders,
-    padded_orders,
+    padded_multipoles,
 )
 
 if TYPE_CHECKING:
@@ -219,7 +218,7 @@ def _sbend(element: Element) -> Translation:
 def _multipole(element: Element) -> Translation:
     """A thin normal multipole: RF-Track ``Multipole(0, P_over_Q, KnL)`` with ``KnL[N]`` =
     KnNL (MAD-X's KNL, as ImpactX ``Multipole``: kick KnNL x^N / N!)."""
-    normal, _ = padded_orders(multipole_orders(element.params))
+    normal, _ = padded_multipoles(element.params)
     if not any(normal):
         return Translation(())
     return Translation((ElementSpec("thin", 0.0, {"knl": tuple(normal)}),),

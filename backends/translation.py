@@ -75,6 +75,12 @@ def padded_orders(orders: dict[int, tuple[float, float]]) -> tuple[list[float], 
             [orders.get(n, (0.0, 0.0))[1] for n in range(top + 1)])
 
 
+def padded_multipoles(params: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """``(normal, skew)`` integrated strengths ``KnNL``, ``KsNL`` [1/m^N] of a thin element,
+    indexed by order 0..max (:func:`padded_orders` of :func:`multipole_orders`)."""
+    return padded_orders(multipole_orders(params))
+
+
 # --------------------------------------------------------------------------- the kicker
 
 

@@ -94,8 +94,7 @@ from backends.translation import (
     Translation,
     aperture_limits,
     kicker_translator,
-    multipole_orders,
-    padded_orders,
+    padded_multipoles,
 )
 
 if TYPE_CHECKING:
@@ -211,7 +210,7 @@ def _multipole(element: Element) -> Translation:
     """Thin kick: Xsuite ``Multipole(knl, ksl)`` with knl[N] = KnNL, ksl[N] = KsNL (both MAD-X
     conventions, Delta px - i Delta py = -sum (knl + i ksl)(x + i y)^N / N!, as ImpactX
     ``Multipole``)."""
-    knl, ksl = padded_orders(multipole_orders(element.params))
+    knl, ksl = padded_multipoles(element.params)
     if not knl:
         return Translation(())
     return Translation((ElementSpec("Multipole", {"knl": knl, "ksl": ksl, "length": 0.0}),))
