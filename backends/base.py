@@ -135,8 +135,10 @@ def package_version(distribution: str) -> str | None:
         return None
 
 
-class Prepared(ABC):
-    """A scenario translated for one backend, device and dtype, ready to track."""
+class PreparedBase:
+    """What a prepared particle tracker (:class:`Prepared`) and a prepared envelope tracker
+    (:class:`PreparedEnvelope`) share: the model label, threads, compiled-path facts,
+    ``synchronize`` and ``close``."""
 
     #: What is run: :func:`model_signature` of the scenario when the backend runs exactly the
     #: scenario's model, or ``stand-in:<description>`` when it runs a named stand-in.
@@ -149,6 +151,18 @@ class Prepared(ABC):
     compiled: bool | None = None
     compile_s: float = 0.0
     compile_error: str = ""
+
+    def synchronize(self) -> None:
+        """Wait for asynchronous device work (CUDA) to finish; synchronous codes need not."""
+        return None
+
+    def close(self) -> None:
+        """Release the code's resources; codes without any need not."""
+        return None
+
+
+class Prepared(PreparedBase, ABC):
+    """A scenario translated for one backend, device and dtype, ready to track."""
 
     @abstractmethod
     def inject(self, particles: np.ndarray) -> Any:
@@ -164,14 +178,6 @@ class Prepared(ABC):
         """Final particles as ``(N, 6)`` (``(N, 9)`` with spins) float64 numpy, in the order
         they were injected."""
 
-    def synchronize(self) -> None:
-        """Wait for asynchronous device work (CUDA) to finish; synchronous codes need not."""
-        return None
-
-    def close(self) -> None:
-        """Release the code's resources; codes without any need not."""
-        return None
-
     def track(self, particles: np.ndarray) -> np.ndarray:
         """inject -> run -> extract."""
         handle = self.run(self.inject(particles))
@@ -185,17 +191,11 @@ class Prepared(ABC):
         self.close()
 
 
-class PreparedEnvelope(ABC):
+class PreparedEnvelope(PreparedBase, ABC):
     """A lattice ready for envelope tracking (``tracking: envelope``): the 6x6 covariance
     matrix of (x [m], px, y [m], py, t [m], pt), ImpactX's coordinates, carried through
     it. :meth:`run` is the timed part; ``model``, ``threads`` and the compiled-path facts
     are as :class:`Prepared`'s."""
-
-    model: str = ""
-    threads: int = 1
-    compiled: bool | None = None
-    compile_s: float = 0.0
-    compile_error: str = ""
 
     @abstractmethod
     def run(self, sigma: np.ndarray) -> Any:
@@ -205,14 +205,6 @@ class PreparedEnvelope(ABC):
     def extract(self, result: Any) -> np.ndarray:
         """The final covariance as (6, 6) float64 numpy."""
         return np.array(result, dtype=np.float64)
-
-    def synchronize(self) -> None:
-        """Wait for asynchronous device work; synchronous codes need not."""
-        return None
-
-    def close(self) -> None:
-        """Release the code's resources."""
-        return None
 
     @classmethod
     @abstractmethod
@@ -242,6 +234,10 @@ class Backend(ABC):
     #: (:data:`harness.model.vocabulary.REQUIRED_FIELDS`). A scenario setting any other field
     #: is ``unsupported`` with the field named (:meth:`unhonoured_field`).
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = None
+    #: Kinds whose inverse element (``reverse: true`` in the scenario, a negative
+    #: ``length`` in the model: :attr:`harness.model.kinds.KindSpec.reversible`) the adapter
+    #: tracks as ImpactX does; a reversed element of any other kind is refused by name.
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset()
     #: Whether the backend can give gradients by automatic differentiation.
     differentiable: ClassVar[bool] = False
     #: Whether commands run it when no ``--backends`` are given (a variant whose every case
@@ -384,6 +380,12 @@ class Backend(ABC):
             missing = self.unhonoured_field(element)
             if missing is not None:
                 return missing
+            if element.length < 0.0 and element.kind not in self.reversible_kinds:
+                return Unsupported(
+                    f"element {element.name!r} ({element.kind}): reverse: true (the inverse "
+                    f"element, ImpactX's negative length) is not modelled by {self.name}"
+                    + (f"; it reverses {sorted(self.reversible_kinds)}"
+                       if self.reversible_kinds else ""))
         if self.devices is not None and device not in self.devices:
             return Unsupported(f"device {device!r}: {self.name} tracks on "
                                f"{' or '.join(self.devices)} only")
@@ -606,6 +608,15 @@ def translate_line(elements: Iterable[Any], translate: Any,
         if result.stand_in and result.stand_in not in described:
             described.append(result.stand_in)
     return specs, described
+
+
+def compile_failure(error: Exception, first: bool) -> str:
+    """The ``compile_error`` line (exception class and first line, 300 characters at most)
+    of a compiler failure on the first call of a compiled path, which then falls back to
+    eager code; a failure on a later call is re-raised (it is not the compiler's)."""
+    if not first:
+        raise error
+    return f"{type(error).__name__}: {error}".splitlines()[0][:300]
 
 
 def int_order_note(element: Any) -> str:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from backends.base import IEEE
+from backends.base import IEEE, compile_failure
 from backends.cheetah import CheetahBackend, CheetahPrepared
 
 if TYPE_CHECKING:
@@ -93,9 +93,7 @@ class CheetahCompiledPrepared(CheetahPrepared):
                 if first:  # Cheetah's transfer-map cache is filled now: compile that path too
                     out = self._compiled_track(handle)
         except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-            if not first:
-                raise
-            self.compile_error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.compile_error = compile_failure(exc, first)
             self.compiled = False
             return super().run(handle)
         if first:

@@ -923,6 +923,11 @@ class ImpactXBackend(Backend):
     distribution: ClassVar[str] = "impactx-noacc"
     install_hint: ClassVar[str] = "pip install 'trackbench[impactx]'"
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
+    #: ImpactX tracks these kinds with a negative ds as their inverse (``Drift.H``,
+    #: ``ChrDrift.H``, ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``,
+    #: ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``).
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset({"Drift", "Quadrupole", "Solenoid",
+                                                          "SBend"})
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(MODELS)

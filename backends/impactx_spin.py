@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -99,13 +100,22 @@ def track_spin(specs: Sequence[ElementSpec] | Sequence[object], reference: Refer
         frame = sim.beam.to_df(local=True)
     finally:
         sim.finalize()
+    out, index, frame = weight_ordered(frame)
+    spin_out = np.stack([frame.spin_x, frame.spin_y, frame.spin_z], axis=1)
+    return SpinResult(out, spin_out, index)
+
+
+def weight_ordered(frame: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+    """ImpactX's particle frame (``beam.to_df``) of particles injected with the weights
+    1..N, which its maps never change without space charge: ``(survivors' (n, 6) x [m], px,
+    y [m], py, t [m], pt in injection order, their indices into the injected particles, the
+    frame's rows in that order)``."""
     index = np.rint(frame["weighting"].to_numpy()).astype(np.int64) - 1
     order = np.argsort(index, kind="stable")
     frame = frame.iloc[order]
     out = np.stack([frame.position_x, frame.momentum_x, frame.position_y, frame.momentum_y,
                     frame.position_t, frame.momentum_t], axis=1)
-    spin_out = np.stack([frame.spin_x, frame.spin_y, frame.spin_z], axis=1)
-    return SpinResult(out, spin_out, index[order])
+    return out, index[order], frame
 
 
 def track_lattice_spin(elements: Sequence[Element], reference: ReferenceParticle,

@@ -92,12 +92,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends.base import Plan, Prepared, Unsupported, field_table, final_particles, int_order_note
+from backends.base import Prepared, Unsupported, field_table, final_particles, int_order_note
 from backends.translation import (
     LineBackend,
     Translation,
     aperture_limits,
-    kicker_translation,
+    kicker_translator,
     multipole_orders,
     padded_orders,
 )
@@ -233,11 +233,8 @@ def _kick(element: Element) -> Translation:
         if angle != 0.0))
 
 
-def _kicker(element: Element) -> Translation:
-    """A steering kick (:func:`_kick`); a thick kicker is the kick between the two drift
-    halves of its tier, as the ImpactX adapter builds it
-    (:func:`backends.translation.kicker_translation`)."""
-    return kicker_translation(element, _kick, _drift)
+#: A steering kick, thin or between two drift halves (:func:`kicker_translator`).
+_kicker = kicker_translator(_kick, _drift)
 
 
 def _solenoid(element: Element) -> Translation:
@@ -387,22 +384,16 @@ class OcelotBackend(LineBackend):
     name = "ocelot"
     distribution = "ocelot-collab"
     install_hint = "pip install -e '.[ocelot]'"
-    element_kinds = frozenset(TRANSLATORS)
     honoured_fields = HONOURED_FIELDS
-    devices = ("cpu",)
-    dtypes = ("float64",)
     translators = TRANSLATORS
     refused_kinds = {"RFCavity": _rf_cavity}
-    stand_in_code = "ocelot"
+    #: The ``MagneticLattice`` of a plan's specs.
+    prepared_class = OcelotPrepared
     space_charge_refusal = SPACE_CHARGE_REFUSAL
 
     @classmethod
     def _import(cls) -> None:
         import_ocelot()
-
-    def prepared(self, plan: Plan) -> OcelotPrepared:
-        """The ``MagneticLattice`` of a plan's specs."""
-        return OcelotPrepared(plan.scenario, plan.lattice, plan.model)
 
 
 #: Registered by :mod:`backends.registry`.

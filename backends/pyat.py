@@ -68,21 +68,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import (
-    Plan,
-    Prepared,
-    Unsupported,
-    field_table,
-    final_particles,
-    int_order_note,
-)
+from backends.base import Prepared, Unsupported, field_table, final_particles, int_order_note
 from backends.translation import (
     LineBackend,
     Translation,
     aperture_limits,
-    kicker_translation,
-    multipole_orders,
-    padded_orders,
+    kicker_translator,
+    padded_multipoles,
 )
 
 if TYPE_CHECKING:
@@ -187,7 +179,7 @@ def _sextupole(element: Element) -> Translation:
 def _multipole(element: Element) -> Translation:
     """Thin kick: AT ``PolynomB[N] = KnNL / N!``, ``PolynomA[N] = KsNL / N!`` (AT's field
     expansion B_y + i B_x = B rho sum (PolynomB + i PolynomA)(x + i y)^N)."""
-    normal, skew = padded_orders(multipole_orders(element.params))
+    normal, skew = padded_multipoles(element.params)
     if not normal:
         return Translation(())
     poly_b = [k / math.factorial(n) for n, k in enumerate(normal)]
@@ -195,12 +187,8 @@ def _multipole(element: Element) -> Translation:
     return Translation((ElementSpec("ThinMultipole", (poly_a, poly_b), {}),))
 
 
-def _kicker(element: Element) -> Translation:
-    """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
-    momentum deviation): the order-0 thin multipole, whose signs and normalisation are the
-    same; a thick kicker is the kick between the two drift halves of its tier, as the
-    ImpactX adapter builds it (:func:`backends.translation.kicker_translation`)."""
-    return kicker_translation(element, _multipole, _drift)
+#: A steering kick, thin or between two drift halves (:func:`kicker_translator`).
+_kicker = kicker_translator(_multipole, _drift)
 
 
 def _solenoid(element: Element) -> Translation:
@@ -355,25 +343,19 @@ class PyatBackend(LineBackend):
     name: ClassVar[str] = "pyat"
     distribution: ClassVar[str] = "accelerator-toolbox"
     install_hint: ClassVar[str] = "pip install 'trackbench[pyat]'"
-    element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
-    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset()
     translators: ClassVar[Mapping[str, Callable[..., Any]]] = TRANSLATORS
     refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {"RFCavity": _rf_cavity}
     described: ClassVar[tuple[str, ...]] = (BETA_ONE,)
     linear_note: ClassVar[str] = "linear maps: Matrix66Pass of at.find_elem_m66"
-    stand_in_code: ClassVar[str] = "pyat"
     always_stand_in: ClassVar[bool] = True
+    #: The AT lattice of a plan's specs.
+    prepared_class = PyatPrepared
 
     @classmethod
     def _import(cls) -> None:
         import at  # noqa: F401
-
-    def prepared(self, plan: Plan) -> PyatPrepared:
-        """The AT lattice of a plan's specs."""
-        return PyatPrepared(plan.scenario, plan.lattice, plan.model)
 
 
 #: One element, and the whole line, through the adapter's translators (or why not).

@@ -93,13 +93,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import Plan, Prepared, Unsupported, field_table, final_particles, int_order_note
+from backends.base import Prepared, Unsupported, field_table, final_particles, int_order_note
 from backends.translation import (
     LineBackend,
     Translation,
     aperture_limits,
-    multipole_orders,
-    padded_orders,
+    padded_multipoles,
 )
 
 if TYPE_CHECKING:
@@ -219,7 +218,7 @@ def _sbend(element: Element) -> Translation:
 def _multipole(element: Element) -> Translation:
     """A thin normal multipole: RF-Track ``Multipole(0, P_over_Q, KnL)`` with ``KnL[N]`` =
     KnNL (MAD-X's KNL, as ImpactX ``Multipole``: kick KnNL x^N / N!)."""
-    normal, _ = padded_orders(multipole_orders(element.params))
+    normal, _ = padded_multipoles(element.params)
     if not any(normal):
         return Translation(())
     return Translation((ElementSpec("thin", 0.0, {"knl": tuple(normal)}),),
@@ -393,13 +392,11 @@ class RFTrackBackend(LineBackend):
     name = "rftrack"
     distribution = "rf-track"
     install_hint = "pip install -e '.[rftrack]'"
-    element_kinds = frozenset(TRANSLATORS)
     honoured_fields = HONOURED_FIELDS
-    devices = ("cpu",)
-    dtypes = ("float64",)
     translators = TRANSLATORS
     refused_kinds = REFUSED
-    stand_in_code = "rftrack"
+    #: The ``RF_Track.Lattice`` of a plan's specs.
+    prepared_class = RFTrackPrepared
     space_charge_refusal = SPACE_CHARGE_REFUSAL
     #: The drift every tier runs: RF-Track's ``Drift`` is ImpactX's ``ExactDrift``
     #: (``src/elements/ExactDrift.H``), a labelled stand-in at the linear and paraxial tiers.
@@ -408,10 +405,6 @@ class RFTrackBackend(LineBackend):
     @classmethod
     def _import(cls) -> None:
         import_rftrack()
-
-    def prepared(self, plan: Plan) -> RFTrackPrepared:
-        """The ``RF_Track.Lattice`` of a plan's specs."""
-        return RFTrackPrepared(plan.scenario, plan.lattice, plan.model)
 
 
 #: Registered by :mod:`backends.registry`.

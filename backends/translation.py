@@ -10,7 +10,6 @@ Element fields and their units are those of :data:`harness.model.kinds.KIND_SPEC
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -76,6 +75,12 @@ def padded_orders(orders: dict[int, tuple[float, float]]) -> tuple[list[float], 
             [orders.get(n, (0.0, 0.0))[1] for n in range(top + 1)])
 
 
+def padded_multipoles(params: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """``(normal, skew)`` integrated strengths ``KnNL``, ``KsNL`` [1/m^N] of a thin element,
+    indexed by order 0..max (:func:`padded_orders` of :func:`multipole_orders`)."""
+    return padded_orders(multipole_orders(params))
+
+
 # --------------------------------------------------------------------------- the kicker
 
 
@@ -101,16 +106,26 @@ def around_kick(length: Any, kick: Sequence[T], half: Callable[[str], Sequence[T
     return [*half("in"), *kick, *half("out")]
 
 
-def kicker_translation(element: Element, thin: Callable[[Element], Translation],
-                       drift: Callable[[Element], Translation]) -> Translation:
-    """A kicker from an adapter's thin-multipole and drift translators
-    (:func:`around_kick`): the drift's stand-in description goes with it."""
-    kick = thin(kick_of(element)).specs
-    if element.length == 0.0:
-        return Translation(tuple(kick))
-    half = drift(half_drift_of(element))
-    return Translation(tuple(around_kick(element.length, kick, lambda _: half.specs)),
-                       half.stand_in)
+def kicker_translator(thin: Callable[[Element], Translation],
+                      drift: Callable[[Element], Translation]
+                      ) -> Callable[[Element], Translation]:
+    """The ``Kicker`` translator of an adapter, from its thin-multipole (or kick) and drift
+    translators."""
+
+    def kicker(element: Element) -> Translation:
+        """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of
+        the momentum deviation): the adapter's order-0 thin kick, whose signs and
+        normalisation are the same; a thick kicker is the kick between the two drift halves
+        of its tier, as the ImpactX adapter builds it (:func:`around_kick`), and the drift's
+        stand-in description goes with it."""
+        kick = thin(kick_of(element)).specs
+        if element.length == 0.0:
+            return Translation(tuple(kick))
+        half = drift(half_drift_of(element))
+        return Translation(tuple(around_kick(element.length, kick, lambda _: half.specs)),
+                           half.stand_in)
+
+    return kicker
 
 
 # --------------------------------------------------------------------------- apertures, edges
@@ -209,11 +224,17 @@ class LineBackend(Backend):
     common checks and :meth:`extra_checks`; ``prepare`` builds from the plan's specs
     (:meth:`prepared`).
 
-    Class attributes: ``translators`` (kind -> ``translate(element) -> Translation``),
-    ``refused_kinds`` (kind -> ``refuse(element) -> Unsupported``), ``described`` (stand-in
-    descriptions of every case), ``linear_note`` (the note of a linearised lattice),
-    ``stand_in_code`` (the code in ``stand-in:<code>(...)``) and ``always_stand_in``."""
+    Class attributes: ``translators`` (kind -> ``translate(element) -> Translation``; the
+    adapter's ``element_kinds`` are its keys), ``refused_kinds`` (kind -> ``refuse(element)
+    -> Unsupported``), ``described`` (stand-in descriptions of every case), ``linear_note``
+    (the note of a linearised lattice), ``stand_in_code`` (the code in
+    ``stand-in:<code>(...)``, the adapter's ``name`` unless it says otherwise),
+    ``always_stand_in`` and ``prepared_class`` (``prepared_class(scenario, specs, model)``
+    is the prepared tracker of a plan). Such an adapter tracks float64 on the CPU unless it
+    declares other ``devices`` and ``dtypes``."""
 
+    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
+    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
     translators: ClassVar[Mapping[str, Callable[..., Any]]] = {}
     refused_kinds: ClassVar[Mapping[str, Callable[..., Any]]] = {}
     described: ClassVar[tuple[str, ...]] = ()
@@ -221,6 +242,16 @@ class LineBackend(Backend):
     stand_in_code: ClassVar[str] = ""
     always_stand_in: ClassVar[bool] = False
     takes_plans: ClassVar[bool] = True
+    prepared_class: ClassVar[Callable[..., Prepared]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """An adapter's element kinds are those it has translators for; its stand-in code
+        is its name unless it states one."""
+        super().__init_subclass__(**kwargs)
+        if "translators" in cls.__dict__ and "element_kinds" not in cls.__dict__:
+            cls.element_kinds = frozenset(cls.translators)
+        if not cls.stand_in_code and "name" in cls.__dict__:
+            cls.stand_in_code = cls.name
 
     @classmethod
     def translate(cls, element: Element) -> Any:
@@ -262,6 +293,6 @@ class LineBackend(Backend):
         """Build the code's lattice from a plan (a scenario is planned first)."""
         return self.prepared(self.planned(scenario, device, dtype))
 
-    @abstractmethod
     def prepared(self, plan: Plan) -> Prepared:
-        """The prepared tracker of a plan's specs."""
+        """The prepared tracker of a plan's specs (:attr:`prepared_class`)."""
+        return type(self).prepared_class(plan.scenario, plan.lattice, plan.model)

@@ -88,21 +88,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from backends.base import (
-    Plan,
-    Prepared,
-    Unsupported,
-    field_table,
-    final_particles,
-    int_order_note,
-)
+from backends.base import Prepared, Unsupported, field_table, final_particles, int_order_note
 from backends.translation import (
     LineBackend,
     Translation,
     aperture_limits,
-    kicker_translation,
-    multipole_orders,
-    padded_orders,
+    kicker_translator,
+    padded_multipoles,
 )
 
 if TYPE_CHECKING:
@@ -218,18 +210,14 @@ def _multipole(element: Element) -> Translation:
     """Thin kick: Xsuite ``Multipole(knl, ksl)`` with knl[N] = KnNL, ksl[N] = KsNL (both MAD-X
     conventions, Delta px - i Delta py = -sum (knl + i ksl)(x + i y)^N / N!, as ImpactX
     ``Multipole``)."""
-    knl, ksl = padded_orders(multipole_orders(element.params))
+    knl, ksl = padded_multipoles(element.params)
     if not knl:
         return Translation(())
     return Translation((ElementSpec("Multipole", {"knl": knl, "ksl": ksl, "length": 0.0}),))
 
 
-def _kicker(element: Element) -> Translation:
-    """A steering kick (ImpactX ``Kicker.H``: px += -Kn0L, py += Ks0L, independent of the
-    momentum deviation): the order-0 thin multipole, whose signs and normalisation are the
-    same; a thick kicker is the kick between the two drift halves of its tier, as the
-    ImpactX adapter builds it (:func:`backends.translation.kicker_translation`)."""
-    return kicker_translation(element, _multipole, _drift)
+#: A steering kick, thin or between two drift halves (:func:`kicker_translator`).
+_kicker = kicker_translator(_multipole, _drift)
 
 
 def _solenoid(element: Element) -> Translation:
@@ -664,10 +652,7 @@ class XsuiteBackend(LineBackend):
     name: ClassVar[str] = "xsuite"
     distribution: ClassVar[str] = "xsuite"
     install_hint: ClassVar[str] = "pip install 'trackbench[xsuite]'"
-    element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     honoured_fields: ClassVar[Mapping[str, frozenset[str]] | None] = HONOURED_FIELDS
-    devices: ClassVar[tuple[str, ...] | None] = ("cpu",)
-    dtypes: ClassVar[tuple[str, ...] | None] = ("float64",)
     envelope_refusal: ClassVar[str] = (
         "Xsuite has no propagation of a given 6x6 beam covariance: its twiss carries "
         "optics functions from a TwissInit (eigenvectors of a periodic or given optics) "
@@ -683,7 +668,8 @@ class XsuiteBackend(LineBackend):
     linear_note: ClassVar[str] = (
         "linear maps: Xsuite FirstOrderTaylorMap from Line.get_R_matrix (central differences "
         "of the expanded models, Richardson-extrapolated)")
-    stand_in_code: ClassVar[str] = "xsuite"
+    #: The Xsuite line of a plan's specs.
+    prepared_class = XsuitePrepared
     #: No fast-math setting at run time (see the module docstring, Kernels).
     math_refusal: ClassVar[str] = (
         "Xsuite has no run-time compile-flag setting: xtrack builds its element kernels "
@@ -713,10 +699,6 @@ class XsuiteBackend(LineBackend):
     def extra_checks(self, scenario: Scenario) -> Unsupported | None:
         """Space charge (:func:`space_charge_support`)."""
         return space_charge_support(scenario)
-
-    def prepared(self, plan: Plan) -> XsuitePrepared:
-        """The Xsuite line of a plan's specs."""
-        return XsuitePrepared(plan.scenario, plan.lattice, plan.model)
 
 
 def prebuild_openmp_kernel() -> str:

@@ -20,24 +20,27 @@ def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def _scaled(value, units: tuple[tuple[str, float], ...]) -> str:
+    """``value`` in the first of ``units`` (largest first) whose scale it reaches, else in
+    the last, to 3 significant digits; ``-`` for a missing value."""
+    if is_missing(value):
+        return "-"
+    for unit, scale in units[:-1]:
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    unit, scale = units[-1]
+    return f"{value / scale:.3g} {unit}"
+
+
 def format_time(seconds) -> str:
     """A duration with a unit that keeps 3 significant digits (``12.3 ms``)."""
-    if is_missing(seconds):
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
+    return _scaled(seconds, (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)))
 
 
 def format_rate(value) -> str:
     """A rate in SI-prefixed units per second (``1.23 G/s``)."""
-    if is_missing(value):
-        return "-"
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.3g} {unit}/s"
-    return f"{value:.3g} /s"
+    return _scaled(value, (("T/s", 1e12), ("G/s", 1e9), ("M/s", 1e6), ("k/s", 1e3),
+                           ("/s", 1.0)))
 
 
 def format_ratio(value) -> str:

@@ -31,6 +31,7 @@ with the same backend (the case's particle count, untimed): ``particles_obs_*`` 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,18 +66,8 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     n_elements = len(scenario.elements)
 
     prepared, final, prepare_s, warmup_s = _prepare_and_warm_up(loaded, initial)
-    times = [warmup_s] if spec.repeat == 0 else []
-    cpu_times: list[float] = []  # process time, the timer of the NAPAC2025 figures
-    load_probe = timing_quality.LoadProbe()
-    for _ in range(spec.repeat):
-        handle = prepared.inject(initial)
-        prepared.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        handle = prepared.run(handle)
-        prepared.synchronize()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
-        final = prepared.extract(handle)
+    final, times, cpu_times, load_probe = _timed_tracks(
+        prepared, spec.repeat, warmup_s, lambda: prepared.inject(initial), final)
     row |= {"model": prepared.model, "threads": prepared.threads,
             "support_note": getattr(loaded.support, "note", "")}
     if prepared.compiled is not None:
@@ -116,6 +107,27 @@ def track_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None) -> l
     if spec.role == "reference" and spec.final_path:
         np.save(spec.final_path, final)
     return [row]
+
+
+def _timed_tracks(prepared: Any, repeat: int, warmup_s: float, start: Callable[[], Any],
+                  final: Any) -> tuple[Any, list[float], list[float], Any]:
+    """The ``repeat`` timed tracks of a case: each from ``start()`` (the injected particles,
+    or the initial covariance; not timed), the code's ``run`` between two synchronisations.
+    ``(final of the last track, or ``final`` of the warm-up when there is none, wall times
+    [s] (the warm-up's alone when ``repeat`` is 0), process times [s], the load probe)``."""
+    times = [warmup_s] if repeat == 0 else []
+    cpu_times: list[float] = []  # process time, the timer of the NAPAC2025 figures
+    load_probe = timing_quality.LoadProbe()
+    for _ in range(repeat):
+        handle = start()
+        prepared.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        handle = prepared.run(handle)
+        prepared.synchronize()
+        times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+        final = prepared.extract(handle)
+    return final, times, cpu_times, load_probe
 
 
 def compare_case(spec: CaseSpec, scenario, initial: np.ndarray, final: np.ndarray,
@@ -211,17 +223,8 @@ def envelope_case(spec: CaseSpec, loaded: Any, row: dict[str, Any]) -> dict[str,
     scenario = loaded.scenario
     sigma0 = beam_covariance(scenario.beam)
     prepared, final, prepare_s, warmup_s = _prepare_and_warm_up(loaded, sigma0)
-    times = [warmup_s] if spec.repeat == 0 else []
-    cpu_times: list[float] = []
-    load_probe = timing_quality.LoadProbe()
-    for _ in range(spec.repeat):
-        prepared.synchronize()
-        t0, c0 = time.perf_counter(), time.process_time()
-        result = prepared.run(sigma0)
-        prepared.synchronize()
-        times.append(time.perf_counter() - t0)
-        cpu_times.append(time.process_time() - c0)
-        final = prepared.extract(result)
+    final, times, cpu_times, load_probe = _timed_tracks(
+        prepared, spec.repeat, warmup_s, lambda: sigma0, final)
     prepared.close()
     reference = scenario.reference_particle
     names = [n for n in scenario.observables if n != "survival"]

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from backends.impactx_spin import weight_ordered
 from backends.inhouse import multipole, quadrupole
 from backends.inhouse.reference import RefState
 from backends.inhouse.tracker import Tracker
@@ -125,12 +126,8 @@ def run_impactx(lattice: list, reference: ReferenceParticle,
     sim.track_particles()
     frame = sim.beam.to_df(local=True)
     sim.finalize()
-    index = np.rint(frame["weighting"].to_numpy()).astype(np.int64) - 1
-    order = np.argsort(index, kind="stable")
-    frame = frame.iloc[order]
-    out = np.stack([frame.position_x, frame.momentum_x, frame.position_y, frame.momentum_y,
-                    frame.position_t, frame.momentum_t], axis=1)
-    return out, index[order]
+    out, index, _ = weight_ordered(frame)
+    return out, index
 
 
 def track_scenario_impactx(scenario, particles: np.ndarray) -> np.ndarray:

@@ -7,26 +7,23 @@ Agreement is max |dev| / std(reference coordinate) over all particles, per coord
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
 pytest.importorskip("at")
 pytest.importorskip("impactx")
 
+from scenario_helpers import KICKERS, WIDE_TWISS, cross_check_scenario  # noqa: E402
+
 from backends.base import Unsupported  # noqa: E402
 from backends.pyat import PyatBackend, from_at, to_at  # noqa: E402
 from backends.registry import get_backend  # noqa: E402
-from harness.model.load import load_scenario, scenario_from_dict  # noqa: E402
+from harness.model.load import load_scenario  # noqa: E402
 from harness.model.particles import generate  # noqa: E402
 
 N = 2000
-BEAM = {"species": "electron", "kinetic_energy_MeV": 2000.0, "bunch_charge_C": 1e-9,
-        "distribution": "gaussian",
-        "twiss": {"beta_x": 3.0, "alpha_x": -1.5, "emittance_x": 2e-9,
-                  "beta_y": 3.0, "alpha_y": 1.5, "emittance_y": 2e-9},
-        "longitudinal": {"sigma_t": 1e-3, "sigma_pt": 2e-3}, "particles": N, "seed": 7}
-WIDE = {"twiss": {"beta_x": 30.0, "alpha_x": 0.0, "emittance_x": 1e-8,
-                  "beta_y": 30.0, "alpha_y": 0.0, "emittance_y": 1e-8}}
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +32,8 @@ def _one_thread(monkeypatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
-def make(elements: dict[str, dict], model: str = "linear", beam: dict | None = None,
-         **extra):
-    facility = [{n: f} for n, f in elements.items()]
-    facility += [{"line": {"kind": "BeamLine", "line": list(elements)}}, {"use": "line"}]
-    return scenario_from_dict({"name": "pyat_test", "beam": {**BEAM, **(beam or {})},
-                               "model": model, **extra,
-                               "lattice": {"PALS": {"version": None, "facility": facility}}})
+#: ``make(elements, model, beam, **extra)``: the cross-check scenario through ``elements``.
+make = partial(cross_check_scenario, name="pyat_test")
 
 
 def tracks(scenario, *names: str) -> tuple[np.ndarray, list[np.ndarray], list[str]]:
@@ -103,13 +95,9 @@ SAME_TRANSVERSE = {
                                    "MagneticMultipoleP": {"Kn1L": 0.3, "Ks1L": 0.1,
                                                           "Kn2L": 50.0, "Ks2L": 20.0,
                                                           "Kn3L": 3e4}},
-                             "d": {"kind": "Drift", "length": 1.0}}, "paraxial", WIDE), 1e-13),
-    "thin and thick kickers": (make({
-        "k1": {"kind": "Kicker", "length": 0.0,
-               "MagneticMultipoleP": {"Kn0L": 2e-5, "Ks0L": -3e-5}},
-        "d": {"kind": "Drift", "length": 1.0},
-        "k2": {"kind": "Kicker", "length": 0.4,
-               "MagneticMultipoleP": {"Kn0L": -1e-5, "Ks0L": 4e-5}}}, "paraxial"), 1e-13),
+                             "d": {"kind": "Drift", "length": 1.0}}, "paraxial",
+                            WIDE_TWISS), 1e-13),
+    "thin and thick kickers": (make(KICKERS, "paraxial"), 1e-13),
     "combined-function bend with edges": (make({"b": {
         "kind": "SBend", "length": 0.5, "BendP": {"g_ref": 0.2, "e1": 0.03, "e2": 0.07},
         "MagneticMultipoleP": {"Kn1": 0.8}}}), 1e-9),

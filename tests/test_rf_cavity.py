@@ -247,6 +247,22 @@ def test_zero_length_is_refused() -> None:
         del LINE["bad"]
 
 
+def test_observables_are_tracked_map_by_map_through_a_cavity() -> None:
+    """The composed-matrix path (one reference for every map) is not taken through a
+    cavity, which changes the reference energy and reads its time: the observables equal
+    the map-by-map track's."""
+    from backends.inhouse.objective import make_observables
+
+    s = scenario(["d1", "c1", "d1", "c2", "q1", "d1"])
+    values = []
+    for composed in (True, False):
+        observe, theta0 = make_observables(s, ["c2.escale"], ["sigma_x", "sigma_pt"], 500,
+                                           composed=composed)
+        values.append(observe(theta0))
+    for name in ("sigma_x", "sigma_pt"):
+        assert float(values[0][name]) == float(values[1][name]), name
+
+
 @needs_impactx
 def test_an_impactx_cavity_imports_with_its_profile() -> None:
     """ImpactX ``RFCavity`` -> ``ImpactX.RFCavity`` (phase to rad, the coefficient lists,

@@ -194,6 +194,10 @@ class InhouseBackend(Backend):
     distribution: ClassVar[str] = "trackbench"
     install_hint: ClassVar[str] = "pip install -e . (needs torch)"
     element_kinds: ClassVar[frozenset[str]] = KINDS
+    #: The in-house maps of these kinds, ported from ImpactX's, give ImpactX's inverse
+    #: element at a negative length unchanged (``tests/test_reverse.py``).
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset({"Drift", "Quadrupole", "Solenoid",
+                                                          "SBend"})
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(

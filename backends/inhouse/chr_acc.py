@@ -3,8 +3,9 @@ class ``ChrAcc``): a constant on-axis electric field with an overlapping uniform
 field, the Hamiltonian expanded to second order in the transverse variables with the exact
 pt dependence.
 
-Strengths follow ImpactX: ``ez`` [1/m] = q E_z / (m c^2) (the gain of gamma per metre,
-non-zero), ``bz`` [1/m] = q B_z / (m c) (alpha = bz/2 is the solenoid focusing constant).
+Strengths follow ImpactX: ``ez`` [1/m] = q E_z / (m c^2) (the gain of gamma per metre; 0:
+a chromatic solenoid, ImpactX's formula taken at its limit), ``bz`` [1/m] = q B_z / (m c)
+(alpha = bz/2 is the solenoid focusing constant).
 The reference particle gains energy: gamma -> gamma + ez L. Inside, ImpactX converts the
 momenta to "dynamic" units (normalised by m c instead of the reference momentum): px, py, pt
 are multiplied by the initial (beta gamma) before the slice and divided by the final one
@@ -66,7 +67,13 @@ def _slice_push(columns: Columns, coeffs: tuple):
     denom = -pti_tot + pzi_tot
     pz_sum = pzf_tot + pzi_tot
     slope = 1.0 - (ptf_tot + pti_tot) / pz_sum
-    drift_log = torch.log1p(ez * slice_ds * slope / denom) / ez
+    if isinstance(ez, float) and ez == 0.0:
+        # no electric field: the limit ez -> 0 of log1p(ez c)/ez is c (= ds/pz_tot, the
+        # solenoid's own "drift" in these units), as the impactx 26.10 wheel tracks ez = 0
+        # (measured against it, tests/test_chr_acc_zero_field.py)
+        drift_log = slice_ds * slope / denom
+    else:
+        drift_log = torch.log1p(ez * slice_ds * slope / denom) / ez
     theta = alpha * drift_log
     cos_t = torch.cos(theta)
     sin_t = torch.sin(theta)
@@ -109,7 +116,7 @@ def _push(columns: Columns, coeffs: tuple):
 
 def chr_acc_kernel(length: nm.Scalar, ez: nm.Scalar, bz: nm.Scalar, ref: RefState,
                    nslice: int = 1) -> Kernel:
-    """``ChrAcc`` of ``length`` [m], ``ez`` [1/m] (non-zero), ``bz`` [1/m], with ``ref`` the
+    """``ChrAcc`` of ``length`` [m], ``ez`` [1/m], ``bz`` [1/m], with ``ref`` the
     reference particle before the element.
 
     ImpactX pushes ``nslice`` slices of L/nslice, each with the reference energy at its own

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from backends.base import compile_failure
 from backends.inhouse import segments as seg
 from backends.inhouse import vec_isa
 from backends.inhouse.maps import Columns
@@ -494,9 +495,7 @@ class CompiledForward:
             with torch.no_grad():
                 alive = self._run(columns)
         except Exception as exc:  # noqa: BLE001 - any compiler failure falls back to eager
-            if not first:
-                raise
-            self.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.error = compile_failure(exc, first)
             self.compiled = False
             assert backup is not None  # taken on every first run
             for column, saved in zip(columns, backup, strict=True):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from backends.inhouse.composed import composed_map, track_moments
 from backends.inhouse.tracker import Tracker
 from backends.torch_support import torch_dtype
 from harness.model import observables
@@ -49,7 +50,7 @@ def make_objective(scenario: Scenario, parameters: Sequence[str], objective: str
 def make_observables(scenario: Scenario, parameters: Sequence[str], names: Sequence[str],
                      n: int, device: torch.device | str = "cpu",
                      dtype: torch.dtype | str = torch.float64,
-                     particles: np.ndarray | None = None,
+                     particles: np.ndarray | None = None, composed: bool = True,
                      ) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]],
                                 torch.Tensor]:
     """``(g, theta0)`` for the named parameters and observables: ``g(theta)`` tracks once
@@ -67,6 +68,10 @@ def make_observables(scenario: Scenario, parameters: Sequence[str], names: Seque
         particles: optional ``(n, 6)`` initial particles (ImpactX coordinates) to track when
             no beam parameter is among ``parameters``; by default (and whenever a beam
             parameter is) they are drawn with :func:`harness.model.particles.generate_torch`.
+        composed: where every map is linear (and there is no space charge), track with the
+            lattice's composed 6x6 matrix per setting
+            (:class:`backends.inhouse.composed.ComposedLinear`, equal to the map-by-map
+            track to round-off); False tracks map by map.
 
     Returns:
         ``g(theta) -> {name: observable}`` and ``theta0``, the ``(P,)`` tensor of the
@@ -94,6 +99,9 @@ def make_observables(scenario: Scenario, parameters: Sequence[str], names: Seque
         tracker = build_space_charge_tracker(
             scenario, device, dtype, parameters=keys,
             use_checkpoint=scenario.space_charge.checkpoint == "kick")
+    whole = None
+    if composed and tracker is plain:
+        whole = composed_map(plain.specs, plain.reference, plain.parameters, device, dtype)
     beam = scenario.beam
     fixed_particles = None
     if not beam_slots and particles is not None:
@@ -123,6 +131,11 @@ def make_observables(scenario: Scenario, parameters: Sequence[str], names: Seque
             rows = [g(row) for row in theta.unbind(0)]
             return {name: torch.stack([row[name] for row in rows]) for name in names}
         values = {key: theta[..., i] for i, key in element_slots}
+        if whole is not None:
+            end = plain.reference_at_end(values)
+            mean, cov = track_moments(whole.matrix(values), initial_particles(theta))
+            return observables.observables_from_moments(mean, cov, list(names),
+                                                        end.beta_gamma, end.beta)
         particles, alive = tracker.track(initial_particles(theta), values)
         end = plain.reference_at_end(values)
         weights = None if alive is None else alive.to(particles.dtype)

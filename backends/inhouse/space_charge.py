@@ -81,6 +81,20 @@ SHAPE_ORDER = {"cic": 1, "tsc": 2}
 DEFAULT_PROB_RELATIVE = 1.1
 
 
+def check_mesh(grid: tuple[int, ...], dims: int, deposition: str, prob_relative: float) -> None:
+    """``ValueError`` naming the first setting of a Poisson mesh that is off: ``grid``
+    (``dims`` cell counts >= 2), ``deposition`` (:data:`SHAPE_ORDER`), ``prob_relative``
+    (mesh extent / beam extent, >= 1)."""
+    if deposition not in SHAPE_ORDER:
+        raise ValueError(f"deposition must be one of {sorted(SHAPE_ORDER)}, got "
+                         f"{deposition!r}")
+    if len(grid) != dims or min(grid) < 2:
+        words = {2: "two", 3: "three"}.get(dims, str(dims))
+        raise ValueError(f"grid must be {words} cell counts >= 2, got {grid}")
+    if prob_relative < 1.0:
+        raise ValueError("prob_relative must be >= 1 (the mesh covers the beam)")
+
+
 @dataclass(frozen=True)
 class MeshSettings:
     """Numerical settings of the space-charge mesh.
@@ -96,13 +110,7 @@ class MeshSettings:
     prob_relative: float = DEFAULT_PROB_RELATIVE
 
     def __post_init__(self):
-        if self.deposition not in SHAPE_ORDER:
-            raise ValueError(f"deposition must be one of {sorted(SHAPE_ORDER)}, got "
-                             f"{self.deposition!r}")
-        if len(self.grid) != 3 or min(self.grid) < 2:
-            raise ValueError(f"grid must be three cell counts >= 2, got {self.grid}")
-        if self.prob_relative < 1.0:
-            raise ValueError("prob_relative must be >= 1 (the mesh covers the beam)")
+        check_mesh(self.grid, 3, self.deposition, self.prob_relative)
 
     @property
     def order(self) -> int:

@@ -93,6 +93,7 @@ from backends.inhouse.space_charge import (
     _fft_length,
     _mirror,
     _per_batch,
+    check_mesh,
     to_fixed_s,
     to_fixed_t,
 )
@@ -139,13 +140,7 @@ class TransverseMesh:
     longitudinal_kick: bool = True
 
     def __post_init__(self):
-        if self.deposition not in SHAPE_ORDER:
-            raise ValueError(f"deposition must be one of {sorted(SHAPE_ORDER)}, got "
-                             f"{self.deposition!r}")
-        if len(self.grid) != 2 or min(self.grid) < 2:
-            raise ValueError(f"grid must be two cell counts >= 2, got {self.grid}")
-        if self.prob_relative < 1.0:
-            raise ValueError("prob_relative must be >= 1 (the mesh covers the beam)")
+        check_mesh(self.grid, 2, self.deposition, self.prob_relative)
         if self.longitudinal_bins < 2:
             raise ValueError("longitudinal_bins must be >= 2")
 

@@ -27,6 +27,10 @@ ExactSbend      phase space first; the transit time gives the    ``ExactSbend.H`
                 field B: on rc = (B rho)/B, ``ExactSbendB``)
 Sol             orbit-dependent rotation, then -2 theta (1+G)    ``Sol.H``
                 about z
+ChrAcc          orbit-dependent rotation (the closed forms of    ImpactX's ``analysis_chracc_``
+                the accelerating field and solenoid, the         ``depolarization.py`` and
+                particle's own gamma), then -2 theta (1+G)       ``_EB.py`` (measured equal)
+                about z
 Multipole       full Thomas-BMT vector of the thin kick's field, ``Multipole.H``,
                 direction at the middle of the kick (measured)   ``spintransport.H``
                                                                  (``tbmt_precession_vector``)
@@ -116,8 +120,8 @@ INTEGRATED_SPIN = frozenset({"ExactQuad", "ExactMultipole", "ExactCFbend"})
 
 #: ImpactX maps with a spin generator here.
 SPIN_MAPS = frozenset({"Quad", "ChrQuad", "Sbend", "CFbend", "ExactSbend", "ExactSbendB",
-                       "Sol", "Multipole", "Kicker", "Alignment", "SpinMap", "QuadEdge"}
-                      ) | IDENTITY_SPIN | INTEGRATED_SPIN
+                       "Sol", "Multipole", "Kicker", "Alignment", "SpinMap", "QuadEdge",
+                       "ChrAcc"}) | IDENTITY_SPIN | INTEGRATED_SPIN
 
 #: Maps refused, with the reason.
 REFUSED = {
@@ -386,6 +390,58 @@ def _exact_sbend_spin(before: Columns, after: Columns, spins: Spins, length: nm.
     return sx, sy, sz
 
 
+def _chr_acc_spin(columns: Columns, spins: Spins, length: nm.Scalar, ez: nm.Scalar,
+                  bz: nm.Scalar, ref: RefState, anomaly: nm.Scalar) -> Spins:
+    """ChrAcc over one slice of ``length`` [m] (``ez``, ``bz`` [1/m]; ``ref`` the reference
+    at the slice's start), from the particle's coordinates at the slice's start.
+
+    With the particle's own gamma at the start and end of the slice, g_i = gamma_ref -
+    pt (beta gamma)_ref and g_f = g_i + ez ds, bg = sqrt(g^2 - 1), alpha = bz/2, the
+    canonical transverse momenta (dynamic units) u = px bg_ref + alpha y,
+    v = py bg_ref - alpha x, and theta = (alpha/ez) ln((g_f + bg_f)/(g_i + bg_i)):
+
+    * bz = 0: lambda = (-K v, K u, 0), K = bg_i/(1 + g_i) - bg_f/(1 + g_f)
+      - G ln((bg_f + g_f)/(bg_i + g_i)) (ImpactX's
+      ``examples/spin_tracking/analysis_chracc_depolarization.py`` lines 100-101,
+      ``muterm + Gterm``);
+    * bz != 0: lambda = (F u - Gf v, Gf u + F v, 0) with F and Gf the ``F_func`` and
+      ``G_func`` of ``examples/spin_tracking/analysis_chracc_depolarization_EB.py``
+      (lines 105-121: mu = (bg_f/(1 + g_f) - bg_i/(1 + g_i))/2, sin/cos of 2 G theta),
+      then the design rotation -2 theta (1 + G) about z (line 136); ez = 0 takes the limit
+      theta = alpha ds / bg_i and drops the terms in ez.
+
+    The element's spin push in the impactx 26.10 wheel has no published source; these
+    closed forms, evaluated with the particle's own energy, reproduce it to round-off
+    (``tests/test_chr_acc_spin.py``)."""
+    x, px, y, py, _, pt = columns
+    bg_ref = ref.beta_gamma
+    gamma_i = ref.gamma - pt * bg_ref
+    gamma_f = gamma_i + ez * length
+    bg_i = torch.sqrt(gamma_i * gamma_i - 1.0)
+    bg_f = torch.sqrt(gamma_f * gamma_f - 1.0)
+    alpha = 0.5 * bz
+    u = px * bg_ref + alpha * y
+    v = py * bg_ref - alpha * x
+    if isinstance(bz, float) and bz == 0.0:
+        k = (bg_i / (1.0 + gamma_i) - bg_f / (1.0 + gamma_f)
+             - anomaly * torch.log((bg_f + gamma_f) / (bg_i + gamma_i)))
+        return _rotate(-k * v, k * u, 0.0, spins)
+    no_field = isinstance(ez, float) and ez == 0.0
+    theta = (alpha * length / bg_i if no_field
+             else alpha / ez * torch.log((gamma_f + bg_f) / (gamma_i + bg_i)))
+    mu = 0.5 * (bg_f / (1.0 + gamma_f) - bg_i / (1.0 + gamma_i))
+    sin_g = torch.sin(2.0 * anomaly * theta)
+    cos_g = torch.cos(2.0 * anomaly * theta)
+    entry = bg_i / (1.0 + gamma_i)
+    f = entry * sin_g + 2.0 * mu * sin_g
+    g = entry * (1.0 - cos_g) - 2.0 * mu * cos_g
+    if not no_field:
+        f = f + ez * (1.0 - cos_g) / (2.0 * alpha)
+        g = g - ez * sin_g / (2.0 * alpha)
+    spins = _rotate(f * u - g * v, g * u + f * v, 0.0, spins)
+    return _rotate(0.0, 0.0, -2.0 * theta * (1.0 + anomaly), spins)
+
+
 def _roll(spins: Spins, angle: nm.Scalar, out: bool) -> Spins:
     """``mixin/alignment.H`` ``rotate_in`` (``out`` False: sx' = sx cos + sy sin,
     sy' = -sx sin + sy cos) or ``rotate_out`` (the inverse) by the element's roll [rad]."""
@@ -615,6 +671,28 @@ def _sliced(params: Mapping[str, nm.Scalar], nslice: int, angle: bool) -> dict:
     return out
 
 
+def _chr_acc_track(element: Element, params: Mapping[str, nm.Scalar], ref: RefState,
+                   anomaly: nm.Scalar, columns: Columns, spins: Spins, alive
+                   ) -> tuple[Columns, Spins, torch.Tensor | None]:
+    """ChrAcc slice by slice, as ImpactX pushes it: each slice's spin rotation
+    (:func:`_chr_acc_spin`, from the coordinates at its start), then its phase-space map
+    (:func:`backends.inhouse.chr_acc.chr_acc_kernel`), the reference gaining ez ds."""
+    from backends.inhouse import chr_acc
+
+    nslice = element.nslice
+    ds = params["length"] / nslice
+    ez, bz = params["ez"], params["bz"]
+    state = ref
+    for _ in range(nslice):
+        spins = _chr_acc_spin(columns, spins, nm.broadcast_ready(ds), nm.broadcast_ready(ez),
+                              nm.broadcast_ready(bz), state, anomaly)
+        kernel = chr_acc.chr_acc_kernel(ds, ez, bz, state, 1)
+        columns, ok = kernel.push(columns, nm.broadcast_ready(kernel.coeffs))
+        alive = ok if alive is None else alive & ok
+        state = chr_acc.reference_after(ds, ez, state)
+    return columns, spins, alive
+
+
 @dataclass(frozen=True)
 class SpinState:
     """Particles and spins after a spin track.
@@ -718,9 +796,14 @@ class SpinTracker:
                         spins = _thin_multipole_spin(columns, spins, order, kn, ks, ref,
                                                      anomaly)
                         columns = _thin_kick(columns, order, kn, ks)
+                elif kind == "ChrAcc":
+                    columns, spins, alive = _chr_acc_track(element, params, ref, anomaly,
+                                                           columns, spins, alive)
                 else:
                     columns, spins, alive = self._thick(element, spec, params, ref, anomaly,
                                                         columns, spins, alive, cache, key)
+                if spec.reference is not None:  # the reference energy changes (ChrAcc)
+                    ref = spec.reference(params, ref)
         return SpinState(columns, spins, alive)
 
     @staticmethod

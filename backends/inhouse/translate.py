@@ -165,8 +165,13 @@ def _drift_spec(element: Element, tier: str, fraction: float = 1.0,
 
 
 def _atan2(y: nm.Scalar, x: nm.Scalar) -> nm.Scalar:
-    if nm.is_tensor(y) or nm.is_tensor(x):
-        return torch.atan2(torch.as_tensor(y), torch.as_tensor(x))
+    if isinstance(y, torch.Tensor) or isinstance(x, torch.Tensor):
+        # a float argument takes the tensor's dtype (torch.as_tensor alone would make it
+        # float32, and the angle with it)
+        like = y if isinstance(y, torch.Tensor) else x
+        assert isinstance(like, torch.Tensor)
+        return torch.atan2(torch.as_tensor(y, dtype=like.dtype, device=like.device),
+                           torch.as_tensor(x, dtype=like.dtype, device=like.device))
     return math.atan2(y, x)
 
 

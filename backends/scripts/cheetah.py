@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from backends.base import Plan
-from backends.scripts.common import frame, literal
+from backends.scripts.common import frame, literal, planned_scenario
 
 
 def script(plan: Plan, *, case_id: str, particles_file: str, repeat: int,
@@ -22,10 +21,7 @@ def script(plan: Plan, *, case_id: str, particles_file: str, repeat: int,
 
     from backends.cheetah import build_elements
 
-    scenario: Any = plan.scenario
-    if scenario.space_charge is not None:
-        raise ValueError("cheetah: space-charge kicks are not written by the script "
-                         "generator")
+    scenario = planned_scenario(plan, "cheetah", "space-charge kicks")
     reference = scenario.reference_particle
     segment = cheetah.Segment(build_elements(scenario, plan.device, plan.dtype,
                                              plans=plan.lattice), name=scenario.name)

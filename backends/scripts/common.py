@@ -122,6 +122,16 @@ if __name__ == "__main__":
 '''
 
 
+def planned_scenario(plan: Any, code: str, space_charge: str) -> Any:
+    """The scenario of a script's plan; ``ValueError`` (``"<code>: <space_charge> are not
+    written by the script generator"``) for one with space charge, which a script of
+    ``code`` does not state."""
+    scenario = plan.scenario
+    if scenario.space_charge is not None:
+        raise ValueError(f"{code}: {space_charge} are not written by the script generator")
+    return scenario
+
+
 def frame(*, code: str, case_id: str, particles_file: str, repeat: int,
           observables: Sequence[str], imports: str, body: str, notes: str = "") -> str:
     """The whole script: docstring, imports, constants, the code's ``build``, ``inject``,

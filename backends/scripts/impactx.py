@@ -5,10 +5,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from backends.base import Plan
-from backends.scripts.common import call, frame, literal
+from backends.scripts.common import call, frame, literal, planned_scenario
 
 
 def script(plan: Plan, *, case_id: str, particles_file: str, repeat: int,
@@ -16,10 +14,7 @@ def script(plan: Plan, *, case_id: str, particles_file: str, repeat: int,
     """The script's text; raises ``ValueError`` (the reason) for what it cannot state."""
     from harness.model.reference_particle import IMPACTX_SPECIES
 
-    scenario: Any = plan.scenario
-    if scenario.space_charge is not None:
-        raise ValueError("impactx: space-charge settings (mesh, solver) are not written by "
-                         "the script generator")
+    scenario = planned_scenario(plan, "impactx", "space-charge settings (mesh, solver)")
     if plan.device != "cpu" or plan.dtype != "float64":
         raise ValueError("impactx: the script runs the CPU float64 wheel only")
     reference = scenario.reference_particle

@@ -6,19 +6,14 @@ int_order), ImpactX's coordinates (no conversion), tracked as the adapter does
 
 from __future__ import annotations
 
-from typing import Any
-
 from backends.base import Plan
-from backends.scripts.common import frame, literal
+from backends.scripts.common import frame, literal, planned_scenario
 
 
 def script(plan: Plan, *, case_id: str, particles_file: str, repeat: int,
            observables: list[str]) -> str:
     """The script's text; raises ``ValueError`` (the reason) for what it cannot state."""
-    scenario: Any = plan.scenario
-    if scenario.space_charge is not None:
-        raise ValueError("inhouse: the space-charge tracker's settings are not written by "
-                         "the script generator")
+    scenario = planned_scenario(plan, "inhouse", "the space-charge tracker's settings")
     reference = scenario.reference_particle
     records = ",\n    ".join(
         f"Element({literal(e.name)}, {literal(e.kind)}, {literal(dict(e.params))}, "

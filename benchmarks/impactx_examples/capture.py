@@ -130,6 +130,15 @@ def _reference(sim) -> dict[str, float]:
             "kin_energy_MeV": ref.kin_energy_MeV}
 
 
+def _reference_state(sim) -> dict[str, float]:
+    """``gamma_ref``, ``beta_gamma_ref``, ``beta_ref`` [1] of the reference particle now
+    (gamma = -pt), as ImpactX's monitor writes them as attributes (read by the analysis
+    run, :mod:`.analysis`)."""
+    gamma = -float(sim.beam.ref.pt)
+    beta_gamma = max(gamma * gamma - 1.0, 0.0) ** 0.5
+    return {"gamma_ref": gamma, "beta_gamma_ref": beta_gamma, "beta_ref": beta_gamma / gamma}
+
+
 def _first_envelope(recorder: Recorder, sim, base: Any) -> None:
     """At the first ``track_envelope``: state the scenario or refuse; then track."""
     distribution, intensity = recorder.envelope or (None, None)
@@ -153,6 +162,21 @@ def _first_envelope(recorder: Recorder, sim, base: Any) -> None:
     recorder.write()
 
 
+def _invariants_monitor(lattice: list) -> dict[str, float] | None:
+    """The ``alpha``, ``beta`` [m], ``tn``, ``cn`` [m^1/2] of the first ``BeamMonitor`` that
+    computes the IOTA nonlinear-lens invariants (read by the analysis run,
+    :mod:`.analysis`), or None."""
+    for element in lattice:
+        if type(element).__name__ != "BeamMonitor":
+            continue
+        try:  # ImpactX raises on reading a parameter the script left unset
+            if element.nonlinear_lens_invariants:
+                return {k: float(getattr(element, k)) for k in ("alpha", "beta", "tn", "cn")}
+        except RuntimeError:
+            continue
+    return None
+
+
 def _first_track(recorder: Recorder, sim, base: Any) -> None:
     """At the first ``track_particles``: state the scenario or refuse; then track."""
     spin = _spin_on(recorder)
@@ -171,13 +195,18 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
     recorder.record["lattice"] = [type(e).__name__ for e in capture.lattice]
     recorder.record["settings"] = {k: v for k, v in recorder.settings.items()
                                    if isinstance(v, int | float | str | bool | list)}
+    monitor = _invariants_monitor(capture.lattice)
+    if monitor:
+        recorder.record["monitor"] = monitor
     np.savez(recorder.out / "initial.npz", particles=initial)
     if not len(initial):
         recorder.refuse(["no particles: the beam is empty when tracking starts"])
     if len(weights) and np.ptp(weights) > 1e-12 * abs(float(np.max(weights))):
         recorder.refuse(["particle weights: unequal macro-particle weights"])
     _state(recorder, capture)
+    recorder.record["reference_initial"] = _reference_state(sim)
     base.track_particles(sim)
+    recorder.record["reference_final"] = _reference_state(sim)
     final = _particles(sim, spin)
     np.savez(recorder.out / "final.npz", particles=final)
     recorder.record.update(status="tracked", example=moments(final),

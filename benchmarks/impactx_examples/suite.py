@@ -3,12 +3,16 @@ ImpactX's ``examples`` folder, whether trackbench can state it as a scenario and
 can, whether trackbench's ImpactX and in-house backends reproduce the example's own final
 beam (at the example's own initial particles) within the tolerances of its analysis script.
 
-Per example, in a fresh copy of its folder: the script runs in a child process
+Per example, in a fresh copy of its folder (named as ImpactX's ctest names the test, after
+the example its test depends on has run in a sibling folder): the script runs in a child process
 (:mod:`.capture`) under a time and memory limit; a stated scenario is then tracked by each
 backend in a child process of its own (:mod:`.track`). The verdicts:
 
 * ``reproduced``: both backends run the scenario's own model and every final-beam quantity
   the analysis checks (:mod:`.tolerances`) is within its tolerance of the example's value;
+  an analysis that checks no such moment (kick ratios, tunes, per-particle invariants, a
+  lost-particle count) is run itself on each backend's final particles (:mod:`.analysis`),
+  and every ``assert`` it evaluates must hold, as it does on the example's own final beam;
 * ``partly``: the scenario is stated, but a backend refuses it, runs a stand-in, fails or is
   outside a tolerance (the reason says which);
 * ``not expressible``: the reasons the scenario cannot be stated.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -150,13 +155,118 @@ def _judge(outcome: Outcome, out: Path, checks: list[Check], example: dict[str, 
     outcome.reasons = reasons
 
 
+def _analysis_record(out: Path, who: str) -> dict[str, Any]:
+    """``OUT/<who>_analysis.json`` (:mod:`.analysis`), or a record saying why there is none."""
+    path = out / f"{who}_analysis.json"
+    return json.loads(path.read_text()) if path.is_file() else {
+        "error": "the analysis run wrote no record"}
+
+
+def _judge_analysis(outcome: Outcome, out: Path, analysis: str) -> bool:
+    """Judge each backend by the example's own analysis script run on its final particles
+    (:mod:`.analysis`): within when every ``assert`` the script evaluates holds, *worst* the
+    largest ``allclose`` deviation as a multiple of the allowed one. The same run on the
+    example's own final beam must pass (else the analysis's reading here is in doubt, and
+    the example is partly). Returns whether any check was evaluated."""
+    example = _analysis_record(out, "example")
+    if "error" in example or not example["checks"]:
+        if "error" in example:
+            outcome.reasons.append(f"analysis run: {example['error']}")
+        elif example["skipped"]:
+            causes = [f"{analysis}:{s['line']}: {s['reason']}" for s in example["skipped"]
+                      if not s["reason"].startswith("needs ")][:2]
+            outcome.reasons.append(f"analysis: no assert evaluated here ({'; '.join(causes)})")
+        return False
+    outcome.checked = [f"{analysis}:{c['line']}" for c in example["checks"]]
+    parts = [f":{c['line']}" + (f" rtol={c['rtol']:.3g} atol={c['atol']:.3g}"
+                                if "rtol" in c else " assert")
+             for c in example["checks"]]
+    skipped = [f":{s['line']} ({s['reason']})" for s in example["skipped"] if s["assert"]]
+    outcome.tolerance = (f"{analysis}" + ", ".join(parts)
+                         + (f" (not evaluated: {'; '.join(skipped)})" if skipped else ""))
+    failed = [c["line"] for c in example["checks"] if not c["holds"]]
+    reasons = [f"the analysis fails on the example's own final beam at line(s) {failed}"
+               ] if failed else []
+    for backend in BACKENDS:
+        if outcome.backends.get(backend, "").split(" ")[0] not in ("within", "outside"):
+            reasons.append(f"{backend} {outcome.backends.get(backend, 'not run')}")
+            continue
+        record = _analysis_record(out, backend)
+        if "error" in record:
+            outcome.backends[backend] = f"failed: analysis run: {record['error']}"
+            reasons.append(f"{backend} analysis run failed: {record['error']}")
+            continue
+        lines = {c["line"]: c for c in record["checks"]}
+        missing = [c["line"] for c in example["checks"] if c["line"] not in lines]
+        failing = sorted(line for line, c in lines.items() if not c["holds"])
+        worst = max((c.get("worst", 0.0) for c in lines.values()), default=0.0)
+        within = not (missing or failing)
+        # a failing plain assert (a count, a bound) has no ratio: inf, as a count mismatch
+        outcome.worst[backend] = worst if within or worst > 1.0 else float("inf")
+        stand_in = outcome.backends[backend].partition(" ")[2]
+        outcome.backends[backend] = ("within" if within else "outside") + (
+            f" {stand_in}" if stand_in else "")
+        if stand_in:
+            reasons.append(f"{backend} stand-in: {stand_in.strip('()')}")
+        elif not within:
+            reasons.append(f"{backend} fails the analysis at line(s) {failing + missing}"
+                           f" (worst {worst:.3g} x the allowed deviation)")
+    outcome.status = "partly" if reasons else "reproduced"
+    outcome.reasons = [r for r in outcome.reasons if r.split(" ")[0] not in BACKENDS
+                       ] + reasons
+    return True
+
+
+def ctest_names(examples: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """ImpactX's ``examples/CMakeLists.txt`` as ``(script -> test name, test name -> test
+    it depends on)``: ``add_impactx_test(<name> <input> ...)`` and ``set_property(TEST
+    <name>.run APPEND PROPERTY DEPENDS "<other>.run")`` (ctest runs each test in a folder
+    named after it, a dependency first, e.g. ``solenoid_restart`` reads
+    ``../solenoid.py/diags/openPMD/m1.h5``); scripts relative to ``examples``."""
+    cmake = examples / "CMakeLists.txt"
+    text = re.sub(r"#[^\n]*", "", cmake.read_text()) if cmake.is_file() else ""
+    names = {m.group(2).removeprefix("examples/"): m.group(1) for m in re.finditer(
+        r"add_impactx_test\(\s*(\S+)\s+(\S+)", text)}
+    depends = {m.group(1): m.group(2) for m in re.finditer(
+        r"set_property\(\s*TEST\s+(\S+)\.run\s+APPEND\s+PROPERTY\s+DEPENDS\s+"
+        r"\"(\S+)\.run\"", text)}
+    return names, depends
+
+
+def _run_dependency(script: Path, folder: Path, timeout: float, log: Path) -> str | None:
+    """Run the example ``script`` as it is (no recording) in ``folder``, a copy of its
+    example folder named as ctest names its test; None when it ended with status 0."""
+    shutil.copytree(script.parent, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    with log.open("ab") as out:
+        try:
+            done = subprocess.run([sys.executable, script.name], cwd=folder, env=env,
+                                  stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                                  preexec_fn=_limits, check=False)
+        except subprocess.TimeoutExpired:
+            return f"longer than the budget: over {timeout:.0f} s"
+    return None if done.returncode == 0 else f"exit status {done.returncode}"
+
+
 def run_example(script: Path, examples: Path, timeout: float = TIMEOUT_S) -> Outcome:
-    """Capture, track and judge one example script."""
+    """Capture, track and judge one example script (after the example its ctest depends
+    on, run in a sibling folder as ctest runs it: :func:`ctest_names`)."""
     name = script.relative_to(examples).as_posix()
     outcome = Outcome(name)
     start = time.perf_counter()
+    tests, depends = ctest_names(examples)
+    test = tests.get(name)
     with tempfile.TemporaryDirectory(prefix="ixexample-") as tmp:
-        work, out = Path(tmp) / "work", Path(tmp) / "out"
+        work, out = Path(tmp) / (test or "work"), Path(tmp) / "out"
+        dependency = depends.get(test or "")
+        scripts_of = {v: k for k, v in tests.items()}
+        if dependency and scripts_of.get(dependency, "").endswith(".py"):
+            failed = _run_dependency(examples / scripts_of[dependency], Path(tmp) / dependency,
+                                     timeout, Path(tmp) / "log")
+            if failed:
+                outcome.reasons = [f"dependency {scripts_of[dependency]}: {failed}"]
+                outcome.seconds = time.perf_counter() - start
+                return outcome
         shutil.copytree(script.parent, work, ignore=shutil.ignore_patterns("__pycache__"))
         out.mkdir()
         label = name.removesuffix(".py").replace("/", ".")
@@ -178,7 +288,15 @@ def run_example(script: Path, examples: Path, timeout: float = TIMEOUT_S) -> Out
                     (out / f"{backend}.json").write_text(json.dumps(
                         {"status": "failed", "reason": failed}))
             _judge(outcome, out, checks, record["example"])
-            if not checks:
+            if not checks and analysis and (out / "final.npz").is_file():
+                for who in ("example", *BACKENDS):
+                    if who == "example" or (out / f"{who}_final.npz").is_file():
+                        _child(["benchmarks.impactx_examples.analysis", str(out), who,
+                                str(analysis)], work, timeout, Path(tmp) / "log")
+                checks_run = _judge_analysis(outcome, out, analysis.name)
+            else:
+                checks_run = bool(checks)
+            if not checks_run:
                 outcome.status = "partly"
                 outcome.reasons.append("analysis: no final-beam check read")
             outcome.reasons.extend(record.get("notes", []))

@@ -5,7 +5,8 @@ and the example's initial particles ``OUT/initial.npz``, tracks them with ``BACK
 float64 on the CPU (an envelope scenario: the example's initial covariance through the
 backend's envelope mode) and writes ``OUT/<BACKEND>.json``: the final moments
 (:func:`.moments.moments`), or why the backend does not run the scenario, and whether it
-runs a stand-in model.
+runs a stand-in model; a particle run also writes its final particles,
+``OUT/<BACKEND>_final.npz`` (for the example's own analysis, :mod:`.analysis`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def track(out: Path, backend_name: str) -> dict[str, Any]:
         prepared.close()
     record["seconds"] = time.perf_counter() - start
     record["final"] = moments(final)
+    np.savez(out / f"{backend_name}_final.npz", particles=np.asarray(final, dtype=np.float64))
     return record
 
 

@@ -397,6 +397,13 @@ ClusterConfig = Annotated[Path | None, typer.Option(
     help="YAML of dask-jobqueue options for --cluster (e.g. docs/cluster/slurm.yaml).")]
 Devices = Annotated[str, typer.Option("--device", help="Comma-separated: cpu,cuda.")]
 Dtypes = Annotated[str, typer.Option("--dtype", help="Comma-separated: float64,float32.")]
+Device = Annotated[str, typer.Option(help="cpu or cuda.")]
+Dtype = Annotated[str, typer.Option(help="float64 or float32.")]
+CaseTimeout = Annotated[float, typer.Option(help="Time limit per case [s].")]
+AvailableBackends = Annotated[str | None, typer.Option(
+    help="Comma-separated backend ids (default: every available one).")]
+CodeThreads = Annotated[int, typer.Option(
+    help="Threads of every code (torch and OMP_NUM_THREADS).")]
 MemoryLimit = Annotated[float | None, typer.Option(
     help="Resident-memory limit per case [GiB] (default: 90% of this machine's).")]
 Threads = Annotated[str | None, typer.Option(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import (
+    CaseTimeout,
     Out,
     Resume,
     app,
@@ -33,7 +34,7 @@ def reproduce(
         "inhouse; impactx-benchmarks: impactx,cheetah,xsuite,pyat,inhouse,ocelot,rftrack, "
         "cheetah-compiled when named).")] = None,
     repeat: Annotated[int, typer.Option(help="Timed tracks per case (the paper: 5).")] = 5,
-    timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 3600.0,
+    timeout: CaseTimeout = 3600.0,
     memory_limit: Annotated[float, typer.Option(
         help="Resident-memory limit per case [GiB].")] = 8.0,
     out: Out = None,

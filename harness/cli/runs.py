@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.cli.common import (
+    CaseTimeout,
     Cluster,
     ClusterConfig,
     Devices,
@@ -62,7 +63,7 @@ def run(
         "compiler's fast-math flags, where the code offers them at run time; the others "
         "are unsupported with the reason).")] = "ieee",
     repeat: Annotated[int, typer.Option(help="Timed tracks per case, after one warm-up.")] = 5,
-    timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 600.0,
+    timeout: CaseTimeout = 600.0,
     memory_limit: MemoryLimit = None,
     threads: Threads = None,
     out: Out = None,
@@ -328,7 +329,7 @@ def grad(
         help="Comma-separated none,kick: per-kick gradient checkpointing of the in-house "
         "space-charge tracker (one case variant each, 'kick' labelled ckpt).")] = None,
     repeat: Annotated[int, typer.Option(help="Timed repetitions of each method.")] = 3,
-    timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 1800.0,
+    timeout: CaseTimeout = 1800.0,
     memory_limit: MemoryLimit = None,
     threads: Threads = None,
     out: Out = None,

@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from harness.cli.common import MAX_PARTICLES_OPTION, app, check_number, console, err_console, fail
+from harness.cli.common import (
+    MAX_PARTICLES_OPTION,
+    Device,
+    Dtype,
+    app,
+    check_number,
+    console,
+    err_console,
+    fail,
+)
 from harness.model.errors import ScenarioError
 from harness.names import printable
 
@@ -117,8 +126,8 @@ def track(
     scenario: Annotated[str, typer.Argument(help="Bundled scenario name or file.")],
     backend: Annotated[str, typer.Option(help="Backend id (see `trackbench list`).")] = "inhouse",
     particles: Annotated[float, typer.Option(help="Number of particles.")] = 1e4,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    device: Device = "cpu",
+    dtype: Dtype = "float64",
 ) -> None:
     """Track a scenario once with one backend and print the final observables (of the
     surviving particles; exits 4 on a numerical blow-up)."""

@@ -8,8 +8,11 @@ from typing import Annotated
 import typer
 
 from harness.cli.common import (
+    CaseTimeout,
     Cluster,
     ClusterConfig,
+    Device,
+    Dtype,
     MemoryLimit,
     Out,
     Resume,
@@ -45,11 +48,11 @@ def tune(
         help="Comma-separated size variants to run, e.g. P4,P64 (default: all).")] = None,
     particles: Annotated[int | None, typer.Option(
         help="Macro-particles per evaluation (default: the block's, else the beam's).")] = None,
-    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
+    device: Device = "cpu",
+    dtype: Dtype = "float64",
     threads: Annotated[int | None, typer.Option(
         help="Threads per case (default: all the process is given).")] = None,
-    timeout: Annotated[float, typer.Option(help="Time limit per case [s].")] = 900.0,
+    timeout: CaseTimeout = 900.0,
     memory_limit: MemoryLimit = None,
     out: Out = None,
     resume: Resume = None,

@@ -3,13 +3,21 @@ are for (:mod:`harness.workloads`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from harness.cli.common import app, console, fail, split_list
+from harness.cli.common import (
+    AvailableBackends,
+    CodeThreads,
+    app,
+    console,
+    fail,
+    split_list,
+)
 
 
 def _out(out: Path | None, kind: str) -> Path:
@@ -81,19 +89,15 @@ def reconstruct(
     methods: Annotated[str, typer.Option(
         help="Comma-separated: gauss-newton, lbfgs, neldermead (the analytic answer "
         "always runs).")] = "gauss-newton,lbfgs,neldermead",
-    backends: Annotated[str | None, typer.Option(
-        help="Comma-separated backend ids (default: every available one).")] = None,
+    backends: AvailableBackends = None,
     max_evaluations: Annotated[int, typer.Option(
         help="Objective evaluations at most per method.")] = 2000,
-    threads: Annotated[int, typer.Option(
-        help="Threads of every code (torch and OMP_NUM_THREADS).")] = 1,
+    threads: CodeThreads = 1,
     out: Annotated[Path | None, typer.Option(
         help="Output directory (default: results/workloads/reconstruct-<UTC time>).")] = None,
 ) -> None:
     """Reconstruct a beam's initial sigma-matrix from a quadrupole scan, by every method."""
     from harness.workloads import reconstruct as workload
-    from harness.workloads.quad_scan import WorkloadError
-
     _threads(threads)
     for value, option in ((particles, "--particles"), (measure_particles,
                           "--measure-particles"), (max_evaluations, "--max-evaluations")):
@@ -102,17 +106,13 @@ def reconstruct(
         fail(f"--noise {noise}: expected 0 <= noise < 0.5")
     loaded = _scenario(scenario)
     directory = _out(out, "reconstruct")
-    try:
-        workload.run(loaded, strengths=workload.parse_strengths(strengths), noise=noise,
-                     noise_seed=noise_seed, particles=particles,
-                     measure_particles=measure_particles, methods=split_list(methods),
-                     backends=_backends(backends), max_evaluations=max_evaluations,
-                     out=directory, parameter=parameter, say=console.print)
-    except WorkloadError as error:
-        fail(str(error))
-    console.print((directory / "summary.md").read_text().splitlines()[-1])
-    console.print(f"results: {directory}/ (reconstruct.csv, trace.csv, reconstruct.json, "
-                  "summary.md, reconstruction.png)")
+    _finish(lambda: workload.run(
+        loaded, strengths=workload.parse_strengths(strengths), noise=noise,
+        noise_seed=noise_seed, particles=particles, measure_particles=measure_particles,
+        methods=split_list(methods), backends=_backends(backends),
+        max_evaluations=max_evaluations, out=directory, parameter=parameter,
+        say=console.print), directory, "summary.md",
+        "reconstruct.csv, trace.csv, reconstruct.json, summary.md, reconstruction.png")
 
 
 @app.command()
@@ -128,23 +128,19 @@ def batch(
         help="Relative rms spread of the draws around the scenario's values.")] = 0.01,
     seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 1,
     particles: Annotated[int, typer.Option(help="Particles per setting.")] = 1000,
-    backends: Annotated[str | None, typer.Option(
-        help="Comma-separated backend ids (default: every available one).")] = None,
+    backends: AvailableBackends = None,
     budget: Annotated[float, typer.Option(
         help="Seconds at most per loop (its rate is over the settings done).")] = 60.0,
     check: Annotated[int, typer.Option(
         help="Settings of the seeded sample compared with ImpactX.")] = 5,
     repeat: Annotated[int, typer.Option(
         help="Timed calls of a vectorised case (the fastest counts).")] = 3,
-    threads: Annotated[int, typer.Option(
-        help="Threads of every code (torch and OMP_NUM_THREADS).")] = 1,
+    threads: CodeThreads = 1,
     out: Annotated[Path | None, typer.Option(
         help="Output directory (default: results/workloads/batch-<UTC time>).")] = None,
 ) -> None:
     """Settings per second at K settings per backend: vectorised, looped, with gradients."""
     from harness.workloads import batch as workload
-    from harness.workloads.quad_scan import WorkloadError
-
     _threads(threads)
     try:
         counts = [int(v) for v in split_list(settings)]
@@ -162,16 +158,28 @@ def batch(
     loaded = _scenario(scenario)
     directory = _out(out, "batch")
     names = split_list(params) or None
+    _finish(lambda: workload.run(
+        loaded, names=names, counts=sorted(set(counts)), spread=spread, seed=seed,
+        particles=particles, backends=_backends(backends), budget_s=budget, check=check,
+        repeat=repeat, out=directory, say=console.print), directory, "batch.md",
+        "batch.csv, batch.json, batch.md, settings_per_s.png")
+
+
+def _finish(run: Callable[[], object], directory: Path, summary: str | None, files: str,
+            key_errors: bool = False) -> None:
+    """Run a workload: its ``WorkloadError`` (and, with ``key_errors``, a ``KeyError``) is
+    one line; then the last line of its ``summary`` file and the ``files`` it wrote."""
+    from harness.workloads.quad_scan import WorkloadError
+
+    refused: tuple[type[Exception], ...] = (WorkloadError, KeyError) if key_errors else (
+        WorkloadError,)
     try:
-        workload.run(loaded, names=names, counts=sorted(set(counts)), spread=spread,
-                     seed=seed, particles=particles, backends=_backends(backends),
-                     budget_s=budget, check=check, repeat=repeat, out=directory,
-                     say=console.print)
-    except WorkloadError as error:
-        fail(str(error))
-    console.print((directory / "batch.md").read_text().splitlines()[-1])
-    console.print(f"results: {directory}/ (batch.csv, batch.json, batch.md, "
-                  "settings_per_s.png)")
+        run()
+    except refused as error:
+        fail(str(error.args[0] if isinstance(error, KeyError) else error))
+    if summary is not None:
+        console.print((directory / summary).read_text().splitlines()[-1])
+    console.print(f"results: {directory}/ ({files})")
 
 
 def _axis(text: str | None, option: str, default: list[int]) -> list[int]:
@@ -202,16 +210,13 @@ def grad_memory(
         help="Base point particles,kicks,grid the other axes stay at.")] = "1000,1,16",
     checkpoint: Annotated[str, typer.Option(
         help="Comma-separated: none, kick.")] = "none,kick",
-    threads: Annotated[int, typer.Option(
-        help="Threads of every code (torch and OMP_NUM_THREADS).")] = 1,
+    threads: CodeThreads = 1,
     out: Annotated[Path | None, typer.Option(
         help="Output directory (default: results/workloads/grad-memory-<UTC time>).")] = None,
 ) -> None:
     """Peak backward memory against particles, kicks and mesh cells; fitted exponents."""
     from harness.model.scenario import MAX_GRID_CELLS_PER_DIM, MIN_GRID_CELLS
     from harness.workloads import memory as workload
-    from harness.workloads.quad_scan import WorkloadError
-
     _threads(threads)
     axes = {"particles": _axis(particles, "--particles", workload.DEFAULT_AXES["particles"]),
             "kicks": _axis(kicks, "--kicks", workload.DEFAULT_AXES["kicks"]),
@@ -228,11 +233,8 @@ def grad_memory(
         fail(f"--checkpoint {checkpoint!r}: expected none and/or kick")
     loaded = _scenario(scenario)
     directory = _out(out, "grad-memory")
-    try:
-        workload.run(loaded, backends=split_list(backends), axes=axes,
-                     base=dict(zip(("particles", "kicks", "grid"), base_values, strict=True)),
-                     checkpoints=modes, out=directory, say=console.print)
-    except (WorkloadError, KeyError) as error:
-        fail(str(error.args[0] if isinstance(error, KeyError) else error))
-    console.print(f"results: {directory}/ (memory.csv, exponents.csv, memory.json, "
-                  "memory.md, memory.png)")
+    _finish(lambda: workload.run(
+        loaded, backends=split_list(backends), axes=axes,
+        base=dict(zip(("particles", "kicks", "grid"), base_values, strict=True)),
+        checkpoints=modes, out=directory, say=console.print), directory, None,
+        "memory.csv, exponents.csv, memory.json, memory.md, memory.png", key_errors=True)

@@ -7,7 +7,8 @@ not a lattice property in PALS, it is the scenario's ``model`` (listed in the no
 =======================================  ======================================================
 ImpactX                                  PALS
 =======================================  ======================================================
-Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length
+Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length (ds < 0, the inverse element: length
+                                         -ds with ``reverse: true``, also Quad, Sol, Sbend)
 Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
                                          with the signed rigidity of the reference particle)
 Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``);
@@ -74,6 +75,7 @@ import math
 from typing import Any
 
 from harness.io.model import ImportResult, Item, Translated, Untranslatable
+from harness.model.kinds import SPECS
 from harness.model.reference_particle import ReferenceParticle
 
 _DRIFTS = ("Drift", "ChrDrift", "ExactDrift")
@@ -122,10 +124,21 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
         if float(d.get(attribute, 0.0) or 0.0):
             return Untranslatable(name, kind, length, f"{attribute} is not translated")
     if kind in ("Sbend", "CFbend", "ExactSbend"):
-        return _bend(kind, name, length, d, reference, notes, accelerating)
-    item = _translate_kind(kind, name, length, d, reference, notes)
+        item = _bend(kind, name, length, d, reference, notes, accelerating)
+        shift = {}  # a bend's rotation is its tilt_ref (_bend); dx, dy are refused above
+    else:
+        item = _translate_kind(kind, name, length, d, reference, notes)
     if shift and isinstance(item, Translated) and kind == "Aperture":
         item.fields["ApertureP"]["aperture_shifts_with_body"] = True
+    if length < 0.0 and isinstance(item, Translated):
+        # ImpactX tracks a negative ds as the element's inverse; PALS lengths are >= 0, so
+        # the scenario states it as ``reverse: true`` (harness.model.kinds, ``reversible``)
+        spec = SPECS.get(str(item.fields["kind"]))
+        if spec is None or not spec.reversible:
+            return Untranslatable(name, kind, length, "a negative length (ImpactX's inverse "
+                                  f"element) is stated as reverse: true only on "
+                                  f"{sorted(k for k, s in SPECS.items() if s.reversible)}")
+        item = Translated(item.name, {**item.fields, "length": -length, "reverse": True})
     if shift and isinstance(item, Translated):
         return Translated(item.name, {**item.fields, "BodyShiftP": shift})
     return item
@@ -325,11 +338,10 @@ def _bend(kind: str, name: str, length: float, d: dict[str, Any],
     angle). A ``ds`` that differs from that arc is noted. In a lattice that changes the
     reference energy (``accelerating``: ChrAcc, ShortRF, RFCavity) the rigidity at the bend
     is not the beam's, so the bend is the extension kind ``ImpactX.ExactSbend`` with its
-    ``ds``, ``phi`` and ``B``, the radius taken at the bend as ImpactX does.
+    ``ds``, ``phi`` and ``B``, the radius taken at the bend as ImpactX does. A negative
+    ``ds`` (ImpactX's inverse element) keeps its sign here: the caller states it as
+    ``reverse: true``.
     """
-    if length < 0.0:
-        return Untranslatable(name, kind, length, "a bend of negative length (an ImpactX "
-                              "inverse element) is not a PALS bend")
     if length == 0.0:
         return Untranslatable(name, kind, length, "a bend of length 0 is not a PALS bend")
     bend: dict[str, Any] = {"e1": 0.0, "e2": 0.0}

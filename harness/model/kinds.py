@@ -111,6 +111,15 @@ class KindSpec:
         integrated: whether ImpactX tracks it with a symplectic integrator at the exact
             tier (``mapsteps``, ``int_order`` act on it).
         example: a minimal valid PALS element of the kind, without ``kind``.
+        reversible: whether ``reverse: true`` may state the inverse element: ImpactX tracks
+            the kind with a negative length ``ds`` through its usual formulas, and that is
+            the element's inverse (``src/elements/Drift.H``, ``ChrDrift.H``,
+            ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``,
+            ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``; the elements'
+            ``reverse()`` is ds -> -ds). The element's ``length`` (and a bend's ``angle``,
+            the curvature kept) then carries the sign: the backends that declare the kind in
+            ``reversible_kinds`` track it so, every other refuses the element by name. A
+            reversed bend has no pole faces (ImpactX's DipEdges are not inverted).
     """
 
     kind: str
@@ -124,6 +133,7 @@ class KindSpec:
     thick: bool = False
     integrated: bool = False
     example: Mapping[str, Any] = field(default_factory=dict)
+    reversible: bool = False
 
     def unit_of(self, name: str) -> str:
         """Unit of the (exact) field ``name`` of this kind, or ``""``."""
@@ -132,7 +142,8 @@ class KindSpec:
 
 
 def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
-                     tiers: tuple[str, ...], example: float, skew: str = "") -> KindSpec:
+                     tiers: tuple[str, ...], example: float, skew: str = "",
+                     reversible: bool = False) -> KindSpec:
     """A kind whose body is a thick multipole with the normal component of ``order``
     required (Quadrupole, Sextupole, Octupole): every other component is optional
     (``skew``: the MAD-X name of the skew component, listed by name)."""
@@ -144,7 +155,7 @@ def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
          **named, **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", main}), reader="thick_multipole", main_order=order,
         main_name=name, thick=True, integrated=True,
-        example={"length": 0.3, "MagneticMultipoleP": {main: example}})
+        example={"length": 0.3, "MagneticMultipoleP": {main: example}}, reversible=reversible)
 
 
 _BEND_PALS: dict[str, Disposition] = {
@@ -159,9 +170,9 @@ _BEND_PALS: dict[str, Disposition] = {
 #: Every element kind of the harness's flat lattice, in the order tables list them.
 KIND_SPECS: tuple[KindSpec, ...] = (
     KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT}, frozenset({"length"}),
-             reader="drift", example={"length": 0.3}),
+             reader="drift", example={"length": 0.3}, reversible=True),
     _thick_multipole("Quadrupole", 1, "gradient", "1/m^2", "K1, > 0 focuses x", MODEL_TIERS,
-                     1.0),
+                     1.0, reversible=True),
     KindSpec("SBend", ("linear", "exact"), {
         "length": FieldInfo("m", "arc length"),
         "angle": FieldInfo("rad", "bend angle = g_ref * length"),
@@ -176,7 +187,7 @@ KIND_SPECS: tuple[KindSpec, ...] = (
                               "TILT of a bend; ImpactX rotation)"),
         **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", "angle", "e1", "e2"}), _BEND_PALS, reader="bend",
-        example={"length": 0.3, "BendP": {"g_ref": 0.1}}),
+        example={"length": 0.3, "BendP": {"g_ref": 0.1}}, reversible=True),
     _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
                      "K2S"),
     _thick_multipole("Octupole", 3, "octupole strength", "1/m^4", "K3", ("exact",), 100.0,
@@ -189,7 +200,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "length": _LENGTH, "Ksol": FieldInfo("1/m", "B_s / (B rho) (ImpactX ks)"),
         **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", "Ksol"}), {"SolenoidP.Ksol": "Ksol", "SolenoidP.Bsol": "Ksol"},
-        reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}}),
+        reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
+        reversible=True),
     KindSpec("RFCavity", MODEL_TIERS, {
         "length": FieldInfo("m", "0 (short RF gap)"),
         "voltage": FieldInfo("V", "peak voltage"),
@@ -333,7 +345,7 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "kt": FieldInfo("1/m", "longitudinal focusing (>= 0)")},
         {"length": 0.5, EXTENSION_GROUP: {"kx": 1.0, "ky": 1.0, "kt": 0.5}}, thick=True),
     _extension("ChrAcc", {
-        "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre (non-zero)"),
+        "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre"),
         "bz": FieldInfo("1/m", "q B_z / (m c): the solenoid field")},
         {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True),
     _extension("ChrPlasmaLens", {

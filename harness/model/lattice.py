@@ -366,6 +366,24 @@ def _bad_multipole_key(raw: Any) -> str | None:
     return None
 
 
+#: Bend fields of the pole faces, which a reversed bend may not carry (:func:`_reverse`).
+_POLE_FACE_FIELDS = ("e1", "e2", "edge_int1", "edge_int2", "h1", "h2")
+
+
+def _reverse(kind: str, raw: dict, file, path: str) -> bool:
+    """An element's ``reverse`` key (default false): ``true`` states the inverse element,
+    ImpactX's ``reverse()`` (ds -> -ds), for the kinds whose spec is
+    :attr:`~harness.model.kinds.KindSpec.reversible`; PALS has no negative lengths."""
+    value = raw.get("reverse", False)
+    if not isinstance(value, bool):
+        raise ScenarioError(file, f"{path}.reverse", "true or false", _short(value))
+    if value and (kind not in SPECS or not SPECS[kind].reversible):
+        raise ScenarioError(file, f"{path}.reverse", "reverse: true only on the kinds whose "
+                            "negative length ImpactX defines as their inverse: "
+                            f"{sorted(k for k, s in SPECS.items() if s.reversible)}", kind)
+    return value
+
+
 def _check_known_fields(model: pydantic.BaseModel, raw: dict, file, path: str,
                         extra: frozenset[str] = frozenset()) -> None:
     """Reject keys that pals-schema would silently ignore (typos in parameter groups)."""
@@ -1066,8 +1084,31 @@ class _Flattener:
         kind = self.check_kind(raw, path)
         if kind in _CONTAINERS:
             return raw
-        _check_values(raw, self.file, path)
-        fields = {k: v for k, v in raw.items() if k != "kind"}
+        reverse = _reverse(kind, raw, self.file, path)
+        _check_values({k: v for k, v in raw.items() if k != "reverse"}, self.file, path)
+        fields = {k: v for k, v in raw.items() if k not in ("kind", "reverse")}
+        if reverse:
+            kind, params = self._built(kind, name, fields, path)
+            if params.get("length", 0.0) <= 0.0:
+                raise ScenarioError(self.file, f"{path}.length", "a positive length for an "
+                                    "element with reverse: true (its inverse has length "
+                                    "-length)", params.get("length", 0.0))
+            faces = sorted(k for k in _POLE_FACE_FIELDS if params.get(k))
+            if faces:
+                raise ScenarioError(self.file, f"{path}.reverse", "reverse: true on a bend "
+                                    "without pole faces (ImpactX inverts the body of a bend "
+                                    f"of negative length, not its DipEdges; set: {faces})",
+                                    True)
+            flipped = {**params, "length": -params["length"]}
+            if "angle" in params:  # a bend: the same curvature g = angle / length
+                flipped["angle"] = -params["angle"]
+            return kind, flipped
+        return self._built(kind, name, fields, path)
+
+    def _built(self, kind: str, name: str, fields: dict, path: str
+               ) -> tuple[str, dict[str, float]]:
+        """``(kind, params)`` of an element's fields (``kind`` and ``reverse`` taken out)."""
+        fields = dict(fields)
         options = fields.pop(EXTENSION_GROUP, None) if kind in ("Marker", "Instrument") \
             else None
         if options is not None and not isinstance(options, dict):

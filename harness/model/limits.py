@@ -173,8 +173,8 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
           "iota_lens examples slice a lens into ConstFs of 1.2e4 1/m)"),
     Bound("ky", -1e5, 1e5, "1/m", "as kx"),
     Bound("kt", 0.0, 1e5, "1/m", "ImpactX's ConstF refuses kt < 0 ('must have kt >= 0')"),
-    Bound("ez", -1e6, 1e6, "1/m", "ChrAcc's gamma gain per metre; ImpactX divides by it "
-          "(0 is a drift: use a Drift)", nonzero=True),
+    Bound("ez", -1e6, 1e6, "1/m", "ChrAcc's gamma gain per metre (0: a chromatic "
+          "solenoid, as impactx 26.10 tracks it)"),
     Bound("bz", -1e6, 1e6, "1/m", "q B_z / (m c) of a ChrAcc: a 20 T solenoid for MeV "
           "electrons is ~1e4"),
     Bound("k", -1e6, 1e6, "1/m^2 (ChrPlasmaLens) or 1/m (Buncher)", "a plasma-lens gradient "

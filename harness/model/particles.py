@@ -435,15 +435,22 @@ def ellipse_to_twiss(lam, lam_p, mu) -> tuple[float, float, float]:
 
 def _ellipse_cholesky(beam: Beam, overrides: dict[str, Any]):
     """Block-diagonal factor of ImpactX's lambda/mu input (see :class:`Ellipse`)."""
-    ellipse = beam.ellipse
-    assert ellipse is not None
-    values = {f"ellipse.{k}": overrides.get(f"ellipse.{k}", float(getattr(ellipse, k)))
-              for k in type(ellipse).model_fields}
-    values, xp = _as_one_kind(values)
+    values, xp = _group_values(beam.ellipse, "ellipse", overrides)
     blocks = [ellipse_factor(values[f"ellipse.lambda{u.upper()}"],
                              values[f"ellipse.lambdaP{u}"], values[f"ellipse.mu{u}p{u}"], xp)
               for u in ("x", "y", "t")]
     return _block_diag(blocks, xp)
+
+
+def _group_values(group: Any, prefix: str, overrides: dict[str, Any]
+                  ) -> tuple[dict[str, Any], Any]:
+    """The fields of a beam's ``group`` (its ``rms`` or ``ellipse`` block) as
+    ``{"<prefix>.<field>": value}``, each from ``overrides`` where it has one (gradient
+    parameters), else the scenario's float; :func:`_as_one_kind` of them."""
+    assert group is not None
+    return _as_one_kind({f"{prefix}.{k}": overrides.get(f"{prefix}.{k}",
+                                                        float(getattr(group, k)))
+                         for k in type(group).model_fields})
 
 
 def _as_one_kind(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
@@ -460,11 +467,7 @@ def _as_one_kind(values: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
 def _rms_cholesky(beam: Beam, overrides: dict[str, Any]):
     """Block-diagonal factor from rms sizes and per-plane correlations (cold beams allowed)."""
-    rms = beam.rms
-    assert rms is not None
-    values = {f"rms.{k}": overrides.get(f"rms.{k}", float(getattr(rms, k)))
-              for k in type(rms).model_fields}
-    values, xp = _as_one_kind(values)
+    values, xp = _group_values(beam.rms, "rms", overrides)
     blocks = [longitudinal_factor(values[f"rms.sigma_{u}"], values[f"rms.sigma_p{u}"],
                                   values[f"rms.corr_{u}"], xp) for u in ("x", "y", "t")]
     return _block_diag(blocks, xp)

@@ -49,9 +49,7 @@ class ReferenceParticle:
     @property
     def mass_eV(self) -> float:
         """Rest energy m c^2 [eV]."""
-        if self.rest_energy_eV is not None:
-            return self.rest_energy_eV
-        return SPECIES[self.species][0]
+        return self._stated_or_species(self.rest_energy_eV, 0)
 
     @property
     def mass_MeV(self) -> float:
@@ -61,9 +59,12 @@ class ReferenceParticle:
     @property
     def charge_qe(self) -> float:
         """Charge [elementary charges], signed."""
-        if self.charge is not None:
-            return self.charge
-        return SPECIES[self.species][1]
+        return self._stated_or_species(self.charge, 1)
+
+    def _stated_or_species(self, stated: float | None, column: int) -> float:
+        """A stated value, else column ``column`` of the species' row in :data:`SPECIES`
+        (0: rest energy [eV], 1: charge [e])."""
+        return stated if stated is not None else SPECIES[self.species][column]
 
     @property
     def gamma(self) -> float:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from harness.report.layout import Section
+from harness.report.layout import Section, render_sections
 from harness.report.tables import Table
 
 STYLE = """
@@ -72,18 +72,14 @@ def html_document(title: str, sections: Sequence[Section], plot_notes: Sequence[
     parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
              f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", "</head>",
              "<body>", f"<h1>{escape(title)}</h1>"]
-    for section in sections:
-        parts.append(f"<h2>{escape(section.title)}</h2>")
-        if section.intro:
-            parts.append(f'<p class="note">{escape(section.intro)}</p>')
-        for table in section.tables:
-            parts.append(f"<h3>{escape(table.title)}</h3>")
-            parts.append(html_table(table))
-        for plot in section.plots:
-            source = _image(plot_dir / f"{plot.name}.svg")
-            parts.append(f'<figure id="{escape(plot.name)}"><h3>{escape(plot.title)}</h3>'
-                         f'<img alt="{escape(plot.title)}" src="{source}">'
-                         f"<figcaption>{escape(plot.caption)}</figcaption></figure>")
+    parts += render_sections(
+        sections, lambda section: [f"<h2>{escape(section.title)}</h2>"],
+        lambda intro: [f'<p class="note">{escape(intro)}</p>'],
+        lambda table: [f"<h3>{escape(table.title)}</h3>", html_table(table)],
+        lambda plot: [f'<figure id="{escape(plot.name)}"><h3>{escape(plot.title)}</h3>'
+                      f'<img alt="{escape(plot.title)}" '
+                      f'src="{_image(plot_dir / f"{plot.name}.svg")}">'
+                      f"<figcaption>{escape(plot.caption)}</figcaption></figure>"])
     if plot_notes:
         items = "".join(f"<li>{escape(note)}</li>" for note in plot_notes)
         parts.append(f'<p class="note">Plots not drawn:</p><ul class="note">{items}</ul>')

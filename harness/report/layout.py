@@ -6,7 +6,7 @@ formats always hold the same tables and plots in the same order.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.report.plots import Plot
@@ -21,6 +21,26 @@ class Section:
     tables: tuple[Table, ...] = ()
     plots: tuple[Plot, ...] = ()
     intro: str = ""
+
+
+def render_sections(sections: Sequence[Section], head: Callable[[Section], list[str]],
+                    intro: Callable[[str], list[str]], table: Callable[[Table], list[str]],
+                    plot: Callable[[Plot], list[str]],
+                    tail: Callable[[Section], list[str]] = lambda _: []) -> list[str]:
+    """The parts of every section in one format, in order: ``head(section)``,
+    ``intro(text)`` where it has one, ``table(t)`` per table, ``plot(p)`` per plot,
+    ``tail(section)``."""
+    parts: list[str] = []
+    for section in sections:
+        parts += head(section)
+        if section.intro:
+            parts += intro(section.intro)
+        for item in section.tables:
+            parts += table(item)
+        for figure in section.plots:
+            parts += plot(figure)
+        parts += tail(section)
+    return parts
 
 
 FIGURES_INTRO = "One figure per question: throughput vs N, gradient cost vs P, backward memory."

@@ -209,16 +209,25 @@ def _legend_below(figure: Figure, axes, top: float = TOP_IN) -> None:
     """One legend under the axes, in as many columns as its labels fit; the figure grows
     by the legend's height so the axes keep theirs; ``top``: space for titles [inch]."""
     handles, labels = axes.get_legend_handles_labels()
+    _place_legend(figure, handles, labels, top, max_columns=3)
+
+
+def _place_legend(figure: Figure, handles: list, labels: list[str], top: float,
+                  max_columns: int, **spacing: float) -> None:
+    """The legend of ``handles`` and ``labels`` under the axes in at most ``max_columns``
+    columns, as many as its labels fit; the figure grows by the legend's height [inch];
+    ``top``: space for titles [inch]; ``spacing``: ``hspace``/``wspace`` of the grid."""
     width, height = figure.get_size_inches()
     longest = max((len(label) for label in labels), default=1)
     column_width = LEGEND_CHAR_IN * longest + LEGEND_HANDLE_IN  # [inch]
-    columns = max(1, min(3, len(labels), int(0.95 * width // column_width)))
+    columns = max(1, min(max_columns, len(labels), int(0.95 * width // column_width)))
     rows = -(-len(labels) // columns)
     legend_height = LEGEND_ROW_IN * rows + 0.1  # [inch]
     total = height + legend_height
     figure.set_size_inches(width, total)
     figure.legend(handles, labels, loc="lower center", ncol=columns, frameon=False)
-    figure.subplots_adjust(bottom=(BOTTOM_IN + legend_height) / total, top=1 - top / total)
+    figure.subplots_adjust(bottom=(BOTTOM_IN + legend_height) / total, top=1 - top / total,
+                           **spacing)
 
 
 def _save(figure: Figure, directory: Path, name: str) -> list[Path]:
@@ -235,6 +244,20 @@ def _figure(width: float = 6.4, height: float = 4.6, ncols: int = 1):
         figure = Figure(figsize=(width, height))
         axes = figure.subplots(1, ncols)
     return figure, axes
+
+
+def _log_figure(draw: Callable[[Any], None], xlabel: str, ylabel: str, title: str,
+                xbase: float = 10, finish: Callable[[Any], Any] | None = None) -> Figure:
+    """A figure of one log-log axes: ``draw(axes)`` its lines, then its labels, title and
+    grid (:func:`_log_axes`), ``finish(axes)`` where given, and the legend below it."""
+    with matplotlib.rc_context(RC):
+        figure, axes = _figure()
+        draw(axes)
+        _log_axes(axes, xlabel, ylabel, title, xbase=xbase)
+        if finish is not None:
+            finish(axes)
+        _legend_below(figure, axes)
+    return figure
 
 
 # --------------------------------------------------------------------------- tracking
@@ -257,17 +280,7 @@ def _shared_legend(figure: Figure, axes_list, top: float = TOP_IN) -> None:
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    width, height = figure.get_size_inches()
-    longest = max((len(label) for label in labels), default=1)
-    column_width = LEGEND_CHAR_IN * longest + LEGEND_HANDLE_IN  # [inch]
-    columns = max(1, min(4, len(labels), int(0.95 * width // column_width)))
-    rows = -(-len(labels) // columns)
-    legend_height = LEGEND_ROW_IN * rows + 0.1  # [inch]
-    total = height + legend_height
-    figure.set_size_inches(width, total)
-    figure.legend(handles, labels, loc="lower center", ncol=columns, frameon=False)
-    figure.subplots_adjust(bottom=(BOTTOM_IN + legend_height) / total, top=1 - top / total,
-                           hspace=0.55, wspace=0.3)
+    _place_legend(figure, handles, labels, top, max_columns=4, hspace=0.55, wspace=0.3)
 
 
 def throughput_overview(runs: list[Run], directory: Path, baseline: str,
@@ -375,18 +388,16 @@ def speedup_plots(runs: list[Run], directory: Path, baseline: str,
                        lambda r: _point(number(r, "particles"), r["_speedup"]),
                        extra=lambda r: f"(vs {baseline} {r['_against']})" if r["_against"]
                        else "", extra_key=lambda r: (r["_against"],))
-        with matplotlib.rc_context(RC):
-            figure, axes = _figure()
+        def draw(axes, lines=lines) -> None:
             axes.axhline(1.0, color="black", linewidth=1, label=f"{baseline} (= 1)")
             for line in lines:
                 axes.plot([p[0] for p in line.points], [p[1] for p in line.points],
                           label=line.label, **style(line))
-            _log_axes(axes, "particles N",
-                      f"speed-up vs {baseline} (time {baseline} / time backend)",
-                      f"{scenario}: speed-up vs {baseline}\n{_machine(runs, rows)}")
-            _legend_below(figure, axes)
+
         name = f"speedup-{slug(scenario)}"
-        paths += _save(figure, directory, name)
+        paths += _save(_log_figure(
+            draw, "particles N", f"speed-up vs {baseline} (time {baseline} / time backend)",
+            f"{scenario}: speed-up vs {baseline}\n{_machine(runs, rows)}"), directory, name)
         plots.append(Plot(name, f"{scenario}: speed-up vs {baseline}",
                           f"Median time of {baseline} over the backend's, same N, device and "
                           f"dtype (> 1: faster than the baseline); where {baseline} did not "
@@ -439,8 +450,7 @@ def vcurve_plots(runs: list[Run], directory: Path, baseline: str,
             value = reverse.get(_reverse_key(run, row))
             if value is not None:
                 ad_lines[_label(row, run, len(runs) > 1, _curve_extra(row))] = value
-        with matplotlib.rc_context(RC):
-            figure, axes = _figure()
+        def draw(axes, lines=lines, ad_lines=ad_lines) -> None:
             for line in lines:
                 shown = style(line)
                 axes.plot([p[0] for p in line.points], [p[1] for p in line.points],
@@ -449,13 +459,13 @@ def vcurve_plots(runs: list[Run], directory: Path, baseline: str,
                     axes.axhline(max(ad_lines[line.label], ERROR_FLOOR), color=shown["color"],
                                  linestyle=":", linewidth=1.5,
                                  label=f"reverse AD {line.label}")
-            _log_axes(axes, "relative finite-difference step",
-                      "relative error of d objective / d parameter",
-                      f"{scenario}: gradient error vs FD step, {parameter}\n"
-                      f"{_machine(runs, rows)}")
-            _legend_below(figure, axes)
+
         name = f"vcurve-{slug(scenario)}-{slug(parameter)}"
-        paths += _save(figure, directory, name)
+        paths += _save(_log_figure(
+            draw, "relative finite-difference step",
+            "relative error of d objective / d parameter",
+            f"{scenario}: gradient error vs FD step, {parameter}\n{_machine(runs, rows)}"),
+            directory, name)
         plots.append(Plot(name, f"{scenario}: FD error vs step for {parameter}",
                           "Relative error of the central finite-difference gradient vs its "
                           "relative step (truncation error falls, round-off error rises); "
@@ -494,8 +504,7 @@ def gradient_cost_plots(runs: list[Run], directory: Path, baseline: str,
     plots, paths = [], []
     for scenario in scenarios:
         rows = [(run, row) for run, row in items if text(row, "scenario") == scenario]
-        with matplotlib.rc_context(RC):
-            figure, axes = _figure()
+        def draw(axes, rows=rows) -> None:
             for method, (column, name, linestyle) in COST_METHODS.items():
                 mine = [(run, r) for run, r in rows if _cost_rows([r], method)]
                 for line in _group(mine, baseline, len(runs) > 1,
@@ -505,13 +514,13 @@ def gradient_cost_plots(runs: list[Run], directory: Path, baseline: str,
                     axes.plot([p[0] for p in points], [p[1] for p in points],
                               label=f"{name} {line.label}",
                               **{**style(line), "linestyle": linestyle})
-            _log_axes(axes, "number of parameters P",
-                      "time of one gradient of all P parameters [s]",
-                      f"{scenario}: gradient cost vs P\n{_machine(runs, rows)}", xbase=2)
-            axes.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
-            _legend_below(figure, axes)
+
         name = f"gradient-cost-{slug(scenario)}"
-        paths += _save(figure, directory, name)
+        paths += _save(_log_figure(
+            draw, "number of parameters P", "time of one gradient of all P parameters [s]",
+            f"{scenario}: gradient cost vs P\n{_machine(runs, rows)}", xbase=2,
+            finish=lambda axes: axes.xaxis.set_major_formatter(
+                ticker.FuncFormatter(lambda value, _: f"{value:g}"))), directory, name)
         plots.append(Plot(name, f"{scenario}: gradient cost vs number of parameters",
                           "Time of one gradient of all P parameters: solid, reverse-mode "
                           "AD; dash-dot, forward-mode AD; dashed, central finite differences "
@@ -562,17 +571,16 @@ def memory_plots(runs: list[Run], directory: Path, baseline: str,
             number(r, "particles"), _quotient(number(r, "backward_peak_bytes"), 2**20)),
             extra=_memory_extra,
             extra_key=lambda r: (number(r, "n_params") or 0.0, text(r, "variant")))
-        with matplotlib.rc_context(RC):
-            figure, axes = _figure()
+        def draw(axes, lines=lines) -> None:
             for line in lines:
                 points = _per_x(line.points)
                 axes.plot([p[0] for p in points], [p[1] for p in points], label=line.label,
                           **style(line))
-            _log_axes(axes, "particles N", "peak memory of the backward pass [MiB]",
-                      f"{scenario}: backward-pass memory vs N\n{_machine(runs, rows)}")
-            _legend_below(figure, axes)
+
         name = f"backward-memory-{slug(scenario)}"
-        paths += _save(figure, directory, name)
+        paths += _save(_log_figure(
+            draw, "particles N", "peak memory of the backward pass [MiB]",
+            f"{scenario}: backward-pass memory vs N\n{_machine(runs, rows)}"), directory, name)
         plots.append(Plot(name, f"{scenario}: backward-pass memory vs N",
                           "Peak memory of one backward pass (reverse-mode gradient) vs number "
                           "of particles, per number of parameters P and case variant (k<n>: "

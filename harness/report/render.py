@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Sequence
 
-from harness.report.layout import Section
+from harness.report.layout import Section, render_sections
 from harness.report.tables import Table
 
 # --------------------------------------------------------------------------- Markdown
@@ -30,16 +30,11 @@ def markdown_table(table: Table) -> str:
 def markdown_document(title: str, sections: Sequence[Section], plot_notes: Sequence[str],
                       plot_dir: str = "plots") -> str:
     """The whole report in Markdown; plots are linked as relative PNG files."""
-    parts = [f"# {title}\n"]
-    for section in sections:
-        parts.append(f"## {section.title}\n")
-        if section.intro:
-            parts.append(f"{section.intro}\n")
-        for table in section.tables:
-            parts.append(f"### {table.title}\n\n{markdown_table(table)}")
-        for plot in section.plots:
-            parts.append(f"### {plot.title}\n\n![{plot.title}]({plot_dir}/{plot.name}.png)\n\n"
-                         f"*{markdown_cell(plot.caption)}*\n")
+    parts = [f"# {title}\n"] + render_sections(
+        sections, lambda section: [f"## {section.title}\n"], lambda intro: [f"{intro}\n"],
+        lambda table: [f"### {table.title}\n\n{markdown_table(table)}"],
+        lambda plot: [f"### {plot.title}\n\n![{plot.title}]({plot_dir}/{plot.name}.png)\n\n"
+                      f"*{markdown_cell(plot.caption)}*\n"])
     if plot_notes:
         parts.append("Plots not drawn:\n\n" + "\n".join(f"- {n}" for n in plot_notes) + "\n")
     return "\n".join(parts)
@@ -107,18 +102,15 @@ def latex_document(title: str, sections: Sequence[Section], plot_notes: Sequence
              r"\usepackage{adjustbox}",
              rf"\title{{{latex_escape(title)}}}", r"\date{}", r"\begin{document}",
              r"\maketitle", ""]
-    for section in sections:
-        parts.append(rf"\section*{{{latex_escape(section.title)}}}")
-        if section.intro:
-            parts += [latex_escape(section.intro), ""]
-        for table in section.tables:
-            parts.append(latex_table(table, label=f"tab:{table.key}"))
-        for plot in section.plots:
-            parts += [r"\begin{figure}[htbp]", r"\centering",
+    parts += render_sections(
+        sections, lambda section: [rf"\section*{{{latex_escape(section.title)}}}"],
+        lambda intro: [latex_escape(intro), ""],
+        lambda table: [latex_table(table, label=f"tab:{table.key}")],
+        lambda plot: [r"\begin{figure}[htbp]", r"\centering",
                       rf"\includegraphics[width=0.8\linewidth]{{{plot_dir}/{plot.name}.png}}",
                       rf"\caption{{{latex_escape(plot.title)}. {latex_escape(plot.caption)}}}",
-                      rf"\label{{fig:{plot.name}}}", r"\end{figure}", ""]
-        parts.append(r"\clearpage")
+                      rf"\label{{fig:{plot.name}}}", r"\end{figure}", ""],
+        lambda _: [r"\clearpage"])
     if plot_notes:
         parts.append(r"\paragraph{Plots not drawn}")
         parts.append(r"\begin{itemize}")

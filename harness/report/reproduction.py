@@ -303,8 +303,7 @@ def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[
                  f"{published.figures[next(iter(published.figures))].hardware}.")
     for run in load_runs(load or {}):
         what = ", ".join(run.get("figures", [])) or "the run"
-        notes.append(f"Machine load (1/5/15-min load average) of {what}: before "
-                     f"{_load(run.get('before', {}))}, after {_load(run.get('after', {}))}; "
+        notes.append(f"Machine load (1/5/15-min load average) of {what}: {_load_span(run)}; "
                      "timings of a loaded machine are noisy, the process-time columns less "
                      "so than the wall-time ones.")
     versions: dict[str, str] = {}
@@ -354,6 +353,11 @@ def _load(entry: dict[str, Any]) -> str:
     if not entry:
         return "?"
     return f"{entry['load_1min']:.1f}/{entry['load_5min']:.1f}/{entry['load_15min']:.1f}"
+
+
+def _load_span(run: dict[str, Any]) -> str:
+    """``before <1/5/15-min load>, after <load>`` of one reproduction run's load record."""
+    return f"before {_load(run.get('before', {}))}, after {_load(run.get('after', {}))}"
 
 
 def render_markdown(published: Published, plans: Sequence[FigurePlan], rows: Sequence[dict],
@@ -753,8 +757,7 @@ def ib_render_markdown(published: Published, plans: Sequence[FigurePlan],
                  f"{src.machine.get('cores_per_socket', '?')} cores per CPU cell, one GPU of "
                  f"{src.machine.get('gpu', '?')} per GPU cell.")
     for run in load_runs(load or {}):
-        lines.append(f"- Machine load (1/5/15-min load average): before "
-                     f"{_load(run.get('before', {}))}, after {_load(run.get('after', {}))} "
+        lines.append(f"- Machine load (1/5/15-min load average): {_load_span(run)} "
                      "(under load from concurrent jobs where above the core count; timings "
                      "of a loaded machine are noisy).")
     versions: dict[str, str] = {}

@@ -6,7 +6,9 @@ backend evaluates the beam's final observables at all of them, from the same ini
 particles (the scenario's seeded draw):
 
 * ``vectorised`` (in-house): one call of :meth:`~backends.base.Backend.
-  differentiable_observables` with a ``(K, P)`` batch of parameter sets, without gradients;
+  differentiable_observables` with a ``(K, P)`` batch of parameter sets, without gradients
+  (an all-linear lattice is one composed 6x6 map per setting there,
+  :mod:`backends.inhouse.composed`);
 * ``vectorised+grad`` (in-house): the same call and one backward pass (the gradient of the
   sum of sigma_x over the settings with respect to all K x P parameters);
 * ``loop`` (every backend): per setting, :meth:`~backends.base.Backend.prepare` of the

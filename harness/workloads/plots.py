@@ -53,20 +53,32 @@ def _pyplot():
     return plt
 
 
+def _series_plot(rows: list[dict[str, str]], label: Callable[[dict[str, str]], str], x: str,
+                 y: str, draw: Callable[[Any, str, list[tuple[float, float]]], Any]
+                 ) -> tuple[Any, Any, Any]:
+    """``(pyplot, figure, axes)``: one 7 x 4.5 inch axes with each series of
+    :func:`_series` drawn by ``draw(axes, label, points)``."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for name, points in _series(rows, label, x, y).items():
+        draw(axes, name, points)
+    return plt, figure, axes
+
+
 def plot_reconstruct(directory: Path) -> Path | None:
     """``reconstruction.png``: largest deviation from the analytic answer against wall
     time [s], one line per method and backend (from ``trace.csv``)."""
     rows = _rows(directory / "trace.csv")
     if not rows:
         return None
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    series = _series(rows, lambda row: f"{row['method']} · {row['backend']}",
-                     "wall_s", "max_dev_analytic")
-    for label, points in series.items():
+
+    def draw(axes: Any, label: str, points: list[tuple[float, float]]) -> None:
         points = [(t, max(e, 1e-16)) for t, e in points if t > 0]
         if points:
             axes.step(*zip(*points, strict=True), where="post", label=label)
+
+    plt, figure, axes = _series_plot(rows, lambda row: f"{row['method']} · {row['backend']}",
+                                     "wall_s", "max_dev_analytic", draw)
     axes.axhline(1e-6, color="grey", linestyle=":", linewidth=1)
     axes.set(xscale="log", yscale="log", xlabel="wall time [s]",
              ylabel="max normalised deviation from the analytic σ-matrix",
@@ -80,12 +92,10 @@ def plot_batch(directory: Path) -> Path | None:
     rows = [r for r in _rows(directory / "batch.csv") if r.get("status") == "ok"]
     if not rows:
         return None
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    series = _series(rows, lambda row: f"{row['backend']} {row['mode']}",
-                     "settings", "settings_per_s")
-    for label, points in series.items():
-        axes.plot(*zip(*sorted(points), strict=True), marker="o", label=label)
+    plt, figure, axes = _series_plot(
+        rows, lambda row: f"{row['backend']} {row['mode']}", "settings", "settings_per_s",
+        lambda axes, label, points: axes.plot(*zip(*sorted(points), strict=True),
+                                              marker="o", label=label))
     axes.set(xscale="log", yscale="log", xlabel="settings K",
              ylabel="settings / s", title="Many settings per call")
     axes.legend(fontsize=7)
