@@ -177,6 +177,9 @@ PALS_FIELDS: dict[str, Disposition] = {
 }
 PALS_FIELDS.update({f"{spec.kind}:{key}": where for spec in SPECS.values()
                     for key, where in spec.pals_fields.items()})
+# a pipe aperture (:func:`pipe_aperture`, which also reads its location and shape)
+PALS_FIELDS.update({f"{kind}:ApertureP.{axis}_limits": f"aperture_{axis}"
+                    for kind in PIPE_APERTURE_KINDS for axis in "xy"})
 
 #: Parameter groups that are mappings of fields (validated field by field).
 _GROUPS = ("ApertureP", "BodyShiftP", "BendP", "MagneticMultipoleP", "ElectricMultipoleP",
