@@ -327,3 +327,17 @@ def test_ad_gradient_through_the_slices_equals_finite_differences(case: str, fie
         assert abs(float(ad[0]) - float(fd)) <= 1e-5 * abs(float(fd)), (name, ad, fd)
         checked += 1
     assert checked
+
+
+def test_exported_pals_keeps_the_pipe_aperture(tmp_path) -> None:
+    """``trackbench export`` writes the ApertureP on the element; reading it back gives the
+    same element fields."""
+    from harness.io.pals_file import export_pals, read_pals, write_pals
+
+    s = scenario(CASES["quadrupole_skew_shifted"][0])
+    document = read_pals(write_pals(export_pals(s), tmp_path / "lattice.pals.yaml"))
+    (body,) = [next(iter(e.values())) for e in document["PALS"]["facility"] if "e" in e]
+    assert body["ApertureP"]["location"] == "EVERYWHERE"
+    again = scenario_from_dict({"name": "again", "beam": BEAM,
+                                "lattice": copy.deepcopy(document)}, "again.yaml")
+    assert again.elements[1].params == s.elements[1].params
