@@ -252,6 +252,17 @@ class InhouseBackend(Backend):
                 return Unsupported(f"{soft[0].kind} with space charge ({soft[0].name}): the "
                                    "space-charge tracker cuts an element into shorter "
                                    "copies, which would rescale the on-axis profile")
+        piped = [e for e in scenario.elements if "aperture_x" in e.params]
+        soft_sliced = [e for e in piped if e.kind in SOFT_EDGE_KINDS and e.nslice > 1]
+        if soft_sliced:
+            return Unsupported(f"{soft_sliced[0].kind} with a pipe aperture and nslice "
+                               f"{soft_sliced[0].nslice} ({soft_sliced[0].name}): its map "
+                               "reads the whole on-axis profile, so the in-house tracker "
+                               "cannot check the aperture between its slices")
+        if piped and scenario.tracking == "envelope":
+            return Unsupported(f"pipe aperture ({piped[0].name}.aperture_x) with tracking "
+                               "'envelope': the in-house envelope tracker does not cut "
+                               "elements at their apertures")
         if scenario.tracking == "envelope":
             from backends.inhouse.envelope import check_scenario
 
