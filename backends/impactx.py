@@ -50,6 +50,11 @@ ImpactX.<X>    any          ImpactX's own ``<X>`` (extension kinds, ``docs/scena
                             ``QuadEdge(k, unit=0, flag = "entry" / "exit")``
 =============  ===========  ===================================================================
 
+A thick element's pipe aperture (``aperture_x``, ``aperture_y`` [m], a PALS ``ApertureP``
+with ``location: EVERYWHERE``) is the same arguments of its ImpactX element (of a bend, its
+body's, not its edges'): ImpactX checks it after the push of every slice, in the element's
+own frame (``src/elements/mixin/beamoptic.H``).
+
 Body offsets and rotation (``x_offset``, ``y_offset``, ``z_rot``) become ImpactX's ``dx``,
 ``dy``, ``rotation`` [deg] (``src/elements/mixin/alignment.H``); a bend's ``tilt_ref``
 becomes the ``rotation`` of its edges and body. Which fields ImpactX honours per kind is
@@ -122,7 +127,14 @@ from backends.translation import (
     exact_tier_multipoles,
     multipole_orders,
 )
-from harness.model.kinds import APERTURE_OPTIONS, EXTENSION_KINDS, POLYGON_APERTURE, SPECS
+from harness.model.kinds import (
+    APERTURE_OPTIONS,
+    EXTENSION_KINDS,
+    PIPE_APERTURE,
+    PIPE_APERTURE_KINDS,
+    POLYGON_APERTURE,
+    SPECS,
+)
 from harness.model.lattice import (
     Element,
     polygon_vertices,
@@ -261,11 +273,22 @@ class ElementSpec:
         return getattr(elements_module, self.cls)(**self.kwargs)
 
 
+def _pipe(element: Element) -> dict[str, Any]:
+    """ImpactX's pipe aperture of a thick element (``src/elements/mixin/pipeaperture.H``):
+    ``aperture_x``, ``aperture_y`` [m] when the element has one (PALS ``ApertureP``,
+    :func:`harness.model.lattice.pipe_aperture`)."""
+    p = element.params
+    if "aperture_x" not in p:
+        return {}
+    return {"aperture_x": float(p["aperture_x"]), "aperture_y": float(p["aperture_y"])}
+
+
 def _thick(element: Element, nslice: int, exact: bool = False) -> dict[str, Any]:
-    """Common keyword arguments of thick elements: name, slices and, for the integrated
-    exact elements (``ExactQuad``, ``ExactMultipole``, ``ExactCFbend``), the integrator's
-    steps per slice and order (``mapsteps``, ``int_order``)."""
-    kwargs: dict[str, Any] = {"name": element.name, "nslice": nslice}
+    """Common keyword arguments of thick elements: name, slices, the pipe aperture
+    (:func:`_pipe`) and, for the integrated exact elements (``ExactQuad``,
+    ``ExactMultipole``, ``ExactCFbend``), the integrator's steps per slice and order
+    (``mapsteps``, ``int_order``)."""
+    kwargs: dict[str, Any] = {"name": element.name, "nslice": nslice, **_pipe(element)}
     if exact:
         kwargs["mapsteps"] = element.mapsteps
         kwargs["int_order"] = element.int_order
@@ -469,9 +492,11 @@ def _soft(element: Element, nslice: int, scale: str) -> dict[str, Any]:
     return {"ds": element.length, scale: float(element.params[scale]),
             "cos_coefficients": [float(v) for v in cos],
             "sin_coefficients": [float(v) for v in sin],
-            "nslice": nslice, "mapsteps": element.mapsteps}
+            "nslice": nslice, "mapsteps": element.mapsteps, **_pipe(element)}
 #: ``ImpactX.DipEdge``'s numbers, under ImpactX's names.
 _DIPEDGE_FIELDS = ("psi", "rc", "g", "R", "K0", "K1", "K2", "K3", "K4", "K5", "K6")
+
+
 @dataclass(frozen=True)
 class _SpinMapSpec(ElementSpec):
     """``SpinMap`` (``src/elements/SpinMap.H``): its ``v`` is an ImpactX ``Vector3`` and its
@@ -522,7 +547,7 @@ def _extension(element: Element, reference: ReferenceParticle, nslice: int
     if cls == "LinearMap":
         return [_LinearMapSpec(cls, {**base, "ds": element.length, "entries": {
             k: float(v) for k, v in p.items() if k.startswith("R")}})]
-    thick: dict[str, Any] = {"ds": element.length, "nslice": nslice}
+    thick: dict[str, Any] = {"ds": element.length, "nslice": nslice, **_pipe(element)}
     kwargs: dict[str, Any] = {
         "ConstF": lambda: {**thick, "kx": float(p["kx"]), "ky": float(p["ky"]),
                            "kt": float(p["kt"])},
@@ -565,7 +590,8 @@ TRANSLATORS: dict[str, Any] = {
 }
 
 _ALIGNED = tuple(sorted(ALIGNMENT_FIELDS))
-_MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED)
+_PIPE = tuple(PIPE_APERTURE)
+_MULTIPOLES = ("Kn*", "Ks*", *_ALIGNED, *_PIPE)
 #: Optional fields of extension kinds besides the alignment.
 _EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("sin*",),
                     "ImpactX.SoftSolenoid": ("sin*",), "ImpactX.RFCavity": ("sin*",)}
@@ -573,11 +599,13 @@ _EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("si
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
 #: every required field of its kinds plus these.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
-    TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
-    Octupole=_MULTIPOLES, SBend=(*CFBEND_FIELDS, "edge_int1", "edge_int2", "tilt_ref"),
-    Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
+    TRANSLATORS, Drift=(*_ALIGNED, *_PIPE), Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
+    Octupole=_MULTIPOLES,
+    SBend=(*CFBEND_FIELDS, "edge_int1", "edge_int2", "tilt_ref", *_PIPE),
+    Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=(*_ALIGNED, *_PIPE), Kicker=_ALIGNED,
     Aperture=(*APERTURE_OPTIONS, *_ALIGNED),
-    **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()))
+    **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()),
+              *(_PIPE if kind in PIPE_APERTURE_KINDS else ()))
        for kind in EXTENSION_KINDS
        if "x_offset" in SPECS[kind].fields
        and kind not in (POLYGON_APERTURE, "ImpactX.ExactMultipole")},

@@ -153,9 +153,9 @@ def test_capture_stated_as_a_scenario_with_its_tiers_and_slices() -> None:
 
 
 @pytest.mark.parametrize(("lattice", "settings", "distribution", "expected"), [
-    ([ix.SoftQuadrupole(name="f", ds=1.0, gscale=1.0, cos_coefficients=[1.0],
-                        sin_coefficients=[0.0], aperture_x=1e-3)], {}, WATERBAG,
-     "element SoftQuadrupole: aperture_x is not translated"),
+    ([ix.Multipole(name="f", multipole=2, K_normal=0.1, K_skew=0.0, aperture_x=1e-3,
+                   aperture_y=1e-3)], {}, WATERBAG,
+     "element Multipole: aperture_x is not translated"),
     ([ix.Drift(name="d", ds=1.0)], {"space_charge": "4D"}, WATERBAG,
      "space charge 4D: no such space-charge model"),
     ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: initial spins "

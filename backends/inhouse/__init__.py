@@ -56,8 +56,10 @@ if TYPE_CHECKING:
     from harness.model.scenario import Scenario
 
 #: Kinds whose map integrates along an on-axis profile over the whole element (ImpactX
-#: ``SoftQuad.H``, ``SoftSol.H``): the space-charge tracker's cut copies would not be slices.
-SOFT_EDGE_KINDS = frozenset({"ImpactX.SoftQuadrupole", "ImpactX.SoftSolenoid"})
+#: ``SoftQuad.H``, ``SoftSol.H``, ``RFCavity.H``): the space-charge tracker's cut copies
+#: would not be slices.
+SOFT_EDGE_KINDS = frozenset({"ImpactX.SoftQuadrupole", "ImpactX.SoftSolenoid",
+                             "ImpactX.RFCavity"})
 
 
 #: Inductor configuration of each math setting (:data:`backends.base.MATH_MODES`): ``ieee``
@@ -247,12 +249,22 @@ class InhouseBackend(Backend):
                 return Unsupported(f"thick Kicker with space charge ({thick_kickers[0]}): "
                                    "the space-charge tracker does not cut a kicker around "
                                    "its kick")
-            soft = [e for e in scenario.elements
-                    if e.kind in SOFT_EDGE_KINDS or e.kind == "ImpactX.RFCavity"]
+            soft = [e for e in scenario.elements if e.kind in SOFT_EDGE_KINDS]
             if soft:
                 return Unsupported(f"{soft[0].kind} with space charge ({soft[0].name}): the "
                                    "space-charge tracker cuts an element into shorter "
                                    "copies, which would rescale the on-axis profile")
+        piped = [e for e in scenario.elements if "aperture_x" in e.params]
+        soft_sliced = [e for e in piped if e.kind in SOFT_EDGE_KINDS and e.nslice > 1]
+        if soft_sliced:
+            return Unsupported(f"{soft_sliced[0].kind} with a pipe aperture and nslice "
+                               f"{soft_sliced[0].nslice} ({soft_sliced[0].name}): its map "
+                               "reads the whole on-axis profile, so the in-house tracker "
+                               "cannot check the aperture between its slices")
+        if piped and scenario.tracking == "envelope":
+            return Unsupported(f"pipe aperture ({piped[0].name}.aperture_x) with tracking "
+                               "'envelope': the in-house envelope tracker does not cut "
+                               "elements at their apertures")
         if scenario.tracking == "envelope":
             from backends.inhouse.envelope import check_scenario
 

@@ -22,18 +22,20 @@ Every element with a length is cut into ``kicks_per_element`` equal slices of le
 
 With ``kicks_per_element`` equal to the elements' ``nslice`` both codes take the same steps.
 
-Slicing (:func:`slice_element`): the pieces (slices, or half-slices with ``"strang"``) are
-copies of the harness element with ``length`` and ``angle`` divided by the number of pieces
-(the bend radius and every per-metre strength stay); a bend's entrance edge ``e1`` stays on
-the first piece and its exit edge ``e2`` on the last; each piece has ``nslice = 1`` and the
-element's ``mapsteps``, so an exact integrator takes ``mapsteps`` steps per piece: with the
-Strang split this is ImpactX's (measured, 5 MeV electrons with 1e-3 spread in every
-coordinate: ChrQuad + ExactQuad with ``nslice = 2``, ``mapsteps = 10`` agree to 4e-10 of
-sigma; with 5 steps per half-slice they differ by 8.5e-6); linear and paraxial maps are exact
-for any cut. Thin elements (multipoles, short RF,
-markers, apertures) are not sliced and get no kick (ImpactX's slice length is 0 there).
+Slicing (:func:`slice_element`, :func:`backends.inhouse.translate.slice_params`): the
+pieces (slices, or half-slices with ``"strang"``) are copies of the harness element with
+``length`` and ``angle`` divided by the number of pieces (the bend radius and every per-
+metre strength stay); a bend's entrance edge ``e1`` stays on the first piece and its exit
+edge ``e2`` on the last; each piece has ``nslice = 1`` and the element's ``mapsteps``, so
+an exact integrator takes ``mapsteps`` steps per piece: with the Strang split this is
+ImpactX's (measured, 5 MeV electrons with 1e-3 spread in every coordinate: ChrQuad +
+ExactQuad with ``nslice = 2``, ``mapsteps = 10`` agree to 4e-10 of sigma; with 5 steps per
+half-slice they differ by 8.5e-6); linear and paraxial maps are exact for any cut. Thin
+elements (multipoles, short RF, markers, apertures) are not sliced and get no kick
+(ImpactX's slice length is 0 there).
 Pieces are named ``<name>#<k>``; differentiable parameters keep the element's name and
-:meth:`SpaceChargeTracker.steps` hands each piece its share.
+:meth:`SpaceChargeTracker.steps` hands each piece its share. A piece of an element with a
+pipe aperture checks it at its exit (:func:`backends.inhouse.translate.translate`).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import overload
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -59,7 +60,7 @@ from backends.inhouse.tracker import (
     StepTracking,
     Tracker,
 )
-from backends.inhouse.translate import translate
+from backends.inhouse.translate import slice_params, translate
 from harness.model.kinds import KIND_SPECS
 from harness.model.lattice import Element
 
@@ -67,10 +68,6 @@ from harness.model.lattice import Element
 #: every kind whose strength is per metre (:attr:`harness.model.kinds.KindSpec.thick`).
 SLICED_KINDS = frozenset({"Drift", "SBend", "Instrument"}) | frozenset(
     spec.kind for spec in KIND_SPECS if spec.thick)
-
-#: Fields proportional to the length of the slice (``phi``: the angle of an
-#: ``ImpactX.ExactSbend``, whose slices ImpactX bends by |phi| / nslice, ``ExactSbend.H``).
-LENGTH_FIELDS = ("length", "angle", "phi")
 
 #: Orders of map and kick per slice (see the module docstring).
 SPLITS = ("strang", "kick_first")
@@ -84,32 +81,6 @@ def slice_name(name: str, index: int) -> str:
 def is_sliced(element: Element) -> bool:
     """Whether the element is cut into slices with a space-charge kick before each."""
     return element.kind in SLICED_KINDS and element.length > 0.0
-
-
-@overload
-def slice_params(params: Mapping[str, float], index: int, count: int) -> dict[str, float]: ...
-
-
-@overload
-def slice_params(params: Mapping[str, nm.Scalar], index: int, count: int
-                 ) -> dict[str, nm.Scalar]: ...
-
-
-def slice_params(params: Mapping[str, nm.Scalar], index: int, count: int
-                 ) -> dict[str, float] | dict[str, nm.Scalar]:
-    """Parameters of slice ``index`` of ``count`` from the element's (floats or tensors;
-    all-float parameters give all-float slices)."""
-    out = dict(params)
-    for field in LENGTH_FIELDS:
-        if field in out:
-            out[field] = out[field] / count
-    for field in ("e1", "edge_int1"):
-        if field in out and index > 0:
-            out[field] = 0.0
-    for field in ("e2", "edge_int2"):
-        if field in out and index < count - 1:
-            out[field] = 0.0
-    return out
 
 
 def slice_element(element: Element, count: int) -> list[Element]:

@@ -38,6 +38,10 @@ reference push does (:func:`reference_after`; :attr:`MapSpec.advance`), and an
 
 Shifted or rotated elements (``x_offset``, ``y_offset``, ``z_rot``; a bend's ``tilt_ref``)
 are wrapped in ImpactX's ``shift_in``/``shift_out`` (:mod:`backends.inhouse.alignment`).
+A thick element with a pipe aperture (``aperture_x``, ``aperture_y``) is cut into its
+``nslice`` pieces (:func:`slice_params`), each followed by the elliptical aperture mask, all
+inside the alignment: ImpactX's ``shift_in``, slice push, ``apply_aperture``, ``shift_out``
+per slice (``src/elements/mixin/beamoptic.H``, ``mixin/pipeaperture.H``), to round-off.
 Edges use the linear ``DipEdge`` model with the gap term g K2 = 2 edge_int (rc =
 length/angle of their bend); an edge with constant zero angle and zero fringe integral is
 the identity and is left out. Exact integrators take
@@ -49,8 +53,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, overload
 
 import torch
 
@@ -502,15 +506,105 @@ TRANSLATORS: dict[str, Callable[[Element, frozenset[str]], list[MapSpec]]] = {
 if set(TRANSLATORS) != KINDS:  # one table per kind, kept in step with the vocabulary
     raise ImportError(f"in-house translators {sorted(TRANSLATORS)} != kinds {sorted(KINDS)}")
 
+#: Fields proportional to the length of a slice (``phi``: the angle of an
+#: ``ImpactX.ExactSbend``, whose slices ImpactX bends by |phi| / nslice, ``ExactSbend.H``).
+LENGTH_FIELDS = ("length", "angle", "phi")
+
+#: Kinds whose map reads the whole element's on-axis profile: a piece of one is not the
+#: same map over a shorter length (ImpactX ``SoftQuad.H``, ``SoftSol.H``, ``RFCavity.H``).
+PROFILE_KINDS = frozenset({"ImpactX.SoftQuadrupole", "ImpactX.SoftSolenoid",
+                           "ImpactX.RFCavity"})
+
+
+@overload
+def slice_params(params: Mapping[str, float], index: int, count: int) -> dict[str, float]: ...
+
+
+@overload
+def slice_params(params: Mapping[str, nm.Scalar], index: int, count: int
+                 ) -> dict[str, nm.Scalar]: ...
+
+
+def slice_params(params: Mapping[str, nm.Scalar], index: int, count: int
+                 ) -> dict[str, float] | dict[str, nm.Scalar]:
+    """Parameters of slice ``index`` of ``count`` from the element's (floats or tensors;
+    all-float parameters give all-float slices): ``length`` and ``angle`` divided by
+    ``count`` (the bend radius and every per-metre strength stay), a bend's entrance edge
+    on the first slice only and its exit edge on the last."""
+    out = dict(params)
+    for field in LENGTH_FIELDS:
+        if field in out:
+            out[field] = out[field] / count
+    for field in ("e1", "edge_int1"):
+        if field in out and index > 0:
+            out[field] = 0.0
+    for field in ("e2", "edge_int2"):
+        if field in out and index < count - 1:
+            out[field] = 0.0
+    return out
+
+
+def has_pipe_aperture(element: Element) -> bool:
+    """Whether the element has ImpactX's pipe aperture (``aperture_x``, ``aperture_y``)."""
+    return "aperture_x" in element.params
+
+
+def _piece(spec: MapSpec, piece: Element, index: int, count: int) -> MapSpec:
+    """``spec`` (of the whole element) as the map of slice ``index`` of ``count``."""
+    if count == 1:
+        return replace(spec, element=piece, additive=False)
+
+    def make(p: Params, r: RefState) -> Entries | Kernel:
+        return spec.make(slice_params(p, index, count), r)
+
+    reference = spec.reference
+    after = None if reference is None else \
+        (lambda p, r: reference(slice_params(p, index, count), r))
+    return MapSpec(spec.impactx, piece, spec.linear, make, after, additive=False)
+
+
+def _pipe_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    """The element's ``nslice`` slices, each followed by its elliptical pipe aperture
+    (ImpactX ``src/elements/mixin/pipeaperture.H``: lost where (x/a_x)^2 + (y/a_y)^2 > 1,
+    :func:`backends.inhouse.aperture_masks.aperture_kernel`). Each slice is the element's
+    map over ``length / nslice`` with ``nslice = 1`` (an exact integrator takes
+    ``mapsteps`` steps per slice, as ImpactX's; ChrAcc updates the reference per slice);
+    a bend keeps its entrance edge before the first slice and its exit edge after the
+    last (:func:`slice_params`). A soft-edge element or cavity is one slice (its map reads the
+    whole profile; the backend refuses ``nslice > 1`` with a pipe aperture)."""
+    count = element.nslice
+    if element.kind in PROFILE_KINDS and count != 1:
+        raise ValueError(f"{element.kind} {element.name} with a pipe aperture and nslice "
+                         f"{count}: its map reads the whole on-axis profile")
+    out: list[MapSpec] = []
+    for index in range(count):
+        edges = slice_params(element.params, index, count)   # this slice's edges
+        piece = replace(element, nslice=1, params={**element.params, **{
+            k: edges[k] for k in ("e1", "edge_int1", "e2", "edge_int2") if k in edges}})
+        fields = frozenset(f for f in parameter_fields
+                           if f not in ("e1", "edge_int1") or index == 0)
+        fields = frozenset(f for f in fields
+                           if f not in ("e2", "edge_int2") or index == count - 1)
+        out.extend(_piece(spec, piece, index, count)
+                   for spec in TRANSLATORS[element.kind](piece, fields))
+        out.append(MapSpec("PipeAperture", piece, False, lambda p, r: (
+            aperture_masks.aperture_kernel(p["aperture_x"], p["aperture_y"],
+                                           "elliptical"))))
+    return out
+
 
 def translate(element: Element, parameter_fields: frozenset[str] = frozenset()
               ) -> list[MapSpec]:
     """The maps of one element; ``parameter_fields`` are its fields that will be given as
-    tensors (they keep maps that are the identity at the scenario's values)."""
+    tensors (they keep maps that are the identity at the scenario's values). An element
+    with a pipe aperture is its slices and their apertures (:func:`_pipe_specs`)."""
     if element.kind not in TRANSLATORS:
         raise ValueError(f"the in-house tracker does not translate {element.kind!r} "
                          f"({element.name})")
-    specs = TRANSLATORS[element.kind](element, parameter_fields)
+    if has_pipe_aperture(element):
+        specs = _pipe_specs(element, parameter_fields)
+    else:
+        specs = TRANSLATORS[element.kind](element, parameter_fields)
     rotation = "tilt_ref" if element.kind == "SBend" else "z_rot"
     return _aligned(element, specs, parameter_fields, rotation)
 

@@ -63,8 +63,14 @@ sextupole are PALS ``BodyShiftP`` ``x_offset``, ``y_offset``, ``z_rot`` [rad] (I
 ``src/elements/mixin/alignment.H``). The ``rotation`` of a bend is its ``BendP.tilt_ref``
 (the rotation of the body and both pole faces about s, as the ImpactX adapter builds it);
 a ``DipEdge`` with a rotation joins only a bend of the same rotation; on its own it is
-shifted like the elements above. On any other element, and element apertures
-(``aperture_x/y``), they are not translated: such an element is untranslatable.
+shifted like the elements above. On any other element they are not translated: such an
+element is untranslatable. The pipe aperture ``aperture_x``, ``aperture_y`` [m] of a thick
+element with ImpactX's ``PipeAperture`` mixin (drifts, quadrupoles, bends, ``Sol``, the
+sextupole ``ExactMultipole``, ``ConstF``, ``ChrAcc``, ``ChrPlasmaLens``, the soft-edge
+elements; ``src/elements/mixin/pipeaperture.H``) is a PALS ``ApertureP`` on the element
+(``location: EVERYWHERE``, ``shape: ELLIPTICAL``, ``aperture_shifts_with_body`` when the
+element is shifted); with one half-width 0 ImpactX applies none, and none is written (a
+note says so). On any other element it is untranslatable.
 :func:`element_settings` gives the integrator settings of an element (model tier, slices,
 map steps, integration order) that a scenario states beside its lattice.
 """
@@ -85,6 +91,10 @@ _SHIFTABLE = (*_DRIFTS, *_QUADS, "Sol", "ExactMultipole", "ConstF", "ChrAcc",
               "ChrPlasmaLens", "TaperedPL", "NonlinearLens", "ThinDipole", "Buncher",
               "LinearMap", "SoftQuadrupole", "SoftSolenoid", "Aperture", "PolygonAperture",
               "DipEdge", "QuadEdge", "RFCavity")
+#: ImpactX kinds whose pipe aperture (``aperture_x``, ``aperture_y``) is a PALS ``ApertureP``
+#: on the translated element (their ImpactX elements have the ``PipeAperture`` mixin).
+_PIPED = (*_DRIFTS, *_QUADS, "Sbend", "CFbend", "ExactSbend", "Sol", "ExactMultipole",
+          "ConstF", "ChrAcc", "ChrPlasmaLens", "SoftQuadrupole", "SoftSolenoid", "RFCavity")
 #: ImpactX elements whose ``to_dict`` takes ``in_degrees`` (their angles).
 _DEGREES = ("ExactSbend", "ThinDipole", "PRot", "PlaneXYRot")
 #: ImpactX elements written as extension kinds ``ImpactX.<class>``.
@@ -118,8 +128,8 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
     shift = _body_shift(d)
     misaligned = (("dx", "dy") if kind in _ROTATED else
                   ("dx", "dy", "rotation") if kind not in _SHIFTABLE else ())
-    apertures = ("aperture_x", "aperture_y") if kind not in ("Aperture",
-                                                             "PolygonAperture") else ()
+    apertures = ("aperture_x", "aperture_y") if kind not in ("Aperture", "PolygonAperture",
+                                                             *_PIPED) else ()
     for attribute in (*misaligned, *apertures):
         if float(d.get(attribute, 0.0) or 0.0):
             return Untranslatable(name, kind, length, f"{attribute} is not translated")
@@ -139,9 +149,32 @@ def _translate(element, index: int, reference: ReferenceParticle, notes: list[st
                                   f"element) is stated as reverse: true only on "
                                   f"{sorted(k for k, s in SPECS.items() if s.reversible)}")
         item = Translated(item.name, {**item.fields, "length": -length, "reverse": True})
+    if kind in _PIPED and isinstance(item, Translated):
+        item = _with_pipe(item, d, bool(shift), notes)
     if shift and isinstance(item, Translated):
         return Translated(item.name, {**item.fields, "BodyShiftP": shift})
     return item
+
+
+def _with_pipe(item: Translated, d: dict[str, Any], shifted: bool, notes: list[str]
+               ) -> Translated:
+    """``item`` with the element's pipe aperture (``src/elements/mixin/pipeaperture.H``:
+    lost where (x/a_x)^2 + (y/a_y)^2 > 1 after each slice, in the element's frame) as a PALS
+    ``ApertureP`` (``harness.model.lattice.pipe_aperture``); ImpactX skips an aperture with
+    a half-width <= 0, so then none is written."""
+    ax = float(d.get("aperture_x", 0.0) or 0.0)
+    ay = float(d.get("aperture_y", 0.0) or 0.0)
+    if ax <= 0.0 and ay <= 0.0:
+        return item
+    if ax <= 0.0 or ay <= 0.0:
+        notes.append(f"{item.name}: aperture_x {ax:g}, aperture_y {ay:g}: ImpactX applies "
+                     "no pipe aperture with a half-width <= 0, none written")
+        return item
+    aperture: dict[str, Any] = {"x_limits": [-ax, ax], "y_limits": [-ay, ay],
+                                "shape": "ELLIPTICAL", "location": "EVERYWHERE"}
+    if shifted:
+        aperture["aperture_shifts_with_body"] = True
+    return Translated(item.name, {**item.fields, "ApertureP": aperture})
 
 
 def _body_shift(d: dict[str, Any]) -> dict[str, float]:

@@ -82,6 +82,19 @@ APERTURE_OPTIONS: Mapping[str, FieldInfo] = MappingProxyType({
                              "(hexagonal patterns; needs repeat_y)"),
 })
 
+#: ImpactX's pipe aperture of a thick element (``src/elements/mixin/pipeaperture.H``,
+#: ``aperture_x``, ``aperture_y``): a particle is lost where (x/a_x)^2 + (y/a_y)^2 > 1 in
+#: the element's own (shifted, rotated) frame at the exit of each of its ``nslice`` slices.
+#: Written as a PALS ``ApertureP`` (``location: EVERYWHERE``, ``shape: ELLIPTICAL``) on
+#: the element; present only when set.
+PIPE_APERTURE: Mapping[str, FieldInfo] = MappingProxyType({
+    "aperture_x": FieldInfo("m", "horizontal half-axis of the elliptical pipe aperture "
+                            "(PALS ApertureP.x_limits on a thick element, location "
+                            "EVERYWHERE; ImpactX aperture_x)"),
+    "aperture_y": FieldInfo("m", "vertical half-axis of the pipe aperture (ApertureP."
+                            "y_limits; ImpactX aperture_y)"),
+})
+
 
 @dataclass(frozen=True)
 class KindSpec:
@@ -120,6 +133,8 @@ class KindSpec:
             the curvature kept) then carries the sign: the backends that declare the kind in
             ``reversible_kinds`` track it so, every other refuses the element by name. A
             reversed bend has no pole faces (ImpactX's DipEdges are not inverted).
+        pipe_aperture: whether the element takes ImpactX's pipe aperture
+            (:data:`PIPE_APERTURE`: its ImpactX elements have the ``PipeAperture`` mixin).
     """
 
     kind: str
@@ -134,6 +149,7 @@ class KindSpec:
     integrated: bool = False
     example: Mapping[str, Any] = field(default_factory=dict)
     reversible: bool = False
+    pipe_aperture: bool = False
 
     def unit_of(self, name: str) -> str:
         """Unit of the (exact) field ``name`` of this kind, or ``""``."""
@@ -152,9 +168,9 @@ def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
     return KindSpec(
         kind, tiers,
         {"length": _LENGTH, main: FieldInfo(unit, f"normalised {name} (MAD-X {mad})"),
-         **named, **ALIGNMENT, **MULTIPOLE_PATTERNS},
+         **named, **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
         frozenset({"length", main}), reader="thick_multipole", main_order=order,
-        main_name=name, thick=True, integrated=True,
+        main_name=name, thick=True, integrated=True, pipe_aperture=True,
         example={"length": 0.3, "MagneticMultipoleP": {main: example}}, reversible=reversible)
 
 
@@ -169,8 +185,9 @@ _BEND_PALS: dict[str, Disposition] = {
 
 #: Every element kind of the harness's flat lattice, in the order tables list them.
 KIND_SPECS: tuple[KindSpec, ...] = (
-    KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT}, frozenset({"length"}),
-             reader="drift", example={"length": 0.3}, reversible=True),
+    KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT, **PIPE_APERTURE},
+             frozenset({"length"}), reader="drift", example={"length": 0.3},
+             pipe_aperture=True, reversible=True),
     _thick_multipole("Quadrupole", 1, "gradient", "1/m^2", "K1, > 0 focuses x", MODEL_TIERS,
                      1.0, reversible=True),
     KindSpec("SBend", ("linear", "exact"), {
@@ -185,9 +202,10 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "h2": FieldInfo("1/m", "exit pole-face curvature"),
         "tilt_ref": FieldInfo("rad", "rotation of the bend (and its plane) about s (MAD-X "
                               "TILT of a bend; ImpactX rotation)"),
-        **ALIGNMENT, **MULTIPOLE_PATTERNS},
+        **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
         frozenset({"length", "angle", "e1", "e2"}), _BEND_PALS, reader="bend",
-        example={"length": 0.3, "BendP": {"g_ref": 0.1}}, reversible=True),
+        example={"length": 0.3, "BendP": {"g_ref": 0.1}}, pipe_aperture=True,
+        reversible=True),
     _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
                      "K2S"),
     _thick_multipole("Octupole", 3, "octupole strength", "1/m^4", "K3", ("exact",), 100.0,
@@ -198,10 +216,10 @@ KIND_SPECS: tuple[KindSpec, ...] = (
              example={"length": 0.0, "MagneticMultipoleP": {"Kn1L": 0.1}}),
     KindSpec("Solenoid", ("linear",), {
         "length": _LENGTH, "Ksol": FieldInfo("1/m", "B_s / (B rho) (ImpactX ks)"),
-        **ALIGNMENT, **MULTIPOLE_PATTERNS},
+        **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
         frozenset({"length", "Ksol"}), {"SolenoidP.Ksol": "Ksol", "SolenoidP.Bsol": "Ksol"},
         reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
-        reversible=True),
+        pipe_aperture=True, reversible=True),
     KindSpec("RFCavity", MODEL_TIERS, {
         "length": FieldInfo("m", "0 (short RF gap)"),
         "voltage": FieldInfo("V", "peak voltage"),
@@ -300,7 +318,8 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
     if name == "LinearMap":
         length = {"length": FieldInfo("m", "length the reference particle advances (never "
                                       "sliced)")}
-    all_fields = {**length, **fields, **(ALIGNMENT if aligned else {})}
+    all_fields = {**length, **fields, **(ALIGNMENT if aligned else {}),
+                  **(PIPE_APERTURE if thick else {})}
     required = frozenset({"length", *(k for k in fields if "*" not in k),
                           *list(listed.values())[:1]})
     if name == "SpinMap":
@@ -309,7 +328,8 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
         f"{EXTENSION_NAMESPACE}{name}", ("exact",) if integrated else tiers,
         all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
-        reader="extension", thick=thick, integrated=integrated, example=example)
+        reader="extension", thick=thick, integrated=integrated, example=example,
+        pipe_aperture=thick)
 
 
 #: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
@@ -468,6 +488,10 @@ KIND_SPECS = KIND_SPECS + EXTENSION_SPECS
 
 #: The extension kinds (``ImpactX.*``).
 EXTENSION_KINDS: frozenset[str] = frozenset(spec.kind for spec in EXTENSION_SPECS)
+
+#: The kinds that take ImpactX's pipe aperture (:data:`PIPE_APERTURE`).
+PIPE_APERTURE_KINDS: frozenset[str] = frozenset(
+    spec.kind for spec in KIND_SPECS if spec.pipe_aperture)
 
 #: The specs by kind.
 SPECS: Mapping[str, KindSpec] = MappingProxyType({spec.kind: spec for spec in KIND_SPECS})

@@ -25,7 +25,11 @@ Equivalent PALS forms are resolved here, once, so that every backend reads one f
   ``Aperture`` element; ImpactX's options PALS has no field for (``action``, ``repeat_x``,
   ``repeat_y``, ``shift_odd_x``) come from the element's ``ImpactXP`` group, and its
   ``BodyShiftP`` moves the aperture when ``ApertureP.aperture_shifts_with_body`` is true
-  (ImpactX ``dx``, ``dy``, ``rotation``).
+  (ImpactX ``dx``, ``dy``, ``rotation``);
+* pipe apertures: an ``ApertureP`` with ``location: EVERYWHERE`` and ``shape: ELLIPTICAL``
+  on a thick element of a kind with ImpactX's pipe aperture (Drift, Quadrupole, SBend,
+  Sextupole, Octupole, Solenoid and the thick extension kinds) becomes its ``aperture_x``,
+  ``aperture_y`` (:func:`pipe_aperture`).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from harness.model.kinds import (
     LIST_FIELDS,
     MATRIX_ENTRIES,
     MAX_COEFFICIENTS,
+    PIPE_APERTURE_KINDS,
     POLYGON_APERTURE,
     SPECS,
     SPIN_MATRIX_ENTRIES,
@@ -176,6 +181,9 @@ PALS_FIELDS: dict[str, Disposition] = {
 }
 PALS_FIELDS.update({f"{spec.kind}:{key}": where for spec in SPECS.values()
                     for key, where in spec.pals_fields.items()})
+# a pipe aperture (:func:`pipe_aperture`, which also reads its location and shape)
+PALS_FIELDS.update({f"{kind}:ApertureP.{axis}_limits": f"aperture_{axis}"
+                    for kind in PIPE_APERTURE_KINDS for axis in "xy"})
 
 #: Parameter groups that are mappings of fields (validated field by field).
 _GROUPS = ("ApertureP", "BodyShiftP", "BendP", "MagneticMultipoleP", "ElectricMultipoleP",
@@ -735,6 +743,78 @@ def aperture_options(options: Mapping[str, Any], file, path: str) -> dict[str, f
     return out
 
 
+#: The fields of a PALS ``ApertureP`` (pals-schema ``ApertureParameters``) and their defaults.
+_APERTURE_DEFAULTS: Mapping[str, Any] = {
+    "x_limits": [None, None], "y_limits": [None, None], "shape": "RECTANGULAR",
+    "location": "ENTRANCE_END", "material": "", "thickness": 0.0,
+    "aperture_shifts_with_body": False, "aperture_active": True}
+
+
+def pipe_aperture(group: Any, params: Mapping[str, Any], file, path: str
+                  ) -> dict[str, float]:
+    """ImpactX's pipe aperture (``src/elements/mixin/pipeaperture.H``) of a thick element
+    from its raw ``ApertureP`` ``group`` (None: none) -> ``aperture_x``, ``aperture_y`` [m].
+
+    ImpactX checks (x/a_x)^2 + (y/a_y)^2 <= 1 in the element's own frame at the exit of
+    each of its ``nslice`` slices (``src/elements/mixin/beamoptic.H``): PALS's nearest
+    statement is ``location: EVERYWHERE`` (sampled at the slice exits), ``shape:
+    ELLIPTICAL``, symmetric ``x_limits``, ``y_limits``, and, on a shifted or rotated
+    element (``BodyShiftP``), ``aperture_shifts_with_body: true``. Every other statement is
+    refused naming the field; ``aperture_active: false`` is no aperture. ``params`` are the
+    element's other fields (its alignment); ``path`` is the element's."""
+    if group is None:
+        return {}
+    where = f"{path}.ApertureP"
+    if not isinstance(group, dict):
+        raise ScenarioError(file, where, "a mapping of parameters", _short(group))
+    for key in group:
+        if key not in _APERTURE_DEFAULTS:
+            raise ScenarioError(file, f"{where}.{key}", "one of the fields of ApertureP: "
+                                f"{sorted(_APERTURE_DEFAULTS)}", _short(key))
+    given = {**_APERTURE_DEFAULTS, **group}
+    if given["aperture_active"] is not True:
+        if given["aperture_active"] is not False:
+            raise ScenarioError(file, f"{where}.aperture_active", "true or false",
+                                _short(given["aperture_active"]))
+        return {}
+    for key in ("material", "thickness"):
+        if given[key] != _APERTURE_DEFAULTS[key]:
+            reason = getattr(PALS_FIELDS[f"ApertureP.{key}"], "reason", "")
+            raise ScenarioError(file, f"{where}.{key}", f"not set ({reason})",
+                                _short(given[key]))
+    if given["location"] != "EVERYWHERE":
+        raise ScenarioError(file, f"{where}.location", "EVERYWHERE on a thick element (its "
+                            "pipe aperture, which ImpactX checks at the exit of each of the "
+                            "element's nslice slices; an aperture at one end is a Marker "
+                            "with the ApertureP beside the element)",
+                            _short(given["location"]))
+    if given["shape"] != "ELLIPTICAL":
+        raise ScenarioError(file, f"{where}.shape", "ELLIPTICAL on a thick element "
+                            "(ImpactX's pipe aperture is an ellipse; a rectangular one is a "
+                            "Marker with the ApertureP beside the element)",
+                            _short(given["shape"]))
+    out: dict[str, float] = {}
+    for axis in ("x", "y"):
+        key = f"{axis}_limits"
+        limits = given[key]
+        if not isinstance(limits, list) or len(limits) != 2 or any(
+                v is None or isinstance(v, bool) for v in limits):
+            raise ScenarioError(file, f"{where}.{key}", "both limits [-a, a] in metres (a "
+                                "pipe aperture bounds x and y)", _short(limits))
+        lo = _number(limits[0], file, f"{where}.{key}[0]")
+        hi = _number(limits[1], file, f"{where}.{key}[1]")
+        if hi <= 0.0 or abs(lo + hi) > 1e-15 * max(abs(lo), 1.0):
+            raise ScenarioError(file, f"{where}.{key}", "symmetric limits [-a, a] with a > 0 "
+                                "in metres", _short(limits))
+        out[f"aperture_{axis}"] = hi
+    shifted = any(params.get(key, 0.0) != 0.0 for key in ALIGNMENT)
+    if shifted and given["aperture_shifts_with_body"] is not True:
+        raise ScenarioError(file, f"{where}.aperture_shifts_with_body", "true on a shifted "
+                            "or rotated element (ImpactX checks a pipe aperture in the "
+                            "element's own frame)", _short(given["aperture_shifts_with_body"]))
+    return out
+
+
 def _shifted_aperture(raw: Mapping[str, Any]) -> bool:
     """Whether a raw element's ``ApertureP`` moves with its ``BodyShiftP``."""
     group = raw.get("ApertureP")
@@ -853,7 +933,8 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
     name, every required field must be given."""
     file = ctx.file
     aligned = "x_offset" in spec.fields
-    allowed = ["length", "MetaP", EXTENSION_GROUP, *(["BodyShiftP"] if aligned else [])]
+    allowed = ["length", "MetaP", EXTENSION_GROUP, *(["BodyShiftP"] if aligned else []),
+               *(["ApertureP"] if spec.pipe_aperture else [])]
     for key, value in fields.items():
         if key not in allowed:
             raise ScenarioError(file, f"{path}.{key}", f"one of the fields of {spec.kind}: "
@@ -921,6 +1002,8 @@ def _extension(spec: KindSpec, fields: dict, ctx: _Context, path: str) -> dict[s
         number = _number(value, file, f"{path}.BodyShiftP.{key}")
         if number != 0.0:
             params[key] = number
+    if spec.pipe_aperture:
+        params.update(pipe_aperture(fields.get("ApertureP"), params, file, path))
     return params
 
 
@@ -1018,18 +1101,20 @@ def _check_dispositions(kind: str, kind_class: type[pydantic.BaseModel], raw: di
                                 f"({whole.reason}{hint})", _short(given[key]))
         if group == "MagneticMultipoleP":
             continue
-        if group == "ApertureP" and kind not in ("Marker", "Instrument"):
+        pipe = group == "ApertureP" and kind in PIPE_APERTURE_KINDS
+        if group == "ApertureP" and kind not in ("Marker", "Instrument") and not pipe:
             raise ScenarioError(file, f"{path}.ApertureP", f"no aperture on a {kind} "
-                                "(apertures sit on a Marker or a zero-length Instrument; "
-                                "put a Marker with the ApertureP before the element)")
+                                "(apertures sit on a Marker or a zero-length Instrument, "
+                                f"pipe apertures on {sorted(PIPE_APERTURE_KINDS)}; put a "
+                                "Marker with the ApertureP before the element)")
         model = _group_class(kind_class, group)
         for key in given:
             try:
                 where = pals_disposition(kind, f"{group}.{key}")
             except KeyError:
                 continue   # unknown keys are refused by _check_known_fields
-            if not isinstance(where, Refused):
-                continue
+            if not isinstance(where, Refused) or (pipe and key == "location"):
+                continue   # a pipe aperture's location is read by pipe_aperture
             field_info = model.model_fields.get(key) if model is not None else None
             default = field_info.default if field_info is not None else None
             if given[key] != default:
@@ -1158,11 +1243,14 @@ class _Flattener:
                     and type(sub).model_config.get("extra") != "allow"):
                 _check_known_fields(sub, value, self.file, f"{path}.{key}",
                                     frozenset({extra[key]}) if key in extra else frozenset())
-        aperture = _aperture(element, self.ctx, path, options)
-        if aperture is not None:
-            check_element_bounds("Aperture", aperture, self.file, path)
-            return "Aperture", aperture
+        if kind in ("Marker", "Instrument"):
+            aperture = _aperture(element, self.ctx, path, options)
+            if aperture is not None:
+                check_element_bounds("Aperture", aperture, self.file, path)
+                return "Aperture", aperture
         params = READERS[kind](element, fields, self.ctx, path)
+        if kind in PIPE_APERTURE_KINDS:
+            params.update(pipe_aperture(fields.get("ApertureP"), params, self.file, path))
         check_element_bounds(kind, params, self.file, path)
         return kind, params
 

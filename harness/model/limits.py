@@ -161,6 +161,9 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
           low_open=True),
     Bound("y_limit", 0.0, 10.0, "m", "as x_limit", low_open=True),
     Bound("elliptical", 0.0, 1.0, "1", "a flag: 1 elliptical, 0 rectangular"),
+    Bound("aperture_x", 0.0, 10.0, "m", "a pipe aperture's half-axis on a thick element "
+          "(as x_limit)", low_open=True),
+    Bound("aperture_y", 0.0, 10.0, "m", "as aperture_x", low_open=True),
     Bound("absorb", 0.0, 1.0, "1", "a flag: 1 absorb, 0 transmit (ImpactX action)"),
     Bound("repeat_x", 0.0, 10.0, "m", "a mask period of 10 m (pepper-pots: mm)"),
     Bound("repeat_y", 0.0, 10.0, "m", "as repeat_x"),
