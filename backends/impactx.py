@@ -8,6 +8,9 @@ harness kind   tier         ImpactX elements (in order)
 =============  ===========  ===================================================================
 Drift          lin/par/ex   ``Drift`` / ``ChrDrift`` / ``ExactDrift`` (``ds``)
 Quadrupole     lin/par/ex   ``Quad`` / ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 [1/m^2], unit 0)
+Quadrupole+    par/ex       ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 field_rigidity [T/m], unit
+field_rigidity              1: divided by the local rigidity; linear: unsupported, Quad has no
+                            unit)
 SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc = length/angle)``
                             (``CFbend(rc, k=Kn1)`` with Kn1), ``DipEdge(psi=e2, ...)``
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
@@ -113,7 +116,13 @@ from backends.translation import (
     exact_tier_multipoles,
     multipole_orders,
 )
-from harness.model.kinds import APERTURE_OPTIONS, EXTENSION_KINDS, POLYGON_APERTURE, SPECS
+from harness.model.kinds import (
+    APERTURE_OPTIONS,
+    EXTENSION_KINDS,
+    FIELD_RIGIDITY,
+    POLYGON_APERTURE,
+    SPECS,
+)
 from harness.model.lattice import (
     Element,
     polygon_vertices,
@@ -301,7 +310,27 @@ def _quadrupole(element: Element, reference: ReferenceParticle, nslice: int) -> 
         return [_exact_multipole(element, nslice)]
     k, turn = rotated_normal(float(element.params["Kn1"]),
                              float(element.params.get("Ks1", 0.0)), 1)
+    if FIELD_RIGIDITY in element.params:
+        # the field gradient [T/m], which ImpactX divides by the local rigidity (unit 1)
+        refused = field_rigidity_refusal(element)
+        if refused is not None:
+            raise ValueError(refused.reason)
+        field = k * float(element.params[FIELD_RIGIDITY])
+        return [_quad(element, element.tier, nslice, field, _aligned(element, turn=turn), 1)]
     return [_quad(element, element.tier, nslice, k, _aligned(element, turn=turn))]
+
+
+def field_rigidity_refusal(element: Element) -> Unsupported | None:
+    """Unsupported for a quadrupole whose field is held against the local rigidity
+    (``field_rigidity``) at the linear tier: ImpactX's ``Quad`` takes k [1/m^2] only (no
+    ``unit``, ``src/elements/Quad.H``), ``ChrQuad`` and ``ExactQuad`` take unit 1."""
+    if element.kind != "Quadrupole" or FIELD_RIGIDITY not in element.params \
+            or element.tier != "linear":
+        return None
+    return Unsupported(f"Quadrupole field {FIELD_RIGIDITY!r} ({element.name}): a gradient "
+                       "held as a field in a lattice that changes the reference energy needs "
+                       "ImpactX's unit 1, which its linear Quad does not take; use model "
+                       "'paraxial' or 'exact' (ChrQuad, ExactQuad)")
 
 
 def _drift(element: Element, tier: str, nslice: int, length: float | None = None,
@@ -313,14 +342,15 @@ def _drift(element: Element, tier: str, nslice: int, length: float | None = None
 
 
 def _quad(element: Element, tier: str, nslice: int, k: float,
-          align: dict[str, Any] | None = None) -> ElementSpec:
-    """Thick quadrupole, ``k`` [1/m^2] (MAD-X K1; ImpactX ``unit=0``)."""
+          align: dict[str, Any] | None = None, unit: int = 0) -> ElementSpec:
+    """Thick quadrupole, ``k`` [1/m^2] (MAD-X K1; ImpactX ``unit=0``), or with ``unit`` 1
+    the gradient [T/m] that ImpactX divides by the local rigidity (ChrQuad, ExactQuad)."""
     base = {"ds": element.length, "k": k, **(align or {})}
     if tier == "linear":
         return ElementSpec("Quad", {**base, **_thick(element, nslice)})
     if tier == "paraxial":
-        return ElementSpec("ChrQuad", {**base, "unit": 0, **_thick(element, nslice)})
-    return ElementSpec("ExactQuad", {**base, "unit": 0, **_thick(element, nslice, True)})
+        return ElementSpec("ChrQuad", {**base, "unit": unit, **_thick(element, nslice)})
+    return ElementSpec("ExactQuad", {**base, "unit": unit, **_thick(element, nslice, True)})
 
 
 def _bend(element: Element, nslice: int) -> list[ElementSpec]:
@@ -524,8 +554,9 @@ _EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("si
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
 #: every required field of its kinds plus these.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
-    TRANSLATORS, Drift=_ALIGNED, Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
-    Octupole=_MULTIPOLES, SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
+    TRANSLATORS, Drift=_ALIGNED, Quadrupole=(*_MULTIPOLES, FIELD_RIGIDITY),
+    Sextupole=_MULTIPOLES, Octupole=_MULTIPOLES,
+    SBend=("Kn1", "edge_int1", "edge_int2", "tilt_ref"),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=_ALIGNED, Kicker=_ALIGNED,
     Aperture=(*APERTURE_OPTIONS, *_ALIGNED),
     **{kind: (*_ALIGNED, *_EXTENSION_EXTRA.get(kind, ()))
@@ -956,7 +987,7 @@ class ImpactXBackend(Backend):
                 return settings
         raised = []
         for element in scenario.elements:
-            refused = exact_tier_multipoles(element)
+            refused = exact_tier_multipoles(element) or field_rigidity_refusal(element)
             if refused is not None:
                 return refused
             family = "Marker" if element.kind == "Aperture" else element.kind

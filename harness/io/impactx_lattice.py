@@ -8,8 +8,8 @@ not a lattice property in PALS, it is the scenario's ``model`` (listed in the no
 ImpactX                                  PALS
 =======================================  ======================================================
 Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length
-Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
-                                         with the signed rigidity of the reference particle)
+Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: the field
+                                         ``Bn1 = k`` [T/m], divided by the local rigidity)
 Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``)
 ExactSbend (ds, phi [deg], B [T])        ``SBend`` ``g_ref = radians(phi) / ds`` (B = 0)
 DipEdge (psi, rc, g, K2), g*K2 = 0       the adjacent bend's free pole face (same rc), else
@@ -119,11 +119,12 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
     if kind in _DRIFTS:
         return Translated(name, {"kind": "Drift", "length": length})
     if kind in _QUADS:
-        k = float(d["k"])
-        if int(d.get("unit", 0)) == 1:
-            k = k / reference.rigidity_Tm
+        # unit 1: k is the gradient [T/m], which ImpactX divides by the local rigidity
+        # (src/elements/ChrQuad.H, ExactQuad.H); PALS Bn1 (the scenario keeps the field
+        # where the lattice changes the reference energy)
+        key = "Bn1" if int(d.get("unit", 0)) == 1 else "Kn1"
         return Translated(name, {"kind": "Quadrupole", "length": length,
-                                 "MagneticMultipoleP": {"Kn1": k}})
+                                 "MagneticMultipoleP": {key: float(d["k"])}})
     if kind in ("Sbend", "CFbend", "ExactSbend"):
         if kind == "ExactSbend":
             if float(d.get("B", 0.0)):

@@ -110,6 +110,9 @@ class KindSpec:
             strength set (ImpactX's map is then the identity).
         integrated: whether ImpactX tracks it with a symplectic integrator at the exact
             tier (``mapsteps``, ``int_order`` act on it).
+        accelerates: whether its map changes the reference energy (ImpactX ``ShortRF.H``,
+            ``ChrUniformAcc.H`` push ``refpart.pt``): downstream, a strength per rigidity
+            is taken against the local reference (see :data:`FIELD_RIGIDITY`).
         example: a minimal valid PALS element of the kind, without ``kind``.
     """
 
@@ -123,6 +126,7 @@ class KindSpec:
     main_name: str = ""
     thick: bool = False
     integrated: bool = False
+    accelerates: bool = False
     example: Mapping[str, Any] = field(default_factory=dict)
 
     def unit_of(self, name: str) -> str:
@@ -131,17 +135,33 @@ class KindSpec:
         return info.unit if info is not None else ""
 
 
+#: The element field of a Quadrupole whose gradient is a field (PALS ``Bn1``/``Bs1`` [T/m])
+#: in a lattice with an element that :attr:`~KindSpec.accelerates`: the signed rigidity
+#: B rho [T m] of the beam at the start of the lattice, that ``Kn1``/``Ks1`` are normalised
+#: with. The field (Kn1, Ks1) x field_rigidity is held; where the element sits the strength
+#: is that field / the local B rho (ImpactX ``unit = 1``, ``src/elements/ChrQuad.H``
+#: ``m_g = m_k / refpart.rigidity_Tm()``). Absent, Kn1 is normalised to the local reference.
+FIELD_RIGIDITY = "field_rigidity"
+
+_FIELD_RIGIDITY_INFO = FieldInfo("T m", "B rho at the start that Kn1/Ks1 are normalised with "
+                                 "when given as the field Bn1/Bs1 in a lattice that changes "
+                                 "the reference energy: the field is held, the strength is "
+                                 "field / local B rho (ImpactX unit 1)")
+
+
 def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
-                     tiers: tuple[str, ...], example: float, skew: str = "") -> KindSpec:
+                     tiers: tuple[str, ...], example: float, skew: str = "",
+                     extra: Mapping[str, FieldInfo] | None = None) -> KindSpec:
     """A kind whose body is a thick multipole with the normal component of ``order``
     required (Quadrupole, Sextupole, Octupole): every other component is optional
-    (``skew``: the MAD-X name of the skew component, listed by name)."""
+    (``skew``: the MAD-X name of the skew component, listed by name; ``extra``: further
+    optional fields)."""
     main = f"Kn{order}"
     named = {f"Ks{order}": FieldInfo(unit, f"skew {name} (MAD-X {skew})")} if skew else {}
     return KindSpec(
         kind, tiers,
         {"length": _LENGTH, main: FieldInfo(unit, f"normalised {name} (MAD-X {mad})"),
-         **named, **ALIGNMENT, **MULTIPOLE_PATTERNS},
+         **named, **(extra or {}), **ALIGNMENT, **MULTIPOLE_PATTERNS},
         frozenset({"length", main}), reader="thick_multipole", main_order=order,
         main_name=name, thick=True, integrated=True,
         example={"length": 0.3, "MagneticMultipoleP": {main: example}})
@@ -161,7 +181,7 @@ KIND_SPECS: tuple[KindSpec, ...] = (
     KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT}, frozenset({"length"}),
              reader="drift", example={"length": 0.3}),
     _thick_multipole("Quadrupole", 1, "gradient", "1/m^2", "K1, > 0 focuses x", MODEL_TIERS,
-                     1.0),
+                     1.0, extra={FIELD_RIGIDITY: _FIELD_RIGIDITY_INFO}),
     KindSpec("SBend", ("linear", "exact"), {
         "length": FieldInfo("m", "arc length"),
         "angle": FieldInfo("rad", "bend angle = g_ref * length"),
@@ -205,8 +225,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
             "SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
             "MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
             "BodyShiftP": Refused("no backend shifts a short RF gap")},
-        reader="rf", example={"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9,
-                                                      "phase": 0.0}}),
+        reader="rf", accelerates=True,
+        example={"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9, "phase": 0.0}}),
     KindSpec("Marker", MODEL_TIERS, {"length": FieldInfo("m", "0")}, frozenset({"length"}),
              {"BodyShiftP": Refused("a Marker (or aperture) has no body to shift")},
              reader="marker", example={}),
@@ -253,7 +273,8 @@ MATRIX_ENTRIES: tuple[str, ...] = tuple(f"R{i}{j}" for i in range(1, 7) for j in
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
                thick: bool = False, aligned: bool = True,
                tiers: tuple[str, ...] = MODEL_TIERS,
-               lists: Mapping[str, str] | None = None) -> KindSpec:
+               lists: Mapping[str, str] | None = None,
+               accelerates: bool = False) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
     name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
@@ -276,7 +297,7 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
     return KindSpec(
         f"{EXTENSION_NAMESPACE}{name}", tiers, all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
-        reader="extension", thick=thick, example=example)
+        reader="extension", thick=thick, accelerates=accelerates, example=example)
 
 
 #: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
@@ -313,7 +334,8 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
     _extension("ChrAcc", {
         "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre (non-zero)"),
         "bz": FieldInfo("1/m", "q B_z / (m c): the solenoid field")},
-        {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True),
+        {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True,
+        accelerates=True),
     _extension("ChrPlasmaLens", {
         "k": FieldInfo("1/m^2", "gradient / (B rho) (ImpactX unit 0; > 0 focuses x and y)")},
         {"length": 0.3, EXTENSION_GROUP: {"k": 3.0}}, thick=True),

@@ -147,6 +147,8 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("z_rot", -TWO_PI, TWO_PI, "rad", "a rotation of at most one turn"),
     Bound("x_offset", -1.0, 1.0, "m", "an element body 1 m off the beam sees no beam"),
     Bound("y_offset", -1.0, 1.0, "m", "as x_offset"),
+    Bound("field_rigidity", -1e5, 1e5, "T m", "the beam's B rho at the start (the LHC's "
+          "7 TeV protons: 2.3e4 T m)", nonzero=True),
     Bound("Ksol", -1e6, 1e6, "1/m", "B_s / (B rho): 20 T for a 20 uT m beam"),
     Bound("Kn0L", -1.0, 1.0, "rad", "a dipole kick below 1 rad (px, py are below 1)"),
     Bound("Ks0L", -1.0, 1.0, "rad", "as Kn0L"),
