@@ -258,6 +258,10 @@ class Backend(ABC):
     #: others refuse such a scenario with :attr:`spin_refusal`.
     spin_tracking: ClassVar[bool] = False
     spin_refusal: ClassVar[str] = "no spin tracking"
+    #: Whether it applies its maps to the coordinates as given, so that probe particles
+    #: (``beam.linear_probes``: pt = 1 and the like, no physical energy) cross a lattice of
+    #: linear maps unchanged in meaning; the others refuse such a scenario by name.
+    linear_probes: ClassVar[bool] = False
     #: Tracking modes (``particles``, ``envelope``) it runs; ``envelope`` needs
     #: :meth:`prepare_envelope`. A scenario's ``tracking`` outside them is refused with
     #: :attr:`envelope_refusal` (or the modes it has).
@@ -396,6 +400,11 @@ class Backend(ABC):
             return refused
         if getattr(scenario, "spin", False) and not self.spin_tracking:
             return Unsupported(f"beam.spin: {self.name}: {self.spin_refusal}")
+        beam = getattr(scenario, "beam", None)
+        if getattr(beam, "linear_probes", False) and not self.linear_probes:
+            return Unsupported(f"beam.linear_probes: {self.name} converts each particle's "
+                               "coordinates with its energy, which a probe particle (pt = 1 "
+                               "and the like) does not have")
         tracking = getattr(scenario, "tracking", "particles")
         if tracking not in self.tracking_modes:
             return Unsupported(f"tracking {tracking!r}: " + (

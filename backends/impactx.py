@@ -909,6 +909,7 @@ class ImpactXBackend(Backend):
     takes_plans: ClassVar[bool] = True
     #: Thomas-BMT spin push of every element (``sim.spin``; ``spin_and_phasespace_push``).
     spin_tracking: ClassVar[bool] = True
+    linear_probes: ClassVar[bool] = True
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.impactx_envelope:ImpactXEnvelope"

@@ -202,6 +202,7 @@ class InhouseBackend(Backend):
     #: ImpactX's spin maps ported map by map (:mod:`backends.inhouse.spin`); the maps
     #: without a port are refused by name when the scenario is planned.
     spin_tracking: ClassVar[bool] = True
+    linear_probes: ClassVar[bool] = True
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.inhouse.envelope:InhouseEnvelope"

@@ -164,7 +164,8 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
         recorder.record["notes"].append("add_particles called more than once")
     capture = Capture(settings=recorder.settings, reference=_reference(sim),
                       lattice=list(sim.lattice), distribution=distribution,
-                      bunch_charge_C=charge, particles=max(len(initial), 1), spin=spins)
+                      bunch_charge_C=charge, particles=max(len(initial), 1), spin=spins,
+                      initial=initial)
     if distribution is None and len(recorder.added) != 1:
         capture.bunch_charge_C = float(np.sum(weights)) * 1.602176634e-19 if len(
             initial) else 0.0

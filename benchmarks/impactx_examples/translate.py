@@ -71,6 +71,8 @@ class Capture:
             charge, the bunch charge [C] under 3D), None when not given.
         spin: ``(class name, parameters)`` of the spin distribution given to
             ``add_particles``, or None.
+        initial: the example's initial particles ``(N, 6)`` (x, px, y, py, t, pt; spins
+            after), or None when not recorded.
     """
 
     settings: dict[str, Any]
@@ -83,6 +85,7 @@ class Capture:
     tracking: str = "particles"
     intensity: float | None = None
     spin: tuple[str, dict[str, float]] | None = None
+    initial: Any = None
 
 
 def species_of(reference: dict[str, float]) -> dict[str, Any]:
@@ -96,6 +99,26 @@ def species_of(reference: dict[str, float]) -> dict[str, Any]:
             "mass_MeV": reference["mass_MeV"]}
 
 
+def _probes(capture: Capture) -> bool:
+    """Whether the example's initial particles include one that does not move forward
+    (:func:`harness.model.particles.check_particles`), such as the unit vector pt = 1 that
+    reads a transfer map: the scenario states them as ``beam.linear_probes``, which the
+    scenario accepts over a lattice of linear maps only."""
+    if capture.initial is None or not len(capture.initial):
+        return False
+    from harness.model.errors import ScenarioError
+    from harness.model.particles import check_particles
+
+    reference = ReferenceParticle("ion", capture.reference["kin_energy_MeV"],
+                                  rest_energy_eV=capture.reference["mass_MeV"] * 1e6,
+                                  charge=capture.reference["charge_qe"])
+    try:
+        check_particles(capture.initial[:, :6], None, reference)
+    except ScenarioError:
+        return True
+    return False
+
+
 def _beam(capture: Capture, reasons: list[str], particle_file: str) -> dict[str, Any]:
     """The scenario's ``beam`` (the example's distribution, else its particles as a file)."""
     beam: dict[str, Any] = {**species_of(capture.reference),
@@ -105,6 +128,11 @@ def _beam(capture: Capture, reasons: list[str], particle_file: str) -> dict[str,
     if capture.distribution is None:
         capture.notes.append("beam not from an ImpactX distribution: stated as the "
                              "example's particles (distribution: file)")
+        if _probes(capture):
+            capture.notes.append("particles that do not move forward (unit vectors reading "
+                                 "a transfer map): beam.linear_probes")
+            return {**beam, "distribution": "file", "file": particle_file,
+                    "linear_probes": True}
         return {**beam, "distribution": "file", "file": particle_file}
     kind, params = capture.distribution
     if kind not in DISTRIBUTIONS:

@@ -335,6 +335,11 @@ class Beam(_Strict):
     ``kinetic_energy_MeV`` from 1 eV to :data:`MAX_KINETIC_ENERGY_MEV`. Every number is
     bounded (:data:`harness.model.limits.SCENARIO_BOUNDS`); ``file`` is stored as an absolute
     path (resolved against the scenario file's folder when it is loaded).
+    ``linear_probes`` (with ``file`` only): the file's particles probe a linear map (unit
+    vectors such as pt = 1, as ImpactX's examples read transfer maps), not a physical beam:
+    they need not move forward, and the lattice must be linear maps of the coordinates for
+    any pt (``harness.model.kinds.KindSpec.linear_map`` at the linear tier, checked when the
+    scenario is loaded); backends that take the particles' energy refuse it.
     """
 
     species: str
@@ -359,6 +364,7 @@ class Beam(_Strict):
     particles: Annotated[int, Field(gt=0, le=MAX_PARTICLES)] = 10_000
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     spin: Spin | None = None
+    linear_probes: bool = False
 
     @field_validator("species")
     @classmethod
@@ -407,6 +413,10 @@ class Beam(_Strict):
         if self.gaussian_cut is not None and self.distribution != "gaussian":
             raise ValueError("'gaussian_cut' only with distribution 'gaussian' (got "
                              f"{self.distribution!r})")
+        if self.linear_probes and (self.distribution != "file" or self.spin is not None):
+            raise ValueError("'linear_probes' only with distribution 'file' and no 'spin' "
+                             "(probe particles come from a file; a spin push takes each "
+                             "particle's energy)")
         if (self.thermal is not None) != (self.distribution == "thermal"):
             raise ValueError("'thermal' (k, kT, kT_halo, normalize, normalize_halo, halo) "
                              "with distribution 'thermal', and only there")
