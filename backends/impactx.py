@@ -622,6 +622,9 @@ class RunSettings:
     values: tuple[tuple[str, Any], ...] = ()
     #: Thomas-BMT spin push (``algo.spin``), process-global too: set for every scenario.
     spin: bool = False
+    #: Longitudinal particle boundary (``algo.particle_bc``: ``open`` or ``periodic``,
+    #: ``src/particles/ParticleBoundary.cpp``), process-global: set for every scenario.
+    particle_bc: str = "open"
 
     @property
     def space_charge(self) -> str | bool:
@@ -706,6 +709,7 @@ class _SharedSimulation:
         sim.verbose = 0
         sim.space_charge = False
         sim.spin = settings.spin   # process-global too: set for every scenario
+        sim.particle_bc = settings.particle_bc
         if settings.values:
             apply_settings(sim, _thawed(settings.values))
 
@@ -745,8 +749,14 @@ class ImpactXPrepared(Prepared):
         sc = scenario.space_charge
         self.spin = scenario.spin
         self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
+        boundary = scenario.particle_boundary
+        #: the bucket length [m] of a particle boundary (0: none), set on the particle
+        #: container at every injection (``set_bucket_length``)
+        self.bucket_length = boundary.bucket_length if boundary is not None else 0.0
+        particle_bc = boundary.kind if boundary is not None else "open"
         if sc is None:
-            self.mesh, self.settings = MeshSettings(), RunSettings(spin=self.spin)
+            self.mesh = MeshSettings()
+            self.settings = RunSettings(spin=self.spin, particle_bc=particle_bc)
         else:
             settings = space_charge_settings(sc)
             if isinstance(settings, Unsupported):
@@ -756,7 +766,8 @@ class ImpactXPrepared(Prepared):
             # 1 slice in z", measured with impactx 26.10)
             self.mesh = MeshSettings(_frozen({**settings.mesh,
                                               "space_charge": settings.run["space_charge"]}))
-            self.settings = RunSettings(_frozen(settings.run), spin=self.spin)
+            self.settings = RunSettings(_frozen(settings.run), spin=self.spin,
+                                        particle_bc=particle_bc)
             if settings.intensity == "current":   # 2D: the beam current [A] (beam.current)
                 self.bunch_charge_C = float(scenario.beam.current_A or 0.0)
         self._handle: _Handle | None = None
@@ -792,6 +803,7 @@ class ImpactXPrepared(Prepared):
         sim.lattice.extend([spec.build(elements) for spec in self.specs])
         beam = sim.beam
         beam.clear_particles()
+        beam.set_bucket_length(self.bucket_length)
         ref = beam.ref
         ref.reset()
         from harness.model.reference_particle import IMPACTX_SPECIES
@@ -910,6 +922,7 @@ class ImpactXBackend(Backend):
     #: Thomas-BMT spin push of every element (``sim.spin``; ``spin_and_phasespace_push``).
     spin_tracking: ClassVar[bool] = True
     linear_probes: ClassVar[bool] = True
+    particle_boundaries: ClassVar[frozenset[str]] = frozenset({"periodic"})
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.impactx_envelope:ImpactXEnvelope"

@@ -217,6 +217,14 @@ def install(recorder: Recorder) -> None:
         cls = getattr(distributions, name)
         if isinstance(cls, type) and not name.startswith("_"):
             setattr(distributions, name, _distribution_wrapper(recorder, cls))
+    container = impactx.ImpactXParticleContainer
+    set_bucket_length = container.set_bucket_length
+
+    def recorded_bucket_length(self, bucket_length, *args, **kwargs):
+        recorder.settings["bucket_length"] = bucket_length
+        return set_bucket_length(self, bucket_length, *args, **kwargs)
+
+    container.set_bucket_length = recorded_bucket_length
     base = impactx.ImpactX
 
     class Recording(base):  # type: ignore[misc, valid-type]

@@ -204,10 +204,26 @@ def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
     for key, label in (("csr", "CSR"), ("isr", "ISR")):
         if str(s.get(key, False)).lower() in ("true", "1"):
             reasons.append(f"{label}: not a scenario setting")
+
+
+def _particle_boundary(capture: Capture, reasons: list[str]) -> dict[str, Any] | None:
+    """The scenario's ``particle_boundary`` (ImpactX ``algo.particle_bc`` with the particle
+    container's bucket length, ``src/particles/ParticleBoundary.cpp``), None for ImpactX's
+    default ``open``; ``absorbing`` and ``reflecting`` are refused."""
+    s = capture.settings
     boundary = str(s.get("particle_bc", "open")).strip().lower()
-    if boundary != "open":   # ImpactX's default: no longitudinal boundary
-        reasons.append(f"particle boundary {boundary}: the longitudinal wrapping modulo the "
-                       "bucket length is not a scenario setting")
+    if boundary == "open":   # ImpactX's default: no longitudinal boundary
+        return None
+    if boundary != "periodic":
+        reasons.append(f"particle boundary {boundary}: only 'periodic' is a scenario "
+                       "setting")
+        return None
+    length = float(s.get("bucket_length", 0.0) or 0.0)
+    if length <= 0.0:
+        reasons.append("particle boundary periodic: no bucket length set "
+                       "(set_bucket_length)")
+        return None
+    return {"kind": "periodic", "bucket_length": length}
 
 
 def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
@@ -281,6 +297,9 @@ def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
             # ImpactX's 2D model reads add_particles' "charge" as the beam current [A]
             beam["current_A"] = beam.pop("bunch_charge_C")
     _spin(capture, beam, reasons)
+    boundary = _particle_boundary(capture, reasons)
+    if boundary is not None:
+        extra["particle_boundary"] = boundary
     if reasons:
         return None, _unique(reasons)
     return {"name": name, "description": f"ImpactX example {name}", "reference": "impactx",

@@ -680,6 +680,16 @@ class AnalyticValue(_Strict):
         return self
 
 
+class ParticleBoundary(_Strict):
+    """A longitudinal particle boundary, ImpactX's ``algo.particle_bc``
+    (``src/particles/ParticleBoundary.cpp``). ``periodic``: after every slice of every
+    element, t is wrapped into [-T/2, T/2) with T = ``bucket_length`` [m] / beta of the
+    reference particle there (t' = fmod(fmod(t + T/2, T) + T, T) - T/2)."""
+
+    kind: Literal["periodic"]
+    bucket_length: Annotated[float, within("particle_boundary.bucket_length")]
+
+
 class Scenario(_Strict):
     """One scenario: what to track, with which physics, and what to measure."""
 
@@ -693,6 +703,7 @@ class Scenario(_Strict):
     integrator: Integrator = Integrator()
     overrides: dict[str, Override] = {}
     space_charge: SpaceCharge | None = None
+    particle_boundary: ParticleBoundary | None = None
     tracking: Tracking = "particles"
     envelope_space_charge: EnvelopeSpaceCharge | None = None
     lattice: dict
@@ -746,6 +757,9 @@ class Scenario(_Strict):
                 and any(v != 0.0 for v in self.beam.centroid.vector()):
             raise ValueError("beam.centroid: envelope tracking carries the covariance about "
                              "the reference orbit; a beam centroid is not part of it")
+        if envelope and self.particle_boundary is not None:
+            raise ValueError("particle_boundary: a boundary acts on each particle's t; "
+                             "envelope tracking carries no particles")
         if envelope and self.beam.spin is not None:
             raise ValueError("beam.spin: envelope tracking carries the phase-space covariance "
                              "only; spin tracking needs 'tracking: particles'")
