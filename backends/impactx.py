@@ -1001,7 +1001,9 @@ class ImpactXBackend(Backend):
                 return settings
         raised = []
         for element in scenario.elements:
-            refused = exact_tier_multipoles(element) or field_rigidity_refusal(element)
+            refused = exact_tier_multipoles(element)
+            if refused is None:   # (an Unsupported is falsy: no `or` here)
+                refused = field_rigidity_refusal(element)
             if refused is not None:
                 return refused
             family = "Marker" if element.kind == "Aperture" else element.kind
