@@ -162,3 +162,24 @@ def test_every_other_backend_refuses_the_field_by_name() -> None:
         assert not verdict and FIELD_RIGIDITY in verdict.reason, (name, verdict)
         checked += 1
     assert checked
+
+
+def test_the_importer_writes_unit_1_as_a_field_and_refuses_other_fields_after_an_energy_change(
+) -> None:
+    impactx = pytest.importorskip("impactx")
+    ix = impactx.elements
+    from harness.io.impactx_lattice import import_impactx
+    from harness.io.model import Translated
+    from harness.model.reference_particle import ReferenceParticle
+
+    reference = ReferenceParticle("positron", 1000.0)
+    quad = ix.ChrQuad(name="q", ds=0.1, k=-6.0, unit=1)
+    lens = ix.ChrPlasmaLens(name="pl", ds=0.1, k=50.0, unit=1)
+    acc = ix.ChrAcc(name="acc", ds=1.0, ez=100.0, bz=1e-12)
+    result = import_impactx([quad, lens, acc], reference)
+    fields = {item.name: item for item in result.items}
+    assert isinstance(fields["q"], Translated)
+    assert fields["q"].fields["MagneticMultipoleP"] == {"Bn1": -6.0}
+    (refused,) = result.untranslatable
+    assert refused.name == "pl" and "reference energy changes (ChrAcc)" in refused.reason
+    assert not import_impactx([quad, lens], reference).untranslatable

@@ -295,6 +295,22 @@ def merge_edges(items: list[Item], edges: dict[int, tuple[float, float]],
     return [item for item in out if item is not None]
 
 
+#: ImpactX elements that change the reference energy (``ChrUniformAcc.H``, ``ShortRF.H``).
+_ACCELERATING = ("ChrAcc", "ShortRF")
+
+
+def _per_start_rigidity(element) -> bool:
+    """Whether the translation divided a field strength of ``element`` by the starting
+    rigidity (plasma lenses and soft-edge elements with ``unit = 1``, a Kicker in T-m):
+    exact only while the reference energy stays the starting one."""
+    kind = type(element).__name__
+    d = _fields(element)
+    if kind == "Kicker":
+        return str(d.get("unit", "dimensionless")) == "T-m"
+    return kind in ("ChrPlasmaLens", "TaperedPL", "SoftQuadrupole", "SoftSolenoid") \
+        and int(d.get("unit", 0)) == 1
+
+
 def import_impactx(lattice: list, reference: ReferenceParticle,
                    source: str = "<ImpactX lattice>") -> ImportResult:
     """A list of ImpactX elements as translated elements (``reference``: the beam's reference
@@ -303,9 +319,16 @@ def import_impactx(lattice: list, reference: ReferenceParticle,
     items: list[Item] = []
     edges: dict[int, tuple[float, float]] = {}
     tiers = set()
+    accelerating = [type(e).__name__ for e in lattice if type(e).__name__ in _ACCELERATING]
     for index, element in enumerate(lattice):
         item = _translate(element, index, reference, notes)
         kind = type(element).__name__
+        if accelerating and isinstance(item, Translated) and _per_start_rigidity(element):
+            item = Untranslatable(item.name, kind, float(_fields(element).get("ds", 0.0)),
+                                  f"a field strength (unit 1 / T-m) in a lattice whose "
+                                  f"reference energy changes ({accelerating[0]}): ImpactX "
+                                  "divides it by the local rigidity, which only a "
+                                  "quadrupole's field (PALS Bn1) carries")
         if kind not in _EXTENSIONS:   # one model each, at every tier
             tiers.add("exact" if kind.startswith("Exact") else
                       "paraxial" if kind.startswith("Chr") else "linear")
