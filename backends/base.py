@@ -254,6 +254,13 @@ class Backend(ABC):
     #: others refuse such a scenario with :attr:`spin_refusal`.
     spin_tracking: ClassVar[bool] = False
     spin_refusal: ClassVar[str] = "no spin tracking"
+    #: Whether it applies its maps to the coordinates as given, so that probe particles
+    #: (``beam.linear_probes``: pt = 1 and the like, no physical energy) cross a lattice of
+    #: linear maps unchanged in meaning; the others refuse such a scenario by name.
+    linear_probes: ClassVar[bool] = False
+    #: The ``particle_boundary`` kinds it applies where ImpactX does (after every slice of
+    #: every element); the others refuse a scenario with one by name.
+    particle_boundaries: ClassVar[frozenset[str]] = frozenset()
     #: Tracking modes (``particles``, ``envelope``) it runs; ``envelope`` needs
     #: :meth:`prepare_envelope`. A scenario's ``tracking`` outside them is refused with
     #: :attr:`envelope_refusal` (or the modes it has).
@@ -398,6 +405,15 @@ class Backend(ABC):
             return refused
         if getattr(scenario, "spin", False) and not self.spin_tracking:
             return Unsupported(f"beam.spin: {self.name}: {self.spin_refusal}")
+        boundary = getattr(scenario, "particle_boundary", None)
+        if boundary is not None and boundary.kind not in self.particle_boundaries:
+            return Unsupported(f"particle_boundary {boundary.kind!r}: {self.name} applies no "
+                               "longitudinal particle boundary (ImpactX's algo.particle_bc)")
+        beam = getattr(scenario, "beam", None)
+        if getattr(beam, "linear_probes", False) and not self.linear_probes:
+            return Unsupported(f"beam.linear_probes: {self.name} converts each particle's "
+                               "coordinates with its energy, which a probe particle (pt = 1 "
+                               "and the like) does not have")
         tracking = getattr(scenario, "tracking", "particles")
         if tracking not in self.tracking_modes:
             return Unsupported(f"tracking {tracking!r}: " + (

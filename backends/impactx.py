@@ -8,6 +8,9 @@ harness kind   tier         ImpactX elements (in order)
 =============  ===========  ===================================================================
 Drift          lin/par/ex   ``Drift`` / ``ChrDrift`` / ``ExactDrift`` (``ds``)
 Quadrupole     lin/par/ex   ``Quad`` / ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 [1/m^2], unit 0)
+Quadrupole+    par/ex       ``ChrQuad`` / ``ExactQuad`` (``k`` = Kn1 field_rigidity [T/m], unit
+field_rigidity              1: divided by the local rigidity; linear: unsupported, Quad has no
+                            unit)
 SBend          linear       ``DipEdge(psi=e1, g=2 edge_int1, K2=1)``, ``Sbend(rc = length/angle)``
                             (``CFbend(rc, k=Kn1)`` with Kn1), ``DipEdge(psi=e2, ...)``
 SBend          exact        ``DipEdge(e1)``, ``ExactSbend(phi = angle in DEGREES)``
@@ -130,6 +133,7 @@ from backends.translation import (
 from harness.model.kinds import (
     APERTURE_OPTIONS,
     EXTENSION_KINDS,
+    FIELD_RIGIDITY,
     PIPE_APERTURE,
     PIPE_APERTURE_KINDS,
     POLYGON_APERTURE,
@@ -333,7 +337,27 @@ def _quadrupole(element: Element, reference: ReferenceParticle, nslice: int) -> 
         return [_exact_multipole(element, nslice)]
     k, turn = rotated_normal(float(element.params["Kn1"]),
                              float(element.params.get("Ks1", 0.0)), 1)
+    if FIELD_RIGIDITY in element.params:
+        # the field gradient [T/m], which ImpactX divides by the local rigidity (unit 1)
+        refused = field_rigidity_refusal(element)
+        if refused is not None:
+            raise ValueError(refused.reason)
+        field = k * float(element.params[FIELD_RIGIDITY])
+        return [_quad(element, element.tier, nslice, field, _aligned(element, turn=turn), 1)]
     return [_quad(element, element.tier, nslice, k, _aligned(element, turn=turn))]
+
+
+def field_rigidity_refusal(element: Element) -> Unsupported | None:
+    """Unsupported for a quadrupole whose field is held against the local rigidity
+    (``field_rigidity``) at the linear tier: ImpactX's ``Quad`` takes k [1/m^2] only (no
+    ``unit``, ``src/elements/Quad.H``), ``ChrQuad`` and ``ExactQuad`` take unit 1."""
+    if element.kind != "Quadrupole" or FIELD_RIGIDITY not in element.params \
+            or element.tier != "linear":
+        return None
+    return Unsupported(f"Quadrupole field {FIELD_RIGIDITY!r} ({element.name}): a gradient "
+                       "held as a field in a lattice that changes the reference energy needs "
+                       "ImpactX's unit 1, which its linear Quad does not take; use model "
+                       "'paraxial' or 'exact' (ChrQuad, ExactQuad)")
 
 
 def _drift(element: Element, tier: str, nslice: int, length: float | None = None,
@@ -345,14 +369,15 @@ def _drift(element: Element, tier: str, nslice: int, length: float | None = None
 
 
 def _quad(element: Element, tier: str, nslice: int, k: float,
-          align: dict[str, Any] | None = None) -> ElementSpec:
-    """Thick quadrupole, ``k`` [1/m^2] (MAD-X K1; ImpactX ``unit=0``)."""
+          align: dict[str, Any] | None = None, unit: int = 0) -> ElementSpec:
+    """Thick quadrupole, ``k`` [1/m^2] (MAD-X K1; ImpactX ``unit=0``), or with ``unit`` 1
+    the gradient [T/m] that ImpactX divides by the local rigidity (ChrQuad, ExactQuad)."""
     base = {"ds": element.length, "k": k, **(align or {})}
     if tier == "linear":
         return ElementSpec("Quad", {**base, **_thick(element, nslice)})
     if tier == "paraxial":
-        return ElementSpec("ChrQuad", {**base, "unit": 0, **_thick(element, nslice)})
-    return ElementSpec("ExactQuad", {**base, "unit": 0, **_thick(element, nslice, True)})
+        return ElementSpec("ChrQuad", {**base, "unit": unit, **_thick(element, nslice)})
+    return ElementSpec("ExactQuad", {**base, "unit": unit, **_thick(element, nslice, True)})
 
 
 def _bend(element: Element, nslice: int) -> list[ElementSpec]:
@@ -599,8 +624,8 @@ _EXTENSION_EXTRA = {"ImpactX.LinearMap": ("R*",), "ImpactX.SoftQuadrupole": ("si
 #: Element fields ImpactX honours per kind (see :attr:`backends.base.Backend.honoured_fields`):
 #: every required field of its kinds plus these.
 HONOURED_FIELDS: dict[str, frozenset[str]] = field_table(
-    TRANSLATORS, Drift=(*_ALIGNED, *_PIPE), Quadrupole=_MULTIPOLES, Sextupole=_MULTIPOLES,
-    Octupole=_MULTIPOLES,
+    TRANSLATORS, Drift=(*_ALIGNED, *_PIPE), Quadrupole=(*_MULTIPOLES, FIELD_RIGIDITY),
+    Sextupole=_MULTIPOLES, Octupole=_MULTIPOLES,
     SBend=(*CFBEND_FIELDS, "edge_int1", "edge_int2", "tilt_ref", *_PIPE),
     Multipole=("Kn*L", "Ks*L", *_ALIGNED), Solenoid=(*_ALIGNED, *_PIPE), Kicker=_ALIGNED,
     Aperture=(*APERTURE_OPTIONS, *_ALIGNED),
@@ -670,6 +695,9 @@ class RunSettings:
     values: tuple[tuple[str, Any], ...] = ()
     #: Thomas-BMT spin push (``algo.spin``), process-global too: set for every scenario.
     spin: bool = False
+    #: Longitudinal particle boundary (``algo.particle_bc``: ``open`` or ``periodic``,
+    #: ``src/particles/ParticleBoundary.cpp``), process-global: set for every scenario.
+    particle_bc: str = "open"
 
     @property
     def space_charge(self) -> str | bool:
@@ -754,6 +782,7 @@ class _SharedSimulation:
         sim.verbose = 0
         sim.space_charge = False
         sim.spin = settings.spin   # process-global too: set for every scenario
+        sim.particle_bc = settings.particle_bc
         if settings.values:
             apply_settings(sim, _thawed(settings.values))
 
@@ -793,8 +822,14 @@ class ImpactXPrepared(Prepared):
         sc = scenario.space_charge
         self.spin = scenario.spin
         self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
+        boundary = scenario.particle_boundary
+        #: the bucket length [m] of a particle boundary (0: none), set on the particle
+        #: container at every injection (``set_bucket_length``)
+        self.bucket_length = boundary.bucket_length if boundary is not None else 0.0
+        particle_bc = boundary.kind if boundary is not None else "open"
         if sc is None:
-            self.mesh, self.settings = MeshSettings(), RunSettings(spin=self.spin)
+            self.mesh = MeshSettings()
+            self.settings = RunSettings(spin=self.spin, particle_bc=particle_bc)
         else:
             settings = space_charge_settings(sc)
             if isinstance(settings, Unsupported):
@@ -804,7 +839,8 @@ class ImpactXPrepared(Prepared):
             # 1 slice in z", measured with impactx 26.10)
             self.mesh = MeshSettings(_frozen({**settings.mesh,
                                               "space_charge": settings.run["space_charge"]}))
-            self.settings = RunSettings(_frozen(settings.run), spin=self.spin)
+            self.settings = RunSettings(_frozen(settings.run), spin=self.spin,
+                                        particle_bc=particle_bc)
             if settings.intensity == "current":   # 2D: the beam current [A] (beam.current)
                 self.bunch_charge_C = float(scenario.beam.current_A or 0.0)
         self._handle: _Handle | None = None
@@ -840,6 +876,7 @@ class ImpactXPrepared(Prepared):
         sim.lattice.extend([spec.build(elements) for spec in self.specs])
         beam = sim.beam
         beam.clear_particles()
+        beam.set_bucket_length(self.bucket_length)
         ref = beam.ref
         ref.reset()
         from harness.model.reference_particle import IMPACTX_SPECIES
@@ -962,6 +999,8 @@ class ImpactXBackend(Backend):
     takes_plans: ClassVar[bool] = True
     #: Thomas-BMT spin push of every element (``sim.spin``; ``spin_and_phasespace_push``).
     spin_tracking: ClassVar[bool] = True
+    linear_probes: ClassVar[bool] = True
+    particle_boundaries: ClassVar[frozenset[str]] = frozenset({"periodic"})
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.impactx_envelope:ImpactXEnvelope"
@@ -1041,6 +1080,8 @@ class ImpactXBackend(Backend):
         raised = []
         for element in scenario.elements:
             refused = exact_tier_multipoles(element)
+            if refused is None:   # (an Unsupported is falsy: no `or` here)
+                refused = field_rigidity_refusal(element)
             if refused is not None:
                 return refused
             family = "Marker" if element.kind == "Aperture" else element.kind

@@ -282,7 +282,8 @@ def test_exported_pals_keeps_the_extension_kind(tmp_path) -> None:
 
 def test_an_impactx_lattice_imports_as_extension_kinds() -> None:
     """ImpactX elements PALS has no kind for import as ``ImpactX.<class>`` with the same
-    parameters (angles to rad, the plasma lens's unit 1 divided by the rigidity)."""
+    parameters (angles to rad, the plasma lens's unit 1 divided by the rigidity where the
+    reference energy stays)."""
     pytest.importorskip("impactx")
     from impactx import Map6x6
     from impactx import elements as ix
@@ -296,7 +297,7 @@ def test_an_impactx_lattice_imports_as_extension_kinds() -> None:
     matrix[1, 2] = 0.3
     lattice = [ix.ConstF(ds=0.5, kx=1.3, ky=-0.8, kt=0.9, dx=2e-4, rotation=10.0),
                ix.ChrAcc(ds=0.5, ez=2.0, bz=1.5),
-               ix.ChrPlasmaLens(ds=0.3, k=3.0 * rigidity, unit=1),
+               ix.ChrPlasmaLens(ds=0.3, k=3.0, unit=0),
                ix.TaperedPL(k=0.5, taper=300.0, unit=0),
                ix.NonlinearLens(knll=4e-6, cnll=0.01), ix.ThinDipole(theta=0.45, rc=1.0),
                ix.Buncher(V=0.01, k=15.0), ix.LinearMap(R=matrix, ds=0.3),
@@ -320,6 +321,12 @@ def test_an_impactx_lattice_imports_as_extension_kinds() -> None:
     assert params[8] == {"length": 0.0, "phi_in": pytest.approx(np.radians(3.0)),
                          "phi_out": pytest.approx(np.radians(7.5))}
     assert not [n for n in result.notes if "mixes" in n], result.notes
+    # the lens's field (unit 1) is divided by the beam's rigidity: exact where the reference
+    # energy stays; after the ChrAcc above ImpactX divides by the local one, which only a
+    # quadrupole's field carries, so there the lens is refused by name
+    alone = import_impactx([ix.ChrPlasmaLens(ds=0.3, k=3.0 * rigidity, unit=1)],
+                           s.reference_particle)
+    assert alone.items[0].fields["ImpactXP"]["k"] == pytest.approx(3.0, rel=1e-15)
 
 
 #: One parameter per kind for the derivative check (element x1).

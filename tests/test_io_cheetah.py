@@ -181,7 +181,8 @@ def test_impactx_lattice_in_python():
     assert not result.untranslatable
     fields = {item.name: item.fields for item in result.items}
     assert "edge_in" not in fields and fields["b"]["BendP"]["e1"] == 0.05
-    assert fields["q2"]["MagneticMultipoleP"]["Kn1"] == pytest.approx(-1.0, rel=1e-15)
+    # unit 1: the field [T/m] (ImpactX divides it by the local rigidity)
+    assert fields["q2"]["MagneticMultipoleP"]["Bn1"] == -1.0 * reference.rigidity_Tm
     assert fields["rf"]["RFP"]["phase"] == -math.pi / 2
     assert fields["xb"]["BendP"]["g_ref"] == pytest.approx(math.radians(2.0), rel=1e-15)
     data = import_elements(apply_policy(result, "error"), BeamSpec("electron", 2000.0), "ix")

@@ -174,6 +174,12 @@ class InhousePrepared(Prepared):
         return final_particles(out, lost=lost)
 
 
+def bucket_length(scenario: Scenario) -> float | None:
+    """The bucket length [m] of the scenario's periodic particle boundary, or None."""
+    boundary = scenario.particle_boundary
+    return None if boundary is None else boundary.bucket_length
+
+
 def _spin_support(scenario: Scenario) -> Unsupported | None:
     """Unsupported naming the first element without an in-house spin push
     (:data:`backends.inhouse.spin.REFUSED`), or spin with space charge."""
@@ -208,6 +214,8 @@ class InhouseBackend(Backend):
     #: ImpactX's spin maps ported map by map (:mod:`backends.inhouse.spin`); the maps
     #: without a port are refused by name when the scenario is planned.
     spin_tracking: ClassVar[bool] = True
+    linear_probes: ClassVar[bool] = True
+    particle_boundaries: ClassVar[frozenset[str]] = frozenset({"periodic"})
     tracking_modes: ClassVar[frozenset[str]] = frozenset({"particles", "envelope"})
     envelope_space_charge_kinds: ClassVar[frozenset[str]] = frozenset({"2d", "3d"})
     envelope_class: ClassVar[str] = "backends.inhouse.envelope:InhouseEnvelope"
@@ -237,6 +245,11 @@ class InhouseBackend(Backend):
             refused = _spin_support(scenario)
             if refused is not None:
                 return refused
+        if scenario.particle_boundary is not None and (scenario.spin
+                                                       or scenario.space_charge is not None):
+            return Unsupported("particle_boundary with " + ("beam.spin" if scenario.spin else
+                               "space charge") + ": only the in-house tracker without spins "
+                               "and space charge applies the boundary after every element")
         sc = scenario.space_charge
         if sc is not None and sc.domain_sigmas is not None and sc.prob_relative is None:
             return Unsupported(f"space_charge.domain_sigmas {sc.domain_sigmas:g}: the in-house "
@@ -313,7 +326,7 @@ class InhouseBackend(Backend):
             tracker = build_space_charge_tracker(case, device, torch_type)
         else:
             tracker = Tracker(case.elements, case.reference_particle, device=device,
-                              dtype=torch_type)
+                              dtype=torch_type, bucket_length=bucket_length(case))
         return InhousePrepared(tracker, device, torch_type, plan.model,
                                compile=compile, math=plan.math)
 

@@ -79,11 +79,13 @@ from backends.inhouse.translate import (
     changes_reference,
     checked_parameters,
     declared_values,
+    field_scale,
     profile_values,
     reference_after,
     translate,
 )
 from harness.model import observables
+from harness.model.kinds import FIELD_RIGIDITY
 from harness.model.lattice import Element, thick_multipoles
 from harness.model.parameters import resolve_parameters
 from harness.model.particles import beam_cholesky
@@ -133,8 +135,10 @@ AnalyticMap = Callable[[Params, RefState, torch.device, torch.dtype], torch.Tens
 def _exact_quad(p: Params, ref: RefState, device: torch.device,
                 dtype: torch.dtype) -> torch.Tensor:
     """``ExactQuad.H`` ``transport_map``: the linear ``Quad`` of the gradient hypot(Kn1,
-    Ks1) (the rotation of a skew component is a map of its own in the translation)."""
+    Ks1) (the rotation of a skew component is a map of its own in the translation), held
+    against the local rigidity with ``field_rigidity`` (``field_scale``)."""
     k, _ = _quad_strength_turn(p["Kn1"], p.get("Ks1", 0.0))
+    k = k * field_scale(p, ref) if FIELD_RIGIDITY in p else k
     return assemble(quadrupole.quad_entries(p["length"], k, ref), device, dtype)
 
 

@@ -90,8 +90,10 @@ def make_observables(scenario: Scenario, parameters: Sequence[str], names: Seque
     keys = [key for _, key in element_slots]
     # the plain tracker also gives the reference particle at the end (space charge does not
     # change it)
+    boundary = scenario.particle_boundary
     plain = Tracker(scenario.elements, scenario.reference_particle, device=device,
-                    dtype=dtype, parameters=keys)
+                    dtype=dtype, parameters=keys,
+                    bucket_length=None if boundary is None else boundary.bucket_length)
     tracker: Tracker | SpaceChargeTracker = plain
     if scenario.space_charge is not None:
         from backends.inhouse.sc_tracking import build_space_charge_tracker

@@ -822,11 +822,11 @@ class SpinTracker:
         for _ in range(nslice):
             before = columns
             if kind == "Quad":
-                k = _quad_strength(ready)
+                k = _quad_strength(ready, ref)
                 lx, ly, lz = _quad_lambda(columns, length, k, ref, anomaly)
                 spins = _rotate(lx, ly, lz, spins)
             elif kind == "ChrQuad":
-                k = _quad_strength(ready)
+                k = _quad_strength(ready, ref)
                 lx, ly, lz = _chr_quad_lambda(columns, length, k, ref, anomaly)
                 spins = _rotate(lx, ly, lz, spins)
             elif kind == "Sbend":

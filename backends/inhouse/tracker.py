@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from backends.inhouse import boundary
 from backends.inhouse import numeric as nm
 from backends.inhouse.maps import (
     Columns,
@@ -196,13 +197,16 @@ class Tracker(StepTracking):
         parameters: ``(element name, field)`` keys that :meth:`steps` may receive as
             tensors; every map that depends on one (or sits downstream of an RF gap that
             does) is rebuilt per call, all others are built here once.
+        bucket_length: with a value [m], ImpactX's periodic particle boundary after every
+            element (:mod:`backends.inhouse.boundary`); None: none.
     """
 
     def __init__(self, elements: Sequence[Element], reference: ReferenceParticle | RefState, *,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float64,
                  fuse_linear: bool = True, join_additive: bool = True,
-                 parameters: Iterable[ParamKey] = ()):
+                 parameters: Iterable[ParamKey] = (), bucket_length: float | None = None):
         self.elements = list(elements)
+        self.bucket_length = bucket_length
         self.device = torch.device(device)
         self.dtype = dtype
         self.fuse_linear = fuse_linear
@@ -213,6 +217,9 @@ class Tracker(StepTracking):
         for element in self.elements:
             fields = frozenset(f for n, f in self.parameters if n == element.name)
             self.specs.extend(translate(element, fields))
+            if bucket_length is not None:   # ImpactX's periodic particle boundary
+                self.specs.append(MapSpec("ParticleBoundary", element, False, lambda p, r: (
+                    boundary.periodic_kernel(bucket_length, r))))
         #: whether a map reads the reference time (an RFCavity): then every map that
         #: advances it counts as changing the reference
         self.timed = any(spec.reads_time for spec in self.specs)
@@ -349,4 +356,5 @@ class Tracker(StepTracking):
         names = {e.name for e in chosen}
         return Tracker(chosen, ref, device=self.device, dtype=self.dtype,
                        fuse_linear=self.fuse_linear, join_additive=self.join_additive,
-                       parameters=[k for k in self.parameters if k[0] in names])
+                       parameters=[k for k in self.parameters if k[0] in names],
+                       bucket_length=self.bucket_length)

@@ -83,7 +83,7 @@ from backends.inhouse.kinds import KINDS
 from backends.inhouse.maps import Entries, Kernel
 from backends.inhouse.reference import RefState
 from backends.translation import around_kick
-from harness.model.kinds import EXTENSION_KINDS
+from harness.model.kinds import EXTENSION_KINDS, FIELD_RIGIDITY
 from harness.model.lattice import (
     Element,
     polygon_vertices,
@@ -179,12 +179,26 @@ def _atan2(y: nm.Scalar, x: nm.Scalar) -> nm.Scalar:
     return math.atan2(y, x)
 
 
-def _quad_strength(p: Params) -> nm.Scalar:
-    """The normal gradient of a quadrupole: Kn1, or hypot(Kn1, Ks1) with a skew component
-    (the quadrupole is then rotated, :func:`_quad_turn`)."""
-    if "Ks1" not in p:
-        return p["Kn1"]
-    return nm.sqrt(p["Kn1"] * p["Kn1"] + p["Ks1"] * p["Ks1"])
+def field_scale(p: Params, ref: RefState | None) -> nm.Scalar:
+    """The factor from a quadrupole's Kn1/Ks1 to its strength where it sits: 1, or with
+    ``field_rigidity`` (the gradient held as a field in a lattice that changes the reference
+    energy) field_rigidity / the local rigidity B rho [T m / T m] (ImpactX ``unit = 1``,
+    ``src/elements/ChrQuad.H``: ``m_g = m_k / refpart.rigidity_Tm()``)."""
+    if FIELD_RIGIDITY not in p:
+        return 1.0
+    if ref is None:
+        raise ValueError("a quadrupole with field_rigidity needs the local reference particle")
+    return p[FIELD_RIGIDITY] / plasma_lens.rigidity(ref)
+
+
+def _quad_strength(p: Params, ref: RefState | None = None) -> nm.Scalar:
+    """The normal gradient of a quadrupole [1/m^2]: Kn1, or hypot(Kn1, Ks1) with a skew
+    component (the quadrupole is then rotated, :func:`_quad_turn`), times
+    :func:`field_scale` at the reference ``ref``."""
+    k = p["Kn1"] if "Ks1" not in p else nm.sqrt(p["Kn1"] * p["Kn1"] + p["Ks1"] * p["Ks1"])
+    if FIELD_RIGIDITY not in p:
+        return k
+    return k * field_scale(p, ref)
 
 
 def _quad_turn(p: Params) -> nm.Scalar:
@@ -215,12 +229,12 @@ def _quad_spec(element: Element) -> MapSpec:
         return _exact_multipole_spec(element)
     if tier == "linear":
         return MapSpec("Quad", element, True, lambda p, r: quadrupole.quad_entries(
-            p["length"], _quad_strength(p), r), advance=1.0)
+            p["length"], _quad_strength(p, r), r), advance=1.0)
     if tier == "paraxial":
         return MapSpec("ChrQuad", element, False, lambda p, r: quadrupole.chr_quad_kernel(
-            p["length"], _quad_strength(p), r), additive=True, advance=1.0)
+            p["length"], _quad_strength(p, r), r), additive=True, advance=1.0)
     return MapSpec("ExactQuad", element, False, lambda p, r: quadrupole.exact_quad_kernel(
-        p["length"], _quad_strength(p), r, steps, element.int_order), advance=1.0)
+        p["length"], _quad_strength(p, r), r, steps, element.int_order), advance=1.0)
 
 
 def _edge_spec(element: Element, face: str) -> MapSpec:
@@ -560,7 +574,8 @@ def _piece(spec: MapSpec, piece: Element, index: int, count: int) -> MapSpec:
     reference = spec.reference
     after = None if reference is None else \
         (lambda p, r: reference(slice_params(p, index, count), r))
-    return MapSpec(spec.impactx, piece, spec.linear, make, after, additive=False)
+    return MapSpec(spec.impactx, piece, spec.linear, make, after, additive=False,
+                   advance=spec.advance / count, reads_time=spec.reads_time)
 
 
 def _pipe_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:

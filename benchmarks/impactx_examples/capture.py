@@ -188,7 +188,8 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
         recorder.record["notes"].append("add_particles called more than once")
     capture = Capture(settings=recorder.settings, reference=_reference(sim),
                       lattice=list(sim.lattice), distribution=distribution,
-                      bunch_charge_C=charge, particles=max(len(initial), 1), spin=spins)
+                      bunch_charge_C=charge, particles=max(len(initial), 1), spin=spins,
+                      initial=initial)
     if distribution is None and len(recorder.added) != 1:
         capture.bunch_charge_C = float(np.sum(weights)) * 1.602176634e-19 if len(
             initial) else 0.0
@@ -245,6 +246,14 @@ def install(recorder: Recorder) -> None:
         cls = getattr(distributions, name)
         if isinstance(cls, type) and not name.startswith("_"):
             setattr(distributions, name, _distribution_wrapper(recorder, cls))
+    container = impactx.ImpactXParticleContainer
+    set_bucket_length = container.set_bucket_length
+
+    def recorded_bucket_length(self, bucket_length, *args, **kwargs):
+        recorder.settings["bucket_length"] = bucket_length
+        return set_bucket_length(self, bucket_length, *args, **kwargs)
+
+    container.set_bucket_length = recorded_bucket_length
     base = impactx.ImpactX
 
     class Recording(base):  # type: ignore[misc, valid-type]

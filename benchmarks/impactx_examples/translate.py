@@ -71,6 +71,8 @@ class Capture:
             charge, the bunch charge [C] under 3D), None when not given.
         spin: ``(class name, parameters)`` of the spin distribution given to
             ``add_particles``, or None.
+        initial: the example's initial particles ``(N, 6)`` (x, px, y, py, t, pt; spins
+            after), or None when not recorded.
     """
 
     settings: dict[str, Any]
@@ -83,6 +85,7 @@ class Capture:
     tracking: str = "particles"
     intensity: float | None = None
     spin: tuple[str, dict[str, float]] | None = None
+    initial: Any = None
 
 
 def species_of(reference: dict[str, float]) -> dict[str, Any]:
@@ -96,6 +99,26 @@ def species_of(reference: dict[str, float]) -> dict[str, Any]:
             "mass_MeV": reference["mass_MeV"]}
 
 
+def _probes(capture: Capture) -> bool:
+    """Whether the example's initial particles include one that does not move forward
+    (:func:`harness.model.particles.check_particles`), such as the unit vector pt = 1 that
+    reads a transfer map: the scenario states them as ``beam.linear_probes``, which the
+    scenario accepts over a lattice of linear maps only."""
+    if capture.initial is None or not len(capture.initial):
+        return False
+    from harness.model.errors import ScenarioError
+    from harness.model.particles import check_particles
+
+    reference = ReferenceParticle("ion", capture.reference["kin_energy_MeV"],
+                                  rest_energy_eV=capture.reference["mass_MeV"] * 1e6,
+                                  charge=capture.reference["charge_qe"])
+    try:
+        check_particles(capture.initial[:, :6], None, reference)
+    except ScenarioError:
+        return True
+    return False
+
+
 def _beam(capture: Capture, reasons: list[str], particle_file: str) -> dict[str, Any]:
     """The scenario's ``beam`` (the example's distribution, else its particles as a file)."""
     beam: dict[str, Any] = {**species_of(capture.reference),
@@ -105,6 +128,11 @@ def _beam(capture: Capture, reasons: list[str], particle_file: str) -> dict[str,
     if capture.distribution is None:
         capture.notes.append("beam not from an ImpactX distribution: stated as the "
                              "example's particles (distribution: file)")
+        if _probes(capture):
+            capture.notes.append("particles that do not move forward (unit vectors reading "
+                                 "a transfer map): beam.linear_probes")
+            return {**beam, "distribution": "file", "file": particle_file,
+                    "linear_probes": True}
         return {**beam, "distribution": "file", "file": particle_file}
     kind, params = capture.distribution
     if kind not in DISTRIBUTIONS:
@@ -176,10 +204,26 @@ def _settings_reasons(capture: Capture, reasons: list[str]) -> None:
     for key, label in (("csr", "CSR"), ("isr", "ISR")):
         if str(s.get(key, False)).lower() in ("true", "1"):
             reasons.append(f"{label}: not a scenario setting")
+
+
+def _particle_boundary(capture: Capture, reasons: list[str]) -> dict[str, Any] | None:
+    """The scenario's ``particle_boundary`` (ImpactX ``algo.particle_bc`` with the particle
+    container's bucket length, ``src/particles/ParticleBoundary.cpp``), None for ImpactX's
+    default ``open``; ``absorbing`` and ``reflecting`` are refused."""
+    s = capture.settings
     boundary = str(s.get("particle_bc", "open")).strip().lower()
-    if boundary != "open":   # ImpactX's default: no longitudinal boundary
-        reasons.append(f"particle boundary {boundary}: the longitudinal wrapping modulo the "
-                       "bucket length is not a scenario setting")
+    if boundary == "open":   # ImpactX's default: no longitudinal boundary
+        return None
+    if boundary != "periodic":
+        reasons.append(f"particle boundary {boundary}: only 'periodic' is a scenario "
+                       "setting")
+        return None
+    length = float(s.get("bucket_length", 0.0) or 0.0)
+    if length <= 0.0:
+        reasons.append("particle boundary periodic: no bucket length set "
+                       "(set_bucket_length)")
+        return None
+    return {"kind": "periodic", "bucket_length": length}
 
 
 def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
@@ -253,6 +297,9 @@ def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
             # ImpactX's 2D model reads add_particles' "charge" as the beam current [A]
             beam["current_A"] = beam.pop("bunch_charge_C")
     _spin(capture, beam, reasons)
+    boundary = _particle_boundary(capture, reasons)
+    if boundary is not None:
+        extra["particle_boundary"] = boundary
     if reasons:
         return None, _unique(reasons)
     return {"name": name, "description": f"ImpactX example {name}", "reference": "impactx",

@@ -9,8 +9,8 @@ ImpactX                                  PALS
 =======================================  ======================================================
 Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length (ds < 0, the inverse element: length
                                          -ds with ``reverse: true``, also Quad, Sol, Sbend)
-Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: ``k / (B rho)``
-                                         with the signed rigidity of the reference particle)
+Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: the field
+                                         ``Bn1 = k`` [T/m], divided by the local rigidity)
 Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``);
                                          rc = 0 is ``g_ref = 0`` (ImpactX's drift map)
 ExactSbend (ds, phi [deg], B = 0)        ``SBend`` ``g_ref = radians(phi) / ds``
@@ -202,11 +202,12 @@ def _translate_kind(kind: str, name: str, length: float, d: dict[str, Any],
     if kind in _DRIFTS:
         return Translated(name, {"kind": "Drift", "length": length})
     if kind in _QUADS:
-        k = float(d["k"])
-        if int(d.get("unit", 0)) == 1:
-            k = k / reference.rigidity_Tm
+        # unit 1: k is the gradient [T/m], which ImpactX divides by the local rigidity
+        # (src/elements/ChrQuad.H, ExactQuad.H); PALS Bn1 (the scenario keeps the field
+        # where the lattice changes the reference energy)
+        key = "Bn1" if int(d.get("unit", 0)) == 1 else "Kn1"
         return Translated(name, {"kind": "Quadrupole", "length": length,
-                                 "MagneticMultipoleP": {"Kn1": k}})
+                                 "MagneticMultipoleP": {key: float(d["k"])}})
     if kind == "DipEdge":
         return _dipedge(name, d)
     if kind == "Multipole":
@@ -541,6 +542,18 @@ def merge_edges(items: list[Item], edges: dict[int, Edge], notes: list[str],
     return [item for item in out if item is not None]
 
 
+def _per_start_rigidity(element) -> bool:
+    """Whether the translation divided a field strength of ``element`` by the starting
+    rigidity (plasma lenses and soft-edge elements with ``unit = 1``, a Kicker in T-m):
+    exact only while the reference energy stays the starting one."""
+    kind = type(element).__name__
+    d = _fields(element)
+    if kind == "Kicker":
+        return str(d.get("unit", "dimensionless")) == "T-m"
+    return kind in ("ChrPlasmaLens", "TaperedPL", "SoftQuadrupole", "SoftSolenoid") \
+        and int(d.get("unit", 0)) == 1
+
+
 def import_impactx(lattice: list, reference: ReferenceParticle,
                    source: str = "<ImpactX lattice>") -> ImportResult:
     """A list of ImpactX elements as translated elements (``reference``: the beam's reference
@@ -549,10 +562,16 @@ def import_impactx(lattice: list, reference: ReferenceParticle,
     items: list[Item] = []
     edges: dict[int, Edge] = {}
     tiers = set()
-    accelerating = any(type(element).__name__ in _ACCELERATING for element in lattice)
+    accelerating = [type(e).__name__ for e in lattice if type(e).__name__ in _ACCELERATING]
     for index, element in enumerate(lattice):
-        item = _translate(element, index, reference, notes, accelerating)
+        item = _translate(element, index, reference, notes, bool(accelerating))
         kind = type(element).__name__
+        if accelerating and isinstance(item, Translated) and _per_start_rigidity(element):
+            item = Untranslatable(item.name, kind, float(_fields(element).get("ds", 0.0)),
+                                  f"a field strength (unit 1 / T-m) in a lattice whose "
+                                  f"reference energy changes ({accelerating[0]}): ImpactX "
+                                  "divides it by the local rigidity, which only a "
+                                  "quadrupole's field (PALS Bn1) carries")
         if kind not in (*_EXTENSIONS, "SpinMap"):   # one model each, at every tier
             tiers.add("exact" if kind.startswith("Exact") else
                       "paraxial" if kind.startswith("Chr") else "linear")

@@ -123,6 +123,12 @@ class KindSpec:
             strength set (ImpactX's map is then the identity).
         integrated: whether ImpactX tracks it with a symplectic integrator at the exact
             tier (``mapsteps``, ``int_order`` act on it).
+        linear_map: whether its map at the linear tier is an affine map of the six
+            coordinates for any pt (ImpactX's linear elements: no square root of the particle
+            energy is taken), so that a beam of probes (``beam.linear_probes``) may cross it.
+        accelerates: whether its map changes the reference energy (ImpactX ``ShortRF.H``,
+            ``ChrUniformAcc.H`` push ``refpart.pt``): downstream, a strength per rigidity
+            is taken against the local reference (see :data:`FIELD_RIGIDITY`).
         example: a minimal valid PALS element of the kind, without ``kind``.
         reversible: whether ``reverse: true`` may state the inverse element: ImpactX tracks
             the kind with a negative length ``ds`` through its usual formulas, and that is
@@ -147,6 +153,8 @@ class KindSpec:
     main_name: str = ""
     thick: bool = False
     integrated: bool = False
+    linear_map: bool = False
+    accelerates: bool = False
     example: Mapping[str, Any] = field(default_factory=dict)
     reversible: bool = False
     pipe_aperture: bool = False
@@ -157,20 +165,38 @@ class KindSpec:
         return info.unit if info is not None else ""
 
 
+#: The element field of a Quadrupole whose gradient is a field (PALS ``Bn1``/``Bs1`` [T/m])
+#: in a lattice with an element that :attr:`~KindSpec.accelerates`: the signed rigidity
+#: B rho [T m] of the beam at the start of the lattice, that ``Kn1``/``Ks1`` are normalised
+#: with. The field (Kn1, Ks1) x field_rigidity is held; where the element sits the strength
+#: is that field / the local B rho (ImpactX ``unit = 1``, ``src/elements/ChrQuad.H``
+#: ``m_g = m_k / refpart.rigidity_Tm()``). Absent, Kn1 is normalised to the local reference.
+FIELD_RIGIDITY = "field_rigidity"
+
+_FIELD_RIGIDITY_INFO = FieldInfo("T m", "B rho at the start that Kn1/Ks1 are normalised with "
+                                 "when given as the field Bn1/Bs1 in a lattice that changes "
+                                 "the reference energy: the field is held, the strength is "
+                                 "field / local B rho (ImpactX unit 1)")
+
+
 def _thick_multipole(kind: str, order: int, name: str, unit: str, mad: str,
                      tiers: tuple[str, ...], example: float, skew: str = "",
-                     reversible: bool = False) -> KindSpec:
+                     reversible: bool = False,
+                     extra: Mapping[str, FieldInfo] | None = None,
+                     linear_map: bool = False) -> KindSpec:
     """A kind whose body is a thick multipole with the normal component of ``order``
     required (Quadrupole, Sextupole, Octupole): every other component is optional
-    (``skew``: the MAD-X name of the skew component, listed by name)."""
+    (``skew``: the MAD-X name of the skew component, listed by name; ``extra``: further
+    optional fields)."""
     main = f"Kn{order}"
     named = {f"Ks{order}": FieldInfo(unit, f"skew {name} (MAD-X {skew})")} if skew else {}
     return KindSpec(
         kind, tiers,
         {"length": _LENGTH, main: FieldInfo(unit, f"normalised {name} (MAD-X {mad})"),
-         **named, **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
+         **named, **(extra or {}), **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
         frozenset({"length", main}), reader="thick_multipole", main_order=order,
         main_name=name, thick=True, integrated=True, pipe_aperture=True,
+        linear_map=linear_map,
         example={"length": 0.3, "MagneticMultipoleP": {main: example}}, reversible=reversible)
 
 
@@ -186,10 +212,11 @@ _BEND_PALS: dict[str, Disposition] = {
 #: Every element kind of the harness's flat lattice, in the order tables list them.
 KIND_SPECS: tuple[KindSpec, ...] = (
     KindSpec("Drift", MODEL_TIERS, {"length": _LENGTH, **ALIGNMENT, **PIPE_APERTURE},
-             frozenset({"length"}), reader="drift", example={"length": 0.3},
+             frozenset({"length"}), reader="drift", linear_map=True, example={"length": 0.3},
              pipe_aperture=True, reversible=True),
     _thick_multipole("Quadrupole", 1, "gradient", "1/m^2", "K1, > 0 focuses x", MODEL_TIERS,
-                     1.0, reversible=True),
+                     1.0, reversible=True, extra={FIELD_RIGIDITY: _FIELD_RIGIDITY_INFO},
+                     linear_map=True),
     KindSpec("SBend", ("linear", "exact"), {
         "length": FieldInfo("m", "arc length"),
         "angle": FieldInfo("rad", "bend angle = g_ref * length"),
@@ -203,7 +230,7 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "tilt_ref": FieldInfo("rad", "rotation of the bend (and its plane) about s (MAD-X "
                               "TILT of a bend; ImpactX rotation)"),
         **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
-        frozenset({"length", "angle", "e1", "e2"}), _BEND_PALS, reader="bend",
+        frozenset({"length", "angle", "e1", "e2"}), _BEND_PALS, reader="bend", linear_map=True,
         example={"length": 0.3, "BendP": {"g_ref": 0.1}}, pipe_aperture=True,
         reversible=True),
     _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
@@ -218,7 +245,8 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         "length": _LENGTH, "Ksol": FieldInfo("1/m", "B_s / (B rho) (ImpactX ks)"),
         **ALIGNMENT, **MULTIPOLE_PATTERNS, **PIPE_APERTURE},
         frozenset({"length", "Ksol"}), {"SolenoidP.Ksol": "Ksol", "SolenoidP.Bsol": "Ksol"},
-        reader="solenoid", thick=True, example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
+        reader="solenoid", thick=True, linear_map=True,
+        example={"length": 0.3, "SolenoidP": {"Ksol": 0.5}},
         pipe_aperture=True, reversible=True),
     KindSpec("RFCavity", MODEL_TIERS, {
         "length": FieldInfo("m", "0 (short RF gap)"),
@@ -235,17 +263,17 @@ KIND_SPECS: tuple[KindSpec, ...] = (
             "SolenoidP": Refused("no backend models a solenoid field in an RF cavity"),
             "MagneticMultipoleP": Refused("no backend models multipoles in an RF cavity"),
             "BodyShiftP": Refused("no backend shifts a short RF gap")},
-        reader="rf", example={"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9,
-                                                      "phase": 0.0}}),
+        reader="rf", accelerates=True,
+        example={"length": 0.0, "RFP": {"voltage": 1e5, "frequency": 1e9, "phase": 0.0}}),
     KindSpec("Marker", MODEL_TIERS, {"length": FieldInfo("m", "0")}, frozenset({"length"}),
              {"BodyShiftP": Refused("a Marker (or aperture) has no body to shift")},
-             reader="marker", example={}),
+             reader="marker", linear_map=True, example={}),
     KindSpec("Instrument", MODEL_TIERS, {"length": FieldInfo("m", "length (a drift)")},
              frozenset({"length"}),
              {"BodyShiftP": Refused("an Instrument is a drift; no body to shift"),
               "MagneticMultipoleP": Refused("an Instrument is a drift; give the multipole "
                                             "its own element")},
-             reader="marker", example={"length": 0.0}),
+             reader="marker", linear_map=True, example={"length": 0.0}),
     KindSpec("Kicker", MODEL_TIERS, {
         "length": FieldInfo("m", "length (drift halves around a thin kick)"),
         "Kn0L": FieldInfo("rad", "integrated dipole kick, dpx = -Kn0L (MAD-X KNL[0])"),
@@ -298,7 +326,8 @@ _LIST_FIELDS: Mapping[str, Mapping[str, str]] = MappingProxyType({
 def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str, Any],
                thick: bool = False, aligned: bool = True,
                tiers: tuple[str, ...] = MODEL_TIERS,
-               lists: Mapping[str, str] | None = None, integrated: bool = False) -> KindSpec:
+               lists: Mapping[str, str] | None = None, integrated: bool = False,
+               accelerates: bool = False, linear_map: bool = False) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
     name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
@@ -328,8 +357,8 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
         f"{EXTENSION_NAMESPACE}{name}", ("exact",) if integrated else tiers,
         all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
-        reader="extension", thick=thick, integrated=integrated, example=example,
-        pipe_aperture=thick)
+        reader="extension", thick=thick, integrated=integrated, accelerates=accelerates,
+        linear_map=linear_map, example=example, pipe_aperture=thick)
 
 
 #: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
@@ -363,11 +392,13 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
                         "[1/m^2] (ImpactX ConstF kx; < 0 defocuses)"),
         "ky": FieldInfo("1/m", "vertical focusing, as kx"),
         "kt": FieldInfo("1/m", "longitudinal focusing (>= 0)")},
-        {"length": 0.5, EXTENSION_GROUP: {"kx": 1.0, "ky": 1.0, "kt": 0.5}}, thick=True),
+        {"length": 0.5, EXTENSION_GROUP: {"kx": 1.0, "ky": 1.0, "kt": 0.5}}, thick=True,
+        linear_map=True),
     _extension("ChrAcc", {
         "ez": FieldInfo("1/m", "q E_z / (m c^2): the gain of gamma per metre"),
         "bz": FieldInfo("1/m", "q B_z / (m c): the solenoid field")},
-        {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True),
+        {"length": 0.5, EXTENSION_GROUP: {"ez": 2.0, "bz": 1.5}}, thick=True,
+        accelerates=True),
     _extension("ChrPlasmaLens", {
         "k": FieldInfo("1/m^2", "gradient / (B rho) (ImpactX unit 0; > 0 focuses x and y)")},
         {"length": 0.3, EXTENSION_GROUP: {"k": 3.0}}, thick=True),
@@ -409,12 +440,13 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
     _extension("Buncher", {
         "V": FieldInfo("1", "normalised voltage q V_peak / (p0 c) (ImpactX Buncher V)"),
         "k": FieldInfo("1/m", "RF wavenumber 2 pi f / c")},
-        {EXTENSION_GROUP: {"V": 0.01, "k": 15.0}}),
+        {EXTENSION_GROUP: {"V": 0.01, "k": 15.0}}, linear_map=True),
     _extension("LinearMap", {
         "R*": FieldInfo("1 (m, 1/m)", "the 6x6 matrix on (x, px, y, py, t, pt), Rij = row "
                         "i, column j (1-based, ImpactX Map6x6); all 36 always present")},
         {"length": 0.3, EXTENSION_GROUP: {"R": [[1.0 if i == j else 0.0 for j in range(6)]
-                                                for i in range(6)]}}),
+                                                for i in range(6)]}},
+        linear_map=True),
     _extension("PRot", {
         "phi_in": FieldInfo("rad", "angle of the reference orbit in the incoming frame "
                             "(|phi| < pi/2; ImpactX takes degrees)"),
@@ -429,7 +461,7 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         **_PROFILE},
         {"length": 1.0, EXTENSION_GROUP: {"escale": 0.05, "freq": 7e8, "phase": 0.3,
                                           "cos_coefficients": [0.5, 0.3, -0.1]}},
-        thick=True, lists=LIST_FIELDS),
+        thick=True, lists=LIST_FIELDS, accelerates=True),
     KindSpec(POLYGON_APERTURE, MODEL_TIERS, {
         "length": FieldInfo("m", "0 (thin)"),
         "vertex_x*": FieldInfo("m", "x of vertex N (0-based) of the closed polygon, the "
@@ -448,17 +480,17 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
     _extension("PlaneXYRot", {
         "angle": FieldInfo("rad", "rotation of the transverse plane about s (ImpactX "
                            "takes degrees)")},
-        {EXTENSION_GROUP: {"angle": 0.3}}, aligned=False),
+        {EXTENSION_GROUP: {"angle": 0.3}}, aligned=False, linear_map=True),
     _extension("SoftQuadrupole", {
         "gscale": FieldInfo("1/m^2", "gradient / (B rho) where the profile is 1 (ImpactX "
                             "gscale; > 0 focuses x, MAD-X K1 sign)"), **_PROFILE},
         {"length": 1.0, EXTENSION_GROUP: {"gscale": 1.0, "cos_coefficients": [2.0]}},
-        thick=True, tiers=("linear",), lists=LIST_FIELDS),
+        thick=True, tiers=("linear",), lists=LIST_FIELDS, linear_map=True),
     _extension("SoftSolenoid", {
         "bscale": FieldInfo("1/m", "B_z / (B rho) where the profile is 1 (ImpactX bscale, "
                             "unit 0)"), **_PROFILE},
         {"length": 1.0, EXTENSION_GROUP: {"bscale": 1.0, "cos_coefficients": [2.0]}},
-        thick=True, tiers=("linear",), lists=LIST_FIELDS),
+        thick=True, tiers=("linear",), lists=LIST_FIELDS, linear_map=True),
     _extension("ExactMultipole", {
         "Kn*": FieldInfo("1/m^(N+1)", "normal multipole of order N per metre (ImpactX "
                          "k_normal[N], unit 0; N = 0 dipole, 1 quadrupole, ...)"),

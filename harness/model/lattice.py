@@ -20,6 +20,12 @@ Equivalent PALS forms are resolved here, once, so that every backend reads one f
 * multipoles (``MagneticMultipoleP``): field strengths ``BnN`` [T/m^N] -> ``KnN`` = BnN /
   (B rho) with the beam's signed rigidity B rho = p/q; integrated ``KnNL`` on a thick element
   -> ``KnN`` = KnNL / length; per-metre ``KnN`` on a thin kicker -> ``KnNL`` = KnN * length;
+* fields in a lattice that changes the reference energy (an element whose spec
+  :attr:`~harness.model.kinds.KindSpec.accelerates`): a Quadrupole's ``Bn1``/``Bs1`` keeps
+  the field, ``field_rigidity`` = the starting B rho beside Kn1 = Bn1 / that B rho, so that
+  the backends divide the field by the local rigidity (ImpactX ``unit = 1``); every other
+  field form (``BnN`` elsewhere, ``Bsol``, ``bend_field_ref``) is refused there, naming the
+  field;
 * body shifts (``BodyShiftP``): ``x_offset``, ``y_offset`` [m], ``z_rot`` [rad];
 * apertures: a Marker (or zero-length Instrument) with an active ``ApertureP`` becomes an
   ``Aperture`` element; ImpactX's options PALS has no field for (``action``, ``repeat_x``,
@@ -51,6 +57,7 @@ from harness.model.kinds import (
     ALIGNMENT,
     EXTENSION_GROUP,
     EXTENSION_KINDS,
+    FIELD_RIGIDITY,
     LIST_FIELDS,
     MATRIX_ENTRIES,
     MAX_COEFFICIENTS,
@@ -1137,6 +1144,9 @@ class _Flattener:
         self.built: dict[str, tuple[str, dict[str, float]] | dict] = {}
         self._counts: dict[int, int] = {}
         self._expanded: dict[str, list] = {}
+        #: element name -> the path of its first field strength given as a field (T/m^N,
+        #: T), read with the starting rigidity (:func:`_fields_against_local_reference`).
+        self.field_forms: dict[str, str] = {}
 
     # -- one element -----------------------------------------------------------------------
     def check_kind(self, raw: Any, path: str) -> str:
@@ -1252,6 +1262,9 @@ class _Flattener:
         if kind in PIPE_APERTURE_KINDS:
             params.update(pipe_aperture(fields.get("ApertureP"), params, self.file, path))
         check_element_bounds(kind, params, self.file, path)
+        given = _field_form(fields, path)
+        if given is not None:
+            self.field_forms[name] = given
         return kind, params
 
     def element(self, name: str) -> tuple[str, dict[str, float]] | dict:
@@ -1339,6 +1352,49 @@ class _Flattener:
             self._expanded[name] = out[start:]
 
 
+def _field_form(fields: Mapping[str, Any], path: str) -> str | None:
+    """The path of the first strength a PALS element gives as a field (``BnN``, ``BsN``,
+    ``Bsol``, ``bend_field_ref``), or None."""
+    for group, keys in (("MagneticMultipoleP", None), ("SolenoidP", ("Bsol",)),
+                        ("BendP", ("bend_field_ref",))):
+        given = fields.get(group)
+        if not isinstance(given, dict):
+            continue
+        for key in given:
+            if (keys is None and str(key).startswith("B")) or (keys and key in keys):
+                return f"{path}.{group}.{key}"
+    return None
+
+
+def _fields_against_local_reference(flattener: _Flattener,
+                                    out: list[tuple[str, str, dict[str, float]]], file,
+                                    rigidity_Tm: float | None) -> None:
+    """In a lattice that changes the reference energy, a Quadrupole given by its field
+    (``Bn1``/``Bs1`` [T/m] only) gets :data:`~harness.model.kinds.FIELD_RIGIDITY` (the
+    starting B rho that Kn1/Ks1 were normalised with): the backends then divide the field by
+    the local rigidity, as ImpactX does for ``unit = 1`` (``src/elements/ChrQuad.H``).
+    Any other strength given as a field is refused there, naming the field and the
+    accelerating element (its strength per rigidity would change along the lattice)."""
+    changers = [name for name, kind, _ in out if SPECS[kind].accelerates]
+    if not changers or not flattener.field_forms:
+        return
+    used = {name for name, _, _ in out}
+    for name, where in flattener.field_forms.items():
+        if name not in used:
+            continue
+        kind, params = flattener.built[name]  # type: ignore[misc]
+        key = where.rsplit(".", 1)[1]
+        if kind == "Quadrupole" and key in ("Bn1", "Bs1") \
+                and set(thick_multipoles(params)) == {1} and rigidity_Tm is not None:
+            params[FIELD_RIGIDITY] = rigidity_Tm
+            continue
+        raise ScenarioError(file, where, f"a normalised strength (the lattice changes the "
+                            f"reference energy at {changers[0]!r}, so a field is held "
+                            "against the local rigidity: trackbench carries that for a "
+                            "Quadrupole's Bn1/Bs1 alone, without other multipole "
+                            "components)", key)
+
+
 def _register(flattener: _Flattener, facility: list, file) -> None:
     """Facility entries by name; names must be text and unique."""
     for index, entry in enumerate(facility):
@@ -1362,7 +1418,9 @@ def parse_pals(document: Any, file: str | Path | None = None,
     """Validate a PALS document with pals-schema and flatten it to ``(name, kind, params)``.
 
     ``rigidity_Tm`` (the beam's signed B rho = p/q [T m]) converts field strengths (``BnN``,
-    ``bend_field_ref``, ``Bsol``); without it they are refused."""
+    ``bend_field_ref``, ``Bsol``); without it they are refused. In a lattice that changes the
+    reference energy only a Quadrupole's ``Bn1``/``Bs1`` may be a field (it keeps
+    ``field_rigidity``, :func:`_fields_against_local_reference`)."""
     if not isinstance(document, dict) or "PALS" not in document:
         raise ScenarioError(file, "lattice", "a PALS document: {PALS: {facility: [...]}}",
                             type(document).__name__)
@@ -1385,6 +1443,7 @@ def parse_pals(document: Any, file: str | Path | None = None,
     flattener.count(active, "lattice")
     out: list[tuple[str, str, dict[str, float]]] = []
     flattener.flatten(active, "lattice", out)
+    _fields_against_local_reference(flattener, out, file, rigidity_Tm)
     _validate_with_pals_root(document, file)
     return out
 

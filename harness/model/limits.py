@@ -88,6 +88,8 @@ SCENARIO_BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("beam.current_A", 0.0, 1e6, "A", "the current of a coasting beam (space_charge or "
           "envelope_space_charge kind 2d): 1 MA, far above any accelerator's (~1 kA)",
           low_open=True),
+    Bound("particle_boundary.bucket_length", 0.0, 1e5, "m", "an RF bucket of at most "
+          "100 km (the Fermilab Booster's is 5.7 m)", low_open=True),
     Bound("beam.twiss.beta", 1e-9, 1e6, "m", "beta functions of 1 nm to 1000 km (beta* of "
           "colliders: 0.1 mm; the largest ring beta: ~10 km)"),
     Bound("beam.twiss.alpha", -1e5, 1e5, "1", "alpha of a final focus reaches ~1e4"),
@@ -147,6 +149,8 @@ ELEMENT_BOUNDS: tuple[Bound, ...] = (
     Bound("z_rot", -TWO_PI, TWO_PI, "rad", "a rotation of at most one turn"),
     Bound("x_offset", -1.0, 1.0, "m", "an element body 1 m off the beam sees no beam"),
     Bound("y_offset", -1.0, 1.0, "m", "as x_offset"),
+    Bound("field_rigidity", -1e5, 1e5, "T m", "the beam's B rho at the start (the LHC's "
+          "7 TeV protons: 2.3e4 T m)", nonzero=True),
     Bound("Ksol", -1e6, 1e6, "1/m", "B_s / (B rho): 20 T for a 20 uT m beam"),
     Bound("Kn0L", -1.0, 1.0, "rad", "a dipole kick below 1 rad (px, py are below 1)"),
     Bound("Ks0L", -1.0, 1.0, "rad", "as Kn0L"),

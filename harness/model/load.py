@@ -17,6 +17,7 @@ from pathlib import Path
 import pydantic
 
 from harness.model.errors import ScenarioError
+from harness.model.kinds import SPECS
 from harness.model.observables import observable_names
 from harness.model.parameters import resolve_parameter
 from harness.model.particles import load_particle_file
@@ -90,6 +91,7 @@ def scenario_from_dict(data: object, file: str | Path | None = None) -> Scenario
     _check_gradients(scenario, file)
     check_tuning(scenario, file)
     _check_particle_file(scenario.beam, file)
+    _check_linear_probes(scenario, file)
     _check_spin_file(scenario.beam, file)
     _check_spin_observables(scenario, file)
     return scenario
@@ -182,13 +184,35 @@ def _check_particle_file(beam: Beam, file) -> None:
         raise ScenarioError(file, "beam.file", "an existing .npz, .csv or openPMD .h5 file "
                             "(a relative path is relative to the scenario file)", beam.file)
     try:
-        particles = load_particle_file(path, beam.reference)
+        particles = load_particle_file(path, beam.reference, beam.linear_probes)
     except ScenarioError as error:
         raise ScenarioError(file, "beam.file", f"{error.expected} in {path}",
                             error.got) from None
     if beam.particles > len(particles):
         raise ScenarioError(file, "beam.particles", f"at most the {len(particles)} "
                             f"particles of {path.name}", beam.particles)
+
+
+def _check_linear_probes(scenario: Scenario, file) -> None:
+    """Probe particles (``beam.linear_probes``: unit vectors, pt = 1 and the like, energies
+    no particle has) cross only maps that are affine in the six coordinates for any pt:
+    every element of a kind whose :attr:`~harness.model.kinds.KindSpec.linear_map` is set,
+    run at the linear tier (ImpactX ``Drift.H``, ``Quad.H``, ``Sbend.H``, ``Sol.H``,
+    ``SoftSol.H``, ...: pt enters their matrices linearly, no square root of the particle
+    energy is taken); no space charge (it takes the beam's physical charge density). Any
+    other element is refused by name."""
+    if not scenario.beam.linear_probes:
+        return
+    if scenario.space_charge is not None:
+        raise ScenarioError(file, "beam.linear_probes", "no space charge (probe particles "
+                            "are no beam)", "space_charge")
+    for element in scenario.elements:
+        if not SPECS[element.kind].linear_map or element.tier != "linear":
+            raise ScenarioError(file, "beam.linear_probes", "a lattice of linear maps only "
+                                f"(Drift, Quadrupole, SBend, Solenoid, ... at model "
+                                f"'linear'): element {element.name!r} ({element.kind}, model "
+                                f"{element.tier}) takes the particle's energy, which a probe "
+                                "particle does not have", element.name)
 
 
 def _check_space_charge(scenario: Scenario, file) -> None:

@@ -489,11 +489,12 @@ MAX_PARTICLE_FILE_BYTES = 2**30
 MAX_CSV_BYTES = 256 * 2**20
 
 
-def load_particle_file(path: str | Path, reference=None) -> np.ndarray:
+def load_particle_file(path: str | Path, reference=None, probes: bool = False) -> np.ndarray:
     """Read ``(N, 6)`` particles from ``.npz`` (key ``particles`` or one key per coordinate),
     ``.csv`` (header x,px,y,py,t,pt) or openPMD HDF5 (``.h5``, converted for ``reference``,
     see :mod:`harness.model.openpmd`), each a regular file of bounded size, and check them
-    (:func:`check_particles`). Every failure is one ScenarioError naming the file."""
+    (:func:`check_particles`; ``probes``: a beam's ``linear_probes``, no forward-motion
+    check). Every failure is one ScenarioError naming the file."""
     path = Path(path)
     from harness.model.openpmd import SUFFIXES, read_openpmd
     from harness.model.yaml_load import check_regular_file, read_regular_file
@@ -508,7 +509,7 @@ def load_particle_file(path: str | Path, reference=None) -> np.ndarray:
     else:
         raise ScenarioError(path, "beam.file", "a .npz or .csv particle file (or an openPMD "
                             ".h5 file with the beam's reference particle)", path.suffix)
-    check_particles(out, path, reference)
+    check_particles(out, path, None if probes else reference)
     return out
 
 
@@ -612,7 +613,7 @@ def generate(beam: Beam, n: int | None = None, base_dir: Path | None = None) -> 
         path = Path(beam.file or "")
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        data = load_particle_file(path, beam.reference)
+        data = load_particle_file(path, beam.reference, beam.linear_probes)
         if n > len(data):
             raise ScenarioError(path, "beam.particles", f"at most {len(data)} particles", n)
         particles = data[:n].copy()

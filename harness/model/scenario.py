@@ -335,6 +335,11 @@ class Beam(_Strict):
     ``kinetic_energy_MeV`` from 1 eV to :data:`MAX_KINETIC_ENERGY_MEV`. Every number is
     bounded (:data:`harness.model.limits.SCENARIO_BOUNDS`); ``file`` is stored as an absolute
     path (resolved against the scenario file's folder when it is loaded).
+    ``linear_probes`` (with ``file`` only): the file's particles probe a linear map (unit
+    vectors such as pt = 1, as ImpactX's examples read transfer maps), not a physical beam:
+    they need not move forward, and the lattice must be linear maps of the coordinates for
+    any pt (``harness.model.kinds.KindSpec.linear_map`` at the linear tier, checked when the
+    scenario is loaded); backends that take the particles' energy refuse it.
     """
 
     species: str
@@ -359,6 +364,7 @@ class Beam(_Strict):
     particles: Annotated[int, Field(gt=0, le=MAX_PARTICLES)] = 10_000
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     spin: Spin | None = None
+    linear_probes: bool = False
 
     @field_validator("species")
     @classmethod
@@ -407,6 +413,10 @@ class Beam(_Strict):
         if self.gaussian_cut is not None and self.distribution != "gaussian":
             raise ValueError("'gaussian_cut' only with distribution 'gaussian' (got "
                              f"{self.distribution!r})")
+        if self.linear_probes and (self.distribution != "file" or self.spin is not None):
+            raise ValueError("'linear_probes' only with distribution 'file' and no 'spin' "
+                             "(probe particles come from a file; a spin push takes each "
+                             "particle's energy)")
         if (self.thermal is not None) != (self.distribution == "thermal"):
             raise ValueError("'thermal' (k, kT, kT_halo, normalize, normalize_halo, halo) "
                              "with distribution 'thermal', and only there")
@@ -670,6 +680,16 @@ class AnalyticValue(_Strict):
         return self
 
 
+class ParticleBoundary(_Strict):
+    """A longitudinal particle boundary, ImpactX's ``algo.particle_bc``
+    (``src/particles/ParticleBoundary.cpp``). ``periodic``: after every slice of every
+    element, t is wrapped into [-T/2, T/2) with T = ``bucket_length`` [m] / beta of the
+    reference particle there (t' = fmod(fmod(t + T/2, T) + T, T) - T/2)."""
+
+    kind: Literal["periodic"]
+    bucket_length: Annotated[float, within("particle_boundary.bucket_length")]
+
+
 class Scenario(_Strict):
     """One scenario: what to track, with which physics, and what to measure."""
 
@@ -683,6 +703,7 @@ class Scenario(_Strict):
     integrator: Integrator = Integrator()
     overrides: dict[str, Override] = {}
     space_charge: SpaceCharge | None = None
+    particle_boundary: ParticleBoundary | None = None
     tracking: Tracking = "particles"
     envelope_space_charge: EnvelopeSpaceCharge | None = None
     lattice: dict
@@ -736,6 +757,9 @@ class Scenario(_Strict):
                 and any(v != 0.0 for v in self.beam.centroid.vector()):
             raise ValueError("beam.centroid: envelope tracking carries the covariance about "
                              "the reference orbit; a beam centroid is not part of it")
+        if envelope and self.particle_boundary is not None:
+            raise ValueError("particle_boundary: a boundary acts on each particle's t; "
+                             "envelope tracking carries no particles")
         if envelope and self.beam.spin is not None:
             raise ValueError("beam.spin: envelope tracking carries the phase-space covariance "
                              "only; spin tracking needs 'tracking: particles'")
