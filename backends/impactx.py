@@ -518,6 +518,8 @@ def _soft(element: Element, nslice: int, scale: str) -> dict[str, Any]:
             "cos_coefficients": [float(v) for v in cos],
             "sin_coefficients": [float(v) for v in sin],
             "nslice": nslice, "mapsteps": element.mapsteps, **_pipe(element)}
+
+
 #: ``ImpactX.DipEdge``'s numbers, under ImpactX's names.
 _DIPEDGE_FIELDS = ("psi", "rc", "g", "R", "K0", "K1", "K2", "K3", "K4", "K5", "K6")
 

@@ -897,6 +897,8 @@ def _check_lists(spec: KindSpec, params: dict[str, float], file, path: str) -> N
         first, *others = given
         raise ScenarioError(file, f"{path}.{EXTENSION_GROUP}.{others[0]}", f"as many "
                             f"entries as {first} ({given[first]})", given[others[0]])
+
+
 def _pole_list(value: Any, letter: str, file, path: str) -> dict[str, float]:
     """An ExactMultipole's ``k_normal`` (``letter`` n) or ``k_skew`` (s): a list of up to 21
     numbers, index = order N, per metre -> the non-zero ``KnN``/``KsN``."""
