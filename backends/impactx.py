@@ -985,9 +985,10 @@ class ImpactXBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     #: ImpactX tracks these kinds with a negative ds as their inverse (``Drift.H``,
     #: ``ChrDrift.H``, ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``,
-    #: ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``).
-    reversible_kinds: ClassVar[frozenset[str]] = frozenset({"Drift", "Quadrupole", "Solenoid",
-                                                          "SBend"})
+    #: ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``, ``ExactMultipole.H``).
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset({
+        "Drift", "Quadrupole", "Solenoid", "SBend", "Sextupole", "Octupole",
+        "ImpactX.ExactMultipole", "ImpactX.ExactSbend"})
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(MODELS)

@@ -202,8 +202,9 @@ class InhouseBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = KINDS
     #: The in-house maps of these kinds, ported from ImpactX's, give ImpactX's inverse
     #: element at a negative length unchanged (``tests/test_reverse.py``).
-    reversible_kinds: ClassVar[frozenset[str]] = frozenset({"Drift", "Quadrupole", "Solenoid",
-                                                          "SBend"})
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset({
+        "Drift", "Quadrupole", "Solenoid", "SBend", "Sextupole", "Octupole",
+        "ImpactX.ExactMultipole", "ImpactX.ExactSbend"})
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(
