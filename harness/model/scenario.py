@@ -302,8 +302,9 @@ class Spin(_Strict):
     * ``polarization`` ``[Px, Py, Pz]`` (dimensionless, 0 < |P| <= 1): spins drawn from
       ImpactX's von Mises-Fisher law (``SpinvMF``) around P/|P|, |P| = 1 all along P, with
       ``seed`` (default: a stream derived from the beam's seed);
-    * ``file``: a ``.npy`` (N, 3) array or ``.csv`` (header ``sx,sy,sz``) of unit spins, one
-      row per particle (stored as an absolute path, like ``beam.file``).
+    * ``file``: a ``.npy`` (N, 3) array or ``.csv`` (header ``sx,sy,sz``) of spins of length
+      at most 1 (unit spins, or a macro-particle's polarization), one row per particle
+      (stored as an absolute path, like ``beam.file``).
     """
 
     polarization: tuple[Annotated[float, Field(ge=-1, le=1)],
@@ -316,7 +317,7 @@ class Spin(_Strict):
     def _one_source(self):
         if (self.polarization is None) == (self.file is None):
             raise ValueError("exactly one of 'polarization' ([Px, Py, Pz]) or 'file' (.npy or "
-                             ".csv of (N, 3) unit spins)")
+                             ".csv of (N, 3) spins, |s| <= 1)")
         if self.file is not None and self.seed is not None:
             raise ValueError("'seed' only with 'polarization' (a spin file is not drawn)")
         if self.polarization is not None:
