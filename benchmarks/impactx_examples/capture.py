@@ -102,7 +102,10 @@ def _particles(sim, spin: bool = False) -> np.ndarray:
 
 
 def _spin_on(recorder: Recorder) -> bool:
-    return str(recorder.settings.get("spin", False)).lower() in ("true", "1")
+    """Whether the particles carry spins: ``sim.spin`` (pushed), or a spin distribution
+    given to ``add_particles`` (carried unchanged without ``sim.spin``)."""
+    return (str(recorder.settings.get("spin", False)).lower() in ("true", "1")
+            or any(added[3] is not None for added in recorder.added))
 
 
 def _state(recorder: Recorder, capture: Capture, **files: str) -> None:

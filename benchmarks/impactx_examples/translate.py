@@ -339,16 +339,20 @@ def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str],
     """``beam.spin`` of an example that tracks spin (``sim.spin = True``): the polarization
     of its ``SpinvMF`` (ImpactX ``src/particles/distribution/SpinvMF.H``: mean direction and
     length of the mean spin); spins given another way (``add_n_particles(..., sx=, sy=,
-    sz=)``) are the example's own, stated as ``spin_file`` (:mod:`.capture` writes it)."""
-    if str(capture.settings.get("spin", False)).lower() not in ("true", "1"):
-        if capture.spin is not None:   # stated or refused, never dropped
-            reasons.append(f"spin distribution {capture.spin[0]} without spin tracking: "
-                           "ImpactX carries the spins unpushed; a scenario's spins are "
-                           "tracked")
+    sz=)``) are the example's own, stated as ``spin_file`` (:mod:`.capture` writes it). An
+    example that gives spins without tracking them (``sim.spin`` off) has them carried
+    unchanged, ``push: false``."""
+    pushed = str(capture.settings.get("spin", False)).lower() in ("true", "1")
+    if not pushed and capture.spin is None:
         return
     if capture.tracking == "envelope":
         reasons.append("spin with envelope tracking: ImpactX's envelope carries no spin")
-    elif capture.spin is None or capture.spin[0] != "SpinvMF":
+        return
+    if not pushed and capture.spin is not None:   # stated, never dropped: carried as is
+        capture.notes.append(f"spin distribution {capture.spin[0]} without spin tracking "
+                             "(sim.spin off): the spins are carried unchanged (beam.spin."
+                             "push: false)")
+    if capture.spin is None or capture.spin[0] != "SpinvMF":
         if capture.initial is None or np.shape(capture.initial)[1:] != (9,):
             reasons.append("spin tracking: initial spins neither from a SpinvMF "
                            "distribution nor recorded")
@@ -362,6 +366,8 @@ def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str],
         params = capture.spin[1]
         beam["spin"] = {"polarization": [float(params.get(k, 0.0))
                                          for k in ("mux", "muy", "muz")]}
+    if not pushed:
+        beam["spin"]["push"] = False
 
 
 def _sources(items: list[Translated], lattice: list) -> list:
