@@ -141,3 +141,27 @@ def test_example_spins_are_stated_as_a_file_or_carried() -> None:
     beam = {}
     _spin(_capture({"spin": True}, None, initial[:, :6]), beam, reasons)
     assert "spin" not in beam and reasons[0].startswith("spin tracking:")
+
+
+def test_carried_spins_with_space_charge_inhouse() -> None:
+    """The in-house space-charge tracker under carried spins: the same phase space as
+    without spins, the spins unchanged."""
+    from backends.inhouse import BACKEND as INHOUSE
+    from harness.model.particles import generate
+
+    facility = [*SCENARIO["lattice"]["PALS"]["facility"][:2],
+                {"line": {"kind": "BeamLine", "line": ["q1", "b1"]}}, {"use": "line"}]
+    data = {**SCENARIO, "lattice": {"PALS": {"facility": facility}},
+            "space_charge": {"kind": "gauss3d"},
+            "beam": {**SCENARIO["beam"], "bunch_charge_C": 1e-9}}
+    scenario = scenario_from_dict(data, "sc.yaml")
+    plain = scenario_from_dict({**data, "observables": ["sigma_x"], "beam": {
+        k: v for k, v in data["beam"].items() if k != "spin"}}, "sc_plain.yaml")
+    initial = generate(scenario.beam)
+    with INHOUSE().prepare(scenario) as prepared:
+        carried = prepared.track(initial)
+    with INHOUSE().prepare(plain) as prepared:
+        reference = prepared.track(initial[:, :6])
+    np.testing.assert_array_equal(carried[:, :6], reference)
+    np.testing.assert_array_equal(carried[:, 6:], initial[:, 6:])
+    assert np.abs(reference - initial[:, :6]).max() > 0.0
