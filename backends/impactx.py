@@ -823,6 +823,9 @@ class ImpactXPrepared(Prepared):
         self.reference = scenario.reference_particle
         sc = scenario.space_charge
         self.spin = scenario.spin
+        #: the Thomas-BMT push (``sim.spin``); without it ImpactX carries given spins
+        #: unchanged (``beam.spin.push: false``)
+        self.spin_push = scenario.spin_push
         self.bunch_charge_C = float(scenario.beam.bunch_charge_C)
         boundary = scenario.particle_boundary
         #: the bucket length [m] of a particle boundary (0: none), set on the particle
@@ -831,7 +834,7 @@ class ImpactXPrepared(Prepared):
         particle_bc = boundary.kind if boundary is not None else "open"
         if sc is None:
             self.mesh = MeshSettings()
-            self.settings = RunSettings(spin=self.spin, particle_bc=particle_bc)
+            self.settings = RunSettings(spin=self.spin_push, particle_bc=particle_bc)
         else:
             settings = space_charge_settings(sc)
             if isinstance(settings, Unsupported):
@@ -841,7 +844,7 @@ class ImpactXPrepared(Prepared):
             # 1 slice in z", measured with impactx 26.10)
             self.mesh = MeshSettings(_frozen({**settings.mesh,
                                               "space_charge": settings.run["space_charge"]}))
-            self.settings = RunSettings(_frozen(settings.run), spin=self.spin,
+            self.settings = RunSettings(_frozen(settings.run), spin=self.spin_push,
                                         particle_bc=particle_bc)
             if settings.intensity == "current":   # 2D: the beam current [A] (beam.current)
                 self.bunch_charge_C = float(scenario.beam.current_A or 0.0)
@@ -862,7 +865,8 @@ class ImpactXPrepared(Prepared):
         """Load settings, lattice, reference particle and ``(N, 6)`` particles (x, px, y, py,
         t, pt) into ImpactX. ImpactX's ``add_n_particles`` takes x, y, t, px, py, pt and
         ``qm`` = q/(m c^2) [1/eV]; the bunch charge sets the weights. A scenario with spins
-        takes ``(N, 9)`` particles, the spins given as ``sx, sy, sz`` (``sim.spin`` on)."""
+        takes ``(N, 9)`` particles, the spins given as ``sx, sy, sz`` (``sim.spin`` on; off
+        for ``beam.spin.push: false``, when ImpactX carries them unchanged)."""
         from impactx import elements
 
         particles = np.ascontiguousarray(particles, dtype=np.float64)
@@ -992,9 +996,10 @@ class ImpactXBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = frozenset(TRANSLATORS)
     #: ImpactX tracks these kinds with a negative ds as their inverse (``Drift.H``,
     #: ``ChrDrift.H``, ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``,
-    #: ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``).
-    reversible_kinds: ClassVar[frozenset[str]] = frozenset({"Drift", "Quadrupole", "Solenoid",
-                                                          "SBend"})
+    #: ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``, ``ExactMultipole.H``).
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset({
+        "Drift", "Quadrupole", "Solenoid", "SBend", "Sextupole", "Octupole",
+        "ImpactX.ExactMultipole", "ImpactX.ExactSbend"})
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = False
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(MODELS)

@@ -378,9 +378,6 @@ def test_example_distributions_are_stated() -> None:
 @pytest.mark.parametrize(("distribution", "settings", "spin", "expected"), [
     (("Thermal", {**BITHERMAL, "meanX": 1e-3}), {}, None,
      "distribution Thermal: parameters meanX cannot be stated"),
-    (("Kurth4D", ELLIPSE), {}, ("SpinvMF", {"mux": 0.7}),
-     "spin distribution SpinvMF without spin tracking: ImpactX carries the spins unpushed; "
-     "a scenario's spins are tracked"),
     (("Kurth4D", ELLIPSE), {"particle_bc": "periodic"}, None,
      "particle boundary periodic: the longitudinal wrapping modulo the bucket length is not "
      "a scenario setting"),

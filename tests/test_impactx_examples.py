@@ -159,7 +159,7 @@ def test_capture_stated_as_a_scenario_with_its_tiers_and_slices() -> None:
     ([ix.Drift(name="d", ds=1.0)], {"space_charge": "4D"}, WATERBAG,
      "space charge 4D: no such space-charge model"),
     ([ix.Drift(name="d", ds=1.0)], {"spin": True}, WATERBAG, "spin tracking: initial spins "
-     "not from a SpinvMF distribution"),
+     "neither from a SpinvMF distribution nor recorded"),
     ([ix.Drift(name="d", ds=1.0)], {}, ("Empty", {}),
      "distribution Empty: no such scenario distribution"),
     ([ix.Drift(name="d", ds=1.0)], {}, ("Waterbag", {**WATERBAG[1], "cutX": 2.0}),

@@ -174,6 +174,27 @@ class InhousePrepared(Prepared):
         return final_particles(out, lost=lost)
 
 
+class CarriedSpins:
+    """``beam.spin.push: false``: ``(N, 9)`` particles whose six coordinates go through
+    ``tracker`` (``track(particles) -> (particles, alive | None)``) and whose spins are
+    carried unchanged, as ImpactX carries given spins with ``sim.spin = False``; a particle
+    whose coordinates the tracker leaves all NaN has NaN spins too (lost rows are NaN
+    through :func:`backends.base.final_particles`)."""
+
+    def __init__(self, tracker: Any):
+        self.tracker = tracker
+
+    def track(self, particles):
+        """Track ``(N, 9)`` particles; the ``(N, 9)`` result and the survival mask."""
+        import torch
+
+        out = self.tracker.track(particles[..., :6].contiguous())
+        final, alive = out if isinstance(out, tuple) else (out, None)
+        unreadable = torch.isnan(final).all(dim=-1, keepdim=True)
+        spins = torch.where(unreadable, torch.nan, particles[..., 6:9])
+        return torch.cat((final, spins), dim=-1), alive
+
+
 def bucket_length(scenario: Scenario) -> float | None:
     """The bucket length [m] of the scenario's periodic particle boundary, or None."""
     boundary = scenario.particle_boundary
@@ -204,8 +225,9 @@ class InhouseBackend(Backend):
     element_kinds: ClassVar[frozenset[str]] = KINDS
     #: The in-house maps of these kinds, ported from ImpactX's, give ImpactX's inverse
     #: element at a negative length unchanged (``tests/test_reverse.py``).
-    reversible_kinds: ClassVar[frozenset[str]] = frozenset({"Drift", "Quadrupole", "Solenoid",
-                                                          "SBend"})
+    reversible_kinds: ClassVar[frozenset[str]] = frozenset({
+        "Drift", "Quadrupole", "Solenoid", "SBend", "Sextupole", "Octupole",
+        "ImpactX.ExactMultipole", "ImpactX.ExactSbend"})
     honoured_fields: ClassVar[dict[str, frozenset[str]]] = HONOURED_FIELDS
     differentiable: ClassVar[bool] = True
     space_charge_kinds: ClassVar[frozenset[str] | None] = frozenset(
@@ -241,11 +263,11 @@ class InhouseBackend(Backend):
             refused = exact_tier_multipoles(element)
             if refused is not None:
                 return refused
-        if scenario.spin:
+        if scenario.spin_push:
             refused = _spin_support(scenario)
             if refused is not None:
                 return refused
-        if scenario.particle_boundary is not None and (scenario.spin
+        if scenario.particle_boundary is not None and (scenario.spin_push
                                                        or scenario.space_charge is not None):
             return Unsupported("particle_boundary with " + ("beam.spin" if scenario.spin else
                                "space charge") + ": only the in-house tracker without spins "
@@ -315,8 +337,8 @@ class InhouseBackend(Backend):
         from backends.inhouse.tracker import Tracker
 
         torch_type = torch_dtype(dtype)
-        tracker: Tracker | SpaceChargeTracker | SpinColumnsTracker
-        if case.spin:
+        tracker: Tracker | SpaceChargeTracker | SpinColumnsTracker | CarriedSpins
+        if case.spin_push:
             from backends.inhouse.spin import SpinColumnsTracker
 
             tracker = SpinColumnsTracker(case.elements, case.reference_particle)
@@ -327,6 +349,8 @@ class InhouseBackend(Backend):
         else:
             tracker = Tracker(case.elements, case.reference_particle, device=device,
                               dtype=torch_type, bucket_length=bucket_length(case))
+        if case.spin and not case.spin_push:
+            tracker = CarriedSpins(tracker)
         return InhousePrepared(tracker, device, torch_type, plan.model,
                                compile=compile, math=plan.math)
 

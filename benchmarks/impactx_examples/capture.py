@@ -10,10 +10,11 @@ scenario: ``OUT/capture.json`` says why) or writes ``OUT/scenario.yaml`` and
 lets the script go on; a second tracking call stops it (a staged run), unless the first
 ran over zero-length drifts and monitors only: then the second is recorded instead. With
 ``sim.spin`` the particles carry their spins (columns 7 to 9) and ``add_particles``' spin
-distribution is recorded. ``track_envelope`` is recorded the same way: the distribution
-and intensity of ``init_envelope``, the example's initial covariance (``OUT/initial.npz``
-``covariance``) and its final one (``OUT/final.npz``). ``track_reference`` stops the
-script. The script's files are written in the working folder.
+distribution is recorded; the scenario's particle file is then ``OUT/beam.npz`` (the six
+coordinates) and the example's spins are ``OUT/spins.npy``. ``track_envelope`` is recorded
+the same way: the distribution and intensity of ``init_envelope``, the example's initial
+covariance (``OUT/initial.npz`` ``covariance``) and its final one (``OUT/final.npz``).
+``track_reference`` stops the script. The script's files are written in the working folder.
 """
 
 from __future__ import annotations
@@ -101,13 +102,17 @@ def _particles(sim, spin: bool = False) -> np.ndarray:
 
 
 def _spin_on(recorder: Recorder) -> bool:
-    return str(recorder.settings.get("spin", False)).lower() in ("true", "1")
+    """Whether the particles carry spins: ``sim.spin`` (pushed), or a spin distribution
+    given to ``add_particles`` (carried unchanged without ``sim.spin``)."""
+    return (str(recorder.settings.get("spin", False)).lower() in ("true", "1")
+            or any(added[3] is not None for added in recorder.added))
 
 
-def _state(recorder: Recorder, capture: Capture) -> None:
-    """Write ``OUT/scenario.yaml`` for ``capture``, or refuse with the reasons."""
+def _state(recorder: Recorder, capture: Capture, **files: str) -> None:
+    """Write ``OUT/scenario.yaml`` for ``capture``, or refuse with the reasons (``files``:
+    the file names :func:`.translate.scenario_of` states, written in ``OUT``)."""
     try:
-        data, reasons = scenario_of(capture, recorder.name)
+        data, reasons = scenario_of(capture, recorder.name, **files)
     except Exception as error:  # noqa: BLE001 - a translation failure is a row, not a crash
         recorder.refuse([f"translation error: {type(error).__name__}: {error}"[:200]])
     recorder.record["notes"].extend(capture.notes)
@@ -204,7 +209,12 @@ def _first_track(recorder: Recorder, sim, base: Any) -> None:
         recorder.refuse(["no particles: the beam is empty when tracking starts"])
     if len(weights) and np.ptp(weights) > 1e-12 * abs(float(np.max(weights))):
         recorder.refuse(["particle weights: unequal macro-particle weights"])
-    _state(recorder, capture)
+    files: dict[str, str] = {}
+    if spin:   # a scenario's particle file has six columns, its spins a file of their own
+        np.savez(recorder.out / "beam.npz", particles=initial[:, :6])
+        np.save(recorder.out / "spins.npy", initial[:, 6:9])
+        files = {"particle_file": "beam.npz", "spin_file": "spins.npy"}
+    _state(recorder, capture, **files)
     recorder.record["reference_initial"] = _reference_state(sim)
     base.track_particles(sim)
     recorder.record["reference_final"] = _reference_state(sim)

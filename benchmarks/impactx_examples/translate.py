@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from harness.io.impactx_lattice import element_settings, import_impactx
 from harness.io.model import Translated
 from harness.io.pals_doc import pals_document
@@ -262,10 +264,11 @@ def _integrator(names: list[str], lattice: list, items: list, reasons: list[str]
     return model, integrator, overrides, thick
 
 
-def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
-                ) -> tuple[dict[str, Any] | None, list[str]]:
+def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz",
+                spin_file: str = "spins.npy") -> tuple[dict[str, Any] | None, list[str]]:
     """The scenario mapping of a captured example and the reasons it cannot be stated
-    (the mapping is None when there is any)."""
+    (the mapping is None when there is any); ``particle_file``, ``spin_file``: the names the
+    scenario gives the example's particles and spins (when it states them as files)."""
     reasons: list[str] = []
     _settings_reasons(capture, reasons)
     ref = ReferenceParticle("ion", capture.reference["kin_energy_MeV"],
@@ -296,7 +299,7 @@ def scenario_of(capture: Capture, name: str, particle_file: str = "initial.npz"
         if space_charge and space_charge["kind"] == "2d":
             # ImpactX's 2D model reads add_particles' "charge" as the beam current [A]
             beam["current_A"] = beam.pop("bunch_charge_C")
-    _spin(capture, beam, reasons)
+    _spin(capture, beam, reasons, spin_file)
     boundary = _particle_boundary(capture, reasons)
     if boundary is not None:
         extra["particle_boundary"] = boundary
@@ -331,26 +334,40 @@ def _envelope_space_charge(capture: Capture, beam: dict[str, Any], reasons: list
     return {"kind": kind}
 
 
-def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str]) -> None:
+def _spin(capture: Capture, beam: dict[str, Any], reasons: list[str],
+          spin_file: str = "spins.npy") -> None:
     """``beam.spin`` of an example that tracks spin (``sim.spin = True``): the polarization
     of its ``SpinvMF`` (ImpactX ``src/particles/distribution/SpinvMF.H``: mean direction and
-    length of the mean spin)."""
-    if str(capture.settings.get("spin", False)).lower() not in ("true", "1"):
-        if capture.spin is not None:   # stated or refused, never dropped
-            reasons.append(f"spin distribution {capture.spin[0]} without spin tracking: "
-                           "ImpactX carries the spins unpushed; a scenario's spins are "
-                           "tracked")
+    length of the mean spin); spins given another way (``add_n_particles(..., sx=, sy=,
+    sz=)``) are the example's own, stated as ``spin_file`` (:mod:`.capture` writes it). An
+    example that gives spins without tracking them (``sim.spin`` off) has them carried
+    unchanged, ``push: false``."""
+    pushed = str(capture.settings.get("spin", False)).lower() in ("true", "1")
+    if not pushed and capture.spin is None:
         return
     if capture.tracking == "envelope":
         reasons.append("spin with envelope tracking: ImpactX's envelope carries no spin")
-    elif capture.spin is None:
-        reasons.append("spin tracking: initial spins not from a SpinvMF distribution")
-    elif capture.spin[0] != "SpinvMF":
-        reasons.append(f"spin distribution {capture.spin[0]}: only SpinvMF can be stated")
+        return
+    if not pushed and capture.spin is not None:   # stated, never dropped: carried as is
+        capture.notes.append(f"spin distribution {capture.spin[0]} without spin tracking "
+                             "(sim.spin off): the spins are carried unchanged (beam.spin."
+                             "push: false)")
+    if capture.spin is None or capture.spin[0] != "SpinvMF":
+        if capture.initial is None or np.shape(capture.initial)[1:] != (9,):
+            reasons.append("spin tracking: initial spins neither from a SpinvMF "
+                           "distribution nor recorded")
+            return
+        source = ("not from a spin distribution" if capture.spin is None
+                  else f"from a {capture.spin[0]} distribution")
+        capture.notes.append(f"initial spins {source}: stated as the example's own spins "
+                             "(beam.spin.file)")
+        beam["spin"] = {"file": spin_file}
     else:
         params = capture.spin[1]
         beam["spin"] = {"polarization": [float(params.get(k, 0.0))
                                          for k in ("mux", "muy", "muz")]}
+    if not pushed:
+        beam["spin"]["push"] = False
 
 
 def _sources(items: list[Translated], lattice: list) -> list:

@@ -8,7 +8,8 @@ not a lattice property in PALS, it is the scenario's ``model`` (listed in the no
 ImpactX                                  PALS
 =======================================  ======================================================
 Drift, ChrDrift, ExactDrift (ds)         ``Drift`` length (ds < 0, the inverse element: length
-                                         -ds with ``reverse: true``, also Quad, Sol, Sbend)
+                                         -ds with ``reverse: true``, also Quad, Sol, Sbend,
+                                         ExactSbend, ExactMultipole)
 Quad, ChrQuad, ExactQuad (ds, k, unit)   ``Quadrupole`` ``Kn1 = k`` (unit 1: the field
                                          ``Bn1 = k`` [T/m], divided by the local rigidity)
 Sbend (ds, rc), CFbend (ds, rc, k)       ``SBend`` ``g_ref = 1 / rc`` (CFbend: ``Kn1 = k``);

@@ -134,11 +134,14 @@ class KindSpec:
             the kind with a negative length ``ds`` through its usual formulas, and that is
             the element's inverse (``src/elements/Drift.H``, ``ChrDrift.H``,
             ``ExactDrift.H``, ``Quad.H``, ``ChrQuad.H``, ``ExactQuad.H``, ``Sol.H``,
-            ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``; the elements'
-            ``reverse()`` is ds -> -ds). The element's ``length`` (and a bend's ``angle``,
-            the curvature kept) then carries the sign: the backends that declare the kind in
-            ``reversible_kinds`` track it so, every other refuses the element by name. A
-            reversed bend has no pole faces (ImpactX's DipEdges are not inverted).
+            ``Sbend.H``, ``CFbend.H``, ``ExactSbend.H``, ``ExactCFbend.H``,
+            ``ExactMultipole.H``; the elements' ``reverse()`` is ds -> -ds; an integrated
+            map's step is a symmetric composition of exact flows, M(-tau) = M(tau)^-1;
+            ``ExactSbend`` given its field B bends by sign(ds rc) |phi|). The element's
+            ``length`` (and a bend's ``angle``, the curvature kept) then carries the sign:
+            the backends that declare the kind in ``reversible_kinds`` track it so, every
+            other refuses the element by name. A reversed bend has no pole faces (ImpactX's
+            DipEdges are not inverted).
         pipe_aperture: whether the element takes ImpactX's pipe aperture
             (:data:`PIPE_APERTURE`: its ImpactX elements have the ``PipeAperture`` mixin).
     """
@@ -234,9 +237,9 @@ KIND_SPECS: tuple[KindSpec, ...] = (
         example={"length": 0.3, "BendP": {"g_ref": 0.1}}, pipe_aperture=True,
         reversible=True),
     _thick_multipole("Sextupole", 2, "sextupole strength", "1/m^3", "K2", ("exact",), 10.0,
-                     "K2S"),
+                     "K2S", reversible=True),
     _thick_multipole("Octupole", 3, "octupole strength", "1/m^4", "K3", ("exact",), 100.0,
-                     "K3S"),
+                     "K3S", reversible=True),
     KindSpec("Multipole", MODEL_TIERS, {"length": FieldInfo("m", "0 (thin kick)"),
                                         **THIN_PATTERNS, **ALIGNMENT},
              frozenset({"length"}), reader="thin_multipole",
@@ -327,7 +330,8 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
                thick: bool = False, aligned: bool = True,
                tiers: tuple[str, ...] = MODEL_TIERS,
                lists: Mapping[str, str] | None = None, integrated: bool = False,
-               accelerates: bool = False, linear_map: bool = False) -> KindSpec:
+               accelerates: bool = False, linear_map: bool = False,
+               reversible: bool = False) -> KindSpec:
     """An ImpactX element PALS does not have (``ImpactX.<name>``): every field but
     ``length`` and the alignment comes from the :data:`EXTENSION_GROUP` group under its own
     name (LinearMap's ``R`` is a 6x6 list of rows, read into :data:`MATRIX_ENTRIES`;
@@ -358,7 +362,7 @@ def _extension(name: str, fields: Mapping[str, FieldInfo], example: Mapping[str,
         all_fields, required,
         {f"{EXTENSION_GROUP}.{key}": where for key, where in own.items()},
         reader="extension", thick=thick, integrated=integrated, accelerates=accelerates,
-        linear_map=linear_map, example=example, pipe_aperture=thick)
+        linear_map=linear_map, example=example, pipe_aperture=thick, reversible=reversible)
 
 
 #: The list fields of the extension kinds: ``ImpactXP`` list -> the pattern of its entries
@@ -421,7 +425,7 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
         "B": FieldInfo("T", "the bend's field: radius (B rho)/B with the rigidity of the "
                        "reference particle at the bend, signed with its charge (non-zero; "
                        "a bend given by its angle is an SBend)")},
-        {"length": 0.5, EXTENSION_GROUP: {"phi": 0.1, "B": 0.5}}, thick=True),
+        {"length": 0.5, EXTENSION_GROUP: {"phi": 0.1, "B": 0.5}}, thick=True, reversible=True),
     _extension("DipEdge", {
         "psi": FieldInfo("rad", "pole-face angle"),
         "rc": FieldInfo("m", "radius of the bend the face belongs to (non-zero)"),
@@ -496,7 +500,7 @@ EXTENSION_SPECS: tuple[KindSpec, ...] = (
                          "k_normal[N], unit 0; N = 0 dipole, 1 quadrupole, ...)"),
         "Ks*": FieldInfo("1/m^(N+1)", "skew multipole of order N per metre (k_skew[N])")},
         {"length": 0.5, EXTENSION_GROUP: {"k_normal": [0.0, 1.0], "k_skew": [0.0, 0.0]}},
-        thick=True, integrated=True),
+        thick=True, integrated=True, reversible=True),
     _extension("QuadEdge", {
         "k": FieldInfo("1/m^2", "gradient of the quadrupole whose hard edge this is (ImpactX "
                        "k, unit 0; > 0 focuses x)"),

@@ -135,14 +135,14 @@ def _check_spin_observables(scenario: Scenario, file) -> None:
 
 
 def _check_spin_file(beam: Beam, file) -> None:
-    """A spin file holds at least one unit spin per particle of the beam
+    """A spin file holds at least one spin (|s| <= 1) per particle of the beam
     (:func:`harness.model.spin.read_spin_file`, read here so ``validate`` sees it)."""
     if beam.spin is None or beam.spin.file is None:
         return
     path = Path(beam.spin.file)
     if not path.exists():
         raise ScenarioError(file, "beam.spin.file", "an existing .npy or .csv file of (N, 3) "
-                            "unit spins (a relative path is relative to the scenario file)",
+                            "spins (|s| <= 1) (a relative path is relative to the scenario file)",
                             beam.spin.file)
     try:
         spins = read_spin_file(path)

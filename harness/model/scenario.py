@@ -14,7 +14,7 @@ import re
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from harness.model.errors import ScenarioError
 from harness.model.lattice import Element, ElementSettings, build_elements
@@ -302,8 +302,13 @@ class Spin(_Strict):
     * ``polarization`` ``[Px, Py, Pz]`` (dimensionless, 0 < |P| <= 1): spins drawn from
       ImpactX's von Mises-Fisher law (``SpinvMF``) around P/|P|, |P| = 1 all along P, with
       ``seed`` (default: a stream derived from the beam's seed);
-    * ``file``: a ``.npy`` (N, 3) array or ``.csv`` (header ``sx,sy,sz``) of unit spins, one
-      row per particle (stored as an absolute path, like ``beam.file``).
+    * ``file``: a ``.npy`` (N, 3) array or ``.csv`` (header ``sx,sy,sz``) of spins of length
+      at most 1 (unit spins, or a macro-particle's polarization), one row per particle
+      (stored as an absolute path, like ``beam.file``).
+
+    ``push`` (default true): the elements turn the spins (Thomas-BMT, ImpactX ``sim.spin =
+    True``); false: the particles carry their spins through the lattice unchanged, as
+    ImpactX does with ``sim.spin = False`` (a lost particle's spin is lost with it).
     """
 
     polarization: tuple[Annotated[float, Field(ge=-1, le=1)],
@@ -311,12 +316,13 @@ class Spin(_Strict):
                         Annotated[float, Field(ge=-1, le=1)]] | None = None
     file: str | None = None
     seed: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    push: StrictBool = True
 
     @model_validator(mode="after")
     def _one_source(self):
         if (self.polarization is None) == (self.file is None):
             raise ValueError("exactly one of 'polarization' ([Px, Py, Pz]) or 'file' (.npy or "
-                             ".csv of (N, 3) unit spins)")
+                             ".csv of (N, 3) spins, |s| <= 1)")
         if self.file is not None and self.seed is not None:
             raise ValueError("'seed' only with 'polarization' (a spin file is not drawn)")
         if self.polarization is not None:
@@ -743,6 +749,12 @@ class Scenario(_Strict):
         """Whether particles carry spins (the beam has a ``spin:`` block): then they are
         ``(N, 9)``, the six coordinates and ``(sx, sy, sz)``."""
         return self.beam.spin is not None
+
+    @property
+    def spin_push(self) -> bool:
+        """Whether the elements turn the particles' spins (Thomas-BMT): a ``spin:`` block
+        whose ``push`` is true; with ``push: false`` the spins are carried unchanged."""
+        return self.beam.spin is not None and self.beam.spin.push
     @model_validator(mode="after")
     def _tracking_mode(self):
         envelope = self.tracking == "envelope"
@@ -841,8 +853,9 @@ def model_signature(scenario: Scenario) -> str:
     """The physics model a scenario asks for: its effective tiers (e.g. ``linear``,
     ``paraxial+exact``), the integrator orders other than 2 of its integrated elements
     (``|int_order:4``), the space-charge model when there is one, ``|spin`` when the
-    particles carry spins, and ``|envelope`` (with ``|esc:2d`` or ``|esc:3d``) for envelope
-    tracking, so that envelope results are compared only with envelope results."""
+    particles' spins are pushed (``|spin:carried`` when they are carried unchanged), and
+    ``|envelope`` (with ``|esc:2d`` or ``|esc:3d``) for envelope tracking, so that envelope
+    results are compared only with envelope results."""
     label = "+".join(scenario.tiers) or "linear"
     orders = sorted({e.int_order for e in scenario.elements if e.integrated} - {2})
     if orders:
@@ -850,7 +863,7 @@ def model_signature(scenario: Scenario) -> str:
     if scenario.space_charge is not None:
         label += f"|sc:{scenario.space_charge.kind}"
     if scenario.beam.spin is not None:
-        label += "|spin"
+        label += "|spin" if scenario.beam.spin.push else "|spin:carried"
     if scenario.tracking == "envelope":
         label += "|envelope"
         if scenario.envelope_space_charge is not None:

@@ -10,8 +10,11 @@ six columns.
 * ``polarization: [Px, Py, Pz]``, 0 < |P| <= 1: spins drawn from ImpactX's von Mises-Fisher
   law (``src/particles/distribution/SpinvMF.H``; :func:`sample_vmf`) with the block's own
   ``seed`` (default: a stream derived from the beam's seed, never the phase-space one);
-* ``file: spins.npy | spins.csv``: per-particle ``(N, 3)`` unit vectors (a ``.csv`` with the
-  header ``sx,sy,sz``), the first ``N`` rows used for ``N`` particles.
+* ``file: spins.npy | spins.csv``: per-particle ``(N, 3)`` spin vectors (a ``.csv`` with the
+  header ``sx,sy,sz``), the first ``N`` rows used for ``N`` particles: unit vectors, or of
+  length |s| < 1 for a macro-particle that stands for partly polarised particles (its
+  polarization vector). ImpactX takes any vector (``add_n_particles``) and every spin map
+  is a rotation, so the length is carried unchanged.
 
 The gyromagnetic anomaly G = (g - 2)/2 of each species (:data:`GYROMAGNETIC_ANOMALY`) is
 ImpactX's (``RefPart.set_species`` of the impactx 26.10 wheel).
@@ -48,7 +51,7 @@ SPIN_INDEX: dict[str, int] = {"sx": 6, "sy": 7, "sz": 8}
 SPIN_OBSERVABLES: tuple[str, ...] = ("mean_sx", "mean_sy", "mean_sz", "polarization",
                                      "sigma_sx", "sigma_sy", "sigma_sz")
 
-#: Largest deviation of a spin from unit length accepted in a spin file.
+#: Largest excess of a spin's length over 1 accepted in a spin file.
 UNIT_TOLERANCE = 1e-12
 
 #: Largest spin file read [bytes].
@@ -91,7 +94,8 @@ def sample_vmf(polarization: Sequence[float], n: int, seed: int | Sequence[int]
 
 
 def read_spin_file(path: str | Path) -> np.ndarray:
-    """``(N, 3)`` unit spins from a ``.npy`` (an ``(N, 3)`` array) or ``.csv`` (header
+    """``(N, 3)`` spins of length |s| <= 1 (unit spins, or a macro-particle's polarization;
+    see the module docstring) from a ``.npy`` (an ``(N, 3)`` array) or ``.csv`` (header
     ``sx,sy,sz``) file; one ScenarioError naming the file and ``beam.spin.file`` otherwise."""
     from harness.model.yaml_load import read_regular_file
 
@@ -125,10 +129,10 @@ def read_spin_file(path: str | Path) -> np.ndarray:
     if not np.isfinite(spins).all():
         raise ScenarioError(path, field, "finite numbers", "NaN or inf")
     norm = np.sqrt((spins * spins).sum(axis=1))
-    worst = int(np.argmax(np.abs(norm - 1.0)))
-    if abs(norm[worst] - 1.0) > UNIT_TOLERANCE:
-        raise ScenarioError(path, field, f"unit vectors (|s| = 1 within {UNIT_TOLERANCE:g})",
-                            f"|s| = {norm[worst]:.15g} in row {worst}")
+    worst = int(np.argmax(norm))
+    if norm[worst] > 1.0 + UNIT_TOLERANCE:
+        raise ScenarioError(path, field, f"spin vectors of length at most 1 (within "
+                            f"{UNIT_TOLERANCE:g})", f"|s| = {norm[worst]:.15g} in row {worst}")
     return spins
 
 
