@@ -378,9 +378,11 @@ def test_example_distributions_are_stated() -> None:
 @pytest.mark.parametrize(("distribution", "settings", "spin", "expected"), [
     (("Thermal", {**BITHERMAL, "meanX": 1e-3}), {}, None,
      "distribution Thermal: parameters meanX cannot be stated"),
+    # periodic is a scenario setting (particle_boundary) once the bucket length is known
     (("Kurth4D", ELLIPSE), {"particle_bc": "periodic"}, None,
-     "particle boundary periodic: the longitudinal wrapping modulo the bucket length is not "
-     "a scenario setting"),
+     "particle boundary periodic: no bucket length set (set_bucket_length)"),
+    (("Kurth4D", ELLIPSE), {"particle_bc": "reflecting"}, None,
+     "particle boundary reflecting: only 'periodic' is a scenario setting"),
 ])
 def test_example_settings_refused_by_name(distribution, settings, spin, expected) -> None:
     from benchmarks.impactx_examples.translate import scenario_of
