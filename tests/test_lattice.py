@@ -309,7 +309,7 @@ def test_body_shift_and_bend_fields_are_kept_only_when_set() -> None:
     ({"kind": "Drift", "length": 1.0, "BodyShiftP": {"x_rot": 0.1}},
      "lattice.e.BodyShiftP.x_rot"),
     ({"kind": "Drift", "length": 1.0, "ApertureP": {"x_limits": [-1.0, 1.0]}},
-     "lattice.e.ApertureP"),
+     "lattice.e.ApertureP.location"),
     ({"kind": "Quadrupole", "length": 1.0, "MagneticMultipoleP": {"Kn1": 1.0},
       "ElectricMultipoleP": {"En1": 1.0}}, "lattice.e.ElectricMultipoleP.En1"),
     ({"kind": "Quadrupole", "length": 1.0, "MagneticMultipoleP": {"Kn1": 1.0, "Bn1": 1.0}},

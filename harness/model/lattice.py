@@ -57,6 +57,7 @@ from harness.model.kinds import (
     ALIGNMENT,
     EXTENSION_GROUP,
     EXTENSION_KINDS,
+    EXTENSION_NAMESPACE,
     FIELD_RIGIDITY,
     LIST_FIELDS,
     MATRIX_ENTRIES,
@@ -320,6 +321,21 @@ def _pals_name(key: str, kind: str = "") -> str:
     if key.startswith("K") and key != "Ksol":
         return f"MagneticMultipoleP.{key}"
     return key
+
+
+def _kinds_text(extensions: bool = True) -> str:
+    """The kinds a scenario may name, in one line: the PALS kinds, then (``extensions``) the
+    extension kinds by their ImpactX class (each in docs/scenario-format.md)."""
+    pals = sorted(k for k in ELEMENT_TIERS if k not in EXTENSION_KINDS)
+    if not extensions:
+        return f"{pals} (and the ImpactX.<class> extension kinds)"
+    return f"{pals} or ImpactX.<class>, <class> one of {_extension_classes()}"
+
+
+def _extension_classes() -> str:
+    """The extension kinds' ImpactX classes, comma-separated (docs/scenario-format.md)."""
+    return ", ".join(sorted(k.removeprefix(EXTENSION_NAMESPACE) for k in EXTENSION_KINDS)) \
+        + " (docs/scenario-format.md)"
 
 
 def _check_values(raw: Any, file, path: str, depth: int = 0) -> None:
@@ -1163,15 +1179,15 @@ class _Flattener:
         if isinstance(kind, str) and "." in kind:
             raise ScenarioError(
                 self.file, f"{path}.kind", "a PALS kind or one of the extension kinds "
-                f"{sorted(EXTENSION_KINDS)} (docs/scenario-format.md)", _short(kind))
+                f"ImpactX.<class>, <class> one of {_extension_classes()}", _short(kind))
         if not isinstance(kind, str) or kind not in self.classes:
             raise ScenarioError(
                 self.file, f"{path}.kind",
-                f"a PALS kind; supported: {sorted(ELEMENT_TIERS)}", _short(kind))
+                f"a PALS kind; supported: {_kinds_text()}", _short(kind))
         if kind not in ELEMENT_TIERS and kind not in _CONTAINERS:
             raise ScenarioError(
                 self.file, f"{path}.kind",
-                f"an element kind trackbench translates: {sorted(ELEMENT_TIERS)}; "
+                f"an element kind trackbench translates: {_kinds_text(False)}; "
                 f"{kind!r} is supported by: no backend (the lattice layer does not "
                 "translate it)", kind)
         return kind
