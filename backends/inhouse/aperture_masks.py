@@ -45,13 +45,15 @@ def _frame(x: torch.Tensor, y: torch.Tensor, align: tuple) -> tuple[torch.Tensor
     yc = y - dy
     sx = xc * cos_r + yc * sin_r
     sy = -xc * sin_r + yc * cos_r
-    half_x = repeat_x * 0.5
-    half_y = repeat_y * 0.5
+    # a period of None is no repetition (a structural choice: the compiled path keeps None
+    # as a constant, while a float period is one of its inputs)
     if shift_odd_x:
-        odd = torch.fmod(torch.floor((sy + half_y) / repeat_y), 2.0) != 0.0
-        sx = torch.where(odd, sx + half_x, sx)
-    u = sx if repeat_x == 0.0 else torch.fmod(sx.abs() + half_x, repeat_x) - half_x
-    v = sy if repeat_y == 0.0 else torch.fmod(sy.abs() + half_y, repeat_y) - half_y
+        odd = torch.fmod(torch.floor((sy + repeat_y * 0.5) / repeat_y), 2.0) != 0.0
+        sx = torch.where(odd, sx + repeat_x * 0.5, sx)
+    u = sx if repeat_x is None else torch.fmod(sx.abs() + repeat_x * 0.5, repeat_x) \
+        - repeat_x * 0.5
+    v = sy if repeat_y is None else torch.fmod(sy.abs() + repeat_y * 0.5, repeat_y) \
+        - repeat_y * 0.5
     return u, v
 
 
@@ -86,8 +88,8 @@ def _alignment(dx: nm.Scalar, dy: nm.Scalar, rotation: nm.Scalar, repeat_x: floa
         raise ValueError("shift_odd_x needs repeat_y > 0")
     if repeat_x < 0.0 or repeat_y < 0.0:
         raise ValueError("repeat_x and repeat_y must be >= 0")
-    return (dx, dy, nm.cos(rotation), nm.sin(rotation), float(repeat_x), float(repeat_y),
-            bool(shift_odd_x))
+    return (dx, dy, nm.cos(rotation), nm.sin(rotation), float(repeat_x) or None,
+            float(repeat_y) or None, bool(shift_odd_x))
 
 
 def _action(action: str) -> bool:

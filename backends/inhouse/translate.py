@@ -371,9 +371,13 @@ def _mask_options(p: Params) -> dict[str, Any]:
 
 
 def _aperture_specs(element: Element, parameter_fields: frozenset[str]) -> list[MapSpec]:
+    """An ``Aperture``: its half-widths are parameters; its shape and options are the
+    element's own (structural choices, not traced values: the compiled path takes them as
+    constants)."""
+    shape = "elliptical" if float(element.params["elliptical"]) else "rectangular"
+    options = _mask_options(element.params)
     return [MapSpec("Aperture", element, False, lambda p, r: aperture_masks.aperture_kernel(
-        p["x_limit"], p["y_limit"],
-        "elliptical" if float(p["elliptical"]) else "rectangular", **_mask_options(p)))]
+        p["x_limit"], p["y_limit"], shape, **options))]
 
 
 def _polygon_kernel(p: Params) -> Kernel:
