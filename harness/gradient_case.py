@@ -137,10 +137,10 @@ def _reference(spec: CaseSpec, scenario, names: list[str], objective: str,
         from backends.registry import load_backend_class
 
         inhouse = load_backend_class("inhouse")()
-        support = inhouse.supports(scenario, "cpu", "float64")
-        if not support:
-            return None, f"none: inhouse cannot run the scenario ({support.reason})"
-        made = inhouse.objective(scenario, names, objective, initial, "cpu", "float64")
+        plan = inhouse.plan(scenario, "cpu", "float64")  # once, handed to its objective
+        if not plan:
+            return None, f"none: inhouse cannot run the scenario ({plan.reason})"
+        made = inhouse.objective(plan, names, objective, initial, "cpu", "float64")
         if made is None:
             return None, "none: the in-house backend gives no differentiable objective"
         f, theta0 = made
