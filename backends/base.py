@@ -509,15 +509,20 @@ class Backend(ABC):
         """Prepare a lattice that is tracked once (e.g. a finite-difference evaluation).
 
         The same as :meth:`prepare` unless a backend overrides it: one that compiles each
-        lattice skips compilation here, because it pays only over repeated tracks."""
+        lattice skips compilation here, because it pays only over repeated tracks.
+        ``scenario`` may be a :class:`Plan` (prepared from without deciding again)."""
+        if isinstance(scenario, Plan) and not self.takes_plans:
+            return self.prepare(scenario.scenario, scenario.device, scenario.dtype)
         return self.prepare(scenario, device, dtype)
 
-    def differentiable_observables(self, scenario: Scenario, parameters: list[str],
+    def differentiable_observables(self, scenario: Scenario | Plan, parameters: list[str],
                                    names: list[str], particles: np.ndarray, device: str,
                                    dtype: str) -> Any:
         """Observables at the lattice end as differentiable functions of named parameters,
         from one track, or None.
 
+        ``scenario`` may be the case's :class:`Plan` (a backend that builds from a plan
+        does not decide or translate again; its :attr:`Plan.scenario` is the scenario).
         None (the default) means the backend gives no AD gradient (finite differences only).
         A differentiable backend returns ``(g, theta0)``: ``theta0`` a 1D torch tensor of
         the scenario's values of ``parameters`` (names of :mod:`harness.model.parameters`, units
@@ -531,7 +536,7 @@ class Backend(ABC):
         """
         return None
 
-    def objective(self, scenario: Scenario, parameters: list[str], objective: str,
+    def objective(self, scenario: Scenario | Plan, parameters: list[str], objective: str,
                   particles: np.ndarray, device: str, dtype: str) -> Any:
         """One observable of :meth:`differentiable_observables`: ``(f, theta0)`` with
         ``f(theta)`` the observable ``objective`` as a 0-d tensor, or None (no AD)."""

@@ -717,7 +717,7 @@ class CheetahBackend(Backend):
         return (lambda theta: observe(theta)[objective]), theta0
 
     def observables_of(
-        self, scenario: Scenario, parameter_names: list[str], names: list[str],
+        self, what: Scenario | Plan, parameter_names: list[str], names: list[str],
         particles: np.ndarray | int | None = None, device: str = "cpu",
         dtype: str = "float64",
     ) -> tuple[Callable[[torch.Tensor], dict[str, torch.Tensor]], torch.Tensor]:
@@ -738,7 +738,8 @@ class CheetahBackend(Backend):
         from harness.model.parameters import resolve_parameters
         from harness.model.particles import generate_torch
 
-        plan = self.planned(scenario, device, dtype)
+        plan = self.planned(what, device, dtype)  # a plan as it is: no second decision
+        scenario: Scenario = plan.scenario
         prepared = CheetahPrepared(scenario, device, dtype, plan.model, plan.lattice)
         params = resolve_parameters(scenario, list(parameter_names))
         has_beam = any(p.target == "beam" for p in params)
@@ -793,7 +794,7 @@ class CheetahBackend(Backend):
 
         return g, theta0
 
-    def differentiable_observables(self, scenario: Scenario, parameters: list[str],
+    def differentiable_observables(self, scenario: Scenario | Plan, parameters: list[str],
                                    names: list[str], particles: np.ndarray, device: str,
                                    dtype: str):
         """``(g, theta0)`` of :meth:`observables_of` (see

@@ -192,13 +192,17 @@ def case_plan(spec: CaseSpec) -> Any:
 
 def load(spec: CaseSpec, scenario=None) -> Loaded:
     """Load the scenario (unless given) and the backend, set the threads, and take the
-    parent's plan of the case (``plan_blob``, when no other scenario is given) or plan it
-    here: support and translation are decided once per case."""
+    parent's plan of the case (``plan_blob``, when no other scenario is given: its scenario
+    is the one the case runs) or plan it here (the scenario of the case's kind and options,
+    :func:`harness.case_kinds.case_scenario`): support and translation are decided once per
+    case."""
     from backends.registry import load_backend_class
+    from harness.case_kinds import case_scenario as kind_scenario
 
     plan = case_plan(spec) if scenario is None else None
     if scenario is None:
-        scenario = plan.scenario if plan is not None else case_scenario(spec)
+        scenario = (plan.scenario if plan is not None
+                    else kind_scenario(spec.kind, case_scenario(spec), spec.options))
     cls = load_backend_class(spec.backend)
     backend = cls()
     availability = cls.availability()  # imports the backend's own modules (torch if it uses it)

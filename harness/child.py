@@ -2,8 +2,8 @@
 
 Reads the :class:`harness.case_spec.CaseSpec`, arranges to die with the parent
 (``PR_SET_PDEATHSIG``) and sets the hard memory limit, runs the case module of its kind
-(:data:`KINDS`) and writes its rows as JSON to ``OUT.json`` (atomically). A child that
-dies writes nothing and the parent records why.
+(:data:`harness.case_kinds.KINDS`) and writes its rows as JSON to ``OUT.json``
+(atomically). A child that dies writes nothing and the parent records why.
 """
 
 from __future__ import annotations
@@ -19,12 +19,7 @@ import sys  # noqa: E402
 import traceback  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-#: The module and function that run each case kind.
-KINDS: dict[str, tuple[str, str]] = {
-    "track": ("harness.track_case", "track_case"),
-    "gradient": ("harness.gradient_case", "gradient_case"),
-    "tuning": ("harness.tuning.case", "tuning_case"),
-}
+from harness.case_kinds import KINDS  # noqa: E402 - the case kinds' one table
 
 
 def run_spec(spec, clock) -> list[dict]:
@@ -34,8 +29,8 @@ def run_spec(spec, clock) -> list[dict]:
     from harness.case_support import failure_row
 
     try:
-        module, function = KINDS[spec.kind]
-        return getattr(importlib.import_module(module), function)(spec, clock)
+        kind = KINDS[spec.kind]
+        return getattr(importlib.import_module(kind.module), kind.function)(spec, clock)
     except BaseException as error:  # noqa: BLE001 - every failure is recorded, none escapes
         return [failure_row(error, traceback.format_exc(limit=8))]
 

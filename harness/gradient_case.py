@@ -66,7 +66,8 @@ class BlackBoxObjective(BlackBox):
     observable of the surviving particles for parameter values.
 
     Args:
-        backend: a backend instance; scenario: the unchanged scenario.
+        backend: a backend instance; scenario: the unchanged scenario or the case's plan
+            of it (:class:`harness.black_box.BlackBox`).
         objective: observable name; initial: ``(N, 6)`` initial particles.
         device, dtype: where and in which precision the backend tracks.
     """
@@ -136,10 +137,10 @@ def _reference(spec: CaseSpec, scenario, names: list[str], objective: str,
         from backends.registry import load_backend_class
 
         inhouse = load_backend_class("inhouse")()
-        support = inhouse.supports(scenario, "cpu", "float64")
-        if not support:
-            return None, f"none: inhouse cannot run the scenario ({support.reason})"
-        made = inhouse.objective(scenario, names, objective, initial, "cpu", "float64")
+        plan = inhouse.plan(scenario, "cpu", "float64")  # once, handed to its objective
+        if not plan:
+            return None, f"none: inhouse cannot run the scenario ({plan.reason})"
+        made = inhouse.objective(plan, names, objective, initial, "cpu", "float64")
         if made is None:
             return None, "none: the in-house backend gives no differentiable objective"
         f, theta0 = made
@@ -149,14 +150,15 @@ def _reference(spec: CaseSpec, scenario, names: list[str], objective: str,
         return None, f"none: the in-house reference failed ({last_line(error)})"
 
 
-def _ad_methods(backend, scenario, names, objective, initial, device, dtype, repeat,
+def _ad_methods(backend, plan, names, objective, initial, device, dtype, repeat,
                 ) -> tuple[dict[str, dict[str, Any]], float | None]:
-    """Reverse- and forward-mode results of a differentiable backend, and the time of one
-    forward evaluation of its objective [s] (None: no AD objective)."""
+    """Reverse- and forward-mode results of a differentiable backend from the case's plan
+    (:class:`backends.base.Plan`, not decided again), and the time of one forward
+    evaluation of its objective [s] (None: no AD objective)."""
     import torch
 
     try:
-        made = backend.objective(scenario, names, objective, initial, device, dtype)
+        made = backend.objective(plan, names, objective, initial, device, dtype)
         if made is None:
             return {}, None
         f, theta0 = made
@@ -275,15 +277,16 @@ def gradient_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
     ``analytic``, and ``kicks`` / ``checkpoint`` replacing the scenario's space-charge
     ``kicks_per_element`` / ``checkpoint``
     (:func:`harness.gradients.with_space_charge_options`)."""
-    from harness.case_support import case_scenario
     from harness.model.parameters import resolve_parameters
     from harness.model.scenario import model_signature
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(None)
     options = spec.options or {}
-    scenario = gradients.with_space_charge_options(case_scenario(spec),
-                                                   options)
+    # the parent's plan of the scenario with the case's options applied
+    # (harness.case_kinds.case_scenario), else one plan made here
+    loaded = load(spec)
+    scenario = loaded.scenario
     gradient_block = scenario.gradients
     names = list(options.get("parameters") or (gradient_block.parameters
                                                if gradient_block else []))
@@ -293,7 +296,6 @@ def gradient_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
         raise ValueError("no parameters or objective: give them in the case options or the "
                          "scenario's gradients block")
     steps = [float(s) for s in (options.get("fd_steps") or gradients.DEFAULT_FD_STEPS)]
-    loaded = load(spec, scenario)
     backend = loaded.backend
     common: dict[str, Any] = {"versions": loaded.versions, "objective": objective,
                               "n_params": len(names), "variant": options.get("label", "")}
@@ -311,9 +313,9 @@ def gradient_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
     repeat = max(1, spec.repeat)
     device, dtype = spec.device, spec.dtype
 
-    methods, time_forward = _ad_methods(backend, scenario, names, objective, initial, device,
+    methods, time_forward = _ad_methods(backend, support, names, objective, initial, device,
                                         dtype, repeat)
-    evaluate = BlackBoxObjective(backend, scenario, objective, initial, device, dtype)
+    evaluate = BlackBoxObjective(backend, support, objective, initial, device, dtype)
     fd = _fd(evaluate, names, values0, steps, repeat)
     if time_forward is None:
         time_forward = fd["time_fd_evaluation_s"]

@@ -83,9 +83,11 @@ def precheck(case: Case, scenario) -> tuple[dict[str, Any] | None, Any]:
     """``(row, plan)``: an ``unsupported`` row when the adapter can tell without running
     the code, else the backend's :class:`backends.base.Plan` of the case, made once here
     and handed to the case process (None when planning raised: the child will run and
-    record the error)."""
+    record the error). The plan is of the scenario the case runs
+    (:func:`harness.case_kinds.case_scenario`: the named one with the case's options)."""
     from backends.base import Unsupported
     from backends.registry import load_backend_class
+    from harness.case_kinds import case_scenario
 
     try:
         cls = load_backend_class(case.backend)
@@ -96,7 +98,8 @@ def precheck(case: Case, scenario) -> tuple[dict[str, Any] | None, Any]:
         return {"status": Status.UNSUPPORTED.value,
                 "reason": f"{case.backend} is not installed: {availability.hint}"}, None
     try:
-        plan = cls().plan_case(scenario, case.device, case.dtype, case.math)
+        plan = cls().plan_case(case_scenario(case.kind, scenario, case.options),
+                               case.device, case.dtype, case.math)
     except Exception:  # noqa: BLE001 - the child will run and record the error
         return None, None
     if isinstance(plan, Unsupported):

@@ -277,12 +277,20 @@ class HangIfAskedBackend(IdentityBackend):
     prepared_class = _HangIfAsked
 
 
-def _count(what: str) -> None:
-    """Append ``<pid> <what>`` to the file named by ``FAKE_COUNT_FILE`` (if set)."""
+def lattice_key(scenario) -> str:
+    """A short fingerprint of a scenario's lattice (its elements and their values)."""
+    import hashlib
+
+    return hashlib.sha256(repr(list(scenario.elements)).encode()).hexdigest()[:12]
+
+
+def _count(what: str, scenario) -> None:
+    """Append ``<pid> <what> <lattice key>`` to the file named by ``FAKE_COUNT_FILE`` (if
+    set)."""
     path = os.environ.get("FAKE_COUNT_FILE")
     if path:
         with open(path, "a", encoding="ascii") as out:
-            out.write(f"{os.getpid()} {what}\n")
+            out.write(f"{os.getpid()} {what} {lattice_key(scenario)}\n")
 
 
 class CountingBackend(IdentityBackend):
@@ -293,11 +301,11 @@ class CountingBackend(IdentityBackend):
     takes_plans: ClassVar[bool] = True
 
     def plan(self, scenario, device="cpu", dtype="float64"):
-        _count("decide")
+        _count("decide", scenario)
         refused = self.common_checks(scenario, device, dtype)
         if refused is not None:
             return refused
-        _count("translate")
+        _count("translate", scenario)
         lattice = tuple(element.kind for element in scenario.elements)
         return Plan(model_signature(scenario), "", scenario, device, dtype, lattice)
 
@@ -308,5 +316,5 @@ class CountingBackend(IdentityBackend):
         plan = self.planned(scenario, device, dtype)
         if plan.lattice is None:
             raise RuntimeError("prepared without a translated lattice")
-        _count("prepare")
+        _count("prepare", plan.scenario)
         return self.prepared_class(plan.scenario, self.scale)

@@ -22,7 +22,7 @@ LAYERS: dict[str, int] = {
     # 2: running cases: planning, child processes, results, execution, tuning, import/export
     "harness.names": 2, "harness.display": 2, "harness.timing_quality": 2,
     "harness.cases": 2, "harness.runner": 2, "harness.case_process": 2, "harness.child": 2,
-    "harness.case_spec": 2,
+    "harness.case_spec": 2, "harness.case_kinds": 2,
     "harness.case_support": 2,
     "harness.track_case": 2, "harness.gradient_case": 2, "harness.gradients": 2,
     "harness.agreement": 2, "harness.results": 2, "harness.rows": 2,

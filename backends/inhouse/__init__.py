@@ -360,27 +360,31 @@ class InhouseBackend(Backend):
         evaluations, each with other parameter values) would recompile every time."""
         return self.prepare(scenario, device, dtype, compile=False)
 
-    def differentiable_observables(self, scenario: Scenario, parameters: list[str],
+    def differentiable_observables(self, scenario: Scenario | Plan, parameters: list[str],
                                    names: list[str], particles: np.ndarray, device: str,
                                    dtype: str) -> Any:
         """``(g, theta0)`` of :func:`backends.inhouse.objective.make_observables` (see
         :meth:`Backend.differentiable_observables`): it tracks the given initial particles
         for element parameters and draws the scenario's seeded ``len(particles)`` particles
         in the graph for beam parameters (with space charge: through the space-charge
-        tracker)."""
-        if not self.supports(scenario, device, dtype) or scenario.spin:
+        tracker); ``scenario`` may be the case's plan (not decided again)."""
+        plan = scenario if isinstance(scenario, Plan) else self.plan(scenario, device, dtype)
+        if isinstance(plan, Unsupported):
+            return None
+        case: Scenario = plan.scenario
+        if case.spin:
             # spin observables are differentiable through SpinTracker.track(..., values),
             # not wired to this interface: gradients of a spin scenario are finite
             # differences of the tracked (N, 9) particles
             return None
-        if scenario.tracking == "envelope":
+        if case.tracking == "envelope":
             from backends.inhouse.envelope import make_envelope_observables
 
-            return make_envelope_observables(scenario, parameters, names, device,
+            return make_envelope_observables(case, parameters, names, device,
                                              torch_dtype(dtype))
         from backends.inhouse.objective import make_observables
 
-        return make_observables(scenario, parameters, names, len(particles), device,
+        return make_observables(case, parameters, names, len(particles), device,
                                 torch_dtype(dtype), particles=particles)
 
 

@@ -19,8 +19,10 @@ Modules (one job each):
 * :mod:`harness.io.cheetah_segment` -- Cheetah ``Segment`` (and Bmad / elegant files).
 * :mod:`harness.io.impactx_lattice` -- a list of ImpactX elements.
 * :mod:`harness.io.pals_file` -- PALS files of other codes in, a scenario's lattice out.
-* :mod:`harness.model.openpmd` -- openPMD particle files in and out.
 * :mod:`harness.io.particles_out` -- ``trackbench run --write-particles openpmd`` files.
 * :mod:`harness.io.importer` -- the format dispatch behind ``trackbench import``.
-* :mod:`harness.io.commands` -- the ``import`` and ``export`` commands.
+
+The ``import`` and ``export`` commands themselves are :mod:`harness.cli.lattice_io`;
+openPMD particle files are read and written by :mod:`harness.model.openpmd` (the model
+layer).
 """

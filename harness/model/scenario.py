@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
@@ -481,9 +481,11 @@ def _check_reference(reference: ReferenceParticle) -> None:
                          "finite and non-zero")
 
 
-#: Space-charge kinds (ImpactX's ``algo.space_charge``: ``3D``, ``2D``, ``2p5D``, ``Gauss3D``,
-#: ``Gauss2p5D``; docs/space-charge-2d.md).
-SPACE_CHARGE_KINDS = ("3d", "2d", "2p5d", "gauss3d", "gauss2p5d")
+#: The type of a space-charge kind (ImpactX's ``algo.space_charge``: ``3D``, ``2D``,
+#: ``2p5D``, ``Gauss3D``, ``Gauss2p5D``; docs/space-charge-2d.md): the schema's one list.
+SpaceChargeKind = Literal["3d", "2d", "2p5d", "gauss3d", "gauss2p5d"]
+#: The space-charge kinds, in the order of :data:`SpaceChargeKind`.
+SPACE_CHARGE_KINDS: tuple[str, ...] = get_args(SpaceChargeKind)
 #: Kinds solved on a mesh (``grid``, ``deposition``, ``prob_relative``, ``blocking_factor``).
 MESH_KINDS = frozenset({"3d", "2d", "2p5d"})
 #: Kinds with a line density (``longitudinal_bins``, ``longitudinal_kick``).
@@ -534,7 +536,7 @@ class SpaceCharge(_Strict):
     it.
     """
 
-    kind: Literal["3d", "2d", "2p5d", "gauss3d", "gauss2p5d"] = "3d"
+    kind: SpaceChargeKind = "3d"
     grid: tuple[Cells, Cells, ZCells] | None = None
     kicks_per_element: Annotated[int, within("space_charge.kicks_per_element")] = 1
     deposition: Literal["cic", "tsc"] | None = None

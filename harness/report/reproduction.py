@@ -7,7 +7,6 @@ writes its outputs through this module.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,10 +333,8 @@ def setting_footnotes(published: Published, rows: Sequence[dict], machine: dict[
                  "mesh padding is trackbench's prob_relative 1.1 (the paper's script: 1.2).")
     inhouse = {row.get("compile_error") or ("compiled" if row.get("compiled") else "eager")
                for row in rows if row.get("backend") == "inhouse" and _ok(row)}
-    env = os.environ.get("TRACKBENCH_INHOUSE_COMPILE", "")
-    if inhouse:
-        notes.append("In-house tracker: " + ", ".join(sorted(inhouse))
-                     + (f" (TRACKBENCH_INHOUSE_COMPILE={env})" if env else "") + ".")
+    if inhouse:  # from the rows alone: the tables re-render the same in any environment
+        notes.append("In-house tracker: " + ", ".join(sorted(inhouse)) + ".")
     return notes
 
 

@@ -152,31 +152,27 @@ def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
                 ) -> list[dict[str, Any]]:
     """The row of one tuning case (see :data:`harness.tuning.rows.TUNING`); ``clock`` counts
     from the start of the case's process (:class:`harness.case_support.Clock`)."""
-    from backends.base import Unsupported
-    from backends.registry import load_backend_class
-    from harness.case_support import case_scenario, peak_rss_bytes, set_threads
+    from harness.case_support import load, peak_rss_bytes, set_threads
     from harness.tuning.objective import BlackBox, Differentiable, TuningObjective, observables_of
 
     spec = CaseSpec.coerce(spec)
     clock = clock or Clock.since(spec.launched_at)
     set_threads(spec.threads)
     options = spec.options
-    scenario = case_scenario(spec)
+    loaded = load(spec)  # the parent's plan of the case (support decided once), else one here
+    scenario, backend, support = loaded.scenario, loaded.backend, loaded.support
     problem = _problem(scenario, options.get("problem", ""))
     method = METHODS[options["method"]]
-    cls = load_backend_class(spec.backend)
-    backend = cls()
     row: dict[str, Any] = {
-        "versions": cls.dependency_versions(), "method": method.name,
+        "versions": loaded.versions, "method": method.name,
         "family": method.family, "library": method.library, "problem": problem.label,
         "n_params": problem.size, "parameters": list(problem.names),
         "budget": problem.budget(method.name), "trace_file": trace_file(spec.case_id),
         "tolerance_objective": problem.block.tolerance.objective,
         "tolerance_parameters": problem.block.tolerance.parameters,
         "start_distance": problem.distance(problem.start)}
-    row["backend_version"] = row["versions"].get(cls.distribution)
-    support = backend.supports(scenario, spec.device, spec.dtype)
-    if isinstance(support, Unsupported):
+    row["backend_version"] = row["versions"].get(loaded.backend_class.distribution)
+    if loaded.unsupported:
         return [row | {"status": Status.UNSUPPORTED.value, "reason": support.reason}]
     row["model"] = support.model
     if method.max_parameters is not None and problem.size > method.max_parameters:
@@ -191,7 +187,7 @@ def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
                                          scenario.reference_particle)
     value = gradient = None
     if method.needs_gradient:
-        differentiable = Differentiable.build(backend, scenario, problem, initial,
+        differentiable = Differentiable.build(backend, support, problem, initial,
                                               initial_observables, device, dtype)
         if differentiable is None:
             return [row | {"status": Status.UNSUPPORTED.value, "reason": (
@@ -200,7 +196,7 @@ def tuning_case(spec: CaseSpec | dict[str, Any], clock: Clock | None = None
         gradient = differentiable.value_and_gradient
         gradient(problem.start)  # warm-up: caches, compilation, the first backward
     else:
-        value = BlackBox(backend, scenario, problem, initial, initial_observables, device,
+        value = BlackBox(backend, support, problem, initial, initial_observables, device,
                          dtype)
         value(problem.start)  # warm-up: caches, compilation
     workers = int(options.get("evaluation_workers", 1))

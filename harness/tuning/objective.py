@@ -56,7 +56,7 @@ def observables_of(particles: np.ndarray, names: list[str], reference) -> dict[s
 
 class BlackBox(SharedBlackBox):
     """``F(x)`` by preparing and tracking a scenario copy (any backend;
-    :class:`harness.black_box.BlackBox`)."""
+    :class:`harness.black_box.BlackBox`; ``scenario`` the scenario or the case's plan)."""
 
     def __init__(self, backend, scenario, problem: TuningProblem, initial: np.ndarray,
                  initial_observables: dict[str, float], device: str, dtype: str):
@@ -87,7 +87,8 @@ class Differentiable:
     def build(cls, backend, scenario, problem: TuningProblem, initial: np.ndarray,
               initial_observables: dict[str, float], device: str,
               dtype: str) -> Differentiable | None:
-        """The target observables as one differentiable function (None: no AD)."""
+        """The target observables as one differentiable function (None: no AD);
+        ``scenario`` the scenario or the case's plan of it (not decided again)."""
         made = backend.differentiable_observables(scenario, list(problem.names),
                                                   list(problem.block.targets), initial,
                                                   device, dtype)
