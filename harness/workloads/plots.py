@@ -54,8 +54,9 @@ def _pyplot():
 
 
 def plot_reconstruct(directory: Path) -> Path | None:
-    """``reconstruction.png``: largest deviation from the analytic answer against wall
-    time [s], one line per method and backend (from ``trace.csv``)."""
+    """``reconstruction.png``: largest deviation from the reference answer (the analytic
+    one where the problem has the closed form) against wall time [s], one line per method
+    and backend (from ``trace.csv``)."""
     rows = _rows(directory / "trace.csv")
     if not rows:
         return None
@@ -69,7 +70,7 @@ def plot_reconstruct(directory: Path) -> Path | None:
             axes.step(*zip(*points, strict=True), where="post", label=label)
     axes.axhline(1e-6, color="grey", linestyle=":", linewidth=1)
     axes.set(xscale="log", yscale="log", xlabel="wall time [s]",
-             ylabel="max normalised deviation from the analytic σ-matrix",
+             ylabel="max normalised deviation from the reference σ-matrix",
              title="Quad-scan reconstruction: error against time")
     axes.legend(fontsize=7)
     return _save(plt, figure, directory / "reconstruction.png")
