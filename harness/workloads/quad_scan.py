@@ -20,8 +20,8 @@ so for a linear model the analytic weighted linear least-squares solution
 ``lattices/quad_scan_chromatic.yaml``: each particle's focusing and drift depend on its
 energy, ImpactX ``src/elements/ChrQuad.H``, ``ChrDrift.H``) there is no closed form: the
 linear answer is a biased baseline and the reference is the best fit
-(:attr:`Problem.closed_form`). The other methods fit a model beam (the scenario's beam sampler at Twiss values
-theta, ``len = --particles``) tracked by a backend:
+(:attr:`Problem.closed_form`). The other methods fit a model beam (the scenario's beam
+sampler at Twiss values theta, ``len = --particles``) tracked by a backend:
 
 * gradient-based (:mod:`harness.workloads.fits`): Gauss-Newton (Levenberg-Marquardt) and
   L-BFGS through a backend's :meth:`~backends.base.Backend.differentiable_observables`,
