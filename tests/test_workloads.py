@@ -1,6 +1,8 @@
 """The workloads: the quad-scan reconstruction recovers the known beam (analytic answer,
-gradient fit through the in-house tracker, Nelder-Mead through a backend), the batch
-workload agrees with ImpactX per setting, and bad input is one line."""
+gradient fit through the in-house tracker, Nelder-Mead of scipy and of Xopt through a
+backend), the chromatic scan has no closed form (the analytic answer is a biased baseline,
+the best fit the reference), the batch workload agrees with ImpactX per setting, and bad
+input is one line."""
 
 from __future__ import annotations
 
@@ -48,6 +50,46 @@ def test_neldermead_through_a_backend_records_its_evaluations(problem_exact):
     assert result.row["converged"] is False
     assert 0 < result.row["evaluations"] <= 41
     assert result.trace and result.row["max_dev_analytic"] > 0
+
+
+def test_xopt_neldermead_reaches_the_analytic_answer_and_stops_by_its_rule(problem_exact):
+    reference = qs.analytic(problem_exact)
+    result = fits.run_method(problem_exact, "xopt-neldermead", "inhouse", reference, 3000)
+    assert result.row["status"] == "ok" and result.row["converged"] is True
+    assert result.row["kind"] == "gradient-free"
+    assert result.row["max_dev_analytic"] < qs.TARGET
+    assert result.row["time_to_target_s"] is not None
+    assert 100 < result.row["evaluations"] < 3000
+
+
+def test_xopt_neldermead_through_impactx_stops_at_the_budget(problem_exact):
+    reference = qs.analytic(problem_exact)
+    result = fits.run_method(problem_exact, "xopt-neldermead", "impactx", reference, 30)
+    assert result.row["status"] == "stopped: the evaluation budget is spent"
+    assert result.row["evaluations"] == 30 and result.row["converged"] is False
+    assert result.trace and result.row["max_dev_analytic"] > 0
+
+
+def test_chromatic_scan_has_no_closed_form(tmp_path):
+    """The analytic answer is biased against the known beam; the in-house gradient fit of
+    the chromatic model is the reference and comes closer to the known beam."""
+    from harness.workloads import reconstruct
+
+    scenario = load_scenario("quad_scan_chromatic")
+    document = reconstruct.run(scenario, strengths=np.linspace(-8, 8, 7), noise=0.0,
+                               noise_seed=1, particles=2000, measure_particles=2000,
+                               methods=["lbfgs"], backends=["inhouse"], max_evaluations=300,
+                               out=tmp_path, say=lambda _: None)
+    assert document["problem"]["closed_form"] is False
+    assert document["reference_source"].startswith("best fit: lbfgs through inhouse")
+    analytic, fit = document["rows"]
+    assert analytic["model"] == "linear" and fit["model"] == "paraxial"
+    assert analytic["time_to_target_s"] is None and analytic["max_dev_analytic"] > 0.03
+    assert fit["time_to_target_s"] is not None and fit["max_dev_analytic"] == 0
+    assert analytic["max_err_truth"] > 0.05
+    assert fit["max_err_truth"] < 0.5 * analytic["max_err_truth"]
+    assert fit["err_emittance_x"] < 0.5 * analytic["err_emittance_x"]
+    assert "Reference answer: best fit" in (tmp_path / "summary.md").read_text()
 
 
 def test_a_backend_that_cannot_run_a_method_is_a_row(problem_exact):

@@ -42,6 +42,14 @@ def _threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _command() -> str:
+    """The command line as typed (``trackbench <command> <options>``), for the record."""
+    import shlex
+    import sys
+
+    return shlex.join(["trackbench", *sys.argv[1:]])
+
+
 def _scenario(name: str):
     from harness.model.errors import ScenarioError
     from harness.model.load import load_scenario
@@ -87,8 +95,8 @@ def reconstruct(
     measure_particles: Annotated[int, typer.Option(
         help="Particles of the measured (known) beam.")] = 10000,
     methods: Annotated[str, typer.Option(
-        help="Comma-separated: gauss-newton, lbfgs, neldermead (the analytic answer "
-        "always runs).")] = "gauss-newton,lbfgs,neldermead",
+        help="Comma-separated: gauss-newton, lbfgs, neldermead, xopt-neldermead (the "
+        "analytic answer always runs).")] = "gauss-newton,lbfgs,neldermead,xopt-neldermead",
     backends: AvailableBackends = None,
     max_evaluations: Annotated[int, typer.Option(
         help="Objective evaluations at most per method.")] = 2000,
@@ -111,7 +119,7 @@ def reconstruct(
         noise_seed=noise_seed, particles=particles, measure_particles=measure_particles,
         methods=split_list(methods), backends=_backends(backends),
         max_evaluations=max_evaluations, out=directory, parameter=parameter,
-        say=console.print), directory, "summary.md",
+        say=console.print, command=_command()), directory, "summary.md",
         "reconstruct.csv, trace.csv, reconstruct.json, summary.md, reconstruction.png")
 
 

@@ -172,45 +172,34 @@ class XoptFunction:
 
 def _xopt(objective: TuningObjective, problem: TuningProblem, generator_factory,
           random_points: int = 0, logarithm: bool = False, batch: bool = False) -> str:
-    """Run an Xopt generator over the unit box until the objective says stop; with
-    ``logarithm`` the generator sees ``log10(F)`` (a non-negative objective). With
-    ``batch`` and an evaluation pool, the random points and then
-    ``objective.evaluation_workers`` candidates per step are evaluated at once on the pool's
-    workers (Xopt's ``Evaluator`` with the pool's executor); the evaluations are recorded
-    here when their batch comes back."""
-    from xopt import VOCS, Evaluator, Xopt
-
+    """Run an Xopt generator over the unit box until the objective says stop
+    (:func:`harness.tuning.xopt_driver.drive`); with ``logarithm`` the generator sees
+    ``log10(F)`` (a non-negative objective). With ``batch`` and an evaluation pool, the
+    random points and then ``objective.evaluation_workers`` candidates per step are
+    evaluated at once on the pool's workers (Xopt's ``Evaluator`` with the pool's
+    executor); the evaluations are recorded here when their batch comes back."""
+    from harness.tuning import xopt_driver
     from harness.tuning.objective import Stop
 
     names = [f"u{i}" for i in range(problem.size)]
-    vocs = VOCS(variables={n: [0.0, 1.0] for n in names}, objectives={"f": "MINIMIZE"})
+    vocs = xopt_driver.vocs_for(names, [(0.0, 1.0)] * problem.size)
     function = XoptFunction(objective.function, problem, tuple(names), logarithm)
     workers = objective.evaluation_workers if batch else 1
-    evaluator = (Evaluator(function=function, executor=objective.pool.executor,
-                           max_workers=workers)
-                 if workers > 1 else Evaluator(function=function))
     start = dict(zip(names, (float(v) for v in problem.to_unit(problem.start)), strict=True))
-    xopt = Xopt(evaluator=evaluator, generator=generator_factory(vocs, start))
 
-    def record(data) -> None:
-        rows = data.to_dict("records")
+    def record(rows: list[dict]) -> None:
         objective.record_values(
             [problem.from_unit(np.array([row[n] for n in names])) for row in rows],
             [float(row.get("objective", float("nan"))) for row in rows],
             [str(row.get("process", "")) for row in rows])
 
     try:
-        if random_points:
-            record(xopt.evaluate_data({n: [v] for n, v in start.items()}))
-            objective.check()
-            record(xopt.random_evaluate(min(random_points, objective.remaining),
-                                        seed=BO_SEED))
-        while True:
-            objective.check()
-            candidates = xopt.generator.suggest(min(workers, objective.remaining))
-            if candidates is None or len(candidates) == 0:
-                return "ended: the generator proposed no new point"
-            record(xopt.evaluate_data(candidates))
+        return xopt_driver.drive(
+            generator_factory(vocs, start), function, record=record,
+            check=lambda _generator: objective.check(),
+            remaining=lambda: objective.remaining, start=start, random_points=random_points,
+            seed=BO_SEED, workers=workers,
+            executor=objective.pool.executor if workers > 1 else None)
     except Stop as stop:
         return str(stop)
 

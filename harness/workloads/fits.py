@@ -12,7 +12,15 @@ traceback. Methods (the objective is that of :mod:`harness.workloads.quad_scan`)
   differentiable backend; K settings as one batch where the backend takes one;
 * ``lbfgs``: ``torch.optim.LBFGS`` with a strong-Wolfe line search on the same objective;
 * ``neldermead``: ``scipy.optimize.minimize(method="Nelder-Mead", adaptive=True)`` through
-  any backend, the model beam tracked at every setting.
+  any backend, the model beam tracked at every setting;
+* ``xopt-neldermead``: Xopt's ``NelderMeadGenerator`` (adaptive, the same initial simplex
+  and the same stopping rule as ``neldermead``) through any backend, driven step by step
+  by :func:`harness.tuning.xopt_driver.drive` as the tuning benchmark drives it.
+
+Xopt's Bayesian optimisation (``xopt-bo`` of the tuning benchmark) is not a method here:
+reaching the reference answer to :data:`~harness.workloads.quad_scan.TARGET` in six
+dimensions takes it far more evaluations than the budget, each step refitting a Gaussian
+process on every point so far (docs/workloads.md gives the measurement).
 """
 
 from __future__ import annotations
@@ -28,7 +36,16 @@ from harness.names import printable
 from harness.workloads import quad_scan as qs
 
 #: The fit methods and whether they need a differentiable backend.
-METHODS = {"gauss-newton": True, "lbfgs": True, "neldermead": False}
+METHODS = {"gauss-newton": True, "lbfgs": True, "neldermead": False,
+           "xopt-neldermead": False}
+#: Bounds of each fit-vector entry for Xopt (its variables need a box): ln(beta/beta0) and
+#: ln(eps/eps0) within +-20 (a factor 5e8), alpha within +-20.
+XOPT_BOUND = 20.0
+#: Nelder-Mead's stopping rule, both implementations (scipy's ``xatol`` and ``fatol``): the
+#: simplex spans under XATOL in every fit-vector entry and FATOL in objective.
+XATOL, FATOL = 1e-8, 1e-14
+#: Initial simplex step of both Nelder-Mead implementations, in each fit-vector entry.
+SIMPLEX_STEP = 0.3
 
 
 @dataclass
@@ -49,17 +66,19 @@ def _base_row(method: str, backend: str, kind: str) -> dict[str, Any]:
 def run_analytic(problem: qs.Problem) -> MethodResult:
     """The analytic linear least-squares answer."""
     row = _base_row("analytic", "-", "analytic")
+    row["model"] = "linear"
     start = time.perf_counter()
     sigma = qs.analytic(problem)
     row["wall_s"] = time.perf_counter() - start
     row["evaluations"] = 1
-    row["time_to_target_s"] = row["wall_s"]
     return finish(MethodResult(row, [], sigma), problem, sigma)
 
 
 def finish(result: MethodResult, problem: qs.Problem, reference: np.ndarray) -> MethodResult:
-    """Fill the row's sigma-matrix and errors (final point), the time to reach the analytic
-    answer to :data:`~harness.workloads.quad_scan.TARGET` from the trace."""
+    """Fill the row's sigma-matrix and errors (final point) against the ``reference``
+    answer (the analytic one where the problem has the closed form), the time to reach it
+    to :data:`~harness.workloads.quad_scan.TARGET` from the trace (a result without a
+    trace, the analytic answer: its wall time if it is within the target)."""
     if result.sigma is None and result.trace:
         result.sigma = qs.model_sigma(problem, qs.twiss_of(result.trace[-1][2]))
     if result.sigma is None:
@@ -67,6 +86,9 @@ def finish(result: MethodResult, problem: qs.Problem, reference: np.ndarray) -> 
     for name, value in zip(qs.SIGMA_ELEMENTS, result.sigma.ravel(), strict=True):
         result.row[name] = float(value)
     result.row.update(qs.error_columns(result.sigma, problem, reference))
+    if not result.trace:
+        result.row["time_to_target_s"] = (result.row["wall_s"] if result.row[
+            "max_dev_analytic"] <= qs.TARGET else None)
     for evaluations, wall, u in result.trace:
         sigma = qs.model_sigma(problem, qs.twiss_of(u))
         if np.max(qs.normalised_errors(sigma, reference)) <= qs.TARGET:
@@ -91,9 +113,11 @@ def trace_rows(result: MethodResult, problem: qs.Problem, reference: np.ndarray
     return rows
 
 
-def run_method(problem: qs.Problem, method: str, backend: str, reference: np.ndarray,
+def run_method(problem: qs.Problem, method: str, backend: str, reference: np.ndarray | None,
                max_evaluations: int) -> MethodResult:
-    """One method through one backend; a failure is a status, never a traceback."""
+    """One method through one backend; a failure is a status, never a traceback. With a
+    ``reference`` the row's errors and time to target are filled (:func:`finish`); without
+    one the caller finishes it once the reference is known."""
     kind = "gradient" if METHODS[method] else "gradient-free"
     row = _base_row(method, backend, kind)
     try:
@@ -116,59 +140,141 @@ def run_method(problem: qs.Problem, method: str, backend: str, reference: np.nda
     try:
         if method == "neldermead":
             result = _neldermead(problem, instance, row, max_evaluations)
+        elif method == "xopt-neldermead":
+            result = _xopt_neldermead(problem, instance, row, max_evaluations)
         else:
             result = _gradient(problem, instance, row, method, max_evaluations)
     except Exception as error:  # noqa: BLE001 - a code's failure is a row, not a traceback
         row["status"] = f"failed: {type(error).__name__}: {printable(str(error))[:300]}"
         return MethodResult(row)
-    return finish(result, problem, reference)
+    return result if reference is None else finish(result, problem, reference)
+
+
+class _Tracked:
+    """The objective of the gradient-free methods through ``backend``: every evaluation
+    draws the model beam and tracks it at all K settings (each setting prepared once,
+    before the timed span, with one untimed warm-up track as the run's warm-up). Counts the
+    evaluations and traces each new best point ``(evaluations, wall_s, u)``."""
+
+    def __init__(self, problem: qs.Problem, backend: Any, row: dict[str, Any]):
+        self.problem = problem
+        self.trace: list[tuple[int, float, np.ndarray]] = []
+        self.best = np.inf
+        self.count = 0
+        setup = time.perf_counter()
+        self.prepared = [backend.prepare(setting) for setting in qs.scenario_settings(problem)]
+        warm = qs.model_particles(problem, qs.twiss_of(qs.start_vector()))
+        for handle in self.prepared:
+            handle.track(warm)
+        self.start = time.perf_counter()
+        row["setup_s"] = self.start - setup
+
+    def __call__(self, u: np.ndarray) -> float:
+        """The objective at fit vector ``u``; inf where it is not finite or ``u`` is out
+        of range (|u| > 50)."""
+        self.count += 1
+        if np.any(np.abs(u) > 50):
+            return float("inf")
+        particles = qs.model_particles(self.problem, qs.twiss_of(u))
+        sizes = np.array([qs.sizes_of(p.track(particles), self.problem.scenario)
+                          for p in self.prepared])
+        value = qs.objective_from_sizes(self.problem, sizes)
+        if not np.isfinite(value):
+            return float("inf")
+        if value < self.best:
+            self.best = value
+            self.trace.append((self.count, time.perf_counter() - self.start,
+                               np.array(u, float)))
+        return value
+
+    def close(self) -> None:
+        """Release every prepared setting."""
+        for handle in self.prepared:
+            handle.close()
+
+
+def _initial_simplex() -> np.ndarray:
+    """``(7, 6)``: the start and one step of :data:`SIMPLEX_STEP` along each entry."""
+    return np.vstack([qs.start_vector()] + [SIMPLEX_STEP * np.eye(6)[i] for i in range(6)])
 
 
 def _neldermead(problem: qs.Problem, backend: Any, row: dict[str, Any],
                 max_evaluations: int) -> MethodResult:
-    """Nelder-Mead through ``backend``: every evaluation tracks the model beam at all K
-    settings (each setting prepared once, inside the timed span)."""
+    """scipy's Nelder-Mead through ``backend`` (:class:`_Tracked`)."""
     from scipy.optimize import minimize
 
-    trace: list[tuple[int, float, np.ndarray]] = []
-    best = [np.inf]
-    count = [0]
-    setup = time.perf_counter()
-    prepared = [backend.prepare(setting) for setting in qs.scenario_settings(problem)]
-    warm = qs.model_particles(problem, qs.twiss_of(qs.start_vector()))
-    for handle in prepared:  # warm-up track, not timed (as the run's warm-up)
-        handle.track(warm)
-    start = time.perf_counter()
-    row["setup_s"] = start - setup
-
-    def objective(u: np.ndarray) -> float:
-        count[0] += 1
-        if np.any(np.abs(u) > 50):
-            return float("inf")
-        particles = qs.model_particles(problem, qs.twiss_of(u))
-        sizes = np.array([qs.sizes_of(p.track(particles), problem.scenario)
-                          for p in prepared])
-        value = qs.objective_from_sizes(problem, sizes)
-        if not np.isfinite(value):
-            return float("inf")
-        if value < best[0]:
-            best[0] = value
-            trace.append((count[0], time.perf_counter() - start, np.array(u, float)))
-        return value
-
-    simplex = np.vstack([qs.start_vector()] + [0.3 * np.eye(6)[i] for i in range(6)])
-    found = minimize(objective, qs.start_vector(), method="Nelder-Mead",
-                     options={"initial_simplex": simplex, "xatol": 1e-8, "fatol": 1e-14,
-                              "maxfev": max_evaluations, "adaptive": True})
-    row["wall_s"] = time.perf_counter() - start
-    for handle in prepared:
-        handle.close()
-    row["evaluations"] = count[0]
+    objective = _Tracked(problem, backend, row)
+    try:
+        found = minimize(objective, qs.start_vector(), method="Nelder-Mead",
+                         options={"initial_simplex": _initial_simplex(), "xatol": XATOL,
+                                  "fatol": FATOL, "maxfev": max_evaluations,
+                                  "adaptive": True})
+        row["wall_s"] = time.perf_counter() - objective.start
+    finally:
+        objective.close()
+    row["evaluations"] = objective.count
     row["objective"] = float(found.fun)
     row["converged"] = bool(found.success)
     if not found.success:
         row["status"] = f"stopped: {printable(str(found.message))[:80]}"
-    return MethodResult(row, trace)
+    return MethodResult(row, objective.trace)
+
+
+class _XoptStop(Exception):
+    """Raised to the Xopt loop when the simplex has collapsed or the budget is spent."""
+
+
+def _xopt_neldermead(problem: qs.Problem, backend: Any, row: dict[str, Any],
+                     max_evaluations: int) -> MethodResult:
+    """Xopt's NelderMeadGenerator through ``backend`` (:class:`_Tracked`): the initial
+    simplex of ``neldermead``, within +-:data:`XOPT_BOUND`, stopped by scipy's rule
+    (the simplex spans under :data:`XATOL` and :data:`FATOL`) or the budget. Xopt's own
+    bookkeeping (its data table, one candidate per step) is inside the timed span."""
+    from xopt.generators.sequential.neldermead import NelderMeadGenerator
+
+    from harness.tuning import xopt_driver
+
+    names = [f"u{i}" for i in range(6)]
+    vocs = xopt_driver.vocs_for(names, [(-XOPT_BOUND, XOPT_BOUND)] * 6)
+    simplex = _initial_simplex()
+    generator = NelderMeadGenerator(
+        vocs=vocs, adaptive=True, initial_point=dict.fromkeys(names, 0.0),
+        initial_simplex={n: simplex[:, i].tolist() for i, n in enumerate(names)})
+    objective = _Tracked(problem, backend, row)
+
+    def function(inputs: dict) -> dict:
+        value = objective(np.array([inputs[n] for n in names], dtype=np.float64))
+        return {"f": value if np.isfinite(value) else 1e30}
+
+    def check(running: Any) -> None:
+        if objective.count >= max_evaluations:
+            raise _XoptStop("stopped: the evaluation budget is spent")
+        # the state of the last candidate; stage 1 (a reflection proposed) holds the
+        # simplex sorted at the start of an iteration, where scipy tests its rule
+        state = running.current_state
+        sim, fsim = state.sim, state.fsim
+        if (state.astg == 1 and sim is not None and fsim is not None
+                and np.all(np.isfinite(fsim))
+                and np.max(np.abs(sim[1:] - sim[0])) <= XATOL
+                and np.max(np.abs(fsim[0] - fsim[1:])) <= FATOL):
+            raise _XoptStop("ok")
+
+    try:
+        try:
+            message = xopt_driver.drive(generator, function, record=lambda rows: None,
+                                        check=check,
+                                        remaining=lambda: max_evaluations - objective.count)
+        except _XoptStop as stop:
+            message = str(stop)
+        row["wall_s"] = time.perf_counter() - objective.start
+    finally:
+        objective.close()
+    row["evaluations"] = objective.count
+    row["objective"] = float(objective.best)
+    row["converged"] = message == "ok"
+    if message != "ok":
+        row["status"] = message
+    return MethodResult(row, objective.trace)
 
 
 def _gradient(problem: qs.Problem, backend: Any, row: dict[str, Any], method: str,

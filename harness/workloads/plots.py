@@ -66,8 +66,9 @@ def _series_plot(rows: list[dict[str, str]], label: Callable[[dict[str, str]], s
 
 
 def plot_reconstruct(directory: Path) -> Path | None:
-    """``reconstruction.png``: largest deviation from the analytic answer against wall
-    time [s], one line per method and backend (from ``trace.csv``)."""
+    """``reconstruction.png``: largest deviation from the reference answer (the analytic
+    one where the problem has the closed form) against wall time [s], one line per method
+    and backend (from ``trace.csv``)."""
     rows = _rows(directory / "trace.csv")
     if not rows:
         return None
@@ -81,7 +82,7 @@ def plot_reconstruct(directory: Path) -> Path | None:
                                      "wall_s", "max_dev_analytic", draw)
     axes.axhline(1e-6, color="grey", linestyle=":", linewidth=1)
     axes.set(xscale="log", yscale="log", xlabel="wall time [s]",
-             ylabel="max normalised deviation from the analytic σ-matrix",
+             ylabel="max normalised deviation from the reference σ-matrix",
              title="Quad-scan reconstruction: error against time")
     axes.legend(fontsize=7)
     return _save(plt, figure, directory / "reconstruction.png")

@@ -15,15 +15,19 @@ Beams*, Springer 2003, sec. 4.2, eq. 4.13)::
 
     sigma_11,screen = R11^2 sigma_11 + 2 R11 R12 sigma_12 + R12^2 sigma_22
 
-so the analytic weighted linear least-squares solution (:func:`analytic`) is the reference
-answer; the other methods fit a model beam (the scenario's beam sampler at Twiss values
-theta, ``len = --particles``) tracked by a backend:
+so for a linear model the analytic weighted linear least-squares solution
+(:func:`analytic`) is the reference answer. For a chromatic model (the paraxial tier,
+``lattices/quad_scan_chromatic.yaml``: each particle's focusing and drift depend on its
+energy, ImpactX ``src/elements/ChrQuad.H``, ``ChrDrift.H``) there is no closed form: the
+linear answer is a biased baseline and the reference is the best fit
+(:attr:`Problem.closed_form`). The other methods fit a model beam (the scenario's beam
+sampler at Twiss values theta, ``len = --particles``) tracked by a backend:
 
 * gradient-based (:mod:`harness.workloads.fits`): Gauss-Newton (Levenberg-Marquardt) and
   L-BFGS through a backend's :meth:`~backends.base.Backend.differentiable_observables`,
   all K settings as one batch where the backend takes a batch of parameter sets;
-* gradient-free: scipy Nelder-Mead through any backend, the model beam tracked at every
-  setting by :meth:`~backends.base.Prepared.track`.
+* gradient-free: Nelder-Mead (scipy's and Xopt's) through any backend, the model beam
+  tracked at every setting by :meth:`~backends.base.Prepared.track`.
 
 The model beam's sigma-matrix at a solution is that of the particles the backend tracked,
 so every exact method converges to the analytic answer whatever the particle count.
@@ -87,6 +91,13 @@ class Problem:
     particles: int
     measure_particles: int
     measure_seconds: float = 0.0
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether the analytic answer is the exact optimum of the objective: the linear
+        model (the paraxial and exact tiers are chromatic, so the linear least squares is
+        then a biased baseline)."""
+        return self.scenario.model == "linear"
 
 
 def default_parameter(scenario: Scenario) -> str:
