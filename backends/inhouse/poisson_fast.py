@@ -42,9 +42,9 @@ and 0.58 s with pyFFTW 0.15.1 (FFTW, ``FFTW_MEASURE``, after 4.5 s of planning; 
 with ``FFTW_ESTIMATE``), which is not a dependency. The Green function's spectrum there is
 a DCT-I (:func:`green_octant`, 0.6 s instead of 1.9 s of cosine sums), the x transforms
 run slab by slab with the product and the inverse in between (no doubled-grid array), and
-the solve took 2.9-3.2 s instead of 9.0 s (the compiled Green function 0.64 s of it),
-with the process's peak resident memory at 2.5 GB instead of 4.7 GB for a kick at 10^6
-particles.
+one solve of the ``napac25_space_charge`` density took 3.0 s instead of 9.0 s (the
+compiled Green function 0.64 s of it, the DCT 0.6 s), the process's peak resident memory
+2.15 GB instead of 4.93 GB (0.99 / 0.85 GB before the solve).
 
 The spectrum is that of the reference function to round-off (a sum of n float64 terms per
 axis, or a DCT, instead of an FFT); ``tests/test_inhouse_space_charge.py`` compares the
@@ -74,8 +74,10 @@ except ImportError:  # pragma: no cover
 
 #: Solve plain CPU tensors with scipy.fft (pocketfft) when it is installed (False: torch's).
 USE_POCKETFFT = True
-#: Work slabs of the pocketfft solve hold about this many bytes.
-CHUNK_BYTES = 32 * 2**20
+#: Work slabs of the pocketfft solve hold about this many bytes (at 259^3 nodes, one core:
+#: 2.25 s per solve with 4 MiB, 2.6 s with 8-16 MiB, 2.7 s with 32 MiB: larger slabs are
+#: allocated and page-faulted afresh each time).
+CHUNK_BYTES = 4 * 2**20
 #: The reused work array of the pocketfft solve (one grid shape at a time).
 _NP_BUFFERS: dict[tuple, np.ndarray] = {}
 #: Cosine matrices by (n, L, device): ``(L // 2 + 1, n)``.
