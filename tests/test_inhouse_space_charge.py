@@ -428,25 +428,26 @@ def test_compiled_space_charge_track_equals_eager():
     assert float((np.abs(out - reference).max(axis=0) / scale).max()) < 1e-10
 
 
-@pytest.mark.parametrize("prune", [False, True])
+@pytest.mark.parametrize("fft", ["pocketfft", "torch", "torch-pruned"])
 @pytest.mark.parametrize("nodes", [(9, 9, 9), (17, 9, 33), (65, 65, 65), (8, 12, 16),
-                                   (131, 5, 5)])
-def test_fast_poisson_solve_equals_the_reference_solve(nodes, prune, monkeypatch):
-    """The forward-only solve (cosine-sum spectrum of the mirrored Green function, a
-    reused padded buffer, the pruned inverse FFT) gives the reference solve's potential to
-    round-off, for odd and even doubled lengths and a batch of two, with the padded buffer
-    and the eager Green function, and with the forward FFT pruned (as above
-    ``PRUNE_BYTES``) and the compiled Green function of the forward-only kick. Round-off
-    here is 1e-13 of the largest potential, not 1e-15: the compiled Green function
-    evaluates atan and asinh with vectorised functions that differ from the eager ones by
-    an ulp, and the three differences of the antiderivative amplify that (4e-14 measured
-    at 65^3)."""
+                                   (131, 5, 5), (4, 3, 2)])
+def test_fast_poisson_solve_equals_the_reference_solve(nodes, fft, monkeypatch):
+    """The forward-only solve gives the reference solve's potential to round-off, for odd
+    and even node counts and a batch of two: through scipy.fft (pruned transforms, DCT-I
+    spectrum of the Green function, reused work array; with the compiled Green function of
+    the forward-only kick), and through torch's FFTs (cosine-sum spectrum, a reused padded
+    buffer or, as above ``PRUNE_BYTES``, the pruned forward FFT). Round-off here is 1e-13
+    of the largest potential, not 1e-15: the compiled Green function evaluates atan and
+    asinh with vectorised functions that differ from the eager ones by an ulp, and the
+    three differences of the antiderivative amplify that (4e-14 measured at 65^3; the
+    eager one agrees to 1e-15)."""
     from backends.inhouse import poisson_fast
     from backends.inhouse.space_charge import green_from_corners, solve_potential
 
-    green = (torch.compile(green_from_corners, fullgraph=True, dynamic=True) if prune
-             else green_from_corners)
-    if prune:
+    green = (torch.compile(green_from_corners, fullgraph=True, dynamic=True)
+             if fft == "pocketfft" else green_from_corners)
+    monkeypatch.setattr(poisson_fast, "USE_POCKETFFT", fft == "pocketfft")
+    if fft == "torch-pruned":
         monkeypatch.setattr(poisson_fast, "PRUNE_BYTES", 0)
     generator = torch.Generator().manual_seed(3)
     density = torch.rand((2, *nodes), dtype=torch.float64, generator=generator)
@@ -455,7 +456,7 @@ def test_fast_poisson_solve_equals_the_reference_solve(nodes, prune, monkeypatch
             torch.tensor([[2e-5], [5e-5]], dtype=torch.float64)]
     with torch.no_grad():
         reference = solve_potential(density, cell, 7.0)
-        for _ in range(2):  # the second solve reuses the padded buffer
+        for _ in range(2):  # the second solve reuses the padded buffer / work array
             fast = poisson_fast.solve(density, cell, 7.0, green=green)
             assert fast.shape == reference.shape
             assert float((fast - reference).abs().max()) <= 1e-13 * float(
