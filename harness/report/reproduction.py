@@ -503,7 +503,7 @@ def _cores(fig: Figure) -> str:
     return "?"
 
 
-def _where(fig: Figure, layout: str) -> str:
+def _where(fig: Figure, layout: Any) -> str:
     """The cell's hardware, published and here: a many-core socket (with the published
     layout) against one core, or one GPU against one GPU."""
     if fig.device == "cuda":
