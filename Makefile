@@ -103,7 +103,7 @@ reproduce: $(STAMP)
 # and results/reference/impactx-examples.csv (about 20 min on 2 cores).
 .PHONY: examples
 examples: $(STAMP)
-	$(BIN)/python -m benchmarks.impactx_examples --timeout 900
+	$(BIN)/python -m benchmarks.impactx_examples
 
 # The GPU path in one command: CUDA tests, a short CUDA matrix and one report (about 8 min;
 # prints why and exits 0 without a usable CUDA device).

@@ -20,3 +20,19 @@ def test_inhouse_equals_impactx_without_electric_field(bz: float) -> None:
     deviation = np.abs(ours - theirs).max(axis=0) / theirs.std(axis=0)
     print(f"ChrAcc ez=0 bz={bz}: max |in-house - ImpactX| / sigma = {deviation.max():.2e}")
     assert deviation.max() <= 1e-11, deviation
+
+
+def test_the_reference_time_through_a_zero_field_chracc_is_the_drift_limit() -> None:
+    """ez = 0: the reference keeps its energy and advances t by L / beta (the limit of
+    (bg_f - bg_i) / ez), as a drift of the same length."""
+    from backends.inhouse.reference import RefState
+    from backends.inhouse.translate import _chr_acc_reference
+    from harness.model.reference_particle import ReferenceParticle
+
+    ref = RefState.from_reference(ReferenceParticle("electron", 100.0))
+    after = _chr_acc_reference(0.7, 0.0, ref)
+    assert after.gamma == ref.gamma
+    assert after.t == ref.advanced(0.7).t
+    # continuous at ez -> 0 (ImpactX's quotient loses digits as ez shrinks: 1e-3 keeps 1e-11)
+    near = _chr_acc_reference(0.7, 1e-3, ref)
+    assert abs(near.t - after.t) <= 1e-8 * abs(after.t)

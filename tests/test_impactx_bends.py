@@ -259,8 +259,6 @@ def test_edge_fringe_term_is_the_bends_edge_int() -> None:
     ([("DipEdge", dict(name="e", psi=0.1, rc=2.0, g=0.05, model="nonlinear",
                        modify_ref_part=True))], "modify_ref_part"),
     ([("DipEdge", dict(name="e", psi=0.1, rc=0.0, g=0.05))], "rc = 0"),
-    ([("ExactSbend", dict(name="b", ds=-0.5, phi=10.0, B=0.5)),
-      ("ChrAcc", dict(name="a", ds=0.1, ez=1.0, bz=0.0))], "a negative length"),
     ([("ExactSbend", dict(name="b", ds=0.5, phi=0.0, B=0.5))],
      "an ExactSbend with a field B and phi = 0"),
     ([("Sbend", dict(name="b", ds=0.5, rc=2.0, dx=1e-3))], "dx is not translated"),

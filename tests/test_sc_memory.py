@@ -45,7 +45,8 @@ def _case_rows(path: Path, initial: Path, n: int, checkpoint: str) -> list[dict]
     """One gradient case with 4 kicks and the given checkpointing, in this process."""
     from harness.gradient_case import gradient_case
 
-    spec = {"scenario_path": str(path), "backend": "inhouse", "particles": n, "device": "cpu",
+    spec = {"kind": "gradient", "scenario_path": str(path), "backend": "inhouse",
+            "particles": n, "device": "cpu",
             "dtype": "float64", "repeat": 1, "initial_path": str(initial),
             "options": {"parameters": ["beam.rms.sigma_x"], "objective": "sigma_x",
                         "fd_steps": [1e-6], "kicks": 4, "checkpoint": checkpoint}}

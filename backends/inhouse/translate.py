@@ -476,7 +476,10 @@ def _extension_specs(element: Element, parameter_fields: frozenset[str]) -> list
 def _chr_acc_reference(length: nm.Scalar, ez: nm.Scalar, ref: RefState) -> RefState:
     """The reference particle after a ChrAcc: gamma + ez L and t + (bg_f - bg_i) / ez
     (``ChrUniformAcc.H`` reference push: ``refpart.t = t + (bgf - bgi)/m_ez`` per slice, a
-    sum that telescopes over the slices)."""
+    sum that telescopes over the slices). With ez = 0 (a chromatic solenoid) the energy
+    stays and the time is its limit, t + L / beta."""
+    if isinstance(ez, float | int) and ez == 0.0:
+        return ref.advanced(length)
     after = chr_acc.reference_after(length, ez, ref)
     return after.with_time(ref.t + (after.beta_gamma - ref.beta_gamma) / ez)
 

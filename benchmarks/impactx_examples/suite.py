@@ -40,7 +40,7 @@ from benchmarks.impactx_examples.translate import category
 
 BACKENDS = ("impactx", "inhouse")
 #: Wall-clock limit of each child process (the example's run, each backend's run) [s].
-TIMEOUT_S = 120.0
+TIMEOUT_S = 900.0
 #: Address-space limit of each child process [bytes].
 MEMORY_BYTES = 12 * 2**30
 REPOSITORY = Path(__file__).resolve().parents[2]
