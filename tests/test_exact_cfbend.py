@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from derivative_checks import assert_three_agree, three_ways
 
 from backends.impactx import translate
 from backends.inhouse.tracker import Tracker
@@ -135,21 +136,8 @@ def test_gradients_reverse_forward_fd(field) -> None:
     assert made is not None
     g, theta0 = made
 
-    def f(theta: torch.Tensor) -> torch.Tensor:
-        return g(theta)["emittance_x"]
-
-    theta = theta0.clone().requires_grad_(True)
-    (reverse,) = torch.autograd.grad(f(theta), theta)
-    forward = torch.func.jvp(f, (theta0.clone(),), (torch.ones_like(theta0),))[1]
-    h = 1e-3 * abs(float(theta0[0]))
-    with torch.no_grad():
-        fd = (8 * (f(theta0 + h) - f(theta0 - h)) - (f(theta0 + 2 * h) - f(theta0 - 2 * h))
-              ) / (12 * h)
-    print(f"{field}: reverse {float(reverse[0]):.12e} forward {float(forward):.12e} "
-          f"fd {float(fd):.12e}")
-    assert float(reverse[0]) != 0.0
-    assert abs(float(forward) - float(reverse[0])) <= 1e-12 * abs(float(reverse[0]))
-    assert abs(float(fd) - float(reverse[0])) <= 1e-6 * abs(float(reverse[0]))
+    assert_three_agree(field, three_ways(lambda theta: g(theta)["emittance_x"], theta0),
+                       fd_rtol=1e-6)
 
 
 def test_symplectic() -> None:

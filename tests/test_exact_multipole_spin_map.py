@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from derivative_checks import assert_three_agree, three_ways
 
 from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
@@ -119,21 +120,8 @@ def test_gradients_reverse_forward_fd(field) -> None:
     assert made is not None
     g, theta0 = made
 
-    def f(theta: torch.Tensor) -> torch.Tensor:
-        return g(theta)["emittance_x"]
-
-    theta = theta0.clone().requires_grad_(True)
-    (reverse,) = torch.autograd.grad(f(theta), theta)
-    forward = torch.func.jvp(f, (theta0.clone(),), (torch.ones_like(theta0),))[1]
-    h = 1e-3 * abs(float(theta0[0]))
-    with torch.no_grad():
-        fd = (8 * (f(theta0 + h) - f(theta0 - h)) - (f(theta0 + 2 * h) - f(theta0 - 2 * h))
-              ) / (12 * h)
-    print(f"{field}: reverse {float(reverse[0]):.12e} forward {float(forward):.12e} "
-          f"fd {float(fd):.12e}")
-    assert float(reverse[0]) != 0.0
-    assert abs(float(forward) - float(reverse[0])) <= 1e-12 * abs(float(reverse[0]))
-    assert abs(float(fd) - float(reverse[0])) <= 1e-6 * abs(float(reverse[0]))
+    assert_three_agree(field, three_ways(lambda theta: g(theta)["emittance_x"], theta0),
+                       fd_rtol=1e-6)
 
 
 def test_other_backends_refuse_by_name() -> None:
@@ -211,22 +199,8 @@ def test_spin_map_gradients(field, beam) -> None:
         state = tracker.track(_columns(particles), _columns(spins), {("m1", field): value})
         return spin_observables(state.spins)["sigma_sx"]
 
-    value = torch.tensor(value0, dtype=torch.float64, requires_grad=True)
-    (reverse,) = torch.autograd.grad(objective(value), value)
-    forward = torch.func.jvp(objective, (torch.tensor(value0, dtype=torch.float64),),
-                             (torch.tensor(1.0, dtype=torch.float64),))[1]
-    step = 1e-3 * abs(value0)
-
-    def at(offset: float) -> float:
-        with torch.no_grad():
-            return float(objective(torch.tensor(value0 + offset, dtype=torch.float64)))
-
-    fd = (8.0 * (at(step) - at(-step)) - (at(2 * step) - at(-2 * step))) / (12.0 * step)
-    print(f"{field}: reverse {float(reverse):.12e} forward {float(forward):.12e} "
-          f"fd {fd:.12e}")
-    assert float(reverse) != 0.0
-    assert abs(float(forward - reverse)) <= 1e-12 * abs(float(reverse))
-    assert abs(fd - float(reverse)) <= 1e-7 * abs(float(reverse))
+    assert_three_agree(field, three_ways(objective, value0),
+                       fd_rtol=1e-7)
 
 
 # ----------------------------------------------------------------------------- importer

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from derivative_checks import assert_three_agree, three_ways
 
 from backends.inhouse.spin import SpinTracker, sample_vmf, spin_observables, spin_step_sequence
 from harness.model.lattice import Element
@@ -105,18 +106,5 @@ def test_integrated_spin_gradients(key) -> None:
         state = tracker.track(_columns(particles), _columns(spins), {key: value})
         return spin_observables(state.spins, state.alive)["sigma_sx"]
 
-    value = torch.tensor(value0, dtype=torch.float64, requires_grad=True)
-    (reverse,) = torch.autograd.grad(objective(value), value)
-    forward = torch.func.jvp(objective, (torch.tensor(value0, dtype=torch.float64),),
-                             (torch.tensor(1.0, dtype=torch.float64),))[1]
-    step = 1e-3 * abs(value0)
-
-    def at(offset: float) -> float:
-        with torch.no_grad():
-            return float(objective(torch.tensor(value0 + offset, dtype=torch.float64)))
-
-    fd = (8.0 * (at(step) - at(-step)) - (at(2 * step) - at(-2 * step))) / (12.0 * step)
-    print(f"{key}: reverse {float(reverse):.12e} forward {float(forward):.12e} fd {fd:.12e}")
-    assert float(reverse) != 0.0
-    assert abs(float(forward - reverse)) <= 1e-12 * abs(float(reverse))
-    assert abs(fd - float(reverse)) <= 1e-7 * abs(float(reverse))
+    assert_three_agree(str(key), three_ways(objective, value0),
+                       fd_rtol=1e-7)

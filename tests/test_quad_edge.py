@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from derivative_checks import assert_three_agree, three_ways
 
 from harness.model.errors import ScenarioError
 from harness.model.lattice import Element
@@ -129,21 +130,8 @@ def test_gradients_reverse_forward_fd() -> None:
         return emittance * 1e6 + spin_observables(state.spins)["sigma_sx"]
 
     value0 = -600.0
-    value = torch.tensor(value0, dtype=torch.float64, requires_grad=True)
-    (reverse,) = torch.autograd.grad(objective(value), value)
-    forward = torch.func.jvp(objective, (torch.tensor(value0, dtype=torch.float64),),
-                             (torch.tensor(1.0, dtype=torch.float64),))[1]
-    step = 1e-3 * abs(value0)
-
-    def at(offset: float) -> float:
-        with torch.no_grad():
-            return float(objective(torch.tensor(value0 + offset, dtype=torch.float64)))
-
-    fd = (8.0 * (at(step) - at(-step)) - (at(2 * step) - at(-2 * step))) / (12.0 * step)
-    print(f"k: reverse {float(reverse):.12e} forward {float(forward):.12e} fd {fd:.12e}")
-    assert float(reverse) != 0.0
-    assert abs(float(forward - reverse)) <= 1e-12 * abs(float(reverse))
-    assert abs(fd - float(reverse)) <= 1e-7 * abs(float(reverse))
+    assert_three_agree("k", three_ways(objective, value0),
+                       fd_rtol=1e-7)
 
 
 def test_importer_reads_quad_edges() -> None:
