@@ -42,3 +42,16 @@ def quiet_simulation(species: str, kinetic_energy_MeV: float) -> Any:
     sim.init_grids()
     sim.beam.ref.set_species(species).set_kin_energy_MeV(kinetic_energy_MeV)
     return sim
+
+
+def impactx_and_inhouse(scenario: Any, particles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(theirs, ours)``: the same particles tracked by the ImpactX backend and by the
+    in-house backend (eager), final coordinates [x, px, y, py, t, pt] per particle."""
+    from backends.impactx import BACKEND as IMPACTX
+    from backends.inhouse import BACKEND as INHOUSE
+
+    with IMPACTX().prepare(scenario) as prepared:
+        theirs = np.asarray(prepared.track(particles))
+    with INHOUSE().prepare(scenario, compile=False) as prepared:
+        ours = np.asarray(prepared.track(particles))
+    return theirs, ours

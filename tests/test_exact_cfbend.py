@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from derivative_checks import assert_three_agree, three_ways
+from impactx_helpers import impactx_and_inhouse
 
 from backends.impactx import translate
 from backends.inhouse.tracker import Tracker
@@ -57,13 +58,8 @@ def test_impactx_translation_has_every_component() -> None:
 
 
 def _track(s, particles):
-    from backends.impactx import BACKEND as IMPACTX
-    from backends.inhouse import BACKEND as INHOUSE
 
-    with IMPACTX().prepare(s) as prepared:
-        theirs = np.asarray(prepared.track(particles))
-    with INHOUSE().prepare(s, compile=False) as prepared:
-        ours = np.asarray(prepared.track(particles))
+    theirs, ours = impactx_and_inhouse(s, particles)
     return theirs, ours
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from derivative_checks import assert_three_agree, three_ways
+from impactx_helpers import impactx_and_inhouse
 
 from backends.registry import backend_classes
 from harness.model.errors import ScenarioError
@@ -91,15 +92,10 @@ def test_impactx_translation() -> None:
 def test_inhouse_equals_impactx_particle_by_particle() -> None:
     """float64, the same 2000 particles: max |in-house - ImpactX| / sigma <= 1e-11."""
     pytest.importorskip("impactx")
-    from backends.impactx import BACKEND as IMPACTX
-    from backends.inhouse import BACKEND as INHOUSE
 
     s = scenario()
     particles = generate(s.beam, 2000)
-    with IMPACTX().prepare(s) as prepared:
-        theirs = np.asarray(prepared.track(particles))
-    with INHOUSE().prepare(s, compile=False) as prepared:
-        ours = np.asarray(prepared.track(particles))
+    theirs, ours = impactx_and_inhouse(s, particles)
     moved = np.abs(theirs - particles[:, :6]).max(axis=0) / theirs.std(axis=0)
     assert moved[1] > 1e-3
     deviation = float((np.abs(ours - theirs).max(axis=0) / theirs.std(axis=0)).max())

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from derivative_checks import assert_three_agree, three_ways
+from impactx_helpers import impactx_and_inhouse
 
 from harness.model.errors import ScenarioError
 from harness.model.lattice import Element
@@ -57,16 +58,11 @@ def test_bad_input_is_one_line(own, match) -> None:
 
 def test_inhouse_equals_impactx_particle_by_particle() -> None:
     pytest.importorskip("impactx")
-    from backends.impactx import BACKEND as IMPACTX
-    from backends.inhouse import BACKEND as INHOUSE
     from harness.model.particles import generate
 
     s = scenario()
     particles = generate(s.beam, 2000)
-    with IMPACTX().prepare(s) as prepared:
-        theirs = np.asarray(prepared.track(particles))
-    with INHOUSE().prepare(s, compile=False) as prepared:
-        ours = np.asarray(prepared.track(particles))
+    theirs, ours = impactx_and_inhouse(s, particles)
     deviation = float((np.abs(ours - theirs).max(axis=0) / theirs.std(axis=0)).max())
     print(f"QuadEdge: max |in-house - ImpactX| / sigma = {deviation:.2e}")
     assert deviation <= 1e-11
